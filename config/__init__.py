@@ -1,0 +1,44 @@
+"""Typed settings with commented defaults and microscope presets.
+
+Load order, lowest to highest priority: defaults < preset < settings file < environment
+(``CAUSALSCOPE_<SECTION>__<FIELD>``) < explicit overrides. Importing does no I/O; files and the
+environment are read by :func:`load_settings`.
+
+>>> settings = load_settings(preset="krios-k3")  # doctest: +SKIP
+>>> settings.microscope.voltage_kv  # doctest: +SKIP
+300.0
+"""
+
+from __future__ import annotations
+
+from config.acquisition import StreamSettings, WatcherSettings
+from config.instrument import DetectorSettings, MicroscopeSettings
+from config.processing import CtfSettings, GateSettings, MotionSettings, ProcessingSettings
+from config.render import default_toml, render_toml
+from config.services import ServeSettings, StoreSettings, TuiSettings
+from config.settings import Settings, default_settings, load_settings, settings_to_dict
+from config.simulation import SimulationSettings
+from config.sources import list_presets, preset_description
+
+__all__ = [
+    "CtfSettings",
+    "DetectorSettings",
+    "GateSettings",
+    "MicroscopeSettings",
+    "MotionSettings",
+    "ProcessingSettings",
+    "ServeSettings",
+    "Settings",
+    "SimulationSettings",
+    "StoreSettings",
+    "StreamSettings",
+    "TuiSettings",
+    "WatcherSettings",
+    "default_settings",
+    "default_toml",
+    "list_presets",
+    "load_settings",
+    "preset_description",
+    "render_toml",
+    "settings_to_dict",
+]

@@ -1,0 +1,128 @@
+"""Settings of the per-exposure processing: motion correction, CTF estimation and the gate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from config._common import Section
+
+__all__ = ["CtfSettings", "GateSettings", "MotionSettings", "ProcessingSettings"]
+
+
+class MotionSettings(Section):
+    """Motion correction: global alignment, then a grid of patches (as MotionCor2)."""
+
+    patches_x: int = Field(5, ge=1, le=32, description="Patches across the frame width.")
+    patches_y: int = Field(5, ge=1, le=32, description="Patches across the frame height.")
+    bfactor_angstrom2: float = Field(
+        150.0,
+        ge=0,
+        le=10000,
+        description="B-factor in A^2 applied to frames before alignment (RELION's default 150).",
+    )
+    iterations: int = Field(10, ge=1, le=100, description="Maximum alignment iterations.")
+    tolerance_px: float = Field(
+        0.5, gt=0, le=10, description="Stop iterating once shifts change less than this."
+    )
+
+
+class CtfSettings(Section):
+    """CTF estimation on the motion-corrected sum (as CTFFIND)."""
+
+    box_px: int = Field(512, ge=64, le=4096, description="Size of the power-spectrum tiles.")
+    min_resolution_angstrom: float = Field(
+        30.0, gt=0, le=500, description="Lowest resolution fitted (the larger number)."
+    )
+    max_resolution_angstrom: float = Field(
+        4.0, gt=0, le=100, description="Highest resolution fitted (the smaller number)."
+    )
+    defocus_min_um: float = Field(
+        0.2, ge=0, le=50, description="Smallest defocus searched, in um (positive = underfocus)."
+    )
+    defocus_max_um: float = Field(5.0, gt=0, le=50, description="Largest defocus searched, in um.")
+    estimate_phase_shift: bool = Field(
+        False, description="Fit an additional phase shift (phase plate data)."
+    )
+
+    @field_validator("box_px")
+    @classmethod
+    def _box_is_even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"expected an even number of pixels, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> CtfSettings:
+        if self.min_resolution_angstrom <= self.max_resolution_angstrom:
+            raise ValueError(
+                f"min_resolution_angstrom ({self.min_resolution_angstrom:g}) must be larger than "
+                f"max_resolution_angstrom ({self.max_resolution_angstrom:g}): resolution in "
+                "Angstrom is a distance, so the low-resolution limit is the larger number"
+            )
+        if self.defocus_min_um >= self.defocus_max_um:
+            raise ValueError(
+                f"defocus_min_um ({self.defocus_min_um:g}) must be smaller than "
+                f"defocus_max_um ({self.defocus_max_um:g})"
+            )
+        return self
+
+
+class GateSettings(Section):
+    """The sanity gate: results outside these limits are failures, never passed on silently.
+
+    The limits catch broken results (blank frames, -9999 drifts, wild CTF fits), not merely
+    poor exposures; quality is judged by the causal model and the scores.
+    """
+
+    max_total_drift_px: float = Field(
+        200.0, gt=0, le=10000, description="Largest plausible total drift over an exposure."
+    )
+    max_frame_shift_px: float = Field(
+        50.0, gt=0, le=10000, description="Largest plausible shift between consecutive frames."
+    )
+    max_ctf_fit_resolution_angstrom: float = Field(
+        15.0,
+        gt=0,
+        le=500,
+        description="A CTF fit resolution worse (larger) than this fails the gate.",
+    )
+    max_astigmatism_angstrom: float = Field(
+        5000.0, gt=0, le=100_000, description="Largest plausible |defocus U - defocus V|."
+    )
+    min_total_dose_e_per_a2: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="Less total dose than this means a blank or failed exposure.",
+    )
+    max_total_dose_e_per_a2: float = Field(
+        300.0, gt=0, le=10000, description="More total dose than this means wrong metadata."
+    )
+
+    @model_validator(mode="after")
+    def _dose_range_is_ordered(self) -> GateSettings:
+        if self.min_total_dose_e_per_a2 >= self.max_total_dose_e_per_a2:
+            raise ValueError(
+                f"min_total_dose_e_per_a2 ({self.min_total_dose_e_per_a2:g}) must be smaller than "
+                f"max_total_dose_e_per_a2 ({self.max_total_dose_e_per_a2:g})"
+            )
+        return self
+
+
+class ProcessingSettings(Section):
+    """Per-exposure processing: where it runs, how much at once, and each stage's parameters."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where exposure actors compute; 'auto' uses CUDA when present."
+    )
+    max_in_flight: int = Field(
+        4, ge=1, le=1024, description="Exposures handed to actors and not yet finished."
+    )
+    dose_weighting: bool = Field(
+        True, description="Weight frames by accumulated dose (Grant & Grigorieff 2015)."
+    )
+    motion: MotionSettings = Field(default_factory=MotionSettings, description="Motion.")
+    ctf: CtfSettings = Field(default_factory=CtfSettings, description="CTF estimation.")
+    gate: GateSettings = Field(default_factory=GateSettings, description="Sanity gate.")

@@ -1,0 +1,66 @@
+"""Settings of the session store, the terminal dashboard and the HTTP API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, model_validator
+
+from config._common import EMPTY_IS_NONE, Section, ZmqAddress
+
+__all__ = ["ServeSettings", "StoreSettings", "TuiSettings"]
+
+_SessionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class StoreSettings(Section):
+    """The session store: one DuckDB file per session, and the endpoints that publish it."""
+
+    directory: Path = Field(Path("sessions"), description="Folder that holds the sessions.")
+    session_name: Annotated[_SessionName | None, EMPTY_IS_NONE] = Field(
+        None,
+        description="Session name (letters, digits, '.', '_', '-'); unset = date and time.",
+        examples=["2024-05-01_apoferritin"],
+    )
+    publish_address: ZmqAddress = Field(
+        "tcp://127.0.0.1:5556", description="PUB endpoint on which committed rows are published."
+    )
+    query_address: ZmqAddress = Field(
+        "tcp://127.0.0.1:5557", description="Endpoint that answers history queries from the TUI."
+    )
+
+    @model_validator(mode="after")
+    def _addresses_differ(self) -> StoreSettings:
+        if self.publish_address == self.query_address:
+            raise ValueError(
+                f"publish_address and query_address are both {self.publish_address!r}; "
+                "they must be different endpoints"
+            )
+        return self
+
+
+class TuiSettings(Section):
+    """The terminal dashboard: refresh rate, theme and the threshold lines drawn on its plots."""
+
+    refresh_hz: float = Field(4.0, gt=0, le=60, description="Screen updates per second.")
+    ctf_fit_resolution_angstrom: float = Field(
+        6.0, gt=0, le=500, description="Threshold line on the CTF fit resolution plot."
+    )
+    total_drift_px: float = Field(
+        30.0, gt=0, le=10000, description="Threshold line on the total drift plot."
+    )
+    ice_thickness_nm: float = Field(
+        80.0, gt=0, le=2000, description="Threshold line on the ice thickness plot."
+    )
+    theme: str = Field("textual-dark", min_length=1, description="Textual colour theme.")
+
+
+class ServeSettings(Section):
+    """The HTTP API for session summaries (Ray Serve)."""
+
+    enabled: bool = Field(False, description="Start the HTTP API with the daemon.")
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="Address to bind; 0.0.0.0 exposes it to the network."
+    )
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")

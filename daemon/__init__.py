@@ -1,0 +1,1 @@
+"""The long-running process: sources, scheduler, session store, file formats and the CLI."""

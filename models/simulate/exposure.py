@@ -1,0 +1,482 @@
+"""One exposure of the fake microscope: specimen -> optics -> motion -> detector.
+
+Image formation (weak-phase object, RELION's CTF convention, see :mod:`models.ctf`):
+
+1. The ice is cut into slabs (<= 10 nm each). Each slab holds the particles whose centre lies
+   in it and a random field of vitreous water; its phase ``Phi_s(k)`` is transferred with the
+   CTF at that slab's defocus (``defocus + z``), so thick ice damps the Thon rings as in
+   CTFFIND5's model, and every particle is imaged at its own height.
+2. ``C(k) = sum_s CTF_s Phi_s`` times the temporal and spatial coherence envelopes, a B-factor,
+   the beam-tilt phase and the detector MTF.
+3. Frame f: the radiation-damage filter at its mid-frame dose, its mean shift, the blur of its
+   straight motion path, then the local deformation (bicubic warp), giving the contrast c_f.
+4. Electrons per pixel: ``dose_f * A_px * (1 - 2 P_el c_f)`` without an energy filter (the
+   inelastic fraction ``1 - P_el = 1 - exp(-t / Lambda_in)`` arrives too but carries no
+   contrast) or ``dose_f * A_px * P_el * (1 - 2 c_f)`` behind a zero-loss slit; Poisson counts
+   scaled by the pixel sensitivity, plus hot pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.ctf import (
+    beam_tilt_phase,
+    bfactor_envelope,
+    ctf_at,
+    frequency_grid,
+    spatial_coherence_envelope,
+    temporal_coherence_envelope,
+)
+from models.dose import dose_filter
+from models.simulate.detector import (
+    DetectorTruth,
+    MtfFunction,
+    analytic_counting_mtf,
+    count_electrons,
+)
+from models.simulate.motion import MotionTruth, draw_motion, local_displacement_px
+from models.simulate.specimen import (
+    Specimen,
+    composite_form_factor,
+    euler_zyz_from_matrices,
+    gridding_correction,
+    random_rotations,
+    splat_bilinear,
+    water_phase_psd,
+)
+from models.units import ANGSTROM_PER_NM, electron_wavelength_angstrom, relativistic_gamma
+
+__all__ = [
+    "ExposureParameters",
+    "SimulatedExposure",
+    "inelastic_mean_free_path_nm",
+    "simulate_exposure",
+]
+
+_MAX_SLAB_NM = 10.0
+
+
+def inelastic_mean_free_path_nm(voltage_kv: float) -> float:
+    """Inelastic mean free path in vitreous ice: ~350 nm at 300 kV, scaled by beta^2 below."""
+    gamma = relativistic_gamma(voltage_kv)
+    beta2 = 1.0 - 1.0 / gamma**2
+    gamma300 = relativistic_gamma(300.0)
+    return 350.0 * beta2 / (1.0 - 1.0 / gamma300**2)
+
+
+@dataclass(frozen=True)
+class ExposureParameters:
+    """Every generating parameter of one exposure (the truth file records all of them)."""
+
+    size_px: int = 1024
+    n_frames: int = 20
+    pixel_size_angstrom: float = 1.0
+    voltage_kv: float = 300.0
+    spherical_aberration_mm: float = 2.7
+    amplitude_contrast: float = 0.07
+    chromatic_aberration_mm: float = 2.7
+    energy_spread_ev: float = 0.8
+    illumination_aperture_mrad: float = 0.01
+    energy_filter: bool = False
+    dose_e_per_a2: float = 40.0
+    defocus_u_angstrom: float = 15_000.0
+    defocus_v_angstrom: float = 14_600.0
+    defocus_angle_deg: float = 30.0
+    phase_shift_deg: float = 0.0
+    ice_thickness_nm: float = 30.0
+    beam_tilt_x_mrad: float = 0.0
+    beam_tilt_y_mrad: float = 0.0
+    bfactor_angstrom2: float = 20.0
+    drift_total_px: float = 8.0
+    drift_direction_deg: float = 30.0
+    drift_decay_frames: float = 4.0
+    drift_jitter_px: float = 0.3
+    local_motion_px: float = 1.0
+    intra_frame_blur: bool = True
+    n_particles: int = 40
+    broken_fraction: float = 0.0
+    aggregate_fraction: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "size_px": self.size_px >= 16,
+            "n_frames": self.n_frames >= 1,
+            "pixel_size_angstrom": self.pixel_size_angstrom > 0,
+            "voltage_kv": 60 <= self.voltage_kv <= 400,
+            "amplitude_contrast": 0 <= self.amplitude_contrast < 1,
+            "dose_e_per_a2": self.dose_e_per_a2 > 0,
+            "ice_thickness_nm": self.ice_thickness_nm > 0,
+            "n_particles": self.n_particles >= 0,
+            "broken_fraction": 0 <= self.broken_fraction <= 1,
+            "aggregate_fraction": 0 <= self.aggregate_fraction <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} out of range: {getattr(self, name)!r}")
+
+
+@dataclass
+class SimulatedExposure:
+    """A simulated movie and everything known about it.
+
+    Attributes
+    ----------
+    frames
+        ``(F, h, w)`` raw counts (uint8, or uint16 where counts exceed 255).
+    truth
+        JSON-able truth record (see :func:`simulate_exposure`).
+    static_counts
+        ``(h, w)`` expected total counts without motion or noise (the movie's ideal sum).
+    clean_phase
+        ``(h, w)`` projected phase of the particles alone (radians): no CTF, ice or noise.
+    motion
+        The drawn motion.
+    """
+
+    frames: np.ndarray
+    truth: dict[str, Any]
+    static_counts: np.ndarray
+    clean_phase: np.ndarray
+    motion: MotionTruth
+    expected_frames: np.ndarray | None = field(default=None, repr=False)
+
+
+def _place_particles(
+    rng: np.random.Generator, n: int, *, size_px: int, radius_px: float
+) -> np.ndarray:
+    """Up to ``n`` centres ``[x, y]`` inside the image, at least a diameter apart."""
+    if n == 0:
+        return np.zeros((0, 2))
+    lo, hi = radius_px, size_px - radius_px
+    if hi <= lo:
+        return np.zeros((0, 2))
+    placed: list[np.ndarray] = []
+    min_d2 = (2.0 * radius_px) ** 2
+    for _ in range(60):
+        candidates = rng.uniform(lo, hi, size=(4 * n, 2))
+        for c in candidates:
+            if placed:
+                arr = np.asarray(placed)
+                if np.min(np.sum((arr - c) ** 2, axis=1)) < min_d2:
+                    continue
+            placed.append(c)
+            if len(placed) == n:
+                return np.asarray(placed)
+    return np.asarray(placed)
+
+
+def _variants(specimen: Specimen) -> dict[str, Specimen]:
+    """The conformations present: intact, broken (half the subunits gone)."""
+    keep = specimen.coords_angstrom[:, 0] > -0.2 * specimen.radius_angstrom
+    return {"intact": specimen, "broken": specimen.subset(keep, specimen.name + ":broken")}
+
+
+def simulate_exposure(
+    params: ExposureParameters,
+    *,
+    specimen: Specimen,
+    mtf: MtfFunction | None = None,
+    detector: DetectorTruth | None = None,
+    keep_expected: bool = False,
+    device: torch.device | str = "cpu",
+) -> SimulatedExposure:
+    """Render one movie and its truth from ``params`` (deterministic for a given seed).
+
+    ``truth`` holds every field of ``params`` plus ``shifts_px`` (``[[x, y]]`` per frame,
+    frame 0 = ``[0, 0]``), ``particles`` (``[[x, y]]`` px in frame 0), per-particle
+    ``particle_classes``, ``particle_depths_nm`` and ``particle_euler_deg`` (RELION rot, tilt,
+    psi), the local-motion coefficients and profile, the beam tilt and the detector's defects.
+    """
+    rng = np.random.default_rng(params.seed)
+    torch_rng = torch.Generator(device=device).manual_seed(params.seed)
+    n, n_frames, apix = params.size_px, params.n_frames, params.pixel_size_angstrom
+    mtf_fn = analytic_counting_mtf if mtf is None else mtf
+
+    motion = draw_motion(
+        rng,
+        n_frames=n_frames,
+        total_drift_px=params.drift_total_px,
+        direction_deg=params.drift_direction_deg,
+        decay_frames=params.drift_decay_frames,
+        jitter_px=params.drift_jitter_px,
+        local_amplitude_px=params.local_motion_px,
+    )
+    margin = math.ceil(np.abs(motion.shifts_px).max() + 1.5 * params.local_motion_px + 16)
+    m_size = int(math.ceil((n + 2 * margin) / 16) * 16)
+    offset = (m_size - n) // 2
+
+    # --- particles: positions, heights, poses, classes
+    radius_px = specimen.radius_angstrom / apix
+    centres = _place_particles(rng, params.n_particles, size_px=n, radius_px=radius_px)
+    n_placed = len(centres)
+    thickness_a = params.ice_thickness_nm * ANGSTROM_PER_NM
+    z_room = max(0.0, thickness_a / 2 - specimen.radius_angstrom)
+    depths_a = rng.uniform(-z_room, z_room, size=n_placed)
+    rotations = random_rotations(rng, n_placed)
+    classes = rng.choice(
+        ["intact", "broken", "aggregate"],
+        size=n_placed,
+        p=_class_probabilities(params.broken_fraction, params.aggregate_fraction),
+    )
+    variants = _variants(specimen)
+
+    # --- slabs of ice
+    n_slabs = max(1, math.ceil(params.ice_thickness_nm / _MAX_SLAB_NM))
+    edges = np.linspace(-thickness_a / 2, thickness_a / 2, n_slabs + 1)
+    slab_centres = 0.5 * (edges[:-1] + edges[1:])
+    slab_of = np.clip(np.searchsorted(edges, depths_a, side="right") - 1, 0, n_slabs - 1)
+
+    dtype = torch.float32
+    kx_c, ky_c = frequency_grid((m_size, m_size), pixel_size_angstrom=1.0, device=device)
+    kx, ky = kx_c / apix, ky_c / apix
+    k = torch.sqrt(kx * kx + ky * ky)
+    atom_weights, shape_factor = composite_form_factor(specimen, k, voltage_kv=params.voltage_kv)
+    gamma_lambda = relativistic_gamma(params.voltage_kv) * electron_wavelength_angstrom(
+        params.voltage_kv
+    )
+    phase_scale = (gamma_lambda / apix**2) * shape_factor * gridding_correction(kx_c, ky_c)
+    slab_psd = water_phase_psd(
+        k, thickness_angstrom=thickness_a / n_slabs, voltage_kv=params.voltage_kv
+    )
+    solvent_scale = torch.sqrt(slab_psd / apix**2).to(dtype)
+
+    total = torch.zeros_like(kx, dtype=torch.complex64)
+    particles_only = torch.zeros_like(total)
+    for s in range(n_slabs):
+        points, weights = _slab_atoms(
+            variants,
+            atom_weights,
+            specimen,
+            centres,
+            rotations,
+            classes,
+            slab_of == s,
+            apix=apix,
+            offset=offset,
+            rng=rng,
+        )
+        phi = torch.zeros_like(total)
+        if len(points):
+            splat = splat_bilinear(
+                torch.as_tensor(points, dtype=torch.float64, device=device),
+                torch.as_tensor(weights, dtype=torch.float64, device=device),
+                (m_size, m_size),
+            ).to(dtype)
+            phi = torch.fft.rfft2(splat) * phase_scale
+            particles_only += phi
+        noise = torch.randn((m_size, m_size), generator=torch_rng, device=device, dtype=dtype)
+        phi = phi + torch.fft.rfft2(noise) * solvent_scale
+        defocus_shift = float(slab_centres[s])
+        ctf = ctf_at(
+            kx,
+            ky,
+            defocus_u_angstrom=params.defocus_u_angstrom + defocus_shift,
+            defocus_v_angstrom=params.defocus_v_angstrom + defocus_shift,
+            defocus_angle_deg=params.defocus_angle_deg,
+            voltage_kv=params.voltage_kv,
+            spherical_aberration_mm=params.spherical_aberration_mm,
+            amplitude_contrast=params.amplitude_contrast,
+            phase_shift_deg=params.phase_shift_deg,
+        )
+        total += ctf * phi
+
+    mean_defocus = 0.5 * (params.defocus_u_angstrom + params.defocus_v_angstrom)
+    envelope = (
+        temporal_coherence_envelope(
+            kx,
+            ky,
+            voltage_kv=params.voltage_kv,
+            chromatic_aberration_mm=params.chromatic_aberration_mm,
+            energy_spread_ev=params.energy_spread_ev,
+        )
+        * spatial_coherence_envelope(
+            kx,
+            ky,
+            defocus_angstrom=mean_defocus,
+            voltage_kv=params.voltage_kv,
+            spherical_aberration_mm=params.spherical_aberration_mm,
+            illumination_aperture_mrad=params.illumination_aperture_mrad,
+        )
+        * bfactor_envelope(kx, ky, bfactor_angstrom2=params.bfactor_angstrom2)
+        * mtf_fn(torch.sqrt(kx_c**2 + ky_c**2))
+    )
+    tilt = beam_tilt_phase(
+        kx,
+        ky,
+        beam_tilt_x_mrad=params.beam_tilt_x_mrad,
+        beam_tilt_y_mrad=params.beam_tilt_y_mrad,
+        voltage_kv=params.voltage_kv,
+        spherical_aberration_mm=params.spherical_aberration_mm,
+    )
+    total = total * envelope * torch.exp(1j * tilt)
+
+    # --- frames
+    p_elastic = math.exp(-params.ice_thickness_nm / inelastic_mean_free_path_nm(params.voltage_kv))
+    dose_frame = params.dose_e_per_a2 / n_frames
+    counts_per_unit = dose_frame * apix**2 * (p_elastic if params.energy_filter else 1.0)
+    contrast_gain = 2.0 * (1.0 if params.energy_filter else p_elastic)
+    mid_doses = (np.arange(n_frames) + 0.5) * dose_frame
+    damage = dose_filter(
+        k,
+        accumulated_dose_e_per_a2=torch.as_tensor(mid_doses, dtype=dtype),
+        voltage_kv=params.voltage_kv,
+    )
+    window = slice(offset, offset + n)
+    local_grid = (
+        _local_grid(motion, params, m_size, offset, device) if params.local_motion_px > 0 else None
+    )
+    frames = np.empty((n_frames, n, n), dtype=np.uint16)
+    expected_frames = np.empty((n_frames, n, n), dtype=np.float32) if keep_expected else None
+    for f in range(n_frames):
+        sx, sy = motion.shifts_px[f]
+        spectrum = total * damage[f] * torch.exp(-2j * math.pi * (kx_c * sx + ky_c * sy))
+        if params.intra_frame_blur:
+            px, py = motion.frame_paths_px[f]
+            spectrum = spectrum * torch.sinc(kx_c * px + ky_c * py)
+        contrast = torch.fft.irfft2(spectrum, s=(m_size, m_size))
+        if local_grid is not None:
+            contrast = F.grid_sample(
+                contrast[None, None],
+                local_grid[f][None],
+                mode="bicubic",
+                padding_mode="border",
+                align_corners=False,
+            )[0, 0]
+        else:
+            contrast = contrast[window, window]
+        expected = (counts_per_unit * (1.0 - contrast_gain * contrast)).clamp(min=0.0)
+        if expected_frames is not None:
+            expected_frames[f] = expected.cpu().numpy()
+        frames[f] = count_electrons(expected, detector=detector, generator=torch_rng).cpu().numpy()
+
+    static = torch.fft.irfft2(total * damage.mean(dim=0), s=(m_size, m_size))[window, window]
+    static_counts = (n_frames * counts_per_unit * (1.0 - contrast_gain * static)).cpu().numpy()
+    clean = torch.fft.irfft2(particles_only, s=(m_size, m_size))[window, window].cpu().numpy()
+    out_frames = frames.astype(np.uint8) if frames.max(initial=0) < 256 else frames
+
+    truth = _truth(params, specimen, motion, centres, depths_a, rotations, classes, detector)
+    truth["p_elastic"] = p_elastic
+    truth["n_slabs"] = n_slabs
+    return SimulatedExposure(
+        out_frames,
+        truth,
+        static_counts.astype(np.float32),
+        clean.astype(np.float32),
+        motion,
+        expected_frames,
+    )
+
+
+def _class_probabilities(broken: float, aggregate: float) -> list[float]:
+    intact = max(0.0, 1.0 - broken - aggregate)
+    total = intact + broken + aggregate
+    return [intact / total, broken / total, aggregate / total]
+
+
+def _slab_atoms(
+    variants: dict[str, Specimen],
+    atom_weights: torch.Tensor,
+    specimen: Specimen,
+    centres: np.ndarray,
+    rotations: np.ndarray,
+    classes: np.ndarray,
+    in_slab: np.ndarray,
+    *,
+    apix: float,
+    offset: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Projected atom positions (canvas px) and weights of the particles in one slab."""
+    weights_all = atom_weights.numpy()
+    broken_keep = specimen.coords_angstrom[:, 0] > -0.2 * specimen.radius_angstrom
+    points: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    for i in np.flatnonzero(in_slab):
+        coords, w = specimen.coords_angstrom, weights_all
+        if classes[i] == "broken":
+            coords, w = coords[broken_keep], w[broken_keep]
+        copies = [np.zeros(2)]
+        if classes[i] == "aggregate":
+            # a clump of 3-5 copies, overlapping, at random orientations
+            n_extra = int(rng.integers(2, 5))
+            step = 1.2 * specimen.radius_angstrom / apix
+            copies += [step * rng.normal(size=2) / 1.4 for _ in range(n_extra)]
+        for j, extra in enumerate(copies):
+            rotation = rotations[i] if j == 0 else random_rotations(rng, 1)[0]
+            xy = (coords @ rotation.T)[:, :2] / apix + centres[i] + extra + offset
+            points.append(xy)
+            weights.append(w)
+    if not points:
+        return np.zeros((0, 2)), np.zeros(0)
+    return np.concatenate(points), np.concatenate(weights)
+
+
+def _local_grid(
+    motion: MotionTruth,
+    params: ExposureParameters,
+    m_size: int,
+    offset: int,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """``(F, n, n, 2)`` sampling grids (grid_sample's normalised x, y) of the local warp."""
+    n = params.size_px
+    ys, xs = np.mgrid[0:n, 0:n].astype(np.float64)
+    grids = []
+    for f in range(params.n_frames):
+        d = local_displacement_px(
+            motion.local_coefficients_px,
+            motion.local_profile,
+            x_px=xs,
+            y_px=ys,
+            size_px=n,
+            frame=f,
+        )
+        src_x = xs + offset - d[..., 0]
+        src_y = ys + offset - d[..., 1]
+        grid = np.stack([(src_x + 0.5) / m_size * 2 - 1, (src_y + 0.5) / m_size * 2 - 1], -1)
+        grids.append(torch.as_tensor(grid, dtype=torch.float32, device=device))
+    return torch.stack(grids)
+
+
+def _truth(
+    params: ExposureParameters,
+    specimen: Specimen,
+    motion: MotionTruth,
+    centres: np.ndarray,
+    depths_a: np.ndarray,
+    rotations: np.ndarray,
+    classes: np.ndarray,
+    detector: DetectorTruth | None,
+) -> dict[str, Any]:
+    truth: dict[str, Any] = asdict(params)
+    truth.update(
+        cs_mm=params.spherical_aberration_mm,
+        beam_tilt_mrad=[params.beam_tilt_x_mrad, params.beam_tilt_y_mrad],
+        shifts_px=np.round(motion.shifts_px, 5).tolist(),
+        local_motion_coefficients_px=np.round(motion.local_coefficients_px, 6).tolist(),
+        local_motion_profile=np.round(motion.local_profile, 6).tolist(),
+        particles=np.round(centres, 3).tolist(),
+        particle_classes=[str(c) for c in classes],
+        particle_depths_nm=np.round(depths_a / ANGSTROM_PER_NM, 3).tolist(),
+        particle_euler_deg=np.round(euler_zyz_from_matrices(rotations), 4).tolist()
+        if len(rotations)
+        else [],
+        particle_radius_angstrom=round(specimen.radius_angstrom, 2),
+        structure=specimen.name,
+        n_particles_placed=len(centres),
+    )
+    if detector is not None:
+        truth.update(
+            dead_columns=list(detector.dead_columns),
+            dead_pixels=[list(p) for p in detector.dead_pixels],
+            hot_pixels=[list(p) for p in detector.hot_pixels],
+        )
+    return truth

@@ -1,0 +1,16 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository root; skips the test when it is absent."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip("../shared/data is absent: real-data test skipped")
+    return path

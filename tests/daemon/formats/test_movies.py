@@ -1,0 +1,199 @@
+"""MRC and TIFF movies: exact round trips, header info, completeness checks, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+
+from daemon.formats import (
+    check_complete,
+    movie_info,
+    read_movie,
+    write_mrc_movie,
+    write_tiff_movie,
+)
+from models.errors import FormatError
+
+RNG = np.random.default_rng(20240501)
+
+
+def _counts(shape: tuple[int, ...], high: int) -> np.ndarray:
+    return RNG.integers(0, high + 1, size=shape)
+
+
+@pytest.mark.parametrize(
+    ("mode", "frames"),
+    [
+        (0, _counts((5, 24, 40), 127).astype(np.int8)),
+        (1, RNG.integers(-3000, 3000, size=(3, 16, 20)).astype(np.int16)),
+        (2, RNG.normal(size=(4, 18, 22)).astype(np.float32)),
+        (6, _counts((3, 20, 30), 60000).astype(np.uint16)),
+        (12, RNG.normal(size=(3, 12, 14)).astype(np.float16)),
+    ],
+)
+def test_mrc_round_trip_every_mode(tmp_path: Path, mode: int, frames: np.ndarray) -> None:
+    path = write_mrc_movie(tmp_path / "m.mrcs", frames, pixel_size_angstrom=0.83, mode=mode)
+    with mrcfile.open(path, header_only=True) as mrc:
+        assert int(mrc.header.mode) == mode
+    back = read_movie(path)
+    assert back.dtype == frames.dtype
+    np.testing.assert_array_equal(back, frames)
+    info = movie_info(path)
+    assert (info.n_frames, info.height_px, info.width_px) == frames.shape
+    assert info.pixel_size_angstrom == pytest.approx(0.83, rel=1e-6)
+    assert info.bytes_expected == info.bytes_on_disk == 1024 + frames.nbytes
+
+
+def test_mrc_mode_is_chosen_from_the_values(tmp_path: Path) -> None:
+    small = _counts((2, 8, 8), 127)
+    large = small.copy()
+    large[0, 0, 0] = 300
+    write_mrc_movie(tmp_path / "small.mrc", small, pixel_size_angstrom=1.0)
+    write_mrc_movie(tmp_path / "large.mrc", large, pixel_size_angstrom=1.0)
+    assert movie_info(tmp_path / "small.mrc").dtype == "int8"
+    assert movie_info(tmp_path / "large.mrc").dtype == "uint16"
+    np.testing.assert_array_equal(read_movie(tmp_path / "large.mrc"), large)
+
+
+def test_mrc_integer_mode_refuses_inexact_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not exactly representable"):
+        write_mrc_movie(tmp_path / "x.mrc", np.full((1, 4, 4), 200), pixel_size_angstrom=1, mode=0)
+
+
+def test_single_image_becomes_one_frame(tmp_path: Path) -> None:
+    image = RNG.normal(size=(10, 12)).astype(np.float32)
+    write_mrc_movie(tmp_path / "one.mrc", image, pixel_size_angstrom=1.0)
+    back = read_movie(tmp_path / "one.mrc")
+    assert back.shape == (1, 10, 12)
+    np.testing.assert_array_equal(back[0], image)
+
+
+def test_frame_selection_reads_only_those_frames(tmp_path: Path) -> None:
+    frames = _counts((6, 8, 9), 100)
+    write_mrc_movie(tmp_path / "m.mrc", frames, pixel_size_angstrom=1.0)
+    write_tiff_movie(tmp_path / "m.tif", frames)
+    for name in ("m.mrc", "m.tif"):
+        np.testing.assert_array_equal(read_movie(tmp_path / name, frames=[4, 1]), frames[[4, 1]])
+        np.testing.assert_array_equal(read_movie(tmp_path / name, frames=slice(2, 4)), frames[2:4])
+    with pytest.raises(FormatError, match="has 6 frames; frame 6"):
+        read_movie(tmp_path / "m.mrc", frames=[6])
+
+
+@pytest.mark.parametrize("compression", ["lzw", "none"])
+def test_tiff_round_trip(tmp_path: Path, compression: str) -> None:
+    frames = _counts((7, 33, 45), 255).astype(np.uint8)
+    path = write_tiff_movie(tmp_path / "m.tiff", frames, compression=compression)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 7
+        assert tif.pages.first.compression == (5 if compression == "lzw" else 1)
+    back = read_movie(path)
+    assert back.dtype == np.uint8
+    np.testing.assert_array_equal(back, frames)
+    info = check_complete(path)
+    assert (info.format, info.n_frames, info.height_px, info.width_px) == ("tiff", 7, 33, 45)
+    assert info.pixel_size_angstrom is None
+    assert info.bytes_expected <= info.bytes_on_disk
+
+
+def test_tiff_writer_refuses_values_over_255(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="0..255"):
+        write_tiff_movie(tmp_path / "x.tif", np.full((1, 4, 4), 256))
+
+
+def test_atomic_write_leaves_no_temporary(tmp_path: Path) -> None:
+    write_mrc_movie(tmp_path / "a.mrc", np.zeros((1, 4, 4)), pixel_size_angstrom=1.0)
+    write_tiff_movie(tmp_path / "a.tif", np.zeros((1, 4, 4)), atomic=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mrc", "a.tif"]
+
+
+def _half_written(source: Path, target: Path) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def test_check_complete_detects_an_mrc_mid_write(tmp_path: Path) -> None:
+    frames = _counts((8, 32, 32), 100)
+    whole = write_mrc_movie(tmp_path / "whole.mrc", frames, pixel_size_angstrom=1.0)
+    assert check_complete(whole).n_frames == 8
+    half = _half_written(whole, tmp_path / "half.mrc")
+    info = movie_info(half)  # the header alone still reads
+    assert info.bytes_on_disk < info.bytes_expected
+    with pytest.raises(FormatError) as err:
+        check_complete(half)
+    assert err.value.title == "Truncated MRC movie"
+    assert "half.mrc" in err.value.message
+    assert f"promises {1024 + frames.size} bytes" in err.value.message
+    with pytest.raises(FormatError, match="Truncated MRC movie"):
+        read_movie(half)
+
+
+def test_check_complete_detects_a_tiff_mid_write(tmp_path: Path) -> None:
+    whole = write_tiff_movie(tmp_path / "whole.tif", _counts((10, 40, 40), 3))
+    assert check_complete(whole).n_frames == 10
+    half = _half_written(whole, tmp_path / "half.tif")
+    with pytest.raises(FormatError) as err:
+        check_complete(half)
+    assert err.value.title == "Truncated TIFF movie"
+    assert "half.tif" in err.value.message
+    with pytest.raises(FormatError, match="Truncated TIFF movie"):
+        read_movie(half)
+
+
+def test_check_complete_compares_with_the_expected_frame_count(tmp_path: Path) -> None:
+    path = write_tiff_movie(tmp_path / "m.tif", _counts((4, 8, 8), 3))
+    assert check_complete(path, expected_frames=4).n_frames == 4
+    with pytest.raises(FormatError, match="holds 4 frames; its metadata expects 5"):
+        check_complete(path, expected_frames=5)
+
+
+def test_zero_byte_movies_are_refused(tmp_path: Path) -> None:
+    for name in ("empty.mrc", "empty.tif", "empty.eer"):
+        (tmp_path / name).touch()
+        with pytest.raises(FormatError) as err:
+            check_complete(tmp_path / name)
+        assert "is 0 bytes long" in err.value.message and name in err.value.message
+
+
+def test_a_text_file_named_mrc_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fake.mrc"
+    path.write_text("this is not an MRC file\n" * 100)
+    with pytest.raises(FormatError) as err:
+        read_movie(path)
+    assert err.value.title == "Not a readable MRC file"
+    assert "fake.mrc" in err.value.message and "Map ID string not found" in err.value.message
+
+
+def test_a_tiff_without_frames_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "noframes.tif"
+    path.write_bytes(b"II*\x00" + (0).to_bytes(4, "little") + bytes(8))  # header, no IFD
+    with pytest.raises(FormatError) as err:
+        check_complete(path)
+    assert err.value.title == "TIFF movie has no frames"
+    assert "noframes.tif holds no image pages" in err.value.message
+
+
+def test_a_text_file_named_tiff_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fake.tiff"
+    path.write_text("not a tiff\n")
+    with pytest.raises(FormatError, match=r"Unreadable TIFF movie: .*fake\.tiff"):
+        read_movie(path)
+
+
+def test_unknown_suffix_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "movie.dm4"
+    path.write_bytes(b"x")
+    with pytest.raises(FormatError, match=r"suffix '\.dm4'"):
+        read_movie(path)
+
+
+def test_mrc_with_unsupported_mode_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "complex.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((2, 4, 4), dtype=np.complex64))
+    with pytest.raises(FormatError, match=r"mode 4; supported modes are \[0, 1, 2, 6, 12\]"):
+        read_movie(path)
