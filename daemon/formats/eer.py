@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 
 from daemon.formats._common import FrameSelection, MovieInfo, frame_indices, output_path
-from daemon.formats.tiff import LIBRARY_ERRORS, raise_if_incomplete, scan_tiff
+from daemon.formats.tiff import DECODE_ERRORS, raise_if_incomplete, scan_tiff
 from models.errors import FormatError
 
 __all__ = ["check_eer_complete", "eer_info", "read_eer_movie", "write_eer_movie"]
@@ -134,7 +134,7 @@ def read_eer_movie(
                     if page is None:
                         raise FormatError("Missing EER frame", f"{info.path}", path=info.path)
                     out[k] += page.asarray()
-    except LIBRARY_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise FormatError("Corrupt EER movie", f"{info.path}: {exc}", path=info.path) from exc
     return out
 

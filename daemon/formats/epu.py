@@ -12,6 +12,7 @@ import math
 import re
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -113,6 +114,21 @@ def _pair(path: Path, elem: ET.Element | None, name: str) -> tuple[float, float]
     return None if x is None or y is None else (x, y)
 
 
+def _dose(
+    custom_float: Callable[[str], float | None], custom: dict[str, ET.Element]
+) -> float | None:
+    """Total dose in e/A^2: ``DoseOnCamera``, else the detector's ``Detectors[name].TotalDose``.
+
+    (The ``Dose`` key is in electrons per m^2 and disagrees with both in the real files, so it
+    stays in ``extra``.)
+    """
+    dose = custom_float("DoseOnCamera")
+    if dose is None:
+        key = next((k for k in custom if re.fullmatch(r"Detectors\[.+\]\.TotalDose", k)), None)
+        dose = None if key is None else custom_float(key)
+    return dose
+
+
 def _stage_um(stage_m: list[float | None]) -> tuple[float, float, float] | None:
     x, y, z = stage_m
     if x is None or y is None or z is None:
@@ -175,7 +191,7 @@ def read_epu_xml(path: str | Path) -> AcquisitionMetadata:
         movie_name=_beside_movie(path),
         pixel_size_angstrom=None if pixel_m is None else pixel_m * 1e10,
         voltage_kv=None if voltage_v is None else voltage_v / 1e3,
-        dose_e_per_a2=custom_float("DoseOnCamera"),
+        dose_e_per_a2=_dose(custom_float, custom),
         n_frames=None if n_fractions is None else int(n_fractions),
         exposure_time_s=_float(path, camera, "ExposureTime"),
         target_defocus_um=None if defocus_m is None else -defocus_m * 1e6,

@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 
 from daemon.formats._common import check_positive_pixel_size, file_size, output_path
-from daemon.formats.tiff import LIBRARY_ERRORS
+from daemon.formats.tiff import DECODE_ERRORS
 from models.errors import FormatError
 
 __all__ = ["GAIN_FLIPS", "read_gain", "transform_gain", "write_gain"]
@@ -62,7 +62,7 @@ def read_gain(path: str | Path) -> np.ndarray:
                 f"{path}: suffix {suffix!r}; expected .mrc, .tif, .tiff or .gain",
                 path=path,
             )
-    except LIBRARY_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise FormatError("Unreadable gain reference", f"{path}: {exc}", path=path) from exc
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]

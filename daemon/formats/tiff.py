@@ -29,6 +29,8 @@ __all__ = ["check_tiff_complete", "read_tiff_movie", "tiff_info", "write_tiff_mo
 
 #: What tifffile raises for files it cannot parse (TiffFileError is a ValueError).
 LIBRARY_ERRORS = (ValueError, OSError, EOFError, struct.error, IndexError, KeyError)
+#: ... and what imagecodecs raises for corrupt compressed data (ImcdError is a RuntimeError).
+DECODE_ERRORS = (*LIBRARY_ERRORS, RuntimeError)
 
 _COMPRESSIONS = {"lzw": "lzw", "none": None}
 
@@ -165,7 +167,7 @@ def read_tiff_movie(path: str | Path, *, frames: FrameSelection = None) -> np.nd
     try:
         with tifffile.TiffFile(info.path) as tif:
             data = tif.asarray(key=[int(i) for i in idx])
-    except LIBRARY_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise FormatError("Corrupt TIFF movie", f"{info.path}: {exc}", path=info.path) from exc
     return np.asarray(data).reshape(out_shape)
 

@@ -324,28 +324,34 @@ def simulate_exposure(
     counts_per_unit = dose_frame * apix**2 * (p_elastic if params.energy_filter else 1.0)
     contrast_gain = 2.0 * (1.0 if params.energy_filter else p_elastic)
     mid_doses = (np.arange(n_frames) + 0.5) * dose_frame
-    damage = dose_filter(
-        k,
-        accumulated_dose_e_per_a2=torch.as_tensor(mid_doses, dtype=dtype),
-        voltage_kv=params.voltage_kv,
-    )
     window = slice(offset, offset + n)
-    local_grid = (
-        _local_grid(motion, params, m_size, offset, device) if params.local_motion_px > 0 else None
-    )
-    frames = np.empty((n_frames, n, n), dtype=np.uint16)
+    ramp_x = torch.fft.rfftfreq(m_size, device=device, dtype=torch.float64)
+    ramp_y = torch.fft.fftfreq(m_size, device=device, dtype=torch.float64)
+    frames = np.empty((n_frames, n, n), dtype=np.uint8)
     expected_frames = np.empty((n_frames, n, n), dtype=np.float32) if keep_expected else None
+    mean_damage = torch.zeros_like(k)
+    warp = _LocalWarp(motion, n, m_size, offset, device) if params.local_motion_px > 0 else None
     for f in range(n_frames):
+        damage = dose_filter(
+            k, accumulated_dose_e_per_a2=float(mid_doses[f]), voltage_kv=params.voltage_kv
+        )
+        mean_damage += damage / n_frames
         sx, sy = motion.shifts_px[f]
-        spectrum = total * damage[f] * torch.exp(-2j * math.pi * (kx_c * sx + ky_c * sy))
+        # the shift's phase ramp is separable: two 1-D exponentials, one outer product
+        ramp = (
+            torch.exp(-2j * math.pi * ramp_y * sy)[:, None]
+            * torch.exp(-2j * math.pi * ramp_x * sx)[None, :]
+        ).to(torch.complex64)
+        spectrum = total * damage * ramp
         if params.intra_frame_blur:
             px, py = motion.frame_paths_px[f]
-            spectrum = spectrum * torch.sinc(kx_c * px + ky_c * py)
+            spectrum *= torch.sinc(kx_c * px + ky_c * py)
         contrast = torch.fft.irfft2(spectrum, s=(m_size, m_size))
-        if local_grid is not None:
+        del spectrum, ramp
+        if warp is not None:
             contrast = F.grid_sample(
                 contrast[None, None],
-                local_grid[f][None],
+                warp.grid(f)[None],
                 mode="bicubic",
                 padding_mode="border",
                 align_corners=False,
@@ -355,12 +361,15 @@ def simulate_exposure(
         expected = (counts_per_unit * (1.0 - contrast_gain * contrast)).clamp(min=0.0)
         if expected_frames is not None:
             expected_frames[f] = expected.cpu().numpy()
-        frames[f] = count_electrons(expected, detector=detector, generator=torch_rng).cpu().numpy()
+        counts = count_electrons(expected, detector=detector, generator=torch_rng)
+        if counts.max().item() > np.iinfo(frames.dtype).max:
+            frames = frames.astype(np.uint16)  # rare: hot pixels or a very high dose
+        frames[f] = counts.cpu().numpy()
 
-    static = torch.fft.irfft2(total * damage.mean(dim=0), s=(m_size, m_size))[window, window]
+    static = torch.fft.irfft2(total * mean_damage, s=(m_size, m_size))[window, window]
     static_counts = (n_frames * counts_per_unit * (1.0 - contrast_gain * static)).cpu().numpy()
     clean = torch.fft.irfft2(particles_only, s=(m_size, m_size))[window, window].cpu().numpy()
-    out_frames = frames.astype(np.uint8) if frames.max(initial=0) < 256 else frames
+    out_frames = frames
 
     truth = _truth(params, specimen, motion, centres, depths_a, rotations, classes, detector)
     truth["p_elastic"] = p_elastic
@@ -419,31 +428,25 @@ def _slab_atoms(
     return np.concatenate(points), np.concatenate(weights)
 
 
-def _local_grid(
-    motion: MotionTruth,
-    params: ExposureParameters,
-    m_size: int,
-    offset: int,
-    device: torch.device | str,
-) -> torch.Tensor:
-    """``(F, n, n, 2)`` sampling grids (grid_sample's normalised x, y) of the local warp."""
-    n = params.size_px
-    ys, xs = np.mgrid[0:n, 0:n].astype(np.float64)
-    grids = []
-    for f in range(params.n_frames):
-        d = local_displacement_px(
-            motion.local_coefficients_px,
-            motion.local_profile,
-            x_px=xs,
-            y_px=ys,
-            size_px=n,
-            frame=f,
+class _LocalWarp:
+    """Sampling grids of the local warp: one spatial field, scaled per frame by the profile."""
+
+    def __init__(
+        self, motion: MotionTruth, n: int, m_size: int, offset: int, device: torch.device | str
+    ) -> None:
+        ys, xs = np.mgrid[0:n, 0:n].astype(np.float32)
+        field = local_displacement_px(
+            motion.local_coefficients_px, np.ones(1), x_px=xs, y_px=ys, size_px=n, frame=0
         )
-        src_x = xs + offset - d[..., 0]
-        src_y = ys + offset - d[..., 1]
-        grid = np.stack([(src_x + 0.5) / m_size * 2 - 1, (src_y + 0.5) / m_size * 2 - 1], -1)
-        grids.append(torch.as_tensor(grid, dtype=torch.float32, device=device))
-    return torch.stack(grids)
+        scale = 2.0 / m_size
+        base = np.stack([(xs + offset + 0.5), (ys + offset + 0.5)], axis=-1) * scale - 1.0
+        self._base = torch.from_numpy(base.astype(np.float32)).to(device)
+        self._field = torch.from_numpy((field * scale).astype(np.float32)).to(device)
+        self._profile = motion.local_profile
+
+    def grid(self, frame: int) -> torch.Tensor:
+        """``(n, n, 2)`` grid_sample coordinates of frame ``frame``."""
+        return self._base - float(self._profile[frame]) * self._field
 
 
 def _truth(

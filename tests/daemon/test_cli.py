@@ -14,8 +14,12 @@ from daemon import formats
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=300, check=False,
+        [sys.executable, "-m", "daemon.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -30,12 +34,20 @@ def _assert_clear_error(result: subprocess.CompletedProcess[str], *needles: str)
 def test_config_with_wrong_type_and_wrong_unit(tmp_path: Path) -> None:
     bad_type = tmp_path / "bad_type.toml"
     bad_type.write_text('[microscope]\nvoltage_kv = "three hundred"\n')
-    _assert_clear_error(_run("--config", str(bad_type), "config", "show", cwd=tmp_path),
-                        "bad_type.toml", "microscope.voltage_kv", "three hundred")
+    _assert_clear_error(
+        _run("--config", str(bad_type), "config", "show", cwd=tmp_path),
+        "bad_type.toml",
+        "microscope.voltage_kv",
+        "three hundred",
+    )
     bad_unit = tmp_path / "bad_unit.toml"
     bad_unit.write_text("[microscope]\nvoltage_kv = 300000\n")
-    _assert_clear_error(_run("--config", str(bad_unit), "simulate", "--out", "x", cwd=tmp_path),
-                        "bad_unit.toml", "voltage_kv", "300000")
+    _assert_clear_error(
+        _run("--config", str(bad_unit), "simulate", "--out", "x", cwd=tmp_path),
+        "bad_unit.toml",
+        "voltage_kv",
+        "300000",
+    )
 
 
 def test_truncated_mrc(tmp_path: Path) -> None:

@@ -24,8 +24,23 @@ def _truth(out: Path) -> list[dict]:  # type: ignore[type-arg]
 
 def test_simulate_cli_writes_movies_metadata_gain_and_truth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "sim"
-    status = main(["simulate", "--out", str(out), "--n", "3", "--size", "256", "--frames", "6",
-                   "--seed", "2", "--dose", "30"])
+    status = main(
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--n",
+            "3",
+            "--size",
+            "256",
+            "--frames",
+            "6",
+            "--seed",
+            "2",
+            "--dose",
+            "30",
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     assert "[3/3]" in printed and "s per movie" in printed
@@ -39,8 +54,9 @@ def test_simulate_cli_writes_movies_metadata_gain_and_truth(tmp_path: Path, caps
         # gain-corrected counts match the dose (sensitivity undone, defects excluded)
         good = gain > 0
         corrected = (movie.sum(axis=0) * gain)[good].mean()
-        assert corrected == pytest.approx(t["dose_e_per_a2"] * t["pixel_size_angstrom"] ** 2,
-                                          rel=0.03)
+        assert corrected == pytest.approx(
+            t["dose_e_per_a2"] * t["pixel_size_angstrom"] ** 2, rel=0.03
+        )
         metadata = formats.read_epu_xml(out / t["metadata_file"])
         assert metadata.pixel_size_angstrom == pytest.approx(t["pixel_size_angstrom"])
         assert metadata.dose_e_per_a2 == pytest.approx(t["dose_e_per_a2"], rel=1e-3)
@@ -58,8 +74,9 @@ def test_mrc_with_mdoc_layout(tmp_path: Path) -> None:
     settings = load_settings(overrides={"simulation": {"size_px": 128, "n_frames": 4}})
     summary = run_simulation(
         settings,
-        SimulationRequest(out_dir=tmp_path, n_exposures=2, movie_format="mrc",
-                          metadata_format="mdoc"),
+        SimulationRequest(
+            out_dir=tmp_path, n_exposures=2, movie_format="mrc", metadata_format="mdoc"
+        ),
     )
     for movie in summary.movies:
         assert movie.path is not None and movie.path.suffix == ".mrc"
@@ -71,10 +88,12 @@ def test_mrc_with_mdoc_layout(tmp_path: Path) -> None:
 
 
 def test_eer_output_reads_back_to_the_fractions(tmp_path: Path) -> None:
-    settings = load_settings(preset="krios-falcon4i-eer",
-                             overrides={"simulation": {"size_px": 128, "n_frames": 3}})
-    summary = run_simulation(settings, SimulationRequest(out_dir=tmp_path, n_exposures=1,
-                                                         movie_format="eer", seed=4))
+    settings = load_settings(
+        preset="krios-falcon4i-eer", overrides={"simulation": {"size_px": 128, "n_frames": 3}}
+    )
+    summary = run_simulation(
+        settings, SimulationRequest(out_dir=tmp_path, n_exposures=1, movie_format="eer", seed=4)
+    )
     (movie,) = summary.movies
     assert movie.path is not None
     grouping = settings.detector.eer_grouping
@@ -119,8 +138,9 @@ def test_zmq_push_follows_the_protocol(tmp_path: Path) -> None:
     pull.setsockopt(zmq.LINGER, 0)
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     settings = load_settings(overrides={"simulation": {"size_px": 64, "n_frames": 3}})
-    request = SimulationRequest(out_dir=tmp_path, n_exposures=2,
-                                zmq_address=f"tcp://127.0.0.1:{port}")
+    request = SimulationRequest(
+        out_dir=tmp_path, n_exposures=2, zmq_address=f"tcp://127.0.0.1:{port}"
+    )
     result: dict[str, object] = {}
     sender = threading.Thread(target=lambda: result.update(s=run_simulation(settings, request)))
     sender.start()
@@ -137,7 +157,8 @@ def test_zmq_push_follows_the_protocol(tmp_path: Path) -> None:
     truth = _truth(tmp_path)
     assert headers[0]["exposure_id"] == truth[0]["exposure_id"]
     assert truth[0]["file"] is None
-    assert headers[0]["metadata"]["dose_e_per_a2"] == pytest.approx(truth[0]["dose_e_per_a2"],
-                                                                    rel=1e-3)
+    assert headers[0]["metadata"]["dose_e_per_a2"] == pytest.approx(
+        truth[0]["dose_e_per_a2"], rel=1e-3
+    )
     frame = np.frombuffer(messages[1][1], dtype=headers[1]["dtype"]).reshape(64, 64)
     assert frame.sum() > 0 and headers[4]["n_frames"] == 3

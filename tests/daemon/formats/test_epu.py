@@ -126,6 +126,11 @@ def test_epu_round_trip(tmp_path: Path) -> None:
     assert back.stage_position_um == pytest.approx(original.stage_position_um, rel=1e-12)
 
 
+def test_dose_falls_back_to_the_detector_total(tmp_path: Path) -> None:
+    record = _record(dose_e_per_a2=None, extra={"Detectors[BM-Falcon].TotalDose": "33.5"})
+    assert read_epu_xml(write_epu_xml(tmp_path / "d.xml", record)).dose_e_per_a2 == 33.5
+
+
 def test_epu_round_trip_of_a_sparse_record(tmp_path: Path) -> None:
     sparse = AcquisitionMetadata(source_path="", source_format="epu", pixel_size_angstrom=1.1)
     back = read_epu_xml(write_epu_xml(tmp_path / "x.xml", sparse))

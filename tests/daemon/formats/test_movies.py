@@ -100,7 +100,7 @@ def test_tiff_round_trip(tmp_path: Path, compression: str) -> None:
 
 
 def test_tiff_writer_refuses_values_over_255(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="0..255"):
+    with pytest.raises(ValueError, match=r"0\.\.255"):
         write_tiff_movie(tmp_path / "x.tif", np.full((1, 4, 4), 256))
 
 
@@ -142,6 +142,18 @@ def test_check_complete_detects_a_tiff_mid_write(tmp_path: Path) -> None:
     assert "half.tif" in err.value.message
     with pytest.raises(FormatError, match="Truncated TIFF movie"):
         read_movie(half)
+
+
+def test_check_complete_detects_a_tiff_cut_between_pages(tmp_path: Path) -> None:
+    whole = write_tiff_movie(tmp_path / "whole.tif", _counts((10, 40, 40), 3))
+    with tifffile.TiffFile(whole) as tif:
+        next_ifd = tif.pages[6].offset  # every strip of pages 0-5 is before this byte
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[:next_ifd])
+    with pytest.raises(FormatError) as err:
+        check_complete(cut)
+    assert err.value.title == "Truncated TIFF movie"
+    assert "chain of pages is broken after 6 frames" in err.value.message
 
 
 def test_check_complete_compares_with_the_expected_frame_count(tmp_path: Path) -> None:
@@ -197,3 +209,15 @@ def test_mrc_with_unsupported_mode_is_refused(tmp_path: Path) -> None:
         mrc.set_data(np.zeros((2, 4, 4), dtype=np.complex64))
     with pytest.raises(FormatError, match=r"mode 4; supported modes are \[0, 1, 2, 6, 12\]"):
         read_movie(path)
+
+
+def test_corrupt_lzw_strip_is_named(tmp_path: Path) -> None:
+    path = write_tiff_movie(tmp_path / "m.tif", _counts((2, 64, 64), 3))
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[1].dataoffsets[0]
+    data[offset : offset + 2] = b"\x00\x00"  # no LZW clear code
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError) as err:
+        read_movie(path)
+    assert err.value.title == "Corrupt TIFF movie" and "m.tif" in err.value.message
