@@ -63,6 +63,17 @@ class SimulatedMovie:
     truth: dict[str, Any]
     seconds: float
 
+    def line(self, total: int) -> str:
+        """One progress line: what was made and how long it took."""
+        t = self.truth
+        where = self.exposure_id if self.path is None else t["file"]
+        return (
+            f"[{self.index + 1}/{total}] {where}: defocus "
+            f"{(t['defocus_u_angstrom'] + t['defocus_v_angstrom']) / 2e4:.2f} um, ice "
+            f"{t['ice_thickness_nm']:.0f} nm, drift {t['drift_total_px']:.1f} px, "
+            f"{t['n_particles_placed']} particles ({self.seconds:.1f} s)"
+        )
+
 
 @dataclass
 class SimulationSummary:

@@ -31,9 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Simulate the session and print its summary."""
     from config import load_settings
-    from daemon.simulator import SimulatedMovie, SimulationRequest, run_simulation
+    from daemon.simulator import SimulationRequest, run_simulation
 
-    overrides = {"simulation": {"size_px": args.size, "n_frames": args.frames}}
+    # two shots in each of two holes per square: eight exposures visit two squares, four holes
+    overrides = {
+        "simulation": {
+            "size_px": args.size,
+            "n_frames": args.frames,
+            "exposures_per_hole": 2,
+            "holes_per_square": 2,
+        }
+    }
     settings = load_settings(args.config, args.preset, overrides)
     with tempfile.TemporaryDirectory(prefix="causalscope-demo-") as tmp:
         out = args.out or Path(tmp) / "session"
@@ -43,19 +51,13 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-        def report(movie: SimulatedMovie, total: int) -> None:
-            t = movie.truth
-            print(
-                f"  [{movie.index + 1}/{total}] {Path(t['file']).name}  defocus "
-                f"{(t['defocus_u_angstrom'] + t['defocus_v_angstrom']) / 2e4:.2f} um  ice "
-                f"{t['ice_thickness_nm']:.0f} nm  drift {t['drift_total_px']:.1f} px  "
-                f"{t['n_particles_placed']} particles",
-                flush=True,
-            )
-
         request = SimulationRequest(
             out_dir=out, n_exposures=args.n, seed=args.seed, rate_s=args.rate
         )
-        summary = run_simulation(settings, request, on_movie=report)
+        summary = run_simulation(
+            settings,
+            request,
+            on_movie=lambda movie, total: print(f"  {movie.line(total)}", flush=True),
+        )
         print(summary.describe())
     return 0

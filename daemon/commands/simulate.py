@@ -62,7 +62,7 @@ def simulation_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Simulate and print one line per movie, then a summary."""
     from config import load_settings
-    from daemon.simulator import SimulatedMovie, SimulationRequest, run_simulation
+    from daemon.simulator import SimulationRequest, run_simulation
 
     settings = load_settings(args.config, args.preset, simulation_overrides(args))
     request = SimulationRequest(
@@ -75,18 +75,9 @@ def run(args: argparse.Namespace) -> int:
         zmq_address=args.zmq,
     )
 
-    def report(movie: SimulatedMovie, total: int) -> None:
-        t = movie.truth
-        where = movie.exposure_id if movie.path is None else t["file"]
-        print(
-            f"[{movie.index + 1}/{total}] {where}: defocus "
-            f"{(t['defocus_u_angstrom'] + t['defocus_v_angstrom']) / 2e4:.2f} um, ice "
-            f"{t['ice_thickness_nm']:.0f} nm, drift {t['drift_total_px']:.1f} px, "
-            f"{t['n_particles_placed']} particles ({movie.seconds:.1f} s)",
-            flush=True,
-        )
-
-    summary = run_simulation(settings, request, on_movie=report)
+    summary = run_simulation(
+        settings, request, on_movie=lambda movie, total: print(movie.line(total), flush=True)
+    )
     print(summary.describe())
     sys.stdout.flush()
     return 0

@@ -173,12 +173,6 @@ def _place_particles(
     return np.asarray(placed)
 
 
-def _variants(specimen: Specimen) -> dict[str, Specimen]:
-    """The conformations present: intact, broken (half the subunits gone)."""
-    keep = specimen.coords_angstrom[:, 0] > -0.2 * specimen.radius_angstrom
-    return {"intact": specimen, "broken": specimen.subset(keep, specimen.name + ":broken")}
-
-
 def simulate_exposure(
     params: ExposureParameters,
     *,
@@ -226,7 +220,6 @@ def simulate_exposure(
         size=n_placed,
         p=_class_probabilities(params.broken_fraction, params.aggregate_fraction),
     )
-    variants = _variants(specimen)
 
     # --- slabs of ice
     n_slabs = max(1, math.ceil(params.ice_thickness_nm / _MAX_SLAB_NM))
@@ -252,7 +245,6 @@ def simulate_exposure(
     particles_only = torch.zeros_like(total)
     for s in range(n_slabs):
         points, weights = _slab_atoms(
-            variants,
             atom_weights,
             specimen,
             centres,
@@ -391,7 +383,6 @@ def _class_probabilities(broken: float, aggregate: float) -> list[float]:
 
 
 def _slab_atoms(
-    variants: dict[str, Specimen],
     atom_weights: torch.Tensor,
     specimen: Specimen,
     centres: np.ndarray,

@@ -95,18 +95,6 @@ class Specimen:
         """Radius of the smallest centred sphere that holds every atom."""
         return float(np.sqrt((self.coords_angstrom**2).sum(axis=1).max()))
 
-    def subset(self, keep: np.ndarray, name: str) -> Specimen:
-        """The same specimen with only the atoms where ``keep`` is True."""
-        return Specimen(
-            self.coords_angstrom[keep],
-            self.element_index[keep],
-            self.elements,
-            self.scattering_a,
-            self.scattering_b,
-            self.weights[keep],
-            name,
-        )
-
 
 def phantom_specimen(*, seed: int = 0) -> Specimen:
     """A built-in apoferritin-like shell (outer radius 60 A, inner 40 A, 24 lumps, ~480 kDa).

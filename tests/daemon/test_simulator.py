@@ -162,3 +162,17 @@ def test_zmq_push_follows_the_protocol(tmp_path: Path) -> None:
     )
     frame = np.frombuffer(messages[1][1], dtype=headers[1]["dtype"]).reshape(64, 64)
     assert frame.sum() > 0 and headers[4]["n_frames"] == 3
+
+
+def test_simulates_from_a_real_atomic_model(tmp_path: Path, shared_data: Path) -> None:
+    model = shared_data / "models" / "6z6u.pdb"  # human apoferritin 24-mer
+    settings = load_settings(
+        overrides={"simulation": {"size_px": 384, "n_frames": 2, "structure": str(model)}}
+    )
+    summary = run_simulation(settings, SimulationRequest(out_dir=tmp_path, n_exposures=1))
+    (movie,) = summary.movies
+    assert movie.truth["structure"] == "6z6u.pdb"
+    # apoferritin's outermost atoms lie about 67 A from its centre
+    assert movie.truth["particle_radius_angstrom"] == pytest.approx(67.1, abs=1.0)
+    frames = formats.read_movie(tmp_path / movie.truth["file"])
+    assert frames.shape == (2, 384, 384)
