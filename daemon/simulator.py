@@ -15,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from models.errors import InputError
 from models.records import AcquisitionMetadata
+
+if TYPE_CHECKING:
+    from models.simulate import ExposureParameters, Specimen
 
 __all__ = [
     "SimulatedMovie",
@@ -111,7 +114,7 @@ class SimulationSummary:
         )
 
 
-def load_specimen(structure: str) -> Any:
+def load_specimen(structure: str) -> Specimen:
     """The particle to simulate: ``phantom``, a PDB/mmCIF model or an MRC map."""
     from models.simulate import Specimen, phantom_specimen
 
@@ -149,7 +152,7 @@ def load_specimen(structure: str) -> Any:
     )
 
 
-def base_parameters(settings: Any) -> Any:
+def base_parameters(settings: Any) -> ExposureParameters:
     """The microscope's fixed parameters as an :class:`ExposureParameters` template."""
     from models.simulate import ExposureParameters
 

@@ -106,12 +106,15 @@ def draw_detector(
     )
     for x, y in dead:
         sensitivity[y, x] = 0.0
+    # dict.fromkeys: a pixel drawn twice is one hot pixel, listed once
     hot = tuple(
-        (int(x), int(y))
-        for x, y in zip(
-            rng.integers(0, w, n_hot_pixels), rng.integers(0, h, n_hot_pixels), strict=True
+        dict.fromkeys(
+            (int(x), int(y))
+            for x, y in zip(
+                rng.integers(0, w, n_hot_pixels), rng.integers(0, h, n_hot_pixels), strict=True
+            )
+            if sensitivity[y, x] > 0
         )
-        if sensitivity[y, x] > 0
     )
     return DetectorTruth(sensitivity.astype(np.float32), dead_columns, dead, hot, hot_pixel_rate)
 

@@ -361,13 +361,11 @@ def simulate_exposure(
     static = torch.fft.irfft2(total * mean_damage, s=(m_size, m_size))[window, window]
     static_counts = (n_frames * counts_per_unit * (1.0 - contrast_gain * static)).cpu().numpy()
     clean = torch.fft.irfft2(particles_only, s=(m_size, m_size))[window, window].cpu().numpy()
-    out_frames = frames
-
     truth = _truth(params, specimen, motion, centres, depths_a, rotations, classes, detector)
     truth["p_elastic"] = p_elastic
     truth["n_slabs"] = n_slabs
     return SimulatedExposure(
-        out_frames,
+        frames,
         truth,
         static_counts.astype(np.float32),
         clean.astype(np.float32),

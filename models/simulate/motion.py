@@ -9,8 +9,9 @@ is blurred by the straight path from ``p(f)`` to ``p(f + 1)``.
 
 Local deformation adds ``d(x, y, f) = g(f) * sum_j c_j m_j(x', y')`` with the monomials
 ``m = (x', y', x'^2, y'^2, x' y')`` of centred, normalised coordinates ``x' = x / size - 0.5``
-and the temporal profile ``g`` of the global drift (0 at frame 0, 1 at the last frame): the
-specimen point at ``r`` in frame 0 appears at ``r + shift(f) + d(r, f)`` in frame ``f``.
+and the temporal profile ``g`` of the global drift (0 at frame 0, 1 at the last frame).
+Exactly as rendered: pixel ``r`` of frame ``f`` shows the specimen point that sits at
+``r - shift(f) - d(r, f)`` in frame 0 (the local field is evaluated at the frame's own pixel).
 """
 
 from __future__ import annotations
