@@ -24,7 +24,10 @@ class MotionSettings(Section):
     )
     iterations: int = Field(10, ge=1, le=100, description="Maximum alignment iterations.")
     tolerance_px: float = Field(
-        0.5, gt=0, le=10, description="Stop iterating once shifts change less than this."
+        0.01,
+        gt=0,
+        le=10,
+        description="Stop iterating once no frame's shift changes by more than this.",
     )
 
 
@@ -90,6 +93,27 @@ class GateSettings(Section):
     )
     max_astigmatism_angstrom: float = Field(
         5000.0, gt=0, le=100_000, description="Largest plausible |defocus U - defocus V|."
+    )
+    min_ctf_figure_of_merit: float = Field(
+        0.05,
+        ge=-1,
+        le=1,
+        description="A CTF fit with a lower figure of merit (correlation with the rings) fails.",
+    )
+    dose_tolerance_fraction: float = Field(
+        0.3,
+        gt=0,
+        le=10,
+        description=(
+            "Dose measured from the counts may differ from the metadata's by this fraction "
+            "before the exposure fails (zero-loss filtering of thick ice removes up to ~20 %)."
+        ),
+    )
+    blank_frame_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A frame whose mean is below this fraction of the median frame is blank.",
     )
     min_total_dose_e_per_a2: float = Field(
         5.0,

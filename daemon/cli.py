@@ -18,6 +18,9 @@ from models.errors import CausalscopeError
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
     ("simulate", "simulate"),
+    ("process", "process"),
+    ("ctf", "ctf"),
+    ("bench", "bench"),
     ("inspect", "inspect"),
     ("config", "config_cmd"),
 )

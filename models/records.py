@@ -10,7 +10,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AcquisitionMetadata"]
+__all__ = [
+    "AcquisitionMetadata",
+    "CtfRecord",
+    "ExposureRecord",
+    "FrameStatistics",
+    "GateFlag",
+    "MotionRecord",
+]
 
 
 class AcquisitionMetadata(BaseModel):
@@ -50,3 +57,131 @@ class AcquisitionMetadata(BaseModel):
     grid_square: str | None = None
     foil_hole: str | None = None
     extra: dict[str, str] = Field(default_factory=dict, description="Other values, verbatim.")
+
+
+Severity = Literal["fail", "warn"]
+GateStatus = Literal["pass", "warn", "fail"]
+
+
+class GateFlag(BaseModel):
+    """One finding of the sanity gate: what was seen, against which limit, and why it matters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="Stable machine-readable name, e.g. 'blank_frames'.")
+    severity: Severity
+    message: str = Field(description="Human-readable reason, naming the values seen.")
+    value: float | None = Field(None, description="The offending value, where there is one.")
+    limit: float | None = Field(None, description="The limit it was held against.")
+
+
+class FrameStatistics(BaseModel):
+    """Per-frame statistics of a raw movie, taken before any correction."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_frames: int
+    height_px: int
+    width_px: int
+    dtype: str
+    frame_means: list[float] = Field(description="Mean value of each raw frame (counts).")
+    frame_stds: list[float] = Field(description="Standard deviation of each raw frame.")
+    nonfinite_counts: list[int] = Field(description="NaN or Inf pixels in each frame.")
+    saturated_fractions: list[float] = Field(
+        description="Fraction of each frame's pixels stuck at its maximum beyond Poisson chance."
+    )
+
+
+class MotionRecord(BaseModel):
+    """Motion-correction result of one exposure (RELION's accumulated motion in Angstrom)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shifts_px: list[list[float]] = Field(
+        description="[[x, y]] per frame: specimen position relative to frame 0 (truth's name)."
+    )
+    local_motion_rms_px: float | None = Field(
+        None, description="RMS of the fitted local displacement over the patch grid and frames."
+    )
+    patches: tuple[int, int] | None = None
+    accumulated_motion_total_angstrom: float
+    accumulated_motion_early_angstrom: float
+    accumulated_motion_late_angstrom: float
+    total_drift_px: float = Field(description="Path length of the global trajectory.")
+    max_frame_shift_px: float = Field(description="Largest shift between consecutive frames.")
+    measured_dose_e_per_a2: float | None = Field(
+        None, description="Dose measured from the counts (counting detectors)."
+    )
+    n_defect_pixels: int = 0
+    n_hot_pixels: int = 0
+    iterations: int = 0
+
+
+class CtfRecord(BaseModel):
+    """CTF estimate of one exposure, with 1-sigma uncertainties (truth's field names)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    defocus_u_angstrom: float
+    defocus_v_angstrom: float
+    defocus_angle_deg: float
+    phase_shift_deg: float = 0.0
+    fit_resolution_angstrom: float | None = Field(
+        description="Resolution up to which the rings support the fit; None where none does."
+    )
+    figure_of_merit: float
+    ice_thickness_nm: float | None = None
+    ice_thickness_rings_nm: float | None = None
+    ice_thickness_ice_ring_nm: float | None = None
+    defocus_sigma_angstrom: float | None = None
+    astigmatism_sigma_angstrom: float | None = None
+    angle_sigma_deg: float | None = None
+    phase_shift_sigma_deg: float | None = None
+    ice_thickness_sigma_nm: float | None = None
+    search_defocus_min_um: float
+    search_defocus_max_um: float
+    at_search_edge: bool = False
+    supported: bool = True
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def defocus_angstrom(self) -> float:
+        """Mean defocus (positive underfocus)."""
+        return 0.5 * (self.defocus_u_angstrom + self.defocus_v_angstrom)
+
+    @property
+    def astigmatism_angstrom(self) -> float:
+        """Defocus U minus defocus V."""
+        return self.defocus_u_angstrom - self.defocus_v_angstrom
+
+
+class ExposureRecord(BaseModel):
+    """Everything one exposure's processing produced: the typed result of an ExposureWorker."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exposure_id: str = Field(description="The movie's file stem; unique within a session.")
+    movie_path: str
+    status: GateStatus = Field(description="pass, warn (usable, with reasons) or fail.")
+    flags: list[GateFlag] = Field(default_factory=list)
+    pixel_size_angstrom: float | None = None
+    voltage_kv: float | None = None
+    cs_mm: float | None = None
+    amplitude_contrast: float | None = None
+    dose_e_per_a2: float | None = Field(None, description="Total dose used for dose weighting.")
+    n_frames: int | None = None
+    metadata: AcquisitionMetadata | None = None
+    frames: FrameStatistics | None = None
+    motion: MotionRecord | None = None
+    ctf: CtfRecord | None = None
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="Written files by kind (aligned_sum, ...)."
+    )
+    timings_s: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
+    device: str | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        """The gate's messages, failures first."""
+        ordered = sorted(self.flags, key=lambda f: f.severity != "fail")
+        return [f"{f.severity}: {f.message}" for f in ordered]

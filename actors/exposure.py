@@ -1,0 +1,489 @@
+"""The exposure worker: one movie's frames in, one typed record and its micrographs out.
+
+A plain class, testable and usable without Ray (``causalscope process`` calls it directly);
+the live pipeline wraps it once as a Ray actor. It never reads movie files or opens the
+database: the daemon reads the frames (files or the ZeroMQ stream) and stores the record.
+
+Stages, each timed: frame statistics -> gain/defect correction and motion correction (global,
+patches, dose weighting, even/odd sums) -> CTF estimation on the aligned, non-weighted sum ->
+the sanity gate -> micrographs written (MRC) beside a RELION-style motion STAR file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.gate import evaluate_gate, frame_statistics, gate_status
+from models.records import (
+    AcquisitionMetadata,
+    CtfRecord,
+    ExposureRecord,
+    FrameStatistics,
+    GateFlag,
+    MotionRecord,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from config import Settings
+    from models.ctf_estimation import CtfEstimate
+    from models.motion import MotionCorrection
+
+__all__ = ["DetectorCalibration", "ExposureWorker", "resolve_device"]
+
+
+def resolve_device(choice: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; others unchanged."""
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("processing.device = 'cuda' but no CUDA device is visible")
+    return choice
+
+
+@dataclass(frozen=True)
+class DetectorCalibration:
+    """Gain reference and defect mask, already in the frames' orientation and size."""
+
+    gain: np.ndarray | None = None
+    defect_mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Optics:
+    pixel_size_angstrom: float
+    voltage_kv: float
+    cs_mm: float
+    amplitude_contrast: float
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+class ExposureWorker:
+    """Processes exposures one at a time with fixed settings and detector calibration.
+
+    Parameters
+    ----------
+    settings
+        The resolved settings (microscope fallbacks, detector, processing).
+    output_dir
+        Where micrographs go: ``micrographs/<id>.mrc`` (aligned sum), ``<id>_DW.mrc``
+        (dose-weighted), ``<id>_EVN.mrc`` / ``<id>_ODD.mrc`` (dose-weighted half sums, for
+        denoising and resolution estimates) and ``motion/<id>.star`` (the trajectory).
+    calibration
+        Gain and defects in the frames' orientation (the daemon applies rotation and flip).
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: from ``settings.processing.device``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        output_dir: str | Path,
+        calibration: DetectorCalibration | None = None,
+        device: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._output_dir = Path(output_dir)
+        self._calibration = calibration or DetectorCalibration()
+        self._device = device or resolve_device(settings.processing.device)
+        self._gain_tensor: torch.Tensor | None = None
+        self._defect_tensor: torch.Tensor | None = None
+
+    @property
+    def device(self) -> str:
+        """Where this worker computes."""
+        return self._device
+
+    def process(
+        self,
+        frames: np.ndarray,
+        *,
+        exposure_id: str,
+        movie_path: str,
+        metadata: AcquisitionMetadata | None = None,
+        pixel_size_angstrom: float | None = None,
+    ) -> ExposureRecord:
+        """Process one exposure's ``(F, h, w)`` frames into its record and micrographs.
+
+        ``pixel_size_angstrom`` is the frames' own (EER upsampling included) when the caller
+        knows it; otherwise the metadata's, otherwise the configured microscope's. Broken input
+        never raises: the record's status is ``fail`` and its flags say why.
+        """
+        timer = _Timer()
+        optics = self._optics(metadata, pixel_size_angstrom)
+        dose = metadata.dose_e_per_a2 if metadata is not None else None
+        base = {
+            "exposure_id": exposure_id,
+            "movie_path": str(movie_path),
+            "pixel_size_angstrom": optics.pixel_size_angstrom,
+            "voltage_kv": optics.voltage_kv,
+            "cs_mm": optics.cs_mm,
+            "amplitude_contrast": optics.amplitude_contrast,
+            "metadata": metadata,
+            "device": self._device,
+        }
+        if frames.ndim == 2:
+            frames = frames[None]
+        if frames.ndim != 3 or frames.shape[0] < 1:
+            flag = GateFlag(
+                code="unreadable",
+                severity="fail",
+                message=f"{movie_path}: expected frames (F, h, w), got shape {frames.shape}",
+            )
+            return ExposureRecord(status="fail", flags=[flag], **base)
+        n_frames = int(frames.shape[0])
+        with timer.stage("statistics"):
+            stats = frame_statistics(frames)
+        early = self._early_failures(stats, movie_path)
+        if early:
+            return self._finish(base, early, stats, None, None, None, timer, dose, n_frames)
+
+        flags: list[GateFlag] = []
+        motion_record: MotionRecord | None = None
+        ctf_record: CtfRecord | None = None
+        correction: MotionCorrection | None = None
+        calibration_flag = self._check_calibration(frames.shape[1:], movie_path)
+        if calibration_flag is not None:
+            return self._finish(
+                base, [calibration_flag], stats, None, None, None, timer, dose, n_frames
+            )
+        dose_per_frame, dose_flag = self._dose_per_frame(dose, stats, optics, n_frames)
+        if dose_flag is not None:
+            flags.append(dose_flag)
+        try:
+            with timer.stage("motion"):
+                correction = self._correct_motion(frames, optics, dose_per_frame)
+            for stage, seconds in correction.timings_s.items():
+                timer.seconds[f"motion.{stage}"] = round(seconds, 4)
+            motion_record = self._motion_record(correction, optics)
+        except (ValueError, RuntimeError) as error:
+            flags.append(_stage_error("motion", movie_path, error))
+        if correction is not None:
+            try:
+                with timer.stage("ctf"):
+                    estimate = self._estimate_ctf(correction, optics)
+                ctf_record = _ctf_record(estimate)
+            except (ValueError, RuntimeError) as error:
+                flags.append(_stage_error("ctf", movie_path, error))
+        return self._finish(
+            base, flags, stats, motion_record, ctf_record, correction, timer, dose, n_frames
+        )
+
+    # --- stages -----------------------------------------------------------------------------
+
+    def _optics(self, metadata: AcquisitionMetadata | None, pixel_size: float | None) -> _Optics:
+        scope = self._settings.microscope
+        md = metadata
+        return _Optics(
+            pixel_size_angstrom=pixel_size
+            or (md.pixel_size_angstrom if md and md.pixel_size_angstrom else None)
+            or scope.pixel_size_angstrom,
+            voltage_kv=(md.voltage_kv if md and md.voltage_kv else None) or scope.voltage_kv,
+            cs_mm=(md.spherical_aberration_mm if md and md.spherical_aberration_mm else None)
+            or scope.spherical_aberration_mm,
+            amplitude_contrast=scope.amplitude_contrast,
+        )
+
+    @staticmethod
+    def _early_failures(stats: FrameStatistics, movie_path: str) -> list[GateFlag]:
+        """Failures that make every later stage meaningless (all NaN, all blank)."""
+        flags: list[GateFlag] = []
+        if any(n > 0 for n in stats.nonfinite_counts):
+            total = sum(stats.nonfinite_counts)
+            frames = [i for i, n in enumerate(stats.nonfinite_counts) if n > 0]
+            flags.append(
+                GateFlag(
+                    code="nonfinite_pixels",
+                    severity="fail",
+                    message=(
+                        f"{movie_path}: {total} NaN/Inf pixels in {len(frames)} frame(s), first "
+                        f"frame {frames[0]}: not processed"
+                    ),
+                    value=float(total),
+                    limit=0.0,
+                )
+            )
+        means = np.asarray(stats.frame_means)
+        if np.all(~np.isfinite(means) | (means <= 0)) or all(s == 0 for s in stats.frame_stds):
+            flags.append(
+                GateFlag(
+                    code="blank_movie",
+                    severity="fail",
+                    message=f"{movie_path}: every frame is blank (no counts or no variation)",
+                    value=float(np.nanmax(means)) if np.any(np.isfinite(means)) else None,
+                )
+            )
+        return flags
+
+    def _check_calibration(self, shape: tuple[int, ...], movie_path: str) -> GateFlag | None:
+        for name, array in (
+            ("gain reference", self._calibration.gain),
+            ("defect mask", self._calibration.defect_mask),
+        ):
+            if array is not None and tuple(array.shape) != tuple(shape):
+                return GateFlag(
+                    code="calibration_mismatch",
+                    severity="fail",
+                    message=(
+                        f"{movie_path}: frames are {shape[1]}x{shape[0]} px but the {name} is "
+                        f"{array.shape[1]}x{array.shape[0]}: check detector.gain_rotation, "
+                        "gain_flip and eer_upsampling"
+                    ),
+                )
+        return None
+
+    def _dose_per_frame(
+        self,
+        dose: float | None,
+        stats: FrameStatistics,
+        optics: _Optics,
+        n_frames: int,
+    ) -> tuple[float, GateFlag | None]:
+        if dose is not None and dose > 0:
+            return dose / n_frames, None
+        # counting detectors: a count is an electron (times counts_per_electron)
+        per_electron = self._settings.detector.counts_per_electron
+        means = np.asarray(stats.frame_means, dtype=np.float64)
+        measured = float(np.nanmean(means)) / per_electron / optics.pixel_size_angstrom**2
+        return measured, None
+
+    def _tensors(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        import torch
+
+        if self._gain_tensor is None and self._calibration.gain is not None:
+            self._gain_tensor = torch.as_tensor(
+                self._calibration.gain, dtype=torch.float32, device=self._device
+            )
+        if self._defect_tensor is None and self._calibration.defect_mask is not None:
+            self._defect_tensor = torch.as_tensor(
+                self._calibration.defect_mask, dtype=torch.bool, device=self._device
+            )
+        return self._gain_tensor, self._defect_tensor
+
+    def _correct_motion(
+        self, frames: np.ndarray, optics: _Optics, dose_per_frame: float
+    ) -> MotionCorrection:
+        from models.motion import correct_motion
+
+        motion = self._settings.processing.motion
+        gain, defects = self._tensors()
+        return correct_motion(
+            frames,
+            pixel_size_angstrom=optics.pixel_size_angstrom,
+            voltage_kv=optics.voltage_kv,
+            dose_per_frame_e_per_a2=dose_per_frame,
+            gain=gain,
+            defect_mask=defects,
+            patches=(motion.patches_x, motion.patches_y),
+            bfactor_angstrom2=motion.bfactor_angstrom2,
+            iterations=motion.iterations,
+            tolerance_px=motion.tolerance_px,
+            dose_weighting=self._settings.processing.dose_weighting,
+            local=frames.shape[0] > 2 and motion.patches_x * motion.patches_y > 1,
+            device=self._device,
+        )
+
+    def _motion_record(self, correction: MotionCorrection, optics: _Optics) -> MotionRecord:
+        shifts = np.asarray(correction.shifts_px, dtype=np.float64)
+        steps = np.linalg.norm(np.diff(shifts, axis=0), axis=1) if len(shifts) > 1 else np.zeros(1)
+        means = np.asarray(correction.frame_means, dtype=np.float64)
+        measured = None
+        if self._settings.detector.kind in ("counting", "eer"):
+            per_electron = self._settings.detector.counts_per_electron
+            measured = float(means.sum()) / per_electron / optics.pixel_size_angstrom**2
+        local_rms = None
+        patches = None
+        if correction.local_model is not None:
+            patches = (
+                self._settings.processing.motion.patches_x,
+                self._settings.processing.motion.patches_y,
+            )
+            local_rms = _local_rms(correction, shifts.shape[0])
+        acc = correction.accumulated
+        return MotionRecord(
+            shifts_px=np.round(shifts, 4).tolist(),
+            local_motion_rms_px=local_rms,
+            patches=patches,
+            accumulated_motion_total_angstrom=float(acc.total_angstrom),
+            accumulated_motion_early_angstrom=float(acc.early_angstrom),
+            accumulated_motion_late_angstrom=float(acc.late_angstrom),
+            total_drift_px=float(steps.sum()),
+            max_frame_shift_px=float(steps.max()) if steps.size else 0.0,
+            measured_dose_e_per_a2=measured,
+            n_defect_pixels=int(correction.defect_mask.sum())
+            if correction.defect_mask is not None
+            else 0,
+            n_hot_pixels=int(correction.n_hot_pixels),
+            iterations=int(correction.iterations_used),
+        )
+
+    def _estimate_ctf(self, correction: MotionCorrection, optics: _Optics) -> CtfEstimate:
+        from models.ctf_estimation import estimate_ctf
+
+        ctf = self._settings.processing.ctf
+        image = correction.ctf_sum
+        box = min(ctf.box_px, int(min(image.shape[-2:])) // 2 * 2)
+        nyquist = 2.0 * optics.pixel_size_angstrom
+        return estimate_ctf(
+            image,
+            pixel_size_angstrom=optics.pixel_size_angstrom,
+            voltage_kv=optics.voltage_kv,
+            spherical_aberration_mm=optics.cs_mm,
+            amplitude_contrast=optics.amplitude_contrast,
+            box_px=box,
+            min_resolution_angstrom=ctf.min_resolution_angstrom,
+            max_resolution_angstrom=max(ctf.max_resolution_angstrom, nyquist * 1.05),
+            defocus_min_um=ctf.defocus_min_um,
+            defocus_max_um=ctf.defocus_max_um,
+            estimate_phase_shift=ctf.estimate_phase_shift,
+            noise_variance=correction.ctf_sum_noise_variance,
+        )
+
+    def _finish(
+        self,
+        base: dict[str, object],
+        flags: list[GateFlag],
+        stats: FrameStatistics,
+        motion: MotionRecord | None,
+        ctf: CtfRecord | None,
+        correction: MotionCorrection | None,
+        timer: _Timer,
+        dose: float | None,
+        n_frames: int,
+    ) -> ExposureRecord:
+        pixel_size = float(base["pixel_size_angstrom"])  # type: ignore[arg-type]
+        with timer.stage("gate"):
+            gate_flags = evaluate_gate(
+                frames=stats,
+                motion=motion,
+                ctf=ctf,
+                pixel_size_angstrom=pixel_size,
+                metadata_dose_e_per_a2=dose,
+                limits=self._settings.processing.gate,
+            )
+        all_flags = _unique(flags + gate_flags)
+        outputs: dict[str, str] = {}
+        if correction is not None:
+            with timer.stage("write"):
+                outputs = self._write(str(base["exposure_id"]), correction, pixel_size)
+        used_dose = dose
+        if used_dose is None and motion is not None:
+            used_dose = motion.measured_dose_e_per_a2
+        return ExposureRecord(
+            status=gate_status(all_flags),
+            flags=all_flags,
+            dose_e_per_a2=used_dose,
+            n_frames=n_frames,
+            frames=stats,
+            motion=motion,
+            ctf=ctf,
+            outputs=outputs,
+            timings_s=dict(timer.seconds),
+            **base,
+        )
+
+    def _write(self, exposure_id: str, correction: MotionCorrection, pixel_size: float) -> dict:
+        from actors._outputs import write_micrograph, write_motion_star
+
+        micrographs = self._output_dir / "micrographs"
+        images = {
+            "aligned_sum": ("", correction.aligned_sum),
+            "dose_weighted_sum": ("_DW", correction.dose_weighted_sum),
+            "even_sum": ("_EVN", correction.even_sum),
+            "odd_sum": ("_ODD", correction.odd_sum),
+        }
+        outputs: dict[str, str] = {}
+        for kind, (suffix, tensor) in images.items():
+            path = micrographs / f"{exposure_id}{suffix}.mrc"
+            write_micrograph(path, tensor.detach().cpu().numpy(), pixel_size_angstrom=pixel_size)
+            outputs[kind] = str(path)
+        star = self._output_dir / "motion" / f"{exposure_id}.star"
+        write_motion_star(star, correction, pixel_size_angstrom=pixel_size)
+        outputs["trajectory"] = str(star)
+        return outputs
+
+
+def _stage_error(stage: str, movie_path: str, error: Exception) -> GateFlag:
+    return GateFlag(
+        code=f"{stage}_error",
+        severity="fail",
+        message=f"{movie_path}: {stage} failed: {error}",
+    )
+
+
+def _unique(flags: list[GateFlag]) -> list[GateFlag]:
+    seen: set[tuple[str, str]] = set()
+    kept: list[GateFlag] = []
+    for flag in flags:
+        key = (flag.code, flag.message)
+        if key not in seen:
+            seen.add(key)
+            kept.append(flag)
+    return kept
+
+
+def _local_rms(correction: MotionCorrection, n_frames: int) -> float | None:
+    model = correction.local_model
+    positions = correction.patch_positions_px
+    if model is None or positions is None or len(positions) == 0:
+        return None
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    frames = np.arange(n_frames)
+    d = model.displacement_px(pos[:, None, 0], pos[:, None, 1], frames[None, :])
+    value = float(np.sqrt(np.mean(np.sum(np.asarray(d) ** 2, axis=-1))))
+    return value if math.isfinite(value) else None
+
+
+def _none_if_nan(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _ctf_record(estimate: CtfEstimate) -> CtfRecord:
+    return CtfRecord(
+        defocus_u_angstrom=float(estimate.defocus_u_angstrom),
+        defocus_v_angstrom=float(estimate.defocus_v_angstrom),
+        defocus_angle_deg=float(estimate.defocus_angle_deg),
+        phase_shift_deg=float(estimate.phase_shift_deg),
+        fit_resolution_angstrom=_none_if_nan(estimate.fit_resolution_angstrom),
+        figure_of_merit=float(estimate.figure_of_merit),
+        ice_thickness_nm=_none_if_nan(estimate.ice_thickness_nm),
+        ice_thickness_rings_nm=_none_if_nan(estimate.ice_thickness_rings_nm),
+        ice_thickness_ice_ring_nm=_none_if_nan(estimate.ice_thickness_ice_ring_nm),
+        defocus_sigma_angstrom=_none_if_nan(estimate.defocus_sigma_angstrom),
+        astigmatism_sigma_angstrom=_none_if_nan(estimate.astigmatism_sigma_angstrom),
+        angle_sigma_deg=_none_if_nan(estimate.angle_sigma_deg),
+        phase_shift_sigma_deg=_none_if_nan(estimate.phase_shift_sigma_deg),
+        ice_thickness_sigma_nm=_none_if_nan(estimate.ice_thickness_sigma_nm),
+        search_defocus_min_um=float(estimate.search_defocus_min_um),
+        search_defocus_max_um=float(estimate.search_defocus_max_um),
+        at_search_edge=bool(estimate.at_search_edge),
+        supported=bool(estimate.supported),
+        warnings=list(estimate.warnings),
+    )

@@ -1,0 +1,1 @@
+"""Benchmarks: accuracy against simulated truth, time per stage and memory, printed as JSON."""

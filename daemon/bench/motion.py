@@ -1,0 +1,186 @@
+"""Motion-correction benchmark: trajectory accuracy against simulated truth, time, memory.
+
+Cases: 1024 x 1024 x 20 and 4096 x 4096 x 40 movies at 300 kV, 1 A/px, 40 e/A^2, with a
+drawn detector (gain, defects, hot pixels), drift and a local warp. Global error: RMS over
+frames of |estimated - true| where the true global trajectory is the shift plus the mean of
+the local warp over the image (the rigid part of the motion). Local error: RMS over a 9 x 9
+grid of positions and all frames of the total displacement (global + local).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from daemon.bench._measure import peak_memory
+
+__all__ = ["CASES", "motion_errors", "run_motion_bench"]
+
+CASES: dict[str, dict[str, Any]] = {
+    "1024x1024x20": {"size_px": 1024, "n_frames": 20},
+    "4096x4096x40": {"size_px": 4096, "n_frames": 40},
+}
+
+
+def motion_errors(
+    shifts_px: np.ndarray,
+    local_model: Any,
+    *,
+    truth_shifts_px: np.ndarray,
+    truth_coefficients_px: np.ndarray,
+    truth_profile: np.ndarray,
+    size_px: int,
+    grid: int = 9,
+) -> dict[str, float]:
+    """Global and local RMS errors (px) of an estimate against the simulator's truth."""
+    from models.simulate.motion import local_displacement_px
+
+    n_frames = len(truth_shifts_px)
+    frames = np.arange(n_frames)
+    ys, xs = np.mgrid[0:size_px:64, 0:size_px:64].astype(np.float64)
+    mean_local = local_displacement_px(
+        truth_coefficients_px,
+        truth_profile,
+        x_px=xs[..., None],
+        y_px=ys[..., None],
+        size_px=size_px,
+        frame=frames,
+    ).mean(axis=(0, 1))
+    rigid = truth_shifts_px + mean_local
+    global_rms = float(np.sqrt(np.mean(np.sum((shifts_px - rigid) ** 2, axis=1))))
+    out = {"global_rms_px": global_rms}
+    points = (np.arange(grid) + 0.5) * size_px / grid
+    gx, gy = np.meshgrid(points, points)
+    gx, gy = gx.reshape(-1, 1), gy.reshape(-1, 1)
+    true_d = local_displacement_px(
+        truth_coefficients_px, truth_profile, x_px=gx, y_px=gy, size_px=size_px, frame=frames
+    )
+    true_total = truth_shifts_px[None] + true_d
+    estimated = shifts_px[None] + (
+        np.asarray(local_model.displacement_px(gx, gy, frames[None, :]))
+        if local_model is not None
+        else 0.0
+    )
+    out["local_rms_px"] = float(np.sqrt(np.mean(np.sum((estimated - true_total) ** 2, axis=-1))))
+    out["true_local_rms_px"] = float(np.sqrt(np.mean(np.sum(true_d**2, axis=-1))))
+    return out
+
+
+def _simulate(size_px: int, n_frames: int, seed: int) -> Any:
+    from models.simulate.detector import draw_detector
+    from models.simulate.exposure import ExposureParameters, simulate_exposure
+    from models.simulate.specimen import phantom_specimen
+
+    rng = np.random.default_rng(seed)
+    params = ExposureParameters(
+        size_px=size_px,
+        n_frames=n_frames,
+        pixel_size_angstrom=1.0,
+        dose_e_per_a2=40.0,
+        defocus_u_angstrom=15_200.0,
+        defocus_v_angstrom=14_800.0,
+        ice_thickness_nm=40.0,
+        drift_total_px=float(rng.uniform(5, 15)),
+        drift_direction_deg=float(rng.uniform(0, 360)),
+        local_motion_px=1.5,
+        n_particles=int(40 * (size_px / 1024) ** 2),
+        seed=seed,
+    )
+    detector = draw_detector(rng, (size_px, size_px))
+    return simulate_exposure(params, specimen=phantom_specimen(), detector=detector), detector
+
+
+def run_motion_bench(
+    *, cases: list[str], seeds: list[int], device: str, compare: bool
+) -> dict[str, Any]:
+    """Run the motion benchmark; returns a JSON-able report."""
+    import torch
+
+    from models.motion import correct_motion
+
+    report: dict[str, Any] = {"bench": "motion", "device": device, "cases": []}
+    for name in cases:
+        spec = CASES[name]
+        for seed in seeds:
+            started = time.perf_counter()
+            sim, detector = _simulate(spec["size_px"], spec["n_frames"], seed)
+            simulate_s = time.perf_counter() - started
+            gain = torch.as_tensor(detector.gain_reference, dtype=torch.float32, device=device)
+            with peak_memory(device) as memory:
+                started = time.perf_counter()
+                result = correct_motion(
+                    sim.frames,
+                    pixel_size_angstrom=1.0,
+                    voltage_kv=300.0,
+                    dose_per_frame_e_per_a2=40.0 / spec["n_frames"],
+                    gain=gain,
+                    device=device,
+                )
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                total_s = time.perf_counter() - started
+            errors = motion_errors(
+                np.asarray(result.shifts_px),
+                result.local_model,
+                truth_shifts_px=sim.motion.shifts_px,
+                truth_coefficients_px=sim.motion.local_coefficients_px,
+                truth_profile=sim.motion.local_profile,
+                size_px=spec["size_px"],
+            )
+            case: dict[str, Any] = {
+                "case": name,
+                "seed": seed,
+                **{k: round(v, 4) for k, v in errors.items()},
+                "time_s": round(total_s, 3),
+                "stages_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+                "peak_rss_increase_gib": memory.rss_increase_gib,
+                "cuda_peak_gib": memory.cuda_peak_gib,
+                "simulate_s": round(simulate_s, 2),
+            }
+            if compare:
+                case["torch_motion_correction"] = _compare(sim, detector, device, total_s)
+            report["cases"].append(case)
+    report["summary"] = _summary(report["cases"])
+    return report
+
+
+def _compare(sim: Any, detector: Any, device: str, ours_s: float) -> dict[str, Any]:
+    """teamtomo's torch-motion-correction on the same movie (global trajectory only)."""
+    from daemon.bench._tmc import run_torch_motion_correction
+
+    frames = sim.frames.astype(np.float32) * detector.gain_reference[None].astype(np.float32)
+    started = time.perf_counter()
+    try:
+        shifts = run_torch_motion_correction(frames, pixel_size_angstrom=1.0, device=device)
+    except ImportError as error:
+        return {"available": False, "reason": str(error)}
+    theirs_s = time.perf_counter() - started
+    errors = motion_errors(
+        shifts,
+        None,
+        truth_shifts_px=sim.motion.shifts_px,
+        truth_coefficients_px=sim.motion.local_coefficients_px,
+        truth_profile=sim.motion.local_profile,
+        size_px=sim.frames.shape[-1],
+    )
+    return {
+        "available": True,
+        "global_rms_px": round(errors["global_rms_px"], 4),
+        "time_s": round(theirs_s, 3),
+        "speed_ratio_theirs_over_ours": round(theirs_s / ours_s, 2),
+    }
+
+
+def _summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in sorted({c["case"] for c in cases}):
+        rows = [c for c in cases if c["case"] == name]
+        out[name] = {
+            "global_rms_px_max": max(c["global_rms_px"] for c in rows),
+            "local_rms_px_max": max(c["local_rms_px"] for c in rows),
+            "time_s_median": float(np.median([c["time_s"] for c in rows])),
+            "peak_rss_increase_gib_max": max(c["peak_rss_increase_gib"] for c in rows),
+        }
+    return out

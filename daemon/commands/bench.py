@@ -1,0 +1,81 @@
+"""Measure accuracy against simulated truth, time per stage and memory (printed as JSON).
+
+  motion  global and local trajectory error, time per stage and peak memory for
+          1024 x 1024 x 20 and 4096 x 4096 x 40 movies; with --compare, teamtomo's
+          torch-motion-correction on the same movies (install it with `pip install
+          .[bench]`; it is never needed otherwise)
+  ctf     defocus, astigmatism, angle and ice-thickness errors on simulated micrographs, and
+          the RELION tutorial's real power spectra against CTFFIND-4.1 when ../shared/data is
+          present; time per micrograph
+
+Example:
+  causalscope bench motion --json --cases 1024x1024x20 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the bench options."""
+    parser.add_argument("what", choices=["motion", "ctf"], help="which benchmark")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="CASE",
+        help="motion: 1024x1024x20 and/or 4096x4096x40 (default both)",
+    )
+    parser.add_argument(
+        "--sizes", nargs="+", choices=["1024", "4096"], help="ctf: micrograph sizes (default both)"
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="motion: seeds")
+    parser.add_argument("--n", type=int, default=12, help="ctf: simulated cases at 1024")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(
+        "--compare", action="store_true", help="motion: also run torch-motion-correction"
+    )
+    parser.add_argument(
+        "--shared-data",
+        type=Path,
+        default=Path(__file__).resolve().parents[2].parent / "shared" / "data",
+        help="folder with relion_tutorial/ (default ../shared/data beside the repository)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one benchmark and print its report."""
+    import torch
+
+    from models.errors import InputError
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("No GPU", f"--device {args.device} but no CUDA device is visible")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    report: dict[str, Any]
+    if args.what == "motion":
+        from daemon.bench.motion import CASES, run_motion_bench
+
+        cases = args.cases or list(CASES)
+        unknown = [c for c in cases if c not in CASES]
+        if unknown:
+            raise InputError("Unknown case", f"{unknown}; choose from {sorted(CASES)}")
+        report = run_motion_bench(
+            cases=cases, seeds=args.seeds, device=args.device, compare=args.compare
+        )
+    else:
+        from daemon.bench.ctf import SIZES, run_ctf_bench
+
+        shared = args.shared_data if args.shared_data.is_dir() else None
+        report = run_ctf_bench(
+            sizes=args.sizes or list(SIZES), n_cases=args.n, device=args.device, shared_data=shared
+        )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(json.dumps(report["summary"], indent=2))
+    return 0

@@ -1,0 +1,120 @@
+"""Process one movie: motion correction, CTF estimation and the sanity gate.
+
+Metadata come from --metadata, else from EPU XML or a SerialEM .mdoc beside the movie, else
+from the configured microscope. Gain reference and defects come from the detector settings
+(e.g. CAUSALSCOPE_DETECTOR__GAIN_REFERENCE=gain.mrc). Micrographs (aligned, dose-weighted,
+even/odd halves) go to OUT/micrographs, the trajectory to OUT/motion as a STAR file.
+
+Exit status: 0 when the exposure passes (or passes with warnings), 1 when the sanity gate
+fails it (the reasons are printed), 2 for unusable input (missing or corrupt file).
+
+Example:
+  causalscope process FoilHole_123_Data_456_fractions.tiff --out processed --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.records import ExposureRecord
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the process options."""
+    parser.add_argument("movie", type=Path, help="movie (.mrc, .mrcs, .tif, .tiff, .eer)")
+    parser.add_argument(
+        "--metadata", type=Path, metavar="FILE", help="EPU .xml or SerialEM .mdoc of the movie"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("processed"), metavar="DIR", help="output folder"
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="override processing.device"
+    )
+    parser.add_argument("--json", action="store_true", help="print the record as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Process the movie and print its record."""
+    from actors.exposure import ExposureWorker
+    from config import load_settings
+    from daemon.exposures import load_calibration, load_movie
+
+    overrides = {"processing": {"device": args.device}} if args.device else {}
+    settings = load_settings(args.config, args.preset, overrides)
+    started = time.perf_counter()
+    movie = load_movie(args.movie, settings, metadata_path=args.metadata)
+    read_s = time.perf_counter() - started
+    calibration = load_calibration(settings, movie.frames.shape[-2:], upsampling=movie.upsampling)
+    worker = ExposureWorker(settings, output_dir=args.out, calibration=calibration)
+    record = worker.process(
+        movie.frames,
+        exposure_id=args.movie.stem,
+        movie_path=str(args.movie),
+        metadata=movie.metadata,
+        pixel_size_angstrom=movie.pixel_size_angstrom,
+    )
+    record = record.model_copy(update={"timings_s": {"read": round(read_s, 4), **record.timings_s}})
+    if args.json:
+        print(record.model_dump_json(exclude_none=True))
+    else:
+        print(describe(record))
+    return 1 if record.status == "fail" else 0
+
+
+def describe(record: ExposureRecord) -> str:
+    """A few lines a tired operator can read: status, reasons, motion, CTF, files, time."""
+    lines = [f"{record.movie_path}: {record.status.upper()}"]
+    lines += [f"  {reason}" for reason in record.reasons]
+    motion = record.motion
+    if motion is not None:
+        local = (
+            f", local RMS {motion.local_motion_rms_px:.2f} px"
+            if motion.local_motion_rms_px is not None
+            else ""
+        )
+        lines.append(
+            f"  motion: {motion.total_drift_px:.2f} px total drift{local}; accumulated "
+            f"{motion.accumulated_motion_total_angstrom:.2f} A (early "
+            f"{motion.accumulated_motion_early_angstrom:.2f}, late "
+            f"{motion.accumulated_motion_late_angstrom:.2f})"
+        )
+        if motion.measured_dose_e_per_a2 is not None:
+            lines.append(
+                f"  dose: {motion.measured_dose_e_per_a2:.2f} e/A^2 measured"
+                + (
+                    f", {record.dose_e_per_a2:.2f} e/A^2 used"
+                    if record.dose_e_per_a2 is not None
+                    else ""
+                )
+            )
+    ctf = record.ctf
+    if ctf is not None:
+        sigma = f" +- {ctf.defocus_sigma_angstrom:.0f}" if ctf.defocus_sigma_angstrom else ""
+        ice = (
+            f"; ice {ctf.ice_thickness_nm:.0f}"
+            + (f" +- {ctf.ice_thickness_sigma_nm:.0f}" if ctf.ice_thickness_sigma_nm else "")
+            + " nm"
+            if ctf.ice_thickness_nm is not None
+            else ""
+        )
+        lines.append(
+            f"  ctf: defocus {ctf.defocus_angstrom / 1e4:.4f} um{sigma} A "
+            f"(U {ctf.defocus_u_angstrom:.0f} A, V {ctf.defocus_v_angstrom:.0f} A, angle "
+            f"{ctf.defocus_angle_deg:.1f} deg); fit to {_resolution(ctf.fit_resolution_angstrom)}, "
+            f"merit {ctf.figure_of_merit:.3f}{ice}"
+        )
+    for kind, path in record.outputs.items():
+        lines.append(f"  {kind}: {path}")
+    total = sum(v for k, v in record.timings_s.items() if "." not in k)
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in record.timings_s.items() if "." not in k)
+    lines.append(f"  time: {total:.2f} s ({stages})")
+    return "\n".join(lines)
+
+
+def _resolution(value: float | None) -> str:
+    return "no resolution" if value is None else f"{value:.2f} A"

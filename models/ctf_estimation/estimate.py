@@ -1,0 +1,376 @@
+"""CTF estimation from a micrograph or a centred power spectrum: :func:`estimate_ctf`."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from models.ctf_estimation._fit import (
+    Refinement,
+    amplitude_profile,
+    initial_background,
+    model_background,
+    refine,
+    ring_period_px,
+    search_astigmatism,
+    search_defocus_1d,
+)
+from models.ctf_estimation._model import (
+    Band,
+    Optics,
+    make_band,
+    ring_lag_px,
+    ring_model,
+    window_attenuation,
+)
+from models.ctf_estimation._quality import alias_frequency, fit_resolution
+from models.ctf_estimation.ice import IceFit, estimate_ice_thickness
+from models.ctf_estimation.result import CtfEstimate
+from models.ctf_estimation.spectrum import looks_like_power_spectrum, power_spectrum, tile_window
+from models.units import ANGSTROM_PER_UM
+
+__all__ = ["estimate_ctf"]
+
+#: figure of merit below which a fit is not supported, and the z-score floor for small bands
+MIN_FIGURE_OF_MERIT = 0.05
+MIN_FIT_Z = 10.0
+
+
+def estimate_ctf(
+    image: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    voltage_kv: float,
+    spherical_aberration_mm: float,
+    amplitude_contrast: float,
+    is_power_spectrum: bool = False,
+    box_px: int = 512,
+    min_resolution_angstrom: float = 30.0,
+    max_resolution_angstrom: float = 4.0,
+    defocus_min_um: float = 0.2,
+    defocus_max_um: float = 5.0,
+    estimate_phase_shift: bool = False,
+    noise_variance: float | None = None,
+    estimate_ice: bool = True,
+) -> CtfEstimate:
+    """Fit defocus, astigmatism, (phase shift), fit resolution and ice thickness.
+
+    Steps: the averaged periodogram (:func:`power_spectrum`, unless ``is_power_spectrum``); a
+    smooth radial background (running mean of the log rotational average over CTFFIND's box,
+    later replaced by a windowed regression on the fitted model); a 1-D search over defocus
+    (and phase shift) on the rotational average; a grid search over astigmatism; then
+    Levenberg-Marquardt refinement of ``(d, a1, a2[, phi])`` of ``y = spectrum/background - 1``
+    against ``s(k) * -cos(2 chi + 2w)`` from the first Thon-ring zero (or ``min_resolution`` if
+    finer; the whole band when fitting a phase shift) to ``max_resolution``, which maximises the
+    normalised cross-correlation (the figure of merit) weighted by the ring amplitude. Inside
+    the first zero the particles' form factor rings (not the CTF's) bias the defocus.
+
+    Uncertainties: the defocus, astigmatism, angle and phase sigmas come from the curvature of
+    the least-squares objective, ``sigma^2 (J^T J)^-1`` with ``sigma^2`` the measured residual
+    variance and every half-plane spectrum pixel one sample, propagated to ``(dU+dV)/2``,
+    ``dU-dV`` and the angle; the ice sigma is described in :mod:`models.ctf_estimation.ice`.
+
+    Parameters
+    ----------
+    image
+        ``(h, w)`` micrograph, or a centred ``(n, n)`` spectrum when ``is_power_spectrum``
+        (power, amplitude or any monotonic rescaling whose background is smooth).
+    pixel_size_angstrom
+        Of the image (or the spectrum's effective pixel size: its sampling is
+        ``1 / (n * pixel_size_angstrom)``).
+    voltage_kv, spherical_aberration_mm, amplitude_contrast
+        Optics.
+    box_px
+        Tile size of the periodogram (ignored for a spectrum).
+    min_resolution_angstrom, max_resolution_angstrom
+        The fit band.
+    defocus_min_um, defocus_max_um
+        Search range of the mean defocus.
+    estimate_phase_shift
+        Fit a phase-plate phase shift in [0, 180) degrees.
+    noise_variance
+        Known white-noise variance per image pixel (Poisson counting: the mean count). Pins
+        the spectrum's noise floor for the ice estimates; without it (and for spectra given
+        directly) the ice thickness is not estimated.
+    estimate_ice
+        Estimate the ice thickness.
+
+    Returns
+    -------
+    CtfEstimate
+    """
+    optics = _validate(
+        image,
+        pixel_size_angstrom=pixel_size_angstrom,
+        voltage_kv=voltage_kv,
+        spherical_aberration_mm=spherical_aberration_mm,
+        amplitude_contrast=amplitude_contrast,
+        is_power_spectrum=is_power_spectrum,
+        min_resolution_angstrom=min_resolution_angstrom,
+        max_resolution_angstrom=max_resolution_angstrom,
+        defocus_min_um=defocus_min_um,
+        defocus_max_um=defocus_max_um,
+        noise_variance=noise_variance,
+    )
+    warnings: list[str] = []
+    window: torch.Tensor | None = None
+    n_independent: float | None = None
+    if is_power_spectrum:
+        spectrum = image.to(torch.float64)
+    else:
+        box = min(box_px, 2 * (min(image.shape[-2:]) // 2))
+        ps = power_spectrum(image, box_px=box, pixel_size_angstrom=pixel_size_angstrom)
+        spectrum = ps.values.to(torch.float64)
+        window = tile_window(box, taper_px=ps.taper_px, device=image.device)
+        n_independent = ps.n_independent
+    n = spectrum.shape[-1]
+    apix = pixel_size_angstrom
+    nyquist = 0.5 / apix
+    k_min = 1.0 / min_resolution_angstrom
+    k_max = min(1.0 / max_resolution_angstrom, 0.96 * nyquist)
+    full = make_band(
+        spectrum, pixel_size_angstrom=apix, k_min=1.0 / (n * apix), k_max=(n // 2 - 1) / (n * apix)
+    )
+    in_band = (full.k >= k_min) & (full.k <= k_max)
+
+    # --- 1. background, 1-D search
+    box_half = max(2, round(math.sqrt(2.0) * n * apix * k_min / 2))
+    background = initial_background(full, box_half)
+    y_full = full.values / background - 1.0
+    band = full.subset(in_band)
+    phases = (
+        torch.deg2rad(torch.arange(0.0, 180.0, 5.0, dtype=torch.float64))
+        if estimate_phase_shift
+        else torch.zeros(1, dtype=torch.float64)
+    )
+    d0, phi0, _ = search_defocus_1d(
+        band,
+        y_full[in_band],
+        optics,
+        defocus_min_angstrom=defocus_min_um * ANGSTROM_PER_UM,
+        defocus_max_angstrom=defocus_max_um * ANGSTROM_PER_UM,
+        phase_shifts_rad=phases,
+        normalise_half_width=box_half,
+    )
+    params = torch.tensor([d0, 0.0, 0.0, phi0], dtype=torch.float64)
+
+    # --- 2. astigmatism grid, model background, refinement
+    y = y_full[in_band]
+    weight = amplitude_profile(band, y, ring_model(band, params, optics), half_width=box_half)
+    max_half = max(500.0, min(1500.0, 0.15 * d0))
+    params = search_astigmatism(
+        band,
+        y,
+        weight,
+        optics,
+        defocus_angstrom=d0,
+        phase_shift_rad=phi0,
+        max_half_astigmatism_angstrom=max_half,
+    )
+    fit = None
+    for _ in range(2):
+        background = _model_background(full, params, optics)
+        y_full = full.values / background - 1.0
+        y = y_full[in_band]
+        # inside the first Thon-ring zero the spectrum is dominated by the particles' form
+        # factor (an apoferritin-like shell rings every ~4-5 spectrum px at 30-12 A), which
+        # biases the defocus; the phase shift needs those rings, so it keeps the whole band
+        k_ref = k_min if estimate_phase_shift else _first_zero_k(float(params[0]), optics, k_min)
+        use = band.k >= k_ref
+        fit = refine(band.subset(use), y[use], optics, params, fit_phase=estimate_phase_shift)
+        params = fit.params
+    assert fit is not None
+
+    # --- 3. quality: fit resolution, aliasing, figure of merit
+    k_fit, _ = fit_resolution(full, y_full, params, optics, k_start=k_min)
+    k_alias = alias_frequency(params, optics, n=n, pixel_size_angstrom=apix)
+    supported = True
+    z = fit.cc * math.sqrt(fit.n_pixels)
+    if fit.cc < MIN_FIGURE_OF_MERIT or z < MIN_FIT_Z:
+        supported = False
+        warnings.append(
+            f"figure of merit {fit.cc:.3f} is too low (needs >= {MIN_FIGURE_OF_MERIT}, "
+            f"z >= {MIN_FIT_Z:.0f}; z = {z:.1f})"
+        )
+    if k_fit is None or k_fit < 1.5 * k_min:
+        supported = False
+        warnings.append("the Thon rings are not supported beyond the low-resolution limit")
+    k_used = min(k_fit if k_fit is not None else k_min, k_max)
+    if k_alias is not None and k_alias <= k_used:
+        msg = (
+            f"Thon rings alias (period < 2 spectrum px) beyond {1 / k_alias:.1f} A "
+            f"at box {n} and {apix:g} A/px"
+        )
+        if k_alias < 0.5 * k_max:
+            supported = False
+            msg += ": over more than half the fit band, this defocus cannot be sampled at this box"
+        warnings.append(msg)
+    d_lo, d_hi = defocus_min_um * ANGSTROM_PER_UM, defocus_max_um * ANGSTROM_PER_UM
+    margin = min(0.02 * (d_hi - d_lo), 0.1 * d_lo + 200.0)
+    at_edge = bool(float(params[0]) < d_lo + margin or float(params[0]) > d_hi - margin)
+    if at_edge:
+        warnings.append(
+            f"mean defocus {float(params[0]):.0f} A is at the edge of the search range "
+            f"[{d_lo:.0f}, {d_hi:.0f}] A"
+        )
+
+    # --- 4. ice
+    ice: IceFit | None = None
+    if estimate_ice and noise_variance is not None and not is_power_spectrum and supported:
+        attenuation = _attenuation(band, params, optics, window) if window is not None else 1.0
+        ice = estimate_ice_thickness(
+            band,
+            params,
+            optics,
+            noise_floor=float(noise_variance),
+            attenuation=attenuation,
+            n_independent=float(n_independent or 1.0),
+            full=full,
+            fit_k_max=k_used,
+            dose_e_per_a2=float(noise_variance) / apix**2,
+        )
+        warnings.extend(ice.warnings)
+    elif estimate_ice and noise_variance is None:
+        warnings.append("ice thickness not estimated: needs the noise variance (noise floor)")
+
+    return _compose(
+        fit,
+        params,
+        optics,
+        k_fit,
+        ice,
+        supported,
+        at_edge,
+        warnings,
+        defocus_min_um,
+        defocus_max_um,
+    )
+
+
+def _validate(
+    image: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    voltage_kv: float,
+    spherical_aberration_mm: float,
+    amplitude_contrast: float,
+    is_power_spectrum: bool,
+    min_resolution_angstrom: float,
+    max_resolution_angstrom: float,
+    defocus_min_um: float,
+    defocus_max_um: float,
+    noise_variance: float | None,
+) -> Optics:
+    if not isinstance(image, torch.Tensor) or image.dim() != 2:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a 2-D tensor (h, w), got {shape}")
+    if image.is_complex() or not bool(torch.isfinite(image).all()):
+        raise ValueError("image must be real and finite")
+    positive = {
+        "pixel_size_angstrom": pixel_size_angstrom,
+        "voltage_kv": voltage_kv,
+        "min_resolution_angstrom": min_resolution_angstrom,
+        "max_resolution_angstrom": max_resolution_angstrom,
+    }
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if spherical_aberration_mm < 0:
+        raise ValueError(f"spherical_aberration_mm must be >= 0, got {spherical_aberration_mm}")
+    if not 0.0 <= amplitude_contrast < 1.0:
+        raise ValueError(f"amplitude_contrast must be in [0, 1), got {amplitude_contrast}")
+    if not min_resolution_angstrom > max_resolution_angstrom:
+        raise ValueError(
+            f"min_resolution_angstrom ({min_resolution_angstrom}) must exceed "
+            f"max_resolution_angstrom ({max_resolution_angstrom})"
+        )
+    if 2.0 * pixel_size_angstrom >= min_resolution_angstrom:
+        raise ValueError(
+            f"min_resolution_angstrom {min_resolution_angstrom} is beyond Nyquist "
+            f"({2 * pixel_size_angstrom} A)"
+        )
+    if not 0.0 < defocus_min_um < defocus_max_um:
+        raise ValueError(
+            f"need 0 < defocus_min_um < defocus_max_um, got {defocus_min_um}, {defocus_max_um}"
+        )
+    if noise_variance is not None and not noise_variance > 0:
+        raise ValueError(f"noise_variance must be positive, got {noise_variance}")
+    if is_power_spectrum and not looks_like_power_spectrum(image):
+        raise ValueError(
+            f"is_power_spectrum=True but the {tuple(image.shape)} input is not a centred, "
+            "centrosymmetric spectrum"
+        )
+    return Optics(voltage_kv, spherical_aberration_mm, amplitude_contrast)
+
+
+def _model_background(full: Band, params: torch.Tensor, optics: Optics) -> torch.Tensor:
+    k_rings = torch.arange(full.n_rings, dtype=torch.float64) / (full.n * full.pixel_size_angstrom)
+    period = ring_period_px(full.n, k_rings, float(params[0]), optics, full.pixel_size_angstrom)
+    half = torch.clamp(torch.ceil(period), min=2, max=40).long()
+    return model_background(full, ring_model(full, params, optics), half)
+
+
+def _attenuation(
+    band: Band, params: torch.Tensor, optics: Optics, window: torch.Tensor
+) -> torch.Tensor:
+    lag = ring_lag_px(band, params, optics)
+    return window_attenuation(lag * band.cos1, lag * band.sin1, window)
+
+
+def _compose(
+    fit: Refinement,
+    params: torch.Tensor,
+    optics: Optics,
+    k_fit: float | None,
+    ice: IceFit | None,
+    supported: bool,
+    at_edge: bool,
+    warnings: list[str],
+    defocus_min_um: float,
+    defocus_max_um: float,
+) -> CtfEstimate:
+    cov = torch.zeros(4, 4, dtype=torch.float64)
+    idx = torch.tensor(fit.free)
+    cov[idx[:, None], idx[None, :]] = fit.covariance
+    d, a1, a2, phi = (float(v) for v in params)
+    half = math.hypot(a1, a2)
+    block = cov[1:3, 1:3]
+    if half > 1e-6:
+        g = torch.tensor([a1, a2], dtype=torch.float64) / half
+        perp = torch.tensor([-a2, a1], dtype=torch.float64) / half
+        sigma_half = float(g @ block @ g) ** 0.5
+        sigma_perp = float(perp @ block @ perp) ** 0.5
+        sigma_angle = min(math.degrees(sigma_perp / (2.0 * half)), 180.0 / math.sqrt(12.0))
+    else:
+        sigma_half = float(torch.trace(block) / 2) ** 0.5
+        sigma_angle = 180.0 / math.sqrt(12.0)
+    angle = (math.degrees(math.atan2(a2, a1)) / 2.0) % 180.0
+    phase_deg = math.degrees(phi) % 180.0
+    return CtfEstimate(
+        defocus_u_angstrom=d + half,
+        defocus_v_angstrom=d - half,
+        defocus_angle_deg=angle,
+        phase_shift_deg=phase_deg,
+        fit_resolution_angstrom=None if k_fit is None else 1.0 / k_fit,
+        figure_of_merit=fit.cc,
+        ice_thickness_nm=None if ice is None else ice.thickness_nm,
+        ice_thickness_rings_nm=None if ice is None else ice.rings_nm,
+        ice_thickness_ice_ring_nm=None if ice is None else ice.ice_ring_nm,
+        defocus_sigma_angstrom=float(cov[0, 0]) ** 0.5,
+        astigmatism_sigma_angstrom=2.0 * sigma_half,
+        angle_sigma_deg=sigma_angle,
+        phase_shift_sigma_deg=math.degrees(float(cov[3, 3]) ** 0.5) if 3 in fit.free else None,
+        ice_thickness_sigma_nm=None if ice is None else ice.sigma_nm,
+        search_defocus_min_um=defocus_min_um,
+        search_defocus_max_um=defocus_max_um,
+        at_search_edge=at_edge,
+        supported=supported,
+        warnings=tuple(warnings),
+    )
+
+
+def _first_zero_k(defocus_angstrom: float, optics: Optics, k_min: float) -> float:
+    """Where the refinement band starts: the first zero of ``sin^2 chi`` (``lambda d k^2 = 1``,
+    Cs and amplitude contrast neglected), or ``k_min`` if that is further out."""
+    return max(k_min, 1.0 / math.sqrt(optics.wavelength_angstrom * max(defocus_angstrom, 1.0)))

@@ -1,0 +1,131 @@
+"""Whole-frame (global) alignment of a movie.
+
+Each frame is correlated with the sum of all *other* frames, each moved back by its current
+shift (leave-one-out: a frame's own shot noise never correlates with itself, so the
+reference does not pull the frame towards where it already is), after both are filtered by
+``exp(-B k^2 / 4)``. The correlation's maximum is found exactly on the band-limited
+correlation by DFT evaluation at sub-pixel points (no parabola through integer samples), and
+the round repeats until no shift moves by more than ``tolerance_px``. Only the frequencies
+where the filtered cross-spectrum ``exp(-B k^2 / 2)`` exceeds 1 % take part (a Fourier crop:
+at 1 A/px and B = 150 A^2 half of each axis), which makes a 4096^2 x 40 movie cheap.
+
+Fixed-pattern noise (gain residuals, defect fill, the frame border) sits at the same detector
+position in every frame, so against a leave-one-out reference it correlates at the *other*
+frames' shifts, pulling each estimate towards the others. Each frame's own mean is removed
+and its border tapered before the transform, so that the two largest fixed patterns (the
+mean and the border step) carry no weight; white pixel-level gain errors are mostly removed
+by the B filter (the residual bias of an uncorrected gain has not been measured yet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.motion._align import DamageModel, align_stack, prepare_spectra
+
+__all__ = ["GlobalAlignment", "align_global"]
+
+
+@dataclass(frozen=True)
+class GlobalAlignment:
+    """Result of :func:`align_global`.
+
+    Attributes
+    ----------
+    shifts_px
+        ``(F, 2)`` [x, y]: where the specimen sits in frame ``f`` relative to frame 0 (the
+        simulator's convention); move frame ``f`` by ``-shifts_px[f]`` to align it.
+        ``shifts_px[0] == [0, 0]``.
+    iterations_used
+        Rounds run.
+    converged
+        Whether the last round moved no shift by more than the tolerance.
+    """
+
+    shifts_px: np.ndarray
+    iterations_used: int
+    converged: bool
+
+
+def align_global(
+    frames: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    bfactor_angstrom2: float = 150.0,
+    iterations: int = 10,
+    tolerance_px: float = 0.01,
+    max_shift_px: float | None = None,
+    dose_per_frame_e_per_a2: float | None = None,
+    pre_exposure_e_per_a2: float = 0.0,
+    voltage_kv: float | None = None,
+) -> GlobalAlignment:
+    """Align the frames ``(F, h, w)`` of a movie (any real dtype; gain-corrected counts).
+
+    Parameters
+    ----------
+    frames
+        ``(F, h, w)`` frames, ``F >= 2``; the device of the computation.
+    pixel_size_angstrom
+        Pixel size, A.
+    bfactor_angstrom2
+        B-factor of the filter ``exp(-B k^2 / 4)`` applied to each spectrum, A^2.
+    iterations, tolerance_px
+        At most ``iterations`` rounds; stop when no shift changes by more than ``tolerance_px``.
+    max_shift_px
+        Largest shift searched in the first round (default a quarter of the smaller side).
+    dose_per_frame_e_per_a2, pre_exposure_e_per_a2, voltage_kv
+        When dose and voltage (200 or 300 kV) are given, each frame's correlation is also
+        weighted by the amplitude radiation damage leaves at its mid-frame dose (a matched
+        filter; on simulated 1024^2 x 20 movies it lowers the RMS error by about a third).
+    """
+    if frames.dim() != 3 or frames.shape[0] < 2:
+        raise ValueError(f"frames must be (F >= 2, h, w), got shape {tuple(frames.shape)}")
+    if pixel_size_angstrom <= 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    if bfactor_angstrom2 < 0:
+        raise ValueError(f"bfactor_angstrom2 must be >= 0, got {bfactor_angstrom2}")
+    if iterations < 1 or tolerance_px <= 0:
+        raise ValueError(
+            f"need iterations >= 1 and tolerance_px > 0, got {iterations}, {tolerance_px}"
+        )
+    h, w = frames.shape[-2:]
+    stack = prepare_spectra(
+        frames,
+        pixel_size_angstrom=pixel_size_angstrom,
+        bfactor_angstrom2=bfactor_angstrom2,
+        taper_px=max(8, min(h, w) // 32),
+    )
+    limit = min(h, w) / 4.0 if max_shift_px is None else max_shift_px
+    damage = damage_model(
+        frames.shape[0],
+        pixel_size_angstrom=pixel_size_angstrom,
+        dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
+        pre_exposure_e_per_a2=pre_exposure_e_per_a2,
+        voltage_kv=voltage_kv,
+    )
+    shifts, _, used, converged = align_stack(
+        stack, iterations=iterations, tolerance_px=tolerance_px, max_shift_px=limit, damage=damage
+    )
+    return GlobalAlignment(shifts.cpu().numpy(), used, converged)
+
+
+def damage_model(
+    n_frames: int,
+    *,
+    pixel_size_angstrom: float,
+    dose_per_frame_e_per_a2: float | None,
+    pre_exposure_e_per_a2: float,
+    voltage_kv: float | None,
+) -> DamageModel | None:
+    """The damage weighting used in the alignment, or None without dose and voltage."""
+    if dose_per_frame_e_per_a2 is None or voltage_kv is None:
+        return None
+    if not (190 <= voltage_kv <= 310):
+        return None  # Grant & Grigorieff is calibrated at 200 and 300 kV only
+    mid = pre_exposure_e_per_a2 + (torch.arange(n_frames, dtype=torch.float64) + 0.5) * (
+        dose_per_frame_e_per_a2
+    )
+    return DamageModel(mid, voltage_kv, pixel_size_angstrom)

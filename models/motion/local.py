@@ -1,0 +1,244 @@
+"""Local (patch) motion: patch trajectories after the global shifts and a smooth model of them.
+
+The global/local split: ``shifts_px`` (global) come from whole-frame correlation and so follow
+the image-mean motion; the local model ``d(x, y, f)`` is what remains and has **zero mean
+over the image area** in every frame (its spatial basis ``x', y', x'^2 - 1/12, y'^2 - 1/12,
+x' y'`` of ``x' = x / w - 0.5``, ``y' = y / h - 0.5`` integrates to zero over the image, and it
+has no constant term), so it never double-counts the global shifts. The specimen point that
+sits at ``p`` in frame 0 appears in frame ``f`` at pixel ``r`` with
+
+    p = r - shifts_px[f] - d(r, f)
+
+exactly the simulator's convention (:mod:`models.simulate.motion`), with ``d`` evaluated at
+the frame's own pixel ``r``. To compare with a simulation: ``shifts_px[f]`` against
+``truth.shifts_px[f] + mean_r d_true(r, f)`` and ``shifts_px[f] + d(r, f)`` against
+``truth.shifts_px[f] + d_true(r, f)``.
+
+Temporal basis: ``tau, tau^2, tau^3`` with ``tau = f / (F - 1)``, so ``d(., ., 0) = 0``. The
+model has 2 x 5 x 3 coefficients, fitted (like MotionCor2's) by weighted least squares to
+every patch's per-frame residual shift, with each measurement weighted by the inverse of its
+predicted variance and each patch allowed its own constant offset (a patch trajectory is
+known only up to a constant). The fit over all patches and frames is what denoises the
+patch measurements (about 2 counts/px/frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.motion._align import DamageModel, align_stack, prepare_spectra
+from models.motion._fourier import phase_ramp
+
+__all__ = ["LocalMotionModel", "PatchShifts", "align_patches", "fit_local_model"]
+
+N_SPATIAL = 5
+N_TEMPORAL = 3
+
+
+def _spatial_basis(x_norm: np.ndarray, y_norm: np.ndarray) -> np.ndarray:
+    """``(..., 5)`` zero-mean (over the unit square) spatial terms."""
+    return np.stack(
+        [x_norm, y_norm, x_norm**2 - 1.0 / 12.0, y_norm**2 - 1.0 / 12.0, x_norm * y_norm], -1
+    )
+
+
+def _temporal_basis(frame: np.ndarray, n_frames: int) -> np.ndarray:
+    tau = np.asarray(frame, dtype=np.float64) / max(n_frames - 1, 1)
+    return np.stack([tau, tau**2, tau**3], -1)
+
+
+@dataclass(frozen=True)
+class LocalMotionModel:
+    """Smooth local displacement ``d(x, y, f)`` in pixels (see the module docstring).
+
+    Attributes
+    ----------
+    coefficients_px
+        ``(2, 5, 3)``: axis [x, y] x spatial term x temporal term.
+    image_shape
+        ``(h, w)`` of the frames.
+    n_frames
+        Number of frames ``F``.
+    """
+
+    coefficients_px: np.ndarray
+    image_shape: tuple[int, int]
+    n_frames: int
+
+    def displacement_px(
+        self, x_px: np.ndarray | float, y_px: np.ndarray | float, frame: np.ndarray | int
+    ) -> np.ndarray:
+        """``(..., 2)`` [dx, dy] at pixel positions of frame(s) ``frame`` (broadcasting)."""
+        x, y, f = np.broadcast_arrays(
+            np.asarray(x_px, dtype=np.float64),
+            np.asarray(y_px, dtype=np.float64),
+            np.asarray(frame, dtype=np.float64),
+        )
+        h, w = self.image_shape
+        spatial = _spatial_basis(x / w - 0.5, y / h - 0.5)  # (..., 5)
+        temporal = _temporal_basis(f, self.n_frames)  # (..., 3)
+        return np.einsum("...s,...t,ast->...a", spatial, temporal, self.coefficients_px)
+
+    def displacement_field(
+        self,
+        frame: int,
+        *,
+        device: torch.device | str | None = None,
+        offset_px: tuple[float, float] = (0.0, 0.0),
+    ) -> torch.Tensor:
+        """``(h, w, 2)`` float32 field of frame ``frame`` at every pixel ``r + offset_px``."""
+        h, w = self.image_shape
+        dev = torch.device("cpu") if device is None else torch.device(device)
+        xs = torch.arange(w, device=dev, dtype=torch.float32) + offset_px[0]
+        ys = torch.arange(h, device=dev, dtype=torch.float32) + offset_px[1]
+        xn = (xs / w - 0.5)[None, :]
+        yn = (ys / h - 0.5)[:, None]
+        temporal = _temporal_basis(np.asarray(frame), self.n_frames)  # (3,)
+        c = self.coefficients_px @ temporal  # (2, 5)
+        out = []
+        for a in range(2):
+            field = (
+                c[a, 0] * xn
+                + c[a, 1] * yn
+                + c[a, 2] * (xn**2 - 1.0 / 12.0)
+                + c[a, 3] * (yn**2 - 1.0 / 12.0)
+                + c[a, 4] * xn * yn
+            )
+            out.append(field.expand(h, w))
+        return torch.stack(out, dim=-1)
+
+
+@dataclass(frozen=True)
+class PatchShifts:
+    """Patch trajectories measured after the global shifts.
+
+    Attributes
+    ----------
+    positions_px
+        ``(P, 2)`` [x, y] patch centres in frame-0 pixels.
+    shifts_px
+        ``(P, F, 2)`` residual shift of each patch in each frame (beyond the global shift),
+        relative to frame 0.
+    variances_px2
+        ``(P, F, 2)`` predicted variance of each measurement.
+    patch_size_px
+        Side of the square patches.
+    """
+
+    positions_px: np.ndarray
+    shifts_px: np.ndarray
+    variances_px2: np.ndarray
+    patch_size_px: int
+
+
+def _patch_layout(
+    shape: tuple[int, int], patches: tuple[int, int], margin: int
+) -> tuple[int, np.ndarray]:
+    h, w = shape
+    ny, nx = patches
+    size = int(1.5 * min(h / ny, w / nx)) // 2 * 2
+    size = max(32, min(size, min(h, w) - 2 * margin))
+
+    def centres(n: int, length: int) -> np.ndarray:
+        lo, hi = margin + size / 2, length - margin - size / 2
+        return np.full(1, length / 2) if n == 1 else np.linspace(lo, hi, n)
+
+    cy, cx = np.meshgrid(centres(ny, h), centres(nx, w), indexing="ij")
+    return size, np.stack([cx.ravel(), cy.ravel()], axis=1)
+
+
+def align_patches(
+    frames: torch.Tensor,
+    shifts_px: np.ndarray,
+    *,
+    patches: tuple[int, int],
+    pixel_size_angstrom: float,
+    bfactor_angstrom2: float = 150.0,
+    iterations: int = 10,
+    tolerance_px: float = 0.01,
+    damage: DamageModel | None = None,
+) -> PatchShifts:
+    """Align a grid of ``patches`` (rows, columns) of overlapping square patches.
+
+    Each patch follows the specimen: in frame ``f`` it is cut at its frame-0 place plus the
+    rounded global shift, and the remaining fraction is removed by a Fourier phase ramp
+    before the leave-one-out alignment of :func:`models.motion.align_global`. Patches are
+    1.5 times the grid spacing and kept ``max |shift| + 2`` px from the borders.
+    """
+    n, h, w = frames.shape
+    if patches[0] < 1 or patches[1] < 1:
+        raise ValueError(f"patches must be positive (rows, columns), got {patches}")
+    margin = int(np.ceil(np.abs(shifts_px).max())) + 2
+    size, centres = _patch_layout((h, w), patches, margin)
+    device = frames.device
+    shifts_t = torch.as_tensor(shifts_px, dtype=torch.float64, device=device)
+    rounded = torch.round(shifts_t)
+    fraction = shifts_t - rounded
+    out = np.zeros((len(centres), n, 2))
+    var = np.ones((len(centres), n, 2))
+    for p, (cx, cy) in enumerate(centres):
+        x0, y0 = int(np.round(cx - size / 2)), int(np.round(cy - size / 2))
+        cut = torch.empty((n, size, size), dtype=torch.float32, device=device)
+        for f in range(n):
+            ox = min(max(x0 + int(rounded[f, 0]), 0), w - size)
+            oy = min(max(y0 + int(rounded[f, 1]), 0), h - size)
+            cut[f] = frames[f, oy : oy + size, ox : ox + size]
+        stack = prepare_spectra(
+            cut,
+            pixel_size_angstrom=pixel_size_angstrom,
+            bfactor_angstrom2=bfactor_angstrom2,
+            taper_px=max(4, size // 16),
+        )
+        # remove the sub-pixel part of the global shift exactly (Fourier phase ramp)
+        stack.spectra *= phase_ramp(-fraction, stack.ky, stack.kx)
+        residual, variance, _, _ = align_stack(
+            stack,
+            iterations=iterations,
+            tolerance_px=tolerance_px,
+            max_shift_px=max(4.0, size / 8),
+            smooth=False,
+            damage=damage,
+        )
+        out[p] = residual.cpu().numpy()
+        var[p] = variance.cpu().numpy()
+    return PatchShifts(centres, out, var, size)
+
+
+def fit_local_model(
+    patch_shifts: PatchShifts,
+    global_shifts_px: np.ndarray,
+    *,
+    image_shape: tuple[int, int],
+) -> LocalMotionModel:
+    """Weighted least-squares fit of the smooth model to patch trajectories.
+
+    Each measurement ``r_pf = o_p + sum_st c_st S_s(x_pf, y_pf) T_t(f)`` with a free offset
+    ``o_p`` per patch and the patch position in frame ``f`` taken as its centre plus the
+    global shift (``d`` is a function of the frame's pixel). Weights are inverse variances,
+    floored at the median variance / 10 so that no single frame dominates.
+    """
+    n_patches, n_frames, _ = patch_shifts.shifts_px.shape
+    h, w = image_shape
+    frames = np.arange(n_frames)
+    xs = patch_shifts.positions_px[:, None, 0] + global_shifts_px[None, :, 0]
+    ys = patch_shifts.positions_px[:, None, 1] + global_shifts_px[None, :, 1]
+    spatial = _spatial_basis(xs / w - 0.5, ys / h - 0.5)  # (P, F, 5)
+    temporal = _temporal_basis(frames, n_frames)  # (F, 3)
+    design = (spatial[:, :, :, None] * temporal[None, :, None, :]).reshape(
+        n_patches, n_frames, N_SPATIAL * N_TEMPORAL
+    )
+    offsets = np.zeros((n_patches, n_frames, n_patches))
+    offsets[np.arange(n_patches), :, np.arange(n_patches)] = 1.0
+    a = np.concatenate([design, offsets], axis=2).reshape(n_patches * n_frames, -1)
+    coefficients = np.zeros((2, N_SPATIAL, N_TEMPORAL))
+    for axis in range(2):
+        v = patch_shifts.variances_px2[:, :, axis].reshape(-1)
+        v = np.maximum(v, np.median(v) / 10.0)
+        sw = 1.0 / np.sqrt(v)
+        b = patch_shifts.shifts_px[:, :, axis].reshape(-1)
+        solution, *_ = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)
+        coefficients[axis] = solution[: N_SPATIAL * N_TEMPORAL].reshape(N_SPATIAL, N_TEMPORAL)
+    return LocalMotionModel(coefficients, (h, w), n_frames)

@@ -1,0 +1,268 @@
+"""ExposureWorker on simulated movies: results against truth, and every gate failure produced
+from a real movie with the reason reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import starfile
+
+from actors.exposure import DetectorCalibration, ExposureWorker
+from config import Settings, load_settings
+from models.records import AcquisitionMetadata, ExposureRecord
+from models.simulate.detector import draw_detector
+from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
+from models.simulate.specimen import phantom_specimen
+
+SIZE = 1024
+FRAMES = 16
+DOSE = 40.0
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(None, None, {"processing": {"device": "cpu"}})
+
+
+@pytest.fixture(scope="module")
+def movie() -> tuple[SimulatedExposure, np.ndarray]:
+    params = ExposureParameters(
+        size_px=SIZE,
+        n_frames=FRAMES,
+        dose_e_per_a2=DOSE,
+        defocus_u_angstrom=18_300.0,
+        defocus_v_angstrom=17_900.0,
+        defocus_angle_deg=60.0,
+        ice_thickness_nm=40.0,
+        drift_total_px=9.0,
+        local_motion_px=1.0,
+        n_particles=50,
+        seed=11,
+    )
+    detector = draw_detector(np.random.default_rng(11), (SIZE, SIZE))
+    sim = simulate_exposure(params, specimen=phantom_specimen(), detector=detector)
+    return sim, detector.gain_reference.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[SimulatedExposure, np.ndarray]:
+    """A quick 512 x 512 x 8 movie for the failure modes."""
+    params = ExposureParameters(
+        size_px=512,
+        n_frames=8,
+        dose_e_per_a2=DOSE,
+        defocus_u_angstrom=18_300.0,
+        defocus_v_angstrom=17_900.0,
+        ice_thickness_nm=40.0,
+        drift_total_px=6.0,
+        local_motion_px=0.5,
+        n_particles=12,
+        seed=12,
+    )
+    detector = draw_detector(np.random.default_rng(12), (512, 512))
+    sim = simulate_exposure(params, specimen=phantom_specimen(), detector=detector)
+    return sim, detector.gain_reference.astype(np.float32)
+
+
+def _metadata(dose: float = DOSE, n_frames: int = FRAMES) -> AcquisitionMetadata:
+    return AcquisitionMetadata(
+        source_path="sim.xml",
+        source_format="epu",
+        pixel_size_angstrom=1.0,
+        voltage_kv=300.0,
+        spherical_aberration_mm=2.7,
+        dose_e_per_a2=dose,
+        n_frames=n_frames,
+    )
+
+
+def _process(
+    settings: Settings,
+    frames: np.ndarray,
+    out: Path,
+    *,
+    gain: np.ndarray | None,
+    metadata: AcquisitionMetadata | None = None,
+    name: str = "exposure",
+) -> ExposureRecord:
+    worker = ExposureWorker(
+        settings, output_dir=out, calibration=DetectorCalibration(gain=gain), device="cpu"
+    )
+    return worker.process(
+        frames, exposure_id=name, movie_path=f"{name}.tiff", metadata=metadata or _metadata()
+    )
+
+
+@pytest.fixture(scope="module")
+def good(
+    settings: Settings, movie: tuple[SimulatedExposure, np.ndarray], tmp_path_factory
+) -> tuple[ExposureRecord, Path]:
+    sim, gain = movie
+    out = tmp_path_factory.mktemp("good")
+    return _process(settings, sim.frames, out, gain=gain), out
+
+
+def _codes(record: ExposureRecord) -> set[str]:
+    return {f.code for f in record.flags}
+
+
+def test_good_movie_passes_and_recovers_truth(good, movie) -> None:
+    record, _ = good
+    sim, _ = movie
+    assert record.status in ("pass", "warn"), record.reasons
+    assert not [f for f in record.flags if f.severity == "fail"]
+    shifts = np.asarray(record.motion.shifts_px)
+    # the record's global trajectory against the truth (rigid part: shift + mean local warp)
+    error = np.sqrt(np.mean(np.sum((shifts - sim.motion.shifts_px) ** 2, axis=1)))
+    assert error < 0.5
+    ctf = record.ctf
+    assert ctf is not None
+    truth_mean = 0.5 * (18_300.0 + 17_900.0)
+    assert abs(ctf.defocus_angstrom - truth_mean) < 100
+    assert abs(ctf.astigmatism_angstrom - 400.0) < 60
+    assert record.motion.measured_dose_e_per_a2 == pytest.approx(DOSE, rel=0.03)
+
+
+def test_stage_timings_are_recorded(good) -> None:
+    record, _ = good
+    for stage in ("statistics", "motion", "ctf", "gate", "write"):
+        assert record.timings_s[stage] >= 0.0
+    assert record.timings_s["motion"] > 0
+
+
+def test_outputs_are_readable_micrographs_and_trajectory(good) -> None:
+    record, out = good
+    assert set(record.outputs) == {
+        "aligned_sum",
+        "dose_weighted_sum",
+        "even_sum",
+        "odd_sum",
+        "trajectory",
+    }
+    sums = {}
+    for kind in ("aligned_sum", "dose_weighted_sum", "even_sum", "odd_sum"):
+        path = Path(record.outputs[kind])
+        assert path.parent == out / "micrographs"
+        with mrcfile.open(path) as mrc:
+            assert mrc.data.shape == (SIZE, SIZE)
+            assert float(mrc.voxel_size.x) == pytest.approx(1.0)
+            sums[kind] = np.asarray(mrc.data, dtype=np.float64)
+    np.testing.assert_allclose(
+        sums["even_sum"] + sums["odd_sum"], sums["dose_weighted_sum"], rtol=1e-4, atol=1e-3
+    )
+    star = starfile.read(record.outputs["trajectory"])
+    table = star["global_shift"]
+    np.testing.assert_allclose(
+        table[["rlnMicrographShiftX", "rlnMicrographShiftY"]].to_numpy(),
+        np.asarray(record.motion.shifts_px),
+        atol=1e-3,
+    )
+    assert star["general"]["rlnImageSizeZ"] == FRAMES
+    assert not list(out.rglob("*.part"))
+
+
+def test_record_round_trips_through_json(good) -> None:
+    record, _ = good
+    again = ExposureRecord.model_validate_json(record.model_dump_json())
+    assert again == record
+
+
+def test_nan_frames_fail_without_processing(settings, small, tmp_path) -> None:
+    sim, gain = small
+    frames = sim.frames[:4].astype(np.float32)
+    frames[2, 10, 10] = np.nan
+    record = _process(settings, frames, tmp_path, gain=gain)
+    assert record.status == "fail"
+    assert "nonfinite_pixels" in _codes(record)
+    assert record.motion is None and record.outputs == {}
+    assert any("exposure.tiff" in r and "NaN" in r for r in record.reasons)
+
+
+def test_blank_movie_fails(settings, tmp_path) -> None:
+    frames = np.zeros((6, 256, 256), dtype=np.uint8)
+    record = _process(settings, frames, tmp_path, gain=None)
+    assert record.status == "fail"
+    assert "blank_movie" in _codes(record)
+
+
+def test_one_blank_frame_fails_but_is_still_processed(settings, small, tmp_path) -> None:
+    sim, gain = small
+    frames = sim.frames.copy()
+    frames[7] = 0
+    record = _process(settings, frames, tmp_path, gain=gain)
+    assert record.status == "fail"
+    flag = next(f for f in record.flags if f.code == "blank_frames")
+    assert "frame(s) 7" in flag.message
+    assert record.motion is not None  # the operator still sees what the rest gives
+
+
+def test_saturated_frame_fails(settings, small, tmp_path) -> None:
+    sim, gain = small
+    frames = sim.frames.copy()
+    frames[3, 100:300, :] = np.iinfo(frames.dtype).max
+    record = _process(settings, frames, tmp_path, gain=gain)
+    assert "saturated_frames" in _codes(record)
+    assert record.status == "fail"
+
+
+def test_dose_disagreeing_with_metadata_fails(settings, small, tmp_path) -> None:
+    sim, gain = small
+    record = _process(settings, sim.frames, tmp_path, gain=gain, metadata=_metadata(dose=80.0))
+    flag = next(f for f in record.flags if f.code == "dose_mismatch")
+    assert flag.value == pytest.approx(0.5, rel=0.05)
+    assert "80 e/A^2" in flag.message
+
+
+def test_frame_jump_is_implausible_drift(settings, small, tmp_path) -> None:
+    sim, gain = small
+    frames = sim.frames.copy()
+    frames[5:] = np.roll(frames[5:], shift=120, axis=-1)  # the stage jumped 120 px
+    strict = settings.model_copy(
+        update={
+            "processing": settings.processing.model_copy(
+                update={
+                    "gate": settings.processing.gate.model_copy(update={"max_frame_shift_px": 50.0})
+                }
+            )
+        }
+    )
+    record = _process(strict, frames, tmp_path, gain=gain)
+    assert "drift_jump" in _codes(record), record.reasons
+    flag = next(f for f in record.flags if f.code == "drift_jump")
+    assert "frame 5 moved" in flag.message
+
+
+def test_defocus_outside_search_range_is_reported(settings, small, tmp_path) -> None:
+    sim, gain = small
+    narrow = settings.model_copy(
+        update={
+            "processing": settings.processing.model_copy(
+                update={
+                    "ctf": settings.processing.ctf.model_copy(
+                        update={"defocus_min_um": 0.3, "defocus_max_um": 1.0}
+                    )
+                }
+            )
+        }
+    )
+    record = _process(narrow, sim.frames, tmp_path, gain=gain)
+    assert record.status == "fail"
+    assert _codes(record) & {"ctf_search_edge", "ctf_unsupported", "ctf_poor_fit"}, record.reasons
+
+
+def test_noise_only_movie_has_no_confident_ctf(settings, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    frames = rng.poisson(2.5, size=(FRAMES, SIZE, SIZE)).astype(np.uint8)
+    record = _process(settings, frames, tmp_path, gain=None)
+    assert record.status == "fail"
+    assert _codes(record) & {"ctf_unsupported", "ctf_poor_fit", "ctf_resolution_poor"}
+
+
+def test_gain_of_the_wrong_size_fails_with_both_sizes(settings, small, tmp_path) -> None:
+    sim, _ = small
+    record = _process(settings, sim.frames, tmp_path, gain=np.ones((256, 512), np.float32))
+    flag = next(f for f in record.flags if f.code == "calibration_mismatch")
+    assert "512x512" in flag.message and "512x256" in flag.message
