@@ -171,9 +171,7 @@ class ExposureWorker:
             return self._finish(
                 base, [calibration_flag], stats, None, None, None, timer, dose, n_frames
             )
-        dose_per_frame, dose_flag = self._dose_per_frame(dose, stats, optics, n_frames)
-        if dose_flag is not None:
-            flags.append(dose_flag)
+        dose_per_frame = self._dose_per_frame(dose, stats, optics, n_frames)
         try:
             with timer.stage("motion"):
                 correction = self._correct_motion(frames, optics, dose_per_frame)
@@ -262,14 +260,14 @@ class ExposureWorker:
         stats: FrameStatistics,
         optics: _Optics,
         n_frames: int,
-    ) -> tuple[float, GateFlag | None]:
+    ) -> float:
+        """From the metadata, else measured from the counts (the gate then warns)."""
         if dose is not None and dose > 0:
-            return dose / n_frames, None
+            return dose / n_frames
         # counting detectors: a count is an electron (times counts_per_electron)
         per_electron = self._settings.detector.counts_per_electron
         means = np.asarray(stats.frame_means, dtype=np.float64)
-        measured = float(np.nanmean(means)) / per_electron / optics.pixel_size_angstrom**2
-        return measured, None
+        return float(np.nanmean(means)) / per_electron / optics.pixel_size_angstrom**2
 
     def _tensors(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         import torch

@@ -24,11 +24,11 @@ def run_torch_motion_correction(
     ImportError
         torch-motion-correction is not installed.
     """
-    import os
+    import contextlib
+    import io
 
     import torch
 
-    os.environ.setdefault("TQDM_DISABLE", "1")  # its progress bars would flood the JSON
     try:
         import torch_motion_correction as tmc
     except ImportError as error:
@@ -42,14 +42,15 @@ def run_torch_motion_correction(
         stack, pixel_spacing=pixel_size_angstrom, device=torch.device(device)
     )
     patch = min(512, height, width)
-    field, _ = tmc.estimate_local_motion(
-        stack,
-        pixel_spacing=pixel_size_angstrom,
-        deformation_field_resolution=(n_frames, 1, 1),
-        patch_sampling=tmc.PatchSamplingConfig(patch_shape=(patch, patch)),
-        initial_deformation_field=field,
-        device=torch.device(device),
-    )
+    with contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+        field, _ = tmc.estimate_local_motion(
+            stack,
+            pixel_spacing=pixel_size_angstrom,
+            deformation_field_resolution=(n_frames, 1, 1),
+            patch_sampling=tmc.PatchSamplingConfig(patch_shape=(patch, patch)),
+            initial_deformation_field=field,
+            device=torch.device(device),
+        )
     data = field.data.detach().cpu().numpy()  # (2, t, nh, nw): (y, x) in Angstrom
     yx = data.reshape(2, n_frames, -1).mean(axis=-1).T / pixel_size_angstrom
     shifts = yx[:, ::-1]

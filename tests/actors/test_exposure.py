@@ -266,3 +266,12 @@ def test_gain_of_the_wrong_size_fails_with_both_sizes(settings, small, tmp_path)
     record = _process(settings, sim.frames, tmp_path, gain=np.ones((256, 512), np.float32))
     flag = next(f for f in record.flags if f.code == "calibration_mismatch")
     assert "512x512" in flag.message and "512x256" in flag.message
+
+
+def test_missing_dose_is_measured_from_the_counts_and_warned(settings, small, tmp_path) -> None:
+    sim, gain = small
+    metadata = _metadata(n_frames=8).model_copy(update={"dose_e_per_a2": None})
+    record = _process(settings, sim.frames, tmp_path, gain=gain, metadata=metadata)
+    flag = next(f for f in record.flags if f.code == "dose_unknown")
+    assert flag.severity == "warn" and "measured from the counts" in flag.message
+    assert record.dose_e_per_a2 == pytest.approx(DOSE, rel=0.03)
