@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Workers that process exposures: plain classes, wrapped as Ray actors by the daemon."""
