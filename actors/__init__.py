@@ -1,1 +1,1 @@
-"""Workers that process exposures: plain classes, wrapped as Ray actors by the daemon."""
+"""Workers that process exposures: plain classes, usable without Ray."""

@@ -1,8 +1,8 @@
 """The exposure worker: one movie's frames in, one typed record and its micrographs out.
 
-A plain class, testable and usable without Ray (``causalscope process`` calls it directly);
-the live pipeline wraps it once as a Ray actor. It never reads movie files or opens the
-database: the daemon reads the frames (files or the ZeroMQ stream) and stores the record.
+A plain class, testable and usable without Ray (``causalscope process`` calls it directly),
+to be wrapped once as a Ray actor by the live pipeline. It never reads movie files or opens
+the database: the daemon reads the frames (files or the ZeroMQ stream) and stores the record.
 
 Stages, each timed: frame statistics -> gain/defect correction and motion correction (global,
 patches, dose weighting, even/odd sums) -> CTF estimation on the aligned, non-weighted sum ->
