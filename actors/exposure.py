@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.gate import evaluate_gate, frame_statistics, gate_status
+from models.gate import blank_frames, evaluate_gate, frame_statistics, gate_status
 from models.records import (
     AcquisitionMetadata,
     CtfRecord,
@@ -158,9 +158,12 @@ class ExposureWorker:
         n_frames = int(frames.shape[0])
         with timer.stage("statistics"):
             stats = frame_statistics(frames)
-        early = self._early_failures(stats, movie_path)
-        if early:
-            return self._finish(base, early, stats, None, None, None, timer, dose, n_frames)
+        unusable = (
+            any(n > 0 for n in stats.nonfinite_counts)
+            or len(blank_frames(stats, self._settings.processing.gate)) == n_frames
+        )
+        if unusable:  # the gate says why; no later stage could mean anything
+            return self._finish(base, [], stats, None, None, None, timer, dose, n_frames)
 
         flags: list[GateFlag] = []
         motion_record: MotionRecord | None = None
@@ -184,7 +187,7 @@ class ExposureWorker:
             try:
                 with timer.stage("ctf"):
                     estimate = self._estimate_ctf(correction, optics)
-                ctf_record = _ctf_record(estimate)
+                ctf_record = CtfRecord.model_validate(estimate.to_dict())
             except (ValueError, RuntimeError) as error:
                 flags.append(_stage_error("ctf", movie_path, error))
         return self._finish(
@@ -205,37 +208,6 @@ class ExposureWorker:
             or scope.spherical_aberration_mm,
             amplitude_contrast=scope.amplitude_contrast,
         )
-
-    @staticmethod
-    def _early_failures(stats: FrameStatistics, movie_path: str) -> list[GateFlag]:
-        """Failures that make every later stage meaningless (all NaN, all blank)."""
-        flags: list[GateFlag] = []
-        if any(n > 0 for n in stats.nonfinite_counts):
-            total = sum(stats.nonfinite_counts)
-            frames = [i for i, n in enumerate(stats.nonfinite_counts) if n > 0]
-            flags.append(
-                GateFlag(
-                    code="nonfinite_pixels",
-                    severity="fail",
-                    message=(
-                        f"{movie_path}: {total} NaN/Inf pixels in {len(frames)} frame(s), first "
-                        f"frame {frames[0]}: not processed"
-                    ),
-                    value=float(total),
-                    limit=0.0,
-                )
-            )
-        means = np.asarray(stats.frame_means)
-        if np.all(~np.isfinite(means) | (means <= 0)) or all(s == 0 for s in stats.frame_stds):
-            flags.append(
-                GateFlag(
-                    code="blank_movie",
-                    severity="fail",
-                    message=f"{movie_path}: every frame is blank (no counts or no variation)",
-                    value=float(np.nanmax(means)) if np.any(np.isfinite(means)) else None,
-                )
-            )
-        return flags
 
     def _check_calibration(self, shape: tuple[int, ...], movie_path: str) -> GateFlag | None:
         for name, array in (
@@ -383,7 +355,7 @@ class ExposureWorker:
                 metadata_dose_e_per_a2=dose,
                 limits=self._settings.processing.gate,
             )
-        all_flags = _unique(flags + gate_flags)
+        all_flags = flags + gate_flags
         outputs: dict[str, str] = {}
         if correction is not None:
             with timer.stage("write"):
@@ -405,7 +377,7 @@ class ExposureWorker:
         )
 
     def _write(self, exposure_id: str, correction: MotionCorrection, pixel_size: float) -> dict:
-        from actors._outputs import write_micrograph, write_motion_star
+        from daemon.formats import write_motion_star, write_mrc_movie
 
         micrographs = self._output_dir / "micrographs"
         images = {
@@ -417,10 +389,20 @@ class ExposureWorker:
         outputs: dict[str, str] = {}
         for kind, (suffix, tensor) in images.items():
             path = micrographs / f"{exposure_id}{suffix}.mrc"
-            write_micrograph(path, tensor.detach().cpu().numpy(), pixel_size_angstrom=pixel_size)
+            image = tensor.detach().cpu().numpy().astype(np.float32, copy=False)
+            write_mrc_movie(path, image, pixel_size_angstrom=pixel_size, mode=2)
             outputs[kind] = str(path)
-        star = self._output_dir / "motion" / f"{exposure_id}.star"
-        write_motion_star(star, correction, pixel_size_angstrom=pixel_size)
+        height, width = (int(n) for n in correction.aligned_sum.shape[-2:])
+        local = correction.local_model is not None
+        star = write_motion_star(
+            self._output_dir / "motion" / f"{exposure_id}.star",
+            correction.shifts_px,
+            width_px=width,
+            height_px=height,
+            pixel_size_angstrom=pixel_size,
+            patch_positions_px=correction.patch_positions_px if local else None,
+            patch_shifts_px=correction.patch_shifts_px if local else None,
+        )
         outputs["trajectory"] = str(star)
         return outputs
 
@@ -433,17 +415,6 @@ def _stage_error(stage: str, movie_path: str, error: Exception) -> GateFlag:
     )
 
 
-def _unique(flags: list[GateFlag]) -> list[GateFlag]:
-    seen: set[tuple[str, str]] = set()
-    kept: list[GateFlag] = []
-    for flag in flags:
-        key = (flag.code, flag.message)
-        if key not in seen:
-            seen.add(key)
-            kept.append(flag)
-    return kept
-
-
 def _local_rms(correction: MotionCorrection, n_frames: int) -> float | None:
     model = correction.local_model
     positions = correction.patch_positions_px
@@ -454,34 +425,3 @@ def _local_rms(correction: MotionCorrection, n_frames: int) -> float | None:
     d = model.displacement_px(pos[:, None, 0], pos[:, None, 1], frames[None, :])
     value = float(np.sqrt(np.mean(np.sum(np.asarray(d) ** 2, axis=-1))))
     return value if math.isfinite(value) else None
-
-
-def _none_if_nan(value: float | None) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _ctf_record(estimate: CtfEstimate) -> CtfRecord:
-    return CtfRecord(
-        defocus_u_angstrom=float(estimate.defocus_u_angstrom),
-        defocus_v_angstrom=float(estimate.defocus_v_angstrom),
-        defocus_angle_deg=float(estimate.defocus_angle_deg),
-        phase_shift_deg=float(estimate.phase_shift_deg),
-        fit_resolution_angstrom=_none_if_nan(estimate.fit_resolution_angstrom),
-        figure_of_merit=float(estimate.figure_of_merit),
-        ice_thickness_nm=_none_if_nan(estimate.ice_thickness_nm),
-        ice_thickness_rings_nm=_none_if_nan(estimate.ice_thickness_rings_nm),
-        ice_thickness_ice_ring_nm=_none_if_nan(estimate.ice_thickness_ice_ring_nm),
-        defocus_sigma_angstrom=_none_if_nan(estimate.defocus_sigma_angstrom),
-        astigmatism_sigma_angstrom=_none_if_nan(estimate.astigmatism_sigma_angstrom),
-        angle_sigma_deg=_none_if_nan(estimate.angle_sigma_deg),
-        phase_shift_sigma_deg=_none_if_nan(estimate.phase_shift_sigma_deg),
-        ice_thickness_sigma_nm=_none_if_nan(estimate.ice_thickness_sigma_nm),
-        search_defocus_min_um=float(estimate.search_defocus_min_um),
-        search_defocus_max_um=float(estimate.search_defocus_max_um),
-        at_search_edge=bool(estimate.at_search_edge),
-        supported=bool(estimate.supported),
-        warnings=list(estimate.warnings),
-    )

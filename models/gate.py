@@ -20,7 +20,7 @@ from scipy.stats import poisson
 
 from models.records import CtfRecord, FrameStatistics, GateFlag, GateStatus, MotionRecord
 
-__all__ = ["GateLimits", "evaluate_gate", "frame_statistics", "gate_status"]
+__all__ = ["GateLimits", "blank_frames", "evaluate_gate", "frame_statistics", "gate_status"]
 
 # a pixel value this far in the Poisson tail is clipping when many pixels share it
 _SATURATION_EXCESS = 20.0
@@ -107,6 +107,20 @@ def _frames_list(indices: list[int], limit: int = 8) -> str:
     return shown + (f" and {len(indices) - limit} more" if len(indices) > limit else "")
 
 
+def blank_frames(stats: FrameStatistics, limits: GateLimits) -> list[int]:
+    """Indices of frames with no counts, no variation, or a mean below
+    ``limits.blank_frame_fraction`` of the median frame's."""
+    means = np.asarray(stats.frame_means, dtype=np.float64)
+    finite_means = means[np.isfinite(means)]
+    median = float(np.median(finite_means)) if finite_means.size else 0.0
+    floor = limits.blank_frame_fraction * median
+    return [
+        i
+        for i, (m, s) in enumerate(zip(means, stats.frame_stds, strict=True))
+        if not math.isfinite(m) or m <= 0 or s == 0 or m < floor
+    ]
+
+
 def _check_frames(stats: FrameStatistics, limits: GateLimits) -> list[GateFlag]:
     flags: list[GateFlag] = []
     bad = [i for i, n in enumerate(stats.nonfinite_counts) if n > 0]
@@ -122,16 +136,10 @@ def _check_frames(stats: FrameStatistics, limits: GateLimits) -> list[GateFlag]:
             )
         )
     means = np.asarray(stats.frame_means, dtype=np.float64)
-    stds = np.asarray(stats.frame_stds, dtype=np.float64)
-    finite_means = means[np.isfinite(means)]
-    median = float(np.median(finite_means)) if finite_means.size else 0.0
-    floor = limits.blank_frame_fraction * median
-    blank = [
-        i
-        for i, (m, s) in enumerate(zip(means, stds, strict=True))
-        if not math.isfinite(m) or m <= 0 or s == 0 or m < floor
-    ]
+    blank = blank_frames(stats, limits)
     if blank:
+        finite_means = means[np.isfinite(means)]
+        median = float(np.median(finite_means)) if finite_means.size else 0.0
         worst = min(blank, key=lambda i: means[i] if math.isfinite(means[i]) else -1.0)
         flags.append(
             GateFlag(

@@ -9,6 +9,7 @@ from daemon.formats.eer import read_eer_movie, write_eer_movie
 from daemon.formats.epu import find_epu_metadata, read_epu_xml, write_epu_xml
 from daemon.formats.gain import GAIN_FLIPS, read_gain, transform_gain, write_gain
 from daemon.formats.mdoc import find_mdoc, read_mdoc, write_mdoc
+from daemon.formats.motion_star import write_motion_star
 from daemon.formats.movies import check_complete, movie_info, read_movie
 from daemon.formats.mrc import MRC_MODES, write_mrc_movie
 from daemon.formats.mtf import read_mtf_star
@@ -40,6 +41,7 @@ __all__ = [
     "write_epu_xml",
     "write_gain",
     "write_mdoc",
+    "write_motion_star",
     "write_mrc_movie",
     "write_tiff_movie",
 ]

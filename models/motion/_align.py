@@ -59,6 +59,19 @@ class SpectraStack:
     filt: torch.Tensor
     noise_power: torch.Tensor
 
+    def peaks(
+        self, cross: torch.Tensor, *, start_px: torch.Tensor, half_width_px: float
+    ) -> torch.Tensor:
+        """Sub-pixel maxima ``(B, 2)`` of cross-spectra ``(B, H, Wr)`` on this stack's grid."""
+        return refine_peaks(
+            cross,
+            self.ky,
+            self.kx,
+            full_width=self.shape[1],
+            start_px=start_px,
+            half_width_px=half_width_px,
+        )
+
 
 def prepare_spectra(
     images: torch.Tensor,
@@ -152,15 +165,7 @@ def align_stack(
             cross = own * others.conj()
             if frame_filters is not None:
                 cross = cross * frame_filters[start:stop]
-            begin, half = shifts[start:stop], 1.0
-            new[start:stop] = refine_peaks(
-                cross,
-                stack.ky,
-                stack.kx,
-                full_width=stack.shape[1],
-                start_px=begin,
-                half_width_px=half,
-            )
+            new[start:stop] = stack.peaks(cross, start_px=shifts[start:stop], half_width_px=1.0)
             variance[start:stop] = peak_variance(
                 cross,
                 others,
@@ -203,14 +208,7 @@ def _progressive_start(
         if frame_filters is not None:
             cross = cross * frame_filters[f]
         begin = coarse_peaks(cross, stack.crop, stack.shape, max_shift_px=max_shift_px)
-        shifts[f] = refine_peaks(
-            cross,
-            stack.ky,
-            stack.kx,
-            full_width=stack.shape[1],
-            start_px=begin,
-            half_width_px=coarse_step,
-        )[0]
+        shifts[f] = stack.peaks(cross, start_px=begin, half_width_px=coarse_step)[0]
         reference = (
             reference + stack.spectra[f] * phase_ramp(-shifts[f : f + 1], stack.ky, stack.kx)[0]
         )

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from daemon import formats
+from tests.daemon.cli_run import run_cli
 
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+_run = run_cli
 
 
 def _assert_clear_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
