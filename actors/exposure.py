@@ -12,6 +12,7 @@ the sanity gate -> micrographs written (MRC) beside a RELION-style motion STAR f
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,6 +97,9 @@ class ExposureWorker:
         Gain and defects in the frames' orientation (the daemon applies rotation and flip).
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: from ``settings.processing.device``.
+    torch_threads
+        CPU threads for torch in this process (a worker's share of the cores); None leaves
+        torch's default (all cores).
     """
 
     def __init__(
@@ -105,7 +109,13 @@ class ExposureWorker:
         output_dir: str | Path,
         calibration: DetectorCalibration | None = None,
         device: str | None = None,
+        torch_threads: int | None = None,
     ) -> None:
+        if torch_threads is not None:
+            import torch
+
+            # several CPU workers share a machine: each must stay on its own share of cores
+            torch.set_num_threads(max(1, int(torch_threads)))
         self._settings = settings
         self._output_dir = Path(output_dir)
         self._calibration = calibration or DetectorCalibration()
@@ -117,6 +127,10 @@ class ExposureWorker:
     def device(self) -> str:
         """Where this worker computes."""
         return self._device
+
+    def process_id(self) -> int:
+        """The operating-system process this worker runs in (a Ray actor's worker process)."""
+        return os.getpid()
 
     def process(
         self,
@@ -245,13 +259,12 @@ class ExposureWorker:
         import torch
 
         if self._gain_tensor is None and self._calibration.gain is not None:
-            self._gain_tensor = torch.as_tensor(
-                self._calibration.gain, dtype=torch.float32, device=self._device
-            )
+            # a copy: arrays from Ray's object store are read-only
+            gain = np.array(self._calibration.gain, dtype=np.float32)
+            self._gain_tensor = torch.as_tensor(gain, device=self._device)
         if self._defect_tensor is None and self._calibration.defect_mask is not None:
-            self._defect_tensor = torch.as_tensor(
-                self._calibration.defect_mask, dtype=torch.bool, device=self._device
-            )
+            defects = np.array(self._calibration.defect_mask, dtype=np.bool_)
+            self._defect_tensor = torch.as_tensor(defects, device=self._device)
         return self._gain_tensor, self._defect_tensor
 
     def _correct_motion(
@@ -359,7 +372,7 @@ class ExposureWorker:
         outputs: dict[str, str] = {}
         if correction is not None:
             with timer.stage("write"):
-                outputs = self._write(str(base["exposure_id"]), correction, pixel_size)
+                outputs = self._write(str(base["exposure_id"]), correction, pixel_size, ctf, base)
         used_dose = dose
         if used_dose is None and motion is not None:
             used_dose = motion.measured_dose_e_per_a2
@@ -376,7 +389,15 @@ class ExposureWorker:
             **base,
         )
 
-    def _write(self, exposure_id: str, correction: MotionCorrection, pixel_size: float) -> dict:
+    def _write(
+        self,
+        exposure_id: str,
+        correction: MotionCorrection,
+        pixel_size: float,
+        ctf: CtfRecord | None,
+        optics: dict[str, object],
+    ) -> dict:
+        """Micrographs, trajectory and thumbnails; an OSError (a full disk) propagates."""
         from daemon.formats import write_motion_star, write_mrc_movie
 
         micrographs = self._output_dir / "micrographs"
@@ -404,7 +425,46 @@ class ExposureWorker:
             patch_shifts_px=correction.patch_shifts_px if local else None,
         )
         outputs["trajectory"] = str(star)
+        outputs.update(self._write_thumbnails(exposure_id, correction, pixel_size, ctf, optics))
         return outputs
+
+    def _write_thumbnails(
+        self,
+        exposure_id: str,
+        correction: MotionCorrection,
+        pixel_size: float,
+        ctf: CtfRecord | None,
+        optics: dict[str, object],
+    ) -> dict[str, str]:
+        from daemon.formats.png import write_png
+        from models.ctf_estimation import power_spectrum
+        from models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail
+
+        folder = self._output_dir / "thumbnails"
+        micrograph = write_png(
+            folder / f"{exposure_id}.png", micrograph_thumbnail(correction.dose_weighted_sum)
+        )
+        image = correction.ctf_sum
+        box = min(512, int(min(image.shape[-2:])) // 2 * 2)
+        spectrum = power_spectrum(image, box_px=box, pixel_size_angstrom=pixel_size)
+        fit: dict[str, object] = {}
+        if ctf is not None and ctf.supported:
+            fit = {
+                "voltage_kv": optics["voltage_kv"],
+                "spherical_aberration_mm": optics["cs_mm"],
+                "amplitude_contrast": optics["amplitude_contrast"],
+                "defocus_u_angstrom": ctf.defocus_u_angstrom,
+                "defocus_v_angstrom": ctf.defocus_v_angstrom,
+                "defocus_angle_deg": ctf.defocus_angle_deg,
+                "phase_shift_deg": ctf.phase_shift_deg,
+            }
+        picture = power_spectrum_thumbnail(
+            spectrum.values.detach().cpu(),
+            pixel_size_angstrom=pixel_size,
+            **fit,  # type: ignore[arg-type]
+        )
+        ps_path = write_png(folder / f"{exposure_id}_ps.png", picture)
+        return {"thumbnail": str(micrograph), "power_spectrum_thumbnail": str(ps_path)}
 
 
 def _stage_error(stage: str, movie_path: str, error: Exception) -> GateFlag:

@@ -41,6 +41,15 @@ class WatcherSettings(Section):
     poll_interval_s: float = Field(
         2.0, gt=0, le=600, description="Seconds between scans when polling."
     )
+    metadata_wait_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description=(
+            "How long a settled movie waits for its EPU XML or mdoc before it is processed "
+            "without one."
+        ),
+    )
 
     @field_validator("movie_patterns", "metadata_patterns")
     @classmethod

@@ -24,15 +24,18 @@ class StoreSettings(Section):
         examples=["2024-05-01_apoferritin"],
     )
     publish_address: ZmqAddress = Field(
-        "tcp://127.0.0.1:5556", description="PUB endpoint on which committed rows are published."
+        "tcp://127.0.0.1:5556",
+        description="PUB endpoint on which committed rows are published (port 0: any free port).",
     )
     query_address: ZmqAddress = Field(
-        "tcp://127.0.0.1:5557", description="Endpoint that answers history queries from the TUI."
+        "tcp://127.0.0.1:5557",
+        description="Read-only query endpoint for the dashboard and `causalscope query`.",
     )
 
     @model_validator(mode="after")
     def _addresses_differ(self) -> StoreSettings:
-        if self.publish_address == self.query_address:
+        random_port = self.publish_address.endswith(":0")  # each bind picks its own free port
+        if self.publish_address == self.query_address and not random_port:
             raise ValueError(
                 f"publish_address and query_address are both {self.publish_address!r}; "
                 "they must be different endpoints"

@@ -17,11 +17,14 @@ from models.errors import CausalscopeError
 # (subcommand, module under daemon.commands); the order is the order of --help.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
+    ("watch", "watch"),
     ("simulate", "simulate"),
     ("process", "process"),
     ("ctf", "ctf"),
     ("bench", "bench"),
     ("inspect", "inspect"),
+    ("summary", "summary"),
+    ("query", "query"),
     ("config", "config_cmd"),
 )
 

@@ -14,3 +14,14 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data is absent: real-data test skipped")
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for every test that needs real actors."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -7,6 +7,10 @@
   ctf     defocus, astigmatism, angle and ice-thickness errors on simulated micrographs, and
           the RELION tutorial's real power spectra against CTFFIND-4.1 when ../shared/data is
           present; time per micrograph
+  pipeline  the live pipeline end to end on local Ray: exposures per minute (a burst of --n
+          movies), latency from a settled file to its committed record (movies at a pace the
+          actors keep up with), and resident memory after --memory-n small exposures against
+          after the first tenth
 
 Example:
   causalscope bench motion --json --cases 1024x1024x20 --seeds 0 1 2
@@ -22,7 +26,7 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the bench options."""
-    parser.add_argument("what", choices=["motion", "ctf"], help="which benchmark")
+    parser.add_argument("what", choices=["motion", "ctf", "pipeline"], help="which benchmark")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument(
         "--cases",
@@ -34,7 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sizes", nargs="+", choices=["1024", "4096"], help="ctf: micrograph sizes (default both)"
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="motion: seeds")
-    parser.add_argument("--n", type=int, default=12, help="ctf: simulated cases at 1024")
+    parser.add_argument(
+        "--n", type=int, default=None, help="ctf: simulated cases (12); pipeline: movies (20)"
+    )
+    parser.add_argument("--size", type=int, default=1024, help="pipeline: movie size")
+    parser.add_argument("--frames", type=int, default=20, help="pipeline: frames per movie")
+    parser.add_argument(
+        "--memory-n", type=int, default=500, help="pipeline: exposures of the memory phase"
+    )
+    parser.add_argument("--workers", type=int, default=None, help="pipeline: exposure actors")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
         "--compare", action="store_true", help="motion: also run torch-motion-correction"
@@ -67,12 +79,31 @@ def run(args: argparse.Namespace) -> int:
         report = run_motion_bench(
             cases=cases, seeds=args.seeds, device=args.device, compare=args.compare
         )
+    elif args.what == "pipeline":
+        from daemon.bench.pipeline import run_pipeline_bench
+
+        report = run_pipeline_bench(
+            n=args.n or 20,
+            size=args.size,
+            frames=args.frames,
+            memory_n=args.memory_n,
+            n_workers=args.workers,
+            device=args.device,
+        )
+        report["summary"] = {
+            "exposures_per_minute": report["throughput"]["exposures_per_minute"],
+            "median_latency_s": report["latency"]["latency_s"]["median"],
+            "memory_growth": report.get("memory", {}).get("growth"),
+        }
     else:
         from daemon.bench.ctf import SIZES, run_ctf_bench
 
         shared = args.shared_data if args.shared_data.is_dir() else None
         report = run_ctf_bench(
-            sizes=args.sizes or list(SIZES), n_cases=args.n, device=args.device, shared_data=shared
+            sizes=args.sizes or list(SIZES),
+            n_cases=args.n or 12,
+            device=args.device,
+            shared_data=shared,
         )
     if args.json:
         print(json.dumps(report))

@@ -1,20 +1,34 @@
-"""Simulate a short session at a realistic pace and report what was made.
+"""Simulate a short session and process it live, then compare what was found with the truth.
 
-The demo runs the fake microscope into a temporary folder (or --out), one movie every few
-seconds, exactly as a detector would write them, then summarises the session's truth. It needs
-no data files and no GPU.
+The fake microscope writes movies into a temporary folder at a realistic pace (EPU layout,
+TIFF movies with their XML, a gain reference and a defect list), exactly as a detector would.
+A live session watches that folder (or, with --stream, receives the frames over ZeroMQ) and
+processes every exposure on local Ray actors into a DuckDB session database. At the end it
+prints the session's summary and each exposure's CTF against the simulated truth. It needs no
+data files and no GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
+
+# the exposure-processing targets the demo's CTF is held to (Angstrom, degrees, nm)
+DEFOCUS_TOLERANCE_A = 20.0
+ASTIGMATISM_TOLERANCE_A = 20.0
+ANGLE_TOLERANCE_DEG = 5.0
+ASTIGMATIC_ABOVE_A = 200.0
+ICE_TOLERANCE_NM = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the demo options."""
-    parser.add_argument("--out", type=Path, metavar="DIR", help="keep the session here")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="keep everything here")
     parser.add_argument("--n", type=int, default=8, metavar="N", help="movies (default 8)")
     parser.add_argument("--size", type=int, default=1024, metavar="PX", help="movie size")
     parser.add_argument("--frames", type=int, default=20, metavar="F", help="frames per movie")
@@ -26,38 +40,167 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one movie every SECONDS (default 4)",
     )
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="random seed")
+    parser.add_argument(
+        "--stream", action="store_true", help="push frames over ZeroMQ instead of writing files"
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="exposure actors")
+    parser.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Simulate the session and print its summary."""
-    from config import load_settings
-    from daemon.simulator import SimulationRequest, run_simulation
+    """Simulate, process live, summarise, compare with the truth."""
+    if args.out is not None:
+        return _run(args, Path(args.out))
+    with tempfile.TemporaryDirectory(prefix="causalscope-demo-") as tmp:
+        return _run(args, Path(tmp))
 
+
+def _free_tcp_address() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
+    from config import load_settings
+    from daemon.commands.watch import print_summary
+    from daemon.live import LiveOptions, LiveSession
+    from daemon.session import SessionPaths
+    from daemon.simulator import GAIN_FILE, SimulationRequest, run_simulation
+
+    microscope = out / "microscope"
+    microscope.mkdir(parents=True, exist_ok=True)
+    stream = _free_tcp_address() if args.stream else None
     # two shots in each of two holes per square: eight exposures visit two squares, four holes
-    overrides = {
+    overrides: dict[str, Any] = {
         "simulation": {
             "size_px": args.size,
             "n_frames": args.frames,
             "exposures_per_hole": 2,
             "holes_per_square": 2,
-        }
+        },
+        "watcher": {"settle_s": 1.0, "movie_patterns": ["*.tiff"], "metadata_wait_s": 5.0},
+        "detector": {
+            "gain_reference": str(microscope / GAIN_FILE),
+            "defects_file": str(microscope / "defects.txt"),
+        },
+        "store": {"publish_address": "tcp://127.0.0.1:0", "query_address": "tcp://127.0.0.1:0"},
     }
     settings = load_settings(args.config, args.preset, overrides)
-    with tempfile.TemporaryDirectory(prefix="causalscope-demo-") as tmp:
-        out = args.out or Path(tmp) / "session"
-        print(
-            f"causalscope demo: simulating {args.n} exposures into {out} "
-            f"(one every {args.rate:g} s)",
-            flush=True,
-        )
+    paths = SessionPaths.under(out / "sessions", "demo")
+    where = f"streamed over {stream}" if stream else f"written to {microscope}"
+    print(
+        f"causalscope demo: {args.n} exposures of {args.size}x{args.size}x{args.frames}, one "
+        f"every {args.rate:g} s, {where}",
+        flush=True,
+    )
+    print(f"  session {paths.root}", flush=True)
 
-        request = SimulationRequest(
-            out_dir=out, n_exposures=args.n, seed=args.seed, rate_s=args.rate
+    finished = threading.Event()
+    failure: list[BaseException] = []
+
+    def simulate() -> None:
+        try:
+            request = SimulationRequest(
+                out_dir=microscope,
+                n_exposures=args.n,
+                seed=args.seed,
+                rate_s=args.rate,
+                zmq_address=stream,
+            )
+            run_simulation(settings, request)
+        except BaseException as error:  # reported by the main thread
+            failure.append(error)
+        finally:
+            finished.set()
+
+    options = LiveOptions(
+        directory=None if stream else microscope,
+        stream_address=stream,
+        ray_address=args.ray_address,
+        n_workers=args.workers,
+        command_line=["causalscope", "demo"],
+    )
+    session = LiveSession(settings, paths, options)
+    simulator = threading.Thread(target=simulate, name="causalscope-simulator", daemon=True)
+    try:
+        session.open()
+        simulator.start()
+        session.run(until=finished.is_set)
+    finally:
+        session.close()
+    simulator.join(timeout=60)
+    if failure:
+        raise failure[0]
+    print_summary(paths.database)
+    return _compare_with_truth(paths.database, microscope / "truth.jsonl")
+
+
+def _compare_with_truth(database: Path, truth_path: Path) -> int:
+    """Print each exposure's CTF against the truth; 0 when every one is within tolerance."""
+    import duckdb
+
+    truth = {}
+    for line in truth_path.read_text().splitlines():
+        row = json.loads(line)
+        truth[row["exposure_id"]] = row
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.execute(
+            "SELECT exposure_id, defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, "
+            "ice_thickness_nm FROM ctf ORDER BY exposure_id"
+        ).fetchall()
+        states = dict(connection.execute("SELECT exposure_id, state FROM exposures").fetchall())
+    found = {row[0]: row for row in rows}
+    width = max([len("exposure"), *(len(key) for key in truth)])
+    print("\nCTF against the simulated truth (errors: found - true)")
+    print(
+        f"  {'exposure':<{width}} {'defocus':>8} {'d.err':>7} {'astig':>6} {'a.err':>6} "
+        f"{'angle.err':>9} {'ice':>5} {'i.err':>6}"
+    )
+    misses = 0
+    defocus_errors = []
+    for exposure_id, t in truth.items():
+        if exposure_id not in found:
+            state = states.get(exposure_id, "never seen")
+            print(f"  {exposure_id:<{width}} not processed ({state})")
+            continue
+        _, du, dv, angle, ice = found[exposure_id]
+        true_mean = (t["defocus_u_angstrom"] + t["defocus_v_angstrom"]) / 2
+        true_astig = abs(t["defocus_u_angstrom"] - t["defocus_v_angstrom"])
+        d_err = (du + dv) / 2 - true_mean
+        defocus_errors.append(abs(d_err))
+        a_err = (du - dv) - true_astig
+        astigmatic = true_astig >= ASTIGMATIC_ABOVE_A
+        angle_err = _angle_error(angle, t["defocus_angle_deg"]) if astigmatic else None
+        i_err = None if ice is None else ice - t["ice_thickness_nm"]
+        # per exposure: astigmatism and angle (where astigmatic) and ice; defocus is a median
+        ok = not astigmatic or (
+            abs(a_err) <= ASTIGMATISM_TOLERANCE_A and (angle_err or 0.0) <= ANGLE_TOLERANCE_DEG
         )
-        summary = run_simulation(
-            settings,
-            request,
-            on_movie=lambda movie, total: print(f"  {movie.line(total)}", flush=True),
+        ok = ok and (i_err is None or abs(i_err) <= ICE_TOLERANCE_NM)
+        misses += not ok
+        angle_text = "" if angle_err is None else f"{angle_err:8.1f}d"
+        ice_text = "" if i_err is None else f"{i_err:+6.1f}"
+        print(
+            f"  {exposure_id:<{width}} {true_mean / 1e4:6.2f}um {d_err:+7.1f} {true_astig:6.0f} "
+            f"{a_err:+6.1f} {angle_text:>9} {t['ice_thickness_nm']:5.0f} {ice_text:>6}"
+            f"{'' if ok else '  <- outside tolerance'}"
         )
-        print(summary.describe())
-    return 0
+    median = statistics.median(defocus_errors) if defocus_errors else None
+    verdict = (
+        ""
+        if median is None
+        else (f"; median |defocus error| {median:.1f} A (target <= {DEFOCUS_TOLERANCE_A:g} A)")
+    )
+    print(
+        f"\n{len(found)} of {len(truth)} exposures processed; {misses} outside the astigmatism, "
+        f"angle or ice tolerance (20 A, 5 deg where astigmatism >= 200 A, 10 nm){verdict}"
+    )
+    return 0 if len(found) == len(truth) else 1
+
+
+def _angle_error(a: float, b: float) -> float:
+    d = (a - b) % 180.0
+    return float(min(d, 180.0 - d))

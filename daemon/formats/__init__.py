@@ -4,6 +4,7 @@ naming the file and the bad value; writers write atomically unless told otherwis
 """
 
 from daemon.formats._common import MOVIE_SUFFIXES, MovieInfo
+from daemon.formats.ctf_star import write_micrographs_ctf_star
 from daemon.formats.defects import read_defects, write_defects
 from daemon.formats.eer import read_eer_movie, write_eer_movie
 from daemon.formats.epu import find_epu_metadata, read_epu_xml, write_epu_xml
@@ -41,6 +42,7 @@ __all__ = [
     "write_epu_xml",
     "write_gain",
     "write_mdoc",
+    "write_micrographs_ctf_star",
     "write_motion_star",
     "write_mrc_movie",
     "write_tiff_movie",

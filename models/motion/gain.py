@@ -56,8 +56,10 @@ class GainCorrection:
 def as_frame(frames: np.ndarray | torch.Tensor, index: int, device: torch.device) -> torch.Tensor:
     """Frame ``index`` of a numpy or torch stack as float32 on ``device`` (one copy)."""
     frame = frames[index]
-    tensor = torch.from_numpy(np.asarray(frame)) if isinstance(frame, np.ndarray) else frame
-    return tensor.to(device=device, dtype=torch.float32)
+    if isinstance(frame, np.ndarray):
+        # copies and converts at once; never aliases the input (it may be Ray's read-only buffer)
+        return torch.tensor(frame, dtype=torch.float32, device=device)
+    return frame.to(device=device, dtype=torch.float32)
 
 
 def _local_median(image: torch.Tensor) -> torch.Tensor:

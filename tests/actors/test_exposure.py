@@ -12,6 +12,7 @@ import starfile
 
 from actors.exposure import DetectorCalibration, ExposureWorker
 from config import Settings, load_settings
+from daemon.formats.png import read_png
 from models.records import AcquisitionMetadata, ExposureRecord
 from models.simulate.detector import draw_detector
 from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
@@ -141,7 +142,12 @@ def test_outputs_are_readable_micrographs_and_trajectory(good) -> None:
         "even_sum",
         "odd_sum",
         "trajectory",
+        "thumbnail",
+        "power_spectrum_thumbnail",
     }
+    for kind in ("thumbnail", "power_spectrum_thumbnail"):
+        picture = read_png(record.outputs[kind])
+        assert picture.dtype == np.uint8 and max(picture.shape) <= 512
     sums = {}
     for kind in ("aligned_sum", "dose_weighted_sum", "even_sum", "odd_sum"):
         path = Path(record.outputs[kind])

@@ -1,0 +1,139 @@
+"""Process a session live: watch the microscope's folder (or receive its frame stream).
+
+Every movie that appears (EPU or SerialEM layout, MRC/TIFF/EER, with its XML or mdoc) is
+processed once it has settled: motion correction, CTF estimation and the sanity gate, on Ray
+actors (a local cluster, or --ray-address to join one). Results go into one DuckDB file per
+session, micrographs and thumbnails beside it, and RELION's micrographs_ctf.star is kept
+current. Stop with Ctrl-C; run it again on the same folder and it resumes: nothing done is
+redone and nothing unfinished is lost.
+
+Examples:
+  causalscope watch /data/epu/session01
+  causalscope watch --zmq tcp://127.0.0.1:5555 --session grid3
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from models.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the watch options."""
+    parser.add_argument("directory", nargs="?", type=Path, metavar="DIR", help="folder to watch")
+    parser.add_argument("--zmq", metavar="ADDR", help="receive frames on this ZeroMQ address")
+    add_session_arguments(parser)
+
+
+def add_session_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``watch`` and ``demo``."""
+    parser.add_argument("--session", metavar="NAME", help="session name (default: from source)")
+    parser.add_argument(
+        "--sessions-dir", type=Path, metavar="DIR", help="where sessions live (store.directory)"
+    )
+    parser.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster")
+    parser.add_argument("--workers", type=int, metavar="N", help="exposure actors")
+    parser.add_argument(
+        "--threads-per-worker", type=int, default=1, metavar="N", help="torch threads per actor"
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop when nothing has happened for SECONDS (default: run until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--no-endpoints",
+        action="store_true",
+        help="do not open the PUB and query endpoints (several sessions on one machine)",
+    )
+
+
+def session_for(args: argparse.Namespace, settings: Any, directory: Path | None, zmq: str | None):
+    """The session's paths from --session/--sessions-dir or the settings and the source."""
+    from daemon.session import SessionPaths, default_session_name
+
+    name = args.session or settings.store.session_name
+    if name is None:
+        name = default_session_name(directory=directory, stream_address=zmq)
+    root = args.sessions_dir or settings.store.directory
+    return SessionPaths.under(Path(root), name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the session until Ctrl-C (or --until-idle)."""
+    from config import load_settings
+    from daemon.live import LiveOptions, LiveSession
+
+    if args.directory is None and args.zmq is None:
+        raise InputError("Nothing to watch", "give a folder to watch or --zmq ADDRESS")
+    if args.directory is not None and not args.directory.is_dir():
+        raise InputError(
+            "Folder not found", f"{args.directory} is not a folder", path=args.directory
+        )
+    settings = load_settings(args.config, args.preset)
+    paths = session_for(args, settings, args.directory, args.zmq)
+    options = LiveOptions(
+        directory=args.directory,
+        stream_address=args.zmq,
+        ray_address=args.ray_address,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        until_idle_s=args.until_idle,
+        publish=not args.no_endpoints,
+        query=not args.no_endpoints,
+    )
+    session = LiveSession(settings, paths, options)
+    _stop_on_sigterm(session)
+    print(f"causalscope watch: session {paths.name} in {paths.root}", flush=True)
+    try:
+        session.open()
+        _announce(session, args)
+        session.run()
+    finally:
+        session.close()
+    print_summary(paths.database)
+    return 0
+
+
+def _announce(session: Any, args: argparse.Namespace) -> None:
+    store = session.store
+    source = f"watching {args.directory}" if args.directory else ""
+    if args.zmq:
+        source = " and ".join(s for s in (source, f"receiving frames on {args.zmq}") if s)
+    print(f"  {source}", flush=True)
+    print(f"  database {session.paths.database}", flush=True)
+    if store is not None and getattr(store, "publish_endpoint", None):
+        print(
+            f"  live rows on {store.publish_endpoint}, queries on {store.query_endpoint}",
+            flush=True,
+        )
+
+
+def _stop_on_sigterm(session: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        session.stop_event.set()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests): Ctrl-C still works
+        pass
+
+
+def print_summary(database: Path) -> None:
+    """The session's summary, read from its database once the store is closed."""
+    import duckdb
+
+    from daemon.store.summary import summarize
+
+    if not database.exists():
+        return
+    with duckdb.connect(str(database), read_only=True) as connection:
+        print(summarize(connection).describe(), flush=True)
+    sys.stdout.flush()

@@ -1,0 +1,32 @@
+"""PNG pictures (thumbnails), written atomically; encoded by imagecodecs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from daemon.formats._common import output_path
+
+__all__ = ["read_png", "write_png"]
+
+
+def write_png(path: str | Path, image: np.ndarray, *, atomic: bool = True) -> Path:
+    """Write an ``(h, w)`` uint8 grey image as PNG; returns ``path``."""
+    import imagecodecs
+
+    path = Path(path)
+    data = np.asarray(image)
+    if data.ndim != 2 or data.dtype != np.uint8:
+        raise ValueError(f"expected an (h, w) uint8 image, got {data.dtype} {data.shape}")
+    encoded = imagecodecs.png_encode(np.ascontiguousarray(data))
+    with output_path(path, atomic=atomic) as target:
+        target.write_bytes(encoded)
+    return path
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """Read a PNG into an array (for tests and the dashboard)."""
+    import imagecodecs
+
+    return np.asarray(imagecodecs.png_decode(Path(path).read_bytes()))

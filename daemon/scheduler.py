@@ -1,0 +1,500 @@
+"""The scheduler: from source events to committed records, exactly once.
+
+Every event is recorded in the store before anything else happens to it (``record_seen``), so
+a crash at any point leaves the exposure either done or pending, never lost; a restart skips
+what is done and processes what is pending. Movies are read on a few loader threads, handed to
+the worker pool with a cap on work in flight, and each record is committed by the store, the
+only writer of the session database. Nothing here blocks on one exposure:
+
+- a movie that cannot be read, or whose frames cannot be processed at all, is quarantined with
+  its reason and the session goes on;
+- an actor that dies mid-exposure is replaced and the exposure retried (at most
+  ``max_attempts`` times, then quarantined);
+- a full disk (writing micrographs or committing) pauses new work with a clear message and
+  retries; records waiting to be committed stay in memory and their exposures stay pending in
+  the database, so neither a retry nor a restart loses one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from daemon.sources.events import MovieReady, Rejected, SourceEvent
+from models.errors import CausalscopeError
+
+if TYPE_CHECKING:
+    from actors.exposure import DetectorCalibration
+    from config import Settings
+    from daemon.store import SessionStore
+    from daemon.workers import Outcome, Task
+    from models.records import ExposureRecord
+
+__all__ = ["Reporter", "Scheduler", "SchedulerCounts"]
+
+log = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Where the scheduler says what happened (the terminal, the demo, tests)."""
+
+    def committed(self, record: ExposureRecord, latency_s: float) -> None:
+        """An exposure's record is in the database."""
+
+    def quarantined(self, exposure_id: str | None, origin: str, code: str, reason: str) -> None:
+        """Input was set aside with its reason."""
+
+    def skipped(self, exposure_id: str, state: str) -> None:
+        """An exposure seen again that needs no work (done or quarantined earlier)."""
+
+    def problem(self, title: str, message: str) -> None:
+        """Something outside the data needs the operator (a full disk, a crashed worker)."""
+
+
+class Pool(Protocol):
+    """What the scheduler needs of a worker pool (see :class:`daemon.workers.RayWorkerPool`)."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def submit(self, task: Task) -> None: ...
+
+    def collect(self, timeout_s: float) -> list[Outcome]: ...
+
+    def describe(self) -> str: ...
+
+    def shutdown(self) -> None: ...
+
+
+PoolFactory = Callable[["DetectorCalibration"], Pool]
+
+
+@dataclass
+class SchedulerCounts:
+    """Running totals of this run (the store holds the session's)."""
+
+    received: int = 0
+    committed: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    retried: int = 0
+    by_status: dict[str, int] = field(default_factory=lambda: {"pass": 0, "warn": 0, "fail": 0})
+
+
+@dataclass
+class _Ready:
+    """A recorded event, waiting to be read."""
+
+    event: MovieReady
+
+
+@dataclass
+class _Loaded:
+    frames: Any
+    metadata: Any
+    pixel_size_angstrom: float | None
+    upsampling: int
+
+
+class Scheduler:
+    """Turns source events into committed records (see the module docstring).
+
+    Parameters
+    ----------
+    settings
+        Resolved settings (``processing.max_in_flight`` caps work in flight).
+    store
+        The session store.
+    pool_factory
+        Makes the worker pool from the detector calibration, once the first movie shows the
+        frames' size (EER rendering and the gain's orientation depend on it).
+    events
+        The queue both sources feed.
+    params_hash
+        The processing parameters' identity (:func:`daemon.session.params_hash`).
+    reporter
+        Told of every commit, quarantine and problem.
+    max_attempts
+        Tries per exposure when actors crash on it.
+    retry_after_s
+        Pause before retrying after a storage error (a full disk).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        pool_factory: PoolFactory,
+        events: queue.Queue[SourceEvent],
+        *,
+        params_hash: str,
+        reporter: Reporter,
+        max_attempts: int = 3,
+        retry_after_s: float = 10.0,
+        loader_threads: int = 2,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._pool_factory = pool_factory
+        self._pool: Pool | None = None
+        self._events = events
+        self._params_hash = params_hash
+        self._reporter = reporter
+        self._max_attempts = max_attempts
+        self._retry_after_s = retry_after_s
+        self._loader = ThreadPoolExecutor(loader_threads, thread_name_prefix="causalscope-load")
+        self._unrecorded: deque[SourceEvent] = deque()
+        self._waiting: deque[MovieReady] = deque()
+        self._loading: dict[Future[_Loaded], MovieReady] = {}
+        self._ready: deque[tuple[MovieReady, _Loaded]] = deque()
+        self._retry: deque[Task] = deque()
+        self._uncommitted: deque[tuple[ExposureRecord, float, tuple[str, ...]]] = deque()
+        self._known: set[str] = set()
+        self._blocked_until = 0.0
+        self._blocked_reason = ""
+        self.paused = False
+        self.counts = SchedulerCounts()
+
+    # --- public --------------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> Pool | None:
+        """The worker pool, once the first movie has made it."""
+        return self._pool
+
+    @property
+    def queued(self) -> int:
+        """Exposures recorded and waiting to be read or processed."""
+        return len(self._waiting) + len(self._loading) + len(self._ready) + len(self._retry)
+
+    @property
+    def in_flight(self) -> int:
+        """Exposures with the actors now."""
+        return self._pool.in_flight if self._pool is not None else 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, in flight or waiting to be committed."""
+        return (
+            self._events.empty()
+            and not self._unrecorded
+            and self.queued == 0
+            and self.in_flight == 0
+            and not self._uncommitted
+        )
+
+    def resume_pending(self) -> int:
+        """Queue the exposures a previous run recorded but did not finish; returns how many."""
+        pending = self._store.pending()
+        for item in pending:
+            self._events.put(
+                MovieReady(
+                    exposure_id=item.exposure_id,
+                    movie_path=Path(item.movie_path),
+                    source=item.source,  # type: ignore[arg-type]
+                    metadata_path=item.metadata_path,
+                )
+            )
+        return len(pending)
+
+    def step(self, timeout_s: float = 0.2) -> None:
+        """One round: record new events, read movies, hand them out, commit what came back."""
+        now = time.monotonic()
+        blocked = now < self._blocked_until
+        if not blocked:
+            self._retry_commits()
+            self._record_events()
+        if not blocked and not self.paused:
+            self._start_loads()
+        self._finish_loads()
+        if not blocked and not self.paused:
+            self._submit_ready()
+        if self._pool is not None and self._pool.in_flight:
+            for outcome in self._pool.collect(timeout_s):
+                self._handle(outcome)
+        else:
+            time.sleep(timeout_s if self.idle or blocked else 0.01)
+
+    def close(self) -> None:
+        """Stop loader threads and actors. Uncommitted work stays pending in the store."""
+        self._loader.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    # --- recording -----------------------------------------------------------------------------
+
+    def _record_events(self) -> None:
+        while True:
+            if self._unrecorded:
+                event = self._unrecorded.popleft()
+            else:
+                try:
+                    event = self._events.get_nowait()
+                except queue.Empty:
+                    return
+            try:
+                self._record(event)
+            except CausalscopeError as error:  # the store could not write: keep it, retry later
+                self._unrecorded.appendleft(event)
+                self._block(error)
+                return
+
+    def _record(self, event: SourceEvent) -> None:
+        if isinstance(event, Rejected):
+            self._store.quarantine(
+                exposure_id=event.exposure_id,
+                origin=event.origin,
+                code=event.code,
+                reason=event.reason,
+            )
+            self.counts.quarantined += 1
+            self._reporter.quarantined(event.exposure_id, event.origin, event.code, event.reason)
+            return
+        if event.exposure_id in self._known:
+            return  # already queued in this run (a restart's pending list and a rescan)
+        state = self._store.record_seen(
+            event.exposure_id,
+            movie_path=str(event.movie_path),
+            source=event.source,
+            metadata_path=str(event.metadata_path) if event.metadata_path else None,
+        )
+        if state == "conflict":
+            reason = (
+                f"{event.movie_path}: exposure id {event.exposure_id!r} already belongs to "
+                "another movie in this session; rename one of them"
+            )
+            self._store.quarantine(
+                exposure_id=None, origin=str(event.movie_path), code="duplicate_id", reason=reason
+            )
+            self.counts.quarantined += 1
+            self._reporter.quarantined(None, str(event.movie_path), "duplicate_id", reason)
+            return
+        if state in ("done", "quarantined"):
+            self.counts.skipped += 1
+            self._reporter.skipped(event.exposure_id, state)
+            return
+        if state == "pending" and self._store.is_done(
+            event.exposure_id, params_hash=self._params_hash
+        ):
+            self.counts.skipped += 1
+            self._reporter.skipped(event.exposure_id, "done")
+            return
+        self.counts.received += 1
+        self._known.add(event.exposure_id)
+        self._waiting.append(event)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _capacity(self) -> int:
+        busy = len(self._loading) + len(self._ready) + self.in_flight
+        return self._settings.processing.max_in_flight - busy
+
+    def _start_loads(self) -> None:
+        while self._waiting and self._capacity() > 0:
+            event = self._waiting.popleft()
+            future = self._loader.submit(self._load, event)
+            self._loading[future] = event
+
+    def _load(self, event: MovieReady) -> _Loaded:
+        if event.frames is not None:
+            return _Loaded(event.frames, event.metadata, event.pixel_size_angstrom, 1)
+        from daemon.exposures import load_movie
+
+        movie = load_movie(event.movie_path, self._settings, metadata_path=event.metadata_path)
+        if event.source == "stream":
+            # a spooled exposure (after a restart): what the stream said, from the spool's
+            # record, not the MRC header (which holds 1.0 when the sender gave no pixel size)
+            from daemon.sources.stream import read_spooled
+
+            spooled = read_spooled(event.movie_path)
+            return _Loaded(movie.frames, spooled.metadata, spooled.pixel_size_angstrom, 1)
+        return _Loaded(movie.frames, movie.metadata, movie.pixel_size_angstrom, movie.upsampling)
+
+    def _finish_loads(self) -> None:
+        for future in [f for f in self._loading if f.done()]:
+            event = self._loading.pop(future)
+            try:
+                loaded = future.result()
+            except CausalscopeError as error:
+                self._quarantine(event, "unreadable_movie", error.message)
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                self._quarantine(event, "unreadable_movie", f"{event.movie_path}: {error}")
+                continue
+            self._ready.append((event, loaded))
+
+    def _ensure_pool(self, loaded: _Loaded) -> Pool:
+        if self._pool is None:
+            from daemon.exposures import load_calibration
+
+            shape = tuple(int(n) for n in loaded.frames.shape[-2:])
+            calibration = load_calibration(
+                self._settings,
+                (shape[0], shape[1]),
+                upsampling=loaded.upsampling,
+            )
+            self._pool = self._pool_factory(calibration)
+        return self._pool
+
+    def _submit_ready(self) -> None:
+        from daemon.workers import Task
+
+        while self._retry:
+            task = self._retry.popleft()
+            self._store.mark_attempt(task.exposure_id)
+            self._ensure_submitted(task)
+        while self._ready:
+            event, loaded = self._ready.popleft()
+            try:
+                pool = self._ensure_pool(loaded)
+            except CausalscopeError as error:
+                # the configured gain or defects cannot serve this movie's frames; other movies
+                # (the usual size) may still be fine, so the session goes on
+                self._quarantine(event, "calibration_mismatch", error.message)
+                continue
+            task = Task(
+                exposure_id=event.exposure_id,
+                movie_path=str(event.movie_path),
+                frames=loaded.frames,
+                metadata=loaded.metadata,
+                pixel_size_angstrom=loaded.pixel_size_angstrom,
+                context=event,
+            )
+            self._store.mark_attempt(task.exposure_id)
+            pool.submit(task)
+
+    def _ensure_submitted(self, task: Task) -> None:
+        assert self._pool is not None  # a retried task came from the pool
+        self._pool.submit(task)
+
+    # --- results -------------------------------------------------------------------------------
+
+    def _handle(self, outcome: Outcome) -> None:
+        task = outcome.task
+        event: MovieReady = task.context
+        if outcome.record is not None:
+            latency = time.monotonic() - event.ready_at
+            self._commit(outcome.record, latency, event.problems)
+            return
+        error = outcome.error
+        if outcome.crashed:
+            if task.attempt < self._max_attempts:
+                task.attempt += 1
+                self.counts.retried += 1
+                self._reporter.problem(
+                    "Worker crashed",
+                    f"the actor processing {task.exposure_id} died ({_short(error)}); "
+                    f"retrying on a fresh actor (attempt {task.attempt} of {self._max_attempts})",
+                )
+                self._retry.append(task)
+            else:
+                self._quarantine(
+                    event,
+                    "worker_crashed",
+                    f"{task.movie_path}: the worker process died {task.attempt} times while "
+                    f"processing it; last: {_short(error)}",
+                )
+            return
+        if isinstance(error, OSError):  # writing its micrographs failed: the disk, not the data
+            self._retry.append(task)
+            self._block_os(error, task.movie_path)
+            return
+        self._quarantine(
+            event,
+            "processing_error",
+            f"{task.movie_path}: processing raised {type(error).__name__}: {_short(error)}",
+        )
+
+    def _commit(self, record: ExposureRecord, latency: float, problems: tuple[str, ...]) -> None:
+        try:
+            self._store.commit_exposure(
+                record, params_hash=self._params_hash, latency_s=latency, problems=problems
+            )
+        except CausalscopeError as error:
+            self._uncommitted.append((record, latency, problems))
+            self._block(error)
+            return
+        if record.status == "fail" and record.motion is None:
+            # nothing could be computed from these frames: set the movie aside with the reasons
+            messages = "; ".join(f.message for f in record.flags if f.severity == "fail")
+            reason = (
+                messages if record.movie_path in messages else f"{record.movie_path}: {messages}"
+            )
+            code = next((f.code for f in record.flags if f.severity == "fail"), "unusable")
+            self._store.quarantine(
+                exposure_id=record.exposure_id, origin=record.movie_path, code=code, reason=reason
+            )
+            self.counts.quarantined += 1
+            self._reporter.quarantined(record.exposure_id, record.movie_path, code, reason)
+        self.counts.committed += 1
+        self.counts.by_status[record.status] = self.counts.by_status.get(record.status, 0) + 1
+        self._known.discard(record.exposure_id)
+        self._reporter.committed(record, latency)
+
+    def _retry_commits(self) -> None:
+        while self._uncommitted:
+            record, latency, problems = self._uncommitted.popleft()
+            self._commit(record, latency, problems)
+            if self._uncommitted and self._uncommitted[-1][0] is record:
+                return  # failed again: blocked
+
+    def _quarantine(self, event: MovieReady, code: str, reason: str) -> None:
+        try:
+            self._store.quarantine(
+                exposure_id=event.exposure_id,
+                origin=str(event.movie_path),
+                code=code,
+                reason=reason,
+            )
+        except CausalscopeError as error:
+            self._unrecorded.append(
+                Rejected(event.exposure_id, str(event.movie_path), code, reason)
+            )
+            self._block(error)
+            return
+        self._known.discard(event.exposure_id)
+        self.counts.quarantined += 1
+        self._reporter.quarantined(event.exposure_id, str(event.movie_path), code, reason)
+
+    # --- storage trouble -------------------------------------------------------------------------
+
+    def _block(self, error: CausalscopeError) -> None:
+        self._blocked_until = time.monotonic() + self._retry_after_s
+        if error.message != self._blocked_reason:
+            self._blocked_reason = error.message
+            self._reporter.problem(
+                error.title,
+                f"{error.message}. New work is paused and retried every "
+                f"{self._retry_after_s:g} s; nothing is lost (unfinished exposures stay pending "
+                "in the session and resume after a restart).",
+            )
+
+    def _block_os(self, error: OSError, movie_path: str) -> None:
+        self._blocked_until = time.monotonic() + self._retry_after_s
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        title = "Output disk full" if full else "Cannot write outputs"
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        message = (
+            f"writing the micrographs of {movie_path} failed: {error.strerror or error}{where}"
+        )
+        if message != self._blocked_reason:
+            self._blocked_reason = message
+            self._reporter.problem(
+                title,
+                f"{message}. Free space or fix the output folder; processing is paused and "
+                f"retried every {self._retry_after_s:g} s, and no exposure is lost.",
+            )
+
+
+def _short(error: BaseException | None) -> str:
+    text = str(error) if error is not None else "unknown error"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

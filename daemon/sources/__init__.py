@@ -1,0 +1,18 @@
+"""Exposure sources: the directory watcher and the ZeroMQ frame stream, feeding one queue."""
+
+from daemon.sources.events import MovieReady, Rejected, SourceEvent
+from daemon.sources.stream import FrameStreamReceiver, is_safe_exposure_id, stream_metadata
+from daemon.sources.stream_sender import StreamFaults, send_exposure
+from daemon.sources.watcher import DirectoryWatcher
+
+__all__ = [
+    "DirectoryWatcher",
+    "FrameStreamReceiver",
+    "MovieReady",
+    "Rejected",
+    "SourceEvent",
+    "StreamFaults",
+    "is_safe_exposure_id",
+    "send_exposure",
+    "stream_metadata",
+]

@@ -1,0 +1,88 @@
+"""Rewriting ``micrographs_ctf.star`` from the session database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from daemon.formats.ctf_star import write_micrographs_ctf_star
+
+# Done, not failed by the gate, with a CTF fit that rings support and the optics RELION needs.
+_ROWS_SQL = """
+SELECT e.outputs, e.pixel_size_angstrom, e.voltage_kv, e.cs_mm, e.amplitude_contrast,
+       c.defocus_u_angstrom, c.defocus_v_angstrom, c.defocus_angle_deg, c.figure_of_merit,
+       c.fit_resolution_angstrom, c.phase_shift_deg
+FROM exposures AS e JOIN ctf AS c USING (exposure_id)
+WHERE e.state = 'done' AND e.gate_status IS DISTINCT FROM 'fail'
+  AND c.fit_resolution_angstrom IS NOT NULL
+  AND e.pixel_size_angstrom IS NOT NULL AND e.voltage_kv IS NOT NULL AND e.cs_mm IS NOT NULL
+ORDER BY e.done_at, e.exposure_id
+"""
+
+#: Output kinds that name the micrograph, in order of preference.
+MICROGRAPH_KINDS = ("dose_weighted_sum", "aligned_sum")
+_DEFAULT_AMPLITUDE_CONTRAST = 0.1
+
+
+def rewrite_ctf_star(connection: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Write ``path`` from the committed rows; returns the number of micrographs written.
+
+    Exposures without a written micrograph are left out (RELION needs its file); the motion
+    STAR files are listed (``rlnMicrographMetadata``) when every micrograph has one. One optics
+    group per distinct (pixel size, voltage, Cs, amplitude contrast), numbered in order of first
+    appearance. With no usable micrograph (yet, or any more) both tables are empty.
+    """
+    groups: dict[tuple[float, float, float, float], int] = {}
+    rows: list[dict[str, Any]] = []
+    for outputs_json, pixel, voltage, cs, amplitude, *ctf in connection.execute(
+        _ROWS_SQL
+    ).fetchall():
+        outputs = json.loads(outputs_json) if outputs_json else {}
+        name = next((outputs[k] for k in MICROGRAPH_KINDS if k in outputs), None)
+        if name is None:
+            continue
+        key = (pixel, voltage, cs, _DEFAULT_AMPLITUDE_CONTRAST if amplitude is None else amplitude)
+        group = groups.setdefault(key, len(groups) + 1)
+        u, v, angle, merit, resolution, phase = ctf
+        row = {
+            "micrograph_name": name,
+            "optics_group": group,
+            "defocus_u_angstrom": u,
+            "defocus_v_angstrom": v,
+            "defocus_angle_deg": angle,
+            "figure_of_merit": merit,
+            "fit_resolution_angstrom": resolution,
+            "phase_shift_deg": phase,
+        }
+        if "trajectory" in outputs:
+            row["motion_star"] = outputs["trajectory"]
+        rows.append(row)
+    optics = [
+        {
+            "pixel_size_angstrom": pixel,
+            "voltage_kv": voltage,
+            "spherical_aberration_mm": cs,
+            "amplitude_contrast": amplitude,
+            "group": number,
+        }
+        for (pixel, voltage, cs, amplitude), number in groups.items()
+    ]
+    columns = [
+        "micrograph_name",
+        "optics_group",
+        "defocus_u_angstrom",
+        "defocus_v_angstrom",
+        "defocus_angle_deg",
+        "figure_of_merit",
+        "fit_resolution_angstrom",
+        "phase_shift_deg",
+    ]
+    if rows and all("motion_star" in r for r in rows):
+        columns.append("motion_star")
+    frame = pd.DataFrame(rows, columns=columns)
+    write_micrographs_ctf_star(path, optics, frame)
+    return len(rows)

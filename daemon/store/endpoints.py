@@ -1,0 +1,83 @@
+"""``SESSION.endpoints.json``: where a running session publishes and answers queries.
+
+The store writes it beside the database when it opens and removes it when it closes, so that
+``causalscope query`` and ``summary`` can reach a session whose file is locked by the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.store.errors import StoreError
+
+__all__ = ["Endpoints", "endpoints_path", "read_endpoints", "remove_endpoints", "write_endpoints"]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The endpoints of a running session.
+
+    Attributes
+    ----------
+    database
+        The session's database file.
+    pid
+        Process id of the daemon holding it.
+    publish
+        Bound PUB address (``tcp://127.0.0.1:PORT``), or None when it does not publish.
+    query
+        Bound query (REP) address, or None when it answers no queries.
+    """
+
+    database: str
+    pid: int
+    publish: str | None
+    query: str | None
+
+
+def endpoints_path(database: Path) -> Path:
+    """``SESSION.endpoints.json`` beside ``SESSION.duckdb``."""
+    return database.with_name(f"{database.stem}.endpoints.json")
+
+
+def write_endpoints(database: Path, endpoints: Endpoints) -> Path:
+    """Write the file atomically (a reader never sees half of it)."""
+    path = endpoints_path(database)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps(endpoints.__dict__, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreError(
+            "Cannot write the endpoints file", f"{path}: {exc.strerror or exc}", path=path
+        ) from exc
+    return path
+
+
+def read_endpoints(database: Path) -> Endpoints | None:
+    """The endpoints a running session wrote beside ``database``, or None when there are none."""
+    path = endpoints_path(database)
+    try:
+        data = json.loads(path.read_text())
+        return Endpoints(
+            database=str(data["database"]),
+            pid=int(data["pid"]),
+            publish=data.get("publish"),
+            query=data.get("query"),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError("Unreadable endpoints file", f"{path}: {exc}", path=path) from exc
+
+
+def remove_endpoints(database: Path) -> None:
+    """Remove the file, if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        endpoints_path(database).unlink()

@@ -1,0 +1,240 @@
+"""A session at a glance: counts, pace, the distributions an operator watches, and why
+exposures failed.
+
+Every number comes from single SELECT statements, so the same summary is computed from a
+DuckDB connection or through a running session's query endpoint
+(:class:`daemon.store.reader.SessionReader`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import duckdb
+
+from daemon.store.query import QueryResult
+
+__all__ = ["COUNTS_SQL", "Distribution", "SessionSummary", "summarize"]
+
+#: Exposures by state and gate status, and the sizes of the other tables (one row).
+COUNTS_SQL = (
+    "SELECT count(*) AS seen, "
+    "count(*) FILTER (WHERE state = 'seen') AS pending, "
+    "count(*) FILTER (WHERE state = 'done') AS done, "
+    "count(*) FILTER (WHERE state = 'quarantined') AS quarantined, "
+    "count(*) FILTER (WHERE state = 'done' AND gate_status = 'pass') AS pass, "
+    "count(*) FILTER (WHERE state = 'done' AND gate_status = 'warn') AS warn, "
+    "count(*) FILTER (WHERE state = 'done' AND gate_status = 'fail') AS fail, "
+    "(SELECT count(*) FROM quarantine) AS quarantine_records, "
+    "(SELECT count(*) FROM results) AS results, "
+    "(SELECT count(*) FROM events) AS events "
+    "FROM exposures"
+)
+
+_TIMING_SQL = (
+    "SELECT count(done_at), epoch(min(done_at)), epoch(max(done_at)), median(latency_s) "
+    "FROM exposures WHERE state = 'done'"
+)
+
+# name -> SQL expression over the done exposures joined with their ctf (c) and motion (m) rows.
+_DISTRIBUTIONS = {
+    "defocus_um": "c.defocus_angstrom / 1e4",
+    "fit_resolution_angstrom": "c.fit_resolution_angstrom",
+    "total_drift_px": "m.total_drift_px",
+    "ice_thickness_nm": "c.ice_thickness_nm",
+}
+_LABELS = {
+    "defocus_um": "defocus (um)",
+    "fit_resolution_angstrom": "CTF fit resolution (A)",
+    "total_drift_px": "total drift (px)",
+    "ice_thickness_nm": "ice thickness (nm)",
+}
+
+_FLAG_CODES_SQL = (
+    "SELECT f.code, count(DISTINCT f.exposure_id) AS n FROM flags AS f "
+    "JOIN exposures AS e USING (exposure_id) WHERE e.state = 'done' AND f.severity = ? "
+    "GROUP BY f.code ORDER BY n DESC, f.code"
+)
+_QUARANTINE_SQL = "SELECT code, count(*) AS n FROM quarantine GROUP BY code ORDER BY n DESC, code"
+
+
+class Selectable(Protocol):
+    """Anything that runs a SELECT and returns its rows (a :class:`SessionReader`)."""
+
+    def select(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult: ...
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Spread of one quantity over the done exposures that have it.
+
+    Quantiles interpolate linearly between the sorted values (``numpy.percentile``'s default).
+    Every value but ``n`` is None when ``n`` is 0.
+    """
+
+    n: int
+    min: float | None
+    p10: float | None
+    median: float | None
+    p90: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """What a session holds.
+
+    Attributes
+    ----------
+    session
+        The session's name.
+    runs
+        Times the daemon was started on it.
+    seen, done, pending, quarantined
+        Exposures by state (``seen`` counts all of them).
+    passed, warned, failed
+        Done exposures by the gate's verdict.
+    quarantine_records
+        Rejected inputs, including those that named no exposure.
+    rate_per_hour
+        Exposures done per hour: (done - 1) over the hours from the first to the last commit;
+        None with fewer than two commits.
+    median_latency_s
+        Median seconds from a movie being complete to its commit; None when none was timed.
+    defocus_um, fit_resolution_angstrom, total_drift_px, ice_thickness_nm
+        Distributions over the done exposures (of any gate verdict) that have the value.
+    failures, warnings
+        ``(code, exposures)`` of the gate's fail and warn flags, most frequent first.
+    quarantine_reasons
+        ``(code, records)`` of the quarantine, most frequent first.
+    """
+
+    session: str
+    runs: int
+    seen: int
+    done: int
+    pending: int
+    quarantined: int
+    passed: int
+    warned: int
+    failed: int
+    quarantine_records: int
+    rate_per_hour: float | None
+    median_latency_s: float | None
+    defocus_um: Distribution
+    fit_resolution_angstrom: Distribution
+    total_drift_px: Distribution
+    ice_thickness_nm: Distribution
+    failures: tuple[tuple[str, int], ...]
+    warnings: tuple[tuple[str, int], ...]
+    quarantine_reasons: tuple[tuple[str, int], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: distributions as objects, reason lists as ``{code: count}``."""
+        out = dataclasses.asdict(self)
+        for name in ("failures", "warnings", "quarantine_reasons"):
+            out[name] = dict(getattr(self, name))
+        return out
+
+    def describe(self) -> str:
+        """A compact, aligned text block for a terminal."""
+        runs = f"{self.runs} run" + ("" if self.runs == 1 else "s")
+        lines = [f"session     {self.session} ({runs})"]
+        lines.append(
+            f"exposures   seen {self.seen}   done {self.done}   pending {self.pending}   "
+            f"quarantined {self.quarantined}"
+        )
+
+        def share(n: int) -> str:
+            return f"{n} ({100 * n / self.done:.0f}%)" if self.done else str(n)
+
+        lines.append(
+            f"gate        pass {share(self.passed)}   warn {share(self.warned)}   "
+            f"fail {share(self.failed)}"
+        )
+        rate = "-" if self.rate_per_hour is None else f"{self.rate_per_hour:.1f} exposures/h"
+        latency = "-" if self.median_latency_s is None else f"{self.median_latency_s:.2f} s"
+        lines.append(f"pace        {rate}; median latency {latency}")
+        width = max(len(label) for label in _LABELS.values())
+        heads = ("n", "min", "p10", "median", "p90", "max")
+        lines.append(" " * width + "".join(f"{h:>9}" for h in heads))
+        for name, label in _LABELS.items():
+            dist: Distribution = getattr(self, name)
+            values = [dist.min, dist.p10, dist.median, dist.p90, dist.max]
+            cells = "".join("        -" if v is None else f"{v:9.3g}" for v in values)
+            lines.append(f"{label:<{width}}{dist.n:>9}{cells}")
+        for title, pairs in (
+            ("failures", self.failures),
+            ("warnings", self.warnings),
+            ("quarantine", self.quarantine_reasons),
+        ):
+            text = ", ".join(f"{code} {n}" for code, n in pairs) or "none"
+            lines.append(f"{title:<12}{text}")
+        return "\n".join(lines)
+
+
+def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
+    """Summarize the session in ``source``: an open connection, or a :class:`SessionReader`."""
+
+    def rows(sql: str, params: Sequence[Any] | None = None) -> list[Sequence[Any]]:
+        if isinstance(source, duckdb.DuckDBPyConnection):
+            return list(source.execute(sql, list(params) if params else None).fetchall())
+        return list(source.select(sql, params).rows)
+
+    counts = dict(zip(_COUNTS_NAMES, rows(COUNTS_SQL)[0], strict=True))
+    names = rows("SELECT name FROM session LIMIT 1")
+    runs = rows("SELECT count(*) FROM runs")[0][0]
+    n_done, first, last, median_latency = rows(_TIMING_SQL)[0]
+    rate = None
+    if n_done >= 2 and first is not None and last is not None and last > first:
+        rate = (n_done - 1) / ((last - first) / 3600.0)
+    distributions = {name: _distribution(rows, expr) for name, expr in _DISTRIBUTIONS.items()}
+    return SessionSummary(
+        session=str(names[0][0]) if names else "",
+        runs=int(runs),
+        seen=int(counts["seen"]),
+        done=int(counts["done"]),
+        pending=int(counts["pending"]),
+        quarantined=int(counts["quarantined"]),
+        passed=int(counts["pass"]),
+        warned=int(counts["warn"]),
+        failed=int(counts["fail"]),
+        quarantine_records=int(counts["quarantine_records"]),
+        rate_per_hour=rate,
+        median_latency_s=None if median_latency is None else float(median_latency),
+        failures=tuple((str(c), int(n)) for c, n in rows(_FLAG_CODES_SQL, ["fail"])),
+        warnings=tuple((str(c), int(n)) for c, n in rows(_FLAG_CODES_SQL, ["warn"])),
+        quarantine_reasons=tuple((str(c), int(n)) for c, n in rows(_QUARANTINE_SQL)),
+        **distributions,
+    )
+
+
+_COUNTS_NAMES = (
+    "seen",
+    "pending",
+    "done",
+    "quarantined",
+    "pass",
+    "warn",
+    "fail",
+    "quarantine_records",
+    "results",
+    "events",
+)
+
+
+def _distribution(rows: Any, expression: str) -> Distribution:
+    sql = (
+        f"SELECT count(x), min(x), quantile_cont(x, [0.1, 0.5, 0.9]), max(x) FROM ("
+        f"SELECT {expression} AS x FROM exposures AS e "
+        "LEFT JOIN ctf AS c USING (exposure_id) LEFT JOIN motion AS m USING (exposure_id) "
+        "WHERE e.state = 'done')"
+    )
+    n, low, quantiles, high = rows(sql)[0]
+    if not n:
+        return Distribution(n=0, min=None, p10=None, median=None, p90=None, max=None)
+    p10, median, p90 = (float(q) for q in quantiles)
+    return Distribution(n=int(n), min=float(low), p10=p10, median=median, p90=p90, max=float(high))

@@ -1,0 +1,135 @@
+"""Small 8-bit pictures of an exposure for the dashboard and for people: the micrograph, and its
+power spectrum beside the fitted CTF (the left half measured, the right half the model, as
+CTFFIND's diagnostic image shows them).
+
+Pure functions on tensors; the caller encodes and writes the pictures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.ctf import ctf_2d
+
+__all__ = ["micrograph_thumbnail", "power_spectrum_thumbnail", "to_uint8"]
+
+
+def to_uint8(
+    image: torch.Tensor, *, low_percentile: float = 0.5, high_percentile: float = 99.5
+) -> np.ndarray:
+    """Stretch ``(h, w)`` values between two percentiles onto 0..255 (a numpy ``uint8`` array).
+
+    Non-finite pixels become 0. A constant image maps to mid-grey.
+    """
+    if image.ndim != 2:
+        raise ValueError(f"expected an (h, w) image, got shape {tuple(image.shape)}")
+    if not 0 <= low_percentile < high_percentile <= 100:
+        raise ValueError(
+            f"percentiles must satisfy 0 <= low < high <= 100, got {low_percentile}, "
+            f"{high_percentile}"
+        )
+    values = image.detach().to(torch.float32)
+    finite = torch.isfinite(values)
+    if not bool(finite.any()):
+        return torch.zeros(values.shape, dtype=torch.uint8).numpy()
+    sample = values[finite]
+    if sample.numel() > 1_000_000:  # quantile has a size limit; a strided sample is enough
+        sample = sample[:: sample.numel() // 1_000_000 + 1]
+    q = torch.tensor([low_percentile / 100, high_percentile / 100], dtype=sample.dtype)
+    low, high = (float(v) for v in torch.quantile(sample, q.to(sample.device)))
+    if high <= low:
+        out = torch.full(values.shape, 128, dtype=torch.uint8)
+    else:
+        scaled = (values - low) / (high - low) * 255.0
+        out = scaled.nan_to_num(0.0, 0.0, 0.0).clamp(0, 255).round().to(torch.uint8)
+    return out.cpu().numpy()
+
+
+def _bin_to(image: torch.Tensor, size_px: int) -> torch.Tensor:
+    """Average ``(h, w)`` in square bins so that the longer side is at most ``size_px``."""
+    h, w = image.shape[-2:]
+    factor = max(1, -(-max(h, w) // size_px))
+    if factor == 1:
+        return image
+    hc, wc = h // factor * factor, w // factor * factor
+    cropped = image[..., :hc, :wc]
+    return cropped.reshape(hc // factor, factor, wc // factor, factor).mean(dim=(1, 3))
+
+
+def micrograph_thumbnail(image: torch.Tensor, *, size_px: int = 512) -> np.ndarray:
+    """The ``(h, w)`` micrograph binned to at most ``size_px`` and contrast-stretched (uint8).
+
+    Binning averages (a box low-pass), which is what makes particles visible at this size;
+    the stretch ignores the 0.5 % darkest and brightest pixels (hot pixels, carbon edges).
+    """
+    if size_px < 8:
+        raise ValueError(f"size_px must be at least 8, got {size_px}")
+    binned = _bin_to(image.detach().to(torch.float32), size_px)
+    return to_uint8(binned)
+
+
+def power_spectrum_thumbnail(
+    spectrum: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    voltage_kv: float | None = None,
+    spherical_aberration_mm: float | None = None,
+    amplitude_contrast: float | None = None,
+    defocus_u_angstrom: float | None = None,
+    defocus_v_angstrom: float | None = None,
+    defocus_angle_deg: float | None = None,
+    phase_shift_deg: float = 0.0,
+    size_px: int = 512,
+) -> np.ndarray:
+    """A centred ``(n, n)`` power spectrum as a picture, the fitted CTF in its right half.
+
+    The measured half shows ``log(spectrum)`` with its radial background removed (the mean
+    of each ring's log-values), so the Thon rings stand out at every resolution. With the
+    fit's parameters the right half shows ``CTF^2`` on the same grid; a good fit continues the
+    rings across the middle line. Returns a uint8 array of at most ``size_px`` square.
+    """
+    if spectrum.ndim != 2 or spectrum.shape[0] != spectrum.shape[1]:
+        raise ValueError(f"expected a square (n, n) spectrum, got {tuple(spectrum.shape)}")
+    n = int(spectrum.shape[0])
+    values = torch.log(spectrum.detach().to(torch.float64).clamp_min(1e-30))
+    y, x = torch.meshgrid(
+        torch.arange(n, dtype=torch.float64) - n // 2,
+        torch.arange(n, dtype=torch.float64) - n // 2,
+        indexing="ij",
+    )
+    ring = torch.sqrt(x**2 + y**2).round().to(torch.int64)
+    rings = ring.flatten()
+    # the mean of each ring of log-values: the smooth background (envelope, noise) to remove
+    sums = torch.bincount(rings, weights=values.flatten())
+    counts = torch.bincount(rings).clamp_min(1)
+    background = (sums / counts)[ring]
+    measured = values - background
+    measured[ring <= 2] = 0.0  # the origin and its neighbours carry only the mean
+    picture = to_uint8(measured, low_percentile=2.0, high_percentile=99.0)
+    fitted = (
+        voltage_kv,
+        spherical_aberration_mm,
+        amplitude_contrast,
+        defocus_u_angstrom,
+        defocus_v_angstrom,
+        defocus_angle_deg,
+    )
+    if all(value is not None for value in fitted):
+        ctf = ctf_2d(
+            (n, n),
+            pixel_size_angstrom=pixel_size_angstrom,
+            defocus_u_angstrom=float(defocus_u_angstrom),  # type: ignore[arg-type]
+            defocus_v_angstrom=float(defocus_v_angstrom),  # type: ignore[arg-type]
+            defocus_angle_deg=float(defocus_angle_deg),  # type: ignore[arg-type]
+            voltage_kv=float(voltage_kv),  # type: ignore[arg-type]
+            spherical_aberration_mm=float(spherical_aberration_mm),  # type: ignore[arg-type]
+            amplitude_contrast=float(amplitude_contrast),  # type: ignore[arg-type]
+            phase_shift_deg=phase_shift_deg,
+            rfft=False,
+            fftshift=True,
+        )
+        model = (ctf.to(torch.float32) ** 2 * 255.0).round().clamp(0, 255).to(torch.uint8)
+        picture[:, n // 2 :] = model[:, n // 2 :].cpu().numpy()
+    binned = _bin_to(torch.as_tensor(picture, dtype=torch.float32), size_px)
+    return binned.round().clamp(0, 255).to(torch.uint8).numpy()

@@ -1,0 +1,40 @@
+"""`causalscope demo`, the README's first command, as a user runs it (a real process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from tests.daemon.cli_run import run_cli
+
+
+def test_demo_processes_every_simulated_exposure_live(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = run_cli(
+        "demo",
+        "--n",
+        "3",
+        "--size",
+        "1024",
+        "--frames",
+        "10",
+        "--rate",
+        "2",
+        "--out",
+        str(out),
+        cwd=Path(__file__).resolve().parents[2],
+        env={"CAUSALSCOPE_PROCESSING__DEVICE": "cpu"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 of 3 exposures processed" in result.stdout
+    assert "median |defocus error|" in result.stdout
+    database = out / "sessions" / "demo" / "demo.duckdb"
+    with duckdb.connect(str(database), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM exposures WHERE state = 'done'").fetchone() == (3,)
+        assert db.execute("SELECT count(*) FROM ctf").fetchone() == (3,)
+    # the session's summary and a read-only query work on what the demo left
+    summary = run_cli("summary", str(database), cwd=tmp_path)
+    assert summary.returncode == 0 and "done 3" in summary.stdout, summary.stdout + summary.stderr
+    refused = run_cli("query", str(database), "DELETE FROM exposures", cwd=tmp_path)
+    assert refused.returncode == 2 and "SELECT" in refused.stderr

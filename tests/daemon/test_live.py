@@ -1,0 +1,348 @@
+"""The live pipeline end to end: a watched folder (or a frame stream) -> Ray actors -> the store.
+
+Real parts throughout: watchdog on a temporary folder, a local Ray cluster (2 CPUs), a DuckDB
+file, ZeroMQ sockets on 127.0.0.1. Movies are simulated with a known truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import mrcfile
+import numpy as np
+import pytest
+import starfile
+
+from config import Settings, load_settings
+from daemon.formats.png import read_png
+from daemon.live import LiveOptions, LiveSession
+from daemon.session import SessionPaths
+from daemon.simulator import SimulationRequest, run_simulation
+from models.records import ExposureRecord
+
+SIZE = 1024
+FRAMES = 12
+
+
+class Recorder:
+    """A reporter (the scheduler's protocol) that remembers everything it is told."""
+
+    def __init__(self) -> None:
+        self.commits: list[tuple[str, str]] = []
+        self.quarantines: list[tuple[str | None, str, str]] = []
+        self.skips: list[str] = []
+        self.problems: list[tuple[str, str]] = []
+
+    def committed(self, record: ExposureRecord, latency_s: float) -> None:
+        self.commits.append((record.exposure_id, record.status))
+
+    def quarantined(self, exposure_id: str | None, origin: str, code: str, reason: str) -> None:
+        self.quarantines.append((exposure_id, code, reason))
+
+    def skipped(self, exposure_id: str, state: str) -> None:
+        self.skips.append(exposure_id)
+
+    def problem(self, title: str, message: str) -> None:
+        self.problems.append((title, message))
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """Three 1024 x 1024 x 12 movies in EPU's layout, with gain, defects and truth."""
+    out = tmp_path_factory.mktemp("microscope")
+    settings = load_settings(
+        overrides={"simulation": {"size_px": SIZE, "n_frames": FRAMES}, "processing.device": "cpu"}
+    )
+    run_simulation(settings, SimulationRequest(out_dir=out, n_exposures=3, seed=5))
+    truth = [json.loads(line) for line in (out / "truth.jsonl").read_text().splitlines()]
+    return out, truth
+
+
+def _settings(microscope: Path, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = {
+        "processing": {"device": "cpu"},
+        "watcher": {"settle_s": 0.3, "metadata_wait_s": 1.0, "poll_interval_s": 0.2},
+        "detector": {
+            "gain_reference": str(microscope / "gain_reference.mrc"),
+            "defects_file": str(microscope / "defects.txt"),
+        },
+        "store": {"publish_address": "tcp://127.0.0.1:0", "query_address": "tcp://127.0.0.1:0"},
+    }
+    overrides.update(extra)
+    return load_settings(overrides=overrides)
+
+
+def _copy_movies(microscope: Path, watch: Path) -> None:
+    for path in (microscope / "Images-Disc1").rglob("*"):
+        if path.is_file():
+            target = watch / path.relative_to(microscope)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+
+
+def _bad_movies(watch: Path, good: Path) -> dict[str, str]:
+    """One movie per kind of bad input; returns file name -> the word its reason must hold."""
+    bad = watch / "bad"
+    bad.mkdir()
+    (bad / "empty_fractions.tiff").write_bytes(b"")
+    data = good.read_bytes()
+    (bad / "truncated_fractions.tiff").write_bytes(data[: len(data) // 2])
+    (bad / "corrupt_fractions.tiff").write_bytes(np.random.default_rng(0).bytes(100_000))
+    with mrcfile.new(bad / "complex.mrc") as mrc:  # a dtype no detector writes
+        mrc.set_data(np.zeros((4, 64, 64), dtype=np.complex64))
+    nan = np.random.default_rng(1).poisson(2.0, (4, SIZE, SIZE)).astype(np.float32)
+    nan[1, 10:20, 10:20] = np.nan
+    with mrcfile.new(bad / "nan.mrc") as mrc:
+        mrc.set_data(nan)
+    return {
+        "empty_fractions": "empty_fractions.tiff",
+        "truncated_fractions": "truncated_fractions.tiff",
+        "corrupt_fractions": "corrupt_fractions.tiff",
+        "complex": "complex.mrc",
+        "nan": "nan",
+    }
+
+
+def _db(paths: SessionPaths) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(paths.database), read_only=True)
+
+
+def test_watched_folder_is_processed_once_and_bad_movies_are_quarantined(
+    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    microscope, truth = simulated
+    watch = tmp_path / "watch"
+    _copy_movies(microscope, watch)
+    good_movie = next(watch.rglob("*_fractions.tiff"))
+    expected_bad = _bad_movies(watch, good_movie)
+    settings = _settings(microscope)
+    paths = SessionPaths.under(tmp_path / "sessions", "s1")
+    reporter = Recorder()
+    options = LiveOptions(directory=watch, until_idle_s=2.0, n_workers=2)
+
+    session = LiveSession(settings, paths, options, reporter=reporter)
+    received: list[dict[str, Any]] = []
+    with session:
+        assert session.store is not None and session.store.publish_endpoint
+        subscriber = _subscribe(session.store.publish_endpoint, received)
+        session.run()
+        subscriber.join(timeout=5)
+
+    with _db(paths) as db:
+        done = db.execute(
+            "SELECT exposure_id, attempts FROM exposures "
+            "WHERE state = 'done' AND gate_status != 'fail'"
+        ).fetchall()
+        nan_state = db.execute(
+            "SELECT state, gate_status FROM exposures WHERE exposure_id = 'nan'"
+        ).fetchone()
+        ctf = {
+            row[0]: row[1:]
+            for row in db.execute(
+                "SELECT exposure_id, defocus_u_angstrom, defocus_v_angstrom FROM ctf"
+            ).fetchall()
+        }
+        quarantine = db.execute("SELECT exposure_id, code, reason FROM quarantine").fetchall()
+        results = db.execute("SELECT count(*) FROM results").fetchone()
+    # every good movie once, on its first attempt, with the CTF of its truth
+    assert sorted(row[0] for row in done) == sorted(t["exposure_id"] for t in truth)
+    assert all(row[1] == 1 for row in done)
+    # NaN frames: a record that says why (gate fail) and a quarantine row; the others never
+    # became records
+    assert nan_state == ("done", "fail")
+    assert results == (4,)
+    for t in truth:
+        found = sum(ctf[t["exposure_id"]]) / 2
+        true = (t["defocus_u_angstrom"] + t["defocus_v_angstrom"]) / 2
+        assert abs(found - true) < 0.03 * true, (t["exposure_id"], found, true)
+    # every bad movie quarantined with a reason that names it; the session went on
+    by_id = {row[0]: row for row in quarantine}
+    assert set(by_id) == set(expected_bad), quarantine
+    for exposure_id, word in expected_bad.items():
+        assert word in by_id[exposure_id][2], by_id[exposure_id]
+    assert by_id["nan"][1] == "nonfinite_pixels"
+    # outputs: RELION's micrographs_ctf.star lists the usable micrographs; thumbnails are PNG
+    star = starfile.read(paths.ctf_star)
+    assert len(star["micrographs"]) == sum(status != "fail" for _, status in reporter.commits)
+    for t in truth:
+        picture = read_png(paths.root / "thumbnails" / f"{t['exposure_id']}_ps.png")
+        assert picture.dtype == np.uint8 and picture.shape == (SIZE // 2, SIZE // 2)
+    # the PUB socket published every committed exposure
+    published = {row["exposure_id"] for row in received if row.get("topic") == "exposure"}
+    assert published == {t["exposure_id"] for t in truth} | {"nan"}
+
+    # a restart on the same folder: nothing is redone, nothing is lost
+    again = Recorder()
+    with LiveSession(settings, paths, options, reporter=again) as session:
+        session.run()
+    assert again.commits == []
+    assert sorted(again.skips) == sorted([t["exposure_id"] for t in truth] + list(expected_bad))
+    with _db(paths) as db:
+        assert db.execute("SELECT count(*) FROM results").fetchone() == (4,)
+        assert db.execute("SELECT max(attempts) FROM exposures").fetchone() == (1,)
+
+
+def _subscribe(endpoint: str, received: list[dict[str, Any]]) -> threading.Thread:
+    import zmq
+
+    context = zmq.Context.instance()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+
+    def loop() -> None:
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        idle = 0
+        while idle < 40:
+            if poller.poll(250):
+                topic, body = sub.recv_multipart()
+                received.append({"topic": topic.decode(), **json.loads(body)})
+                idle = 0
+            else:
+                idle += 1
+        sub.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+class _KillFirst:
+    """A Ray pool whose actor is killed (SIGKILL) right after the first exposure is handed out."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._killed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def submit(self, task: Any) -> None:
+        self._pool.submit(task)
+        if not self._killed:
+            self._killed = True
+            for pid in self._pool.actor_process_ids():
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_an_actor_killed_mid_exposure_is_replaced_and_the_exposure_done_once(
+    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    from daemon.workers import RayWorkerPool
+
+    microscope, _truth = simulated
+    watch = tmp_path / "watch"
+    _copy_movies(microscope, watch)
+    settings = _settings(microscope, processing={"device": "cpu", "max_in_flight": 1})
+    paths = SessionPaths.under(tmp_path / "sessions", "crash")
+    reporter = Recorder()
+
+    def factory(calibration: Any) -> Any:
+        return _KillFirst(
+            RayWorkerPool(settings, output_dir=paths.root, calibration=calibration, n_workers=1)
+        )
+
+    options = LiveOptions(directory=watch, until_idle_s=2.0, publish=False, query=False)
+    with LiveSession(settings, paths, options, reporter=reporter, pool_factory=factory) as s:
+        s.run()
+    assert [title for title, _ in reporter.problems] == ["Worker crashed"]
+    with _db(paths) as db:
+        rows = db.execute("SELECT exposure_id, attempts, state FROM exposures").fetchall()
+        assert db.execute("SELECT count(*) FROM results").fetchone() == (3,)
+    attempts = sorted(row[1] for row in rows)
+    assert attempts == [1, 1, 2]  # the killed one once more, nothing else twice
+    assert {row[2] for row in rows} == {"done"}
+
+
+def test_unwritable_outputs_pause_processing_and_lose_nothing(
+    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    microscope, _truth = simulated
+    watch = tmp_path / "watch"
+    _copy_movies(microscope, watch)
+    settings = _settings(microscope)
+    paths = SessionPaths.under(tmp_path / "sessions", "disk")
+    paths.root.mkdir(parents=True)
+    blocker = paths.root / "micrographs"
+    blocker.write_text("a file where the micrographs folder should be")  # every write fails
+    reporter = Recorder()
+    options = LiveOptions(
+        directory=watch, until_idle_s=2.0, publish=False, query=False, retry_after_s=0.5
+    )
+    session = LiveSession(settings, paths, options, reporter=reporter)
+    with session:
+        # the operator frees the folder once the problem has been reported
+        def fix() -> bool:
+            return bool(reporter.problems)
+
+        while not fix():
+            assert session.scheduler is not None
+            session.scheduler.step(0.2)
+        blocker.unlink()
+        session.run()
+    title, message = reporter.problems[0]
+    assert title == "Cannot write outputs"
+    assert "micrographs" in message and "no exposure is lost" in message
+    with _db(paths) as db:
+        assert db.execute("SELECT count(*) FROM exposures WHERE state = 'done'").fetchone() == (3,)
+        assert db.execute("SELECT count(*) FROM results").fetchone() == (3,)
+
+
+def _free_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_frame_stream_session_assembles_processes_and_quarantines_garbage(
+    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    import zmq
+
+    from daemon.formats import read_movie
+    from daemon.sources.stream_sender import StreamFaults, send_exposure
+
+    microscope, truth = simulated
+    settings = _settings(microscope)
+    address = _free_address()
+    paths = SessionPaths.under(tmp_path / "sessions", "stream")
+    reporter = Recorder()
+    options = LiveOptions(stream_address=address, until_idle_s=2.0, publish=False, query=False)
+    movies = {t["exposure_id"]: read_movie(microscope / t["file"]) for t in truth[:2]}
+    with LiveSession(settings, paths, options, reporter=reporter) as session:
+        context = zmq.Context.instance()
+        push = context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(address)
+        push.send_multipart([b"not json at all", b"x"])
+        for exposure_id, frames in movies.items():
+            send_exposure(push, exposure_id, frames, pixel_size_angstrom=1.0)
+        send_exposure(
+            push,
+            "lossy",
+            next(iter(movies.values())),
+            pixel_size_angstrom=1.0,
+            faults=StreamFaults(drop=(3,)),
+        )
+        push.close()
+        session.run()
+    with _db(paths) as db:
+        done = db.execute("SELECT exposure_id FROM exposures WHERE state = 'done'").fetchall()
+        codes = db.execute("SELECT code, reason FROM quarantine").fetchall()
+    assert sorted(row[0] for row in done) == sorted(movies)
+    assert {code for code, _ in codes} == {"garbage_message", "missing_frames"}
+    missing = next(reason for code, reason in codes if code == "missing_frames")
+    assert "lossy" in missing and "3" in missing
+    # the streamed frames were spooled bit-exactly before processing
+    for exposure_id, frames in movies.items():
+        assert np.array_equal(read_movie(paths.spool / f"{exposure_id}.mrc"), frames)
