@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -329,7 +329,8 @@ class ExposureWorker:
 
         ctf = self._settings.processing.ctf
         image = correction.ctf_sum
-        box = min(ctf.box_px, int(min(image.shape[-2:])) // 2 * 2)
+        largest = int(min(image.shape[-2:])) // 2 * 2
+        box: int | Literal["auto"] = "auto" if ctf.box_px == "auto" else min(ctf.box_px, largest)
         nyquist = 2.0 * optics.pixel_size_angstrom
         return estimate_ctf(
             image,

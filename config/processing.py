@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,7 +34,13 @@ class MotionSettings(Section):
 class CtfSettings(Section):
     """CTF estimation on the motion-corrected sum (as CTFFIND)."""
 
-    box_px: int = Field(512, ge=64, le=4096, description="Size of the power-spectrum tiles.")
+    box_px: Annotated[int, Field(ge=64, le=4096)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Size of the power-spectrum tiles; 'auto' = 512, then refit with tiles that sample "
+            "the Thon rings finely enough at high defocus (up to a quarter of the micrograph)."
+        ),
+    )
     min_resolution_angstrom: float = Field(
         30.0, gt=0, le=500, description="Lowest resolution fitted (the larger number)."
     )
@@ -51,8 +57,8 @@ class CtfSettings(Section):
 
     @field_validator("box_px")
     @classmethod
-    def _box_is_even(cls, value: int) -> int:
-        if value % 2:
+    def _box_is_even(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value % 2:
             raise ValueError(f"expected an even number of pixels, got {value}")
         return value
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from models.errors import InputError
 
@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
             path=args.image,
         )
     is_ps = args.power_spectrum or looks_like_power_spectrum(image)
-    box = args.box_px or defaults.box_px
-    if not is_ps:
+    box: int | Literal["auto"] = args.box_px or defaults.box_px
+    if is_ps and box == "auto":
+        box = 512  # a given spectrum has its own size; the tile size is not used
+    elif not is_ps and box != "auto":
         box = min(box, min(image.shape) // 2 * 2)
     try:
         estimate = estimate_ctf(

@@ -30,14 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the demo options."""
     parser.add_argument("--out", type=Path, metavar="DIR", help="keep everything here")
     parser.add_argument("--n", type=int, default=8, metavar="N", help="movies (default 8)")
-    parser.add_argument("--size", type=int, default=1024, metavar="PX", help="movie size")
-    parser.add_argument("--frames", type=int, default=20, metavar="F", help="frames per movie")
+    # 2048 px: big enough for the CTF targets (ice, astigmatism) and about 2 minutes on 2 cores
+    parser.add_argument(
+        "--size", type=int, default=2048, metavar="PX", help="movie size (default 2048)"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=16, metavar="F", help="frames per movie (default 16)"
+    )
     parser.add_argument(
         "--rate",
         type=float,
-        default=4.0,
+        default=8.0,
         metavar="SECONDS",
-        help="one movie every SECONDS (default 4)",
+        help="one movie every SECONDS (default 8)",
     )
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="random seed")
     parser.add_argument(
@@ -121,6 +126,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         stream_address=stream,
         ray_address=args.ray_address,
         n_workers=args.workers,
+        until_idle_s=60.0,  # a movie lost on the way must not hang the demo
         command_line=["causalscope", "demo"],
     )
     session = LiveSession(settings, paths, options)
@@ -128,7 +134,16 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     try:
         session.open()
         simulator.start()
-        session.run(until=finished.is_set)
+
+        def all_in() -> bool:
+            # the simulator is done and every movie it made has come out the other end
+            counts = session.scheduler.counts if session.scheduler else None
+            return finished.is_set() and (
+                failure != []
+                or (counts is not None and counts.committed + counts.quarantined >= args.n)
+            )
+
+        session.run(until=all_in)
     finally:
         session.close()
     simulator.join(timeout=60)

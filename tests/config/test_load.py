@@ -33,7 +33,7 @@ def test_defaults() -> None:
     assert settings.processing.ctf.max_resolution_angstrom == 4.0
     assert settings.processing.ctf.defocus_min_um == 0.2
     assert settings.processing.ctf.defocus_max_um == 5.0
-    assert settings.processing.ctf.box_px == 512
+    assert settings.processing.ctf.box_px == "auto"
     assert settings.store.directory == Path("sessions")
     assert settings == default_settings()
 

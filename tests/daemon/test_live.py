@@ -26,32 +26,10 @@ from daemon.formats.png import read_png
 from daemon.live import LiveOptions, LiveSession
 from daemon.session import SessionPaths
 from daemon.simulator import SimulationRequest, run_simulation
-from models.records import ExposureRecord
+from tests.daemon._recorder import Recorder
 
 SIZE = 1024
 FRAMES = 12
-
-
-class Recorder:
-    """A reporter (the scheduler's protocol) that remembers everything it is told."""
-
-    def __init__(self) -> None:
-        self.commits: list[tuple[str, str]] = []
-        self.quarantines: list[tuple[str | None, str, str]] = []
-        self.skips: list[str] = []
-        self.problems: list[tuple[str, str]] = []
-
-    def committed(self, record: ExposureRecord, latency_s: float) -> None:
-        self.commits.append((record.exposure_id, record.status))
-
-    def quarantined(self, exposure_id: str | None, origin: str, code: str, reason: str) -> None:
-        self.quarantines.append((exposure_id, code, reason))
-
-    def skipped(self, exposure_id: str, state: str) -> None:
-        self.skips.append(exposure_id)
-
-    def problem(self, title: str, message: str) -> None:
-        self.problems.append((title, message))
 
 
 @pytest.fixture(scope="module")
