@@ -31,15 +31,31 @@ class StoreSettings(Section):
         "tcp://127.0.0.1:5557",
         description="Read-only query endpoint for the dashboard and `causalscope query`.",
     )
+    control_address: ZmqAddress = Field(
+        "tcp://127.0.0.1:5558",
+        description=(
+            "Operator actions (label, pause, thresholds) from the dashboard; every request "
+            "needs the session's token (in SESSION.endpoints.json, readable by its owner only)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _addresses_differ(self) -> StoreSettings:
-        random_port = self.publish_address.endswith(":0")  # each bind picks its own free port
-        if self.publish_address == self.query_address and not random_port:
-            raise ValueError(
-                f"publish_address and query_address are both {self.publish_address!r}; "
-                "they must be different endpoints"
-            )
+        named = {
+            "publish_address": self.publish_address,
+            "query_address": self.query_address,
+            "control_address": self.control_address,
+        }
+        seen: dict[str, str] = {}
+        for name, address in named.items():
+            if address.endswith(":0"):  # each bind picks its own free port
+                continue
+            if address in seen:
+                raise ValueError(
+                    f"{seen[address]} and {name} are both {address!r}; "
+                    "they must be different endpoints"
+                )
+            seen[address] = name
         return self
 
 

@@ -7,19 +7,24 @@ previous run left pending, and loops the scheduler until told to stop.
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from daemon.alerts import AlertMonitor
+from daemon.control import ControlServer, new_token
 from daemon.scheduler import Scheduler
 from daemon.session import SessionPaths, params_hash, software_version
 from daemon.sources.events import SourceEvent
+from models.errors import CausalscopeError
 
 if TYPE_CHECKING:
     from actors.exposure import DetectorCalibration
@@ -53,6 +58,8 @@ class LiveOptions:
     publish, query
         Start the store's PUB and query endpoints (the dashboard and ``causalscope query`` use
         them while the session runs).
+    control
+        Open the control endpoint (operator actions from the dashboard; needs publish).
     retry_after_s
         Pause before retrying after a storage error (a full disk).
     command_line
@@ -67,6 +74,7 @@ class LiveOptions:
     until_idle_s: float | None = None
     publish: bool = True
     query: bool = True
+    control: bool = True
     retry_after_s: float = 10.0
     command_line: Sequence[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -157,6 +165,17 @@ class LiveSession:
         self.params_hash = params_hash(settings)
         self.started_at = time.monotonic()
         self.run_id: int | None = None
+        tui = settings.tui
+        self.alerts = AlertMonitor(
+            {
+                "ctf_fit_resolution_angstrom": tui.ctf_fit_resolution_angstrom,
+                "total_drift_px": tui.total_drift_px,
+                "ice_thickness_nm": tui.ice_thickness_nm,
+            }
+        )
+        self.control: ControlServer | None = None
+        self._rates = _Rates()
+        self._next_status = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -185,9 +204,15 @@ class LiveSession:
             self._pool_factory or self._ray_pool,
             self.events,
             params_hash=self.params_hash,
-            reporter=self.reporter,
+            reporter=_Tap(self),
             retry_after_s=self.options.retry_after_s,
         )
+        if self.options.control and self.options.publish:
+            token = new_token()
+            self.control = ControlServer(
+                store_settings.control_address, token=token, handler=self._act
+            )
+            self.store.announce_control(self.control.endpoint, token)
         resumed = self.scheduler.resume_pending()
         if resumed:
             self.reporter.problem(
@@ -255,6 +280,7 @@ class LiveSession:
             for source in self._sources:
                 source.check()
             self.scheduler.step(0.2)
+            self._between_steps()
             idle = self.scheduler.idle and self._sources_idle()
             if not idle:
                 idle_since = None
@@ -269,6 +295,92 @@ class LiveSession:
             ):
                 break
 
+    # --- the operator's side: status, alerts, actions --------------------------------------
+
+    def _between_steps(self) -> None:
+        if self.control is not None:
+            self.control.check()
+            self.control.serve_pending()
+        now = time.monotonic()
+        if self.store is not None and now >= self._next_status:
+            self._next_status = now + 1.0
+            self.store.publish(b"status", self.status())
+
+    def status(self) -> dict[str, Any]:
+        """What the dashboard's overview shows (published every second as ``status``)."""
+        assert self.scheduler is not None and self.store is not None
+        counts = self.store.counts()
+        scheduler = self.scheduler
+        pool = scheduler.pool
+        self._rates.sample(counts["seen"], counts["done"] + counts["quarantined"])
+        acquisition, processing = self._rates.per_minute()
+        backlog = scheduler.queued + scheduler.in_flight
+        return {
+            "session": self.paths.name,
+            "elapsed_s": round(time.monotonic() - self.started_at, 1),
+            "seen": counts["seen"],
+            "done": counts["done"],
+            "pass": counts["pass"],
+            "warn": counts["warn"],
+            "fail": counts["fail"],
+            "quarantined": counts["quarantined"],
+            "queue": scheduler.queued,
+            "in_flight": scheduler.in_flight,
+            "workers": pool.describe() if pool is not None else "starting at the first movie",
+            "devices": getattr(pool, "device_kind", "-") if pool is not None else "-",
+            "paused": scheduler.paused,
+            "acquisition_per_min": acquisition,
+            "processing_per_min": processing,
+            "keeping_up": backlog <= 2 * self.settings.processing.max_in_flight,
+            "thresholds": dict(self.alerts.thresholds),
+        }
+
+    def _act(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one operator action (see :mod:`daemon.control`)."""
+        assert self.scheduler is not None and self.store is not None
+        action = request["action"]
+        if action == "status":
+            return {"status": self.status()}
+        if action in ("pause", "resume"):
+            self.scheduler.paused = action == "pause"
+            self.store.log_event(action, f"processing {action}d by the operator")
+            return {"paused": self.scheduler.paused}
+        if action == "label":
+            exposure_id, label = str(request["exposure_id"]), str(request["label"])
+            self.store.add_label(exposure_id, label)
+            return {"exposure_id": exposure_id, "label": label}
+        if action == "set_threshold":
+            name, value = str(request["name"]), float(request["value"])
+            self.alerts.set_threshold(name, value)
+            self.store.log_event("threshold", f"{name} set to {value:g}", name=name, value=value)
+            return {"thresholds": dict(self.alerts.thresholds)}
+        if action == "thumbnail":
+            return {"png_base64": self._thumbnail(request)}
+        raise ValueError(f"unknown action {action!r}")
+
+    def _thumbnail(self, request: dict[str, Any]) -> str:
+        assert self.store is not None
+        exposure_id = str(request["exposure_id"])
+        kind = str(request.get("kind", "micrograph"))
+        key = {"micrograph": "thumbnail", "power_spectrum": "power_spectrum_thumbnail"}.get(kind)
+        if key is None:
+            raise ValueError(f"kind must be 'micrograph' or 'power_spectrum', got {kind!r}")
+        row = self.store.exposure_row(exposure_id)
+        if row is None:
+            raise ValueError(f"no exposure {exposure_id!r} in this session")
+        path = (row.get("outputs") or {}).get(key)
+        if not path:
+            raise ValueError(f"exposure {exposure_id!r} has no {kind} thumbnail")
+        return base64.b64encode(Path(path).read_bytes()).decode()
+
+    def record_committed(self, record: ExposureRecord) -> None:
+        """Raise the alerts this record causes: logged as ``alert`` events and published."""
+        assert self.store is not None
+        for alert in self.alerts.update(record):
+            data = alert.to_dict()
+            message = data.pop("message")
+            self.store.log_event("alert", str(message), **data)
+
     def close(self) -> None:
         """Stop the sources and actors and close the store (pending work stays pending)."""
         for source in self._sources:
@@ -279,6 +391,9 @@ class LiveSession:
         self._sources = []
         if self.scheduler is not None:
             self.scheduler.close()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -289,3 +404,51 @@ class LiveSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Tap:
+    """Passes the scheduler's reports on, and raises alerts from each committed record."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self._session = session
+
+    def committed(self, record: ExposureRecord, latency_s: float) -> None:
+        self._session.record_committed(record)
+        self._session.reporter.committed(record, latency_s)
+
+    def quarantined(self, exposure_id: str | None, origin: str, code: str, reason: str) -> None:
+        self._session.reporter.quarantined(exposure_id, origin, code, reason)
+
+    def skipped(self, exposure_id: str, state: str) -> None:
+        self._session.reporter.skipped(exposure_id, state)
+
+    def problem(self, title: str, message: str) -> None:
+        if self._session.store is not None:
+            try:
+                self._session.store.log_event("problem", f"{title}: {message}")
+            except CausalscopeError:
+                pass  # the store is the problem; the terminal still says it
+        self._session.reporter.problem(title, message)
+
+
+class _Rates:
+    """Acquisition and processing rates over the last ten minutes, from sampled counts."""
+
+    WINDOW_S = 600.0
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int, int]] = deque()
+
+    def sample(self, seen: int, finished: int) -> None:
+        now = time.monotonic()
+        self._samples.append((now, seen, finished))
+        while self._samples and now - self._samples[0][0] > self.WINDOW_S:
+            self._samples.popleft()
+
+    def per_minute(self) -> tuple[float, float]:
+        if len(self._samples) < 2:
+            return 0.0, 0.0
+        t0, seen0, done0 = self._samples[0]
+        t1, seen1, done1 = self._samples[-1]
+        minutes = max((t1 - t0) / 60.0, 1e-9)
+        return round((seen1 - seen0) / minutes, 2), round((done1 - done0) / minutes, 2)

@@ -31,12 +31,18 @@ class Endpoints:
         Bound PUB address (``tcp://127.0.0.1:PORT``), or None when it does not publish.
     query
         Bound query (REP) address, or None when it answers no queries.
+    control
+        Bound control (REP) address of the running session (:mod:`daemon.control`), or None.
+    token
+        The secret a control request must carry (the file is readable by its owner only).
     """
 
     database: str
     pid: int
     publish: str | None
     query: str | None
+    control: str | None = None
+    token: str | None = None
 
 
 def endpoints_path(database: Path) -> Path:
@@ -45,11 +51,13 @@ def endpoints_path(database: Path) -> Path:
 
 
 def write_endpoints(database: Path, endpoints: Endpoints) -> Path:
-    """Write the file atomically (a reader never sees half of it)."""
+    """Write the file atomically (a reader never sees half of it), readable by its owner only."""
     path = endpoints_path(database)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        tmp.write_text(json.dumps(endpoints.__dict__, indent=2) + "\n")
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(json.dumps(endpoints.__dict__, indent=2) + "\n")
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -70,6 +78,8 @@ def read_endpoints(database: Path) -> Endpoints | None:
             pid=int(data["pid"]),
             publish=data.get("publish"),
             query=data.get("query"),
+            control=data.get("control"),
+            token=data.get("token"),
         )
     except FileNotFoundError:
         return None

@@ -617,6 +617,26 @@ class SessionStore:
                 path=self._path,
             ) from exc
 
+    def announce_control(self, endpoint: str, token: str) -> None:
+        """Add the session's control endpoint and token to the endpoints file."""
+        write_endpoints(
+            self._path,
+            Endpoints(
+                database=str(self._path),
+                pid=os.getpid(),
+                publish=self.publish_endpoint,
+                query=self.query_endpoint,
+                control=endpoint,
+                token=token,
+            ),
+        )
+        self._endpoints_written = True
+
+    def publish(self, topic: bytes, payload: dict[str, Any]) -> None:
+        """Publish ``payload`` on ``topic`` (``status`` heartbeats); never blocks."""
+        if self._publisher is not None:
+            self._publisher.publish(topic, payload)
+
     def exposure_row(self, exposure_id: str) -> dict[str, Any] | None:
         """An exposure's row with ``motion``, ``ctf`` (objects or None) and ``flags`` (a list):
         what is published after its commit. JSON columns are decoded, times are ISO text."""

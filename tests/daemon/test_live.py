@@ -324,3 +324,63 @@ def test_frame_stream_session_assembles_processes_and_quarantines_garbage(
     # the streamed frames were spooled bit-exactly before processing
     for exposure_id, frames in movies.items():
         assert np.array_equal(read_movie(paths.spool / f"{exposure_id}.mrc"), frames)
+
+
+def test_operator_actions_reach_the_running_session(
+    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    import base64
+    import time
+
+    from daemon.control import ControlError, control_request
+    from daemon.store import read_endpoints
+
+    microscope, _truth = simulated
+    watch = tmp_path / "watch"
+    _copy_movies(microscope, watch)
+    for extra in list(watch.rglob("*_fractions.tiff"))[1:]:
+        extra.unlink()  # one movie is enough
+    settings = _settings(microscope)
+    paths = SessionPaths.under(tmp_path / "sessions", "ops")
+    reporter = Recorder()
+    session = LiveSession(settings, paths, LiveOptions(directory=watch), reporter=reporter)
+    session.open()
+    runner = threading.Thread(target=session.run, daemon=True)
+    runner.start()
+    try:
+        endpoints = read_endpoints(paths.database)
+        assert endpoints is not None and endpoints.control and endpoints.token
+        assert (os.stat(paths.root / f"{paths.name}.endpoints.json").st_mode & 0o777) == 0o600
+        deadline = time.monotonic() + 120
+        while not reporter.commits and time.monotonic() < deadline:
+            time.sleep(0.2)
+        exposure_id = reporter.commits[0][0]
+
+        def act(action: str, **params: Any) -> dict[str, Any]:
+            assert endpoints is not None and endpoints.control and endpoints.token
+            return control_request(endpoints.control, endpoints.token, action, **params)
+
+        assert act("pause")["paused"] is True
+        assert act("status")["status"]["paused"] is True
+        assert act("resume")["paused"] is False
+        act("label", exposure_id=exposure_id, label="reject")
+        thresholds = act("set_threshold", name="ice_thickness_nm", value=55)["thresholds"]
+        assert thresholds["ice_thickness_nm"] == 55
+        png = base64.b64decode(
+            act("thumbnail", exposure_id=exposure_id, kind="power_spectrum")["png_base64"]
+        )
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        with pytest.raises(ControlError, match="no exposure"):
+            act("thumbnail", exposure_id="nope")
+        status = act("status")["status"]
+        assert status["done"] == 1 and status["workers"].startswith("2 CPU actor")
+    finally:
+        session.stop_event.set()
+        runner.join(timeout=30)
+        session.close()
+    with _db(paths) as db:
+        assert db.execute("SELECT exposure_id, label FROM labels").fetchall() == [
+            (exposure_id, "reject")
+        ]
+        kinds = [row[0] for row in db.execute("SELECT kind FROM events ORDER BY id").fetchall()]
+    assert {"pause", "resume", "threshold"} <= set(kinds)
