@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from actors._restore import Restoration, restore_and_pick, write_restoration
 from models.gate import blank_frames, evaluate_gate, frame_statistics, gate_status
 from models.records import (
     AcquisitionMetadata,
@@ -204,8 +205,32 @@ class ExposureWorker:
                 ctf_record = CtfRecord.model_validate(estimate.to_dict())
             except (ValueError, RuntimeError) as error:
                 flags.append(_stage_error("ctf", movie_path, error))
+        restoration = None
+        picking = self._settings.processing.picking
+        if correction is not None and ctf_record is not None and ctf_record.supported:
+            if picking.enabled:
+                try:
+                    with timer.stage("restore_and_pick"):
+                        restoration = restore_and_pick(
+                            correction.dose_weighted_sum,
+                            ctf=ctf_record,
+                            optics=base,
+                            pixel_size_angstrom=optics.pixel_size_angstrom,
+                            settings=picking,
+                        )
+                except (ValueError, RuntimeError) as error:
+                    flags.append(_stage_error("picking", movie_path, error))
         return self._finish(
-            base, flags, stats, motion_record, ctf_record, correction, timer, dose, n_frames
+            base,
+            flags,
+            stats,
+            motion_record,
+            ctf_record,
+            correction,
+            timer,
+            dose,
+            n_frames,
+            restoration,
         )
 
     # --- stages -----------------------------------------------------------------------------
@@ -358,6 +383,7 @@ class ExposureWorker:
         timer: _Timer,
         dose: float | None,
         n_frames: int,
+        restoration: Restoration | None = None,
     ) -> ExposureRecord:
         pixel_size = float(base["pixel_size_angstrom"])  # type: ignore[arg-type]
         with timer.stage("gate"):
@@ -374,6 +400,17 @@ class ExposureWorker:
         if correction is not None:
             with timer.stage("write"):
                 outputs = self._write(str(base["exposure_id"]), correction, pixel_size, ctf, base)
+                if restoration is not None and ctf is not None:
+                    outputs.update(
+                        write_restoration(
+                            self._output_dir,
+                            str(base["exposure_id"]),
+                            restoration,
+                            pixel_size_angstrom=pixel_size,
+                            ctf=ctf,
+                            optics=base,
+                        )
+                    )
         used_dose = dose
         if used_dose is None and motion is not None:
             used_dose = motion.measured_dose_e_per_a2
@@ -385,6 +422,7 @@ class ExposureWorker:
             frames=stats,
             motion=motion,
             ctf=ctf,
+            picking=restoration.record if restoration is not None else None,
             outputs=outputs,
             timings_s=dict(timer.seconds),
             **base,

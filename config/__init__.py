@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from config.acquisition import StreamSettings, WatcherSettings
 from config.instrument import DetectorSettings, MicroscopeSettings
-from config.processing import CtfSettings, GateSettings, MotionSettings, ProcessingSettings
+from config.processing import (
+    CtfSettings,
+    GateSettings,
+    MotionSettings,
+    PickingSettings,
+    ProcessingSettings,
+)
 from config.render import default_toml, render_toml
 from config.services import ServeSettings, StoreSettings, TuiSettings
 from config.settings import Settings, default_settings, load_settings, settings_to_dict
@@ -26,6 +32,7 @@ __all__ = [
     "GateSettings",
     "MicroscopeSettings",
     "MotionSettings",
+    "PickingSettings",
     "ProcessingSettings",
     "ServeSettings",
     "Settings",

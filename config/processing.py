@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from config._common import Section
 
-__all__ = ["CtfSettings", "GateSettings", "MotionSettings", "ProcessingSettings"]
+__all__ = ["CtfSettings", "GateSettings", "MotionSettings", "PickingSettings", "ProcessingSettings"]
 
 
 class MotionSettings(Section):
@@ -141,6 +141,30 @@ class GateSettings(Section):
         return self
 
 
+class PickingSettings(Section):
+    """Restoration and particle picking after the CTF fit (skipped when the fit is unsupported)."""
+
+    enabled: bool = Field(
+        True, description="Wiener-restore each micrograph and pick its particles."
+    )
+    particle_diameter_angstrom: float = Field(
+        120.0, gt=5, le=5000, description="Particle diameter for the blob picker, in Angstrom."
+    )
+    threshold: Annotated[float, Field(ge=-10, le=100)] | Literal["auto"] = Field(
+        0.5,
+        description=(
+            "Lowest pick score (robust z of the blob response); 'auto' splits the peaks' "
+            "scores in two (Otsu), which suits crowded micrographs with many weak peaks."
+        ),
+    )
+    extract: bool = Field(
+        True, description="Write the phase-flipped, normalised particles (MRCS + RELION STAR)."
+    )
+    box_scale: float = Field(
+        1.5, ge=1.0, le=4.0, description="Extraction box as a multiple of the diameter."
+    )
+
+
 class ProcessingSettings(Section):
     """Per-exposure processing: where it runs, how much at once, and each stage's parameters."""
 
@@ -156,3 +180,6 @@ class ProcessingSettings(Section):
     motion: MotionSettings = Field(default_factory=MotionSettings, description="Motion.")
     ctf: CtfSettings = Field(default_factory=CtfSettings, description="CTF estimation.")
     gate: GateSettings = Field(default_factory=GateSettings, description="Sanity gate.")
+    picking: PickingSettings = Field(
+        default_factory=PickingSettings, description="Restoration and picking."
+    )

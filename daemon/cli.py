@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("inspect", "inspect"),
     ("summary", "summary"),
     ("query", "query"),
+    ("tui", "tui"),
     ("config", "config_cmd"),
 )
 

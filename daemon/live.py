@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from daemon.alerts import AlertMonitor
+from daemon.alerts import Alert, AlertMonitor
 from daemon.control import ControlServer, new_token
 from daemon.scheduler import Scheduler
 from daemon.session import SessionPaths, params_hash, software_version
@@ -60,6 +60,8 @@ class LiveOptions:
         them while the session runs).
     control
         Open the control endpoint (operator actions from the dashboard; needs publish).
+    terminal_logs
+        Let Ray's actors print on this terminal (off while the dashboard owns it).
     retry_after_s
         Pause before retrying after a storage error (a full disk).
     command_line
@@ -75,6 +77,7 @@ class LiveOptions:
     publish: bool = True
     query: bool = True
     control: bool = True
+    terminal_logs: bool = True
     retry_after_s: float = 10.0
     command_line: Sequence[str] = field(default_factory=lambda: list(sys.argv))
 
@@ -122,6 +125,12 @@ class TerminalReporter:
     def problem(self, title: str, message: str) -> None:
         """Something the operator must know."""
         self._print(f"[problem] {title}: {message}")
+
+    def alert(self, alert: Alert) -> None:
+        """A gate failure or a trend, with what to do."""
+        if alert.code.startswith("gate_"):
+            return  # the exposure's own line already says why it failed
+        self._print(f"[ alert] {alert.message}\n         what to do: {alert.advice}")
 
 
 class LiveSession:
@@ -223,7 +232,7 @@ class LiveSession:
     def _ray_pool(self, calibration: DetectorCalibration) -> Pool:
         from daemon.workers import RayWorkerPool, start_ray
 
-        start_ray(self.options.ray_address)
+        start_ray(self.options.ray_address, log_to_terminal=self.options.terminal_logs)
         pool = RayWorkerPool(
             self.settings,
             output_dir=self.paths.root,
@@ -380,6 +389,9 @@ class LiveSession:
             data = alert.to_dict()
             message = data.pop("message")
             self.store.log_event("alert", str(message), **data)
+            show = getattr(self.reporter, "alert", None)
+            if show is not None:
+                show(alert)
 
     def close(self) -> None:
         """Stop the sources and actors and close the store (pending work stays pending)."""

@@ -26,24 +26,28 @@ __all__ = ["Outcome", "RayWorkerPool", "Task", "start_ray"]
 log = logging.getLogger(__name__)
 
 
-def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> str:
+def start_ray(
+    address: str | None = None, *, num_cpus: int | None = None, log_to_terminal: bool = True
+) -> str:
     """Join the Ray cluster at ``address``, or start a local one (no dashboard).
 
     Returns a short description for the terminal. Does nothing when Ray is already up.
+    ``log_to_terminal=False`` keeps the actors' output off this terminal (the dashboard owns it;
+    Ray still writes its logs under its session folder).
     """
     import ray
 
     if ray.is_initialized():
         return "Ray already running in this process"
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_terminal)
         return f"joined Ray cluster at {address}"
     cpus = num_cpus or os.cpu_count() or 1
     ray.init(
         num_cpus=cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,
-        log_to_driver=True,
+        log_to_driver=log_to_terminal,
     )
     return f"local Ray with {cpus} CPU(s)"
 

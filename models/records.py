@@ -17,6 +17,7 @@ __all__ = [
     "FrameStatistics",
     "GateFlag",
     "MotionRecord",
+    "PickingRecord",
 ]
 
 
@@ -155,6 +156,22 @@ class CtfRecord(BaseModel):
         return self.defocus_u_angstrom - self.defocus_v_angstrom
 
 
+class PickingRecord(BaseModel):
+    """Particles picked on the restored (Wiener-filtered) micrograph."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_particles: int
+    particle_diameter_angstrom: float
+    picker: Literal["blob", "template"] = "blob"
+    mean_score: float | None = Field(None, description="Mean score of the picks kept.")
+    box_px: int | None = Field(None, description="Box of the extracted particles, if any.")
+    picks_xy_px: list[list[float]] = Field(
+        default_factory=list, description="[[x, y], ...] of each pick, pixels of the micrograph."
+    )
+    scores: list[float] = Field(default_factory=list, description="Score of each pick.")
+
+
 class ExposureRecord(BaseModel):
     """Everything one exposure's processing produced: the typed result of an ExposureWorker."""
 
@@ -174,6 +191,7 @@ class ExposureRecord(BaseModel):
     frames: FrameStatistics | None = None
     motion: MotionRecord | None = None
     ctf: CtfRecord | None = None
+    picking: PickingRecord | None = None
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Written files by kind (aligned_sum, ...)."
     )

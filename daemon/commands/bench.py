@@ -7,6 +7,8 @@
   ctf     defocus, astigmatism, angle and ice-thickness errors on simulated micrographs, and
           the RELION tutorial's real power spectra against CTFFIND-4.1 when ../shared/data is
           present; time per micrograph
+  tui     the dashboard: time to load a --n (10,000) exposure session, and the event loop's
+          latency while 5 exposures per second arrive for 20 s
   pipeline  the live pipeline end to end on local Ray: exposures per minute (a burst of --n
           movies), latency from a settled file to its committed record (movies at a pace the
           actors keep up with), and resident memory after --memory-n small exposures against
@@ -26,7 +28,11 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the bench options."""
-    parser.add_argument("what", choices=["motion", "ctf", "pipeline"], help="which benchmark")
+    parser.add_argument(
+        "what",
+        choices=["motion", "ctf", "pipeline", "tui", "restoration", "picking"],
+        help="which benchmark",
+    )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument(
         "--cases",
@@ -61,13 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one benchmark and print its report."""
-    import torch
-
     from models.errors import InputError
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("No GPU", f"--device {args.device} but no CUDA device is visible")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.what != "tui":  # the dashboard's benchmark must not load torch, as the app does not
+        import torch
+
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError("No GPU", f"--device {args.device} but no CUDA device is visible")
     report: dict[str, Any]
     if args.what == "motion":
         from daemon.bench.motion import CASES, run_motion_bench
@@ -79,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         report = run_motion_bench(
             cases=cases, seeds=args.seeds, device=args.device, compare=args.compare
         )
+    elif args.what == "tui":
+        from daemon.bench.tui import run_tui_bench
+
+        report = run_tui_bench(n=args.n or 10_000)
     elif args.what == "pipeline":
         from daemon.bench.pipeline import run_pipeline_bench
 
@@ -95,6 +105,21 @@ def run(args: argparse.Namespace) -> int:
             "median_latency_s": report["latency"]["latency_s"]["median"],
             "memory_growth": report.get("memory", {}).get("growth"),
         }
+    elif args.what in ("restoration", "picking"):
+        # accuracy at --size (1024), time at 4096^2 unless --sizes leaves 4096 out
+        from daemon.bench import picking, restoration
+
+        bench = restoration if args.what == "restoration" else picking
+        cases = args.cases or list(bench.CASES)
+        if unknown := [c for c in cases if c not in bench.CASES]:
+            raise InputError("Unknown case", f"{unknown}; choose from {sorted(bench.CASES)}")
+        timing = 4096 if args.sizes is None or "4096" in args.sizes else None
+        common = {"cases": cases, "size": args.size, "seeds": args.seeds, "timing_size": timing}
+        if args.what == "restoration":
+            report = restoration.run_restoration_bench(**common, device=args.device)
+        else:
+            shared = args.shared_data if args.shared_data.is_dir() else None
+            report = picking.run_picking_bench(**common, device=args.device, shared_data=shared)
     else:
         from daemon.bench.ctf import SIZES, run_ctf_bench
 

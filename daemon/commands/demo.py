@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stream", action="store_true", help="push frames over ZeroMQ instead of writing files"
     )
     parser.add_argument("--workers", type=int, metavar="N", help="exposure actors")
+    parser.add_argument(
+        "--tui", action="store_true", help="watch it on the dashboard (q quits and summarises)"
+    )
     parser.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster")
 
 
@@ -126,11 +129,22 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         stream_address=stream,
         ray_address=args.ray_address,
         n_workers=args.workers,
-        until_idle_s=60.0,  # a movie lost on the way must not hang the demo
-        command_line=["causalscope", "demo"],
+        # a movie lost on the way must not hang the demo; with the dashboard, q ends it
+        until_idle_s=None if args.tui else 60.0,
+        terminal_logs=not args.tui,
+        command_line=["causalscope", "demo", *(["--tui"] if args.tui else [])],
     )
-    session = LiveSession(settings, paths, options)
     simulator = threading.Thread(target=simulate, name="causalscope-simulator", daemon=True)
+    if args.tui:
+        from daemon.commands.watch import log_reporter, run_with_dashboard
+
+        session = LiveSession(settings, paths, options, reporter=log_reporter(paths))
+        simulator.start()
+        run_with_dashboard(session)
+        simulator.join(timeout=60)
+        print_summary(paths.database)
+        return _compare_with_truth(paths.database, microscope / "truth.jsonl")
+    session = LiveSession(settings, paths, options)
     try:
         session.open()
         simulator.start()

@@ -51,7 +51,12 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-endpoints",
         action="store_true",
-        help="do not open the PUB and query endpoints (several sessions on one machine)",
+        help="do not open the PUB, query and control endpoints (several sessions on one machine)",
+    )
+    parser.add_argument(
+        "--tui",
+        action="store_true",
+        help="show the dashboard in this terminal while the session runs (q quits both)",
     )
 
 
@@ -85,21 +90,79 @@ def run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         n_workers=args.workers,
         threads_per_worker=args.threads_per_worker,
-        until_idle_s=args.until_idle,
-        publish=not args.no_endpoints,
-        query=not args.no_endpoints,
+        until_idle_s=None if args.tui else args.until_idle,
+        publish=not args.no_endpoints or args.tui,
+        query=not args.no_endpoints or args.tui,
+        control=not args.no_endpoints or args.tui,
+        terminal_logs=not args.tui,
     )
-    session = LiveSession(settings, paths, options)
-    _stop_on_sigterm(session)
     print(f"causalscope watch: session {paths.name} in {paths.root}", flush=True)
-    try:
-        session.open()
-        _announce(session, args)
-        session.run()
-    finally:
-        session.close()
+    if args.tui:
+        session = LiveSession(settings, paths, options, reporter=log_reporter(paths))
+        run_with_dashboard(session)
+    else:
+        session = LiveSession(settings, paths, options)
+        _stop_on_sigterm(session)
+        try:
+            session.open()
+            _announce(session, args)
+            session.run()
+        finally:
+            session.close()
     print_summary(paths.database)
     return 0
+
+
+def log_reporter(paths: Any) -> Any:
+    """The terminal's lines, written to ``<session>/session.log`` while the dashboard is shown."""
+    from daemon.live import TerminalReporter
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    handle = (paths.root / "session.log").open("a", encoding="utf-8")
+    return TerminalReporter(handle)
+
+
+def run_with_dashboard(session: Any) -> None:
+    """Run ``session`` in a background thread and the dashboard in this one.
+
+    The session keeps serving the dashboard until it quits (``q``), which stops the session
+    (unfinished exposures stay pending). An error of the session is raised here once the
+    dashboard has closed.
+    """
+    import threading
+
+    from daemon.commands.tui import run_tui
+    from daemon.store import read_endpoints
+    from daemon.workers import start_ray
+    from tui.source import LiveSource
+
+    errors: list[BaseException] = []
+    # Ray's start-up messages go to the terminal: let them out before the dashboard owns it
+    start_ray(session.options.ray_address, log_to_terminal=False)
+    session.open()
+
+    def loop() -> None:
+        try:
+            session.run()
+        except BaseException as error:  # shown after the dashboard closes
+            errors.append(error)
+
+    runner = threading.Thread(target=loop, name="causalscope-session", daemon=True)
+    try:
+        endpoints = read_endpoints(session.paths.database)
+        if endpoints is None:
+            raise InputError(
+                "No endpoints", f"session {session.paths.name} did not open its endpoints"
+            )
+        runner.start()
+        run_tui(session.settings, LiveSource.from_endpoints(endpoints))
+    finally:
+        session.stop_event.set()
+        if runner.is_alive():
+            runner.join(timeout=60)
+        session.close()
+    if errors:
+        raise errors[0]
 
 
 def _announce(session: Any, args: argparse.Namespace) -> None:

@@ -51,6 +51,14 @@ JSON functions read (``outputs->>'aligned_sum'``). Units are in the column names
     estimate sits at the edge of the search range); ``supported`` (BOOLEAN: the rings support the
     fit); ``warnings`` (JSON list).
 
+``picking`` (one row per done exposure whose particles were picked; the latest commit's)
+    ``exposure_id`` (primary key); ``n_particles``; ``particle_diameter_angstrom``; ``picker``
+    ('blob' | 'template'); ``mean_score``; ``box_px`` (extraction box, NULL when not extracted).
+
+``picks`` (one row per picked particle; the latest commit's)
+    ``exposure_id``; ``position`` (from 0; with ``exposure_id`` the primary key); ``x_px``,
+    ``y_px`` (the particle's centre in the micrograph); ``score``.
+
 ``flags`` (the sanity gate's findings for each done exposure; the latest commit's)
     ``exposure_id``; ``position`` (order within the exposure, from 0; with ``exposure_id`` the
     primary key); ``code`` (e.g. 'blank_frames'); ``severity`` ('fail' | 'warn'); ``message``;
@@ -148,6 +156,26 @@ CREATE TABLE IF NOT EXISTS motion (
     shifts_px JSON NOT NULL
 )"""
 
+PICKING_TABLE = """
+CREATE TABLE IF NOT EXISTS picking (
+    exposure_id VARCHAR PRIMARY KEY,
+    n_particles INTEGER NOT NULL,
+    particle_diameter_angstrom DOUBLE NOT NULL,
+    picker VARCHAR NOT NULL,
+    mean_score DOUBLE,
+    box_px INTEGER
+)"""
+
+PICKS_TABLE = """
+CREATE TABLE IF NOT EXISTS picks (
+    exposure_id VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    x_px DOUBLE NOT NULL,
+    y_px DOUBLE NOT NULL,
+    score DOUBLE NOT NULL,
+    PRIMARY KEY (exposure_id, position)
+)"""
+
 CTF_TABLE = """
 CREATE TABLE IF NOT EXISTS ctf (
     exposure_id VARCHAR PRIMARY KEY,
@@ -235,6 +263,8 @@ SCHEMA_SQL: tuple[str, ...] = (
     EXPOSURES_TABLE,
     MOTION_TABLE,
     CTF_TABLE,
+    PICKING_TABLE,
+    PICKS_TABLE,
     FLAGS_TABLE,
     RESULTS_TABLE,
     "CREATE SEQUENCE IF NOT EXISTS quarantine_id START 1",
@@ -253,6 +283,8 @@ TABLES: tuple[str, ...] = (
     "exposures",
     "motion",
     "ctf",
+    "picking",
+    "picks",
     "flags",
     "results",
     "quarantine",

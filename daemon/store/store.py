@@ -73,6 +73,7 @@ class PendingExposure:
 _EXPOSURE_ROW_SQL = """
 SELECT e.*,
     (SELECT to_json(m) FROM motion AS m WHERE m.exposure_id = $id) AS motion,
+    (SELECT to_json(p) FROM picking AS p WHERE p.exposure_id = $id) AS picking,
     (SELECT to_json(c) FROM ctf AS c WHERE c.exposure_id = $id) AS ctf,
     (SELECT to_json(list(f ORDER BY f.position)) FROM flags AS f WHERE f.exposure_id = $id)
         AS flags
@@ -448,7 +449,7 @@ class SessionStore:
         )
         if state is not None and state != "seen":
             # A commit under new parameters replaces the previous commit's rows.
-            for table in ("motion", "ctf", "flags"):
+            for table in ("motion", "ctf", "picking", "picks", "flags"):
                 con.execute(f"DELETE FROM {table} WHERE exposure_id = ?", [eid])
         motion = record.motion
         if motion is not None:
@@ -502,6 +503,29 @@ class SessionStore:
                     json.dumps(ctf.warnings),
                 ],
             )
+        picking = record.picking
+        if picking is not None:
+            con.execute(
+                "INSERT INTO picking VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    eid,
+                    picking.n_particles,
+                    picking.particle_diameter_angstrom,
+                    picking.picker,
+                    picking.mean_score,
+                    picking.box_px,
+                ],
+            )
+            if picking.picks_xy_px:
+                con.executemany(
+                    "INSERT INTO picks VALUES (?, ?, ?, ?, ?)",
+                    [
+                        [eid, i, float(xy[0]), float(xy[1]), float(score)]
+                        for i, (xy, score) in enumerate(
+                            zip(picking.picks_xy_px, picking.scores, strict=True)
+                        )
+                    ],
+                )
         for position, flag in enumerate(record.flags):
             con.execute(
                 "INSERT INTO flags VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -646,9 +670,11 @@ class SessionStore:
         if not rows:
             return None
         out = row_dict(
-            columns, rows[0], {*schema.JSON_COLUMNS["exposures"], "motion", "ctf", "flags"}
+            columns,
+            rows[0],
+            {*schema.JSON_COLUMNS["exposures"], "motion", "ctf", "picking", "flags"},
         )
-        for table in ("motion", "ctf"):
+        for table in ("motion", "ctf", "picking"):
             if out[table] is not None:
                 out[table].pop("exposure_id")
         out["flags"] = [

@@ -13,6 +13,7 @@ import starfile
 from actors.exposure import DetectorCalibration, ExposureWorker
 from config import Settings, load_settings
 from daemon.formats.png import read_png
+from models.picking import match_picks
 from models.records import AcquisitionMetadata, ExposureRecord
 from models.simulate.detector import draw_detector
 from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
@@ -106,6 +107,22 @@ def good(
     return _process(settings, sim.frames, out, gain=gain), out
 
 
+def test_particles_are_picked_on_the_restored_micrograph_and_extracted(good, movie) -> None:
+    record, _ = good
+    sim, _ = movie
+    picking = record.picking
+    assert picking is not None and picking.n_particles == len(picking.picks_xy_px)
+    truth = np.asarray(sim.truth["particles"], dtype=np.float64)
+    match = match_picks(
+        np.asarray(picking.picks_xy_px), truth, radius_px=0.25 * picking.particle_diameter_angstrom
+    )
+    assert match.f1 >= 0.8, (match.precision, match.recall)
+    star = starfile.read(record.outputs["particles_star"])
+    assert len(star["particles"]) == picking.n_particles
+    with mrcfile.open(record.outputs["particles"]) as mrc:
+        assert mrc.data.shape == (picking.n_particles, picking.box_px, picking.box_px)
+
+
 def _codes(record: ExposureRecord) -> set[str]:
     return {f.code for f in record.flags}
 
@@ -144,6 +161,9 @@ def test_outputs_are_readable_micrographs_and_trajectory(good) -> None:
         "trajectory",
         "thumbnail",
         "power_spectrum_thumbnail",
+        "restored",
+        "particles",
+        "particles_star",
     }
     for kind in ("thumbnail", "power_spectrum_thumbnail"):
         picture = read_png(record.outputs[kind])

@@ -1,0 +1,167 @@
+"""The exposure worker's restoration and picking stage, and the files it writes.
+
+After a supported CTF fit: the dose-weighted sum is Wiener-filtered with the spectral SNR fitted
+to its own power spectrum (:func:`models.restoration.spectral_snr_from_fit`), particles are
+picked on the restored image (difference of Gaussians at the configured diameter), and, when
+extraction is on, boxed from the dose-weighted sum, phase-flipped, contrast-inverted and
+normalised as RELION expects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.records import CtfRecord, PickingRecord
+
+if TYPE_CHECKING:
+    import torch
+
+    from config import PickingSettings
+    from models.restoration import CtfParameters
+
+__all__ = ["Restoration", "restore_and_pick", "write_restoration"]
+
+
+@dataclass
+class Restoration:
+    """What the stage made: the restored micrograph, the picks and the particle boxes."""
+
+    restored: torch.Tensor
+    record: PickingRecord
+    particles: np.ndarray | None
+
+
+def _ctf_parameters(ctf: CtfRecord, optics: dict[str, object]) -> CtfParameters:
+    from models.restoration import CtfParameters
+
+    return CtfParameters(
+        defocus_u_angstrom=ctf.defocus_u_angstrom,
+        defocus_v_angstrom=ctf.defocus_v_angstrom,
+        defocus_angle_deg=ctf.defocus_angle_deg,
+        voltage_kv=float(optics["voltage_kv"]),  # type: ignore[arg-type]
+        spherical_aberration_mm=float(optics["cs_mm"]),  # type: ignore[arg-type]
+        amplitude_contrast=float(optics["amplitude_contrast"]),  # type: ignore[arg-type]
+        phase_shift_deg=ctf.phase_shift_deg,
+    )
+
+
+def restore_and_pick(
+    image: torch.Tensor,
+    *,
+    ctf: CtfRecord,
+    optics: dict[str, object],
+    pixel_size_angstrom: float,
+    settings: PickingSettings,
+) -> Restoration:
+    """Wiener-restore ``image`` (the dose-weighted sum), pick, and box the particles."""
+    import torch
+
+    from models.picking import extract_particles, pick_blobs
+    from models.restoration import spectral_snr_from_fit, wiener_filter
+
+    parameters = _ctf_parameters(ctf, optics)
+    work = image.detach().to(torch.float32)
+    ssnr = spectral_snr_from_fit(
+        work, pixel_size_angstrom=pixel_size_angstrom, **parameters.kwargs()
+    )
+    restored = wiener_filter(
+        work, pixel_size_angstrom=pixel_size_angstrom, ssnr=ssnr, **parameters.kwargs()
+    )
+    diameter = settings.particle_diameter_angstrom
+    # restored, the protein is dark on a bright background, as in the raw micrograph
+    picks = pick_blobs(
+        restored,
+        pixel_size_angstrom=pixel_size_angstrom,
+        particle_diameter_angstrom=diameter,
+        threshold=settings.threshold,
+    )
+    xy = picks.xy_px.detach().cpu()
+    scores = picks.scores.detach().cpu()
+    box = None
+    particles = None
+    if settings.extract and len(xy):
+        box = round(settings.box_scale * diameter / pixel_size_angstrom / 2) * 2
+        box = max(box, 16)
+        if box < min(work.shape[-2:]):
+            boxes = extract_particles(
+                work,
+                xy.to(work.device),
+                box_px=box,
+                pixel_size_angstrom=pixel_size_angstrom,
+                ctf=parameters,
+                invert_contrast=True,
+            )
+            particles = boxes.detach().cpu().numpy().astype(np.float32)
+        else:
+            box = None
+    record = PickingRecord(
+        n_particles=len(xy),
+        particle_diameter_angstrom=diameter,
+        picker="blob",
+        mean_score=float(scores.mean()) if len(scores) else None,
+        box_px=box,
+        picks_xy_px=np.round(xy.numpy().astype(np.float64), 2).tolist(),
+        scores=np.round(scores.numpy().astype(np.float64), 4).tolist(),
+    )
+    return Restoration(restored, record, particles)
+
+
+def write_restoration(
+    output_dir: Path,
+    exposure_id: str,
+    restoration: Restoration,
+    *,
+    pixel_size_angstrom: float,
+    ctf: CtfRecord,
+    optics: dict[str, object],
+) -> dict[str, str]:
+    """``micrographs/<id>_wiener.mrc`` and, with particles, ``particles/<id>.mrcs`` + ``.star``."""
+    import pandas as pd
+
+    from daemon.formats import write_mrc_movie
+    from daemon.formats.particles_star import write_particle_stack, write_particles_star
+
+    outputs: dict[str, str] = {}
+    wiener = output_dir / "micrographs" / f"{exposure_id}_wiener.mrc"
+    image = restoration.restored.detach().cpu().numpy().astype(np.float32, copy=False)
+    write_mrc_movie(wiener, image, pixel_size_angstrom=pixel_size_angstrom, mode=2)
+    outputs["restored"] = str(wiener)
+    particles = restoration.particles
+    record = restoration.record
+    if particles is None or record.box_px is None:
+        return outputs
+    stack = output_dir / "particles" / f"{exposure_id}.mrcs"
+    names = write_particle_stack(stack, particles, pixel_size_angstrom=pixel_size_angstrom)
+    xy = np.asarray(record.picks_xy_px, dtype=np.float64).reshape(-1, 2)
+    table = pd.DataFrame(
+        {
+            "x_px": xy[:, 0],
+            "y_px": xy[:, 1],
+            "image_name": names,
+            "micrograph_name": str(output_dir / "micrographs" / f"{exposure_id}_DW.mrc"),
+            "defocus_u_angstrom": ctf.defocus_u_angstrom,
+            "defocus_v_angstrom": ctf.defocus_v_angstrom,
+            "defocus_angle_deg": ctf.defocus_angle_deg,
+            "phase_shift_deg": ctf.phase_shift_deg,
+            "figure_of_merit": record.scores,
+        }
+    )
+    star = write_particles_star(
+        output_dir / "particles" / f"{exposure_id}.star",
+        {
+            "pixel_size_angstrom": pixel_size_angstrom,
+            "image_size_px": record.box_px,
+            "voltage_kv": optics["voltage_kv"],
+            "spherical_aberration_mm": optics["cs_mm"],
+            "amplitude_contrast": optics["amplitude_contrast"],
+            "phase_flipped": True,
+        },
+        table,
+    )
+    outputs["particles"] = str(stack)
+    outputs["particles_star"] = str(star)
+    return outputs

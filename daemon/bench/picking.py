@@ -1,0 +1,257 @@
+"""Picking benchmark: F1 against simulated truth, real micrographs, Topaz, and time.
+
+Simulated: 300 kV, 1 A/px, the built-in apoferritin-like phantom (diameter ~120 A), 20
+particles per 1024^2, picked with :func:`pick_blobs` (``threshold="auto"``) on the raw
+micrograph and on its Wiener restoration (CTF fitted, SSNR fitted), and with
+:func:`pick_template` (phantom projections) on the restoration. A pick matches a true centre
+within half a particle radius (Hungarian matching).
+
+Real (when ``../shared/data/picking`` exists): the five EMPIAR-10028 micrographs of CryoPPP,
+whose expert masks (discs of ~57 px) give the truth as the centroids of their connected
+components (merged discs split by k-means into ``round(area / median area)`` centres),
+matched within a quarter diameter; and the Magellon apoferritin micrograph (8x binned, ~6.3
+A/px) against Topaz's picks (scaled by 1/8), matched within half a diameter. Topaz is a peer,
+not the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CASES", "run_picking_bench"]
+
+CASES: dict[str, dict[str, float]] = {
+    "typical": {"dose_e_per_a2": 40.0, "ice_thickness_nm": 30.0},
+    "low_dose": {"dose_e_per_a2": 12.0, "ice_thickness_nm": 30.0},
+    "very_low_dose": {"dose_e_per_a2": 6.0, "ice_thickness_nm": 30.0},
+}
+_VOLTAGE_KV, _CS_MM, _Q = 300.0, 2.7, 0.07
+_CRYOPPP_DIAMETER_PX = 57.0
+
+
+def _simulate(size: int, case: dict[str, float], seed: int) -> tuple[np.ndarray, Any]:
+    from models.simulate.exposure import ExposureParameters, simulate_exposure
+    from models.simulate.specimen import phantom_specimen
+
+    params = ExposureParameters(
+        size_px=size,
+        n_frames=1,
+        pixel_size_angstrom=1.0,
+        drift_total_px=0.0,
+        drift_jitter_px=0.0,
+        local_motion_px=0.0,
+        intra_frame_blur=False,
+        n_particles=int(20 * (size / 1024) ** 2),
+        dose_e_per_a2=case["dose_e_per_a2"],
+        ice_thickness_nm=case["ice_thickness_nm"],
+        seed=seed,
+    )
+    sim = simulate_exposure(params, specimen=phantom_specimen())
+    return sim.frames[0].astype(np.float32), sim.truth
+
+
+def _restore(micrograph: Any) -> tuple[Any, Any]:
+    from models.ctf_estimation import estimate_ctf
+    from models.restoration import CtfParameters, spectral_snr_from_fit, wiener_filter
+
+    estimate = estimate_ctf(
+        micrograph,
+        pixel_size_angstrom=1.0,
+        voltage_kv=_VOLTAGE_KV,
+        spherical_aberration_mm=_CS_MM,
+        amplitude_contrast=_Q,
+    )
+    ctf = CtfParameters.from_estimate(
+        estimate, voltage_kv=_VOLTAGE_KV, spherical_aberration_mm=_CS_MM, amplitude_contrast=_Q
+    )
+    ssnr = spectral_snr_from_fit(micrograph, pixel_size_angstrom=1.0, **ctf.kwargs())
+    return wiener_filter(micrograph, pixel_size_angstrom=1.0, ssnr=ssnr, **ctf.kwargs()), ctf
+
+
+def _templates() -> Any:
+    from models.picking import project_templates
+    from models.simulate.specimen import phantom_specimen
+
+    return project_templates(
+        phantom_specimen().coords_angstrom, pixel_size_angstrom=1.0, box_px=160, n_views=8
+    )
+
+
+def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
+    import torch
+
+    from models.picking import match_picks, pick_blobs, pick_template
+
+    image, truth = _simulate(size, CASES[name], seed)
+    micrograph = torch.from_numpy(image)
+    restored, _ = _restore(micrograph)
+    diameter = 2.0 * truth["particle_radius_angstrom"]
+    centres = np.asarray(truth["particles"])
+    radius_px = 0.25 * diameter
+    row: dict[str, Any] = {"case": name, "size": size, "seed": seed, **CASES[name]}
+    runs = {
+        "blob_raw": pick_blobs(
+            micrograph, pixel_size_angstrom=1.0, particle_diameter_angstrom=diameter
+        ),
+        "blob_restored": pick_blobs(
+            restored, pixel_size_angstrom=1.0, particle_diameter_angstrom=diameter
+        ),
+        "template_restored": pick_template(
+            restored, _templates(), pixel_size_angstrom=1.0, particle_diameter_angstrom=diameter
+        ),
+    }
+    for label, picks in runs.items():
+        match = match_picks(picks.xy_px, centres, radius_px=radius_px)
+        row[f"{label}_precision"] = round(match.precision, 3)
+        row[f"{label}_recall"] = round(match.recall, 3)
+        row[f"{label}_f1"] = round(match.f1, 3)
+    return row
+
+
+def cryoppp_truth(mask: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` [x, y] particle centres from an expert mask (discs, some touching)."""
+    from scipy import ndimage
+    from scipy.cluster.vq import kmeans2
+
+    binary = mask > 127
+    labels, n = ndimage.label(binary)
+    areas = ndimage.sum(binary, labels, range(1, n + 1))
+    single = float(np.median(areas))
+    centres: list[np.ndarray] = []
+    for i, area in enumerate(areas, start=1):
+        k = max(1, round(area / single))
+        yx = np.argwhere(labels == i).astype(np.float64)
+        if k == 1:
+            centres.append(yx.mean(axis=0))
+        else:
+            found, _ = kmeans2(yx, k, seed=0, minit="++")
+            centres.extend(found)
+    return np.asarray(centres)[:, ::-1]
+
+
+def _real(shared: Path) -> dict[str, Any]:
+    import imagecodecs
+    import mrcfile
+    import torch
+
+    from models.picking import match_picks, pick_blobs
+
+    out: dict[str, Any] = {"cryoppp_10028": [], "magellon_topaz": None}
+    folder = shared / "picking" / "cryoppp_10028"
+    for path in sorted((folder / "images").glob("*.png")):
+        image = imagecodecs.png_decode(path.read_bytes()).astype(np.float32)
+        mask = imagecodecs.png_decode((folder / "labels" / path.name).read_bytes())
+        truth = cryoppp_truth(mask if mask.ndim == 2 else mask[..., 0])
+        # pixel units throughout: a 1 "A"/px scale with the diameter in pixels
+        picks = pick_blobs(
+            torch.from_numpy(image), pixel_size_angstrom=1.0, particle_diameter_angstrom=57.0
+        )
+        match = match_picks(picks.xy_px, truth, radius_px=0.25 * _CRYOPPP_DIAMETER_PX)
+        out["cryoppp_10028"].append(
+            {
+                "micrograph": path.name,
+                "n_truth": match.n_truth,
+                "n_picks": match.n_picks,
+                "precision": round(match.precision, 3),
+                "recall": round(match.recall, 3),
+                "f1": round(match.f1, 3),
+            }
+        )
+    magellon = shared / "picking" / "magellon_apoferritin_ds8.mrc"
+    topaz_path = shared / "picking" / "magellon_apoferritin_ds8_topaz_picks.json"
+    if magellon.exists() and topaz_path.exists():
+        with mrcfile.open(magellon) as mrc:
+            image = np.asarray(mrc.data, dtype=np.float32).copy()
+        topaz = json.loads(topaz_path.read_text())
+        topaz_xy = np.array([[p["x"], p["y"]] for p in topaz], dtype=np.float64) / 8.0
+        apix, diameter = 6.3, 120.0
+        picks = pick_blobs(
+            torch.from_numpy(image), pixel_size_angstrom=apix, particle_diameter_angstrom=diameter
+        )
+        match = match_picks(picks.xy_px, topaz_xy, radius_px=0.5 * diameter / apix)
+        out["magellon_topaz"] = {
+            "n_ours": match.n_picks,
+            "n_topaz": match.n_truth,
+            "n_agree": match.n_true_positive,
+            "fraction_of_ours_topaz_also_picked": round(match.precision, 3),
+            "fraction_of_topaz_we_also_picked": round(match.recall, 3),
+        }
+    return out
+
+
+def _timing(size: int, device: str) -> dict[str, Any]:
+    import torch
+
+    from daemon.bench._measure import peak_memory
+    from models.picking import extract_particles, pick_blobs, pick_template
+
+    image, truth = _simulate(size, CASES["typical"], 0)
+    micrograph = torch.from_numpy(image).to(device)
+    restored, ctf = _restore(micrograph)
+    diameter = 2.0 * truth["particle_radius_angstrom"]
+    templates = _templates()
+    times: dict[str, float] = {}
+    with peak_memory(device) as memory:
+        started = time.perf_counter()
+        picks = pick_blobs(restored, pixel_size_angstrom=1.0, particle_diameter_angstrom=diameter)
+        times["blob_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        pick_template(
+            restored, templates, pixel_size_angstrom=1.0, particle_diameter_angstrom=diameter
+        )
+        times["template_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        boxes = extract_particles(
+            micrograph, picks.xy_px, box_px=192, pixel_size_angstrom=1.0, ctf=ctf
+        )
+        times["extract_s"] = time.perf_counter() - started
+    return {
+        "size": size,
+        "n_picks": len(picks),
+        "box_px": int(boxes.shape[-1]),
+        **{k: round(v, 3) for k, v in times.items()},
+        "picking_s": round(times["blob_s"] + times["extract_s"], 3),
+        "peak_rss_increase_gib": memory.rss_increase_gib,
+    }
+
+
+def run_picking_bench(
+    *,
+    cases: list[str],
+    size: int,
+    seeds: list[int],
+    timing_size: int | None,
+    device: str,
+    shared_data: Path | None,
+) -> dict[str, Any]:
+    """Run the picking benchmark; returns a JSON-able report."""
+    rows = [_simulated(size, name, seed) for name in cases for seed in seeds]
+    report: dict[str, Any] = {"bench": "picking", "device": device, "simulated": rows}
+    if shared_data is not None and (shared_data / "picking").is_dir():
+        report["real"] = _real(shared_data)
+    if timing_size:
+        report["timing"] = _timing(timing_size, device)
+    summary: dict[str, Any] = {}
+    for name in cases:
+        mine = [r for r in rows if r["case"] == name]
+        summary[name] = {
+            key: float(np.median([r[key] for r in mine]))
+            for key in ("blob_raw_f1", "blob_restored_f1", "template_restored_f1")
+        }
+    real = report.get("real")
+    if real and real["cryoppp_10028"]:
+        summary["cryoppp_10028"] = {
+            key: float(np.mean([r[key] for r in real["cryoppp_10028"]]))
+            for key in ("precision", "recall", "f1")
+        }
+    if real and real["magellon_topaz"]:
+        summary["magellon_topaz"] = real["magellon_topaz"]
+    if "timing" in report:
+        summary["time_per_exposure_s"] = report["timing"]["picking_s"]
+    report["summary"] = summary
+    return report

@@ -1,0 +1,22 @@
+"""Particle picking: blobs (difference of Gaussians), templates (normalised cross-correlation),
+extraction of normalised boxes, and matching picks against known positions.
+"""
+
+from models.picking.blob import blob_response, pick_blobs
+from models.picking.extract import extract_particles, normalise_particles
+from models.picking.matching import PickMatch, match_picks
+from models.picking.picks import Picks
+from models.picking.template import pick_template, project_templates, template_correlation
+
+__all__ = [
+    "PickMatch",
+    "Picks",
+    "blob_response",
+    "extract_particles",
+    "match_picks",
+    "normalise_particles",
+    "pick_blobs",
+    "pick_template",
+    "project_templates",
+    "template_correlation",
+]

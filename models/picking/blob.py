@@ -1,0 +1,169 @@
+"""Blob picking: a difference of Gaussians at the particle's scale, then NMS.
+
+A uniform disc of radius ``R`` answers a scale-normalised Laplacian of Gaussian most strongly
+at ``sigma = R / sqrt(2)`` (Lindeberg 1998); we use ``sigma = R`` (see ``_SIGMA_PER_RADIUS``).
+The difference of Gaussians ``G(s/k) - G(s k)`` with ``k = 1.6`` approximates the LoG
+(Marr & Hildreth 1980), and is what DoG Picker (Voss et al. 2009, J. Struct. Biol. 166) runs
+on micrographs. The filter is applied in Fourier space on a
+grid binned so that ``R`` spans about 10 pixels (the DoG is a band-pass, so nothing the picker
+uses is lost by binning), and peaks are kept by a score threshold, a minimum distance and an
+edge margin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from models.picking._common import (
+    check_image,
+    crop_spectrum,
+    cycles_grid,
+    find_peaks,
+    greedy_nms,
+    interior,
+    robust_z,
+    working_shape,
+)
+from models.picking.picks import Picks
+
+__all__ = ["blob_response", "pick_blobs"]
+
+_DOG_RATIO = 1.6
+#: DoG scale: the LoG optimum for a uniform disc is R/sqrt(2) (Lindeberg); on simulated
+#: apoferritin-like shells at 1.5 um defocus (1024^2, 40 e/A^2) the best-count F1 within
+#: R/2 was 0.92-0.97 with sigma = R against 0.71-0.82 with R/sqrt(2): the CTF's fringes and the
+#: hollow shell move the peak of the finer filter off centre.
+_SIGMA_PER_RADIUS = 1.0
+
+
+def blob_response(
+    image: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    particle_diameter_angstrom: float,
+    dark_particles: bool = True,
+) -> tuple[torch.Tensor, tuple[float, float]]:
+    """The DoG response on the working grid and the grid's pixel size ``(sy, sx)`` in input px.
+
+    Positive where particles are; ``dark_particles`` says they are darker than the background
+    (raw micrographs and their CTF corrections) rather than brighter.
+    """
+    check_image(image)
+    if particle_diameter_angstrom <= 0 or pixel_size_angstrom <= 0:
+        raise ValueError(
+            f"particle_diameter_angstrom and pixel_size_angstrom must be positive, got "
+            f"{particle_diameter_angstrom} and {pixel_size_angstrom}"
+        )
+    radius_a = 0.5 * particle_diameter_angstrom
+    h, w = image.shape
+    shape = working_shape((h, w), pixel_size_angstrom=pixel_size_angstrom, radius_angstrom=radius_a)
+    spectrum = torch.fft.rfft2(image.to(torch.float32))
+    small = crop_spectrum(spectrum, shape)
+    del spectrum
+    scale_y, scale_x = h / shape[0], w / shape[1]
+    radius_px = radius_a / pixel_size_angstrom / math.sqrt(scale_x * scale_y)
+    sigma = _SIGMA_PER_RADIUS * radius_px
+    k2 = cycles_grid(shape, image.device)
+    two_pi2 = 2.0 * math.pi**2
+    dog = torch.exp(-two_pi2 * (sigma / _DOG_RATIO) ** 2 * k2) - torch.exp(
+        -two_pi2 * (sigma * _DOG_RATIO) ** 2 * k2
+    )
+    response = torch.fft.irfft2(small * dog, s=shape)
+    return (-response if dark_particles else response), (scale_y, scale_x)
+
+
+def pick_blobs(
+    image: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    particle_diameter_angstrom: float,
+    threshold: float | str = "auto",
+    min_distance_angstrom: float | None = None,
+    edge_angstrom: float | None = None,
+    dark_particles: bool = True,
+    max_picks: int | None = None,
+) -> Picks:
+    """Pick blob-like particles on an ``(h, w)`` micrograph.
+
+    Parameters
+    ----------
+    image
+        The micrograph (raw, phase-flipped or Wiener-filtered).
+    pixel_size_angstrom, particle_diameter_angstrom
+        Sampling and the particle's diameter.
+    threshold
+        Minimum score (robust z of the DoG response, see :class:`Picks`), or ``"auto"``: the
+        local maxima (after NMS) are split in two by Otsu's criterion on their scores, and the
+        upper group kept (never below a score of 0). The robust z is not a noise-calibrated
+        SNR on crowded micrographs (particles move the median and MAD), hence the split.
+    min_distance_angstrom
+        Minimum distance between picks (default 0.8 diameters).
+    edge_angstrom
+        Picks closer than this to an edge are dropped (default one radius).
+    dark_particles
+        Particles darker than the background (default, as in raw micrographs).
+    max_picks
+        Keep at most this many (the best).
+    """
+    response, (sy, sx) = blob_response(
+        image,
+        pixel_size_angstrom=pixel_size_angstrom,
+        particle_diameter_angstrom=particle_diameter_angstrom,
+        dark_particles=dark_particles,
+    )
+    return peaks_to_picks(
+        response,
+        scale=(sy, sx),
+        pixel_size_angstrom=pixel_size_angstrom,
+        particle_diameter_angstrom=particle_diameter_angstrom,
+        threshold=threshold,
+        min_distance_angstrom=min_distance_angstrom,
+        edge_angstrom=edge_angstrom,
+        max_picks=max_picks,
+    )
+
+
+def peaks_to_picks(
+    response: torch.Tensor,
+    *,
+    scale: tuple[float, float],
+    pixel_size_angstrom: float,
+    particle_diameter_angstrom: float,
+    threshold: float | str,
+    min_distance_angstrom: float | None,
+    edge_angstrom: float | None,
+    max_picks: int | None,
+) -> Picks:
+    """Score a working-grid response, find its peaks and map them to input pixels."""
+    sy, sx = scale
+    working_apix = pixel_size_angstrom * math.sqrt(sx * sy)
+    min_distance = (
+        0.8 * particle_diameter_angstrom
+        if min_distance_angstrom is None
+        else (min_distance_angstrom)
+    )
+    edge = 0.5 * particle_diameter_angstrom if edge_angstrom is None else edge_angstrom
+    if min_distance <= 0 or edge < 0:
+        raise ValueError(
+            f"min_distance_angstrom must be > 0 and edge_angstrom >= 0, got {min_distance}, {edge}"
+        )
+    valid = interior(tuple(response.shape), edge / working_apix, response.device)  # type: ignore[arg-type]
+    if not valid.any():
+        empty = torch.zeros((0, 2), dtype=torch.float64, device=response.device)
+        return Picks(empty, torch.zeros(0, dtype=torch.float64, device=response.device))
+    z = robust_z(response, valid)
+    yx, scores = find_peaks(
+        z,
+        threshold=threshold,
+        min_distance_px=min_distance / working_apix,
+        valid=valid,
+        max_picks=max_picks,
+    )
+    yx_f = yx.to(torch.float64)
+    xy = torch.stack([yx_f[:, 1] * sx, yx_f[:, 0] * sy], dim=1)
+    # the working grid is a decimation, so its spacing in input pixels is (sy, sx): a pick
+    # kept at >= d working px may come out a hair under d input px when sx != sy; re-check
+    keep = greedy_nms(xy, min_distance / pixel_size_angstrom)
+    return Picks(xy[keep], scores[keep].to(torch.float64))

@@ -1,0 +1,114 @@
+"""particles.star + MRCS stack: written in RELION's layout, read back unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from daemon.formats.particles_star import write_particle_stack, write_particles_star
+
+OPTICS = {
+    "pixel_size_angstrom": 1.5,
+    "image_size_px": 32,
+    "voltage_kv": 300.0,
+    "spherical_aberration_mm": 2.7,
+    "amplitude_contrast": 0.07,
+    "phase_flipped": True,
+}
+
+
+def _table(names: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = len(names)
+    return pd.DataFrame(
+        {
+            "x_px": rng.uniform(0, 4096, n),
+            "y_px": rng.uniform(0, 4096, n),
+            "image_name": names,
+            "micrograph_name": ["Restored/m1.mrc"] * n,
+            "defocus_u_angstrom": [15_200.0] * n,
+            "defocus_v_angstrom": [14_800.0] * n,
+            "defocus_angle_deg": [31.5] * n,
+            "figure_of_merit": rng.uniform(0, 5, n),
+        }
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    stack = np.random.default_rng(1).normal(size=(5, 32, 32)).astype(np.float32)
+    names = write_particle_stack(tmp_path / "m1.mrcs", stack, pixel_size_angstrom=1.5)
+    assert names == [f"{i}@{tmp_path / 'm1.mrcs'}" for i in range(1, 6)]
+    with mrcfile.open(tmp_path / "m1.mrcs") as mrc:
+        np.testing.assert_array_equal(mrc.data, stack)
+        assert float(mrc.voxel_size.x) == pytest.approx(1.5)
+    table = _table(names)
+    path = write_particles_star(tmp_path / "particles.star", OPTICS, table)
+    star = starfile.read(path)
+    optics = star["optics"]
+    assert optics["rlnImageSize"].tolist() == [32]
+    assert optics["rlnImagePixelSize"].tolist() == [pytest.approx(1.5)]
+    assert optics["rlnMicrographOriginalPixelSize"].tolist() == [pytest.approx(1.5)]
+    assert optics["rlnImageDimensionality"].tolist() == [2]
+    assert optics["rlnCtfDataArePhaseFlipped"].tolist() == [1]
+    assert optics["rlnVoltage"].tolist() == [pytest.approx(300.0)]
+    particles = star["particles"]
+    assert particles["rlnImageName"].tolist() == names
+    assert particles["rlnMicrographName"].tolist() == table["micrograph_name"].tolist()
+    assert particles["rlnOpticsGroup"].tolist() == [1] * 5
+    for label, column in [
+        ("rlnCoordinateX", "x_px"),
+        ("rlnCoordinateY", "y_px"),
+        ("rlnDefocusU", "defocus_u_angstrom"),
+        ("rlnDefocusV", "defocus_v_angstrom"),
+        ("rlnDefocusAngle", "defocus_angle_deg"),
+        ("rlnAutopickFigureOfMerit", "figure_of_merit"),
+    ]:
+        np.testing.assert_allclose(
+            particles[label], table[column], atol=1e-6, err_msg=label
+        )  # starfile writes %.6f
+    assert "rlnPhaseShift" not in particles.columns  # all zero: not written
+    # the image names resolve to the boxes they name
+    index, stack_path = names[3].split("@")
+    with mrcfile.open(stack_path) as mrc:
+        np.testing.assert_array_equal(mrc.data[int(index) - 1], stack[3])
+
+
+def test_nonzero_phase_shift_is_written(tmp_path: Path) -> None:
+    table = _table(["1@s.mrcs", "2@s.mrcs"]).assign(phase_shift_deg=[0.0, 90.0])
+    star = starfile.read(write_particles_star(tmp_path / "p.star", OPTICS, table))
+    assert star["particles"]["rlnPhaseShift"].tolist() == [0.0, 90.0]
+
+
+def test_atomic_write_leaves_no_temporary(tmp_path: Path) -> None:
+    write_particles_star(tmp_path / "p.star", OPTICS, _table(["1@s.mrcs"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.star"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"x_px": [np.nan]}, "x_px of particle 0"),
+        ({"bogus": [1]}, "unknown"),
+    ],
+)
+def test_bad_tables_are_rejected(
+    tmp_path: Path, change: dict[str, list[object]], message: str
+) -> None:
+    table = _table(["1@s.mrcs"]).assign(**change)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        write_particles_star(tmp_path / "p.star", OPTICS, table)
+    assert not (tmp_path / "p.star").exists()
+
+
+def test_bad_optics_and_stack_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lacks"):
+        write_particles_star(tmp_path / "p.star", {"voltage_kv": 300.0}, _table(["1@s.mrcs"]))
+    with pytest.raises(ValueError, match="non-finite"):
+        write_particle_stack(
+            tmp_path / "s.mrcs", np.full((1, 8, 8), np.nan), pixel_size_angstrom=1.0
+        )

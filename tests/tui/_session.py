@@ -1,0 +1,175 @@
+"""A deterministic recorded session for the dashboard's tests: fixed times, fixed pictures."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.formats.png import write_png
+from daemon.store import SessionStore
+from tests.daemon.store._records import fail_flag, make_record, warn_flag
+from tui.source import RecordedSource, Snapshot
+
+N_EXPOSURES = 24
+START = dt.datetime(2024, 5, 1, 9, 0, 0)
+
+STATUS: dict[str, Any] = {
+    "session": "apoferritin",
+    "elapsed_s": 1234.0,
+    "seen": 25,
+    "done": 24,
+    "pass": 17,
+    "warn": 4,
+    "fail": 3,
+    "quarantined": 0,
+    "queue": 1,
+    "in_flight": 2,
+    "workers": "2 actors",
+    "devices": "cuda:0 cuda:1",
+    "paused": False,
+    "acquisition_per_min": 1.2,
+    "processing_per_min": 1.3,
+    "keeping_up": True,
+    "thresholds": {
+        "ctf_fit_resolution_angstrom": 6.0,
+        "total_drift_px": 30.0,
+        "ice_thickness_nm": 80.0,
+    },
+}
+
+ALERTS: list[dict[str, Any]] = [
+    {
+        "id": 1,
+        "logged_at": "2024-05-01T09:15:00",
+        "kind": "alert",
+        "message": "Ice thickening: 42 -> 88 nm over the last 20 exposures",
+        "data": {
+            "code": "ice_trend",
+            "severity": "warn",
+            "advice": "Move to a square with thinner ice (brighter in the atlas).",
+            "exposure_id": "FoilHole_3001_Data_0020",
+        },
+    },
+    {
+        "id": 2,
+        "logged_at": "2024-05-01T09:20:00",
+        "kind": "alert",
+        "message": "CTF fit resolution worse than 6 A on 3 of the last 5",
+        "data": {
+            "code": "fit_resolution_falling",
+            "severity": "fail",
+            "advice": "Check the ice and the objective aperture; re-tune coma-free alignment.",
+            "exposure_id": "FoilHole_3001_Data_0023",
+        },
+    },
+]
+
+
+def exposure_id(i: int) -> str:
+    """The id of the ``i``-th exposure (0-based)."""
+    return f"FoilHole_3001_Data_{i + 1:04d}"
+
+
+def picture(size: int, seed: int, rings: bool) -> np.ndarray:
+    """A deterministic grey picture: blobs (a micrograph) or rings (a power spectrum)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) - size / 2
+    if rings:
+        r = np.hypot(x, y)
+        image = 0.5 + 0.5 * np.cos(r**2 / (6.0 + seed))
+    else:
+        image = np.zeros((size, size))
+        for k in range(6):
+            cx, cy = (17 * (k + seed)) % size - size / 2, (29 * (k + 2 * seed)) % size - size / 2
+            image += np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 40.0)
+    return (255 * (image - image.min()) / (np.ptp(image) or 1)).astype(np.uint8)
+
+
+def _store_rows(folder: Path) -> list[dict[str, Any]]:
+    """Rows committed through a real SessionStore (the published shape), in order seen."""
+    rows = []
+    with SessionStore(folder / "recorded.duckdb") as store:
+        for i in range(N_EXPOSURES):
+            eid = exposure_id(i)
+            flags = []
+            status = "pass"
+            ice = 40.0 + (max(0, i - 14) * 6.0)
+            drift = 3.0 + (i % 5)
+            resolution: float | None = 3.6 + 0.05 * i
+            if i in (6, 19):
+                status = "warn"
+                flags = [warn_flag("drift_early")]
+            if i in (9, 21):
+                status = "warn"
+                flags = [warn_flag("astigmatism_high")]
+            if i == 12:
+                status, drift = "fail", 41.0
+                flags = [fail_flag("drift_high", 41.0, 30.0)]
+            if i in (22, 23):
+                status, ice, resolution = "fail", 88.0 + i - 22, 7.5 + i - 22
+                flags = [fail_flag("ice_thick", ice, 80.0), warn_flag("fit_resolution_low")]
+            outputs = {
+                "aligned_sum": f"out/micrographs/{eid}.mrc",
+                "thumbnail": str(folder / f"{eid}.png"),
+                "power_spectrum_thumbnail": str(folder / f"{eid}_ps.png"),
+            }
+            record = make_record(
+                eid,
+                status=status,  # type: ignore[arg-type]
+                defocus_u_angstrom=12_000.0 + 400.0 * (i % 6),
+                defocus_v_angstrom=11_600.0 + 400.0 * (i % 6),
+                fit_resolution_angstrom=resolution,
+                ice_thickness_nm=ice,
+                total_drift_px=drift,
+                flags=flags,
+                outputs=outputs,
+            )
+            store.commit_exposure(record, params_hash="h")
+            row = store.exposure_row(eid)
+            assert row is not None
+            rows.append(row)
+        store.record_seen(exposure_id(N_EXPOSURES), movie_path="movies/next.tiff", source="watcher")
+        row = store.exposure_row(exposure_id(N_EXPOSURES))
+        assert row is not None
+        rows.append(row)
+    for i, row in enumerate(rows):
+        seen = START + dt.timedelta(seconds=50 * i)
+        row["seen_at"] = seen.isoformat()
+        done = seen + dt.timedelta(seconds=40)
+        row["done_at"] = None if row["state"] == "seen" else done.isoformat()
+        row["latency_s"] = None if row["state"] == "seen" else 12.5
+        if row["motion"]:
+            row["motion"].pop("shifts_px", None)
+    for i in (N_EXPOSURES - 2, N_EXPOSURES - 1):
+        eid = exposure_id(i)
+        write_png(folder / f"{eid}.png", picture(96, i, rings=False))
+        write_png(folder / f"{eid}_ps.png", picture(96, i, rings=True))
+    return rows
+
+
+def recorded_snapshot(folder: Path) -> Snapshot:
+    """The recorded session (24 done, 1 seen; 2 alerts; 2 labels)."""
+    rows = _store_rows(folder)
+    labels = {exposure_id(3): "accept", exposure_id(12): "reject"}
+    return Snapshot(
+        rows=rows, alerts=copy.deepcopy(ALERTS), labels=labels, status=copy.deepcopy(STATUS)
+    )
+
+
+class ActionLog:
+    """A fake action sink that records the actions and answers like the daemon."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((action, dict(params)))
+        return {"ok": True}
+
+
+def recorded_source(snapshot: Snapshot, sink: ActionLog | None = None) -> RecordedSource:
+    """A source on a copy of ``snapshot`` that looks live (actions go to ``sink``)."""
+    return RecordedSource(copy.deepcopy(snapshot), name="apoferritin", action_sink=sink, live=True)

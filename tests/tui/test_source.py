@@ -1,0 +1,148 @@
+"""Sources: history as the store publishes it, actions refused on a finished session, the CLI's
+choice of source, and no torch or Ray in the dashboard's process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import build_parser
+from daemon.commands.tui import source_for
+from daemon.control import ControlError
+from daemon.store import SessionStore
+from tests.daemon.store._records import fail_flag, make_record, warn_flag
+from tui import LiveSource, RecordedSource
+from tui.format import RowFilter, short_id
+from tui.widgets.image import fit_image
+from tui.widgets.plots import downsample
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _session(path: Path) -> dict[str, dict]:
+    """A finished session; returns the rows the store published."""
+    published = {}
+    with SessionStore(path) as store:
+        store.record_seen("a", movie_path="movies/a.tiff", source="watcher")
+        store.commit_exposure(make_record("b", with_ctf=False), params_hash="h")
+        store.commit_exposure(
+            make_record("c", status="fail", flags=[fail_flag("ice", 90, 80), warn_flag("x")]),
+            params_hash="h",
+        )
+        store.log_event(
+            "alert", "Ice thickening", code="ice", severity="warn", advice="move", exposure_id="c"
+        )
+        store.log_event("retry", "not an alert")
+        store.add_label("c", "accept")
+        store.add_label("c", "reject")
+        for eid in ("a", "b", "c"):
+            published[eid] = store.exposure_row(eid)
+    return published
+
+
+def test_recorded_history_matches_the_published_rows(tmp_path: Path) -> None:
+    published = _session(tmp_path / "s.duckdb")
+    snapshot = RecordedSource.open(tmp_path / "s.duckdb").history()
+    assert [r["exposure_id"] for r in snapshot.rows] == ["a", "b", "c"]
+    for row in snapshot.rows:
+        expected = published[row["exposure_id"]]
+        if expected["motion"] is not None:
+            expected["motion"].pop("shifts_px")  # history leaves the per-frame shifts out
+        assert row == expected
+    assert [a["data"]["code"] for a in snapshot.alerts] == ["ice"]
+    assert snapshot.labels == {"c": "reject"}  # the latest label wins
+    assert snapshot.status is not None
+    assert (snapshot.status["done"], snapshot.status["fail"], snapshot.status["queue"]) == (2, 1, 1)
+
+
+def test_finished_session_refuses_actions(tmp_path: Path) -> None:
+    _session(tmp_path / "s.duckdb")
+    source = RecordedSource.open(tmp_path / "s.duckdb")
+    with pytest.raises(ControlError, match="the session is not running"):
+        source.act("label", exposure_id="c", label="reject")
+
+
+def test_cli_opens_a_finished_session_or_connects_to_a_running_one(tmp_path: Path) -> None:
+    database = tmp_path / "s.duckdb"
+    _session(database)
+    parser = build_parser()
+    assert isinstance(source_for(parser.parse_args(["tui", str(database)])), RecordedSource)
+    endpoints = tmp_path / "s.endpoints.json"
+    endpoints.write_text(
+        json.dumps(
+            {
+                "database": str(database),
+                "pid": 1,
+                "publish": "tcp://127.0.0.1:1",
+                "query": "tcp://127.0.0.1:2",
+                "control": "tcp://127.0.0.1:3",
+                "token": "secret",
+            }
+        )
+    )
+    for argv in (["tui", str(database)], ["tui", "--connect", str(endpoints)]):
+        source = source_for(parser.parse_args(argv))
+        assert isinstance(source, LiveSource)
+        assert (source.publish, source.control, source.token) == (
+            "tcp://127.0.0.1:1",
+            "tcp://127.0.0.1:3",
+            "secret",
+        )
+    direct = source_for(
+        parser.parse_args(["tui", "--publish", "tcp://h:1", "--query", "tcp://h:2"])
+    )
+    assert isinstance(direct, LiveSource) and direct.control is None
+
+
+def test_dashboard_imports_neither_torch_nor_ray() -> None:
+    code = (
+        "import sys, tui.app, tui.source, daemon.commands.tui, daemon.bench.tui;"
+        "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_filter_words() -> None:
+    row = {
+        "exposure_id": "FoilHole_1",
+        "state": "done",
+        "gate_status": "fail",
+        "flags": [{"code": "ice_thick", "message": "ice 90 nm"}],
+    }
+    assert RowFilter("fail").matches(row, None)
+    assert RowFilter("warn fail").matches(row, None)
+    assert not RowFilter("pass").matches(row, None)
+    assert RowFilter("fail ice").matches(row, None)
+    assert not RowFilter("fail drift").matches(row, None)
+    assert RowFilter("flagged rejected").matches(row, "reject")
+    assert not RowFilter("unlabelled").matches(row, "accept")
+
+
+def test_short_id_keeps_both_ends() -> None:
+    cut = short_id("FoilHole_24015405_Data_24016401_20220301_131227", 18)
+    assert len(cut) == 18 and cut.startswith("FoilHole") and cut.endswith("131227")
+
+
+def test_downsample_keeps_the_mean_and_the_span() -> None:
+    values = [float(i) for i in range(10_000)]
+    xs, ys = downsample(values, 100)
+    assert len(xs) == 100
+    assert sum(ys) / len(ys) == pytest.approx(sum(values) / len(values))
+    assert xs[0] == pytest.approx(50.5) and xs[-1] == pytest.approx(9950.5)
+    assert downsample([None, 2.0], 10) == ([2.0], [2.0])
+
+
+def test_fit_image_keeps_aspect_and_mean() -> None:
+    import numpy as np
+
+    image = np.full((64, 32), 100, dtype=np.uint8)
+    out = fit_image(image, 40, 40)
+    assert out.shape == (40, 20)
+    assert (out == 100).all()

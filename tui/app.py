@@ -1,0 +1,486 @@
+"""The dashboard app: a thin, message-driven view of one session (logic stays in the daemon).
+
+A worker thread reads the session's history from a :class:`~tui.source.SessionSource`, then
+follows it and posts messages (:mod:`tui.messages`). Exposure rows are buffered and shown in
+batches at ``settings.tui.refresh_hz``; actions run in worker threads and come back as
+:class:`~tui.messages.ActionFinished`.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input
+
+from config import Settings, TuiSettings
+from models.errors import CausalscopeError
+from tui.format import RowFilter, short_id
+from tui.messages import (
+    ActionFinished,
+    AlertRaised,
+    ConnectionChanged,
+    ExposureUpdated,
+    HistoryLoaded,
+    LabelStored,
+    QuarantineAdded,
+    StatusUpdated,
+    ThumbnailLoaded,
+    message_for,
+)
+from tui.source import SessionSource
+from tui.widgets import (
+    AlertsPanel,
+    DetailsPane,
+    ExposureTable,
+    HalfBlockImage,
+    HelpScreen,
+    ImagesPanel,
+    Overview,
+    PlotsPanel,
+    ThresholdDialog,
+)
+from tui.widgets.image import KINDS, load_thumbnail
+
+__all__ = ["Dashboard", "make_app"]
+
+_THRESHOLDS = ("ctf_fit_resolution_angstrom", "total_drift_px", "ice_thickness_nm")
+# Dashboard actions, refused while a dialog is open (the dialog has the keys then).
+_ACTIONS = frozenset({"label", "pause", "threshold", "filter", "sort", "graphs", "help"})
+_PLOT_INTERVAL_S = 1.0  # plots are the costliest redraw: at most this often
+
+
+class Dashboard(App[None]):
+    """The operator's dashboard for one session.
+
+    Parameters
+    ----------
+    settings
+        The dashboard's settings (refresh rate, threshold lines, theme).
+    source
+        Where the session comes from.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "causalscope"
+    AUTO_FOCUS = "#table"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]  # noqa: RUF012 (Textual's type)
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]  # noqa: RUF012
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "label('accept')", "accept"),
+        Binding("r", "label('reject')", "reject"),
+        Binding("p", "pause", "pause/resume"),
+        Binding("t", "threshold", "threshold"),
+        Binding("slash", "filter", "filter"),
+        Binding("escape", "clear_filter", "clear filter", show=False),
+        Binding("s", "sort", "sort"),
+        Binding("g", "graphs", "graphs"),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(self, settings: TuiSettings, source: SessionSource) -> None:
+        super().__init__()
+        self.settings = settings
+        self.source = source
+        self.rows: dict[str, dict[str, Any]] = {}  # in the order seen
+        self.labels: dict[str, str] = {}
+        self.alerts: list[dict[str, Any]] = []
+        self.status: dict[str, Any] | None = None
+        self.quarantine: dict[str, str] = {}
+        self.thresholds: dict[str, float] = {
+            name: float(getattr(settings, name)) for name in _THRESHOLDS
+        }
+        self.connection = "connecting" if source.live else "ok"
+        self.history_loaded = threading.Event()
+        self._pending: list[dict[str, Any]] = []
+        self._dirty: set[str] = set()
+        self._stop = threading.Event()
+        self._last_plot = 0.0
+        self._image_timer: Timer | None = None
+        self._image_id: str | None = None
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Overview(id="overview")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield Input(placeholder="filter: fail warn flagged rejected or text", id="filter")
+                yield ExposureTable(id="table")
+                with Horizontal(id="lower"):
+                    yield DetailsPane(id="details")
+                    yield AlertsPanel(id="alerts")
+            with VerticalScroll(id="right"):
+                yield PlotsPanel(id="plots")
+                yield ImagesPanel(id="images")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        self.query_one("#details", DetailsPane).border_title = "Details"
+        self.query_one("#alerts", AlertsPanel).show([])
+        self._update_overview()
+        self._update_table_title()
+        self.set_interval(1.0 / self.settings.refresh_hz, self._redraw)
+        self._run_source()
+
+    @property
+    def table(self) -> ExposureTable:
+        """The exposure table."""
+        return self.query_one("#table", ExposureTable)
+
+    def _graphs_visible(self) -> bool:
+        return bool(self.query_one("#right").display)
+
+    # -- the source -------------------------------------------------------------------------
+
+    @work(thread=True, group="source", name="source")
+    def _run_source(self) -> None:
+        try:
+            snapshot = self.source.history()
+        except CausalscopeError as error:
+            self.post_message(ConnectionChanged("lost", error.message))
+        else:
+            self.post_message(HistoryLoaded(snapshot))
+        self.source.follow(self._post, self._stop)
+
+    def _post(self, topic: str, payload: dict[str, Any]) -> None:
+        message = message_for(topic, payload)
+        if message is not None:
+            self.post_message(message)
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        snapshot = message.snapshot
+        self.rows = {str(r["exposure_id"]): r for r in snapshot.rows}
+        self.labels = dict(snapshot.labels)
+        self.alerts = list(snapshot.alerts)
+        self.quarantine = {
+            str(q["exposure_id"]): str(q.get("reason", ""))
+            for q in snapshot.quarantine
+            if q.get("exposure_id")
+        }
+        if snapshot.status is not None:
+            self._take_status(snapshot.status)
+        if self.connection == "connecting":
+            self.connection = "ok"
+        self._pending.clear()
+        self.table.rebuild(self.rows.values(), self.labels.get, keep=self.table.selected_id())
+        self._update_table_title()
+        self._image_id = None
+        self._schedule_images()
+        self._dirty |= {"overview", "alerts", "plots", "details"}
+        self._redraw()
+        # Thousands of long-lived rows: keep them out of the collector's full passes, which
+        # would otherwise stall the screen for a fraction of a second every so often.
+        gc.freeze()
+        self.history_loaded.set()
+
+    def on_exposure_updated(self, message: ExposureUpdated) -> None:
+        self._pending.append(message.row)
+
+    def on_status_updated(self, message: StatusUpdated) -> None:
+        self._take_status(message.status)
+        if self.connection == "connecting":
+            self.connection = "ok"
+        self._dirty.add("overview")
+
+    def _take_status(self, status: dict[str, Any]) -> None:
+        self.status = status
+        thresholds = status.get("thresholds")
+        if isinstance(thresholds, Mapping):
+            for name in _THRESHOLDS:
+                if isinstance(thresholds.get(name), int | float):
+                    if self.thresholds.get(name) != thresholds[name]:
+                        self._dirty.add("plots")
+                    self.thresholds[name] = float(thresholds[name])
+
+    def on_alert_raised(self, message: AlertRaised) -> None:
+        self.alerts.append(message.alert)
+        self._dirty.add("alerts")
+        data = message.alert.get("data") or {}
+        self.notify(
+            str(data.get("advice") or ""),
+            title=str(message.alert.get("message", "alert")),
+            severity="error" if data.get("severity") == "fail" else "warning",
+        )
+
+    def on_label_stored(self, message: LabelStored) -> None:
+        self._set_label(message.exposure_id, message.label)
+
+    def on_quarantine_added(self, message: QuarantineAdded) -> None:
+        eid = message.row.get("exposure_id")
+        if eid:
+            self.quarantine[str(eid)] = str(message.row.get("reason", ""))
+            row = self.rows.get(str(eid))
+            if row is not None and row.get("state") == "seen":
+                self._pending.append({**row, "state": "quarantined"})
+        self._dirty.add("details")
+
+    def on_connection_changed(self, message: ConnectionChanged) -> None:
+        if message.state == "lost":
+            self.connection = "lost"
+            self.notify(
+                f"No word from the session {message.detail}; reconnecting…",
+                title="Daemon lost",
+                severity="error",
+            )
+        else:
+            self.connection = "ok"
+            self.notify("Reconnected; history re-read", title="Daemon back")
+        self._dirty.add("overview")
+
+    # -- batched redraws ----------------------------------------------------------------------
+
+    def _redraw(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            changed: dict[str, dict[str, Any]] = {}
+            for row in batch:
+                eid = str(row["exposure_id"])
+                self.rows[eid] = row
+                changed[eid] = row
+            self.table.upsert(changed.values(), self.labels.get)
+            self._dirty |= {"overview", "plots", "details"}
+            self._update_table_title()
+        if "overview" in self._dirty:
+            self._update_overview()
+        if "alerts" in self._dirty:
+            self.query_one("#alerts", AlertsPanel).show(self.alerts)
+        if "details" in self._dirty:
+            self._show_details()
+        if "plots" in self._dirty and self._graphs_visible():
+            now = time.monotonic()
+            if now - self._last_plot >= _PLOT_INTERVAL_S or not self._last_plot:
+                self._last_plot = now
+                done = [r for r in self.rows.values() if r.get("state") == "done"]
+                self.query_one("#plots", PlotsPanel).update_plots(done, self.thresholds)
+                self._dirty.discard("plots")
+        self._dirty &= {"plots"}
+
+    def _update_overview(self) -> None:
+        self.query_one("#overview", Overview).show(
+            self.status,
+            name=self.source.name,
+            live=self.source.live,
+            connection=self.connection,
+            shown=self.table.row_count,
+            total=len(self.rows),
+        )
+
+    def _update_table_title(self) -> None:
+        table = self.table
+        title = f"Exposures {table.row_count}/{len(self.rows)} · sort {table.sort_name}"
+        if table.row_filter:
+            title += f" · filter “{table.row_filter.text}”"
+        table.border_title = title
+
+    def _show_details(self) -> None:
+        eid = self.table.selected_id()
+        self.query_one("#details", DetailsPane).show(
+            None if eid is None else self.rows.get(eid),
+            None if eid is None else self.labels.get(eid),
+            None if eid is None else self.quarantine.get(eid),
+        )
+
+    def _set_label(self, exposure_id: str, label: str) -> None:
+        self.labels[exposure_id] = label
+        row = self.rows.get(exposure_id)
+        if row is not None:
+            self.table.set_label(row, label)
+        self._dirty.add("details")
+
+    # -- selection and pictures ---------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#table")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._dirty.add("details")
+        self._show_details()
+        self._dirty.discard("details")
+        self._schedule_images()
+
+    def _schedule_images(self) -> None:
+        if not self._graphs_visible():
+            return
+        if self._image_timer is not None:
+            self._image_timer.stop()
+        self._image_timer = self.set_timer(0.15, self._load_images)
+
+    def _load_images(self) -> None:
+        row = self._picture_row()
+        if row is None or row["exposure_id"] == self._image_id:
+            return
+        self._image_id = str(row["exposure_id"])
+        self._fetch_images(row)
+
+    def _picture_row(self) -> dict[str, Any] | None:
+        """The selected exposure if it has pictures, else the latest one that has."""
+        eid = self.table.selected_id()
+        selected = None if eid is None else self.rows.get(eid)
+        if selected is not None and _has_pictures(selected):
+            return selected
+        for row in reversed(self.rows.values()):
+            if _has_pictures(row):
+                return row
+        return None
+
+    @work(thread=True, exclusive=True, group="images")
+    def _fetch_images(self, row: dict[str, Any]) -> None:
+        eid = str(row["exposure_id"])
+        for kind in KINDS:
+            try:
+                image = load_thumbnail(self.source, row, kind)
+            except (CausalscopeError, OSError, ValueError, KeyError) as error:
+                text = error.message if isinstance(error, CausalscopeError) else str(error)
+                self.post_message(ThumbnailLoaded(eid, kind, None, text))
+            else:
+                self.post_message(ThumbnailLoaded(eid, kind, image))
+
+    def on_thumbnail_loaded(self, message: ThumbnailLoaded) -> None:
+        if message.exposure_id != self._image_id:
+            return
+        if message.kind == "micrograph":
+            title = f"micrograph {short_id(message.exposure_id, 20)}"
+        else:
+            title = "power spectrum | CTF fit"
+        widget = self.query_one(f"#image-{message.kind}", HalfBlockImage)
+        widget.show(message.image, title, message.error)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _ACTIONS and len(self.screen_stack) > 1:
+            return False
+        return True
+
+    @work(thread=True, group="actions")
+    def _act(self, action: str, params: dict[str, Any]) -> None:
+        try:
+            reply = self.source.act(action, **params)
+        except CausalscopeError as error:
+            self.post_message(ActionFinished(action, params, None, error.message))
+        else:
+            self.post_message(ActionFinished(action, params, reply))
+
+    def on_action_finished(self, message: ActionFinished) -> None:
+        if message.reply is None:
+            self.notify(message.error, title=f"{message.action} refused", severity="error")
+            return
+        params = message.params
+        if message.action == "label":
+            self._set_label(str(params["exposure_id"]), str(params["label"]))
+            verb = "Accepted" if params["label"] == "accept" else "Rejected"
+            self.notify(f"{verb} {params['exposure_id']}")
+        elif message.action in ("pause", "resume"):
+            self.status = {**(self.status or {}), "paused": message.action == "pause"}
+            self._dirty.add("overview")
+            self.notify("Paused" if message.action == "pause" else "Resumed")
+        elif message.action == "set_threshold":
+            self.thresholds[str(params["name"])] = float(params["value"])
+            self._dirty.add("plots")
+            self.notify(f"{params['name']} = {params['value']:g}")
+
+    def action_label(self, label: str) -> None:
+        """Accept or reject the selected exposure."""
+        eid = self.table.selected_id()
+        if eid is None:
+            self.notify("No exposure selected", severity="warning")
+            return
+        self._act("label", {"exposure_id": eid, "label": label})
+
+    def action_pause(self) -> None:
+        """Pause processing, or resume it when paused."""
+        paused = bool((self.status or {}).get("paused"))
+        self._act("resume" if paused else "pause", {})
+
+    def action_threshold(self) -> None:
+        """Ask which threshold and its value, then set it."""
+
+        def chosen(result: tuple[str, float] | None) -> None:
+            if result is not None:
+                self._act("set_threshold", {"name": result[0], "value": result[1]})
+
+        self.push_screen(ThresholdDialog(self.thresholds), chosen)
+
+    def action_filter(self) -> None:
+        """Show and focus the filter box."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.table.row_filter.text
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._apply_filter(event.value)
+
+    def action_clear_filter(self) -> None:
+        """Drop the filter and hide its box."""
+        if self.table.row_filter or self.query_one("#filter", Input).display:
+            self._apply_filter("")
+
+    def _apply_filter(self, text: str) -> None:
+        self.query_one("#filter", Input).display = False  # the table's title shows the filter
+        self.table.row_filter = RowFilter(text.strip())
+        self._rebuild()
+        self.table.focus()
+
+    def action_sort(self) -> None:
+        """Sort by the next key (worst first)."""
+        self.table.next_sort()
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        table = self.table
+        table.rebuild(self.rows.values(), self.labels.get, keep=table.selected_id())
+        self._update_table_title()
+        self._dirty |= {"overview", "details"}
+        self._redraw()
+
+    def action_graphs(self) -> None:
+        """Switch between the table and the plots with pictures (or hide them when wide)."""
+        self.screen.toggle_class("-graphs")
+        self.call_after_refresh(self._graphs_toggled)
+
+    def _graphs_toggled(self) -> None:
+        if self._graphs_visible():
+            self._dirty.add("plots")
+            self._last_plot = 0.0
+            self._image_id = None
+            self._schedule_images()
+            self._redraw()
+
+    def action_help(self) -> None:
+        """Show the keys."""
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """Leave the dashboard (the session goes on)."""
+        self._stop.set()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+        gc.unfreeze()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._graphs_toggled)
+
+
+def _has_pictures(row: Mapping[str, Any]) -> bool:
+    outputs = row.get("outputs")
+    return isinstance(outputs, Mapping) and any(k in outputs for k in KINDS.values())
+
+
+def make_app(settings: Settings | TuiSettings, source: SessionSource) -> Dashboard:
+    """The dashboard for ``source`` (the app factory the CLI and the tests use)."""
+    tui = settings.tui if isinstance(settings, Settings) else settings
+    return Dashboard(tui, source)

@@ -1,0 +1,124 @@
+"""The dashboard's messages: what the source's worker thread posts, and what actions return.
+
+High-rate messages that only the latest matters of (status heartbeats) collapse with
+``can_replace``; exposure rows never do (each row matters) and are batched by the app instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tui.source import Snapshot
+
+__all__ = [
+    "ActionFinished",
+    "AlertRaised",
+    "ConnectionChanged",
+    "ExposureUpdated",
+    "HistoryLoaded",
+    "LabelStored",
+    "QuarantineAdded",
+    "StatusUpdated",
+    "ThumbnailLoaded",
+    "message_for",
+]
+
+
+@dataclass
+class HistoryLoaded(Message):
+    """The session's history (at start, and again after a reconnect)."""
+
+    snapshot: Snapshot
+
+
+@dataclass
+class ExposureUpdated(Message):
+    """An exposure's row was committed (published on ``exposure``)."""
+
+    row: dict[str, Any]
+
+
+@dataclass
+class QuarantineAdded(Message):
+    """An input was quarantined (published on ``quarantine``)."""
+
+    row: dict[str, Any]
+
+
+@dataclass
+class AlertRaised(Message):
+    """The daemon raised an alert (an ``event`` of kind ``alert``)."""
+
+    alert: dict[str, Any]
+
+
+@dataclass
+class LabelStored(Message):
+    """An operator's label was stored (published on ``label``)."""
+
+    exposure_id: str
+    label: str
+
+
+@dataclass
+class StatusUpdated(Message):
+    """The session's status heartbeat; a newer one replaces an older one still queued."""
+
+    status: dict[str, Any]
+
+    def can_replace(self, message: Message) -> bool:
+        """A later status supersedes this one."""
+        return isinstance(message, StatusUpdated)
+
+
+@dataclass
+class ConnectionChanged(Message):
+    """The daemon was lost (``"lost"``) or found again (``"reconnected"``)."""
+
+    state: str
+    detail: str = ""
+
+
+@dataclass
+class ThumbnailLoaded(Message):
+    """A picture of an exposure was fetched (``image`` None: none is available, see ``error``)."""
+
+    exposure_id: str
+    kind: str
+    image: np.ndarray | None
+    error: str = ""
+
+
+@dataclass
+class ActionFinished(Message):
+    """A control action came back: its reply, or the error that refused it."""
+
+    action: str
+    params: dict[str, Any]
+    reply: dict[str, Any] | None
+    error: str = ""
+
+
+def message_for(topic: str, payload: dict[str, Any]) -> Message | None:
+    """The message for one ``(topic, payload)`` a source posts; None for topics not shown."""
+    if topic == "exposure":
+        return ExposureUpdated(payload)
+    if topic == "status":
+        return StatusUpdated(payload)
+    if topic == "event":
+        return AlertRaised(payload) if payload.get("kind") == "alert" else None
+    if topic == "label":
+        return LabelStored(str(payload.get("exposure_id")), str(payload.get("label")))
+    if topic == "quarantine":
+        return QuarantineAdded(payload)
+    if topic == "connection":
+        return ConnectionChanged(str(payload.get("state")), str(payload.get("address") or ""))
+    if topic == "history":
+        return HistoryLoaded(payload["snapshot"])
+    return None
