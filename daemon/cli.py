@@ -22,6 +22,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("process", "process"),
     ("ctf", "ctf"),
     ("bench", "bench"),
+    ("train-denoiser", "train_denoiser"),
     ("inspect", "inspect"),
     ("summary", "summary"),
     ("query", "query"),

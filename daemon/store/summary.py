@@ -45,12 +45,14 @@ _DISTRIBUTIONS = {
     "fit_resolution_angstrom": "c.fit_resolution_angstrom",
     "total_drift_px": "m.total_drift_px",
     "ice_thickness_nm": "c.ice_thickness_nm",
+    "particles_per_exposure": "p.n_particles",
 }
 _LABELS = {
     "defocus_um": "defocus (um)",
     "fit_resolution_angstrom": "CTF fit resolution (A)",
     "total_drift_px": "total drift (px)",
     "ice_thickness_nm": "ice thickness (nm)",
+    "particles_per_exposure": "particles per exposure",
 }
 
 _FLAG_CODES_SQL = (
@@ -104,7 +106,7 @@ class SessionSummary:
         None with fewer than two commits.
     median_latency_s
         Median seconds from a movie being complete to its commit; None when none was timed.
-    defocus_um, fit_resolution_angstrom, total_drift_px, ice_thickness_nm
+    defocus_um, fit_resolution_angstrom, total_drift_px, ice_thickness_nm, particles_per_exposure
         Distributions over the done exposures (of any gate verdict) that have the value.
     failures, warnings
         ``(code, exposures)`` of the gate's fail and warn flags, most frequent first.
@@ -128,6 +130,7 @@ class SessionSummary:
     fit_resolution_angstrom: Distribution
     total_drift_px: Distribution
     ice_thickness_nm: Distribution
+    particles_per_exposure: Distribution
     failures: tuple[tuple[str, int], ...]
     warnings: tuple[tuple[str, int], ...]
     quarantine_reasons: tuple[tuple[str, int], ...]
@@ -231,7 +234,7 @@ def _distribution(rows: Any, expression: str) -> Distribution:
         f"SELECT count(x), min(x), quantile_cont(x, [0.1, 0.5, 0.9]), max(x) FROM ("
         f"SELECT {expression} AS x FROM exposures AS e "
         "LEFT JOIN ctf AS c USING (exposure_id) LEFT JOIN motion AS m USING (exposure_id) "
-        "WHERE e.state = 'done')"
+        "LEFT JOIN picking AS p USING (exposure_id) WHERE e.state = 'done')"
     )
     n, low, quantiles, high = rows(sql)[0]
     if not n:

@@ -327,3 +327,35 @@ def test_one_store_per_session_file(tmp_path: Path) -> None:
         assert store.counts()["seen"] == 1
     with pytest.raises(StoreError, match="after close"):
         store.counts()
+
+
+def test_picks_are_stored_published_and_summarised(tmp_path: Path) -> None:
+    from daemon.store import summarize
+    from models.records import PickingRecord
+
+    picking = PickingRecord(
+        n_particles=3,
+        particle_diameter_angstrom=120.0,
+        mean_score=1.5,
+        box_px=180,
+        picks_xy_px=[[10.0, 20.0], [30.5, 40.0], [50.0, 60.25]],
+        scores=[1.0, 1.5, 2.0],
+    )
+    record = make_record("a").model_copy(update={"picking": picking})
+    path = tmp_path / "s.duckdb"
+    with SessionStore(path) as store:
+        store.record_seen("a", movie_path="a.tiff", source="watcher")
+        assert store.commit_exposure(record, params_hash="h")
+        row = store.exposure_row("a")
+        assert row is not None and row["picking"]["n_particles"] == 3
+        assert "exposure_id" not in row["picking"]
+        # a commit under new parameters replaces the picks, it does not add to them
+        fewer = picking.model_copy(
+            update={"n_particles": 1, "picks_xy_px": [[1.0, 2.0]], "scores": [3.0]}
+        )
+        store.commit_exposure(record.model_copy(update={"picking": fewer}), params_hash="h2")
+    with duckdb.connect(str(path), read_only=True) as db:
+        assert db.execute("SELECT x_px, y_px, score FROM picks").fetchall() == [(1.0, 2.0, 3.0)]
+        assert db.execute("SELECT n_particles FROM picking").fetchall() == [(1,)]
+        summary = summarize(db)
+    assert summary.particles_per_exposure.n == 1 and summary.particles_per_exposure.median == 1
