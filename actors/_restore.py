@@ -1,10 +1,11 @@
 """The exposure worker's restoration and picking stage, and the files it writes.
 
 After a supported CTF fit: the dose-weighted sum is Wiener-filtered with the spectral SNR fitted
-to its own power spectrum (:func:`models.restoration.spectral_snr_from_fit`), particles are
-picked on the restored image (difference of Gaussians at the configured diameter), and, when
-extraction is on, boxed from the dose-weighted sum, phase-flipped, contrast-inverted and
-normalised as RELION expects them.
+to its own power spectrum (:func:`models.restoration.spectral_snr_from_fit`); with a denoiser,
+the even and odd half sums are also Noise2Noise-denoised and their sum phase-flipped. Particles
+are picked on the denoised image when there is one, else on the Wiener-filtered one (difference
+of Gaussians at the configured diameter), and, when extraction is on, boxed from the
+dose-weighted sum, phase-flipped, contrast-inverted and normalised as RELION expects them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from config import PickingSettings
+    from models.denoise import UNet
     from models.restoration import CtfParameters
 
 __all__ = ["Restoration", "restore_and_pick", "write_restoration"]
@@ -33,6 +35,7 @@ class Restoration:
     restored: torch.Tensor
     record: PickingRecord
     particles: np.ndarray | None
+    denoised: torch.Tensor | None = None
 
 
 def _ctf_parameters(ctf: CtfRecord, optics: dict[str, object]) -> CtfParameters:
@@ -56,12 +59,17 @@ def restore_and_pick(
     optics: dict[str, object],
     pixel_size_angstrom: float,
     settings: PickingSettings,
+    halves: tuple[torch.Tensor, torch.Tensor] | None = None,
+    denoiser: UNet | None = None,
 ) -> Restoration:
-    """Wiener-restore ``image`` (the dose-weighted sum), pick, and box the particles."""
+    """Restore ``image`` (the dose-weighted sum), pick, and box the particles.
+
+    ``halves`` (even, odd) and ``denoiser`` together add the denoised, phase-flipped sum.
+    """
     import torch
 
     from models.picking import extract_particles, pick_blobs
-    from models.restoration import spectral_snr_from_fit, wiener_filter
+    from models.restoration import phase_flip, spectral_snr_from_fit, wiener_filter
 
     parameters = _ctf_parameters(ctf, optics)
     work = image.detach().to(torch.float32)
@@ -71,10 +79,21 @@ def restore_and_pick(
     restored = wiener_filter(
         work, pixel_size_angstrom=pixel_size_angstrom, ssnr=ssnr, **parameters.kwargs()
     )
+    denoised = None
+    if halves is not None and denoiser is not None:
+        from models.denoise import denoise_half_sums
+
+        with torch.inference_mode():
+            summed = denoise_half_sums(
+                halves[0].detach().to(torch.float32), halves[1].detach().to(torch.float32), denoiser
+            )
+        denoised = phase_flip(
+            summed, pixel_size_angstrom=pixel_size_angstrom, **parameters.kwargs()
+        )
     diameter = settings.particle_diameter_angstrom
     # restored, the protein is dark on a bright background, as in the raw micrograph
     picks = pick_blobs(
-        restored,
+        denoised if denoised is not None else restored,
         pixel_size_angstrom=pixel_size_angstrom,
         particle_diameter_angstrom=diameter,
         threshold=settings.threshold,
@@ -107,7 +126,7 @@ def restore_and_pick(
         picks_xy_px=np.round(xy.numpy().astype(np.float64), 2).tolist(),
         scores=np.round(scores.numpy().astype(np.float64), 4).tolist(),
     )
-    return Restoration(restored, record, particles)
+    return Restoration(restored, record, particles, denoised)
 
 
 def write_restoration(
@@ -130,6 +149,11 @@ def write_restoration(
     image = restoration.restored.detach().cpu().numpy().astype(np.float32, copy=False)
     write_mrc_movie(wiener, image, pixel_size_angstrom=pixel_size_angstrom, mode=2)
     outputs["restored"] = str(wiener)
+    if restoration.denoised is not None:
+        denoised = output_dir / "micrographs" / f"{exposure_id}_denoised.mrc"
+        array = restoration.denoised.detach().cpu().numpy().astype(np.float32, copy=False)
+        write_mrc_movie(denoised, array, pixel_size_angstrom=pixel_size_angstrom, mode=2)
+        outputs["denoised"] = str(denoised)
     particles = restoration.particles
     record = restoration.record
     if particles is None or record.box_px is None:

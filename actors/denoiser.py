@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.denoise import (
@@ -106,6 +107,14 @@ class DenoiserTrainer:
             self.pairs[slot] = pair
             return True
         return False
+
+    def add_pair_files(self, even_path: str, odd_path: str) -> bool:
+        """Read an exposure's even and odd half sums (MRC, as the exposure worker wrote them)."""
+        import mrcfile
+
+        even = np.asarray(mrcfile.read(even_path), dtype=np.float32)
+        odd = np.asarray(mrcfile.read(odd_path), dtype=np.float32)
+        return self.add_pair(even, odd)
 
     def train(self, steps: int) -> dict[str, float]:
         """Run ``steps`` Noise2Noise steps on the reservoir; returns the mean and last loss."""

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from config import Settings
     from models.ctf_estimation import CtfEstimate
+    from models.denoise import UNet
     from models.motion import MotionCorrection
 
 __all__ = ["DetectorCalibration", "ExposureWorker", "resolve_device"]
@@ -122,12 +123,27 @@ class ExposureWorker:
         self._calibration = calibration or DetectorCalibration()
         self._device = device or resolve_device(settings.processing.device)
         self._gain_tensor: torch.Tensor | None = None
+        self._denoise_model: UNet | None = None
         self._defect_tensor: torch.Tensor | None = None
 
     @property
     def device(self) -> str:
         """Where this worker computes."""
         return self._device
+
+    def _denoiser(self) -> UNet:
+        """The Noise2Noise model, loaded once (the shipped one, or a session's fine-tuned)."""
+        if self._denoise_model is None:
+            from models.denoise import default_model
+
+            self._denoise_model = default_model(device=self._device).eval()
+        return self._denoise_model
+
+    def set_denoiser_weights(self, weights: bytes) -> None:
+        """Use these weights (a session's fine-tuned model) from the next exposure on."""
+        from models.denoise import load_weights
+
+        self._denoise_model = load_weights(weights, device=self._device).eval()
 
     def process_id(self) -> int:
         """The operating-system process this worker runs in (a Ray actor's worker process)."""
@@ -217,6 +233,8 @@ class ExposureWorker:
                             optics=base,
                             pixel_size_angstrom=optics.pixel_size_angstrom,
                             settings=picking,
+                            halves=(correction.even_sum, correction.odd_sum),
+                            denoiser=self._denoiser() if picking.denoise else None,
                         )
                 except (ValueError, RuntimeError) as error:
                     flags.append(_stage_error("picking", movie_path, error))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ray
 
+from actors.denoiser import DenoiserTrainer
 from actors.exposure import ExposureWorker
 
-__all__ = ["ExposureActor"]
+__all__ = ["DenoiserTrainerActor", "ExposureActor"]
 
 #: One per GPU (``num_gpus=1``) or per CPU share; the scheduler sets the resources with
 #: ``.options`` and replaces an actor that dies itself (so ``max_restarts`` stays 0: a restarted
 #: actor would silently rerun the exposure that killed it).
 ExposureActor = ray.remote(max_restarts=0)(ExposureWorker)
+
+#: One per session: fine-tunes the denoiser on the session's own half sums, in the background.
+DenoiserTrainerActor = ray.remote(max_restarts=0)(DenoiserTrainer)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from daemon.alerts import Alert, AlertMonitor
 from daemon.control import ControlServer, new_token
+from daemon.finetune import Finetuner
 from daemon.scheduler import Scheduler
 from daemon.session import SessionPaths, params_hash, software_version
 from daemon.sources.events import SourceEvent
@@ -183,6 +184,12 @@ class LiveSession:
             }
         )
         self.control: ControlServer | None = None
+        picking = settings.processing.picking
+        self.finetuner = Finetuner(
+            every=picking.finetune_every if picking.enabled and picking.denoise else 0,
+            steps=picking.finetune_steps,
+            checkpoint=paths.root / "denoiser.pt",
+        )
         self._rates = _Rates()
         self._next_status = 0.0
 
@@ -242,6 +249,9 @@ class LiveSession:
         )
         assert self.store is not None
         self.store.log_event("workers", pool.describe())
+        weights = self.finetuner.initial_weights()
+        if weights is not None:  # a restart goes on with the session's fine-tuned denoiser
+            pool.set_denoiser_weights(weights)
         return pool
 
     def _start_sources(self) -> None:
@@ -310,6 +320,15 @@ class LiveSession:
         if self.control is not None:
             self.control.check()
             self.control.serve_pending()
+        if self.scheduler is not None and self.store is not None:
+            report = self.finetuner.poll(self.scheduler.pool)
+            if report is not None:
+                self.store.log_event(
+                    "denoiser",
+                    f"denoiser fine-tuned (round {self.finetuner.rounds}); checkpoint "
+                    f"{self.finetuner.checkpoint}",
+                    **report,
+                )
         now = time.monotonic()
         if self.store is not None and now >= self._next_status:
             self._next_status = now + 1.0
@@ -385,6 +404,7 @@ class LiveSession:
     def record_committed(self, record: ExposureRecord) -> None:
         """Raise the alerts this record causes: logged as ``alert`` events and published."""
         assert self.store is not None
+        self.finetuner.committed(record)
         for alert in self.alerts.update(record):
             data = alert.to_dict()
             message = data.pop("message")
@@ -401,6 +421,7 @@ class LiveSession:
             except Exception as error:  # report, but close the rest
                 self.reporter.problem("Source did not stop cleanly", str(error))
         self._sources = []
+        self.finetuner.close()
         if self.scheduler is not None:
             self.scheduler.close()
         if self.control is not None:

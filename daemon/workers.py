@@ -130,6 +130,7 @@ class RayWorkerPool:
         self._load = [0] * self.n_workers
         self._generation = [0] * self.n_workers
         self._running: dict[Any, tuple[Task, int, int]] = {}
+        self._denoiser_ref: Any = None
 
     def _new_actor(self) -> Any:
         from actors.remote import ExposureActor
@@ -159,6 +160,14 @@ class RayWorkerPool:
         import ray
 
         return [int(pid) for pid in ray.get([a.process_id.remote() for a in self._actors])]
+
+    def set_denoiser_weights(self, weights: bytes) -> None:
+        """Every actor uses these denoiser weights from its next exposure on."""
+        import ray
+
+        self._denoiser_ref = ray.put(weights)
+        for actor in self._actors:
+            actor.set_denoiser_weights.remote(self._denoiser_ref)
 
     def submit(self, task: Task) -> None:
         """Hand ``task`` to the least loaded actor (again, for a retry: its frames stay put)."""
@@ -211,6 +220,8 @@ class RayWorkerPool:
             log.debug("actor in slot %d was already gone", slot)
         self._actors[slot] = self._new_actor()
         self._generation[slot] += 1
+        if self._denoiser_ref is not None:  # a replacement starts where the others are
+            self._actors[slot].set_denoiser_weights.remote(self._denoiser_ref)
 
     def shutdown(self) -> None:
         """Stop every actor (tasks still running are abandoned: the store still has them)."""

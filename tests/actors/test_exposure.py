@@ -162,6 +162,7 @@ def test_outputs_are_readable_micrographs_and_trajectory(good) -> None:
         "thumbnail",
         "power_spectrum_thumbnail",
         "restored",
+        "denoised",
         "particles",
         "particles_star",
     }

@@ -340,7 +340,11 @@ def test_operator_actions_reach_the_running_session(
     _copy_movies(microscope, watch)
     for extra in list(watch.rglob("*_fractions.tiff"))[1:]:
         extra.unlink()  # one movie is enough
-    settings = _settings(microscope)
+    # fine-tune the denoiser after every exposure, briefly: the round's checkpoint must appear
+    settings = _settings(
+        microscope,
+        processing={"device": "cpu", "picking": {"finetune_every": 1, "finetune_steps": 3}},
+    )
     paths = SessionPaths.under(tmp_path / "sessions", "ops")
     reporter = Recorder()
     session = LiveSession(settings, paths, LiveOptions(directory=watch), reporter=reporter)
@@ -374,6 +378,9 @@ def test_operator_actions_reach_the_running_session(
             act("thumbnail", exposure_id="nope")
         status = act("status")["status"]
         assert status["done"] == 1 and status["workers"].startswith("2 CPU actor")
+        while session.finetuner.rounds < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (paths.root / "denoiser.pt").stat().st_size > 100_000
     finally:
         session.stop_event.set()
         runner.join(timeout=30)
@@ -383,4 +390,4 @@ def test_operator_actions_reach_the_running_session(
             (exposure_id, "reject")
         ]
         kinds = [row[0] for row in db.execute("SELECT kind FROM events ORDER BY id").fetchall()]
-    assert {"pause", "resume", "threshold"} <= set(kinds)
+    assert {"pause", "resume", "threshold", "denoiser"} <= set(kinds)
