@@ -8,6 +8,7 @@ previous run left pending, and loops the scheduler until told to stop.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import queue
 import sys
@@ -323,16 +324,19 @@ class LiveSession:
         if self.scheduler is not None and self.store is not None:
             report = self.finetuner.poll(self.scheduler.pool)
             if report is not None:
-                self.store.log_event(
-                    "denoiser",
-                    f"denoiser fine-tuned (round {self.finetuner.rounds}); checkpoint "
-                    f"{self.finetuner.checkpoint}",
-                    **report,
-                )
+                with contextlib.suppress(CausalscopeError):  # a log line, never a stop
+                    self.store.log_event(
+                        "denoiser",
+                        f"denoiser fine-tuned (round {self.finetuner.rounds}); checkpoint "
+                        f"{self.finetuner.checkpoint}",
+                        **report,
+                    )
         now = time.monotonic()
         if self.store is not None and now >= self._next_status:
             self._next_status = now + 1.0
-            self.store.publish(b"status", self.status())
+            # a failed read skips one heartbeat; a full disk is reported by the scheduler
+            with contextlib.suppress(CausalscopeError):
+                self.store.publish(b"status", self.status())
 
     def status(self) -> dict[str, Any]:
         """What the dashboard's overview shows (published every second as ``status``)."""
@@ -408,7 +412,10 @@ class LiveSession:
         for alert in self.alerts.update(record):
             data = alert.to_dict()
             message = data.pop("message")
-            self.store.log_event("alert", str(message), **data)
+            try:
+                self.store.log_event("alert", str(message), **data)
+            except CausalscopeError as error:  # the record is committed; the alert still shows
+                self.reporter.problem(error.title, error.message)
             show = getattr(self.reporter, "alert", None)
             if show is not None:
                 show(alert)

@@ -348,8 +348,10 @@ class Scheduler:
         from daemon.workers import Task
 
         while self._retry:
-            task = self._retry.popleft()
-            self._store.mark_attempt(task.exposure_id)
+            task = self._retry[0]
+            if not self._count_attempt(task.exposure_id):
+                return
+            self._retry.popleft()
             self._ensure_submitted(task)
         while self._ready:
             event, loaded = self._ready.popleft()
@@ -368,8 +370,19 @@ class Scheduler:
                 pixel_size_angstrom=loaded.pixel_size_angstrom,
                 context=event,
             )
-            self._store.mark_attempt(task.exposure_id)
+            if not self._count_attempt(task.exposure_id):
+                self._ready.appendleft((event, loaded))
+                return
             pool.submit(task)
+
+    def _count_attempt(self, exposure_id: str) -> bool:
+        """Record that processing starts; False (and paused) when the store cannot write."""
+        try:
+            self._store.mark_attempt(exposure_id)
+        except CausalscopeError as error:
+            self._block(error)
+            return False
+        return True
 
     def _ensure_submitted(self, task: Task) -> None:
         assert self._pool is not None  # a retried task came from the pool
