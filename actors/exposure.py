@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from actors._outputs import write_outputs
 from actors._restore import Restoration, restore_and_pick, write_restoration
 from models.gate import blank_frames, evaluate_gate, frame_statistics, gate_status
 from models.records import (
@@ -417,7 +418,14 @@ class ExposureWorker:
         outputs: dict[str, str] = {}
         if correction is not None:
             with timer.stage("write"):
-                outputs = self._write(str(base["exposure_id"]), correction, pixel_size, ctf, base)
+                outputs = write_outputs(
+                    self._output_dir,
+                    str(base["exposure_id"]),
+                    correction,
+                    pixel_size_angstrom=pixel_size,
+                    ctf=ctf,
+                    optics=base,
+                )
                 if restoration is not None and ctf is not None:
                     outputs.update(
                         write_restoration(
@@ -445,83 +453,6 @@ class ExposureWorker:
             timings_s=dict(timer.seconds),
             **base,
         )
-
-    def _write(
-        self,
-        exposure_id: str,
-        correction: MotionCorrection,
-        pixel_size: float,
-        ctf: CtfRecord | None,
-        optics: dict[str, object],
-    ) -> dict:
-        """Micrographs, trajectory and thumbnails; an OSError (a full disk) propagates."""
-        from daemon.formats import write_motion_star, write_mrc_movie
-
-        micrographs = self._output_dir / "micrographs"
-        images = {
-            "aligned_sum": ("", correction.aligned_sum),
-            "dose_weighted_sum": ("_DW", correction.dose_weighted_sum),
-            "even_sum": ("_EVN", correction.even_sum),
-            "odd_sum": ("_ODD", correction.odd_sum),
-        }
-        outputs: dict[str, str] = {}
-        for kind, (suffix, tensor) in images.items():
-            path = micrographs / f"{exposure_id}{suffix}.mrc"
-            image = tensor.detach().cpu().numpy().astype(np.float32, copy=False)
-            write_mrc_movie(path, image, pixel_size_angstrom=pixel_size, mode=2)
-            outputs[kind] = str(path)
-        height, width = (int(n) for n in correction.aligned_sum.shape[-2:])
-        local = correction.local_model is not None
-        star = write_motion_star(
-            self._output_dir / "motion" / f"{exposure_id}.star",
-            correction.shifts_px,
-            width_px=width,
-            height_px=height,
-            pixel_size_angstrom=pixel_size,
-            patch_positions_px=correction.patch_positions_px if local else None,
-            patch_shifts_px=correction.patch_shifts_px if local else None,
-        )
-        outputs["trajectory"] = str(star)
-        outputs.update(self._write_thumbnails(exposure_id, correction, pixel_size, ctf, optics))
-        return outputs
-
-    def _write_thumbnails(
-        self,
-        exposure_id: str,
-        correction: MotionCorrection,
-        pixel_size: float,
-        ctf: CtfRecord | None,
-        optics: dict[str, object],
-    ) -> dict[str, str]:
-        from daemon.formats.png import write_png
-        from models.ctf_estimation import power_spectrum
-        from models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail
-
-        folder = self._output_dir / "thumbnails"
-        micrograph = write_png(
-            folder / f"{exposure_id}.png", micrograph_thumbnail(correction.dose_weighted_sum)
-        )
-        image = correction.ctf_sum
-        box = min(512, int(min(image.shape[-2:])) // 2 * 2)
-        spectrum = power_spectrum(image, box_px=box, pixel_size_angstrom=pixel_size)
-        fit: dict[str, object] = {}
-        if ctf is not None and ctf.supported:
-            fit = {
-                "voltage_kv": optics["voltage_kv"],
-                "spherical_aberration_mm": optics["cs_mm"],
-                "amplitude_contrast": optics["amplitude_contrast"],
-                "defocus_u_angstrom": ctf.defocus_u_angstrom,
-                "defocus_v_angstrom": ctf.defocus_v_angstrom,
-                "defocus_angle_deg": ctf.defocus_angle_deg,
-                "phase_shift_deg": ctf.phase_shift_deg,
-            }
-        picture = power_spectrum_thumbnail(
-            spectrum.values.detach().cpu(),
-            pixel_size_angstrom=pixel_size,
-            **fit,  # type: ignore[arg-type]
-        )
-        ps_path = write_png(folder / f"{exposure_id}_ps.png", picture)
-        return {"thumbnail": str(micrograph), "power_spectrum_thumbnail": str(ps_path)}
 
 
 def _stage_error(stage: str, movie_path: str, error: Exception) -> GateFlag:

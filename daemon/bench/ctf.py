@@ -49,27 +49,19 @@ def _angle_error(a: float, b: float) -> float:
 
 
 def _simulate(size: int, case: dict[str, float]) -> np.ndarray:
-    from models.simulate.exposure import ExposureParameters, simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from daemon.bench._common import still_micrograph
 
-    params = ExposureParameters(
-        size_px=size,
-        n_frames=1,
-        pixel_size_angstrom=1.0,
-        drift_total_px=0.0,
-        drift_jitter_px=0.0,
-        local_motion_px=0.0,
-        intra_frame_blur=False,
-        n_particles=int(40 * (size / 1024) ** 2),
+    image, _ = still_micrograph(
+        size,
+        particles_per_1024=40,
+        seed=int(case["seed"]),
         defocus_u_angstrom=case["defocus_u_angstrom"],
         defocus_v_angstrom=case["defocus_v_angstrom"],
         defocus_angle_deg=case["defocus_angle_deg"],
         dose_e_per_a2=case["dose_e_per_a2"],
         ice_thickness_nm=case["ice_thickness_nm"],
-        seed=int(case["seed"]),
     )
-    sim = simulate_exposure(params, specimen=phantom_specimen())
-    return sim.frames[0].astype(np.float32)
+    return image
 
 
 def run_ctf_bench(

@@ -30,45 +30,26 @@ CASES: dict[str, dict[str, float]] = {
     "low_dose": {"dose_e_per_a2": 12.0, "ice_thickness_nm": 30.0},
     "very_low_dose": {"dose_e_per_a2": 6.0, "ice_thickness_nm": 30.0},
 }
-_VOLTAGE_KV, _CS_MM, _Q = 300.0, 2.7, 0.07
 _CRYOPPP_DIAMETER_PX = 57.0
 
 
 def _simulate(size: int, case: dict[str, float], seed: int) -> tuple[np.ndarray, Any]:
-    from models.simulate.exposure import ExposureParameters, simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from daemon.bench._common import still_micrograph
 
-    params = ExposureParameters(
-        size_px=size,
-        n_frames=1,
-        pixel_size_angstrom=1.0,
-        drift_total_px=0.0,
-        drift_jitter_px=0.0,
-        local_motion_px=0.0,
-        intra_frame_blur=False,
-        n_particles=int(20 * (size / 1024) ** 2),
+    return still_micrograph(
+        size,
+        particles_per_1024=20,
+        seed=seed,
         dose_e_per_a2=case["dose_e_per_a2"],
         ice_thickness_nm=case["ice_thickness_nm"],
-        seed=seed,
     )
-    sim = simulate_exposure(params, specimen=phantom_specimen())
-    return sim.frames[0].astype(np.float32), sim.truth
 
 
 def _restore(micrograph: Any) -> tuple[Any, Any]:
-    from models.ctf_estimation import estimate_ctf
-    from models.restoration import CtfParameters, spectral_snr_from_fit, wiener_filter
+    from daemon.bench._common import fit_ctf
+    from models.restoration import spectral_snr_from_fit, wiener_filter
 
-    estimate = estimate_ctf(
-        micrograph,
-        pixel_size_angstrom=1.0,
-        voltage_kv=_VOLTAGE_KV,
-        spherical_aberration_mm=_CS_MM,
-        amplitude_contrast=_Q,
-    )
-    ctf = CtfParameters.from_estimate(
-        estimate, voltage_kv=_VOLTAGE_KV, spherical_aberration_mm=_CS_MM, amplitude_contrast=_Q
-    )
+    ctf = fit_ctf(micrograph)
     ssnr = spectral_snr_from_fit(micrograph, pixel_size_angstrom=1.0, **ctf.kwargs())
     return wiener_filter(micrograph, pixel_size_angstrom=1.0, ssnr=ssnr, **ctf.kwargs()), ctf
 

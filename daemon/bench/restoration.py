@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from daemon.bench._common import VOLTAGE_KV
+
 __all__ = ["CASES", "run_restoration_bench"]
 
 CASES: dict[str, dict[str, float]] = {
@@ -42,7 +44,6 @@ CASES: dict[str, dict[str, float]] = {
     "thick_ice": {"dose_e_per_a2": 40.0, "ice_thickness_nm": 100.0},
     "high_drift": {"dose_e_per_a2": 40.0, "ice_thickness_nm": 30.0, "drift_total_px": 40.0},
 }
-_VOLTAGE_KV, _CS_MM, _Q = 300.0, 2.7, 0.07
 
 
 def _micrograph(
@@ -78,7 +79,7 @@ def _micrograph(
         corrected = correct_motion(
             sim.frames,
             pixel_size_angstrom=1.0,
-            voltage_kv=300.0,
+            voltage_kv=VOLTAGE_KV,
             dose_per_frame_e_per_a2=params.dose_e_per_a2 / n_frames,
             dose_weighting=False,
         )
@@ -109,10 +110,9 @@ def _perfect_ssnr(clean: Any, mean_count: float, p_elastic: float) -> Any:
 def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str, Any]:
     import torch
 
-    from models.ctf_estimation import estimate_ctf
+    from daemon.bench._common import fit_ctf
     from models.denoise import default_model, denoise_half_sums
     from models.restoration import (
-        CtfParameters,
         fourier_ring_correlation,
         frc_resolution_angstrom,
         phase_flip,
@@ -123,16 +123,7 @@ def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str,
     image, clean_np, truth, (even, odd) = _micrograph(size, CASES[name], seed)
     micrograph = torch.from_numpy(image)
     clean = torch.from_numpy(clean_np)
-    estimate = estimate_ctf(
-        micrograph,
-        pixel_size_angstrom=1.0,
-        voltage_kv=_VOLTAGE_KV,
-        spherical_aberration_mm=_CS_MM,
-        amplitude_contrast=_Q,
-    )
-    ctf = CtfParameters.from_estimate(
-        estimate, voltage_kv=_VOLTAGE_KV, spherical_aberration_mm=_CS_MM, amplitude_contrast=_Q
-    )
+    ctf = fit_ctf(micrograph)
     contrast = micrograph.mean() - micrograph
     ssnr = spectral_snr_from_fit(contrast, pixel_size_angstrom=1.0, **ctf.kwargs())
     restored = {
@@ -159,7 +150,7 @@ def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str,
         "seed": seed,
         **CASES[name],
         "defocus_error_angstrom": round(
-            estimate.defocus_angstrom
+            0.5 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)
             - 0.5 * (truth["defocus_u_angstrom"] + truth["defocus_v_angstrom"]),
             1,
         ),
@@ -183,10 +174,9 @@ def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str,
 def _timing(size: int, device: str) -> dict[str, Any]:
     import torch
 
+    from daemon.bench._common import fit_ctf
     from daemon.bench._measure import peak_memory
-    from models.ctf_estimation import estimate_ctf
     from models.restoration import (
-        CtfParameters,
         phase_flip,
         spectral_snr_from_fit,
         wiener_filter,
@@ -194,16 +184,7 @@ def _timing(size: int, device: str) -> dict[str, Any]:
 
     image, _, _, halves = _micrograph(size, CASES["typical"], 0)
     micrograph = torch.from_numpy(image).to(device)
-    estimate = estimate_ctf(
-        micrograph,
-        pixel_size_angstrom=1.0,
-        voltage_kv=_VOLTAGE_KV,
-        spherical_aberration_mm=_CS_MM,
-        amplitude_contrast=_Q,
-    )
-    ctf = CtfParameters.from_estimate(
-        estimate, voltage_kv=_VOLTAGE_KV, spherical_aberration_mm=_CS_MM, amplitude_contrast=_Q
-    )
+    ctf = fit_ctf(micrograph)
 
     def sync() -> None:
         if device.startswith("cuda"):

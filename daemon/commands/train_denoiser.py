@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         },
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "software_version": software_version(),
-        "command": " ".join(sys.argv),
+        # the subcommand and its options, not the path this machine ran it from
+        "command": " ".join(["causalscope", *sys.argv[1:]]),
     }
     _atomic_write(args.out.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
     print(

@@ -1,0 +1,57 @@
+"""What several benchmarks share: a drift-free simulated micrograph and a CTF fit of one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CS_MM", "VOLTAGE_KV", "Q", "fit_ctf", "still_micrograph"]
+
+# the simulator's default microscope (300 kV, Cs 2.7 mm, 7 % amplitude contrast)
+VOLTAGE_KV, CS_MM, Q = 300.0, 2.7, 0.07
+
+
+def still_micrograph(
+    size: int, *, particles_per_1024: int, seed: int, **parameters: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One drift-free frame of the whole dose at 1 A/px (float32) and its truth.
+
+    The sum of a movie without drift is a single Poisson frame of the whole dose, so a still
+    micrograph is simulated as one frame. ``parameters`` go to the simulator's
+    ``ExposureParameters`` (dose, ice, defocus, ...).
+    """
+    from models.simulate.exposure import ExposureParameters, simulate_exposure
+    from models.simulate.specimen import phantom_specimen
+
+    params = ExposureParameters(
+        size_px=size,
+        n_frames=1,
+        pixel_size_angstrom=1.0,
+        drift_total_px=0.0,
+        drift_jitter_px=0.0,
+        local_motion_px=0.0,
+        intra_frame_blur=False,
+        n_particles=int(particles_per_1024 * (size / 1024) ** 2),
+        seed=seed,
+        **parameters,  # type: ignore[arg-type]
+    )
+    sim = simulate_exposure(params, specimen=phantom_specimen())
+    return sim.frames[0].astype(np.float32), sim.truth
+
+
+def fit_ctf(micrograph: Any) -> Any:
+    """The micrograph's CTF (:func:`models.ctf_estimation.estimate_ctf`) as ``CtfParameters``."""
+    from models.ctf_estimation import estimate_ctf
+    from models.restoration import CtfParameters
+
+    estimate = estimate_ctf(
+        micrograph,
+        pixel_size_angstrom=1.0,
+        voltage_kv=VOLTAGE_KV,
+        spherical_aberration_mm=CS_MM,
+        amplitude_contrast=Q,
+    )
+    return CtfParameters.from_estimate(
+        estimate, voltage_kv=VOLTAGE_KV, spherical_aberration_mm=CS_MM, amplitude_contrast=Q
+    )
