@@ -36,6 +36,8 @@ class Restoration:
     record: PickingRecord
     particles: np.ndarray | None
     denoised: torch.Tensor | None = None
+    bfactor_fit_angstrom2: float = 0.0
+    bfactor_used_angstrom2: float = 0.0
 
 
 def _ctf_parameters(ctf: CtfRecord, optics: dict[str, object]) -> CtfParameters:
@@ -61,21 +63,34 @@ def restore_and_pick(
     settings: PickingSettings,
     halves: tuple[torch.Tensor, torch.Tensor] | None = None,
     denoiser: UNet | None = None,
+    bfactor_bounds: tuple[float, float] | None = None,
 ) -> Restoration:
     """Restore ``image`` (the dose-weighted sum), pick, and box the particles.
 
     ``halves`` (even, odd) and ``denoiser`` together add the denoised, phase-flipped sum.
+    ``bfactor_bounds`` (from the causal model's envelope prior for this exposure's factors):
+    an own SSNR fit whose B lies below the lower bound is raised to it before the Wiener filter
+    uses it (see :func:`models.causal.prior_bfactor`).
     """
     import torch
 
     from models.picking import extract_particles, pick_blobs
-    from models.restoration import phase_flip, spectral_snr_from_fit, wiener_filter
+    from models.restoration import (
+        phase_flip,
+        spectral_snr_from_fit,
+        wiener_filter,
+        with_bfactor,
+    )
 
     parameters = _ctf_parameters(ctf, optics)
     work = image.detach().to(torch.float32)
-    ssnr = spectral_snr_from_fit(
+    own = spectral_snr_from_fit(
         work, pixel_size_angstrom=pixel_size_angstrom, **parameters.kwargs()
     )
+    ssnr = own
+    if bfactor_bounds is not None:
+        if own.bfactor_angstrom2 < bfactor_bounds[0]:
+            ssnr = with_bfactor(own, bfactor_bounds[0])
     restored = wiener_filter(
         work, pixel_size_angstrom=pixel_size_angstrom, ssnr=ssnr, **parameters.kwargs()
     )
@@ -126,7 +141,14 @@ def restore_and_pick(
         picks_xy_px=np.round(xy.numpy().astype(np.float64), 2).tolist(),
         scores=np.round(scores.numpy().astype(np.float64), 4).tolist(),
     )
-    return Restoration(restored, record, particles, denoised)
+    return Restoration(
+        restored,
+        record,
+        particles,
+        denoised,
+        bfactor_fit_angstrom2=own.bfactor_angstrom2,
+        bfactor_used_angstrom2=ssnr.bfactor_angstrom2,
+    )
 
 
 def write_restoration(

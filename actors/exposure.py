@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from actors._causal import bfactor_bounds, exposure_inputs, restoration_record
 from actors._outputs import write_outputs
 from actors._restore import Restoration, restore_and_pick, write_restoration
 from models.gate import blank_frames, evaluate_gate, frame_statistics, gate_status
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from config import Settings
+    from models.causal.envelope import EnvelopePrior
     from models.ctf_estimation import CtfEstimate
     from models.denoise import UNet
     from models.motion import MotionCorrection
@@ -126,6 +128,7 @@ class ExposureWorker:
         self._gain_tensor: torch.Tensor | None = None
         self._denoise_model: UNet | None = None
         self._defect_tensor: torch.Tensor | None = None
+        self._envelope_prior: EnvelopePrior | None = None
 
     @property
     def device(self) -> str:
@@ -145,6 +148,10 @@ class ExposureWorker:
         from models.denoise import load_weights
 
         self._denoise_model = load_weights(weights, device=self._device).eval()
+
+    def set_restoration_prior(self, prior: EnvelopePrior | None) -> None:
+        """The causal model's envelope posterior: the Wiener filter's B from the next exposure."""
+        self._envelope_prior = prior
 
     def process_id(self) -> int:
         """The operating-system process this worker runs in (a Ray actor's worker process)."""
@@ -223,9 +230,18 @@ class ExposureWorker:
             except (ValueError, RuntimeError) as error:
                 flags.append(_stage_error("ctf", movie_path, error))
         restoration = None
+        prior: tuple[float, float] | None = None
         picking = self._settings.processing.picking
         if correction is not None and ctf_record is not None and ctf_record.supported:
             if picking.enabled:
+                prior = bfactor_bounds(
+                    self._settings.processing.causal,
+                    self._envelope_prior,
+                    ctf=ctf_record,
+                    motion=motion_record,
+                    dose_e_per_a2=_used_dose(dose, motion_record),
+                    metadata=metadata,
+                )
                 try:
                     with timer.stage("restore_and_pick"):
                         restoration = restore_and_pick(
@@ -236,6 +252,7 @@ class ExposureWorker:
                             settings=picking,
                             halves=(correction.even_sum, correction.odd_sum),
                             denoiser=self._denoiser() if picking.denoise else None,
+                            bfactor_bounds=prior,
                         )
                 except (ValueError, RuntimeError) as error:
                     flags.append(_stage_error("picking", movie_path, error))
@@ -250,6 +267,7 @@ class ExposureWorker:
             dose,
             n_frames,
             restoration,
+            prior,
         )
 
     # --- stages -----------------------------------------------------------------------------
@@ -403,6 +421,7 @@ class ExposureWorker:
         dose: float | None,
         n_frames: int,
         restoration: Restoration | None = None,
+        prior: tuple[float, float] | None = None,
     ) -> ExposureRecord:
         pixel_size = float(base["pixel_size_angstrom"])  # type: ignore[arg-type]
         with timer.stage("gate"):
@@ -437,9 +456,15 @@ class ExposureWorker:
                             optics=base,
                         )
                     )
-        used_dose = dose
-        if used_dose is None and motion is not None:
-            used_dose = motion.measured_dose_e_per_a2
+        used_dose = _used_dose(dose, motion)
+        causal = exposure_inputs(
+            self._settings.processing.causal,
+            ctf=ctf,
+            motion=motion,
+            dose_e_per_a2=used_dose,
+            metadata=base["metadata"],  # type: ignore[arg-type]
+            restoration=restoration,
+        )
         return ExposureRecord(
             status=gate_status(all_flags),
             flags=all_flags,
@@ -449,10 +474,19 @@ class ExposureWorker:
             motion=motion,
             ctf=ctf,
             picking=restoration.record if restoration is not None else None,
+            restoration=restoration_record(restoration, prior, self._envelope_prior),
+            causal=causal,
             outputs=outputs,
             timings_s=dict(timer.seconds),
             **base,
         )
+
+
+def _used_dose(dose: float | None, motion: MotionRecord | None) -> float | None:
+    """The metadata's dose, else the one measured from the counts."""
+    if dose is None and motion is not None:
+        return motion.measured_dose_e_per_a2
+    return dose
 
 
 def _stage_error(stage: str, movie_path: str, error: Exception) -> GateFlag:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ray
 
+from actors.causal import CausalPriorWorker
 from actors.denoiser import DenoiserTrainer
 from actors.exposure import ExposureWorker
 
-__all__ = ["DenoiserTrainerActor", "ExposureActor"]
+__all__ = ["CausalPriorActor", "DenoiserTrainerActor", "ExposureActor"]
 
 #: One per GPU (``num_gpus=1``) or per CPU share; the scheduler sets the resources with
 #: ``.options`` and replaces an actor that dies itself (so ``max_restarts`` stays 0: a restarted
@@ -16,3 +17,6 @@ ExposureActor = ray.remote(max_restarts=0)(ExposureWorker)
 
 #: One per session: fine-tunes the denoiser on the session's own half sums, in the background.
 DenoiserTrainerActor = ray.remote(max_restarts=0)(DenoiserTrainer)
+
+#: One per session: learns the causal model from each committed exposure, in commit order.
+CausalPriorActor = ray.remote(max_restarts=0)(CausalPriorWorker)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from config.acquisition import StreamSettings, WatcherSettings
 from config.instrument import DetectorSettings, MicroscopeSettings
 from config.processing import (
+    CausalSettings,
     CtfSettings,
     GateSettings,
     MotionSettings,
@@ -27,6 +28,7 @@ from config.simulation import SimulationSettings
 from config.sources import list_presets, preset_description
 
 __all__ = [
+    "CausalSettings",
     "CtfSettings",
     "DetectorSettings",
     "GateSettings",

@@ -8,7 +8,14 @@ from pydantic import Field, field_validator, model_validator
 
 from config._common import Section
 
-__all__ = ["CtfSettings", "GateSettings", "MotionSettings", "PickingSettings", "ProcessingSettings"]
+__all__ = [
+    "CausalSettings",
+    "CtfSettings",
+    "GateSettings",
+    "MotionSettings",
+    "PickingSettings",
+    "ProcessingSettings",
+]
 
 
 class MotionSettings(Section):
@@ -184,6 +191,50 @@ class PickingSettings(Section):
     )
 
 
+class CausalSettings(Section):
+    """The session's causal model: what limits each exposure, learned live."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Learn the causal model from each usable exposure and attribute its lost "
+            "resolution to causes (ice, dose, drift, defocus, astigmatism, beam tilt, "
+            "particles)."
+        ),
+    )
+    beam_tilt_mrad_per_um: float = Field(
+        0.25,
+        ge=0,
+        le=100,
+        description=(
+            "Beam tilt (coma) induced per um of image shift, mrad/um: the beam-tilt factor is "
+            "this times |image shift| from the EPU/mdoc metadata (0 without it)."
+        ),
+    )
+    discount: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Share of the old evidence kept when a change of regime is detected.",
+    )
+    wiener_prior: bool = Field(
+        True,
+        description=(
+            "Raise an exposure's own spectral-SNR B-factor (the Wiener filter's) to the lowest "
+            "the model allows for its factors: a fit that went astray low is pulled back."
+        ),
+    )
+    prior_min_exposures: int = Field(
+        20, ge=1, le=100_000, description="Exposures the model needs before its prior is used."
+    )
+    prior_z: float = Field(
+        2.0,
+        gt=0,
+        le=100,
+        description="Width of that range in predictive standard deviations of the model.",
+    )
+
+
 class ProcessingSettings(Section):
     """Per-exposure processing: where it runs, how much at once, and each stage's parameters."""
 
@@ -201,4 +252,7 @@ class ProcessingSettings(Section):
     gate: GateSettings = Field(default_factory=GateSettings, description="Sanity gate.")
     picking: PickingSettings = Field(
         default_factory=PickingSettings, description="Restoration and picking."
+    )
+    causal: CausalSettings = Field(
+        default_factory=CausalSettings, description="The session's causal model."
     )

@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("train-denoiser", "train_denoiser"),
     ("inspect", "inspect"),
     ("summary", "summary"),
+    ("causal", "causal"),
     ("query", "query"),
     ("tui", "tui"),
     ("config", "config_cmd"),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from daemon.alerts import Alert, AlertMonitor
+from daemon.causal import CausalTracker
 from daemon.control import ControlServer, new_token
 from daemon.finetune import Finetuner
 from daemon.scheduler import Scheduler
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from config import Settings
     from daemon.scheduler import Pool
     from daemon.store import SessionStore
+    from models.causal import CausalUpdate
     from models.records import ExposureRecord
 
 __all__ = ["LiveOptions", "LiveSession", "TerminalReporter"]
@@ -191,6 +193,8 @@ class LiveSession:
             steps=picking.finetune_steps,
             checkpoint=paths.root / "denoiser.pt",
         )
+        causal = settings.processing.causal
+        self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
         self._rates = _Rates()
         self._next_status = 0.0
 
@@ -230,6 +234,8 @@ class LiveSession:
                 store_settings.control_address, token=token, handler=self._act
             )
             self.store.announce_control(self.control.endpoint, token)
+        if self.causal is not None:
+            self.causal.replay(*self.store.causal_history())
         resumed = self.scheduler.resume_pending()
         if resumed:
             self.reporter.problem(
@@ -253,6 +259,8 @@ class LiveSession:
         weights = self.finetuner.initial_weights()
         if weights is not None:  # a restart goes on with the session's fine-tuned denoiser
             pool.set_denoiser_weights(weights)
+        if self.causal is not None:
+            self.causal.start()  # a restart's replay, on the actor now that Ray runs
         return pool
 
     def _start_sources(self) -> None:
@@ -331,12 +339,51 @@ class LiveSession:
                         f"{self.finetuner.checkpoint}",
                         **report,
                     )
+        self._store_causal_updates()
         now = time.monotonic()
         if self.store is not None and now >= self._next_status:
             self._next_status = now + 1.0
             # a failed read skips one heartbeat; a full disk is reported by the scheduler
             with contextlib.suppress(CausalscopeError):
                 self.store.publish(b"status", self.status())
+
+    def _store_causal_updates(self) -> None:
+        """Store the causal model's finished updates; pass its envelope prior to the actors."""
+        if self.causal is None or self.store is None:
+            return
+        updates = self.causal.poll()
+        for update in updates:
+            try:
+                self.store.commit_causal(update)
+                if update.regime_change:
+                    self._regime_change(update)
+            except CausalscopeError as error:  # replayed from the inputs at the next start
+                self.reporter.problem(error.title, error.message)
+        prior = self.causal.prior_due(len(updates))
+        pool = self.scheduler.pool if self.scheduler is not None else None
+        if prior is not None and pool is not None and hasattr(pool, "set_restoration_prior"):
+            pool.set_restoration_prior(prior)
+
+    def _regime_change(self, update: CausalUpdate) -> None:
+        assert self.store is not None
+        alert = Alert(
+            code="causal_regime_change",
+            severity="warn",
+            message=(
+                f"The causal model sees a new regime from {update.exposure_id} on (exposure "
+                f"{update.index}): what limits resolution has changed, so older evidence is "
+                "down-weighted"
+            ),
+            advice="Check what changed (a new grid or square, the ice, the optics) and "
+            "compare the ranked causes before and after.",
+            exposure_id=update.exposure_id,
+        )
+        data = alert.to_dict()
+        message = data.pop("message")
+        self.store.log_event("alert", str(message), **data)
+        show = getattr(self.reporter, "alert", None)
+        if show is not None:
+            show(alert)
 
     def status(self) -> dict[str, Any]:
         """What the dashboard's overview shows (published every second as ``status``)."""
@@ -409,6 +456,8 @@ class LiveSession:
         """Raise the alerts this record causes: logged as ``alert`` events and published."""
         assert self.store is not None
         self.finetuner.committed(record)
+        if self.causal is not None and record.causal is not None:
+            self.causal.observe(record.exposure_id, record.causal)
         for alert in self.alerts.update(record):
             data = alert.to_dict()
             message = data.pop("message")
@@ -429,6 +478,12 @@ class LiveSession:
                 self.reporter.problem("Source did not stop cleanly", str(error))
         self._sources = []
         self.finetuner.close()
+        if self.causal is not None:
+            for update in self.causal.poll(wait_s=2.0):  # what finishes in time is kept
+                with contextlib.suppress(CausalscopeError):
+                    if self.store is not None:
+                        self.store.commit_causal(update)
+            self.causal.close()
         if self.scheduler is not None:
             self.scheduler.close()
         if self.control is not None:

@@ -131,6 +131,7 @@ class RayWorkerPool:
         self._generation = [0] * self.n_workers
         self._running: dict[Any, tuple[Task, int, int]] = {}
         self._denoiser_ref: Any = None
+        self._restoration_prior: Any = None
 
     def _new_actor(self) -> Any:
         from actors.remote import ExposureActor
@@ -168,6 +169,12 @@ class RayWorkerPool:
         self._denoiser_ref = ray.put(weights)
         for actor in self._actors:
             actor.set_denoiser_weights.remote(self._denoiser_ref)
+
+    def set_restoration_prior(self, prior: Any) -> None:
+        """Every actor uses the causal model's envelope prior from its next exposure on."""
+        self._restoration_prior = prior
+        for actor in self._actors:
+            actor.set_restoration_prior.remote(prior)
 
     def submit(self, task: Task) -> None:
         """Hand ``task`` to the least loaded actor (again, for a retry: its frames stay put)."""
@@ -222,6 +229,8 @@ class RayWorkerPool:
         self._generation[slot] += 1
         if self._denoiser_ref is not None:  # a replacement starts where the others are
             self._actors[slot].set_denoiser_weights.remote(self._denoiser_ref)
+        if self._restoration_prior is not None:
+            self._actors[slot].set_restoration_prior.remote(self._restoration_prior)
 
     def shutdown(self) -> None:
         """Stop every actor (tasks still running are abandoned: the store still has them)."""

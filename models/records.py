@@ -12,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AcquisitionMetadata",
+    "CausalInputs",
     "CtfRecord",
     "ExposureRecord",
     "FrameStatistics",
     "GateFlag",
     "MotionRecord",
     "PickingRecord",
+    "RestorationRecord",
 ]
 
 
@@ -172,6 +174,51 @@ class PickingRecord(BaseModel):
     scores: list[float] = Field(default_factory=list, description="Score of each pick.")
 
 
+class RestorationRecord(BaseModel):
+    """Which spectral SNR the Wiener filter used: the exposure's own fit, or that fit's B pulled
+    into the range the causal model's envelope prior allows for the exposure's factors."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ssnr_source: Literal["fit", "causal_prior"]
+    bfactor_fit_angstrom2: float = Field(
+        description="B of the SSNR fitted to the exposure's own spectrum (power exp(-B k^2/2))."
+    )
+    bfactor_used_angstrom2: float = Field(description="B of the SSNR the filter used.")
+    prior_bfactor_low_angstrom2: float | None = Field(
+        None, description="Lowest B the causal model allowed for these factors, when it had one."
+    )
+    prior_bfactor_high_angstrom2: float | None = Field(
+        None, description="Highest B the causal model allowed for these factors."
+    )
+    prior_n_exposures: int | None = Field(
+        None, description="Exposures the model had learned from when it sent the prior."
+    )
+
+
+class CausalInputs(BaseModel):
+    """One exposure's factors and outcomes, as the causal model reads them.
+
+    ``beam_tilt_mrad`` is estimated from the image shift (coma grows linearly with it):
+    ``processing.causal.beam_tilt_mrad_per_um`` times ``|image_shift|``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ice_thickness_nm: float
+    dose_e_per_a2: float
+    total_drift_px: float
+    defocus_um: float
+    astigmatism_angstrom: float
+    image_shift_um: float | None = None
+    beam_tilt_mrad: float = 0.0
+    n_particles: int = 0
+    fit_resolution_angstrom: float = Field(description="The outcome: CTF fit resolution.")
+    ssnr_bfactor_angstrom2: float | None = Field(
+        None, description="The exposure's own spectral-SNR B (the envelope model's outcome)."
+    )
+
+
 class ExposureRecord(BaseModel):
     """Everything one exposure's processing produced: the typed result of an ExposureWorker."""
 
@@ -192,6 +239,10 @@ class ExposureRecord(BaseModel):
     motion: MotionRecord | None = None
     ctf: CtfRecord | None = None
     picking: PickingRecord | None = None
+    restoration: RestorationRecord | None = None
+    causal: CausalInputs | None = Field(
+        None, description="Factors and outcome for the causal model (usable exposures only)."
+    )
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Written files by kind (aligned_sum, ...)."
     )

@@ -23,10 +23,12 @@ from textual.widgets import DataTable, Footer, Input
 
 from config import Settings, TuiSettings
 from models.errors import CausalscopeError
+from tui.causes import CausesState, causes_headline
 from tui.format import RowFilter, short_id
 from tui.messages import (
     ActionFinished,
     AlertRaised,
+    CausalUpdated,
     ConnectionChanged,
     ExposureUpdated,
     HistoryLoaded,
@@ -39,6 +41,7 @@ from tui.messages import (
 from tui.source import SessionSource
 from tui.widgets import (
     AlertsPanel,
+    CausesPanel,
     DetailsPane,
     ExposureTable,
     HalfBlockImage,
@@ -54,7 +57,7 @@ __all__ = ["Dashboard", "make_app"]
 
 _THRESHOLDS = ("ctf_fit_resolution_angstrom", "total_drift_px", "ice_thickness_nm")
 # Dashboard actions, refused while a dialog is open (the dialog has the keys then).
-_ACTIONS = frozenset({"label", "pause", "threshold", "filter", "sort", "graphs", "help"})
+_ACTIONS = frozenset({"label", "pause", "threshold", "filter", "sort", "graphs", "causes", "help"})
 _PLOT_INTERVAL_S = 1.0  # plots are the costliest redraw: at most this often
 
 
@@ -83,6 +86,7 @@ class Dashboard(App[None]):
         Binding("escape", "clear_filter", "clear filter", show=False),
         Binding("s", "sort", "sort"),
         Binding("g", "graphs", "graphs"),
+        Binding("c", "causes", "causes"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
     ]
@@ -96,6 +100,12 @@ class Dashboard(App[None]):
         self.alerts: list[dict[str, Any]] = []
         self.status: dict[str, Any] | None = None
         self.quarantine: dict[str, str] = {}
+        # the causal model: its latest ranking (None: the session has none), its verdict on
+        # each exposure, the latest verdict, and where the latest regime change was declared
+        self.causes: list[dict[str, Any]] | None = None
+        self.causal: dict[str, dict[str, Any]] = {}
+        self._causal_latest: dict[str, Any] | None = None
+        self._regime_changed_at: str | None = None
         self.thresholds: dict[str, float] = {
             name: float(getattr(settings, name)) for name in _THRESHOLDS
         }
@@ -116,6 +126,7 @@ class Dashboard(App[None]):
             with Vertical(id="left"):
                 yield Input(placeholder="filter: fail warn flagged rejected or text", id="filter")
                 yield ExposureTable(id="table")
+                yield CausesPanel(id="causes")
                 with Horizontal(id="lower"):
                     yield DetailsPane(id="details")
                     yield AlertsPanel(id="alerts")
@@ -129,6 +140,7 @@ class Dashboard(App[None]):
             self.theme = self.settings.theme
         self.query_one("#details", DetailsPane).border_title = "Details"
         self.query_one("#alerts", AlertsPanel).show([])
+        self._show_causes()
         self._update_overview()
         self._update_table_title()
         self.set_interval(1.0 / self.settings.refresh_hz, self._redraw)
@@ -141,6 +153,14 @@ class Dashboard(App[None]):
 
     def _graphs_visible(self) -> bool:
         return bool(self.query_one("#right").display)
+
+    def _causes_visible(self) -> bool:
+        panel = self.query_one("#causes", CausesPanel)
+        return bool(panel.display) and bool(self.query_one("#left").display)
+
+    def _short(self) -> bool:
+        """The compact layout: the causes panel is swapped in by `c` instead of always shown."""
+        return not self.screen.has_class("-tall")
 
     # -- the source -------------------------------------------------------------------------
 
@@ -171,6 +191,10 @@ class Dashboard(App[None]):
         }
         if snapshot.status is not None:
             self._take_status(snapshot.status)
+        self.causes = None if snapshot.causes is None else list(snapshot.causes)
+        self.causal, self._causal_latest, self._regime_changed_at = {}, None, None
+        for verdict in snapshot.causal:
+            self._take_causal(verdict)
         if self.connection == "connecting":
             self.connection = "ok"
         self._pending.clear()
@@ -178,7 +202,7 @@ class Dashboard(App[None]):
         self._update_table_title()
         self._image_id = None
         self._schedule_images()
-        self._dirty |= {"overview", "alerts", "plots", "details"}
+        self._dirty |= {"overview", "alerts", "plots", "details", "causes"}
         self._redraw()
         # Thousands of long-lived rows: keep them out of the collector's full passes, which
         # would otherwise stall the screen for a fraction of a second every so often.
@@ -203,6 +227,44 @@ class Dashboard(App[None]):
                     if self.thresholds.get(name) != thresholds[name]:
                         self._dirty.add("plots")
                     self.thresholds[name] = float(thresholds[name])
+
+    def on_causal_updated(self, message: CausalUpdated) -> None:
+        update = dict(message.update)
+        ranking = update.pop("ranking", None)
+        if self._take_causal(update) and isinstance(ranking, list):
+            self.causes = ranking
+        elif self.causes is None:
+            self.causes = []  # the session has a model after all; its ranking comes next
+        self._dirty |= {"causes", "overview", "details"}
+
+    def _take_causal(self, verdict: dict[str, Any]) -> bool:
+        """Keep an exposure's verdict; True when it is the model's latest."""
+        eid = str(verdict.get("exposure_id"))
+        self.causal[eid] = verdict
+        if verdict.get("regime_change"):
+            self._regime_changed_at = eid
+        index = verdict.get("index")
+        latest = self._causal_latest
+        if not isinstance(index, int) or (
+            latest is not None and index < int(latest.get("index") or 0)
+        ):
+            return False
+        self._causal_latest = verdict
+        return True
+
+    def _causes_state(self) -> CausesState:
+        latest = self._causal_latest or {}
+        index = latest.get("index")
+        return CausesState(
+            ranking=self.causes,
+            exposures=int(index) if isinstance(index, int) else None,
+            converged=bool(latest.get("converged")),
+            regime=int(latest.get("regime") or 0),
+            regime_changed_at=self._regime_changed_at,
+        )
+
+    def _show_causes(self) -> None:
+        self.query_one("#causes", CausesPanel).show(self._causes_state())
 
     def on_alert_raised(self, message: AlertRaised) -> None:
         self.alerts.append(message.alert)
@@ -252,6 +314,9 @@ class Dashboard(App[None]):
             self.table.upsert(changed.values(), self.labels.get)
             self._dirty |= {"overview", "plots", "details"}
             self._update_table_title()
+        if "causes" in self._dirty:
+            self._show_causes()
+            self._dirty.add("overview")  # its headline
         if "overview" in self._dirty:
             self._update_overview()
         if "alerts" in self._dirty:
@@ -275,6 +340,7 @@ class Dashboard(App[None]):
             connection=self.connection,
             shown=self.table.row_count,
             total=len(self.rows),
+            causes=causes_headline(self._causes_state(), hint=not self._causes_visible()),
         )
 
     def _update_table_title(self) -> None:
@@ -290,6 +356,7 @@ class Dashboard(App[None]):
             None if eid is None else self.rows.get(eid),
             None if eid is None else self.labels.get(eid),
             None if eid is None else self.quarantine.get(eid),
+            None if eid is None else self.causal.get(eid),
         )
 
     def _set_label(self, exposure_id: str, label: str) -> None:
@@ -413,6 +480,8 @@ class Dashboard(App[None]):
 
     def action_filter(self) -> None:
         """Show and focus the filter box."""
+        if self._short():
+            self.screen.remove_class("-causes")  # the box filters the table: show it
         box = self.query_one("#filter", Input)
         box.display = True
         box.value = self.table.row_filter.text
@@ -450,7 +519,20 @@ class Dashboard(App[None]):
         self.screen.toggle_class("-graphs")
         self.call_after_refresh(self._graphs_toggled)
 
+    def action_causes(self) -> None:
+        """Show the ranked causes (instead of the table when small), or go back from them."""
+        screen = self.screen
+        if self._causes_visible():
+            # small: back to the table; large: hide the panel (the table gets its room)
+            screen.set_class(not self._short(), "-causes")
+        else:
+            if not self.query_one("#left").display:
+                screen.remove_class("-graphs")  # the graphs are in the causes' place
+            screen.set_class(self._short(), "-causes")
+        self.call_after_refresh(self._graphs_toggled)
+
     def _graphs_toggled(self) -> None:
+        self._update_overview()  # its hint for the causes key
         if self._graphs_visible():
             self._dirty.add("plots")
             self._last_plot = 0.0

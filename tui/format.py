@@ -198,10 +198,12 @@ def overview_text(
     connection: str,
     shown: int,
     total: int,
+    causes: Text | None = None,
 ) -> Text:
     """The overview: state, counts, queue, pace against acquisition, workers and devices.
 
-    ``connection`` is ``"ok"``, ``"lost"`` or ``"connecting"``.
+    ``connection`` is ``"ok"``, ``"lost"`` or ``"connecting"``; ``causes`` (the causal model's
+    headline) is a third line.
     """
     s: Mapping[str, Any] = status or {}
     text = Text()
@@ -243,6 +245,9 @@ def overview_text(
         text.append("FALLING BEHIND", style="bold red")
     if shown != total:
         text.append(f" │ showing {shown}/{total}", style="cyan")
+    if causes is not None:
+        text.append("\n")
+        text.append_text(causes)
     return text
 
 
@@ -269,8 +274,17 @@ def _motion(row: Row, part: str) -> float | None:
     return value(row, "motion", f"accumulated_motion_{part}_angstrom")
 
 
-def details_text(row: Row | None, label: str | None, quarantine_reason: str | None = None) -> Text:
-    """The selected exposure: CTF, motion, dose and flags with their reasons, and its label."""
+def details_text(
+    row: Row | None,
+    label: str | None,
+    quarantine_reason: str | None = None,
+    *,
+    causes: Text | None = None,
+) -> Text:
+    """The selected exposure: CTF, motion, dose and flags with their reasons, and its label.
+
+    ``causes`` (the causal model's verdict on it) comes after the flags, before the numbers.
+    """
     text = Text()
     if row is None:
         text.append("no exposure selected", style="dim")
@@ -296,6 +310,9 @@ def details_text(row: Row | None, label: str | None, quarantine_reason: str | No
         text.append(f"• {warning}\n", style="yellow")
     if quarantine_reason:
         text.append(f"quarantined: {quarantine_reason}\n", style="magenta")
+    if causes is not None:
+        text.append_text(causes)
+        text.append("\n")
     u, v = value(row, "ctf", "defocus_u_angstrom"), value(row, "ctf", "defocus_v_angstrom")
     sigma = value(row, "ctf", "defocus_sigma_angstrom")
     ice_sigma = value(row, "ctf", "ice_thickness_sigma_nm")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ActionFinished",
     "AlertRaised",
+    "CausalUpdated",
     "ConnectionChanged",
     "ExposureUpdated",
     "HistoryLoaded",
@@ -56,6 +57,17 @@ class AlertRaised(Message):
     """The daemon raised an alert (an ``event`` of kind ``alert``)."""
 
     alert: dict[str, Any]
+
+
+@dataclass
+class CausalUpdated(Message):
+    """The causal model learned from an exposure (published on ``causal``).
+
+    ``update`` is ``CausalUpdate.to_dict()``: the exposure's verdict and shares, and the
+    session's ranking as it stands. Each carries its exposure's shares, so none replaces another.
+    """
+
+    update: dict[str, Any]
 
 
 @dataclass
@@ -117,6 +129,8 @@ def message_for(topic: str, payload: dict[str, Any]) -> Message | None:
         return LabelStored(str(payload.get("exposure_id")), str(payload.get("label")))
     if topic == "quarantine":
         return QuarantineAdded(payload)
+    if topic == "causal":
+        return CausalUpdated(payload) if payload.get("exposure_id") else None
     if topic == "connection":
         return ConnectionChanged(str(payload.get("state")), str(payload.get("address") or ""))
     if topic == "history":

@@ -21,10 +21,13 @@ from typing import Any, Protocol
 from daemon.control import ControlError, control_request
 from daemon.store.endpoints import Endpoints, read_endpoints
 from daemon.store.query import QueryResult, query_endpoint
+from daemon.store.summary import CAUSES_SQL
 from models.errors import CausalscopeError
 
 __all__ = [
     "ALERTS_SQL",
+    "CAUSAL_SQL",
+    "CAUSES_SQL",
     "HISTORY_SQL",
     "LABELS_SQL",
     "ActionSink",
@@ -73,6 +76,31 @@ ALERTS_SQL = (
 #: Operators' labels, oldest first (the latest per exposure wins).
 LABELS_SQL = "SELECT exposure_id, label, labelled_at, labelled_by FROM labels ORDER BY id"
 _QUARANTINE_SQL = "SELECT * FROM quarantine ORDER BY id"
+# Files written before the causal model have none of its tables.
+_HAS_CAUSAL_SQL = (
+    "SELECT count(*) FROM information_schema.tables "
+    "WHERE table_name IN ('causal', 'causal_shares', 'causal_ranking')"
+)
+# Each exposure's verdict with its shares, in the shape of a published ``causal`` update (less
+# the ranking): ``model_index`` is the update's ``index``.
+_CAUSAL_SELECT = """
+SELECT c.exposure_id, c.model_index AS "index", c.regime, c.regime_change,
+    c.observed_resolution_angstrom, c.best_resolution_angstrom, c.predicted_loss_angstrom,
+    c.predicted_loss_sd_angstrom, c.unexplained_angstrom, c.dominant_cause, c.converged,
+    sh.shares AS shares
+FROM causal AS c
+LEFT JOIN (
+    SELECT exposure_id, to_json(list({'cause': cause, 'share_angstrom': share_angstrom,
+        'sd_angstrom': sd_angstrom} ORDER BY cause)) AS shares
+    FROM causal_shares GROUP BY exposure_id
+) AS sh ON sh.exposure_id = c.exposure_id
+"""
+#: The causal model's verdict on each exposure, in the order it learned them.
+CAUSAL_SQL = _CAUSAL_SELECT + "ORDER BY c.model_index, c.exposure_id"
+_CAUSAL_CATCH_UP_SQL = (
+    _CAUSAL_SELECT + "WHERE list_contains($1::VARCHAR[], c.exposure_id) "
+    "ORDER BY c.model_index, c.exposure_id"
+)
 _RECORDED_STATUS_SQL = (
     "SELECT (SELECT name FROM session LIMIT 1), "
     "epoch(max(coalesce(done_at, seen_at))) - epoch(min(seen_at)), count(*), "
@@ -111,6 +139,13 @@ class Snapshot:
         The session's status (as published on ``status``), or None when none is known yet.
     quarantine
         Quarantine rows, oldest first.
+    causes
+        The causal model's latest ranking of the session's causes (rank 1 first, as
+        :data:`CAUSES_SQL` reads it); None when the session has no causal model (a file
+        written before it).
+    causal
+        The causal model's verdict on each exposure it learned from (as published on
+        ``causal``, without the ranking), in the order it learned them.
     """
 
     rows: list[dict[str, Any]]
@@ -118,6 +153,8 @@ class Snapshot:
     labels: dict[str, str] = field(default_factory=dict)
     status: dict[str, Any] | None = None
     quarantine: list[dict[str, Any]] = field(default_factory=list)
+    causes: list[dict[str, Any]] | None = None
+    causal: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SessionSource(Protocol):
@@ -173,14 +210,25 @@ def _latest_labels(result: QueryResult) -> dict[str, str]:
 Select = Callable[[str, Sequence[Any] | None], QueryResult]
 
 
+def _has_causal(select: Select) -> bool:
+    return int(select(_HAS_CAUSAL_SQL, None).rows[0][0]) == 3
+
+
 def _read_snapshot(select: Select, status: dict[str, Any] | None) -> Snapshot:
     history = select(HISTORY_SQL, None)
+    causes: list[dict[str, Any]] | None = None
+    causal: list[dict[str, Any]] = []
+    if _has_causal(select):
+        causes = _dicts(select(CAUSES_SQL, None))
+        causal = _dicts(select(CAUSAL_SQL, None), ("shares",))
     return Snapshot(
         rows=[decode_exposure_row(history.columns, row) for row in history.rows],
         alerts=_dicts(select(ALERTS_SQL, None), ("data",)),
         labels=_latest_labels(select(LABELS_SQL, None)),
         status=status,
         quarantine=_dicts(select(_QUARANTINE_SQL, None)),
+        causes=causes,
+        causal=causal,
     )
 
 
@@ -426,8 +474,17 @@ class LiveSource:
         if self._synced_at is None:
             return
         result = self._select(_CATCH_UP_SQL, [self._synced_at])
+        ids = []
         for row in result.rows:
-            post("exposure", decode_exposure_row(result.columns, row))
+            decoded = decode_exposure_row(result.columns, row)
+            ids.append(str(decoded["exposure_id"]))
+            post("exposure", decoded)
+        if not ids or not _has_causal(self._select):
+            return
+        # their causal verdicts, each with the latest ranking, as the daemon publishes them
+        ranking = _dicts(self._select(CAUSES_SQL, None))
+        for verdict in _dicts(self._select(_CAUSAL_CATCH_UP_SQL, [ids]), ("shares",)):
+            post("causal", {**verdict, "ranking": ranking})
 
     def follow(self, post: Post, stop: threading.Event) -> None:
         """Subscribe and post each message; report loss and recovery of the daemon.

@@ -67,7 +67,7 @@ def _simulate(size: int, case: dict[str, float]) -> np.ndarray:
 def run_ctf_bench(
     *, sizes: list[str], n_cases: int, device: str, shared_data: Path | None
 ) -> dict[str, Any]:
-    """Run the CTF benchmark; returns a JSON-able report."""
+    """Run the CTF benchmark (``n_cases`` simulated cases at each size); a JSON-able report."""
     import torch
 
     from models.ctf_estimation import estimate_ctf
@@ -75,8 +75,7 @@ def run_ctf_bench(
     report: dict[str, Any] = {"bench": "ctf", "device": device, "simulated": [], "real": []}
     for size_name in sizes:
         size = SIZES[size_name]
-        count = n_cases if size <= 1024 else max(1, n_cases // 4)
-        for case in simulated_cases(count):
+        for case in simulated_cases(n_cases):
             image = _simulate(size, case)
             tensor = torch.from_numpy(image).to(device)
             started = time.perf_counter()
@@ -187,6 +186,14 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
             "cases": len(rows),
             "median_abs_defocus_error_angstrom": float(
                 np.median([abs(r["defocus_error_angstrom"]) for r in rows])
+            ),
+            "unsupported": sum(not r["supported"] for r in rows),
+            # supported fits more than 2 % from the true mean defocus: must stay 0
+            "wrong_supported": sum(
+                r["supported"]
+                and abs(r["defocus_error_angstrom"])
+                > 0.01 * (r["defocus_u_angstrom"] + r["defocus_v_angstrom"])
+                for r in rows
             ),
             "max_abs_astigmatism_error_angstrom": max(astig) if astig else None,
             "max_angle_error_deg": max(angles) if angles else None,

@@ -9,6 +9,10 @@
           present; time per micrograph
   tui     the dashboard: time to load a --n (10,000) exposure session, and the event loop's
           latency while 5 exposures per second arrive for 20 s
+  causal  the causal model on sessions drawn from a known graph (interval coverage, dominant
+          cause, ranking, convergence, regime-change delay), its cost per update at 10,000
+          exposures, and the Wiener filter with the model's B-factor against the exposure's own
+          fit on image-simulated sessions (--n exposures at --size px)
   pipeline  the live pipeline end to end on local Ray: exposures per minute (a burst of --n
           movies), latency from a settled file to its committed record (movies at a pace the
           actors keep up with), and resident memory after --memory-n small exposures against
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the bench options."""
     parser.add_argument(
         "what",
-        choices=["motion", "ctf", "pipeline", "tui", "restoration", "picking"],
+        choices=["motion", "ctf", "pipeline", "tui", "restoration", "picking", "causal"],
         help="which benchmark",
     )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -43,7 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes", nargs="+", choices=["1024", "4096"], help="ctf: micrograph sizes (default both)"
     )
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="motion: seeds")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="motion, restoration, picking: seeds (default 0); causal: sessions (default 0-9)",
+    )
     parser.add_argument(
         "--n", type=int, default=None, help="ctf: simulated cases (12); pipeline: movies (20)"
     )
@@ -83,7 +93,17 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError("Unknown case", f"{unknown}; choose from {sorted(CASES)}")
         report = run_motion_bench(
-            cases=cases, seeds=args.seeds, device=args.device, compare=args.compare
+            cases=cases, seeds=args.seeds or [0], device=args.device, compare=args.compare
+        )
+    elif args.what == "causal":
+        from daemon.bench.causal import run_causal_bench
+
+        # --size: the image-simulated sessions of the Wiener comparison (default 1024 -> 512)
+        report = run_causal_bench(
+            seeds=args.seeds or list(range(10)),
+            update_n=10_000,
+            wiener_size=512 if args.size == 1024 else args.size,
+            wiener_n=args.n or 48,
         )
     elif args.what == "tui":
         from daemon.bench.tui import run_tui_bench
@@ -114,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         if unknown := [c for c in cases if c not in bench.CASES]:
             raise InputError("Unknown case", f"{unknown}; choose from {sorted(bench.CASES)}")
         timing = 4096 if args.sizes is None or "4096" in args.sizes else None
-        common = {"cases": cases, "size": args.size, "seeds": args.seeds, "timing_size": timing}
+        seeds = args.seeds or [0]
+        common = {"cases": cases, "size": args.size, "seeds": seeds, "timing_size": timing}
         if args.what == "restoration":
             report = restoration.run_restoration_bench(**common, device=args.device)
         else:

@@ -82,6 +82,33 @@ JSON functions read (``outputs->>'aligned_sum'``). Units are in the column names
 ``labels`` (operators' verdicts on exposures, for the dashboard)
     ``id`` (primary key); ``exposure_id``; ``label`` ('accept' | 'reject'); ``labelled_at``;
     ``labelled_by`` (who gave it).
+
+``causal_inputs`` (one row per done exposure the causal model can read; written with its commit)
+    ``exposure_id`` (primary key); ``seq`` (commit order: the order the model learns in);
+    ``ice_thickness_nm``; ``dose_e_per_a2``; ``total_drift_px``; ``defocus_um``;
+    ``astigmatism_angstrom``; ``image_shift_um`` (from the metadata, or NULL);
+    ``beam_tilt_mrad`` (estimated from the image shift); ``n_particles``;
+    ``fit_resolution_angstrom`` (the outcome); ``ssnr_bfactor_angstrom2`` (the exposure's own
+    spectral-SNR B, the envelope model's outcome, or NULL).
+
+``causal`` (the causal model's verdict on each exposure, when it learned from it)
+    ``exposure_id`` (primary key); ``model_index`` (exposures the model had seen, this one
+    included); ``regime`` (regime changes declared so far); ``regime_change`` (BOOLEAN: declared
+    at this exposure); ``observed_resolution_angstrom``; ``best_resolution_angstrom`` (predicted
+    at the session's best factors); ``predicted_loss_angstrom`` and
+    ``predicted_loss_sd_angstrom`` (the sum of the causes' shares); ``unexplained_angstrom``
+    (observed loss minus predicted); ``dominant_cause`` (NULL when the exposure is as good as
+    the best); ``converged`` (BOOLEAN: every observed weight within its tolerance).
+
+``causal_shares`` (each cause's share of an exposure's lost resolution)
+    ``exposure_id``, ``cause`` (primary key together); ``share_angstrom``; ``sd_angstrom``.
+
+``causal_ranking`` (the session's causes after each update: the model's history)
+    ``model_index``, ``cause`` (primary key together); ``rank`` (1 = costs the most);
+    ``mean_angstrom``, ``sd_angstrom`` (mean share per exposure); ``p_top`` (posterior
+    probability of being the largest); ``weight_mean``, ``weight_sd``, ``tolerance`` (the edge
+    weight, A^2 of d^2 per unit factor); ``observed`` (BOOLEAN: the factor varied);
+    ``converged`` (BOOLEAN); ``advice``; ``exposure_id`` (the update's exposure).
 """
 
 from __future__ import annotations
@@ -255,6 +282,65 @@ CREATE TABLE IF NOT EXISTS labels (
     labelled_by VARCHAR NOT NULL
 )"""
 
+
+CAUSAL_INPUTS_TABLE = """
+CREATE TABLE IF NOT EXISTS causal_inputs (
+    exposure_id VARCHAR PRIMARY KEY,
+    seq BIGINT NOT NULL DEFAULT nextval('causal_seq'),
+    ice_thickness_nm DOUBLE NOT NULL,
+    dose_e_per_a2 DOUBLE NOT NULL,
+    total_drift_px DOUBLE NOT NULL,
+    defocus_um DOUBLE NOT NULL,
+    astigmatism_angstrom DOUBLE NOT NULL,
+    image_shift_um DOUBLE,
+    beam_tilt_mrad DOUBLE NOT NULL,
+    n_particles INTEGER NOT NULL,
+    fit_resolution_angstrom DOUBLE NOT NULL,
+    ssnr_bfactor_angstrom2 DOUBLE
+)"""
+
+CAUSAL_TABLE = """
+CREATE TABLE IF NOT EXISTS causal (
+    exposure_id VARCHAR PRIMARY KEY,
+    model_index INTEGER NOT NULL,
+    regime INTEGER NOT NULL,
+    regime_change BOOLEAN NOT NULL,
+    observed_resolution_angstrom DOUBLE NOT NULL,
+    best_resolution_angstrom DOUBLE NOT NULL,
+    predicted_loss_angstrom DOUBLE NOT NULL,
+    predicted_loss_sd_angstrom DOUBLE NOT NULL,
+    unexplained_angstrom DOUBLE NOT NULL,
+    dominant_cause VARCHAR,
+    converged BOOLEAN NOT NULL
+)"""
+
+CAUSAL_SHARES_TABLE = """
+CREATE TABLE IF NOT EXISTS causal_shares (
+    exposure_id VARCHAR NOT NULL,
+    cause VARCHAR NOT NULL,
+    share_angstrom DOUBLE NOT NULL,
+    sd_angstrom DOUBLE NOT NULL,
+    PRIMARY KEY (exposure_id, cause)
+)"""
+
+CAUSAL_RANKING_TABLE = """
+CREATE TABLE IF NOT EXISTS causal_ranking (
+    model_index INTEGER NOT NULL,
+    cause VARCHAR NOT NULL,
+    rank INTEGER NOT NULL,
+    mean_angstrom DOUBLE NOT NULL,
+    sd_angstrom DOUBLE NOT NULL,
+    p_top DOUBLE NOT NULL,
+    weight_mean DOUBLE NOT NULL,
+    weight_sd DOUBLE NOT NULL,
+    tolerance DOUBLE NOT NULL,
+    observed BOOLEAN NOT NULL,
+    converged BOOLEAN NOT NULL,
+    advice VARCHAR NOT NULL,
+    exposure_id VARCHAR NOT NULL,
+    PRIMARY KEY (model_index, cause)
+)"""
+
 #: Statements that create the schema; each is idempotent (``IF NOT EXISTS``).
 SCHEMA_SQL: tuple[str, ...] = (
     SCHEMA_VERSION_TABLE,
@@ -273,6 +359,11 @@ SCHEMA_SQL: tuple[str, ...] = (
     EVENTS_TABLE,
     "CREATE SEQUENCE IF NOT EXISTS label_id START 1",
     LABELS_TABLE,
+    "CREATE SEQUENCE IF NOT EXISTS causal_seq START 1",
+    CAUSAL_INPUTS_TABLE,
+    CAUSAL_TABLE,
+    CAUSAL_SHARES_TABLE,
+    CAUSAL_RANKING_TABLE,
 )
 
 #: The tables, in the order they are created.
@@ -290,6 +381,10 @@ TABLES: tuple[str, ...] = (
     "quarantine",
     "events",
     "labels",
+    "causal_inputs",
+    "causal",
+    "causal_shares",
+    "causal_ranking",
 )
 
 #: Columns of type JSON per table: decoded when rows are published.

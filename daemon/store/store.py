@@ -26,6 +26,13 @@ import zmq
 
 from daemon.store import schema
 from daemon.store._json import dumps, row_dict
+from daemon.store.causal import (
+    delete_causal,
+    read_inputs,
+    stored_updates,
+    write_inputs,
+    write_update,
+)
 from daemon.store.endpoints import Endpoints, remove_endpoints, write_endpoints
 from daemon.store.errors import StoreError
 from daemon.store.publish import Publisher
@@ -33,7 +40,8 @@ from daemon.store.query import QueryServer
 from daemon.store.summary import COUNTS_SQL
 
 if TYPE_CHECKING:
-    from models.records import ExposureRecord
+    from models.causal import CausalUpdate
+    from models.records import CausalInputs, ExposureRecord
 
 __all__ = ["PendingExposure", "SeenState", "SessionStore"]
 
@@ -451,6 +459,7 @@ class SessionStore:
             # A commit under new parameters replaces the previous commit's rows.
             for table in ("motion", "ctf", "picking", "picks", "flags"):
                 con.execute(f"DELETE FROM {table} WHERE exposure_id = ?", [eid])
+            delete_causal(con, eid)
         motion = record.motion
         if motion is not None:
             patches = motion.patches or (None, None)
@@ -526,6 +535,8 @@ class SessionStore:
                         )
                     ],
                 )
+        if record.causal is not None:
+            write_inputs(con, eid, record.causal)
         for position, flag in enumerate(record.flags):
             con.execute(
                 "INSERT INTO flags VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -600,6 +611,26 @@ class SessionStore:
             event = self._fetch_dict(row, "events")
         if self._publisher is not None:
             self._publisher.publish(b"event", event)
+
+    def commit_causal(self, update: CausalUpdate) -> None:
+        """Store one causal-model update and publish it (topic ``causal``)."""
+        with self._transaction(f"storing the causal update of {update.exposure_id!r}") as con:
+            write_update(con, update)
+        if self._publisher is not None:
+            self._publisher.publish(b"causal", update.to_dict())
+
+    def causal_history(self) -> tuple[list[tuple[str, CausalInputs]], set[str]]:
+        """Stored causal inputs in commit order, and the exposures whose update is stored."""
+        if self._closed:
+            raise StoreError("Session store closed", f"{self._path}: reading causal inputs")
+        try:
+            return read_inputs(self._con), stored_updates(self._con)
+        except duckdb.Error as exc:
+            raise StoreError(
+                "Session database read failed",
+                f"{self._path}: reading the causal inputs failed: {exc}",
+                path=self._path,
+            ) from exc
 
     def add_label(self, exposure_id: str, label: str, by: str = "operator") -> None:
         """Record an operator's verdict (``"accept"`` or ``"reject"``) on an exposure."""

@@ -17,7 +17,14 @@ import duckdb
 
 from daemon.store.query import QueryResult
 
-__all__ = ["COUNTS_SQL", "Distribution", "SessionSummary", "summarize"]
+__all__ = [
+    "CAUSES_SQL",
+    "COUNTS_SQL",
+    "CauseSummary",
+    "Distribution",
+    "SessionSummary",
+    "summarize",
+]
 
 #: Exposures by state and gate status, and the sizes of the other tables (one row).
 COUNTS_SQL = (
@@ -60,6 +67,19 @@ _FLAG_CODES_SQL = (
     "JOIN exposures AS e USING (exposure_id) WHERE e.state = 'done' AND f.severity = ? "
     "GROUP BY f.code ORDER BY n DESC, f.code"
 )
+#: The causal model's latest ranking of the session's causes (most costly first).
+CAUSES_SQL = (
+    "SELECT cause, rank, mean_angstrom, sd_angstrom, p_top, weight_mean, weight_sd, tolerance, "
+    "observed, converged, advice FROM causal_ranking "
+    "WHERE model_index = (SELECT max(model_index) FROM causal_ranking) ORDER BY rank"
+)
+_CAUSAL_SQL = (
+    "SELECT count(*), max(regime), bool_and(converged) FILTER (WHERE model_index = "
+    "(SELECT max(model_index) FROM causal)) FROM causal"
+)
+_HAS_CAUSAL_SQL = (
+    "SELECT count(*) FROM information_schema.tables WHERE table_name = 'causal_ranking'"
+)
 _QUARANTINE_SQL = "SELECT code, count(*) AS n FROM quarantine GROUP BY code ORDER BY n DESC, code"
 
 
@@ -83,6 +103,23 @@ class Distribution:
     median: float | None
     p90: float | None
     max: float | None
+
+
+@dataclass(frozen=True)
+class CauseSummary:
+    """One cause in the causal model's latest ranking (see ``causal_ranking`` in the schema)."""
+
+    cause: str
+    rank: int
+    mean_angstrom: float
+    sd_angstrom: float
+    p_top: float
+    weight_mean: float
+    weight_sd: float
+    tolerance: float
+    observed: bool
+    converged: bool
+    advice: str
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,9 @@ class SessionSummary:
         ``(code, exposures)`` of the gate's fail and warn flags, most frequent first.
     quarantine_reasons
         ``(code, records)`` of the quarantine, most frequent first.
+    causal_exposures, causal_converged, regime_changes, causes
+        The causal model: exposures it learned from, whether every observed weight has
+        converged, regime changes declared, and the causes ranked by mean resolution cost.
     """
 
     session: str
@@ -134,6 +174,10 @@ class SessionSummary:
     failures: tuple[tuple[str, int], ...]
     warnings: tuple[tuple[str, int], ...]
     quarantine_reasons: tuple[tuple[str, int], ...]
+    causal_exposures: int = 0
+    causal_converged: bool = False
+    regime_changes: int = 0
+    causes: tuple[CauseSummary, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: distributions as objects, reason lists as ``{code: count}``."""
@@ -176,7 +220,33 @@ class SessionSummary:
         ):
             text = ", ".join(f"{code} {n}" for code, n in pairs) or "none"
             lines.append(f"{title:<12}{text}")
+        lines.extend(self.describe_causes())
         return "\n".join(lines)
+
+    def describe_causes(self) -> list[str]:
+        """The causal model's lines of :meth:`describe`."""
+        if not self.causal_exposures:
+            return ["causes      none learned (no exposure with a CTF fit resolution and ice)"]
+        state = "converged" if self.causal_converged else "still learning"
+        changes = f", {self.regime_changes} regime change(s)" if self.regime_changes else ""
+        lines = [
+            f"causes      resolution lost per exposure against the session's best "
+            f"({self.causal_exposures} exposures, {state}{changes})"
+        ]
+        width = max((len(c.cause) for c in self.causes), default=0)
+        for c in self.causes:
+            if not c.observed:
+                lines.append(f"  {c.cause:<{width}}  not observed (did not vary)")
+                continue
+            mark = "" if c.converged else "  (uncertain)"
+            lines.append(
+                f"  {c.rank}. {c.cause:<{width}} {c.mean_angstrom:6.2f} +- {c.sd_angstrom:.2f} A"
+                f"  P(top) {c.p_top:.2f}{mark}"
+            )
+        top = next((c for c in self.causes if c.observed), None)
+        if top is not None:
+            lines.append(f"  advice: {top.advice}")
+        return lines
 
 
 def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
@@ -195,6 +265,11 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
     if n_done >= 2 and first is not None and last is not None and last > first:
         rate = (n_done - 1) / ((last - first) / 3600.0)
     distributions = {name: _distribution(rows, expr) for name, expr in _DISTRIBUTIONS.items()}
+    n_causal, regime, converged = 0, 0, False
+    causes: tuple[CauseSummary, ...] = ()
+    if rows(_HAS_CAUSAL_SQL)[0][0]:  # files written before the causal model have no tables
+        n_causal, regime, converged = rows(_CAUSAL_SQL)[0]
+        causes = tuple(CauseSummary(*r) for r in rows(CAUSES_SQL))
     return SessionSummary(
         session=str(names[0][0]) if names else "",
         runs=int(runs),
@@ -211,6 +286,10 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
         failures=tuple((str(c), int(n)) for c, n in rows(_FLAG_CODES_SQL, ["fail"])),
         warnings=tuple((str(c), int(n)) for c, n in rows(_FLAG_CODES_SQL, ["warn"])),
         quarantine_reasons=tuple((str(c), int(n)) for c, n in rows(_QUARANTINE_SQL)),
+        causal_exposures=int(n_causal),
+        causal_converged=bool(converged),
+        regime_changes=int(regime or 0),
+        causes=causes,
         **distributions,
     )
 

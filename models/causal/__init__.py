@@ -9,6 +9,7 @@ from models.causal.attribution import (
     best_factors,
     rank_causes,
 )
+from models.causal.envelope import ENVELOPE_FACTORS, ENVELOPE_PRIORS, EnvelopePrior, envelope_row
 from models.causal.graph import (
     FACTORS,
     OUTCOME,
@@ -17,6 +18,7 @@ from models.causal.graph import (
     design_matrix,
     edge_priors,
 )
+from models.causal.inputs import causal_inputs, image_shift_um, measurements, prior_bfactor
 from models.causal.learn import (
     BayesianLinearModel,
     CausalLearner,
@@ -24,24 +26,37 @@ from models.causal.learn import (
     NigPosterior,
     nig_posterior,
 )
+from models.causal.session import CausalUpdate, CauseShare, RankedCause, SessionCausalModel
 
 __all__ = [
     "ADVICE",
+    "ENVELOPE_FACTORS",
+    "ENVELOPE_PRIORS",
     "FACTORS",
     "OUTCOME",
     "Attribution",
     "BayesianLinearModel",
     "CausalLearner",
+    "CausalUpdate",
     "CauseRank",
+    "CauseShare",
     "ChangeDetector",
+    "EnvelopePrior",
     "FactorSpec",
     "NigPosterior",
+    "RankedCause",
+    "SessionCausalModel",
     "advice",
     "attribute",
     "best_factors",
     "causal_graph",
+    "causal_inputs",
     "design_matrix",
     "edge_priors",
+    "envelope_row",
+    "image_shift_um",
+    "measurements",
     "nig_posterior",
+    "prior_bfactor",
     "rank_causes",
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.causal.graph import FACTORS, design_matrix
+from models.records import CausalInputs
 
 __all__ = ["TRUE_WEIGHTS", "SyntheticSession", "draw_synthetic_session"]
 
@@ -43,6 +44,21 @@ class SyntheticSession:
     y: np.ndarray
     true_weights: np.ndarray
     names: list[str]
+
+    def inputs(self, i: int, *, ssnr_bfactor_angstrom2: float | None = None) -> CausalInputs:
+        """Exposure ``i`` as the pipeline hands it to the model (``d = sqrt(y)``)."""
+        m = {k: float(v[i]) for k, v in self.measurements.items()}
+        return CausalInputs(
+            ice_thickness_nm=m["ice_thickness_nm"],
+            dose_e_per_a2=m["dose_e_per_a2"],
+            total_drift_px=m["total_drift_px"],
+            defocus_um=m["defocus_um"],
+            astigmatism_angstrom=m["astigmatism_angstrom"],
+            beam_tilt_mrad=m["beam_tilt_mrad"],
+            n_particles=int(m["n_particles"]),
+            fit_resolution_angstrom=math.sqrt(max(float(self.y[i]), 1e-6)),
+            ssnr_bfactor_angstrom2=ssnr_bfactor_angstrom2,
+        )
 
 
 def draw_synthetic_session(

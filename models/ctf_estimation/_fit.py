@@ -101,6 +101,52 @@ def amplitude_profile(
     return s[band.ring]
 
 
+def defocus_grid(
+    k_max: float, optics: Optics, *, defocus_min_angstrom: float, defocus_max_angstrom: float
+) -> torch.Tensor:
+    """Defocus candidates (A), a quarter ring apart at ``k_max`` (``pi lam dd k_max^2 = 1/4``)."""
+    step = 0.25 / (math.pi * optics.wavelength_angstrom * k_max * k_max)
+    n_steps = max(2, math.ceil((defocus_max_angstrom - defocus_min_angstrom) / step) + 1)
+    return torch.linspace(defocus_min_angstrom, defocus_max_angstrom, n_steps, dtype=torch.float64)
+
+
+def profile_scores(
+    rings: torch.Tensor,
+    profile: torch.Tensor,
+    optics: Optics,
+    *,
+    n: int,
+    pixel_size_angstrom: float,
+    defoci: torch.Tensor,
+    phase_shift_rad: float = 0.0,
+) -> torch.Tensor:
+    """Normalised correlation of a radial profile with ``-cos 2(chi + w)`` for each defocus.
+
+    ``rings`` are the profile's radial bins (spectrum pixels of an ``n`` box); the model is
+    averaged over four radial sub-samples per bin so that rings finer than a pixel average out
+    instead of aliasing. Returns ``(len(defoci),)`` scores in [-1, 1].
+    """
+    sub = torch.tensor([-0.375, -0.125, 0.125, 0.375], dtype=torch.float64, device=profile.device)
+    k_sub = ((rings.to(torch.float64)[:, None] + sub) / (n * pixel_size_angstrom)).flatten()
+    zeros = torch.zeros_like(k_sub)
+    scores = []
+    for chunk in defoci.to(profile.device).split(512):
+        params = torch.stack(
+            [
+                chunk,
+                torch.zeros_like(chunk),
+                torch.zeros_like(chunk),
+                torch.full_like(chunk, phase_shift_rad),
+            ],
+            -1,
+        )
+        c = -torch.cos(2.0 * phase(k_sub, zeros, zeros, params, optics))
+        c = c.reshape(len(chunk), -1, 4).mean(-1)
+        norm = torch.sqrt((c * c).sum(-1) * (profile * profile).sum(-1)).clamp(min=1e-30)
+        scores.append((c * profile).sum(-1) / norm)
+    return torch.cat(scores)
+
+
 def search_defocus_1d(
     band: Band,
     y: torch.Tensor,
@@ -113,47 +159,32 @@ def search_defocus_1d(
 ) -> tuple[float, float, float]:
     """Best ``(defocus, phase_shift_rad, cc)`` of the rotational average against 1-D models.
 
-    Every candidate is evaluated at once (batched); the model is averaged over four radial
-    sub-samples per ring so that rings finer than a pixel average out instead of aliasing.
+    Every candidate is evaluated at once (batched, :func:`profile_scores`) on the rotational
+    average divided by its running RMS.
     """
     profile, counts = ring_means(band, y)
-    used = counts > 0
-    rings = torch.nonzero(used).flatten()
+    rings = torch.nonzero(counts > 0).flatten()
     prof = profile[rings]
     rms = moving_average(prof * prof, normalise_half_width).clamp(min=1e-30).sqrt()
     prof = prof / rms
-    k_max = float(band.k.max())
-    lam = optics.wavelength_angstrom
-    step = 0.25 / (math.pi * lam * k_max * k_max)
-    n_steps = max(2, math.ceil((defocus_max_angstrom - defocus_min_angstrom) / step) + 1)
-    defoci = torch.linspace(
-        defocus_min_angstrom, defocus_max_angstrom, n_steps, dtype=torch.float64, device=y.device
-    )
-    sub = torch.tensor([-0.375, -0.125, 0.125, 0.375], dtype=torch.float64, device=y.device)
-    k_sub = (
-        (rings.to(torch.float64)[:, None] + sub) / (band.n * band.pixel_size_angstrom)
-    ).flatten()
-    zeros = torch.zeros_like(k_sub)
+    defoci = defocus_grid(
+        float(band.k.max()),
+        optics,
+        defocus_min_angstrom=defocus_min_angstrom,
+        defocus_max_angstrom=defocus_max_angstrom,
+    ).to(y.device)
+    n_steps = defoci.numel()
     best = (float(defoci[0]), 0.0, -2.0)
     for ps in phase_shifts_rad.tolist():
-        scores = []
-        for chunk in defoci.split(512):
-            params = torch.stack(
-                [
-                    chunk,
-                    torch.zeros_like(chunk),
-                    torch.zeros_like(chunk),
-                    torch.full_like(chunk, ps),
-                ],
-                -1,
-            )
-            c = -torch.cos(2.0 * phase(k_sub, zeros, zeros, params, optics))
-            c = c.reshape(len(chunk), -1, 4).mean(-1)
-            cc = (c * prof).sum(-1) / torch.sqrt((c * c).sum(-1) * (prof * prof).sum(-1)).clamp(
-                min=1e-30
-            )
-            scores.append(cc)
-        score = torch.cat(scores)
+        score = profile_scores(
+            rings,
+            prof,
+            optics,
+            n=band.n,
+            pixel_size_angstrom=band.pixel_size_angstrom,
+            defoci=defoci,
+            phase_shift_rad=ps,
+        )
         i = int(torch.argmax(score))
         if float(score[i]) > best[2]:
             d = float(defoci[i])

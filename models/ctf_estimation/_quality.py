@@ -1,4 +1,4 @@
-"""Private: fit resolution (equiphase-averaged local correlation) and ring aliasing."""
+"""Private: fit resolution (equiphase-averaged local correlation), ring aliasing and ambiguity."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ import math
 
 import torch
 
-from models.ctf_estimation._fit import ring_period_px
-from models.ctf_estimation._model import Band, Optics, moving_average, ring_model, ring_sums
+from models.ctf_estimation._fit import defocus_grid, profile_scores, ring_period_px
+from models.ctf_estimation._model import (
+    Band,
+    Optics,
+    moving_average,
+    phase,
+    ring_model,
+    ring_sums,
+)
 
 #: local correlation below which the rings count as no longer supported
 FIT_RESOLUTION_THRESHOLD = 0.5
@@ -114,3 +121,75 @@ def alias_frequency(
     period = ring_period_px(n, k, d_u, optics, pixel_size_angstrom)
     bad = torch.nonzero(period < min_period_px).flatten()
     return None if bad.numel() == 0 else float(k[bad[0]])
+
+
+def ring_periods(defocus_angstrom: float, optics: Optics, k_lo: float, k_hi: float) -> float:
+    """Thon-ring periods (zeros of ``sin(chi + w)``) between two frequencies (1/A), isotropic."""
+    if k_hi <= k_lo:
+        return 0.0
+    k = torch.tensor([k_lo, k_hi], dtype=torch.float64)
+    params = torch.tensor([[defocus_angstrom, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    zeros = torch.zeros_like(k)
+    chi = phase(k, zeros, zeros, params, optics)[0]
+    return float(chi[1] - chi[0]) / math.pi
+
+
+def competing_defocus(
+    band: Band,
+    y: torch.Tensor,
+    params: torch.Tensor,
+    optics: Optics,
+    *,
+    k_lo: float,
+    k_hi: float,
+    defocus_min_angstrom: float,
+    defocus_max_angstrom: float,
+    separation_angstrom: float,
+    normalise_half_width: int,
+) -> tuple[float, float, float] | None:
+    """The fit's score and the best competing defocus and its score: ``(s_fit, d, s)``.
+
+    The spectrum between ``k_lo`` and ``k_hi`` is averaged along lines of equal CTF phase at the
+    fitted astigmatism, divided by its running RMS (each ring counts alike) and correlated
+    with 1-D models over the search range (:func:`profile_scores`). ``s_fit`` is the best
+    score within ``separation_angstrom`` of the fitted mean defocus; the competitor is the
+    highest local maximum further away (None when there is none, or no profile).
+    """
+    radius = equiphase_radius_px(band, params, optics)
+    keep = torch.isfinite(radius) & (band.k >= k_lo) & (band.k <= k_hi)
+    if int(keep.sum()) == 0:
+        return None
+    bins = torch.round(radius[keep]).long()
+    n_bins = int(bins.max().item()) + 1
+    counts = ring_sums(torch.ones_like(y[keep]), bins, n_bins)
+    sums = ring_sums(y[keep], bins, n_bins)
+    rings = torch.nonzero(counts > 0).flatten()
+    if rings.numel() < 4:
+        return None
+    prof = sums[rings] / counts[rings]
+    prof = prof / moving_average(prof * prof, normalise_half_width).clamp(min=1e-30).sqrt()
+    defoci = defocus_grid(
+        k_hi,
+        optics,
+        defocus_min_angstrom=defocus_min_angstrom,
+        defocus_max_angstrom=defocus_max_angstrom,
+    ).to(y.device)
+    scores = profile_scores(
+        rings,
+        prof,
+        optics,
+        n=band.n,
+        pixel_size_angstrom=band.pixel_size_angstrom,
+        defoci=defoci,
+        phase_shift_rad=float(params[3]),
+    )
+    near = (defoci - float(params[0])).abs() <= separation_angstrom
+    if not bool(near.any()):
+        return None
+    s_fit = float(scores[near].max())
+    padded = torch.cat([scores.new_full((1,), -2.0), scores, scores.new_full((1,), -2.0)])
+    peak = (scores >= padded[:-2]) & (scores >= padded[2:]) & ~near
+    if not bool(peak.any()):
+        return None
+    i = int(torch.argmax(torch.where(peak, scores, scores.new_full((), -2.0))))
+    return s_fit, float(defoci[i]), float(scores[i])

@@ -26,7 +26,12 @@ from models.ctf_estimation._model import (
     ring_model,
     window_attenuation,
 )
-from models.ctf_estimation._quality import alias_frequency, fit_resolution
+from models.ctf_estimation._quality import (
+    alias_frequency,
+    competing_defocus,
+    fit_resolution,
+    ring_periods,
+)
 from models.ctf_estimation.ice import IceFit, estimate_ice_thickness
 from models.ctf_estimation.result import CtfEstimate
 from models.ctf_estimation.spectrum import looks_like_power_spectrum, power_spectrum, tile_window
@@ -37,6 +42,12 @@ __all__ = ["estimate_ctf"]
 #: figure of merit below which a fit is not supported, and the z-score floor for small bands
 MIN_FIGURE_OF_MERIT = 0.05
 MIN_FIT_Z = 10.0
+#: a supported fit needs this many Thon-ring periods between the refinement's first frequency
+#: and the fit resolution, and no defocus further than ``max(2 %, a quarter ring at the fit
+#: resolution)`` away whose score (equiphase-averaged, RMS-normalised profile of that band)
+#: reaches this fraction of the fit's
+MIN_RING_PERIODS = 3.0
+MAX_COMPETITOR_RATIO = 0.7
 #: ``box_px="auto"``: the first pass's tile, and the largest lag of the fit band (the Thon
 #: rings' real-space period at the high-resolution limit) as a fraction of the tile
 AUTO_FIRST_BOX_PX = 512
@@ -76,6 +87,15 @@ def estimate_ctf(
     apoferritin-like shell in 60 nm of ice) biases the mean defocus low: -42 A on average at
     3 um on 4096^2 simulations when the refinement started at the first zero (24 A), -5 A
     from 20 A.
+
+    Support: besides a low figure of merit, unsupported Thon rings and aliasing, a fit is not
+    supported when the defocus is not uniquely determined: fewer than
+    :data:`MIN_RING_PERIODS` ring periods between the refinement's first frequency and the fit
+    resolution, or another defocus (a local maximum further than ``max(2 %, a quarter ring at
+    the fit resolution)``) scoring at least :data:`MAX_COMPETITOR_RATIO` of the fit on that
+    band. A single 150 e/A^2 frame, damaged at its mid-frame dose, keeps rings only to ~12 A;
+    the curvature sigma (~40 A) then says nothing of fits 500-12,000 A off, which these checks
+    flag.
 
     Uncertainties: the defocus, astigmatism, angle and phase sigmas come from the curvature of
     the least-squares objective, ``sigma^2 (J^T J)^-1`` with ``sigma^2`` the measured residual
@@ -222,6 +242,7 @@ def estimate_ctf(
         max_half_astigmatism_angstrom=max_half,
     )
     fit = None
+    k_ref = k_min
     for _ in range(2):
         background = _model_background(full, params, optics)
         y_full = full.values / background - 1.0
@@ -254,6 +275,35 @@ def estimate_ctf(
         supported = False
         warnings.append("the Thon rings are not supported beyond the low-resolution limit")
     k_used = min(k_fit if k_fit is not None else k_min, k_max)
+    d_fit = float(params[0])
+    periods = ring_periods(d_fit, optics, k_ref, k_used)
+    separation = max(0.02 * d_fit, 0.5 / (optics.wavelength_angstrom * k_used * k_used))
+    comp = competing_defocus(
+        full,
+        y_full,
+        params,
+        optics,
+        k_lo=k_ref,
+        k_hi=k_used,
+        defocus_min_angstrom=defocus_min_um * ANGSTROM_PER_UM,
+        defocus_max_angstrom=defocus_max_um * ANGSTROM_PER_UM,
+        separation_angstrom=separation,
+        normalise_half_width=box_half,
+    )
+    if periods < MIN_RING_PERIODS:
+        supported = False
+        warnings.append(
+            f"the refined band from {1 / k_ref:.1f} A to the fit resolution "
+            f"{1 / k_used:.1f} A spans {max(periods, 0.0):.1f} Thon-ring periods at "
+            f"{d_fit:.0f} A (needs >= {MIN_RING_PERIODS:g}): too few to determine the defocus"
+        )
+    if comp is not None and comp[2] > MAX_COMPETITOR_RATIO * comp[0]:
+        supported = False
+        warnings.append(
+            f"ambiguous defocus: {comp[1]:.0f} A scores {comp[2]:.2f} against {comp[0]:.2f} "
+            f"at the fitted {d_fit:.0f} A (needs < {MAX_COMPETITOR_RATIO:g} of it) on the "
+            f"rings from {1 / k_ref:.1f} to {1 / k_used:.1f} A"
+        )
     if k_alias is not None and k_alias <= k_used:
         msg = (
             f"Thon rings alias (period < 2 spectrum px) beyond {1 / k_alias:.1f} A "

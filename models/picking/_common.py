@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models.picking._threshold import auto_threshold, otsu_threshold
+
 #: the pickers work on a grid where the particle radius spans about this many pixels
 WORKING_RADIUS_PX = 10.0
-#: ``threshold="auto"`` splits the peaks above this score in two (Otsu) and keeps the upper
+#: ``threshold="auto"`` chooses its cut among the peaks above this score
 AUTO_FLOOR = -2.0
 
 
@@ -49,14 +51,20 @@ def cycles_grid(shape: tuple[int, int], device: torch.device | str) -> torch.Ten
     return ky[:, None] ** 2 + kx[None, :] ** 2
 
 
-def robust_z(response: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``(r - median) / (1.4826 MAD)`` over the ``valid`` pixels."""
+def robust_location_scale(response: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:
+    """``(median, 1.4826 MAD)`` of ``response`` over the ``valid`` pixels."""
     values = response[valid]
     if values.numel() > 1_000_000:  # a strided sample is plenty for two quantiles
         values = values[:: values.numel() // 1_000_000 + 1]
     median = values.median()
     mad = (values - median).abs().median() * 1.4826
     scale = mad if mad > 0 else values.std().clamp(min=1e-12)
+    return float(median), float(scale)
+
+
+def robust_z(response: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``(r - median) / (1.4826 MAD)`` over the ``valid`` pixels."""
+    median, scale = robust_location_scale(response, valid)
     return (response - median) / scale
 
 
@@ -68,22 +76,6 @@ def interior(shape: tuple[int, int], edge_px: float, device: torch.device | str)
     return (ys >= edge_px) & (ys <= h - 1 - edge_px) & (xs >= edge_px) & (xs <= w - 1 - edge_px)
 
 
-def otsu_threshold(scores: torch.Tensor) -> float:
-    """The split of ``scores`` that maximises the between-class variance (Otsu 1979)."""
-    values = torch.sort(scores.to(torch.float64)).values
-    n = values.numel()
-    if n < 2:
-        return float(values[0]) - 1.0 if n else 0.0
-    counts = torch.arange(1, n, dtype=torch.float64, device=values.device)
-    cumulative = torch.cumsum(values, 0)[:-1]
-    total = values.sum()
-    mean_low = cumulative / counts
-    mean_high = (total - cumulative) / (n - counts)
-    between = counts * (n - counts) * (mean_high - mean_low) ** 2
-    i = int(torch.argmax(between))
-    return float(0.5 * (values[i] + values[i + 1]))
-
-
 def find_peaks(
     z: torch.Tensor,
     *,
@@ -91,12 +83,16 @@ def find_peaks(
     min_distance_px: float,
     valid: torch.Tensor,
     max_picks: int | None,
+    noise_floor: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Local maxima of ``z`` above ``threshold``, at least ``min_distance_px`` apart.
 
-    Candidates are the strict local maxima of their 3 x 3 neighbourhood; a greedy pass in
-    order of decreasing score keeps a candidate unless one already kept lies closer than
-    ``min_distance_px`` (Euclidean). Returns ``(yx, scores)``, best first.
+    Candidates are the local maxima of their 3 x 3 neighbourhood; a greedy pass in order of
+    decreasing score keeps a candidate unless one already kept lies closer than
+    ``min_distance_px`` (Euclidean). ``threshold="auto"`` cuts the kept peaks by
+    :func:`~models.picking._threshold.auto_threshold` with ``noise_floor`` (in units of
+    ``z``) as its fallback; without a noise floor, at Otsu's split of the scores (never below
+    0), which suits sparse micrographs only. Returns ``(yx, scores)``, best first.
     """
     if min_distance_px <= 0:
         raise ValueError(f"min_distance_px must be positive, got {min_distance_px}")
@@ -112,7 +108,10 @@ def find_peaks(
     if isinstance(threshold, str):
         if threshold != "auto":
             raise ValueError(f'threshold must be a number or "auto", got {threshold!r}')
-        cut = max(0.0, otsu_threshold(scores)) if scores.numel() else 0.0
+        if noise_floor is None:
+            cut = max(0.0, otsu_threshold(scores)) if scores.numel() else 0.0
+        else:
+            cut = auto_threshold(scores, noise_floor=noise_floor)
         yx, scores = yx[scores > cut], scores[scores > cut]
     if max_picks is not None:
         yx, scores = yx[:max_picks], scores[:max_picks]

@@ -134,8 +134,11 @@ def pick_template(
 
     ``templates`` ``(T, b, b)`` are at ``pixel_size_angstrom`` (e.g. from
     :func:`project_templates`), particle bright. Both are binned to the working grid, the best
-    NCC over templates is scored as a robust z (so that ``threshold`` means what it does in
-    :func:`pick_blobs`), and peaks are kept as there. Returns :class:`Picks` in input pixels.
+    NCC over templates is scored as a robust z (so that a numeric ``threshold`` means what it
+    does in :func:`pick_blobs`), and peaks are kept as there, except that ``"auto"`` is
+    Otsu's split of the peak scores (never below 0): there is no noise estimate for the NCC
+    to fall back on, so crowded micrographs, where every peak is a particle, lose some.
+    Returns :class:`Picks` in input pixels.
     """
     check_image(image)
     if templates.ndim != 3:

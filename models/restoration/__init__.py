@@ -20,7 +20,7 @@ from models.restoration.frc import (
     ring_frequencies_per_angstrom,
 )
 from models.restoration.parameters import CtfKwargs, CtfParameters
-from models.restoration.ssnr import SpectralSnr, spectral_snr_from_fit
+from models.restoration.ssnr import SpectralSnr, spectral_snr_from_fit, with_bfactor
 
 __all__ = [
     "CtfKwargs",
@@ -35,4 +35,5 @@ __all__ = [
     "spectral_snr_from_fit",
     "ssnr_on_grid",
     "wiener_filter",
+    "with_bfactor",
 ]

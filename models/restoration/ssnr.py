@@ -36,7 +36,7 @@ import torch
 from models.restoration._radial import ring_index, ring_mean
 from models.restoration.ctf_correction import ctf_on_image_grid
 
-__all__ = ["SpectralSnr", "spectral_snr_from_fit"]
+__all__ = ["SpectralSnr", "spectral_snr_from_fit", "with_bfactor"]
 
 _B_GRID_ANGSTROM2 = np.concatenate([[0.0], np.geomspace(5.0, 8000.0, 70)])
 
@@ -171,28 +171,54 @@ def spectral_snr_from_fit(
     b_grid = _B_GRID_ANGSTROM2 if bfactor_angstrom2 is None else np.array([bfactor_angstrom2])
     best: tuple[float, float, float, float, float] | None = None
     for b in b_grid:
-        envelope = np.exp(-0.5 * b * kb * kb) * cb
-        if noise_variance is None:
-            design = np.stack([np.ones_like(kb), kb * kb, envelope], axis=1)
-            target = pb
-        else:
-            design = envelope[:, None]
-            target = pb - noise_variance
-        coef, *_ = np.linalg.lstsq(design * weight[:, None], target * weight, rcond=None)
-        if noise_variance is None:
-            n0, n2, s0 = (float(c) for c in coef)
-        else:
-            n0, n2, s0 = noise_variance, 0.0, float(coef[0])
-        if s0 <= 0 or n0 <= 0:
-            continue
-        residual = float(np.sum(((design @ coef - target) * weight) ** 2))
-        if best is None or residual < best[0]:
-            best = (residual, float(b), n0, n2, s0)
+        fit = _fit_linear(kb, pb, cb, weight, float(b), noise_variance)
+        if fit is not None and (best is None or fit[0] < best[0]):
+            best = fit
     if best is None:
         # no positive signal anywhere: an SSNR of zero (the Wiener filter returns the mean)
         n0 = float(np.median(pb)) if noise_variance is None else noise_variance
         best = (math.inf, float(b_grid[0]), n0, 0.0, 0.0)
     _, b, n0, n2, s0 = best
+    return _result(k, p_ring, c_ring, (k_lo, k_hi), b, n0, n2, s0)
+
+
+def _fit_linear(
+    kb: np.ndarray,
+    pb: np.ndarray,
+    cb: np.ndarray,
+    weight: np.ndarray,
+    b: float,
+    noise_variance: float | None,
+) -> tuple[float, float, float, float, float] | None:
+    """``(residual, B, n0, n2, S0)`` of the linear fit at one ``B``; None without signal."""
+    envelope = np.exp(-0.5 * b * kb * kb) * cb
+    if noise_variance is None:
+        design = np.stack([np.ones_like(kb), kb * kb, envelope], axis=1)
+        target = pb
+    else:
+        design = envelope[:, None]
+        target = pb - noise_variance
+    coef, *_ = np.linalg.lstsq(design * weight[:, None], target * weight, rcond=None)
+    if noise_variance is None:
+        n0, n2, s0 = (float(c) for c in coef)
+    else:
+        n0, n2, s0 = noise_variance, 0.0, float(coef[0])
+    if s0 <= 0 or n0 <= 0:
+        return None
+    residual = float(np.sum(((design @ coef - target) * weight) ** 2))
+    return residual, b, n0, n2, s0
+
+
+def _result(
+    k: np.ndarray,
+    p_ring: np.ndarray,
+    c_ring: np.ndarray,
+    band: tuple[float, float],
+    b: float,
+    n0: float,
+    n2: float,
+    s0: float,
+) -> SpectralSnr:
     fitted = n0 + n2 * k * k + s0 * np.exp(-0.5 * b * k * k) * c_ring
     return SpectralSnr(
         signal_s0=s0,
@@ -203,5 +229,28 @@ def spectral_snr_from_fit(
         measured_power=p_ring,
         ctf2=c_ring,
         fitted_power=fitted,
-        fit_band_per_angstrom=(k_lo, k_hi),
+        fit_band_per_angstrom=band,
     )
+
+
+def with_bfactor(
+    ssnr: SpectralSnr, bfactor_angstrom2: float, *, noise_variance: float | None = None
+) -> SpectralSnr:
+    """The same fit with ``B`` given (e.g. the causal model's): only the linear part is refitted.
+
+    Reuses the ring averages of ``ssnr``, so it costs no Fourier transform; ``noise_variance``
+    as in :func:`spectral_snr_from_fit`. Where no positive signal fits at that ``B``, ``ssnr``
+    is returned unchanged.
+    """
+    if not bfactor_angstrom2 >= 0:
+        raise ValueError(f"bfactor_angstrom2 must be >= 0, got {bfactor_angstrom2}")
+    k = ssnr.frequency_per_angstrom
+    k_lo, k_hi = ssnr.fit_band_per_angstrom
+    p_ring, c_ring = ssnr.measured_power, ssnr.ctf2
+    band = (k >= k_lo) & (k <= k_hi) & (p_ring > 0)
+    kb, pb, cb = k[band], p_ring[band], c_ring[band]
+    fit = _fit_linear(kb, pb, cb, 1.0 / (pb * kb), float(bfactor_angstrom2), noise_variance)
+    if fit is None:
+        return ssnr
+    _, b, n0, n2, s0 = fit
+    return _result(k, p_ring, c_ring, ssnr.fit_band_per_angstrom, b, n0, n2, s0)

@@ -304,3 +304,43 @@ def test_missing_dose_is_measured_from_the_counts_and_warned(settings, small, tm
     flag = next(f for f in record.flags if f.code == "dose_unknown")
     assert flag.severity == "warn" and "measured from the counts" in flag.message
     assert record.dose_e_per_a2 == pytest.approx(DOSE, rel=0.03)
+
+
+def test_causal_inputs_are_recorded_and_the_envelope_prior_raises_a_low_fit(
+    settings: Settings, movie: tuple[SimulatedExposure, np.ndarray], good, tmp_path: Path
+) -> None:
+    from models.causal import ENVELOPE_FACTORS, EnvelopePrior
+
+    record, _ = good
+    assert record.causal is not None and record.ctf is not None and record.restoration is not None
+    assert record.causal.fit_resolution_angstrom == record.ctf.fit_resolution_angstrom
+    assert record.causal.ice_thickness_nm == record.ctf.ice_thickness_nm
+    assert record.causal.n_particles == record.picking.n_particles  # type: ignore[union-attr]
+    own = record.restoration.bfactor_fit_angstrom2
+    assert record.causal.ssnr_bfactor_angstrom2 == own
+    assert record.restoration.ssnr_source == "fit"
+    assert record.restoration.bfactor_used_angstrom2 == own
+    # a session whose exposures with these factors all had B near own + 1000: the fit is raised
+    # to the model's lower bound, B - 2 * residual sd (the weights' sd is zero here)
+    p = len(ENVELOPE_FACTORS)
+    prior = EnvelopePrior(
+        names=ENVELOPE_FACTORS,
+        mean=(own + 1000.0,) + (0.0,) * (p - 1),
+        cov=tuple((0.0,) * p for _ in range(p)),
+        residual_sd=10.0,
+        n_exposures=50,
+    )
+    sim, gain = movie
+    worker = ExposureWorker(
+        settings, output_dir=tmp_path, calibration=DetectorCalibration(gain=gain), device="cpu"
+    )
+    worker.set_restoration_prior(prior)
+    again = worker.process(
+        sim.frames, exposure_id="exposure", movie_path="exposure.tiff", metadata=_metadata()
+    )
+    restoration = again.restoration
+    assert restoration is not None and restoration.ssnr_source == "causal_prior"
+    assert restoration.bfactor_fit_angstrom2 == pytest.approx(own)
+    assert restoration.bfactor_used_angstrom2 == pytest.approx(own + 1000.0 - 20.0)
+    assert restoration.prior_bfactor_low_angstrom2 == pytest.approx(own + 980.0)
+    assert restoration.prior_n_exposures == 50

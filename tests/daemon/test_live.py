@@ -130,6 +130,19 @@ def test_watched_folder_is_processed_once_and_bad_movies_are_quarantined(
         }
         quarantine = db.execute("SELECT exposure_id, code, reason FROM quarantine").fetchall()
         results = db.execute("SELECT count(*) FROM results").fetchone()
+        causal_inputs = db.execute(
+            "SELECT exposure_id, ice_thickness_nm, fit_resolution_angstrom, beam_tilt_mrad "
+            "FROM causal_inputs ORDER BY seq"
+        ).fetchall()
+        causal = db.execute(
+            "SELECT exposure_id, model_index, observed_resolution_angstrom, "
+            "best_resolution_angstrom, predicted_loss_angstrom, unexplained_angstrom, "
+            "(SELECT sum(share_angstrom) FROM causal_shares AS s "
+            "WHERE s.exposure_id = c.exposure_id) FROM causal AS c ORDER BY model_index"
+        ).fetchall()
+        ranking = db.execute(
+            "SELECT count(DISTINCT model_index), count(DISTINCT cause) FROM causal_ranking"
+        ).fetchone()
     # every good movie once, on its first attempt, with the CTF of its truth
     assert sorted(row[0] for row in done) == sorted(t["exposure_id"] for t in truth)
     assert all(row[1] == 1 for row in done)
@@ -141,6 +154,19 @@ def test_watched_folder_is_processed_once_and_bad_movies_are_quarantined(
         found = sum(ctf[t["exposure_id"]]) / 2
         true = (t["defocus_u_angstrom"] + t["defocus_v_angstrom"]) / 2
         assert abs(found - true) < 0.03 * true, (t["exposure_id"], found, true)
+    # the causal-prior actor learned from every usable exposure, in commit order, and its
+    # shares plus the unexplained rest add up to each exposure's loss against the best
+    usable = {t["exposure_id"] for t in truth}
+    assert {row[0] for row in causal_inputs} == usable
+    assert all(row[1] > 0 and row[2] > 0 for row in causal_inputs)
+    # beam tilt from the EPU metadata's image shift (the first shot in a hole has none)
+    assert all(row[3] >= 0 for row in causal_inputs) and any(row[3] > 0 for row in causal_inputs)
+    assert [row[0] for row in causal] == [row[0] for row in causal_inputs]
+    assert [row[1] for row in causal] == [1, 2, 3]
+    for _, _, observed, best, predicted, unexplained, share_sum in causal:
+        assert share_sum == pytest.approx(predicted, abs=1e-9)
+        assert predicted + unexplained == pytest.approx(observed - best, abs=1e-9)
+    assert ranking == (3, 7)  # the history: the ranking as it stood after each update
     # every bad movie quarantined with a reason that names it; the session went on
     by_id = {row[0]: row for row in quarantine}
     assert set(by_id) == set(expected_bad), quarantine
@@ -156,6 +182,9 @@ def test_watched_folder_is_processed_once_and_bad_movies_are_quarantined(
     # the PUB socket published every committed exposure
     published = {row["exposure_id"] for row in received if row.get("topic") == "exposure"}
     assert published == {t["exposure_id"] for t in truth} | {"nan"}
+    causal_published = [row for row in received if row.get("topic") == "causal"]
+    assert [row["exposure_id"] for row in causal_published] == [row[0] for row in causal]
+    assert len(causal_published[-1]["ranking"]) == 7
 
     # a restart on the same folder: nothing is redone, nothing is lost
     again = Recorder()
@@ -166,6 +195,7 @@ def test_watched_folder_is_processed_once_and_bad_movies_are_quarantined(
     with _db(paths) as db:
         assert db.execute("SELECT count(*) FROM results").fetchone() == (4,)
         assert db.execute("SELECT max(attempts) FROM exposures").fetchone() == (1,)
+        assert db.execute("SELECT count(*), max(model_index) FROM causal").fetchone() == (3, 3)
 
 
 def _subscribe(endpoint: str, received: list[dict[str, Any]]) -> threading.Thread:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from tui.app import Dashboard
@@ -35,3 +37,11 @@ async def press(pilot: Pilot[None], *keys: str) -> None:
     """Press keys, then :func:`settle`."""
     await pilot.press(*keys)
     await settle(pilot)
+
+
+def shown_text(widget: Widget) -> str:
+    """The text a (non-container) widget draws at its current size, lines joined by newlines."""
+    width, height = widget.size
+    return "\n".join(
+        strip.text.rstrip() for strip in widget.render_lines(Region(0, 0, width, height))
+    )

@@ -1,9 +1,18 @@
-"""A deterministic recorded session for the dashboard's tests: fixed times, fixed pictures."""
+"""A deterministic recorded session for the dashboard's tests: fixed times, fixed pictures, and
+the causal model's verdicts learned from the exposures by the daemon's own model.
+
+The CTF fit resolution follows ``d**2 = 12 + 0.3 (ice - 35) + 0.12 drift + 1.5 (defocus - 1.18)``
+(A^2, nm, px, um) with a small deterministic wobble: ice varies from the start and two squares
+at the end are thick (150 and 190 nm), so ice thickness is the cause that costs the most; dose,
+astigmatism and beam tilt do not vary (not observed).
+"""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +20,8 @@ import numpy as np
 
 from daemon.formats.png import write_png
 from daemon.store import SessionStore
+from models.causal import SessionCausalModel
+from models.records import CausalInputs
 from tests.daemon.store._records import fail_flag, make_record, warn_flag
 from tui.source import RecordedSource, Snapshot
 
@@ -46,19 +57,19 @@ ALERTS: list[dict[str, Any]] = [
         "id": 1,
         "logged_at": "2024-05-01T09:15:00",
         "kind": "alert",
-        "message": "Ice thickening: 42 -> 88 nm over the last 20 exposures",
+        "message": "Ice thickening: 59 -> 190 nm over the last 3 exposures",
         "data": {
             "code": "ice_trend",
             "severity": "warn",
             "advice": "Move to a square with thinner ice (brighter in the atlas).",
-            "exposure_id": "FoilHole_3001_Data_0020",
+            "exposure_id": "FoilHole_3001_Data_0024",
         },
     },
     {
         "id": 2,
         "logged_at": "2024-05-01T09:20:00",
         "kind": "alert",
-        "message": "CTF fit resolution worse than 6 A on 3 of the last 5",
+        "message": "CTF fit resolution worse than 6 A on 2 of the last 5",
         "data": {
             "code": "fit_resolution_falling",
             "severity": "fail",
@@ -88,17 +99,41 @@ def picture(size: int, seed: int, rings: bool) -> np.ndarray:
     return (255 * (image - image.min()) / (np.ptp(image) or 1)).astype(np.uint8)
 
 
+def causal_inputs(i: int) -> CausalInputs:
+    """The ``i``-th exposure's factors and CTF fit resolution (see the module docstring)."""
+    ice = 35.0 + 8.0 * ((3 * i) % 5)
+    if i in (22, 23):
+        ice = (150.0, 190.0)[i - 22]
+    drift = 41.0 if i == 12 else 3.0 + (i % 5)
+    defocus = 1.18 + 0.04 * (i % 6)
+    d2 = 12.0 + 0.3 * (ice - 35.0) + 0.12 * drift + 1.5 * (defocus - 1.18) + 0.3 * math.sin(1.7 * i)
+    return CausalInputs(
+        ice_thickness_nm=ice,
+        dose_e_per_a2=40.0,
+        total_drift_px=drift,
+        defocus_um=defocus,
+        astigmatism_angstrom=400.0,
+        beam_tilt_mrad=0.0,
+        n_particles=150 + 10 * (i % 4),
+        fit_resolution_angstrom=round(math.sqrt(d2), 2),
+    )
+
+
 def _store_rows(folder: Path) -> list[dict[str, Any]]:
-    """Rows committed through a real SessionStore (the published shape), in order seen."""
+    """Rows committed through a real SessionStore (the published shape), in order seen; each
+    done exposure's causal update is stored too."""
     rows = []
+    # a ranking after every exposure, so that the last one covers them all
+    model = SessionCausalModel(ranking_every=1)
     with SessionStore(folder / "recorded.duckdb") as store:
         for i in range(N_EXPOSURES):
             eid = exposure_id(i)
             flags = []
             status = "pass"
-            ice = 40.0 + (max(0, i - 14) * 6.0)
-            drift = 3.0 + (i % 5)
-            resolution: float | None = 3.6 + 0.05 * i
+            inputs = causal_inputs(i)
+            ice = inputs.ice_thickness_nm
+            drift = inputs.total_drift_px
+            resolution = inputs.fit_resolution_angstrom
             if i in (6, 19):
                 status = "warn"
                 flags = [warn_flag("drift_early")]
@@ -106,10 +141,10 @@ def _store_rows(folder: Path) -> list[dict[str, Any]]:
                 status = "warn"
                 flags = [warn_flag("astigmatism_high")]
             if i == 12:
-                status, drift = "fail", 41.0
-                flags = [fail_flag("drift_high", 41.0, 30.0)]
+                status = "fail"
+                flags = [fail_flag("drift_high", drift, 30.0)]
             if i in (22, 23):
-                status, ice, resolution = "fail", 88.0 + i - 22, 7.5 + i - 22
+                status = "fail"
                 flags = [fail_flag("ice_thick", ice, 80.0), warn_flag("fit_resolution_low")]
             outputs = {
                 "aligned_sum": f"out/micrographs/{eid}.mrc",
@@ -126,8 +161,9 @@ def _store_rows(folder: Path) -> list[dict[str, Any]]:
                 total_drift_px=drift,
                 flags=flags,
                 outputs=outputs,
-            )
+            ).model_copy(update={"causal": inputs})
             store.commit_exposure(record, params_hash="h")
+            store.commit_causal(model.observe(eid, inputs))
             row = store.exposure_row(eid)
             assert row is not None
             rows.append(row)
@@ -150,12 +186,35 @@ def _store_rows(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def live_causal_update(drift_px: float = 45.0) -> dict[str, Any]:
+    """The ``causal`` message the daemon would publish next: the model replayed over the
+    recorded exposures, then the pending one (``exposure_id(N_EXPOSURES)``) learned with
+    ``drift_px`` of drift; JSON round-tripped as on the wire."""
+    model = SessionCausalModel(ranking_every=1)
+    for i in range(N_EXPOSURES):
+        model.observe(exposure_id(i), causal_inputs(i))
+    base = causal_inputs(N_EXPOSURES)
+    d2 = base.fit_resolution_angstrom**2 + 0.12 * (drift_px - base.total_drift_px)
+    inputs = base.model_copy(
+        update={"total_drift_px": drift_px, "fit_resolution_angstrom": round(math.sqrt(d2), 2)}
+    )
+    update = model.observe(exposure_id(N_EXPOSURES), inputs)
+    return dict(json.loads(json.dumps(update.to_dict())))
+
+
 def recorded_snapshot(folder: Path) -> Snapshot:
-    """The recorded session (24 done, 1 seen; 2 alerts; 2 labels)."""
+    """The recorded session (24 done, 1 seen; 2 alerts; 2 labels; 24 causal verdicts)."""
     rows = _store_rows(folder)
+    # the causal model's rows as the dashboard reads them from the file
+    recorded = RecordedSource.open(folder / "recorded.duckdb").history()
     labels = {exposure_id(3): "accept", exposure_id(12): "reject"}
     return Snapshot(
-        rows=rows, alerts=copy.deepcopy(ALERTS), labels=labels, status=copy.deepcopy(STATUS)
+        rows=rows,
+        alerts=copy.deepcopy(ALERTS),
+        labels=labels,
+        status=copy.deepcopy(STATUS),
+        causes=recorded.causes,
+        causal=recorded.causal,
     )
 
 

@@ -1,5 +1,5 @@
-"""The dashboard on a running session: a reject reaches the database; losing the daemon and
-finding it again is shown."""
+"""The dashboard on a running session: a reject reaches the database; the causal model's updates
+reach the causes panel; losing the daemon and finding it again is shown."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import zmq
 from config import TuiSettings
 from daemon.control import ControlServer, new_token
 from daemon.store import SessionStore, query_endpoint
+from models.causal import SessionCausalModel
+from models.records import CausalInputs
 from tests.daemon.store._records import fail_flag, make_record
-from tests.tui._pilot import press, settle
+from tests.tui._pilot import press, settle, shown_text
 from tui import LiveSource, make_app
 from tui.app import Dashboard
 
@@ -115,6 +117,97 @@ def test_reject_reaches_the_database(tmp_path: Path) -> None:
     finally:
         server.close()
         store.close()
+
+
+def _inputs(i: int) -> CausalInputs:
+    """Exposure ``i``'s factors: ice thickens, and resolution with it."""
+    ice = 30.0 + 10.0 * i
+    return CausalInputs(
+        ice_thickness_nm=ice,
+        dose_e_per_a2=40.0,
+        total_drift_px=3.0 + i % 2,
+        defocus_um=1.2,
+        astigmatism_angstrom=300.0,
+        n_particles=200,
+        fit_resolution_angstrom=round((12.0 + 0.3 * (ice - 30.0)) ** 0.5, 2),
+    )
+
+
+def test_causal_updates_reach_the_panel(tmp_path: Path) -> None:
+    store = _store(tmp_path / "causal.duckdb")
+    assert store.publish_endpoint is not None and store.query_endpoint is not None
+    source = LiveSource(publish=store.publish_endpoint, query=store.query_endpoint, name="live")
+    model = SessionCausalModel(ranking_every=1)
+
+    async def session_loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            store.publish(b"status", _STATUS)
+            await asyncio.sleep(0.1)
+
+    async def until(condition: Any, what: str) -> None:
+        for _ in range(250):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"never happened: {what}")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        loop_task = asyncio.create_task(session_loop(stop))
+        app = make_app(TuiSettings(), source)
+        try:
+            async with app.run_test(size=(160, 48)) as pilot:
+                await settle(pilot)
+                assert app.causes == []  # the session has a model that has not learned yet
+                assert "learning" in shown_text(app.query_one("#causes-text"))
+                await until(lambda: app.status is not None, "subscribed (a status heartbeat)")
+                for i in range(3):
+                    store.commit_causal(model.observe(f"e{i}", _inputs(i)))
+                await until(lambda: "e2" in app.causal, "the third update arrived")
+                await pilot.pause(0.3)
+                assert app.causes is not None and app.causes[0]["cause"] == "ice_thickness"
+                panel = app.query_one("#causes")
+                assert panel.border_title is not None and "3 exposures" in panel.border_title
+                top = app.causes[0]
+                number = f"{top['mean_angstrom']:.2f} ± {top['sd_angstrom']:.2f} Å"
+                assert number in shown_text(app.query_one("#causes-text"))
+                assert app.table.selected_id() == "e2"
+                assert "cause ice thickness" in shown_text(app.query_one("#details-text"))
+                await pilot.press("q")
+        finally:
+            stop.set()
+            await loop_task
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
+
+
+def test_catch_up_posts_the_causal_verdicts_committed_meanwhile(tmp_path: Path) -> None:
+    store = _store(tmp_path / "catch_up.duckdb")
+    assert store.publish_endpoint is not None and store.query_endpoint is not None
+    source = LiveSource(publish=store.publish_endpoint, query=store.query_endpoint)
+    model = SessionCausalModel()
+    try:
+        source.history()
+        # committed after the history was read, before the subscription
+        store.commit_exposure(make_record("e3"), params_hash="h")
+        update = model.observe("e3", _inputs(3))
+        store.commit_causal(update)
+        posted: list[tuple[str, dict[str, Any]]] = []
+        source._catch_up(lambda topic, payload: posted.append((topic, payload)))
+    finally:
+        store.close()
+    assert "e3" in [p["exposure_id"] for t, p in posted if t == "exposure"]
+    causal = [p for t, p in posted if t == "causal"]
+    assert [p["exposure_id"] for p in causal] == ["e3"]
+    expected = update.to_dict()
+    assert causal[0]["index"] == expected["index"] == 1
+    assert [s["cause"] for s in causal[0]["shares"]] == sorted(
+        s["cause"] for s in expected["shares"]
+    )
+    assert [r["cause"] for r in causal[0]["ranking"]] == [r["cause"] for r in expected["ranking"]]
 
 
 def _free_port() -> int:

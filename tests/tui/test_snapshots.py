@@ -10,7 +10,13 @@ from textual.pilot import Pilot
 
 from config import TuiSettings
 from tests.tui._pilot import press, settle
-from tests.tui._session import ALERTS, ActionLog, exposure_id, recorded_source
+from tests.tui._session import (
+    ALERTS,
+    ActionLog,
+    exposure_id,
+    live_causal_update,
+    recorded_source,
+)
 from tui import make_app
 from tui.source import Snapshot
 
@@ -35,6 +41,8 @@ def _keys(*keys: str) -> Callable[[Pilot[None]], Any]:
         pytest.param(("up", "up"), id="details_flagged"),
         pytest.param(("question_mark",), id="help"),
         pytest.param(("g",), id="graphs_toggled"),
+        # small: the causes instead of the table; tall: the panel hidden
+        pytest.param(("c",), id="causes_toggled"),
     ],
 )
 def test_screens(
@@ -66,3 +74,17 @@ def test_alert_arriving(
     assert len(ALERTS) == 2
     app = make_app(TuiSettings(), source)
     assert snap_compare(app, terminal_size=size, run_before=_keys())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "160x48"])
+def test_causal_regime_change_arriving(
+    snap_compare: Any, snapshot_session: Snapshot, size: tuple[int, int]
+) -> None:
+    """A live causal update declaring a regime change: the notice above the ranking (small:
+    after `c`), the headline, and the new exposure's shares in its details."""
+    update = {**live_causal_update(), "regime": 1, "regime_change": True}
+    source = recorded_source(snapshot_session, ActionLog())
+    source._messages = [("causal", update)]
+    app = make_app(TuiSettings(), source)
+    keys = ("c",) if size == (80, 24) else ()
+    assert snap_compare(app, terminal_size=size, run_before=_keys(*keys))

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,9 +24,9 @@ from tui.widgets.plots import downsample
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _session(path: Path) -> dict[str, dict]:
+def _session(path: Path) -> dict[str, dict[str, Any]]:
     """A finished session; returns the rows the store published."""
-    published = {}
+    published: dict[str, dict[str, Any]] = {}
     with SessionStore(path) as store:
         store.record_seen("a", movie_path="movies/a.tiff", source="watcher")
         store.commit_exposure(make_record("b", with_ctf=False), params_hash="h")
@@ -40,7 +41,9 @@ def _session(path: Path) -> dict[str, dict]:
         store.add_label("c", "accept")
         store.add_label("c", "reject")
         for eid in ("a", "b", "c"):
-            published[eid] = store.exposure_row(eid)
+            row = store.exposure_row(eid)
+            assert row is not None
+            published[eid] = row
     return published
 
 
@@ -99,9 +102,11 @@ def test_cli_opens_a_finished_session_or_connects_to_a_running_one(tmp_path: Pat
 
 
 def test_dashboard_imports_neither_torch_nor_ray() -> None:
+    """Nor the causal model (scipy, networkx): the dashboard only draws what it published."""
     code = (
         "import sys, tui.app, tui.source, daemon.commands.tui, daemon.bench.tui;"
-        "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))"
+        "heavy = ('torch', 'ray', 'scipy', 'networkx', 'models.causal');"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True

@@ -1,4 +1,4 @@
-"""The details pane: the selected exposure's CTF, motion, flags with reasons, and label."""
+"""The details pane: the selected exposure's CTF, motion, flags with reasons, label and causes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tui.causes import exposure_causes_text
 from tui.format import details_text
 
 __all__ = ["DetailsPane"]
@@ -21,7 +22,14 @@ class DetailsPane(VerticalScroll, can_focus=False):
         yield Static(id="details-text")
 
     def show(
-        self, row: Mapping[str, Any] | None, label: str | None, quarantine_reason: str | None
+        self,
+        row: Mapping[str, Any] | None,
+        label: str | None,
+        quarantine_reason: str | None,
+        causal: Mapping[str, Any] | None = None,
     ) -> None:
-        """Describe ``row`` (None: nothing selected)."""
-        self.query_one("#details-text", Static).update(details_text(row, label, quarantine_reason))
+        """Describe ``row`` (None: nothing selected) and the causal model's verdict on it."""
+        causes = None if row is None else exposure_causes_text(causal)
+        self.query_one("#details-text", Static).update(
+            details_text(row, label, quarantine_reason, causes=causes)
+        )

@@ -28,6 +28,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Esc", "clear the filter / close a dialog"),
     ("s", "sort: seen, gate, resolution, ice, drift, defocus"),
     ("g", "graphs: plots and pictures instead of the table"),
+    ("c", "causes of lost resolution, ranked (instead of the table"),
+    ("", "  when small; hides them when tall); ? = still learning"),
     ("?", "this help"),
     ("q", "quit (the session goes on)"),
 )
@@ -35,7 +37,10 @@ KEYS: tuple[tuple[str, str], ...] = (
 _OVERVIEW_HELP = (
     "Overview: live / paused / daemon lost / finished; elapsed; done of seen; gate verdicts; "
     "queue+in flight; processing against acquisition rate per minute (keeping up?); Ray "
-    "workers and devices. Alerts come from the daemon, newest first, each with what to do."
+    "workers and devices; the cause costing the most resolution (the causal model's). Alerts "
+    "come from the daemon, newest first, each with what to do. Causes: each cause's mean share "
+    "of the resolution lost per exposure (█ bar, ├─●─┤ mean ± sd, on one scale), P(top) the "
+    "probability it costs the most, ? still learning; advice for the first."
 )
 
 #: Threshold names (the status's ``thresholds`` keys) and how they are shown.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import Static
 
 from tui.format import overview_text
@@ -13,7 +14,7 @@ __all__ = ["Overview"]
 
 
 class Overview(Static):
-    """State (live, paused, lost, finished), counts, queue, pace, workers and devices."""
+    """State (live, paused, lost, finished), counts, queue, pace, workers, devices, top cause."""
 
     def show(
         self,
@@ -24,10 +25,17 @@ class Overview(Static):
         connection: str,
         shown: int,
         total: int,
+        causes: Text | None = None,
     ) -> None:
-        """Redraw from the latest status."""
+        """Redraw from the latest status (and the causal model's headline)."""
         self.update(
             overview_text(
-                status, name=name, live=live, connection=connection, shown=shown, total=total
+                status,
+                name=name,
+                live=live,
+                connection=connection,
+                shown=shown,
+                total=total,
+                causes=causes,
             )
         )

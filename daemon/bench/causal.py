@@ -1,0 +1,254 @@
+"""Causal-model benchmark: recovery against a known graph, cost per update, and the Wiener prior.
+
+``learning`` (synthetic sessions drawn from the known linear-Gaussian model of
+:mod:`models.causal.synthetic`, ``seeds`` of them, 400 exposures each; one with thicker ice and a
+doubled ice weight from exposure 300 on):
+
+- 95 % and 68 % posterior-interval coverage of every edge weight;
+- the dominant cause of each bad exposure (top 10 % of the true loss, second half of the
+  session) against the truth, and the session's top-ranked cause against the truth;
+- the exposure at which every observed weight has converged (sd within its tolerance), and
+  the delay from the regime change to its detection, and false alarms without a change;
+- the wall time of one full update (:meth:`SessionCausalModel.observe`: the conjugate update,
+  the exposure's attribution and, every ten exposures, the session's ranking) over 10,000
+  exposures, and of the bare conjugate update.
+
+``wiener`` (image-simulated sessions: the simulator's session plan, one still frame per
+exposure at ``size`` px and 1 A/px, the plan's envelope B-factor from drift and ice, the
+exposure's own CTF fit): exposure by exposure the envelope model learns from each exposure's own
+spectral-SNR fit; from the 20th exposure on, each micrograph is Wiener-filtered twice, with its
+own fit's B and with that B raised to the model's lower bound for its factors where it falls
+below (:func:`models.causal.prior_bfactor`; only the linear part refitted), and both are
+compared with the clean phase image: real-space correlation and the FRC = 0.5 resolution (see
+:mod:`daemon.bench.restoration` for why the FRC barely moves with a filter that is nearly
+constant on each ring). Factors are the plan's (ice, drift, defocus, astigmatism, image shift),
+so the comparison isolates the SNR model from the CTF fit's own errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run_causal_bench"]
+
+
+def _learning(seed: int) -> dict[str, Any]:
+    from models.causal import SessionCausalModel
+    from models.causal.attribution import best_factors
+    from models.causal.synthetic import draw_synthetic_session
+
+    s = draw_synthetic_session(n_exposures=400, seed=seed)
+    model = SessionCausalModel()
+    updates = [model.observe(f"e{i}", s.inputs(i)) for i in range(400)]
+    learned = model.learner.model
+    w = s.true_weights[0]
+    lo95, hi95 = learned.interval(0.95)
+    lo68, hi68 = learned.interval(0.68)
+    # live, an exposure is held against the best seen so far (the running best)
+    running = np.where(
+        w >= 0, np.minimum.accumulate(s.x, axis=0), np.maximum.accumulate(s.x, axis=0)
+    )
+    true_share = ((s.x - running) * w)[:, 1:]
+    session_share = ((s.x - best_factors(s.x, w)) * w)[:, 1:]
+    loss = true_share.sum(axis=1)
+    bad = [i for i in range(200, 400) if loss[i] > np.quantile(loss, 0.9)]
+    names = s.names[1:]
+    right = sum(updates[i].dominant_cause == names[int(np.argmax(true_share[i]))] for i in bad)
+    converged_at = next((u.index for u in updates if u.converged), None)
+    changed = draw_synthetic_session(n_exposures=400, seed=seed, change_at=300)
+    detector = SessionCausalModel()
+    flags = [detector.observe(f"e{i}", changed.inputs(i)).regime_change for i in range(400)]
+    after = [i for i in range(300, 400) if flags[i]]
+    return {
+        "seed": seed,
+        "coverage95": float(np.mean((lo95 <= w) & (w <= hi95))),
+        "coverage68": float(np.mean((lo68 <= w) & (w <= hi68))),
+        "dominant_correct": int(right),
+        "dominant_total": len(bad),
+        "top_cause": updates[-1].ranking[0].cause,
+        "true_top_cause": names[int(np.argmax(session_share.mean(axis=0)))],
+        "top_p": updates[-1].ranking[0].p_top,
+        "converged_at": converged_at,
+        "change_detected_after": None if not after else after[0] - 300,
+        "false_alarms_before_change": int(sum(flags[:300])),
+    }
+
+
+def _update_cost(n: int) -> dict[str, float]:
+    from models.causal import SessionCausalModel
+    from models.causal.bench import update_cost_per_exposure
+    from models.causal.synthetic import draw_synthetic_session
+
+    s = draw_synthetic_session(n_exposures=n, seed=0)
+    rows = [
+        s.inputs(i, ssnr_bfactor_angstrom2=100.0 + float(s.measurements["total_drift_px"][i]))
+        for i in range(n)
+    ]
+    model = SessionCausalModel()
+    started = time.perf_counter()
+    for i, row in enumerate(rows):
+        model.observe(f"e{i}", row)
+    full = (time.perf_counter() - started) / n
+    return {
+        "n_exposures": n,
+        "observe_ms": 1e3 * full,
+        "conjugate_update_ms": 1e3 * update_cost_per_exposure(n),
+    }
+
+
+def _wiener_session(size: int, n: int, dose: float, seed: int, z: float = 2.0) -> dict[str, Any]:
+    import torch
+
+    from config import SimulationSettings
+    from daemon.bench._common import CS_MM, VOLTAGE_KV, Q
+    from models.causal import SessionCausalModel, prior_bfactor
+    from models.ctf_estimation import estimate_ctf
+    from models.records import CausalInputs
+    from models.restoration import (
+        CtfParameters,
+        fourier_ring_correlation,
+        frc_resolution_angstrom,
+        spectral_snr_from_fit,
+        wiener_filter,
+        with_bfactor,
+    )
+    from models.simulate.exposure import ExposureParameters, simulate_exposure
+    from models.simulate.session import draw_session
+    from models.simulate.specimen import phantom_specimen
+
+    sim_settings = SimulationSettings(size_px=size, n_frames=1)
+    base = ExposureParameters(size_px=size, n_frames=1, pixel_size_angstrom=1.0)
+    plans = draw_session(
+        sim_settings, n_exposures=n, base=base, particle_diameter_angstrom=120.0, seed=seed
+    )
+    model = SessionCausalModel()
+    rows = []
+    for plan in plans:
+        p = plan.parameters
+        params = dataclasses.replace(
+            p,
+            dose_e_per_a2=dose * p.dose_e_per_a2 / sim_settings.dose_e_per_a2,
+            drift_total_px=0.0,
+            drift_jitter_px=0.0,
+            local_motion_px=0.0,
+            intra_frame_blur=False,
+        )
+        sim = simulate_exposure(params, specimen=phantom_specimen())
+        micrograph = torch.from_numpy(sim.frames[0].astype(np.float32))
+        clean = torch.from_numpy(sim.clean_phase)
+        estimate = estimate_ctf(
+            micrograph,
+            pixel_size_angstrom=1.0,
+            voltage_kv=VOLTAGE_KV,
+            spherical_aberration_mm=CS_MM,
+            amplitude_contrast=Q,
+            estimate_ice=False,
+        )
+        if not estimate.supported or estimate.fit_resolution_angstrom is None:
+            continue
+        ctf = CtfParameters.from_estimate(
+            estimate, voltage_kv=VOLTAGE_KV, spherical_aberration_mm=CS_MM, amplitude_contrast=Q
+        )
+        contrast = micrograph.mean() - micrograph
+        own = spectral_snr_from_fit(contrast, pixel_size_angstrom=1.0, **ctf.kwargs())
+        inputs = CausalInputs(
+            ice_thickness_nm=p.ice_thickness_nm,
+            dose_e_per_a2=params.dose_e_per_a2,
+            total_drift_px=p.drift_total_px,
+            defocus_um=0.5e-4 * (p.defocus_u_angstrom + p.defocus_v_angstrom),
+            astigmatism_angstrom=abs(p.defocus_u_angstrom - p.defocus_v_angstrom),
+            image_shift_um=math.hypot(*plan.beam_shift_um),
+            beam_tilt_mrad=0.25 * math.hypot(*plan.beam_shift_um),
+            n_particles=p.n_particles,
+            fit_resolution_angstrom=estimate.fit_resolution_angstrom,
+            ssnr_bfactor_angstrom2=own.bfactor_angstrom2,
+        )
+        prior = model.envelope_prior()
+        bounds = prior_bfactor(prior, inputs, min_exposures=20, z=z)
+        model.observe(f"e{plan.index}", inputs)
+        if bounds is None:
+            continue
+        used = max(own.bfactor_angstrom2, bounds[0])  # as actors/_restore.py does
+        row: dict[str, Any] = {
+            "index": plan.index,
+            "fit_bfactor_angstrom2": round(own.bfactor_angstrom2, 1),
+            "prior_low_angstrom2": round(bounds[0], 1),
+            "prior_high_angstrom2": round(bounds[1], 1),
+            "pulled": used != own.bfactor_angstrom2,
+        }
+        for name, ssnr in (("fit", own), ("prior", with_bfactor(own, used))):
+            out = wiener_filter(contrast, pixel_size_angstrom=1.0, ssnr=ssnr, **ctf.kwargs())
+            frc = fourier_ring_correlation(out, clean)
+            row[f"{name}_frc05_angstrom"] = round(
+                frc_resolution_angstrom(frc, pixel_size_angstrom=1.0), 3
+            )
+            row[f"{name}_correlation"] = round(
+                float(np.corrcoef(out.flatten().numpy(), sim.clean_phase.flatten())[0, 1]), 4
+            )
+        rows.append(row)
+    pulled = [r for r in rows if r["pulled"]]
+    gain = np.array([r["prior_correlation"] - r["fit_correlation"] for r in rows])
+    pulled_gain = np.array([r["prior_correlation"] - r["fit_correlation"] for r in pulled])
+    frc_change = np.array([r["prior_frc05_angstrom"] - r["fit_frc05_angstrom"] for r in rows])
+    return {
+        "dose_e_per_a2": dose,
+        "size": size,
+        "seed": seed,
+        "n_compared": len(rows),
+        "n_pulled": len(pulled),
+        "mean_correlation_fit": float(np.mean([r["fit_correlation"] for r in rows]))
+        if rows
+        else None,
+        "mean_correlation_prior": float(np.mean([r["prior_correlation"] for r in rows]))
+        if rows
+        else None,
+        "pulled_improved": int(np.sum(pulled_gain > 0)),
+        "pulled_mean_correlation_gain": float(pulled_gain.mean()) if pulled else None,
+        "worst_correlation_change": float(gain.min()) if rows else None,
+        "max_abs_frc05_change_angstrom": float(np.abs(frc_change).max()) if rows else None,
+        "exposures": rows,
+    }
+
+
+def run_causal_bench(
+    *,
+    seeds: list[int],
+    update_n: int = 10_000,
+    wiener_size: int | None = 512,
+    wiener_n: int = 48,
+    wiener_doses: tuple[float, ...] = (40.0, 10.0),
+) -> dict[str, Any]:
+    """Run the causal benchmark; returns a JSON-able report (``wiener_size=None`` skips it)."""
+    learning = [_learning(seed) for seed in seeds]
+    report: dict[str, Any] = {
+        "bench": "causal",
+        "learning": learning,
+        "update_cost": _update_cost(update_n),
+    }
+    if wiener_size:
+        report["wiener"] = [
+            _wiener_session(wiener_size, wiener_n, dose, seed=seeds[0]) for dose in wiener_doses
+        ]
+    total = sum(r["dominant_total"] for r in learning)
+    delays = [r["change_detected_after"] for r in learning]
+    summary: dict[str, Any] = {
+        "coverage95_mean": float(np.mean([r["coverage95"] for r in learning])),
+        "coverage68_mean": float(np.mean([r["coverage68"] for r in learning])),
+        "dominant_cause_accuracy": sum(r["dominant_correct"] for r in learning) / max(total, 1),
+        "top_cause_matches": sum(r["top_cause"] == r["true_top_cause"] for r in learning),
+        "sessions": len(learning),
+        "converged_at_max": max((r["converged_at"] or 10**9) for r in learning),
+        "change_detection_delay_max": None if None in delays else max(delays),
+        "false_alarms": sum(r["false_alarms_before_change"] for r in learning),
+        "observe_ms_at_10k": report["update_cost"]["observe_ms"],
+    }
+    for session in report.get("wiener", []):
+        key = f"wiener_dose{session['dose_e_per_a2']:g}"
+        summary[key] = {k: v for k, v in session.items() if k not in ("exposures", "size", "seed")}
+    report["summary"] = summary
+    return report
