@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
@@ -304,6 +305,14 @@ class Dashboard(App[None]):
     # -- batched redraws ----------------------------------------------------------------------
 
     def _redraw(self) -> None:
+        try:
+            self._redraw_dirty()
+        except NoMatches:
+            # every queried widget is composed at start: one can only be missing when the
+            # timer fires while the app is closing and its widgets are already gone
+            return
+
+    def _redraw_dirty(self) -> None:
         if self._pending:
             batch, self._pending = self._pending, []
             changed: dict[str, dict[str, Any]] = {}
