@@ -124,14 +124,19 @@ def rank_causes(
     *,
     n_draws: int = 2000,
     seed: int = 0,
+    row_scale: np.ndarray | None = None,
 ) -> list[CauseRank]:
     """The causes ranked by their mean share of the session's loss, largest first.
 
     Mean and sd are exact (the mean share is linear in the weights); ``p_top`` is estimated from
-    ``n_draws`` draws of the weights' multivariate-t posterior.
+    ``n_draws`` draws of the weights' multivariate-t posterior. ``row_scale (n,)`` multiplies
+    each row's shares first (e.g. ``1 / (d + d_best)`` for shares in Angstrom).
     """
     x = np.atleast_2d(np.asarray(x, dtype=float))
-    dx = (x - x_best).mean(axis=0)
+    diff = x - x_best
+    if row_scale is not None:
+        diff = diff * np.asarray(row_scale, dtype=float).reshape(-1, 1)
+    dx = diff.mean(axis=0)
     dx[0] = 0.0
     mean = dx * model.mean
     sd = np.abs(dx) * model.sd()

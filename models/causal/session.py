@@ -258,9 +258,14 @@ class SessionCausalModel:
         self, rows: np.ndarray, d_obs: np.ndarray, x_best: np.ndarray, d_best: float
     ) -> list[RankedCause]:
         model = self.learner.model
-        # Angstrom per A^2 of d**2 for each exposure, then the per-exposure mean of dx/(d+d_best)
-        scaled = (rows - x_best) / (d_obs + d_best)[:, None] + x_best
-        ranks = rank_causes(model, scaled, x_best, n_draws=self.n_draws, seed=self.n)
+        ranks = rank_causes(
+            model,
+            rows,
+            x_best,
+            n_draws=self.n_draws,
+            seed=self.n,
+            row_scale=1.0 / (d_obs + d_best),
+        )
         sds = model.sd()
         spread = self._col_max - self._col_min
         index = {name: j for j, name in enumerate(model.names)}
