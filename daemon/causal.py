@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from models.causal import CausalUpdate, EnvelopePrior
     from models.records import CausalInputs
 
-__all__ = ["CausalTracker"]
+__all__ = ["CausalTracker", "not_learned_message"]
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +145,15 @@ class CausalTracker:
                 log.debug("causal actor already gone")
         self._worker = None
         self._pending.clear()
+
+
+def not_learned_message(update: CausalUpdate) -> str | None:
+    """The session log's line for an exposure the model would not learn from, else None."""
+    if update.learned:
+        return None
+    predicted = update.best_resolution_angstrom + update.predicted_loss_angstrom
+    return (
+        f"{update.exposure_id}: CTF fit resolution {update.observed_resolution_angstrom:.2f} A is "
+        f"far from the {predicted:.2f} A the causal model predicts for its factors; the model "
+        "did not learn from it (check the fit)"
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from daemon.alerts import Alert, AlertMonitor
-from daemon.causal import CausalTracker
+from daemon.causal import CausalTracker, not_learned_message
 from daemon.control import ControlServer, new_token
 from daemon.finetune import Finetuner
 from daemon.scheduler import Scheduler
@@ -357,6 +357,9 @@ class LiveSession:
                 self.store.commit_causal(update)
                 if update.regime_change:
                     self._regime_change(update)
+                message = not_learned_message(update)
+                if message is not None:
+                    self.store.log_event("causal", message, exposure_id=update.exposure_id)
             except CausalscopeError as error:  # replayed from the inputs at the next start
                 self.reporter.problem(error.title, error.message)
         prior = self.causal.prior_due(len(updates))

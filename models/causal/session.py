@@ -90,6 +90,9 @@ class CausalUpdate:
     converged: bool
     ranking: tuple[RankedCause, ...]
     envelope: EnvelopePrior | None = None
+    learned: bool = True
+    """False when the fit was too far from the model's prediction to be learned from (an outlier,
+    :class:`~models.causal.learn.CausalLearner`); its shares are still reported."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (for JSON and the store); the envelope prior is left out."""
@@ -105,6 +108,7 @@ class CausalUpdate:
             "unexplained_angstrom": self.unexplained_angstrom,
             "dominant_cause": self.dominant_cause,
             "converged": self.converged,
+            "learned": self.learned,
             "shares": [s.__dict__ for s in self.shares],
             "ranking": [{**r.__dict__, "converged": r.converged} for r in self.ranking],
         }
@@ -193,6 +197,7 @@ class SessionCausalModel:
         values = measurements(inputs)
         x = design_matrix(values)[0]
         changed = self.learner.observe(x, d * d)
+        learned = not (self.learner.outliers and self.learner.outliers[-1] == self.learner.seen - 1)
         if changed:
             self._regime_start = self.n  # this exposure opens the new regime
             self._col_min[:] = np.inf
@@ -211,9 +216,9 @@ class SessionCausalModel:
         ):
             self.envelope.observe(envelope_row(values), inputs.ssnr_bfactor_angstrom2)
             self._envelope_n += 1
-        return self._report(exposure_id, changed)
+        return self._report(exposure_id, changed, learned)
 
-    def _report(self, exposure_id: str, changed: bool) -> CausalUpdate:
+    def _report(self, exposure_id: str, changed: bool, learned: bool = True) -> CausalUpdate:
         model = self.learner.model
         rows = self._rows[self._regime_start : self._n]
         d_obs = self._d[self._regime_start : self._n]
@@ -252,6 +257,7 @@ class SessionCausalModel:
             converged=bool(observed_ranking) and all(r.converged for r in observed_ranking),
             ranking=tuple(ranking),
             envelope=self.envelope_prior(),
+            learned=learned,
         )
 
     def _ranking(

@@ -15,7 +15,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from daemon.causal import CausalTracker
+from daemon.causal import CausalTracker, not_learned_message
 from daemon.store import SessionStore, summarize
 from models.causal import CausalUpdate, SessionCausalModel
 from models.causal.synthetic import draw_synthetic_session
@@ -134,3 +134,16 @@ def test_a_session_without_causal_rows_says_so(tmp_path: Path) -> None:
     done = run_cli("causal", str(db), cwd=REPO)
     assert done.returncode == 2
     assert "no causal ranking" in done.stderr and str(db) in done.stderr
+
+
+def test_a_wild_fit_gets_a_log_line_that_names_it_and_its_values() -> None:
+    records = _records(40)
+    model = SessionCausalModel()
+    updates = [model.observe(r.exposure_id, r.causal) for r in records if r.causal is not None]
+    assert all(not_learned_message(u) is None for u in updates)
+    assert records[-1].causal is not None
+    wild = records[-1].causal.model_copy(update={"fit_resolution_angstrom": 30.0})
+    message = not_learned_message(model.observe("wild_one", wild))
+    assert message is not None
+    assert message.startswith("wild_one: CTF fit resolution 30.00 A is far from the ")
+    assert "did not learn" in message

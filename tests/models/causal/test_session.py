@@ -105,6 +105,21 @@ def test_regime_change_is_reported_at_the_update_that_declares_it() -> None:
     assert updates[-1].regime == len(changes)
 
 
+def test_a_wild_fit_is_reported_as_not_learned_and_leaves_the_model_as_it_was() -> None:
+    s = draw_synthetic_session(n_exposures=120, seed=11)
+    model, clean = SessionCausalModel(), SessionCausalModel()
+    for i in range(100):
+        model.observe(f"e{i}", s.inputs(i))
+        clean.observe(f"e{i}", s.inputs(i))
+    wild = s.inputs(100).model_copy(update={"fit_resolution_angstrom": 25.0})
+    update = model.observe("wild", wild)
+    assert not update.learned and not update.regime_change
+    assert update.to_dict()["learned"] is False
+    assert update.dominant_cause is not None  # still attributed
+    np.testing.assert_allclose(model.learner.model.mean, clean.learner.model.mean)
+    assert model.observe("e101", s.inputs(101)).learned
+
+
 def test_envelope_prior_recovers_the_b_factor_model_and_gates_its_use() -> None:
     s = draw_synthetic_session(n_exposures=300, seed=9)
     updates = _run(s)
