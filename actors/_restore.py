@@ -3,9 +3,11 @@
 After a supported CTF fit: the dose-weighted sum is Wiener-filtered with the spectral SNR fitted
 to its own power spectrum (:func:`models.restoration.spectral_snr_from_fit`); with a denoiser,
 the even and odd half sums are also Noise2Noise-denoised and their sum phase-flipped. Particles
-are picked on the denoised image when there is one, else on the Wiener-filtered one (difference
-of Gaussians at the configured diameter), and, when extraction is on, boxed from the
-dose-weighted sum, phase-flipped, contrast-inverted and normalised as RELION expects them.
+are picked on the denoised image when there is one, else on the Wiener-filtered one: by
+normalised cross-correlation with projections of the session's reference when one is set
+(:func:`load_reference` once per worker, :func:`reference_templates` once per pixel size), else
+by a difference of Gaussians at the configured diameter. When extraction is on, they are boxed
+from the dose-weighted sum, phase-flipped, contrast-inverted and normalised as RELION expects.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ if TYPE_CHECKING:
     from models.denoise import UNet
     from models.restoration import CtfParameters
 
-__all__ = ["Restoration", "restore_and_pick", "write_restoration"]
+__all__ = [
+    "Restoration",
+    "load_reference",
+    "picking_box_px",
+    "reference_templates",
+    "restore_and_pick",
+    "write_restoration",
+]
 
 
 @dataclass
@@ -38,6 +47,51 @@ class Restoration:
     denoised: torch.Tensor | None = None
     bfactor_fit_angstrom2: float = 0.0
     bfactor_used_angstrom2: float = 0.0
+
+
+def load_reference(path: str | Path) -> np.ndarray:
+    """The ``(n, 3)`` atom coordinates (Angstrom) of a PDB/mmCIF model or an MRC map.
+
+    A map becomes one pseudo-atom per voxel above 2 sigma
+    (:func:`daemon.formats.read_map_as_atoms`). Raises :class:`models.errors.FormatError`
+    naming the file when it is missing, of an unknown kind or unreadable.
+    """
+    from config.processing import REFERENCE_SUFFIXES, reference_kind
+    from daemon.formats import read_map_as_atoms, read_structure
+    from models.errors import FormatError
+
+    path = Path(path)
+    kind = reference_kind(path)
+    if kind is None:
+        raise FormatError(
+            "Unknown reference format",
+            f"{path}: expected an MRC map or a PDB/mmCIF model ({', '.join(REFERENCE_SUFFIXES)})",
+            path=path,
+        )
+    if not path.is_file():
+        raise FormatError("Reference not found", f"{path} does not exist", path=path)
+    atoms = read_map_as_atoms(path) if kind == "map" else read_structure(path)
+    return np.asarray(atoms.coords_angstrom, dtype=np.float64)
+
+
+def picking_box_px(settings: PickingSettings, pixel_size_angstrom: float) -> int:
+    """The extraction and template box: ``box_scale`` diameters, even, at least 16 px."""
+    box = round(settings.box_scale * settings.particle_diameter_angstrom / pixel_size_angstrom / 2)
+    return max(2 * box, 16)
+
+
+def reference_templates(
+    coords_angstrom: np.ndarray, settings: PickingSettings, pixel_size_angstrom: float
+) -> torch.Tensor:
+    """``(template_views, box, box)`` projections of the reference at this pixel size."""
+    from models.picking import project_templates
+
+    return project_templates(
+        coords_angstrom,
+        pixel_size_angstrom=pixel_size_angstrom,
+        box_px=picking_box_px(settings, pixel_size_angstrom),
+        n_views=settings.template_views,
+    )
 
 
 def _ctf_parameters(ctf: CtfRecord, optics: dict[str, object]) -> CtfParameters:
@@ -64,17 +118,20 @@ def restore_and_pick(
     halves: tuple[torch.Tensor, torch.Tensor] | None = None,
     denoiser: UNet | None = None,
     bfactor_bounds: tuple[float, float] | None = None,
+    templates: torch.Tensor | None = None,
 ) -> Restoration:
     """Restore ``image`` (the dose-weighted sum), pick, and box the particles.
 
     ``halves`` (even, odd) and ``denoiser`` together add the denoised, phase-flipped sum.
+    ``templates`` ``(T, b, b)`` at ``pixel_size_angstrom`` (:func:`reference_templates`):
+    pick by template matching instead of blobs.
     ``bfactor_bounds`` (from the causal model's envelope prior for this exposure's factors):
     an own SSNR fit whose B lies below the lower bound is raised to it before the Wiener filter
     uses it (see :func:`models.causal.prior_bfactor`).
     """
     import torch
 
-    from models.picking import extract_particles, pick_blobs
+    from models.picking import extract_particles, pick_blobs, pick_template
     from models.restoration import (
         phase_flip,
         spectral_snr_from_fit,
@@ -106,20 +163,30 @@ def restore_and_pick(
             summed, pixel_size_angstrom=pixel_size_angstrom, **parameters.kwargs()
         )
     diameter = settings.particle_diameter_angstrom
-    # restored, the protein is dark on a bright background, as in the raw micrograph
-    picks = pick_blobs(
-        denoised if denoised is not None else restored,
-        pixel_size_angstrom=pixel_size_angstrom,
-        particle_diameter_angstrom=diameter,
-        threshold=settings.threshold,
-    )
+    # restored (Wiener or phase-flipped, so CTF-corrected as pick_template wants), the protein
+    # is dark on a bright background, as in the raw micrograph
+    picked_on = denoised if denoised is not None else restored
+    if templates is not None:
+        picks = pick_template(
+            picked_on,
+            templates.to(picked_on.device),
+            pixel_size_angstrom=pixel_size_angstrom,
+            particle_diameter_angstrom=diameter,
+            threshold=settings.threshold,
+        )
+    else:
+        picks = pick_blobs(
+            picked_on,
+            pixel_size_angstrom=pixel_size_angstrom,
+            particle_diameter_angstrom=diameter,
+            threshold=settings.threshold,
+        )
     xy = picks.xy_px.detach().cpu()
     scores = picks.scores.detach().cpu()
-    box = None
+    box: int | None = None
     particles = None
     if settings.extract and len(xy):
-        box = round(settings.box_scale * diameter / pixel_size_angstrom / 2) * 2
-        box = max(box, 16)
+        box = picking_box_px(settings, pixel_size_angstrom)
         if box < min(work.shape[-2:]):
             boxes = extract_particles(
                 work,
@@ -135,7 +202,7 @@ def restore_and_pick(
     record = PickingRecord(
         n_particles=len(xy),
         particle_diameter_angstrom=diameter,
-        picker="blob",
+        picker="blob" if templates is None else "template",
         mean_score=float(scores.mean()) if len(scores) else None,
         box_px=box,
         picks_xy_px=np.round(xy.numpy().astype(np.float64), 2).tolist(),

@@ -6,7 +6,9 @@ the database: the daemon reads the frames (files or the ZeroMQ stream) and store
 
 Stages, each timed: frame statistics -> gain/defect correction and motion correction (global,
 patches, dose weighting, even/odd sums) -> CTF estimation on the aligned, non-weighted sum ->
-the sanity gate -> micrographs written (MRC) beside a RELION-style motion STAR file.
+the sanity gate -> micrographs written (MRC) beside a RELION-style motion STAR file ->
+restoration and picking (by templates from ``processing.picking.reference`` when set, else by
+blobs).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ import numpy as np
 
 from actors._causal import bfactor_bounds, exposure_inputs, restoration_record
 from actors._outputs import write_outputs
-from actors._restore import Restoration, restore_and_pick, write_restoration
+from actors._restore import (
+    Restoration,
+    load_reference,
+    reference_templates,
+    restore_and_pick,
+    write_restoration,
+)
 from models.gate import blank_frames, evaluate_gate, frame_statistics, gate_status
 from models.records import (
     AcquisitionMetadata,
@@ -105,6 +113,12 @@ class ExposureWorker:
     torch_threads
         CPU threads for torch in this process (a worker's share of the cores); None leaves
         torch's default (all cores).
+
+    Raises
+    ------
+    FormatError
+        The picking reference (``processing.picking.reference``) is missing or unreadable:
+        it is read here, once, not on each exposure.
     """
 
     def __init__(
@@ -129,6 +143,12 @@ class ExposureWorker:
         self._denoise_model: UNet | None = None
         self._defect_tensor: torch.Tensor | None = None
         self._envelope_prior: EnvelopePrior | None = None
+        picking = settings.processing.picking
+        self._reference_coords: np.ndarray | None = None
+        if picking.enabled and picking.reference is not None:
+            self._reference_coords = load_reference(picking.reference)
+        # projected once per pixel size (one per session, unless the metadata disagree)
+        self._templates: dict[float, torch.Tensor] = {}
 
     @property
     def device(self) -> str:
@@ -142,6 +162,18 @@ class ExposureWorker:
 
             self._denoise_model = default_model(device=self._device).eval()
         return self._denoise_model
+
+    def _templates_for(self, pixel_size_angstrom: float) -> torch.Tensor | None:
+        """The reference's projections at this pixel size; None when picking blobs."""
+        if self._reference_coords is None:
+            return None
+        key = round(pixel_size_angstrom, 6)
+        if key not in self._templates:
+            templates = reference_templates(
+                self._reference_coords, self._settings.processing.picking, pixel_size_angstrom
+            )
+            self._templates[key] = templates.to(self._device)
+        return self._templates[key]
 
     def set_denoiser_weights(self, weights: bytes) -> None:
         """Use these weights (a session's fine-tuned model) from the next exposure on."""
@@ -243,6 +275,10 @@ class ExposureWorker:
                     metadata=metadata,
                 )
                 try:
+                    templates = None
+                    if self._reference_coords is not None:
+                        with timer.stage("templates"):  # projected on the first exposure only
+                            templates = self._templates_for(optics.pixel_size_angstrom)
                     with timer.stage("restore_and_pick"):
                         restoration = restore_and_pick(
                             correction.dose_weighted_sum,
@@ -253,6 +289,7 @@ class ExposureWorker:
                             halves=(correction.even_sum, correction.odd_sum),
                             denoiser=self._denoiser() if picking.denoise else None,
                             bfactor_bounds=prior,
+                            templates=templates,
                         )
                 except (ValueError, RuntimeError) as error:
                     flags.append(_stage_error("picking", movie_path, error))

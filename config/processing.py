@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from config._common import Section
+from config._common import OptionalPath, Section
 
 __all__ = [
+    "REFERENCE_SUFFIXES",
     "CausalSettings",
     "CtfSettings",
     "GateSettings",
     "MotionSettings",
     "PickingSettings",
     "ProcessingSettings",
+    "reference_kind",
 ]
 
 
@@ -148,6 +152,19 @@ class GateSettings(Section):
         return self
 
 
+#: what ``picking.reference`` may be: an MRC map, or a PDB/mmCIF model (optionally gzipped)
+REFERENCE_SUFFIXES = (".mrc", ".map", ".pdb", ".ent", ".cif", ".mmcif")
+
+
+def reference_kind(path: Path) -> Literal["map", "model"] | None:
+    """``"map"`` or ``"model"`` from the suffix (``.gz`` aside); None for anything else."""
+    name = path.name.lower().removesuffix(".gz")
+    suffix = Path(name).suffix
+    if suffix not in REFERENCE_SUFFIXES:
+        return None
+    return "map" if suffix in (".mrc", ".map") else "model"
+
+
 class PickingSettings(Section):
     """Restoration and particle picking after the CTF fit (skipped when the fit is unsupported)."""
 
@@ -162,7 +179,28 @@ class PickingSettings(Section):
         ),
     )
     particle_diameter_angstrom: float = Field(
-        120.0, gt=5, le=5000, description="Particle diameter for the blob picker, in Angstrom."
+        120.0,
+        gt=5,
+        le=5000,
+        description="Particle diameter in Angstrom: the pickers' scale and spacing.",
+    )
+    reference: OptionalPath = Field(
+        None,
+        description=(
+            "Template picking: an MRC map or a PDB/mmCIF model of the particle, projected into "
+            "template_views templates; '' = blob picking. A relative path is taken from the "
+            "working directory and stored absolute; the file must exist when settings load."
+        ),
+        examples=["reference/apoferritin.mrc"],
+    )
+    template_views: int = Field(
+        12,
+        ge=1,
+        le=500,
+        description=(
+            "Orientations projected from the reference (the first unrotated, the rest random); "
+            "each adds one correlation per micrograph."
+        ),
     )
     finetune_every: int = Field(
         10,
@@ -179,16 +217,39 @@ class PickingSettings(Section):
     threshold: Annotated[float, Field(ge=-10, le=100)] | Literal["auto"] = Field(
         0.5,
         description=(
-            "Lowest pick score (robust z of the blob response); 'auto' splits the peaks' "
-            "scores in two (Otsu), which suits crowded micrographs with many weak peaks."
+            "Lowest pick score (robust z of the picker's response: the blob filter's, or the "
+            "best template correlation); 'auto' splits the peaks' scores in two (Otsu), which "
+            "suits crowded micrographs with many weak peaks."
         ),
     )
     extract: bool = Field(
         True, description="Write the phase-flipped, normalised particles (MRCS + RELION STAR)."
     )
     box_scale: float = Field(
-        1.5, ge=1.0, le=4.0, description="Extraction box as a multiple of the diameter."
+        1.5,
+        ge=1.0,
+        le=4.0,
+        description="Extraction and template box as a multiple of the diameter.",
     )
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_is_a_readable_file(cls, value: Path | None) -> Path | None:
+        # checked here, when the session starts, rather than on the first exposure; absolute,
+        # so that workers started in another folder (Ray) find the same file
+        if value is None:
+            return None
+        path = value.expanduser().absolute()
+        if reference_kind(path) is None:
+            raise ValueError(
+                f"expected an MRC map or a PDB/mmCIF model ({', '.join(REFERENCE_SUFFIXES)}), "
+                f"got {str(path)!r}"
+            )
+        if not path.is_file():
+            raise ValueError(f"reference file {str(path)!r} does not exist")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"reference file {str(path)!r} is not readable")
+        return path
 
 
 class CausalSettings(Section):

@@ -89,19 +89,20 @@ def template_correlation(
     h, w = image.shape
     data = (-image if dark_particles else image).to(torch.float32)
     data = data - data.mean()
+    device = image.device
     yy, xx = torch.meshgrid(
-        torch.arange(box, dtype=torch.float32),
-        torch.arange(box, dtype=torch.float32),
+        torch.arange(box, dtype=torch.float32, device=device),
+        torch.arange(box, dtype=torch.float32, device=device),
         indexing="ij",
     )
     mask = ((yy - box // 2) ** 2 + (xx - box // 2) ** 2 <= (box / 2) ** 2).to(torch.float32)
     n_mask = float(mask.sum())
-    t = templates.to(torch.float32) * mask
+    t = templates.to(device=device, dtype=torch.float32) * mask
     t = (t - (t.sum((-2, -1), keepdim=True) / n_mask)) * mask
     t = t / t.square().sum((-2, -1), keepdim=True).sqrt().clamp(min=1e-12)
 
     def correlate(kernel: torch.Tensor, spectrum: torch.Tensor) -> torch.Tensor:
-        padded = torch.zeros(*kernel.shape[:-2], h, w, dtype=torch.float32)
+        padded = torch.zeros(*kernel.shape[:-2], h, w, dtype=torch.float32, device=device)
         padded[..., :box, :box] = kernel
         # shift the kernel's centre to the origin, so the output is centred on it
         padded = torch.roll(padded, shifts=(-(box // 2), -(box // 2)), dims=(-2, -1))
@@ -112,7 +113,7 @@ def template_correlation(
     local_sq = correlate(mask, torch.fft.rfft2(data * data))
     local_norm = (local_sq - local_sum * local_sum / n_mask).clamp(min=0).sqrt()
     floor = 1e-6 * float(local_norm.max()) + 1e-30
-    best = torch.full((h, w), -1.0)
+    best = torch.full((h, w), -1.0, device=device)
     for i in range(t.shape[0]):  # one template at a time: memory stays O(h w)
         best = torch.maximum(best, correlate(t[i], spectrum) / local_norm.clamp(min=floor))
     return best
@@ -149,7 +150,7 @@ def pick_template(
     factor = math.sqrt((h / shape[0]) * (w / shape[1]))
     box = templates.shape[-1]
     small_box = max(8, 2 * round(box / factor / 2))
-    small_templates = _bin(templates, (small_box, small_box))
+    small_templates = _bin(templates.to(image.device), (small_box, small_box))
     ncc = template_correlation(_bin(image, shape), small_templates, dark_particles=dark_particles)
     return peaks_to_picks(
         ncc,
