@@ -11,7 +11,12 @@ import torch
 from models.motion.accumulated import AccumulatedMotion, accumulated_motion
 from models.motion.gain import apply_gain_and_defects
 from models.motion.global_alignment import align_global, damage_model
-from models.motion.local import LocalMotionModel, align_patches, fit_local_model
+from models.motion.local import (
+    PATCH_BFACTOR_ANGSTROM2,
+    LocalMotionModel,
+    align_patches,
+    fit_local_model,
+)
 from models.motion.sums import corrected_sums
 
 __all__ = ["MotionCorrection", "correct_motion"]
@@ -90,6 +95,7 @@ def correct_motion(
     defect_mask: np.ndarray | torch.Tensor | None = None,
     patches: tuple[int, int] = (5, 5),
     bfactor_angstrom2: float = 150.0,
+    patch_bfactor_angstrom2: float = PATCH_BFACTOR_ANGSTROM2,
     iterations: int = 10,
     tolerance_px: float = 0.01,
     dose_weighting: bool = True,
@@ -112,6 +118,8 @@ def correct_motion(
         ``(rows, columns)`` of the local alignment grid.
     bfactor_angstrom2, iterations, tolerance_px
         Alignment filter and stopping rule (see :func:`models.motion.align_global`).
+    patch_bfactor_angstrom2
+        Filter of the patch alignment (see :func:`models.motion.align_patches`).
     dose_weighting, local
         Switch dose weighting and local motion correction.
     device
@@ -163,7 +171,7 @@ def correct_motion(
             shifts,
             patches=patches,
             pixel_size_angstrom=pixel_size_angstrom,
-            bfactor_angstrom2=bfactor_angstrom2,
+            bfactor_angstrom2=patch_bfactor_angstrom2,
             iterations=iterations,
             tolerance_px=tolerance_px,
             damage=damage_model(

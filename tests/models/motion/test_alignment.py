@@ -83,7 +83,7 @@ def test_local_model_total_displacement(detector_case: Case) -> None:
     )
     truth = detector_case.sim.motion.shifts_px[:, None, None] + d
     rms = float(np.sqrt(((total - truth) ** 2).sum(-1).mean()))
-    assert rms < 0.6, rms  # measured 0.37-0.53 over 5 seeds (target 0.3 not reached)
+    assert rms < 0.6, rms  # 0.37-0.53 over 5 seeds before rank selection; 0.337 after (seed 1)
     # the model has zero image mean: it never double-counts the global shifts
     mean = np.stack([r.local_model.displacement_px(xs, ys, f) for f in range(N_FRAMES)])
     assert np.abs(mean.reshape(N_FRAMES, -1, 2).mean(1)).max() < 0.05
