@@ -10,7 +10,11 @@ import torch
 
 from models.motion.accumulated import AccumulatedMotion, accumulated_motion
 from models.motion.gain import apply_gain_and_defects
-from models.motion.global_alignment import align_global, damage_model
+from models.motion.global_alignment import (
+    GLOBAL_BFACTOR_ANGSTROM2,
+    align_global,
+    damage_model,
+)
 from models.motion.local import (
     PATCH_BFACTOR_ANGSTROM2,
     LocalMotionModel,
@@ -94,7 +98,7 @@ def correct_motion(
     gain: np.ndarray | torch.Tensor | None = None,
     defect_mask: np.ndarray | torch.Tensor | None = None,
     patches: tuple[int, int] = (5, 5),
-    bfactor_angstrom2: float = 150.0,
+    bfactor_angstrom2: float = GLOBAL_BFACTOR_ANGSTROM2,
     patch_bfactor_angstrom2: float = PATCH_BFACTOR_ANGSTROM2,
     iterations: int = 10,
     tolerance_px: float = 0.01,
