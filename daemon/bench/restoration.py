@@ -25,6 +25,15 @@ the same micrograph. So that every method sees the same micrograph, the drift-fr
 two-frame movies (even = frame 0, odd = frame 1, micrograph = their sum: a Poisson draw of the
 whole dose, as a single frame is); the drift case uses the motion-corrected even/odd sums.
 Timing adds the tiled denoising of both half sums at the timing size and its peak memory.
+
+Session fine-tuning (``n2n_held_out_*`` and ``n2n_in_set_*`` fields, ``finetune`` section): as
+the live pipeline does (:mod:`daemon.bench._finetune`: its trainer, its rounds of 200 steps),
+the shipped model is fine-tuned on half sums of the same simulated session (the case's settings
+and specimen, other seeds); only even/odd halves, never the clean image. ``held_out``: after
+``finetune_steps`` steps on ``session_exposures`` other exposures (seeds 1000, 1001, ...), so
+the evaluated exposures are new to it; ``in_set``: one more round with the evaluated exposures
+added, so each is denoised by weights that trained on it, which is what happens live. Both are
+evaluated like ``n2n``, and their gains are over the same phase-flipped micrographs.
 """
 
 from __future__ import annotations
@@ -107,7 +116,19 @@ def _perfect_ssnr(clean: Any, mean_count: float, p_elastic: float) -> Any:
     return (gain**2 * radial[: n // 2 + 1] / mean_count).float()
 
 
-def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str, Any]:
+_Micrograph = tuple[Any, Any, Any, tuple[Any, Any]]
+
+
+def _accuracy(
+    size: int,
+    name: str,
+    seed: int,
+    device: str = "cpu",
+    *,
+    simulated: _Micrograph | None = None,
+    finetuned: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One case and seed; ``finetuned`` maps a label to a model evaluated as ``n2n_<label>``."""
     import torch
 
     from daemon.bench._common import fit_ctf
@@ -120,7 +141,9 @@ def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str,
         wiener_filter,
     )
 
-    image, clean_np, truth, (even, odd) = _micrograph(size, CASES[name], seed)
+    if simulated is None:
+        simulated = _micrograph(size, CASES[name], seed)
+    image, clean_np, truth, (even, odd) = simulated
     micrograph = torch.from_numpy(image)
     clean = torch.from_numpy(clean_np)
     ctf = fit_ctf(micrograph)
@@ -136,14 +159,15 @@ def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str,
             **ctf.kwargs(),
         ),
     }
-    denoised = denoise_half_sums(
-        torch.from_numpy(even).to(device),
-        torch.from_numpy(odd).to(device),
-        default_model(device=device),
-    ).cpu()
-    restored["n2n"] = phase_flip(
-        denoised.mean() - denoised, pixel_size_angstrom=1.0, **ctf.kwargs()
-    )
+    models = {"n2n": default_model(device=device)}
+    models.update({f"n2n_{label}": model for label, model in (finetuned or {}).items()})
+    for method, model in models.items():
+        denoised = denoise_half_sums(
+            torch.from_numpy(even).to(device), torch.from_numpy(odd).to(device), model
+        ).cpu()
+        restored[method] = phase_flip(
+            denoised.mean() - denoised, pixel_size_angstrom=1.0, **ctf.kwargs()
+        )
     row: dict[str, Any] = {
         "case": name,
         "size": size,
@@ -167,8 +191,35 @@ def _accuracy(size: int, name: str, seed: int, device: str = "cpu") -> dict[str,
     flip, wien = row["phase_flip_frc05_angstrom"], row["wiener_frc05_angstrom"]
     # resolution improves when the number in Angstrom falls: +x % = flip / wiener - 1
     row["frc05_improvement_percent"] = round(100.0 * (flip / wien - 1.0), 2)
-    row["n2n_improvement_percent"] = round(100.0 * (flip / row["n2n_frc05_angstrom"] - 1.0), 2)
+    for method in models:
+        row[f"{method}_improvement_percent"] = round(
+            100.0 * (flip / row[f"{method}_frc05_angstrom"] - 1.0), 2
+        )
     return row
+
+
+def _finetuned(
+    size: int,
+    name: str,
+    simulated: dict[int, _Micrograph],
+    *,
+    steps: int,
+    session_exposures: int,
+    device: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The case's ``held_out`` and ``in_set`` fine-tuned models, and what their training did."""
+    from daemon.bench._finetune import SESSION_SEED_OFFSET, session_finetune
+
+    others = [SESSION_SEED_OFFSET + i for i in range(session_exposures)]
+    models, record = session_finetune(
+        [_micrograph(size, CASES[name], s)[3] for s in others],
+        [simulated[s][3] for s in simulated],
+        steps=steps,
+        device=device,
+    )
+    record["held_out"]["trained_on_seeds"] = others
+    record["in_set"]["trained_on_seeds"] = others + list(simulated)
+    return models, record
 
 
 def _timing(size: int, device: str) -> dict[str, Any]:
@@ -227,30 +278,66 @@ def _timing(size: int, device: str) -> dict[str, Any]:
 
 
 def run_restoration_bench(
-    *, cases: list[str], size: int, seeds: list[int], timing_size: int | None, device: str
+    *,
+    cases: list[str],
+    size: int,
+    seeds: list[int],
+    timing_size: int | None,
+    device: str,
+    finetune_steps: int = 1200,
+    session_exposures: int = 4,
 ) -> dict[str, Any]:
-    """Run the restoration benchmark; returns a JSON-able report."""
-    rows = [_accuracy(size, name, seed, device) for name in cases for seed in seeds]
+    """Run the restoration benchmark; returns a JSON-able report.
+
+    ``finetune_steps = 0`` leaves out session fine-tuning; otherwise the shipped model trains
+    that many steps on ``session_exposures`` other exposures of each case (``held_out``), then
+    one more round of 200 with the evaluated exposures added (``in_set``).
+    """
+    rows: list[dict[str, Any]] = []
+    finetune: dict[str, Any] = {}
+    for name in cases:
+        simulated = {seed: _micrograph(size, CASES[name], seed) for seed in seeds}
+        models: dict[str, Any] = {}
+        if finetune_steps > 0:
+            models, finetune[name] = _finetuned(
+                size,
+                name,
+                simulated,
+                steps=finetune_steps,
+                session_exposures=session_exposures,
+                device=device,
+            )
+        for seed in seeds:
+            rows.append(
+                _accuracy(size, name, seed, device, simulated=simulated[seed], finetuned=models)
+            )
+        del simulated
     report: dict[str, Any] = {"bench": "restoration", "device": device, "cases": rows}
+    if finetune:
+        report["finetune"] = finetune
     if timing_size:
         report["timing"] = _timing(timing_size, device)
     summary: dict[str, Any] = {}
     for name in cases:
         mine = [r for r in rows if r["case"] == name]
-        summary[name] = {
-            key: float(np.median([r[key] for r in mine]))
-            for key in (
-                "phase_flip_frc05_angstrom",
-                "wiener_frc05_angstrom",
-                "frc05_improvement_percent",
-                "phase_flip_correlation",
-                "wiener_correlation",
-                "wiener_perfect_ssnr_correlation",
-                "n2n_frc05_angstrom",
-                "n2n_improvement_percent",
-                "n2n_correlation",
-            )
-        }
+        keys = [
+            "phase_flip_frc05_angstrom",
+            "wiener_frc05_angstrom",
+            "frc05_improvement_percent",
+            "phase_flip_correlation",
+            "wiener_correlation",
+            "wiener_perfect_ssnr_correlation",
+        ]
+        for method in ("n2n", "n2n_in_set", "n2n_held_out"):
+            if f"{method}_frc05_angstrom" in mine[0]:
+                keys += [f"{method}_{k}" for k in ("frc05_angstrom", "improvement_percent")]
+                keys.append(f"{method}_correlation")
+        summary[name] = {key: float(np.median([r[key] for r in mine])) for key in keys}
+        for method in ("n2n", "n2n_in_set", "n2n_held_out"):
+            if f"{method}_improvement_percent" in mine[0]:
+                summary[name][f"{method}_min_improvement_percent"] = float(
+                    min(r[f"{method}_improvement_percent"] for r in mine)
+                )
     if "timing" in report:
         summary["time_per_exposure_s"] = report["timing"]["restoration_s"]
         summary["n2n_time_per_exposure_s"] = report["timing"]["n2n_denoise_s"]

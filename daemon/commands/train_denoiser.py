@@ -36,6 +36,18 @@ DATA_RANGES: dict[str, Any] = {
     "aggregate_fraction": [0.0, 0.2, "uniform"],
     "bfactor_angstrom2": [10.0, 80.0, "uniform"],
 }
+#: ranges of the ``--bench-like-fraction`` of the movies: around the restoration bench's
+#: settings (dose 10-40, ice 30-100 nm, defocus 1.5 um), never its seeds or its specimen
+BENCH_LIKE_RANGES: dict[str, Any] = {
+    "dose_e_per_a2": [8.0, 50.0, "log-uniform"],
+    "ice_thickness_nm": [20.0, 120.0, "log-uniform"],
+    "defocus_um": [1.2, 1.9, "uniform"],
+    "astigmatism_angstrom": [0.0, 800.0, "uniform"],
+    "particles_per_1024_squared": [15.0, 45.0, "uniform"],
+    "broken_fraction": [0.0, 0.1, "uniform"],
+    "aggregate_fraction": [0.0, 0.05, "uniform"],
+    "bfactor_angstrom2": [10.0, 40.0, "uniform"],
+}
 _DESCRIBED = (
     "dose_e_per_a2",
     "ice_thickness_nm",
@@ -63,12 +75,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, metavar="T", help="torch CPU threads (default all)"
     )
+    parser.add_argument(
+        "--init", type=Path, default=None, metavar="FILE", help="start from these weights (.pt)"
+    )
+    parser.add_argument(
+        "--bench-like-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of the movies drawn from BENCH_LIKE_RANGES, not DATA_RANGES (0)",
+    )
 
 
 def simulate_pairs(
-    n: int, *, size: int, frames: int, seed: int
+    n: int, *, size: int, frames: int, seed: int, bench_like_fraction: float = 0.0
 ) -> tuple[list[tuple[Any, Any]], list[Any]]:
-    """``n`` drift-free simulated movies: (even, odd) half sums and ``ExposureParameters``."""
+    """``n`` drift-free simulated movies: (even, odd) half sums and ``ExposureParameters``.
+
+    The first movies, those with ``(i + 0.5) / n < bench_like_fraction``, draw from
+    :data:`BENCH_LIKE_RANGES`, the others from :data:`DATA_RANGES`.
+    """
     import numpy as np
     import torch
 
@@ -83,7 +109,7 @@ def simulate_pairs(
     pairs: list[tuple[Any, Any]] = []
     described: list[Any] = []
     for i in range(n):
-        r = DATA_RANGES
+        r = BENCH_LIKE_RANGES if (i + 0.5) / n < bench_like_fraction else DATA_RANGES
         defocus = 1e4 * rng.uniform(*r["defocus_um"][:2])
         astig = rng.uniform(*r["astigmatism_angstrom"][:2])
         params = ExposureParameters(
@@ -124,6 +150,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _init_record(init: Path | None) -> dict[str, Any] | None:
+    """How the --init weights were made: their JSON record's training and command, if any."""
+    if init is None:
+        return None
+    try:
+        record = json.loads(init.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("training", "command", "date", "software_version")
+    return {k: record[k] for k in keys if k in record}
+
+
 def run(args: argparse.Namespace) -> int:
     """Simulate, train, write the weights and the training record."""
     from models.errors import InputError
@@ -136,19 +174,42 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.size < args.crop_px:
         raise InputError("Bad training settings", f"--size {args.size} < --crop-px {args.crop_px}")
+    if not 0.0 <= args.bench_like_fraction <= 1.0:
+        raise InputError(
+            "Bad training settings",
+            f"--bench-like-fraction {args.bench_like_fraction} not in [0, 1]",
+        )
     import torch
 
     from daemon.session import software_version
-    from models.denoise import UNet, parameter_count, save_weights, train_noise2noise
+    from models.denoise import (
+        UNet,
+        load_weights,
+        parameter_count,
+        save_weights,
+        train_noise2noise,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    pairs, described = simulate_pairs(args.n, size=args.size, frames=args.frames, seed=args.seed)
+    pairs, described = simulate_pairs(
+        args.n,
+        size=args.size,
+        frames=args.frames,
+        seed=args.seed,
+        bench_like_fraction=args.bench_like_fraction,
+    )
     simulated_s = time.perf_counter() - started
     print(f"simulated {args.n} movies in {simulated_s:.0f} s", file=sys.stderr)
-    model = UNet()
+    if args.init is None:
+        model = UNet()
+    else:
+        try:
+            model = load_weights(args.init.read_bytes())
+        except (OSError, ValueError) as error:
+            raise InputError("Cannot read --init weights", f"{args.init}: {error}") from error
     report = train_noise2noise(
         model,
         pairs,
@@ -170,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
             "batch": args.batch,
             "lr": args.lr,
             "schedule": "Adam, cosine decay to lr / 10",
+            "init": args.init.name if args.init is not None else "fresh (identity residual)",
+            "init_record": _init_record(args.init),
             "seed": args.seed,
             "threads": torch.get_num_threads(),
             "loss": "MSE, even -> odd and odd -> even, robust-normalised half sums",
@@ -187,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
             "specimen": "built-in phantom, phantom_specimen(seed=1..n)",
             "half_sums": "even and odd frames summed (drift-free, exact)",
             "ranges": DATA_RANGES,
+            "bench_like_fraction": args.bench_like_fraction,
+            "bench_like_ranges": BENCH_LIKE_RANGES,
             "exposures": [
                 {key: round(float(getattr(p, key)), 2) for key in _DESCRIBED} for p in described
             ],

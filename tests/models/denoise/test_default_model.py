@@ -26,7 +26,9 @@ def test_shipped_weights_are_small_and_documented() -> None:
 
 @pytest.mark.parametrize(
     ("dose_e_per_a2", "ice_thickness_nm", "margin_percent"),
-    [(10.0, 30.0, 10.0), (40.0, 100.0, 2.0)],
+    # typical: the second Thon lobe correlates above 0.5 (the bench's 24 % bar); the low-dose
+    # and thick-ice margins stay loose: there the shipped model gains 24-80 % by seed
+    [(40.0, 30.0, 24.0), (10.0, 30.0, 10.0), (40.0, 100.0, 2.0)],
 )
 def test_default_model_improves_frc_resolution_over_phase_flip(
     dose_e_per_a2: float, ice_thickness_nm: float, margin_percent: float
