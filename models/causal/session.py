@@ -95,7 +95,8 @@ class CausalUpdate:
     :class:`~models.causal.learn.CausalLearner`); its shares are still reported."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (for JSON and the store); the envelope prior is left out."""
+        """Plain values (for JSON and the store); the envelope prior is left out, and so is
+        ``learned`` (not stored: the session log says which exposures were not learned)."""
         return {
             "exposure_id": self.exposure_id,
             "index": self.index,
@@ -108,7 +109,6 @@ class CausalUpdate:
             "unexplained_angstrom": self.unexplained_angstrom,
             "dominant_cause": self.dominant_cause,
             "converged": self.converged,
-            "learned": self.learned,
             "shares": [s.__dict__ for s in self.shares],
             "ranking": [{**r.__dict__, "converged": r.converged} for r in self.ranking],
         }
