@@ -33,6 +33,9 @@ __all__ = ["CausalUpdate", "CauseShare", "RankedCause", "SessionCausalModel"]
 
 #: Spread of a regressor below which its factor counts as not observed in the session.
 _MIN_SPREAD = 1e-6
+#: A regime this young is ranked after every exposure (a pass over at most this many rows): its
+#: ranking changes fastest, and a short session must not be left with its first exposure's.
+_RANK_EVERY_EXPOSURE_UNTIL = 100
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,8 @@ class SessionCausalModel:
         Posterior draws for each cause's probability of being the largest.
     ranking_every
         Recompute the session's ranking (a pass over the regime's exposures) after this many
-        exposures; in between the last ranking is reported. The exposure's own attribution is
-        exact at every update.
+        exposures once the regime has more than 100; in between the last ranking is reported.
+        The exposure's own attribution is exact at every update.
     min_loss_angstrom
         A predicted loss below this names no dominant cause (the exposure is as good as the
         session's best).
@@ -237,7 +240,8 @@ class SessionCausalModel:
         dominant = None
         if loss >= self.min_loss_angstrom:
             dominant = max(shares, key=lambda s: s.share_angstrom).cause
-        if self._ranked_at < 0 or self.n - self._ranked_at >= self.ranking_every:
+        young = self.n - self._regime_start <= _RANK_EVERY_EXPOSURE_UNTIL
+        if young or self._ranked_at < 0 or self.n - self._ranked_at >= self.ranking_every:
             self._last_ranking = tuple(self._ranking(rows, d_obs, x_best, d_best))
             self._ranked_at = self.n
         ranking = self._last_ranking

@@ -97,6 +97,15 @@ def test_a_factor_that_never_varies_is_not_observed_and_does_not_block_convergen
     assert update.converged
 
 
+def test_a_short_session_ranks_what_varied_so_far() -> None:
+    s = draw_synthetic_session(n_exposures=8, seed=2)
+    model = SessionCausalModel()
+    updates = [model.observe(f"e{i}", s.inputs(i)) for i in range(8)]
+    observed = {r.cause for r in updates[-1].ranking if r.observed}
+    assert {"drift", "defocus", "ice_thickness"} <= observed
+    assert not any(r.observed for r in updates[0].ranking)  # one exposure: nothing varied yet
+
+
 def test_regime_change_is_reported_at_the_update_that_declares_it() -> None:
     s = draw_synthetic_session(n_exposures=400, seed=7, change_at=300)
     updates = _run(s)
