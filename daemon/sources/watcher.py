@@ -16,6 +16,7 @@ import queue
 import stat
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -31,6 +32,13 @@ from config.acquisition import WatcherSettings
 from daemon import exposures
 from daemon.sources.events import MovieReady, Rejected, SourceEvent
 from models.errors import InputError
+
+# watchdog's inotify observer re-registers its own callback when a new folder appears under a
+# recursive watch and warns that it overwrote it (the same callback): noise on the operator's
+# terminal with every new grid square, nothing to act on
+warnings.filterwarnings(
+    "ignore", message=r"Callback with id '\d+' already exists for watch", category=RuntimeWarning
+)
 
 __all__ = ["DirectoryWatcher"]
 

@@ -24,10 +24,16 @@ def test_demo_processes_every_simulated_exposure_live(tmp_path: Path) -> None:
         "--out",
         str(out),
         cwd=Path(__file__).resolve().parents[2],
-        env={"CAUSALSCOPE_PROCESSING__DEVICE": "cpu"},
+        # one exposure per grid square: each new square folder appears while the watcher runs
+        env={
+            "CAUSALSCOPE_PROCESSING__DEVICE": "cpu",
+            "CAUSALSCOPE_SIMULATION__HOLES_PER_SQUARE": "1",
+            "CAUSALSCOPE_SIMULATION__EXPOSURES_PER_HOLE": "1",
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 3 exposures processed" in result.stdout
+    assert "RuntimeWarning" not in result.stderr, result.stderr  # nothing but our own lines
     assert "median |defocus error|" in result.stdout
     database = out / "sessions" / "demo" / "demo.duckdb"
     with duckdb.connect(str(database), read_only=True) as db:
