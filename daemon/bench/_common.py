@@ -6,7 +6,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CS_MM", "VOLTAGE_KV", "Q", "fit_ctf", "still_micrograph"]
+__all__ = [
+    "CS_MM",
+    "VOLTAGE_KV",
+    "Q",
+    "ctf_parameters",
+    "estimate_still",
+    "fit_ctf",
+    "spearman",
+    "still_micrograph",
+]
 
 # the simulator's default microscope (300 kV, Cs 2.7 mm, 7 % amplitude contrast)
 VOLTAGE_KV, CS_MM, Q = 300.0, 2.7, 0.07
@@ -40,18 +49,38 @@ def still_micrograph(
     return sim.frames[0].astype(np.float32), sim.truth
 
 
-def fit_ctf(micrograph: Any) -> Any:
-    """The micrograph's CTF (:func:`models.ctf_estimation.estimate_ctf`) as ``CtfParameters``."""
+def estimate_still(micrograph: Any, *, estimate_ice: bool = True) -> Any:
+    """:func:`models.ctf_estimation.estimate_ctf` on a 1 A/px micrograph of the simulator's
+    microscope."""
     from models.ctf_estimation import estimate_ctf
-    from models.restoration import CtfParameters
 
-    estimate = estimate_ctf(
+    return estimate_ctf(
         micrograph,
         pixel_size_angstrom=1.0,
         voltage_kv=VOLTAGE_KV,
         spherical_aberration_mm=CS_MM,
         amplitude_contrast=Q,
+        estimate_ice=estimate_ice,
     )
+
+
+def ctf_parameters(estimate: Any) -> Any:
+    """A CTF estimate as the restoration's ``CtfParameters`` (the simulator's microscope)."""
+    from models.restoration import CtfParameters
+
     return CtfParameters.from_estimate(
         estimate, voltage_kv=VOLTAGE_KV, spherical_aberration_mm=CS_MM, amplitude_contrast=Q
     )
+
+
+def fit_ctf(micrograph: Any) -> Any:
+    """The micrograph's CTF (:func:`models.ctf_estimation.estimate_ctf`) as ``CtfParameters``."""
+    return ctf_parameters(estimate_still(micrograph))
+
+
+def spearman(order: list[str], truth: list[str]) -> float:
+    """Spearman's rank correlation of two orderings of the same names."""
+    rank = {name: i for i, name in enumerate(truth)}
+    d = np.array([i - rank[name] for i, name in enumerate(order)], dtype=float)
+    n = len(order)
+    return float(1.0 - 6.0 * float(d @ d) / (n * (n * n - 1)))

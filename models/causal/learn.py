@@ -313,6 +313,7 @@ class CausalLearner:
     changes: list[int] = field(default_factory=list)
     outliers: list[int] = field(default_factory=list)
     seen: int = field(default=0, init=False)
+    last_learned: bool = field(default=True, init=False)
     reference: BayesianLinearModel = field(init=False)
     _window: deque[tuple[np.ndarray, float, bool]] = field(default_factory=deque, init=False)
     _regime_n: int = field(default=0, init=False)
@@ -325,7 +326,7 @@ class CausalLearner:
         index = self.seen
         self.seen += 1
         one_step = self.model.residual(x, y) if self._regime_n >= self.outlier_after else 0.0
-        learned = abs(one_step) <= self.outlier_z
+        learned = self.last_learned = abs(one_step) <= self.outlier_z
         if learned:
             one_step = self.model.update(x, y)  # validates x and y first
         else:

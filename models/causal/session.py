@@ -200,7 +200,6 @@ class SessionCausalModel:
         values = measurements(inputs)
         x = design_matrix(values)[0]
         changed = self.learner.observe(x, d * d)
-        learned = not (self.learner.outliers and self.learner.outliers[-1] == self.learner.seen - 1)
         if changed:
             self._regime_start = self.n  # this exposure opens the new regime
             self._col_min[:] = np.inf
@@ -219,7 +218,7 @@ class SessionCausalModel:
         ):
             self.envelope.observe(envelope_row(values), inputs.ssnr_bfactor_angstrom2)
             self._envelope_n += 1
-        return self._report(exposure_id, changed, learned)
+        return self._report(exposure_id, changed, self.learner.last_learned)
 
     def _report(self, exposure_id: str, changed: bool, learned: bool = True) -> CausalUpdate:
         model = self.learner.model

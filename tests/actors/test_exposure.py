@@ -18,6 +18,7 @@ from models.records import AcquisitionMetadata, ExposureRecord
 from models.simulate.detector import draw_detector
 from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
 from models.simulate.specimen import phantom_specimen
+from tests.actors._movies import worker_movie
 
 SIZE = 1024
 FRAMES = 16
@@ -31,22 +32,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="module")
 def movie() -> tuple[SimulatedExposure, np.ndarray]:
-    params = ExposureParameters(
-        size_px=SIZE,
-        n_frames=FRAMES,
-        dose_e_per_a2=DOSE,
-        defocus_u_angstrom=18_300.0,
-        defocus_v_angstrom=17_900.0,
-        defocus_angle_deg=60.0,
-        ice_thickness_nm=40.0,
-        drift_total_px=9.0,
-        local_motion_px=1.0,
-        n_particles=50,
-        seed=11,
-    )
-    detector = draw_detector(np.random.default_rng(11), (SIZE, SIZE))
-    sim = simulate_exposure(params, specimen=phantom_specimen(), detector=detector)
-    return sim, detector.gain_reference.astype(np.float32)
+    return worker_movie(size=SIZE, n_frames=FRAMES, dose=DOSE, seed=11)
 
 
 @pytest.fixture(scope="module")

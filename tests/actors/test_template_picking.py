@@ -24,9 +24,9 @@ from config import Settings, load_settings, render_toml
 from models.errors import ConfigError, FormatError
 from models.picking import match_picks
 from models.records import AcquisitionMetadata, ExposureRecord
-from models.simulate.detector import draw_detector
-from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
+from models.simulate.exposure import SimulatedExposure
 from models.simulate.specimen import Specimen, phantom_specimen
+from tests.actors._movies import worker_movie
 
 SIZE = 1024
 FRAMES = 8
@@ -47,22 +47,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def movie() -> tuple[SimulatedExposure, np.ndarray]:
-    params = ExposureParameters(
-        size_px=SIZE,
-        n_frames=FRAMES,
-        dose_e_per_a2=DOSE,
-        defocus_u_angstrom=18_300.0,
-        defocus_v_angstrom=17_900.0,
-        defocus_angle_deg=60.0,
-        ice_thickness_nm=40.0,
-        drift_total_px=9.0,
-        local_motion_px=1.0,
-        n_particles=50,
-        seed=21,
-    )
-    detector = draw_detector(np.random.default_rng(21), (SIZE, SIZE))
-    sim = simulate_exposure(params, specimen=phantom_specimen(), detector=detector)
-    return sim, detector.gain_reference.astype(np.float32)
+    return worker_movie(size=SIZE, n_frames=FRAMES, dose=DOSE, seed=21)
 
 
 def write_map(

@@ -1,0 +1,32 @@
+"""The simulated movie the exposure-worker tests process: 1.8 um defocus (400 A astigmatism),
+40 nm ice, 9 px drift with 1 px local motion, 50 phantom particles, with a drawn detector."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.simulate.detector import draw_detector
+from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
+from models.simulate.specimen import phantom_specimen
+
+
+def worker_movie(
+    *, size: int, n_frames: int, dose: float, seed: int
+) -> tuple[SimulatedExposure, np.ndarray]:
+    """The movie and its detector's gain reference (float32)."""
+    params = ExposureParameters(
+        size_px=size,
+        n_frames=n_frames,
+        dose_e_per_a2=dose,
+        defocus_u_angstrom=18_300.0,
+        defocus_v_angstrom=17_900.0,
+        defocus_angle_deg=60.0,
+        ice_thickness_nm=40.0,
+        drift_total_px=9.0,
+        local_motion_px=1.0,
+        n_particles=50,
+        seed=seed,
+    )
+    detector = draw_detector(np.random.default_rng(seed), (size, size))
+    sim = simulate_exposure(params, specimen=phantom_specimen(), detector=detector)
+    return sim, detector.gain_reference.astype(np.float32)
