@@ -13,7 +13,6 @@ blobs).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import numpy as np
 
 from actors._causal import bfactor_bounds, exposure_inputs, restoration_record
 from actors._outputs import write_outputs
+from actors._records import build_motion_record, used_dose
 from actors._restore import (
     Restoration,
     load_reference,
@@ -251,7 +251,9 @@ class ExposureWorker:
                 correction = self._correct_motion(frames, optics, dose_per_frame)
             for stage, seconds in correction.timings_s.items():
                 timer.seconds[f"motion.{stage}"] = round(seconds, 4)
-            motion_record = self._motion_record(correction, optics)
+            motion_record = build_motion_record(
+                correction, self._settings, optics.pixel_size_angstrom
+            )
         except (ValueError, RuntimeError) as error:
             flags.append(_stage_error("motion", movie_path, error))
         if correction is not None:
@@ -271,7 +273,7 @@ class ExposureWorker:
                     self._envelope_prior,
                     ctf=ctf_record,
                     motion=motion_record,
-                    dose_e_per_a2=_used_dose(dose, motion_record),
+                    dose_e_per_a2=used_dose(dose, motion_record),
                     metadata=metadata,
                 )
                 try:
@@ -389,40 +391,6 @@ class ExposureWorker:
             device=self._device,
         )
 
-    def _motion_record(self, correction: MotionCorrection, optics: _Optics) -> MotionRecord:
-        shifts = np.asarray(correction.shifts_px, dtype=np.float64)
-        steps = np.linalg.norm(np.diff(shifts, axis=0), axis=1) if len(shifts) > 1 else np.zeros(1)
-        means = np.asarray(correction.frame_means, dtype=np.float64)
-        measured = None
-        if self._settings.detector.kind in ("counting", "eer"):
-            per_electron = self._settings.detector.counts_per_electron
-            measured = float(means.sum()) / per_electron / optics.pixel_size_angstrom**2
-        local_rms = None
-        patches = None
-        if correction.local_model is not None:
-            patches = (
-                self._settings.processing.motion.patches_x,
-                self._settings.processing.motion.patches_y,
-            )
-            local_rms = _local_rms(correction, shifts.shape[0])
-        acc = correction.accumulated
-        return MotionRecord(
-            shifts_px=np.round(shifts, 4).tolist(),
-            local_motion_rms_px=local_rms,
-            patches=patches,
-            accumulated_motion_total_angstrom=float(acc.total_angstrom),
-            accumulated_motion_early_angstrom=float(acc.early_angstrom),
-            accumulated_motion_late_angstrom=float(acc.late_angstrom),
-            total_drift_px=float(steps.sum()),
-            max_frame_shift_px=float(steps.max()) if steps.size else 0.0,
-            measured_dose_e_per_a2=measured,
-            n_defect_pixels=int(correction.defect_mask.sum())
-            if correction.defect_mask is not None
-            else 0,
-            n_hot_pixels=int(correction.n_hot_pixels),
-            iterations=int(correction.iterations_used),
-        )
-
     def _estimate_ctf(self, correction: MotionCorrection, optics: _Optics) -> CtfEstimate:
         from models.ctf_estimation import estimate_ctf
 
@@ -493,19 +461,19 @@ class ExposureWorker:
                             optics=base,
                         )
                     )
-        used_dose = _used_dose(dose, motion)
+        dose_used = used_dose(dose, motion)
         causal = exposure_inputs(
             self._settings.processing.causal,
             ctf=ctf,
             motion=motion,
-            dose_e_per_a2=used_dose,
+            dose_e_per_a2=dose_used,
             metadata=base["metadata"],  # type: ignore[arg-type]
             restoration=restoration,
         )
         return ExposureRecord(
             status=gate_status(all_flags),
             flags=all_flags,
-            dose_e_per_a2=used_dose,
+            dose_e_per_a2=dose_used,
             n_frames=n_frames,
             frames=stats,
             motion=motion,
@@ -519,28 +487,9 @@ class ExposureWorker:
         )
 
 
-def _used_dose(dose: float | None, motion: MotionRecord | None) -> float | None:
-    """The metadata's dose, else the one measured from the counts."""
-    if dose is None and motion is not None:
-        return motion.measured_dose_e_per_a2
-    return dose
-
-
 def _stage_error(stage: str, movie_path: str, error: Exception) -> GateFlag:
     return GateFlag(
         code=f"{stage}_error",
         severity="fail",
         message=f"{movie_path}: {stage} failed: {error}",
     )
-
-
-def _local_rms(correction: MotionCorrection, n_frames: int) -> float | None:
-    model = correction.local_model
-    positions = correction.patch_positions_px
-    if model is None or positions is None or len(positions) == 0:
-        return None
-    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-    frames = np.arange(n_frames)
-    d = model.displacement_px(pos[:, None, 0], pos[:, None, 1], frames[None, :])
-    value = float(np.sqrt(np.mean(np.sum(np.asarray(d) ** 2, axis=-1))))
-    return value if math.isfinite(value) else None
