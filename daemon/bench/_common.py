@@ -15,6 +15,7 @@ __all__ = [
     "fit_ctf",
     "spearman",
     "still_micrograph",
+    "still_parameters",
 ]
 
 # the simulator's default microscope (300 kV, Cs 2.7 mm, 7 % amplitude contrast)
@@ -30,10 +31,20 @@ def still_micrograph(
     micrograph is simulated as one frame. ``parameters`` go to the simulator's
     ``ExposureParameters`` (dose, ice, defocus, ...).
     """
-    from models.simulate.exposure import ExposureParameters, simulate_exposure
+    from models.simulate.exposure import simulate_exposure
     from models.simulate.specimen import phantom_specimen
 
-    params = ExposureParameters(
+    params = still_parameters(size, particles_per_1024=particles_per_1024, seed=seed, **parameters)
+    sim = simulate_exposure(params, specimen=phantom_specimen())
+    return sim.frames[0].astype(np.float32), sim.truth
+
+
+def still_parameters(size: int, *, particles_per_1024: int, seed: int, **parameters: float) -> Any:
+    """The simulator's ``ExposureParameters`` of :func:`still_micrograph`: one drift-free
+    frame at 1 A/px."""
+    from models.simulate.exposure import ExposureParameters
+
+    return ExposureParameters(
         size_px=size,
         n_frames=1,
         pixel_size_angstrom=1.0,
@@ -45,8 +56,6 @@ def still_micrograph(
         seed=seed,
         **parameters,  # type: ignore[arg-type]
     )
-    sim = simulate_exposure(params, specimen=phantom_specimen())
-    return sim.frames[0].astype(np.float32), sim.truth
 
 
 def estimate_still(micrograph: Any, *, estimate_ice: bool = True) -> Any:

@@ -65,9 +65,19 @@ def _simulate(size: int, case: dict[str, float]) -> np.ndarray:
 
 
 def run_ctf_bench(
-    *, sizes: list[str], n_cases: int, device: str, shared_data: Path | None
+    *,
+    sizes: list[str],
+    n_cases: int,
+    device: str,
+    shared_data: Path | None,
+    bound: bool = False,
 ) -> dict[str, Any]:
-    """Run the CTF benchmark (``n_cases`` simulated cases at each size); a JSON-able report."""
+    """Run the CTF benchmark (``n_cases`` simulated cases at each size); a JSON-able report.
+
+    ``bound``: each simulated row also gets ``crb``, the Cramér–Rao sds of that case
+    (:func:`daemon.bench.ctf_bound.simulated_bound`), and ``error_over_crb``, ``|error| / sd``
+    for defocus, astigmatism and angle (None where the angle error is not measured).
+    """
     import torch
 
     from models.ctf_estimation import estimate_ctf
@@ -112,6 +122,22 @@ def run_ctf_bench(
                 "supported": est.supported,
                 "time_s": round(elapsed, 3),
             }
+            if bound:
+                from daemon.bench.ctf_bound import simulated_bound
+
+                crb = simulated_bound(size, case)
+                row["crb"] = crb
+                row["error_over_crb"] = {
+                    "defocus": round(
+                        abs(row["defocus_error_angstrom"]) / crb["defocus_sd_angstrom"], 2
+                    ),
+                    "astigmatism": round(
+                        abs(row["astigmatism_error_angstrom"]) / crb["astigmatism_sd_angstrom"], 2
+                    ),
+                    "angle": round(row["angle_error_deg"] / crb["angle_sd_deg"], 2)
+                    if row["angle_error_deg"] is not None and crb["angle_sd_deg"]
+                    else None,
+                }
             report["simulated"].append(row)
     if shared_data is not None and (shared_data / "relion_tutorial").is_dir():
         report["real"] = _real_spectra(shared_data / "relion_tutorial", device)
@@ -171,6 +197,11 @@ def _real_spectra(folder: Path, device: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _median(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return round(float(np.median(kept)), 3) if kept else None
+
+
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for size in sorted({r["size"] for r in report["simulated"]}):
@@ -195,11 +226,24 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
                 > 0.01 * (r["defocus_u_angstrom"] + r["defocus_v_angstrom"])
                 for r in rows
             ),
+            "median_abs_astigmatism_error_angstrom": _median(astig),
             "max_abs_astigmatism_error_angstrom": max(astig) if astig else None,
+            "median_angle_error_deg": _median(angles),
             "max_angle_error_deg": max(angles) if angles else None,
             "max_abs_ice_error_nm": max(ice) if ice else None,
+            "ice_within_10_nm": sum(e <= 10.0 for e in ice),
             "median_time_s": float(np.median([r["time_s"] for r in rows])),
         }
+        if all("crb" in r for r in rows):
+            # an efficient unbiased estimator's median |error| / sd is 0.67
+            out[str(size)]["median_error_over_crb"] = {
+                key: _median([r["error_over_crb"][key] for r in rows])
+                for key in ("defocus", "astigmatism", "angle")
+            }
+            out[str(size)]["crb_astigmatism_sd_angstrom"] = [
+                min(r["crb"]["astigmatism_sd_angstrom"] for r in rows),
+                max(r["crb"]["astigmatism_sd_angstrom"] for r in rows),
+            ]
     if report["real"]:
         out["real"] = {
             "spectra": len(report["real"]),

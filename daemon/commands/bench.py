@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument(
+        "--bound", action="store_true", help="ctf: add the Cramér–Rao bound per simulated case"
+    )
+    parser.add_argument(
         "--cases",
         nargs="+",
         metavar="CASE",
@@ -150,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             n_cases=args.n or 12,
             device=args.device,
             shared_data=shared,
+            bound=args.bound,
         )
     if args.json:
         print(json.dumps(report))

@@ -11,7 +11,11 @@ of pixels fixes ``A/2`` (its mean above F) and ``A m / 2`` (its oscillation), so
 ``t`` are measured without knowing the envelope. The tile window's damping of fine rings is
 modelled separately (``attenuation``). ``t`` is found on a grid by weighted least squares
 (periodogram variance ``P^2 / n_independent``), its sigma from ``delta chi^2 = 1`` scaled by the
-reduced chi^2 when that exceeds 1.
+reduced chi^2 when that exceeds 1: the larger of the curvature's and half the profile interval
+(every thickness that close to the best), so a flat or two-minimum profile gets a wide sigma.
+At 0 nm the sigma is the interval's top; at the grid's top (200 nm) the rings do not measure
+the ice (on 1024^2 simulations of 30-45 nm ice at 1.1-3 um they landed there with sigmas of
+10-17 nm) and only the ice ring counts.
 
 Ice-ring power: the excess power in the 3.7 A band over a straight line through its flanks is
 ``P_el(t)^2 t`` times the same excess of the signal that 1 A of vitreous ice would give, with
@@ -25,7 +29,10 @@ the ice-ring estimate scatters by a factor of ~2-3 either way, from the envelope
 and the particles' share of ``A(k)``), so it mostly arbitrates where the rings are uninformative.
 
 The two are combined by inverse-variance weighting; a warning is raised when they differ by
-more than 3 combined sigma.
+more than 3 combined sigma, and the thickness is not reported (a warning says so) when the
+combined sigma exceeds :data:`MAX_ICE_SIGMA_NM`. Over 36 exposures of ``bench ctf``'s 1024^2
+cases (12 cases, 3 noise draws) the normalised errors have an RMS of 0.85 and none exceeds 1.5
+(before these rules: RMS 5.3, three beyond 9); 7 are not reported.
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ _T_GRID_NM = torch.arange(0.0, 200.01, 2.0, dtype=torch.float64)
 _ICE_RING_HALF_WIDTH = 0.025
 _FLANK = (0.035, 0.065)
 _ICE_RING_SYSTEMATIC = 1.0
+#: a combined sigma above this (half the grid) is no measurement: the thickness is not reported
+MAX_ICE_SIGMA_NM = 100.0
+#: the ice-ring estimate's sigma never falls below this: its relative systematic term vanishes
+#: near 0 nm, where 1024^2 simulations of 25-45 nm ice read 0-1 nm (``bench ctf``)
+_ICE_RING_MIN_SIGMA_NM = 20.0
 
 
 @dataclass(frozen=True)
@@ -101,19 +113,23 @@ def _rings_fit(
     step = float(_T_GRID_NM[1] - _T_GRID_NM[0])
     dof = max(1, signal.numel() - int((counts > 0).sum()) - 1)
     scale = max(1.0, float(chi2[i]) / dof)
-    if 0 < i < len(_T_GRID_NM) - 1:
+    # the profile interval: every thickness within delta chi^2 <= scale of the best; where the
+    # profile is flat or has a second minimum, it is wider than the curvature says
+    inside = _T_GRID_NM[chi2 - chi2[i] <= scale]
+    lo, hi = float(inside.min()), float(inside.max())
+    if i == len(_T_GRID_NM) - 1:
+        # at the grid's top: not a measurement (the rings damped by something else)
+        sigma = float("inf")
+    elif i == 0:
+        sigma = max(hi, step / 2.0)  # one-sided: thinner than ``hi``
+    else:
         c0, c1, c2 = (float(chi2[j]) for j in (i - 1, i, i + 1))
         curv = (c0 - 2 * c1 + c2) / step**2
         if curv > 0:
             t += 0.5 * step * (c0 - c2) / (c0 - 2 * c1 + c2)
-            sigma = math.sqrt(2.0 * scale / curv)
+            sigma = max(math.sqrt(2.0 * scale / curv), 0.5 * (hi - lo))
         else:
             sigma = float("inf")
-    else:
-        # at an edge of the grid: a one-sided bound from the curvature towards the interior
-        j = 1 if i == 0 else i - 1
-        diff = abs(float(chi2[j]) - float(chi2[i]))
-        sigma = step * math.sqrt(scale / max(diff, 1e-12))
     ring_k = torch.arange(n_rings, dtype=torch.float64) / (band.n * band.pixel_size_angstrom)
     filled = counts > 0
     return max(t, 0.0), sigma, ring_k[filled], amp[i][filled]
@@ -192,7 +208,7 @@ def _ice_ring_fit(
     peak_t = lam_in / 2.0
     peak = peak_t * math.exp(-1.0)
     if x_hat <= 0:
-        return 0.0, sigma_x / 1.0 / ANGSTROM_PER_NM
+        return 0.0, max(sigma_x / ANGSTROM_PER_NM, _ICE_RING_MIN_SIGMA_NM)
     x_c = min(x_hat, peak)
     lo, hi = 0.0, peak_t
     for _ in range(60):  # bisection on the rising branch of t exp(-2t/L)
@@ -204,7 +220,7 @@ def _ice_ring_fit(
     t = 0.5 * (lo + hi)
     slope = math.exp(-2.0 * t / lam_in) * (1.0 - 2.0 * t / lam_in)
     sigma_t = sigma_x / max(slope, 0.05)
-    return t / ANGSTROM_PER_NM, sigma_t / ANGSTROM_PER_NM
+    return t / ANGSTROM_PER_NM, max(sigma_t / ANGSTROM_PER_NM, _ICE_RING_MIN_SIGMA_NM)
 
 
 def estimate_ice_thickness(
@@ -259,4 +275,10 @@ def estimate_ice_thickness(
                 f"{t_b:.0f} +- {s_b:.0f} nm ({gap:.1f} sigma)"
             )
             sigma = max(sigma, abs(t_a - t_b) / 2.0)
+    if sigma > MAX_ICE_SIGMA_NM:
+        warnings.append(
+            f"ice thickness not determined: {t:.0f} +- {sigma:.0f} nm (rings {t_a:.0f} nm, "
+            f"ice ring {'-' if t_b is None else f'{t_b:.0f}'} nm)"
+        )
+        return IceFit(None, t_a, t_b, None, s_a, s_b, tuple(warnings))
     return IceFit(t, t_a, t_b, sigma, s_a, s_b, tuple(warnings))
