@@ -16,6 +16,7 @@ __all__ = [
     "spearman",
     "still_micrograph",
     "still_parameters",
+    "worker_ctf_options",
 ]
 
 # the simulator's default microscope (300 kV, Cs 2.7 mm, 7 % amplitude contrast)
@@ -70,7 +71,23 @@ def estimate_still(micrograph: Any, *, estimate_ice: bool = True) -> Any:
         spherical_aberration_mm=CS_MM,
         amplitude_contrast=Q,
         estimate_ice=estimate_ice,
+        **worker_ctf_options(),
     )
+
+
+def worker_ctf_options() -> dict[str, Any]:
+    """The exposure worker's default CTF settings (tile, band, defocus range) as
+    :func:`models.ctf_estimation.estimate_ctf` arguments, so benchmarks fit as the worker does."""
+    from config.processing import CtfSettings
+
+    ctf = CtfSettings()
+    return {
+        "box_px": ctf.box_px,
+        "min_resolution_angstrom": ctf.min_resolution_angstrom,
+        "max_resolution_angstrom": ctf.max_resolution_angstrom,
+        "defocus_min_um": ctf.defocus_min_um,
+        "defocus_max_um": ctf.defocus_max_um,
+    }
 
 
 def ctf_parameters(estimate: Any) -> Any:

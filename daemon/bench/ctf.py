@@ -2,7 +2,8 @@
 
 Simulated cases: 300 kV, 1 A/px micrographs (the sum of a movie without drift is a single
 Poisson frame of the whole dose, so each case is simulated as one frame) spread over defocus
-0.5-3 um, astigmatism 0-600 A, dose 30-50 e/A^2 and ice 20-80 nm. Real cases: the RELION
+0.5-3 um, astigmatism 0-600 A, dose 30-50 e/A^2 and ice 20-80 nm, fitted with the exposure
+worker's default ``processing.ctf`` settings (``box_px = "auto"``, 30-4 A). Real cases: the RELION
 tutorial's 12 power spectra against CTFFIND-4.1, when ``../shared/data`` is present.
 """
 
@@ -80,6 +81,7 @@ def run_ctf_bench(
     """
     import torch
 
+    from daemon.bench._common import worker_ctf_options
     from models.ctf_estimation import estimate_ctf
 
     report: dict[str, Any] = {"bench": "ctf", "device": device, "simulated": [], "real": []}
@@ -96,6 +98,7 @@ def run_ctf_bench(
                 spherical_aberration_mm=2.7,
                 amplitude_contrast=0.07,
                 noise_variance=float(image.mean()),
+                **worker_ctf_options(),
             )
             if device.startswith("cuda"):
                 torch.cuda.synchronize()

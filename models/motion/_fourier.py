@@ -137,9 +137,8 @@ def peak_variance(
     ``filt``^2) with the reference: ``var = sum_k w^2 |2 pi k R|^2 N filt^2 / 2 / c''^2``.
     """
     weight = _column_weight(kx, full_width)
-    t = peak_px.to(torch.float64)
-    arg = ky[None, :, None] * t[:, 1, None, None] + kx[None, None, :] * t[:, 0, None, None]
-    phase = torch.exp(2j * math.pi * arg).to(torch.complex64)
+    # exp(2 pi i k . t), separable in ky and kx
+    phase = phase_ramp(-peak_px.to(torch.float64), ky, kx)
     value = (cross * phase).real * weight  # (B, H, Wr)
     gy, gx = (
         (2 * math.pi * ky)[:, None].to(torch.float32),

@@ -57,23 +57,32 @@ def _penalties(n: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def smooth_trajectory(measured: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """Smoothed ``(F, 2)`` trajectory from measurements and variances ``(F, 2)`` (float64)."""
+def smooth_trajectory(
+    measured: torch.Tensor, variance: torch.Tensor, model: tuple[int, ...] | None = None
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Smoothed ``(F, 2)`` trajectory from measurements and variances ``(F, 2)`` (float64), and
+    the ``(tau, lam)`` chosen per axis (flat indices); ``model`` fixes that choice instead of
+    SURE (an iteration that re-chose it each round could cycle between two choices)."""
     n = measured.shape[0]
     if n <= _ORDER + 2:
-        return measured.clone()
+        return measured.clone(), ()
     m = measured.to(torch.float64).cpu()
     var = VARIANCE_CALIBRATION * variance.to(torch.float64).cpu().clamp(min=1e-8)
     penalties = _penalties(n)  # (T, n, n)
     lams = torch.tensor(_LAMBDAS, dtype=torch.float64)
     systems = lams[None, :, None, None] * penalties[:, None]  # (T, L, n, n)
     out = torch.empty_like(m)
+    chosen = []
     for axis in range(m.shape[1]):
         weights = torch.diag(1.0 / var[:, axis])
         hat = torch.linalg.solve(weights + systems, weights.expand_as(systems))  # (T, L, n, n)
         fit = hat @ m[:, axis]  # (T, L, n)
         rss = ((m[:, axis] - fit) ** 2 / var[:, axis]).sum(dim=-1)
         risk = rss + 2.0 * hat.diagonal(dim1=-2, dim2=-1).sum(dim=-1) - n
-        best = int(torch.argmin(torch.nan_to_num(risk, nan=math.inf)))
+        if model:
+            best = model[axis]
+        else:
+            best = int(torch.argmin(torch.nan_to_num(risk, nan=math.inf)))
+        chosen.append(best)
         out[:, axis] = fit.reshape(-1, n)[best]
-    return out.to(measured.device)
+    return out.to(measured.device), tuple(chosen)
