@@ -22,7 +22,7 @@ CASES = [(12, 2, 2000), (12, 11, 0), (12, 7, 1000)]
 def test_ice_is_within_three_sigma_or_not_determined(n: int, index: int, offset: int) -> None:
     case = dict(simulated_cases(n)[index])
     seed = int(case.pop("seed")) + offset
-    image, truth = still_micrograph(1024, particles_per_1024=40, seed=seed, **case)
+    image, _ = still_micrograph(1024, particles_per_1024=40, seed=seed, **case)
     est = estimate_ctf(
         torch.from_numpy(image),
         pixel_size_angstrom=1.0,
@@ -38,4 +38,3 @@ def test_ice_is_within_three_sigma_or_not_determined(n: int, index: int, offset:
     assert est.ice_thickness_sigma_nm is not None
     error = est.ice_thickness_nm - case["ice_thickness_nm"]
     assert abs(error) <= 3.0 * est.ice_thickness_sigma_nm, (error, est)
-    assert truth["ice_thickness_nm"] == pytest.approx(case["ice_thickness_nm"])
