@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from daemon.bench._common import CS_MM, VOLTAGE_KV, Q, still_parameters
+
 __all__ = ["expected_spectrum", "simulated_bound"]
 
 OPTICS = {
     "pixel_size_angstrom": 1.0,
-    "voltage_kv": 300.0,
-    "spherical_aberration_mm": 2.7,
-    "amplitude_contrast": 0.07,
+    "voltage_kv": VOLTAGE_KV,
+    "spherical_aberration_mm": CS_MM,
+    "amplitude_contrast": Q,
 }
 GEOMETRY = ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_deg")
 
@@ -28,7 +30,6 @@ def expected_spectrum(size: int, case: dict[str, Any], *, n_specimens: int) -> t
     still micrographs of ``case`` (seeds ``case["seed"] + j``) and their mean count."""
     import torch
 
-    from daemon.bench._common import still_parameters
     from models.simulate.exposure import simulate_exposure
     from models.simulate.specimen import phantom_specimen
 

@@ -43,7 +43,9 @@ class CtfBound:
 
 
 def _params(d_u: float, d_v: float, angle_deg: float) -> torch.Tensor:
-    half, two, mean = 0.5 * (d_u - d_v), math.radians(2.0 * angle_deg), 0.5 * (d_u + d_v)
+    """``[d, a1, a2, phi]`` of :func:`models.ctf_estimation._model.phase` (no phase shift)."""
+    half, two = 0.5 * (d_u - d_v), math.radians(2.0 * angle_deg)
+    mean = 0.5 * (d_u + d_v)
     return torch.tensor([mean, half * math.cos(two), half * math.sin(two), 0.0]).double()
 
 
@@ -120,7 +122,9 @@ def ctf_cramer_rao(
     mu, jac = _mu_jac(freqs, params, optics, _interp(k, k_p, e_p), _interp(k, k_p, b_p))
     if bool((mu <= 0).any()):
         raise ValueError(f"model spectrum not positive (min {float(mu.min())!r}): check signal")
-    cov = torch.linalg.inv(fisher := (jac / mu[:, None]).T @ (jac / mu[:, None]))
+    scaled = jac / mu[:, None]
+    fisher = scaled.T @ scaled
+    cov = torch.linalg.inv(fisher)
     a1, a2 = float(params[1]), float(params[2])
     half, block = math.hypot(a1, a2), cov[1:, 1:]
     astig_sd, angle_sd = 2.0 * float(torch.trace(block) / 2.0) ** 0.5, None
