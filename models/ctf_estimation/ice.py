@@ -263,6 +263,10 @@ def estimate_ice_thickness(
         t_b, s_b = ring
         estimates.append(ring)
     if not estimates:
+        warnings.append(
+            f"ice thickness not determined: the Thon-ring fit ({t_a:.0f} nm) is at the top of "
+            "its range or flat, and the ice ring gives none"
+        )
         return IceFit(None, t_a, t_b, None, s_a, s_b, tuple(warnings))
     weights = [1.0 / max(s, 1e-6) ** 2 for _, s in estimates]
     t = sum(w * v for w, (v, _) in zip(weights, estimates, strict=False)) / sum(weights)

@@ -181,7 +181,8 @@ def align_stack(
             # the smoother's model is chosen afresh in the first two rounds only: re-choosing
             # it every round let a 1024^2 movie's last frames flip by 0.34 px between rounds
             new, chosen = smooth_trajectory(new, variance, model)
-            model = model or (chosen if it >= 1 else None)
+            if it == 1:
+                model = chosen
         new = new - new[0:1]
         change = float((new - shifts).abs().max())
         shifts = new
