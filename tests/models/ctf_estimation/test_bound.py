@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.ctf_estimation._model import Optics, phase
-from models.ctf_estimation.bound import ctf_cramer_rao
+from models.ctf_estimation.bound import CtfBound, ctf_cramer_rao
 
 OPTICS = {
     "pixel_size_angstrom": 1.0,
@@ -33,7 +33,7 @@ def _profiles() -> dict[str, torch.Tensor]:
     return {"profile_k": k, "signal": _signal(k), "background": _background(k)}
 
 
-def _bound(size: int, **changes: float) -> object:
+def _bound(size: int, **changes: float) -> CtfBound:
     geometry = {"defocus_u_angstrom": D_U, "defocus_v_angstrom": D_V, "defocus_angle_deg": ANGLE}
     return ctf_cramer_rao(size, **OPTICS, **{**geometry, **changes}, **_profiles())  # type: ignore[arg-type]
 
@@ -80,8 +80,8 @@ def test_bound_matches_monte_carlo_whittle_fits() -> None:
     fits = _whittle_fits(size, draws, seed=7)
     bound = _bound(size)
     defocus, astig = fits[:, 0], 2.0 * torch.hypot(fits[:, 1], fits[:, 2])
-    assert abs(float(defocus.std()) / bound.defocus_sd_angstrom - 1.0) < 0.15  # type: ignore[attr-defined]
-    assert abs(float(astig.std()) / bound.astigmatism_sd_angstrom - 1.0) < 0.15  # type: ignore[attr-defined]
+    assert abs(float(defocus.std()) / bound.defocus_sd_angstrom - 1.0) < 0.15
+    assert abs(float(astig.std()) / bound.astigmatism_sd_angstrom - 1.0) < 0.15
     # unbiased: d, a1 and a2 (|a| itself is biased up by noise, ~sd^2 / (2 |a|))
     half, two = 0.5 * (D_U - D_V), math.radians(2 * ANGLE)
     truth = torch.tensor([0.5 * (D_U + D_V), half * math.cos(two), half * math.sin(two)])
@@ -98,12 +98,12 @@ def test_sd_halves_when_the_image_doubles() -> None:
 def test_astigmatism_sd_is_2_sqrt2_defocus_sd_without_astigmatism() -> None:
     # many rings (3 um, to 3 A): cos^2 2theta and sin^2 2theta average 1/2 over each ring
     bound = _bound(1024, defocus_u_angstrom=30_000.0, defocus_v_angstrom=30_000.0)
-    sd = torch.linalg.inv(bound.fisher).diagonal().sqrt()  # type: ignore[attr-defined]
+    sd = torch.linalg.inv(bound.fisher).diagonal().sqrt()
     assert float(sd[1] / sd[0]) == pytest.approx(math.sqrt(2.0), rel=0.1)
     assert float(sd[2] / sd[0]) == pytest.approx(math.sqrt(2.0), rel=0.1)
-    ratio = bound.astigmatism_sd_angstrom / bound.defocus_sd_angstrom  # type: ignore[attr-defined]
+    ratio = bound.astigmatism_sd_angstrom / bound.defocus_sd_angstrom
     assert ratio == pytest.approx(2.0 * math.sqrt(2.0), rel=0.1)
-    assert bound.angle_sd_deg is None  # type: ignore[attr-defined]
+    assert bound.angle_sd_deg is None
 
 
 @pytest.mark.parametrize(
