@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -394,24 +394,16 @@ class ExposureWorker:
     def _estimate_ctf(self, correction: MotionCorrection, optics: _Optics) -> CtfEstimate:
         from models.ctf_estimation import estimate_ctf
 
-        ctf = self._settings.processing.ctf
-        image = correction.ctf_sum
-        largest = int(min(image.shape[-2:])) // 2 * 2
-        box: int | Literal["auto"] = "auto" if ctf.box_px == "auto" else min(ctf.box_px, largest)
-        nyquist = 2.0 * optics.pixel_size_angstrom
         return estimate_ctf(
-            image,
+            correction.ctf_sum,
             pixel_size_angstrom=optics.pixel_size_angstrom,
             voltage_kv=optics.voltage_kv,
             spherical_aberration_mm=optics.cs_mm,
             amplitude_contrast=optics.amplitude_contrast,
-            box_px=box,
-            min_resolution_angstrom=ctf.min_resolution_angstrom,
-            max_resolution_angstrom=max(ctf.max_resolution_angstrom, nyquist * 1.05),
-            defocus_min_um=ctf.defocus_min_um,
-            defocus_max_um=ctf.defocus_max_um,
-            estimate_phase_shift=ctf.estimate_phase_shift,
             noise_variance=correction.ctf_sum_noise_variance,
+            **self._settings.processing.ctf.fit_options(
+                tuple(correction.ctf_sum.shape[-2:]), optics.pixel_size_angstrom
+            ),
         )
 
     def _finish(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -65,6 +65,23 @@ class CtfSettings(Section):
     estimate_phase_shift: bool = Field(
         False, description="Fit an additional phase shift (phase plate data)."
     )
+
+    def fit_options(
+        self, image_shape: tuple[int, ...], pixel_size_angstrom: float
+    ) -> dict[str, Any]:
+        """These settings as :func:`models.ctf_estimation.estimate_ctf` arguments for an image
+        of ``image_shape``: a fixed tile no larger than the image, the band no finer than
+        Nyquist (with 5 % to spare)."""
+        largest = int(min(image_shape)) // 2 * 2
+        box = "auto" if self.box_px == "auto" else min(self.box_px, largest)
+        return {
+            "box_px": box,
+            "min_resolution_angstrom": self.min_resolution_angstrom,
+            "max_resolution_angstrom": max(self.max_resolution_angstrom, 2.1 * pixel_size_angstrom),
+            "defocus_min_um": self.defocus_min_um,
+            "defocus_max_um": self.defocus_max_um,
+            "estimate_phase_shift": self.estimate_phase_shift,
+        }
 
     @field_validator("box_px")
     @classmethod

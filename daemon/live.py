@@ -14,19 +14,20 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from daemon.alerts import Alert, AlertMonitor
 from daemon.causal import CausalTracker, not_learned_message
 from daemon.control import ControlServer, new_token
 from daemon.finetune import Finetuner
+from daemon.rates import RateWindow
 from daemon.scheduler import Scheduler
 from daemon.session import SessionPaths, params_hash, software_version
 from daemon.sources.events import SourceEvent
+from daemon.terminal import TerminalReporter
 from models.errors import CausalscopeError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from models.causal import CausalUpdate
     from models.records import ExposureRecord
 
-__all__ = ["LiveOptions", "LiveSession", "TerminalReporter"]
+__all__ = ["LiveOptions", "LiveSession"]
 
 
 @dataclass(frozen=True)
@@ -84,57 +85,6 @@ class LiveOptions:
     terminal_logs: bool = True
     retry_after_s: float = 10.0
     command_line: Sequence[str] = field(default_factory=lambda: list(sys.argv))
-
-
-class TerminalReporter:
-    """One line per exposure and per problem, for a person at a terminal."""
-
-    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
-        self._out = stream or sys.stdout
-        self._quiet = quiet
-        self._n = 0
-
-    def _print(self, text: str) -> None:
-        print(text, file=self._out, flush=True)
-
-    def committed(self, record: ExposureRecord, latency_s: float) -> None:
-        """One line: id, status, defocus, fit resolution, ice, drift, latency; then reasons."""
-        self._n += 1
-        if self._quiet:
-            return
-        parts = [f"[{self._n:4d}] {record.exposure_id}  {record.status:<4}"]
-        if record.ctf is not None:
-            parts.append(f"defocus {record.ctf.defocus_angstrom / 1e4:5.2f} um")
-            fit = record.ctf.fit_resolution_angstrom
-            parts.append(f"fit {fit:4.1f} A" if fit else "fit   -  ")
-            if record.ctf.ice_thickness_nm is not None:
-                parts.append(f"ice {record.ctf.ice_thickness_nm:3.0f} nm")
-        if record.motion is not None:
-            parts.append(f"drift {record.motion.total_drift_px:5.1f} px")
-        parts.append(f"{latency_s:5.1f} s")
-        self._print("  ".join(parts))
-        if record.status != "pass":
-            for reason in record.reasons[:3]:
-                self._print(f"         {reason}")
-
-    def quarantined(self, exposure_id: str | None, origin: str, code: str, reason: str) -> None:
-        """A quarantined input, with its reason."""
-        self._print(f"[quarantine] {exposure_id or origin}: {code}: {reason}")
-
-    def skipped(self, exposure_id: str, state: str) -> None:
-        """Seen before: nothing to do."""
-        if not self._quiet:
-            self._print(f"[  skip] {exposure_id}: already {state} in this session")
-
-    def problem(self, title: str, message: str) -> None:
-        """Something the operator must know."""
-        self._print(f"[problem] {title}: {message}")
-
-    def alert(self, alert: Alert) -> None:
-        """A gate failure or a trend, with what to do."""
-        if alert.code.startswith("gate_"):
-            return  # the exposure's own line already says why it failed
-        self._print(f"[ alert] {alert.message}\n         what to do: {alert.advice}")
 
 
 class LiveSession:
@@ -195,7 +145,7 @@ class LiveSession:
         )
         causal = settings.processing.causal
         self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
-        self._rates = _Rates()
+        self._rates = RateWindow()
         self._next_status = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -527,26 +477,3 @@ class _Tap:
             except CausalscopeError:
                 pass  # the store is the problem; the terminal still says it
         self._session.reporter.problem(title, message)
-
-
-class _Rates:
-    """Acquisition and processing rates over the last ten minutes, from sampled counts."""
-
-    WINDOW_S = 600.0
-
-    def __init__(self) -> None:
-        self._samples: deque[tuple[float, int, int]] = deque()
-
-    def sample(self, seen: int, finished: int) -> None:
-        now = time.monotonic()
-        self._samples.append((now, seen, finished))
-        while self._samples and now - self._samples[0][0] > self.WINDOW_S:
-            self._samples.popleft()
-
-    def per_minute(self) -> tuple[float, float]:
-        if len(self._samples) < 2:
-            return 0.0, 0.0
-        t0, seen0, done0 = self._samples[0]
-        t1, seen1, done1 = self._samples[-1]
-        minutes = max((t1 - t0) / 60.0, 1e-9)
-        return round((seen1 - seen0) / minutes, 2), round((done1 - done0) / minutes, 2)

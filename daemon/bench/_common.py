@@ -71,23 +71,16 @@ def estimate_still(micrograph: Any, *, estimate_ice: bool = True) -> Any:
         spherical_aberration_mm=CS_MM,
         amplitude_contrast=Q,
         estimate_ice=estimate_ice,
-        **worker_ctf_options(),
+        **worker_ctf_options(tuple(micrograph.shape[-2:])),
     )
 
 
-def worker_ctf_options() -> dict[str, Any]:
-    """The exposure worker's default CTF settings (tile, band, defocus range) as
-    :func:`models.ctf_estimation.estimate_ctf` arguments, so benchmarks fit as the worker does."""
+def worker_ctf_options(image_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The exposure worker's default CTF settings for a 1 A/px image of ``image_shape``
+    (``processing.ctf``), so benchmarks fit as the worker does."""
     from config.processing import CtfSettings
 
-    ctf = CtfSettings()
-    return {
-        "box_px": ctf.box_px,
-        "min_resolution_angstrom": ctf.min_resolution_angstrom,
-        "max_resolution_angstrom": ctf.max_resolution_angstrom,
-        "defocus_min_um": ctf.defocus_min_um,
-        "defocus_max_um": ctf.defocus_max_um,
-    }
+    return CtfSettings().fit_options(image_shape, 1.0)
 
 
 def ctf_parameters(estimate: Any) -> Any:

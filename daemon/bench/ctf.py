@@ -81,7 +81,7 @@ def run_ctf_bench(
     """
     import torch
 
-    from daemon.bench._common import worker_ctf_options
+    from daemon.bench._common import CS_MM, VOLTAGE_KV, Q, worker_ctf_options
     from models.ctf_estimation import estimate_ctf
 
     report: dict[str, Any] = {"bench": "ctf", "device": device, "simulated": [], "real": []}
@@ -94,11 +94,11 @@ def run_ctf_bench(
             est = estimate_ctf(
                 tensor,
                 pixel_size_angstrom=1.0,
-                voltage_kv=300.0,
-                spherical_aberration_mm=2.7,
-                amplitude_contrast=0.07,
+                voltage_kv=VOLTAGE_KV,
+                spherical_aberration_mm=CS_MM,
+                amplitude_contrast=Q,
                 noise_variance=float(image.mean()),
-                **worker_ctf_options(),
+                **worker_ctf_options(image.shape),
             )
             if device.startswith("cuda"):
                 torch.cuda.synchronize()

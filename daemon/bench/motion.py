@@ -34,17 +34,18 @@ COMPARE_REPEATS = 3
 
 
 def motion_errors(
-    shifts_px: np.ndarray,
-    local_model: Any,
-    *,
-    truth_shifts_px: np.ndarray,
-    truth_coefficients_px: np.ndarray,
-    truth_profile: np.ndarray,
-    size_px: int,
-    grid: int = 9,
+    shifts_px: np.ndarray, local_model: Any, sim: Any, *, grid: int = 9
 ) -> dict[str, float]:
-    """Global and local RMS errors (px) of an estimate against the simulator's truth."""
+    """Global and local RMS errors (px) of an estimate against the simulated movie ``sim``'s
+    truth (``global_rms_px``: the trajectory against the true shift plus the pixel mean of the
+    true local warp; ``local_rms_px``: the total displacement on a ``grid`` x ``grid`` grid;
+    both after removing a constant offset)."""
     from models.simulate.motion import local_displacement_px
+
+    truth_shifts_px = sim.motion.shifts_px
+    truth_coefficients_px = sim.motion.local_coefficients_px
+    truth_profile = sim.motion.local_profile
+    size_px = int(sim.frames.shape[-1])
 
     n_frames = len(truth_shifts_px)
     frames = np.arange(n_frames)
@@ -138,14 +139,7 @@ def run_motion_bench(
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 total_s = time.perf_counter() - started
-            errors = motion_errors(
-                np.asarray(result.shifts_px),
-                result.local_model,
-                truth_shifts_px=sim.motion.shifts_px,
-                truth_coefficients_px=sim.motion.local_coefficients_px,
-                truth_profile=sim.motion.local_profile,
-                size_px=spec["size_px"],
-            )
+            errors = motion_errors(np.asarray(result.shifts_px), result.local_model, sim)
             case: dict[str, Any] = {
                 "case": name,
                 "seed": seed,
@@ -193,14 +187,7 @@ def _compare(sim: Any, gain: Any, detector: Any, device: str) -> dict[str, Any]:
         run_torch_motion_correction(frames, pixel_size_angstrom=1.0, device=device)
 
     ours_s, theirs_s = _best_time(ours, device), _best_time(theirs, device)
-    errors = motion_errors(
-        shifts,
-        None,
-        truth_shifts_px=sim.motion.shifts_px,
-        truth_coefficients_px=sim.motion.local_coefficients_px,
-        truth_profile=sim.motion.local_profile,
-        size_px=sim.frames.shape[-1],
-    )
+    errors = motion_errors(shifts, None, sim)
     return {
         "available": True,
         "global_rms_px": round(errors["global_rms_px"], 4),

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 def log_reporter(paths: Any) -> Any:
     """The terminal's lines, written to ``<session>/session.log`` while the dashboard is shown."""
-    from daemon.live import TerminalReporter
+    from daemon.terminal import TerminalReporter
 
     paths.root.mkdir(parents=True, exist_ok=True)
     handle = (paths.root / "session.log").open("a", encoding="utf-8")

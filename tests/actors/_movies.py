@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.records import AcquisitionMetadata
 from models.simulate.detector import draw_detector
 from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
 from models.simulate.specimen import phantom_specimen
@@ -30,3 +31,16 @@ def worker_movie(
     detector = draw_detector(np.random.default_rng(seed), (size, size))
     sim = simulate_exposure(params, specimen=phantom_specimen(), detector=detector)
     return sim, detector.gain_reference.astype(np.float32)
+
+
+def worker_metadata(*, dose: float, n_frames: int) -> AcquisitionMetadata:
+    """EPU-like metadata of such a movie: 1 A/px, 300 kV, Cs 2.7 mm."""
+    return AcquisitionMetadata(
+        source_path="sim.xml",
+        source_format="epu",
+        pixel_size_angstrom=1.0,
+        voltage_kv=300.0,
+        spherical_aberration_mm=2.7,
+        dose_e_per_a2=dose,
+        n_frames=n_frames,
+    )

@@ -18,7 +18,7 @@ from models.records import AcquisitionMetadata, ExposureRecord
 from models.simulate.detector import draw_detector
 from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
 from models.simulate.specimen import phantom_specimen
-from tests.actors._movies import worker_movie
+from tests.actors._movies import worker_metadata, worker_movie
 
 SIZE = 1024
 FRAMES = 16
@@ -56,15 +56,7 @@ def small() -> tuple[SimulatedExposure, np.ndarray]:
 
 
 def _metadata(dose: float = DOSE, n_frames: int = FRAMES) -> AcquisitionMetadata:
-    return AcquisitionMetadata(
-        source_path="sim.xml",
-        source_format="epu",
-        pixel_size_angstrom=1.0,
-        voltage_kv=300.0,
-        spherical_aberration_mm=2.7,
-        dose_e_per_a2=dose,
-        n_frames=n_frames,
-    )
+    return worker_metadata(dose=dose, n_frames=n_frames)
 
 
 def _process(

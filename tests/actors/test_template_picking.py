@@ -26,7 +26,7 @@ from models.picking import match_picks
 from models.records import AcquisitionMetadata, ExposureRecord
 from models.simulate.exposure import SimulatedExposure
 from models.simulate.specimen import Specimen, phantom_specimen
-from tests.actors._movies import worker_movie
+from tests.actors._movies import worker_metadata, worker_movie
 
 SIZE = 1024
 FRAMES = 8
@@ -103,15 +103,7 @@ def _settings(reference: Path | str, **picking: object) -> Settings:
 
 
 def _metadata() -> AcquisitionMetadata:
-    return AcquisitionMetadata(
-        source_path="sim.xml",
-        source_format="epu",
-        pixel_size_angstrom=1.0,
-        voltage_kv=300.0,
-        spherical_aberration_mm=2.7,
-        dose_e_per_a2=DOSE,
-        n_frames=FRAMES,
-    )
+    return worker_metadata(dose=DOSE, n_frames=FRAMES)
 
 
 def _process(settings: Settings, movie: tuple[SimulatedExposure, np.ndarray], out: Path):

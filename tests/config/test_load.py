@@ -172,3 +172,15 @@ def test_dict_round_trip(preset: str | None, write_toml: WriteToml) -> None:
     assert data["detector"]["gain_reference"] == "refs/gain.mrc"
     assert data["store"]["session_name"] == "s1"
     assert Settings.model_validate(data) == settings
+
+
+def test_ctf_fit_options_fit_the_image() -> None:
+    """A fixed tile never exceeds the image and the band never passes Nyquist."""
+    from config.processing import CtfSettings
+
+    small = CtfSettings(box_px=512, max_resolution_angstrom=4.0).fit_options((300, 401), 2.5)
+    assert small["box_px"] == 300
+    assert small["max_resolution_angstrom"] == 5.25
+    auto = CtfSettings().fit_options((4096, 4096), 1.0)
+    assert auto["box_px"] == "auto" and auto["max_resolution_angstrom"] == 4.0
+    assert auto["min_resolution_angstrom"] == 30.0 and auto["estimate_phase_shift"] is False

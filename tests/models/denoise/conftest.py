@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.restoration import fourier_ring_correlation, frc_resolution_angstrom, phase_flip
 from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
 from models.simulate.specimen import phantom_specimen
 
@@ -29,6 +30,24 @@ def simulate_halves(
     sim = simulate_exposure(params, specimen=phantom_specimen())
     frames = torch.from_numpy(sim.frames.astype(np.float32))
     return frames[0], frames[1], sim
+
+
+def flipped_resolution(image: torch.Tensor, sim: SimulatedExposure) -> float:
+    """FRC-0.5 resolution (A) of ``image`` phase flipped with ``sim``'s true CTF (contrast
+    inverted) against its clean particle image."""
+    truth = sim.truth
+    flipped = phase_flip(
+        image.mean() - image,
+        pixel_size_angstrom=1.0,
+        defocus_u_angstrom=truth["defocus_u_angstrom"],
+        defocus_v_angstrom=truth["defocus_v_angstrom"],
+        defocus_angle_deg=truth["defocus_angle_deg"],
+        voltage_kv=300.0,
+        spherical_aberration_mm=2.7,
+        amplitude_contrast=0.07,
+    )
+    frc = fourier_ring_correlation(flipped, torch.from_numpy(sim.clean_phase))
+    return frc_resolution_angstrom(frc, pixel_size_angstrom=1.0)
 
 
 @pytest.fixture(scope="module")

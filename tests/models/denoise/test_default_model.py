@@ -6,11 +6,9 @@ import json
 from importlib import resources
 
 import pytest
-import torch
 
 from models.denoise import default_model, denoise_half_sums, parameter_count
-from models.restoration import fourier_ring_correlation, frc_resolution_angstrom, phase_flip
-from tests.models.denoise.conftest import simulate_halves
+from tests.models.denoise.conftest import flipped_resolution, simulate_halves
 
 
 def test_shipped_weights_are_small_and_documented() -> None:
@@ -36,24 +34,7 @@ def test_default_model_improves_frc_resolution_over_phase_flip(
     even, odd, sim = simulate_halves(
         1024, seed=0, dose_e_per_a2=dose_e_per_a2, ice_thickness_nm=ice_thickness_nm
     )
-    truth = sim.truth
-    ctf = {
-        "pixel_size_angstrom": 1.0,
-        "defocus_u_angstrom": truth["defocus_u_angstrom"],
-        "defocus_v_angstrom": truth["defocus_v_angstrom"],
-        "defocus_angle_deg": truth["defocus_angle_deg"],
-        "voltage_kv": 300.0,
-        "spherical_aberration_mm": 2.7,
-        "amplitude_contrast": 0.07,
-    }
-    clean = torch.from_numpy(sim.clean_phase)
-
-    def resolution(image: torch.Tensor) -> float:
-        flipped = phase_flip(image.mean() - image, **ctf)
-        frc = fourier_ring_correlation(flipped, clean)
-        return frc_resolution_angstrom(frc, pixel_size_angstrom=1.0)
-
-    raw = resolution(even + odd)
-    denoised = resolution(denoise_half_sums(even, odd, default_model()))
+    raw = flipped_resolution(even + odd, sim)
+    denoised = flipped_resolution(denoise_half_sums(even, odd, default_model()), sim)
     gain = 100.0 * (raw / denoised - 1.0)
     assert gain >= margin_percent, f"phase flip {raw:.2f} A, N2N {denoised:.2f} A: {gain:.1f} %"

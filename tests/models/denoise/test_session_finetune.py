@@ -14,8 +14,7 @@ import torch
 
 from actors.denoiser import DenoiserTrainer
 from models.denoise import default_model, denoise_half_sums
-from models.restoration import fourier_ring_correlation, frc_resolution_angstrom, phase_flip
-from tests.models.denoise.conftest import simulate_halves
+from tests.models.denoise.conftest import flipped_resolution, simulate_halves
 
 
 @pytest.mark.slow
@@ -28,27 +27,9 @@ def test_session_finetuning_beats_phase_flip_by_24_percent_on_a_new_exposure() -
     trainer.train(200)  # one live round
 
     even, odd, sim = simulate_halves(1024, seed=0)
-    truth = sim.truth
-    ctf = {
-        "pixel_size_angstrom": 1.0,
-        "defocus_u_angstrom": truth["defocus_u_angstrom"],
-        "defocus_v_angstrom": truth["defocus_v_angstrom"],
-        "defocus_angle_deg": truth["defocus_angle_deg"],
-        "voltage_kv": 300.0,
-        "spherical_aberration_mm": 2.7,
-        "amplitude_contrast": 0.07,
-    }
-    clean = torch.from_numpy(sim.clean_phase)
-
-    def resolution(image: torch.Tensor) -> float:
-        flipped = phase_flip(image.mean() - image, **ctf)
-        return frc_resolution_angstrom(
-            fourier_ring_correlation(flipped, clean), pixel_size_angstrom=1.0
-        )
-
-    raw = resolution(even + odd)
-    shipped = resolution(denoise_half_sums(even, odd, default_model()))
-    tuned = resolution(denoise_half_sums(even, odd, trainer.model))
+    raw = flipped_resolution(even + odd, sim)
+    shipped = flipped_resolution(denoise_half_sums(even, odd, default_model()), sim)
+    tuned = flipped_resolution(denoise_half_sums(even, odd, trainer.model), sim)
     gain = 100.0 * (raw / tuned - 1.0)
     assert tuned < shipped, f"fine-tuned {tuned:.2f} A vs shipped {shipped:.2f} A"
     assert gain >= 24.0, f"phase flip {raw:.2f} A, fine-tuned N2N {tuned:.2f} A: {gain:.1f} %"
