@@ -1,10 +1,15 @@
-"""Iterative leave-one-out alignment of a stack of (cropped, B-filtered) spectra.
+"""Iterative leave-one-out alignment of stacks of (cropped, B-filtered) spectra.
 
-Shared by the whole-frame (global) and the patch alignment.
+Shared by the whole-frame (global) and the patch alignment. Stacks carry a leading batch of
+independent movies (``P``: one for the whole frame, one per patch), all aligned at once: every
+step is one tensor operation over all patches and frames (in chunks that bound the temporary
+memory), so the number of operations does not grow with the number of patches.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,8 +30,15 @@ from models.motion._smooth import smooth_trajectory
 
 __all__: list[str] = []
 
-#: frames per batch when forming cross-spectra (bounds the temporary memory)
-_CHUNK = 8
+#: complex elements per temporary tensor when forming cross-spectra or spectra: bounds memory
+#: (about 128 MiB per temporary on a CPU; a GPU takes bigger batches, fewer kernel launches)
+_CPU_BATCH_ELEMENTS = 2**24
+_GPU_BATCH_ELEMENTS = 2**27
+
+
+def batch_elements(device: torch.device) -> int:
+    """Complex elements per temporary on ``device`` (see :data:`_CPU_BATCH_ELEMENTS`)."""
+    return _GPU_BATCH_ELEMENTS if device.type == "cuda" else _CPU_BATCH_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,8 @@ class DamageModel:
 
 @dataclass
 class SpectraStack:
-    """Cropped, B-filtered spectra ``(F, H, Wr)`` of images of ``shape`` and their grid."""
+    """Cropped, B-filtered spectra ``(P, F, H, Wr)`` of images of ``shape`` and their grid;
+    ``noise_power`` ``(P, F)``."""
 
     spectra: torch.Tensor
     ky: torch.Tensor
@@ -74,18 +87,39 @@ class SpectraStack:
 
 
 def prepare_spectra(
-    images: torch.Tensor,
+    images: torch.Tensor | Callable[[int, int], torch.Tensor],
     *,
+    batch_shape: tuple[int, int] | None = None,
+    image_shape: tuple[int, int] | None = None,
+    device: torch.device | None = None,
     pixel_size_angstrom: float,
     bfactor_angstrom2: float,
     taper_px: int,
 ) -> SpectraStack:
-    """Spectra of ``images`` ``(F, h, w)``, one image at a time: each image's own mean is
-    removed (its DC would otherwise correlate with every other frame at zero shift), the
-    edges are tapered, the spectrum is cropped to where the B filter matters and filtered by
-    ``exp(-B k^2 / 4)``."""
-    n, h, w = images.shape
-    device = images.device
+    """Spectra of ``(P, F, h, w)`` images: each image's own mean is removed (its DC would
+    otherwise correlate with every other frame at zero shift), the edges are tapered, the
+    spectrum is cropped to where the B filter matters and filtered by ``exp(-B k^2 / 4)``.
+
+    ``images`` is the tensor ``(P, F, h, w)`` (or ``(F, h, w)``, taken as ``P = 1``), or a
+    function ``(start, stop) -> (stop - start, h, w)`` float32 images of the flattened
+    ``P * F`` index range, with ``batch_shape`` ``(P, F)``, ``image_shape`` and ``device``
+    given: the images are then made chunk by chunk and never held all at once.
+    """
+    source: Callable[[int, int], torch.Tensor]
+    if isinstance(images, torch.Tensor):
+        tensor = images if images.dim() == 4 else images[None]
+        batch_shape = (int(tensor.shape[0]), int(tensor.shape[1]))
+        image_shape = (int(tensor.shape[-2]), int(tensor.shape[-1]))
+        device = tensor.device
+        flat = tensor.reshape(-1, *image_shape)
+
+        source = functools.partial(_rows, flat)
+
+    else:
+        if batch_shape is None or image_shape is None or device is None:
+            raise ValueError("a chunk function needs batch_shape, image_shape and device")
+        source = images
+    h, w = image_shape
     crop = crop_shape(
         (h, w), pixel_size_angstrom=pixel_size_angstrom, bfactor_angstrom2=bfactor_angstrom2
     )
@@ -94,28 +128,52 @@ def prepare_spectra(
         ky, kx, pixel_size_angstrom=pixel_size_angstrom, bfactor_angstrom2=bfactor_angstrom2
     )
     window = edge_taper((h, w), device=device, width_px=taper_px)
+    n = batch_shape[0] * batch_shape[1]
     out = torch.empty((n, crop[0], crop[1] // 2 + 1), dtype=torch.complex64, device=device)
     noise = torch.empty(n, dtype=torch.float32, device=device)
     # white (shot) noise power per coefficient, from frequencies above 0.4 cycles/px where a
     # counting detector's MTF has removed most signal
     fy = torch.fft.fftfreq(h, device=device)[:, None]
     fx = torch.fft.rfftfreq(w, device=device)[None, :]
-    outer = (fy**2 + fx**2) > 0.16
-    for f in range(n):
-        image = images[f].to(torch.float32)
-        spectrum = torch.fft.rfft2((image - image.mean()) * window)
-        noise[f] = spectrum[outer].abs().pow(2).mean() if bool(outer.any()) else 1.0
-        out[f] = crop_spectrum(spectrum, crop) * filt
-    out[:, 0, 0] = 0
-    return SpectraStack(out, ky, kx, (h, w), crop, filt, noise)
+    outer = ((fy**2 + fx**2) > 0.16).to(torch.float32)
+    n_outer = float(outer.sum()) if h > 2 and w > 2 else 0.0
+    chunk = max(1, batch_elements(device) // (h * (w // 2 + 1)))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        image = source(start, stop)
+        image = (image - image.mean(dim=(-2, -1), keepdim=True)) * window
+        spectrum = torch.fft.rfft2(image)
+        if n_outer > 0:
+            power = torch.view_as_real(spectrum).square().sum(dim=-1)
+            noise[start:stop] = (power * outer).sum(dim=(-2, -1)) / n_outer
+        else:
+            noise[start:stop] = 1.0
+        out[start:stop] = crop_spectrum(spectrum, crop) * filt
+        del spectrum, image
+    out = out.reshape(*batch_shape, crop[0], crop[1] // 2 + 1)
+    out[:, :, 0, 0] = 0
+    return SpectraStack(out, ky, kx, (h, w), crop, filt, noise.reshape(batch_shape))
+
+
+def _rows(flat: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    return flat[start:stop].to(torch.float32)
+
+
+def _frame_chunk(stack: SpectraStack) -> int:
+    p, _, hh, wr = stack.spectra.shape
+    return max(1, batch_elements(stack.spectra.device) // (p * hh * wr))
 
 
 def _aligned_sum(stack: SpectraStack, shifts: torch.Tensor) -> torch.Tensor:
-    total = torch.zeros_like(stack.spectra[0])
-    for start in range(0, stack.spectra.shape[0], _CHUNK):
-        stop = start + _CHUNK
-        ramps = phase_ramp(-shifts[start:stop], stack.ky, stack.kx)
-        total += (stack.spectra[start:stop] * ramps).sum(dim=0)
+    """``(P, H, Wr)``: every patch's spectra moved back by ``shifts`` ``(P, F, 2)`` and summed."""
+    p, n = stack.spectra.shape[:2]
+    total = torch.zeros_like(stack.spectra[:, 0])
+    step = _frame_chunk(stack)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        ramps = phase_ramp(-shifts[:, start:stop].reshape(-1, 2), stack.ky, stack.kx)
+        ramps = ramps.reshape(p, stop - start, *ramps.shape[-2:])
+        total += (stack.spectra[:, start:stop] * ramps).sum(dim=1)
     return total
 
 
@@ -129,64 +187,88 @@ def align_stack(
     smooth: bool = True,
     damage: DamageModel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
-    """Shifts ``(F, 2)`` float64 [x, y] of each image relative to image 0, by iterating:
-    reference = sum of all *other* images, each moved back by its current shift; new shift =
-    sub-pixel maximum of the image's correlation with its reference. Stops when no shift moves
-    by more than ``tolerance_px`` or after ``iterations`` rounds.
+    """Shifts ``(P, F, 2)`` float64 [x, y] of each image relative to image 0 of its patch, by
+    iterating: reference = sum of all *other* images, each moved back by its current shift;
+    new shift = sub-pixel maximum of the image's correlation with its reference. A patch stops
+    (its shifts no longer change) once none of its shifts moves by more than ``tolerance_px``;
+    the iteration ends when every patch has stopped or after ``iterations`` rounds.
 
     With ``damage``, each image's cross-spectrum is further weighted by the amplitude that
     radiation damage leaves in it (Grant & Grigorieff at its mid-frame dose): a matched filter
     that stops late, damaged frames from being aligned on frequencies they no longer carry.
-    With ``smooth``, each round's measurements are smoothed in time with their variances
-    (:mod:`models.motion._smooth`) before they define the next reference.
+    With ``smooth`` (one patch only: the whole frame), each round's measurements are smoothed
+    in time with their variances (:mod:`models.motion._smooth`) before they define the next
+    reference. Without ``initial_px`` (one patch only) the start is progressive (each image
+    against the running sum of those before it).
 
-    Returns ``(shifts, variances, iterations_used, converged)``; ``variances`` ``(F, 2)`` px^2
-    are those of the raw per-image measurements of the last round.
+    Returns ``(shifts, variances, iterations_used, converged)``; ``variances`` ``(P, F, 2)``
+    px^2 are those of the raw per-image measurements of each patch's last round.
     """
-    n = stack.spectra.shape[0]
+    p, n = stack.spectra.shape[:2]
     device = stack.spectra.device
+    if (smooth or initial_px is None) and p != 1:
+        raise ValueError(f"smoothing and a progressive start need one patch, got {p}")
     frame_filters = None if damage is None else damage.filters(stack)
     coarse_step = max(stack.shape[0] / stack.crop[0], stack.shape[1] / stack.crop[1])
     if initial_px is None:
-        shifts = _progressive_start(stack, frame_filters, max_shift_px, coarse_step)
+        shifts = _progressive_start(stack, frame_filters, max_shift_px, coarse_step)[None]
     else:
-        shifts = initial_px.to(device=device, dtype=torch.float64).clone()
+        shifts = initial_px.to(device=device, dtype=torch.float64).reshape(p, n, 2).clone()
     variance = torch.ones_like(shifts)
+    active = torch.ones(p, dtype=torch.bool, device=device)
     model: tuple[int, ...] | None = None
     used, converged = 0, False
+    step = _frame_chunk(stack)
     for it in range(iterations):
         used = it + 1
-        total = _aligned_sum(stack, shifts)
+        total = _aligned_sum(stack, shifts)  # (P, H, Wr)
         new = torch.empty_like(shifts)
-        variance = torch.empty_like(shifts)
-        for start in range(0, n, _CHUNK):
-            stop = min(n, start + _CHUNK)
-            own = stack.spectra[start:stop]
-            others = total - own * phase_ramp(-shifts[start:stop], stack.ky, stack.kx)
+        measured_variance = torch.empty_like(shifts)
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            own = stack.spectra[:, start:stop]  # (P, c, H, Wr)
+            ramps = phase_ramp(-shifts[:, start:stop].reshape(-1, 2), stack.ky, stack.kx)
+            others = torch.addcmul(total[:, None], own, ramps.reshape(own.shape), value=-1)
+            del ramps
             cross = own * others.conj()
+            filt = stack.filt
             if frame_filters is not None:
                 cross = cross * frame_filters[start:stop]
-            new[start:stop] = stack.peaks(cross, start_px=shifts[start:stop], half_width_px=1.0)
-            variance[start:stop] = peak_variance(
+                filt = stack.filt * frame_filters[start:stop]
+            peaks = stack.peaks(
+                cross.reshape(-1, *cross.shape[-2:]),
+                start_px=shifts[:, start:stop].reshape(-1, 2),
+                half_width_px=1.0,
+            ).reshape(p, stop - start, 2)
+            var = peak_variance(
                 cross,
                 others,
-                stack.noise_power[start:stop],
-                stack.filt if frame_filters is None else stack.filt * frame_filters[start:stop],
+                stack.noise_power[:, start:stop],
+                filt,
                 stack.ky,
                 stack.kx,
                 full_width=stack.shape[1],
-                peak_px=new[start:stop],
+                peak_px=peaks,
             )
+            new[:, start:stop] = peaks
+            measured_variance[:, start:stop] = var
+            del own, others, cross
         if smooth:
             # the smoother's model is chosen afresh in the first two rounds only: re-choosing
             # it every round let a 1024^2 movie's last frames flip by 0.34 px between rounds
-            new, chosen = smooth_trajectory(new, variance, model)
+            smoothed, chosen = smooth_trajectory(new[0], measured_variance[0], model)
+            new = smoothed[None]
             if it == 1:
                 model = chosen
-        new = new - new[0:1]
-        change = float((new - shifts).abs().max())
-        shifts = new
-        if change <= tolerance_px:
+        new = new - new[:, 0:1]
+        # a patch that has stopped keeps its shifts and the variances of its last round
+        keep = ~active
+        new[keep] = shifts[keep]
+        measured_variance[keep] = variance[keep]
+        change = (new - shifts).abs().amax(dim=(1, 2))
+        active = active & (change > tolerance_px)
+        shifts, variance = new, measured_variance
+        if not bool(active.any()):
             converged = True
             break
     return shifts, variance, used, converged
@@ -198,23 +280,23 @@ def _progressive_start(
     max_shift_px: float,
     coarse_step: float,
 ) -> torch.Tensor:
-    """Starting shifts: each image against the running sum of the images before it, aligned.
+    """Starting shifts ``(F, 2)`` of the first patch: each image against the running sum of the
+    images before it, aligned.
 
     A leave-one-out reference built from *unaligned* images holds the specimen at several
     positions at once; after a stage jump, the frames before it can lock onto the larger group
     after it and the iteration never recovers. A running reference has the specimen at one
     position, so the start is right even across jumps; the iteration then refines it.
     """
-    n = stack.spectra.shape[0]
-    shifts = torch.zeros((n, 2), dtype=torch.float64, device=stack.spectra.device)
-    reference = stack.spectra[0].clone()
+    spectra = stack.spectra[0]
+    n = spectra.shape[0]
+    shifts = torch.zeros((n, 2), dtype=torch.float64, device=spectra.device)
+    reference = spectra[0].clone()
     for f in range(1, n):
-        cross = (stack.spectra[f] * reference.conj())[None]
+        cross = (spectra[f] * reference.conj())[None]
         if frame_filters is not None:
             cross = cross * frame_filters[f]
         begin = coarse_peaks(cross, stack.crop, stack.shape, max_shift_px=max_shift_px)
         shifts[f] = stack.peaks(cross, start_px=begin, half_width_px=coarse_step)[0]
-        reference = (
-            reference + stack.spectra[f] * phase_ramp(-shifts[f : f + 1], stack.ky, stack.kx)[0]
-        )
+        reference = reference + spectra[f] * phase_ramp(-shifts[f : f + 1], stack.ky, stack.kx)[0]
     return shifts

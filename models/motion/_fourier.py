@@ -63,12 +63,19 @@ def crop_frequencies(
     return ky, kx
 
 
+def unit_phasor(angle_rad: torch.Tensor) -> torch.Tensor:
+    """``exp(i angle)`` as complex64 from float64 angles (reduced mod 2 pi in float64 first,
+    so large angles keep their precision; cos and sin then run in float32)."""
+    reduced = torch.remainder(angle_rad, 2.0 * math.pi).to(torch.float32)
+    return torch.complex(torch.cos(reduced), torch.sin(reduced))
+
+
 def phase_ramp(shifts_px: torch.Tensor, ky: torch.Tensor, kx: torch.Tensor) -> torch.Tensor:
     """``(B, H, Wr)`` complex64 factors that shift images by ``shifts_px`` ``(B, 2)`` [x, y]."""
     s = shifts_px.to(torch.float64)
-    ry = torch.exp(-2j * math.pi * ky[None, :] * s[:, 1:2])  # (B, H)
-    rx = torch.exp(-2j * math.pi * kx[None, :] * s[:, 0:1])  # (B, Wr)
-    return (ry[:, :, None] * rx[:, None, :]).to(torch.complex64)
+    ry = unit_phasor(-2.0 * math.pi * ky[None, :] * s[:, 1:2])  # (B, H)
+    rx = unit_phasor(-2.0 * math.pi * kx[None, :] * s[:, 0:1])  # (B, Wr)
+    return ry[:, :, None] * rx[:, None, :]
 
 
 def bfactor_filter(
@@ -105,10 +112,14 @@ def _evaluate(
     ``c(t) = sum_k w(kx) Re[C(k) exp(2 pi i k . t)]`` (the inverse DFT restricted to chosen
     points; ``w`` counts each rfft column for itself and its Hermitian twin).
     """
-    ey = torch.exp(2j * math.pi * ty[:, :, None] * ky[None, None, :]).to(torch.complex64)
-    ex = torch.exp(2j * math.pi * kx[None, :, None] * tx[:, None, :]).to(torch.complex64)
-    weighted = cross * column_weight.to(torch.complex64)
-    return torch.matmul(torch.matmul(ey, weighted), ex).real  # (B, Py, Px)
+    ey = unit_phasor(2.0 * math.pi * ty[:, :, None] * ky[None, None, :])  # (B, Py, H)
+    ex = unit_phasor(2.0 * math.pi * kx[None, :, None] * tx[:, None, :])  # (B, Wr, Px)
+    ex = ex * column_weight.to(torch.float32)[None, :, None]
+    return torch.matmul(torch.matmul(ey, cross), ex).real  # (B, Py, Px)
+
+
+#: the variance given to a maximum that cannot be measured (a blank image), px^2
+UNMEASURED_PX2 = 1e6
 
 
 def _column_weight(kx: torch.Tensor, full_width: int) -> torch.Tensor:
@@ -130,27 +141,42 @@ def peak_variance(
     full_width: int,
     peak_px: torch.Tensor,
 ) -> torch.Tensor:
-    """Variance ``(B, 2)`` px^2 of correlation maxima from the image's own noise.
+    """Variance ``(..., 2)`` px^2 of correlation maxima from the image's own noise.
 
-    A maximum ``t`` of ``c(t)`` moves by ``-n'(t) / c''(t)`` where ``n`` is the correlation of
-    the image's noise (white, power ``noise_power`` per coefficient before the filter
-    ``filt``^2) with the reference: ``var = sum_k w^2 |2 pi k R|^2 N filt^2 / 2 / c''^2``.
+    ``cross`` and ``reference`` are ``(..., H, Wr)``, ``noise_power`` ``(...)``, ``peak_px``
+    ``(..., 2)`` and ``filt`` broadcasts against ``(..., H, Wr)``. A maximum ``t`` of ``c(t)``
+    moves by ``-n'(t) / c''(t)`` where ``n`` is the correlation of the image's noise (white,
+    power ``noise_power`` per coefficient before the filter ``filt``^2) with the reference:
+    ``var = sum_k w^2 |2 pi k R|^2 N filt^2 / 2 / c''^2``.
     """
-    weight = _column_weight(kx, full_width)
-    # exp(2 pi i k . t), separable in ky and kx
-    phase = phase_ramp(-peak_px.to(torch.float64), ky, kx)
-    value = (cross * phase).real * weight  # (B, H, Wr)
-    gy, gx = (
-        (2 * math.pi * ky)[:, None].to(torch.float32),
-        (2 * math.pi * kx)[None, :].to(torch.float32),
-    )
-    power = reference.abs() ** 2 * (filt**2) * weight**2  # (B, H, Wr)
-    out = []
-    for g in (gx, gy):
-        curvature = (value * g**2).sum(dim=(-2, -1))
-        spread = (power * g**2).sum(dim=(-2, -1)) * noise_power / 2.0
-        out.append(spread / curvature.clamp(min=1e-30) ** 2)
-    return torch.stack(out, dim=1).to(torch.float64)
+    weight = _column_weight(kx, full_width).to(torch.float32)
+    lead = cross.shape[:-2]
+    h, wr = cross.shape[-2:]
+    flat = cross.reshape(-1, h, wr)
+    peak = peak_px.reshape(-1, 2).to(torch.float64)
+    gy2 = ((2 * math.pi * ky) ** 2).to(torch.float32)
+    gx2 = ((2 * math.pi * kx) ** 2).to(torch.float32)
+    # sum_k w g^2 Re[C(k) exp(2 pi i k . t)] for g = kx and ky, separably: rows first
+    ey = unit_phasor(2.0 * math.pi * peak[:, 1:2] * ky[None, :])  # (B, H)
+    rows = torch.stack([ey, ey * gy2], dim=1)  # (B, 2, H)
+    by_column = torch.bmm(rows, flat)  # (B, 2, Wr)
+    ex = unit_phasor(2.0 * math.pi * peak[:, 0:1] * kx[None, :]) * weight  # (B, Wr)
+    curvature_x = (by_column[:, 0] * ex * gx2).sum(dim=-1).real
+    curvature_y = (by_column[:, 1] * ex).sum(dim=-1).real
+    # sum_k w^2 g^2 |R|^2 filt^2, columns first
+    power = (reference.real.square() + reference.imag.square()) * filt.square()
+    columns = torch.stack([gx2 * weight**2, weight**2], dim=1)  # (Wr, 2)
+    by_row = power.reshape(-1, h, wr) @ columns  # (B, H, 2)
+    spread_x = by_row[..., 0].sum(dim=-1)
+    spread_y = by_row[..., 1] @ gy2
+    noise = noise_power.reshape(-1).to(torch.float32) / 2.0
+    out = [
+        spread * noise / curvature.clamp(min=1e-30) ** 2
+        for spread, curvature in ((spread_x, curvature_x), (spread_y, curvature_y))
+    ]
+    variance = torch.stack(out, dim=-1).to(torch.float64).reshape(*lead, 2)
+    # a blank image has no noise and no peak (0 / 0): its measurement carries no weight
+    return torch.nan_to_num(variance, nan=UNMEASURED_PX2, posinf=UNMEASURED_PX2)
 
 
 def refine_peaks(

@@ -116,7 +116,7 @@ def align_global(
     shifts, _, used, converged = align_stack(
         stack, iterations=iterations, tolerance_px=tolerance_px, max_shift_px=limit, damage=damage
     )
-    return GlobalAlignment(shifts.cpu().numpy(), used, converged)
+    return GlobalAlignment(shifts[0].cpu().numpy(), used, converged)
 
 
 def damage_model(

@@ -30,6 +30,7 @@ freedom (large frames, high dose, motion that does not keep its shape) the crite
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,21 +196,38 @@ def align_patches(
         raise ValueError(f"patches must be positive (rows, columns), got {patches}")
     margin = int(np.ceil(np.abs(shifts_px).max())) + 2
     size, centres = _patch_layout((h, w), patches, margin)
+    n_patches = len(centres)
     device = frames.device
-    shifts_t = torch.as_tensor(shifts_px, dtype=torch.float64, device=device)
-    rounded = torch.round(shifts_t)
-    fraction = shifts_t - rounded
-    out = np.zeros((len(centres), n, 2))
-    var = np.ones((len(centres), n, 2))
-    for p, (cx, cy) in enumerate(centres):
-        x0, y0 = int(np.round(cx - size / 2)), int(np.round(cy - size / 2))
-        cut = torch.empty((n, size, size), dtype=torch.float32, device=device)
-        for f in range(n):
-            ox = min(max(x0 + int(rounded[f, 0]), 0), w - size)
-            oy = min(max(y0 + int(rounded[f, 1]), 0), h - size)
-            cut[f] = frames[f, oy : oy + size, ox : ox + size]
+    rounded = np.round(np.asarray(shifts_px, dtype=np.float64))
+    fraction = torch.as_tensor(shifts_px - rounded, dtype=torch.float64, device=device)
+    # top-left corner of every patch in every frame: its frame-0 place + the rounded shift
+    x0 = np.round(centres[:, 0] - size / 2).astype(np.int64)
+    y0 = np.round(centres[:, 1] - size / 2).astype(np.int64)
+    ox = np.clip(x0[:, None] + rounded[None, :, 0].astype(np.int64), 0, w - size).ravel()
+    oy = np.clip(y0[:, None] + rounded[None, :, 1].astype(np.int64), 0, h - size).ravel()
+    corner_x = torch.as_tensor(ox, device=device)
+    corner_y = torch.as_tensor(oy, device=device)
+    frame_index = torch.arange(n, device=device).repeat(n_patches)
+    offsets = torch.arange(size, device=device)
+
+    def cut(start: int, stop: int, *, base: int) -> torch.Tensor:
+        start, stop = base + start, base + stop
+        rows = (corner_y[start:stop, None] + offsets[None, :])[:, :, None]
+        cols = (corner_x[start:stop, None] + offsets[None, :])[:, None, :]
+        return frames[frame_index[start:stop, None, None], rows, cols].to(torch.float32)
+
+    # a GPU aligns all patches at once (it is launch-bound); a CPU one patch at a time, whose
+    # spectra stay in cache (batching them was 1.7x slower on 2 cores)
+    group = n_patches if device.type == "cuda" else 1
+    out = np.zeros((n_patches, n, 2))
+    var = np.ones((n_patches, n, 2))
+    for first in range(0, n_patches, group):
+        last = min(first + group, n_patches)
         stack = prepare_spectra(
-            cut,
+            functools.partial(cut, base=first * n),
+            batch_shape=(last - first, n),
+            image_shape=(size, size),
+            device=device,
             pixel_size_angstrom=pixel_size_angstrom,
             bfactor_angstrom2=bfactor_angstrom2,
             taper_px=max(4, size // 16),
@@ -221,12 +239,12 @@ def align_patches(
             iterations=iterations,
             tolerance_px=tolerance_px,
             max_shift_px=max(4.0, size / 8),
-            initial_px=torch.zeros((n, 2), dtype=torch.float64, device=device),
+            initial_px=torch.zeros((last - first, n, 2), dtype=torch.float64, device=device),
             smooth=False,
             damage=damage,
         )
-        out[p] = residual.cpu().numpy()
-        var[p] = variance.cpu().numpy()
+        out[first:last] = residual.cpu().numpy()
+        var[first:last] = variance.cpu().numpy()
     return PatchShifts(centres, out, var, size)
 
 
