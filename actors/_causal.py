@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from models.causal.inputs import causal_inputs, prior_bfactor
-from models.records import (
+from causalscope.models.causal.inputs import causal_inputs, prior_bfactor
+from causalscope.models.records import (
     AcquisitionMetadata,
     CausalInputs,
     CtfRecord,
@@ -14,9 +14,9 @@ from models.records import (
 )
 
 if TYPE_CHECKING:
-    from actors._restore import Restoration
-    from config import CausalSettings
-    from models.causal.envelope import EnvelopePrior
+    from causalscope.actors._restore import Restoration
+    from causalscope.config import CausalSettings
+    from causalscope.models.causal.envelope import EnvelopePrior
 
 __all__ = ["bfactor_bounds", "exposure_inputs", "restoration_record"]
 

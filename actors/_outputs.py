@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.records import CtfRecord
+from causalscope.models.records import CtfRecord
 
 if TYPE_CHECKING:
-    from models.motion import MotionCorrection
+    from causalscope.models.motion import MotionCorrection
 
 __all__ = ["write_outputs"]
 
@@ -26,7 +26,7 @@ def write_outputs(
     optics: dict[str, object],
 ) -> dict[str, str]:
     """Micrographs, trajectory and thumbnails; an OSError (a full disk) propagates."""
-    from daemon.formats import write_motion_star, write_mrc_movie
+    from causalscope.daemon.formats import write_motion_star, write_mrc_movie
 
     micrographs = output_dir / "micrographs"
     images = {
@@ -67,9 +67,9 @@ def _write_thumbnails(
     ctf: CtfRecord | None,
     optics: dict[str, object],
 ) -> dict[str, str]:
-    from daemon.formats.png import write_png
-    from models.ctf_estimation import power_spectrum
-    from models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail
+    from causalscope.daemon.formats.png import write_png
+    from causalscope.models.ctf_estimation import power_spectrum
+    from causalscope.models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail
 
     folder = output_dir / "thumbnails"
     micrograph = write_png(

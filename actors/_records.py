@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.records import MotionRecord
+from causalscope.models.records import MotionRecord
 
 if TYPE_CHECKING:
-    from config import Settings
-    from models.motion import MotionCorrection
+    from causalscope.config import Settings
+    from causalscope.models.motion import MotionCorrection
 
 __all__ = ["build_motion_record", "local_motion_rms", "used_dose"]
 

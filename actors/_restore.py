@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.records import CtfRecord, PickingRecord
+from causalscope.models.records import CtfRecord, PickingRecord
 
 if TYPE_CHECKING:
     import torch
 
-    from config import PickingSettings
-    from models.denoise import UNet
-    from models.restoration import CtfParameters
+    from causalscope.config import PickingSettings
+    from causalscope.models.denoise import UNet
+    from causalscope.models.restoration import CtfParameters
 
 __all__ = [
     "Restoration",
@@ -56,9 +56,9 @@ def load_reference(path: str | Path) -> np.ndarray:
     (:func:`daemon.formats.read_map_as_atoms`). Raises :class:`models.errors.FormatError`
     naming the file when it is missing, of an unknown kind or unreadable.
     """
-    from config.processing import REFERENCE_SUFFIXES, reference_kind
-    from daemon.formats import read_map_as_atoms, read_structure
-    from models.errors import FormatError
+    from causalscope.config.processing import REFERENCE_SUFFIXES, reference_kind
+    from causalscope.daemon.formats import read_map_as_atoms, read_structure
+    from causalscope.models.errors import FormatError
 
     path = Path(path)
     kind = reference_kind(path)
@@ -84,7 +84,7 @@ def reference_templates(
     coords_angstrom: np.ndarray, settings: PickingSettings, pixel_size_angstrom: float
 ) -> torch.Tensor:
     """``(template_views, box, box)`` projections of the reference at this pixel size."""
-    from models.picking import project_templates
+    from causalscope.models.picking import project_templates
 
     return project_templates(
         coords_angstrom,
@@ -95,7 +95,7 @@ def reference_templates(
 
 
 def _ctf_parameters(ctf: CtfRecord, optics: dict[str, object]) -> CtfParameters:
-    from models.restoration import CtfParameters
+    from causalscope.models.restoration import CtfParameters
 
     return CtfParameters(
         defocus_u_angstrom=ctf.defocus_u_angstrom,
@@ -131,8 +131,8 @@ def restore_and_pick(
     """
     import torch
 
-    from models.picking import extract_particles, pick_blobs, pick_template
-    from models.restoration import (
+    from causalscope.models.picking import extract_particles, pick_blobs, pick_template
+    from causalscope.models.restoration import (
         phase_flip,
         spectral_snr_from_fit,
         wiener_filter,
@@ -153,7 +153,7 @@ def restore_and_pick(
     )
     denoised = None
     if halves is not None and denoiser is not None:
-        from models.denoise import denoise_half_sums
+        from causalscope.models.denoise import denoise_half_sums
 
         with torch.inference_mode():
             summed = denoise_half_sums(
@@ -230,8 +230,8 @@ def write_restoration(
     """``micrographs/<id>_wiener.mrc`` and, with particles, ``particles/<id>.mrcs`` + ``.star``."""
     import pandas as pd
 
-    from daemon.formats import write_mrc_movie
-    from daemon.formats.particles_star import write_particle_stack, write_particles_star
+    from causalscope.daemon.formats import write_mrc_movie
+    from causalscope.daemon.formats.particles_star import write_particle_stack, write_particles_star
 
     outputs: dict[str, str] = {}
     wiener = output_dir / "micrographs" / f"{exposure_id}_wiener.mrc"

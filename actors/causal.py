@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from models.causal import CausalUpdate, EnvelopePrior, SessionCausalModel
-from models.records import CausalInputs
+from causalscope.models.causal import CausalUpdate, EnvelopePrior, SessionCausalModel
+from causalscope.models.records import CausalInputs
 
 __all__ = ["CausalPriorWorker"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.denoise import (
+from causalscope.models.denoise import (
     UNet,
     default_model,
     load_weights,

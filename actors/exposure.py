@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from actors._causal import bfactor_bounds, exposure_inputs, restoration_record
-from actors._outputs import write_outputs
-from actors._records import build_motion_record, used_dose
-from actors._restore import (
+from causalscope.actors._causal import bfactor_bounds, exposure_inputs, restoration_record
+from causalscope.actors._outputs import write_outputs
+from causalscope.actors._records import build_motion_record, used_dose
+from causalscope.actors._restore import (
     Restoration,
     load_reference,
     reference_templates,
     restore_and_pick,
     write_restoration,
 )
-from models.gate import blank_frames, evaluate_gate, frame_statistics, gate_status
-from models.records import (
+from causalscope.models.gate import blank_frames, evaluate_gate, frame_statistics, gate_status
+from causalscope.models.records import (
     AcquisitionMetadata,
     CtfRecord,
     ExposureRecord,
@@ -46,11 +46,11 @@ from models.records import (
 if TYPE_CHECKING:
     import torch
 
-    from config import Settings
-    from models.causal.envelope import EnvelopePrior
-    from models.ctf_estimation import CtfEstimate
-    from models.denoise import UNet
-    from models.motion import MotionCorrection
+    from causalscope.config import Settings
+    from causalscope.models.causal.envelope import EnvelopePrior
+    from causalscope.models.ctf_estimation import CtfEstimate
+    from causalscope.models.denoise import UNet
+    from causalscope.models.motion import MotionCorrection
 
 __all__ = ["DetectorCalibration", "ExposureWorker", "resolve_device"]
 
@@ -158,7 +158,7 @@ class ExposureWorker:
     def _denoiser(self) -> UNet:
         """The Noise2Noise model, loaded once (the shipped one, or a session's fine-tuned)."""
         if self._denoise_model is None:
-            from models.denoise import default_model
+            from causalscope.models.denoise import default_model
 
             self._denoise_model = default_model(device=self._device).eval()
         return self._denoise_model
@@ -177,7 +177,7 @@ class ExposureWorker:
 
     def set_denoiser_weights(self, weights: bytes) -> None:
         """Use these weights (a session's fine-tuned model) from the next exposure on."""
-        from models.denoise import load_weights
+        from causalscope.models.denoise import load_weights
 
         self._denoise_model = load_weights(weights, device=self._device).eval()
 
@@ -371,7 +371,7 @@ class ExposureWorker:
     def _correct_motion(
         self, frames: np.ndarray, optics: _Optics, dose_per_frame: float
     ) -> MotionCorrection:
-        from models.motion import correct_motion
+        from causalscope.models.motion import correct_motion
 
         motion = self._settings.processing.motion
         gain, defects = self._tensors()
@@ -392,7 +392,7 @@ class ExposureWorker:
         )
 
     def _estimate_ctf(self, correction: MotionCorrection, optics: _Optics) -> CtfEstimate:
-        from models.ctf_estimation import estimate_ctf
+        from causalscope.models.ctf_estimation import estimate_ctf
 
         return estimate_ctf(
             correction.ctf_sum,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ray
 
-from actors.causal import CausalPriorWorker
-from actors.denoiser import DenoiserTrainer
-from actors.exposure import ExposureWorker
+from causalscope.actors.causal import CausalPriorWorker
+from causalscope.actors.denoiser import DenoiserTrainer
+from causalscope.actors.exposure import ExposureWorker
 
 __all__ = ["CausalPriorActor", "DenoiserTrainerActor", "ExposureActor"]
 

@@ -11,9 +11,9 @@ environment are read by :func:`load_settings`.
 
 from __future__ import annotations
 
-from config.acquisition import StreamSettings, WatcherSettings
-from config.instrument import DetectorSettings, MicroscopeSettings
-from config.processing import (
+from causalscope.config.acquisition import StreamSettings, WatcherSettings
+from causalscope.config.instrument import DetectorSettings, MicroscopeSettings
+from causalscope.config.processing import (
     CausalSettings,
     CtfSettings,
     GateSettings,
@@ -21,11 +21,11 @@ from config.processing import (
     PickingSettings,
     ProcessingSettings,
 )
-from config.render import default_toml, render_toml
-from config.services import ServeSettings, StoreSettings, TuiSettings
-from config.settings import Settings, default_settings, load_settings, settings_to_dict
-from config.simulation import SimulationSettings
-from config.sources import list_presets, preset_description
+from causalscope.config.render import default_toml, render_toml
+from causalscope.config.services import ServeSettings, StoreSettings, TuiSettings
+from causalscope.config.settings import Settings, default_settings, load_settings, settings_to_dict
+from causalscope.config.simulation import SimulationSettings
+from causalscope.config.sources import list_presets, preset_description
 
 __all__ = [
     "CausalSettings",

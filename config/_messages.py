@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticUndefined
 
-from config._common import bounds
-from config.sources import Layer
-from models.errors import ConfigError
+from causalscope.config._common import bounds
+from causalscope.config.sources import Layer
+from causalscope.models.errors import ConfigError
 
 __all__ = ["config_error"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from config._common import OptionalPath, Section, ZmqAddress
+from causalscope.config._common import OptionalPath, Section, ZmqAddress
 
 __all__ = ["StreamSettings", "WatcherSettings"]
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from config._common import OptionalPath, Section
+from causalscope.config._common import OptionalPath, Section
 
 __all__ = ["DetectorSettings", "MicroscopeSettings"]
 

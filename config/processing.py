@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from config._common import OptionalPath, Section
+from causalscope.config._common import OptionalPath, Section
 
 __all__ = [
     "REFERENCE_SUFFIXES",

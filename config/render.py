@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from config._common import bounds
-from config.settings import default_settings
+from causalscope.config._common import bounds
+from causalscope.config.settings import default_settings
 
 __all__ = ["DEFAULT_HEADER", "default_toml", "render_toml", "toml_value"]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
-from config._common import EMPTY_IS_NONE, Section, ZmqAddress
+from causalscope.config._common import EMPTY_IS_NONE, Section, ZmqAddress
 
 __all__ = ["ServeSettings", "StoreSettings", "TuiSettings"]
 

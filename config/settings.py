@@ -16,13 +16,13 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from config._messages import config_error
-from config.acquisition import StreamSettings, WatcherSettings
-from config.instrument import DetectorSettings, MicroscopeSettings
-from config.processing import ProcessingSettings
-from config.services import ServeSettings, StoreSettings, TuiSettings
-from config.simulation import SimulationSettings
-from config.sources import (
+from causalscope.config._messages import config_error
+from causalscope.config.acquisition import StreamSettings, WatcherSettings
+from causalscope.config.instrument import DetectorSettings, MicroscopeSettings
+from causalscope.config.processing import ProcessingSettings
+from causalscope.config.services import ServeSettings, StoreSettings, TuiSettings
+from causalscope.config.simulation import SimulationSettings
+from causalscope.config.sources import (
     ENV_NESTED_DELIMITER,
     ENV_PREFIX,
     Layer,

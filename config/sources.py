@@ -12,15 +12,15 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from models.errors import ConfigError
+from causalscope.models.errors import ConfigError
 
 __all__ = [
     "ENV_NESTED_DELIMITER",
     "ENV_PREFIX",
-    "PRESET_DIR",
     "Layer",
     "environment_layer",
     "file_layer",
@@ -33,7 +33,12 @@ __all__ = [
 
 ENV_PREFIX = "CAUSALSCOPE_"
 ENV_NESTED_DELIMITER = "__"
-PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def preset_dir() -> Path:
+    """Where the built-in presets are installed (package data of ``causalscope.config``)."""
+    return Path(str(resources.files("causalscope.config").joinpath("presets")))
+
 
 KeyPath = tuple[str, ...]
 
@@ -136,7 +141,7 @@ def file_layer(path: str | Path) -> Layer:
 
 def list_presets() -> list[str]:
     """Names of the built-in microscope presets, sorted."""
-    return sorted(preset.stem for preset in PRESET_DIR.glob("*.toml"))
+    return sorted(preset.stem for preset in preset_dir().glob("*.toml"))
 
 
 def _preset_path(name: str) -> Path:
@@ -145,7 +150,7 @@ def _preset_path(name: str) -> Path:
             "Unknown preset",
             f"preset {name!r} does not exist; available presets: {', '.join(list_presets())}",
         )
-    return PRESET_DIR / f"{name}.toml"
+    return preset_dir() / f"{name}.toml"
 
 
 def preset_description(name: str) -> str:

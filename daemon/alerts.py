@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from models.records import ExposureRecord
+from causalscope.models.records import ExposureRecord
 
 __all__ = ["DEFAULT_THRESHOLDS", "Alert", "AlertMonitor", "advice_for"]
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from models.causal import CausalUpdate, EnvelopePrior
-    from models.records import CausalInputs
+    from causalscope.models.causal import CausalUpdate, EnvelopePrior
+    from causalscope.models.records import CausalInputs
 
 __all__ = ["CausalTracker", "not_learned_message"]
 
@@ -58,13 +58,13 @@ class CausalTracker:
         import ray
 
         if ray.is_initialized():
-            from actors.remote import CausalPriorActor
+            from causalscope.actors.remote import CausalPriorActor
 
             # no CPU reserved: an update is microseconds and must never wait for a free core
             self._worker = CausalPriorActor.options(num_cpus=0).remote(discount=self.discount)
             self._remote = True
         else:
-            from actors.causal import CausalPriorWorker
+            from causalscope.actors.causal import CausalPriorWorker
 
             self._worker = CausalPriorWorker(discount=self.discount)
         if self._replay:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from models.errors import CausalscopeError
+from causalscope.models.errors import CausalscopeError
 
 # (subcommand, module under daemon.commands); the order is the order of --help.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -33,7 +33,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 
 
 def _load(module_name: str) -> ModuleType:
-    return importlib.import_module(f"daemon.commands.{module_name}")
+    return importlib.import_module(f"causalscope.daemon.commands.{module_name}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.errors import CausalscopeError
+from causalscope.models.errors import CausalscopeError
 
 __all__ = ["ACTIONS", "ControlError", "ControlServer", "control_request", "new_token"]
 

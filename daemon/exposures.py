@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from actors.exposure import DetectorCalibration
-from config import Settings
-from daemon import formats
-from models.errors import FormatError, InputError
-from models.records import AcquisitionMetadata
+from causalscope.actors.exposure import DetectorCalibration
+from causalscope.config import Settings
+from causalscope.daemon import formats
+from causalscope.models.errors import FormatError, InputError
+from causalscope.models.records import AcquisitionMetadata
 
 __all__ = ["LoadedMovie", "find_metadata", "load_calibration", "load_movie", "read_metadata"]
 

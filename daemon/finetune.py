@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from models.records import ExposureRecord
+from causalscope.models.records import ExposureRecord
 
 __all__ = ["Finetuner"]
 
@@ -50,7 +50,7 @@ class Finetuner:
 
     def _trainer(self) -> Any:
         if self._actor is None:
-            from actors.remote import DenoiserTrainerActor
+            from causalscope.actors.remote import DenoiserTrainerActor
 
             # no CPU reserved: it trains between exposures and must never block them
             self._actor = DenoiserTrainerActor.options(num_cpus=0).remote(self.initial_weights())

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import FormatError
+from causalscope.models.errors import FormatError
 
 __all__ = [
     "ALLOWED_DTYPES",

@@ -19,24 +19,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.alerts import Alert, AlertMonitor
-from daemon.causal import CausalTracker, not_learned_message
-from daemon.control import ControlServer, new_token
-from daemon.finetune import Finetuner
-from daemon.rates import RateWindow
-from daemon.scheduler import Scheduler
-from daemon.session import SessionPaths, params_hash, software_version
-from daemon.sources.events import SourceEvent
-from daemon.terminal import TerminalReporter
-from models.errors import CausalscopeError
+from causalscope.daemon.alerts import Alert, AlertMonitor
+from causalscope.daemon.causal import CausalTracker, not_learned_message
+from causalscope.daemon.control import ControlServer, new_token
+from causalscope.daemon.finetune import Finetuner
+from causalscope.daemon.rates import RateWindow
+from causalscope.daemon.scheduler import Scheduler
+from causalscope.daemon.session import SessionPaths, params_hash, software_version
+from causalscope.daemon.sources.events import SourceEvent
+from causalscope.daemon.terminal import TerminalReporter
+from causalscope.models.errors import CausalscopeError
 
 if TYPE_CHECKING:
-    from actors.exposure import DetectorCalibration
-    from config import Settings
-    from daemon.scheduler import Pool
-    from daemon.store import SessionStore
-    from models.causal import CausalUpdate
-    from models.records import ExposureRecord
+    from causalscope.actors.exposure import DetectorCalibration
+    from causalscope.config import Settings
+    from causalscope.daemon.scheduler import Pool
+    from causalscope.daemon.store import SessionStore
+    from causalscope.models.causal import CausalUpdate
+    from causalscope.models.records import ExposureRecord
 
 __all__ = ["LiveOptions", "LiveSession"]
 
@@ -152,8 +152,8 @@ class LiveSession:
 
     def open(self) -> None:
         """Open the store, record this run, start Ray's pool lazily and the sources."""
-        from config import settings_to_dict
-        from daemon.store import SessionStore
+        from causalscope.config import settings_to_dict
+        from causalscope.daemon.store import SessionStore
 
         self.paths.root.mkdir(parents=True, exist_ok=True)
         store_settings = self.settings.store
@@ -194,7 +194,7 @@ class LiveSession:
         self._start_sources()
 
     def _ray_pool(self, calibration: DetectorCalibration) -> Pool:
-        from daemon.workers import RayWorkerPool, start_ray
+        from causalscope.daemon.workers import RayWorkerPool, start_ray
 
         start_ray(self.options.ray_address, log_to_terminal=self.options.terminal_logs)
         pool = RayWorkerPool(
@@ -215,7 +215,7 @@ class LiveSession:
 
     def _start_sources(self) -> None:
         if self.options.directory is not None:
-            from daemon.sources.watcher import DirectoryWatcher
+            from causalscope.daemon.sources.watcher import DirectoryWatcher
 
             watcher = DirectoryWatcher(
                 Path(self.options.directory),
@@ -226,7 +226,7 @@ class LiveSession:
             watcher.start()
             self._sources.append(watcher)
         if self.options.stream_address is not None:
-            from daemon.sources.stream import FrameStreamReceiver
+            from causalscope.daemon.sources.stream import FrameStreamReceiver
 
             receiver = FrameStreamReceiver(
                 self.settings.stream,

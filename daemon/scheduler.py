@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from daemon.sources.events import MovieReady, Rejected, SourceEvent
-from models.errors import CausalscopeError
+from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.models.errors import CausalscopeError
 
 if TYPE_CHECKING:
-    from actors.exposure import DetectorCalibration
-    from config import Settings
-    from daemon.store import SessionStore
-    from daemon.workers import Outcome, Task
-    from models.records import ExposureRecord
+    from causalscope.actors.exposure import DetectorCalibration
+    from causalscope.config import Settings
+    from causalscope.daemon.store import SessionStore
+    from causalscope.daemon.workers import Outcome, Task
+    from causalscope.models.records import ExposureRecord
 
 __all__ = ["Reporter", "Scheduler", "SchedulerCounts"]
 
@@ -306,13 +306,13 @@ class Scheduler:
     def _load(self, event: MovieReady) -> _Loaded:
         if event.frames is not None:
             return _Loaded(event.frames, event.metadata, event.pixel_size_angstrom, 1)
-        from daemon.exposures import load_movie
+        from causalscope.daemon.exposures import load_movie
 
         movie = load_movie(event.movie_path, self._settings, metadata_path=event.metadata_path)
         if event.source == "stream":
             # a spooled exposure (after a restart): what the stream said, from the spool's
             # record, not the MRC header (which holds 1.0 when the sender gave no pixel size)
-            from daemon.sources.stream import read_spooled
+            from causalscope.daemon.sources.stream import read_spooled
 
             spooled = read_spooled(event.movie_path)
             return _Loaded(movie.frames, spooled.metadata, spooled.pixel_size_angstrom, 1)
@@ -333,7 +333,7 @@ class Scheduler:
 
     def _ensure_pool(self, loaded: _Loaded) -> Pool:
         if self._pool is None:
-            from daemon.exposures import load_calibration
+            from causalscope.daemon.exposures import load_calibration
 
             shape = tuple(int(n) for n in loaded.frames.shape[-2:])
             calibration = load_calibration(
@@ -345,7 +345,7 @@ class Scheduler:
         return self._pool
 
     def _submit_ready(self) -> None:
-        from daemon.workers import Task
+        from causalscope.daemon.workers import Task
 
         while self._retry:
             task = self._retry[0]

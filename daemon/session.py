@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from config import Settings, settings_to_dict
+from causalscope.config import Settings, settings_to_dict
 
 __all__ = ["SessionPaths", "default_session_name", "params_hash", "software_version"]
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from models.errors import InputError
-from models.records import AcquisitionMetadata
+from causalscope.models.errors import InputError
+from causalscope.models.records import AcquisitionMetadata
 
 if TYPE_CHECKING:
-    from models.simulate import ExposureParameters, Specimen
+    from causalscope.models.simulate import ExposureParameters, Specimen
 
 __all__ = [
     "SimulatedMovie",
@@ -116,7 +116,7 @@ class SimulationSummary:
 
 def load_specimen(structure: str) -> Specimen:
     """The particle to simulate: ``phantom``, a PDB/mmCIF model or an MRC map."""
-    from models.simulate import Specimen, phantom_specimen
+    from causalscope.models.simulate import Specimen, phantom_specimen
 
     if structure == "phantom":
         return phantom_specimen()
@@ -127,7 +127,7 @@ def load_specimen(structure: str) -> Specimen:
             f"{structure!r} is neither 'phantom' nor an existing PDB, mmCIF or MRC file",
             path=path,
         )
-    from daemon import formats
+    from causalscope.daemon import formats
 
     suffix = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() in {".mrc", ".map", ".mrcs"}:
@@ -154,7 +154,7 @@ def load_specimen(structure: str) -> Specimen:
 
 def base_parameters(settings: Any) -> ExposureParameters:
     """The microscope's fixed parameters as an :class:`ExposureParameters` template."""
-    from models.simulate import ExposureParameters
+    from causalscope.models.simulate import ExposureParameters
 
     mic = settings.microscope
     return ExposureParameters(
@@ -170,12 +170,12 @@ def base_parameters(settings: Any) -> ExposureParameters:
 
 
 def _mtf(settings: Any) -> tuple[Any, str]:
-    from models.simulate import analytic_counting_mtf, tabulated_mtf
+    from causalscope.models.simulate import analytic_counting_mtf, tabulated_mtf
 
     name = settings.detector.mtf
     if name == "analytic":
         return analytic_counting_mtf, "analytic"
-    from daemon import formats
+    from causalscope.daemon import formats
 
     freq, values = formats.read_mtf_star(Path(name))
     return tabulated_mtf(freq, values), str(name)
@@ -229,7 +229,7 @@ def _metadata(
 def _write_movie(
     path: Path, frames: np.ndarray, fmt: MovieFormat, *, apix: float, grouping: int, seed: int
 ) -> None:
-    from daemon import formats
+    from causalscope.daemon import formats
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "mrc":
@@ -296,8 +296,8 @@ def run_simulation(
     """
     import torch
 
-    from daemon import formats
-    from models.simulate import draw_detector, draw_session, simulate_exposure
+    from causalscope.daemon import formats
+    from causalscope.models.simulate import draw_detector, draw_session, simulate_exposure
 
     if request.n_exposures < 1:
         raise InputError(
@@ -404,7 +404,7 @@ def _write_outputs(
     simulated_s: float,
     seed: int,
 ) -> None:
-    from daemon import formats
+    from causalscope.daemon import formats
 
     target = out / movie_rel
     apix = metadata.pixel_size_angstrom or 1.0
@@ -455,7 +455,7 @@ class _Sender:
         seconds: float,
         base: Any,
     ) -> None:
-        from daemon.frame_protocol import end_message, frame_message, start_message
+        from causalscope.daemon.frame_protocol import end_message, frame_message, start_message
 
         n, h, w = frames.shape
         meta = json.loads(metadata.model_dump_json(exclude_none=True))

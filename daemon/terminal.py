@@ -6,8 +6,8 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from daemon.alerts import Alert
-    from models.records import ExposureRecord
+    from causalscope.daemon.alerts import Alert
+    from causalscope.models.records import ExposureRecord
 
 __all__ = ["TerminalReporter"]
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from actors.exposure import DetectorCalibration
+from causalscope.actors.exposure import DetectorCalibration
 
 if TYPE_CHECKING:
-    from config import Settings
-    from models.records import AcquisitionMetadata, ExposureRecord
+    from causalscope.config import Settings
+    from causalscope.models.records import AcquisitionMetadata, ExposureRecord
 
 __all__ = ["Outcome", "RayWorkerPool", "Task", "start_ray"]
 
@@ -134,7 +134,7 @@ class RayWorkerPool:
         self._restoration_prior: Any = None
 
     def _new_actor(self) -> Any:
-        from actors.remote import ExposureActor
+        from causalscope.actors.remote import ExposureActor
 
         device = "cuda" if self.device_kind == "cuda" else "cpu"
         return ExposureActor.options(**self._options).remote(

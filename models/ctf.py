@@ -22,7 +22,11 @@ import math
 
 import torch
 
-from models.units import ANGSTROM_PER_MM, electron_wavelength_angstrom, relativistic_gamma
+from causalscope.models.units import (
+    ANGSTROM_PER_MM,
+    electron_wavelength_angstrom,
+    relativistic_gamma,
+)
 
 __all__ = [
     "aberration_phase",

@@ -18,7 +18,13 @@ from typing import Protocol
 import numpy as np
 from scipy.stats import poisson
 
-from models.records import CtfRecord, FrameStatistics, GateFlag, GateStatus, MotionRecord
+from causalscope.models.records import (
+    CtfRecord,
+    FrameStatistics,
+    GateFlag,
+    GateStatus,
+    MotionRecord,
+)
 
 __all__ = ["GateLimits", "blank_frames", "evaluate_gate", "frame_statistics", "gate_status"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.ctf import ctf_2d
+from causalscope.models.ctf import ctf_2d
 
 __all__ = ["micrograph_thumbnail", "power_spectrum_thumbnail", "to_uint8"]
 

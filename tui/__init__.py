@@ -5,7 +5,7 @@
 :class:`~tui.source.RecordedSource` (a finished session's file, or rows in memory).
 """
 
-from tui.app import Dashboard, make_app
-from tui.source import LiveSource, RecordedSource, SessionSource, Snapshot
+from causalscope.tui.app import Dashboard, make_app
+from causalscope.tui.source import LiveSource, RecordedSource, SessionSource, Snapshot
 
 __all__ = ["Dashboard", "LiveSource", "RecordedSource", "SessionSource", "Snapshot", "make_app"]

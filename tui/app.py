@@ -12,6 +12,8 @@ import gc
 import threading
 import time
 from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -22,11 +24,11 @@ from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
-from config import Settings, TuiSettings
-from models.errors import CausalscopeError
-from tui.causes import CausesState, causes_headline
-from tui.format import RowFilter, short_id
-from tui.messages import (
+from causalscope.config import Settings, TuiSettings
+from causalscope.models.errors import CausalscopeError
+from causalscope.tui.causes import CausesState, causes_headline
+from causalscope.tui.format import RowFilter, short_id
+from causalscope.tui.messages import (
     ActionFinished,
     AlertRaised,
     CausalUpdated,
@@ -39,8 +41,8 @@ from tui.messages import (
     ThumbnailLoaded,
     message_for,
 )
-from tui.source import SessionSource
-from tui.widgets import (
+from causalscope.tui.source import SessionSource
+from causalscope.tui.widgets import (
     AlertsPanel,
     CausesPanel,
     DetailsPane,
@@ -52,7 +54,7 @@ from tui.widgets import (
     PlotsPanel,
     ThresholdDialog,
 )
-from tui.widgets.image import KINDS, load_thumbnail
+from causalscope.tui.widgets.image import KINDS, load_thumbnail
 
 __all__ = ["Dashboard", "make_app"]
 
@@ -73,7 +75,8 @@ class Dashboard(App[None]):
         Where the session comes from.
     """
 
-    CSS_PATH = "app.tcss"
+    # package data, so that an installed dashboard finds it as the source tree does
+    CSS_PATH = Path(str(resources.files("causalscope.tui").joinpath("app.tcss")))
     TITLE = "causalscope"
     AUTO_FOCUS = "#table"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]  # noqa: RUF012 (Textual's type)

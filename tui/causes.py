@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.text import Text
 
-from tui.format import short_id
+from causalscope.tui.format import short_id
 
 __all__ = [
     "CAUSE_NAMES",

@@ -14,7 +14,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     import numpy as np
 
-    from tui.source import Snapshot
+    from causalscope.tui.source import Snapshot
 
 __all__ = [
     "ActionFinished",

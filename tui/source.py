@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.control import ControlError, control_request
-from daemon.store.endpoints import Endpoints, read_endpoints
-from daemon.store.query import QueryResult, query_endpoint
-from daemon.store.summary import CAUSES_SQL
-from models.errors import CausalscopeError
+from causalscope.daemon.control import ControlError, control_request
+from causalscope.daemon.store.endpoints import Endpoints, read_endpoints
+from causalscope.daemon.store.query import QueryResult, query_endpoint
+from causalscope.daemon.store.summary import CAUSES_SQL
+from causalscope.models.errors import CausalscopeError
 
 __all__ = [
     "ALERTS_SQL",
@@ -284,9 +284,9 @@ class RecordedSource:
         """
         import duckdb
 
-        from daemon.store.errors import StoreError
-        from daemon.store.query import run_select
-        from models.errors import InputError
+        from causalscope.daemon.store.errors import StoreError
+        from causalscope.daemon.store.query import run_select
+        from causalscope.models.errors import InputError
 
         path = Path(path)
         if not path.is_file():

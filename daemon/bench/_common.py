@@ -32,8 +32,8 @@ def still_micrograph(
     micrograph is simulated as one frame. ``parameters`` go to the simulator's
     ``ExposureParameters`` (dose, ice, defocus, ...).
     """
-    from models.simulate.exposure import simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from causalscope.models.simulate.exposure import simulate_exposure
+    from causalscope.models.simulate.specimen import phantom_specimen
 
     params = still_parameters(size, particles_per_1024=particles_per_1024, seed=seed, **parameters)
     sim = simulate_exposure(params, specimen=phantom_specimen())
@@ -43,7 +43,7 @@ def still_micrograph(
 def still_parameters(size: int, *, particles_per_1024: int, seed: int, **parameters: float) -> Any:
     """The simulator's ``ExposureParameters`` of :func:`still_micrograph`: one drift-free
     frame at 1 A/px."""
-    from models.simulate.exposure import ExposureParameters
+    from causalscope.models.simulate.exposure import ExposureParameters
 
     return ExposureParameters(
         size_px=size,
@@ -62,7 +62,7 @@ def still_parameters(size: int, *, particles_per_1024: int, seed: int, **paramet
 def estimate_still(micrograph: Any, *, estimate_ice: bool = True) -> Any:
     """:func:`models.ctf_estimation.estimate_ctf` on a 1 A/px micrograph of the simulator's
     microscope."""
-    from models.ctf_estimation import estimate_ctf
+    from causalscope.models.ctf_estimation import estimate_ctf
 
     return estimate_ctf(
         micrograph,
@@ -78,14 +78,14 @@ def estimate_still(micrograph: Any, *, estimate_ice: bool = True) -> Any:
 def worker_ctf_options(image_shape: tuple[int, ...]) -> dict[str, Any]:
     """The exposure worker's default CTF settings for a 1 A/px image of ``image_shape``
     (``processing.ctf``), so benchmarks fit as the worker does."""
-    from config.processing import CtfSettings
+    from causalscope.config.processing import CtfSettings
 
     return CtfSettings().fit_options(image_shape, 1.0)
 
 
 def ctf_parameters(estimate: Any) -> Any:
     """A CTF estimate as the restoration's ``CtfParameters`` (the simulator's microscope)."""
-    from models.restoration import CtfParameters
+    from causalscope.models.restoration import CtfParameters
 
     return CtfParameters.from_estimate(
         estimate, voltage_kv=VOLTAGE_KV, spherical_aberration_mm=CS_MM, amplitude_contrast=Q

@@ -46,7 +46,7 @@ def session_finetune(
     ``evaluated`` pairs gives the ``in_set`` model. Returns ``({label: model}, record)``
     with each model's steps, pairs, last round's mean loss and seconds since training began.
     """
-    from actors.denoiser import DenoiserTrainer
+    from causalscope.actors.denoiser import DenoiserTrainer
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

@@ -37,16 +37,16 @@ from typing import Any
 
 import numpy as np
 
-from daemon.bench._common import spearman
-from daemon.bench.causal_images import SCENARIOS, image_attribution, wiener_session
+from causalscope.daemon.bench._common import spearman
+from causalscope.daemon.bench.causal_images import SCENARIOS, image_attribution, wiener_session
 
 __all__ = ["run_causal_bench"]
 
 
 def _learning(seed: int) -> dict[str, Any]:
-    from models.causal import SessionCausalModel
-    from models.causal.attribution import best_factors
-    from models.causal.synthetic import TRUE_WEIGHTS, draw_synthetic_session
+    from causalscope.models.causal import SessionCausalModel
+    from causalscope.models.causal.attribution import best_factors
+    from causalscope.models.causal.synthetic import TRUE_WEIGHTS, draw_synthetic_session
 
     s = draw_synthetic_session(n_exposures=400, seed=seed)
     model = SessionCausalModel()
@@ -126,9 +126,9 @@ def _learning(seed: int) -> dict[str, Any]:
 
 
 def _update_cost(n: int) -> dict[str, float]:
-    from models.causal import SessionCausalModel
-    from models.causal.bench import update_cost_per_exposure
-    from models.causal.synthetic import draw_synthetic_session
+    from causalscope.models.causal import SessionCausalModel
+    from causalscope.models.causal.bench import update_cost_per_exposure
+    from causalscope.models.causal.synthetic import draw_synthetic_session
 
     s = draw_synthetic_session(n_exposures=n, seed=0)
     rows = [

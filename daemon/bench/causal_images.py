@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.bench._common import ctf_parameters, estimate_still, spearman
+from causalscope.daemon.bench._common import ctf_parameters, estimate_still, spearman
 
 __all__ = ["SCENARIOS", "image_attribution", "wiener_session"]
 
@@ -36,8 +36,8 @@ def _simulate_and_fit(params: Any) -> tuple[Any, Any, Any]:
     """Simulate one still exposure and fit its CTF: ``(simulation, micrograph, estimate)``."""
     import torch
 
-    from models.simulate.exposure import simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from causalscope.models.simulate.exposure import simulate_exposure
+    from causalscope.models.simulate.specimen import phantom_specimen
 
     sim = simulate_exposure(params, specimen=phantom_specimen())
     micrograph = torch.from_numpy(sim.frames[0].astype(np.float32))
@@ -53,10 +53,10 @@ def _fitted_session(
     """
     import torch
 
-    from config import SimulationSettings
-    from models.records import CausalInputs
-    from models.simulate.exposure import ExposureParameters
-    from models.simulate.session import draw_session
+    from causalscope.config import SimulationSettings
+    from causalscope.models.records import CausalInputs
+    from causalscope.models.simulate.exposure import ExposureParameters
+    from causalscope.models.simulate.session import draw_session
 
     sim_settings = SimulationSettings(size_px=size, n_frames=1, **session)
     base = ExposureParameters(size_px=size, n_frames=1, pixel_size_angstrom=1.0)
@@ -174,11 +174,11 @@ def image_attribution(
     turn is set to the session's best value, the exposure simulated again (same seed) and
     refitted; the fit resolution it gains is that cause's true share. ``redraw_*``: the same
     exposures drawn with another seed and nothing changed, the noise floor of those shares."""
-    from config import SimulationSettings
-    from models.causal import SessionCausalModel
-    from models.causal.attribution import attribute, best_factors
-    from models.causal.graph import FACTORS, design_matrix
-    from models.causal.inputs import measurements
+    from causalscope.config import SimulationSettings
+    from causalscope.models.causal import SessionCausalModel
+    from causalscope.models.causal.attribution import attribute, best_factors
+    from causalscope.models.causal.graph import FACTORS, design_matrix
+    from causalscope.models.causal.inputs import measurements
 
     settings = SimulationSettings(size_px=size, n_frames=1, **SCENARIOS[cause])
     fitted = list(_fitted_session(n, seed, size=size, **SCENARIOS[cause]))
@@ -252,8 +252,8 @@ def image_attribution(
 
 
 def wiener_session(size: int, n: int, dose: float, seed: int, z: float = 2.0) -> dict[str, Any]:
-    from models.causal import SessionCausalModel, prior_bfactor
-    from models.restoration import (
+    from causalscope.models.causal import SessionCausalModel, prior_bfactor
+    from causalscope.models.restoration import (
         fourier_ring_correlation,
         frc_resolution_angstrom,
         spectral_snr_from_fit,

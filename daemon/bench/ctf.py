@@ -50,7 +50,7 @@ def _angle_error(a: float, b: float) -> float:
 
 
 def _simulate(size: int, case: dict[str, float]) -> np.ndarray:
-    from daemon.bench._common import still_micrograph
+    from causalscope.daemon.bench._common import still_micrograph
 
     image, _ = still_micrograph(
         size,
@@ -81,8 +81,8 @@ def run_ctf_bench(
     """
     import torch
 
-    from daemon.bench._common import CS_MM, VOLTAGE_KV, Q, worker_ctf_options
-    from models.ctf_estimation import estimate_ctf
+    from causalscope.daemon.bench._common import CS_MM, VOLTAGE_KV, Q, worker_ctf_options
+    from causalscope.models.ctf_estimation import estimate_ctf
 
     report: dict[str, Any] = {"bench": "ctf", "device": device, "simulated": [], "real": []}
     for size_name in sizes:
@@ -126,7 +126,7 @@ def run_ctf_bench(
                 "time_s": round(elapsed, 3),
             }
             if bound:
-                from daemon.bench.ctf_bound import simulated_bound
+                from causalscope.daemon.bench.ctf_bound import simulated_bound
 
                 crb = simulated_bound(size, case)
                 row["crb"] = crb
@@ -153,7 +153,7 @@ def _real_spectra(folder: Path, device: str) -> list[dict[str, Any]]:
     import starfile
     import torch
 
-    from models.ctf_estimation import estimate_ctf
+    from causalscope.models.ctf_estimation import estimate_ctf
 
     reference = starfile.read(folder / "ctffind4_reference.star")
     table = reference if not isinstance(reference, dict) else list(reference.values())[-1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.bench._common import CS_MM, VOLTAGE_KV, Q, still_parameters
+from causalscope.daemon.bench._common import CS_MM, VOLTAGE_KV, Q, still_parameters
 
 __all__ = ["expected_spectrum", "simulated_bound"]
 
@@ -30,8 +30,8 @@ def expected_spectrum(size: int, case: dict[str, Any], *, n_specimens: int) -> t
     still micrographs of ``case`` (seeds ``case["seed"] + j``) and their mean count."""
     import torch
 
-    from models.simulate.exposure import simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from causalscope.models.simulate.exposure import simulate_exposure
+    from causalscope.models.simulate.specimen import phantom_specimen
 
     total = torch.zeros(size, size // 2 + 1, dtype=torch.float64)
     mean = 0.0
@@ -71,7 +71,7 @@ def simulated_bound(
     conservative (too large) by up to ~20 % at high defocus. The specimen's spectrum is also
     taken as Gaussian (each periodogram value exponential), as Whittle's model requires.
     """
-    from models.ctf_estimation.bound import ctf_cramer_rao, whittle_profiles
+    from causalscope.models.ctf_estimation.bound import ctf_cramer_rao, whittle_profiles
 
     d_u, d_v, angle = (float(case[key]) for key in GEOMETRY)
     power, floor = expected_spectrum(profile_size, case, n_specimens=n_specimens)

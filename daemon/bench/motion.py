@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.bench._measure import peak_memory
+from causalscope.daemon.bench._measure import peak_memory
 
 __all__ = ["CASES", "motion_errors", "run_motion_bench", "simulate_bench_movie"]
 
@@ -40,7 +40,7 @@ def motion_errors(
     truth (``global_rms_px``: the trajectory against the true shift plus the pixel mean of the
     true local warp; ``local_rms_px``: the total displacement on a ``grid`` x ``grid`` grid;
     both after removing a constant offset)."""
-    from models.simulate.motion import local_displacement_px
+    from causalscope.models.simulate.motion import local_displacement_px
 
     truth_shifts_px = sim.motion.shifts_px
     truth_coefficients_px = sim.motion.local_coefficients_px
@@ -87,9 +87,9 @@ def motion_errors(
 def simulate_bench_movie(size_px: int, n_frames: int, seed: int) -> Any:
     """The bench's movie: 40 e/A^2, 1.5 um defocus, 40 nm ice, 5-15 px drift, 1.5 px local
     warp, a drawn detector; returns the simulation and the detector."""
-    from models.simulate.detector import draw_detector
-    from models.simulate.exposure import ExposureParameters, simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from causalscope.models.simulate.detector import draw_detector
+    from causalscope.models.simulate.exposure import ExposureParameters, simulate_exposure
+    from causalscope.models.simulate.specimen import phantom_specimen
 
     rng = np.random.default_rng(seed)
     params = ExposureParameters(
@@ -116,7 +116,7 @@ def run_motion_bench(
     """Run the motion benchmark; returns a JSON-able report."""
     import torch
 
-    from models.motion import correct_motion
+    from causalscope.models.motion import correct_motion
 
     report: dict[str, Any] = {"bench": "motion", "device": device, "cases": []}
     for name in cases:
@@ -164,9 +164,9 @@ def _compare(sim: Any, gain: Any, detector: Any, device: str) -> dict[str, Any]:
     machine's load only ever adds time): its global estimate against our gain correction plus
     global alignment, both from raw frames to a trajectory.
     """
-    from daemon.bench._tmc import run_torch_motion_correction
-    from models.motion.gain import apply_gain_and_defects
-    from models.motion.global_alignment import align_global
+    from causalscope.daemon.bench._tmc import run_torch_motion_correction
+    from causalscope.models.motion.gain import apply_gain_and_defects
+    from causalscope.models.motion.global_alignment import align_global
 
     frames = sim.frames.astype(np.float32) * detector.gain_reference[None].astype(np.float32)
     try:

@@ -41,7 +41,7 @@ _CRYOPPP_DIAMETER_PX = 57.0
 
 
 def _simulate(size: int, case: dict[str, float], seed: int) -> tuple[np.ndarray, Any]:
-    from daemon.bench._common import still_micrograph
+    from causalscope.daemon.bench._common import still_micrograph
 
     return still_micrograph(
         size,
@@ -53,8 +53,8 @@ def _simulate(size: int, case: dict[str, float], seed: int) -> tuple[np.ndarray,
 
 
 def _restore(micrograph: Any) -> tuple[Any, Any]:
-    from daemon.bench._common import fit_ctf
-    from models.restoration import spectral_snr_from_fit, wiener_filter
+    from causalscope.daemon.bench._common import fit_ctf
+    from causalscope.models.restoration import spectral_snr_from_fit, wiener_filter
 
     ctf = fit_ctf(micrograph)
     ssnr = spectral_snr_from_fit(micrograph, pixel_size_angstrom=1.0, **ctf.kwargs())
@@ -62,8 +62,8 @@ def _restore(micrograph: Any) -> tuple[Any, Any]:
 
 
 def _templates() -> Any:
-    from models.picking import project_templates
-    from models.simulate.specimen import phantom_specimen
+    from causalscope.models.picking import project_templates
+    from causalscope.models.simulate.specimen import phantom_specimen
 
     return project_templates(
         phantom_specimen().coords_angstrom, pixel_size_angstrom=1.0, box_px=160, n_views=8
@@ -73,7 +73,7 @@ def _templates() -> Any:
 def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
     import torch
 
-    from models.picking import match_picks, pick_blobs, pick_template
+    from causalscope.models.picking import match_picks, pick_blobs, pick_template
 
     image, truth = _simulate(size, CASES[name], seed)
     micrograph = torch.from_numpy(image)
@@ -150,7 +150,7 @@ def topaz_convention_check(
     """
     import torch
 
-    from models.picking import blob_response, match_picks
+    from causalscope.models.picking import blob_response, match_picks
 
     response, _ = blob_response(
         torch.from_numpy(image), pixel_size_angstrom=apix, particle_diameter_angstrom=diameter
@@ -192,7 +192,7 @@ def _real(shared: Path) -> dict[str, Any]:
     import mrcfile
     import torch
 
-    from models.picking import match_picks, pick_blobs
+    from causalscope.models.picking import match_picks, pick_blobs
 
     out: dict[str, Any] = {"cryoppp_10028": [], "magellon_topaz": None}
     folder = shared / "picking" / "cryoppp_10028"
@@ -243,8 +243,8 @@ def _real(shared: Path) -> dict[str, Any]:
 def _timing(size: int, device: str) -> dict[str, Any]:
     import torch
 
-    from daemon.bench._measure import peak_memory
-    from models.picking import extract_particles, pick_blobs, pick_template
+    from causalscope.daemon.bench._measure import peak_memory
+    from causalscope.models.picking import extract_particles, pick_blobs, pick_template
 
     image, truth = _simulate(size, CASES["typical"], 0)
     micrograph = torch.from_numpy(image).to(device)

@@ -61,8 +61,8 @@ class _Latencies:
 
 
 def _simulate(folder: Path, *, size: int, frames: int, n_distinct: int, seed: int) -> list[Path]:
-    from config import load_settings
-    from daemon.simulator import SimulationRequest, run_simulation
+    from causalscope.config import load_settings
+    from causalscope.daemon.simulator import SimulationRequest, run_simulation
 
     settings = load_settings(overrides={"simulation": {"size_px": size, "n_frames": frames}})
     run_simulation(settings, SimulationRequest(out_dir=folder, n_exposures=n_distinct, seed=seed))
@@ -94,8 +94,8 @@ def _run_phase(
     n_workers: int | None,
     sample_at: int | None = None,
 ) -> dict[str, Any]:
-    from daemon.live import LiveOptions, LiveSession
-    from daemon.session import SessionPaths
+    from causalscope.daemon.live import LiveOptions, LiveSession
+    from causalscope.daemon.session import SessionPaths
 
     watch = root / f"{name}-microscope"
     watch.mkdir(parents=True)
@@ -173,8 +173,8 @@ def run_pipeline_bench(
     work_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the three phases (see the module docstring) and return the report."""
-    from config import load_settings
-    from daemon.workers import start_ray
+    from causalscope.config import load_settings
+    from causalscope.daemon.workers import start_ray
 
     with tempfile.TemporaryDirectory(prefix="causalscope-bench-", dir=work_dir) as tmp:
         root = Path(tmp)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.bench._common import VOLTAGE_KV
+from causalscope.daemon.bench._common import VOLTAGE_KV
 
 __all__ = ["CASES", "run_restoration_bench"]
 
@@ -59,8 +59,8 @@ def _micrograph(
     size: int, case: dict[str, float], seed: int
 ) -> tuple[Any, Any, Any, tuple[Any, Any]]:
     """(micrograph float32, clean phase, truth, (even, odd) half sums) for one case."""
-    from models.simulate.exposure import ExposureParameters, simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from causalscope.models.simulate.exposure import ExposureParameters, simulate_exposure
+    from causalscope.models.simulate.specimen import phantom_specimen
 
     drift = case.get("drift_total_px", 0.0)
     n_frames = 16 if drift > 0 else 2
@@ -83,7 +83,7 @@ def _micrograph(
         halves = (frames[0::2].sum(0), frames[1::2].sum(0))
         image = halves[0] + halves[1]
     else:
-        from models.motion import correct_motion
+        from causalscope.models.motion import correct_motion
 
         corrected = correct_motion(
             sim.frames,
@@ -131,9 +131,9 @@ def _accuracy(
     """One case and seed; ``finetuned`` maps a label to a model evaluated as ``n2n_<label>``."""
     import torch
 
-    from daemon.bench._common import fit_ctf
-    from models.denoise import default_model, denoise_half_sums
-    from models.restoration import (
+    from causalscope.daemon.bench._common import fit_ctf
+    from causalscope.models.denoise import default_model, denoise_half_sums
+    from causalscope.models.restoration import (
         fourier_ring_correlation,
         frc_resolution_angstrom,
         phase_flip,
@@ -208,7 +208,7 @@ def _finetuned(
     device: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The case's ``held_out`` and ``in_set`` fine-tuned models, and what their training did."""
-    from daemon.bench._finetune import SESSION_SEED_OFFSET, session_finetune
+    from causalscope.daemon.bench._finetune import SESSION_SEED_OFFSET, session_finetune
 
     others = [SESSION_SEED_OFFSET + i for i in range(session_exposures)]
     models, record = session_finetune(
@@ -225,9 +225,9 @@ def _finetuned(
 def _timing(size: int, device: str) -> dict[str, Any]:
     import torch
 
-    from daemon.bench._common import fit_ctf
-    from daemon.bench._measure import peak_memory
-    from models.restoration import (
+    from causalscope.daemon.bench._common import fit_ctf
+    from causalscope.daemon.bench._measure import peak_memory
+    from causalscope.models.restoration import (
         phase_flip,
         spectral_snr_from_fit,
         wiener_filter,
@@ -255,7 +255,7 @@ def _timing(size: int, device: str) -> dict[str, Any]:
         phase_flip(micrograph, pixel_size_angstrom=1.0, **ctf.kwargs())
         sync()
         times["phase_flip_s"] = time.perf_counter() - started
-    from models.denoise import default_model, denoise_half_sums
+    from causalscope.models.denoise import default_model, denoise_half_sums
 
     model = default_model(device=device)
     even, odd = (torch.from_numpy(h).to(device) for h in halves)

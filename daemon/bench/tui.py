@@ -26,7 +26,7 @@ _SEED_ROWS = 100  # committed through the store; the rest are copies with new id
 
 def _record(i: int) -> Any:
     """An exposure record of the kind an ExposureWorker returns (no torch)."""
-    from models.records import CtfRecord, ExposureRecord, GateFlag, MotionRecord
+    from causalscope.models.records import CtfRecord, ExposureRecord, GateFlag, MotionRecord
 
     status = "fail" if i % 17 == 0 else "warn" if i % 7 == 0 else "pass"
     flags = []
@@ -83,7 +83,7 @@ def make_session(path: Path, n: int) -> None:
     rest copied from them with new ids (committing 10,000 one by one takes a minute)."""
     import duckdb
 
-    from daemon.store import SessionStore
+    from causalscope.daemon.store import SessionStore
 
     with SessionStore(path) as store:
         for i in range(min(n, _SEED_ROWS)):
@@ -217,10 +217,10 @@ def run_tui_bench(
     folder: Path | None = None,
 ) -> dict[str, Any]:
     """Time loading ``n`` exposures and probe responsiveness while rows arrive; a JSON report."""
-    from config import TuiSettings
-    from daemon.store import SessionStore
-    from tui.app import make_app
-    from tui.source import LiveSource, RecordedSource
+    from causalscope.config import TuiSettings
+    from causalscope.daemon.store import SessionStore
+    from causalscope.tui.app import make_app
+    from causalscope.tui.source import LiveSource, RecordedSource
 
     with tempfile.TemporaryDirectory(prefix="causalscope-tui-bench-") as tmp:
         path = (folder or Path(tmp)) / "bench.duckdb"
@@ -267,7 +267,7 @@ class _OpenOnStart:
         self.name = path.stem
 
     def history(self) -> Any:
-        from tui.source import RecordedSource
+        from causalscope.tui.source import RecordedSource
 
         return RecordedSource.open(self.path).history()
 
@@ -275,6 +275,6 @@ class _OpenOnStart:
         return None
 
     def act(self, action: str, **params: Any) -> dict[str, Any]:
-        from tui.source import RecordedSource
+        from causalscope.tui.source import RecordedSource
 
         return RecordedSource.open(self.path).act(action, **params)

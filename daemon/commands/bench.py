@@ -73,14 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shared-data",
         type=Path,
-        default=Path(__file__).resolve().parents[2].parent / "shared" / "data",
-        help="folder with relion_tutorial/ (default ../shared/data beside the repository)",
+        default=Path("..") / "shared" / "data",
+        help="folder with relion_tutorial/ (default ../shared/data from the working directory)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one benchmark and print its report."""
-    from models.errors import InputError
+    from causalscope.models.errors import InputError
 
     if args.what != "tui":  # the dashboard's benchmark must not load torch, as the app does not
         import torch
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("No GPU", f"--device {args.device} but no CUDA device is visible")
     report: dict[str, Any]
     if args.what == "motion":
-        from daemon.bench.motion import CASES, run_motion_bench
+        from causalscope.daemon.bench.motion import CASES, run_motion_bench
 
         cases = args.cases or list(CASES)
         unknown = [c for c in cases if c not in CASES]
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             cases=cases, seeds=args.seeds or [0], device=args.device, compare=args.compare
         )
     elif args.what == "causal":
-        from daemon.bench.causal import run_causal_bench
+        from causalscope.daemon.bench.causal import run_causal_bench
 
         # --size: the image-simulated sessions of the Wiener comparison (default 1024 -> 512)
         report = run_causal_bench(
@@ -109,11 +109,11 @@ def run(args: argparse.Namespace) -> int:
             wiener_n=args.n or 48,
         )
     elif args.what == "tui":
-        from daemon.bench.tui import run_tui_bench
+        from causalscope.daemon.bench.tui import run_tui_bench
 
         report = run_tui_bench(n=args.n or 10_000)
     elif args.what == "pipeline":
-        from daemon.bench.pipeline import run_pipeline_bench
+        from causalscope.daemon.bench.pipeline import run_pipeline_bench
 
         report = run_pipeline_bench(
             n=args.n or 20,
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         }
     elif args.what in ("restoration", "picking"):
         # accuracy at --size (1024), time at 4096^2 unless --sizes leaves 4096 out
-        from daemon.bench import picking, restoration
+        from causalscope.daemon.bench import picking, restoration
 
         bench = restoration if args.what == "restoration" else picking
         cases = args.cases or list(bench.CASES)
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             shared = args.shared_data if args.shared_data.is_dir() else None
             report = picking.run_picking_bench(**common, device=args.device, shared_data=shared)
     else:
-        from daemon.bench.ctf import SIZES, run_ctf_bench
+        from causalscope.daemon.bench.ctf import SIZES, run_ctf_bench
 
         shared = args.shared_data if args.shared_data.is_dir() else None
         report = run_ctf_bench(

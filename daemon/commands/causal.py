@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the ranking (or one exposure's shares) and write the requested graph files."""
-    from daemon.store import SessionReader, summarize
-    from models.errors import InputError
+    from causalscope.daemon.store import SessionReader, summarize
+    from causalscope.models.errors import InputError
 
     with SessionReader(args.database) as reader:
         if reader.note is not None:
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
 def _write_graph(args: argparse.Namespace, causes: Any) -> list[Path]:
     if args.graphml is None and args.svg is None:
         return []
-    from daemon.formats.graph_export import annotate_posterior, write_graphml, write_svg
-    from models.causal import causal_graph
+    from causalscope.daemon.formats.graph_export import annotate_posterior, write_graphml, write_svg
+    from causalscope.models.causal import causal_graph
 
     graph = annotate_posterior(
         causal_graph(),

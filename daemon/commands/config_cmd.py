@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from models.errors import InputError
+from causalscope.models.errors import InputError
 
 ACTIONS = ("default", "show", "presets", "check")
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action; settings errors propagate as ConfigError."""
-    import config
+    from causalscope import config
 
     preset: str | None = getattr(args, "preset", None)
     config_file: str | None = args.file or getattr(args, "config", None)

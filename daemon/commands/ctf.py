@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from models.errors import InputError
+from causalscope.models.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def read_image(path: Path) -> tuple[Any, float | None]:
     """A 2D float32 image (movies summed) and the header's pixel size."""
     import numpy as np
 
-    from daemon import formats
+    from causalscope.daemon import formats
 
     if not path.exists():
         raise InputError("File not found", f"{path} does not exist", path=path)
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     """Fit and print the CTF."""
     import torch
 
-    from config import load_settings
-    from models.ctf_estimation import estimate_ctf, looks_like_power_spectrum
+    from causalscope.config import load_settings
+    from causalscope.models.ctf_estimation import estimate_ctf, looks_like_power_spectrum
 
     _check_optics(args)
     settings = load_settings(args.config, args.preset, {})

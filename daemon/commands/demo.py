@@ -72,11 +72,11 @@ def _free_tcp_address() -> str:
 
 
 def _run(args: argparse.Namespace, out: Path) -> int:
-    from config import load_settings
-    from daemon.commands.watch import print_summary
-    from daemon.live import LiveOptions, LiveSession
-    from daemon.session import SessionPaths
-    from daemon.simulator import GAIN_FILE, SimulationRequest, run_simulation
+    from causalscope.config import load_settings
+    from causalscope.daemon.commands.watch import print_summary
+    from causalscope.daemon.live import LiveOptions, LiveSession
+    from causalscope.daemon.session import SessionPaths
+    from causalscope.daemon.simulator import GAIN_FILE, SimulationRequest, run_simulation
 
     microscope = out / "microscope"
     microscope.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     )
     simulator = threading.Thread(target=simulate, name="causalscope-simulator", daemon=True)
     if args.tui:
-        from daemon.commands.watch import log_reporter, run_with_dashboard
+        from causalscope.daemon.commands.watch import log_reporter, run_with_dashboard
 
         session = LiveSession(settings, paths, options, reporter=log_reporter(paths))
         simulator.start()

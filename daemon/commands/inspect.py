@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.errors import InputError
+from causalscope.models.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def describe(path: Path) -> dict[str, Any]:
     """What the file holds, as a JSON-able dict; FormatError/InputError when it is unusable."""
-    from daemon import formats
+    from causalscope.daemon import formats
 
     if not path.exists():
         raise InputError("File not found", f"{path} does not exist", path=path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.records import ExposureRecord
+    from causalscope.models.records import ExposureRecord
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Process the movie and print its record."""
-    from actors.exposure import ExposureWorker
-    from config import load_settings
-    from daemon.exposures import load_calibration, load_movie
+    from causalscope.actors.exposure import ExposureWorker
+    from causalscope.config import load_settings
+    from causalscope.daemon.exposures import load_calibration, load_movie
 
     overrides = {"processing": {"device": args.device}} if args.device else {}
     settings = load_settings(args.config, args.preset, overrides)

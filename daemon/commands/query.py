@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the statement, run it and print the rows."""
-    from daemon.store import QueryError, SessionReader, check_select
+    from causalscope.daemon.store import QueryError, SessionReader, check_select
 
     try:
         check_select(args.sql)  # refused before the file is even opened

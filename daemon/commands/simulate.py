@@ -61,8 +61,8 @@ def simulation_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate and print one line per movie, then a summary."""
-    from config import load_settings
-    from daemon.simulator import SimulationRequest, run_simulation
+    from causalscope.config import load_settings
+    from causalscope.daemon.simulator import SimulationRequest, run_simulation
 
     settings = load_settings(args.config, args.preset, simulation_overrides(args))
     request = SimulationRequest(

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the session's summary."""
-    from daemon.store import SessionReader, summarize
+    from causalscope.daemon.store import SessionReader, summarize
 
     with SessionReader(args.database) as reader:
         if reader.note is not None:

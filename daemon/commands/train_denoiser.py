@@ -98,8 +98,8 @@ def simulate_pairs(
     import numpy as np
     import torch
 
-    from models.simulate.exposure import ExposureParameters, simulate_exposure
-    from models.simulate.specimen import phantom_specimen
+    from causalscope.models.simulate.exposure import ExposureParameters, simulate_exposure
+    from causalscope.models.simulate.specimen import phantom_specimen
 
     rng = np.random.default_rng(seed)
 
@@ -164,7 +164,7 @@ def _init_record(init: Path | None) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, train, write the weights and the training record."""
-    from models.errors import InputError
+    from causalscope.models.errors import InputError
 
     if args.n < 1 or args.frames < 2 or args.steps < 1:
         raise InputError(
@@ -181,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
         )
     import torch
 
-    from daemon.session import software_version
-    from models.denoise import (
+    from causalscope.daemon.session import software_version
+    from causalscope.models.denoise import (
         UNet,
         load_weights,
         parameter_count,

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from config import Settings
-    from tui.source import SessionSource
+    from causalscope.config import Settings
+    from causalscope.tui.source import SessionSource
 
 __all__ = ["add_arguments", "run", "run_tui", "source_for"]
 
@@ -48,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _from_endpoints_file(path: Path) -> SessionSource:
-    from daemon.store.endpoints import Endpoints
-    from models.errors import InputError
-    from tui.source import LiveSource
+    from causalscope.daemon.store.endpoints import Endpoints
+    from causalscope.models.errors import InputError
+    from causalscope.tui.source import LiveSource
 
     try:
         data = json.loads(path.read_text())
@@ -70,9 +70,9 @@ def _from_endpoints_file(path: Path) -> SessionSource:
 
 def source_for(args: argparse.Namespace) -> SessionSource:
     """The source the arguments name: live (endpoints) or recorded (a finished database)."""
-    from daemon.store.endpoints import endpoints_path, read_endpoints
-    from models.errors import InputError
-    from tui.source import LiveSource, RecordedSource
+    from causalscope.daemon.store.endpoints import endpoints_path, read_endpoints
+    from causalscope.models.errors import InputError
+    from causalscope.tui.source import LiveSource, RecordedSource
 
     if args.publish or args.query:
         if not (args.publish and args.query):
@@ -107,14 +107,14 @@ def source_for(args: argparse.Namespace) -> SessionSource:
 
 def run_tui(settings: Settings, source: SessionSource) -> None:
     """Run the dashboard in this terminal until the operator quits (main thread only)."""
-    from tui.app import make_app
+    from causalscope.tui.app import make_app
 
     make_app(settings, source).run()
 
 
 def run(args: argparse.Namespace) -> int:
     """Open the session's source and run the dashboard."""
-    from config import load_settings
+    from causalscope.config import load_settings
 
     settings = load_settings(args.config, args.preset)
     run_tui(settings, source_for(args))

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from models.errors import InputError
+from causalscope.models.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
 
 def session_for(args: argparse.Namespace, settings: Any, directory: Path | None, zmq: str | None):
     """The session's paths from --session/--sessions-dir or the settings and the source."""
-    from daemon.session import SessionPaths, default_session_name
+    from causalscope.daemon.session import SessionPaths, default_session_name
 
     name = args.session or settings.store.session_name
     if name is None:
@@ -73,8 +73,8 @@ def session_for(args: argparse.Namespace, settings: Any, directory: Path | None,
 
 def run(args: argparse.Namespace) -> int:
     """Run the session until Ctrl-C (or --until-idle)."""
-    from config import load_settings
-    from daemon.live import LiveOptions, LiveSession
+    from causalscope.config import load_settings
+    from causalscope.daemon.live import LiveOptions, LiveSession
 
     if args.directory is None and args.zmq is None:
         raise InputError("Nothing to watch", "give a folder to watch or --zmq ADDRESS")
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 def log_reporter(paths: Any) -> Any:
     """The terminal's lines, written to ``<session>/session.log`` while the dashboard is shown."""
-    from daemon.terminal import TerminalReporter
+    from causalscope.daemon.terminal import TerminalReporter
 
     paths.root.mkdir(parents=True, exist_ok=True)
     handle = (paths.root / "session.log").open("a", encoding="utf-8")
@@ -131,10 +131,10 @@ def run_with_dashboard(session: Any) -> None:
     """
     import threading
 
-    from daemon.commands.tui import run_tui
-    from daemon.store import read_endpoints
-    from daemon.workers import start_ray
-    from tui.source import LiveSource
+    from causalscope.daemon.commands.tui import run_tui
+    from causalscope.daemon.store import read_endpoints
+    from causalscope.daemon.workers import start_ray
+    from causalscope.tui.source import LiveSource
 
     errors: list[BaseException] = []
     # Ray's start-up messages go to the terminal: let them out before the dashboard owns it
@@ -193,7 +193,7 @@ def print_summary(database: Path) -> None:
     """The session's summary, read from its database once the store is closed."""
     import duckdb
 
-    from daemon.store.summary import summarize
+    from causalscope.daemon.store.summary import summarize
 
     if not database.exists():
         return

@@ -3,19 +3,19 @@ mdoc, atomic models and maps, detector MTFs. Readers raise :class:`models.errors
 naming the file and the bad value; writers write atomically unless told otherwise.
 """
 
-from daemon.formats._common import MOVIE_SUFFIXES, MovieInfo
-from daemon.formats.ctf_star import write_micrographs_ctf_star
-from daemon.formats.defects import read_defects, write_defects
-from daemon.formats.eer import read_eer_movie, write_eer_movie
-from daemon.formats.epu import find_epu_metadata, read_epu_xml, write_epu_xml
-from daemon.formats.gain import GAIN_FLIPS, read_gain, transform_gain, write_gain
-from daemon.formats.mdoc import find_mdoc, read_mdoc, write_mdoc
-from daemon.formats.motion_star import write_motion_star
-from daemon.formats.movies import check_complete, movie_info, read_movie
-from daemon.formats.mrc import MRC_MODES, write_mrc_movie
-from daemon.formats.mtf import read_mtf_star
-from daemon.formats.structure import AtomicStructure, read_map_as_atoms, read_structure
-from daemon.formats.tiff import write_tiff_movie
+from causalscope.daemon.formats._common import MOVIE_SUFFIXES, MovieInfo
+from causalscope.daemon.formats.ctf_star import write_micrographs_ctf_star
+from causalscope.daemon.formats.defects import read_defects, write_defects
+from causalscope.daemon.formats.eer import read_eer_movie, write_eer_movie
+from causalscope.daemon.formats.epu import find_epu_metadata, read_epu_xml, write_epu_xml
+from causalscope.daemon.formats.gain import GAIN_FLIPS, read_gain, transform_gain, write_gain
+from causalscope.daemon.formats.mdoc import find_mdoc, read_mdoc, write_mdoc
+from causalscope.daemon.formats.motion_star import write_motion_star
+from causalscope.daemon.formats.movies import check_complete, movie_info, read_movie
+from causalscope.daemon.formats.mrc import MRC_MODES, write_mrc_movie
+from causalscope.daemon.formats.mtf import read_mtf_star
+from causalscope.daemon.formats.structure import AtomicStructure, read_map_as_atoms, read_structure
+from causalscope.daemon.formats.tiff import write_tiff_movie
 
 __all__ = [
     "GAIN_FLIPS",

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from models.errors import FormatError
+from causalscope.models.errors import FormatError
 
 MovieFormat = Literal["mrc", "tiff", "eer"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from daemon.formats._common import check_positive_pixel_size, output_path
+from causalscope.daemon.formats._common import check_positive_pixel_size, output_path
 
 __all__ = ["write_micrographs_ctf_star"]
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.formats._common import file_size, output_path
-from models.errors import FormatError
+from causalscope.daemon.formats._common import file_size, output_path
+from causalscope.models.errors import FormatError
 
 __all__ = ["read_defects", "write_defects"]
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from daemon.formats._common import FrameSelection, MovieInfo, frame_indices, output_path
-from daemon.formats.tiff import DECODE_ERRORS, raise_if_incomplete, scan_tiff
-from models.errors import FormatError
+from causalscope.daemon.formats._common import FrameSelection, MovieInfo, frame_indices, output_path
+from causalscope.daemon.formats.tiff import DECODE_ERRORS, raise_if_incomplete, scan_tiff
+from causalscope.models.errors import FormatError
 
 __all__ = ["check_eer_complete", "eer_info", "read_eer_movie", "write_eer_movie"]
 

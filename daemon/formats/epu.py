@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from daemon.formats._common import file_size, output_path
-from models.errors import FormatError
-from models.records import AcquisitionMetadata
+from causalscope.daemon.formats._common import file_size, output_path
+from causalscope.models.errors import FormatError
+from causalscope.models.records import AcquisitionMetadata
 
 __all__ = ["find_epu_metadata", "read_epu_xml", "write_epu_xml"]
 

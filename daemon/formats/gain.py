@@ -21,9 +21,9 @@ import mrcfile
 import numpy as np
 import tifffile
 
-from daemon.formats._common import check_positive_pixel_size, file_size, output_path
-from daemon.formats.tiff import DECODE_ERRORS
-from models.errors import FormatError
+from causalscope.daemon.formats._common import check_positive_pixel_size, file_size, output_path
+from causalscope.daemon.formats.tiff import DECODE_ERRORS
+from causalscope.models.errors import FormatError
 
 __all__ = ["GAIN_FLIPS", "read_gain", "transform_gain", "write_gain"]
 

@@ -22,8 +22,8 @@ from xml.sax.saxutils import escape
 import networkx as nx
 import numpy as np
 
-from daemon.formats._common import output_path
-from models.errors import InputError
+from causalscope.daemon.formats._common import output_path
+from causalscope.models.errors import InputError
 
 __all__ = ["annotate_posterior", "render_svg", "write_graphml", "write_svg"]
 

@@ -19,9 +19,9 @@ from typing import Any
 from mdocfile.data_models import Mdoc, MdocGlobalData, MdocSectionData
 from pydantic import ValidationError
 
-from daemon.formats._common import MOVIE_SUFFIXES, captured_log, file_size, output_path
-from models.errors import FormatError
-from models.records import AcquisitionMetadata
+from causalscope.daemon.formats._common import MOVIE_SUFFIXES, captured_log, file_size, output_path
+from causalscope.models.errors import FormatError
+from causalscope.models.records import AcquisitionMetadata
 
 __all__ = ["find_mdoc", "read_mdoc", "write_mdoc"]
 

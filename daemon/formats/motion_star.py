@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from daemon.formats._common import check_positive_pixel_size, output_path
+from causalscope.daemon.formats._common import check_positive_pixel_size, output_path
 
 __all__ = ["write_motion_star"]
 

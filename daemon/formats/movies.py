@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.formats._common import FrameSelection, MovieInfo, movie_format
-from daemon.formats.eer import check_eer_complete, eer_info, read_eer_movie
-from daemon.formats.mrc import check_mrc_complete, mrc_info, read_mrc_movie
-from daemon.formats.tiff import check_tiff_complete, read_tiff_movie, tiff_info
-from models.errors import FormatError
+from causalscope.daemon.formats._common import FrameSelection, MovieInfo, movie_format
+from causalscope.daemon.formats.eer import check_eer_complete, eer_info, read_eer_movie
+from causalscope.daemon.formats.mrc import check_mrc_complete, mrc_info, read_mrc_movie
+from causalscope.daemon.formats.tiff import check_tiff_complete, read_tiff_movie, tiff_info
+from causalscope.models.errors import FormatError
 
 __all__ = ["check_complete", "movie_info", "read_movie"]
 

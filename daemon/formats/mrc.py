@@ -13,7 +13,7 @@ import mrcfile
 import mrcfile.utils
 import numpy as np
 
-from daemon.formats._common import (
+from causalscope.daemon.formats._common import (
     FrameSelection,
     MovieInfo,
     check_positive_pixel_size,
@@ -21,7 +21,7 @@ from daemon.formats._common import (
     frame_indices,
     output_path,
 )
-from models.errors import FormatError
+from causalscope.models.errors import FormatError
 
 __all__ = ["MRC_MODES", "check_mrc_complete", "mrc_info", "read_mrc_movie", "write_mrc_movie"]
 

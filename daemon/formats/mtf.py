@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from daemon.formats._common import file_size
-from models.errors import FormatError
+from causalscope.daemon.formats._common import file_size
+from causalscope.models.errors import FormatError
 
 __all__ = ["read_mtf_star"]
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from daemon.formats._common import check_positive_pixel_size, output_path
-from daemon.formats.mrc import write_mrc_movie
+from causalscope.daemon.formats._common import check_positive_pixel_size, output_path
+from causalscope.daemon.formats.mrc import write_mrc_movie
 
 __all__ = ["write_particle_stack", "write_particles_star"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.formats._common import output_path
+from causalscope.daemon.formats._common import output_path
 
 __all__ = ["read_png", "write_png"]
 

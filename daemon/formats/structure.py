@@ -15,8 +15,8 @@ import gemmi
 import mrcfile
 import numpy as np
 
-from daemon.formats._common import file_size
-from models.errors import FormatError
+from causalscope.daemon.formats._common import file_size
+from causalscope.models.errors import FormatError
 
 __all__ = ["AtomicStructure", "read_map_as_atoms", "read_structure"]
 

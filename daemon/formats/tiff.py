@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from daemon.formats._common import (
+from causalscope.daemon.formats._common import (
     FrameSelection,
     MovieInfo,
     captured_log,
@@ -23,7 +23,7 @@ from daemon.formats._common import (
     frame_indices,
     output_path,
 )
-from models.errors import FormatError
+from causalscope.models.errors import FormatError
 
 __all__ = ["check_tiff_complete", "read_tiff_movie", "tiff_info", "write_tiff_movie"]
 

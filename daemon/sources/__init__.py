@@ -1,9 +1,13 @@
 """Exposure sources: the directory watcher and the ZeroMQ frame stream, feeding one queue."""
 
-from daemon.sources.events import MovieReady, Rejected, SourceEvent
-from daemon.sources.stream import FrameStreamReceiver, is_safe_exposure_id, stream_metadata
-from daemon.sources.stream_sender import StreamFaults, send_exposure
-from daemon.sources.watcher import DirectoryWatcher
+from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.daemon.sources.stream import (
+    FrameStreamReceiver,
+    is_safe_exposure_id,
+    stream_metadata,
+)
+from causalscope.daemon.sources.stream_sender import StreamFaults, send_exposure
+from causalscope.daemon.sources.watcher import DirectoryWatcher
 
 __all__ = [
     "DirectoryWatcher",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from models.records import AcquisitionMetadata
+from causalscope.models.records import AcquisitionMetadata
 
 __all__ = ["check_header_values", "is_safe_exposure_id", "list_indices", "stream_metadata"]
 

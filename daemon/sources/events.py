@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from models.records import AcquisitionMetadata
+from causalscope.models.records import AcquisitionMetadata
 
 __all__ = ["MovieReady", "Rejected", "SourceEvent"]
 

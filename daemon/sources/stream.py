@@ -30,17 +30,17 @@ from typing import Any, Literal
 import numpy as np
 import zmq
 
-from config.acquisition import StreamSettings
-from daemon.formats import write_mrc_movie
-from daemon.frame_protocol import parse_header
-from daemon.sources._stream_checks import (
+from causalscope.config.acquisition import StreamSettings
+from causalscope.daemon.formats import write_mrc_movie
+from causalscope.daemon.frame_protocol import parse_header
+from causalscope.daemon.sources._stream_checks import (
     check_header_values,
     is_safe_exposure_id,
     list_indices,
     stream_metadata,
 )
-from daemon.sources.events import MovieReady, Rejected, SourceEvent
-from models.errors import FormatError, InputError
+from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.models.errors import FormatError, InputError
 
 __all__ = ["FrameStreamReceiver", "is_safe_exposure_id", "read_spooled", "stream_metadata"]
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import zmq
 
-from daemon.frame_protocol import end_message, frame_message, start_message
-from models.errors import InputError
-from models.records import AcquisitionMetadata
+from causalscope.daemon.frame_protocol import end_message, frame_message, start_message
+from causalscope.models.errors import InputError
+from causalscope.models.records import AcquisitionMetadata
 
 __all__ = ["CORRUPT_HEADER", "StreamFaults", "send_exposure"]
 

@@ -28,10 +28,10 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from config.acquisition import WatcherSettings
-from daemon import exposures
-from daemon.sources.events import MovieReady, Rejected, SourceEvent
-from models.errors import InputError
+from causalscope.config.acquisition import WatcherSettings
+from causalscope.daemon import exposures
+from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.models.errors import InputError
 
 # watchdog's inotify observer re-registers its own callback when a new folder appears under a
 # recursive watch and warns that it overwrote it (the same callback): noise on the operator's

@@ -5,13 +5,13 @@ endpoint; after the session anyone opens the file read-only (:class:`SessionRead
 either). The schema is documented in :mod:`daemon.store.schema`.
 """
 
-from daemon.store.endpoints import Endpoints, endpoints_path, read_endpoints
-from daemon.store.errors import QueryError, StoreError
-from daemon.store.query import QueryResult, check_select, query_endpoint
-from daemon.store.reader import SessionReader
-from daemon.store.schema import SCHEMA_VERSION
-from daemon.store.store import PendingExposure, SeenState, SessionStore
-from daemon.store.summary import Distribution, SessionSummary, summarize
+from causalscope.daemon.store.endpoints import Endpoints, endpoints_path, read_endpoints
+from causalscope.daemon.store.errors import QueryError, StoreError
+from causalscope.daemon.store.query import QueryResult, check_select, query_endpoint
+from causalscope.daemon.store.reader import SessionReader
+from causalscope.daemon.store.schema import SCHEMA_VERSION
+from causalscope.daemon.store.store import PendingExposure, SeenState, SessionStore
+from causalscope.daemon.store.summary import Distribution, SessionSummary, summarize
 
 __all__ = [
     "SCHEMA_VERSION",

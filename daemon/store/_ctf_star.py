@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from daemon.formats.ctf_star import write_micrographs_ctf_star
+from causalscope.daemon.formats.ctf_star import write_micrographs_ctf_star
 
 # Done, not failed by the gate, with a CTF fit that rings support and the optics RELION needs.
 _ROWS_SQL = """

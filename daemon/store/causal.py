@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from models.records import CausalInputs
+from causalscope.models.records import CausalInputs
 
 if TYPE_CHECKING:
-    from models.causal import CausalUpdate
+    from causalscope.models.causal import CausalUpdate
 
 __all__ = ["delete_causal", "read_inputs", "stored_updates", "write_inputs", "write_update"]
 

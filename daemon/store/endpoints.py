@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.store.errors import StoreError
+from causalscope.daemon.store.errors import StoreError
 
 __all__ = ["Endpoints", "endpoints_path", "read_endpoints", "remove_endpoints", "write_endpoints"]
 

@@ -3,7 +3,7 @@ or the endpoint, and the cause."""
 
 from __future__ import annotations
 
-from models.errors import CausalscopeError
+from causalscope.models.errors import CausalscopeError
 
 __all__ = ["QueryError", "StoreError"]
 

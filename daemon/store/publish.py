@@ -12,8 +12,8 @@ from typing import Any
 
 import zmq
 
-from daemon.store._json import dumps
-from daemon.store.errors import StoreError
+from causalscope.daemon.store._json import dumps
+from causalscope.daemon.store.errors import StoreError
 
 __all__ = ["TOPICS", "Publisher"]
 

@@ -19,8 +19,8 @@ from typing import Any
 import duckdb
 import zmq
 
-from daemon.store._json import dumps, jsonable
-from daemon.store.errors import QueryError, StoreError
+from causalscope.daemon.store._json import dumps, jsonable
+from causalscope.daemon.store.errors import QueryError, StoreError
 
 __all__ = ["MAX_ROWS", "QueryResult", "QueryServer", "check_select", "query_endpoint", "run_select"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import duckdb
 
-from daemon.store.endpoints import Endpoints, endpoints_path, read_endpoints
-from daemon.store.errors import QueryError, StoreError
-from daemon.store.query import QueryResult, check_select, query_endpoint, run_select
-from models.errors import InputError
+from causalscope.daemon.store.endpoints import Endpoints, endpoints_path, read_endpoints
+from causalscope.daemon.store.errors import QueryError, StoreError
+from causalscope.daemon.store.query import QueryResult, check_select, query_endpoint, run_select
+from causalscope.models.errors import InputError
 
 __all__ = ["SessionReader"]
 

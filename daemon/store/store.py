@@ -24,24 +24,24 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 import zmq
 
-from daemon.store import schema
-from daemon.store._json import dumps, row_dict
-from daemon.store.causal import (
+from causalscope.daemon.store import schema
+from causalscope.daemon.store._json import dumps, row_dict
+from causalscope.daemon.store.causal import (
     delete_causal,
     read_inputs,
     stored_updates,
     write_inputs,
     write_update,
 )
-from daemon.store.endpoints import Endpoints, remove_endpoints, write_endpoints
-from daemon.store.errors import StoreError
-from daemon.store.publish import Publisher
-from daemon.store.query import QueryServer
-from daemon.store.summary import COUNTS_SQL
+from causalscope.daemon.store.endpoints import Endpoints, remove_endpoints, write_endpoints
+from causalscope.daemon.store.errors import StoreError
+from causalscope.daemon.store.publish import Publisher
+from causalscope.daemon.store.query import QueryServer
+from causalscope.daemon.store.summary import COUNTS_SQL
 
 if TYPE_CHECKING:
-    from models.causal import CausalUpdate
-    from models.records import CausalInputs, ExposureRecord
+    from causalscope.models.causal import CausalUpdate
+    from causalscope.models.records import CausalInputs, ExposureRecord
 
 __all__ = ["PendingExposure", "SeenState", "SessionStore"]
 
@@ -551,7 +551,9 @@ class SessionStore:
     def _rewrite_ctf_star(self) -> None:
         if self._ctf_star_path is None or not self._ctf_star_stale:
             return
-        from daemon.store._ctf_star import rewrite_ctf_star  # pandas: only for stores that write
+        from causalscope.daemon.store._ctf_star import (
+            rewrite_ctf_star,  # pandas: only for stores that write
+        )
 
         try:
             rewrite_ctf_star(self._con, self._ctf_star_path)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from daemon.store.query import QueryResult
+from causalscope.daemon.store.query import QueryResult
 
 __all__ = [
     "CAUSES_SQL",

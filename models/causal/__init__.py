@@ -1,6 +1,6 @@
 """The causal model of what limits an exposure: graph, exact Bayesian learning, attribution."""
 
-from models.causal.attribution import (
+from causalscope.models.causal.attribution import (
     ADVICE,
     Attribution,
     CauseRank,
@@ -9,8 +9,13 @@ from models.causal.attribution import (
     best_factors,
     rank_causes,
 )
-from models.causal.envelope import ENVELOPE_FACTORS, ENVELOPE_PRIORS, EnvelopePrior, envelope_row
-from models.causal.graph import (
+from causalscope.models.causal.envelope import (
+    ENVELOPE_FACTORS,
+    ENVELOPE_PRIORS,
+    EnvelopePrior,
+    envelope_row,
+)
+from causalscope.models.causal.graph import (
     FACTORS,
     OUTCOME,
     FactorSpec,
@@ -18,15 +23,25 @@ from models.causal.graph import (
     design_matrix,
     edge_priors,
 )
-from models.causal.inputs import causal_inputs, image_shift_um, measurements, prior_bfactor
-from models.causal.learn import (
+from causalscope.models.causal.inputs import (
+    causal_inputs,
+    image_shift_um,
+    measurements,
+    prior_bfactor,
+)
+from causalscope.models.causal.learn import (
     BayesianLinearModel,
     CausalLearner,
     ChangeDetector,
     NigPosterior,
     nig_posterior,
 )
-from models.causal.session import CausalUpdate, CauseShare, RankedCause, SessionCausalModel
+from causalscope.models.causal.session import (
+    CausalUpdate,
+    CauseShare,
+    RankedCause,
+    SessionCausalModel,
+)
 
 __all__ = [
     "ADVICE",

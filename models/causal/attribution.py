@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.causal.learn import BayesianLinearModel
+from causalscope.models.causal.learn import BayesianLinearModel
 
 __all__ = [
     "ADVICE",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from models.causal.graph import causal_graph
-from models.causal.learn import BayesianLinearModel
-from models.causal.synthetic import draw_synthetic_session
+from causalscope.models.causal.graph import causal_graph
+from causalscope.models.causal.learn import BayesianLinearModel
+from causalscope.models.causal.synthetic import draw_synthetic_session
 
 __all__ = ["update_cost_per_exposure"]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.causal.graph import design_matrix
-from models.records import CausalInputs
+from causalscope.models.causal.graph import design_matrix
+from causalscope.models.records import CausalInputs
 
 __all__ = ["ENVELOPE_FACTORS", "ENVELOPE_PRIORS", "EnvelopePrior", "envelope_row"]
 
@@ -117,6 +117,6 @@ class EnvelopePrior:
 
     def predict_inputs(self, inputs: CausalInputs) -> tuple[float, float]:
         """:meth:`predict` for one exposure's :class:`~models.records.CausalInputs`."""
-        from models.causal.inputs import measurements
+        from causalscope.models.causal.inputs import measurements
 
         return self.predict(measurements(inputs))

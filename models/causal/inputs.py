@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from models.causal.envelope import EnvelopePrior
-from models.records import AcquisitionMetadata, CausalInputs, CtfRecord, MotionRecord
+from causalscope.models.causal.envelope import EnvelopePrior
+from causalscope.models.records import AcquisitionMetadata, CausalInputs, CtfRecord, MotionRecord
 
 __all__ = ["causal_inputs", "image_shift_um", "measurements", "prior_bfactor"]
 

@@ -26,7 +26,7 @@ import networkx as nx
 import numpy as np
 from scipy import stats
 
-from models.causal.graph import edge_priors
+from causalscope.models.causal.graph import edge_priors
 
 __all__ = [
     "BayesianLinearModel",

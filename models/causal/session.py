@@ -22,12 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from models.causal.attribution import advice, attribute, rank_causes
-from models.causal.envelope import ENVELOPE_FACTORS, ENVELOPE_PRIORS, EnvelopePrior, envelope_row
-from models.causal.graph import causal_graph, design_matrix, edge_priors
-from models.causal.inputs import measurements
-from models.causal.learn import BayesianLinearModel, CausalLearner, ChangeDetector
-from models.records import CausalInputs
+from causalscope.models.causal.attribution import advice, attribute, rank_causes
+from causalscope.models.causal.envelope import (
+    ENVELOPE_FACTORS,
+    ENVELOPE_PRIORS,
+    EnvelopePrior,
+    envelope_row,
+)
+from causalscope.models.causal.graph import causal_graph, design_matrix, edge_priors
+from causalscope.models.causal.inputs import measurements
+from causalscope.models.causal.learn import BayesianLinearModel, CausalLearner, ChangeDetector
+from causalscope.models.records import CausalInputs
 
 __all__ = ["CausalUpdate", "CauseShare", "RankedCause", "SessionCausalModel"]
 

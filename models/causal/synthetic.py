@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.causal.graph import FACTORS, design_matrix
-from models.records import CausalInputs
+from causalscope.models.causal.graph import FACTORS, design_matrix
+from causalscope.models.records import CausalInputs
 
 __all__ = ["TRUE_WEIGHTS", "SyntheticSession", "draw_synthetic_session"]
 

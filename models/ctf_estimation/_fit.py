@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.ctf_estimation._model import (
+from causalscope.models.ctf_estimation._model import (
     Band,
     Optics,
     moving_average,

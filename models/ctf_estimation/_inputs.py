@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from models.ctf_estimation._model import Optics
-from models.ctf_estimation.spectrum import looks_like_power_spectrum
+from causalscope.models.ctf_estimation._model import Optics
+from causalscope.models.ctf_estimation.spectrum import looks_like_power_spectrum
 
 __all__ = ["validate_inputs"]
 

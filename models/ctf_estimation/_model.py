@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.units import ANGSTROM_PER_MM, electron_wavelength_angstrom
+from causalscope.models.units import ANGSTROM_PER_MM, electron_wavelength_angstrom
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from models.ctf_estimation._fit import defocus_grid, profile_scores, ring_period_px
-from models.ctf_estimation._model import (
+from causalscope.models.ctf_estimation._fit import defocus_grid, profile_scores, ring_period_px
+from causalscope.models.ctf_estimation._model import (
     Band,
     Optics,
     moving_average,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from models.ctf_estimation._model import Optics, phase
+from causalscope.models.ctf_estimation._model import Optics, phase
 
 __all__ = ["CtfBound", "ctf_cramer_rao", "whittle_profiles"]
 

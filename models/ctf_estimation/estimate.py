@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from models.ctf_estimation._fit import (
+from causalscope.models.ctf_estimation._fit import (
     Refinement,
     amplitude_profile,
     initial_background,
@@ -18,8 +18,8 @@ from models.ctf_estimation._fit import (
     search_astigmatism,
     search_defocus_1d,
 )
-from models.ctf_estimation._inputs import validate_inputs
-from models.ctf_estimation._model import (
+from causalscope.models.ctf_estimation._inputs import validate_inputs
+from causalscope.models.ctf_estimation._model import (
     Band,
     Optics,
     make_band,
@@ -27,16 +27,16 @@ from models.ctf_estimation._model import (
     ring_model,
     window_attenuation,
 )
-from models.ctf_estimation._quality import (
+from causalscope.models.ctf_estimation._quality import (
     alias_frequency,
     competing_defocus,
     fit_resolution,
     ring_periods,
 )
-from models.ctf_estimation.ice import IceFit, estimate_ice_thickness
-from models.ctf_estimation.result import CtfEstimate
-from models.ctf_estimation.spectrum import power_spectrum, tile_window
-from models.units import ANGSTROM_PER_UM, electron_wavelength_angstrom
+from causalscope.models.ctf_estimation.ice import IceFit, estimate_ice_thickness
+from causalscope.models.ctf_estimation.result import CtfEstimate
+from causalscope.models.ctf_estimation.spectrum import power_spectrum, tile_window
+from causalscope.models.units import ANGSTROM_PER_UM, electron_wavelength_angstrom
 
 __all__ = ["estimate_ctf"]
 

@@ -43,11 +43,11 @@ from dataclasses import dataclass
 
 import torch
 
-from models.ctf_estimation._model import Band, Optics, phase, ring_sums
-from models.dose import critical_exposure_e_per_a2
-from models.simulate.exposure import inelastic_mean_free_path_nm
-from models.simulate.specimen import ICE_RING_FREQUENCY_PER_ANGSTROM, water_phase_psd
-from models.units import ANGSTROM_PER_NM
+from causalscope.models.ctf_estimation._model import Band, Optics, phase, ring_sums
+from causalscope.models.dose import critical_exposure_e_per_a2
+from causalscope.models.simulate.exposure import inelastic_mean_free_path_nm
+from causalscope.models.simulate.specimen import ICE_RING_FREQUENCY_PER_ANGSTROM, water_phase_psd
+from causalscope.models.units import ANGSTROM_PER_NM
 
 __all__ = ["IceFit", "estimate_ice_thickness", "ice_modulation"]
 
@@ -80,7 +80,7 @@ def ice_modulation(
     frequency_per_angstrom: torch.Tensor, *, thickness_nm: float | torch.Tensor, voltage_kv: float
 ) -> torch.Tensor:
     """Thon-ring modulation ``sinc(lambda k^2 t)`` of ice of thickness t; broadcasts."""
-    from models.units import electron_wavelength_angstrom
+    from causalscope.models.units import electron_wavelength_angstrom
 
     lam = electron_wavelength_angstrom(voltage_kv)
     t = torch.as_tensor(thickness_nm, dtype=frequency_per_angstrom.dtype) * ANGSTROM_PER_NM

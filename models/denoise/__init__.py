@@ -6,16 +6,21 @@
 - :func:`save_weights`, :func:`load_weights`, :func:`default_model` (:mod:`.weights`)
 """
 
-from models.denoise.inference import denoise, denoise_half_sums, robust_normalisation
-from models.denoise.training import (
+from causalscope.models.denoise.inference import denoise, denoise_half_sums, robust_normalisation
+from causalscope.models.denoise.training import (
     TrainingReport,
     noise2noise_step,
     normalised_pair,
     random_crops,
     train_noise2noise,
 )
-from models.denoise.unet import UNet, parameter_count
-from models.denoise.weights import DEFAULT_WEIGHTS, default_model, load_weights, save_weights
+from causalscope.models.denoise.unet import UNet, parameter_count
+from causalscope.models.denoise.weights import (
+    DEFAULT_WEIGHTS,
+    default_model,
+    load_weights,
+    save_weights,
+)
 
 __all__ = [
     "DEFAULT_WEIGHTS",

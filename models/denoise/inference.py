@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.denoise.unet import UNet
+from causalscope.models.denoise.unet import UNet
 
 __all__ = ["denoise", "denoise_half_sums", "robust_normalisation"]
 

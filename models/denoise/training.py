@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.denoise.inference import robust_normalisation
-from models.denoise.unet import UNet
+from causalscope.models.denoise.inference import robust_normalisation
+from causalscope.models.denoise.unet import UNet
 
 __all__ = [
     "TrainingReport",

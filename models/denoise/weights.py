@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import torch
 
-from models.denoise.unet import UNet
+from causalscope.models.denoise.unet import UNet
 
 __all__ = ["DEFAULT_WEIGHTS", "default_model", "load_weights", "save_weights"]
 

@@ -6,17 +6,22 @@ specimen in frame ``f`` relative to frame 0; the specimen point at ``p`` in fram
 at pixel ``r`` of frame ``f`` with ``p = r - shifts_px[f] - d(r, f)``, ``d`` the local model.
 """
 
-from models.motion.accumulated import AccumulatedMotion, accumulated_motion
-from models.motion.correct import MotionCorrection, correct_motion
-from models.motion.dose_weighting import (
+from causalscope.models.motion.accumulated import AccumulatedMotion, accumulated_motion
+from causalscope.models.motion.correct import MotionCorrection, correct_motion
+from causalscope.models.motion.dose_weighting import (
     dose_weighted_scale,
     dose_weights,
     frame_end_doses_e_per_a2,
 )
-from models.motion.gain import GainCorrection, apply_gain_and_defects
-from models.motion.global_alignment import GlobalAlignment, align_global
-from models.motion.local import LocalMotionModel, PatchShifts, align_patches, fit_local_model
-from models.motion.sums import CorrectedSums, corrected_sums
+from causalscope.models.motion.gain import GainCorrection, apply_gain_and_defects
+from causalscope.models.motion.global_alignment import GlobalAlignment, align_global
+from causalscope.models.motion.local import (
+    LocalMotionModel,
+    PatchShifts,
+    align_patches,
+    fit_local_model,
+)
+from causalscope.models.motion.sums import CorrectedSums, corrected_sums
 
 __all__ = [
     "AccumulatedMotion",

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from models.dose import dose_filter
-from models.motion._fourier import (
+from causalscope.models.dose import dose_filter
+from causalscope.models.motion._fourier import (
     bfactor_filter,
     coarse_peaks,
     crop_frequencies,
@@ -26,7 +26,7 @@ from models.motion._fourier import (
     phase_ramp,
     refine_peaks,
 )
-from models.motion._smooth import smooth_trajectory
+from causalscope.models.motion._smooth import smooth_trajectory
 
 __all__: list[str] = []
 

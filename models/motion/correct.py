@@ -8,20 +8,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.motion.accumulated import AccumulatedMotion, accumulated_motion
-from models.motion.gain import apply_gain_and_defects
-from models.motion.global_alignment import (
+from causalscope.models.motion.accumulated import AccumulatedMotion, accumulated_motion
+from causalscope.models.motion.gain import apply_gain_and_defects
+from causalscope.models.motion.global_alignment import (
     GLOBAL_BFACTOR_ANGSTROM2,
     align_global,
     damage_model,
 )
-from models.motion.local import (
+from causalscope.models.motion.local import (
     PATCH_BFACTOR_ANGSTROM2,
     LocalMotionModel,
     align_patches,
     fit_local_model,
 )
-from models.motion.sums import corrected_sums
+from causalscope.models.motion.sums import corrected_sums
 
 __all__ = ["MotionCorrection", "correct_motion"]
 

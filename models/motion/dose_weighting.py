@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from models.dose import dose_filter
+from causalscope.models.dose import dose_filter
 
 __all__ = ["dose_weighted_scale", "dose_weights", "frame_end_doses_e_per_a2"]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.motion._align import DamageModel, align_stack, prepare_spectra
+from causalscope.models.motion._align import DamageModel, align_stack, prepare_spectra
 
 __all__ = ["GLOBAL_BFACTOR_ANGSTROM2", "GlobalAlignment", "align_global"]
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.motion._align import DamageModel, align_stack, prepare_spectra
-from models.motion._fourier import phase_ramp
+from causalscope.models.motion._align import DamageModel, align_stack, prepare_spectra
+from causalscope.models.motion._fourier import phase_ramp
 
 __all__ = ["LocalMotionModel", "PatchShifts", "align_patches", "fit_local_model"]
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.ctf import frequency_grid
-from models.dose import dose_filter
-from models.motion._fourier import phase_ramp
-from models.motion.dose_weighting import dose_weighted_scale, frame_end_doses_e_per_a2
-from models.motion.local import LocalMotionModel
+from causalscope.models.ctf import frequency_grid
+from causalscope.models.dose import dose_filter
+from causalscope.models.motion._fourier import phase_ramp
+from causalscope.models.motion.dose_weighting import dose_weighted_scale, frame_end_doses_e_per_a2
+from causalscope.models.motion.local import LocalMotionModel
 
 __all__ = ["CorrectedSums", "corrected_sums"]
 

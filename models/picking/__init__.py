@@ -2,11 +2,15 @@
 extraction of normalised boxes, and matching picks against known positions.
 """
 
-from models.picking.blob import blob_response, pick_blobs
-from models.picking.extract import extract_particles, normalise_particles
-from models.picking.matching import PickMatch, match_picks
-from models.picking.picks import Picks
-from models.picking.template import pick_template, project_templates, template_correlation
+from causalscope.models.picking.blob import blob_response, pick_blobs
+from causalscope.models.picking.extract import extract_particles, normalise_particles
+from causalscope.models.picking.matching import PickMatch, match_picks
+from causalscope.models.picking.picks import Picks
+from causalscope.models.picking.template import (
+    pick_template,
+    project_templates,
+    template_correlation,
+)
 
 __all__ = [
     "PickMatch",

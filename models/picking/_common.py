@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.picking._threshold import auto_threshold, otsu_threshold
+from causalscope.models.picking._threshold import auto_threshold, otsu_threshold
 
 #: the pickers work on a grid where the particle radius spans about this many pixels
 WORKING_RADIUS_PX = 10.0

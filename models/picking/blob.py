@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from models.picking._common import (
+from causalscope.models.picking._common import (
     check_image,
     crop_spectrum,
     cycles_grid,
@@ -26,7 +26,7 @@ from models.picking._common import (
     robust_location_scale,
     working_shape,
 )
-from models.picking.picks import Picks
+from causalscope.models.picking.picks import Picks
 
 __all__ = ["blob_response", "pick_blobs"]
 

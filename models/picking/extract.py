@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.restoration.ctf_correction import phase_flip
-from models.restoration.parameters import CtfParameters
+from causalscope.models.restoration.ctf_correction import phase_flip
+from causalscope.models.restoration.parameters import CtfParameters
 
 __all__ = ["extract_particles", "normalise_particles"]
 

@@ -21,9 +21,9 @@ import math
 import numpy as np
 import torch
 
-from models.picking._common import check_image, crop_spectrum, working_shape
-from models.picking.blob import peaks_to_picks
-from models.picking.picks import Picks
+from causalscope.models.picking._common import check_image, crop_spectrum, working_shape
+from causalscope.models.picking.blob import peaks_to_picks
+from causalscope.models.picking.picks import Picks
 
 __all__ = ["pick_template", "project_templates", "template_correlation"]
 
@@ -47,7 +47,7 @@ def project_templates(
         raise ValueError(f"coords_angstrom must be (n >= 1, 3), got shape {coords.shape}")
     if box_px < 8 or n_views < 1:
         raise ValueError(f"box_px must be >= 8 and n_views >= 1, got {box_px}, {n_views}")
-    from models.simulate.specimen import random_rotations, splat_bilinear
+    from causalscope.models.simulate.specimen import random_rotations, splat_bilinear
 
     rotations = np.concatenate(
         [np.eye(3)[None], random_rotations(np.random.default_rng(seed), n_views - 1)]

@@ -7,20 +7,20 @@
 - :func:`fourier_ring_correlation`, :func:`frc_resolution_angstrom` (:mod:`.frc`)
 """
 
-from models.restoration.ctf_correction import (
+from causalscope.models.restoration.ctf_correction import (
     SsnrLike,
     ctf_on_image_grid,
     phase_flip,
     ssnr_on_grid,
     wiener_filter,
 )
-from models.restoration.frc import (
+from causalscope.models.restoration.frc import (
     fourier_ring_correlation,
     frc_resolution_angstrom,
     ring_frequencies_per_angstrom,
 )
-from models.restoration.parameters import CtfKwargs, CtfParameters
-from models.restoration.ssnr import SpectralSnr, spectral_snr_from_fit, with_bfactor
+from causalscope.models.restoration.parameters import CtfKwargs, CtfParameters
+from causalscope.models.restoration.ssnr import SpectralSnr, spectral_snr_from_fit, with_bfactor
 
 __all__ = [
     "CtfKwargs",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.ctf import frequency_grid
+from causalscope.models.ctf import frequency_grid
 
 
 def frequency_magnitude(

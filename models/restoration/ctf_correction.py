@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import torch
 
-from models.ctf import ctf_2d
-from models.restoration._radial import frequency_magnitude
+from causalscope.models.ctf import ctf_2d
+from causalscope.models.restoration._radial import frequency_magnitude
 
 __all__ = ["SsnrLike", "ctf_on_image_grid", "phase_flip", "ssnr_on_grid", "wiener_filter"]
 

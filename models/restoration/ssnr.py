@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.restoration._radial import ring_index, ring_mean
-from models.restoration.ctf_correction import ctf_on_image_grid
+from causalscope.models.restoration._radial import ring_index, ring_mean
+from causalscope.models.restoration.ctf_correction import ctf_on_image_grid
 
 __all__ = ["SpectralSnr", "spectral_snr_from_fit", "with_bfactor"]
 

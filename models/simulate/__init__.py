@@ -1,27 +1,27 @@
 """The fake microscope: exposures with known truth, drawn from a known causal graph."""
 
-from models.simulate.detector import (
+from causalscope.models.simulate.detector import (
     DetectorTruth,
     analytic_counting_mtf,
     count_electrons,
     draw_detector,
     tabulated_mtf,
 )
-from models.simulate.exposure import (
+from causalscope.models.simulate.exposure import (
     ExposureParameters,
     SimulatedExposure,
     inelastic_mean_free_path_nm,
     simulate_exposure,
 )
-from models.simulate.motion import MotionTruth, draw_motion, local_displacement_px
-from models.simulate.session import (
+from causalscope.models.simulate.motion import MotionTruth, draw_motion, local_displacement_px
+from causalscope.models.simulate.session import (
     ExposurePlan,
     SessionSettings,
     causal_graph,
     draw_session,
     factor_summary,
 )
-from models.simulate.specimen import Specimen, phantom_specimen
+from causalscope.models.simulate.specimen import Specimen, phantom_specimen
 
 __all__ = [
     "DetectorTruth",

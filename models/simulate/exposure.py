@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.ctf import (
+from causalscope.models.ctf import (
     beam_tilt_phase,
     bfactor_envelope,
     ctf_at,
@@ -34,15 +34,15 @@ from models.ctf import (
     spatial_coherence_envelope,
     temporal_coherence_envelope,
 )
-from models.dose import dose_filter
-from models.simulate.detector import (
+from causalscope.models.dose import dose_filter
+from causalscope.models.simulate.detector import (
     DetectorTruth,
     MtfFunction,
     analytic_counting_mtf,
     count_electrons,
 )
-from models.simulate.motion import MotionTruth, draw_motion, local_displacement_px
-from models.simulate.specimen import (
+from causalscope.models.simulate.motion import MotionTruth, draw_motion, local_displacement_px
+from causalscope.models.simulate.specimen import (
     Specimen,
     composite_form_factor,
     euler_zyz_from_matrices,
@@ -51,7 +51,11 @@ from models.simulate.specimen import (
     splat_bilinear,
     water_phase_psd,
 )
-from models.units import ANGSTROM_PER_NM, electron_wavelength_angstrom, relativistic_gamma
+from causalscope.models.units import (
+    ANGSTROM_PER_NM,
+    electron_wavelength_angstrom,
+    relativistic_gamma,
+)
 
 __all__ = [
     "ExposureParameters",

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import networkx as nx
 import numpy as np
 
-from models.simulate.exposure import ExposureParameters
+from causalscope.models.simulate.exposure import ExposureParameters
 
 __all__ = ["ExposurePlan", "SessionSettings", "causal_graph", "draw_session", "factor_summary"]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.simulate.scattering import ELECTRON_FORM_FACTORS, form_factor
-from models.units import (
+from causalscope.models.simulate.scattering import ELECTRON_FORM_FACTORS, form_factor
+from causalscope.models.units import (
     electron_wavelength_angstrom,
     interaction_constant_rad_per_v_angstrom,
     relativistic_gamma,

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.records import AcquisitionMetadata
-from models.simulate.detector import draw_detector
-from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
-from models.simulate.specimen import phantom_specimen
+from causalscope.models.records import AcquisitionMetadata
+from causalscope.models.simulate.detector import draw_detector
+from causalscope.models.simulate.exposure import (
+    ExposureParameters,
+    SimulatedExposure,
+    simulate_exposure,
+)
+from causalscope.models.simulate.specimen import phantom_specimen
 
 
 def worker_movie(

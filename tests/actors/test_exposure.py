@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 import starfile
 
-from actors.exposure import DetectorCalibration, ExposureWorker
-from config import Settings, load_settings
-from daemon.formats.png import read_png
-from models.picking import match_picks
-from models.records import AcquisitionMetadata, ExposureRecord
-from models.simulate.detector import draw_detector
-from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
-from models.simulate.specimen import phantom_specimen
+from causalscope.actors.exposure import DetectorCalibration, ExposureWorker
+from causalscope.config import Settings, load_settings
+from causalscope.daemon.formats.png import read_png
+from causalscope.models.picking import match_picks
+from causalscope.models.records import AcquisitionMetadata, ExposureRecord
+from causalscope.models.simulate.detector import draw_detector
+from causalscope.models.simulate.exposure import (
+    ExposureParameters,
+    SimulatedExposure,
+    simulate_exposure,
+)
+from causalscope.models.simulate.specimen import phantom_specimen
 from tests.actors._movies import worker_metadata, worker_movie
 
 SIZE = 1024
@@ -287,7 +291,7 @@ def test_missing_dose_is_measured_from_the_counts_and_warned(settings, small, tm
 def test_causal_inputs_are_recorded_and_the_envelope_prior_raises_a_low_fit(
     settings: Settings, movie: tuple[SimulatedExposure, np.ndarray], good, tmp_path: Path
 ) -> None:
-    from models.causal import ENVELOPE_FACTORS, EnvelopePrior
+    from causalscope.models.causal import ENVELOPE_FACTORS, EnvelopePrior
 
     record, _ = good
     assert record.causal is not None and record.ctf is not None and record.restoration is not None

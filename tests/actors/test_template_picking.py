@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from actors.exposure import DetectorCalibration, ExposureWorker
-from config import Settings, load_settings, render_toml
-from models.errors import ConfigError, FormatError
-from models.picking import match_picks
-from models.records import AcquisitionMetadata, ExposureRecord
-from models.simulate.exposure import SimulatedExposure
-from models.simulate.specimen import Specimen, phantom_specimen
+from causalscope.actors.exposure import DetectorCalibration, ExposureWorker
+from causalscope.config import Settings, load_settings, render_toml
+from causalscope.models.errors import ConfigError, FormatError
+from causalscope.models.picking import match_picks
+from causalscope.models.records import AcquisitionMetadata, ExposureRecord
+from causalscope.models.simulate.exposure import SimulatedExposure
+from causalscope.models.simulate.specimen import Specimen, phantom_specimen
 from tests.actors._movies import worker_metadata, worker_movie
 
 SIZE = 1024

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config.sources import ENV_PREFIX
+from causalscope.config.sources import ENV_PREFIX
 
 
 @pytest.fixture(autouse=True)

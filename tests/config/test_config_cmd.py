@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from config import default_toml, list_presets, load_settings
-from daemon.commands import config_cmd
-from models.errors import ConfigError, InputError
+from causalscope.config import default_toml, list_presets, load_settings
+from causalscope.daemon.commands import config_cmd
+from causalscope.models.errors import ConfigError, InputError
 
 WriteToml = Callable[[str, str], Path]
 
@@ -84,7 +84,7 @@ def test_check_without_file() -> None:
 def test_cli_reports_config_errors_without_traceback(
     capsys: pytest.CaptureFixture[str], write_toml: WriteToml
 ) -> None:
-    from daemon.cli import main
+    from causalscope.daemon.cli import main
 
     path = write_toml("bad.toml", "[microscope]\nvoltage_kv = 300000\n")
     assert main(["config", "check", str(path)]) == 2

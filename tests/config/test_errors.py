@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from config import load_settings
-from models.errors import ConfigError
+from causalscope.config import load_settings
+from causalscope.models.errors import ConfigError
 
 WriteToml = Callable[[str, str], Path]
 

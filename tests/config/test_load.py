@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config import (
+from causalscope.config import (
     Settings,
     default_settings,
     list_presets,
@@ -176,7 +176,7 @@ def test_dict_round_trip(preset: str | None, write_toml: WriteToml) -> None:
 
 def test_ctf_fit_options_fit_the_image() -> None:
     """A fixed tile never exceeds the image and the band never passes Nyquist."""
-    from config.processing import CtfSettings
+    from causalscope.config.processing import CtfSettings
 
     small = CtfSettings(box_px=512, max_resolution_angstrom=4.0).fit_options((300, 401), 2.5)
     assert small["box_px"] == 300

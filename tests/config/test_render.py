@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-import config
-from config import Settings, default_settings, default_toml, load_settings, render_toml
-from config.render import toml_value
+from causalscope import config
+from causalscope.config import Settings, default_settings, default_toml, load_settings, render_toml
+from causalscope.config.render import toml_value
 
 DEFAULT_FILE = Path(config.__file__).parent / "default.toml"
 

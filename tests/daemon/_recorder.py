@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.records import ExposureRecord
+from causalscope.models.records import ExposureRecord
 
 
 class Recorder:

@@ -13,7 +13,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """``python -m daemon.cli ARGS`` in ``cwd`` with ``env`` added to the environment."""
     return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args],
+        [sys.executable, "-m", "causalscope.daemon.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

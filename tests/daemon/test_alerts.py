@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.alerts import AlertMonitor, advice_for
-from models.records import GateFlag
+from causalscope.daemon.alerts import AlertMonitor, advice_for
+from causalscope.models.records import GateFlag
 from tests.daemon.store._records import make_record
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from daemon.causal import CausalTracker, not_learned_message
-from daemon.store import SessionStore, summarize
-from models.causal import CausalUpdate, SessionCausalModel
-from models.causal.synthetic import draw_synthetic_session
-from models.records import ExposureRecord
+from causalscope.daemon.causal import CausalTracker, not_learned_message
+from causalscope.daemon.store import SessionStore, summarize
+from causalscope.models.causal import CausalUpdate, SessionCausalModel
+from causalscope.models.causal.synthetic import draw_synthetic_session
+from causalscope.models.records import ExposureRecord
 from tests.daemon.cli_run import run_cli
 from tests.daemon.store._records import make_record
 

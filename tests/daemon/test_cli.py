@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon import formats
+from causalscope.daemon import formats
 from tests.daemon.cli_run import run_cli
 
 _run = run_cli

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from daemon.control import ControlError, ControlServer, control_request
+from causalscope.daemon.control import ControlError, ControlServer, control_request
 
 
 def _serve(server: ControlServer, stop: threading.Event) -> threading.Thread:

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import starfile
 
-from config import Settings, load_settings
-from daemon.formats.png import read_png
-from daemon.live import LiveOptions, LiveSession
-from daemon.session import SessionPaths
-from daemon.simulator import SimulationRequest, run_simulation
+from causalscope.config import Settings, load_settings
+from causalscope.daemon.formats.png import read_png
+from causalscope.daemon.live import LiveOptions, LiveSession
+from causalscope.daemon.session import SessionPaths
+from causalscope.daemon.simulator import SimulationRequest, run_simulation
 from tests.daemon._recorder import Recorder
 
 SIZE = 1024
@@ -246,7 +246,7 @@ class _KillFirst:
 def test_an_actor_killed_mid_exposure_is_replaced_and_the_exposure_done_once(
     ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
-    from daemon.workers import RayWorkerPool
+    from causalscope.daemon.workers import RayWorkerPool
 
     microscope, _truth = simulated
     watch = tmp_path / "watch"
@@ -317,8 +317,8 @@ def test_frame_stream_session_assembles_processes_and_quarantines_garbage(
 ) -> None:
     import zmq
 
-    from daemon.formats import read_movie
-    from daemon.sources.stream_sender import StreamFaults, send_exposure
+    from causalscope.daemon.formats import read_movie
+    from causalscope.daemon.sources.stream_sender import StreamFaults, send_exposure
 
     microscope, truth = simulated
     settings = _settings(microscope)
@@ -362,8 +362,8 @@ def test_operator_actions_reach_the_running_session(
     import base64
     import time
 
-    from daemon.control import ControlError, control_request
-    from daemon.store import read_endpoints
+    from causalscope.daemon.control import ControlError, control_request
+    from causalscope.daemon.store import read_endpoints
 
     microscope, _truth = simulated
     watch = tmp_path / "watch"

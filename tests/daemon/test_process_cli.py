@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import starfile
 
-from daemon.cli import main
+from causalscope.daemon.cli import main
 from tests.daemon.cli_run import run_cli
 
 _run = run_cli
@@ -132,7 +132,7 @@ def _ctf_json(image: Path, cwd: Path, *extra: str) -> tuple[int, dict]:
 
 
 def test_ctf_on_a_micrograph(session: Path, tmp_path: Path) -> None:
-    from daemon import formats
+    from causalscope.daemon import formats
 
     truth = _truth(session)
     frames = formats.read_movie(session / truth["file"])
@@ -151,7 +151,7 @@ def test_ctf_on_a_micrograph(session: Path, tmp_path: Path) -> None:
 
 
 def test_ctf_of_a_drift_blurred_sum_is_refused_not_guessed(session: Path, tmp_path: Path) -> None:
-    from daemon import formats
+    from causalscope.daemon import formats
 
     truth = _truth(session)
     assert np.hypot(*truth["shifts_px"][-1]) > 5  # the demo session drifts

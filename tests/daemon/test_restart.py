@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from config import load_settings
-from daemon.simulator import SimulationRequest, run_simulation
+from causalscope.config import load_settings
+from causalscope.daemon.simulator import SimulationRequest, run_simulation
 
 N_MOVIES = 5
 
@@ -22,7 +22,7 @@ def _watch(folder: Path, sessions: Path, microscope: Path, until_idle: float) ->
     return [
         sys.executable,
         "-m",
-        "daemon.cli",
+        "causalscope.daemon.cli",
         "watch",
         str(folder),
         "--session",

@@ -13,11 +13,11 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from config import load_settings
-from daemon.scheduler import Scheduler
-from daemon.sources.events import MovieReady, SourceEvent
-from daemon.store import SessionStore, StoreError
-from daemon.workers import Outcome, Task
+from causalscope.config import load_settings
+from causalscope.daemon.scheduler import Scheduler
+from causalscope.daemon.sources.events import MovieReady, SourceEvent
+from causalscope.daemon.store import SessionStore, StoreError
+from causalscope.daemon.workers import Outcome, Task
 from tests.daemon._recorder import Recorder
 from tests.daemon.store._records import make_record
 

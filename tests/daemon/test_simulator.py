@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import zmq
 
-from config import load_settings
-from daemon import formats
-from daemon.cli import main
-from daemon.frame_protocol import parse_header
-from daemon.simulator import SimulationRequest, run_simulation
+from causalscope.config import load_settings
+from causalscope.daemon import formats
+from causalscope.daemon.cli import main
+from causalscope.daemon.frame_protocol import parse_header
+from causalscope.daemon.simulator import SimulationRequest, run_simulation
 
 
 def _truth(out: Path) -> list[dict]:  # type: ignore[type-arg]

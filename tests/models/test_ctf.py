@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch_ctf import calculate_ctf_2d
 
-from models.ctf import (
+from causalscope.models.ctf import (
     beam_tilt_phase,
     ctf_2d,
     ctf_at,
@@ -17,7 +17,7 @@ from models.ctf import (
     spatial_coherence_envelope,
     temporal_coherence_envelope,
 )
-from models.units import electron_wavelength_angstrom
+from causalscope.models.units import electron_wavelength_angstrom
 
 OPTICS = {"voltage_kv": 300.0, "spherical_aberration_mm": 2.7, "amplitude_contrast": 0.1}
 

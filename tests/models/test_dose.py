@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.dose import critical_exposure_e_per_a2, dose_filter
+from causalscope.models.dose import critical_exposure_e_per_a2, dose_filter
 
 
 def test_critical_exposure_reference_values() -> None:

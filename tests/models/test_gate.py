@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from config.processing import GateSettings
-from models.gate import evaluate_gate, frame_statistics, gate_status
-from models.records import CtfRecord, MotionRecord
+from causalscope.config.processing import GateSettings
+from causalscope.models.gate import evaluate_gate, frame_statistics, gate_status
+from causalscope.models.records import CtfRecord, MotionRecord
 
 LIMITS = GateSettings()
 

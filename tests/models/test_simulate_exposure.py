@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.simulate import (
+from causalscope.models.simulate import (
     ExposureParameters,
     draw_detector,
     inelastic_mean_free_path_nm,
@@ -18,7 +18,7 @@ from models.simulate import (
     phantom_specimen,
     simulate_exposure,
 )
-from models.units import electron_wavelength_angstrom
+from causalscope.models.units import electron_wavelength_angstrom
 
 STILL = {"drift_total_px": 0.0, "drift_jitter_px": 0.0, "local_motion_px": 0.0}
 

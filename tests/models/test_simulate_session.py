@@ -6,8 +6,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from config.simulation import SimulationSettings
-from models.simulate import ExposureParameters, causal_graph, draw_session
+from causalscope.config.simulation import SimulationSettings
+from causalscope.models.simulate import ExposureParameters, causal_graph, draw_session
 
 DIAMETER_A = 120.0
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.ctf import ctf_2d
-from models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail, to_uint8
+from causalscope.models.ctf import ctf_2d
+from causalscope.models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail, to_uint8
 
 
 def test_stretch_maps_percentiles_to_the_ends() -> None:

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.worker import WorkerCancelled, WorkerFailed
 
-from tui.app import Dashboard
+from causalscope.tui.app import Dashboard
 
 
 async def settle(pilot: Pilot[None], groups: Iterable[str] = ("images", "actions")) -> None:

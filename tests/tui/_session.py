@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from daemon.formats.png import write_png
-from daemon.store import SessionStore
-from models.causal import SessionCausalModel
-from models.records import CausalInputs
+from causalscope.daemon.formats.png import write_png
+from causalscope.daemon.store import SessionStore
+from causalscope.models.causal import SessionCausalModel
+from causalscope.models.records import CausalInputs
+from causalscope.tui.source import RecordedSource, Snapshot
 from tests.daemon.store._records import fail_flag, make_record, warn_flag
-from tui.source import RecordedSource, Snapshot
 
 N_EXPOSURES = 24
 START = dt.datetime(2024, 5, 1, 9, 0, 0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from causalscope.tui.source import Snapshot
 from tests.tui._session import recorded_snapshot
-from tui.source import Snapshot
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from config import TuiSettings
+from causalscope.config import TuiSettings
+from causalscope.tui import make_app
+from causalscope.tui.app import Dashboard
+from causalscope.tui.format import gate
+from causalscope.tui.source import RecordedSource, Snapshot
+from causalscope.tui.widgets import HelpScreen, ThresholdDialog
 from tests.tui._pilot import press, settle
 from tests.tui._session import ActionLog, exposure_id, recorded_source
-from tui import make_app
-from tui.app import Dashboard
-from tui.format import gate
-from tui.source import RecordedSource, Snapshot
-from tui.widgets import HelpScreen, ThresholdDialog
 
 
 def _app(snapshot: Snapshot, log: ActionLog | None) -> Dashboard:

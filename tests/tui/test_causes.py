@@ -12,9 +12,21 @@ import duckdb
 import pytest
 from rich.text import Text
 
-from config import TuiSettings
-from daemon.store import SessionStore
-from models.causal import SessionCausalModel
+from causalscope.config import TuiSettings
+from causalscope.daemon.store import SessionStore
+from causalscope.models.causal import SessionCausalModel
+from causalscope.tui import make_app
+from causalscope.tui.app import Dashboard
+from causalscope.tui.causes import (
+    CausesState,
+    _bar,
+    causes_body,
+    causes_headline,
+    exposure_causes_text,
+)
+from causalscope.tui.messages import CausalUpdated, message_for
+from causalscope.tui.source import RecordedSource, Snapshot
+from causalscope.tui.widgets import CausesPanel
 from tests.daemon.store._records import make_record
 from tests.tui._pilot import press, settle, shown_text
 from tests.tui._session import (
@@ -25,12 +37,6 @@ from tests.tui._session import (
     live_causal_update,
     recorded_source,
 )
-from tui import make_app
-from tui.app import Dashboard
-from tui.causes import CausesState, _bar, causes_body, causes_headline, exposure_causes_text
-from tui.messages import CausalUpdated, message_for
-from tui.source import RecordedSource, Snapshot
-from tui.widgets import CausesPanel
 
 _TITLE = "Causes of lost resolution"
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import zmq
 
-from config import TuiSettings
-from daemon.control import ControlServer, new_token
-from daemon.store import SessionStore, query_endpoint
-from models.causal import SessionCausalModel
-from models.records import CausalInputs
+from causalscope.config import TuiSettings
+from causalscope.daemon.control import ControlServer, new_token
+from causalscope.daemon.store import SessionStore, query_endpoint
+from causalscope.models.causal import SessionCausalModel
+from causalscope.models.records import CausalInputs
+from causalscope.tui import LiveSource, make_app
+from causalscope.tui.app import Dashboard
 from tests.daemon.store._records import fail_flag, make_record
 from tests.tui._pilot import press, settle, shown_text
-from tui import LiveSource, make_app
-from tui.app import Dashboard
 
 _STATUS: dict[str, Any] = {
     "session": "live",

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from config import TuiSettings
+from causalscope.config import TuiSettings
+from causalscope.tui import make_app
+from causalscope.tui.source import Snapshot
 from tests.tui._pilot import press, settle
 from tests.tui._session import (
     ALERTS,
@@ -17,8 +19,6 @@ from tests.tui._session import (
     live_causal_update,
     recorded_source,
 )
-from tui import make_app
-from tui.source import Snapshot
 
 SIZES = [(80, 24), (160, 48)]
 

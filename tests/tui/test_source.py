@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from daemon.cli import build_parser
-from daemon.commands.tui import source_for
-from daemon.control import ControlError
-from daemon.store import SessionStore
+from causalscope.daemon.cli import build_parser
+from causalscope.daemon.commands.tui import source_for
+from causalscope.daemon.control import ControlError
+from causalscope.daemon.store import SessionStore
+from causalscope.tui import LiveSource, RecordedSource
+from causalscope.tui.format import RowFilter, short_id
+from causalscope.tui.widgets.image import fit_image
+from causalscope.tui.widgets.plots import downsample
 from tests.daemon.store._records import fail_flag, make_record, warn_flag
-from tui import LiveSource, RecordedSource
-from tui.format import RowFilter, short_id
-from tui.widgets.image import fit_image
-from tui.widgets.plots import downsample
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,7 +105,7 @@ def test_dashboard_imports_neither_torch_nor_ray() -> None:
     """Nor the causal model (scipy, networkx): the dashboard only draws what it published."""
     code = (
         "import sys, tui.app, tui.source, daemon.commands.tui, daemon.bench.tui;"
-        "heavy = ('torch', 'ray', 'scipy', 'networkx', 'models.causal');"
+        "heavy = ('torch', 'ray', 'scipy', 'networkx', 'causalscope.models.causal');"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(

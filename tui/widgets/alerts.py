@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.format import alert_text
+from causalscope.tui.format import alert_text
 
 __all__ = ["AlertsPanel"]
 

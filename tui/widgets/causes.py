@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.causes import CausesState, causes_body, causes_title
+from causalscope.tui.causes import CausesState, causes_body, causes_title
 
 __all__ = ["CausesPanel", "CausesView"]
 

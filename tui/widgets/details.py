@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.causes import exposure_causes_text
-from tui.format import details_text
+from causalscope.tui.causes import exposure_causes_text
+from causalscope.tui.format import details_text
 
 __all__ = ["DetailsPane"]
 

@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 
 if TYPE_CHECKING:
-    from tui.source import SessionSource
+    from causalscope.tui.source import SessionSource
 
 __all__ = ["KINDS", "HalfBlockImage", "HalfBlocks", "ImagesPanel", "fit_image", "load_thumbnail"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.format import overview_text
+from causalscope.tui.format import overview_text
 
 __all__ = ["Overview"]
 

@@ -13,7 +13,7 @@ from textual.app import ComposeResult, RenderResult
 from textual.containers import Grid
 from textual_plotext import PlotextPlot
 
-from tui.format import defocus_um, value
+from causalscope.tui.format import defocus_um, value
 
 __all__ = ["SERIES", "MetricPlot", "PlotsPanel", "Series", "downsample"]
 

@@ -9,7 +9,7 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
-from tui.format import COLUMNS, SORTS, RowFilter, cells
+from causalscope.tui.format import COLUMNS, SORTS, RowFilter, cells
 
 __all__ = ["ExposureTable"]
 

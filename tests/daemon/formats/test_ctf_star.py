@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from daemon.formats import write_micrographs_ctf_star
+from causalscope.daemon.formats import write_micrographs_ctf_star
 
 OPTICS = {
     "pixel_size_angstrom": 0.83,

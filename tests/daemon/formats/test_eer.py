@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from daemon.formats import check_complete, movie_info, read_movie, write_eer_movie
-from models.errors import FormatError
+from causalscope.daemon.formats import check_complete, movie_info, read_movie, write_eer_movie
+from causalscope.models.errors import FormatError
 
 H, W = 40, 56
 

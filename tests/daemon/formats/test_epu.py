@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.formats import find_epu_metadata, read_epu_xml, write_epu_xml
-from models.errors import FormatError
-from models.records import AcquisitionMetadata
+from causalscope.daemon.formats import find_epu_metadata, read_epu_xml, write_epu_xml
+from causalscope.models.errors import FormatError
+from causalscope.models.records import AcquisitionMetadata
 
 K3_DATA = (
     "metadata/epu/session_k3/Images-Disc1/GridSquare_8999138/Data/"

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from daemon.formats import read_defects, read_gain, transform_gain, write_defects, write_gain
-from models.errors import FormatError
+from causalscope.daemon.formats import (
+    read_defects,
+    read_gain,
+    transform_gain,
+    write_defects,
+    write_gain,
+)
+from causalscope.models.errors import FormatError
 
 # A small asymmetric gain, 2 rows x 3 columns.
 G = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)

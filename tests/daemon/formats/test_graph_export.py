@@ -13,9 +13,14 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from daemon.formats.graph_export import annotate_posterior, render_svg, write_graphml, write_svg
-from models.causal import FACTORS, OUTCOME, causal_graph
-from models.errors import InputError
+from causalscope.daemon.formats.graph_export import (
+    annotate_posterior,
+    render_svg,
+    write_graphml,
+    write_svg,
+)
+from causalscope.models.causal import FACTORS, OUTCOME, causal_graph
+from causalscope.models.errors import InputError
 
 SVG = "{http://www.w3.org/2000/svg}"
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.formats import find_mdoc, read_mdoc, write_mdoc
-from models.errors import FormatError
-from models.records import AcquisitionMetadata
+from causalscope.daemon.formats import find_mdoc, read_mdoc, write_mdoc
+from causalscope.models.errors import FormatError
+from causalscope.models.records import AcquisitionMetadata
 
 
 def _read(shared_data: Path, name: str) -> list[AcquisitionMetadata]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import starfile
 
-from daemon.formats import write_motion_star
+from causalscope.daemon.formats import write_motion_star
 
 
 def test_round_trip_with_patches(tmp_path: Path) -> None:

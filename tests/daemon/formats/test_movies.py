@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from daemon.formats import (
+from causalscope.daemon.formats import (
     check_complete,
     movie_info,
     read_movie,
     write_mrc_movie,
     write_tiff_movie,
 )
-from models.errors import FormatError
+from causalscope.models.errors import FormatError
 
 RNG = np.random.default_rng(20240501)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from daemon.formats.particles_star import write_particle_stack, write_particles_star
+from causalscope.daemon.formats.particles_star import write_particle_stack, write_particles_star
 
 OPTICS = {
     "pixel_size_angstrom": 1.5,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.formats.png import read_png, write_png
+from causalscope.daemon.formats.png import read_png, write_png
 
 
 def test_round_trip(tmp_path: Path) -> None:

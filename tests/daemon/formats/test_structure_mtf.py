@@ -9,8 +9,8 @@ import mrcfile
 import numpy as np
 import pytest
 
-from daemon.formats import read_map_as_atoms, read_mtf_star, read_structure
-from models.errors import FormatError
+from causalscope.daemon.formats import read_map_as_atoms, read_mtf_star, read_structure
+from causalscope.models.errors import FormatError
 
 
 def _atom(serial: int, name: str, element: str, x: float) -> str:

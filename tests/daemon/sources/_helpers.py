@@ -6,7 +6,7 @@ import queue
 import time
 from collections.abc import Callable
 
-from daemon.sources import MovieReady, Rejected, SourceEvent
+from causalscope.daemon.sources import MovieReady, Rejected, SourceEvent
 
 
 def take(

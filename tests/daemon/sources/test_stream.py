@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import zmq
 
-from config.acquisition import StreamSettings
-from daemon.formats import read_movie
-from daemon.frame_protocol import end_message, frame_message, start_message
-from daemon.sources import (
+from causalscope.config.acquisition import StreamSettings
+from causalscope.daemon.formats import read_movie
+from causalscope.daemon.frame_protocol import end_message, frame_message, start_message
+from causalscope.daemon.sources import (
     FrameStreamReceiver,
     MovieReady,
     Rejected,
@@ -27,9 +27,9 @@ from daemon.sources import (
     send_exposure,
     stream_metadata,
 )
-from daemon.sources import stream as stream_module
-from models.errors import InputError
-from models.records import AcquisitionMetadata
+from causalscope.daemon.sources import stream as stream_module
+from causalscope.models.errors import InputError
+from causalscope.models.records import AcquisitionMetadata
 from tests.daemon.sources._helpers import (
     assert_empty,
     take,

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from config.acquisition import WatcherSettings
-from daemon.formats import write_mrc_movie
-from daemon.sources import DirectoryWatcher, MovieReady, Rejected, SourceEvent
-from daemon.sources import watcher as watcher_module
-from models.errors import InputError
+from causalscope.config.acquisition import WatcherSettings
+from causalscope.daemon.formats import write_mrc_movie
+from causalscope.daemon.sources import DirectoryWatcher, MovieReady, Rejected, SourceEvent
+from causalscope.daemon.sources import watcher as watcher_module
+from causalscope.models.errors import InputError
 from tests.daemon.sources._helpers import assert_empty, take, take_ready, wait_until
 
 # watchdog 7's inotify emitter warns when it registers a folder made by ``mkdir -p`` twice

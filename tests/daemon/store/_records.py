@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.records import CtfRecord, ExposureRecord, GateFlag, GateStatus, MotionRecord
+from causalscope.models.records import CtfRecord, ExposureRecord, GateFlag, GateStatus, MotionRecord
 
 
 def make_record(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.store import SessionStore
+from causalscope.daemon.store import SessionStore
 from tests.daemon.cli_run import run_cli
 from tests.daemon.store._records import fail_flag, make_record
 

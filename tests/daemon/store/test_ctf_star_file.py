@@ -6,7 +6,7 @@ from pathlib import Path
 
 import starfile
 
-from daemon.store import SessionStore
+from causalscope.daemon.store import SessionStore
 from tests.daemon.store._records import fail_flag, make_record
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import zmq
 
-from daemon.store import SessionStore
+from causalscope.daemon.store import SessionStore
 from tests.daemon.store._records import make_record, warn_flag
 
 LOCAL = "tcp://127.0.0.1:0"

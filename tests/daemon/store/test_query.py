@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from daemon.store import (
+from causalscope.daemon.store import (
     QueryError,
     SessionReader,
     SessionStore,

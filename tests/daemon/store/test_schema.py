@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from daemon.store import SCHEMA_VERSION, SessionStore, StoreError, schema
+from causalscope.daemon.store import SCHEMA_VERSION, SessionStore, StoreError, schema
 
 
 def _columns(path: Path) -> dict[str, list[str]]:

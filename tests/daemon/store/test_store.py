@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from daemon.store import PendingExposure, SessionStore, StoreError
+from causalscope.daemon.store import PendingExposure, SessionStore, StoreError
 from tests.daemon.store._records import fail_flag, make_record, warn_flag
 
 REPO = Path(__file__).resolve().parents[3]
@@ -247,7 +247,7 @@ _DISK_FULL = textwrap.dedent(
     """
     import json, os, resource, signal, sys
     from pathlib import Path
-    from daemon.store import SessionStore, StoreError
+    from causalscope.daemon.store import SessionStore, StoreError
     from tests.daemon.store._records import make_record
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, like ENOSPC
@@ -330,8 +330,8 @@ def test_one_store_per_session_file(tmp_path: Path) -> None:
 
 
 def test_picks_are_stored_published_and_summarised(tmp_path: Path) -> None:
-    from daemon.store import summarize
-    from models.records import PickingRecord
+    from causalscope.daemon.store import summarize
+    from causalscope.models.records import PickingRecord
 
     picking = PickingRecord(
         n_particles=3,

@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.causal.attribution import ADVICE, advice, attribute, best_factors, rank_causes
-from models.causal.graph import FACTORS, causal_graph
-from models.causal.learn import BayesianLinearModel
-from models.causal.synthetic import draw_synthetic_session
+from causalscope.models.causal.attribution import (
+    ADVICE,
+    advice,
+    attribute,
+    best_factors,
+    rank_causes,
+)
+from causalscope.models.causal.graph import FACTORS, causal_graph
+from causalscope.models.causal.learn import BayesianLinearModel
+from causalscope.models.causal.synthetic import draw_synthetic_session
 
 GRAPH = causal_graph()
 

@@ -6,7 +6,13 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from models.causal.graph import FACTORS, OUTCOME, causal_graph, design_matrix, edge_priors
+from causalscope.models.causal.graph import (
+    FACTORS,
+    OUTCOME,
+    causal_graph,
+    design_matrix,
+    edge_priors,
+)
 
 
 def _measurements(n: int = 3) -> dict[str, np.ndarray]:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.causal.bench import update_cost_per_exposure
-from models.causal.graph import causal_graph, edge_priors
-from models.causal.learn import BayesianLinearModel, CausalLearner, ChangeDetector, nig_posterior
-from models.causal.synthetic import TRUE_WEIGHTS, draw_synthetic_session
+from causalscope.models.causal.bench import update_cost_per_exposure
+from causalscope.models.causal.graph import causal_graph, edge_priors
+from causalscope.models.causal.learn import (
+    BayesianLinearModel,
+    CausalLearner,
+    ChangeDetector,
+    nig_posterior,
+)
+from causalscope.models.causal.synthetic import TRUE_WEIGHTS, draw_synthetic_session
 
 GRAPH = causal_graph()
 NAMES, _, _, TOLERANCES = edge_priors(GRAPH)

@@ -11,12 +11,12 @@ import math
 import numpy as np
 import pytest
 
-from actors.causal import CausalPriorWorker
-from models.causal import SessionCausalModel, causal_inputs, prior_bfactor
-from models.causal.attribution import best_factors
-from models.causal.envelope import ENVELOPE_FACTORS, envelope_row
-from models.causal.synthetic import SyntheticSession, draw_synthetic_session
-from models.records import AcquisitionMetadata, CausalInputs, CtfRecord, MotionRecord
+from causalscope.actors.causal import CausalPriorWorker
+from causalscope.models.causal import SessionCausalModel, causal_inputs, prior_bfactor
+from causalscope.models.causal.attribution import best_factors
+from causalscope.models.causal.envelope import ENVELOPE_FACTORS, envelope_row
+from causalscope.models.causal.synthetic import SyntheticSession, draw_synthetic_session
+from causalscope.models.records import AcquisitionMetadata, CausalInputs, CtfRecord, MotionRecord
 
 #: The envelope model's true weights (A^2 per unit regressor): drift and ice matter.
 TRUE_B = {

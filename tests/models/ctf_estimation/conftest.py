@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from models.simulate.exposure import ExposureParameters, simulate_exposure
-from models.simulate.specimen import phantom_specimen
+from causalscope.models.simulate.exposure import ExposureParameters, simulate_exposure
+from causalscope.models.simulate.specimen import phantom_specimen
 
 OPTICS = {
     "pixel_size_angstrom": 1.0,

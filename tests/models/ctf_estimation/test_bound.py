@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from models.ctf_estimation._model import Optics, phase
-from models.ctf_estimation.bound import CtfBound, ctf_cramer_rao
+from causalscope.models.ctf_estimation._model import Optics, phase
+from causalscope.models.ctf_estimation.bound import CtfBound, ctf_cramer_rao
 
 OPTICS = {
     "pixel_size_angstrom": 1.0,

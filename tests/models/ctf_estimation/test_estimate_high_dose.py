@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from models.ctf_estimation import CtfEstimate, estimate_ctf
+from causalscope.models.ctf_estimation import CtfEstimate, estimate_ctf
 from tests.models.ctf_estimation.conftest import OPTICS, simulate
 
 ASTIGMATISM, ANGLE, ICE_NM, SIZE = 300.0, 47.0, 50.0, 2048

@@ -10,7 +10,7 @@ import pytest
 import starfile
 import torch
 
-from models.ctf_estimation import CtfEstimate, estimate_ctf
+from causalscope.models.ctf_estimation import CtfEstimate, estimate_ctf
 
 REAL = {
     "pixel_size_angstrom": 1.39955,

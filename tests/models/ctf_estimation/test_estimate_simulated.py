@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.ctf_estimation import CtfEstimate, estimate_ctf
+from causalscope.models.ctf_estimation import CtfEstimate, estimate_ctf
 from tests.models.ctf_estimation.conftest import OPTICS, Case, simulate
 
 

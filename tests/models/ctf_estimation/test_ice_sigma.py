@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from daemon.bench._common import still_micrograph
-from daemon.bench.ctf import simulated_cases
-from models.ctf_estimation import estimate_ctf
+from causalscope.daemon.bench._common import still_micrograph
+from causalscope.daemon.bench.ctf import simulated_cases
+from causalscope.models.ctf_estimation import estimate_ctf
 
 # (number of bench cases, which one, noise seed offset)
 CASES = [(12, 2, 2000), (12, 11, 0), (12, 7, 1000)]

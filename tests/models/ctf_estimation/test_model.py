@@ -6,11 +6,16 @@ import math
 
 import torch
 
-from models.ctf import ctf_at
-from models.ctf_estimation._model import Optics, make_band, ring_model, window_attenuation
-from models.ctf_estimation.ice import ice_modulation
-from models.ctf_estimation.spectrum import tile_window
-from models.units import electron_wavelength_angstrom
+from causalscope.models.ctf import ctf_at
+from causalscope.models.ctf_estimation._model import (
+    Optics,
+    make_band,
+    ring_model,
+    window_attenuation,
+)
+from causalscope.models.ctf_estimation.ice import ice_modulation
+from causalscope.models.ctf_estimation.spectrum import tile_window
+from causalscope.models.units import electron_wavelength_angstrom
 
 
 def test_ring_model_is_twice_ctf_squared_minus_one() -> None:

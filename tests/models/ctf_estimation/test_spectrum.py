@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.ctf_estimation import looks_like_power_spectrum, power_spectrum
+from causalscope.models.ctf_estimation import looks_like_power_spectrum, power_spectrum
 
 
 @pytest.mark.parametrize("taper_px", [0, 32])

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from models.restoration import fourier_ring_correlation, frc_resolution_angstrom, phase_flip
-from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
-from models.simulate.specimen import phantom_specimen
+from causalscope.models.restoration import (
+    fourier_ring_correlation,
+    frc_resolution_angstrom,
+    phase_flip,
+)
+from causalscope.models.simulate.exposure import (
+    ExposureParameters,
+    SimulatedExposure,
+    simulate_exposure,
+)
+from causalscope.models.simulate.specimen import phantom_specimen
 
 
 def simulate_halves(

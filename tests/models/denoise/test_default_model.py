@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from models.denoise import default_model, denoise_half_sums, parameter_count
+from causalscope.models.denoise import default_model, denoise_half_sums, parameter_count
 from tests.models.denoise.conftest import flipped_resolution, simulate_halves
 
 

@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from models.denoise import (
+from causalscope.models.denoise import (
     UNet,
     denoise,
     denoise_half_sums,

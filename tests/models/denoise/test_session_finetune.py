@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from actors.denoiser import DenoiserTrainer
-from models.denoise import default_model, denoise_half_sums
+from causalscope.actors.denoiser import DenoiserTrainer
+from causalscope.models.denoise import default_model, denoise_half_sums
 from tests.models.denoise.conftest import flipped_resolution, simulate_halves
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from actors.denoiser import DenoiserTrainer
-from models.denoise import UNet, load_weights, save_weights
+from causalscope.actors.denoiser import DenoiserTrainer
+from causalscope.models.denoise import UNet, load_weights, save_weights
 
 
 def test_reservoir_stays_bounded_and_crops_large_pairs() -> None:
@@ -45,6 +45,6 @@ def test_train_and_checkpoint_round_trip(tmp_path: Path, small_pairs) -> None:
 
 
 def test_trainer_starts_from_the_shipped_model() -> None:
-    from models.denoise import default_model
+    from causalscope.models.denoise import default_model
 
     assert DenoiserTrainer(None).weights() == save_weights(default_model())

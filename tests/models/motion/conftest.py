@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.motion import MotionCorrection, correct_motion
-from models.simulate.detector import DetectorTruth, draw_detector
-from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
-from models.simulate.specimen import phantom_specimen
+from causalscope.models.motion import MotionCorrection, correct_motion
+from causalscope.models.simulate.detector import DetectorTruth, draw_detector
+from causalscope.models.simulate.exposure import (
+    ExposureParameters,
+    SimulatedExposure,
+    simulate_exposure,
+)
+from causalscope.models.simulate.specimen import phantom_specimen
 
 SIZE = 1024
 N_FRAMES = 20

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import starfile
 
-from models.motion import accumulated_motion
+from causalscope.models.motion import accumulated_motion
 
 
 def test_matches_relion_tutorial(shared_data: Path) -> None:

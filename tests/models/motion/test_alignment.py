@@ -7,9 +7,9 @@ import math
 import numpy as np
 import torch
 
-from models.motion import align_global
-from models.motion._fourier import crop_frequencies, refine_peaks
-from models.simulate.motion import local_displacement_px
+from causalscope.models.motion import align_global
+from causalscope.models.motion._fourier import crop_frequencies, refine_peaks
+from causalscope.models.simulate.motion import local_displacement_px
 from tests.models.motion.conftest import N_FRAMES, SIZE, Case
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.dose import dose_filter
-from models.motion import correct_motion, dose_weights
+from causalscope.models.dose import dose_filter
+from causalscope.models.motion import correct_motion, dose_weights
 from tests.models.motion.conftest import Case
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.motion import apply_gain_and_defects
+from causalscope.models.motion import apply_gain_and_defects
 from tests.models.motion.conftest import DOSE, N_FRAMES, Case
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from daemon.bench.motion import motion_errors, simulate_bench_movie
-from models.motion import align_global, apply_gain_and_defects
+from causalscope.daemon.bench.motion import motion_errors, simulate_bench_movie
+from causalscope.models.motion import align_global, apply_gain_and_defects
 
 
 def _aligned_bench_movie(seed: int) -> tuple[Any, Any]:

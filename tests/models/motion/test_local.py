@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from daemon.bench.motion import motion_errors, simulate_bench_movie
-from models.motion import PatchShifts, correct_motion, fit_local_model
-from models.motion.local import _spatial_basis, _temporal_basis
+from causalscope.daemon.bench.motion import motion_errors, simulate_bench_movie
+from causalscope.models.motion import PatchShifts, correct_motion, fit_local_model
+from causalscope.models.motion.local import _spatial_basis, _temporal_basis
 
 SIZE = 1024
 N_FRAMES = 20

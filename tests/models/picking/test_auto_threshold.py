@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from daemon.bench._common import still_micrograph
-from models.picking import PickMatch, Picks, match_picks, pick_blobs
-from models.picking._threshold import (
+from causalscope.daemon.bench._common import still_micrograph
+from causalscope.models.picking import PickMatch, Picks, match_picks, pick_blobs
+from causalscope.models.picking._threshold import (
     MIN_PEAKS_TO_SPLIT,
     auto_threshold,
     bimodality,
     otsu_threshold,
 )
-from models.picking.blob import _dog
+from causalscope.models.picking.blob import _dog
 
 
 def _pick(size: int, per_1024: int, seed: int, dose: float) -> tuple[Picks, Picks, Any]:

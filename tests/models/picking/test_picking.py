@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.picking import (
+from causalscope.models.picking import (
     Picks,
     extract_particles,
     match_picks,
@@ -17,9 +17,13 @@ from models.picking import (
     pick_template,
     project_templates,
 )
-from models.restoration import CtfParameters, phase_flip
-from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
-from models.simulate.specimen import phantom_specimen
+from causalscope.models.restoration import CtfParameters, phase_flip
+from causalscope.models.simulate.exposure import (
+    ExposureParameters,
+    SimulatedExposure,
+    simulate_exposure,
+)
+from causalscope.models.simulate.specimen import phantom_specimen
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "picking"
 
@@ -170,7 +174,7 @@ def test_picks_validate_shapes() -> None:
 def test_cryoppp_expert_masks_are_recovered() -> None:
     import imagecodecs
 
-    from daemon.bench.picking import cryoppp_truth
+    from causalscope.daemon.bench.picking import cryoppp_truth
 
     folder = SHARED / "cryoppp_10028"
     name = "311_10028.png"
@@ -201,7 +205,7 @@ def test_magellon_topaz_picks_do_not_land_on_this_micrograph() -> None:
 
     import mrcfile
 
-    from daemon.bench.picking import topaz_convention_check
+    from causalscope.daemon.bench.picking import topaz_convention_check
 
     with mrcfile.open(SHARED / "magellon_apoferritin_ds8.mrc") as mrc:
         image = np.asarray(mrc.data, dtype=np.float32).copy()

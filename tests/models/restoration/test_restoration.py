@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.ctf import ctf_2d
-from models.restoration import (
+from causalscope.models.ctf import ctf_2d
+from causalscope.models.restoration import (
     CtfParameters,
     fourier_ring_correlation,
     frc_resolution_angstrom,
@@ -17,8 +17,12 @@ from models.restoration import (
     spectral_snr_from_fit,
     wiener_filter,
 )
-from models.simulate.exposure import ExposureParameters, SimulatedExposure, simulate_exposure
-from models.simulate.specimen import phantom_specimen
+from causalscope.models.simulate.exposure import (
+    ExposureParameters,
+    SimulatedExposure,
+    simulate_exposure,
+)
+from causalscope.models.simulate.specimen import phantom_specimen
 
 APIX = 1.0
 CTF = CtfParameters(
