@@ -5,3 +5,12 @@ The package's parts are the repository's top-level folders, installed under this
 ``causalscope.models`` (the numerics), ``causalscope.tui`` (the dashboard) and
 ``causalscope.config`` (settings).
 """
+
+import os
+
+# OpenMP threads that wait for work yield their core instead of spinning on it. A microscope
+# PC runs other programs, and the live pipeline runs several processes of its own; with the
+# default (spinning) waits, torch's two threads ran 1024^2 x 20 motion correction 8x slower
+# next to a busy process than with yielding ones (see the README's benchmark section). Must
+# be set before torch loads OpenMP; a value the user sets wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,6 +89,56 @@ def _is_integer_dtype(frames: np.ndarray | torch.Tensor) -> bool:
     return not (frames.dtype.is_floating_point or frames.dtype.is_complex)
 
 
+def _check_arguments(
+    frames: np.ndarray | torch.Tensor,
+    pixel_size_angstrom: float,
+    voltage_kv: float,
+    dose_per_frame_e_per_a2: float,
+    pre_exposure_e_per_a2: float,
+    dose_weighting: bool,
+) -> None:
+    if frames.ndim != 3 or frames.shape[0] < 2:
+        raise ValueError(f"frames must be (F >= 2, h, w), got shape {tuple(frames.shape)}")
+    if pixel_size_angstrom <= 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    if dose_per_frame_e_per_a2 <= 0 or pre_exposure_e_per_a2 < 0:
+        raise ValueError(
+            "need dose_per_frame_e_per_a2 > 0 and pre_exposure_e_per_a2 >= 0, got "
+            f"{dose_per_frame_e_per_a2} and {pre_exposure_e_per_a2}"
+        )
+    if dose_weighting and not (190 <= voltage_kv < 210 or 290 <= voltage_kv <= 310):
+        raise ValueError(
+            f"dose weighting is calibrated for 200 and 300 kV, got {voltage_kv} kV; "
+            "pass dose_weighting=False"
+        )
+
+
+def _noise_variance(
+    frames: np.ndarray | torch.Tensor,
+    gain: np.ndarray | torch.Tensor | None,
+    ctf_sum: torch.Tensor,
+) -> float | None:
+    """Per-pixel noise variance of ``gain * ctf_sum`` for integer (counted) frames, else None."""
+    if not _is_integer_dtype(frames):
+        return None
+    if gain is None:
+        return float(ctf_sum.mean())
+    gain_t = torch.as_tensor(np.asarray(gain) if isinstance(gain, np.ndarray) else gain)
+    gain_t = torch.nan_to_num(gain_t.to(ctf_sum.device, torch.float32))
+    return float((gain_t * ctf_sum).mean())
+
+
+def _local_motion(
+    stack: torch.Tensor, shifts: np.ndarray, **align: Any
+) -> tuple[LocalMotionModel, np.ndarray, np.ndarray]:
+    """The local model fitted to the patches' shifts, the patch centres and their shifts."""
+    measured = align_patches(stack, shifts, **align)
+    model = fit_local_model(
+        measured, shifts, image_shape=(int(stack.shape[-2]), int(stack.shape[-1]))
+    )
+    return model, measured.positions_px, measured.shifts_px
+
+
 def correct_motion(
     frames: np.ndarray | torch.Tensor,
     *,
@@ -130,20 +181,14 @@ def correct_motion(
         Where to compute; default the device of ``gain`` (if a tensor), of ``frames`` (if a
         tensor), else CPU.
     """
-    if frames.ndim != 3 or frames.shape[0] < 2:
-        raise ValueError(f"frames must be (F >= 2, h, w), got shape {tuple(frames.shape)}")
-    if pixel_size_angstrom <= 0:
-        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
-    if dose_per_frame_e_per_a2 <= 0 or pre_exposure_e_per_a2 < 0:
-        raise ValueError(
-            "need dose_per_frame_e_per_a2 > 0 and pre_exposure_e_per_a2 >= 0, got "
-            f"{dose_per_frame_e_per_a2} and {pre_exposure_e_per_a2}"
-        )
-    if dose_weighting and not (190 <= voltage_kv < 210 or 290 <= voltage_kv <= 310):
-        raise ValueError(
-            f"dose weighting is calibrated for 200 and 300 kV, got {voltage_kv} kV; "
-            "pass dose_weighting=False"
-        )
+    _check_arguments(
+        frames,
+        pixel_size_angstrom,
+        voltage_kv,
+        dose_per_frame_e_per_a2,
+        pre_exposure_e_per_a2,
+        dose_weighting,
+    )
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     corrected = apply_gain_and_defects(frames, gain=gain, defect_mask=defect_mask, device=device)
@@ -166,11 +211,16 @@ def correct_motion(
     timings["global"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    model: LocalMotionModel | None = None
-    positions = np.zeros((0, 2))
-    patch_shifts = np.zeros((0, n_frames, 2))
+    model, positions, patch_shifts = None, np.zeros((0, 2)), np.zeros((0, n_frames, 2))
     if local:
-        measured = align_patches(
+        damage = damage_model(
+            n_frames,
+            pixel_size_angstrom=pixel_size_angstrom,
+            dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
+            pre_exposure_e_per_a2=pre_exposure_e_per_a2,
+            voltage_kv=voltage_kv,
+        )
+        model, positions, patch_shifts = _local_motion(
             stack,
             shifts,
             patches=patches,
@@ -178,18 +228,8 @@ def correct_motion(
             bfactor_angstrom2=patch_bfactor_angstrom2,
             iterations=iterations,
             tolerance_px=tolerance_px,
-            damage=damage_model(
-                n_frames,
-                pixel_size_angstrom=pixel_size_angstrom,
-                dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
-                pre_exposure_e_per_a2=pre_exposure_e_per_a2,
-                voltage_kv=voltage_kv,
-            ),
+            damage=damage,
         )
-        model = fit_local_model(
-            measured, shifts, image_shape=(int(stack.shape[-2]), int(stack.shape[-1]))
-        )
-        positions, patch_shifts = measured.positions_px, measured.shifts_px
     timings["local"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -202,14 +242,7 @@ def correct_motion(
         pre_exposure_e_per_a2=pre_exposure_e_per_a2,
         voltage_kv=voltage_kv if dose_weighting else None,
     )
-    noise_variance: float | None = None
-    if _is_integer_dtype(frames):
-        if gain is None:
-            noise_variance = float(sums.ctf_sum.mean())
-        else:
-            gain_t = torch.as_tensor(np.asarray(gain) if isinstance(gain, np.ndarray) else gain)
-            gain_t = torch.nan_to_num(gain_t.to(sums.ctf_sum.device, torch.float32))
-            noise_variance = float((gain_t * sums.ctf_sum).mean())
+    noise_variance = _noise_variance(frames, gain, sums.ctf_sum)
     timings["sums"] = time.perf_counter() - clock
     del stack
     return MotionCorrection(
