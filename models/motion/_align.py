@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -49,14 +50,23 @@ class DamageModel:
     voltage_kv: float
     pixel_size_angstrom: float
 
+    _filters: dict[tuple[Any, ...], torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
     def filters(self, stack: SpectraStack) -> torch.Tensor:
-        """``(F, H, Wr)`` float32 amplitudes on the stack's cropped grid."""
-        k = torch.sqrt(stack.ky[:, None] ** 2 + stack.kx[None, :] ** 2) / self.pixel_size_angstrom
-        return dose_filter(
-            k.to(torch.float32),
-            accumulated_dose_e_per_a2=self.mid_frame_dose_e_per_a2.to(k.device, torch.float32),
-            voltage_kv=self.voltage_kv,
-        )
+        """``(F, H, Wr)`` float32 amplitudes on the stack's cropped grid (kept for the next
+        stack on the same grid: every patch of a movie shares one)."""
+        key = (stack.shape, stack.crop, str(stack.ky.device))
+        if key not in self._filters:
+            k = torch.sqrt(stack.ky[:, None] ** 2 + stack.kx[None, :] ** 2)
+            k = k / self.pixel_size_angstrom
+            self._filters[key] = dose_filter(
+                k.to(torch.float32),
+                accumulated_dose_e_per_a2=self.mid_frame_dose_e_per_a2.to(k.device, torch.float32),
+                voltage_kv=self.voltage_kv,
+            )
+        return self._filters[key]
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from causalscope.models.ctf import frequency_grid
-from causalscope.models.dose import dose_filter
+from causalscope.models.dose import critical_exposure_e_per_a2
 from causalscope.models.motion._fourier import phase_ramp
 from causalscope.models.motion.dose_weighting import dose_weighted_scale, frame_end_doses_e_per_a2
 from causalscope.models.motion.local import LocalMotionModel
@@ -73,6 +73,7 @@ def corrected_sums(
     ky_1d, kx_1d = ky[:, 0], kx[0, :]
     k = torch.sqrt(kx * kx + ky * ky).to(torch.float32) / pixel_size_angstrom
     norm: torch.Tensor | None = None
+    rate = torch.zeros_like(k)
     doses = torch.zeros(n, dtype=torch.float64)
     volts = 300.0 if voltage_kv is None else voltage_kv
     if dose_per_frame_e_per_a2 is not None and voltage_kv is not None:
@@ -81,9 +82,11 @@ def corrected_sums(
             dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
             pre_exposure_e_per_a2=pre_exposure_e_per_a2,
         )
+        # exp(-N / (2 Ne(k))) per frame from one evaluation of Ne(k)
+        rate = -0.5 / critical_exposure_e_per_a2(k, voltage_kv=volts)
         norm = torch.zeros_like(k)
         for f in range(n):
-            q = dose_filter(k, accumulated_dose_e_per_a2=float(doses[f]), voltage_kv=volts)
+            q = torch.exp(rate * float(doses[f]))
             norm += q * q
         norm = dose_weighted_scale(n) / torch.sqrt(norm)
     spec_shape = (h, w // 2 + 1)
@@ -104,8 +107,7 @@ def corrected_sums(
             spectrum = torch.fft.rfft2(_warp(shifted, field))
             aligned += spectrum
         if norm is not None:
-            q = dose_filter(k, accumulated_dose_e_per_a2=float(doses[f]), voltage_kv=volts)
-            spectrum = spectrum * (q * norm)
+            spectrum = spectrum * (torch.exp(rate * float(doses[f])) * norm)
         halves[f % 2] += spectrum
     aligned_sum = torch.fft.irfft2(aligned, s=(h, w))
     ctf_sum = aligned_sum if local_model is None else torch.fft.irfft2(ctf, s=(h, w))
