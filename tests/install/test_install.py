@@ -31,8 +31,10 @@ def _copy_source(dest: Path) -> Path:
 
 def _build_wheel(source: Path, out: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + ["--no-index", "-w", str(out), str(source)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"),
+            *("--no-index", "-w", str(out), str(source)),
+        ],
         check=True,
         cwd=out,
     )
@@ -55,8 +57,10 @@ def _scratch_env(folder: Path, wheel: Path) -> Path:
     # of the source tree among them) are not run, so causalscope comes from the wheel only
     Path(site, "borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(scratch_python), "install", "-q"]
-        + ["--no-deps", "--no-index", "--ignore-installed", str(wheel)],
+        [
+            *(sys.executable, "-m", "pip", "--python", str(scratch_python), "install", "-q"),
+            *("--no-deps", "--no-index", "--ignore-installed", str(wheel)),
+        ],
         check=True,
     )
     return bin_dir
