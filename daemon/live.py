@@ -128,14 +128,7 @@ class LiveSession:
         self.params_hash = params_hash(settings)
         self.started_at = time.monotonic()
         self.run_id: int | None = None
-        tui = settings.tui
-        self.alerts = AlertMonitor(
-            {
-                "ctf_fit_resolution_angstrom": tui.ctf_fit_resolution_angstrom,
-                "total_drift_px": tui.total_drift_px,
-                "ice_thickness_nm": tui.ice_thickness_nm,
-            }
-        )
+        self.alerts = AlertMonitor(settings.alerts)
         self.control: ControlServer | None = None
         picking = settings.processing.picking
         self.finetuner = Finetuner(
