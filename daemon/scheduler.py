@@ -222,7 +222,7 @@ class Scheduler:
             for outcome in self._pool.collect(timeout_s):
                 self._handle(outcome)
         else:
-            time.sleep(timeout_s if self.idle or blocked else 0.01)
+            time.sleep(timeout_s if self.idle or blocked or hold else 0.01)
 
     def _calibration_held(self) -> bool:
         """Whether making the pool waits (a source may still hand over a gain reference)."""
