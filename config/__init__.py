@@ -11,7 +11,9 @@ environment are read by :func:`load_settings`.
 
 from __future__ import annotations
 
+from causalscope.config._moved import MovedSettingWarning
 from causalscope.config.acquisition import StreamSettings, WatcherSettings
+from causalscope.config.alerts import AlertSettings
 from causalscope.config.instrument import DetectorSettings, MicroscopeSettings
 from causalscope.config.processing import (
     CausalSettings,
@@ -28,12 +30,14 @@ from causalscope.config.simulation import SimulationSettings
 from causalscope.config.sources import list_presets, preset_description
 
 __all__ = [
+    "AlertSettings",
     "CausalSettings",
     "CtfSettings",
     "DetectorSettings",
     "GateSettings",
     "MicroscopeSettings",
     "MotionSettings",
+    "MovedSettingWarning",
     "PickingSettings",
     "ProcessingSettings",
     "ServeSettings",

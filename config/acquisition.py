@@ -10,7 +10,7 @@ __all__ = ["StreamSettings", "WatcherSettings"]
 
 
 class WatcherSettings(Section):
-    """The directory watcher: which files are movies and metadata, and when a file is complete."""
+    """The directory watcher: movies, metadata and gain references, and when a file is complete."""
 
     directory: OptionalPath = Field(
         None,
@@ -25,6 +25,22 @@ class WatcherSettings(Section):
     metadata_patterns: tuple[str, ...] = Field(
         ("*.xml", "*.mdoc"),
         description="Glob patterns of metadata files (EPU XML, SerialEM .mdoc).",
+    )
+    gain_patterns: tuple[str, ...] = Field(
+        (
+            "*gain*.mrc",
+            "*.gain",
+            "gain*.tif",
+            "gain*.tiff",
+            "countref*.mrc",
+            "superref*.mrc",
+        ),
+        description=(
+            "Glob patterns (any case) of gain references written beside the movies (Falcon "
+            "EER .gain, Gatan gain TIFF, SerialEM CountRef/SuperRef converted to MRC); checked "
+            "before movie_patterns. Such a file is never processed as a movie; it is the gain "
+            "when detector.gain_reference is unset and its shape matches the movies."
+        ),
     )
     recursive: bool = Field(
         True, description="Watch sub-folders too (EPU writes into GridSquare_*/Data/)."
@@ -51,7 +67,7 @@ class WatcherSettings(Section):
         ),
     )
 
-    @field_validator("movie_patterns", "metadata_patterns")
+    @field_validator("movie_patterns", "metadata_patterns", "gain_patterns")
     @classmethod
     def _patterns_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(not pattern.strip() for pattern in value):

@@ -60,18 +60,9 @@ class StoreSettings(Section):
 
 
 class TuiSettings(Section):
-    """The terminal dashboard: refresh rate, theme and the threshold lines drawn on its plots."""
+    """The terminal dashboard: refresh rate and theme (its threshold lines are in [alerts])."""
 
     refresh_hz: float = Field(4.0, gt=0, le=60, description="Screen updates per second.")
-    ctf_fit_resolution_angstrom: float = Field(
-        6.0, gt=0, le=500, description="Threshold line on the CTF fit resolution plot."
-    )
-    total_drift_px: float = Field(
-        30.0, gt=0, le=10000, description="Threshold line on the total drift plot."
-    )
-    ice_thickness_nm: float = Field(
-        80.0, gt=0, le=2000, description="Threshold line on the ice thickness plot."
-    )
     theme: str = Field("textual-dark", min_length=1, description="Textual colour theme.")
 
 

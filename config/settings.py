@@ -13,11 +13,13 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from causalscope.config._messages import config_error
+from causalscope.config._moved import move_data, move_layers
 from causalscope.config.acquisition import StreamSettings, WatcherSettings
+from causalscope.config.alerts import AlertSettings
 from causalscope.config.instrument import DetectorSettings, MicroscopeSettings
 from causalscope.config.processing import ProcessingSettings
 from causalscope.config.services import ServeSettings, StoreSettings, TuiSettings
@@ -71,11 +73,20 @@ class Settings(BaseSettings):
         default_factory=ProcessingSettings, description="Per-exposure processing."
     )
     store: StoreSettings = Field(default_factory=StoreSettings, description="The session store.")
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alerts for the operator."
+    )
     tui: TuiSettings = Field(default_factory=TuiSettings, description="The terminal dashboard.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The HTTP API.")
     simulation: SimulationSettings = Field(
         default_factory=SimulationSettings, description="The simulator (the fake microscope)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_settings(cls, data: Any) -> Any:
+        """Settings given in their old table (``[tui]`` thresholds) go to their new one."""
+        return move_data(data) if isinstance(data, Mapping) else data
 
     @classmethod
     def settings_customise_sources(
@@ -93,6 +104,7 @@ class Settings(BaseSettings):
 
 
 def _validate(layers: list[Layer]) -> Settings:
+    layers = move_layers(layers)
     token = _ENVIRONMENT_READ.set(True)
     try:
         return Settings.model_validate(merge_layers(layers))
@@ -129,6 +141,12 @@ def load_settings(
     ConfigError
         A file or preset is missing or not valid TOML, or a value has the wrong type, unit or
         range; the message names its origin, the dotted setting and the value.
+
+    Warns
+    -----
+    MovedSettingWarning
+        A setting is given in its old table (an alert threshold under ``[tui]``); it is used
+        from its new one (``[alerts]``).
     """
     layers: list[Layer] = []
     if preset is not None:

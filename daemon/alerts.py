@@ -13,16 +13,10 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from causalscope.config.alerts import AlertSettings
 from causalscope.models.records import ExposureRecord
 
-__all__ = ["DEFAULT_THRESHOLDS", "Alert", "AlertMonitor", "advice_for"]
-
-#: Thresholds the operator can change live (``set_threshold``); defaults from ``[tui]``.
-DEFAULT_THRESHOLDS = {
-    "ctf_fit_resolution_angstrom": 6.0,
-    "total_drift_px": 30.0,
-    "ice_thickness_nm": 80.0,
-}
+__all__ = ["Alert", "AlertMonitor", "advice_for"]
 
 # what to do, by the family of a gate flag's code (the code's first word)
 _ADVICE = {
@@ -66,14 +60,15 @@ class AlertMonitor:
 
     Parameters
     ----------
-    thresholds
-        Limits for fit resolution, drift and ice (keys of :data:`DEFAULT_THRESHOLDS`).
+    settings
+        The limits for fit resolution, drift and ice (``[alerts]``); the operator can change
+        them live (:meth:`set_threshold`). Default: the built-in limits.
     window
         Exposures a trend looks back over.
     """
 
-    def __init__(self, thresholds: dict[str, float] | None = None, *, window: int = 20) -> None:
-        self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    def __init__(self, settings: AlertSettings | None = None, *, window: int = 20) -> None:
+        self.thresholds = (settings or AlertSettings()).thresholds()
         self._window = max(4, window)
         self._series: dict[str, deque[float]] = {
             name: deque(maxlen=self._window) for name in ("ice", "fit", "drift")

@@ -128,14 +128,7 @@ class LiveSession:
         self.params_hash = params_hash(settings)
         self.started_at = time.monotonic()
         self.run_id: int | None = None
-        tui = settings.tui
-        self.alerts = AlertMonitor(
-            {
-                "ctf_fit_resolution_angstrom": tui.ctf_fit_resolution_angstrom,
-                "total_drift_px": tui.total_drift_px,
-                "ice_thickness_nm": tui.ice_thickness_nm,
-            }
-        )
+        self.alerts = AlertMonitor(settings.alerts)
         self.control: ControlServer | None = None
         picking = settings.processing.picking
         self.finetuner = Finetuner(
@@ -177,6 +170,8 @@ class LiveSession:
             params_hash=self.params_hash,
             reporter=_Tap(self),
             retry_after_s=self.options.retry_after_s,
+            alert=self.raise_alert,
+            hold_calibration=self._gain_pending,
         )
         if self.options.control and self.options.publish:
             token = new_token()
@@ -241,6 +236,10 @@ class LiveSession:
     def sources(self) -> list[Any]:
         """The running sources (watcher, stream receiver)."""
         return list(self._sources)
+
+    def _gain_pending(self) -> bool:
+        """A watcher may still hand over a gain reference from the watched folder."""
+        return any(getattr(source, "gain_pending", False) for source in self._sources)
 
     def _sources_idle(self) -> bool:
         return all(getattr(source, "idle", True) for source in self._sources)
@@ -412,15 +411,20 @@ class LiveSession:
         if self.causal is not None and record.causal is not None:
             self.causal.observe(record.exposure_id, record.causal)
         for alert in self.alerts.update(record):
-            data = alert.to_dict()
-            message = data.pop("message")
-            try:
-                self.store.log_event("alert", str(message), **data)
-            except CausalscopeError as error:  # the record is committed; the alert still shows
-                self.reporter.problem(error.title, error.message)
-            show = getattr(self.reporter, "alert", None)
-            if show is not None:
-                show(alert)
+            self.raise_alert(alert)
+
+    def raise_alert(self, alert: Alert) -> None:
+        """Log ``alert`` as an ``alert`` event (published to the dashboard) and show it."""
+        assert self.store is not None
+        data = alert.to_dict()
+        message = data.pop("message")
+        try:
+            self.store.log_event("alert", str(message), **data)
+        except CausalscopeError as error:  # the alert still shows on the terminal
+            self.reporter.problem(error.title, error.message)
+        show = getattr(self.reporter, "alert", None)
+        if show is not None:
+            show(alert)
 
     def close(self) -> None:
         """Stop the sources and actors and close the store (pending work stays pending)."""

@@ -17,7 +17,6 @@ only writer of the session database. Nothing here blocks on one exposure:
 
 from __future__ import annotations
 
-import errno
 import logging
 import queue
 import time
@@ -26,14 +25,18 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.daemon.calibration import GainChoice
+from causalscope.daemon.loading import Loaded, load_event
+from causalscope.daemon.pause import StoragePause
+from causalscope.daemon.sources.events import GainFound, MovieReady, Rejected, SourceEvent
 from causalscope.models.errors import CausalscopeError
 
 if TYPE_CHECKING:
     from causalscope.actors.exposure import DetectorCalibration
     from causalscope.config import Settings
+    from causalscope.daemon.alerts import Alert
     from causalscope.daemon.store import SessionStore
     from causalscope.daemon.workers import Outcome, Task
     from causalscope.models.records import ExposureRecord
@@ -89,21 +92,6 @@ class SchedulerCounts:
     by_status: dict[str, int] = field(default_factory=lambda: {"pass": 0, "warn": 0, "fail": 0})
 
 
-@dataclass
-class _Ready:
-    """A recorded event, waiting to be read."""
-
-    event: MovieReady
-
-
-@dataclass
-class _Loaded:
-    frames: Any
-    metadata: Any
-    pixel_size_angstrom: float | None
-    upsampling: int
-
-
 class Scheduler:
     """Turns source events into committed records (see the module docstring).
 
@@ -126,6 +114,13 @@ class Scheduler:
         Tries per exposure when actors crash on it.
     retry_after_s
         Pause before retrying after a storage error (a full disk).
+    alert
+        Told of warnings for the operator (a gain reference in the watched folder that is not
+        used, and why); default: the reporter's ``problem``.
+    hold_calibration
+        True while a source may still hand over a gain reference (the watcher's
+        ``gain_pending``): the pool, and with it the session's calibration, waits (not when
+        ``detector.gain_reference`` is set).
     """
 
     def __init__(
@@ -140,6 +135,8 @@ class Scheduler:
         max_attempts: int = 3,
         retry_after_s: float = 10.0,
         loader_threads: int = 2,
+        alert: Callable[[Alert], None] | None = None,
+        hold_calibration: Callable[[], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -149,17 +146,20 @@ class Scheduler:
         self._params_hash = params_hash
         self._reporter = reporter
         self._max_attempts = max_attempts
-        self._retry_after_s = retry_after_s
         self._loader = ThreadPoolExecutor(loader_threads, thread_name_prefix="causalscope-load")
         self._unrecorded: deque[SourceEvent] = deque()
         self._waiting: deque[MovieReady] = deque()
-        self._loading: dict[Future[_Loaded], MovieReady] = {}
-        self._ready: deque[tuple[MovieReady, _Loaded]] = deque()
+        self._loading: dict[Future[Loaded], MovieReady] = {}
+        self._ready: deque[tuple[MovieReady, Loaded]] = deque()
         self._retry: deque[Task] = deque()
         self._uncommitted: deque[tuple[ExposureRecord, float, tuple[str, ...]]] = deque()
         self._known: set[str] = set()
-        self._blocked_until = 0.0
-        self._blocked_reason = ""
+        self._pause = StoragePause(retry_after_s, reporter)
+        self._alert = alert
+        # a configured gain is never replaced by a found one: nothing to wait for then
+        configured = settings.detector.gain_reference is not None
+        self._hold_calibration = None if configured else hold_calibration
+        self._gain = GainChoice(settings, alert=self._raise_alert, note=self._note)
         self.paused = False
         self.counts = SchedulerCounts()
 
@@ -207,8 +207,9 @@ class Scheduler:
 
     def step(self, timeout_s: float = 0.2) -> None:
         """One round: record new events, read movies, hand them out, commit what came back."""
-        now = time.monotonic()
-        blocked = now < self._blocked_until
+        blocked = self._pause.active(time.monotonic())
+        # asked before recording: a gain the source queued before it said "done" is recorded
+        hold = self._calibration_held()
         if not blocked:
             self._retry_commits()
             self._record_events()
@@ -216,12 +217,18 @@ class Scheduler:
             self._start_loads()
         self._finish_loads()
         if not blocked and not self.paused:
-            self._submit_ready()
+            self._submit_ready(hold)
         if self._pool is not None and self._pool.in_flight:
             for outcome in self._pool.collect(timeout_s):
                 self._handle(outcome)
         else:
-            time.sleep(timeout_s if self.idle or blocked else 0.01)
+            time.sleep(timeout_s if self.idle or blocked or hold else 0.01)
+
+    def _calibration_held(self) -> bool:
+        """Whether making the pool waits (a source may still hand over a gain reference)."""
+        return (
+            self._pool is None and self._hold_calibration is not None and self._hold_calibration()
+        )
 
     def close(self) -> None:
         """Stop loader threads and actors. Uncommitted work stays pending in the store."""
@@ -244,10 +251,13 @@ class Scheduler:
                 self._record(event)
             except CausalscopeError as error:  # the store could not write: keep it, retry later
                 self._unrecorded.appendleft(event)
-                self._block(error)
+                self._pause.store_failed(error)
                 return
 
     def _record(self, event: SourceEvent) -> None:
+        if isinstance(event, GainFound):
+            self._gain.offer(event.path)
+            return
         if isinstance(event, Rejected):
             self._store.quarantine(
                 exposure_id=event.exposure_id,
@@ -300,23 +310,8 @@ class Scheduler:
     def _start_loads(self) -> None:
         while self._waiting and self._capacity() > 0:
             event = self._waiting.popleft()
-            future = self._loader.submit(self._load, event)
+            future = self._loader.submit(load_event, event, self._settings)
             self._loading[future] = event
-
-    def _load(self, event: MovieReady) -> _Loaded:
-        if event.frames is not None:
-            return _Loaded(event.frames, event.metadata, event.pixel_size_angstrom, 1)
-        from causalscope.daemon.exposures import load_movie
-
-        movie = load_movie(event.movie_path, self._settings, metadata_path=event.metadata_path)
-        if event.source == "stream":
-            # a spooled exposure (after a restart): what the stream said, from the spool's
-            # record, not the MRC header (which holds 1.0 when the sender gave no pixel size)
-            from causalscope.daemon.sources.stream import read_spooled
-
-            spooled = read_spooled(event.movie_path)
-            return _Loaded(movie.frames, spooled.metadata, spooled.pixel_size_angstrom, 1)
-        return _Loaded(movie.frames, movie.metadata, movie.pixel_size_angstrom, movie.upsampling)
 
     def _finish_loads(self) -> None:
         for future in [f for f in self._loading if f.done()]:
@@ -331,20 +326,13 @@ class Scheduler:
                 continue
             self._ready.append((event, loaded))
 
-    def _ensure_pool(self, loaded: _Loaded) -> Pool:
+    def _ensure_pool(self, loaded: Loaded) -> Pool:
         if self._pool is None:
-            from causalscope.daemon.exposures import load_calibration
-
-            shape = tuple(int(n) for n in loaded.frames.shape[-2:])
-            calibration = load_calibration(
-                self._settings,
-                (shape[0], shape[1]),
-                upsampling=loaded.upsampling,
-            )
-            self._pool = self._pool_factory(calibration)
+            h, w = (int(n) for n in loaded.frames.shape[-2:])
+            self._pool = self._pool_factory(self._gain.calibration((h, w), loaded.upsampling))
         return self._pool
 
-    def _submit_ready(self) -> None:
+    def _submit_ready(self, hold: bool = False) -> None:
         from causalscope.daemon.workers import Task
 
         while self._retry:
@@ -353,7 +341,7 @@ class Scheduler:
                 return
             self._retry.popleft()
             self._ensure_submitted(task)
-        while self._ready:
+        while self._ready and not (hold and self._pool is None):
             event, loaded = self._ready.popleft()
             try:
                 pool = self._ensure_pool(loaded)
@@ -380,7 +368,7 @@ class Scheduler:
         try:
             self._store.mark_attempt(exposure_id)
         except CausalscopeError as error:
-            self._block(error)
+            self._pause.store_failed(error)
             return False
         return True
 
@@ -418,7 +406,7 @@ class Scheduler:
             return
         if isinstance(error, OSError):  # writing its micrographs failed: the disk, not the data
             self._retry.append(task)
-            self._block_os(error, task.movie_path)
+            self._pause.outputs_failed(error, task.movie_path)
             return
         self._quarantine(
             event,
@@ -433,7 +421,7 @@ class Scheduler:
             )
         except CausalscopeError as error:
             self._uncommitted.append((record, latency, problems))
-            self._block(error)
+            self._pause.store_failed(error)
             return
         if record.status == "fail" and record.motion is None:
             # nothing could be computed from these frames: set the movie aside with the reasons
@@ -471,40 +459,26 @@ class Scheduler:
             self._unrecorded.append(
                 Rejected(event.exposure_id, str(event.movie_path), code, reason)
             )
-            self._block(error)
+            self._pause.store_failed(error)
             return
         self._known.discard(event.exposure_id)
         self.counts.quarantined += 1
         self._reporter.quarantined(event.exposure_id, str(event.movie_path), code, reason)
 
-    # --- storage trouble -------------------------------------------------------------------------
+    # --- the operator --------------------------------------------------------------------------
 
-    def _block(self, error: CausalscopeError) -> None:
-        self._blocked_until = time.monotonic() + self._retry_after_s
-        if error.message != self._blocked_reason:
-            self._blocked_reason = error.message
-            self._reporter.problem(
-                error.title,
-                f"{error.message}. New work is paused and retried every "
-                f"{self._retry_after_s:g} s; nothing is lost (unfinished exposures stay pending "
-                "in the session and resume after a restart).",
-            )
+    def _raise_alert(self, alert: Alert) -> None:
+        if self._alert is not None:
+            self._alert(alert)
+        else:
+            self._reporter.problem(alert.code, f"{alert.message}. {alert.advice}")
 
-    def _block_os(self, error: OSError, movie_path: str) -> None:
-        self._blocked_until = time.monotonic() + self._retry_after_s
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        title = "Output disk full" if full else "Cannot write outputs"
-        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
-        message = (
-            f"writing the micrographs of {movie_path} failed: {error.strerror or error}{where}"
-        )
-        if message != self._blocked_reason:
-            self._blocked_reason = message
-            self._reporter.problem(
-                title,
-                f"{message}. Free space or fix the output folder; processing is paused and "
-                f"retried every {self._retry_after_s:g} s, and no exposure is lost.",
-            )
+    def _note(self, message: str) -> None:
+        log.info("%s", message)
+        try:
+            self._store.log_event("gain", message)
+        except CausalscopeError as error:  # a log line, never a stop
+            log.warning("could not log %r: %s", message, error.message)
 
 
 def _short(error: BaseException | None) -> str:

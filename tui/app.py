@@ -24,7 +24,8 @@ from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
-from causalscope.config import Settings, TuiSettings
+from causalscope.config import AlertSettings, Settings, TuiSettings
+from causalscope.config.alerts import THRESHOLD_NAMES
 from causalscope.models.errors import CausalscopeError
 from causalscope.tui.causes import CausesState, causes_headline
 from causalscope.tui.format import RowFilter, short_id
@@ -58,7 +59,6 @@ from causalscope.tui.widgets.image import KINDS, load_thumbnail
 
 __all__ = ["Dashboard", "make_app"]
 
-_THRESHOLDS = ("ctf_fit_resolution_angstrom", "total_drift_px", "ice_thickness_nm")
 # Dashboard actions, refused while a dialog is open (the dialog has the keys then).
 _ACTIONS = frozenset({"label", "pause", "threshold", "filter", "sort", "graphs", "causes", "help"})
 _PLOT_INTERVAL_S = 1.0  # plots are the costliest redraw: at most this often
@@ -70,9 +70,12 @@ class Dashboard(App[None]):
     Parameters
     ----------
     settings
-        The dashboard's settings (refresh rate, threshold lines, theme).
+        The dashboard's settings (refresh rate, theme).
     source
         Where the session comes from.
+    alerts
+        The alert thresholds, drawn as lines on the plots until the session's status says
+        otherwise; default: the built-in ones.
     """
 
     # package data, so that an installed dashboard finds it as the source tree does
@@ -95,7 +98,9 @@ class Dashboard(App[None]):
         Binding("q", "quit", "quit"),
     ]
 
-    def __init__(self, settings: TuiSettings, source: SessionSource) -> None:
+    def __init__(
+        self, settings: TuiSettings, source: SessionSource, *, alerts: AlertSettings | None = None
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.source = source
@@ -110,9 +115,7 @@ class Dashboard(App[None]):
         self.causal: dict[str, dict[str, Any]] = {}
         self._causal_latest: dict[str, Any] | None = None
         self._regime_changed_at: str | None = None
-        self.thresholds: dict[str, float] = {
-            name: float(getattr(settings, name)) for name in _THRESHOLDS
-        }
+        self.thresholds: dict[str, float] = (alerts or AlertSettings()).thresholds()
         self.connection = "connecting" if source.live else "ok"
         self.history_loaded = threading.Event()
         self._pending: list[dict[str, Any]] = []
@@ -226,7 +229,7 @@ class Dashboard(App[None]):
         self.status = status
         thresholds = status.get("thresholds")
         if isinstance(thresholds, Mapping):
-            for name in _THRESHOLDS:
+            for name in THRESHOLD_NAMES:
                 if isinstance(thresholds.get(name), int | float):
                     if self.thresholds.get(name) != thresholds[name]:
                         self._dirty.add("plots")
@@ -576,5 +579,6 @@ def _has_pictures(row: Mapping[str, Any]) -> bool:
 
 def make_app(settings: Settings | TuiSettings, source: SessionSource) -> Dashboard:
     """The dashboard for ``source`` (the app factory the CLI and the tests use)."""
-    tui = settings.tui if isinstance(settings, Settings) else settings
-    return Dashboard(tui, source)
+    if isinstance(settings, Settings):
+        return Dashboard(settings.tui, source, alerts=settings.alerts)
+    return Dashboard(settings, source)

@@ -1,6 +1,6 @@
 """Exposure sources: the directory watcher and the ZeroMQ frame stream, feeding one queue."""
 
-from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.daemon.sources.events import GainFound, MovieReady, Rejected, SourceEvent
 from causalscope.daemon.sources.stream import (
     FrameStreamReceiver,
     is_safe_exposure_id,
@@ -12,6 +12,7 @@ from causalscope.daemon.sources.watcher import DirectoryWatcher
 __all__ = [
     "DirectoryWatcher",
     "FrameStreamReceiver",
+    "GainFound",
     "MovieReady",
     "Rejected",
     "SourceEvent",

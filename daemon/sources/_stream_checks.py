@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,13 @@ from pydantic import ValidationError
 
 from causalscope.models.records import AcquisitionMetadata
 
-__all__ = ["check_header_values", "is_safe_exposure_id", "list_indices", "stream_metadata"]
+__all__ = [
+    "check_header_values",
+    "is_safe_exposure_id",
+    "list_indices",
+    "memory_limit_bytes",
+    "stream_metadata",
+]
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _MAX_SIDE_PX = 1 << 16
@@ -123,3 +130,11 @@ def check_header_values(header: dict[str, Any]) -> str | None:
         if not isinstance(header.get("metadata") or {}, dict):
             return f"metadata must be an object, got {header['metadata']!r:.40}"
     return None
+
+
+def memory_limit_bytes() -> int | None:
+    """Half the physical memory: the most one exposure may declare (None where unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, ValueError, OSError):
+        return None

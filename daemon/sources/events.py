@@ -1,8 +1,9 @@
-"""What a source hands the scheduler: an exposure ready to process, or one rejected with a reason.
+"""What a source hands the scheduler: an exposure ready to process, one rejected with a reason,
+or a gain reference found beside the movies.
 
 Both sources (the directory watcher and the ZeroMQ frame stream) put these on one
-``queue.Queue``; the scheduler records each before it is processed, so a restart neither loses
-nor redoes an exposure.
+``queue.Queue``; the scheduler records each exposure before it is processed, so a restart
+neither loses nor redoes one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from causalscope.models.records import AcquisitionMetadata
 
-__all__ = ["MovieReady", "Rejected", "SourceEvent"]
+__all__ = ["GainFound", "MovieReady", "Rejected", "SourceEvent"]
 
 SourceKind = Literal["watcher", "stream"]
 
@@ -84,4 +85,16 @@ class Rejected:
     at: float = field(default_factory=time.time)
 
 
-SourceEvent = MovieReady | Rejected
+@dataclass(frozen=True)
+class GainFound:
+    """A gain reference in the watched folder (``watcher.gain_patterns``), complete on disk.
+
+    It is never an exposure; the scheduler's :class:`~daemon.calibration.GainChoice` decides
+    whether it becomes the session's gain.
+    """
+
+    path: Path
+    at: float = field(default_factory=time.time)
+
+
+SourceEvent = MovieReady | Rejected | GainFound

@@ -13,17 +13,13 @@ How the start header's ``metadata`` becomes an ``AcquisitionMetadata``: :func:`s
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,15 +27,16 @@ import numpy as np
 import zmq
 
 from causalscope.config.acquisition import StreamSettings
-from causalscope.daemon.formats import write_mrc_movie
 from causalscope.daemon.frame_protocol import parse_header
 from causalscope.daemon.sources._stream_checks import (
     check_header_values,
     is_safe_exposure_id,
     list_indices,
+    memory_limit_bytes,
     stream_metadata,
 )
-from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.daemon.sources.events import Rejected, SourceEvent
+from causalscope.daemon.sources.spool import read_spooled, spool_exposure, spooled_records
 from causalscope.models.errors import FormatError, InputError
 
 __all__ = ["FrameStreamReceiver", "is_safe_exposure_id", "read_spooled", "stream_metadata"]
@@ -287,7 +284,7 @@ class FrameStreamReceiver:
             return
         dtype = np.dtype(header["dtype"])
         size = n * h * w * dtype.itemsize
-        limit_bytes = _memory_limit_bytes()
+        limit_bytes = memory_limit_bytes()
         try:
             if limit_bytes is not None and size > limit_bytes:
                 raise MemoryError(f"{size / 2**30:.1f} GiB is over half this machine's memory")
@@ -409,59 +406,14 @@ class FrameStreamReceiver:
         self, exposure_id: str, header: dict[str, Any], frames: np.ndarray, problems: list[str]
     ) -> None:
         """Spool (JSON record, then MRC), then emit."""
-        origin = self.endpoint
-        metadata, dropped = stream_metadata(header, origin=origin)
-        problems.extend(dropped)
-        pixel_size = header.get("pixel_size_angstrom")
-        if pixel_size is None and metadata is not None:
-            pixel_size = metadata.pixel_size_angstrom
-        if pixel_size is None:
-            problems.append(
-                "pixel size unknown (not in the start header); the spooled MRC says 1.0"
-            )
-        record = {
-            "exposure_id": exposure_id,
-            "origin": origin,
-            "n_frames": int(frames.shape[0]),
-            "pixel_size_angstrom": pixel_size,
-            "problems": problems,
-            "spooled_at": datetime.now(UTC).isoformat(),
-            "start": header,
-        }
-        movie = self._spool / f"{exposure_id}.mrc"
-        record_path = movie.with_suffix(".json")
-        try:
-            _write_json(record_path, record)
-            write_mrc_movie(movie, frames, pixel_size_angstrom=pixel_size or 1.0)
-        except OSError as error:
-            raise InputError(
-                "Cannot spool exposure",
-                f"{movie}: {error.strerror or error} (stream spool folder {self._spool})",
-                path=movie,
-            ) from error
+        event = spool_exposure(self._spool, exposure_id, header, frames, problems, self.endpoint)
         self._remember(exposure_id, "emitted")
         self._count("exposures")
-        self._put(
-            MovieReady(
-                exposure_id,
-                movie,
-                "stream",
-                frames=frames,
-                metadata=metadata,
-                pixel_size_angstrom=pixel_size,
-                problems=tuple(problems),
-            )
-        )
+        self._put(event)
 
     def _restore(self) -> None:
         """Emit each complete spooled exposure (``<id>.json`` and ``<id>.mrc``) once."""
-        records = [
-            p
-            for p in self._spool.glob("*.json")
-            if not p.name.startswith(".") and p.with_suffix(".mrc").is_file()
-        ]
-        records.sort(key=lambda p: (_mtime_ns(p), p.name))
-        for record_path in records:
+        for record_path in spooled_records(self._spool):
             exposure_id = record_path.stem
             if not is_safe_exposure_id(exposure_id):
                 continue  # not a name this receiver writes
@@ -535,55 +487,3 @@ class FrameStreamReceiver:
             except queue.Full:
                 if self._stop.is_set():
                     return
-
-
-def _memory_limit_bytes() -> int | None:
-    """Half the physical memory: the most one exposure may declare (None where unknown)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _mtime_ns(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-def read_spooled(movie: Path, *, default_origin: str = "") -> MovieReady:
-    """The event of a spooled exposure, from ``<id>.json`` beside its ``<id>.mrc``.
-
-    Raises OSError, ValueError, KeyError or TypeError when the record is unreadable.
-    """
-    record_path = movie.with_suffix(".json")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    header = record["start"]
-    pixel_size = record.get("pixel_size_angstrom")
-    problems = tuple(str(p) for p in record.get("problems", ()))
-    if not isinstance(header, dict) or not (
-        pixel_size is None or isinstance(pixel_size, int | float)
-    ):
-        raise ValueError("'start' must be an object, 'pixel_size_angstrom' a number")
-    origin = str(record.get("origin") or default_origin)
-    metadata, _ = stream_metadata(header, origin=origin)
-    return MovieReady(
-        movie.stem,
-        movie,
-        "stream",
-        metadata=metadata,
-        pixel_size_angstrom=None if pixel_size is None else float(pixel_size),
-        problems=problems,
-    )
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` to ``path`` atomically (hidden temporary, then rename)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=1)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -102,11 +102,39 @@ def send_exposure(
     data = np.asarray(frames)
     if data.ndim != 3:
         raise ValueError(f"frames must be (n, h, w), got shape {data.shape}")
-    faults = faults or StreamFaults()
     if isinstance(metadata, AcquisitionMetadata):
         meta: dict[str, Any] | None = json.loads(metadata.model_dump_json(exclude_none=True))
     else:
         meta = None if metadata is None else dict(metadata)
+    messages = _messages(exposure_id, data, pixel_size_angstrom, meta, faults or StreamFaults())
+    if not isinstance(socket_or_address, str):
+        _send_all(socket_or_address, messages, "the given socket")
+        return len(messages)
+    timeout_ms = max(1, int(timeout_s * 1000))
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, timeout_ms)
+    sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    try:
+        try:
+            sock.connect(socket_or_address)
+        except zmq.ZMQError as error:
+            raise InputError(
+                "Bad ZeroMQ address", f"{socket_or_address!r}: {error.strerror}"
+            ) from error
+        _send_all(sock, messages, socket_or_address)
+    finally:
+        sock.close()
+    return len(messages)
+
+
+def _messages(
+    exposure_id: str,
+    data: np.ndarray,
+    pixel_size_angstrom: float | None,
+    meta: dict[str, Any] | None,
+    faults: StreamFaults,
+) -> list[list[bytes]]:
+    """The exposure's messages in sending order, with ``faults`` applied."""
     n, h, w = data.shape
     messages = [
         start_message(
@@ -133,25 +161,7 @@ def send_exposure(
         messages.extend([parts, parts] if index in faults.duplicate else [parts])
     if not faults.stop_before_end:
         messages.append(end_message(exposure_id, n_frames=n))
-
-    if not isinstance(socket_or_address, str):
-        _send_all(socket_or_address, messages, "the given socket")
-        return len(messages)
-    timeout_ms = max(1, int(timeout_s * 1000))
-    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
-    sock.setsockopt(zmq.LINGER, timeout_ms)
-    sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
-    try:
-        try:
-            sock.connect(socket_or_address)
-        except zmq.ZMQError as error:
-            raise InputError(
-                "Bad ZeroMQ address", f"{socket_or_address!r}: {error.strerror}"
-            ) from error
-        _send_all(sock, messages, socket_or_address)
-    finally:
-        sock.close()
-    return len(messages)
+    return messages
 
 
 def _send_all(sock: zmq.Socket[bytes], messages: list[list[bytes]], where: str) -> None:

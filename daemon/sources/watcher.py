@@ -6,6 +6,11 @@ still for ``settings.settle_s``, paired with its EPU XML or SerialEM mdoc when t
 (waiting up to ``settings.metadata_wait_s`` for it). The pattern is Murfey's
 ``client/watchdir.py``; inotify does not fire on NFS/SMB mounts, so ``settings.polling`` swaps
 in watchdog's polling observer.
+
+A gain reference beside the movies (``settings.gain_patterns``, checked before the movie
+patterns) is never a movie: once settled it is emitted as a :class:`GainFound`, and
+:attr:`DirectoryWatcher.gain_pending` tells the scheduler to wait for it before it fixes the
+session's calibration.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from watchdog.observers.polling import PollingObserver
 
 from causalscope.config.acquisition import WatcherSettings
 from causalscope.daemon import exposures
-from causalscope.daemon.sources.events import MovieReady, Rejected, SourceEvent
+from causalscope.daemon.sources.events import GainFound, MovieReady, Rejected, SourceEvent
 from causalscope.models.errors import InputError
 
 # watchdog's inotify observer re-registers its own callback when a new folder appears under a
@@ -44,7 +49,7 @@ __all__ = ["DirectoryWatcher"]
 
 log = logging.getLogger(__name__)
 
-_Kind = Literal["movie", "metadata"]
+_Kind = Literal["movie", "metadata", "gain"]
 # inotify's "opened" and "closed without writing" fire on every read (ours included): ignored
 _STAMPED_EVENTS = frozenset({"created", "modified", "moved", "closed"})
 _MAX_TICK_S = 0.2
@@ -52,11 +57,13 @@ _MAX_TICK_S = 0.2
 
 @dataclass
 class _Tracked:
-    """A candidate file the loop is waiting on: its last (size, mtime) and when to look again."""
+    """A candidate file the loop is waiting on: its last (size, mtime), when to look again and
+    when it was first seen."""
 
     kind: _Kind
     due: float
     snapshot: tuple[int, int] | None = None
+    since: float = 0.0
 
 
 class _Stamper(FileSystemEventHandler):
@@ -87,7 +94,8 @@ class DirectoryWatcher:
     settings
         Patterns, recursion, settle time, polling, metadata wait.
     events
-        The owner's queue; :class:`MovieReady` and :class:`Rejected` go there.
+        The owner's queue; :class:`MovieReady`, :class:`Rejected` and :class:`GainFound` go
+        there.
     ignore
         Folders whose contents are never emitted (e.g. the frame stream's spool, outputs).
     clock
@@ -118,6 +126,9 @@ class DirectoryWatcher:
         self._ignore = tuple(dict.fromkeys([*folders, *(p.resolve() for p in folders)]))
         self._movie_patterns = tuple(p.lower() for p in settings.movie_patterns)
         self._metadata_patterns = tuple(p.lower() for p in settings.metadata_patterns)
+        self._gain_patterns = tuple(p.lower() for p in settings.gain_patterns)
+        # a gain file still changing after this long does not hold the calibration any more
+        self._gain_hold_s = settings.settle_s + settings.metadata_wait_s
         self._tick_s = min(_MAX_TICK_S, settings.poll_interval_s)
 
         self._lock = threading.Lock()
@@ -125,6 +136,7 @@ class DirectoryWatcher:
         self._new_dirs: set[Path] = set()  # folders created or moved in: scan them
         self._busy = True  # the loop has files to settle or movies waiting (under the lock)
         self._scanned = False
+        self._gain_pending = True  # under the lock: see gain_pending
 
         self._tracked: dict[Path, _Tracked] = {}  # loop thread only
         self._waiting: dict[Path, float] = {}  # settled movie -> metadata deadline
@@ -149,6 +161,14 @@ class DirectoryWatcher:
         """True once the initial scan is done and nothing is waiting to settle or for metadata."""
         with self._lock:
             return self._scanned and not self._busy and not self._stamps and not self._new_dirs
+
+    @property
+    def gain_pending(self) -> bool:
+        """True until the files present at start have been looked at, and while a gain
+        reference is settling (for at most ``settle_s + metadata_wait_s`` from when it was
+        first seen). Once False, every gain reference seen so far is on the queue."""
+        with self._lock:
+            return self._gain_pending
 
     def start(self) -> None:
         """Start the observer and the loop thread; InputError if the folder does not exist."""
@@ -257,8 +277,12 @@ class DirectoryWatcher:
             self._note(path, stamped, now)
         self._settle(now)
         self._pair(now)
+        settling = any(
+            t.kind == "gain" and now - t.since < self._gain_hold_s for t in self._tracked.values()
+        )
         with self._lock:
             self._busy = bool(self._tracked or self._waiting)
+            self._gain_pending = settling  # after this tick's GainFound events were queued
 
     def _scan(self, folder: Path) -> list[Path]:
         """Candidate files under ``folder`` (recursively when configured), pruning hidden and
@@ -294,6 +318,8 @@ class DirectoryWatcher:
         if self._excluded(path):
             return None
         name = path.name.lower()
+        if any(fnmatchcase(name, pattern) for pattern in self._gain_patterns):
+            return "gain"
         if any(fnmatchcase(name, pattern) for pattern in self._movie_patterns):
             return "movie"
         if any(fnmatchcase(name, pattern) for pattern in self._metadata_patterns):
@@ -310,7 +336,7 @@ class DirectoryWatcher:
             return
         kind = self._kind(path)
         if kind is not None:
-            self._tracked[path] = _Tracked(kind, due=now)  # first look: this tick
+            self._tracked[path] = _Tracked(kind, due=now, since=now)  # first look: this tick
             self._settled_metadata.discard(path)  # rewritten: wait for it to settle again
 
     def _settle(self, now: float) -> None:
@@ -347,6 +373,9 @@ class DirectoryWatcher:
             del self._tracked[path]
             if tracked.kind == "movie":
                 self._waiting[path] = now + self._settings.metadata_wait_s
+            elif tracked.kind == "gain":
+                self._done.add(path)
+                self._put(GainFound(path))
             else:
                 self._settled_metadata.add(path)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from causalscope.config import MovedSettingWarning, load_settings
 from causalscope.daemon.alerts import AlertMonitor, advice_for
 from causalscope.models.records import GateFlag
 from tests.daemon.store._records import make_record
@@ -49,3 +52,32 @@ def test_a_gate_failure_is_an_alert_with_its_reason_and_advice() -> None:
     assert alert.code == "gate_drift_jump" and alert.severity == "fail"
     assert "x failed: frame 3 moved 80 px" == alert.message
     assert alert.advice == advice_for("drift_jump") and "stage" in alert.advice
+
+
+def test_thresholds_come_from_the_alerts_settings(tmp_path: Path) -> None:
+    steady = [60.0] * 20  # no trend: only the threshold can raise the alert
+    assert _feed(AlertMonitor(load_settings().alerts), steady) == []
+    new = tmp_path / "new.toml"
+    new.write_text("[alerts]\nice_thickness_nm = 50\n", encoding="utf-8")
+    monitor = AlertMonitor(load_settings(new).alerts)
+    alerts = _feed(monitor, steady)
+    assert [a.code for a in alerts] == ["ice_thickening"]
+    assert "(threshold 50 nm)" in alerts[0].message
+    # a settings file from before [alerts] existed gives the same monitor, with a warning
+    old = tmp_path / "old.toml"
+    old.write_text("[tui]\nice_thickness_nm = 50\n", encoding="utf-8")
+    with pytest.warns(MovedSettingWarning):
+        settings = load_settings(old)
+    assert AlertMonitor(settings.alerts).thresholds == monitor.thresholds
+
+
+def test_the_dashboard_draws_the_alerts_thresholds() -> None:
+    from causalscope.tui import make_app
+
+    class _Source:  # the dashboard's constructor reads only this of its source
+        live = False
+
+    settings = load_settings(overrides={"alerts.total_drift_px": 12.5})
+    app = make_app(settings, _Source())  # type: ignore[arg-type]
+    assert app.thresholds == AlertMonitor(settings.alerts).thresholds
+    assert app.thresholds["total_drift_px"] == 12.5

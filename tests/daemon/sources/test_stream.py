@@ -27,7 +27,7 @@ from causalscope.daemon.sources import (
     send_exposure,
     stream_metadata,
 )
-from causalscope.daemon.sources import stream as stream_module
+from causalscope.daemon.sources import spool as spool_module
 from causalscope.models.errors import InputError
 from causalscope.models.records import AcquisitionMetadata
 from tests.daemon.sources._helpers import (
@@ -494,7 +494,7 @@ def test_an_error_in_the_thread_reaches_check(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(stream_module, "write_mrc_movie", disk_full)
+    monkeypatch.setattr(spool_module, "write_mrc_movie", disk_full)
     receiver = FrameStreamReceiver(
         StreamSettings(), queue.Queue(), spool_dir=tmp_path / "spool", address=ADDRESS
     )
