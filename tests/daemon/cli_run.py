@@ -11,7 +11,7 @@ from pathlib import Path
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """``python -m daemon.cli ARGS`` in ``cwd`` with ``env`` added to the environment."""
+    """``python -m causalscope.daemon.cli ARGS`` in ``cwd``, ``env`` added to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "causalscope.daemon.cli", *args],
         cwd=cwd,

@@ -41,6 +41,17 @@ def test_config_with_wrong_type_and_wrong_unit(tmp_path: Path) -> None:
     )
 
 
+def test_a_moved_setting_is_one_plain_warning_line(tmp_path: Path) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text("[tui]\nice_thickness_nm = 60\n")
+    result = _run("--config", str(old), "config", "show", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"causalscope: warning: tui.ice_thickness_nm = 60 in {old}: this setting has moved and "
+        "is used as alerts.ice_thickness_nm; write it under [alerts] instead"
+    ]
+
+
 def test_truncated_mrc(tmp_path: Path) -> None:
     movie = tmp_path / "movie.mrc"
     formats.write_mrc_movie(movie, np.ones((4, 64, 64), np.int8), pixel_size_angstrom=1.0)
