@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from causalscope.models.causal._measurements import measurements
 from causalscope.models.causal.envelope import EnvelopePrior
 from causalscope.models.records import AcquisitionMetadata, CausalInputs, CtfRecord, MotionRecord
 
@@ -19,19 +20,6 @@ def image_shift_um(metadata: AcquisitionMetadata | None) -> float | None:
         return None
     value = math.hypot(float(shift[0]), float(shift[1]))
     return value if math.isfinite(value) else None
-
-
-def measurements(inputs: CausalInputs) -> dict[str, float]:
-    """The keys of :func:`models.causal.graph.design_matrix` from one exposure's inputs."""
-    return {
-        "ice_thickness_nm": inputs.ice_thickness_nm,
-        "dose_e_per_a2": inputs.dose_e_per_a2,
-        "total_drift_px": inputs.total_drift_px,
-        "defocus_um": inputs.defocus_um,
-        "astigmatism_angstrom": inputs.astigmatism_angstrom,
-        "beam_tilt_mrad": inputs.beam_tilt_mrad,
-        "n_particles": float(inputs.n_particles),
-    }
 
 
 def causal_inputs(
