@@ -71,10 +71,10 @@ def prior_bfactor(
     exposure's factors ``-+ z`` predictive sd. The Wiener filter raises an own fit below
     ``low`` to ``low``: such a fit claims far more high-resolution signal than the session's
     exposures with these factors have, and a Wiener filter that trusts noise amplifies it. A
-    fit above ``high`` is kept: too high a B only smooths a little more, and on faint
-    exposures (10 e/A^2) pulling it down made the filter worse in every case measured
-    (``causalscope bench causal``). The real variation between exposures within the range
-    (their particles, their specimen) is kept.
+    fit above ``high`` is kept: too high a B only smooths a little more, while pulling it
+    down on faint exposures makes the filter worse (``causalscope bench causal``; README).
+    The real variation between exposures within the range (their particles, their specimen)
+    is kept.
     """
     if prior is None or inputs is None or prior.n_exposures < min_exposures:
         return None
