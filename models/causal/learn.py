@@ -165,9 +165,6 @@ class BayesianLinearModel:
         self.n += 1
         return z
 
-    def posterior(self) -> NigPosterior:
-        return NigPosterior(self.mean.copy(), self.cov_unscaled.copy(), self.a, self.b)
-
     def cov(self) -> np.ndarray:
         """Marginal posterior covariance of the weights, ``b / (a - 1) * V``."""
         return self.b / (self.a - 1.0) * self.cov_unscaled
