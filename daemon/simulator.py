@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from causalscope.daemon._simulator_sender import FrameSender
 from causalscope.models.errors import InputError
 from causalscope.models.records import AcquisitionMetadata
 
@@ -296,7 +297,6 @@ def run_simulation(
     """
     import torch
 
-    from causalscope.daemon import formats
     from causalscope.models.simulate import draw_detector, draw_session, simulate_exposure
 
     if request.n_exposures < 1:
@@ -318,16 +318,11 @@ def run_simulation(
         seed=request.seed,
     )
     detector = draw_detector(np.random.default_rng(request.seed + 7), (sim.size_px, sim.size_px))
-    gain_path, defects_path = out / GAIN_FILE, out / DEFECTS_FILE
-    formats.write_gain(
-        gain_path, detector.gain_reference, pixel_size_angstrom=base.pixel_size_angstrom
-    )
-    dead_pixels = [*detector.dead_pixels, *detector.hot_pixels]
-    formats.write_defects(defects_path, columns=detector.dead_columns, pixels=dead_pixels)
+    gain_path, defects_path = _write_detector_files(out, detector, base)
     truth_path = out / TRUTH_FILE
     truth_path.write_text("")
-    staging = out / ".staging"
-    sender = _Sender(request.zmq_address) if request.zmq_address else None
+    sender = FrameSender(request.zmq_address) if request.zmq_address else None
+    emitter = _Emitter(settings, request, base, mtf_name, truth_path, out / ".staging", sender)
     movies: list[SimulatedMovie] = []
     interval = request.rate_s if request.rate_s is not None else 10.0
     try:
@@ -338,58 +333,89 @@ def run_simulation(
                 exposure = simulate_exposure(
                     plan.parameters, specimen=specimen, mtf=mtf, detector=detector
                 )
-            movie_rel, meta_rel = _names(plan, request, when)
-            exposure_id = Path(movie_rel).name.split(".")[0]
-            truth = {
-                "file": None if sender else movie_rel,
-                "exposure_id": exposure_id,
-                "metadata_file": None if sender else meta_rel,
-                **plan.factors(),
-                **exposure.truth,
-                "timestamp": when.isoformat(),
-                "mtf": mtf_name,
-                "gain_reference": GAIN_FILE,
-                "defects": DEFECTS_FILE,
-                "movie_format": request.movie_format,
-                "eer_grouping": settings.detector.eer_grouping
-                if request.movie_format == "eer"
-                else None,
-                "microscope": settings.microscope.name,
-                "detector": settings.detector.name,
-            }
-            metadata = _metadata(plan, truth, settings, movie_rel, meta_rel or "", when)
-            simulated = time.monotonic() - t0
-            if sender is not None:
-                budget = max(0.0, (request.rate_s or 0.0) - simulated)
-                sender.send_exposure(exposure_id, exposure.frames, metadata, budget, base)
-            else:
-                _write_outputs(
-                    out,
-                    staging,
-                    request,
-                    settings,
-                    exposure.frames,
-                    movie_rel,
-                    meta_rel,
-                    metadata,
-                    simulated,
-                    plan.parameters.seed,
-                )
-            with truth_path.open("a") as handle:
-                handle.write(json.dumps(truth) + "\n")
-            movie = SimulatedMovie(
-                plan.index, None if sender else out / movie_rel, exposure_id, truth, simulated
-            )
+            movie = emitter.emit(plan, exposure, when, t0)
             movies.append(movie)
             if on_movie is not None:
                 on_movie(movie, len(plans))
     finally:
         if sender is not None:
             sender.close()
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(emitter.staging, ignore_errors=True)
     return SimulationSummary(
         out, movies, truth_path, gain_path, defects_path, time.monotonic() - started
     )
+
+
+def _write_detector_files(out: Path, detector: Any, base: Any) -> tuple[Path, Path]:
+    """The gain reference and the defect list of the drawn detector: their paths."""
+    from causalscope.daemon import formats
+
+    gain_path, defects_path = out / GAIN_FILE, out / DEFECTS_FILE
+    formats.write_gain(
+        gain_path, detector.gain_reference, pixel_size_angstrom=base.pixel_size_angstrom
+    )
+    dead_pixels = [*detector.dead_pixels, *detector.hot_pixels]
+    formats.write_defects(defects_path, columns=detector.dead_columns, pixels=dead_pixels)
+    return gain_path, defects_path
+
+
+@dataclass(frozen=True)
+class _Emitter:
+    """Where each simulated exposure goes: files (or the sender) and a line of truth."""
+
+    settings: Any
+    request: SimulationRequest
+    base: Any
+    mtf_name: str
+    truth_path: Path
+    staging: Path
+    sender: FrameSender | None
+
+    def emit(self, plan: Any, exposure: Any, when: datetime, t0: float) -> SimulatedMovie:
+        """Write or push ``exposure`` (its simulation started at monotonic ``t0``), append
+        its truth, and describe it."""
+        request, sender, out = self.request, self.sender, self.request.out_dir
+        movie_rel, meta_rel = _names(plan, request, when)
+        exposure_id = Path(movie_rel).name.split(".")[0]
+        truth = {
+            "file": None if sender else movie_rel,
+            "exposure_id": exposure_id,
+            "metadata_file": None if sender else meta_rel,
+            **plan.factors(),
+            **exposure.truth,
+            "timestamp": when.isoformat(),
+            "mtf": self.mtf_name,
+            "gain_reference": GAIN_FILE,
+            "defects": DEFECTS_FILE,
+            "movie_format": request.movie_format,
+            "eer_grouping": self.settings.detector.eer_grouping
+            if request.movie_format == "eer"
+            else None,
+            "microscope": self.settings.microscope.name,
+            "detector": self.settings.detector.name,
+        }
+        metadata = _metadata(plan, truth, self.settings, movie_rel, meta_rel or "", when)
+        simulated = time.monotonic() - t0
+        if sender is not None:
+            budget = max(0.0, (request.rate_s or 0.0) - simulated)
+            sender.send_exposure(exposure_id, exposure.frames, metadata, budget, self.base)
+        else:
+            _write_outputs(
+                out,
+                self.staging,
+                request,
+                self.settings,
+                exposure.frames,
+                movie_rel,
+                meta_rel,
+                metadata,
+                simulated,
+                plan.parameters.seed,
+            )
+        with self.truth_path.open("a") as handle:
+            handle.write(json.dumps(truth) + "\n")
+        path = None if sender else out / movie_rel
+        return SimulatedMovie(plan.index, path, exposure_id, truth, simulated)
 
 
 def _write_outputs(
@@ -426,65 +452,3 @@ def _write_outputs(
             formats.write_mdoc(meta_path, [record])
         else:
             formats.write_epu_xml(meta_path, record)
-
-
-class _Sender:
-    """A PUSH socket that sends exposures frame by frame (protocol: daemon.frame_protocol)."""
-
-    def __init__(self, address: str) -> None:
-        import zmq
-
-        self._zmq = zmq
-        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-        self._socket = context.socket(zmq.PUSH)
-        self._socket.setsockopt(zmq.LINGER, 2000)
-        self._socket.setsockopt(zmq.SNDHWM, 1000)
-        self._socket.setsockopt(zmq.SNDTIMEO, 30_000)
-        try:
-            self._socket.connect(address)
-        except zmq.ZMQError as error:
-            self._socket.close(linger=0)
-            raise InputError("Bad ZeroMQ address", f"{address!r}: {error}") from error
-        self._address = address
-
-    def send_exposure(
-        self,
-        exposure_id: str,
-        frames: np.ndarray,
-        metadata: AcquisitionMetadata,
-        seconds: float,
-        base: Any,
-    ) -> None:
-        from causalscope.daemon.frame_protocol import end_message, frame_message, start_message
-
-        n, h, w = frames.shape
-        meta = json.loads(metadata.model_dump_json(exclude_none=True))
-        self._send(
-            start_message(
-                exposure_id,
-                n_frames=n,
-                height=h,
-                width=w,
-                dtype=frames.dtype.name,
-                pixel_size_angstrom=base.pixel_size_angstrom,
-                metadata=meta,
-            )
-        )
-        for i in range(n):
-            self._send(frame_message(exposure_id, i, frames[i]))
-            if seconds:
-                time.sleep(seconds / n)
-        self._send(end_message(exposure_id, n_frames=n))
-
-    def _send(self, parts: list[bytes]) -> None:
-        try:
-            self._socket.send_multipart(parts)
-        except self._zmq.Again as error:
-            raise InputError(
-                "Nobody is receiving frames",
-                f"no receiver took frames at {self._address} for 30 s; is `causalscope watch "
-                f"--zmq {self._address}` running?",
-            ) from error
-
-    def close(self) -> None:
-        self._socket.close()

@@ -288,7 +288,6 @@ def _check_motion(motion: MotionRecord, limits: GateLimits) -> list[GateFlag]:
 
 
 def _check_ctf(ctf: CtfRecord, pixel_size_angstrom: float, limits: GateLimits) -> list[GateFlag]:
-    flags: list[GateFlag] = []
     values = {
         "defocus U": ctf.defocus_u_angstrom,
         "defocus V": ctf.defocus_v_angstrom,
@@ -306,6 +305,32 @@ def _check_ctf(ctf: CtfRecord, pixel_size_angstrom: float, limits: GateLimits) -
                 message=f"CTF fit returned non-finite {', '.join(broken)}",
             )
         ]
+    flags = _check_ctf_fit(ctf, limits)
+    flags += _check_ctf_resolution(ctf.fit_resolution_angstrom, pixel_size_angstrom, limits)
+    astigmatism = abs(ctf.astigmatism_angstrom)
+    if astigmatism > limits.max_astigmatism_angstrom:
+        flags.append(
+            GateFlag(
+                code="ctf_astigmatism_implausible",
+                severity="fail",
+                message=(
+                    f"astigmatism {astigmatism:.4g} A exceeds the plausible "
+                    f"{limits.max_astigmatism_angstrom:g} A"
+                ),
+                value=astigmatism,
+                limit=limits.max_astigmatism_angstrom,
+            )
+        )
+    if ctf.supported:
+        flags.extend(
+            GateFlag(code="ctf_warning", severity="warn", message=text) for text in ctf.warnings
+        )
+    return flags
+
+
+def _check_ctf_fit(ctf: CtfRecord, limits: GateLimits) -> list[GateFlag]:
+    """Unsupported fits, fits at the edge of the search range, and poor figures of merit."""
+    flags: list[GateFlag] = []
     defocus_um = ctf.defocus_angstrom / 1e4
     if not ctf.supported:
         why = "; ".join(ctf.warnings) or "the spectrum does not support it"
@@ -347,8 +372,16 @@ def _check_ctf(ctf: CtfRecord, pixel_size_angstrom: float, limits: GateLimits) -
                 limit=limits.min_ctf_figure_of_merit,
             )
         )
+    return flags
+
+
+def _check_ctf_resolution(
+    fit_resolution_angstrom: float | None, pixel_size_angstrom: float, limits: GateLimits
+) -> list[GateFlag]:
+    """No fit resolution, one beyond Nyquist, or one worse than the limit."""
+    flags: list[GateFlag] = []
     nyquist = 2.0 * pixel_size_angstrom
-    if ctf.fit_resolution_angstrom is None:
+    if fit_resolution_angstrom is None:
         flags.append(
             GateFlag(
                 code="ctf_resolution_poor",
@@ -356,49 +389,31 @@ def _check_ctf(ctf: CtfRecord, pixel_size_angstrom: float, limits: GateLimits) -
                 message="the rings support the CTF fit at no resolution at all",
             )
         )
-    elif ctf.fit_resolution_angstrom < nyquist * 0.999:
+    elif fit_resolution_angstrom < nyquist * 0.999:
         flags.append(
             GateFlag(
                 code="ctf_resolution_beyond_nyquist",
                 severity="fail",
                 message=(
-                    f"CTF fit resolution {ctf.fit_resolution_angstrom:.3g} A is beyond Nyquist "
+                    f"CTF fit resolution {fit_resolution_angstrom:.3g} A is beyond Nyquist "
                     f"({nyquist:.3g} A at {pixel_size_angstrom:g} A/px): impossible"
                 ),
-                value=ctf.fit_resolution_angstrom,
+                value=fit_resolution_angstrom,
                 limit=nyquist,
             )
         )
-    elif ctf.fit_resolution_angstrom > limits.max_ctf_fit_resolution_angstrom:
+    elif fit_resolution_angstrom > limits.max_ctf_fit_resolution_angstrom:
         flags.append(
             GateFlag(
                 code="ctf_resolution_poor",
                 severity="fail",
                 message=(
-                    f"CTF fit resolution {ctf.fit_resolution_angstrom:.3g} A is worse than "
+                    f"CTF fit resolution {fit_resolution_angstrom:.3g} A is worse than "
                     f"{limits.max_ctf_fit_resolution_angstrom:g} A"
                 ),
-                value=ctf.fit_resolution_angstrom,
+                value=fit_resolution_angstrom,
                 limit=limits.max_ctf_fit_resolution_angstrom,
             )
-        )
-    astigmatism = abs(ctf.astigmatism_angstrom)
-    if astigmatism > limits.max_astigmatism_angstrom:
-        flags.append(
-            GateFlag(
-                code="ctf_astigmatism_implausible",
-                severity="fail",
-                message=(
-                    f"astigmatism {astigmatism:.4g} A exceeds the plausible "
-                    f"{limits.max_astigmatism_angstrom:g} A"
-                ),
-                value=astigmatism,
-                limit=limits.max_astigmatism_angstrom,
-            )
-        )
-    if ctf.supported:
-        flags.extend(
-            GateFlag(code="ctf_warning", severity="warn", message=text) for text in ctf.warnings
         )
     return flags
 

@@ -34,7 +34,6 @@ __all__ = [
     "ANGSTROM_PER_NM",
     "ANGSTROM_PER_UM",
     "ELECTRON_REST_ENERGY_EV",
-    "H_SQ_OVER_2PI_M0_E_V_A2",
     "electron_wavelength_angstrom",
     "interaction_constant_rad_per_v_angstrom",
     "relativistic_gamma",
@@ -48,11 +47,6 @@ ELECTRON_REST_ENERGY_EV = 510_998.95
 _H_J_S = 6.626_070_15e-34
 _M0_KG = 9.109_383_701_5e-31
 _E_C = 1.602_176_634e-19
-_C_M_S = 299_792_458.0
-
-#: h^2 / (2 pi m0 e) in V * Angstrom^2: converts an electron scattering factor (Angstrom) into
-#: the Fourier transform of the Coulomb potential (V * Angstrom^3).
-H_SQ_OVER_2PI_M0_E_V_A2 = _H_J_S**2 / (2.0 * math.pi * _M0_KG * _E_C) * 1.0e20
 
 
 def electron_wavelength_angstrom(voltage_kv: float) -> float:

@@ -190,30 +190,8 @@ def image_attribution(
     names = [f.name for f in FACTORS]
     xs = np.stack([design_matrix(measurements(f.inputs))[0] for f in fitted])
     d = np.array([f.inputs.fit_resolution_angstrom for f in fitted])
-    tilts = [(f.params.beam_tilt_x_mrad, f.params.beam_tilt_y_mrad) for f in fitted]
-    best = {
-        "ice_thickness": min(f.inputs.ice_thickness_nm for f in fitted),
-        "drift": min(f.inputs.total_drift_px for f in fitted),
-        "defocus": min(f.inputs.defocus_um for f in fitted),
-        "astigmatism": min(f.inputs.astigmatism_angstrom for f in fitted),
-        "dose": max(f.inputs.dose_e_per_a2 for f in fitted),
-        "particle_density": max(f.inputs.n_particles for f in fitted),
-        "beam_tilt": min(tilts, key=lambda t: math.hypot(*t)),
-    }
     picked = np.unique(np.linspace(0, len(fitted) - 1, n_counterfactual).round().astype(int))
-    true = np.full((picked.size, len(names)), np.nan)
-    # the noise floor: the same exposure drawn again (another seed), nothing changed
-    redrawn = []
-    for i in picked:
-        again = dataclasses.replace(fitted[i].params, seed=fitted[i].params.seed + 1)
-        estimate = _simulate_and_fit(again)[2]
-        if estimate.supported and estimate.fit_resolution_angstrom is not None:
-            redrawn.append(d[i] - estimate.fit_resolution_angstrom)
-    for row, i in enumerate(picked):
-        for k, name in enumerate(names):
-            _, _, estimate = _simulate_and_fit(_intervene(fitted[i], name, best, settings))
-            if estimate.supported and estimate.fit_resolution_angstrom is not None:
-                true[row, k] = d[i] - estimate.fit_resolution_angstrom
+    true, redrawn = _true_shares(fitted, picked, names, d, settings)
     learned = model.learner.model
     x_best = best_factors(xs, learned.mean)
     d_best = math.sqrt(max(float(x_best @ learned.mean), 1.0))
@@ -249,6 +227,38 @@ def image_attribution(
         else None,
         "regime_changes": update.regime,
     }
+
+
+def _true_shares(
+    fitted: list[_Fitted], picked: np.ndarray, names: list[str], d: np.ndarray, settings: Any
+) -> tuple[np.ndarray, list[float]]:
+    """``(true, redrawn)``: the fit resolution (A) each ``picked`` exposure gains when each
+    cause in turn is set to the session's best value (``(picked, causes)``, NaN where the
+    refit is unsupported), and what it gains drawn again with another seed (the noise floor)."""
+    tilts = [(f.params.beam_tilt_x_mrad, f.params.beam_tilt_y_mrad) for f in fitted]
+    best = {
+        "ice_thickness": min(f.inputs.ice_thickness_nm for f in fitted),
+        "drift": min(f.inputs.total_drift_px for f in fitted),
+        "defocus": min(f.inputs.defocus_um for f in fitted),
+        "astigmatism": min(f.inputs.astigmatism_angstrom for f in fitted),
+        "dose": max(f.inputs.dose_e_per_a2 for f in fitted),
+        "particle_density": max(f.inputs.n_particles for f in fitted),
+        "beam_tilt": min(tilts, key=lambda t: math.hypot(*t)),
+    }
+    true = np.full((picked.size, len(names)), np.nan)
+    # the noise floor: the same exposure drawn again (another seed), nothing changed
+    redrawn = []
+    for i in picked:
+        again = dataclasses.replace(fitted[i].params, seed=fitted[i].params.seed + 1)
+        estimate = _simulate_and_fit(again)[2]
+        if estimate.supported and estimate.fit_resolution_angstrom is not None:
+            redrawn.append(d[i] - estimate.fit_resolution_angstrom)
+    for row, i in enumerate(picked):
+        for k, name in enumerate(names):
+            _, _, estimate = _simulate_and_fit(_intervene(fitted[i], name, best, settings))
+            if estimate.supported and estimate.fit_resolution_angstrom is not None:
+                true[row, k] = d[i] - estimate.fit_resolution_angstrom
+    return true, redrawn
 
 
 def wiener_session(size: int, n: int, dose: float, seed: int, z: float = 2.0) -> dict[str, Any]:

@@ -79,73 +79,76 @@ def run_ctf_bench(
     (:func:`daemon.bench.ctf_bound.simulated_bound`), and ``error_over_crb``, ``|error| / sd``
     for defocus, astigmatism and angle (None where the angle error is not measured).
     """
+    report: dict[str, Any] = {"bench": "ctf", "device": device, "simulated": [], "real": []}
+    for size_name in sizes:
+        size = SIZES[size_name]
+        for case in simulated_cases(n_cases):
+            report["simulated"].append(_simulated_row(size, case, device, bound=bound))
+    if shared_data is not None and (shared_data / "relion_tutorial").is_dir():
+        report["real"] = _real_spectra(shared_data / "relion_tutorial", device)
+    report["summary"] = _summary(report)
+    return report
+
+
+def _simulated_row(
+    size: int, case: dict[str, float], device: str, *, bound: bool
+) -> dict[str, Any]:
+    """One simulated case at ``size`` px: fitted as the worker does, scored against its truth."""
     import torch
 
     from causalscope.daemon.bench._common import CS_MM, VOLTAGE_KV, Q, worker_ctf_options
     from causalscope.models.ctf_estimation import estimate_ctf
 
-    report: dict[str, Any] = {"bench": "ctf", "device": device, "simulated": [], "real": []}
-    for size_name in sizes:
-        size = SIZES[size_name]
-        for case in simulated_cases(n_cases):
-            image = _simulate(size, case)
-            tensor = torch.from_numpy(image).to(device)
-            started = time.perf_counter()
-            est = estimate_ctf(
-                tensor,
-                pixel_size_angstrom=1.0,
-                voltage_kv=VOLTAGE_KV,
-                spherical_aberration_mm=CS_MM,
-                amplitude_contrast=Q,
-                noise_variance=float(image.mean()),
-                **worker_ctf_options(image.shape),
-            )
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - started
-            true_mean = 0.5 * (case["defocus_u_angstrom"] + case["defocus_v_angstrom"])
-            true_astig = case["defocus_u_angstrom"] - case["defocus_v_angstrom"]
-            row: dict[str, Any] = {
-                "size": size,
-                **{k: round(v, 2) for k, v in case.items()},
-                "defocus_error_angstrom": round(est.defocus_angstrom - true_mean, 1),
-                "defocus_sigma_angstrom": est.defocus_sigma_angstrom,
-                "astigmatism_error_angstrom": round(est.astigmatism_angstrom - true_astig, 1),
-                "angle_error_deg": round(
-                    _angle_error(est.defocus_angle_deg, case["defocus_angle_deg"]), 2
-                )
-                if true_astig >= 200
-                else None,
-                "ice_error_nm": round(est.ice_thickness_nm - case["ice_thickness_nm"], 1)
-                if est.ice_thickness_nm is not None
-                else None,
-                "ice_sigma_nm": est.ice_thickness_sigma_nm,
-                "fit_resolution_angstrom": _rounded(est.fit_resolution_angstrom, 2),
-                "figure_of_merit": round(est.figure_of_merit, 4),
-                "supported": est.supported,
-                "time_s": round(elapsed, 3),
-            }
-            if bound:
-                from causalscope.daemon.bench.ctf_bound import simulated_bound
+    image = _simulate(size, case)
+    tensor = torch.from_numpy(image).to(device)
+    started = time.perf_counter()
+    est = estimate_ctf(
+        tensor,
+        pixel_size_angstrom=1.0,
+        voltage_kv=VOLTAGE_KV,
+        spherical_aberration_mm=CS_MM,
+        amplitude_contrast=Q,
+        noise_variance=float(image.mean()),
+        **worker_ctf_options(image.shape),
+    )
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - started
+    true_mean = 0.5 * (case["defocus_u_angstrom"] + case["defocus_v_angstrom"])
+    true_astig = case["defocus_u_angstrom"] - case["defocus_v_angstrom"]
+    row: dict[str, Any] = {
+        "size": size,
+        **{k: round(v, 2) for k, v in case.items()},
+        "defocus_error_angstrom": round(est.defocus_angstrom - true_mean, 1),
+        "defocus_sigma_angstrom": est.defocus_sigma_angstrom,
+        "astigmatism_error_angstrom": round(est.astigmatism_angstrom - true_astig, 1),
+        "angle_error_deg": round(_angle_error(est.defocus_angle_deg, case["defocus_angle_deg"]), 2)
+        if true_astig >= 200
+        else None,
+        "ice_error_nm": round(est.ice_thickness_nm - case["ice_thickness_nm"], 1)
+        if est.ice_thickness_nm is not None
+        else None,
+        "ice_sigma_nm": est.ice_thickness_sigma_nm,
+        "fit_resolution_angstrom": _rounded(est.fit_resolution_angstrom, 2),
+        "figure_of_merit": round(est.figure_of_merit, 4),
+        "supported": est.supported,
+        "time_s": round(elapsed, 3),
+    }
+    if bound:
+        from causalscope.daemon.bench.ctf_bound import simulated_bound
 
-                crb = simulated_bound(size, case)
-                row["crb"] = crb
-                row["error_over_crb"] = {
-                    "defocus": round(
-                        abs(row["defocus_error_angstrom"]) / crb["defocus_sd_angstrom"], 2
-                    ),
-                    "astigmatism": round(
-                        abs(row["astigmatism_error_angstrom"]) / crb["astigmatism_sd_angstrom"], 2
-                    ),
-                    "angle": round(row["angle_error_deg"] / crb["angle_sd_deg"], 2)
-                    if row["angle_error_deg"] is not None and crb["angle_sd_deg"]
-                    else None,
-                }
-            report["simulated"].append(row)
-    if shared_data is not None and (shared_data / "relion_tutorial").is_dir():
-        report["real"] = _real_spectra(shared_data / "relion_tutorial", device)
-    report["summary"] = _summary(report)
-    return report
+        crb = simulated_bound(size, case)
+        row["crb"] = crb
+        row["error_over_crb"] = {
+            "defocus": round(abs(row["defocus_error_angstrom"]) / crb["defocus_sd_angstrom"], 2),
+            "astigmatism": round(
+                abs(row["astigmatism_error_angstrom"]) / crb["astigmatism_sd_angstrom"], 2
+            ),
+            "angle": round(row["angle_error_deg"] / crb["angle_sd_deg"], 2)
+            if row["angle_error_deg"] is not None and crb["angle_sd_deg"]
+            else None,
+        }
+    return row
 
 
 def _real_spectra(folder: Path, device: str) -> list[dict[str, Any]]:

@@ -64,12 +64,10 @@ def simulated_bound(
     spectral densities (the periodogram is normalised by ``n^2``), the same at any size, so
     profiles from 1024^2 serve 4096^2 where the rings are coarse. But a periodogram's rings are
     damped by its own (rectangular) window, by about ``1 - lag / n`` for a ring lag of ``2
-    lambda d k`` px, so small profile images under-state ``E`` at high defocus. Measured (1024^2
-    bound, defocus sd): profiles from 512^2 vs 1024^2 give 13.7 vs 12.8 A at 0.63 um (specimen
-    noise), 22.9 vs 20.2 A at 1.7 um, 23.8 vs 17.2 A at 2.8 um; at 4096^2 and 2.7 um, 1024^2
-    profiles give 6.2 A, 4096^2 profiles 5.0 A. The 4096^2 bound from 1024^2 profiles is thus
-    conservative (too large) by up to ~20 % at high defocus. The specimen's spectrum is also
-    taken as Gaussian (each periodogram value exponential), as Whittle's model requires.
+    lambda d k`` px, so small profile images under-state ``E`` at high defocus and the bound they
+    give for a larger image is conservative (too large; by how much: README, benchmark
+    section). The specimen's spectrum is also taken as Gaussian (each periodogram value
+    exponential), as Whittle's model requires.
     """
     from causalscope.models.ctf_estimation.bound import ctf_cramer_rao, whittle_profiles
 

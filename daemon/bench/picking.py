@@ -11,14 +11,8 @@ whose expert masks (discs of ~57 px) give the truth as the centroids of their co
 components (merged discs split by k-means into ``round(area / median area)`` centres),
 matched within a quarter diameter; and the Magellon apoferritin micrograph (8x binned, ~6.3
 A/px) against Topaz's picks (scaled by 1/8), matched within half a diameter. Topaz is a peer,
-not the truth.
-
-The Topaz picks do not land on this micrograph's particles under any axis convention: their
-range (x 152-3952, y 112-3968, multiples of 8) fits the 4096^2 original that the MRC header
-names (mx = my = 4096, 0.79 A/px), but the mean blob response at them is at or below that at
-random positions for every one of the eight flips and transposes (our picks: ~3.5 robust z),
-and no scale from 1/4 to 1/16 with any shift aligns them better than it aligns random points.
-They most likely belong to another exposure; ``topaz_convention_check`` reports the numbers.
+not the truth; ``topaz_convention_check`` reports whether its picks land on this micrograph's
+particles under each axis convention (what it found: README, benchmark section).
 """
 
 from __future__ import annotations

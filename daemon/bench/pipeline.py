@@ -217,42 +217,55 @@ def run_pipeline_bench(
             "latency": paced,
         }
         if memory_n:
-            small = _simulate(
-                root / "sim-small", size=memory_size, frames=memory_frames, n_distinct=4, seed=2
+            report["memory"] = _memory_phase(
+                settings, root, memory_n, memory_size, memory_frames, n_workers
             )
-            small_settings = settings.model_copy(
+    return report
+
+
+def _memory_phase(
+    settings: Any,
+    root: Path,
+    memory_n: int,
+    memory_size: int,
+    memory_frames: int,
+    n_workers: int | None,
+) -> dict[str, Any]:
+    """``memory_n`` small exposures; resident memory at the end against after the first tenth."""
+    small = _simulate(
+        root / "sim-small", size=memory_size, frames=memory_frames, n_distinct=4, seed=2
+    )
+    small_settings = settings.model_copy(
+        update={
+            "detector": settings.detector.model_copy(
                 update={
-                    "detector": settings.detector.model_copy(
-                        update={
-                            "gain_reference": root / "sim-small" / "gain_reference.mrc",
-                            "defects_file": root / "sim-small" / "defects.txt",
-                        }
-                    )
+                    "gain_reference": root / "sim-small" / "gain_reference.mrc",
+                    "defects_file": root / "sim-small" / "defects.txt",
                 }
             )
-            memory = _run_phase(
-                small_settings,
-                small,
-                root,
-                "memory",
-                memory_n,
-                interval_s=0.0,
-                n_workers=n_workers,
-                sample_at=max(1, memory_n // 10),
-            )
-            first = memory["memory_samples"].get(str(max(1, memory_n // 10)))
-            last = memory["memory_samples"].get(str(memory["exposures"]))
-            growth: dict[str, Any] = {}
-            if first and last:
-                growth["daemon_percent"] = _percent(first["daemon_mib"], last["daemon_mib"])
-                growth["actors_percent"] = [
-                    _percent(a, b)
-                    for a, b in zip(first["actors_mib"], last["actors_mib"], strict=False)
-                ]
-            memory["growth"] = growth
-            memory["movie"] = f"{memory_size}x{memory_size}x{memory_frames}"
-            report["memory"] = memory
-    return report
+        }
+    )
+    memory = _run_phase(
+        small_settings,
+        small,
+        root,
+        "memory",
+        memory_n,
+        interval_s=0.0,
+        n_workers=n_workers,
+        sample_at=max(1, memory_n // 10),
+    )
+    first = memory["memory_samples"].get(str(max(1, memory_n // 10)))
+    last = memory["memory_samples"].get(str(memory["exposures"]))
+    growth: dict[str, Any] = {}
+    if first and last:
+        growth["daemon_percent"] = _percent(first["daemon_mib"], last["daemon_mib"])
+        growth["actors_percent"] = [
+            _percent(a, b) for a, b in zip(first["actors_mib"], last["actors_mib"], strict=False)
+        ]
+    memory["growth"] = growth
+    memory["movie"] = f"{memory_size}x{memory_size}x{memory_frames}"
+    return memory
 
 
 def _percent(before: float | None, after: float | None) -> float | None:

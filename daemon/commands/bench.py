@@ -87,76 +87,99 @@ def run(args: argparse.Namespace) -> int:
 
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError("No GPU", f"--device {args.device} but no CUDA device is visible")
-    report: dict[str, Any]
-    if args.what == "motion":
-        from causalscope.daemon.bench.motion import CASES, run_motion_bench
-
-        cases = args.cases or list(CASES)
-        unknown = [c for c in cases if c not in CASES]
-        if unknown:
-            raise InputError("Unknown case", f"{unknown}; choose from {sorted(CASES)}")
-        report = run_motion_bench(
-            cases=cases, seeds=args.seeds or [0], device=args.device, compare=args.compare
-        )
-    elif args.what == "causal":
-        from causalscope.daemon.bench.causal import run_causal_bench
-
-        # --size: the image-simulated sessions of the Wiener comparison (default 1024 -> 512)
-        report = run_causal_bench(
-            seeds=args.seeds or list(range(10)),
-            update_n=10_000,
-            wiener_size=512 if args.size == 1024 else args.size,
-            wiener_n=args.n or 48,
-        )
-    elif args.what == "tui":
-        from causalscope.daemon.bench.tui import run_tui_bench
-
-        report = run_tui_bench(n=args.n or 10_000)
-    elif args.what == "pipeline":
-        from causalscope.daemon.bench.pipeline import run_pipeline_bench
-
-        report = run_pipeline_bench(
-            n=args.n or 20,
-            size=args.size,
-            frames=args.frames,
-            memory_n=args.memory_n,
-            n_workers=args.workers,
-            device=args.device,
-        )
-        report["summary"] = {
-            "exposures_per_minute": report["throughput"]["exposures_per_minute"],
-            "median_latency_s": report["latency"]["latency_s"]["median"],
-            "memory_growth": report.get("memory", {}).get("growth"),
-        }
-    elif args.what in ("restoration", "picking"):
-        # accuracy at --size (1024), time at 4096^2 unless --sizes leaves 4096 out
-        from causalscope.daemon.bench import picking, restoration
-
-        bench = restoration if args.what == "restoration" else picking
-        cases = args.cases or list(bench.CASES)
-        if unknown := [c for c in cases if c not in bench.CASES]:
-            raise InputError("Unknown case", f"{unknown}; choose from {sorted(bench.CASES)}")
-        timing = 4096 if args.sizes is None or "4096" in args.sizes else None
-        seeds = args.seeds or [0]
-        common = {"cases": cases, "size": args.size, "seeds": seeds, "timing_size": timing}
-        if args.what == "restoration":
-            report = restoration.run_restoration_bench(**common, device=args.device)
-        else:
-            shared = args.shared_data if args.shared_data.is_dir() else None
-            report = picking.run_picking_bench(**common, device=args.device, shared_data=shared)
-    else:
-        from causalscope.daemon.bench.ctf import SIZES, run_ctf_bench
-
-        shared = args.shared_data if args.shared_data.is_dir() else None
-        report = run_ctf_bench(
-            sizes=args.sizes or list(SIZES),
-            n_cases=args.n or 12,
-            device=args.device,
-            shared_data=shared,
-            bound=args.bound,
-        )
+    benches = {
+        "motion": _motion,
+        "causal": _causal,
+        "tui": _tui,
+        "pipeline": _pipeline,
+        "restoration": _restoration_or_picking,
+        "picking": _restoration_or_picking,
+        "ctf": _ctf,
+    }
+    report = benches[args.what](args)
     if args.json:
         print(json.dumps(report))
     else:
         print(json.dumps(report["summary"], indent=2))
     return 0
+
+
+def _motion(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.motion import CASES, run_motion_bench
+    from causalscope.models.errors import InputError
+
+    cases = args.cases or list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise InputError("Unknown case", f"{unknown}; choose from {sorted(CASES)}")
+    return run_motion_bench(
+        cases=cases, seeds=args.seeds or [0], device=args.device, compare=args.compare
+    )
+
+
+def _causal(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.causal import run_causal_bench
+
+    # --size: the image-simulated sessions of the Wiener comparison (default 1024 -> 512)
+    return run_causal_bench(
+        seeds=args.seeds or list(range(10)),
+        update_n=10_000,
+        wiener_size=512 if args.size == 1024 else args.size,
+        wiener_n=args.n or 48,
+    )
+
+
+def _tui(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.tui import run_tui_bench
+
+    return run_tui_bench(n=args.n or 10_000)
+
+
+def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.pipeline import run_pipeline_bench
+
+    report = run_pipeline_bench(
+        n=args.n or 20,
+        size=args.size,
+        frames=args.frames,
+        memory_n=args.memory_n,
+        n_workers=args.workers,
+        device=args.device,
+    )
+    report["summary"] = {
+        "exposures_per_minute": report["throughput"]["exposures_per_minute"],
+        "median_latency_s": report["latency"]["latency_s"]["median"],
+        "memory_growth": report.get("memory", {}).get("growth"),
+    }
+    return report
+
+
+def _restoration_or_picking(args: argparse.Namespace) -> dict[str, Any]:
+    # accuracy at --size (1024), time at 4096^2 unless --sizes leaves 4096 out
+    from causalscope.daemon.bench import picking, restoration
+    from causalscope.models.errors import InputError
+
+    bench = restoration if args.what == "restoration" else picking
+    cases = args.cases or list(bench.CASES)
+    if unknown := [c for c in cases if c not in bench.CASES]:
+        raise InputError("Unknown case", f"{unknown}; choose from {sorted(bench.CASES)}")
+    timing = 4096 if args.sizes is None or "4096" in args.sizes else None
+    seeds = args.seeds or [0]
+    common = {"cases": cases, "size": args.size, "seeds": seeds, "timing_size": timing}
+    if args.what == "restoration":
+        return restoration.run_restoration_bench(**common, device=args.device)
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    return picking.run_picking_bench(**common, device=args.device, shared_data=shared)
+
+
+def _ctf(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.ctf import SIZES, run_ctf_bench
+
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    return run_ctf_bench(
+        sizes=args.sizes or list(SIZES),
+        n_cases=args.n or 12,
+        device=args.device,
+        shared_data=shared,
+        bound=args.bound,
+    )

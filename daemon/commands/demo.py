@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the demo options."""
     parser.add_argument("--out", type=Path, metavar="DIR", help="keep everything here")
     parser.add_argument("--n", type=int, default=8, metavar="N", help="movies (default 8)")
-    # 2048 px: big enough for the CTF targets (ice, astigmatism) and about 2 minutes on 2 cores
+    # 2048 px: big enough for the CTF targets (ice, astigmatism)
     parser.add_argument(
         "--size", type=int, default=2048, metavar="PX", help="movie size (default 2048)"
     )
@@ -72,15 +72,75 @@ def _free_tcp_address() -> str:
 
 
 def _run(args: argparse.Namespace, out: Path) -> int:
-    from causalscope.config import load_settings
     from causalscope.daemon.commands.watch import print_summary
     from causalscope.daemon.live import LiveOptions, LiveSession
     from causalscope.daemon.session import SessionPaths
-    from causalscope.daemon.simulator import GAIN_FILE, SimulationRequest, run_simulation
+    from causalscope.daemon.simulator import SimulationRequest
 
     microscope = out / "microscope"
     microscope.mkdir(parents=True, exist_ok=True)
     stream = _free_tcp_address() if args.stream else None
+    settings = _demo_settings(args, microscope)
+    paths = SessionPaths.under(out / "sessions", "demo")
+    where = f"streamed over {stream}" if stream else f"written to {microscope}"
+    print(
+        f"causalscope demo: {args.n} exposures of {args.size}x{args.size}x{args.frames}, one "
+        f"every {args.rate:g} s, {where}",
+        flush=True,
+    )
+    print(f"  session {paths.root}", flush=True)
+    request = SimulationRequest(
+        out_dir=microscope, n_exposures=args.n, seed=args.seed, rate_s=args.rate, zmq_address=stream
+    )
+    simulation = _Simulation(settings, request)
+    options = LiveOptions(
+        directory=None if stream else microscope,
+        stream_address=stream,
+        ray_address=args.ray_address,
+        n_workers=args.workers,
+        # a movie lost on the way must not hang the demo; with the dashboard, q ends it
+        until_idle_s=None if args.tui else 60.0,
+        terminal_logs=not args.tui,
+        command_line=["causalscope", "demo", *(["--tui"] if args.tui else [])],
+    )
+    if args.tui:
+        from causalscope.daemon.commands.watch import log_reporter, run_with_dashboard
+
+        session = LiveSession(settings, paths, options, reporter=log_reporter(paths))
+        simulation.thread.start()
+        run_with_dashboard(session)
+        simulation.thread.join(timeout=60)
+        print_summary(paths.database)
+        return _compare_with_truth(paths.database, microscope / "truth.jsonl")
+    session = LiveSession(settings, paths, options)
+    try:
+        session.open()
+        simulation.thread.start()
+
+        def all_in() -> bool:
+            # the simulator is done and every movie it made has come out the other end
+            counts = session.scheduler.counts if session.scheduler else None
+            return simulation.finished.is_set() and (
+                simulation.failure != []
+                or (counts is not None and counts.committed + counts.quarantined >= args.n)
+            )
+
+        session.run(until=all_in)
+    finally:
+        session.close()
+    simulation.thread.join(timeout=60)
+    if simulation.failure:
+        raise simulation.failure[0]
+    print_summary(paths.database)
+    return _compare_with_truth(paths.database, microscope / "truth.jsonl")
+
+
+def _demo_settings(args: argparse.Namespace, microscope: Path) -> Any:
+    """The demo's settings: the user's config and preset, with a small session, a fast
+    watcher, the simulator's gain and defects, and endpoints on free local ports."""
+    from causalscope.config import load_settings
+    from causalscope.daemon.simulator import GAIN_FILE
+
     # two shots in each of two holes per square: eight exposures visit two squares, four holes
     overrides: dict[str, Any] = {
         "simulation": {
@@ -96,75 +156,28 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         },
         "store": {"publish_address": "tcp://127.0.0.1:0", "query_address": "tcp://127.0.0.1:0"},
     }
-    settings = load_settings(args.config, args.preset, overrides)
-    paths = SessionPaths.under(out / "sessions", "demo")
-    where = f"streamed over {stream}" if stream else f"written to {microscope}"
-    print(
-        f"causalscope demo: {args.n} exposures of {args.size}x{args.size}x{args.frames}, one "
-        f"every {args.rate:g} s, {where}",
-        flush=True,
-    )
-    print(f"  session {paths.root}", flush=True)
+    return load_settings(args.config, args.preset, overrides)
 
-    finished = threading.Event()
-    failure: list[BaseException] = []
 
-    def simulate() -> None:
+class _Simulation:
+    """The fake microscope on its own thread; an error it raises is kept for the main thread."""
+
+    def __init__(self, settings: Any, request: Any) -> None:
+        from causalscope.daemon.simulator import run_simulation
+
+        self._simulate = run_simulation  # imported here, not on the thread
+        self.finished = threading.Event()
+        self.failure: list[BaseException] = []
+        self._settings, self._request = settings, request
+        self.thread = threading.Thread(target=self._run, name="causalscope-simulator", daemon=True)
+
+    def _run(self) -> None:
         try:
-            request = SimulationRequest(
-                out_dir=microscope,
-                n_exposures=args.n,
-                seed=args.seed,
-                rate_s=args.rate,
-                zmq_address=stream,
-            )
-            run_simulation(settings, request)
+            self._simulate(self._settings, self._request)
         except BaseException as error:  # reported by the main thread
-            failure.append(error)
+            self.failure.append(error)
         finally:
-            finished.set()
-
-    options = LiveOptions(
-        directory=None if stream else microscope,
-        stream_address=stream,
-        ray_address=args.ray_address,
-        n_workers=args.workers,
-        # a movie lost on the way must not hang the demo; with the dashboard, q ends it
-        until_idle_s=None if args.tui else 60.0,
-        terminal_logs=not args.tui,
-        command_line=["causalscope", "demo", *(["--tui"] if args.tui else [])],
-    )
-    simulator = threading.Thread(target=simulate, name="causalscope-simulator", daemon=True)
-    if args.tui:
-        from causalscope.daemon.commands.watch import log_reporter, run_with_dashboard
-
-        session = LiveSession(settings, paths, options, reporter=log_reporter(paths))
-        simulator.start()
-        run_with_dashboard(session)
-        simulator.join(timeout=60)
-        print_summary(paths.database)
-        return _compare_with_truth(paths.database, microscope / "truth.jsonl")
-    session = LiveSession(settings, paths, options)
-    try:
-        session.open()
-        simulator.start()
-
-        def all_in() -> bool:
-            # the simulator is done and every movie it made has come out the other end
-            counts = session.scheduler.counts if session.scheduler else None
-            return finished.is_set() and (
-                failure != []
-                or (counts is not None and counts.committed + counts.quarantined >= args.n)
-            )
-
-        session.run(until=all_in)
-    finally:
-        session.close()
-    simulator.join(timeout=60)
-    if failure:
-        raise failure[0]
-    print_summary(paths.database)
-    return _compare_with_truth(paths.database, microscope / "truth.jsonl")
+            self.finished.set()
 
 
 def _compare_with_truth(database: Path, truth_path: Path) -> int:

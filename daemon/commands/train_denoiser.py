@@ -164,6 +164,49 @@ def _init_record(init: Path | None) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, train, write the weights and the training record."""
+    _check_arguments(args)
+    import torch
+
+    from causalscope.models.denoise import save_weights, train_noise2noise
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    pairs, described = simulate_pairs(
+        args.n,
+        size=args.size,
+        frames=args.frames,
+        seed=args.seed,
+        bench_like_fraction=args.bench_like_fraction,
+    )
+    simulated_s = time.perf_counter() - started
+    print(f"simulated {args.n} movies in {simulated_s:.0f} s", file=sys.stderr)
+    model = _initial_model(args.init)
+    report = train_noise2noise(
+        model,
+        pairs,
+        steps=args.steps,
+        crop_px=args.crop_px,
+        lr=args.lr,
+        seed=args.seed,
+        batch=args.batch,
+    )
+    trained_s = time.perf_counter() - started - simulated_s
+    data = save_weights(model)
+    _atomic_write(args.out, data)
+    record = _training_record(
+        args, model, len(data), report, described, simulated_s=simulated_s, trained_s=trained_s
+    )
+    _atomic_write(args.out.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
+    print(
+        json.dumps({"out": str(args.out), "final_loss": record["training"]["final_loss"]}),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
     from causalscope.models.errors import InputError
 
     if args.n < 1 or args.frames < 2 or args.steps < 1:
@@ -179,52 +222,40 @@ def run(args: argparse.Namespace) -> int:
             "Bad training settings",
             f"--bench-like-fraction {args.bench_like_fraction} not in [0, 1]",
         )
+
+
+def _initial_model(init: Path | None) -> Any:
+    """A fresh U-Net, or the ``--init`` weights."""
+    from causalscope.models.denoise import UNet, load_weights
+    from causalscope.models.errors import InputError
+
+    if init is None:
+        return UNet()
+    try:
+        return load_weights(init.read_bytes())
+    except (OSError, ValueError) as error:
+        raise InputError("Cannot read --init weights", f"{init}: {error}") from error
+
+
+def _training_record(
+    args: argparse.Namespace,
+    model: Any,
+    n_bytes: int,
+    report: Any,
+    described: list[Any],
+    *,
+    simulated_s: float,
+    trained_s: float,
+) -> dict[str, Any]:
+    """The JSON record written beside the weights: model, training, data, date, version."""
     import torch
 
     from causalscope.daemon.session import software_version
-    from causalscope.models.denoise import (
-        UNet,
-        load_weights,
-        parameter_count,
-        save_weights,
-        train_noise2noise,
-    )
+    from causalscope.models.denoise import parameter_count
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    started = time.perf_counter()
-    pairs, described = simulate_pairs(
-        args.n,
-        size=args.size,
-        frames=args.frames,
-        seed=args.seed,
-        bench_like_fraction=args.bench_like_fraction,
-    )
-    simulated_s = time.perf_counter() - started
-    print(f"simulated {args.n} movies in {simulated_s:.0f} s", file=sys.stderr)
-    if args.init is None:
-        model = UNet()
-    else:
-        try:
-            model = load_weights(args.init.read_bytes())
-        except (OSError, ValueError) as error:
-            raise InputError("Cannot read --init weights", f"{args.init}: {error}") from error
-    report = train_noise2noise(
-        model,
-        pairs,
-        steps=args.steps,
-        crop_px=args.crop_px,
-        lr=args.lr,
-        seed=args.seed,
-        batch=args.batch,
-    )
-    trained_s = time.perf_counter() - started - simulated_s
-    data = save_weights(model)
-    _atomic_write(args.out, data)
-    record = {
+    return {
         "weights": args.out.name,
-        "model": {**model.config(), "parameters": parameter_count(model), "bytes": len(data)},
+        "model": {**model.config(), "parameters": parameter_count(model), "bytes": n_bytes},
         "training": {
             "steps": args.steps,
             "crop_px": args.crop_px,
@@ -261,9 +292,3 @@ def run(args: argparse.Namespace) -> int:
         # the subcommand and its options, not the path this machine ran it from
         "command": " ".join(["causalscope", *sys.argv[1:]]),
     }
-    _atomic_write(args.out.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
-    print(
-        json.dumps({"out": str(args.out), "final_loss": record["training"]["final_loss"]}),
-        file=sys.stderr,
-    )
-    return 0

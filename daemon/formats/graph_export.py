@@ -323,18 +323,21 @@ def _svg_lines(graph: nx.DiGraph, title: str) -> Iterator[str]:
     width = max(width, _MARGIN + legend_w, _MARGIN * 2 + len(title) * 9.0)
     dy = _TITLE_H if title else 0.0
     total_h = height + dy + _LEGEND_H
-    weights: dict[tuple[Any, Any], tuple[float, float, str]] = {}
-    for u, v, data in graph.edges(data=True):
-        shown = _shown_weight(data)
-        if shown is not None and (_kind(graph, u), _kind(graph, v)) == ("factor", "effect"):
-            weights[u, v] = shown
-    finite = [abs(m) for m, _, _ in weights.values() if math.isfinite(m)]
-    largest = max(finite, default=0.0)
+    yield from _svg_head(width, total_h, title)
+    yield f'<g transform="translate(0 {_n(dy)})">'
+    yield from _svg_edges(graph, boxes, col_of)
+    yield from _svg_nodes(graph, boxes)
+    yield "</g>"
+    yield from _svg_legend(dy + height + 12)
+    yield "</svg>"
 
+
+def _svg_head(width: float, height: float, title: str) -> Iterator[str]:
+    """The ``<svg>`` element's opening, the arrow markers and the title."""
     yield '<?xml version="1.0" encoding="UTF-8"?>'
     yield (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(width)}" height="{_n(total_h)}" '
-        f'viewBox="0 0 {_n(width)} {_n(total_h)}" font-family="Helvetica, Arial, sans-serif" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(width)}" height="{_n(height)}" '
+        f'viewBox="0 0 {_n(width)} {_n(height)}" font-family="Helvetica, Arial, sans-serif" '
         f'font-size="{_n(_FONT_PX)}">'
     )
     yield "<defs>"
@@ -350,8 +353,22 @@ def _svg_lines(graph: nx.DiGraph, title: str) -> Iterator[str]:
             f'<text class="title" x="{_n(_MARGIN)}" y="{_n(_MARGIN + 4)}" font-size="16" '
             f'font-weight="bold">{escape(title)}</text>'
         )
-    yield f'<g transform="translate(0 {_n(dy)})">'
 
+
+def _svg_edges(
+    graph: nx.DiGraph,
+    boxes: dict[Any, tuple[float, float, float]],
+    col_of: dict[Any, int],
+) -> Iterator[str]:
+    """One group per edge: ``factor -> effect`` edges with a posterior are coloured by its
+    sign, as wide as its size relative to the largest, dashed when not converged, labelled."""
+    weights: dict[tuple[Any, Any], tuple[float, float, str]] = {}
+    for u, v, data in graph.edges(data=True):
+        shown = _shown_weight(data)
+        if shown is not None and (_kind(graph, u), _kind(graph, v)) == ("factor", "effect"):
+            weights[u, v] = shown
+    finite = [abs(m) for m, _, _ in weights.values() if math.isfinite(m)]
+    largest = max(finite, default=0.0)
     marker = {_RED: "red", _BLUE: "blue", _GREY: "grey"}
     for u, v, data in graph.edges(data=True):
         d = _edge_path(boxes[u], boxes[v], col_of[u], col_of[v])
@@ -381,6 +398,9 @@ def _svg_lines(graph: nx.DiGraph, title: str) -> Iterator[str]:
             )
         yield "</g>"
 
+
+def _svg_nodes(graph: nx.DiGraph, boxes: dict[Any, tuple[float, float, float]]) -> Iterator[str]:
+    """One rounded, labelled box per node, filled by its kind."""
     for node in graph.nodes:
         x, y, w = boxes[node]
         kind = _kind(graph, node)
@@ -394,9 +414,10 @@ def _svg_lines(graph: nx.DiGraph, title: str) -> Iterator[str]:
             f'text-anchor="middle">{escape(_label(node))}</text>'
         )
         yield "</g>"
-    yield "</g>"
 
-    y = dy + height + 12
+
+def _svg_legend(y: float) -> Iterator[str]:
+    """The legend's row of line samples at height ``y``."""
     x = _MARGIN
     yield '<g class="legend" font-size="11">'
     for colour, dash, text in _LEGEND:
@@ -407,7 +428,6 @@ def _svg_lines(graph: nx.DiGraph, title: str) -> Iterator[str]:
         yield f'<text x="{_n(x + 34)}" y="{_n(y + 4)}">{escape(text)}</text>'
         x += 34 + len(text) * _LEGEND_CHAR_PX + 24
     yield "</g>"
-    yield "</svg>"
 
 
 def render_svg(graph: nx.DiGraph, *, title: str = "") -> str:

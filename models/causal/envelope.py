@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from causalscope.models.causal._measurements import measurements
 from causalscope.models.causal.graph import design_matrix
 from causalscope.models.records import CausalInputs
 
@@ -117,6 +118,4 @@ class EnvelopePrior:
 
     def predict_inputs(self, inputs: CausalInputs) -> tuple[float, float]:
         """:meth:`predict` for one exposure's :class:`~models.records.CausalInputs`."""
-        from causalscope.models.causal.inputs import measurements
-
         return self.predict(measurements(inputs))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from causalscope.models.causal._measurements import measurements
 from causalscope.models.causal.envelope import EnvelopePrior
 from causalscope.models.records import AcquisitionMetadata, CausalInputs, CtfRecord, MotionRecord
 
@@ -19,19 +20,6 @@ def image_shift_um(metadata: AcquisitionMetadata | None) -> float | None:
         return None
     value = math.hypot(float(shift[0]), float(shift[1]))
     return value if math.isfinite(value) else None
-
-
-def measurements(inputs: CausalInputs) -> dict[str, float]:
-    """The keys of :func:`models.causal.graph.design_matrix` from one exposure's inputs."""
-    return {
-        "ice_thickness_nm": inputs.ice_thickness_nm,
-        "dose_e_per_a2": inputs.dose_e_per_a2,
-        "total_drift_px": inputs.total_drift_px,
-        "defocus_um": inputs.defocus_um,
-        "astigmatism_angstrom": inputs.astigmatism_angstrom,
-        "beam_tilt_mrad": inputs.beam_tilt_mrad,
-        "n_particles": float(inputs.n_particles),
-    }
 
 
 def causal_inputs(
@@ -83,10 +71,10 @@ def prior_bfactor(
     exposure's factors ``-+ z`` predictive sd. The Wiener filter raises an own fit below
     ``low`` to ``low``: such a fit claims far more high-resolution signal than the session's
     exposures with these factors have, and a Wiener filter that trusts noise amplifies it. A
-    fit above ``high`` is kept: too high a B only smooths a little more, and on faint
-    exposures (10 e/A^2) pulling it down made the filter worse in every case measured
-    (``causalscope bench causal``). The real variation between exposures within the range
-    (their particles, their specimen) is kept.
+    fit above ``high`` is kept: too high a B only smooths a little more, while pulling it
+    down on faint exposures makes the filter worse (``causalscope bench causal``; README).
+    The real variation between exposures within the range (their particles, their specimen)
+    is kept.
     """
     if prior is None or inputs is None or prior.n_exposures < min_exposures:
         return None

@@ -14,8 +14,7 @@ modelled separately (``attenuation``). ``t`` is found on a grid by weighted leas
 reduced chi^2 when that exceeds 1: the larger of the curvature's and half the profile interval
 (every thickness that close to the best), so a flat or two-minimum profile gets a wide sigma.
 At 0 nm the sigma is the interval's top; at the grid's top (200 nm) the rings do not measure
-the ice (on 1024^2 simulations of 30-45 nm ice at 1.1-3 um they landed there with sigmas of
-10-17 nm) and only the ice ring counts.
+the ice and only the ice ring counts.
 
 Ice-ring power: the excess power in the 3.7 A band over a straight line through its flanks is
 ``P_el(t)^2 t`` times the same excess of the signal that 1 A of vitreous ice would give, with
@@ -24,16 +23,14 @@ contrast). That prediction needs the absolute envelope at 3.7 A: the dose-damage
 unweighted sum is computed from the dose (``noise_variance / apix^2`` for counting at unit
 gain), the rest (MTF, B-factor, coherence) is a Gaussian ``exp(-beta k^2)`` fitted to the ring
 amplitudes ``A(k)`` of the modulation fit and extrapolated with ``R(0) = 1``. Its sigma adds
-the statistical error of the band power and a 100 % systematic term (measured on simulations:
-the ice-ring estimate scatters by a factor of ~2-3 either way, from the envelope extrapolation
-and the particles' share of ``A(k)``), so it mostly arbitrates where the rings are uninformative.
+the statistical error of the band power and a 100 % systematic term (the envelope
+extrapolation and the particles' share of ``A(k)`` make the ice-ring estimate scatter by a
+factor of a few either way), so it mostly arbitrates where the rings are uninformative.
 
 The two are combined by inverse-variance weighting; a warning is raised when they differ by
 more than 3 combined sigma, and the thickness is not reported (a warning says so) when the
-combined sigma exceeds :data:`MAX_ICE_SIGMA_NM`. Over 36 exposures of ``bench ctf``'s 1024^2
-cases (12 cases, 3 noise draws) the normalised errors have an RMS of 0.82 and none exceeds 1.5
-(before these rules: RMS 5.3, three beyond 9); 7 are not reported. On 12 more (its 4-case
-set) the RMS is 1.35 and the largest 2.0.
+combined sigma exceeds :data:`MAX_ICE_SIGMA_NM`. How well the sigmas describe the errors is
+measured by ``causalscope bench ctf`` (README, benchmark section).
 """
 
 from __future__ import annotations
@@ -58,8 +55,7 @@ _ICE_RING_SYSTEMATIC = 1.0
 #: a combined sigma above this (half the grid) is no measurement: the thickness is not reported
 MAX_ICE_SIGMA_NM = 100.0
 #: the ice-ring estimate's sigma never falls below this: its relative systematic term vanishes
-#: near 0 nm, where 1024^2 simulations of 25-75 nm ice read 0-2 nm (``bench ctf``; a floor of
-#: 20 nm still left one of them 3.6 sigma off)
+#: near 0 nm, where the estimate also lands for ice tens of nm thick (README, benchmark section)
 _ICE_RING_MIN_SIGMA_NM = 40.0
 
 

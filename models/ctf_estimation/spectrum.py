@@ -105,23 +105,8 @@ def power_spectrum(
     PowerSpectrum
         ``values`` of shape ``(..., box_px, box_px)``, float32 (float64 for float64 input).
     """
-    if image.dim() < 2:
-        raise ValueError(f"image must be (..., h, w), got shape {tuple(image.shape)}")
-    if image.is_complex():
-        raise ValueError("image must be real, got a complex tensor")
+    taper = _checked_taper(image, box_px, overlap, pixel_size_angstrom, taper_px)
     h, w = image.shape[-2:]
-    if box_px < 16 or box_px % 2:
-        raise ValueError(f"box_px must be even and >= 16, got {box_px}")
-    if h < box_px or w < box_px:
-        raise ValueError(f"image {h}x{w} is smaller than box_px={box_px}")
-    if not 0.0 <= overlap <= 0.9:
-        raise ValueError(f"overlap must be in [0, 0.9], got {overlap}")
-    if pixel_size_angstrom <= 0:
-        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
-    taper = box_px // 16 if taper_px is None else taper_px
-    if not 0 <= taper <= box_px // 2:
-        raise ValueError(f"taper_px must be in [0, {box_px // 2}], got {taper}")
-
     out_dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
     work = image.to(torch.float64 if out_dtype == torch.float64 else torch.float32)
     w1 = tile_window(box_px, taper_px=taper, device=image.device).to(work.dtype)
@@ -150,6 +135,33 @@ def power_spectrum(
         n_independent=n_tiles / inflation,
         taper_px=taper,
     )
+
+
+def _checked_taper(
+    image: torch.Tensor,
+    box_px: int,
+    overlap: float,
+    pixel_size_angstrom: float,
+    taper_px: int | None,
+) -> int:
+    """The taper width of :func:`power_spectrum`, once its arguments are checked."""
+    if image.dim() < 2:
+        raise ValueError(f"image must be (..., h, w), got shape {tuple(image.shape)}")
+    if image.is_complex():
+        raise ValueError("image must be real, got a complex tensor")
+    h, w = image.shape[-2:]
+    if box_px < 16 or box_px % 2:
+        raise ValueError(f"box_px must be even and >= 16, got {box_px}")
+    if h < box_px or w < box_px:
+        raise ValueError(f"image {h}x{w} is smaller than box_px={box_px}")
+    if not 0.0 <= overlap <= 0.9:
+        raise ValueError(f"overlap must be in [0, 0.9], got {overlap}")
+    if pixel_size_angstrom <= 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    taper = box_px // 16 if taper_px is None else taper_px
+    if not 0 <= taper <= box_px // 2:
+        raise ValueError(f"taper_px must be in [0, {box_px // 2}], got {taper}")
+    return taper
 
 
 def _centred_full(half: torch.Tensor, n: int) -> torch.Tensor:

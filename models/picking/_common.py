@@ -62,12 +62,6 @@ def robust_location_scale(response: torch.Tensor, valid: torch.Tensor) -> tuple[
     return float(median), float(scale)
 
 
-def robust_z(response: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``(r - median) / (1.4826 MAD)`` over the ``valid`` pixels."""
-    median, scale = robust_location_scale(response, valid)
-    return (response - median) / scale
-
-
 def interior(shape: tuple[int, int], edge_px: float, device: torch.device | str) -> torch.Tensor:
     """``(h, w)`` bool: pixels at least ``edge_px`` from every border."""
     h, w = shape

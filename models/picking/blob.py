@@ -31,10 +31,9 @@ from causalscope.models.picking.picks import Picks
 __all__ = ["blob_response", "pick_blobs"]
 
 _DOG_RATIO = 1.6
-#: DoG scale: the LoG optimum for a uniform disc is R/sqrt(2) (Lindeberg); on simulated
-#: apoferritin-like shells at 1.5 um defocus (1024^2, 40 e/A^2) the best-count F1 within
-#: R/2 was 0.92-0.97 with sigma = R against 0.71-0.82 with R/sqrt(2): the CTF's fringes and the
-#: hollow shell move the peak of the finer filter off centre.
+#: DoG scale: the LoG optimum for a uniform disc is R/sqrt(2) (Lindeberg), but the CTF's
+#: fringes and a hollow shell move the peak of that finer filter off centre, so sigma = R
+#: (the comparison of the two is in the README's benchmark section).
 _SIGMA_PER_RADIUS = 1.0
 #: ``threshold="auto"`` falls back to keeping the peaks this many noise sigmas above the
 #: background (see :func:`pick_blobs`)
@@ -77,8 +76,7 @@ def _dog(
     where shot noise outweighs the particles even on a crowded micrograph, as 1.4826 MAD, and
     carried to the DoG's band by the ratio of the two filters' norms, i.e. as if the noise
     were white. Structure in the fine band (ice, the CTF's fringes, particle edges) only adds,
-    so on simulated micrographs the estimate is 1.2-1.4 times the DoG's noise on an empty
-    micrograph.
+    so the estimate errs high: above the DoG's noise on an empty micrograph.
     """
     check_image(image)
     if particle_diameter_angstrom <= 0 or pixel_size_angstrom <= 0:

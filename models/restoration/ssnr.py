@@ -125,24 +125,11 @@ def spectral_snr_from_fit(
         raise ValueError(f"noise_variance must be positive, got {noise_variance}")
     if bfactor_angstrom2 is not None and not bfactor_angstrom2 >= 0:
         raise ValueError(f"bfactor_angstrom2 must be >= 0, got {bfactor_angstrom2}")
-    nyquist = 0.5 / pixel_size_angstrom
-    k_lo = 1.0 / fit_min_resolution_angstrom
-    k_hi = (
-        0.95 * nyquist
-        if fit_max_resolution_angstrom is None
-        else min(1.0 / fit_max_resolution_angstrom, 0.95 * nyquist)
+    k_lo, k_hi = _fit_band(
+        pixel_size_angstrom, fit_min_resolution_angstrom, fit_max_resolution_angstrom
     )
-    if not k_lo < k_hi:
-        raise ValueError(
-            f"empty fit band: {fit_min_resolution_angstrom} A to "
-            f"{1.0 / k_hi:.2f} A at {pixel_size_angstrom} A/px"
-        )
-    h, w = image.shape
     data = image.to(torch.float32)
-    spectrum = torch.fft.rfft2(data - data.mean())
-    power = spectrum.real.square() + spectrum.imag.square()
-    del spectrum
-    power /= h * w
+    k, p_ring, index = _power_rings(data, pixel_size_angstrom)
     ctf = ctf_on_image_grid(
         data,
         pixel_size_angstrom=pixel_size_angstrom,
@@ -154,19 +141,14 @@ def spectral_snr_from_fit(
         amplitude_contrast=amplitude_contrast,
         phase_shift_deg=phase_shift_deg,
     )
-    index, k_rings = ring_index((h, w), pixel_size_angstrom=pixel_size_angstrom, device=data.device)
-    n_rings = k_rings.numel()
-    p_ring = ring_mean(power, index, n_rings).cpu().numpy()
-    c_ring = ring_mean(ctf * ctf, index, n_rings).cpu().numpy()
-    del power, ctf
-    k = k_rings.cpu().numpy()
+    c_ring = ring_mean(ctf * ctf, index, k.size).cpu().numpy()
+    del ctf
     band = (k >= k_lo) & (k <= k_hi) & (p_ring > 0)
     if band.sum() < 8:
         raise ValueError(f"fit band holds {int(band.sum())} rings; need >= 8 (image too small?)")
     kb, pb, cb = k[band], p_ring[band], c_ring[band]
     # relative errors, and 1/k: without it the many high-k rings let a flat, tiny S explain
-    # faint rings at 10 e/A^2 (B -> 5 A^2 and a Wiener output worse than phase flipping,
-    # real-space correlation 0.05 against 0.50 with it on 1024^2 simulations)
+    # faint rings (a tiny B, and a Wiener output worse than phase flipping)
     weight = 1.0 / (pb * kb)
     b_grid = _B_GRID_ANGSTROM2 if bfactor_angstrom2 is None else np.array([bfactor_angstrom2])
     best: tuple[float, float, float, float, float] | None = None
@@ -180,6 +162,43 @@ def spectral_snr_from_fit(
         best = (math.inf, float(b_grid[0]), n0, 0.0, 0.0)
     _, b, n0, n2, s0 = best
     return _result(k, p_ring, c_ring, (k_lo, k_hi), b, n0, n2, s0)
+
+
+def _fit_band(
+    pixel_size_angstrom: float,
+    fit_min_resolution_angstrom: float,
+    fit_max_resolution_angstrom: float | None,
+) -> tuple[float, float]:
+    """``(k_lo, k_hi)`` of the fit, 1/A: from the min resolution to the max (at most 0.95
+    Nyquist); an empty band is an error naming both ends."""
+    nyquist = 0.5 / pixel_size_angstrom
+    k_lo = 1.0 / fit_min_resolution_angstrom
+    k_hi = (
+        0.95 * nyquist
+        if fit_max_resolution_angstrom is None
+        else min(1.0 / fit_max_resolution_angstrom, 0.95 * nyquist)
+    )
+    if not k_lo < k_hi:
+        raise ValueError(
+            f"empty fit band: {fit_min_resolution_angstrom} A to "
+            f"{1.0 / k_hi:.2f} A at {pixel_size_angstrom} A/px"
+        )
+    return k_lo, k_hi
+
+
+def _power_rings(
+    data: torch.Tensor, pixel_size_angstrom: float
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """``(k, P, index)``: ring frequencies (1/A), the ring-averaged periodogram of the
+    zero-mean ``(h, w)`` image, and each ``rfft2`` pixel's ring (for more ring averages)."""
+    h, w = data.shape
+    spectrum = torch.fft.rfft2(data - data.mean())
+    power = spectrum.real.square() + spectrum.imag.square()
+    del spectrum
+    power /= h * w
+    index, k_rings = ring_index((h, w), pixel_size_angstrom=pixel_size_angstrom, device=data.device)
+    p_ring = ring_mean(power, index, k_rings.numel()).cpu().numpy()
+    return k_rings.cpu().numpy(), p_ring, index
 
 
 def _fit_linear(

@@ -35,6 +35,7 @@ from causalscope.models.ctf import (
     temporal_coherence_envelope,
 )
 from causalscope.models.dose import dose_filter
+from causalscope.models.simulate._particles import Particles, draw_particles, slab_atoms
 from causalscope.models.simulate.detector import (
     DetectorTruth,
     MtfFunction,
@@ -47,7 +48,6 @@ from causalscope.models.simulate.specimen import (
     composite_form_factor,
     euler_zyz_from_matrices,
     gridding_correction,
-    random_rotations,
     splat_bilinear,
     water_phase_psd,
 )
@@ -153,30 +153,6 @@ class SimulatedExposure:
     expected_frames: np.ndarray | None = field(default=None, repr=False)
 
 
-def _place_particles(
-    rng: np.random.Generator, n: int, *, size_px: int, radius_px: float
-) -> np.ndarray:
-    """Up to ``n`` centres ``[x, y]`` inside the image, at least a diameter apart."""
-    if n == 0:
-        return np.zeros((0, 2))
-    lo, hi = radius_px, size_px - radius_px
-    if hi <= lo:
-        return np.zeros((0, 2))
-    placed: list[np.ndarray] = []
-    min_d2 = (2.0 * radius_px) ** 2
-    for _ in range(60):
-        candidates = rng.uniform(lo, hi, size=(4 * n, 2))
-        for c in candidates:
-            if placed:
-                arr = np.asarray(placed)
-                if np.min(np.sum((arr - c) ** 2, axis=1)) < min_d2:
-                    continue
-            placed.append(c)
-            if len(placed) == n:
-                return np.asarray(placed)
-    return np.asarray(placed)
-
-
 def simulate_exposure(
     params: ExposureParameters,
     *,
@@ -195,68 +171,132 @@ def simulate_exposure(
     """
     rng = np.random.default_rng(params.seed)
     torch_rng = torch.Generator(device=device).manual_seed(params.seed)
-    n, n_frames, apix = params.size_px, params.n_frames, params.pixel_size_angstrom
-    mtf_fn = analytic_counting_mtf if mtf is None else mtf
-
     motion = draw_motion(
         rng,
-        n_frames=n_frames,
+        n_frames=params.n_frames,
         total_drift_px=params.drift_total_px,
         direction_deg=params.drift_direction_deg,
         decay_frames=params.drift_decay_frames,
         jitter_px=params.drift_jitter_px,
         local_amplitude_px=params.local_motion_px,
     )
-    margin = math.ceil(np.abs(motion.shifts_px).max() + 1.5 * params.local_motion_px + 16)
-    m_size = int(math.ceil((n + 2 * margin) / 16) * 16)
-    offset = (m_size - n) // 2
-
-    # --- particles: positions, heights, poses, classes
-    radius_px = specimen.radius_angstrom / apix
-    centres = _place_particles(rng, params.n_particles, size_px=n, radius_px=radius_px)
-    n_placed = len(centres)
-    thickness_a = params.ice_thickness_nm * ANGSTROM_PER_NM
-    z_room = max(0.0, thickness_a / 2 - specimen.radius_angstrom)
-    depths_a = rng.uniform(-z_room, z_room, size=n_placed)
-    rotations = random_rotations(rng, n_placed)
-    classes = rng.choice(
-        ["intact", "broken", "aggregate"],
-        size=n_placed,
-        p=_class_probabilities(params.broken_fraction, params.aggregate_fraction),
+    canvas = _canvas(params, motion, device)
+    particles = draw_particles(
+        rng,
+        specimen,
+        n_particles=params.n_particles,
+        size_px=params.size_px,
+        pixel_size_angstrom=params.pixel_size_angstrom,
+        ice_thickness_nm=params.ice_thickness_nm,
+        broken_fraction=params.broken_fraction,
+        aggregate_fraction=params.aggregate_fraction,
+    )
+    total, particles_only, n_slabs = _specimen_wave(
+        params, specimen, particles, canvas, rng=rng, generator=torch_rng
+    )
+    total = _apply_optics(total, params, canvas, analytic_counting_mtf if mtf is None else mtf)
+    dose = _Dose.of(params)
+    frames, expected_frames, mean_damage = _render_frames(
+        total,
+        params,
+        motion,
+        canvas,
+        dose,
+        detector,
+        keep_expected=keep_expected,
+        generator=torch_rng,
+    )
+    window, m_size, n_frames = canvas.window, canvas.size, params.n_frames
+    static = torch.fft.irfft2(total * mean_damage, s=(m_size, m_size))[window, window]
+    static_counts = (
+        (n_frames * dose.counts_per_unit * (1.0 - dose.contrast_gain * static)).cpu().numpy()
+    )
+    clean = torch.fft.irfft2(particles_only, s=(m_size, m_size))[window, window].cpu().numpy()
+    truth = _truth(params, specimen, motion, particles, detector)
+    truth["p_elastic"] = dose.p_elastic
+    truth["n_slabs"] = n_slabs
+    return SimulatedExposure(
+        frames,
+        truth,
+        static_counts.astype(np.float32),
+        clean.astype(np.float32),
+        motion,
+        expected_frames,
     )
 
-    # --- slabs of ice
-    n_slabs = max(1, math.ceil(params.ice_thickness_nm / _MAX_SLAB_NM))
-    edges = np.linspace(-thickness_a / 2, thickness_a / 2, n_slabs + 1)
-    slab_centres = 0.5 * (edges[:-1] + edges[1:])
-    slab_of = np.clip(np.searchsorted(edges, depths_a, side="right") - 1, 0, n_slabs - 1)
 
-    dtype = torch.float32
+@dataclass(frozen=True)
+class _Canvas:
+    """The image plus room for the motion; ``rfft2`` frequencies (``*_c``: cycles/px, else 1/A)."""
+
+    size: int  # canvas side, px (a multiple of 16)
+    offset: int  # the image's first row and column on the canvas
+    n: int  # the image's side, px
+    kx_c: torch.Tensor
+    ky_c: torch.Tensor
+    kx: torch.Tensor
+    ky: torch.Tensor
+    k: torch.Tensor
+
+    @property
+    def window(self) -> slice:
+        """The image's rows (or columns) on the canvas."""
+        return slice(self.offset, self.offset + self.n)
+
+
+def _canvas(params: ExposureParameters, motion: MotionTruth, device: torch.device | str) -> _Canvas:
+    n, apix = params.size_px, params.pixel_size_angstrom
+    margin = math.ceil(np.abs(motion.shifts_px).max() + 1.5 * params.local_motion_px + 16)
+    m_size = int(math.ceil((n + 2 * margin) / 16) * 16)
     kx_c, ky_c = frequency_grid((m_size, m_size), pixel_size_angstrom=1.0, device=device)
     kx, ky = kx_c / apix, ky_c / apix
     k = torch.sqrt(kx * kx + ky * ky)
-    atom_weights, shape_factor = composite_form_factor(specimen, k, voltage_kv=params.voltage_kv)
+    return _Canvas(m_size, (m_size - n) // 2, n, kx_c, ky_c, kx, ky, k)
+
+
+def _specimen_wave(
+    params: ExposureParameters,
+    specimen: Specimen,
+    particles: Particles,
+    canvas: _Canvas,
+    *,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(C, particles, n_slabs)``: the CTF-transferred phase ``sum_s CTF_s Phi_s`` of every
+    slab of ice (particles and water), and the particles' phase alone (``rfft2`` layout)."""
+    apix, m_size, device = params.pixel_size_angstrom, canvas.size, canvas.k.device
+    thickness_a = params.ice_thickness_nm * ANGSTROM_PER_NM
+    n_slabs = max(1, math.ceil(params.ice_thickness_nm / _MAX_SLAB_NM))
+    edges = np.linspace(-thickness_a / 2, thickness_a / 2, n_slabs + 1)
+    slab_centres = 0.5 * (edges[:-1] + edges[1:])
+    slab_of = np.clip(
+        np.searchsorted(edges, particles.depths_angstrom, side="right") - 1, 0, n_slabs - 1
+    )
+    dtype = torch.float32
+    atom_weights, shape_factor = composite_form_factor(
+        specimen, canvas.k, voltage_kv=params.voltage_kv
+    )
     gamma_lambda = relativistic_gamma(params.voltage_kv) * electron_wavelength_angstrom(
         params.voltage_kv
     )
-    phase_scale = (gamma_lambda / apix**2) * shape_factor * gridding_correction(kx_c, ky_c)
+    phase_scale = (
+        (gamma_lambda / apix**2) * shape_factor * gridding_correction(canvas.kx_c, canvas.ky_c)
+    )
     slab_psd = water_phase_psd(
-        k, thickness_angstrom=thickness_a / n_slabs, voltage_kv=params.voltage_kv
+        canvas.k, thickness_angstrom=thickness_a / n_slabs, voltage_kv=params.voltage_kv
     )
     solvent_scale = torch.sqrt(slab_psd / apix**2).to(dtype)
-
-    total = torch.zeros_like(kx, dtype=torch.complex64)
+    total = torch.zeros_like(canvas.kx, dtype=torch.complex64)
     particles_only = torch.zeros_like(total)
     for s in range(n_slabs):
-        points, weights = _slab_atoms(
+        points, weights = slab_atoms(
             atom_weights,
             specimen,
-            centres,
-            rotations,
-            classes,
+            particles,
             slab_of == s,
             apix=apix,
-            offset=offset,
+            offset=canvas.offset,
             rng=rng,
         )
         phi = torch.zeros_like(total)
@@ -268,14 +308,14 @@ def simulate_exposure(
             ).to(dtype)
             phi = torch.fft.rfft2(splat) * phase_scale
             particles_only += phi
-        noise = torch.randn((m_size, m_size), generator=torch_rng, device=device, dtype=dtype)
+        noise = torch.randn((m_size, m_size), generator=generator, device=device, dtype=dtype)
         phi = phi + torch.fft.rfft2(noise) * solvent_scale
-        defocus_shift = float(slab_centres[s])
+        height = float(slab_centres[s])  # below mid-ice: that much more defocus
         ctf = ctf_at(
-            kx,
-            ky,
-            defocus_u_angstrom=params.defocus_u_angstrom + defocus_shift,
-            defocus_v_angstrom=params.defocus_v_angstrom + defocus_shift,
+            canvas.kx,
+            canvas.ky,
+            defocus_u_angstrom=params.defocus_u_angstrom + height,
+            defocus_v_angstrom=params.defocus_v_angstrom + height,
             defocus_angle_deg=params.defocus_angle_deg,
             voltage_kv=params.voltage_kv,
             spherical_aberration_mm=params.spherical_aberration_mm,
@@ -283,7 +323,15 @@ def simulate_exposure(
             phase_shift_deg=params.phase_shift_deg,
         )
         total += ctf * phi
+    return total, particles_only, n_slabs
 
+
+def _apply_optics(
+    total: torch.Tensor, params: ExposureParameters, canvas: _Canvas, mtf: MtfFunction
+) -> torch.Tensor:
+    """``total`` times the coherence envelopes, the B-factor, the detector MTF and the
+    beam-tilt phase."""
+    kx, ky = canvas.kx, canvas.ky
     mean_defocus = 0.5 * (params.defocus_u_angstrom + params.defocus_v_angstrom)
     envelope = (
         temporal_coherence_envelope(
@@ -302,7 +350,7 @@ def simulate_exposure(
             illumination_aperture_mrad=params.illumination_aperture_mrad,
         )
         * bfactor_envelope(kx, ky, bfactor_angstrom2=params.bfactor_angstrom2)
-        * mtf_fn(torch.sqrt(kx_c**2 + ky_c**2))
+        * mtf(torch.sqrt(canvas.kx_c**2 + canvas.ky_c**2))
     )
     tilt = beam_tilt_phase(
         kx,
@@ -312,24 +360,56 @@ def simulate_exposure(
         voltage_kv=params.voltage_kv,
         spherical_aberration_mm=params.spherical_aberration_mm,
     )
-    total = total * envelope * torch.exp(1j * tilt)
+    return total * envelope * torch.exp(1j * tilt)
 
-    # --- frames
-    p_elastic = math.exp(-params.ice_thickness_nm / inelastic_mean_free_path_nm(params.voltage_kv))
-    dose_frame = params.dose_e_per_a2 / n_frames
-    counts_per_unit = dose_frame * apix**2 * (p_elastic if params.energy_filter else 1.0)
-    contrast_gain = 2.0 * (1.0 if params.energy_filter else p_elastic)
-    mid_doses = (np.arange(n_frames) + 0.5) * dose_frame
-    window = slice(offset, offset + n)
+
+@dataclass(frozen=True)
+class _Dose:
+    """How contrast becomes counts (step 4 of the module docstring)."""
+
+    p_elastic: float  # fraction of electrons scattered elastically or not at all
+    per_frame_e_per_a2: float
+    counts_per_unit: float  # expected counts per pixel per frame at zero contrast
+    contrast_gain: float  # counts = counts_per_unit * (1 - contrast_gain * contrast)
+
+    @classmethod
+    def of(cls, params: ExposureParameters) -> _Dose:
+        mfp = inelastic_mean_free_path_nm(params.voltage_kv)
+        p_elastic = math.exp(-params.ice_thickness_nm / mfp)
+        dose_frame = params.dose_e_per_a2 / params.n_frames
+        filtered = params.energy_filter
+        counts_per_unit = (
+            dose_frame * params.pixel_size_angstrom**2 * (p_elastic if filtered else 1.0)
+        )
+        return cls(p_elastic, dose_frame, counts_per_unit, 2.0 * (1.0 if filtered else p_elastic))
+
+
+def _render_frames(
+    total: torch.Tensor,
+    params: ExposureParameters,
+    motion: MotionTruth,
+    canvas: _Canvas,
+    dose: _Dose,
+    detector: DetectorTruth | None,
+    *,
+    keep_expected: bool,
+    generator: torch.Generator,
+) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor]:
+    """``(frames, expected_frames, mean_damage)``: each frame's counts (uint8, or uint16 where
+    they exceed 255), optionally its expected counts, and the frames' mean damage filter."""
+    n, n_frames, m_size, device = params.size_px, params.n_frames, canvas.size, canvas.k.device
+    mid_doses = (np.arange(n_frames) + 0.5) * dose.per_frame_e_per_a2
     ramp_x = torch.fft.rfftfreq(m_size, device=device, dtype=torch.float64)
     ramp_y = torch.fft.fftfreq(m_size, device=device, dtype=torch.float64)
     frames = np.empty((n_frames, n, n), dtype=np.uint8)
     expected_frames = np.empty((n_frames, n, n), dtype=np.float32) if keep_expected else None
-    mean_damage = torch.zeros_like(k)
-    warp = _LocalWarp(motion, n, m_size, offset, device) if params.local_motion_px > 0 else None
+    mean_damage = torch.zeros_like(canvas.k)
+    warp = (
+        _LocalWarp(motion, n, m_size, canvas.offset, device) if params.local_motion_px > 0 else None
+    )
     for f in range(n_frames):
         damage = dose_filter(
-            k, accumulated_dose_e_per_a2=float(mid_doses[f]), voltage_kv=params.voltage_kv
+            canvas.k, accumulated_dose_e_per_a2=float(mid_doses[f]), voltage_kv=params.voltage_kv
         )
         mean_damage += damage / n_frames
         sx, sy = motion.shifts_px[f]
@@ -341,7 +421,7 @@ def simulate_exposure(
         spectrum = total * damage * ramp
         if params.intra_frame_blur:
             px, py = motion.frame_paths_px[f]
-            spectrum *= torch.sinc(kx_c * px + ky_c * py)
+            spectrum *= torch.sinc(canvas.kx_c * px + canvas.ky_c * py)
         contrast = torch.fft.irfft2(spectrum, s=(m_size, m_size))
         del spectrum, ramp
         if warp is not None:
@@ -353,72 +433,15 @@ def simulate_exposure(
                 align_corners=False,
             )[0, 0]
         else:
-            contrast = contrast[window, window]
-        expected = (counts_per_unit * (1.0 - contrast_gain * contrast)).clamp(min=0.0)
+            contrast = contrast[canvas.window, canvas.window]
+        expected = (dose.counts_per_unit * (1.0 - dose.contrast_gain * contrast)).clamp(min=0.0)
         if expected_frames is not None:
             expected_frames[f] = expected.cpu().numpy()
-        counts = count_electrons(expected, detector=detector, generator=torch_rng)
+        counts = count_electrons(expected, detector=detector, generator=generator)
         if counts.max().item() > np.iinfo(frames.dtype).max:
             frames = frames.astype(np.uint16)  # rare: hot pixels or a very high dose
         frames[f] = counts.cpu().numpy()
-
-    static = torch.fft.irfft2(total * mean_damage, s=(m_size, m_size))[window, window]
-    static_counts = (n_frames * counts_per_unit * (1.0 - contrast_gain * static)).cpu().numpy()
-    clean = torch.fft.irfft2(particles_only, s=(m_size, m_size))[window, window].cpu().numpy()
-    truth = _truth(params, specimen, motion, centres, depths_a, rotations, classes, detector)
-    truth["p_elastic"] = p_elastic
-    truth["n_slabs"] = n_slabs
-    return SimulatedExposure(
-        frames,
-        truth,
-        static_counts.astype(np.float32),
-        clean.astype(np.float32),
-        motion,
-        expected_frames,
-    )
-
-
-def _class_probabilities(broken: float, aggregate: float) -> list[float]:
-    intact = max(0.0, 1.0 - broken - aggregate)
-    total = intact + broken + aggregate
-    return [intact / total, broken / total, aggregate / total]
-
-
-def _slab_atoms(
-    atom_weights: torch.Tensor,
-    specimen: Specimen,
-    centres: np.ndarray,
-    rotations: np.ndarray,
-    classes: np.ndarray,
-    in_slab: np.ndarray,
-    *,
-    apix: float,
-    offset: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Projected atom positions (canvas px) and weights of the particles in one slab."""
-    weights_all = atom_weights.numpy()
-    broken_keep = specimen.coords_angstrom[:, 0] > -0.2 * specimen.radius_angstrom
-    points: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
-    for i in np.flatnonzero(in_slab):
-        coords, w = specimen.coords_angstrom, weights_all
-        if classes[i] == "broken":
-            coords, w = coords[broken_keep], w[broken_keep]
-        copies = [np.zeros(2)]
-        if classes[i] == "aggregate":
-            # a clump of 3-5 copies, overlapping, at random orientations
-            n_extra = int(rng.integers(2, 5))
-            step = 1.2 * specimen.radius_angstrom / apix
-            copies += [step * rng.normal(size=2) / 1.4 for _ in range(n_extra)]
-        for j, extra in enumerate(copies):
-            rotation = rotations[i] if j == 0 else random_rotations(rng, 1)[0]
-            xy = (coords @ rotation.T)[:, :2] / apix + centres[i] + extra + offset
-            points.append(xy)
-            weights.append(w)
-    if not points:
-        return np.zeros((0, 2)), np.zeros(0)
-    return np.concatenate(points), np.concatenate(weights)
+    return frames, expected_frames, mean_damage
 
 
 class _LocalWarp:
@@ -446,12 +469,11 @@ def _truth(
     params: ExposureParameters,
     specimen: Specimen,
     motion: MotionTruth,
-    centres: np.ndarray,
-    depths_a: np.ndarray,
-    rotations: np.ndarray,
-    classes: np.ndarray,
+    particles: Particles,
     detector: DetectorTruth | None,
 ) -> dict[str, Any]:
+    centres, rotations, classes = particles.centres, particles.rotations, particles.classes
+    depths_a = particles.depths_angstrom
     truth: dict[str, Any] = asdict(params)
     truth.update(
         cs_mm=params.spherical_aberration_mm,

@@ -173,34 +173,67 @@ def draw_session(
         )
         room = float(np.clip((ice * 10.0 - 0.8 * d) / (0.4 * d), 0.0, 1.0))
         n_particles = int(rng.poisson(settings.particles_per_um2 * area_um2 * room))
-        params = dataclasses.replace(
+        params = _parameters(
+            rng,
+            settings,
             base,
-            size_px=settings.size_px,
-            n_frames=settings.n_frames,
-            dose_e_per_a2=settings.dose_e_per_a2
-            * max(0.1, 1.0 + rng.normal(0, settings.dose_jitter_fraction)),
-            defocus_u_angstrom=defocus_a + astig / 2,
-            defocus_v_angstrom=defocus_a - astig / 2,
-            defocus_angle_deg=astig_angle,
-            phase_shift_deg=settings.phase_shift_deg,
-            ice_thickness_nm=ice,
-            beam_tilt_x_mrad=tilt_x,
-            beam_tilt_y_mrad=tilt_y,
-            bfactor_angstrom2=settings.bfactor_base_angstrom2
-            + settings.bfactor_per_drift_px * drift
-            + settings.bfactor_per_ice_nm * ice,
-            drift_total_px=drift,
-            drift_direction_deg=float(rng.uniform(0, 360)),
-            drift_decay_frames=settings.drift_decay_frames,
-            drift_jitter_px=settings.drift_jitter_px,
-            local_motion_px=settings.local_motion_px,
+            ice=ice,
+            defocus_angstrom=defocus_a,
+            astigmatism_angstrom=astig,
+            astigmatism_angle_deg=astig_angle,
+            drift_px=drift,
+            beam_tilt_mrad=(tilt_x, tilt_y),
             n_particles=n_particles,
             broken_fraction=square_broken,
             aggregate_fraction=square_aggregate,
-            seed=int(rng.integers(0, 2**31 - 1)),
         )
         plans.append(ExposurePlan(i, square, hole, shot, stage_move, shift, target, params))
     return plans
+
+
+def _parameters(
+    rng: np.random.Generator,
+    settings: SessionSettings,
+    base: ExposureParameters,
+    *,
+    ice: float,
+    defocus_angstrom: float,
+    astigmatism_angstrom: float,
+    astigmatism_angle_deg: float,
+    drift_px: float,
+    beam_tilt_mrad: tuple[float, float],
+    n_particles: int,
+    broken_fraction: float,
+    aggregate_fraction: float,
+) -> ExposureParameters:
+    """One exposure's parameters from its drawn factors; draws its dose, drift direction and
+    seed (in that order)."""
+    return dataclasses.replace(
+        base,
+        size_px=settings.size_px,
+        n_frames=settings.n_frames,
+        dose_e_per_a2=settings.dose_e_per_a2
+        * max(0.1, 1.0 + rng.normal(0, settings.dose_jitter_fraction)),
+        defocus_u_angstrom=defocus_angstrom + astigmatism_angstrom / 2,
+        defocus_v_angstrom=defocus_angstrom - astigmatism_angstrom / 2,
+        defocus_angle_deg=astigmatism_angle_deg,
+        phase_shift_deg=settings.phase_shift_deg,
+        ice_thickness_nm=ice,
+        beam_tilt_x_mrad=beam_tilt_mrad[0],
+        beam_tilt_y_mrad=beam_tilt_mrad[1],
+        bfactor_angstrom2=settings.bfactor_base_angstrom2
+        + settings.bfactor_per_drift_px * drift_px
+        + settings.bfactor_per_ice_nm * ice,
+        drift_total_px=drift_px,
+        drift_direction_deg=float(rng.uniform(0, 360)),
+        drift_decay_frames=settings.drift_decay_frames,
+        drift_jitter_px=settings.drift_jitter_px,
+        local_motion_px=settings.local_motion_px,
+        n_particles=n_particles,
+        broken_fraction=broken_fraction,
+        aggregate_fraction=aggregate_fraction,
+        seed=int(rng.integers(0, 2**31 - 1)),
+    )
 
 
 def _beta_around(rng: np.random.Generator, mean: float, concentration: float = 40.0) -> float:
@@ -213,6 +246,92 @@ def _effect(settings: SessionSettings | None, name: str) -> float | None:
     return None if settings is None else float(getattr(settings, name))
 
 
+#: the nodes of :func:`causal_graph` by kind
+_NODES: dict[str, list[str]] = {
+    "acquisition": [
+        "grid_square",
+        "foil_hole",
+        "stage_move",
+        "beam_shift",
+        "exposure_index",
+        "defocus_target",
+    ],
+    "factor": [
+        "ice_thickness",
+        "dose",
+        "detector",
+        "drift",
+        "beam_damage",
+        "defocus",
+        "astigmatism",
+        "beam_tilt",
+        "heterogeneity",
+        "particle_density",
+    ],
+    "effect": [
+        "inelastic_amplitude_loss",
+        "solvent_noise",
+        "shot_noise",
+        "envelope_bfactor",
+        "ctf_aberration_loss",
+        "signal_in_averages",
+    ],
+    "outcome": ["ctf_fit_resolution", "particle_resolution"],
+}
+
+#: the edges of :func:`causal_graph`: parent, child, mechanism, and the setting that holds the
+#: effect size where a structural equation has one
+_EDGES: list[tuple[str, str, str, str | None]] = [
+    ("grid_square", "ice_thickness", "log-normal ice per square", "ice_square_log_sd"),
+    ("foil_hole", "ice_thickness", "log-normal ice per hole", "ice_hole_log_sd"),
+    ("grid_square", "heterogeneity", "broken/aggregate fraction per square", None),
+    ("stage_move", "drift", "extra drift after a stage move, px", "drift_after_stage_move_px"),
+    (
+        "beam_shift",
+        "beam_tilt",
+        "beam tilt per um of image shift, mrad/um",
+        "beam_tilt_per_shift_mrad_per_um",
+    ),
+    (
+        "exposure_index",
+        "astigmatism",
+        "astigmatism creep per exposure, A",
+        "astigmatism_creep_angstrom",
+    ),
+    ("defocus_target", "defocus", "autofocus scatter, um", "defocus_error_um"),
+    ("ice_thickness", "particle_density", "thin ice excludes particles", None),
+    ("ice_thickness", "inelastic_amplitude_loss", "exp(-t / 350 nm) at 300 kV", None),
+    ("ice_thickness", "solvent_noise", "water phase noise ~ t", None),
+    ("ice_thickness", "envelope_bfactor", "charging B per nm of ice, A^2/nm", "bfactor_per_ice_nm"),
+    ("dose", "shot_noise", "Poisson counting", None),
+    ("detector", "shot_noise", "MTF and DQE", None),
+    ("dose", "beam_damage", "Grant & Grigorieff critical exposure", None),
+    (
+        "drift",
+        "envelope_bfactor",
+        "intra-frame blur and B per px of drift, A^2/px",
+        "bfactor_per_drift_px",
+    ),
+    ("beam_damage", "envelope_bfactor", "high-frequency fading", None),
+    ("defocus", "ctf_aberration_loss", "CTF zeros and envelopes", None),
+    ("astigmatism", "ctf_aberration_loss", "elliptical rings", None),
+    ("beam_tilt", "ctf_aberration_loss", "coma (antisymmetric phase)", None),
+    ("heterogeneity", "signal_in_averages", "fewer particles in the right class", None),
+    ("particle_density", "signal_in_averages", "particles per exposure", None),
+    ("inelastic_amplitude_loss", "ctf_fit_resolution", "less elastic signal", None),
+    ("solvent_noise", "ctf_fit_resolution", "background", None),
+    ("shot_noise", "ctf_fit_resolution", "noise", None),
+    ("envelope_bfactor", "ctf_fit_resolution", "envelope", None),
+    ("ctf_aberration_loss", "ctf_fit_resolution", "fit quality", None),
+    ("inelastic_amplitude_loss", "particle_resolution", "less elastic signal", None),
+    ("solvent_noise", "particle_resolution", "background", None),
+    ("shot_noise", "particle_resolution", "noise", None),
+    ("envelope_bfactor", "particle_resolution", "envelope", None),
+    ("ctf_aberration_loss", "particle_resolution", "uncorrected aberrations", None),
+    ("signal_in_averages", "particle_resolution", "signal", None),
+]
+
+
 def causal_graph(settings: SessionSettings | None = None) -> nx.DiGraph:
     """The generating DAG: factors -> physical effects -> outcomes, with effect sizes.
 
@@ -221,114 +340,10 @@ def causal_graph(settings: SessionSettings | None = None) -> nx.DiGraph:
     where a structural equation has one.
     """
     g = nx.DiGraph()
-    kinds = {
-        "acquisition": [
-            "grid_square",
-            "foil_hole",
-            "stage_move",
-            "beam_shift",
-            "exposure_index",
-            "defocus_target",
-        ],
-        "factor": [
-            "ice_thickness",
-            "dose",
-            "detector",
-            "drift",
-            "beam_damage",
-            "defocus",
-            "astigmatism",
-            "beam_tilt",
-            "heterogeneity",
-            "particle_density",
-        ],
-        "effect": [
-            "inelastic_amplitude_loss",
-            "solvent_noise",
-            "shot_noise",
-            "envelope_bfactor",
-            "ctf_aberration_loss",
-            "signal_in_averages",
-        ],
-        "outcome": ["ctf_fit_resolution", "particle_resolution"],
-    }
-    for kind, nodes in kinds.items():
+    for kind, nodes in _NODES.items():
         g.add_nodes_from(nodes, kind=kind)
-    edges: list[tuple[str, str, str, float | None]] = [
-        (
-            "grid_square",
-            "ice_thickness",
-            "log-normal ice per square",
-            _effect(settings, "ice_square_log_sd"),
-        ),
-        (
-            "foil_hole",
-            "ice_thickness",
-            "log-normal ice per hole",
-            _effect(settings, "ice_hole_log_sd"),
-        ),
-        ("grid_square", "heterogeneity", "broken/aggregate fraction per square", None),
-        (
-            "stage_move",
-            "drift",
-            "extra drift after a stage move, px",
-            _effect(settings, "drift_after_stage_move_px"),
-        ),
-        (
-            "beam_shift",
-            "beam_tilt",
-            "beam tilt per um of image shift, mrad/um",
-            _effect(settings, "beam_tilt_per_shift_mrad_per_um"),
-        ),
-        (
-            "exposure_index",
-            "astigmatism",
-            "astigmatism creep per exposure, A",
-            _effect(settings, "astigmatism_creep_angstrom"),
-        ),
-        (
-            "defocus_target",
-            "defocus",
-            "autofocus scatter, um",
-            _effect(settings, "defocus_error_um"),
-        ),
-        ("ice_thickness", "particle_density", "thin ice excludes particles", None),
-        ("ice_thickness", "inelastic_amplitude_loss", "exp(-t / 350 nm) at 300 kV", None),
-        ("ice_thickness", "solvent_noise", "water phase noise ~ t", None),
-        (
-            "ice_thickness",
-            "envelope_bfactor",
-            "charging B per nm of ice, A^2/nm",
-            _effect(settings, "bfactor_per_ice_nm"),
-        ),
-        ("dose", "shot_noise", "Poisson counting", None),
-        ("detector", "shot_noise", "MTF and DQE", None),
-        ("dose", "beam_damage", "Grant & Grigorieff critical exposure", None),
-        (
-            "drift",
-            "envelope_bfactor",
-            "intra-frame blur and B per px of drift, A^2/px",
-            _effect(settings, "bfactor_per_drift_px"),
-        ),
-        ("beam_damage", "envelope_bfactor", "high-frequency fading", None),
-        ("defocus", "ctf_aberration_loss", "CTF zeros and envelopes", None),
-        ("astigmatism", "ctf_aberration_loss", "elliptical rings", None),
-        ("beam_tilt", "ctf_aberration_loss", "coma (antisymmetric phase)", None),
-        ("heterogeneity", "signal_in_averages", "fewer particles in the right class", None),
-        ("particle_density", "signal_in_averages", "particles per exposure", None),
-        ("inelastic_amplitude_loss", "ctf_fit_resolution", "less elastic signal", None),
-        ("solvent_noise", "ctf_fit_resolution", "background", None),
-        ("shot_noise", "ctf_fit_resolution", "noise", None),
-        ("envelope_bfactor", "ctf_fit_resolution", "envelope", None),
-        ("ctf_aberration_loss", "ctf_fit_resolution", "fit quality", None),
-        ("inelastic_amplitude_loss", "particle_resolution", "less elastic signal", None),
-        ("solvent_noise", "particle_resolution", "background", None),
-        ("shot_noise", "particle_resolution", "noise", None),
-        ("envelope_bfactor", "particle_resolution", "envelope", None),
-        ("ctf_aberration_loss", "particle_resolution", "uncorrected aberrations", None),
-        ("signal_in_averages", "particle_resolution", "signal", None),
-    ]
-    for parent, child, mechanism, effect in edges:
+    for parent, child, mechanism, setting in _EDGES:
+        effect = None if setting is None else _effect(settings, setting)
         g.add_edge(parent, child, mechanism=mechanism, effect=effect)
     return g
 
