@@ -154,7 +154,12 @@ def _demo_settings(args: argparse.Namespace, microscope: Path) -> Any:
             "gain_reference": str(microscope / GAIN_FILE),
             "defects_file": str(microscope / "defects.txt"),
         },
-        "store": {"publish_address": "tcp://127.0.0.1:0", "query_address": "tcp://127.0.0.1:0"},
+        # free ports: the demo must not collide with a session already running on this machine
+        "store": {
+            "publish_address": "tcp://127.0.0.1:0",
+            "query_address": "tcp://127.0.0.1:0",
+            "control_address": "tcp://127.0.0.1:0",
+        },
     }
     return load_settings(args.config, args.preset, overrides)
 
