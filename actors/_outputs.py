@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from causalscope.models.optics import Optics
 from causalscope.models.records import CtfRecord
 
 if TYPE_CHECKING:
@@ -21,13 +22,13 @@ def write_outputs(
     exposure_id: str,
     correction: MotionCorrection,
     *,
-    pixel_size_angstrom: float,
     ctf: CtfRecord | None,
-    optics: dict[str, object],
+    optics: Optics,
 ) -> dict[str, str]:
     """Micrographs, trajectory and thumbnails; an OSError (a full disk) propagates."""
     from causalscope.daemon.formats import write_motion_star, write_mrc_movie
 
+    pixel_size_angstrom = optics.pixel_size_angstrom
     micrographs = output_dir / "micrographs"
     images = {
         "aligned_sum": ("", correction.aligned_sum),
@@ -53,9 +54,7 @@ def write_outputs(
         patch_shifts_px=correction.patch_shifts_px if local else None,
     )
     outputs["trajectory"] = str(star)
-    outputs.update(
-        _write_thumbnails(output_dir, exposure_id, correction, pixel_size_angstrom, ctf, optics)
-    )
+    outputs.update(_write_thumbnails(output_dir, exposure_id, correction, ctf, optics))
     return outputs
 
 
@@ -63,14 +62,14 @@ def _write_thumbnails(
     output_dir: Path,
     exposure_id: str,
     correction: MotionCorrection,
-    pixel_size: float,
     ctf: CtfRecord | None,
-    optics: dict[str, object],
+    optics: Optics,
 ) -> dict[str, str]:
     from causalscope.daemon.formats.png import write_png
     from causalscope.models.ctf_estimation import power_spectrum
     from causalscope.models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail
 
+    pixel_size = optics.pixel_size_angstrom
     folder = output_dir / "thumbnails"
     micrograph = write_png(
         folder / f"{exposure_id}.png", micrograph_thumbnail(correction.dose_weighted_sum)
@@ -81,9 +80,7 @@ def _write_thumbnails(
     fit: dict[str, object] = {}
     if ctf is not None and ctf.supported:
         fit = {
-            "voltage_kv": optics["voltage_kv"],
-            "spherical_aberration_mm": optics["cs_mm"],
-            "amplitude_contrast": optics["amplitude_contrast"],
+            **optics.ctf_keywords(),
             "defocus_u_angstrom": ctf.defocus_u_angstrom,
             "defocus_v_angstrom": ctf.defocus_v_angstrom,
             "defocus_angle_deg": ctf.defocus_angle_deg,

@@ -10,14 +10,18 @@ import numpy as np
 from causalscope.models.records import MotionRecord
 
 if TYPE_CHECKING:
-    from causalscope.config import Settings
+    from causalscope.config import DetectorSettings, MotionSettings
     from causalscope.models.motion import MotionCorrection
 
 __all__ = ["build_motion_record", "local_motion_rms", "used_dose"]
 
 
 def build_motion_record(
-    correction: MotionCorrection, settings: Settings, pixel_size_angstrom: float
+    correction: MotionCorrection,
+    *,
+    detector: DetectorSettings,
+    motion: MotionSettings,
+    pixel_size_angstrom: float,
 ) -> MotionRecord:
     """The record of a motion correction: trajectory, accumulated motion as RELION defines it,
     drift, local motion RMS over the patch centres and the dose measured from counts."""
@@ -25,16 +29,13 @@ def build_motion_record(
     steps = np.linalg.norm(np.diff(shifts, axis=0), axis=1) if len(shifts) > 1 else np.zeros(1)
     means = np.asarray(correction.frame_means, dtype=np.float64)
     measured = None
-    if settings.detector.kind in ("counting", "eer"):
-        per_electron = settings.detector.counts_per_electron
+    if detector.kind in ("counting", "eer"):
+        per_electron = detector.counts_per_electron
         measured = float(means.sum()) / per_electron / pixel_size_angstrom**2
     local_rms = None
     patches = None
     if correction.local_model is not None:
-        patches = (
-            settings.processing.motion.patches_x,
-            settings.processing.motion.patches_y,
-        )
+        patches = (motion.patches_x, motion.patches_y)
         local_rms = local_motion_rms(correction, shifts.shape[0])
     acc = correction.accumulated
     return MotionRecord(

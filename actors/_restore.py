@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from causalscope.models.optics import Optics
 from causalscope.models.records import CtfRecord, PickingRecord
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Restoration:
     """What the stage made: the restored micrograph, the picks and the particle boxes."""
 
@@ -94,17 +95,15 @@ def reference_templates(
     )
 
 
-def _ctf_parameters(ctf: CtfRecord, optics: dict[str, object]) -> CtfParameters:
+def _ctf_parameters(ctf: CtfRecord, optics: Optics) -> CtfParameters:
     from causalscope.models.restoration import CtfParameters
 
     return CtfParameters(
         defocus_u_angstrom=ctf.defocus_u_angstrom,
         defocus_v_angstrom=ctf.defocus_v_angstrom,
         defocus_angle_deg=ctf.defocus_angle_deg,
-        voltage_kv=float(optics["voltage_kv"]),  # type: ignore[arg-type]
-        spherical_aberration_mm=float(optics["cs_mm"]),  # type: ignore[arg-type]
-        amplitude_contrast=float(optics["amplitude_contrast"]),  # type: ignore[arg-type]
         phase_shift_deg=ctf.phase_shift_deg,
+        **optics.ctf_keywords(),
     )
 
 
@@ -112,8 +111,7 @@ def restore_and_pick(
     image: torch.Tensor,
     *,
     ctf: CtfRecord,
-    optics: dict[str, object],
-    pixel_size_angstrom: float,
+    optics: Optics,
     settings: PickingSettings,
     halves: tuple[torch.Tensor, torch.Tensor] | None = None,
     denoiser: UNet | None = None,
@@ -123,7 +121,7 @@ def restore_and_pick(
     """Restore ``image`` (the dose-weighted sum), pick, and box the particles.
 
     ``halves`` (even, odd) and ``denoiser`` together add the denoised, phase-flipped sum.
-    ``templates`` ``(T, b, b)`` at ``pixel_size_angstrom`` (:func:`reference_templates`):
+    ``templates`` ``(T, b, b)`` at the optics' pixel size (:func:`reference_templates`):
     pick by template matching instead of blobs.
     ``bfactor_bounds`` (from the causal model's envelope prior for this exposure's factors):
     an own SSNR fit whose B lies below the lower bound is raised to it before the Wiener filter
@@ -140,6 +138,7 @@ def restore_and_pick(
     )
 
     parameters = _ctf_parameters(ctf, optics)
+    pixel_size_angstrom = optics.pixel_size_angstrom
     work = image.detach().to(torch.float32)
     own = spectral_snr_from_fit(
         work, pixel_size_angstrom=pixel_size_angstrom, **parameters.kwargs()
@@ -223,9 +222,8 @@ def write_restoration(
     exposure_id: str,
     restoration: Restoration,
     *,
-    pixel_size_angstrom: float,
     ctf: CtfRecord,
-    optics: dict[str, object],
+    optics: Optics,
 ) -> dict[str, str]:
     """``micrographs/<id>_wiener.mrc`` and, with particles, ``particles/<id>.mrcs`` + ``.star``."""
     import pandas as pd
@@ -233,6 +231,7 @@ def write_restoration(
     from causalscope.daemon.formats import write_mrc_movie
     from causalscope.daemon.formats.particles_star import write_particle_stack, write_particles_star
 
+    pixel_size_angstrom = optics.pixel_size_angstrom
     outputs: dict[str, str] = {}
     wiener = output_dir / "micrographs" / f"{exposure_id}_wiener.mrc"
     image = restoration.restored.detach().cpu().numpy().astype(np.float32, copy=False)
@@ -268,9 +267,7 @@ def write_restoration(
         {
             "pixel_size_angstrom": pixel_size_angstrom,
             "image_size_px": record.box_px,
-            "voltage_kv": optics["voltage_kv"],
-            "spherical_aberration_mm": optics["cs_mm"],
-            "amplitude_contrast": optics["amplitude_contrast"],
+            **optics.ctf_keywords(),
             "phase_flipped": True,
         },
         table,

@@ -31,11 +31,11 @@ from causalscope.daemon.terminal import TerminalReporter
 from causalscope.models.errors import CausalscopeError
 
 if TYPE_CHECKING:
-    from causalscope.actors.exposure import DetectorCalibration
     from causalscope.config import Settings
     from causalscope.daemon.scheduler import Pool
     from causalscope.daemon.store import SessionStore
     from causalscope.models.causal import CausalUpdate
+    from causalscope.models.optics import DetectorCalibration
     from causalscope.models.records import ExposureRecord
 
 __all__ = ["LiveOptions", "LiveSession"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from causalscope.actors.exposure import DetectorCalibration
+from causalscope.models.optics import DetectorCalibration
 
 if TYPE_CHECKING:
     from causalscope.config import Settings
@@ -86,7 +86,8 @@ class RayWorkerPool:
     Parameters
     ----------
     settings
-        Resolved settings; every actor processes with them.
+        Resolved settings; every actor gets the sections it reads (microscope, detector,
+        processing).
     output_dir
         The session folder the actors write micrographs into.
     calibration
@@ -137,8 +138,11 @@ class RayWorkerPool:
         from causalscope.actors.remote import ExposureActor
 
         device = "cuda" if self.device_kind == "cuda" else "cpu"
+        settings = self._settings
         return ExposureActor.options(**self._options).remote(
-            self._settings,
+            microscope=settings.microscope,
+            detector=settings.detector,
+            processing=settings.processing,
             output_dir=self._output_dir,
             calibration=self._calibration_ref,
             device=device,

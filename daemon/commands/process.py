@@ -50,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
     movie = load_movie(args.movie, settings, metadata_path=args.metadata)
     read_s = time.perf_counter() - started
     calibration = load_calibration(settings, movie.frames.shape[-2:], upsampling=movie.upsampling)
-    worker = ExposureWorker(settings, output_dir=args.out, calibration=calibration)
+    worker = ExposureWorker(
+        microscope=settings.microscope,
+        detector=settings.detector,
+        processing=settings.processing,
+        output_dir=args.out,
+        calibration=calibration,
+    )
     record = worker.process(
         movie.frames,
         exposure_id=args.movie.stem,

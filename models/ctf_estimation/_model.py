@@ -113,9 +113,10 @@ def phase(
     params: torch.Tensor,
     optics: Optics,
 ) -> torch.Tensor:
-    """``chi + w`` for parameters ``(..., 4)`` = ``[d, a1, a2, phi_rad]``; ``(..., m)``."""
+    """``chi + w`` for parameters ``(..., 4)`` = ``[d, a1, a2, phi_rad]``; ``(..., m)`` on
+    ``k``'s device (parameters made on the CPU, as the searches' starting points are, follow)."""
     lam = optics.wavelength_angstrom
-    p = params[..., None, :]
+    p = params.to(k.device)[..., None, :]
     k2 = k * k
     local = p[..., 0] + p[..., 1] * cos2 + p[..., 2] * sin2
     chi = math.pi * lam * local * k2 - 0.5 * math.pi * optics.cs_angstrom * lam**3 * k2 * k2
@@ -125,6 +126,7 @@ def phase(
 def ring_lag_px(band: Band, params: torch.Tensor, optics: Optics) -> torch.Tensor:
     """Real-space lag (pixels) of the local Thon-ring oscillation ``cos 2chi``: |d(2chi)/dk|/2pi."""
     lam = optics.wavelength_angstrom
+    params = params.to(band.k.device)
     local = params[0] + params[1] * band.cos2 + params[2] * band.sin2
     slope = (
         2.0 * math.pi * lam * band.k * local
@@ -145,12 +147,9 @@ def window_attenuation(
     """
     box = window.shape[0]
     energy = float((window**2).sum())
-    lags = torch.arange(box, device=window.device)
-    auto = (
-        torch.stack([(window[int(s) :] * window[: box - int(s)]).sum() for s in lags.tolist()])
-        / energy
-    )
-    auto = torch.cat([auto, auto.new_zeros(1)])
+    auto = torch.stack([(window[s:] * window[: box - s]).sum() for s in range(box)]) / energy
+    # the lags' device: the window may have been made elsewhere
+    auto = torch.cat([auto, auto.new_zeros(1)]).to(lag_x_px.device)
 
     def interp(lag: torch.Tensor) -> torch.Tensor:
         x = lag.clamp(0, box - 1e-6)

@@ -394,7 +394,7 @@ def _compose(
     params, k_fit = fit.params, support.k_fit
     cov = torch.zeros(4, 4, dtype=torch.float64)
     idx = torch.tensor(fit.free)
-    cov[idx[:, None], idx[None, :]] = fit.covariance
+    cov[idx[:, None], idx[None, :]] = fit.covariance.cpu()  # a 4 x 4 read as floats below
     d, a1, a2, phi = (float(v) for v in params)
     half = math.hypot(a1, a2)
     block = cov[1:3, 1:3]

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from causalscope.actors.exposure import ExposureWorker
+from causalscope.config import Settings
+from causalscope.models.optics import DetectorCalibration
 from causalscope.models.records import AcquisitionMetadata
 from causalscope.models.simulate.detector import draw_detector
 from causalscope.models.simulate.exposure import (
@@ -47,4 +52,22 @@ def worker_metadata(*, dose: float, n_frames: int) -> AcquisitionMetadata:
         spherical_aberration_mm=2.7,
         dose_e_per_a2=dose,
         n_frames=n_frames,
+    )
+
+
+def make_worker(
+    settings: Settings,
+    out: Path,
+    *,
+    gain: np.ndarray | None = None,
+    device: str | None = "cpu",
+) -> ExposureWorker:
+    """An exposure worker with the sections of ``settings`` it reads, writing under ``out``."""
+    return ExposureWorker(
+        microscope=settings.microscope,
+        detector=settings.detector,
+        processing=settings.processing,
+        output_dir=out,
+        calibration=DetectorCalibration(gain=gain),
+        device=device,
     )

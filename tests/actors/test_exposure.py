@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import starfile
 
-from causalscope.actors.exposure import DetectorCalibration, ExposureWorker
 from causalscope.config import Settings, load_settings
 from causalscope.daemon.formats.png import read_png
 from causalscope.models.picking import match_picks
@@ -22,7 +21,7 @@ from causalscope.models.simulate.exposure import (
     simulate_exposure,
 )
 from causalscope.models.simulate.specimen import phantom_specimen
-from tests.actors._movies import worker_metadata, worker_movie
+from tests.actors._movies import make_worker, worker_metadata, worker_movie
 
 SIZE = 1024
 FRAMES = 16
@@ -72,9 +71,7 @@ def _process(
     metadata: AcquisitionMetadata | None = None,
     name: str = "exposure",
 ) -> ExposureRecord:
-    worker = ExposureWorker(
-        settings, output_dir=out, calibration=DetectorCalibration(gain=gain), device="cpu"
-    )
+    worker = make_worker(settings, out, gain=gain)
     return worker.process(
         frames, exposure_id=name, movie_path=f"{name}.tiff", metadata=metadata or _metadata()
     )
@@ -313,9 +310,7 @@ def test_causal_inputs_are_recorded_and_the_envelope_prior_raises_a_low_fit(
         n_exposures=50,
     )
     sim, gain = movie
-    worker = ExposureWorker(
-        settings, output_dir=tmp_path, calibration=DetectorCalibration(gain=gain), device="cpu"
-    )
+    worker = make_worker(settings, tmp_path, gain=gain)
     worker.set_restoration_prior(prior)
     again = worker.process(
         sim.frames, exposure_id="exposure", movie_path="exposure.tiff", metadata=_metadata()
@@ -326,3 +321,12 @@ def test_causal_inputs_are_recorded_and_the_envelope_prior_raises_a_low_fit(
     assert restoration.bfactor_used_angstrom2 == pytest.approx(own + 1000.0 - 20.0)
     assert restoration.prior_bfactor_low_angstrom2 == pytest.approx(own + 980.0)
     assert restoration.prior_n_exposures == 50
+
+
+def test_implausible_metadata_optics_fail_naming_the_value(settings, tmp_path) -> None:
+    metadata = _metadata().model_copy(update={"voltage_kv": -300.0})
+    frames = np.ones((2, 64, 64), dtype=np.uint8)
+    record = _process(settings, frames, tmp_path, gain=None, metadata=metadata)
+    assert record.status == "fail" and _codes(record) == {"optics_invalid"}
+    assert "voltage_kv must be finite, > 0; got -300.0" in record.flags[0].message
+    assert record.motion is None and record.outputs == {} and record.voltage_kv is None

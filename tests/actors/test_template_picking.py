@@ -19,14 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from causalscope.actors.exposure import DetectorCalibration, ExposureWorker
 from causalscope.config import Settings, load_settings, render_toml
 from causalscope.models.errors import ConfigError, FormatError
 from causalscope.models.picking import match_picks
 from causalscope.models.records import AcquisitionMetadata, ExposureRecord
 from causalscope.models.simulate.exposure import SimulatedExposure
 from causalscope.models.simulate.specimen import Specimen, phantom_specimen
-from tests.actors._movies import worker_metadata, worker_movie
+from tests.actors._movies import make_worker, worker_metadata, worker_movie
 
 SIZE = 1024
 FRAMES = 8
@@ -108,9 +107,7 @@ def _metadata() -> AcquisitionMetadata:
 
 def _process(settings: Settings, movie: tuple[SimulatedExposure, np.ndarray], out: Path):
     sim, gain = movie
-    worker = ExposureWorker(
-        settings, output_dir=out, calibration=DetectorCalibration(gain=gain), device="cpu"
-    )
+    worker = make_worker(settings, out, gain=gain)
     return worker.process(sim.frames, exposure_id="e", movie_path="e.tiff", metadata=_metadata())
 
 
@@ -145,19 +142,19 @@ def test_mmcif_reference_picks_by_template_on_the_wiener_micrograph(movie, tmp_p
 
 def test_templates_are_projected_once_per_pixel_size(tmp_path) -> None:
     reference = write_mmcif(tmp_path / "phantom.cif", phantom_specimen(), every=16)
-    worker = ExposureWorker(_settings(reference, template_views=3), output_dir=tmp_path)
-    first = worker._templates_for(1.0)
+    stage = make_worker(_settings(reference, template_views=3), tmp_path, device=None).restore
+    first = stage.templates_for(1.0)
     assert first is not None and tuple(first.shape) == (3, 180, 180)
-    assert worker._templates_for(1.0) is first
-    coarser = worker._templates_for(2.0)
+    assert stage.templates_for(1.0) is first
+    coarser = stage.templates_for(2.0)
     assert coarser is not None and tuple(coarser.shape) == (3, 90, 90)
 
 
 def test_no_reference_picks_blobs(tmp_path) -> None:
     settings = load_settings(None, None, {"processing": {"device": "cpu"}})
     assert settings.processing.picking.reference is None
-    worker = ExposureWorker(settings, output_dir=tmp_path)
-    assert worker._templates_for(1.0) is None
+    stage = make_worker(settings, tmp_path, device=None).restore
+    assert not stage.uses_templates and stage.templates_for(1.0) is None
 
 
 def test_missing_reference_is_a_config_error_naming_the_file(tmp_path) -> None:
@@ -182,10 +179,10 @@ def test_unreadable_reference_fails_when_the_worker_is_built(tmp_path) -> None:
     junk.write_text("this is not a PDB file\n")
     settings = _settings(junk)  # the file exists: the settings cannot tell more
     with pytest.raises(FormatError, match=r"junk\.pdb"):
-        ExposureWorker(settings, output_dir=tmp_path)
+        make_worker(settings, tmp_path, device=None)
     junk.unlink()  # gone between loading the settings and starting the worker
     with pytest.raises(FormatError, match=r"Reference not found.*junk\.pdb"):
-        ExposureWorker(settings, output_dir=tmp_path)
+        make_worker(settings, tmp_path, device=None)
 
 
 def test_relative_reference_resolves_against_the_working_directory_and_round_trips(
