@@ -25,7 +25,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
 from causalscope.config import Settings, TuiSettings
-from causalscope.models.errors import CausalscopeError
+from causalscope.daemon.client import CausalscopeError
 from causalscope.tui.causes import CausesState, causes_headline
 from causalscope.tui.format import RowFilter, short_id
 from causalscope.tui.messages import (
