@@ -112,7 +112,7 @@ def _dicts(result: QueryResult, json_fields: Iterable[str] = ()) -> list[dict[st
 
 def has_causal(select: Select) -> bool:
     """Whether the session has the causal model's views (a file written before it has not)."""
-    return int(select(views.HAS_CAUSAL_SQL, None).rows[0][0]) == 2
+    return int(select(views.HAS_CAUSAL_SQL, None).rows[0][0]) == len(views.CAUSAL_RELATIONS)
 
 
 def read_snapshot(select: Select, status: dict[str, Any] | None) -> Snapshot:

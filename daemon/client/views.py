@@ -31,6 +31,7 @@ from dataclasses import dataclass
 __all__ = [
     "ALERTS_SQL",
     "CAUSAL_CATCH_UP_SQL",
+    "CAUSAL_RELATIONS",
     "CAUSAL_SQL",
     "CAUSES_SQL",
     "EXPOSURE_CATCH_UP_SQL",
@@ -150,8 +151,10 @@ CAUSAL_CATCH_UP_SQL = (
     "SELECT * FROM causal_verdicts WHERE list_contains($1::VARCHAR[], exposure_id) "
     'ORDER BY "index", exposure_id'
 )
-#: 2 when the session has the causal model's views (a file written before it has not).
+#: The causal model's views and the tables they read: a file written before the model has none.
+CAUSAL_RELATIONS = ("latest_causes", "causal_verdicts", "causal", "causal_shares", "causal_ranking")
+#: How many of :data:`CAUSAL_RELATIONS` the session has (all of them, or it has no causal model).
 HAS_CAUSAL_SQL = (
-    "SELECT count(*) FROM information_schema.tables "
-    "WHERE table_name IN ('latest_causes', 'causal_verdicts')"
+    "SELECT count(DISTINCT table_name) FROM information_schema.tables "
+    f"WHERE table_name IN {CAUSAL_RELATIONS}"
 )
