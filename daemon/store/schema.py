@@ -5,7 +5,10 @@ One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writ
 JSON functions read (``outputs->>'aligned_sum'``). Units are in the column names.
 
 Each table is declared once below (:class:`~.tables.Table`: column, type, record attribute,
-JSON or not); its DDL, its named INSERTs and its JSON columns come from that declaration.
+JSON or not); its DDL, its named INSERTs and its JSON columns come from that declaration. To
+store a new field of a record: declare its column (at the table's end) with the attribute it is
+read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
+a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
 Version 2 added the views of :mod:`causalscope.daemon.client.views` (``exposure_rows``,
 ``published_exposures``, ``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the
 session publishes and the dashboard reads. A version-1 file is migrated when a store opens it
@@ -126,7 +129,7 @@ from typing import Any
 from causalscope.daemon.client.views import VIEWS
 from causalscope.daemon.store.tables import Column, Table, decode_map, field
 
-__all__ = ["JSON_COLUMNS", "SCHEMA_SQL", "SCHEMA_VERSION", "TABLES", "VIEW_NAMES", "table"]
+__all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
 SCHEMA_VERSION = 2
@@ -416,13 +419,6 @@ _BY_NAME = {t.name: t for t in TABLE_SPECS}
 TABLES: tuple[str, ...] = tuple(_BY_NAME)
 #: The views (:mod:`causalscope.daemon.client.views`), created after the tables.
 VIEW_NAMES: tuple[str, ...] = tuple(v.name for v in VIEWS)
-
-#: Statements that create the schema on a new file or bring an older one up to date: the
-#: tables when missing (``IF NOT EXISTS``), then the views as defined now (``OR REPLACE``).
-SCHEMA_SQL: tuple[str, ...] = (
-    *(statement for t in TABLE_SPECS for statement in t.ddl()),
-    *(v.ddl() for v in VIEWS),
-)
 
 #: Columns of type JSON per table: decoded when rows are published.
 JSON_COLUMNS = decode_map(TABLE_SPECS)

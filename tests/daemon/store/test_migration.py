@@ -18,8 +18,9 @@ import duckdb
 import pytest
 
 from causalscope.daemon.client import views
-from causalscope.daemon.store import SCHEMA_VERSION, SessionReader, SessionStore, StoreError
+from causalscope.daemon.store import SCHEMA_VERSION, SessionReader, SessionStore, StoreError, schema
 from causalscope.daemon.store import summarize as summarize_session
+from causalscope.daemon.store.tables import field
 from causalscope.tui.source import RecordedSource
 from tests.daemon.store._records import make_record
 
@@ -135,3 +136,24 @@ def test_a_newer_file_is_refused_and_left_alone(v1_file: Path) -> None:
         SessionStore(v1_file)
     assert _versions(v1_file) == [SCHEMA_VERSION + 1]
     assert _views(v1_file) == set()  # the refused open changed nothing
+
+
+def test_a_declared_column_reaches_older_files(
+    v1_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding a field is one declaration and a version step: an older file gets the column."""
+    ctf = schema.CTF_TABLE
+    grown = dataclasses.replace(
+        ctf, columns=(*ctf.columns, field("drift_score", "DOUBLE NOT NULL"))
+    )
+    monkeypatch.setattr(
+        schema, "TABLE_SPECS", tuple(grown if t is ctf else t for t in schema.TABLE_SPECS)
+    )
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with SessionStore(v1_file) as store:
+        assert store.migrated_from == 1
+    assert _select(v1_file, "SELECT count(*), count(drift_score) FROM ctf") == [(4, 0)]
+    assert _versions(v1_file) == [1, SCHEMA_VERSION + 1]
+    assert grown.insert_sql(["exposure_id", "drift_score"]) == (
+        "INSERT INTO ctf (exposure_id, drift_score) VALUES ($exposure_id, $drift_score)"
+    )
