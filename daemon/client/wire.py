@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "TOPICS",
+    "Alert",
+    "AlertData",
     "CausalUpdate",
     "CausalVerdict",
     "Cause",
@@ -154,6 +156,26 @@ class Event(_Wire):
     kind: str
     message: str
     data: dict[str, Any]
+
+
+class AlertData(_Wire):
+    """What an alert says beyond its message: its code, severity, advice and exposure."""
+
+    code: str
+    severity: Literal["warn", "fail"]
+    advice: str
+    exposure_id: str | None = None
+
+
+class Alert(_Wire):
+    """An event of kind ``alert`` (a row of the view ``alerts``), with its data typed."""
+
+    id: int
+    logged_at: str
+    run_id: int | None = None
+    kind: Literal["alert"]
+    message: str
+    data: AlertData
 
 
 class Label(_Wire):

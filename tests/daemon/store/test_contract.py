@@ -144,8 +144,10 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     for cause in snapshot.causes:
         _check(w.Cause, cause, optional=set())
     (alert,) = snapshot.alerts
-    _check(w.Event, alert, optional=set())
+    _check(w.Alert, alert, optional=set())
+    _check(w.AlertData, alert["data"], optional=set())
     assert alert["data"]["code"] == "ice"
+    assert w.Alert.model_validate(alert).data.severity == "warn"
     _check(w.QuarantineRow, snapshot.quarantine[0], optional=set())
     assert snapshot.status is not None
     _check(w.Status, snapshot.status, optional={"thresholds"})
