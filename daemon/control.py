@@ -1,20 +1,10 @@
-"""The control endpoint: what an operator may ask of a running session (the dashboard's actions).
+"""The control endpoint's server: what an operator may ask of a running session.
 
-A ZeroMQ REP socket (``store.control_address``, 127.0.0.1 by default) answers JSON requests.
-Because it changes the session, every request must carry the session's token: a random
-secret written, readable by its owner only, into ``<session>.endpoints.json`` beside the
-database (``causalscope tui`` reads it; over SSH, forward the ports and copy the token).
-
-Request: ``{"token": "...", "action": "...", ...parameters}``. Reply: ``{"ok": true, ...}`` or
-``{"ok": false, "error": "what was wrong"}``. Actions:
-
-``status``         the session's status (the same object the PUB socket sends on ``status``)
-``label``          ``exposure_id``, ``label`` (``accept`` or ``reject``): stored in ``labels``
-``pause``          stop handing out new exposures (those in flight finish); ``resume`` undoes it
-``set_threshold``  ``name`` (a key of the status's ``thresholds``), ``value`` (a number):
-                   the alert threshold, used from the next exposure on
-``thumbnail``      ``exposure_id``, ``kind`` (``micrograph`` or ``power_spectrum``): the PNG, as
-                   base64 text in ``png_base64``
+A ZeroMQ REP socket (``store.control_address``, 127.0.0.1 by default) answers JSON requests that
+carry the session's token; the requests, replies and actions are those of
+:mod:`causalscope.daemon.client.control` (the client the dashboard uses). The token is written,
+readable by its owner only, into ``<session>.endpoints.json`` beside the database
+(``causalscope tui`` reads it; over SSH, forward the ports and copy the token).
 
 The server thread only receives and replies; each request is carried out by the session's own
 loop (the store has one writer), which calls :meth:`ControlServer.serve_pending`.
@@ -32,18 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from causalscope.models.errors import CausalscopeError
+from causalscope.daemon.client.control import ACTIONS, control_request
+from causalscope.daemon.client.errors import CausalscopeError, ControlError
 
 __all__ = ["ACTIONS", "ControlError", "ControlServer", "control_request", "new_token"]
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("status", "label", "pause", "resume", "set_threshold", "thumbnail")
 _POLL_MS = 100
-
-
-class ControlError(CausalscopeError):
-    """A control request could not be sent or was refused."""
 
 
 def new_token() -> str:
@@ -167,35 +153,3 @@ class ControlServer:
         """Stop the thread (the socket closes with it)."""
         self._stop.set()
         self._thread.join(timeout=2)
-
-
-def control_request(
-    address: str, token: str, action: str, *, timeout_s: float = 5.0, **params: Any
-) -> dict[str, Any]:
-    """Send one request to a session's control endpoint and return its reply.
-
-    Raises
-    ------
-    ControlError
-        No answer within ``timeout_s`` (the session is not running or not reachable), or the
-        session refused the request (the reply's error is the message).
-    """
-    import zmq
-
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    socket = context.socket(zmq.REQ)
-    socket.setsockopt(zmq.LINGER, 0)
-    try:
-        socket.connect(address)
-        socket.send(json.dumps({"token": token, "action": action, **params}).encode())
-        if not socket.poll(int(timeout_s * 1000)):
-            raise ControlError(
-                "Session not answering",
-                f"no reply from the control endpoint {address} within {timeout_s:g} s",
-            )
-        reply: dict[str, Any] = json.loads(socket.recv().decode())
-    finally:
-        socket.close()
-    if not reply.get("ok"):
-        raise ControlError(f"Request {action!r} refused", str(reply.get("error")))
-    return reply

@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Input
 
 from causalscope.config import AlertSettings, Settings, TuiSettings
 from causalscope.config.alerts import THRESHOLD_NAMES
-from causalscope.models.errors import CausalscopeError
+from causalscope.daemon.client import CausalscopeError
 from causalscope.tui.causes import CausesState, causes_headline
 from causalscope.tui.format import RowFilter, short_id
 from causalscope.tui.messages import (

@@ -17,7 +17,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,29 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _from_endpoints_file(path: Path) -> SessionSource:
-    from causalscope.daemon.store.endpoints import Endpoints
-    from causalscope.models.errors import InputError
+    from causalscope.daemon.client import load_endpoints
     from causalscope.tui.source import LiveSource
 
-    try:
-        data = json.loads(path.read_text())
-        database = Path(str(data["database"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError("Unreadable endpoints file", f"{path}: {exc}", path=path) from exc
-    endpoints = Endpoints(
-        database=str(database),
-        pid=int(data.get("pid", 0)),
-        publish=data.get("publish"),
-        query=data.get("query"),
-        control=data.get("control"),
-        token=data.get("token"),
-    )
-    return LiveSource.from_endpoints(endpoints, endpoints_file=database)
+    endpoints = load_endpoints(path)
+    return LiveSource.from_endpoints(endpoints, endpoints_file=Path(endpoints.database))
 
 
 def source_for(args: argparse.Namespace) -> SessionSource:
     """The source the arguments name: live (endpoints) or recorded (a finished database)."""
-    from causalscope.daemon.store.endpoints import endpoints_path, read_endpoints
+    from causalscope.daemon.client import endpoints_path, read_endpoints
     from causalscope.models.errors import InputError
     from causalscope.tui.source import LiveSource, RecordedSource
 

@@ -1,40 +1,30 @@
-"""The causal model's rows in the session database (tables documented in :mod:`.schema`)."""
+"""The causal model's rows in the session database (tables declared in :mod:`.schema`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
+from causalscope.daemon.store import schema
 from causalscope.models.records import CausalInputs
 
 if TYPE_CHECKING:
+    import duckdb
+
     from causalscope.models.causal import CausalUpdate
 
 __all__ = ["delete_causal", "read_inputs", "stored_updates", "write_inputs", "write_update"]
 
-_INPUT_COLUMNS = (
-    "ice_thickness_nm",
-    "dose_e_per_a2",
-    "total_drift_px",
-    "defocus_um",
-    "astigmatism_angstrom",
-    "image_shift_um",
-    "beam_tilt_mrad",
-    "n_particles",
-    "fit_resolution_angstrom",
-    "ssnr_bfactor_angstrom2",
+# The inputs' columns (every one but the key and the order).
+_INPUT_COLUMNS = tuple(
+    c.name for c in schema.CAUSAL_INPUTS_TABLE.columns if c.attribute is not None
 )
 
 
 def write_inputs(con: duckdb.DuckDBPyConnection, exposure_id: str, inputs: CausalInputs) -> None:
     """The exposure's causal inputs, numbered in commit order (inside the commit's transaction)."""
-    values = inputs.model_dump()
-    con.execute(
-        f"INSERT INTO causal_inputs (exposure_id, {', '.join(_INPUT_COLUMNS)}) "
-        f"VALUES (?, {', '.join('?' for _ in _INPUT_COLUMNS)})",
-        [exposure_id, *(values[c] for c in _INPUT_COLUMNS)],
-    )
+    table = schema.CAUSAL_INPUTS_TABLE
+    row = table.values(inputs, exposure_id=exposure_id)
+    con.execute(table.insert_sql(row), row)
 
 
 def delete_causal(con: duckdb.DuckDBPyConnection, exposure_id: str) -> None:
@@ -49,47 +39,20 @@ def write_update(con: duckdb.DuckDBPyConnection, update: CausalUpdate) -> None:
     con.execute("DELETE FROM causal WHERE exposure_id = ?", [eid])
     con.execute("DELETE FROM causal_shares WHERE exposure_id = ?", [eid])
     con.execute("DELETE FROM causal_ranking WHERE model_index = ?", [update.index])
-    con.execute(
-        "INSERT INTO causal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            eid,
-            update.index,
-            update.regime,
-            update.regime_change,
-            update.observed_resolution_angstrom,
-            update.best_resolution_angstrom,
-            update.predicted_loss_angstrom,
-            update.predicted_loss_sd_angstrom,
-            update.unexplained_angstrom,
-            update.dominant_cause,
-            update.converged,
-        ],
-    )
-    con.executemany(
-        "INSERT INTO causal_shares VALUES (?, ?, ?, ?)",
-        [[eid, s.cause, s.share_angstrom, s.sd_angstrom] for s in update.shares],
-    )
-    con.executemany(
-        "INSERT INTO causal_ranking VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            [
-                update.index,
-                r.cause,
-                r.rank,
-                r.mean_angstrom,
-                r.sd_angstrom,
-                r.p_top,
-                r.weight_mean,
-                r.weight_sd,
-                r.tolerance,
-                r.observed,
-                r.converged,
-                r.advice,
-                eid,
-            ]
-            for r in update.ranking
-        ],
-    )
+    verdict = schema.CAUSAL_TABLE.values(update)
+    con.execute(schema.CAUSAL_TABLE.insert_sql(verdict), verdict)
+    shares = schema.CAUSAL_SHARES_TABLE
+    if update.shares:
+        con.executemany(
+            shares.insert_sql(shares.column_names),
+            [shares.values(s, exposure_id=eid) for s in update.shares],
+        )
+    ranking = schema.CAUSAL_RANKING_TABLE
+    if update.ranking:
+        con.executemany(
+            ranking.insert_sql(ranking.column_names),
+            [ranking.values(r, model_index=update.index, exposure_id=eid) for r in update.ranking],
+        )
 
 
 def read_inputs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, CausalInputs]]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import zmq
 
-from causalscope.daemon.store._json import dumps
-from causalscope.daemon.store.errors import StoreError
+from causalscope.daemon.client._json import dumps
+from causalscope.daemon.client.errors import StoreError
 
 __all__ = ["TOPICS", "Publisher"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import duckdb
 
-from causalscope.daemon.store.endpoints import Endpoints, endpoints_path, read_endpoints
-from causalscope.daemon.store.errors import QueryError, StoreError
-from causalscope.daemon.store.query import QueryResult, check_select, query_endpoint, run_select
-from causalscope.models.errors import InputError
+from causalscope.daemon.client.endpoints import Endpoints, endpoints_path, read_endpoints
+from causalscope.daemon.client.errors import QueryError, StoreError
+from causalscope.daemon.client.local import check_select, open_session_file, run_select
+from causalscope.daemon.client.query import QueryResult, query_endpoint
 
 __all__ = ["SessionReader"]
 
@@ -46,15 +46,9 @@ class SessionReader:
         self._connection: duckdb.DuckDBPyConnection | None = None
         #: The running session's endpoints when the file is held by it, else None.
         self.endpoints: Endpoints | None = None
-        if not self.path.is_file():
-            raise InputError(
-                "Session not found", f"{self.path} does not exist or is not a file", path=self.path
-            )
         try:
-            self._connection = duckdb.connect(
-                str(self.path), read_only=True, config={"enable_external_access": False}
-            )
-        except duckdb.Error as exc:
+            self._connection = open_session_file(self.path)
+        except StoreError as exc:
             endpoints = read_endpoints(self.path)
             if endpoints is None or endpoints.query is None:
                 held = (
@@ -64,8 +58,7 @@ class SessionReader:
                 )
                 raise StoreError(
                     "Cannot open the session database",
-                    f"{self.path}: {exc}{held} (no query endpoint in "
-                    f"{endpoints_path(self.path).name})",
+                    f"{exc.message}{held} (no query endpoint in {endpoints_path(self.path).name})",
                     path=self.path,
                 ) from exc
             self.endpoints = endpoints

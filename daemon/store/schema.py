@@ -1,11 +1,22 @@
-"""The schema of a session database (``SESSION.duckdb``), version 1.
+"""The schema of a session database (``SESSION.duckdb``), version 2.
 
 One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writer. Times are
 ``TIMESTAMP`` in UTC (no time zone attached). Columns of type ``JSON`` hold text that DuckDB's
 JSON functions read (``outputs->>'aligned_sum'``). Units are in the column names.
 
+Each table is declared once below (:class:`~.tables.Table`: column, type, record attribute,
+JSON or not); its DDL, its named INSERTs and its JSON columns come from that declaration. To
+store a new field of a record: declare its column (at the table's end) with the attribute it is
+read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
+a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
+Version 2 added the views of :mod:`causalscope.daemon.client.views` (``exposure_rows``,
+``published_exposures``, ``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the
+session publishes and the dashboard reads. A version-1 file is migrated when a store opens it
+(the views are created and version 2 recorded); read-only it gets the views as temporary ones.
+
 ``schema_version``
-    ``version`` (INTEGER): the schema version the file was written with; ``applied_at``.
+    ``version`` (INTEGER): a schema version the file was written or migrated to (one row per
+    version applied; the largest is the file's); ``applied_at``.
 
 ``session`` (one row)
     ``name``: the session's name (the file's stem); ``created_at``.
@@ -113,236 +124,277 @@ JSON functions read (``outputs->>'aligned_sum'``). Units are in the column names
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA_SQL", "SCHEMA_VERSION", "TABLES"]
+from typing import Any
+
+from causalscope.daemon.client.views import VIEWS
+from causalscope.daemon.store.tables import Column, Table, decode_map, field
+
+__all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 1
-
-SCHEMA_VERSION_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_version (
-    version INTEGER NOT NULL,
-    applied_at TIMESTAMP NOT NULL
-)"""
-
-SESSION_TABLE = """
-CREATE TABLE IF NOT EXISTS session (
-    name VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL
-)"""
-
-RUNS_TABLE = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY,
-    started_at TIMESTAMP NOT NULL,
-    version VARCHAR NOT NULL,
-    command_line JSON NOT NULL,
-    settings_json JSON NOT NULL,
-    params_hash VARCHAR NOT NULL
-)"""
-
-EXPOSURES_TABLE = """
-CREATE TABLE IF NOT EXISTS exposures (
-    exposure_id VARCHAR PRIMARY KEY,
-    movie_path VARCHAR NOT NULL,
-    source VARCHAR CHECK (source IN ('watcher', 'stream')),
-    metadata_path VARCHAR,
-    state VARCHAR NOT NULL CHECK (state IN ('seen', 'done', 'quarantined')),
-    gate_status VARCHAR CHECK (gate_status IN ('pass', 'warn', 'fail')),
-    seen_at TIMESTAMP NOT NULL,
-    done_at TIMESTAMP,
-    latency_s DOUBLE,
-    n_frames INTEGER,
-    pixel_size_angstrom DOUBLE,
-    voltage_kv DOUBLE,
-    cs_mm DOUBLE,
-    amplitude_contrast DOUBLE,
-    dose_e_per_a2 DOUBLE,
-    device VARCHAR,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    outputs JSON,
-    timings_s JSON,
-    problems JSON,
-    acquisition JSON
-)"""
-
-MOTION_TABLE = """
-CREATE TABLE IF NOT EXISTS motion (
-    exposure_id VARCHAR PRIMARY KEY,
-    total_drift_px DOUBLE NOT NULL,
-    max_frame_shift_px DOUBLE NOT NULL,
-    accumulated_motion_total_angstrom DOUBLE NOT NULL,
-    accumulated_motion_early_angstrom DOUBLE NOT NULL,
-    accumulated_motion_late_angstrom DOUBLE NOT NULL,
-    local_motion_rms_px DOUBLE,
-    patches_x INTEGER,
-    patches_y INTEGER,
-    measured_dose_e_per_a2 DOUBLE,
-    n_defect_pixels INTEGER NOT NULL,
-    n_hot_pixels INTEGER NOT NULL,
-    iterations INTEGER NOT NULL,
-    shifts_px JSON NOT NULL
-)"""
-
-PICKING_TABLE = """
-CREATE TABLE IF NOT EXISTS picking (
-    exposure_id VARCHAR PRIMARY KEY,
-    n_particles INTEGER NOT NULL,
-    particle_diameter_angstrom DOUBLE NOT NULL,
-    picker VARCHAR NOT NULL,
-    mean_score DOUBLE,
-    box_px INTEGER
-)"""
-
-PICKS_TABLE = """
-CREATE TABLE IF NOT EXISTS picks (
-    exposure_id VARCHAR NOT NULL,
-    position INTEGER NOT NULL,
-    x_px DOUBLE NOT NULL,
-    y_px DOUBLE NOT NULL,
-    score DOUBLE NOT NULL,
-    PRIMARY KEY (exposure_id, position)
-)"""
-
-CTF_TABLE = """
-CREATE TABLE IF NOT EXISTS ctf (
-    exposure_id VARCHAR PRIMARY KEY,
-    defocus_u_angstrom DOUBLE NOT NULL,
-    defocus_v_angstrom DOUBLE NOT NULL,
-    defocus_angle_deg DOUBLE NOT NULL,
-    defocus_angstrom DOUBLE NOT NULL,
-    astigmatism_angstrom DOUBLE NOT NULL,
-    phase_shift_deg DOUBLE NOT NULL,
-    fit_resolution_angstrom DOUBLE,
-    figure_of_merit DOUBLE NOT NULL,
-    ice_thickness_nm DOUBLE,
-    ice_thickness_rings_nm DOUBLE,
-    ice_thickness_ice_ring_nm DOUBLE,
-    defocus_sigma_angstrom DOUBLE,
-    astigmatism_sigma_angstrom DOUBLE,
-    angle_sigma_deg DOUBLE,
-    phase_shift_sigma_deg DOUBLE,
-    ice_thickness_sigma_nm DOUBLE,
-    search_defocus_min_um DOUBLE NOT NULL,
-    search_defocus_max_um DOUBLE NOT NULL,
-    at_search_edge BOOLEAN NOT NULL,
-    supported BOOLEAN NOT NULL,
-    warnings JSON NOT NULL
-)"""
-
-FLAGS_TABLE = """
-CREATE TABLE IF NOT EXISTS flags (
-    exposure_id VARCHAR NOT NULL,
-    position INTEGER NOT NULL,
-    code VARCHAR NOT NULL,
-    severity VARCHAR NOT NULL CHECK (severity IN ('fail', 'warn')),
-    message VARCHAR NOT NULL,
-    value DOUBLE,
-    limit_value DOUBLE,
-    PRIMARY KEY (exposure_id, position)
-)"""
-
-RESULTS_TABLE = """
-CREATE TABLE IF NOT EXISTS results (
-    exposure_id VARCHAR NOT NULL,
-    stage VARCHAR NOT NULL,
-    params_hash VARCHAR NOT NULL,
-    run_id INTEGER,
-    committed_at TIMESTAMP NOT NULL,
-    record_json JSON NOT NULL,
-    PRIMARY KEY (exposure_id, stage, params_hash)
-)"""
-
-QUARANTINE_TABLE = """
-CREATE TABLE IF NOT EXISTS quarantine (
-    id BIGINT PRIMARY KEY DEFAULT nextval('quarantine_id'),
-    exposure_id VARCHAR,
-    origin VARCHAR NOT NULL,
-    code VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL,
-    run_id INTEGER,
-    quarantined_at TIMESTAMP NOT NULL
-)"""
-
-EVENTS_TABLE = """
-CREATE TABLE IF NOT EXISTS events (
-    id BIGINT PRIMARY KEY DEFAULT nextval('event_id'),
-    logged_at TIMESTAMP NOT NULL,
-    run_id INTEGER,
-    kind VARCHAR NOT NULL,
-    message VARCHAR NOT NULL,
-    data JSON NOT NULL
-)"""
-
-LABELS_TABLE = """
-CREATE TABLE IF NOT EXISTS labels (
-    id BIGINT PRIMARY KEY DEFAULT nextval('label_id'),
-    exposure_id VARCHAR NOT NULL,
-    label VARCHAR NOT NULL CHECK (label IN ('accept', 'reject')),
-    labelled_at TIMESTAMP NOT NULL,
-    labelled_by VARCHAR NOT NULL
-)"""
+SCHEMA_VERSION = 2
 
 
-CAUSAL_INPUTS_TABLE = """
-CREATE TABLE IF NOT EXISTS causal_inputs (
-    exposure_id VARCHAR PRIMARY KEY,
-    seq BIGINT NOT NULL DEFAULT nextval('causal_seq'),
-    ice_thickness_nm DOUBLE NOT NULL,
-    dose_e_per_a2 DOUBLE NOT NULL,
-    total_drift_px DOUBLE NOT NULL,
-    defocus_um DOUBLE NOT NULL,
-    astigmatism_angstrom DOUBLE NOT NULL,
-    image_shift_um DOUBLE,
-    beam_tilt_mrad DOUBLE NOT NULL,
-    n_particles INTEGER NOT NULL,
-    fit_resolution_angstrom DOUBLE NOT NULL,
-    ssnr_bfactor_angstrom2 DOUBLE
-)"""
+def _patches_x(motion: Any) -> int | None:
+    return None if motion.patches is None else motion.patches[0]
 
-CAUSAL_TABLE = """
-CREATE TABLE IF NOT EXISTS causal (
-    exposure_id VARCHAR PRIMARY KEY,
-    model_index INTEGER NOT NULL,
-    regime INTEGER NOT NULL,
-    regime_change BOOLEAN NOT NULL,
-    observed_resolution_angstrom DOUBLE NOT NULL,
-    best_resolution_angstrom DOUBLE NOT NULL,
-    predicted_loss_angstrom DOUBLE NOT NULL,
-    predicted_loss_sd_angstrom DOUBLE NOT NULL,
-    unexplained_angstrom DOUBLE NOT NULL,
-    dominant_cause VARCHAR,
-    converged BOOLEAN NOT NULL
-)"""
 
-CAUSAL_SHARES_TABLE = """
-CREATE TABLE IF NOT EXISTS causal_shares (
-    exposure_id VARCHAR NOT NULL,
-    cause VARCHAR NOT NULL,
-    share_angstrom DOUBLE NOT NULL,
-    sd_angstrom DOUBLE NOT NULL,
-    PRIMARY KEY (exposure_id, cause)
-)"""
+def _patches_y(motion: Any) -> int | None:
+    return None if motion.patches is None else motion.patches[1]
 
-CAUSAL_RANKING_TABLE = """
-CREATE TABLE IF NOT EXISTS causal_ranking (
-    model_index INTEGER NOT NULL,
-    cause VARCHAR NOT NULL,
-    rank INTEGER NOT NULL,
-    mean_angstrom DOUBLE NOT NULL,
-    sd_angstrom DOUBLE NOT NULL,
-    p_top DOUBLE NOT NULL,
-    weight_mean DOUBLE NOT NULL,
-    weight_sd DOUBLE NOT NULL,
-    tolerance DOUBLE NOT NULL,
-    observed BOOLEAN NOT NULL,
-    converged BOOLEAN NOT NULL,
-    advice VARCHAR NOT NULL,
-    exposure_id VARCHAR NOT NULL,
-    PRIMARY KEY (model_index, cause)
-)"""
 
-#: Statements that create the schema; each is idempotent (``IF NOT EXISTS``).
-SCHEMA_SQL: tuple[str, ...] = (
+def _itself(record: Any) -> Any:
+    return record
+
+
+_KEY = Column("exposure_id", "VARCHAR PRIMARY KEY")
+_EXPOSURE = Column("exposure_id", "VARCHAR NOT NULL")
+
+SCHEMA_VERSION_TABLE = Table(
+    "schema_version",
+    (Column("version", "INTEGER NOT NULL"), Column("applied_at", "TIMESTAMP NOT NULL")),
+)
+SESSION_TABLE = Table(
+    "session", (Column("name", "VARCHAR NOT NULL"), Column("created_at", "TIMESTAMP NOT NULL"))
+)
+RUNS_TABLE = Table(
+    "runs",
+    (
+        Column("run_id", "INTEGER PRIMARY KEY"),
+        Column("started_at", "TIMESTAMP NOT NULL"),
+        Column("version", "VARCHAR NOT NULL"),
+        Column("command_line", "JSON NOT NULL", json=True),
+        Column("settings_json", "JSON NOT NULL", json=True),
+        Column("params_hash", "VARCHAR NOT NULL"),
+    ),
+)
+# The record's columns are written at its commit; the others when a source sees the exposure.
+EXPOSURES_TABLE = Table(
+    "exposures",
+    (
+        _KEY,
+        Column("movie_path", "VARCHAR NOT NULL"),
+        Column("source", "VARCHAR CHECK (source IN ('watcher', 'stream'))"),
+        Column("metadata_path", "VARCHAR"),
+        Column("state", "VARCHAR NOT NULL CHECK (state IN ('seen', 'done', 'quarantined'))"),
+        Column("gate_status", "VARCHAR CHECK (gate_status IN ('pass', 'warn', 'fail'))", "status"),
+        Column("seen_at", "TIMESTAMP NOT NULL"),
+        Column("done_at", "TIMESTAMP"),
+        Column("latency_s", "DOUBLE"),
+        field("n_frames", "INTEGER"),
+        field("pixel_size_angstrom", "DOUBLE"),
+        field("voltage_kv", "DOUBLE"),
+        field("cs_mm", "DOUBLE"),
+        field("amplitude_contrast", "DOUBLE"),
+        field("dose_e_per_a2", "DOUBLE"),
+        field("device", "VARCHAR"),
+        Column("attempts", "INTEGER NOT NULL DEFAULT 0"),
+        field("outputs", "JSON", json=True),
+        field("timings_s", "JSON", json=True),
+        Column("problems", "JSON", json=True),
+        Column("acquisition", "JSON", "metadata", json=True),
+    ),
+)
+MOTION_TABLE = Table(
+    "motion",
+    (
+        _KEY,
+        field("total_drift_px", "DOUBLE NOT NULL"),
+        field("max_frame_shift_px", "DOUBLE NOT NULL"),
+        field("accumulated_motion_total_angstrom", "DOUBLE NOT NULL"),
+        field("accumulated_motion_early_angstrom", "DOUBLE NOT NULL"),
+        field("accumulated_motion_late_angstrom", "DOUBLE NOT NULL"),
+        field("local_motion_rms_px", "DOUBLE"),
+        Column("patches_x", "INTEGER", _patches_x),
+        Column("patches_y", "INTEGER", _patches_y),
+        field("measured_dose_e_per_a2", "DOUBLE"),
+        field("n_defect_pixels", "INTEGER NOT NULL"),
+        field("n_hot_pixels", "INTEGER NOT NULL"),
+        field("iterations", "INTEGER NOT NULL"),
+        field("shifts_px", "JSON NOT NULL", json=True),
+    ),
+)
+CTF_TABLE = Table(
+    "ctf",
+    (
+        _KEY,
+        field("defocus_u_angstrom", "DOUBLE NOT NULL"),
+        field("defocus_v_angstrom", "DOUBLE NOT NULL"),
+        field("defocus_angle_deg", "DOUBLE NOT NULL"),
+        field("defocus_angstrom", "DOUBLE NOT NULL"),
+        field("astigmatism_angstrom", "DOUBLE NOT NULL"),
+        field("phase_shift_deg", "DOUBLE NOT NULL"),
+        field("fit_resolution_angstrom", "DOUBLE"),
+        field("figure_of_merit", "DOUBLE NOT NULL"),
+        field("ice_thickness_nm", "DOUBLE"),
+        field("ice_thickness_rings_nm", "DOUBLE"),
+        field("ice_thickness_ice_ring_nm", "DOUBLE"),
+        field("defocus_sigma_angstrom", "DOUBLE"),
+        field("astigmatism_sigma_angstrom", "DOUBLE"),
+        field("angle_sigma_deg", "DOUBLE"),
+        field("phase_shift_sigma_deg", "DOUBLE"),
+        field("ice_thickness_sigma_nm", "DOUBLE"),
+        field("search_defocus_min_um", "DOUBLE NOT NULL"),
+        field("search_defocus_max_um", "DOUBLE NOT NULL"),
+        field("at_search_edge", "BOOLEAN NOT NULL"),
+        field("supported", "BOOLEAN NOT NULL"),
+        field("warnings", "JSON NOT NULL", json=True),
+    ),
+)
+PICKING_TABLE = Table(
+    "picking",
+    (
+        _KEY,
+        field("n_particles", "INTEGER NOT NULL"),
+        field("particle_diameter_angstrom", "DOUBLE NOT NULL"),
+        field("picker", "VARCHAR NOT NULL"),
+        field("mean_score", "DOUBLE"),
+        field("box_px", "INTEGER"),
+    ),
+)
+# One row per particle: the writer gives every value (a pick is not a record of its own).
+PICKS_TABLE = Table(
+    "picks",
+    (
+        _EXPOSURE,
+        Column("position", "INTEGER NOT NULL"),
+        Column("x_px", "DOUBLE NOT NULL"),
+        Column("y_px", "DOUBLE NOT NULL"),
+        Column("score", "DOUBLE NOT NULL"),
+    ),
+    primary_key=("exposure_id", "position"),
+)
+FLAGS_TABLE = Table(
+    "flags",
+    (
+        _EXPOSURE,
+        Column("position", "INTEGER NOT NULL"),
+        field("code", "VARCHAR NOT NULL"),
+        field("severity", "VARCHAR NOT NULL CHECK (severity IN ('fail', 'warn'))"),
+        field("message", "VARCHAR NOT NULL"),
+        field("value", "DOUBLE"),
+        Column("limit_value", "DOUBLE", "limit"),
+    ),
+    primary_key=("exposure_id", "position"),
+)
+RESULTS_TABLE = Table(
+    "results",
+    (
+        _EXPOSURE,
+        Column("stage", "VARCHAR NOT NULL"),
+        Column("params_hash", "VARCHAR NOT NULL"),
+        Column("run_id", "INTEGER"),
+        Column("committed_at", "TIMESTAMP NOT NULL"),
+        Column("record_json", "JSON NOT NULL", _itself, json=True),
+    ),
+    primary_key=("exposure_id", "stage", "params_hash"),
+)
+QUARANTINE_TABLE = Table(
+    "quarantine",
+    (
+        Column("id", "BIGINT PRIMARY KEY DEFAULT nextval('quarantine_id')"),
+        Column("exposure_id", "VARCHAR"),
+        Column("origin", "VARCHAR NOT NULL"),
+        Column("code", "VARCHAR NOT NULL"),
+        Column("reason", "VARCHAR NOT NULL"),
+        Column("run_id", "INTEGER"),
+        Column("quarantined_at", "TIMESTAMP NOT NULL"),
+    ),
+    sequence="quarantine_id",
+)
+EVENTS_TABLE = Table(
+    "events",
+    (
+        Column("id", "BIGINT PRIMARY KEY DEFAULT nextval('event_id')"),
+        Column("logged_at", "TIMESTAMP NOT NULL"),
+        Column("run_id", "INTEGER"),
+        Column("kind", "VARCHAR NOT NULL"),
+        Column("message", "VARCHAR NOT NULL"),
+        Column("data", "JSON NOT NULL", json=True),
+    ),
+    sequence="event_id",
+)
+LABELS_TABLE = Table(
+    "labels",
+    (
+        Column("id", "BIGINT PRIMARY KEY DEFAULT nextval('label_id')"),
+        _EXPOSURE,
+        Column("label", "VARCHAR NOT NULL CHECK (label IN ('accept', 'reject'))"),
+        Column("labelled_at", "TIMESTAMP NOT NULL"),
+        Column("labelled_by", "VARCHAR NOT NULL"),
+    ),
+    sequence="label_id",
+)
+# Read from CausalInputs; ``seq`` numbers the rows in commit order.
+CAUSAL_INPUTS_TABLE = Table(
+    "causal_inputs",
+    (
+        _KEY,
+        Column("seq", "BIGINT NOT NULL DEFAULT nextval('causal_seq')"),
+        field("ice_thickness_nm", "DOUBLE NOT NULL"),
+        field("dose_e_per_a2", "DOUBLE NOT NULL"),
+        field("total_drift_px", "DOUBLE NOT NULL"),
+        field("defocus_um", "DOUBLE NOT NULL"),
+        field("astigmatism_angstrom", "DOUBLE NOT NULL"),
+        field("image_shift_um", "DOUBLE"),
+        field("beam_tilt_mrad", "DOUBLE NOT NULL"),
+        field("n_particles", "INTEGER NOT NULL"),
+        field("fit_resolution_angstrom", "DOUBLE NOT NULL"),
+        field("ssnr_bfactor_angstrom2", "DOUBLE"),
+    ),
+    sequence="causal_seq",
+)
+# Read from a CausalUpdate (models.causal).
+CAUSAL_TABLE = Table(
+    "causal",
+    (
+        field("exposure_id", "VARCHAR PRIMARY KEY"),
+        Column("model_index", "INTEGER NOT NULL", "index"),
+        field("regime", "INTEGER NOT NULL"),
+        field("regime_change", "BOOLEAN NOT NULL"),
+        field("observed_resolution_angstrom", "DOUBLE NOT NULL"),
+        field("best_resolution_angstrom", "DOUBLE NOT NULL"),
+        field("predicted_loss_angstrom", "DOUBLE NOT NULL"),
+        field("predicted_loss_sd_angstrom", "DOUBLE NOT NULL"),
+        field("unexplained_angstrom", "DOUBLE NOT NULL"),
+        field("dominant_cause", "VARCHAR"),
+        field("converged", "BOOLEAN NOT NULL"),
+    ),
+)
+# Read from a CauseShare.
+CAUSAL_SHARES_TABLE = Table(
+    "causal_shares",
+    (
+        _EXPOSURE,
+        field("cause", "VARCHAR NOT NULL"),
+        field("share_angstrom", "DOUBLE NOT NULL"),
+        field("sd_angstrom", "DOUBLE NOT NULL"),
+    ),
+    primary_key=("exposure_id", "cause"),
+)
+# Read from a RankedCause.
+CAUSAL_RANKING_TABLE = Table(
+    "causal_ranking",
+    (
+        Column("model_index", "INTEGER NOT NULL"),
+        field("cause", "VARCHAR NOT NULL"),
+        field("rank", "INTEGER NOT NULL"),
+        field("mean_angstrom", "DOUBLE NOT NULL"),
+        field("sd_angstrom", "DOUBLE NOT NULL"),
+        field("p_top", "DOUBLE NOT NULL"),
+        field("weight_mean", "DOUBLE NOT NULL"),
+        field("weight_sd", "DOUBLE NOT NULL"),
+        field("tolerance", "DOUBLE NOT NULL"),
+        field("observed", "BOOLEAN NOT NULL"),
+        field("converged", "BOOLEAN NOT NULL"),
+        field("advice", "VARCHAR NOT NULL"),
+        _EXPOSURE,
+    ),
+    primary_key=("model_index", "cause"),
+)
+
+#: The tables' declarations, in the order they are created.
+TABLE_SPECS: tuple[Table, ...] = (
     SCHEMA_VERSION_TABLE,
     SESSION_TABLE,
     RUNS_TABLE,
@@ -353,46 +405,25 @@ SCHEMA_SQL: tuple[str, ...] = (
     PICKS_TABLE,
     FLAGS_TABLE,
     RESULTS_TABLE,
-    "CREATE SEQUENCE IF NOT EXISTS quarantine_id START 1",
     QUARANTINE_TABLE,
-    "CREATE SEQUENCE IF NOT EXISTS event_id START 1",
     EVENTS_TABLE,
-    "CREATE SEQUENCE IF NOT EXISTS label_id START 1",
     LABELS_TABLE,
-    "CREATE SEQUENCE IF NOT EXISTS causal_seq START 1",
     CAUSAL_INPUTS_TABLE,
     CAUSAL_TABLE,
     CAUSAL_SHARES_TABLE,
     CAUSAL_RANKING_TABLE,
 )
+_BY_NAME = {t.name: t for t in TABLE_SPECS}
 
 #: The tables, in the order they are created.
-TABLES: tuple[str, ...] = (
-    "schema_version",
-    "session",
-    "runs",
-    "exposures",
-    "motion",
-    "ctf",
-    "picking",
-    "picks",
-    "flags",
-    "results",
-    "quarantine",
-    "events",
-    "labels",
-    "causal_inputs",
-    "causal",
-    "causal_shares",
-    "causal_ranking",
-)
+TABLES: tuple[str, ...] = tuple(_BY_NAME)
+#: The views (:mod:`causalscope.daemon.client.views`), created after the tables.
+VIEW_NAMES: tuple[str, ...] = tuple(v.name for v in VIEWS)
 
 #: Columns of type JSON per table: decoded when rows are published.
-JSON_COLUMNS: dict[str, frozenset[str]] = {
-    "runs": frozenset({"command_line", "settings_json"}),
-    "exposures": frozenset({"outputs", "timings_s", "problems", "acquisition"}),
-    "motion": frozenset({"shifts_px"}),
-    "ctf": frozenset({"warnings"}),
-    "results": frozenset({"record_json"}),
-    "events": frozenset({"data"}),
-}
+JSON_COLUMNS = decode_map(TABLE_SPECS)
+
+
+def table(name: str) -> Table:
+    """The declaration of table ``name``."""
+    return _BY_NAME[name]

@@ -3,7 +3,7 @@ exposures failed.
 
 Every number comes from single SELECT statements, so the same summary is computed from a
 DuckDB connection or through a running session's query endpoint
-(:class:`daemon.store.reader.SessionReader`).
+(:class:`causalscope.daemon.store.reader.SessionReader`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import duckdb
 
-from causalscope.daemon.store.query import QueryResult
+from causalscope.daemon.client.local import add_missing_views
+from causalscope.daemon.client.query import Selectable
+from causalscope.daemon.client.views import CAUSES_SQL
 
 __all__ = [
-    "CAUSES_SQL",
     "COUNTS_SQL",
     "CauseSummary",
     "Distribution",
@@ -67,12 +68,6 @@ _FLAG_CODES_SQL = (
     "JOIN exposures AS e USING (exposure_id) WHERE e.state = 'done' AND f.severity = ? "
     "GROUP BY f.code ORDER BY n DESC, f.code"
 )
-#: The causal model's latest ranking of the session's causes (most costly first).
-CAUSES_SQL = (
-    "SELECT cause, rank, mean_angstrom, sd_angstrom, p_top, weight_mean, weight_sd, tolerance, "
-    "observed, converged, advice FROM causal_ranking "
-    "WHERE model_index = (SELECT max(model_index) FROM causal_ranking) ORDER BY rank"
-)
 _CAUSAL_SQL = (
     "SELECT count(*), max(regime), bool_and(converged) FILTER (WHERE model_index = "
     "(SELECT max(model_index) FROM causal)) FROM causal"
@@ -81,12 +76,6 @@ _HAS_CAUSAL_SQL = (
     "SELECT count(*) FROM information_schema.tables WHERE table_name = 'causal_ranking'"
 )
 _QUARANTINE_SQL = "SELECT code, count(*) AS n FROM quarantine GROUP BY code ORDER BY n DESC, code"
-
-
-class Selectable(Protocol):
-    """Anything that runs a SELECT and returns its rows (a :class:`SessionReader`)."""
-
-    def select(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult: ...
 
 
 @dataclass(frozen=True)
@@ -253,9 +242,10 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
     """Summarize the session in ``source``: an open connection, or a :class:`SessionReader`."""
 
     def rows(sql: str, params: Sequence[Any] | None = None) -> list[Sequence[Any]]:
-        if isinstance(source, duckdb.DuckDBPyConnection):
-            return list(source.execute(sql, list(params) if params else None).fetchall())
-        return list(source.select(sql, params).rows)
+        return _select(source, sql, params)[1]
+
+    if isinstance(source, duckdb.DuckDBPyConnection):
+        add_missing_views(source)  # a file written before the views: temporary ones
 
     counts = dict(zip(_COUNTS_NAMES, rows(COUNTS_SQL)[0], strict=True))
     names = rows("SELECT name FROM session LIMIT 1")
@@ -269,7 +259,8 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
     causes: tuple[CauseSummary, ...] = ()
     if rows(_HAS_CAUSAL_SQL)[0][0]:  # files written before the causal model have no tables
         n_causal, regime, converged = rows(_CAUSAL_SQL)[0]
-        causes = tuple(CauseSummary(*r) for r in rows(CAUSES_SQL))
+        columns, ranked = _select(source, CAUSES_SQL)
+        causes = tuple(CauseSummary(**dict(zip(columns, r, strict=True))) for r in ranked)
     return SessionSummary(
         session=str(names[0][0]) if names else "",
         runs=int(runs),
@@ -306,6 +297,16 @@ _COUNTS_NAMES = (
     "results",
     "events",
 )
+
+
+def _select(
+    source: duckdb.DuckDBPyConnection | Selectable, sql: str, params: Sequence[Any] | None = None
+) -> tuple[list[str], list[Sequence[Any]]]:
+    if isinstance(source, duckdb.DuckDBPyConnection):
+        cursor = source.execute(sql, list(params) if params else None)
+        return [d[0] for d in cursor.description or ()], list(cursor.fetchall())
+    result = source.select(sql, params)
+    return list(result.columns), list(result.rows)
 
 
 def _distribution(rows: Any, expression: str) -> Distribution:

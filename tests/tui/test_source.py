@@ -101,17 +101,58 @@ def test_cli_opens_a_finished_session_or_connects_to_a_running_one(tmp_path: Pat
     assert isinstance(direct, LiveSource) and direct.control is None
 
 
-def test_dashboard_imports_neither_torch_nor_ray() -> None:
-    """Nor the causal model (scipy, networkx): the dashboard only draws what it published."""
-    code = (
-        "import sys, tui.app, tui.source, daemon.commands.tui, daemon.bench.tui;"
-        "heavy = ('torch', 'ray', 'scipy', 'networkx', 'causalscope.models.causal');"
-        "print(sorted(m for m in heavy if m in sys.modules))"
-    )
+def _loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert out.stdout.strip() == "[]"
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+# What the live dashboard must not load: the numerics, Ray, the causal model (it only draws what
+# the daemon published), the store's writer, and DuckDB (only a finished session's file needs it).
+_HEAVY = (
+    "torch",
+    "ray",
+    "scipy",
+    "networkx",
+    "pandas",
+    "duckdb",
+    "causalscope.models.causal",
+    "causalscope.daemon.store.writer",
+)
+
+
+def test_the_live_dashboard_imports_neither_torch_ray_nor_the_store() -> None:
+    """The live path: the app, its source, the client and the command, with a LiveSource made."""
+    loaded = _loaded_after(
+        "import causalscope.tui.app, causalscope.tui.source, causalscope.daemon.client\n"
+        "import causalscope.daemon.commands.tui, causalscope.daemon.bench.tui\n"
+        "from causalscope.config import TuiSettings\n"
+        "from causalscope.tui.app import make_app\n"
+        "from causalscope.tui.source import LiveSource\n"
+        "make_app(TuiSettings(), LiveSource(publish='tcp://127.0.0.1:1', query='tcp://127.0.0.1:2'))"
+    )
+    assert "causalscope.daemon.client" in loaded and "textual" in loaded  # it did load
+    assert sorted(m for m in _HEAVY if m in loaded) == []
+    daemon = sorted(m for m in loaded if m.startswith("causalscope.daemon."))
+    assert all(
+        m.startswith(
+            ("causalscope.daemon.client", "causalscope.daemon.commands", "causalscope.daemon.bench")
+        )
+        for m in daemon
+    ), daemon
+
+
+def test_the_store_package_loads_its_parts_when_used() -> None:
+    bare = _loaded_after("import causalscope.daemon.store")
+    assert not {"duckdb", "zmq", "causalscope.daemon.store.writer"} & bare
+    used = _loaded_after("from causalscope.daemon.store import SessionStore")
+    assert {"duckdb", "zmq", "causalscope.daemon.store.writer"} <= used
 
 
 def test_filter_words() -> None:

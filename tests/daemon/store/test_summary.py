@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from causalscope.daemon.store import SessionReader, SessionStore, summarize
-from causalscope.daemon.store import store as store_module
+from causalscope.daemon.store import writer as store_module
 from tests.daemon.store._records import fail_flag, make_record, warn_flag
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0)

@@ -12,9 +12,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from causalscope.daemon.store.errors import StoreError
+from causalscope.daemon.client.errors import StoreError
 
-__all__ = ["Endpoints", "endpoints_path", "read_endpoints", "remove_endpoints", "write_endpoints"]
+__all__ = [
+    "Endpoints",
+    "endpoints_path",
+    "load_endpoints",
+    "read_endpoints",
+    "remove_endpoints",
+    "write_endpoints",
+]
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,8 @@ class Endpoints:
     query
         Bound query (REP) address, or None when it answers no queries.
     control
-        Bound control (REP) address of the running session (:mod:`daemon.control`), or None.
+        Bound control (REP) address of the running session (see
+        :mod:`causalscope.daemon.client.control`), or None.
     token
         The secret a control request must carry (the file is readable by its owner only).
     """
@@ -68,21 +76,39 @@ def write_endpoints(database: Path, endpoints: Endpoints) -> Path:
     return path
 
 
+def load_endpoints(path: Path) -> Endpoints:
+    """The endpoints in the file ``path`` (a copy made for a forwarded session may lack ``pid``).
+
+    Raises
+    ------
+    StoreError
+        The file cannot be read, is not JSON, or lacks ``database``.
+    """
+    found = _load(Path(path), missing_ok=False)
+    assert found is not None
+    return found
+
+
 def read_endpoints(database: Path) -> Endpoints | None:
     """The endpoints a running session wrote beside ``database``, or None when there are none."""
-    path = endpoints_path(database)
+    return _load(endpoints_path(database), missing_ok=True)
+
+
+def _load(path: Path, *, missing_ok: bool) -> Endpoints | None:
     try:
         data = json.loads(path.read_text())
         return Endpoints(
             database=str(data["database"]),
-            pid=int(data["pid"]),
+            pid=int(data.get("pid", 0)),
             publish=data.get("publish"),
             query=data.get("query"),
             control=data.get("control"),
             token=data.get("token"),
         )
-    except FileNotFoundError:
-        return None
+    except FileNotFoundError as exc:
+        if missing_ok:
+            return None
+        raise StoreError("Endpoints file not found", f"{path}: {exc.strerror}", path=path) from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StoreError("Unreadable endpoints file", f"{path}: {exc}", path=path) from exc
 

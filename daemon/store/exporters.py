@@ -1,4 +1,8 @@
-"""Rewriting ``micrographs_ctf.star`` from the session database."""
+"""Files the store keeps up to date from the session database: ``micrographs_ctf.star``.
+
+RELION reads the session's micrographs and their CTF from it while the session runs; it is
+rewritten after each commit that changed it. pandas is imported only by a store that writes it.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 
-from causalscope.daemon.formats.ctf_star import write_micrographs_ctf_star
+from causalscope.daemon.client.errors import StoreError
+
+__all__ = ["MICROGRAPH_KINDS", "CtfStarExporter", "rewrite_ctf_star"]
 
 # Done, not failed by the gate, with a CTF fit that rings support and the optics RELION needs.
 _ROWS_SQL = """
@@ -83,6 +88,52 @@ def rewrite_ctf_star(connection: duckdb.DuckDBPyConnection, path: Path) -> int:
     ]
     if rows and all("motion_star" in r for r in rows):
         columns.append("motion_star")
+    import pandas as pd
+
+    from causalscope.daemon.formats.ctf_star import write_micrographs_ctf_star
+
     frame = pd.DataFrame(rows, columns=columns)
     write_micrographs_ctf_star(path, optics, frame)
     return len(rows)
+
+
+class CtfStarExporter:
+    """Keeps ``micrographs_ctf.star`` in step with the commits of one store.
+
+    Parameters
+    ----------
+    path
+        The STAR file.
+    database
+        The session's database file (named in errors).
+    """
+
+    def __init__(self, path: Path, database: Path) -> None:
+        self.path = path
+        self._database = database
+        self._stale = False
+
+    def changed(self) -> None:
+        """A commit changed what the file lists."""
+        self._stale = True
+
+    def rewrite(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Rewrite the file if a commit changed it since it was last written.
+
+        Raises
+        ------
+        StoreError
+            The file cannot be written; the commit stands and the next call tries again.
+        """
+        if not self._stale:
+            return
+        try:
+            rewrite_ctf_star(connection, self.path)
+        except (OSError, duckdb.Error) as exc:
+            raise StoreError(
+                "Cannot write micrographs_ctf.star",
+                f"{self.path}: {exc} (the commit to {self._database} stands; the file is "
+                "rewritten at the next commit)",
+                path=self.path,
+            ) from exc
+        self._stale = False

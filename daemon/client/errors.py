@@ -1,11 +1,11 @@
-"""Errors of the session store, meant for users: a title and a message naming the database file
-or the endpoint, and the cause."""
+"""Errors of a session's endpoints and file, meant for users: a title and a message naming the
+database file or the endpoint, and the cause."""
 
 from __future__ import annotations
 
 from causalscope.models.errors import CausalscopeError
 
-__all__ = ["QueryError", "StoreError"]
+__all__ = ["CausalscopeError", "ControlError", "QueryError", "StoreError"]
 
 
 class StoreError(CausalscopeError):
@@ -18,3 +18,7 @@ class StoreError(CausalscopeError):
 
 class QueryError(StoreError):
     """A query was refused (not a single SELECT) or failed (a syntax or binder error)."""
+
+
+class ControlError(CausalscopeError):
+    """A control request could not be sent or was refused."""
