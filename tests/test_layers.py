@@ -54,6 +54,13 @@ def test_the_package_keeps_its_import_contracts() -> None:
         ("models/_bad.py", "from causalscope import config\n", "models import nothing"),
         ("actors/_bad.py", "from causalscope.daemon import scheduler\n", "daemon core -> actors"),
         ("config/_bad.py", "from causalscope.tui import app\n", "settings depend on"),
+        ("tui/_bad.py", "from causalscope.daemon import live\n", "the dashboard reaches"),
+        ("tui/_bad.py", "import torch\n", "the dashboard and its client load no"),
+        (
+            "daemon/client/_bad.py",
+            "from causalscope.daemon.store import schema\n",
+            "the dashboard and",
+        ),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract(
