@@ -187,6 +187,48 @@ def _aligned_sum(stack: SpectraStack, shifts: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def _measure(
+    stack: SpectraStack, shifts: torch.Tensor, frame_filters: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of :func:`align_stack`: each image's shift ``(P, F, 2)`` against the sum of
+    the others moved by ``shifts``, and the variance of that measurement."""
+    p, n = stack.spectra.shape[:2]
+    step = _frame_chunk(stack)
+    total = _aligned_sum(stack, shifts)  # (P, H, Wr)
+    new = torch.empty_like(shifts)
+    measured_variance = torch.empty_like(shifts)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        own = stack.spectra[:, start:stop]  # (P, c, H, Wr)
+        ramps = phase_ramp(-shifts[:, start:stop].reshape(-1, 2), stack.ky, stack.kx)
+        others = torch.addcmul(total[:, None], own, ramps.reshape(own.shape), value=-1)
+        del ramps
+        cross = own * others.conj()
+        filt = stack.filt
+        if frame_filters is not None:
+            cross = cross * frame_filters[start:stop]
+            filt = stack.filt * frame_filters[start:stop]
+        peaks = stack.peaks(
+            cross.reshape(-1, *cross.shape[-2:]),
+            start_px=shifts[:, start:stop].reshape(-1, 2),
+            half_width_px=1.0,
+        ).reshape(p, stop - start, 2)
+        var = peak_variance(
+            cross,
+            others,
+            stack.noise_power[:, start:stop],
+            filt,
+            stack.ky,
+            stack.kx,
+            full_width=stack.shape[1],
+            peak_px=peaks,
+        )
+        new[:, start:stop] = peaks
+        measured_variance[:, start:stop] = var
+        del own, others, cross
+    return new, measured_variance
+
+
 def align_stack(
     stack: SpectraStack,
     *,
@@ -228,41 +270,9 @@ def align_stack(
     active = torch.ones(p, dtype=torch.bool, device=device)
     model: tuple[int, ...] | None = None
     used, converged = 0, False
-    step = _frame_chunk(stack)
     for it in range(iterations):
         used = it + 1
-        total = _aligned_sum(stack, shifts)  # (P, H, Wr)
-        new = torch.empty_like(shifts)
-        measured_variance = torch.empty_like(shifts)
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            own = stack.spectra[:, start:stop]  # (P, c, H, Wr)
-            ramps = phase_ramp(-shifts[:, start:stop].reshape(-1, 2), stack.ky, stack.kx)
-            others = torch.addcmul(total[:, None], own, ramps.reshape(own.shape), value=-1)
-            del ramps
-            cross = own * others.conj()
-            filt = stack.filt
-            if frame_filters is not None:
-                cross = cross * frame_filters[start:stop]
-                filt = stack.filt * frame_filters[start:stop]
-            peaks = stack.peaks(
-                cross.reshape(-1, *cross.shape[-2:]),
-                start_px=shifts[:, start:stop].reshape(-1, 2),
-                half_width_px=1.0,
-            ).reshape(p, stop - start, 2)
-            var = peak_variance(
-                cross,
-                others,
-                stack.noise_power[:, start:stop],
-                filt,
-                stack.ky,
-                stack.kx,
-                full_width=stack.shape[1],
-                peak_px=peaks,
-            )
-            new[:, start:stop] = peaks
-            measured_variance[:, start:stop] = var
-            del own, others, cross
+        new, measured_variance = _measure(stack, shifts, frame_filters)
         if smooth:
             # the smoother's model is chosen afresh in the first two rounds only: re-choosing
             # it every round let a 1024^2 movie's last frames flip by 0.34 px between rounds

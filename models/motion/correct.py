@@ -159,6 +159,8 @@ def correct_motion(
 ) -> MotionCorrection:
     """Gain/defect correction, global and local alignment, corrected and dose-weighted sums.
 
+    (Long for its parameters' descriptions; the body is one timed block per stage.)
+
     Parameters
     ----------
     frames

@@ -185,11 +185,8 @@ def align_patches(
     of those before it, suits the whole frame; at a patch's signal, frame 1 against frame 0
     alone can lock several px off, and that start the iteration does not leave.)
 
-    Patch size and filter are about noise: a patch has few pixels. On the motion bench's
-    1024^2 x 20 movies (2 counts/px/frame, seeds 0-2) a patch shift errs by 0.99-1.21 px per
-    frame at 1.5x (306 px) and B = 150, by 0.70-0.83 px at 2x (408 px), and by 0.63-0.76 px
-    at 2x and ``PATCH_BFACTOR_ANGSTROM2`` (100 A^2, the signal out to higher frequencies);
-    the fitted field (rank 1) by 0.23-0.27 px at 2x and B = 150, 0.19-0.21 px at B = 100.
+    Patch size and filter are about noise: a patch has few pixels (the README's measurements
+    say how the overlap and ``PATCH_BFACTOR_ANGSTROM2`` were chosen).
     """
     n, h, w = frames.shape
     if patches[0] < 1 or patches[1] < 1:
