@@ -39,6 +39,14 @@ class ExposureTable(DataTable[Any]):
             width + self._row_label_column_width, self.row_count + header_height
         )
 
+    def on_resize(self) -> None:
+        # The panels around the table grow and shrink (a regime-change notice, the causes):
+        # keep the selected exposure in view, as a terminal keeps its prompt
+        if self.row_count:
+            self.call_after_refresh(
+                self.move_cursor, row=self.cursor_row, animate=False, scroll=True
+            )
+
     def _order(self, rows: Iterable[Row]) -> list[Row]:
         key = SORTS[self.sort_name]
         return list(rows) if key is None else sorted(rows, key=key)
