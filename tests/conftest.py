@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
 from pathlib import Path
 
 import pytest
+
+_FOLDERS = frozenset({"daemon", "actors", "models", "tui", "config"})
+
+
+class _OnlyAsCausalscope(importlib.abc.MetaPathFinder):
+    """The tests run from the repository root, where the package's folders could be imported
+    under their folder names, as no installed copy can: refuse that, so such a name in the
+    code (``resources.files("models")``) fails here as it would for a user."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname.partition(".")[0] in _FOLDERS:
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r} (import it as causalscope.{fullname})",
+                name=fullname,
+            )
+        return None
+
+
+sys.meta_path.insert(0, _OnlyAsCausalscope())
 
 
 @pytest.fixture

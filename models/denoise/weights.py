@@ -50,5 +50,5 @@ def load_weights(source: bytes | IO[bytes], *, device: torch.device | str = "cpu
 
 def default_model(*, device: torch.device | str = "cpu") -> UNet:
     """The pretrained model shipped in ``models/data/n2n_default.pt``."""
-    data = resources.files("models").joinpath("data", DEFAULT_WEIGHTS).read_bytes()
+    data = resources.files("causalscope.models").joinpath("data", DEFAULT_WEIGHTS).read_bytes()
     return load_weights(data, device=device)

@@ -140,5 +140,5 @@ def test_the_command_line_shows_the_warning(write_toml: WriteToml, tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok\n"
-    shown = re.findall(r"MovedSettingWarning: (tui\.\w+) = ", result.stderr)
+    shown = re.findall(r"^causalscope: warning: (tui\.\w+) = ", result.stderr, re.M)
     assert sorted(shown) == ["tui.ctf_fit_resolution_angstrom", "tui.ice_thickness_nm"]

@@ -102,6 +102,11 @@ def test_the_installed_commands_run(installed: tuple[Path, Path], tmp_path: Path
     presets = _run([bin_dir / "causalscope", "config", "presets"], tmp_path)
     assert presets.returncode == 0, presets.stderr
     assert "krios-k3" in presets.stdout
+    # the shipped denoiser's weights load from the installed package data
+    code = "from causalscope.models.denoise import default_model; print(default_model().config())"
+    weights = _run([bin_dir / "python", "-c", code], tmp_path)
+    assert weights.returncode == 0, weights.stderr[-2000:]
+    assert "channels" in weights.stdout
     # nothing but causalscope is installed at the top level
     for name in ("daemon", "actors", "models", "tui", "config"):
         probe = _run([bin_dir / "python", "-c", f"import {name}"], tmp_path)

@@ -12,7 +12,7 @@ from tests.models.denoise.conftest import flipped_resolution, simulate_halves
 
 
 def test_shipped_weights_are_small_and_documented() -> None:
-    data = resources.files("models").joinpath("data")
+    data = resources.files("causalscope.models").joinpath("data")
     weights = data.joinpath("n2n_default.pt").read_bytes()
     record = json.loads(data.joinpath("n2n_default.json").read_text())
     assert len(weights) < 2 * 2**20
