@@ -10,7 +10,7 @@ import os
 
 # OpenMP threads that wait for work yield their core instead of spinning on it. A microscope
 # PC runs other programs, and the live pipeline runs several processes of its own; with the
-# default (spinning) waits, torch's two threads ran 1024^2 x 20 motion correction 8x slower
-# next to a busy process than with yielding ones (see the README's benchmark section). Must
-# be set before torch loads OpenMP; a value the user sets wins.
+# default (spinning) waits, torch's two threads ran 1024^2 x 20 motion correction 3x slower
+# next to busy processes than with yielding ones, which cost 10-20 % on an idle machine (the
+# README's speed section). Must be set before torch loads OpenMP; a value the user sets wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
