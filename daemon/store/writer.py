@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -425,12 +425,19 @@ class SessionStore:
         self, what: str, sql: str, params: Any = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Columns and rows of a read on the caller's thread; StoreError when it fails."""
-        if self._closed:
-            raise StoreError("Session store closed", f"{self._path}: {what} after close()")
-        try:
+        with self._reading(what):
             cursor = self._con.execute(sql, params)
             columns = [d[0] for d in cursor.description or ()]
             return columns, cursor.fetchall()
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """A read on the caller's thread: StoreError naming the file and ``what`` when the
+        store is closed or the read fails."""
+        if self._closed:
+            raise StoreError("Session store closed", f"{self._path}: {what} after close()")
+        try:
+            yield
         except duckdb.Error as exc:
             raise StoreError(
                 "Session database read failed",
@@ -440,30 +447,14 @@ class SessionStore:
 
     def causal_history(self) -> tuple[list[tuple[str, CausalInputs]], set[str]]:
         """Stored causal inputs in commit order, and the exposures whose update is stored."""
-        if self._closed:
-            raise StoreError("Session store closed", f"{self._path}: reading causal inputs")
-        try:
+        with self._reading("reading the causal inputs"):
             return read_inputs(self._con), stored_updates(self._con)
-        except duckdb.Error as exc:
-            raise StoreError(
-                "Session database read failed",
-                f"{self._path}: reading the causal inputs failed: {exc}",
-                path=self._path,
-            ) from exc
 
     def exposure_row(self, exposure_id: str) -> dict[str, Any] | None:
         """An exposure's row as published after its commit (a row of the view
         ``published_exposures``): JSON decoded, times as ISO text; None when unknown."""
-        if self._closed:
-            raise StoreError("Session store closed", f"{self._path}: reading after close()")
-        try:
+        with self._reading(f"reading exposure {exposure_id!r}"):
             return reads.exposure_row(self._con, exposure_id)
-        except duckdb.Error as exc:
-            raise StoreError(
-                "Session database read failed",
-                f"{self._path}: reading exposure {exposure_id!r} failed: {exc}",
-                path=self._path,
-            ) from exc
 
     def pending(self) -> list[PendingExposure]:
         """Exposures seen, neither done nor quarantined, in the order they were seen."""
