@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from causalscope.config import PickingSettings
     from causalscope.models.denoise import UNet
+    from causalscope.models.picking import Picks
     from causalscope.models.restoration import CtfParameters
 
 __all__ = [
@@ -129,7 +130,6 @@ def restore_and_pick(
     """
     import torch
 
-    from causalscope.models.picking import extract_particles, pick_blobs, pick_template
     from causalscope.models.restoration import (
         phase_flip,
         spectral_snr_from_fit,
@@ -165,39 +165,10 @@ def restore_and_pick(
     # restored (Wiener or phase-flipped, so CTF-corrected as pick_template wants), the protein
     # is dark on a bright background, as in the raw micrograph
     picked_on = denoised if denoised is not None else restored
-    if templates is not None:
-        picks = pick_template(
-            picked_on,
-            templates.to(picked_on.device),
-            pixel_size_angstrom=pixel_size_angstrom,
-            particle_diameter_angstrom=diameter,
-            threshold=settings.threshold,
-        )
-    else:
-        picks = pick_blobs(
-            picked_on,
-            pixel_size_angstrom=pixel_size_angstrom,
-            particle_diameter_angstrom=diameter,
-            threshold=settings.threshold,
-        )
+    picks = _pick(picked_on, templates, settings, pixel_size_angstrom)
     xy = picks.xy_px.detach().cpu()
     scores = picks.scores.detach().cpu()
-    box: int | None = None
-    particles = None
-    if settings.extract and len(xy):
-        box = picking_box_px(settings, pixel_size_angstrom)
-        if box < min(work.shape[-2:]):
-            boxes = extract_particles(
-                work,
-                xy.to(work.device),
-                box_px=box,
-                pixel_size_angstrom=pixel_size_angstrom,
-                ctf=parameters,
-                invert_contrast=True,
-            )
-            particles = boxes.detach().cpu().numpy().astype(np.float32)
-        else:
-            box = None
+    box, particles = _extract(work, xy, parameters, settings, pixel_size_angstrom)
     record = PickingRecord(
         n_particles=len(xy),
         particle_diameter_angstrom=diameter,
@@ -215,6 +186,58 @@ def restore_and_pick(
         bfactor_fit_angstrom2=own.bfactor_angstrom2,
         bfactor_used_angstrom2=ssnr.bfactor_angstrom2,
     )
+
+
+def _pick(
+    image: torch.Tensor,
+    templates: torch.Tensor | None,
+    settings: PickingSettings,
+    pixel_size_angstrom: float,
+) -> Picks:
+    """Template matching when templates are given, else blobs."""
+    from causalscope.models.picking import pick_blobs, pick_template
+
+    if templates is not None:
+        return pick_template(
+            image,
+            templates.to(image.device),
+            pixel_size_angstrom=pixel_size_angstrom,
+            particle_diameter_angstrom=settings.particle_diameter_angstrom,
+            threshold=settings.threshold,
+        )
+    return pick_blobs(
+        image,
+        pixel_size_angstrom=pixel_size_angstrom,
+        particle_diameter_angstrom=settings.particle_diameter_angstrom,
+        threshold=settings.threshold,
+    )
+
+
+def _extract(
+    image: torch.Tensor,
+    xy: torch.Tensor,
+    parameters: CtfParameters,
+    settings: PickingSettings,
+    pixel_size_angstrom: float,
+) -> tuple[int | None, np.ndarray | None]:
+    """The box size and the boxed particles, phase-flipped with dark protein made bright;
+    (None, None) when extraction is off, nothing was picked or the box would not fit."""
+    from causalscope.models.picking import extract_particles
+
+    if not settings.extract or not len(xy):
+        return None, None
+    box = picking_box_px(settings, pixel_size_angstrom)
+    if box >= min(image.shape[-2:]):
+        return None, None
+    boxes = extract_particles(
+        image,
+        xy.to(image.device),
+        box_px=box,
+        pixel_size_angstrom=pixel_size_angstrom,
+        ctf=parameters,
+        invert_contrast=True,
+    )
+    return box, boxes.detach().cpu().numpy().astype(np.float32)
 
 
 def write_restoration(

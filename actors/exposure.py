@@ -76,7 +76,7 @@ def configured_optics(microscope: MicroscopeSettings) -> Optics:
     return Optics(
         pixel_size_angstrom=microscope.pixel_size_angstrom,
         voltage_kv=microscope.voltage_kv,
-        cs_mm=microscope.spherical_aberration_mm,
+        spherical_aberration_mm=microscope.spherical_aberration_mm,
         amplitude_contrast=microscope.amplitude_contrast,
     )
 
@@ -131,7 +131,7 @@ class _Run:
             "movie_path": self.movie_path,
             "pixel_size_angstrom": None if optics is None else optics.pixel_size_angstrom,
             "voltage_kv": None if optics is None else optics.voltage_kv,
-            "cs_mm": None if optics is None else optics.cs_mm,
+            "spherical_aberration_mm": None if optics is None else optics.spherical_aberration_mm,
             "amplitude_contrast": None if optics is None else optics.amplitude_contrast,
             "metadata": self.metadata,
             "device": self.device,

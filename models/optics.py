@@ -1,8 +1,9 @@
 """Physical value objects of an exposure: the optics it was taken with and the detector's
 calibration (frozen dataclasses that check their values when made; numpy, no torch).
 
-Names carry their units (:mod:`models.units`); the spherical aberration is ``cs_mm``, as in
-:class:`models.records.ExposureRecord` and the session database.
+Names carry their units (:mod:`models.units`); the spherical aberration is
+``spherical_aberration_mm`` here, in :class:`models.records.ExposureRecord`, the settings and the
+session database.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Optics:
         Pixel size of the frames as the worker sees them (EER upsampling included).
     voltage_kv
         Acceleration voltage.
-    cs_mm
+    spherical_aberration_mm
         Spherical aberration.
     amplitude_contrast
         Fraction of amplitude contrast, in [0, 1).
@@ -59,13 +60,13 @@ class Optics:
 
     pixel_size_angstrom: float
     voltage_kv: float
-    cs_mm: float
+    spherical_aberration_mm: float
     amplitude_contrast: float
 
     def __post_init__(self) -> None:
         _check("pixel_size_angstrom", self.pixel_size_angstrom, low=0.0, strict=True)
         _check("voltage_kv", self.voltage_kv, low=0.0, strict=True)
-        _check("cs_mm", self.cs_mm, low=0.0, strict=False)
+        _check("spherical_aberration_mm", self.spherical_aberration_mm, low=0.0, strict=False)
         _check("amplitude_contrast", self.amplitude_contrast, low=0.0, high=1.0, strict=False)
 
     @classmethod
@@ -85,7 +86,8 @@ class Optics:
             or (md.pixel_size_angstrom if md is not None else None)
             or configured.pixel_size_angstrom,
             voltage_kv=(md.voltage_kv if md is not None else None) or configured.voltage_kv,
-            cs_mm=(md.spherical_aberration_mm if md is not None else None) or configured.cs_mm,
+            spherical_aberration_mm=(md.spherical_aberration_mm if md is not None else None)
+            or configured.spherical_aberration_mm,
             amplitude_contrast=configured.amplitude_contrast,
         )
 
@@ -94,7 +96,7 @@ class Optics:
         (:func:`models.ctf.ctf_2d`, :class:`models.restoration.CtfParameters`, ...)."""
         return CtfKeywords(
             voltage_kv=self.voltage_kv,
-            spherical_aberration_mm=self.cs_mm,
+            spherical_aberration_mm=self.spherical_aberration_mm,
             amplitude_contrast=self.amplitude_contrast,
         )
 

@@ -230,7 +230,7 @@ class ExposureRecord(BaseModel):
     flags: list[GateFlag] = Field(default_factory=list)
     pixel_size_angstrom: float | None = None
     voltage_kv: float | None = None
-    cs_mm: float | None = None
+    spherical_aberration_mm: float | None = None
     amplitude_contrast: float | None = None
     dose_e_per_a2: float | None = Field(None, description="Total dose used for dose weighting.")
     n_frames: int | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,9 +24,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
 from causalscope.config import AlertSettings, Settings, TuiSettings
-from causalscope.config.alerts import THRESHOLD_NAMES
 from causalscope.daemon.client import CausalscopeError
-from causalscope.tui.causes import CausesState, causes_headline
+from causalscope.tui.causes import causes_headline
 from causalscope.tui.format import RowFilter, short_id
 from causalscope.tui.messages import (
     ActionFinished,
@@ -43,6 +41,7 @@ from causalscope.tui.messages import (
     message_for,
 )
 from causalscope.tui.source import SessionSource
+from causalscope.tui.state import SessionState
 from causalscope.tui.widgets import (
     AlertsPanel,
     CausesPanel,
@@ -104,19 +103,10 @@ class Dashboard(App[None]):
         super().__init__()
         self.settings = settings
         self.source = source
-        self.rows: dict[str, dict[str, Any]] = {}  # in the order seen
-        self.labels: dict[str, str] = {}
-        self.alerts: list[dict[str, Any]] = []
-        self.status: dict[str, Any] | None = None
-        self.quarantine: dict[str, str] = {}
-        # the causal model: its latest ranking (None: the session has none), its verdict on
-        # each exposure, the latest verdict, and where the latest regime change was declared
-        self.causes: list[dict[str, Any]] | None = None
-        self.causal: dict[str, dict[str, Any]] = {}
-        self._causal_latest: dict[str, Any] | None = None
-        self._regime_changed_at: str | None = None
-        self.thresholds: dict[str, float] = (alerts or AlertSettings()).thresholds()
-        self.connection = "connecting" if source.live else "ok"
+        self.state = SessionState(
+            thresholds=(alerts or AlertSettings()).thresholds(),
+            connection="connecting" if source.live else "ok",
+        )
         self.history_loaded = threading.Event()
         self._pending: list[dict[str, Any]] = []
         self._dirty: set[str] = set()
@@ -187,25 +177,11 @@ class Dashboard(App[None]):
             self.post_message(message)
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
-        snapshot = message.snapshot
-        self.rows = {str(r["exposure_id"]): r for r in snapshot.rows}
-        self.labels = dict(snapshot.labels)
-        self.alerts = list(snapshot.alerts)
-        self.quarantine = {
-            str(q["exposure_id"]): str(q.get("reason", ""))
-            for q in snapshot.quarantine
-            if q.get("exposure_id")
-        }
-        if snapshot.status is not None:
-            self._take_status(snapshot.status)
-        self.causes = None if snapshot.causes is None else list(snapshot.causes)
-        self.causal, self._causal_latest, self._regime_changed_at = {}, None, None
-        for verdict in snapshot.causal:
-            self._take_causal(verdict)
-        if self.connection == "connecting":
-            self.connection = "ok"
+        self.state.load(message.snapshot)
         self._pending.clear()
-        self.table.rebuild(self.rows.values(), self.labels.get, keep=self.table.selected_id())
+        self.table.rebuild(
+            self.state.rows.values(), self.state.labels.get, keep=self.table.selected_id()
+        )
         self._update_table_title()
         self._image_id = None
         self._schedule_images()
@@ -220,61 +196,21 @@ class Dashboard(App[None]):
         self._pending.append(message.row)
 
     def on_status_updated(self, message: StatusUpdated) -> None:
-        self._take_status(message.status)
-        if self.connection == "connecting":
-            self.connection = "ok"
+        if self.state.take_status(message.status):
+            self._dirty.add("plots")
+        if self.state.connection == "connecting":
+            self.state.connection = "ok"
         self._dirty.add("overview")
 
-    def _take_status(self, status: dict[str, Any]) -> None:
-        self.status = status
-        thresholds = status.get("thresholds")
-        if isinstance(thresholds, Mapping):
-            for name in THRESHOLD_NAMES:
-                if isinstance(thresholds.get(name), int | float):
-                    if self.thresholds.get(name) != thresholds[name]:
-                        self._dirty.add("plots")
-                    self.thresholds[name] = float(thresholds[name])
-
     def on_causal_updated(self, message: CausalUpdated) -> None:
-        update = dict(message.update)
-        ranking = update.pop("ranking", None)
-        if self._take_causal(update) and isinstance(ranking, list):
-            self.causes = ranking
-        elif self.causes is None:
-            self.causes = []  # the session has a model after all; its ranking comes next
+        self.state.take_causal_update(message.update)
         self._dirty |= {"causes", "overview", "details"}
 
-    def _take_causal(self, verdict: dict[str, Any]) -> bool:
-        """Keep an exposure's verdict; True when it is the model's latest."""
-        eid = str(verdict.get("exposure_id"))
-        self.causal[eid] = verdict
-        if verdict.get("regime_change"):
-            self._regime_changed_at = eid
-        index = verdict.get("index")
-        latest = self._causal_latest
-        if not isinstance(index, int) or (
-            latest is not None and index < int(latest.get("index") or 0)
-        ):
-            return False
-        self._causal_latest = verdict
-        return True
-
-    def _causes_state(self) -> CausesState:
-        latest = self._causal_latest or {}
-        index = latest.get("index")
-        return CausesState(
-            ranking=self.causes,
-            exposures=int(index) if isinstance(index, int) else None,
-            converged=bool(latest.get("converged")),
-            regime=int(latest.get("regime") or 0),
-            regime_changed_at=self._regime_changed_at,
-        )
-
     def _show_causes(self) -> None:
-        self.query_one("#causes", CausesPanel).show(self._causes_state())
+        self.query_one("#causes", CausesPanel).show(self.state.causes_state())
 
     def on_alert_raised(self, message: AlertRaised) -> None:
-        self.alerts.append(message.alert)
+        self.state.alerts.append(message.alert)
         self._dirty.add("alerts")
         data = message.alert.get("data") or {}
         self.notify(
@@ -287,24 +223,21 @@ class Dashboard(App[None]):
         self._set_label(message.exposure_id, message.label)
 
     def on_quarantine_added(self, message: QuarantineAdded) -> None:
-        eid = message.row.get("exposure_id")
-        if eid:
-            self.quarantine[str(eid)] = str(message.row.get("reason", ""))
-            row = self.rows.get(str(eid))
-            if row is not None and row.get("state") == "seen":
-                self._pending.append({**row, "state": "quarantined"})
+        row = self.state.take_quarantine(message.row)
+        if row is not None:
+            self._pending.append(row)
         self._dirty.add("details")
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
         if message.state == "lost":
-            self.connection = "lost"
+            self.state.connection = "lost"
             self.notify(
                 f"No word from the session {message.detail}; reconnecting…",
                 title="Daemon lost",
                 severity="error",
             )
         else:
-            self.connection = "ok"
+            self.state.connection = "ok"
             self.notify("Reconnected; history re-read", title="Daemon back")
         self._dirty.add("overview")
 
@@ -324,9 +257,9 @@ class Dashboard(App[None]):
             changed: dict[str, dict[str, Any]] = {}
             for row in batch:
                 eid = str(row["exposure_id"])
-                self.rows[eid] = row
+                self.state.rows[eid] = row
                 changed[eid] = row
-            self.table.upsert(changed.values(), self.labels.get)
+            self.table.upsert(changed.values(), self.state.labels.get)
             self._dirty |= {"overview", "plots", "details"}
             self._update_table_title()
         if "causes" in self._dirty:
@@ -335,32 +268,32 @@ class Dashboard(App[None]):
         if "overview" in self._dirty:
             self._update_overview()
         if "alerts" in self._dirty:
-            self.query_one("#alerts", AlertsPanel).show(self.alerts)
+            self.query_one("#alerts", AlertsPanel).show(self.state.alerts)
         if "details" in self._dirty:
             self._show_details()
         if "plots" in self._dirty and self._graphs_visible():
             now = time.monotonic()
             if now - self._last_plot >= _PLOT_INTERVAL_S or not self._last_plot:
                 self._last_plot = now
-                done = [r for r in self.rows.values() if r.get("state") == "done"]
-                self.query_one("#plots", PlotsPanel).update_plots(done, self.thresholds)
+                done = [r for r in self.state.rows.values() if r.get("state") == "done"]
+                self.query_one("#plots", PlotsPanel).update_plots(done, self.state.thresholds)
                 self._dirty.discard("plots")
         self._dirty &= {"plots"}
 
     def _update_overview(self) -> None:
         self.query_one("#overview", Overview).show(
-            self.status,
+            self.state.status,
             name=self.source.name,
             live=self.source.live,
-            connection=self.connection,
+            connection=self.state.connection,
             shown=self.table.row_count,
-            total=len(self.rows),
-            causes=causes_headline(self._causes_state(), hint=not self._causes_visible()),
+            total=len(self.state.rows),
+            causes=causes_headline(self.state.causes_state(), hint=not self._causes_visible()),
         )
 
     def _update_table_title(self) -> None:
         table = self.table
-        title = f"Exposures {table.row_count}/{len(self.rows)} · sort {table.sort_name}"
+        title = f"Exposures {table.row_count}/{len(self.state.rows)} · sort {table.sort_name}"
         if table.row_filter:
             title += f" · filter “{table.row_filter.text}”"
         table.border_title = title
@@ -368,15 +301,15 @@ class Dashboard(App[None]):
     def _show_details(self) -> None:
         eid = self.table.selected_id()
         self.query_one("#details", DetailsPane).show(
-            None if eid is None else self.rows.get(eid),
-            None if eid is None else self.labels.get(eid),
-            None if eid is None else self.quarantine.get(eid),
-            None if eid is None else self.causal.get(eid),
+            None if eid is None else self.state.rows.get(eid),
+            None if eid is None else self.state.labels.get(eid),
+            None if eid is None else self.state.quarantine.get(eid),
+            None if eid is None else self.state.causal.get(eid),
         )
 
     def _set_label(self, exposure_id: str, label: str) -> None:
-        self.labels[exposure_id] = label
-        row = self.rows.get(exposure_id)
+        self.state.labels[exposure_id] = label
+        row = self.state.rows.get(exposure_id)
         if row is not None:
             self.table.set_label(row, label)
         self._dirty.add("details")
@@ -398,22 +331,11 @@ class Dashboard(App[None]):
         self._image_timer = self.set_timer(0.15, self._load_images)
 
     def _load_images(self) -> None:
-        row = self._picture_row()
+        row = self.state.picture_row(self.table.selected_id())
         if row is None or row["exposure_id"] == self._image_id:
             return
         self._image_id = str(row["exposure_id"])
         self._fetch_images(row)
-
-    def _picture_row(self) -> dict[str, Any] | None:
-        """The selected exposure if it has pictures, else the latest one that has."""
-        eid = self.table.selected_id()
-        selected = None if eid is None else self.rows.get(eid)
-        if selected is not None and _has_pictures(selected):
-            return selected
-        for row in reversed(self.rows.values()):
-            if _has_pictures(row):
-                return row
-        return None
 
     @work(thread=True, exclusive=True, group="images")
     def _fetch_images(self, row: dict[str, Any]) -> None:
@@ -463,11 +385,11 @@ class Dashboard(App[None]):
             verb = "Accepted" if params["label"] == "accept" else "Rejected"
             self.notify(f"{verb} {params['exposure_id']}")
         elif message.action in ("pause", "resume"):
-            self.status = {**(self.status or {}), "paused": message.action == "pause"}
+            self.state.status = {**(self.state.status or {}), "paused": message.action == "pause"}
             self._dirty.add("overview")
             self.notify("Paused" if message.action == "pause" else "Resumed")
         elif message.action == "set_threshold":
-            self.thresholds[str(params["name"])] = float(params["value"])
+            self.state.thresholds[str(params["name"])] = float(params["value"])
             self._dirty.add("plots")
             self.notify(f"{params['name']} = {params['value']:g}")
 
@@ -481,7 +403,7 @@ class Dashboard(App[None]):
 
     def action_pause(self) -> None:
         """Pause processing, or resume it when paused."""
-        paused = bool((self.status or {}).get("paused"))
+        paused = bool((self.state.status or {}).get("paused"))
         self._act("resume" if paused else "pause", {})
 
     def action_threshold(self) -> None:
@@ -491,7 +413,7 @@ class Dashboard(App[None]):
             if result is not None:
                 self._act("set_threshold", {"name": result[0], "value": result[1]})
 
-        self.push_screen(ThresholdDialog(self.thresholds), chosen)
+        self.push_screen(ThresholdDialog(self.state.thresholds), chosen)
 
     def action_filter(self) -> None:
         """Show and focus the filter box."""
@@ -524,7 +446,7 @@ class Dashboard(App[None]):
 
     def _rebuild(self) -> None:
         table = self.table
-        table.rebuild(self.rows.values(), self.labels.get, keep=table.selected_id())
+        table.rebuild(self.state.rows.values(), self.state.labels.get, keep=table.selected_id())
         self._update_table_title()
         self._dirty |= {"overview", "details"}
         self._redraw()
@@ -570,11 +492,6 @@ class Dashboard(App[None]):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._graphs_toggled)
-
-
-def _has_pictures(row: Mapping[str, Any]) -> bool:
-    outputs = row.get("outputs")
-    return isinstance(outputs, Mapping) and any(k in outputs for k in KINDS.values())
 
 
 def make_app(settings: Settings | TuiSettings, source: SessionSource) -> Dashboard:

@@ -289,6 +289,26 @@ def details_text(
     if row is None:
         text.append("no exposure selected", style="dim")
         return text
+    _append_heading(text, row, label)
+    _append_flags(text, row)
+    if quarantine_reason:
+        text.append(f"quarantined: {quarantine_reason}\n", style="magenta")
+    if causes is not None:
+        text.append_text(causes)
+        text.append("\n")
+    for parts in _number_lines(row):
+        # "-" alone or "- unit": no value (a negative number is "-0.5 ...")
+        shown = [(k, got) for k, got in parts if not (got[:1] == "-" and not got[1:2].isdigit())]
+        for i, (k, got) in enumerate(shown):
+            text.append(("  " if i else "") + k.lstrip(), style="dim")
+            text.append(f" {got}")
+        if shown:
+            text.append("\n")
+    text.rstrip()
+    return text
+
+
+def _append_heading(text: Text, row: Row, label: str | None) -> None:
     status = gate(row)
     text.append(f"{row.get('exposure_id')} ", style="bold")
     text.append(status.upper(), style=GATE_STYLE.get(status, ""))
@@ -296,6 +316,11 @@ def details_text(
         mark, style = _LABEL_TEXT.get(label, (label, ""))
         text.append(f" {mark}", style=style)
     text.append("\n")
+
+
+def _append_flags(text: Text, row: Row) -> None:
+    """Failures first, then warnings, each with its value against its limit; then the CTF
+    fit's warnings and the worker's problems."""
     flags = [f for f in row.get("flags") or [] if isinstance(f, Mapping)]
     for flag in sorted(flags, key=lambda f: f.get("severity") != "fail"):
         mark, style = ("✖", "red") if flag.get("severity") == "fail" else ("▲", "yellow")
@@ -308,17 +333,16 @@ def details_text(
     warnings = (row.get("ctf") or {}).get("warnings") or []
     for warning in [*warnings, *(row.get("problems") or [])]:
         text.append(f"• {warning}\n", style="yellow")
-    if quarantine_reason:
-        text.append(f"quarantined: {quarantine_reason}\n", style="magenta")
-    if causes is not None:
-        text.append_text(causes)
-        text.append("\n")
+
+
+def _number_lines(row: Row) -> list[list[tuple[str, str]]]:
+    """The details' numbers, a line of (name, shown value) pairs each; "-" where unknown."""
     u, v = value(row, "ctf", "defocus_u_angstrom"), value(row, "ctf", "defocus_v_angstrom")
     sigma = value(row, "ctf", "defocus_sigma_angstrom")
     ice_sigma = value(row, "ctf", "ice_thickness_sigma_nm")
     dose = row.get("dose_e_per_a2")
     latency = row.get("latency_s")
-    lines: list[list[tuple[str, str]]] = [
+    return [
         [
             ("defocus", f"{_num(defocus_um(row), '.3f')} µm"),
             ("±", "-" if sigma is None else f"{sigma:.0f} Å"),
@@ -357,13 +381,3 @@ def details_text(
             ("latency", "-" if latency is None else f"{latency:.1f} s"),
         ],
     ]
-    for parts in lines:
-        # "-" alone or "- unit": no value (a negative number is "-0.5 ...")
-        shown = [(k, got) for k, got in parts if not (got[:1] == "-" and not got[1:2].isdigit())]
-        for i, (k, got) in enumerate(shown):
-            text.append(("  " if i else "") + k.lstrip(), style="dim")
-            text.append(f" {got}")
-        if shown:
-            text.append("\n")
-    text.rstrip()
-    return text

@@ -44,7 +44,7 @@ def _record(i: int) -> Any:
         flags=flags,
         pixel_size_angstrom=0.83,
         voltage_kv=300.0,
-        cs_mm=2.7,
+        spherical_aberration_mm=2.7,
         amplitude_contrast=0.07,
         dose_e_per_a2=40.0,
         n_frames=40,

@@ -6,8 +6,10 @@ recognised by its exact centrosymmetry, or declared with --power-spectrum. The p
 from --pixel-size-angstrom, else from the file's header.
 
 Example:
-  causalscope ctf micrograph.mrc --voltage-kv 300 --cs-mm 2.7 --amplitude-contrast 0.07
+  causalscope ctf micrograph.mrc --voltage-kv 300 --spherical-aberration-mm 2.7 \
+      --amplitude-contrast 0.07
   causalscope ctf movie_PS.mrc --voltage-kv 200 --cs-mm 1.4 --amplitude-contrast 0.1 --json
+  (--cs-mm is short for --spherical-aberration-mm)
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ctf options."""
     parser.add_argument("image", type=Path, help="micrograph, movie or power spectrum (MRC/TIFF)")
     parser.add_argument("--voltage-kv", type=float, required=True, metavar="KV")
-    parser.add_argument("--cs-mm", type=float, required=True, metavar="MM")
+    parser.add_argument(
+        "--spherical-aberration-mm", "--cs-mm", type=float, required=True, metavar="MM"
+    )
     parser.add_argument("--amplitude-contrast", type=float, required=True, metavar="Q")
     parser.add_argument("--pixel-size-angstrom", type=float, metavar="A", help="default: header")
     parser.add_argument(
@@ -51,8 +55,11 @@ def _check_optics(args: argparse.Namespace) -> None:
         raise InputError(
             "Implausible voltage", f"--voltage-kv {args.voltage_kv:g} is not 60-400 kV{hint}"
         )
-    if not 0 <= args.cs_mm <= 10:
-        raise InputError("Implausible Cs", f"--cs-mm {args.cs_mm:g} is not 0-10 mm")
+    if not 0 <= args.spherical_aberration_mm <= 10:
+        raise InputError(
+            "Implausible Cs",
+            f"--spherical-aberration-mm {args.spherical_aberration_mm:g} is not 0-10 mm",
+        )
     if not 0 <= args.amplitude_contrast < 1:
         raise InputError(
             "Implausible amplitude contrast",
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             torch.from_numpy(image),
             pixel_size_angstrom=apix,
             voltage_kv=args.voltage_kv,
-            spherical_aberration_mm=args.cs_mm,
+            spherical_aberration_mm=args.spherical_aberration_mm,
             amplitude_contrast=args.amplitude_contrast,
             is_power_spectrum=is_ps,
             box_px=box,

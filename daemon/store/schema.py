@@ -27,18 +27,18 @@ session publishes and the dashboard reads. A version-1 file is migrated when a s
     settings); ``params_hash``: hash of the settings that change results.
 
 ``exposures`` (one row per exposure seen)
-    ``exposure_id`` (primary key: the movie's stem or the stream's id); ``movie_path``;
-    ``source`` ('watcher' | 'stream'; NULL when committed without having been recorded as
-    seen); ``metadata_path`` (EPU XML or mdoc, or NULL); ``state`` ('seen': recorded, not yet
-    committed | 'done' | 'quarantined'); ``gate_status`` ('pass' | 'warn' | 'fail', NULL until
-    done); ``seen_at``; ``done_at`` (last commit); ``latency_s`` (from the source's decision that
-    the movie was complete to the commit); ``n_frames``; ``pixel_size_angstrom`` (of the
-    micrographs); ``voltage_kv``; ``cs_mm``; ``amplitude_contrast``; ``dose_e_per_a2`` (total
-    dose used for dose weighting); ``device`` (where it was processed); ``attempts`` (processing
-    attempts started; a crashed worker's exposure is retried); ``outputs`` (JSON object: written
-    files by kind, e.g. ``aligned_sum``, ``dose_weighted_sum``, ``trajectory``); ``timings_s``
-    (JSON object: seconds per stage); ``problems`` (JSON list: irregularities the source saw);
-    ``acquisition`` (JSON object: the EPU/mdoc metadata, or NULL).
+    ``exposure_id`` (primary key: the movie's stem or the stream's id); ``movie_path``; ``source``
+    ('watcher' | 'stream'; NULL when committed without having been recorded as seen);
+    ``metadata_path`` (EPU XML or mdoc, or NULL); ``state`` ('seen': recorded, not yet committed |
+    'done' | 'quarantined'); ``gate_status`` ('pass' | 'warn' | 'fail', NULL until done);
+    ``seen_at``; ``done_at`` (last commit); ``latency_s`` (from the source's decision that the movie
+    was complete to the commit); ``n_frames``; ``pixel_size_angstrom`` (of the micrographs);
+    ``voltage_kv``; ``cs_mm`` (the spherical aberration); ``amplitude_contrast``; ``dose_e_per_a2``
+    (total dose used for dose weighting); ``device`` (where it was processed); ``attempts``
+    (processing attempts started; a crashed worker's exposure is retried); ``outputs`` (JSON object:
+    written files by kind, e.g. ``aligned_sum``, ``dose_weighted_sum``, ``trajectory``);
+    ``timings_s`` (JSON object: seconds per stage); ``problems`` (JSON list: irregularities the
+    source saw); ``acquisition`` (JSON object: the EPU/mdoc metadata, or NULL).
 
 ``motion`` (one row per done exposure that was motion-corrected; the latest commit's)
     ``exposure_id`` (primary key); ``total_drift_px`` (path length of the global trajectory);
@@ -184,7 +184,8 @@ EXPOSURES_TABLE = Table(
         field("n_frames", "INTEGER"),
         field("pixel_size_angstrom", "DOUBLE"),
         field("voltage_kv", "DOUBLE"),
-        field("cs_mm", "DOUBLE"),
+        # the column keeps its first name: renaming it would break reading older files
+        Column("cs_mm", "DOUBLE", "spherical_aberration_mm"),
         field("amplitude_contrast", "DOUBLE"),
         field("dose_e_per_a2", "DOUBLE"),
         field("device", "VARCHAR"),

@@ -31,6 +31,7 @@ freedom (large frames, high dose, motion that does not keep its shape) the crite
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,23 +196,7 @@ def align_patches(
     size, centres = _patch_layout((h, w), patches, margin)
     n_patches = len(centres)
     device = frames.device
-    rounded = np.round(np.asarray(shifts_px, dtype=np.float64))
-    fraction = torch.as_tensor(shifts_px - rounded, dtype=torch.float64, device=device)
-    # top-left corner of every patch in every frame: its frame-0 place + the rounded shift
-    x0 = np.round(centres[:, 0] - size / 2).astype(np.int64)
-    y0 = np.round(centres[:, 1] - size / 2).astype(np.int64)
-    ox = np.clip(x0[:, None] + rounded[None, :, 0].astype(np.int64), 0, w - size).ravel()
-    oy = np.clip(y0[:, None] + rounded[None, :, 1].astype(np.int64), 0, h - size).ravel()
-    corner_x = torch.as_tensor(ox, device=device)
-    corner_y = torch.as_tensor(oy, device=device)
-    frame_index = torch.arange(n, device=device).repeat(n_patches)
-    offsets = torch.arange(size, device=device)
-
-    def cut(start: int, stop: int, *, base: int) -> torch.Tensor:
-        start, stop = base + start, base + stop
-        rows = (corner_y[start:stop, None] + offsets[None, :])[:, :, None]
-        cols = (corner_x[start:stop, None] + offsets[None, :])[:, None, :]
-        return frames[frame_index[start:stop, None, None], rows, cols].to(torch.float32)
+    cut, fraction = _patch_cutter(frames, shifts_px, centres, size)
 
     # a GPU aligns all patches at once (it is launch-bound); a CPU one patch at a time, whose
     # spectra stay in cache (batching them was 1.7x slower on 2 cores)
@@ -243,6 +228,35 @@ def align_patches(
         out[first:last] = residual.cpu().numpy()
         var[first:last] = variance.cpu().numpy()
     return PatchShifts(centres, out, var, size)
+
+
+def _patch_cutter(
+    frames: torch.Tensor, shifts_px: np.ndarray, centres: np.ndarray, size: int
+) -> tuple[Callable[..., torch.Tensor], torch.Tensor]:
+    """``cut(start, stop, base=)``: patches ``base+start .. base+stop`` of the flattened
+    (patch, frame) order, each cut at its frame-0 place plus the frame's rounded global shift;
+    and the sub-pixel ``fraction`` of the shifts that is left to a phase ramp."""
+    n, h, w = frames.shape
+    device = frames.device
+    rounded = np.round(np.asarray(shifts_px, dtype=np.float64))
+    fraction = torch.as_tensor(shifts_px - rounded, dtype=torch.float64, device=device)
+    # top-left corner of every patch in every frame: its frame-0 place + the rounded shift
+    x0 = np.round(centres[:, 0] - size / 2).astype(np.int64)
+    y0 = np.round(centres[:, 1] - size / 2).astype(np.int64)
+    ox = np.clip(x0[:, None] + rounded[None, :, 0].astype(np.int64), 0, w - size).ravel()
+    oy = np.clip(y0[:, None] + rounded[None, :, 1].astype(np.int64), 0, h - size).ravel()
+    corner_x = torch.as_tensor(ox, device=device)
+    corner_y = torch.as_tensor(oy, device=device)
+    frame_index = torch.arange(n, device=device).repeat(len(centres))
+    offsets = torch.arange(size, device=device)
+
+    def cut(start: int, stop: int, *, base: int) -> torch.Tensor:
+        start, stop = base + start, base + stop
+        rows = (corner_y[start:stop, None] + offsets[None, :])[:, :, None]
+        cols = (corner_x[start:stop, None] + offsets[None, :])[:, None, :]
+        return frames[frame_index[start:stop, None, None], rows, cols].to(torch.float32)
+
+    return cut, fraction
 
 
 def fit_local_model(

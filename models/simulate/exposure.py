@@ -476,7 +476,6 @@ def _truth(
     depths_a = particles.depths_angstrom
     truth: dict[str, Any] = asdict(params)
     truth.update(
-        cs_mm=params.spherical_aberration_mm,
         beam_tilt_mrad=[params.beam_tilt_x_mrad, params.beam_tilt_y_mrad],
         shifts_px=np.round(motion.shifts_px, 5).tolist(),
         local_motion_coefficients_px=np.round(motion.local_coefficients_px, 6).tolist(),

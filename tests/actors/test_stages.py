@@ -125,7 +125,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     # the metadata's optics (1 A/px, 300 kV, Cs 2.7 mm) win over the configured ones
     configured = Optics(1.5, 200.0, 2.0, settings.microscope.amplitude_contrast)
     optics = Optics.resolve(configured, metadata=metadata)
-    assert (optics.pixel_size_angstrom, optics.voltage_kv, optics.cs_mm) == (1.0, 300.0, 2.7)
+    assert (optics.pixel_size_angstrom, optics.voltage_kv, optics.spherical_aberration_mm) == (
+        1.0,
+        300.0,
+        2.7,
+    )
     p = Pipeline(
         sim,
         gain,
@@ -209,7 +213,7 @@ def _check_outputs(out: Outputs, p: Pipeline) -> None:
         atol=1e-3,
     )
     optics = starfile.read(files["particles_star"])["optics"]
-    assert float(optics["rlnSphericalAberration"].iloc[0]) == p.optics.cs_mm
+    assert float(optics["rlnSphericalAberration"].iloc[0]) == p.optics.spherical_aberration_mm
 
 
 def _same_motion(a: MotionOutput, b: MotionOutput, p: Pipeline) -> None:

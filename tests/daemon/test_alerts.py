@@ -79,5 +79,5 @@ def test_the_dashboard_draws_the_alerts_thresholds() -> None:
 
     settings = load_settings(overrides={"alerts.total_drift_px": 12.5})
     app = make_app(settings, _Source())  # type: ignore[arg-type]
-    assert app.thresholds == AlertMonitor(settings.alerts).thresholds
-    assert app.thresholds["total_drift_px"] == 12.5
+    assert app.state.thresholds == AlertMonitor(settings.alerts).thresholds
+    assert app.state.thresholds["total_drift_px"] == 12.5

@@ -9,7 +9,9 @@ from causalscope.models.ctf import ctf_at
 from causalscope.models.optics import DetectorCalibration, Optics
 from causalscope.models.records import AcquisitionMetadata
 
-CONFIGURED = Optics(pixel_size_angstrom=0.83, voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1)
+CONFIGURED = Optics(
+    pixel_size_angstrom=0.83, voltage_kv=300.0, spherical_aberration_mm=2.7, amplitude_contrast=0.1
+)
 
 
 def _metadata(**values: float | None) -> AcquisitionMetadata:
@@ -34,7 +36,11 @@ def test_the_frames_pixel_size_then_the_metadata_then_the_configured_optics() ->
     [
         ("pixel_size_angstrom", -1.0, r"pixel_size_angstrom must be finite, > 0; got -1\.0"),
         ("voltage_kv", float("inf"), r"voltage_kv must be finite, > 0; got inf"),
-        ("cs_mm", -0.1, r"cs_mm must be finite, >= 0; got -0\.1"),
+        (
+            "spherical_aberration_mm",
+            -0.1,
+            r"spherical_aberration_mm must be finite, >= 0; got -0\.1",
+        ),
         ("amplitude_contrast", 1.0, r"amplitude_contrast must be finite, >= 0 and < 1; got 1\.0"),
     ],
 )
@@ -42,7 +48,7 @@ def test_an_implausible_value_is_named(field: str, value: float, message: str) -
     values = {
         "pixel_size_angstrom": 1.0,
         "voltage_kv": 300.0,
-        "cs_mm": 2.7,
+        "spherical_aberration_mm": 2.7,
         "amplitude_contrast": 0.07,
         field: value,
     }

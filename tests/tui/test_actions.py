@@ -29,7 +29,7 @@ def test_accept_and_reject_label_the_selected_exposure(snapshot_session: Snapsho
             assert app.table.selected_id() == target
             await press(pilot, "a")
             assert log.calls[-1] == ("label", {"exposure_id": target, "label": "accept"})
-            assert app.labels[target] == "accept"
+            assert app.state.labels[target] == "accept"
             assert str(app.table.get_cell(target, "label")) == "✓ acc"
             await press(pilot, "r")
             assert log.calls[-1] == ("label", {"exposure_id": target, "label": "reject"})
@@ -68,7 +68,7 @@ def test_threshold_dialog_sets_the_chosen_threshold(snapshot_session: Snapshot) 
             await press(pilot, "ctrl+u", "2", "5", "enter")
             assert not isinstance(app.screen, ThresholdDialog)
             assert log.calls[-1] == ("set_threshold", {"name": "total_drift_px", "value": 25.0})
-            assert app.thresholds["total_drift_px"] == 25.0
+            assert app.state.thresholds["total_drift_px"] == 25.0
 
     asyncio.run(scenario())
 
@@ -98,7 +98,7 @@ def test_filter_by_status_and_text_then_clear(snapshot_session: Snapshot) -> Non
             await press(pilot, "slash", *"fail", "enter")
             shown = [str(k.value) for k in app.table.rows]
             assert shown == [exposure_id(12), exposure_id(22), exposure_id(23)]
-            assert all(gate(app.rows[e]) == "fail" for e in shown)
+            assert all(gate(app.state.rows[e]) == "fail" for e in shown)
             await press(pilot, "slash", "ctrl+u", *"drift_early", "enter")
             assert [str(k.value) for k in app.table.rows] == [exposure_id(6), exposure_id(19)]
             await press(pilot, "escape")
@@ -115,7 +115,7 @@ def test_sort_cycles_worst_first(snapshot_session: Snapshot) -> None:
             await press(pilot, "s")
             assert app.table.sort_name == "gate"
             first = str(next(iter(app.table.rows)).value)
-            assert gate(app.rows[first]) == "fail"
+            assert gate(app.state.rows[first]) == "fail"
             await press(pilot, "s")
             assert app.table.sort_name == "resolution"
             first = str(next(iter(app.table.rows)).value)
@@ -132,7 +132,7 @@ def test_help_opens_and_closes(snapshot_session: Snapshot) -> None:
             await press(pilot, "question_mark")
             assert isinstance(app.screen, HelpScreen)
             await press(pilot, "a")  # dashboard keys do nothing under a dialog
-            assert app.labels.get(exposure_id(24)) is None
+            assert app.state.labels.get(exposure_id(24)) is None
             await press(pilot, "escape")
             assert not isinstance(app.screen, HelpScreen)
 
@@ -163,6 +163,6 @@ def test_actions_on_a_finished_session_say_it_is_not_running(
             await press(pilot, "r")
             messages = [n.message for n in app._notifications]
             assert any("the session is not running" in m for m in messages)
-            assert app.labels == snapshot_session.labels
+            assert app.state.labels == snapshot_session.labels
 
     asyncio.run(scenario())

@@ -295,8 +295,8 @@ def test_an_older_verdict_does_not_replace_the_latest_ranking(snapshot_session: 
         async with app.run_test(size=(160, 48)) as pilot:
             await settle(pilot)
             await pilot.pause(0.3)
-            assert app.causes == newest["ranking"]
-            assert app.causal[exposure_id(3)]["index"] == 4  # its own verdict is kept
+            assert app.state.causes == newest["ranking"]
+            assert app.state.causal[exposure_id(3)]["index"] == 4  # its own verdict is kept
 
     asyncio.run(scenario())
 
@@ -329,7 +329,7 @@ def test_a_session_without_a_causal_model_says_so(tmp_path: Path) -> None:
         app = _app(RecordedSource.open(tmp_path / "old.duckdb"))
         async with app.run_test(size=(160, 48)) as pilot:
             await settle(pilot)
-            assert app.causes is None
+            assert app.state.causes is None
             assert app.query_one("#causes", CausesPanel).border_title == _TITLE
             assert "no causal model" in _panel(app)
             assert "top cause" not in str(app.query_one("#overview").render())

@@ -105,7 +105,7 @@ def test_reject_reaches_the_database(tmp_path: Path) -> None:
                 ).rows
                 assert labels == (("e2", "reject"),)
                 await pilot.pause(0.3)
-                assert app.labels["e2"] == "reject"
+                assert app.state.labels["e2"] == "reject"
                 assert str(app.table.get_cell("e2", "label")) == "✗ rej"
                 await pilot.press("q")
         finally:
@@ -158,17 +158,19 @@ def test_causal_updates_reach_the_panel(tmp_path: Path) -> None:
         try:
             async with app.run_test(size=(160, 48)) as pilot:
                 await settle(pilot)
-                assert app.causes == []  # the session has a model that has not learned yet
+                assert app.state.causes == []  # the session has a model that has not learned yet
                 assert "learning" in shown_text(app.query_one("#causes-text"))
-                await until(lambda: app.status is not None, "subscribed (a status heartbeat)")
+                await until(lambda: app.state.status is not None, "subscribed (a status heartbeat)")
                 for i in range(3):
                     store.commit_causal(model.observe(f"e{i}", _inputs(i)))
-                await until(lambda: "e2" in app.causal, "the third update arrived")
+                await until(lambda: "e2" in app.state.causal, "the third update arrived")
                 await pilot.pause(0.3)
-                assert app.causes is not None and app.causes[0]["cause"] == "ice_thickness"
+                assert (
+                    app.state.causes is not None and app.state.causes[0]["cause"] == "ice_thickness"
+                )
                 panel = app.query_one("#causes")
                 assert panel.border_title is not None and "3 exposures" in panel.border_title
-                top = app.causes[0]
+                top = app.state.causes[0]
                 number = f"{top['mean_angstrom']:.2f} ± {top['sd_angstrom']:.2f} Å"
                 assert number in shown_text(app.query_one("#causes-text"))
                 assert app.table.selected_id() == "e2"
@@ -267,10 +269,10 @@ def test_lost_daemon_is_shown_and_reconnects(tmp_path: Path) -> None:
 
     async def wait_for(app: Dashboard, state: str) -> None:
         for _ in range(200):
-            if app.connection == state:
+            if app.state.connection == state:
                 return
             await asyncio.sleep(0.02)
-        raise AssertionError(f"connection never became {state!r}; it is {app.connection!r}")
+        raise AssertionError(f"connection never became {state!r}; it is {app.state.connection!r}")
 
     async def scenario() -> None:
         app = make_app(TuiSettings(), source)

@@ -60,7 +60,7 @@ def make_record(
         flags=flags or [],
         pixel_size_angstrom=0.83,
         voltage_kv=300.0,
-        cs_mm=2.7,
+        spherical_aberration_mm=2.7,
         amplitude_contrast=0.07,
         dose_e_per_a2=40.0,
         n_frames=n_frames,

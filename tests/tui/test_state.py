@@ -1,0 +1,101 @@
+"""The dashboard's session state on its own: the rules it keeps without a running app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from causalscope.config import AlertSettings
+from causalscope.tui.source import Snapshot
+from causalscope.tui.state import SessionState
+
+
+def _state(connection: str = "connecting") -> SessionState:
+    return SessionState(thresholds=AlertSettings().thresholds(), connection=connection)
+
+
+def _verdict(eid: str, index: int, **extra: Any) -> dict[str, Any]:
+    return {"exposure_id": eid, "index": index, **extra}
+
+
+def test_a_late_verdict_is_kept_but_does_not_replace_the_newest_ranking() -> None:
+    state = _state()
+    state.take_causal_update({**_verdict("e5", 5), "ranking": [{"cause": "drift"}]})
+    state.take_causal_update({**_verdict("e3", 3), "ranking": [{"cause": "ice_thickness"}]})
+    assert state.causes == [{"cause": "drift"}]
+    assert state.causal["e3"]["index"] == 3
+    assert "ranking" not in state.causal["e5"]
+    assert state.causes_state().exposures == 5
+
+
+def test_a_verdict_without_a_ranking_says_the_session_has_a_model() -> None:
+    state = _state()
+    assert state.causes is None and state.causes_state().ranking is None
+    state.take_causal_update(_verdict("e0", 0))
+    assert state.causes == []
+
+
+def test_the_regime_change_is_remembered_where_it_was_declared() -> None:
+    state = _state()
+    state.take_causal(_verdict("e1", 1, regime=0))
+    state.take_causal(_verdict("e2", 2, regime=1, regime_change=True, converged=True))
+    state.take_causal(_verdict("e3", 3, regime=1))
+    causes = state.causes_state()
+    assert (causes.regime, causes.regime_changed_at, causes.converged) == (1, "e2", False)
+
+
+def test_status_thresholds_override_the_settings_and_say_when_they_changed() -> None:
+    state = _state()
+    drift = AlertSettings().thresholds()["total_drift_px"]
+    assert state.take_status({"thresholds": {"total_drift_px": drift}}) is False
+    assert state.take_status({"thresholds": {"total_drift_px": drift + 5, "bogus": 1.0}}) is True
+    assert state.thresholds["total_drift_px"] == drift + 5
+    assert "bogus" not in state.thresholds
+    assert state.take_status({"thresholds": {"total_drift_px": "high"}}) is False  # not a number
+
+
+def test_a_quarantined_movie_that_was_only_seen_is_redrawn_as_quarantined() -> None:
+    state = _state()
+    state.rows = {
+        "e1": {"exposure_id": "e1", "state": "seen"},
+        "e2": {"exposure_id": "e2", "state": "done"},
+    }
+    assert state.take_quarantine({"exposure_id": "e1", "reason": "truncated"}) == {
+        "exposure_id": "e1",
+        "state": "quarantined",
+    }
+    assert state.take_quarantine({"exposure_id": "e2", "reason": "late"}) is None
+    assert state.take_quarantine({"reason": "no id"}) is None
+    assert state.quarantine == {"e1": "truncated", "e2": "late"}
+
+
+def test_pictures_come_from_the_selection_or_else_the_latest_exposure_that_has_them() -> None:
+    state = _state()
+    pictured = {"thumbnail": "a.png"}
+    state.rows = {
+        "e1": {"exposure_id": "e1", "outputs": pictured},
+        "e2": {"exposure_id": "e2", "outputs": {"power_spectrum_thumbnail": "b.png"}},
+        "e3": {"exposure_id": "e3", "outputs": {"aligned_sum": "c.mrc"}},
+    }
+    assert state.picture_row("e1") is state.rows["e1"]
+    assert state.picture_row("e3") is state.rows["e2"]  # e3 has none: the latest that has
+    assert state.picture_row(None) is state.rows["e2"]
+    state.rows = {"e3": state.rows["e3"]}
+    assert state.picture_row("e3") is None
+
+
+def test_loading_a_history_replaces_what_was_known_and_ends_connecting() -> None:
+    state = _state()
+    state.take_causal(_verdict("old", 9))
+    state.load(
+        Snapshot(
+            rows=[{"exposure_id": "e1"}],
+            labels={"e1": "reject"},
+            quarantine=[{"exposure_id": "q", "reason": "corrupt"}, {"reason": "anonymous"}],
+            causal=[_verdict("e1", 1, regime_change=True)],
+        )
+    )
+    assert list(state.rows) == ["e1"] and state.labels == {"e1": "reject"}
+    assert state.quarantine == {"q": "corrupt"}
+    assert set(state.causal) == {"e1"} and state.causes is None
+    assert state.causes_state().exposures == 1 and state.causes_state().regime_changed_at == "e1"
+    assert state.connection == "ok"
