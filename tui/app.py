@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Input
 from causalscope.config import AlertSettings, Settings, TuiSettings
 from causalscope.daemon.client import CausalscopeError
 from causalscope.tui.causes import causes_headline
-from causalscope.tui.format import RowFilter, short_id
+from causalscope.tui.format import RowFilter
 from causalscope.tui.messages import (
     ActionFinished,
     AlertRaised,
@@ -47,14 +47,13 @@ from causalscope.tui.widgets import (
     CausesPanel,
     DetailsPane,
     ExposureTable,
-    HalfBlockImage,
     HelpScreen,
     ImagesPanel,
     Overview,
     PlotsPanel,
     ThresholdDialog,
 )
-from causalscope.tui.widgets.image import KINDS, load_thumbnail
+from causalscope.tui.widgets.image import load_thumbnails
 
 __all__ = ["Dashboard", "make_app"]
 
@@ -339,25 +338,12 @@ class Dashboard(App[None]):
 
     @work(thread=True, exclusive=True, group="images")
     def _fetch_images(self, row: dict[str, Any]) -> None:
-        eid = str(row["exposure_id"])
-        for kind in KINDS:
-            try:
-                image = load_thumbnail(self.source, row, kind)
-            except (CausalscopeError, OSError, ValueError, KeyError) as error:
-                text = error.message if isinstance(error, CausalscopeError) else str(error)
-                self.post_message(ThumbnailLoaded(eid, kind, None, text))
-            else:
-                self.post_message(ThumbnailLoaded(eid, kind, image))
+        for message in load_thumbnails(self.source, row):
+            self.post_message(message)
 
     def on_thumbnail_loaded(self, message: ThumbnailLoaded) -> None:
-        if message.exposure_id != self._image_id:
-            return
-        if message.kind == "micrograph":
-            title = f"micrograph {short_id(message.exposure_id, 20)}"
-        else:
-            title = "power spectrum | CTF fit"
-        widget = self.query_one(f"#image-{message.kind}", HalfBlockImage)
-        widget.show(message.image, title, message.error)
+        if message.exposure_id == self._image_id:
+            self.query_one("#images", ImagesPanel).show_loaded(message)
 
     # -- actions ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +18,21 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widget import Widget
 
+from causalscope.tui.format import short_id
+from causalscope.tui.messages import ThumbnailLoaded
+
 if TYPE_CHECKING:
     from causalscope.tui.source import SessionSource
 
-__all__ = ["KINDS", "HalfBlockImage", "HalfBlocks", "ImagesPanel", "fit_image", "load_thumbnail"]
+__all__ = [
+    "KINDS",
+    "HalfBlockImage",
+    "HalfBlocks",
+    "ImagesPanel",
+    "fit_image",
+    "load_thumbnail",
+    "load_thumbnails",
+]
 
 #: Picture kinds: control action's ``kind`` -> the exposure's ``outputs`` key.
 KINDS = {"micrograph": "thumbnail", "power_spectrum": "power_spectrum_thumbnail"}
@@ -130,3 +141,27 @@ class ImagesPanel(Horizontal, can_focus=False):
         self.query_one("#image-micrograph", HalfBlockImage).border_title = "micrograph"
         spectrum = self.query_one("#image-power_spectrum", HalfBlockImage)
         spectrum.border_title = "power spectrum | CTF fit"
+
+    def show_loaded(self, message: ThumbnailLoaded) -> None:
+        """Draw a fetched picture (or why there is none) in its place."""
+        if message.kind == "micrograph":
+            title = f"micrograph {short_id(message.exposure_id, 20)}"
+        else:
+            title = "power spectrum | CTF fit"
+        widget = self.query_one(f"#image-{message.kind}", HalfBlockImage)
+        widget.show(message.image, title, message.error)
+
+
+def load_thumbnails(source: SessionSource, row: Mapping[str, Any]) -> Iterator[ThumbnailLoaded]:
+    """Each kind of the exposure's pictures, loaded or with the reason it could not be."""
+    from causalscope.daemon.client import CausalscopeError
+
+    eid = str(row["exposure_id"])
+    for kind in KINDS:
+        try:
+            image = load_thumbnail(source, row, kind)
+        except (CausalscopeError, OSError, ValueError, KeyError) as error:
+            text = error.message if isinstance(error, CausalscopeError) else str(error)
+            yield ThumbnailLoaded(eid, kind, None, text)
+        else:
+            yield ThumbnailLoaded(eid, kind, image)
