@@ -44,6 +44,19 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     return out, truth
 
 
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """Three 512 x 512 x 8 movies like ``simulated``'s, for the tests of what happens around
+    processing (crashes, full disks, streams, operator actions) rather than of its results."""
+    out = tmp_path_factory.mktemp("small_microscope")
+    settings = load_settings(
+        overrides={"simulation": {"size_px": 512, "n_frames": 8}, "processing.device": "cpu"}
+    )
+    run_simulation(settings, SimulationRequest(out_dir=out, n_exposures=3, seed=5))
+    truth = [json.loads(line) for line in (out / "truth.jsonl").read_text().splitlines()]
+    return out, truth
+
+
 def _settings(microscope: Path, **extra: Any) -> Settings:
     overrides: dict[str, Any] = {
         "processing": {"device": "cpu"},
@@ -244,11 +257,11 @@ class _KillFirst:
 
 
 def test_an_actor_killed_mid_exposure_is_replaced_and_the_exposure_done_once(
-    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+    ray_cluster: Any, small: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     from causalscope.daemon.workers import RayWorkerPool
 
-    microscope, _truth = simulated
+    microscope, _truth = small
     watch = tmp_path / "watch"
     _copy_movies(microscope, watch)
     settings = _settings(microscope, processing={"device": "cpu", "max_in_flight": 1})
@@ -273,9 +286,9 @@ def test_an_actor_killed_mid_exposure_is_replaced_and_the_exposure_done_once(
 
 
 def test_unwritable_outputs_pause_processing_and_lose_nothing(
-    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+    ray_cluster: Any, small: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
-    microscope, _truth = simulated
+    microscope, _truth = small
     watch = tmp_path / "watch"
     _copy_movies(microscope, watch)
     settings = _settings(microscope)
@@ -313,14 +326,14 @@ def _free_address() -> str:
 
 
 def test_frame_stream_session_assembles_processes_and_quarantines_garbage(
-    ray_cluster: Any, simulated: tuple[Path, list[dict[str, Any]]], tmp_path: Path
+    ray_cluster: Any, small: tuple[Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     import zmq
 
     from causalscope.daemon.formats import read_movie
     from causalscope.daemon.sources.stream_sender import StreamFaults, send_exposure
 
-    microscope, truth = simulated
+    microscope, truth = small
     settings = _settings(microscope)
     address = _free_address()
     paths = SessionPaths.under(tmp_path / "sessions", "stream")
