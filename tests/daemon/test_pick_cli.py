@@ -97,3 +97,34 @@ def test_read_micrograph_names_the_file(tmp_path: Path) -> None:
         _png(tmp_path / "g.png", np.arange(400, dtype=np.uint8).reshape(20, 20))
     )
     assert image.dtype == np.float32 and apix is None and image[1, 0] == 20.0
+
+
+def test_pick_with_the_shipped_model_on_mrc_and_png_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from causalscope.daemon import formats
+    from causalscope.daemon.bench._common import still_micrograph
+    from causalscope.models.picking import match_picks
+
+    image, truth = still_micrograph(
+        512, particles_per_1024=60, seed=5, dose_e_per_a2=40.0, ice_thickness_nm=30.0
+    )
+    formats.write_mrc_movie(tmp_path / "mic.mrc", image, pixel_size_angstrom=1.0)
+    scaled = (image - image.min()) / (image.max() - image.min()) * 255
+    _png(tmp_path / "mic8.png", np.round(scaled).astype(np.uint8))
+    # 120 A particles at the MRC header's 1 A/px; the PNG has no header: its diameter in px
+    files = [str(tmp_path / "mic.mrc"), str(tmp_path / "mic8.png")]
+    common = ["--out", str(tmp_path / "picks"), "--threads", "1"]
+    assert main(["pick", files[0], "--diameter-angstrom", "120", *common]) == 0
+    assert main(["pick", files[1], "--diameter-px", "120", *common]) == 0
+    capsys.readouterr()
+    xy = np.asarray(truth["particles"])
+    inner = np.all((xy > 60) & (xy < 451), axis=1)
+    found = [read_coordinates(tmp_path / "picks" / f"{stem}.star") for stem in ("mic", "mic8")]
+    for stem, picks in zip(("mic", "mic8"), found, strict=True):
+        assert match_picks(picks, xy[inner], radius_px=60.0).f1 >= 0.8
+        csv = read_coordinates(tmp_path / "picks" / f"{stem}.csv")
+        np.testing.assert_allclose(csv, picks, atol=0.01)
+    # the 8-bit export gives the same picks as the float MRC (a pick at p ~ 0.5 may differ)
+    agree = match_picks(found[0], found[1], radius_px=3.0)
+    assert agree.f1 >= 0.85 and agree.n_true_positive >= len(found[0]) - 1
