@@ -19,6 +19,8 @@ from causalscope.models.errors import InputError
 
 __all__ = ["TrainingItem", "check_item", "simulated_items", "train_from_items"]
 
+#: share of each fully labelled micrograph's rows kept out of training for the calibration
+CALIBRATION_ROWS = 0.25
 #: simulated training exposures: (particles per 1024^2, dose e/A^2), cycled
 SIMULATED_CASES = ((20, 40.0), (40, 20.0), (60, 12.0))
 
@@ -110,6 +112,7 @@ def train_from_items(
         parameter_count,
         prepare_micrograph,
         train_picker,
+        training_rows,
     )
 
     for item in items:
@@ -126,17 +129,31 @@ def train_from_items(
     ]
     torch.manual_seed(seed)
     model = init if init is not None else PickerNet()
-    report = train_picker(model, data, steps=steps, lr=lr, batch=batch, crop_px=crop_px, seed=seed)
-    complete = [
-        (d.image, d.xy_canonical) for d, i in zip(data, items, strict=True) if i.n_expected is None
-    ]
+    complete = [d for d, i in zip(data, items, strict=True) if i.n_expected is None]
+    holdout = CALIBRATION_ROWS if complete else 0.0
+    report = train_picker(
+        model,
+        data,
+        steps=steps,
+        lr=lr,
+        batch=batch,
+        crop_px=crop_px,
+        seed=seed,
+        holdout_fraction=holdout,
+    )
     calibration: dict[str, Any] = {"method": "none: no fully labelled micrograph"}
     if complete:
-        slope, offset, n_peaks = calibrate_picker(model, complete)
+        slope, offset, n_peaks = calibrate_picker(
+            model,
+            [(d.image, d.xy_canonical) for d in complete],
+            from_rows=[training_rows(d, holdout) for d in complete],
+        )
         calibration = {
-            "method": "Platt: peak logits on the fully labelled training micrographs",
+            "method": f"Platt: peak logits on the bottom {holdout:.0%} of the rows of the fully "
+            "labelled training micrographs, never in a training crop",
             "slope": round(slope, 4),
             "offset": round(offset, 4),
+            "auto_threshold": round(model.threshold(), 4),
             "peaks": n_peaks,
         }
     record = {

@@ -1,9 +1,10 @@
 """The learned picker on the real CryoPPP micrographs, beside the blob picker and chance.
 
-Truth: the fitted disc centres of the expert masks (:mod:`daemon.bench._cryoppp`, IoU of the
-redrawn discs reported). A pick matches a true centre within half a diameter (Hungarian). Chance:
-as many random picks as the truth, at least half a diameter apart and from the border, averaged
-over draws. The blob picker runs with its defaults (``threshold="auto"``) on the same images.
+The learned picker at its automatic threshold (``learned``) and at ``p >= 0.5``
+(``learned_p05``). Truth: the fitted disc centres of the expert masks
+(:mod:`daemon.bench._cryoppp`, IoU of the redrawn discs reported). A pick matches a true centre
+within half a diameter (Hungarian). Chance: as many random picks as the truth, at least half a
+diameter apart and from the border, averaged over draws. The blob picker runs with its defaults (``threshold="auto"``) on the same images.
 
 - default: the shipped model on the EMPIAR-10028 test micrographs (``cryoppp_10028``, never
   used in training);
@@ -76,6 +77,7 @@ def _evaluate(model: Any, micrographs: Sequence[Any], split: str) -> list[dict[s
     for m in micrographs:
         image = torch.from_numpy(m.image)
         learned = pick_learned(image, model, diameter_px=m.diameter_px)
+        half = pick_learned(image, model, diameter_px=m.diameter_px, threshold=0.5)
         blob = pick_blobs(image, pixel_size_angstrom=1.0, particle_diameter_angstrom=m.diameter_px)
         rows.append(
             {
@@ -84,6 +86,8 @@ def _evaluate(model: Any, micrographs: Sequence[Any], split: str) -> list[dict[s
                 "n_truth": len(m.truth_xy_px),
                 "mask_iou": m.mask_iou,
                 "learned": _scores(learned, m.truth_xy_px, m.diameter_px),
+                "learned_p05": _scores(half, m.truth_xy_px, m.diameter_px),
+                "auto_threshold": round(model.threshold(), 3),
                 "blob": _scores(blob, m.truth_xy_px, m.diameter_px),
                 "chance_f1": round(chance_f1(m.truth_xy_px, m.image.shape, m.diameter_px), 3),
             }
@@ -108,7 +112,7 @@ def _train(items: list[Any]) -> Any:
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean precision, recall, F1 of both pickers and chance over ``rows``."""
     out: dict[str, float] = {}
-    for picker in ("learned", "blob"):
+    for picker in ("learned", "learned_p05", "blob"):
         for key in ("precision", "recall", "f1"):
             out[f"{picker}_{key}"] = round(float(np.mean([r[picker][key] for r in rows])), 3)
     out["chance_f1"] = round(float(np.mean([r["chance_f1"] for r in rows])), 3)

@@ -2,7 +2,11 @@
 positive-unlabelled learning from sparse picks, picking by NMS on a probability map.
 """
 
-from causalscope.models.picking.learned.calibration import calibrate_picker, fit_platt
+from causalscope.models.picking.learned.calibration import (
+    calibrate_picker,
+    f1_threshold,
+    fit_platt,
+)
 from causalscope.models.picking.learned.inference import (
     DEFAULT_THRESHOLD,
     peaks_from_probability,
@@ -21,6 +25,7 @@ from causalscope.models.picking.learned.training import (
     PickerTrainingReport,
     prepare_micrograph,
     train_picker,
+    training_rows,
 )
 from causalscope.models.picking.learned.weights import (
     DEFAULT_PICKER_WEIGHTS,
@@ -40,6 +45,7 @@ __all__ = [
     "canonical_micrograph",
     "class_prior",
     "default_picker",
+    "f1_threshold",
     "fit_platt",
     "load_picker",
     "nnpu_loss",
@@ -51,4 +57,5 @@ __all__ = [
     "probability_map",
     "save_picker",
     "train_picker",
+    "training_rows",
 ]

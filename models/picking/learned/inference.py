@@ -5,7 +5,8 @@ network's logit (the PU risk estimates the positive-versus-negative logistic ris
 behave like probabilities). Picks are its local maxima, kept greedily in order of probability
 at least ``min_distance_diameters`` diameters apart (0.5 by default, so touching particles,
 whose centres are about one diameter apart, give separate picks), at least half a diameter
-from every border, with probability ``>= threshold``.
+from every border, with probability ``>= threshold`` (by default the model's automatic cut,
+:mod:`.calibration`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from causalscope.models.picking.picks import Picks
 
 __all__ = ["DEFAULT_THRESHOLD", "peaks_from_probability", "pick_learned", "probability_map"]
 
-#: the default cut on the probability at a peak
+#: the cut on the probability at a peak of :func:`peaks_from_probability`: "more likely a
+#: particle than not"
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -43,15 +45,16 @@ def pick_learned(
     model: PickerNet,
     *,
     diameter_px: float,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | str = "auto",
     min_distance_diameters: float = 0.5,
     border_diameters: float = 0.5,
     max_picks: int | None = None,
 ) -> Picks:
     """Particle centres in an ``(h, w)`` micrograph (any real dtype; PNG and MRC alike).
 
-    Scores are the probabilities at the picks. Raises ``ValueError`` for a non-2D image, a
-    diameter below 4 px or larger than the image.
+    Scores are the probabilities at the picks. ``threshold="auto"`` is the model's stored
+    F1-maximising cut (:mod:`.calibration`; 0.5 for an uncalibrated model). Raises
+    ``ValueError`` for a non-2D image, a diameter below 4 px or larger than the image.
     """
     if image.ndim != 2:
         raise ValueError(f"image must be (h, w), got shape {tuple(image.shape)}")
@@ -60,6 +63,10 @@ def pick_learned(
             f"diameter_px must lie in [4, {min(image.shape)}] for a {tuple(image.shape)} image, "
             f"got {diameter_px:g}"
         )
+    if isinstance(threshold, str):
+        if threshold != "auto":
+            raise ValueError(f'threshold must be a probability or "auto", got {threshold!r}')
+        threshold = model.threshold()
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a probability, got {threshold}")
     if not torch.isfinite(image).all():

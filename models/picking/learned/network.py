@@ -52,6 +52,8 @@ class PickerNet(nn.Module):
         )
         # pick-level calibration (models.picking.learned.calibration); identity until fitted
         self.register_buffer("calibration", torch.tensor([1.0, 0.0]))
+        # the probability cut that maximised F1 where calibrated; 0.5 until fitted
+        self.register_buffer("auto_threshold", torch.tensor(0.5))
 
     def raw_logits(self, image: torch.Tensor) -> torch.Tensor:
         """``(n, 1, h, w)`` canonical images -> ``(n, 1, h // 2, w // 2)`` pixel logits (what
@@ -66,9 +68,14 @@ class PickerNet(nn.Module):
         calibration: torch.Tensor = self.get_buffer("calibration")
         return self.raw_logits(image) * calibration[0] + calibration[1]
 
-    def set_calibration(self, slope: float, offset: float) -> None:
-        """Store the pick-level calibration (:mod:`.calibration`)."""
+    def set_calibration(self, slope: float, offset: float, threshold: float = 0.5) -> None:
+        """Store the pick-level calibration and the automatic threshold (:mod:`.calibration`)."""
         self.get_buffer("calibration").copy_(torch.tensor([slope, offset]))
+        self.get_buffer("auto_threshold").fill_(threshold)
+
+    def threshold(self) -> float:
+        """The automatic probability cut (:mod:`.calibration`)."""
+        return float(self.get_buffer("auto_threshold"))
 
     def config(self) -> dict[str, Any]:
         """What :class:`PickerNet` needs to be rebuilt."""

@@ -26,6 +26,7 @@ __all__ = [
     "PickerTrainingReport",
     "prepare_micrograph",
     "train_picker",
+    "training_rows",
 ]
 
 #: canonical pixels (of a 24 px diameter) around a pick that count as positive (3 px, as
@@ -95,15 +96,24 @@ def prepare_micrograph(
     return LabelledMicrograph(canonical, positive, prior, n, xy_canonical)
 
 
+def training_rows(item: LabelledMicrograph, holdout_fraction: float) -> int:
+    """Rows of ``item``'s output map that training crops may use (the rest is held out)."""
+    return int(item.positive.shape[0] * (1.0 - holdout_fraction))
+
+
 def _crops(
-    data: Sequence[LabelledMicrograph], n: int, crop_px: int, generator: torch.Generator
+    data: Sequence[LabelledMicrograph],
+    n: int,
+    crop_px: int,
+    generator: torch.Generator,
+    holdout_fraction: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` crops: images ``(n, 1, c, c)``, labels ``(n, 1, c/2, c/2)`` and priors ``(n,)``."""
     images, labels, priors = [], [], []
     half = crop_px // OUTPUT_STRIDE
     for _ in range(n):
         item = data[int(torch.randint(len(data), (1,), generator=generator))]
-        h, w = item.positive.shape
+        h, w = training_rows(item, holdout_fraction), item.positive.shape[1]
         i = int(torch.randint(max(1, h - half + 1), (1,), generator=generator))
         j = int(torch.randint(max(1, w - half + 1), (1,), generator=generator))
         image = item.image[
@@ -134,17 +144,31 @@ def train_picker(
     crop_px: int = 64,
     batch: int = 8,
     seed: int = 0,
+    holdout_fraction: float = 0.0,
 ) -> PickerTrainingReport:
-    """Train ``model`` in place on prepared micrographs (each at least ``crop_px`` square)."""
+    """Train ``model`` in place on prepared micrographs (each at least ``crop_px`` square).
+
+    ``holdout_fraction`` of each micrograph's rows, at the bottom, is never in a crop, so that
+    :func:`~.calibration.calibrate_picker` can measure the model there out of sample.
+    """
+    if not 0.0 <= holdout_fraction < 0.5:
+        raise ValueError(f"holdout_fraction must lie in [0, 0.5), got {holdout_fraction}")
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be >= 1, got {steps}, {batch}")
     if crop_px < 16 or crop_px % (2 * OUTPUT_STRIDE):
         raise ValueError(f"crop_px must be a multiple of {2 * OUTPUT_STRIDE} >= 16, got {crop_px}")
     if not data:
         raise ValueError("no training micrographs")
-    small = [tuple(d.image.shape) for d in data if min(d.image.shape) < crop_px]
+    small = [
+        tuple(d.image.shape)
+        for d in data
+        if min(d.image.shape[1], OUTPUT_STRIDE * training_rows(d, holdout_fraction)) < crop_px
+    ]
     if small:
-        raise ValueError(f"canonical micrographs smaller than crop_px={crop_px}: {small[:3]}")
+        raise ValueError(
+            f"canonical micrographs (less the held-out rows) smaller than crop_px={crop_px}: "
+            f"{small[:3]}"
+        )
     parameter = next(model.parameters())
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -162,7 +186,7 @@ def train_picker(
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * step / steps)))
-        images, labels, priors = _crops(data, batch, crop_px, generator)
+        images, labels, priors = _crops(data, batch, crop_px, generator, holdout_fraction)
         images = images.to(parameter.device)
         labels = labels.to(parameter.device)
         priors = priors.to(parameter.device)[:, None, None, None]

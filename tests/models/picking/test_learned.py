@@ -12,10 +12,12 @@ import torch
 from causalscope.models.picking import match_picks
 from causalscope.models.picking.discs import disc_centres, disc_iou, draw_discs
 from causalscope.models.picking.learned import (
+    LabelledMicrograph,
     PickerNet,
     calibrate_picker,
     canonical_micrograph,
     class_prior,
+    f1_threshold,
     fit_platt,
     load_picker,
     nnpu_loss,
@@ -24,6 +26,7 @@ from causalscope.models.picking.learned import (
     prepare_micrograph,
     save_picker,
     train_picker,
+    training_rows,
 )
 from causalscope.models.picking.learned.inference import peaks_from_probability
 
@@ -62,6 +65,16 @@ def test_platt_fit_recovers_a_known_logistic_law() -> None:
     outcome = rng.random(20_000) < 1.0 / (1.0 + np.exp(-(1.7 * logits - 0.8)))
     slope, offset = fit_platt(logits, outcome)
     assert slope == pytest.approx(1.7, abs=0.1) and offset == pytest.approx(-0.8, abs=0.1)
+
+
+def test_f1_threshold_by_hand() -> None:
+    # cuts at 0.9, 0.8, 0.3 keep 1, 2, 3 peaks with 1, 2, 2 hits of 3 particles:
+    # F1 = 2/4, 4/5, 4/6, so the cut is 0.8
+    assert f1_threshold(np.array([0.3, 0.9, 0.8]), np.array([0, 1, 1]), 3) == 0.8
+    # tied peaks are kept or dropped together: keeping the four at 0.5 gives F1 4/7 < 2/3,
+    # though the first of them alone (a hit) would give 1
+    peaks = np.array([0.9, 0.5, 0.5, 0.5, 0.5])
+    assert f1_threshold(peaks, np.array([1, 1, 0, 0, 0]), 2) == 0.9
 
 
 def test_class_prior_scales_the_labelled_share_to_the_expected_count() -> None:
@@ -155,6 +168,7 @@ def test_training_on_simulated_micrographs_recovers_held_out_particles(
     assert report.final_risk < report.first_risk
     slope, _, n_peaks = calibrate_picker(model, [(d.image, d.xy_canonical) for d in data])
     assert slope > 0 and n_peaks >= sum(d.n_labelled for d in data) // 2
+    assert 0.0 < model.threshold() < 1.0
     image, truth, diameter = simulated[3]
     picks = pick_learned(torch.from_numpy(image), model, diameter_px=diameter)
     # truth within half a diameter of the border is not pickable by design
@@ -170,6 +184,21 @@ def test_training_on_simulated_micrographs_recovers_held_out_particles(
 
 
 _STEPS = 200
+
+
+def test_held_out_rows_never_reach_training() -> None:
+    # NaN in the held-out rows would make any loss that saw them NaN
+    image = torch.randn(128, 128)
+    positive = torch.zeros(64, 64, dtype=torch.bool)
+    positive[10, 10] = positive[20, 30] = True
+    item = LabelledMicrograph(image, positive, 0.01, 2, torch.tensor([[20.5, 20.5], [60.5, 40.5]]))
+    assert training_rows(item, 0.25) == 48
+    image[2 * 48 :] = float("nan")
+    report = train_picker(PickerNet(), [item], steps=5, crop_px=64, batch=2, holdout_fraction=0.25)
+    assert all(math.isfinite(r) for r in report.risks)
+    with pytest.raises(ValueError, match="held-out"):
+        # 112 canonical rows fit the image (128) but not its 96 training rows
+        train_picker(PickerNet(), [item], steps=1, crop_px=112, holdout_fraction=0.25)
 
 
 def test_pick_learned_rejects_bad_diameters() -> None:
