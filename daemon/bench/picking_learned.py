@@ -4,7 +4,8 @@ The learned picker at its automatic threshold (``learned``) and at ``p >= 0.5``
 (``learned_p05``). Truth: the fitted disc centres of the expert masks
 (:mod:`daemon.bench._cryoppp`, IoU of the redrawn discs reported). A pick matches a true centre
 within half a diameter (Hungarian). Chance: as many random picks as the truth, at least half a
-diameter apart and from the border, averaged over draws. The blob picker runs with its defaults (``threshold="auto"``) on the same images.
+diameter apart and from the border, averaged over draws. The blob picker runs with its defaults
+(``threshold="auto"``) on the same images.
 
 - default: the shipped model on the EMPIAR-10028 test micrographs (``cryoppp_10028``, never
   used in training);
