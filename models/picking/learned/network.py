@@ -3,8 +3,8 @@
 It works on micrographs rescaled so that the particle diameter spans
 :data:`CANONICAL_DIAMETER_PX` pixels. One 5 x 5 layer at full resolution, a 2 x 2 average pool,
 then three convolutions (one 5 x 5, one 5 x 5 and one 3 x 3 dilated by 2) and a 1 x 1 output:
-its receptive field is 39 canonical pixels (about 1.6 diameters), and its logit map has half
-the canonical resolution. About 25 k parameters; no normalisation layers, so a crop and the
+its receptive field is 38 canonical pixels (about 1.6 diameters), and its logit map has half
+the canonical resolution. About 27 k parameters; no normalisation layers, so a crop and the
 whole micrograph give the same scores.
 """
 
