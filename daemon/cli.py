@@ -25,6 +25,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("ctf", "ctf"),
     ("bench", "bench"),
     ("train-denoiser", "train_denoiser"),
+    ("pick", "pick"),
+    ("train-picker", "train_picker"),
     ("inspect", "inspect"),
     ("summary", "summary"),
     ("causal", "causal"),

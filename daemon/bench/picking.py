@@ -278,14 +278,23 @@ def run_picking_bench(
     timing_size: int | None,
     device: str,
     shared_data: Path | None,
+    cross_validate: bool = False,
 ) -> dict[str, Any]:
-    """Run the picking benchmark; returns a JSON-able report."""
+    """Run the picking benchmark; returns a JSON-able report.
+
+    ``cross_validate`` adds the learned picker's EMPIAR-10059 cross-validation (seven
+    trainings; :mod:`daemon.bench.picking_learned`).
+    """
+    from causalscope.daemon.bench.picking_learned import learned_real_bench, learned_timing
+
     rows = [_simulated(size, name, seed) for name in cases for seed in seeds]
     report: dict[str, Any] = {"bench": "picking", "device": device, "simulated": rows}
     if shared_data is not None and (shared_data / "picking").is_dir():
         report["real"] = _real(shared_data)
+        report["learned_real"] = learned_real_bench(shared_data, cross_validate=cross_validate)
     if timing_size:
         report["timing"] = _timing(timing_size, device)
+        report["learned_timing"] = learned_timing(timing_size, device)
     summary: dict[str, Any] = {}
     for name in cases:
         mine = [r for r in rows if r["case"] == name]
@@ -301,7 +310,10 @@ def run_picking_bench(
         }
     if real and real["magellon_topaz"]:
         summary["magellon_topaz"] = real["magellon_topaz"]
+    if "learned_real" in report:
+        summary["learned_real"] = report["learned_real"]["summary"]
     if "timing" in report:
         summary["time_per_exposure_s"] = report["timing"]["picking_s"]
+        summary["learned_time_per_exposure_s"] = report["learned_timing"]["total_s"]
     report["summary"] = summary
     return report

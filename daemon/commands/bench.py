@@ -71,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare", action="store_true", help="motion: also run torch-motion-correction"
     )
     parser.add_argument(
+        "--cross-validate",
+        action="store_true",
+        help="picking: the learned picker's EMPIAR-10059 cross-validation (seven trainings)",
+    )
+    parser.add_argument(
         "--shared-data",
         type=Path,
         default=Path("..") / "shared" / "data",
@@ -169,7 +174,9 @@ def _restoration_or_picking(args: argparse.Namespace) -> dict[str, Any]:
     if args.what == "restoration":
         return restoration.run_restoration_bench(**common, device=args.device)
     shared = args.shared_data if args.shared_data.is_dir() else None
-    return picking.run_picking_bench(**common, device=args.device, shared_data=shared)
+    return picking.run_picking_bench(
+        **common, device=args.device, shared_data=shared, cross_validate=args.cross_validate
+    )
 
 
 def _ctf(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,120 @@
+"""Pick-level calibration: the probability that a peak of the logit map is a particle.
+
+The PU risk makes the network's sigmoid a pixel-level probability ("a particle is centred
+within a few canonical pixels"), which is lower at a peak than the chance that the peak is a
+particle, because the centre is uncertain by a pixel or two. After training, the peaks of the
+logit map on fully labelled micrographs are matched to the truth (within half a diameter)
+and a logistic regression ``p = sigmoid(slope * logit + offset)`` is fitted to the outcome
+(Platt 1999), on rows that training never saw when it held some out (peaks measured on the
+crops the network was fitted to are over-confident, so a calibration from them cuts too
+high). The two numbers are stored in the network (:class:`~.network.PickerNet`
+buffers), so ``p >= 0.5`` means "more likely a particle than not". Picking for F1 wants a
+lower cut (for calibrated scores the F1-optimal cut is half the best F1; Lipton et al. 2014):
+the automatic threshold is the cut that maximises F1 on the same held-out peaks
+(:func:`f1_threshold`), stored beside the calibration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from causalscope.models.picking._common import find_peaks, interior
+from causalscope.models.picking.learned.network import (
+    CANONICAL_DIAMETER_PX,
+    OUTPUT_STRIDE,
+    PickerNet,
+)
+from causalscope.models.picking.matching import match_picks
+
+__all__ = ["calibrate_picker", "f1_threshold", "fit_platt", "peak_outcomes"]
+
+#: peaks below this uncalibrated probability are not candidates
+_CANDIDATE_FLOOR = 0.01
+
+
+def fit_platt(
+    logits: np.ndarray, outcome: np.ndarray, *, iterations: int = 50
+) -> tuple[float, float]:
+    """``(slope, offset)`` maximising the Bernoulli likelihood of ``outcome`` (0/1) given
+    ``sigmoid(slope * logits + offset)`` (Newton's method, a tiny ridge for separable data)."""
+    x = np.stack([np.asarray(logits, dtype=np.float64), np.ones(len(logits))], axis=1)
+    y = np.asarray(outcome, dtype=np.float64)
+    if len(y) < 2 or y.min() == y.max():
+        raise ValueError(f"need both outcomes among >= 2 peaks, got {int(y.sum())} of {len(y)}")
+    w = np.array([1.0, 0.0])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        gradient = x.T @ (p - y) + 1e-6 * w
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(w[0]), float(w[1])
+
+
+def peak_outcomes(
+    model: PickerNet, image: torch.Tensor, xy_canonical: torch.Tensor, *, from_row: int = 0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Uncalibrated logits at the candidate peaks of a canonical ``(h, w)`` image, whether
+    each matches a true centre (canonical px) within half a diameter, and the number of true
+    centres; only peaks and centres at or below output-map row ``from_row``."""
+    parameter = next(model.parameters())
+    with torch.inference_mode():
+        logits = model.raw_logits(image.to(parameter.device, parameter.dtype)[None, None])[0, 0]
+    logits = logits.float().cpu()
+    half = 0.5 * CANONICAL_DIAMETER_PX / OUTPUT_STRIDE
+    yx, _ = find_peaks(
+        torch.sigmoid(logits),
+        threshold=_CANDIDATE_FLOOR,
+        min_distance_px=half,
+        valid=interior(tuple(logits.shape), half, "cpu"),  # type: ignore[arg-type]
+        max_picks=None,
+    )
+    yx = yx[yx[:, 0] >= from_row]
+    xy = yx.flip(-1).to(torch.float64) * OUTPUT_STRIDE + (OUTPUT_STRIDE - 1) / 2.0
+    truth = xy_canonical[xy_canonical[:, 1] >= OUTPUT_STRIDE * from_row - 0.5]
+    match = match_picks(xy, truth, radius_px=0.5 * CANONICAL_DIAMETER_PX)
+    outcome = np.zeros(len(xy))
+    outcome[match.pairs[:, 0]] = 1.0
+    return logits[yx[:, 0], yx[:, 1]].numpy().astype(np.float64), outcome, len(truth)
+
+
+def f1_threshold(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> float:
+    """The cut ``t`` (one of ``probability``) for which the peaks with ``p >= t`` have the
+    highest F1 against ``n_truth`` true particles (``outcome``: 1 where a peak is one)."""
+    if len(probability) == 0 or n_truth < 1:
+        raise ValueError(f"need peaks and truth, got {len(probability)} and {n_truth}")
+    order = np.argsort(-np.asarray(probability, dtype=np.float64), kind="stable")
+    p = np.asarray(probability, dtype=np.float64)[order]
+    tp = np.cumsum(np.asarray(outcome, dtype=np.float64)[order])
+    f1 = 2.0 * tp / (np.arange(1, len(p) + 1) + n_truth)
+    last_of_tie = np.r_[p[1:] != p[:-1], True]  # a cut keeps every peak of equal p
+    best = int(np.argmax(np.where(last_of_tie, f1, -1.0)))
+    return float(p[best])
+
+
+def calibrate_picker(
+    model: PickerNet,
+    micrographs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    from_rows: Sequence[int] | None = None,
+) -> tuple[float, float, int]:
+    """Fit and store the calibration from fully labelled ``(canonical image, truth xy)``
+    pairs, on output-map rows from ``from_rows`` (one per micrograph; default all rows);
+    also stores the F1-maximising cut there; returns ``(slope, offset, n_peaks)``."""
+    rows = list(from_rows) if from_rows is not None else [0] * len(micrographs)
+    parts = [
+        peak_outcomes(model, image, xy, from_row=row)
+        for (image, xy), row in zip(micrographs, rows, strict=True)
+    ]
+    logits = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0)
+    outcome = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+    slope, offset = fit_platt(logits, outcome)
+    probability = 1.0 / (1.0 + np.exp(-(slope * logits + offset)))
+    threshold = f1_threshold(probability, outcome, sum(p[2] for p in parts))
+    model.set_calibration(slope, offset, threshold)
+    return slope, offset, len(logits)
