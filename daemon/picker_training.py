@@ -109,7 +109,6 @@ def train_from_items(
     from causalscope.models.picking.learned import (
         PickerNet,
         calibrate_picker,
-        parameter_count,
         prepare_micrograph,
         train_picker,
         training_rows,
@@ -156,7 +155,40 @@ def train_from_items(
             "auto_threshold": round(model.threshold(), 4),
             "peaks": n_peaks,
         }
-    record = {
+    record = _training_record(
+        model,
+        items,
+        report,
+        calibration,
+        steps=steps,
+        batch=batch,
+        crop_px=crop_px,
+        lr=lr,
+        seed=seed,
+        seconds=time.perf_counter() - started,
+    )
+    return model, record
+
+
+def _training_record(
+    model: Any,
+    items: Sequence[TrainingItem],
+    report: Any,
+    calibration: dict[str, Any],
+    *,
+    steps: int,
+    batch: int,
+    crop_px: int,
+    lr: float,
+    seed: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """What the weights file's JSON says of how it was made."""
+    import torch
+
+    from causalscope.models.picking.learned import parameter_count
+
+    return {
         "model": {**model.config(), "parameters": parameter_count(model)},
         "training": {
             "loss": "non-negative PU risk (Kiryo et al. 2017), logistic loss, "
@@ -170,7 +202,7 @@ def train_from_items(
             "threads": torch.get_num_threads(),
             "first_risk": round(report.first_risk, 5),
             "final_risk": round(report.final_risk, 5),
-            "training_s": round(time.perf_counter() - started, 1),
+            "training_s": round(seconds, 1),
         },
         "calibration": calibration,
         "data": [
@@ -185,4 +217,3 @@ def train_from_items(
         ],
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    return model, record
