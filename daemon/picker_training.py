@@ -62,32 +62,24 @@ def check_item(item: TrainingItem) -> None:
 def simulated_items(n: int, *, seed: int, size: int = 1024) -> list[TrainingItem]:
     """``n`` simulated still micrographs (one drift-free frame of the whole dose, 1 A/px, the
     built-in phantom, 30 nm ice) with their truth."""
-    from causalscope.models.simulate.exposure import ExposureParameters, simulate_exposure
-    from causalscope.models.simulate.specimen import phantom_specimen
+    from causalscope.models.simulate.still import still_micrograph
 
     items = []
     for i in range(n):
         per_1024, dose = SIMULATED_CASES[i % len(SIMULATED_CASES)]
-        params = ExposureParameters(
-            size_px=size,
-            n_frames=1,
-            pixel_size_angstrom=1.0,
-            drift_total_px=0.0,
-            drift_jitter_px=0.0,
-            local_motion_px=0.0,
-            intra_frame_blur=False,
-            n_particles=int(per_1024 * (size / 1024) ** 2),
+        image, truth = still_micrograph(
+            size,
+            particles_per_1024=per_1024,
             seed=seed + i,
             dose_e_per_a2=dose,
             ice_thickness_nm=30.0,
         )
-        sim = simulate_exposure(params, specimen=phantom_specimen())
         items.append(
             TrainingItem(
                 f"simulated_{seed + i}",
-                sim.frames[0].astype(np.float32),
-                np.asarray(sim.truth["particles"], dtype=np.float64),
-                2.0 * float(sim.truth["particle_radius_angstrom"]),
+                image,
+                np.asarray(truth["particles"], dtype=np.float64),
+                2.0 * float(truth["particle_radius_angstrom"]),
             )
         )
     return items

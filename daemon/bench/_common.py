@@ -1,4 +1,5 @@
-"""What several benchmarks share: a drift-free simulated micrograph and a CTF fit of one."""
+"""What several benchmarks share: a drift-free simulated micrograph (from
+:mod:`models.simulate.still`) and a CTF fit of one."""
 
 from __future__ import annotations
 
@@ -19,44 +20,10 @@ __all__ = [
     "worker_ctf_options",
 ]
 
+from causalscope.models.simulate.still import still_micrograph, still_parameters
+
 # the simulator's default microscope (300 kV, Cs 2.7 mm, 7 % amplitude contrast)
 VOLTAGE_KV, CS_MM, Q = 300.0, 2.7, 0.07
-
-
-def still_micrograph(
-    size: int, *, particles_per_1024: int, seed: int, **parameters: float
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """One drift-free frame of the whole dose at 1 A/px (float32) and its truth.
-
-    The sum of a movie without drift is a single Poisson frame of the whole dose, so a still
-    micrograph is simulated as one frame. ``parameters`` go to the simulator's
-    ``ExposureParameters`` (dose, ice, defocus, ...).
-    """
-    from causalscope.models.simulate.exposure import simulate_exposure
-    from causalscope.models.simulate.specimen import phantom_specimen
-
-    params = still_parameters(size, particles_per_1024=particles_per_1024, seed=seed, **parameters)
-    sim = simulate_exposure(params, specimen=phantom_specimen())
-    return sim.frames[0].astype(np.float32), sim.truth
-
-
-def still_parameters(size: int, *, particles_per_1024: int, seed: int, **parameters: float) -> Any:
-    """The simulator's ``ExposureParameters`` of :func:`still_micrograph`: one drift-free
-    frame at 1 A/px."""
-    from causalscope.models.simulate.exposure import ExposureParameters
-
-    return ExposureParameters(
-        size_px=size,
-        n_frames=1,
-        pixel_size_angstrom=1.0,
-        drift_total_px=0.0,
-        drift_jitter_px=0.0,
-        local_motion_px=0.0,
-        intra_frame_blur=False,
-        n_particles=int(particles_per_1024 * (size / 1024) ** 2),
-        seed=seed,
-        **parameters,  # type: ignore[arg-type]
-    )
 
 
 def estimate_still(micrograph: Any, *, estimate_ice: bool = True) -> Any:
