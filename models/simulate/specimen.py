@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from causalscope.models.rotations import euler_zyz_from_matrices, random_rotations
 from causalscope.models.simulate.scattering import ELECTRON_FORM_FACTORS, form_factor
 from causalscope.models.units import (
     electron_wavelength_angstrom,
@@ -122,33 +123,6 @@ def phantom_specimen(*, seed: int = 0) -> Specimen:
     b = np.array([ELECTRON_FORM_FACTORS[s][1] for s in symbols])
     coords = coords - coords.mean(axis=0)
     return Specimen(coords, element_index, symbols, a, b, name="phantom:apoferritin-like")
-
-
-def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``(n, 3, 3)`` rotation matrices uniform on SO(3) (normalised Gaussian quaternions)."""
-    q = rng.normal(size=(n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        axis=1,
-    )
-
-
-def euler_zyz_from_matrices(rotations: np.ndarray) -> np.ndarray:
-    """``(n, 3)`` RELION ZYZ Euler angles (rot, tilt, psi) in degrees of ``(n, 3, 3)`` matrices."""
-    r = rotations
-    tilt = np.arccos(np.clip(r[:, 2, 2], -1.0, 1.0))
-    rot = np.arctan2(r[:, 2, 1], r[:, 2, 0])
-    psi = np.arctan2(r[:, 1, 2], -r[:, 0, 2])
-    gimbal = np.abs(np.sin(tilt)) < 1e-6
-    rot = np.where(gimbal, 0.0, rot)
-    psi = np.where(gimbal, np.arctan2(-r[:, 1, 0], r[:, 0, 0]), psi)
-    return np.rad2deg(np.stack([rot, tilt, psi], axis=1))
 
 
 def splat_bilinear(

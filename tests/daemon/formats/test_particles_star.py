@@ -112,3 +112,48 @@ def test_bad_optics_and_stack_are_rejected(tmp_path: Path) -> None:
         write_particle_stack(
             tmp_path / "s.mrcs", np.full((1, 8, 8), np.nan), pixel_size_angstrom=1.0
         )
+
+
+def test_read_back_what_was_written(tmp_path: Path) -> None:
+    from causalscope.daemon.formats.particles_read import read_particles
+
+    boxes = np.random.default_rng(1).normal(size=(4, 32, 32)).astype(np.float32)
+    names = write_particle_stack(tmp_path / "m1.mrcs", boxes, pixel_size_angstrom=1.5)
+    table = _table(names)
+    star = write_particles_star(tmp_path / "m1.star", OPTICS, table)
+    particles = read_particles(star)
+    assert particles.images is not None
+    np.testing.assert_array_equal(particles.images, boxes)
+    assert particles.pixel_size_angstrom == 1.5 and particles.ctfs.phase_flipped
+    np.testing.assert_allclose(particles.ctfs.defocus_u_angstrom, table["defocus_u_angstrom"])
+    np.testing.assert_allclose(particles.ctfs.amplitude_contrast, 0.07)
+    assert particles.euler_deg is None and particles.half_set is None
+    np.testing.assert_array_equal(particles.offsets_px, np.zeros((4, 2)))
+    assert particles.micrograph_names == ("Restored/m1.mrc",) * 4
+
+
+def test_reading_names_the_missing_stack(tmp_path: Path) -> None:
+    from causalscope.daemon.formats.particles_read import read_particles
+    from causalscope.models.errors import FormatError
+
+    boxes = np.zeros((2, 32, 32), dtype=np.float32)
+    names = write_particle_stack(tmp_path / "gone.mrcs", boxes, pixel_size_angstrom=1.5)
+    star = write_particles_star(tmp_path / "gone.star", OPTICS, _table(names))
+    (tmp_path / "gone.mrcs").unlink()
+    with pytest.raises(FormatError, match=r"gone\.mrcs does not exist"):
+        read_particles(star)
+    assert len(read_particles(star, load_images=False)) == 2
+
+
+def test_relion_30_and_31_files_with_poses(shared_data: Path) -> None:
+    from causalscope.daemon.formats.particles_read import read_particles
+
+    folder = shared_data / "particles"
+    old = read_particles(folder / "empiar_10076_7.star")  # RELION 3.0: optics in each row
+    assert old.images is not None and old.images.shape == (7, 320, 320)
+    assert old.pixel_size_angstrom == pytest.approx(5 * 1e4 / 38168)
+    posed = read_particles(folder / "relion31.star")
+    assert posed.euler_deg is not None
+    np.testing.assert_allclose(posed.euler_deg[0], [-102.30296, 82.318041, 124.706463])
+    np.testing.assert_allclose(posed.offsets_px[0], [0.019324 / 2.806, -0.64686 / 2.806])
+    assert posed.half_set is not None and set(posed.half_set) <= {1, 2}

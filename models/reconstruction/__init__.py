@@ -1,0 +1,42 @@
+"""Reconstruction from particles: projection, CTF-weighted backprojection, FSC, forecasts.
+
+- :class:`Projector`, :func:`shift_phase` (:mod:`.projection`): central slices of a map.
+- :class:`Accumulator` (:mod:`.backprojection`): sums that grow particle by particle.
+- :func:`half_map_fsc`, :func:`fsc_resolution_angstrom`, :func:`soft_spherical_mask`
+  (:mod:`.fsc`): gold-standard FSC, masked with phase-randomisation correction.
+- :func:`fit_rosenthal_henderson`, :func:`doubling_subsets` (:mod:`.forecast`).
+- :class:`ParticleCtfs` (:mod:`.particle_ctf`).
+
+Poses are RELION's (:mod:`models.rotations`); maps are ``(b, b, b)`` indexed ``[z, y, x]``
+with the centre at ``b // 2``; images ``(b, b)`` with the centre at ``(b // 2, b // 2)``.
+"""
+
+from causalscope.models.reconstruction.backprojection import Accumulator, shell_index
+from causalscope.models.reconstruction.forecast import (
+    RosenthalHenderson,
+    doubling_subsets,
+    fit_rosenthal_henderson,
+)
+from causalscope.models.reconstruction.fsc import (
+    HalfMapFsc,
+    fsc_resolution_angstrom,
+    half_map_fsc,
+    soft_spherical_mask,
+)
+from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
+from causalscope.models.reconstruction.projection import Projector, shift_phase
+
+__all__ = [
+    "Accumulator",
+    "HalfMapFsc",
+    "ParticleCtfs",
+    "Projector",
+    "RosenthalHenderson",
+    "doubling_subsets",
+    "fit_rosenthal_henderson",
+    "fsc_resolution_angstrom",
+    "half_map_fsc",
+    "shell_index",
+    "shift_phase",
+    "soft_spherical_mask",
+]
