@@ -17,6 +17,9 @@
           movies), latency from a settled file to its committed record (movies at a pace the
           actors keep up with), and resident memory after --memory-n small exposures against
           after the first tenth
+  reconstruction  half-map FSC against the truth map, the Rosenthal-Henderson B-factor against
+          the simulated envelope and its forecast, and the cost per particle as the set grows
+          (--n particles, default 8000, box 48, known poses)
 
 Example:
   causalscope bench motion --json --cases 1024x1024x20 --seeds 0 1 2
@@ -34,7 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the bench options."""
     parser.add_argument(
         "what",
-        choices=["motion", "ctf", "pipeline", "tui", "restoration", "picking", "causal"],
+        choices=[
+            "motion",
+            "ctf",
+            "pipeline",
+            "tui",
+            "restoration",
+            "picking",
+            "causal",
+            "reconstruction",
+        ],
         help="which benchmark",
     )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -100,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         "restoration": _restoration_or_picking,
         "picking": _restoration_or_picking,
         "ctf": _ctf,
+        "reconstruction": _reconstruction,
     }
     report = benches[args.what](args)
     if args.json:
@@ -190,3 +203,9 @@ def _ctf(args: argparse.Namespace) -> dict[str, Any]:
         shared_data=shared,
         bound=args.bound,
     )
+
+
+def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.reconstruction import run_reconstruction_bench
+
+    return run_reconstruction_bench(seeds=args.seeds or [0], n=args.n or 8000)

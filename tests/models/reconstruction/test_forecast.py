@@ -1,4 +1,4 @@
-"""Rosenthal-Henderson: the B-factor and forecasts of a known line, and doubling subsets."""
+"""Rosenthal-Henderson: the B-factor and forecasts of a known model, and doubling subsets."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import math
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
 
 from causalscope.models.reconstruction import doubling_subsets, fit_rosenthal_henderson
+
+B, C = 120.0, 4.0
+
+
+def _resolution(n: float) -> float:
+    """The d with ln(n d) = B / (2 d^2) + C, solved independently of the module."""
+    return brentq(lambda d: math.log(n * d) - B / (2 * d * d) - C, 0.5, 1e4)
 
 
 def test_doubling_subsets() -> None:
@@ -16,29 +24,26 @@ def test_doubling_subsets() -> None:
 
 
 def test_a_known_bfactor_and_its_forecasts_come_back() -> None:
-    bfactor, intercept = 120.0, -0.05
     particles = np.array([500, 1000, 2000, 4000, 8000])
-    resolutions = 1.0 / np.sqrt(2.0 / bfactor * np.log(particles) + intercept)
-    fit = fit_rosenthal_henderson(particles, resolutions)
-    assert fit.bfactor_angstrom2 == pytest.approx(bfactor, rel=1e-9)
+    fit = fit_rosenthal_henderson(particles, [_resolution(n) for n in particles])
+    assert fit.bfactor_angstrom2 == pytest.approx(B, rel=1e-9)
     assert fit.bfactor_sd_angstrom2 == pytest.approx(0.0, abs=1e-6)
-    assert fit.resolution_at(16000) == pytest.approx(
-        1.0 / math.sqrt(2.0 / bfactor * math.log(16000) + intercept)
-    )
-    assert fit.particles_for(fit.resolution_at(12345)) == pytest.approx(12345, rel=1e-9)
+    assert fit.resolution_at(16000) == pytest.approx(_resolution(16000), rel=1e-6)
+    assert fit.particles_for(fit.resolution_at(12345)) == pytest.approx(12345, rel=1e-6)
     needed = fit.particles_for(3.0)
-    assert fit.hours_to(3.0, particles_now=8000, particles_per_hour=1000.0) == pytest.approx(
-        (needed - 8000) / 1000
-    )
+    hours = fit.hours_to(3.0, particles_now=8000, particles_per_hour=1000.0)
+    assert hours == pytest.approx((needed - 8000) / 1000)
     assert fit.hours_to(fit.resolution_at(4000), particles_now=8000, particles_per_hour=1.0) == 0.0
+    # RELION's plain line through the same points reads a larger B (it ignores 1/d)
+    assert fit.plain_bfactor_angstrom2 > B
 
 
 def test_noisy_points_give_an_uncertainty_that_covers_the_truth() -> None:
     rng = np.random.default_rng(0)
     particles = np.array([500, 1000, 2000, 4000, 8000, 16000])
-    inverse_d2 = 2.0 / 80.0 * np.log(particles) - 0.1 + rng.normal(0, 0.002, 6)
-    fit = fit_rosenthal_henderson(particles, 1.0 / np.sqrt(inverse_d2))
-    assert abs(fit.bfactor_angstrom2 - 80.0) < 3 * fit.bfactor_sd_angstrom2
+    resolutions = [_resolution(n) * (1 + rng.normal(0, 0.01)) for n in particles]
+    fit = fit_rosenthal_henderson(particles, resolutions)
+    assert abs(fit.bfactor_angstrom2 - B) < 3 * fit.bfactor_sd_angstrom2
 
 
 def test_too_few_points_is_an_error() -> None:
