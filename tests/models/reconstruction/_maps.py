@@ -9,15 +9,31 @@ from causalscope.models.reconstruction import ParticleCtfs, Projector, shift_pha
 from causalscope.models.rotations import random_rotations
 
 
-def _blobs(box_px: int, seed: int, n_blobs: int) -> tuple[np.ndarray, np.ndarray]:
+def _blobs(
+    box_px: int,
+    seed: int,
+    n_blobs: int,
+    reach: float = 0.25,
+    widths_px: tuple[float, float] = (1.5, 3.0),
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    reach = 0.25 * box_px
-    return rng.uniform(-reach, reach, (n_blobs, 3)), rng.uniform(1.5, 3.0, n_blobs)
+    reach = reach * box_px
+    centres, widths = rng.uniform(-reach, reach, (n_blobs, 3)), rng.uniform(*widths_px, n_blobs)
+    mass = widths**3  # a blob's integral grows as its width cubed
+    return centres - (mass[:, None] * centres).sum(0) / mass.sum(), widths
 
 
-def blob_map(box_px: int, *, seed: int = 0, n_blobs: int = 30) -> torch.Tensor:
-    """``(b, b, b)`` random Gaussian blobs (1.5-3 px wide) within a quarter box of the centre."""
-    centres, widths = _blobs(box_px, seed, n_blobs)
+def blob_map(
+    box_px: int,
+    *,
+    seed: int = 0,
+    n_blobs: int = 30,
+    reach: float = 0.25,
+    widths_px: tuple[float, float] = (1.5, 3.0),
+) -> torch.Tensor:
+    """``(b, b, b)`` random Gaussian blobs (``widths_px`` wide) spread over ``2 reach`` boxes along
+    each axis, their centre of mass at the box centre (as a particle's map is)."""
+    centres, widths = _blobs(box_px, seed, n_blobs, reach, widths_px)
     axis = torch.arange(box_px, dtype=torch.float64) - box_px // 2
     z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
     volume = torch.zeros(box_px, box_px, box_px, dtype=torch.float64)

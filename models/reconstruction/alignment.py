@@ -1,0 +1,214 @@
+"""Projection matching: each particle's pose and origin offset against a reference map.
+
+The score of a pose ``A`` and offset ``o`` is the normalised cross-correlation of the
+particle ``X`` with the reference's projection ``P_A`` seen through the particle's CTF ``C``:
+``Re sum_k conj(X) C P_A e^(-2 pi i k.(-o)) / sqrt(sum_k C^2 |P_A|^2)`` over the frequencies up
+to ``max_frequency`` (the current resolution: finer detail is noise). Poses are RELION's
+(:mod:`models.rotations`), offsets RELION's origins (the particle's centre sits at the box
+centre minus its offset).
+
+- :func:`centring_offsets` finds each particle's offset against the reference's projection
+  averaged over all poses (round, so no pose is needed), so that the global search can take
+  the particles as centred to within a pixel or two.
+- :func:`global_search` scores every pose of a grid over SO(3) (:func:`so3_grid`) for centred
+  particles as two matrix products (the CTF moves onto the particle: ``conj(C X) P``), so a
+  particle costs ``m`` dot products, not ``m`` projections.
+- :func:`local_search` tries small turns around each particle's pose (27 per step: -1, 0, +1
+  step about each axis) and, for each, every offset within ``max_shift_px`` at once from one
+  inverse transform of ``conj(X) C P``, refined to a fraction of a pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from causalscope.models.reconstruction._fourier import image_frequencies
+from causalscope.models.reconstruction.projection import Projector, shift_phase
+from causalscope.models.rotations import euler_matrices
+
+__all__ = ["Alignment", "centring_offsets", "global_search", "local_search", "so3_grid"]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """``n`` particles' poses ``(n, 3, 3)``, offsets ``(n, 2)`` px and scores ``(n,)``."""
+
+    rotations: torch.Tensor
+    offsets_px: torch.Tensor
+    scores: torch.Tensor
+
+
+def so3_grid(step_deg: float) -> torch.Tensor:
+    """``(m, 3, 3)`` poses about ``step_deg`` apart: viewing directions on a Fibonacci sphere
+    (``4 pi / step^2`` of them) times in-plane turns every ``step_deg``."""
+    if not 0 < step_deg <= 90:
+        raise ValueError(f"step_deg must be in (0, 90], got {step_deg}")
+    step = math.radians(step_deg)
+    n_directions = max(2, round(4 * math.pi / step**2))
+    i = np.arange(n_directions) + 0.5
+    tilt = np.degrees(np.arccos(1 - 2 * i / n_directions))
+    rot = np.degrees(np.pi * (1 + 5**0.5) * i) % 360
+    psi = np.arange(0.0, 360.0, step_deg)
+    euler = np.stack(
+        [np.repeat(rot, len(psi)), np.repeat(tilt, len(psi)), np.tile(psi, n_directions)], 1
+    )
+    return torch.as_tensor(euler_matrices(euler), dtype=torch.float32)
+
+
+def _half_plane_weights(box_px: int, max_frequency: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rfft2 samples within ``max_frequency`` (a mask) and their weight in a sum over the
+    whole plane (2, or 1 on the ``kx = 0`` column, which holds both halves)."""
+    frequencies = image_frequencies(box_px)
+    mask = frequencies[..., :2].norm(dim=-1) <= max_frequency
+    mask[0, 0] = False  # the mean carries no orientation
+    weights = torch.where(frequencies[..., 0] == 0, 1.0, 2.0)
+    return mask, weights[mask]
+
+
+def _transform(images: torch.Tensor) -> torch.Tensor:
+    return torch.fft.rfft2(torch.fft.ifftshift(images.to(torch.float32), dim=(-2, -1)))
+
+
+def global_search(
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    projector: Projector,
+    *,
+    grid: torch.Tensor,
+    max_frequency: float,
+    offsets_px: torch.Tensor | None = None,
+    chunk: int = 512,
+) -> Alignment:
+    """The best pose of ``grid`` ``(m, 3, 3)`` for each particle ``(n, b, b)`` with its CTF
+    ``(n, b, b//2 + 1)``, taken as centred once moved by ``offsets_px`` ``(n, 2)`` (default
+    zero), which the result keeps (refine them with :func:`local_search`)."""
+    box = projector.box_px
+    if images.shape[-2:] != (box, box) or ctf.shape != (images.shape[0], box, box // 2 + 1):
+        raise ValueError(
+            f"images (n, {box}, {box}) and ctf (n, {box}, {box // 2 + 1}) expected, got "
+            f"{tuple(images.shape)} and {tuple(ctf.shape)}"
+        )
+    mask, weights = _half_plane_weights(box, max_frequency)
+    projections = projector.project_rfft(grid, max_frequency=max_frequency)[:, mask]
+    reference = torch.cat([projections.real, projections.imag], dim=1)  # (m, 2F)
+    power = projections.abs() ** 2  # (m, F)
+    n = images.shape[0]
+    offsets = torch.zeros((n, 2)) if offsets_px is None else offsets_px.to(torch.float32)
+    best_index, best_score = [], []
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        data = (_transform(images[part]) * shift_phase(box, offsets[part]))[:, mask]
+        c = ctf[start : start + chunk][:, mask].to(torch.float32)
+        weighted = c * data * weights
+        numerator = torch.cat([weighted.real, weighted.imag], dim=1) @ reference.T
+        denominator = ((c * c * weights) @ power.T).clamp(min=1e-20).sqrt()
+        norm = ((data.abs() ** 2) * weights).sum(dim=1, keepdim=True).clamp(min=1e-20).sqrt()
+        score, index = (numerator / denominator / norm).max(dim=1)
+        best_index.append(index)
+        best_score.append(score)
+    index = torch.cat(best_index)
+    return Alignment(grid[index], offsets, torch.cat(best_score))
+
+
+def centring_offsets(
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    projector: Projector,
+    *,
+    max_frequency: float,
+    max_shift_px: float,
+) -> torch.Tensor:
+    """``(n, 2)`` offsets that centre each particle on the reference's projection averaged
+    over a 30-degree grid of poses (nearly round, whatever the pose)."""
+    box = projector.box_px
+    mask = image_frequencies(box)[..., :2].norm(dim=-1) <= max_frequency
+    template = projector.project_rfft(so3_grid(30.0), max_frequency=max_frequency).mean(dim=0)
+    cross = _transform(images).conj() * ctf.to(torch.float32) * template * mask
+    surface = torch.fft.irfft2(cross, s=(box, box))
+    _, shift = _peak(surface, max_shift_px)
+    return shift
+
+
+def _turns(step_deg: float) -> torch.Tensor:
+    """``(27, 3, 3)``: every combination of -step, 0, +step about x, y and z."""
+    step = math.radians(step_deg)
+    vectors = torch.tensor(list(np.ndindex(3, 3, 3)), dtype=torch.float64) - 1.0
+    vectors = vectors * step
+    angle = vectors.norm(dim=1).clamp(min=1e-12)
+    axis = vectors / angle[:, None]
+    k = torch.zeros(27, 3, 3, dtype=torch.float64)
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.mT
+    sin, cos = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
+    turns = torch.eye(3, dtype=torch.float64) + sin * k + (1 - cos) * (k @ k)
+    return turns.float()
+
+
+def _peak(surface: torch.Tensor, max_shift_px: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best value and sub-pixel ``[x, y]`` of ``(..., b, b)`` correlation maps (origin at
+    ``[0, 0]``, wrapped) within ``max_shift_px``."""
+    box = surface.shape[-1]
+    axis = torch.fft.fftfreq(box) * box
+    inside = axis[:, None] ** 2 + axis[None, :] ** 2 <= max_shift_px**2
+    masked = torch.where(inside, surface, torch.tensor(-torch.inf))
+    flat = masked.flatten(-2)
+    value, index = flat.max(dim=-1)
+    row, col = index // box, index % box
+
+    def parabola(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
+        curvature = minus - 2 * centre + plus
+        ok = torch.isfinite(curvature) & (curvature < 0)
+        return torch.where(ok, 0.5 * (minus - plus) / torch.where(ok, curvature, -1.0), 0.0)
+
+    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        index = ((r % box) * box + (c % box)).unsqueeze(-1)
+        return surface.flatten(-2).gather(-1, index).squeeze(-1)
+
+    dx = parabola(at(row, col - 1), value, at(row, col + 1))
+    dy = parabola(at(row - 1, col), value, at(row + 1, col))
+    return value, torch.stack([axis[col] + dx, axis[row] + dy], dim=-1)
+
+
+def local_search(
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    projector: Projector,
+    start: Alignment,
+    *,
+    step_deg: float,
+    max_frequency: float,
+    max_shift_px: float = 4.0,
+    chunk: int = 64,
+) -> Alignment:
+    """Each particle's best of 27 turns of ``step_deg`` around its pose in ``start``, with
+    its best offset within ``max_shift_px`` of the box centre."""
+    box = projector.box_px
+    mask = image_frequencies(box)[..., :2].norm(dim=-1) <= max_frequency
+    mask[0, 0] = False
+    turns = _turns(step_deg)
+    rotations, offsets, scores = [], [], []
+    for first in range(0, images.shape[0], chunk):
+        part = slice(first, first + chunk)
+        data = _transform(images[part]) * mask
+        c = ctf[part].to(torch.float32) * mask
+        candidates = (turns[None] @ start.rotations[part, None]).reshape(-1, 3, 3)
+        projections = projector.project_rfft(candidates, max_frequency=max_frequency)
+        projections = projections.reshape(-1, 27, box, box // 2 + 1)
+        cross = (data.conj() * c)[:, None] * projections
+        surface = torch.fft.irfft2(cross, s=(box, box)) * box * box
+        # the rfft2 half plane counts its inner columns twice in the norms below
+        twice = torch.where(image_frequencies(box)[..., 0] == 0, 1.0, 2.0)
+        model_norm = ((c * c)[:, None] * projections.abs() ** 2 * twice).sum((-2, -1)).sqrt()
+        data_norm = ((data.abs() ** 2) * twice).sum((-2, -1)).sqrt()
+        value, shift = _peak(surface, max_shift_px)
+        value = value / model_norm.clamp(min=1e-20) / data_norm[:, None].clamp(min=1e-20)
+        best_value, best = value.max(dim=1)
+        rows = torch.arange(len(best))
+        rotations.append(candidates.reshape(-1, 27, 3, 3)[rows, best])
+        offsets.append(shift[rows, best])
+        scores.append(best_value)
+    return Alignment(torch.cat(rotations), torch.cat(offsets), torch.cat(scores))
