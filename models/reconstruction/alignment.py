@@ -93,7 +93,8 @@ def global_search(
             f"{tuple(images.shape)} and {tuple(ctf.shape)}"
         )
     mask, weights = _half_plane_weights(box, max_frequency)
-    projections = projector.project_rfft(grid, max_frequency=max_frequency)[:, mask]
+    projections = projector.project_rfft(grid, max_frequency=max_frequency, oversampled=False)
+    projections = projections[:, mask]
     reference = torch.cat([projections.real, projections.imag], dim=1)  # (m, 2F)
     power = projections.abs() ** 2  # (m, F)
     n = images.shape[0]
@@ -126,7 +127,9 @@ def centring_offsets(
     over a 30-degree grid of poses (nearly round, whatever the pose)."""
     box = projector.box_px
     mask = image_frequencies(box)[..., :2].norm(dim=-1) <= max_frequency
-    template = projector.project_rfft(so3_grid(30.0), max_frequency=max_frequency).mean(dim=0)
+    template = projector.project_rfft(
+        so3_grid(30.0), max_frequency=max_frequency, oversampled=False
+    ).mean(dim=0)
     cross = _transform(images).conj() * ctf.to(torch.float32) * template * mask
     surface = torch.fft.irfft2(cross, s=(box, box))
     _, shift = _peak(surface, max_shift_px)
@@ -196,7 +199,9 @@ def local_search(
         data = _transform(images[part]) * mask
         c = ctf[part].to(torch.float32) * mask
         candidates = (turns[None] @ start.rotations[part, None]).reshape(-1, 3, 3)
-        projections = projector.project_rfft(candidates, max_frequency=max_frequency)
+        projections = projector.project_rfft(
+            candidates, max_frequency=max_frequency, oversampled=False
+        )
         projections = projections.reshape(-1, 27, box, box // 2 + 1)
         cross = (data.conj() * c)[:, None] * projections
         surface = torch.fft.irfft2(cross, s=(box, box)) * box * box
