@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from causalscope.models.grids import splat_trilinear
 from causalscope.models.reconstruction._fourier import (
     gridding_correction,
     image_frequencies,
@@ -24,34 +25,6 @@ __all__ = ["Accumulator", "shell_index"]
 
 #: regularisation (as a share of the largest CTF^2 sum) before any FSC is known
 _DEFAULT_REGULARISATION = 1e-3
-
-
-def _insert_trilinear(
-    values: torch.Tensor, coordinates: torch.Tensor, grid: torch.Tensor
-) -> torch.Tensor:
-    """``grid`` ``(c, d, h, w)`` plus ``values`` ``(m, c)`` spread trilinearly at
-    ``coordinates`` ``(m, 3)`` ``[z, y, x]`` (array units); points beyond the grid lose the
-    corners that fall outside. One weighted ``bincount`` per channel: about twice as fast on
-    a CPU as scattering corner by corner."""
-    c, d, h, w = grid.shape
-    base = coordinates.floor()
-    frac = coordinates - base
-    base = base.long()
-    indices, weights = [], []
-    for corner in range(8):
-        dz, dy, dx = corner >> 2, (corner >> 1) & 1, corner & 1
-        weight = (frac[:, 0] if dz else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
-        weight = weight * (frac[:, 2] if dx else 1 - frac[:, 2])
-        z, y, x = base[:, 0] + dz, base[:, 1] + dy, base[:, 2] + dx
-        inside = (z >= 0) & (z < d) & (y >= 0) & (y < h) & (x >= 0) & (x < w)
-        indices.append(torch.where(inside, (z * h + y) * w + x, 0))
-        weights.append(torch.where(inside, weight, 0.0))
-    index, weight = torch.cat(indices), torch.cat(weights)
-    sums = [
-        torch.bincount(index, weights=values[:, k].repeat(8) * weight, minlength=d * h * w)
-        for k in range(c)
-    ]
-    return grid + torch.stack(sums).reshape(c, d, h, w).to(grid.dtype)
 
 
 def shell_index(
@@ -129,7 +102,7 @@ class Accumulator:
         values = torch.where(conjugate, values.conj(), values)
         stacked = torch.stack([values.real, values.imag, power[:, keep]], dim=-1)
         grid = torch.stack([self.data.real, self.data.imag, self.weight], dim=0)
-        grid = _insert_trilinear(stacked.reshape(-1, 3), coordinates.reshape(-1, 3), grid)
+        grid = splat_trilinear(stacked.reshape(-1, 3), coordinates.reshape(-1, 3), grid)
         self.data = torch.complex(grid[0], grid[1])
         self.weight = grid[2].contiguous()
         self.count += n
