@@ -61,15 +61,17 @@ class ParticleCtfs:
             self.defocus_u_angstrom[index],
             self.defocus_v_angstrom[index],
             self.defocus_angle_deg[index],
-            voltage_kv=self._per_particle("voltage_kv")[index],
-            spherical_aberration_mm=self._per_particle("spherical_aberration_mm")[index],
-            amplitude_contrast=self._per_particle("amplitude_contrast")[index],
+            voltage_kv=self.per_particle("voltage_kv")[index],
+            spherical_aberration_mm=self.per_particle("spherical_aberration_mm")[index],
+            amplitude_contrast=self.per_particle("amplitude_contrast")[index],
             pixel_size_angstrom=self.pixel_size_angstrom,
             phase_flipped=self.phase_flipped,
             bfactor_angstrom2=self.bfactor_angstrom2,
         )
 
-    def _per_particle(self, name: str) -> np.ndarray:
+    def per_particle(self, name: str) -> np.ndarray:
+        """``(n,)`` values of ``voltage_kv``, ``spherical_aberration_mm`` or
+        ``amplitude_contrast``, one per particle."""
         value = np.asarray(getattr(self, name), dtype=np.float64)
         return np.broadcast_to(value, (len(self),)).copy()
 
@@ -92,7 +94,7 @@ class ParticleCtfs:
         def column(values: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(values, dtype=torch.float32, device=device)
 
-        voltages = self._per_particle("voltage_kv")
+        voltages = self.per_particle("voltage_kv")
         ctf = torch.empty((len(self), *grid_x.shape), device=device)
         for voltage in np.unique(voltages):
             group = np.flatnonzero(voltages == voltage)
@@ -103,10 +105,8 @@ class ParticleCtfs:
                 defocus_v_angstrom=column(self.defocus_v_angstrom[group]),
                 defocus_angle_deg=column(self.defocus_angle_deg[group]),
                 voltage_kv=float(voltage),
-                spherical_aberration_mm=column(
-                    self._per_particle("spherical_aberration_mm")[group]
-                ),
-                amplitude_contrast=column(self._per_particle("amplitude_contrast")[group]),
+                spherical_aberration_mm=column(self.per_particle("spherical_aberration_mm")[group]),
+                amplitude_contrast=column(self.per_particle("amplitude_contrast")[group]),
             )
         if self.bfactor_angstrom2:
             ctf = ctf * torch.exp(-self.bfactor_angstrom2 / 4 * (grid_x**2 + grid_y**2))
