@@ -90,11 +90,9 @@ def _load(stars: list[Path], box_px: int) -> tuple[Any, Any, Any, np.ndarray, fl
         pixel_size_angstrom=apix,
         phase_flipped=any(c.phase_flipped for c in ctf_sets),
     )
-    halves = [s.half_set if s.half_set is not None else None for s in sets]
+    halves = [s.half_set for s in sets if s.half_set is not None]
     n = len(images)
-    half_set = (
-        np.concatenate(halves) if all(h is not None for h in halves) else 1 + np.arange(n) % 2
-    )
+    half_set = np.concatenate(halves) if len(halves) == len(sets) else 1 + np.arange(n) % 2
     rows = pd.concat(
         [starfile.read(star, always_dict=True)["particles"] for star in stars], ignore_index=True
     )
