@@ -45,11 +45,38 @@ def _point_map(box_px: int, rng: np.random.Generator) -> Any:
     return volume.reshape(box_px, box_px, box_px).float()
 
 
+def _measure(halves: list[Any], truth: Any, mask: Any, *, apix: float) -> dict[str, Any]:
+    """Resolutions of the half-sets so far, against each other and the full map's against the
+    truth, and the time to reconstruct and to compute the FSC."""
+    from torch_fourier_shell_correlation import fourier_shell_correlation
+
+    from causalscope.models.reconstruction import fsc_resolution_angstrom, half_map_fsc
+
+    t0 = time.perf_counter()
+    maps = [a.reconstruct() for a in halves]
+    reconstruct_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fsc = half_map_fsc(maps[0], maps[1], pixel_size_angstrom=apix, mask=mask)
+    fsc_s = time.perf_counter() - t0
+    full = halves[0].merged(halves[1]).reconstruct()
+    against_truth = fourier_shell_correlation(full * mask, truth * mask)
+    return {
+        "particles": halves[0].count + halves[1].count,
+        "fsc_0143_angstrom": fsc.resolution_angstrom(0.143),
+        "fsc_0143_unmasked_angstrom": fsc.resolution_angstrom(0.143, masked=False),
+        "fsc_05_angstrom": fsc.resolution_angstrom(0.5),
+        "truth_fsc_05_angstrom": fsc_resolution_angstrom(
+            against_truth, pixel_size_angstrom=apix, threshold=0.5
+        ),
+        "reconstruct_s": reconstruct_s,
+        "fsc_s": fsc_s,
+    }
+
+
 def _one_seed(
     seed: int, *, n: int, box_px: int, apix: float, bfactor: float, noise_sd: float, smallest: int
 ) -> dict[str, Any]:
     import torch
-    from torch_fourier_shell_correlation import fourier_shell_correlation
 
     from causalscope.models.reconstruction import (
         Accumulator,
@@ -57,8 +84,6 @@ def _one_seed(
         Projector,
         doubling_subsets,
         fit_rosenthal_henderson,
-        fsc_resolution_angstrom,
-        half_map_fsc,
         soft_spherical_mask,
     )
     from causalscope.models.rotations import random_rotations
@@ -101,28 +126,8 @@ def _one_seed(
                 halves[h].add(images[pick], rotations[index[pick]], grid[pick])
             insert_s += time.perf_counter() - t0
         start = size
-        t0 = time.perf_counter()
-        maps = [a.reconstruct() for a in halves]
-        reconstruct_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fsc = half_map_fsc(maps[0], maps[1], pixel_size_angstrom=apix, mask=mask)
-        fsc_s = time.perf_counter() - t0
-        full = halves[0].merged(halves[1]).reconstruct()
-        against_truth = fourier_shell_correlation(full * mask, truth * mask)
-        rows.append(
-            {
-                "particles": size,
-                "fsc_0143_angstrom": fsc.resolution_angstrom(0.143),
-                "fsc_0143_unmasked_angstrom": fsc.resolution_angstrom(0.143, masked=False),
-                "fsc_05_angstrom": fsc.resolution_angstrom(0.5),
-                "truth_fsc_05_angstrom": fsc_resolution_angstrom(
-                    against_truth, pixel_size_angstrom=apix, threshold=0.5
-                ),
-                "insert_ms_per_particle": 1e3 * insert_s / size,
-                "reconstruct_s": reconstruct_s,
-                "fsc_s": fsc_s,
-            }
-        )
+        rows.append(_measure(halves, truth, mask, apix=apix))
+        rows[-1]["insert_ms_per_particle"] = 1e3 * insert_s / size
     d = [r["fsc_0143_angstrom"] for r in rows]
     fit = fit_rosenthal_henderson(sizes, d)
     early = fit_rosenthal_henderson(sizes[:-1], d[:-1]) if len(sizes) > 3 else None
