@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--initial-resolution", type=float, default=30.0, metavar="A", help="reference low-pass"
     )
+    parser.add_argument(
+        "--symmetry",
+        default="C1",
+        help="point group in its standard orientation: C1 (default), C<n>, D<n>, T, O, I",
+    )
     parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads")
 
 
@@ -110,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         low_pass,
     )
     from causalscope.models.reconstruction.resample import rescale_map
+    from causalscope.models.reconstruction.symmetry import symmetry_matrices
     from causalscope.models.rotations import euler_zyz_from_matrices
 
     if args.threads:
@@ -126,7 +132,13 @@ def run(args: argparse.Namespace) -> int:
         to_pixel_angstrom=apix,
         box_px=images.shape[-1],
     )
-    settings = RefinementSettings(initial_resolution_angstrom=args.initial_resolution)
+    try:
+        settings = RefinementSettings(
+            initial_resolution_angstrom=args.initial_resolution, symmetry=args.symmetry
+        )
+        symmetry_matrices(args.symmetry)
+    except ValueError as error:
+        raise InputError("Bad symmetry", f"--symmetry {args.symmetry!r}: {error}") from error
     refinement = RunningRefinement(reference, pixel_size_angstrom=apix, settings=settings)
     started = time.perf_counter()
     print(f"{len(images)} particles, box {images.shape[-1]} at {apix:.3f} A/px", file=sys.stderr)

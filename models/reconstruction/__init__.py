@@ -5,7 +5,9 @@
 - :func:`half_map_fsc`, :func:`fsc_resolution_angstrom`, :func:`soft_spherical_mask`
   (:mod:`.fsc`): gold-standard FSC, masked with phase-randomisation correction.
 - :func:`fit_rosenthal_henderson`, :func:`doubling_subsets` (:mod:`.forecast`).
-- :class:`ParticleCtfs` (:mod:`.particle_ctf`).
+- :class:`ParticleCtfs` (:mod:`.particle_ctf`); :func:`symmetry_matrices` (:mod:`.symmetry`).
+- :class:`RunningRefinement` (:mod:`.refine`), on :mod:`.alignment`: gold-standard
+  refinement batch by batch.
 
 Poses are RELION's (:mod:`models.rotations`); maps are ``(b, b, b)`` indexed ``[z, y, x]``
 with the centre at ``b // 2``; images ``(b, b)`` with the centre at ``(b // 2, b // 2)``.
@@ -25,6 +27,7 @@ from causalscope.models.reconstruction.fsc import (
 )
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 from causalscope.models.reconstruction.projection import Projector, shift_phase
+from causalscope.models.reconstruction.symmetry import symmetry_matrices
 
 __all__ = [
     "Accumulator",
@@ -39,4 +42,5 @@ __all__ = [
     "shell_index",
     "shift_phase",
     "soft_spherical_mask",
+    "symmetry_matrices",
 ]

@@ -45,10 +45,20 @@ class Accumulator:
     """The running sums of one set of particles (one half-set) for a ``box_px`` map."""
 
     def __init__(
-        self, box_px: int, *, pad_factor: float = 2.0, device: torch.device | str = "cpu"
+        self,
+        box_px: int,
+        *,
+        pad_factor: float = 2.0,
+        symmetry: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         if box_px < 4 or box_px % 2:
             raise ValueError(f"box_px must be even and >= 4, got {box_px}")
+        if symmetry is not None and (symmetry.ndim != 3 or symmetry.shape[1:] != (3, 3)):
+            raise ValueError(f"symmetry must be (g, 3, 3), got {tuple(symmetry.shape)}")
+        #: the point group's rotations (:mod:`.symmetry`): each particle is added at its pose
+        #: times each of them
+        self.symmetry = None if symmetry is None else symmetry.to(torch.float32)
         self.box_px = box_px
         self.padded_px = padded_size(box_px, pad_factor)
         shape = (self.padded_px, self.padded_px, self.padded_px // 2 + 1)
@@ -97,10 +107,15 @@ class Accumulator:
         keep = (frequencies.norm(dim=-1) <= 0.5) & ~(
             (frequencies[..., 0] == 0) & (frequencies[..., 1] < 0)
         )
-        coordinates, conjugate = volume_coordinates(frequencies[keep], rotations.to(device), p)
-        values = data[:, keep]
+        values, power = data[:, keep], power[:, keep]
+        rotations = rotations.to(device, torch.float32)
+        if self.symmetry is not None:  # every symmetry mate: (n * g) poses
+            g = len(self.symmetry)
+            rotations = (rotations[:, None] @ self.symmetry.to(device)[None]).reshape(-1, 3, 3)
+            values, power = values.repeat_interleave(g, 0), power.repeat_interleave(g, 0)
+        coordinates, conjugate = volume_coordinates(frequencies[keep], rotations, p)
         values = torch.where(conjugate, values.conj(), values)
-        stacked = torch.stack([values.real, values.imag, power[:, keep]], dim=-1)
+        stacked = torch.stack([values.real, values.imag, power], dim=-1)
         grid = torch.stack([self.data.real, self.data.imag, self.weight], dim=0)
         grid = splat_trilinear(stacked.reshape(-1, 3), coordinates.reshape(-1, 3), grid)
         self.data = torch.complex(grid[0], grid[1])
@@ -114,7 +129,10 @@ class Accumulator:
                 f"cannot merge a box {other.box_px} accumulator into box {self.box_px}"
             )
         out = Accumulator(
-            self.box_px, pad_factor=self.padded_px / self.box_px, device=self.data.device
+            self.box_px,
+            pad_factor=self.padded_px / self.box_px,
+            symmetry=self.symmetry,
+            device=self.data.device,
         )
         out.data = self.data + other.data
         out.weight = self.weight + other.weight

@@ -32,6 +32,7 @@ from causalscope.models.reconstruction.backprojection import Accumulator
 from causalscope.models.reconstruction.fsc import HalfMapFsc, half_map_fsc, soft_spherical_mask
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 from causalscope.models.reconstruction.projection import Projector
+from causalscope.models.reconstruction.symmetry import symmetry_matrices
 
 __all__ = ["RefinementSettings", "RunningRefinement", "low_pass"]
 
@@ -61,6 +62,8 @@ class RefinementSettings:
     ``grid_step_deg``: the global search's SO(3) grid. ``local_steps_deg``: the local turns
     after it, one search each. ``max_shift_px``: the offset search's radius.
     ``mask_radius_px``: the soft mask of the masked FSC (default 40 % of the box).
+    ``symmetry``: the point group (:func:`symmetry_matrices`: C1, C<n>, D<n>, T, O, I) in its
+    standard orientation; every particle is added at all its symmetry mates.
     """
 
     initial_resolution_angstrom: float = 30.0
@@ -68,6 +71,7 @@ class RefinementSettings:
     local_steps_deg: tuple[float, ...] = (7.5, 3.75, 1.9)
     max_shift_px: float = 4.0
     mask_radius_px: float | None = None
+    symmetry: str = "C1"
 
 
 @dataclass
@@ -93,11 +97,16 @@ class RunningRefinement:
             resolution_angstrom=self.settings.initial_resolution_angstrom,
             pixel_size_angstrom=self.pixel_size_angstrom,
         )
-        self._halves = [_Half(Accumulator(box), Projector(start)) for _ in range(2)]
+        group = symmetry_matrices(self.settings.symmetry)
+        self._symmetry = None if len(group) == 1 else torch.as_tensor(group, dtype=torch.float32)
+        self._halves = [_Half(self._accumulator(box), Projector(start)) for _ in range(2)]
         self._grid = so3_grid(self.settings.grid_step_deg)
         self.resolution_angstrom = self.settings.initial_resolution_angstrom
         radius = self.settings.mask_radius_px or 0.4 * box
         self._mask = soft_spherical_mask(box, radius_px=radius, edge_px=max(3.0, box / 16))
+
+    def _accumulator(self, box_px: int) -> Accumulator:
+        return Accumulator(box_px, symmetry=self._symmetry)
 
     @property
     def box_px(self) -> int:
@@ -230,7 +239,7 @@ class RunningRefinement:
         alignment = None
         for iteration in range(iterations):
             for half in self._halves:
-                half.accumulator = Accumulator(self.box_px)
+                half.accumulator = self._accumulator(self.box_px)
             alignment = self.add(images, ctfs, half_set)
             self.update()
             if progress is not None:
