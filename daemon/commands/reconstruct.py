@@ -10,7 +10,7 @@ Writes to --out: ``half1.mrc``, ``half2.mrc`` (the unfiltered half-maps), ``map.
 halves, Wiener-filtered by their FSC and low-passed at the resolution), ``postprocess.star``
 (RELION's layout: the FSC curves and the final resolution), ``particles.star`` (the input
 rows with the assigned poses and origins, rlnAngleRot/Tilt/Psi, rlnOriginX/YAngst, and the
-half-set) and ``summary.json``.
+half-set) and ``summary.json`` (resolutions, orientation coverage and its largest gap, time).
 
 Example:
   causalscope reconstruct session/ --reference apoferritin.mrc --out refine/ --iterations 3
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from causalscope.daemon.formats.maps import read_mrc_map, write_fsc_star, write_mrc_map
+    from causalscope.models.reconstruction.coverage import orientation_coverage
     from causalscope.models.reconstruction.refine import (
         RefinementSettings,
         RunningRefinement,
@@ -177,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     import starfile
 
     starfile.write({"particles": posed}, out / "particles.star", overwrite=True)
+    group = symmetry_matrices(args.symmetry)
+    coverage = orientation_coverage(alignment.rotations.numpy(), symmetry=group)
     summary = {
         "particles": len(images),
         "box_px": int(images.shape[-1]),
@@ -184,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         "resolution_angstrom": resolution,
         "resolution_unmasked_angstrom": refinement.fsc.resolution_angstrom(0.143, masked=False),
         "resolution_fsc_05_angstrom": refinement.fsc.resolution_angstrom(0.5),
+        "orientation_coverage": coverage.coverage,
+        "largest_orientation_gap_deg": coverage.largest_gap_deg,
         "seconds": time.perf_counter() - started,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

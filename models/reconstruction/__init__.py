@@ -5,6 +5,7 @@
 - :func:`half_map_fsc`, :func:`fsc_resolution_angstrom`, :func:`soft_spherical_mask`
   (:mod:`.fsc`): gold-standard FSC, masked with phase-randomisation correction.
 - :func:`fit_rosenthal_henderson`, :func:`doubling_subsets` (:mod:`.forecast`).
+- :func:`orientation_coverage` (:mod:`.coverage`).
 - :class:`ParticleCtfs` (:mod:`.particle_ctf`); :func:`symmetry_matrices` (:mod:`.symmetry`).
 - :class:`RunningRefinement` (:mod:`.refine`), on :mod:`.alignment`: gold-standard
   refinement batch by batch.
@@ -14,6 +15,7 @@ with the centre at ``b // 2``; images ``(b, b)`` with the centre at ``(b // 2, b
 """
 
 from causalscope.models.reconstruction.backprojection import Accumulator, shell_index
+from causalscope.models.reconstruction.coverage import OrientationCoverage, orientation_coverage
 from causalscope.models.reconstruction.forecast import (
     RosenthalHenderson,
     doubling_subsets,
@@ -32,6 +34,7 @@ from causalscope.models.reconstruction.symmetry import symmetry_matrices
 __all__ = [
     "Accumulator",
     "HalfMapFsc",
+    "OrientationCoverage",
     "ParticleCtfs",
     "Projector",
     "RosenthalHenderson",
@@ -39,6 +42,7 @@ __all__ = [
     "fit_rosenthal_henderson",
     "fsc_resolution_angstrom",
     "half_map_fsc",
+    "orientation_coverage",
     "shell_index",
     "shift_phase",
     "soft_spherical_mask",

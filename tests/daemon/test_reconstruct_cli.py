@@ -69,6 +69,7 @@ def test_reconstruct_a_session_folder(tmp_path: Path, capsys) -> None:  # type: 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["particles"] == 160 and summary["box_px"] == 32
     assert summary["resolution_angstrom"] < 15.0  # from a 30 A start; measured 8-9 A
+    assert summary["orientation_coverage"] > 0.9  # random poses
     progress = capsys.readouterr().err
     assert "pass 1/2" in progress and "pass 2/2" in progress
     for name in ("half1.mrc", "half2.mrc", "map.mrc"):
