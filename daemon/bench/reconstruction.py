@@ -61,6 +61,7 @@ def _measure(halves: list[Any], truth: Any, mask: Any, *, apix: float) -> dict[s
     full = halves[0].merged(halves[1]).reconstruct()
     against_truth = fourier_shell_correlation(full * mask, truth * mask)
     return {
+        "fsc_curve": fsc.unmasked.tolist(),
         "particles": halves[0].count + halves[1].count,
         "fsc_0143_angstrom": fsc.resolution_angstrom(0.143),
         "fsc_0143_unmasked_angstrom": fsc.resolution_angstrom(0.143, masked=False),
@@ -86,6 +87,7 @@ def _one_seed(
         fit_rosenthal_henderson,
         soft_spherical_mask,
     )
+    from causalscope.models.reconstruction.forecast import fit_ssnr
     from causalscope.models.rotations import random_rotations
 
     rng = np.random.default_rng(seed)
@@ -132,6 +134,16 @@ def _one_seed(
     fit = fit_rosenthal_henderson(sizes, d)
     early = fit_rosenthal_henderson(sizes[:-1], d[:-1]) if len(sizes) > 3 else None
     forecast = early.resolution_at(sizes[-1]) if early else math.nan
+    half_way = next((r for r in rows if 2 * r["particles"] == sizes[-1]), None)
+    from_fsc = math.nan
+    if half_way is not None:
+        fit_one = fit_ssnr(
+            np.array(half_way["fsc_curve"]),
+            pixel_size_angstrom=apix,
+            particles=half_way["particles"],
+        )
+        from_fsc = fit_one.resolution_at(sizes[-1])
+    unmasked_last = rows[-1]["fsc_0143_unmasked_angstrom"]
     return {
         "seed": seed,
         "sizes": rows,
@@ -141,6 +153,8 @@ def _one_seed(
         "bfactor_error": fit.bfactor_angstrom2 / bfactor - 1,
         "forecast_largest_angstrom": forecast,
         "forecast_error": forecast / d[-1] - 1 if math.isfinite(forecast) else math.nan,
+        "fsc_forecast_largest_angstrom": from_fsc,
+        "fsc_forecast_error": from_fsc / unmasked_last - 1,
         "gold_vs_truth_error": [
             r["fsc_0143_angstrom"] / r["truth_fsc_05_angstrom"] - 1 for r in rows
         ],
@@ -180,6 +194,7 @@ def run_reconstruction_bench(
         "median_abs_gold_vs_truth_error": float(np.median(gold)),
         "max_abs_gold_vs_truth_error": float(np.max(gold)),
         "forecast_error": [r["forecast_error"] for r in runs],
+        "fsc_forecast_error": [r["fsc_forecast_error"] for r in runs],
         "insert_ms_per_particle": [r["sizes"][-1]["insert_ms_per_particle"] for r in runs],
         "resolution_angstrom": [r["sizes"][-1]["fsc_0143_angstrom"] for r in runs],
     }

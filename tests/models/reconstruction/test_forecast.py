@@ -49,3 +49,25 @@ def test_noisy_points_give_an_uncertainty_that_covers_the_truth() -> None:
 def test_too_few_points_is_an_error() -> None:
     with pytest.raises(ValueError, match="need >= 2"):
         fit_rosenthal_henderson([500, 1000], [8.0, math.inf])
+
+
+def test_one_fsc_curve_forecasts_twice_the_particles() -> None:
+    from causalscope.models.reconstruction.forecast import fit_ssnr
+
+    apix, shells, bfactor, amplitude = 1.0, 33, 80.0, 2.0
+    k = np.arange(shells) / (2 * (shells - 1) * apix)
+    k[0] = 1e-3
+
+    def curve(factor: float) -> np.ndarray:
+        ssnr = factor * np.exp(amplitude - bfactor / 2 * k**2) / k
+        return ssnr / (1 + ssnr)
+
+    fit = fit_ssnr(curve(1.0), pixel_size_angstrom=apix, particles=1000)
+    assert fit.bfactor_angstrom2 == pytest.approx(bfactor, rel=1e-6)
+    # the resolution where twice the SSNR crosses FSC 0.143, found on a fine grid
+    fine = np.linspace(0.01, 0.5, 200_001)
+    doubled = 2 * np.exp(amplitude - bfactor / 2 * fine**2) / fine
+    expected = 1 / fine[np.argmax(doubled / (1 + doubled) < 0.143)]
+    assert fit.resolution_at(2000) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="need >= 2 shells"):
+        fit_ssnr(np.array([1.0, 0.01, 0.0, 0.0]), pixel_size_angstrom=apix, particles=10)
