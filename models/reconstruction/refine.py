@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,6 +78,7 @@ class RefinementSettings:
 @dataclass
 class _Half:
     accumulator: Accumulator
+    volume: torch.Tensor  # the map the half's particles are aligned against
     reference: Projector
 
 
@@ -99,7 +101,7 @@ class RunningRefinement:
         )
         group = symmetry_matrices(self.settings.symmetry)
         self._symmetry = None if len(group) == 1 else torch.as_tensor(group, dtype=torch.float32)
-        self._halves = [_Half(self._accumulator(box), Projector(start)) for _ in range(2)]
+        self._halves = [_Half(self._accumulator(box), start, Projector(start)) for _ in range(2)]
         self._grid = so3_grid(self.settings.grid_step_deg)
         self.resolution_angstrom = self.settings.initial_resolution_angstrom
         radius = self.settings.mask_radius_px or 0.4 * box
@@ -223,8 +225,43 @@ class RunningRefinement:
                 resolution_angstrom=self.resolution_angstrom,
                 pixel_size_angstrom=self.pixel_size_angstrom,
             )
-            half.reference = Projector(filtered)
+            half.volume, half.reference = filtered, Projector(filtered)
         return self.fsc
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a restart needs (tensors and numbers), for :meth:`load_state_dict`."""
+        return {
+            "pixel_size_angstrom": self.pixel_size_angstrom,
+            "resolution_angstrom": self.resolution_angstrom,
+            "fsc": None if self.fsc is None else (self.fsc.unmasked, self.fsc.masked),
+            "halves": [
+                {
+                    "data": h.accumulator.data,
+                    "weight": h.accumulator.weight,
+                    "count": h.accumulator.count,
+                    "volume": h.volume,
+                }
+                for h in self._halves
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (same box, pixel size and settings)."""
+        if abs(state["pixel_size_angstrom"] - self.pixel_size_angstrom) > 1e-6:
+            raise ValueError(
+                f"saved pixel size {state['pixel_size_angstrom']} differs from "
+                f"{self.pixel_size_angstrom}"
+            )
+        self.resolution_angstrom = float(state["resolution_angstrom"])
+        if state["fsc"] is not None:
+            unmasked, masked = state["fsc"]
+            self.fsc = HalfMapFsc(unmasked, masked, self.pixel_size_angstrom)
+        for half, saved in zip(self._halves, state["halves"], strict=True):
+            if saved["data"].shape != half.accumulator.data.shape:
+                raise ValueError(f"saved sums {tuple(saved['data'].shape)} do not fit this box")
+            half.accumulator.data, half.accumulator.weight = saved["data"], saved["weight"]
+            half.accumulator.count = int(saved["count"])
+            half.volume, half.reference = saved["volume"], Projector(saved["volume"])
 
     def refine(
         self,

@@ -1,0 +1,124 @@
+"""The reconstruction evaluator takes each exposure's particles exactly once, also when its
+process is killed with SIGKILL in the middle of a session and started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from causalscope.actors.reconstruction import ReconstructionEvaluator
+from causalscope.daemon.formats.particles_star import write_particle_stack, write_particles_star
+from tests.models.reconstruction._maps import blob_map, particle_images
+
+APIX, BOX, PER_EXPOSURE, EXPOSURES = 2.0, 32, 30, 6
+
+
+def _session(folder: Path) -> tuple[list[tuple[str, Path]], np.ndarray]:
+    """Six exposures' particle STAR files (30 particles each) and the map they come from."""
+    truth = blob_map(BOX, seed=4, n_blobs=40, reach=0.33, widths_px=(0.8, 1.6))
+    n = PER_EXPOSURE * EXPOSURES
+    images, _, ctfs, _ = particle_images(truth, n, pixel_size_angstrom=APIX, seed=2)
+    images = images + images.std() * torch.randn(
+        images.shape, generator=torch.Generator().manual_seed(3)
+    )
+    exposures = []
+    for e in range(EXPOSURES):
+        index = np.arange(e * PER_EXPOSURE, (e + 1) * PER_EXPOSURE)
+        names = write_particle_stack(
+            folder / f"e{e}.mrcs", images[index].numpy(), pixel_size_angstrom=APIX
+        )
+        table = pd.DataFrame(
+            {
+                "x_px": np.zeros(PER_EXPOSURE),
+                "y_px": np.zeros(PER_EXPOSURE),
+                "image_name": names,
+                "micrograph_name": [f"e{e}.mrc"] * PER_EXPOSURE,
+                "defocus_u_angstrom": ctfs.defocus_u_angstrom[index],
+                "defocus_v_angstrom": ctfs.defocus_v_angstrom[index],
+                "defocus_angle_deg": ctfs.defocus_angle_deg[index],
+            }
+        )
+        optics = {
+            "pixel_size_angstrom": APIX,
+            "image_size_px": BOX,
+            "voltage_kv": 300.0,
+            "spherical_aberration_mm": 2.7,
+            "amplitude_contrast": 0.1,
+        }
+        exposures.append((f"e{e}", write_particles_star(folder / f"e{e}.star", optics, table)))
+    return exposures, truth.numpy()
+
+
+def _evaluator(state_dir: Path, reference: np.ndarray) -> ReconstructionEvaluator:
+    return ReconstructionEvaluator(
+        state_dir, reference=reference, reference_pixel_angstrom=APIX, box_px=BOX
+    )
+
+
+def test_an_exposure_is_taken_once(tmp_path: Path) -> None:
+    exposures, reference = _session(tmp_path)
+    evaluator = _evaluator(tmp_path / "state", reference)
+    assert evaluator.consume(*exposures[0]) == PER_EXPOSURE
+    assert evaluator.consume(*exposures[0]) == 0
+    assert evaluator.consume(*exposures[1]) == PER_EXPOSURE
+    update = evaluator.update()
+    assert update is not None and update.particles == 2 * PER_EXPOSURE and update.version == 1
+    assert all(Path(p).exists() for p in update.half_maps)
+    again = _evaluator(tmp_path / "state", reference)  # a clean restart
+    assert again.particle_counts == {"e0": PER_EXPOSURE, "e1": PER_EXPOSURE}
+    assert again.consume(*exposures[1]) == 0
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_mid_session_neither_loses_nor_doubles_particles(tmp_path: Path) -> None:
+    exposures, reference = _session(tmp_path)
+    np.save(tmp_path / "reference.npy", reference)
+    state_dir = tmp_path / "state"
+    child = textwrap.dedent(
+        f"""
+        import numpy as np
+        from pathlib import Path
+        from causalscope.actors.reconstruction import ReconstructionEvaluator
+        evaluator = ReconstructionEvaluator(
+            Path({str(state_dir)!r}), reference=np.load({str(tmp_path / "reference.npy")!r}),
+            reference_pixel_angstrom={APIX}, box_px={BOX})
+        for exposure_id, star in {[(e, str(p)) for e, p in exposures]!r}:
+            evaluator.consume(exposure_id, Path(star))
+            evaluator.update()
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", child], cwd=Path(__file__).resolve().parents[2]
+    )
+    held: dict[str, int] = {}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if (state_dir / "state.pt").exists():
+            held = torch.load(state_dir / "state.pt", weights_only=False)["consumed"]
+            if len(held) >= 2:
+                break
+        time.sleep(0.05)
+    assert process.poll() is None, f"the session ended before it could be killed (held {held})"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    evaluator = _evaluator(state_dir, reference)
+    before = evaluator.particle_counts
+    assert 2 <= len(before) < EXPOSURES  # killed in the middle
+    added = [evaluator.consume(e, p) for e, p in exposures]
+    assert sum(added) == PER_EXPOSURE * (EXPOSURES - len(before))
+    update = evaluator.update()
+    assert update is not None
+    assert update.particles == sum(evaluator.particle_counts.values()) == PER_EXPOSURE * EXPOSURES
+    state = torch.load(state_dir / "state.pt", weights_only=False)
+    assert sum(h["count"] for h in state["refinement"]["halves"]) == PER_EXPOSURE * EXPOSURES
