@@ -10,11 +10,11 @@ expected diameter ``D`` (radius ``R = D / 2``), the probabilistic OR of four sco
 - ``s_outside = clip((f_out - 0.35) / 0.3, 0, 1)``: ``f_out`` is the fraction of the
   average's energy ``A^2`` (after a 20 A low-pass) beyond ``1.1 R`` from the centre: carbon
   films, large ice and aggregates put density where the particle is not.
-- ``s_size = clip(|log2(Rg / Rg_0)| - 1.5, 0, 1)``: ``Rg`` the radius of gyration of the
+- ``s_size = clip(|log2(Rg / Rg_0)| - 1, 0, 1)``: ``Rg`` the radius of gyration of the
   density above 20 % of its peak (20 A low-pass), ``Rg_0 = R / sqrt(2)`` that of a uniform
-  disc of radius ``R``, penalised beyond a factor 2.8 and fully at 5.7: fragments and small
-  ice are too small, aggregates and film too large (lenient, as an end-on view of an
-  elongated particle is legitimately small).
+  disc of radius ``R``, penalised beyond a factor 2 and fully at 4: fragments and small ice
+  are too small, aggregates and film too large (an end-on view of an elongated particle is
+  legitimately small: give the particle's largest diameter).
 - ``s_edge = clip((c - 6) / 6, 0, 1)``: ``c`` the largest of 36 angular sectors' share of the
   average's spectral power (rings box/8 .. 0.45 box) relative to an even share: a straight
   edge puts its power on one line through the origin at every frequency (``c`` of 15-25);
@@ -125,7 +125,7 @@ def junk_components(
     peak = smooth.flatten(1).max(-1).values[:, None, None]
     mass = (smooth - 0.2 * peak).clamp(min=0)
     rg = torch.sqrt((mass * r**2).sum((-2, -1)) / mass.sum((-2, -1)).clamp(min=1e-30))
-    s_size = torch.log2(rg.clamp(min=1e-6) / (radius_angstrom / math.sqrt(2))).abs() - 1.5
+    s_size = torch.log2(rg.clamp(min=1e-6) / (radius_angstrom / math.sqrt(2))).abs() - 1.0
     s_size = s_size.clamp(0, 1)
     ring = torch.sqrt(fx**2 + fy**2) * b
     band = (ring >= b / 8) & (ring <= 0.45 * b)
