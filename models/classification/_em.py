@@ -25,7 +25,7 @@ import torch
 from causalscope.models.classification._grids import Grid, rotate_images, shift_spectra
 from causalscope.models.classification.particles import ParticleCtf
 
-__all__ = ["ClassSums", "EStep", "accumulate", "expectation"]
+__all__ = ["ClassSums", "EStep", "accumulate", "expectation", "rotated_references"]
 
 
 @dataclass
@@ -79,10 +79,20 @@ class EStep:
     psi_rad: torch.Tensor  # (J,) the rotations the indices refer to
 
 
+def rotated_references(
+    references: torch.Tensor, psi_rad: torch.Tensor, band: torch.Tensor
+) -> torch.Tensor:
+    """``(K J, F)`` spectra (coefficients ``band``) of ``references`` ``(K, b, b)`` turned by
+    every ``psi_rad`` ``(J,)``, class-major."""
+    n_classes, n_rot = references.shape[0], psi_rad.numel()
+    rotated = rotate_images(references.repeat_interleave(n_rot, 0), psi_rad.repeat(n_classes))
+    return torch.fft.rfft2(rotated).flatten(1)[:, band]
+
+
 def expectation(
     spectra: torch.Tensor,
     ctf: torch.Tensor,
-    references: torch.Tensor,
+    ref: torch.Tensor,
     *,
     grid: Grid,
     sigma2: torch.Tensor,
@@ -91,12 +101,10 @@ def expectation(
     psi_rad: torch.Tensor,
 ) -> EStep:
     """Posteriors of particles ``spectra`` ``(m, b, b//2+1)`` (their transfer ``ctf``, same
-    shape) against ``references`` ``(K, b, b)`` (real space) at every psi and shift."""
-    m, n_classes, n_rot = spectra.shape[0], references.shape[0], psi_rad.numel()
-    rotated = rotate_images(
-        references.repeat_interleave(n_rot, 0), psi_rad.repeat(n_classes)
-    )  # (K * J, b, b), class-major
-    ref = torch.fft.rfft2(rotated).flatten(1)[:, band]  # (K J, F)
+    shape) against the rotated references ``ref`` (:func:`rotated_references`) at every psi
+    and shift."""
+    m, n_rot = spectra.shape[0], psi_rad.numel()
+    n_classes = ref.shape[0] // n_rot
     mult = grid.multiplicity.flatten()[band]
     inv_sigma2 = 1.0 / sigma2[grid.ring.flatten()[band]]
     x = spectra.flatten(1)[:, band]

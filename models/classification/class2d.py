@@ -36,6 +36,7 @@ from causalscope.models.classification._em import (
     EStep,
     accumulate,
     expectation,
+    rotated_references,
     shift_grid,
 )
 from causalscope.models.classification._grids import Grid, shift_spectra
@@ -49,7 +50,7 @@ from causalscope.models.classification.particles import ParticleCtf, fourier_cro
 
 __all__ = ["Assignment", "Class2D", "Class2DSettings"]
 
-_SCORES_PER_CHUNK = 6_000_000  # (particles x shifts x classes x rotations) per E-step call
+_SCORES_PER_CHUNK = 16_000_000  # (particles x shifts x classes x rotations) per E-step call
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,7 @@ class Class2D:
         images, ctf, _ = self.stored()
         psi = self._psi()
         band = self.grid.band(self.r_max)
+        ref = rotated_references(self.references, psi, band)
         parts = []
         for chunk in self._chunks(index):
             spectra = torch.fft.rfft2(images[chunk])
@@ -296,7 +298,7 @@ class Class2D:
                 expectation(
                     spectra,
                     transfer,
-                    self.references,
+                    ref,
                     grid=self.grid,
                     sigma2=self.sigma2,
                     band=band,

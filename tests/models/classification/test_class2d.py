@@ -19,7 +19,7 @@ from causalscope.models.classification import (
     select_classes,
     wiener_average,
 )
-from causalscope.models.classification._em import accumulate, expectation
+from causalscope.models.classification._em import accumulate, expectation, rotated_references
 from causalscope.models.restoration.frc import fourier_ring_correlation
 from causalscope.models.simulate import (
     ParticleStack,
@@ -174,9 +174,10 @@ def test_sums_of_two_batches_equal_the_sums_of_both_at_once(run: Run) -> None:
     both = np.arange(0, 200)
     spectra = torch.fft.rfft2(images[both])
     transfer = ctf.transfer(grid.kx, grid.ky, index=both)
+    band, psi = grid.band(model.r_max), model._psi()
     estep = expectation(
-        spectra, transfer, model.references, grid=grid, sigma2=model.sigma2,
-        band=grid.band(model.r_max), shifts_px=model.shifts, psi_rad=model._psi(),
+        spectra, transfer, rotated_references(model.references, psi, band), grid=grid,
+        sigma2=model.sigma2, band=band, shifts_px=model.shifts, psi_rad=psi,
     )  # fmt: skip
     kwargs = {"grid": grid, "shifts_px": model.shifts, "n_classes": 12}
     whole = accumulate(images[both], ctf.subset(both), ids[both], estep, **kwargs)  # type: ignore[arg-type]
