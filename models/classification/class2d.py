@@ -76,7 +76,7 @@ class Class2DSettings:
     min_class_fraction: float = 0.2
     #: particles whose residual is this many robust standard deviations above their class's
     #: median are marked as outliers
-    outlier_z: float = 2.5
+    outlier_z: float = 3.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -453,15 +453,23 @@ class Class2D:
 
     def _residual_z(self, index: np.ndarray) -> np.ndarray:
         """Robust z-score of each particle's misfit (:meth:`_misfit`) among the stored
-        particles of its class: ``(misfit - median) / (1.4826 MAD)``."""
-        chi2, classes = self._chi2.numpy(), self._classes
+        particles of its class, from the class's lower quantiles only: junk raises the misfit,
+        and may be the class's majority. With the 10th and 25th percentiles ``q10, q25`` of a
+        Gaussian, ``sigma = (q25 - q10) / 0.607`` and ``mean = q25 + 0.674 sigma``; classes
+        of fewer than 20 use the median and the MAD."""
+        misfit, classes = self._chi2.numpy(), self._classes
         z = np.zeros(len(index))
         for k in np.unique(classes[index]):
-            members = chi2[classes == k]
-            median = float(np.median(members))
-            mad = 1.4826 * float(np.median(np.abs(members - median)))
+            members = misfit[classes == k]
+            if members.size >= 20:
+                q10, q25 = np.percentile(members, [10, 25])
+                sigma = (q25 - q10) / 0.6071
+                centre = q25 + 0.6745 * sigma
+            else:
+                centre = float(np.median(members))
+                sigma = 1.4826 * float(np.median(np.abs(members - centre)))
             here = classes[index] == k
-            z[here] = (chi2[index][here] - median) / max(mad, 1e-6 * max(median, 1e-12))
+            z[here] = (misfit[index][here] - centre) / max(sigma, 1e-6 * max(centre, 1e-12))
         return z
 
 
