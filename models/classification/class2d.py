@@ -76,7 +76,7 @@ class Class2DSettings:
     min_class_fraction: float = 0.2
     #: particles whose residual is this many robust standard deviations above their class's
     #: median are marked as outliers
-    outlier_z: float = 3.0
+    outlier_z: float = 3.5
     seed: int = 0
 
     def __post_init__(self) -> None:
