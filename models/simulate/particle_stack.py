@@ -394,14 +394,17 @@ class _PhaseRenderer:
             safe = self.radius_px[s] + np.abs(offsets).max() + 2 < c // 2
             # what falls off its own canvas is dropped (it would land on the next one)
             inside = None if safe else ((xy >= 0) & (xy < c - 1)).all(dim=-1)
-            xy[..., 1] += torch.as_tensor(local[instances.particle[pick]] * c)[:, None]
+            # only the canvases of this species' particles are splatted and transformed
+            rows, row_of = np.unique(local[instances.particle[pick]], return_inverse=True)
+            xy[..., 1] += torch.as_tensor(row_of * c)[:, None]
             weights = self.weights[s][None, :].expand(len(pick), -1)
             if inside is None:
                 points, weights = xy.reshape(-1, 2), weights.reshape(-1)
             else:
                 points, weights = xy[inside], weights[inside]
-            splat = splat_bilinear(points, weights, (len(idx) * c, c))
-            phi += torch.fft.rfft2(splat.reshape(len(idx), c, c).float()) * self.scales[s]
+            splat = splat_bilinear(points, weights, (len(rows) * c, c))
+            rows_t = torch.as_tensor(rows)
+            phi[rows_t] += torch.fft.rfft2(splat.reshape(len(rows), c, c).float()) * self.scales[s]
         return phi
 
     def ice(self, m: int, thickness_nm: float, generator: torch.Generator) -> torch.Tensor:
@@ -444,20 +447,26 @@ def _junk_spectra(
 ) -> torch.Tensor:
     """``(len(idx), c, c // 2 + 1)``: the phase spectra of the ice blobs and carbon edges."""
     c = optics.canvas
-    maps = np.zeros((len(idx), c, c))
-    for j, i in enumerate(idx):
+    out = torch.zeros((len(idx), c, c // 2 + 1), dtype=torch.complex64)
+    junk = [j for j, i in enumerate(idx) if labels[i] in ("ice", "carbon")]
+    if not junk:
+        return out
+    maps = np.zeros((len(junk), c, c))
+    for m, j in enumerate(junk):
+        i = idx[j]
         rng = np.random.default_rng(int(seeds[i]))
         if labels[i] == "ice":
-            maps[j] = ice_blob_phase(
+            maps[m] = ice_blob_phase(
                 rng, c, centre_px=shifts[i], particle_radius_px=radius_px,
                 pixel_size_angstrom=optics.apix, voltage_kv=optics.voltage_kv,
             )  # fmt: skip
-        elif labels[i] == "carbon":
-            maps[j] = carbon_edge_phase(
+        else:
+            maps[m] = carbon_edge_phase(
                 rng, c, box_px=optics.box, pixel_size_angstrom=optics.apix,
                 voltage_kv=optics.voltage_kv,
             )  # fmt: skip
-    return torch.fft.rfft2(torch.from_numpy(maps).float())
+    out[torch.as_tensor(junk)] = torch.fft.rfft2(torch.from_numpy(maps).float())
+    return out
 
 
 def _as_extracted(
