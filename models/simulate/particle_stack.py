@@ -16,7 +16,7 @@ Each box is imaged as in :mod:`models.simulate.exposure` (weak-phase object, REL
 4. The central box, phase-flipped with the true CTF, inverted (protein bright) and normalised
    to zero mean and unit standard deviation outside 75 % of half the box
    (:func:`models.restoration.ctf_correction.phase_flip`,
-   :func:`models.picking.extract.normalise_particles`).
+   :func:`models.restoration.normalise.normalise_particles`).
 
 Junk: ``"ice"`` (a dense round contaminant much larger or smaller than the particle),
 ``"aggregate"`` (3-5 overlapping copies of one species at random poses, 1.2 radii apart rms)
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from causalscope.models.ctf import bfactor_envelope, ctf_at, frequency_grid
-from causalscope.models.picking.extract import normalise_particles
 from causalscope.models.restoration.ctf_correction import phase_flip
+from causalscope.models.restoration.normalise import normalise_particles
 from causalscope.models.simulate._junk import carbon_edge_phase, ice_blob_phase
 from causalscope.models.simulate.exposure import inelastic_mean_free_path_nm
 from causalscope.models.simulate.specimen import (

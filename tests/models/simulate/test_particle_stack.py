@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from causalscope.models.ctf import bfactor_envelope, ctf_at, frequency_grid
-from causalscope.models.picking.extract import normalise_particles
 from causalscope.models.restoration.ctf_correction import phase_flip
+from causalscope.models.restoration.normalise import normalise_particles
 from causalscope.models.simulate.particle_stack import project_specimen, simulate_particle_stack
 from causalscope.models.simulate.specimen import (
     Specimen,
