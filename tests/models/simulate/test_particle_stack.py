@@ -179,3 +179,23 @@ def test_bad_input_is_named(small: Specimen) -> None:
         )  # fmt: skip
     with pytest.raises(ValueError, match="specimens"):
         simulate_particle_stack({"ice": small}, n=2, box_px=16, pixel_size_angstrom=2.0, seed=0)
+
+
+def test_apoferritin_projects_as_a_hollow_shell(shared_data) -> None:  # type: ignore[no-untyped-def]
+    """6z6u (human apoferritin, a 24-mer shell of inner radius ~40 A and outer ~62 A): the
+    rotational average of its projection peaks at the inner radius, where the chord through
+    the shell is longest, and vanishes beyond the outer radius."""
+    from causalscope.daemon.formats import read_structure
+
+    atoms = read_structure(shared_data / "models" / "6z6u.pdb")
+    specimen = Specimen(
+        np.asarray(atoms.coords_angstrom, dtype=np.float64), np.asarray(atoms.element_index),
+        tuple(atoms.elements), np.asarray(atoms.scattering_a), np.asarray(atoms.scattering_b),
+    )  # fmt: skip
+    rotations = random_rotations(np.random.default_rng(0), 3)
+    image = project_specimen(specimen, rotations, box_px=96, pixel_size_angstrom=2.0).mean(0)
+    c = np.arange(96) - 48
+    ring = np.round(np.sqrt(c[:, None] ** 2 + c[None, :] ** 2)).astype(int).ravel()
+    profile = np.bincount(ring, image.ravel()) / np.bincount(ring)
+    assert 38.0 <= 2.0 * np.argmax(profile) <= 52.0
+    assert 58.0 <= 2.0 * np.flatnonzero(profile > 0.05 * profile.max()).max() <= 70.0
