@@ -14,6 +14,12 @@ from causalscope.models.simulate.exposure import (
     simulate_exposure,
 )
 from causalscope.models.simulate.motion import MotionTruth, draw_motion, local_displacement_px
+from causalscope.models.simulate.particle_stack import (
+    JUNK_KINDS,
+    ParticleStack,
+    project_specimen,
+    simulate_particle_stack,
+)
 from causalscope.models.simulate.session import (
     ExposurePlan,
     SessionSettings,
@@ -21,13 +27,19 @@ from causalscope.models.simulate.session import (
     draw_session,
     factor_summary,
 )
-from causalscope.models.simulate.specimen import Specimen, phantom_specimen
+from causalscope.models.simulate.specimen import (
+    Specimen,
+    elongated_phantom_specimen,
+    phantom_specimen,
+)
 
 __all__ = [
+    "JUNK_KINDS",
     "DetectorTruth",
     "ExposureParameters",
     "ExposurePlan",
     "MotionTruth",
+    "ParticleStack",
     "SessionSettings",
     "SimulatedExposure",
     "Specimen",
@@ -37,10 +49,13 @@ __all__ = [
     "draw_detector",
     "draw_motion",
     "draw_session",
+    "elongated_phantom_specimen",
     "factor_summary",
     "inelastic_mean_free_path_nm",
     "local_displacement_px",
     "phantom_specimen",
+    "project_specimen",
     "simulate_exposure",
+    "simulate_particle_stack",
     "tabulated_mtf",
 ]

@@ -1,0 +1,189 @@
+"""Private: the E-step (pose and class posteriors) and the sums the M-step accumulates.
+
+Model of a particle's spectrum ``X`` for class ``k`` at in-plane rotation ``psi_j`` and shift
+``t``: ``X = CTF * S_t R_j A_k + N`` with Gaussian noise of variance ``sigma2(ring)`` per
+coefficient. Its log-likelihood up to a constant of the particle is
+
+    L(k, j, t) = Re sum_f conj(X CTF / sigma2 * S_t^-1) R_j A_k
+                 - 1/2 sum_f CTF^2 |R_j A_k|^2 / sigma2
+
+over the coefficients ``1 <= ring <= r_max`` (both halves of the spectrum): two real matrix
+products, one over every (particle, shift) by every (class, rotation), one over every particle
+by every (class, rotation). The M-step adds, for each particle and each class whose posterior
+is above ``min_weight``, at the best pose of that class, ``w R_j^-1 S_t^-1 (CTF X)`` to the
+class's ``num`` and ``w R_j^-1 CTF^2`` to its ``den``, in the half set of the particle's id.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from causalscope.models.classification._grids import Grid, rotate_images, shift_spectra
+from causalscope.models.classification.particles import ParticleCtf
+
+__all__ = ["ClassSums", "EStep", "accumulate", "expectation", "rotated_references"]
+
+
+@dataclass
+class ClassSums:
+    """Per-class, per-half-set accumulators on the working rfft2 grid.
+
+    ``num`` ``(K, 2, b, b//2+1)`` complex: ``sum w CTF X_aligned``; ``den`` real:
+    ``sum w CTF^2``; ``weight`` ``(K, 2)``: ``sum w``; ``weight2``: ``sum w^2``.
+    """
+
+    num: torch.Tensor
+    den: torch.Tensor
+    weight: torch.Tensor
+    weight2: torch.Tensor
+
+    @classmethod
+    def zeros(cls, n_classes: int, box: int) -> ClassSums:
+        shape = (n_classes, 2, box, box // 2 + 1)
+        return cls(
+            torch.zeros(shape, dtype=torch.complex128),
+            torch.zeros(shape, dtype=torch.float64),
+            torch.zeros(n_classes, 2, dtype=torch.float64),
+            torch.zeros(n_classes, 2, dtype=torch.float64),
+        )
+
+    def __add__(self, other: ClassSums) -> ClassSums:
+        return ClassSums(
+            self.num + other.num,
+            self.den + other.den,
+            self.weight + other.weight,
+            self.weight2 + other.weight2,
+        )
+
+    def scaled(self, factor: float) -> ClassSums:
+        """Every sum times ``factor`` (``weight2`` times its square)."""
+        return ClassSums(
+            self.num * factor, self.den * factor, self.weight * factor, self.weight2 * factor**2
+        )
+
+
+@dataclass(frozen=True)
+class EStep:
+    """Posteriors of ``m`` particles: the class marginals and each class's best pose."""
+
+    class_weight: torch.Tensor  # (m, K) posterior of each class (sums to 1)
+    best_rotation: torch.Tensor  # (m, K) index of the best psi for each class
+    best_shift: torch.Tensor  # (m, K) index of the best shift for each class
+    chi2: torch.Tensor  # (m,) residual per coefficient at the best pose (noise units)
+    noise_rings: torch.Tensor  # (m, n_rings) residual power per ring at the best pose
+    power_rings: torch.Tensor  # (m, n_rings) the particle's power per ring
+    psi_rad: torch.Tensor  # (J,) the rotations the indices refer to
+
+
+def rotated_references(
+    references: torch.Tensor, psi_rad: torch.Tensor, band: torch.Tensor
+) -> torch.Tensor:
+    """``(K J, F)`` spectra (coefficients ``band``) of ``references`` ``(K, b, b)`` turned by
+    every ``psi_rad`` ``(J,)``, class-major."""
+    n_classes, n_rot = references.shape[0], psi_rad.numel()
+    rotated = rotate_images(references.repeat_interleave(n_rot, 0), psi_rad.repeat(n_classes))
+    return torch.fft.rfft2(rotated).flatten(1)[:, band]
+
+
+def expectation(
+    spectra: torch.Tensor,
+    ctf: torch.Tensor,
+    ref: torch.Tensor,
+    *,
+    grid: Grid,
+    sigma2: torch.Tensor,
+    band: torch.Tensor,
+    shifts_px: torch.Tensor,
+    psi_rad: torch.Tensor,
+) -> EStep:
+    """Posteriors of particles ``spectra`` ``(m, b, b//2+1)`` (their transfer ``ctf``, same
+    shape) against the rotated references ``ref`` (:func:`rotated_references`) at every psi
+    and shift."""
+    m, n_rot = spectra.shape[0], psi_rad.numel()
+    n_classes = ref.shape[0] // n_rot
+    mult = grid.multiplicity.flatten()[band]
+    inv_sigma2 = 1.0 / sigma2[grid.ring.flatten()[band]]
+    x = spectra.flatten(1)[:, band]
+    c = ctf.flatten(1)[:, band]
+    y = x * (c * inv_sigma2 * mult)  # (m, F)
+    ramps = shift_spectra(grid.fx.flatten()[band], grid.fy.flatten()[band], shifts_px)  # (T, F)
+    z = y[:, None, :] * ramps.conj()[None]  # S_t^-1 applied to the particle: (m, T, F)
+    cross = z.real @ ref.real.T + z.imag @ ref.imag.T  # (m, T, K J)
+    norm = (c * c * inv_sigma2 * mult) @ (ref.abs() ** 2).T  # (m, K J)
+    ll = (cross - 0.5 * norm[:, None, :]).reshape(m, -1, n_classes, n_rot)
+    ll = ll.permute(0, 2, 1, 3).reshape(m, n_classes, -1)  # (m, K, T J)
+    per_class = torch.logsumexp(ll, dim=-1)
+    class_weight = torch.softmax(per_class, dim=-1)
+    best = ll.argmax(dim=-1)  # (m, K) -> shift * J + rotation
+    best_shift, best_rotation = best // n_rot, best % n_rot
+    # residual at the overall best pose, per ring (for the noise model and the worst-explained)
+    k_best = class_weight.argmax(dim=-1)
+    rows = torch.arange(m)
+    j_best = best_rotation[rows, k_best]
+    t_best = best_shift[rows, k_best]
+    model = ref[k_best * n_rot + j_best] * ramps[t_best] * c
+    residual = (x - model).abs() ** 2
+    chi2 = (residual * inv_sigma2 * mult).sum(-1) / mult.sum()
+    ring = grid.ring.flatten()[band]
+    noise = torch.zeros(m, grid.n_rings, dtype=residual.dtype).index_add_(1, ring, residual * mult)
+    power = torch.zeros_like(noise).index_add_(1, ring, x.abs() ** 2 * mult)
+    counts = torch.zeros(grid.n_rings, dtype=residual.dtype).index_add_(0, ring, mult)
+    counts = counts.clamp(min=1)
+    return EStep(
+        class_weight, best_rotation, best_shift, chi2, noise / counts, power / counts, psi_rad
+    )
+
+
+def accumulate(
+    images: torch.Tensor,
+    ctf: ParticleCtf,
+    ids: np.ndarray,
+    estep: EStep,
+    *,
+    grid: Grid,
+    shifts_px: torch.Tensor,
+    n_classes: int,
+    min_weight: float = 0.01,
+) -> ClassSums:
+    """The M-step's sums of ``images`` ``(m, b, b)`` (working grid) at their best poses."""
+    sums = ClassSums.zeros(n_classes, grid.box)
+    particle, klass = torch.nonzero(estep.class_weight >= min_weight, as_tuple=True)
+    if particle.numel() == 0:
+        return sums
+    w = estep.class_weight[particle, klass].to(torch.float64)
+    w = w / _renormaliser(estep.class_weight, min_weight)[particle]
+    psi = estep.psi_rad[estep.best_rotation[particle, klass]]
+    shift = shifts_px[estep.best_shift[particle, klass]]
+    kx, ky = grid.kx, grid.ky
+    transfer = ctf.transfer(kx, ky, index=particle.numpy())
+    spectra = torch.fft.rfft2(images[particle]) * transfer
+    spectra = spectra * shift_spectra(grid.fx, grid.fy, shift).conj()  # undo the shift
+    aligned = torch.fft.rfft2(rotate_images(torch.fft.irfft2(spectra, s=images.shape[-2:]), -psi))
+    den = ctf.transfer(kx, ky, index=particle.numpy(), rotation_rad=-psi) ** 2
+    half = torch.as_tensor(np.asarray(ids)[particle.numpy()] % 2, dtype=torch.long)
+    slot = klass * 2 + half
+    flat = (n_classes * 2, *sums.num.shape[2:])
+    sums.num.view(flat).index_add_(0, slot, aligned.to(torch.complex128) * w[:, None, None])
+    sums.den.view(flat).index_add_(0, slot, den.to(torch.float64) * w[:, None, None])
+    sums.weight.view(-1).index_add_(0, slot, w)
+    sums.weight2.view(-1).index_add_(0, slot, w * w)
+    return sums
+
+
+def _renormaliser(class_weight: torch.Tensor, min_weight: float) -> torch.Tensor:
+    """``(m,)`` the posterior mass kept above ``min_weight`` (so each particle counts once)."""
+    kept = torch.where(class_weight >= min_weight, class_weight, 0.0).sum(-1)
+    return kept.to(torch.float64).clamp(min=1e-12)
+
+
+def shift_grid(max_shift_px: float, step_px: float) -> torch.Tensor:
+    """``(T, 2)`` shifts ``[x, y]`` on a square grid of ``step_px`` inside a disc."""
+    n = math.floor(max_shift_px / step_px + 1e-9) if step_px > 0 else 0
+    axis = torch.arange(-n, n + 1, dtype=torch.float32) * step_px
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    pts = torch.stack([xx.flatten(), yy.flatten()], -1)
+    return pts[(pts**2).sum(-1) <= max_shift_px**2 + 1e-6]

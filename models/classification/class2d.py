@@ -1,0 +1,479 @@
+"""Streaming 2D classification: :class:`Class2D` keeps K class averages and updates them as
+batches of particles arrive.
+
+Model (RELION's and cryoSPARC's, :mod:`._em`): each particle is one class average, turned by
+an in-plane rotation, shifted, multiplied by its CTF (``|CTF|`` for phase-flipped data), plus
+Gaussian noise with a power per Fourier ring. The E-step scores every class, rotation and
+shift (a grid inside ``max_shift_px``) at a resolution limit that follows the classes' own
+(the FRC of half-set averages, split by particle id parity); the M-step adds each particle's
+CTF-weighted, aligned spectrum to the sums of the classes it belongs to (weighted by the
+posterior), and class averages are ``sum(CTF X) / (sum CTF^2 + 1/SSNR)``
+(:mod:`.averages`). Images are binned (Fourier-cropped) once, on arrival, to a working box
+whose Nyquist is ``max_resolution_angstrom / 2.5``.
+
+Schedule (online, stepwise EM): a batch is scored against the current classes and its sums
+added to theirs (after multiplying the old sums by ``1 - forget``); nothing restarts. A full
+pass (:meth:`Class2D.reassign_all`: every stored particle scored again, the sums rebuilt from
+them, so each particle's old contribution is replaced) follows every batch while at most
+``full_pass_below`` particles are stored, and every ``full_pass_every`` batches after that.
+The classes start, once ``start_after`` particles are stored, from single random particles
+(centred, low-passed at ``initial_resolution_angstrom``) followed by ``initial_passes`` full
+passes. After each full pass, classes with less than ``min_class_fraction`` of an even share
+are re-seeded from the worst-explained particles (largest residual), and classes are centred
+on their centre of mass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from causalscope.models.classification._em import (
+    ClassSums,
+    EStep,
+    accumulate,
+    expectation,
+    rotated_references,
+    shift_grid,
+)
+from causalscope.models.classification._grids import Grid, shift_spectra
+from causalscope.models.classification.averages import (
+    frc_first_crossing_angstrom,
+    half_set_frc,
+    snr_from_frc,
+    wiener_average,
+)
+from causalscope.models.classification.particles import ParticleCtf, fourier_crop
+
+__all__ = ["Assignment", "Class2D", "Class2DSettings"]
+
+_SCORES_PER_CHUNK = 16_000_000  # (particles x shifts x classes x rotations) per E-step call
+
+
+@dataclass(frozen=True)
+class Class2DSettings:
+    """Settings of :class:`Class2D` (module docstring for the schedule)."""
+
+    n_classes: int = 50
+    #: the E-step never goes finer than this
+    max_resolution_angstrom: float = 10.0
+    #: the E-step's limit at the start, and the low-pass of the first classes
+    initial_resolution_angstrom: float = 30.0
+    #: translations searched, in pixels of the input images, on a grid of ``shift_step_px``
+    max_shift_px: float = 4.0
+    shift_step_px: float = 2.0
+    #: in-plane rotations: at least ``min_rotations``, more as the resolution limit grows
+    min_rotations: int = 36
+    max_rotations: int = 72
+    start_after: int = 0  # 0: 4 particles per class
+    initial_passes: int = 4
+    full_pass_below: int = 2000
+    full_pass_every: int = 4
+    forget: float = 0.0
+    min_class_fraction: float = 0.2
+    #: particles whose residual is this many robust standard deviations above their class's
+    #: median are marked as outliers
+    outlier_z: float = 3.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "n_classes": self.n_classes >= 1,
+            "max_resolution_angstrom": self.max_resolution_angstrom > 0,
+            "max_shift_px": self.max_shift_px >= 0,
+            "shift_step_px": self.shift_step_px > 0,
+            "min_rotations": 4 <= self.min_rotations <= self.max_rotations,
+            "forget": 0 <= self.forget < 1,
+            "full_pass_every": self.full_pass_every >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"Class2DSettings.{name} out of range: {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where particles went. A particle is its class average rotated counter-clockwise by
+    ``psi_deg``, then shifted by ``shift_px`` ``[x, y]`` (pixels of the input images).
+
+    ``class_index`` is -1 before the classes exist; ``posterior_max`` is the class's posterior;
+    ``residual_z`` the robust z-score of the particle's residual (noise units, at its best
+    pose) among the particles of its class, and ``outlier`` marks ``residual_z >
+    outlier_z``: particles the class does not explain (aggregates and other junk that share
+    a class with good particles; RELION's particle sorting does the same).
+    """
+
+    ids: np.ndarray
+    class_index: np.ndarray
+    psi_deg: np.ndarray
+    shift_px: np.ndarray
+    posterior_max: np.ndarray
+    residual_z: np.ndarray
+    outlier: np.ndarray
+
+
+class Class2D:
+    """K class averages updated batch by batch (module docstring).
+
+    Parameters
+    ----------
+    box_px, pixel_size_angstrom
+        Box and pixel of the images that will be given.
+    settings
+        :class:`Class2DSettings`.
+    """
+
+    def __init__(
+        self, *, box_px: int, pixel_size_angstrom: float, settings: Class2DSettings | None = None
+    ) -> None:
+        if box_px < 16 or box_px % 2:
+            raise ValueError(f"box_px must be even and >= 16, got {box_px}")
+        self.settings = settings or Class2DSettings()
+        s = self.settings
+        self.box_px, self.pixel_size_angstrom = box_px, pixel_size_angstrom
+        target = s.max_resolution_angstrom / 2.5
+        work = min(box_px, 2 * math.ceil(box_px * pixel_size_angstrom / target / 2))
+        self.grid = Grid.of(max(work, 16), box_px * pixel_size_angstrom / max(work, 16))
+        self.binning = box_px / self.grid.box
+        self.shifts = shift_grid(s.max_shift_px / self.binning, s.shift_step_px / self.binning)
+        self._images: list[torch.Tensor] = []
+        self._ctfs: list[ParticleCtf] = []
+        self._ids: list[np.ndarray] = []
+        self._chi2 = torch.zeros(0)
+        self._classes = np.zeros(0, dtype=int)
+        self.sums = ClassSums.zeros(s.n_classes, self.grid.box)
+        self.references = torch.zeros(s.n_classes, self.grid.box, self.grid.box)
+        self.frc = torch.zeros(s.n_classes, self.grid.n_rings)
+        self.sigma2 = torch.ones(self.grid.n_rings)
+        self._noise_fallback = torch.ones(self.grid.n_rings)
+        self.r_max = self._ring_of(s.initial_resolution_angstrom)
+        self.started = False
+        self._batches_since_full = 0
+        self._rng = np.random.default_rng(s.seed)
+
+    # --- public -------------------------------------------------------------------------
+
+    @property
+    def n_stored(self) -> int:
+        """Particles seen so far."""
+        return sum(len(i) for i in self._ids)
+
+    def partial_fit(
+        self, images: np.ndarray | torch.Tensor, ctf: ParticleCtf, ids: np.ndarray
+    ) -> Assignment:
+        """Add a batch ``images`` ``(m, box, box)`` with its CTFs and unique integer ``ids``
+        ``(m,)``; update the classes (schedule in the module docstring); return where the
+        batch's particles went."""
+        batch = self._store(images, ctf, ids)
+        s = self.settings
+        start_after = s.start_after or 4 * s.n_classes
+        if not self.started:
+            if self.n_stored < max(start_after, s.n_classes):
+                return _unassigned(np.asarray(ids))
+            self._start()
+            return self._assign(self._estep(batch), batch)
+        estep = self._estep(batch)
+        self.sums = self.sums.scaled(1.0 - s.forget) + self._accumulate(batch, estep)
+        self._update_noise(estep, replace=False)
+        self._update_model()
+        self._batches_since_full += 1
+        if self.n_stored <= s.full_pass_below or self._batches_since_full >= s.full_pass_every:
+            self.reassign_all()
+            estep = self._estep(batch)
+        return self._assign(estep, batch)
+
+    def reassign_all(self) -> Assignment:
+        """Score every stored particle again and rebuild the sums from them (a full EM pass)."""
+        everything = np.arange(self.n_stored)
+        estep = self._estep(everything)
+        self.sums = self._accumulate(everything, estep)
+        self._update_noise(estep, replace=True)
+        self._update_model()
+        assignment = self._assign(estep, everything)
+        self._reseed_empty()
+        self._batches_since_full = 0
+        return assignment
+
+    def averages(self) -> np.ndarray:
+        """``(K, b, b)`` float32 class averages on the working grid (pixel
+        ``self.grid.pixel_size_angstrom``), protein bright."""
+        return self.references.numpy().astype(np.float32)
+
+    def stored(self) -> tuple[torch.Tensor, ParticleCtf, np.ndarray]:
+        """Every stored particle: binned images, CTFs and ids."""
+        return (
+            torch.cat(self._images),
+            ParticleCtf.concatenate(self._ctfs),
+            np.concatenate(self._ids),
+        )
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def _store(
+        self, images: np.ndarray | torch.Tensor, ctf: ParticleCtf, ids: np.ndarray
+    ) -> np.ndarray:
+        data = torch.as_tensor(np.asarray(images), dtype=torch.float32)
+        ids = np.asarray(ids)
+        if data.ndim != 3 or data.shape[1:] != (self.box_px, self.box_px):
+            raise ValueError(
+                f"images must be (m, {self.box_px}, {self.box_px}), got {tuple(data.shape)}"
+            )
+        if ids.shape != (data.shape[0],) or ctf.n != data.shape[0]:
+            raise ValueError(f"ids {ids.shape} and ctf ({ctf.n}) must match {data.shape[0]} images")
+        if abs(ctf.pixel_size_angstrom - self.pixel_size_angstrom) > 1e-6:
+            raise ValueError(
+                f"ctf pixel size {ctf.pixel_size_angstrom} != {self.pixel_size_angstrom}"
+            )
+        start = self.n_stored
+        self._images.append(fourier_crop(data, self.grid.box))
+        self._ctfs.append(ctf)
+        self._ids.append(ids)
+        if len(self._images) > 1:  # one tensor, so indexing stays cheap
+            self._images = [torch.cat(self._images)]
+            self._ctfs = [ParticleCtf.concatenate(self._ctfs)]
+            self._ids = [np.concatenate(self._ids)]
+        self._chi2 = torch.cat([self._chi2, torch.zeros(data.shape[0])])
+        self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
+        return np.arange(start, self.n_stored)
+
+    def _start(self) -> None:
+        """Classes from single random particles, then the initial full passes."""
+        images, _ctf, _ = self.stored()
+        spectra = torch.fft.rfft2(images)
+        power = self.grid.ring_mean(spectra.abs() ** 2).mean(0)
+        self._noise_fallback = power.clamp(min=1e-12)
+        self.sigma2 = self._noise_fallback.clone()
+        pick = self._rng.choice(len(images), size=self.settings.n_classes, replace=False)
+        self._seed_classes(np.arange(self.settings.n_classes), pick)
+        self.started = True
+        for _ in range(self.settings.initial_passes):
+            self.reassign_all()
+
+    def _seed_classes(
+        self, classes: np.ndarray, particles: np.ndarray, *, rotational: bool = False
+    ) -> None:
+        """Class ``classes[i]`` becomes particles ``particles[i]`` (``(n,)`` or ``(n, m)``:
+        their CTF-weighted sum), rotationally averaged if ``rotational``."""
+        images, ctf, _ = self.stored()
+        groups = particles.reshape(len(classes), -1)
+        transfer = ctf.transfer(self.grid.kx, self.grid.ky, index=groups.flatten())
+        spectra = (torch.fft.rfft2(images[groups.flatten()]) * transfer).to(torch.complex128)
+        den = transfer.to(torch.float64) ** 2
+        shape = (len(classes), groups.shape[1], *spectra.shape[-2:])
+        spectra, den = spectra.reshape(shape).sum(1), den.reshape(shape).sum(1)
+        if rotational:  # keep the zeroth angular harmonic (about b // 2): the ring means
+            ring = self.grid.ring.clamp(max=self.grid.n_rings - 1)
+            centre = torch.full((2,), float(self.grid.box // 2))
+            ramp = shift_spectra(self.grid.fx, self.grid.fy, centre).to(torch.complex128)
+            about_origin = self.grid.ring_mean((spectra * ramp.conj()).real)
+            spectra = about_origin[:, ring].to(torch.complex128) * ramp
+            den = self.grid.ring_mean(den)[:, ring]
+        for i, k in enumerate(classes):  # in one half only: a seed has no resolution
+            self.sums.num[k] = 0.0
+            self.sums.den[k] = 0.0
+            self.sums.num[k, 0] = spectra[i]
+            self.sums.den[k, 0] = den[i]
+            self.sums.weight[k] = torch.tensor([1.0, 0.0], dtype=torch.float64)
+            self.sums.weight2[k] = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        self._update_model()
+
+    def _chunks(self, index: np.ndarray) -> list[np.ndarray]:
+        per = self.shifts.shape[0] * self.settings.n_classes * self._n_rotations()
+        size = max(1, _SCORES_PER_CHUNK // per)
+        return [index[i : i + size] for i in range(0, len(index), size)] or [index]
+
+    def _estep(self, index: np.ndarray) -> EStep:
+        images, ctf, _ = self.stored()
+        psi = self._psi()
+        band = self.grid.band(self.r_max)
+        ref = rotated_references(self.references, psi, band)
+        parts = []
+        for chunk in self._chunks(index):
+            spectra = torch.fft.rfft2(images[chunk])
+            transfer = ctf.transfer(self.grid.kx, self.grid.ky, index=chunk)
+            parts.append(
+                expectation(
+                    spectra,
+                    transfer,
+                    ref,
+                    grid=self.grid,
+                    sigma2=self.sigma2,
+                    band=band,
+                    shifts_px=self.shifts,
+                    psi_rad=psi,
+                )
+            )
+        fields = [f for f in EStep.__dataclass_fields__ if f != "psi_rad"]
+        joined = {f: torch.cat([getattr(p, f) for p in parts]) for f in fields}
+        return EStep(**joined, psi_rad=psi)
+
+    def _accumulate(self, index: np.ndarray, estep: EStep) -> ClassSums:
+        images, ctf, ids = self.stored()
+        return accumulate(
+            images[index], ctf.subset(index), ids[index], estep, grid=self.grid,
+            shifts_px=self.shifts, n_classes=self.settings.n_classes,
+        )  # fmt: skip
+
+    def _update_noise(self, estep: EStep, *, replace: bool) -> None:
+        """Noise power per ring: the mean residual at the best pose inside the E-step's band,
+        the particles' power spectrum beyond it."""
+        inside = torch.arange(self.grid.n_rings)
+        inside = (inside >= 1) & (inside <= self.r_max)
+        measured = estep.noise_rings.mean(0).to(self.sigma2.dtype)
+        if not replace:  # a running blend: the batch weighs by its share of the stored set
+            share = estep.noise_rings.shape[0] / max(self.n_stored, 1)
+            measured = (1 - share) * self.sigma2 + share * measured
+        self.sigma2 = torch.where(inside, measured.clamp(min=1e-12), self._noise_fallback)
+
+    def _update_model(self) -> None:
+        """Class averages from the sums (Wiener, SNR from the half-set FRC), centred."""
+        sums, grid = self.sums, self.grid
+        frc = half_set_frc(sums.num, sums.den, grid).to(torch.float64)
+        small = (sums.weight.min(dim=1).values < 2.0)[:, None]
+        prior = self._low_pass_snr()
+        snr = torch.where(small, prior[None], snr_from_frc(frc))
+        num, den = sums.num.sum(1), sums.den.sum(1)
+        den_ring = grid.ring_mean(den).mean(-1).clamp(min=1e-12)  # (K,)
+        ssnr = (snr / den_ring[:, None])[:, grid.ring.clamp(max=grid.n_rings - 1)]
+        spectra = wiener_average(num, den, ssnr)
+        spectra[..., 0, 0] = 0.0  # the normalisation makes the mean arbitrary
+        self.references = torch.fft.irfft2(spectra, s=(grid.box, grid.box)).float()
+        self.frc = frc.float()
+        self._centre_classes()
+        self.r_max = self._next_r_max()
+
+    def _low_pass_snr(self) -> torch.Tensor:
+        """SNR of a Gaussian low-pass at the initial resolution (classes with few particles)."""
+        r0 = self._ring_of(self.settings.initial_resolution_angstrom)
+        rings = torch.arange(self.grid.n_rings, dtype=torch.float64)
+        return (10.0 * torch.exp(-((rings / r0) ** 2))).clamp(min=1e-3)
+
+    def _centre_classes(self) -> None:
+        """Shift each class (its sums) so that its positive mass is centred."""
+        b = self.grid.box
+        coords = torch.arange(b, dtype=torch.float32) - b // 2
+        mass = self.references.clamp(min=0) * (
+            coords[:, None] ** 2 + coords[None, :] ** 2 < (0.45 * b) ** 2
+        )
+        total = mass.sum((-2, -1)).clamp(min=1e-12)
+        cx = (mass * coords[None, None, :]).sum((-2, -1)) / total
+        cy = (mass * coords[None, :, None]).sum((-2, -1)) / total
+        offset = torch.stack([cx, cy], -1)
+        move = offset.norm(dim=-1) > 1.0
+        if not bool(move.any()):
+            return
+        ramp = shift_spectra(self.grid.fx, self.grid.fy, -offset[move])
+        self.sums.num[move] *= ramp[:, None].to(torch.complex128)
+        moved = torch.fft.rfft2(self.references[move]) * ramp
+        self.references[move] = torch.fft.irfft2(moved, s=(b, b))
+
+    def _reseed_empty(self) -> None:
+        """Classes below ``min_class_fraction`` of an even share start again from the
+        particles worst explained by the class they are in (largest residual over the class
+        median; particles of small classes are not taken)."""
+        s = self.settings
+        weight = self.sums.weight.sum(1)
+        threshold = max(s.min_class_fraction * self.n_stored / s.n_classes, 1.0)
+        empty = torch.nonzero(weight < threshold).flatten().numpy()
+        if empty.size == 0 or self._classes.size != self._chi2.numel():
+            return
+        chi2 = self._chi2.numpy()
+        ratio = np.zeros_like(chi2)
+        for k in np.unique(self._classes):
+            members = self._classes == k
+            if weight[k] >= threshold:
+                ratio[members] = chi2[members] / max(float(np.median(chi2[members])), 1e-12)
+        per_seed = 3
+        worst = np.argsort(-ratio)[: empty.size * per_seed]
+        n_seeds = worst.size // per_seed
+        self._seed_classes(
+            empty[:n_seeds], worst[: n_seeds * per_seed].reshape(n_seeds, per_seed), rotational=True
+        )
+
+    # --- small helpers ------------------------------------------------------------------
+
+    def _ring_of(self, resolution_angstrom: float) -> int:
+        ring = self.grid.box * self.grid.pixel_size_angstrom / resolution_angstrom
+        return int(min(max(2, round(ring)), self.grid.box // 2 - 1))
+
+    def _next_r_max(self) -> int:
+        """The E-step's band: the best class resolution (FRC 0.143) plus a quarter and two
+        rings, between the initial and the maximum resolution."""
+        weight = self.sums.weight.sum(1)
+        # classes whose halves hold at least two particles each (a seed's halves are equal)
+        big = (weight >= weight.median()) & (self.sums.weight.min(dim=1).values >= 2.0)
+        best = math.inf
+        for k in torch.nonzero(big).flatten().tolist():
+            res = frc_first_crossing_angstrom(
+                self.frc[k], pixel_size_angstrom=self.grid.pixel_size_angstrom
+            )
+            best = min(best, res)
+        r_lo = self._ring_of(self.settings.initial_resolution_angstrom)
+        r_hi = self._ring_of(self.settings.max_resolution_angstrom)
+        ring = self._ring_of(best) if math.isfinite(best) else r_lo
+        return int(min(max(round(1.25 * ring) + 2, r_lo), r_hi))
+
+    def _n_rotations(self) -> int:
+        """Arc steps of about 2 px at the band's edge, as a multiple of 4."""
+        s = self.settings
+        n = 4 * math.ceil(math.pi * self.r_max / 4)
+        return int(min(max(n, s.min_rotations), s.max_rotations))
+
+    def _psi(self) -> torch.Tensor:
+        n = self._n_rotations()
+        return torch.arange(n, dtype=torch.float32) * (2 * math.pi / n)
+
+    def _assign(self, estep: EStep, index: np.ndarray) -> Assignment:
+        _, _, ids = self.stored()
+        k = estep.class_weight.argmax(-1)
+        rows = torch.arange(len(k))
+        psi = estep.psi_rad[estep.best_rotation[rows, k]]
+        shift = self.shifts[estep.best_shift[rows, k]] * self.binning
+        self._chi2[index] = self._misfit(estep)
+        self._classes[index] = k.numpy()
+        z = self._residual_z(index)
+        return Assignment(
+            ids[index], k.numpy(), np.rad2deg(psi.numpy()) % 360.0, shift.numpy(),
+            estep.class_weight[rows, k].numpy(), z, z > self.settings.outlier_z,
+        )  # fmt: skip
+
+    def _misfit(self, estep: EStep) -> torch.Tensor:
+        """``(m,)`` the share of each particle's power that its best pose leaves unexplained,
+        at low resolution (rings 1 to the initial resolution, weighted by their size): unlike
+        a chi^2 it ignores the per-image scale of the normalisation."""
+        r_low = self._ring_of(self.settings.initial_resolution_angstrom)
+        size = torch.arange(self.grid.n_rings, dtype=estep.power_rings.dtype)
+        size[r_low + 1 :] = 0.0
+        return (estep.noise_rings * size).sum(-1) / (estep.power_rings * size).sum(-1).clamp(
+            min=1e-30
+        )
+
+    def _residual_z(self, index: np.ndarray) -> np.ndarray:
+        """Robust z-score of each particle's misfit (:meth:`_misfit`) among the stored
+        particles of its class, from the class's lower quantiles only: junk raises the misfit,
+        and may be the class's majority. With the 10th and 25th percentiles ``q10, q25`` of a
+        Gaussian, ``sigma = (q25 - q10) / 0.607`` and ``mean = q25 + 0.674 sigma``; classes
+        of fewer than 20 use the median and the MAD."""
+        misfit, classes = self._chi2.numpy(), self._classes
+        z = np.zeros(len(index))
+        for k in np.unique(classes[index]):
+            members = misfit[classes == k]
+            if members.size >= 20:
+                q10, q25 = np.percentile(members, [10, 25])
+                sigma = (q25 - q10) / 0.6071
+                centre = q25 + 0.6745 * sigma
+            else:
+                centre = float(np.median(members))
+                sigma = 1.4826 * float(np.median(np.abs(members - centre)))
+            here = classes[index] == k
+            z[here] = (misfit[index][here] - centre) / max(sigma, 1e-6 * max(centre, 1e-12))
+        return z
+
+
+def _unassigned(ids: np.ndarray) -> Assignment:
+    n = len(ids)
+    zeros = np.zeros(n)
+    return Assignment(ids, np.full(n, -1), zeros, np.zeros((n, 2)), zeros, zeros, zeros > 0)
