@@ -104,7 +104,7 @@ class ReconstructionEvaluator:
     def consume(self, exposure_id: str, particles_star: Path) -> int:
         """Add one exposure's particles (once: 0 if its particles are already held)."""
         from causalscope.daemon.formats.particles_read import read_particles
-        from causalscope.models.reconstruction.resample import fourier_crop_images
+        from causalscope.models.reconstruction.resample import fourier_crop
 
         if exposure_id in self._consumed:
             return 0
@@ -120,7 +120,7 @@ class ReconstructionEvaluator:
                 f"{particles_star}: particles at {apix:.4f} A/px after binning, the session's "
                 f"map is at {self._refinement.pixel_size_angstrom:.4f}"
             )
-        images = fourier_crop_images(torch.as_tensor(particles.images), target)
+        images = fourier_crop(torch.as_tensor(particles.images), target)
         ctfs = ParticleCtfs(**{**particles.ctfs.__dict__, "pixel_size_angstrom": apix})
         first = self.particle_count
         half_set = 1 + (first + np.arange(len(images))) % 2

@@ -71,7 +71,7 @@ def _load(stars: list[Path], box_px: int) -> tuple[Any, Any, Any, np.ndarray, fl
 
     from causalscope.daemon.formats.particles_read import read_particles
     from causalscope.models.reconstruction import ParticleCtfs
-    from causalscope.models.reconstruction.resample import fourier_crop_images
+    from causalscope.models.reconstruction.resample import fourier_crop
 
     sets = [read_particles(star) for star in stars]
     sizes = {(s.pixel_size_angstrom, s.images.shape[-1]) for s in sets if s.images is not None}
@@ -80,7 +80,7 @@ def _load(stars: list[Path], box_px: int) -> tuple[Any, Any, Any, np.ndarray, fl
     pixel, box = sizes.pop()
     target = min(box, box_px - box_px % 2)
     images = torch.cat([torch.as_tensor(s.images) for s in sets if s.images is not None])
-    images = fourier_crop_images(images, target)
+    images = fourier_crop(images, target)
     apix = pixel * box / target
     ctf_sets = [s.ctfs for s in sets]
     ctfs = ParticleCtfs(

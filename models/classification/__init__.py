@@ -3,7 +3,7 @@
 Use::
 
     model = Class2D(box_px=128, pixel_size_angstrom=1.5, settings=Class2DSettings(n_classes=50))
-    ctf = ParticleCtf(defocus_u, defocus_v, angle_deg, voltage_kv=300.0,
+    ctf = ParticleCtfs(defocus_u, defocus_v, angle_deg, voltage_kv=300.0,
                       spherical_aberration_mm=2.7, amplitude_contrast=0.07,
                       pixel_size_angstrom=1.5, phase_flipped=True)
     batch_assignment = model.partial_fit(images, ctf, ids)   # per new batch: (m, box, box)
@@ -30,14 +30,15 @@ from causalscope.models.classification.metrics import (
     junk_components,
     select_classes,
 )
-from causalscope.models.classification.particles import ParticleCtf, fourier_crop
+from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
+from causalscope.models.reconstruction.resample import fourier_crop
 
 __all__ = [
     "Assignment",
     "Class2D",
     "Class2DSettings",
     "ClassMetrics",
-    "ParticleCtf",
+    "ParticleCtfs",
     "class_metrics",
     "fourier_crop",
     "frc_first_crossing_angstrom",

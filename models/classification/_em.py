@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from causalscope.models.classification._grids import Grid, rotate_images, shift_spectra
-from causalscope.models.classification.particles import ParticleCtf
+from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 
 __all__ = ["ClassSums", "EStep", "accumulate", "expectation", "rotated_references"]
 
@@ -140,7 +140,7 @@ def expectation(
 
 def accumulate(
     images: torch.Tensor,
-    ctf: ParticleCtf,
+    ctf: ParticleCtfs,
     ids: np.ndarray,
     estep: EStep,
     *,

@@ -46,7 +46,8 @@ from causalscope.models.classification.averages import (
     snr_from_frc,
     wiener_average,
 )
-from causalscope.models.classification.particles import ParticleCtf, fourier_crop
+from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
+from causalscope.models.reconstruction.resample import fourier_crop
 
 __all__ = ["Assignment", "Class2D", "Class2DSettings"]
 
@@ -140,7 +141,7 @@ class Class2D:
         self.binning = box_px / self.grid.box
         self.shifts = shift_grid(s.max_shift_px / self.binning, s.shift_step_px / self.binning)
         self._images: list[torch.Tensor] = []
-        self._ctfs: list[ParticleCtf] = []
+        self._ctfs: list[ParticleCtfs] = []
         self._ids: list[np.ndarray] = []
         self._chi2 = torch.zeros(0)
         self._classes = np.zeros(0, dtype=int)
@@ -162,7 +163,7 @@ class Class2D:
         return sum(len(i) for i in self._ids)
 
     def partial_fit(
-        self, images: np.ndarray | torch.Tensor, ctf: ParticleCtf, ids: np.ndarray
+        self, images: np.ndarray | torch.Tensor, ctf: ParticleCtfs, ids: np.ndarray
     ) -> Assignment:
         """Add a batch ``images`` ``(m, box, box)`` with its CTFs and unique integer ``ids``
         ``(m,)``; update the classes (schedule in the module docstring); return where the
@@ -202,18 +203,18 @@ class Class2D:
         ``self.grid.pixel_size_angstrom``), protein bright."""
         return self.references.numpy().astype(np.float32)
 
-    def stored(self) -> tuple[torch.Tensor, ParticleCtf, np.ndarray]:
+    def stored(self) -> tuple[torch.Tensor, ParticleCtfs, np.ndarray]:
         """Every stored particle: binned images, CTFs and ids."""
         return (
             torch.cat(self._images),
-            ParticleCtf.concatenate(self._ctfs),
+            ParticleCtfs.concatenate(self._ctfs),
             np.concatenate(self._ids),
         )
 
     # --- the steps ----------------------------------------------------------------------
 
     def _store(
-        self, images: np.ndarray | torch.Tensor, ctf: ParticleCtf, ids: np.ndarray
+        self, images: np.ndarray | torch.Tensor, ctf: ParticleCtfs, ids: np.ndarray
     ) -> np.ndarray:
         data = torch.as_tensor(np.asarray(images), dtype=torch.float32)
         ids = np.asarray(ids)
@@ -233,7 +234,7 @@ class Class2D:
         self._ids.append(ids)
         if len(self._images) > 1:  # one tensor, so indexing stays cheap
             self._images = [torch.cat(self._images)]
-            self._ctfs = [ParticleCtf.concatenate(self._ctfs)]
+            self._ctfs = [ParticleCtfs.concatenate(self._ctfs)]
             self._ids = [np.concatenate(self._ids)]
         self._chi2 = torch.cat([self._chi2, torch.zeros(data.shape[0])])
         self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
@@ -313,7 +314,7 @@ class Class2D:
     def _accumulate(self, index: np.ndarray, estep: EStep) -> ClassSums:
         images, ctf, ids = self.stored()
         return accumulate(
-            images[index], ctf.subset(index), ids[index], estep, grid=self.grid,
+            images[index], ctf.take(index), ids[index], estep, grid=self.grid,
             shifts_px=self.shifts, n_classes=self.settings.n_classes,
         )  # fmt: skip
 

@@ -5,25 +5,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fourier_crop_images", "rescale_map"]
+__all__ = ["fourier_crop", "rescale_map"]
 
 
-def fourier_crop_images(images: torch.Tensor, box_px: int) -> torch.Tensor:
-    """``(n, b, b)`` images binned to ``(n, box_px, box_px)`` (``box_px <= b``, even) by
-    keeping their transforms' central ``box_px`` frequencies: the pixel size grows by
-    ``b / box_px``, the centre stays at ``box // 2`` and the mean value is kept."""
+def fourier_crop(images: torch.Tensor, size_px: int) -> torch.Tensor:
+    """``(..., b, b)`` images binned to ``(..., s, s)`` (``s <= b``, both even) by keeping
+    their transforms' central ``s`` frequencies (no aliasing): the pixel size grows by
+    ``b / s``, the centre ``b // 2`` maps to ``s // 2`` and pixel values keep their scale."""
     b = images.shape[-1]
-    if box_px > b or box_px % 2 or box_px < 4:
-        raise ValueError(f"box_px must be even, >= 4 and <= {b}, got {box_px}")
-    if box_px == b:
+    if size_px > b or size_px % 2 or b % 2 or size_px < 4:
+        raise ValueError(f"fourier_crop: size_px {size_px} must be even, >= 4 and <= the box {b}")
+    if size_px == b:
         return images
-    transform = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
-    half = box_px // 2
-    cropped = torch.cat(
-        [transform[..., :half, : half + 1], transform[..., -half:, : half + 1]], dim=-2
-    )
-    out = torch.fft.irfft2(cropped, s=(box_px, box_px)) * (box_px / b) ** 2
-    return torch.fft.fftshift(out, dim=(-2, -1))
+    spectrum = torch.fft.rfft2(images)
+    half = size_px // 2
+    rows = torch.cat([spectrum[..., :half, : half + 1], spectrum[..., b - half :, : half + 1]], -2)
+    return torch.fft.irfft2(rows, s=(size_px, size_px)) * (size_px / b) ** 2
 
 
 def rescale_map(

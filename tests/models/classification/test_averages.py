@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from causalscope.models.classification import (
-    ParticleCtf,
+    ParticleCtfs,
     fourier_crop,
     frc_first_crossing_angstrom,
     snr_from_frc,
@@ -33,7 +33,7 @@ def test_noise_free_particles_average_to_the_object() -> None:
     """X_i = CTF_i O with different CTFs: the average recovers O wherever some CTF is not 0."""
     grid = Grid.of(32, 3.0)
     obj = torch.fft.rfft2(torch.randn(32, 32, generator=torch.Generator().manual_seed(0)))
-    ctf = ParticleCtf(
+    ctf = ParticleCtfs(
         np.array([9000.0, 15000.0, 22000.0]), np.array([8800.0, 14000.0, 21500.0]),
         np.array([0.0, 40.0, 100.0]), 300.0, 2.7, 0.07, 3.0,
     )  # fmt: skip
@@ -85,7 +85,7 @@ def test_rotated_ctf_matches_the_rotated_image() -> None:
     box = 64
     grid = Grid.of(box, 4.0)
     image = _blob(box, 3.0, -2.0, sigma=3.0) + 0.5 * _blob(box, -5.0, 4.0, sigma=2.0)
-    ctf = ParticleCtf(np.array([30000.0]), np.array([18000.0]), np.array([25.0]), 300.0, 2.7,
+    ctf = ParticleCtfs(np.array([30000.0]), np.array([18000.0]), np.array([25.0]), 300.0, 2.7,
                       0.07, 4.0, phase_flipped=False)  # fmt: skip
     psi = torch.tensor([0.7])
     filtered = torch.fft.irfft2(

@@ -14,7 +14,7 @@ from causalscope.models.classification import (
     Assignment,
     Class2D,
     Class2DSettings,
-    ParticleCtf,
+    ParticleCtfs,
     class_metrics,
     select_classes,
     wiener_average,
@@ -54,11 +54,11 @@ class Run:
     selected: np.ndarray
 
 
-def _ctf(stack: ParticleStack) -> ParticleCtf:
-    return ParticleCtf(
+def _ctf(stack: ParticleStack) -> ParticleCtfs:
+    return ParticleCtfs(
         stack.defocus_u_angstrom, stack.defocus_v_angstrom, stack.defocus_angle_deg,
         stack.voltage_kv, stack.spherical_aberration_mm, stack.amplitude_contrast,
-        stack.pixel_size_angstrom,
+        stack.pixel_size_angstrom, phase_flipped=stack.phase_flipped,
     )  # fmt: skip
 
 
@@ -89,7 +89,7 @@ def run() -> Run:
     ctf = _ctf(stack)
     for start in range(0, N, BATCH):
         idx = np.arange(start, start + BATCH)
-        model.partial_fit(stack.images[idx], ctf.subset(idx), idx)
+        model.partial_fit(stack.images[idx], ctf.take(idx), idx)
     assignment = model.reassign_all()
     metrics = class_metrics(model, assignment, particle_diameter_angstrom=130.0)
     return Run(stack, specimens, psi_true, view, model, assignment, select_classes(metrics))
@@ -151,12 +151,12 @@ def test_a_batch_updates_the_classes_without_a_restart(run: Run) -> None:
     model = Class2D(box_px=BOX, pixel_size_angstrom=APIX, settings=settings)
     ctf = _ctf(run.stack)
     first, second = np.arange(0, 240), np.arange(240, 360)
-    model.partial_fit(run.stack.images[first], ctf.subset(first), first)
+    model.partial_fit(run.stack.images[first], ctf.take(first), first)
     before = model.averages().copy()
     weight_before = model.sums.weight.sum().item()
     # (close to len(first): re-seeded classes hold their seed instead of their particles)
     assert weight_before == pytest.approx(len(first), rel=0.05)
-    model.partial_fit(run.stack.images[second], ctf.subset(second), second)
+    model.partial_fit(run.stack.images[second], ctf.take(second), second)
     added = model.sums.weight.sum().item() - weight_before
     assert added == pytest.approx(len(second), rel=1e-6)
     after = model.averages()
@@ -180,12 +180,12 @@ def test_sums_of_two_batches_equal_the_sums_of_both_at_once(run: Run) -> None:
         sigma2=model.sigma2, band=band, shifts_px=model.shifts, psi_rad=psi,
     )  # fmt: skip
     kwargs = {"grid": grid, "shifts_px": model.shifts, "n_classes": 12}
-    whole = accumulate(images[both], ctf.subset(both), ids[both], estep, **kwargs)  # type: ignore[arg-type]
+    whole = accumulate(images[both], ctf.take(both), ids[both], estep, **kwargs)  # type: ignore[arg-type]
     parts = []
     for half in (np.arange(0, 100), np.arange(100, 200)):
         sub = type(estep)(*(getattr(estep, f)[half] if f != "psi_rad" else estep.psi_rad
                             for f in estep.__dataclass_fields__))  # fmt: skip
-        parts.append(accumulate(images[half], ctf.subset(half), ids[half], sub, **kwargs))  # type: ignore[arg-type]
+        parts.append(accumulate(images[half], ctf.take(half), ids[half], sub, **kwargs))  # type: ignore[arg-type]
     added = parts[0] + parts[1]
     torch.testing.assert_close(added.num, whole.num)
     torch.testing.assert_close(added.den, whole.den)
@@ -199,7 +199,7 @@ def test_sums_of_two_batches_equal_the_sums_of_both_at_once(run: Run) -> None:
 
 def test_bad_input_is_named() -> None:
     model = Class2D(box_px=32, pixel_size_angstrom=2.0, settings=Class2DSettings(n_classes=2))
-    ctf = ParticleCtf(np.full(3, 1e4), np.full(3, 1e4), np.zeros(3), 300.0, 2.7, 0.07, 2.0)
+    ctf = ParticleCtfs(np.full(3, 1e4), np.full(3, 1e4), np.zeros(3), 300.0, 2.7, 0.07, 2.0)
     with pytest.raises(ValueError, match="images must be"):
         model.partial_fit(np.zeros((3, 30, 30)), ctf, np.arange(3))
     with pytest.raises(ValueError, match="ids"):
