@@ -7,12 +7,10 @@ to ``max_frequency`` (the current resolution: finer detail is noise). Poses are 
 (:mod:`models.rotations`), offsets RELION's origins (the particle's centre sits at the box
 centre minus its offset).
 
-- :func:`centring_offsets` finds each particle's offset against the reference's projection
-  averaged over all poses (round, so no pose is needed), so that the global search can take
-  the particles as centred to within a pixel or two.
-- :func:`global_search` scores every pose of a grid over SO(3) (:func:`so3_grid`) for centred
-  particles as two matrix products (the CTF moves onto the particle: ``conj(C X) P``), so a
-  particle costs ``m`` dot products, not ``m`` projections.
+- :func:`global_search` scores every pose of a grid over SO(3) (:func:`so3_grid`) and every
+  offset of a coarse grid (:func:`shift_grid`) as matrix products (the CTF and the offset's
+  phase ramp move onto the particle: ``conj(C X e^...) P``), so a particle costs ``m s`` dot
+  products, not ``m`` projections.
 - :func:`local_search` tries small turns around each particle's pose (27 per step: -1, 0, +1
   step about each axis) and, for each, every offset within ``max_shift_px`` at once from one
   inverse transform of ``conj(X) C P``, refined to a fraction of a pixel.
@@ -30,7 +28,7 @@ from causalscope.models.reconstruction._fourier import image_frequencies
 from causalscope.models.reconstruction.projection import Projector, shift_phase
 from causalscope.models.rotations import euler_matrices
 
-__all__ = ["Alignment", "centring_offsets", "global_search", "local_search", "so3_grid"]
+__all__ = ["Alignment", "global_search", "local_search", "shift_grid", "so3_grid"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +71,18 @@ def _transform(images: torch.Tensor) -> torch.Tensor:
     return torch.fft.rfft2(torch.fft.ifftshift(images.to(torch.float32), dim=(-2, -1)))
 
 
+def shift_grid(max_shift_px: float, step_px: float) -> torch.Tensor:
+    """``(s, 2)`` offsets ``[x, y]`` on a square grid of ``step_px`` within ``max_shift_px``
+    of zero (always including zero)."""
+    if step_px <= 0 or max_shift_px < 0:
+        raise ValueError(f"need step_px > 0 and max_shift_px >= 0, got {step_px}, {max_shift_px}")
+    reach = int(max_shift_px // step_px)
+    axis = torch.arange(-reach, reach + 1, dtype=torch.float32) * step_px
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    grid = torch.stack([x.flatten(), y.flatten()], dim=1)
+    return grid[grid.norm(dim=1) <= max_shift_px + 1e-6]
+
+
 def global_search(
     images: torch.Tensor,
     ctf: torch.Tensor,
@@ -80,60 +90,41 @@ def global_search(
     *,
     grid: torch.Tensor,
     max_frequency: float,
-    offsets_px: torch.Tensor | None = None,
-    chunk: int = 512,
+    shifts_px: torch.Tensor | None = None,
+    chunk: int = 256,
 ) -> Alignment:
-    """The best pose of ``grid`` ``(m, 3, 3)`` for each particle ``(n, b, b)`` with its CTF
-    ``(n, b, b//2 + 1)``, taken as centred once moved by ``offsets_px`` ``(n, 2)`` (default
-    zero), which the result keeps (refine them with :func:`local_search`)."""
+    """The best pose of ``grid`` ``(m, 3, 3)`` and offset of ``shifts_px`` ``(s, 2)``
+    (default only zero; :func:`shift_grid`) for each particle ``(n, b, b)`` with its CTF
+    ``(n, b, b//2 + 1)``. Each offset is a phase ramp on the particle, so the search costs
+    ``s`` times the matrix products, never more projections."""
     box = projector.box_px
     if images.shape[-2:] != (box, box) or ctf.shape != (images.shape[0], box, box // 2 + 1):
         raise ValueError(
             f"images (n, {box}, {box}) and ctf (n, {box}, {box // 2 + 1}) expected, got "
             f"{tuple(images.shape)} and {tuple(ctf.shape)}"
         )
+    shifts = torch.zeros((1, 2)) if shifts_px is None else shifts_px.to(torch.float32)
     mask, weights = _half_plane_weights(box, max_frequency)
     projections = projector.project_rfft(grid, max_frequency=max_frequency, oversampled=False)
     projections = projections[:, mask]
     reference = torch.cat([projections.real, projections.imag], dim=1)  # (m, 2F)
     power = projections.abs() ** 2  # (m, F)
-    n = images.shape[0]
-    offsets = torch.zeros((n, 2)) if offsets_px is None else offsets_px.to(torch.float32)
+    ramps = shift_phase(box, shifts)[:, mask]  # (s, F): a particle moved by +o is centred
+    n, m, s = images.shape[0], len(grid), len(shifts)
     best_index, best_score = [], []
     for start in range(0, n, chunk):
-        part = slice(start, start + chunk)
-        data = (_transform(images[part]) * shift_phase(box, offsets[part]))[:, mask]
+        data = _transform(images[start : start + chunk])[:, mask]
         c = ctf[start : start + chunk][:, mask].to(torch.float32)
-        weighted = c * data * weights
-        numerator = torch.cat([weighted.real, weighted.imag], dim=1) @ reference.T
-        denominator = ((c * c * weights) @ power.T).clamp(min=1e-20).sqrt()
-        norm = ((data.abs() ** 2) * weights).sum(dim=1, keepdim=True).clamp(min=1e-20).sqrt()
-        score, index = (numerator / denominator / norm).max(dim=1)
+        moved = (c * data * weights)[:, None] * ramps[None]  # (k, s, F)
+        numerator = torch.cat([moved.real, moved.imag], dim=2) @ reference.T  # (k, s, m)
+        denominator = ((c * c * weights) @ power.T).clamp(min=1e-20).sqrt()  # (k, m)
+        norm = ((data.abs() ** 2) * weights).sum(dim=1).clamp(min=1e-20).sqrt()  # (k,)
+        scores = numerator / denominator[:, None] / norm[:, None, None]
+        score, index = scores.reshape(len(data), s * m).max(dim=1)
         best_index.append(index)
         best_score.append(score)
     index = torch.cat(best_index)
-    return Alignment(grid[index], offsets, torch.cat(best_score))
-
-
-def centring_offsets(
-    images: torch.Tensor,
-    ctf: torch.Tensor,
-    projector: Projector,
-    *,
-    max_frequency: float,
-    max_shift_px: float,
-) -> torch.Tensor:
-    """``(n, 2)`` offsets that centre each particle on the reference's projection averaged
-    over a 30-degree grid of poses (nearly round, whatever the pose)."""
-    box = projector.box_px
-    mask = image_frequencies(box)[..., :2].norm(dim=-1) <= max_frequency
-    template = projector.project_rfft(
-        so3_grid(30.0), max_frequency=max_frequency, oversampled=False
-    ).mean(dim=0)
-    cross = _transform(images).conj() * ctf.to(torch.float32) * template * mask
-    surface = torch.fft.irfft2(cross, s=(box, box))
-    _, shift = _peak(surface, max_shift_px)
-    return shift
+    return Alignment(grid[index % m], shifts[index // m], torch.cat(best_score))
 
 
 def _turns(step_deg: float) -> torch.Tensor:

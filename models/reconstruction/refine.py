@@ -5,10 +5,11 @@ Two half-sets are kept apart from the start (RELION's and cryoSPARC's gold stand
 particle is aligned only against the map of its own half, and each half's map only ever holds
 its own particles, so the FSC between the halves is not inflated by shared noise. The
 reference is low-passed (30 A by default) so that the start does not bias the result. A new
-batch is aligned (a global search on an SO(3) grid at the current resolution, then local turns
-of shrinking steps) and added to its half's sums; :meth:`RunningRefinement.update` then rebuilds
-both half-maps, their FSC and the references the next batch is aligned against (each half-map
-Wiener-filtered with the SNR its FSC implies). A full pass (:meth:`RunningRefinement.refine`)
+batch is aligned (a global search over an SO(3) grid and a coarse grid of offsets at low
+resolution, then local turns of shrinking steps with every offset) and added to its half's
+sums; :meth:`RunningRefinement.update` then rebuilds both half-maps, their FSC and the
+references the next batch is aligned against (each half-map Wiener-filtered with the SNR its
+FSC implies). A full pass (:meth:`RunningRefinement.refine`)
 re-aligns every particle and rebuilds the sums from scratch.
 """
 
@@ -24,9 +25,9 @@ import torch
 
 from causalscope.models.reconstruction.alignment import (
     Alignment,
-    centring_offsets,
     global_search,
     local_search,
+    shift_grid,
     so3_grid,
 )
 from causalscope.models.reconstruction.backprojection import Accumulator
@@ -137,23 +138,17 @@ class RunningRefinement:
             rows = torch.as_tensor(np.flatnonzero(half_set == h))
             if not len(rows):
                 continue
-            # particles centred on the average projection are off by a pixel or two: the
-            # global search stays below frequencies that 2 px would turn by a quarter turn
-            coarse = min(frequency, 0.125)
-            centring = centring_offsets(
-                images[rows],
-                ctf[rows],
-                half.reference,
-                max_frequency=coarse,
-                max_shift_px=self.settings.max_shift_px,
-            )
+            # offsets on a grid of 2 px (1 px below 4 px), at frequencies that an offset
+            # error of half a step turns by at most a quarter turn
+            step = 2.0 if self.settings.max_shift_px >= 4 else 1.0
+            coarse = min(frequency, 0.25 / step)
             found = global_search(
                 images[rows],
                 ctf[rows],
                 half.reference,
                 grid=self._grid,
                 max_frequency=coarse,
-                offsets_px=centring,
+                shifts_px=shift_grid(self.settings.max_shift_px, step),
             )
             for step in self.settings.local_steps_deg:
                 found = local_search(
