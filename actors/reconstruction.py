@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from causalscope.models.reconstruction import ParticleCtfs
 from causalscope.models.reconstruction.refine import RefinementSettings, RunningRefinement
 
 __all__ = ["ReconstructionEvaluator", "ReconstructionUpdate"]
@@ -121,7 +120,7 @@ class ReconstructionEvaluator:
                 f"map is at {self._refinement.pixel_size_angstrom:.4f}"
             )
         images = fourier_crop(torch.as_tensor(particles.images), target)
-        ctfs = ParticleCtfs(**{**particles.ctfs.__dict__, "pixel_size_angstrom": apix})
+        ctfs = replace(particles.ctfs, pixel_size_angstrom=apix)
         first = self.particle_count
         half_set = 1 + (first + np.arange(len(images))) % 2
         self._refinement.add(images, ctfs, half_set)

@@ -23,10 +23,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from causalscope.daemon.commands._particles import load_particles, star_files
 from causalscope.models.errors import InputError
 
 
@@ -46,62 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="point group in its standard orientation: C1 (default), C<n>, D<n>, T, O, I",
     )
     parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads")
-
-
-def _star_files(paths: list[Path]) -> list[Path]:
-    stars: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(path.glob("particles/*.star")) or sorted(path.glob("*.star"))
-            if not found:
-                raise InputError("No particles", f"{path} holds no particles/*.star", path=path)
-            stars += found
-        elif path.is_file():
-            stars.append(path)
-        else:
-            raise InputError("No such file", f"{path} does not exist", path=path)
-    return stars
-
-
-def _load(stars: list[Path], box_px: int) -> tuple[Any, Any, Any, np.ndarray, float]:
-    """Images (binned), CTFs, the table of rows, half-sets and the pixel size."""
-    import pandas as pd
-    import starfile
-    import torch
-
-    from causalscope.daemon.formats.particles_read import read_particles
-    from causalscope.models.reconstruction import ParticleCtfs
-    from causalscope.models.reconstruction.resample import fourier_crop
-
-    sets = [read_particles(star) for star in stars]
-    sizes = {(s.pixel_size_angstrom, s.images.shape[-1]) for s in sets if s.images is not None}
-    if len(sizes) != 1:
-        raise InputError("Mixed particles", f"pixel sizes and boxes differ: {sorted(sizes)}")
-    pixel, box = sizes.pop()
-    target = min(box, box_px - box_px % 2)
-    images = torch.cat([torch.as_tensor(s.images) for s in sets if s.images is not None])
-    images = fourier_crop(images, target)
-    apix = pixel * box / target
-    ctf_sets = [s.ctfs for s in sets]
-    ctfs = ParticleCtfs(
-        np.concatenate([c.defocus_u_angstrom for c in ctf_sets]),
-        np.concatenate([c.defocus_v_angstrom for c in ctf_sets]),
-        np.concatenate([c.defocus_angle_deg for c in ctf_sets]),
-        voltage_kv=np.concatenate([c.per_particle("voltage_kv") for c in ctf_sets]),
-        spherical_aberration_mm=np.concatenate(
-            [c.per_particle("spherical_aberration_mm") for c in ctf_sets]
-        ),
-        amplitude_contrast=np.concatenate([c.per_particle("amplitude_contrast") for c in ctf_sets]),
-        pixel_size_angstrom=apix,
-        phase_flipped=any(c.phase_flipped for c in ctf_sets),
-    )
-    halves = [s.half_set for s in sets if s.half_set is not None]
-    n = len(images)
-    half_set = np.concatenate(halves) if len(halves) == len(sets) else 1 + np.arange(n) % 2
-    rows = pd.concat(
-        [starfile.read(star, always_dict=True)["particles"] for star in stars], ignore_index=True
-    )
-    return images, ctfs, rows, half_set, apix
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "Bad option", f"--iterations {args.iterations} (>= 1), --box {args.box} (>= 16)"
         )
-    images, ctfs, rows, half_set, apix = _load(_star_files(args.particles), args.box)
+    images, ctfs, rows, half_set, apix = load_particles(star_files(args.particles), args.box)
     volume, reference_apix = read_mrc_map(args.reference)
     reference = rescale_map(
         torch.as_tensor(volume),

@@ -3,6 +3,7 @@ particles that match projections of their map only under RELION's conventions.""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import mrcfile
@@ -124,7 +125,7 @@ def test_ribosome_particles_predict_a_held_out_one_only_with_their_poses(shared_
     images = torch.fft.fftshift(torch.fft.irfft2(cropped, s=(box, box)), dim=(-2, -1))
     apix = particles.pixel_size_angstrom * full / box
     ctfs = particles.ctfs
-    ctfs = type(ctfs)(**{**ctfs.__dict__, "pixel_size_angstrom": apix})
+    ctfs = dataclasses.replace(ctfs, pixel_size_angstrom=apix)
     offsets = torch.as_tensor(particles.offsets_px * full / box, dtype=torch.float32)
     k2 = torch.fft.fftfreq(box)[:, None] ** 2 + torch.fft.rfftfreq(box)[None, :] ** 2
     low_pass = k2 < (apix / 25.0) ** 2
