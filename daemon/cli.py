@@ -26,6 +26,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bench", "bench"),
     ("train-denoiser", "train_denoiser"),
     ("pick", "pick"),
+    ("classes", "classes"),
     ("reconstruct", "reconstruct"),
     ("train-picker", "train_picker"),
     ("inspect", "inspect"),

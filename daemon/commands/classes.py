@@ -1,0 +1,158 @@
+"""Streaming 2D classification of particles, with the classes selected and shown.
+
+PARTICLES are RELION particle STAR files (with their MRCS stacks) or session folders (their
+``particles/*.star``), classified in batches of --batch as they would arrive live (each batch
+updates the classes; full passes on the classifier's schedule, and one at the end). Classes
+are then selected automatically (junk score below --threshold, see
+``models/classification/metrics.py``); --select and --reject override that by class number.
+
+Writes to --out: ``class_averages.mrcs`` (one average per class, protein bright),
+``classes.png`` (the gallery: the averages in class order, rejected ones crossed out),
+``model.star`` (RELION's ``data_model_classes``: reference image, class distribution,
+estimated resolution), ``classes.json`` (per class: particles, effective sample size, FRC
+resolution, junk score and its parts, selected), ``particles.star`` (every particle with
+rlnClassNumber and rlnAnglePsi) and ``selected_particles.star`` (those of selected classes,
+less the per-particle outliers).
+
+Example:
+  causalscope classes session/ --diameter-angstrom 150 --out classes/ --classes 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from causalscope.daemon.commands._particles import load_particles, star_files
+from causalscope.models.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the classes options."""
+    parser.add_argument("particles", nargs="+", type=Path, metavar="PARTICLES")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    parser.add_argument(
+        "--diameter-angstrom", required=True, type=float, help="particle diameter (A)"
+    )
+    parser.add_argument("--classes", type=int, default=50, help="number of classes (50)")
+    parser.add_argument("--batch", type=int, default=1000, help="particles per update (1000)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="junk score cut (0.5)")
+    parser.add_argument("--select", type=int, nargs="*", default=[], metavar="K")
+    parser.add_argument("--reject", type=int, nargs="*", default=[], metavar="K")
+    parser.add_argument("--box", type=int, default=256, help="bin particles beyond this box")
+    parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads")
+
+
+def _gallery(averages: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The averages side by side (10 per row), rejected ones crossed out."""
+    import torch
+
+    from causalscope.models.thumbnails import to_uint8
+
+    k, b = averages.shape[0], averages.shape[-1]
+    columns = min(10, k)
+    rows = -(-k // columns)
+    sheet = np.zeros((rows * (b + 2), columns * (b + 2)), dtype=np.uint8)
+    for i in range(k):
+        tile = to_uint8(torch.as_tensor(averages[i]))
+        if not keep[i]:
+            diagonal = np.arange(b)
+            tile[diagonal, diagonal] = tile[diagonal, b - 1 - diagonal] = 0
+        r, c = divmod(i, columns)
+        sheet[r * (b + 2) + 1 : r * (b + 2) + 1 + b, c * (b + 2) + 1 : c * (b + 2) + 1 + b] = tile
+    return sheet
+
+
+def _write(
+    out: Path, model: Any, everything: Any, metrics: list[Any], keep: np.ndarray, rows: Any
+) -> None:
+    import pandas as pd
+    import starfile
+
+    from causalscope.daemon.formats import write_mrc_movie
+    from causalscope.daemon.formats.png import write_png
+
+    averages = model.averages()
+    apix = float(model.grid.pixel_size_angstrom)
+    write_mrc_movie(out / "class_averages.mrcs", averages, pixel_size_angstrom=apix, mode=2)
+    write_png(out / "classes.png", _gallery(averages, keep))
+    counts = np.array([m.n_particles for m in metrics], dtype=float)
+    model_table = pd.DataFrame(
+        {
+            "rlnReferenceImage": [f"{k + 1}@class_averages.mrcs" for k in range(len(metrics))],
+            "rlnClassDistribution": counts / max(counts.sum(), 1.0),
+            "rlnEstimatedResolution": [min(m.resolution_angstrom, 999.0) for m in metrics],
+        }
+    )
+    starfile.write({"model_classes": model_table}, out / "model.star", overwrite=True)
+    classes = [{**m.__dict__, "selected": bool(keep[m.class_index])} for m in metrics]
+    for entry in classes:
+        entry["resolution_angstrom"] = float(min(entry["resolution_angstrom"], 999.0))
+    (out / "classes.json").write_text(json.dumps(classes, indent=2, default=float) + "\n")
+    table = rows.copy()
+    table["rlnClassNumber"] = everything.class_index + 1
+    table["rlnAnglePsi"] = everything.psi_deg
+    starfile.write({"particles": table}, out / "particles.star", overwrite=True)
+    chosen = keep[everything.class_index] & ~everything.outlier & (everything.class_index >= 0)
+    starfile.write({"particles": table[chosen]}, out / "selected_particles.star", overwrite=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Classify, select and write the classes."""
+    import torch
+
+    from causalscope.models.classification import (
+        Class2D,
+        Class2DSettings,
+        class_metrics,
+        select_classes,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.classes < 1 or args.batch < 1 or args.diameter_angstrom <= 0:
+        raise InputError(
+            "Bad option",
+            f"--classes {args.classes}, --batch {args.batch} (>= 1), --diameter-angstrom "
+            f"{args.diameter_angstrom} (> 0)",
+        )
+    images, ctfs, rows, _, apix = load_particles(star_files(args.particles), args.box)
+    model = Class2D(
+        box_px=int(images.shape[-1]),
+        pixel_size_angstrom=apix,
+        settings=Class2DSettings(n_classes=args.classes),
+    )
+    started = time.perf_counter()
+    n = len(images)
+    for first in range(0, n, args.batch):
+        index = np.arange(first, min(n, first + args.batch))
+        model.partial_fit(images[index], ctfs.take(index), index)
+        print(
+            f"{index[-1] + 1}/{n} particles ({time.perf_counter() - started:.0f} s)",
+            file=sys.stderr,
+        )
+    everything = model.reassign_all()
+    metrics = class_metrics(model, everything, particle_diameter_angstrom=args.diameter_angstrom)
+    unknown = [k for k in (*args.select, *args.reject) if not 1 <= k <= len(metrics)]
+    if unknown:
+        raise InputError("No such class", f"classes {unknown}: there are {len(metrics)} (from 1)")
+    manual = {k - 1: True for k in args.select} | {k - 1: False for k in args.reject}
+    keep = np.asarray(select_classes(metrics, threshold=args.threshold, manual=manual))
+    _write(args.out, model, everything, metrics, keep, rows)
+    chosen = keep[everything.class_index] & ~everything.outlier & (everything.class_index >= 0)
+    summary = {
+        "particles": n,
+        "classes": len(metrics),
+        "selected_classes": int(keep.sum()),
+        "selected_particles": int(chosen.sum()),
+        "seconds": time.perf_counter() - started,
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+    return 0
