@@ -16,7 +16,6 @@ holds, so exposures after it are added again, once, and none twice.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -189,5 +188,3 @@ class ReconstructionEvaluator:
             saved = state["refinement"]
             self._refinement = self._start(saved["pixel_size_angstrom"])
             self._refinement.load_state_dict(saved)
-        if not math.isfinite(self._version):
-            raise ValueError(f"{self.state_path}: bad version {self._version}")

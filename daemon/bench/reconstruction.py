@@ -45,6 +45,24 @@ def _point_map(box_px: int, rng: np.random.Generator) -> Any:
     return volume.reshape(box_px, box_px, box_px).float()
 
 
+def _random_ctfs(rng: np.random.Generator, n: int, *, apix: float, bfactor: float) -> Any:
+    """Defocus 0.8-2.5 um, up to 500 A of astigmatism at any angle, 300 kV, Cs 2.7 mm."""
+    from causalscope.models.reconstruction import ParticleCtfs
+
+    defocus = rng.uniform(8_000.0, 25_000.0, n)
+    ctfs = ParticleCtfs(
+        defocus,
+        defocus + rng.uniform(0, 500, n),
+        rng.uniform(0, 180, n),
+        voltage_kv=300.0,
+        spherical_aberration_mm=2.7,
+        amplitude_contrast=0.1,
+        pixel_size_angstrom=apix,
+        bfactor_angstrom2=bfactor,
+    )
+    return ctfs
+
+
 def _measure(halves: list[Any], truth: Any, mask: Any, *, apix: float) -> dict[str, Any]:
     """Resolutions of the half-sets so far, against each other and the full map's against the
     truth, and the time to reconstruct and to compute the FSC."""
@@ -81,7 +99,6 @@ def _one_seed(
 
     from causalscope.models.reconstruction import (
         Accumulator,
-        ParticleCtfs,
         Projector,
         doubling_subsets,
         fit_rosenthal_henderson,
@@ -95,17 +112,7 @@ def _one_seed(
     truth = _point_map(box_px, rng)
     projector = Projector(truth)
     rotations = torch.as_tensor(random_rotations(rng, n), dtype=torch.float32)
-    defocus = rng.uniform(8_000.0, 25_000.0, n)
-    ctfs = ParticleCtfs(
-        defocus,
-        defocus + rng.uniform(0, 500, n),
-        rng.uniform(0, 180, n),
-        voltage_kv=300.0,
-        spherical_aberration_mm=2.7,
-        amplitude_contrast=0.1,
-        pixel_size_angstrom=apix,
-        bfactor_angstrom2=bfactor,
-    )
+    ctfs = _random_ctfs(rng, n, apix=apix, bfactor=bfactor)
     mask = soft_spherical_mask(box_px, radius_px=0.3 * box_px + 3, edge_px=4)
     halves = [Accumulator(box_px), Accumulator(box_px)]
     sizes = doubling_subsets(n, smallest=smallest)

@@ -32,6 +32,24 @@ def _specimen(structure: str | None) -> tuple[Any, bool]:
     return load_specimen(structure), False
 
 
+def _stack_ctfs(stack: Any) -> Any:
+    """The particle stack's CTFs as refinement takes them."""
+    from causalscope.models.reconstruction import ParticleCtfs
+
+    apix = stack.pixel_size_angstrom
+    ctfs = ParticleCtfs(
+        stack.defocus_u_angstrom,
+        stack.defocus_v_angstrom,
+        stack.defocus_angle_deg,
+        voltage_kv=stack.voltage_kv,
+        spherical_aberration_mm=stack.spherical_aberration_mm,
+        amplitude_contrast=stack.amplitude_contrast,
+        pixel_size_angstrom=apix,
+        phase_flipped=stack.phase_flipped,
+    )
+    return ctfs
+
+
 def _one_seed(
     seed: int,
     *,
@@ -47,7 +65,7 @@ def _one_seed(
     import torch
     from torch_fourier_shell_correlation import fourier_shell_correlation
 
-    from causalscope.models.reconstruction import ParticleCtfs, fsc_resolution_angstrom
+    from causalscope.models.reconstruction import fsc_resolution_angstrom
     from causalscope.models.reconstruction.refine import RefinementSettings, RunningRefinement
     from causalscope.models.rotations import rotation_angle_deg
     from causalscope.models.simulate.density import specimen_map
@@ -67,16 +85,7 @@ def _one_seed(
     truth = specimen_map(
         specimen, box_px=box_px, pixel_size_angstrom=apix, voltage_kv=stack.voltage_kv
     )
-    ctfs = ParticleCtfs(
-        stack.defocus_u_angstrom,
-        stack.defocus_v_angstrom,
-        stack.defocus_angle_deg,
-        voltage_kv=stack.voltage_kv,
-        spherical_aberration_mm=stack.spherical_aberration_mm,
-        amplitude_contrast=stack.amplitude_contrast,
-        pixel_size_angstrom=apix,
-        phase_flipped=stack.phase_flipped,
-    )
+    ctfs = _stack_ctfs(stack)
     half_set = 1 + np.arange(n) % 2
     settings = RefinementSettings(initial_resolution_angstrom=initial_resolution)
     refinement = RunningRefinement(truth, pixel_size_angstrom=apix, settings=settings)

@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,20 +49,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads")
 
 
+def _write_outputs(
+    out: Path, refinement: Any, alignment: Any, rows: Any, half_set: np.ndarray
+) -> None:
+    """The half-maps, the filtered map, the FSC and the posed particles."""
+    import starfile
+
+    from causalscope.daemon.formats.maps import write_fsc_star, write_mrc_map
+    from causalscope.models.reconstruction.refine import low_pass
+    from causalscope.models.rotations import euler_zyz_from_matrices
+
+    apix = refinement.pixel_size_angstrom
+    half_a, half_b = refinement.half_maps()
+    resolution = refinement.resolution_angstrom
+    full = low_pass((half_a + half_b) / 2, resolution_angstrom=resolution, pixel_size_angstrom=apix)
+    for name, data in (("half1.mrc", half_a), ("half2.mrc", half_b), ("map.mrc", full)):
+        write_mrc_map(out / name, data.numpy(), pixel_size_angstrom=apix)
+    assert refinement.fsc is not None
+    write_fsc_star(
+        out / "postprocess.star",
+        corrected=refinement.fsc.masked.numpy(),
+        unmasked=refinement.fsc.unmasked.numpy(),
+        pixel_size_angstrom=apix,
+        resolution_angstrom=resolution,
+        half_maps=("half1.mrc", "half2.mrc"),
+    )
+    euler = euler_zyz_from_matrices(alignment.rotations.numpy().astype(np.float64))
+    posed = rows.copy()
+    posed["rlnAngleRot"], posed["rlnAngleTilt"], posed["rlnAnglePsi"] = euler.T
+    posed["rlnOriginXAngst"] = alignment.offsets_px[:, 0].numpy() * apix
+    posed["rlnOriginYAngst"] = alignment.offsets_px[:, 1].numpy() * apix
+    posed["rlnRandomSubset"] = half_set
+    starfile.write({"particles": posed}, out / "particles.star", overwrite=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Refine and write the maps, the FSC and the poses."""
     import torch
 
-    from causalscope.daemon.formats.maps import read_mrc_map, write_fsc_star, write_mrc_map
+    from causalscope.daemon.formats.maps import read_mrc_map
     from causalscope.models.reconstruction.coverage import orientation_coverage
     from causalscope.models.reconstruction.refine import (
         RefinementSettings,
         RunningRefinement,
-        low_pass,
     )
     from causalscope.models.reconstruction.resample import rescale_map
     from causalscope.models.reconstruction.symmetry import symmetry_matrices
-    from causalscope.models.rotations import euler_zyz_from_matrices
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,43 +131,22 @@ def run(args: argparse.Namespace) -> int:
     alignment = refinement.refine(
         images, ctfs, half_set, iterations=args.iterations, progress=progress
     )
-    out: Path = args.out
-    half_a, half_b = refinement.half_maps()
-    resolution = refinement.resolution_angstrom
-    full = low_pass((half_a + half_b) / 2, resolution_angstrom=resolution, pixel_size_angstrom=apix)
-    for name, data in (("half1.mrc", half_a), ("half2.mrc", half_b), ("map.mrc", full)):
-        write_mrc_map(out / name, data.numpy(), pixel_size_angstrom=apix)
-    assert refinement.fsc is not None
-    write_fsc_star(
-        out / "postprocess.star",
-        corrected=refinement.fsc.masked.numpy(),
-        unmasked=refinement.fsc.unmasked.numpy(),
-        pixel_size_angstrom=apix,
-        resolution_angstrom=resolution,
-        half_maps=("half1.mrc", "half2.mrc"),
-    )
-    euler = euler_zyz_from_matrices(alignment.rotations.numpy().astype(np.float64))
-    posed = rows.copy()
-    posed["rlnAngleRot"], posed["rlnAngleTilt"], posed["rlnAnglePsi"] = euler.T
-    posed["rlnOriginXAngst"] = alignment.offsets_px[:, 0].numpy() * apix
-    posed["rlnOriginYAngst"] = alignment.offsets_px[:, 1].numpy() * apix
-    posed["rlnRandomSubset"] = half_set
-    import starfile
-
-    starfile.write({"particles": posed}, out / "particles.star", overwrite=True)
+    _write_outputs(args.out, refinement, alignment, rows, half_set)
+    fsc = refinement.fsc
+    assert fsc is not None  # refine() ends with an update
     group = symmetry_matrices(args.symmetry)
     coverage = orientation_coverage(alignment.rotations.numpy(), symmetry=group)
     summary = {
         "particles": len(images),
         "box_px": int(images.shape[-1]),
         "pixel_size_angstrom": apix,
-        "resolution_angstrom": resolution,
-        "resolution_unmasked_angstrom": refinement.fsc.resolution_angstrom(0.143, masked=False),
-        "resolution_fsc_05_angstrom": refinement.fsc.resolution_angstrom(0.5),
+        "resolution_angstrom": refinement.resolution_angstrom,
+        "resolution_unmasked_angstrom": fsc.resolution_angstrom(0.143, masked=False),
+        "resolution_fsc_05_angstrom": fsc.resolution_angstrom(0.5),
         "orientation_coverage": coverage.coverage,
         "largest_orientation_gap_deg": coverage.largest_gap_deg,
         "seconds": time.perf_counter() - started,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
     return 0

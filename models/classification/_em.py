@@ -16,7 +16,6 @@ class's ``num`` and ``w R_j^-1 CTF^2`` to its ``den``, in the half set of the pa
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,12 +177,3 @@ def _renormaliser(class_weight: torch.Tensor, min_weight: float) -> torch.Tensor
     """``(m,)`` the posterior mass kept above ``min_weight`` (so each particle counts once)."""
     kept = torch.where(class_weight >= min_weight, class_weight, 0.0).sum(-1)
     return kept.to(torch.float64).clamp(min=1e-12)
-
-
-def shift_grid(max_shift_px: float, step_px: float) -> torch.Tensor:
-    """``(T, 2)`` shifts ``[x, y]`` on a square grid of ``step_px`` inside a disc."""
-    n = math.floor(max_shift_px / step_px + 1e-9) if step_px > 0 else 0
-    axis = torch.arange(-n, n + 1, dtype=torch.float32) * step_px
-    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
-    pts = torch.stack([xx.flatten(), yy.flatten()], -1)
-    return pts[(pts**2).sum(-1) <= max_shift_px**2 + 1e-6]

@@ -37,7 +37,6 @@ from causalscope.models.classification._em import (
     accumulate,
     expectation,
     rotated_references,
-    shift_grid,
 )
 from causalscope.models.classification._grids import Grid, shift_spectra
 from causalscope.models.classification.averages import (
@@ -46,6 +45,7 @@ from causalscope.models.classification.averages import (
     snr_from_frc,
     wiener_average,
 )
+from causalscope.models.reconstruction.alignment import shift_grid
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 from causalscope.models.reconstruction.resample import fourier_crop
 

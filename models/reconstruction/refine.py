@@ -139,24 +139,24 @@ class RunningRefinement:
             if not len(rows):
                 continue
             # offsets on a grid of 2 px (1 px below 4 px), at frequencies that an offset
-            # error of half a step turns by at most a quarter turn
-            step = 2.0 if self.settings.max_shift_px >= 4 else 1.0
-            coarse = min(frequency, 0.25 / step)
+            # error of half a step turns by at most an eighth of a turn
+            shift_step = 2.0 if self.settings.max_shift_px >= 4 else 1.0
+            coarse = min(frequency, 0.25 / shift_step)
             found = global_search(
                 images[rows],
                 ctf[rows],
                 half.reference,
                 grid=self._grid,
                 max_frequency=coarse,
-                shifts_px=shift_grid(self.settings.max_shift_px, step),
+                shifts_px=shift_grid(self.settings.max_shift_px, shift_step),
             )
-            for step in self.settings.local_steps_deg:
+            for turn_deg in self.settings.local_steps_deg:
                 found = local_search(
                     images[rows],
                     ctf[rows],
                     half.reference,
                     found,
-                    step_deg=step,
+                    step_deg=turn_deg,
                     max_frequency=frequency,
                     max_shift_px=self.settings.max_shift_px,
                 )
