@@ -6,9 +6,10 @@ import ray
 
 from causalscope.actors.causal import CausalPriorWorker
 from causalscope.actors.denoiser import DenoiserTrainer
+from causalscope.actors.evaluation import SessionEvaluator
 from causalscope.actors.exposure import ExposureWorker
 
-__all__ = ["CausalPriorActor", "DenoiserTrainerActor", "ExposureActor"]
+__all__ = ["CausalPriorActor", "DenoiserTrainerActor", "EvaluatorActor", "ExposureActor"]
 
 #: One per GPU (``num_gpus=1``) or per CPU share; the scheduler sets the resources with
 #: ``.options`` and replaces an actor that dies itself (so ``max_restarts`` stays 0: a restarted
@@ -20,3 +21,6 @@ DenoiserTrainerActor = ray.remote(max_restarts=0)(DenoiserTrainer)
 
 #: One per session: learns the causal model from each committed exposure, in commit order.
 CausalPriorActor = ray.remote(max_restarts=0)(CausalPriorWorker)
+
+#: One per session: the running 2D classes and 3D map, fed each committed exposure's particles.
+EvaluatorActor = ray.remote(max_restarts=0)(SessionEvaluator)

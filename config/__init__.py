@@ -22,6 +22,7 @@ from causalscope.config.processing import (
     MotionSettings,
     PickingSettings,
     ProcessingSettings,
+    ReconstructionSettings,
 )
 from causalscope.config.render import default_toml, render_toml
 from causalscope.config.services import ServeSettings, StoreSettings, TuiSettings
@@ -40,6 +41,7 @@ __all__ = [
     "MovedSettingWarning",
     "PickingSettings",
     "ProcessingSettings",
+    "ReconstructionSettings",
     "ServeSettings",
     "Settings",
     "SimulationSettings",

@@ -18,6 +18,7 @@ __all__ = [
     "MotionSettings",
     "PickingSettings",
     "ProcessingSettings",
+    "ReconstructionSettings",
     "reference_kind",
 ]
 
@@ -313,6 +314,69 @@ class CausalSettings(Section):
     )
 
 
+class ReconstructionSettings(Section):
+    """The running reconstructions: streaming 2D classes and a gold-standard 3D map."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Classify the extracted particles in 2D as they arrive, and refine a 3D map when "
+            "a reference is given (needs picking.extract)."
+        ),
+    )
+    reference: OptionalPath = Field(
+        None,
+        description=(
+            "An MRC map of the particle to refine against, low-passed to 30 A first; '' = 2D "
+            "classes only. Stored absolute; the file must exist when settings load."
+        ),
+        examples=["reference/apoferritin_map.mrc"],
+    )
+    symmetry: str = Field(
+        "C1",
+        pattern=r"^([CcDd][1-9][0-9]*|[TtOoIi])$",
+        description="Point-group symmetry of the map: C1, Cn, Dn, T, O or I.",
+    )
+    box_px: int = Field(
+        64,
+        ge=16,
+        le=512,
+        multiple_of=2,
+        description="Particles are Fourier-binned to this box for the 3D map (never enlarged).",
+    )
+    classes: int = Field(50, ge=1, le=500, description="2D classes.")
+    class_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Classes whose junk score is below this are selected automatically.",
+    )
+    update_every: int = Field(
+        1000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "New particles that trigger an update of the classes and the map; raised "
+            "automatically while an update takes longer than collecting them."
+        ),
+    )
+    target_resolution_angstrom: float = Field(
+        3.0, gt=0, le=100, description="The forecast's target: particles and time to reach it."
+    )
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_is_a_map(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().absolute()
+        if path.suffix.lower() not in (".mrc", ".map"):
+            raise ValueError(f"expected an MRC map (.mrc, .map), got {str(path)!r}")
+        if not path.is_file():
+            raise ValueError(f"reference map {str(path)!r} does not exist")
+        return path
+
+
 class ProcessingSettings(Section):
     """Per-exposure processing: where it runs, how much at once, and each stage's parameters."""
 
@@ -333,4 +397,7 @@ class ProcessingSettings(Section):
     )
     causal: CausalSettings = Field(
         default_factory=CausalSettings, description="The session's causal model."
+    )
+    reconstruction: ReconstructionSettings = Field(
+        default_factory=ReconstructionSettings, description="Running reconstructions."
     )

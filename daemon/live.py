@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from causalscope.daemon.alerts import Alert, AlertMonitor
 from causalscope.daemon.causal import CausalTracker, not_learned_message
 from causalscope.daemon.control import ControlServer, new_token
+from causalscope.daemon.evaluation import EvaluationTracker
 from causalscope.daemon.finetune import Finetuner
 from causalscope.daemon.rates import RateWindow
 from causalscope.daemon.scheduler import Scheduler
@@ -69,6 +70,8 @@ class LiveOptions:
         Let Ray's actors print on this terminal (off while the dashboard owns it).
     retry_after_s
         Pause before retrying after a storage error (a full disk).
+    final_update_s
+        At the end, how long to wait for each of the running reconstructions' last steps.
     command_line
         Recorded with the run's settings.
     """
@@ -84,6 +87,7 @@ class LiveOptions:
     control: bool = True
     terminal_logs: bool = True
     retry_after_s: float = 10.0
+    final_update_s: float = 120.0
     command_line: Sequence[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -138,6 +142,7 @@ class LiveSession:
         )
         causal = settings.processing.causal
         self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
+        self.evaluation = _evaluation_tracker(settings, paths)
         self._rates = RateWindow()
         self._next_status = 0.0
 
@@ -181,6 +186,11 @@ class LiveSession:
             self.store.announce_control(self.control.endpoint, token)
         if self.causal is not None:
             self.causal.replay(*self.store.causal_history())
+        if self.evaluation is not None:
+            stars, stored_version, labels = self.store.evaluation_history()
+            self.evaluation.labels.update(labels)
+            done = [(exposure_id, star) for exposure_id, star, _ in stars]
+            self.evaluation.resume(done, stored_version=stored_version)
         resumed = self.scheduler.resume_pending()
         if resumed:
             self.reporter.problem(
@@ -206,6 +216,8 @@ class LiveSession:
             pool.set_denoiser_weights(weights)
         if self.causal is not None:
             self.causal.start()  # a restart's replay, on the actor now that Ray runs
+        if self.evaluation is not None:
+            self.evaluation.start()
         return pool
 
     def _start_sources(self) -> None:
@@ -289,6 +301,7 @@ class LiveSession:
                         **report,
                     )
         self._store_causal_updates()
+        self._store_evaluations()
         now = time.monotonic()
         if self.store is not None and now >= self._next_status:
             self._next_status = now + 1.0
@@ -315,6 +328,21 @@ class LiveSession:
         pool = self.scheduler.pool if self.scheduler is not None else None
         if prior is not None and pool is not None and hasattr(pool, "set_restoration_prior"):
             pool.set_restoration_prior(prior)
+
+    def _store_evaluations(self, *, final: bool = False, wait_s: float = 0.0) -> None:
+        """Store the running reconstructions' finished updates; report what they skipped."""
+        tracker = self.evaluation
+        if tracker is None or self.store is None:
+            return
+        for update in tracker.poll(final=final, wait_s=wait_s):
+            try:
+                self.store.commit_evaluation(update)
+            except CausalscopeError as error:  # the evaluator hands it over again at restart
+                self.reporter.problem(error.title, error.message)
+        while tracker.errors:
+            message = tracker.errors.pop(0)
+            with contextlib.suppress(CausalscopeError):
+                self.store.log_event("reconstruction", f"running reconstructions: {message}")
 
     def _regime_change(self, update: CausalUpdate) -> None:
         assert self.store is not None
@@ -364,6 +392,19 @@ class LiveSession:
             "processing_per_min": processing,
             "keeping_up": backlog <= 2 * self.settings.processing.max_in_flight,
             "thresholds": dict(self.alerts.thresholds),
+            "reconstruction": self._evaluation_status(),
+        }
+
+    def _evaluation_status(self) -> dict[str, Any] | None:
+        tracker = self.evaluation
+        if tracker is None:
+            return None
+        latest = tracker.latest
+        return {
+            "version": latest.version if latest is not None else None,
+            "particles": latest.particles if latest is not None else 0,
+            "backlog": tracker.backlog,
+            "update_every": tracker.threshold,
         }
 
     def _act(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -385,6 +426,13 @@ class LiveSession:
             self.alerts.set_threshold(name, value)
             self.store.log_event("threshold", f"{name} set to {value:g}", name=name, value=value)
             return {"thresholds": dict(self.alerts.thresholds)}
+        if action == "class_label":
+            index, label = int(request["class_index"]), str(request["label"])
+            if self.evaluation is None:
+                raise ValueError("this session runs no 2D classification")
+            self.store.add_class_label(index, label)
+            self.evaluation.relabel(index, label)
+            return {"class_index": index, "label": label}
         if action == "thumbnail":
             return {"png_base64": self._thumbnail(request)}
         raise ValueError(f"unknown action {action!r}")
@@ -410,6 +458,10 @@ class LiveSession:
         self.finetuner.committed(record)
         if self.causal is not None and record.causal is not None:
             self.causal.observe(record.exposure_id, record.causal)
+        star, picked = record.outputs.get("particles_star"), record.picking
+        if self.evaluation is not None and star and picked is not None and record.status != "fail":
+            if picked.n_particles > 0:
+                self.evaluation.committed(record.exposure_id, star, picked.n_particles)
         for alert in self.alerts.update(record):
             self.raise_alert(alert)
 
@@ -441,6 +493,10 @@ class LiveSession:
                     if self.store is not None:
                         self.store.commit_causal(update)
             self.causal.close()
+        if self.evaluation is not None:
+            # the particles of the last exposures, in a last update, when it finishes in time
+            self._store_evaluations(final=True, wait_s=self.options.final_update_s)
+            self.evaluation.close()
         if self.scheduler is not None:
             self.scheduler.close()
         if self.control is not None:
@@ -456,6 +512,28 @@ class LiveSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _evaluation_tracker(settings: Settings, paths: SessionPaths) -> EvaluationTracker | None:
+    """The running reconstructions' tracker, when they are on and particles are extracted."""
+    from causalscope.actors.evaluation import EvaluatorSettings
+
+    picking = settings.processing.picking
+    wanted = settings.processing.reconstruction
+    if not (wanted.enabled and picking.enabled and picking.extract):
+        return None
+    evaluator = EvaluatorSettings(
+        particle_diameter_angstrom=picking.particle_diameter_angstrom,
+        classes=wanted.classes,
+        class_threshold=wanted.class_threshold,
+        reference=None if wanted.reference is None else str(wanted.reference),
+        symmetry=wanted.symmetry,
+        box_px=wanted.box_px,
+        target_resolution_angstrom=wanted.target_resolution_angstrom,
+    )
+    return EvaluationTracker(
+        evaluator, paths.root / "reconstruction", update_every=wanted.update_every
+    )
 
 
 class _Tap:

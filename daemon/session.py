@@ -21,7 +21,12 @@ from causalscope.config import Settings, settings_to_dict
 __all__ = ["SessionPaths", "default_session_name", "params_hash", "software_version"]
 
 #: Settings that change no result; everything else in these sections is in the hash.
-_NOT_HASHED = {("processing", "max_in_flight"), ("processing", "device")}
+# the running reconstructions read the exposures' results; they do not change them
+_NOT_HASHED = {
+    ("processing", "max_in_flight"),
+    ("processing", "device"),
+    ("processing", "reconstruction"),
+}
 _HASHED_SECTIONS = ("microscope", "detector", "processing")
 
 

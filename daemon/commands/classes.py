@@ -49,48 +49,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads")
 
 
-def _gallery(averages: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """The averages side by side (10 per row), rejected ones crossed out."""
-    import torch
-
-    from causalscope.models.thumbnails import to_uint8
-
-    k, b = averages.shape[0], averages.shape[-1]
-    columns = min(10, k)
-    rows = -(-k // columns)
-    sheet = np.zeros((rows * (b + 2), columns * (b + 2)), dtype=np.uint8)
-    for i in range(k):
-        tile = to_uint8(torch.as_tensor(averages[i]))
-        if not keep[i]:
-            diagonal = np.arange(b)
-            tile[diagonal, diagonal] = tile[diagonal, b - 1 - diagonal] = 0
-        r, c = divmod(i, columns)
-        sheet[r * (b + 2) + 1 : r * (b + 2) + 1 + b, c * (b + 2) + 1 : c * (b + 2) + 1 + b] = tile
-    return sheet
-
-
 def _write(
     out: Path, model: Any, everything: Any, metrics: list[Any], keep: np.ndarray, rows: Any
 ) -> None:
-    import pandas as pd
     import starfile
 
-    from causalscope.daemon.formats import write_mrc_movie
-    from causalscope.daemon.formats.png import write_png
+    from causalscope.daemon.formats.classes import write_class_files
 
-    averages = model.averages()
-    apix = float(model.grid.pixel_size_angstrom)
-    write_mrc_movie(out / "class_averages.mrcs", averages, pixel_size_angstrom=apix, mode=2)
-    write_png(out / "classes.png", _gallery(averages, keep))
-    counts = np.array([m.n_particles for m in metrics], dtype=float)
-    model_table = pd.DataFrame(
-        {
-            "rlnReferenceImage": [f"{k + 1}@class_averages.mrcs" for k in range(len(metrics))],
-            "rlnClassDistribution": counts / max(counts.sum(), 1.0),
-            "rlnEstimatedResolution": [min(m.resolution_angstrom, 999.0) for m in metrics],
-        }
+    write_class_files(
+        out,
+        model.averages(),
+        pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+        keep=keep,
+        particles=[m.n_particles for m in metrics],
+        resolutions_angstrom=[m.resolution_angstrom for m in metrics],
     )
-    starfile.write({"model_classes": model_table}, out / "model.star", overwrite=True)
     classes = [{**m.__dict__, "selected": bool(keep[m.class_index])} for m in metrics]
     for entry in classes:
         entry["resolution_angstrom"] = float(min(entry["resolution_angstrom"], 999.0))

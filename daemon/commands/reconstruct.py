@@ -55,25 +55,11 @@ def _write_outputs(
     """The half-maps, the filtered map, the FSC and the posed particles."""
     import starfile
 
-    from causalscope.daemon.formats.maps import write_fsc_star, write_mrc_map
-    from causalscope.models.reconstruction.refine import low_pass
+    from causalscope.daemon.formats.maps import write_refinement_maps
     from causalscope.models.rotations import euler_zyz_from_matrices
 
+    write_refinement_maps(out, refinement)
     apix = refinement.pixel_size_angstrom
-    half_a, half_b = refinement.half_maps()
-    resolution = refinement.resolution_angstrom
-    full = low_pass((half_a + half_b) / 2, resolution_angstrom=resolution, pixel_size_angstrom=apix)
-    for name, data in (("half1.mrc", half_a), ("half2.mrc", half_b), ("map.mrc", full)):
-        write_mrc_map(out / name, data.numpy(), pixel_size_angstrom=apix)
-    assert refinement.fsc is not None
-    write_fsc_star(
-        out / "postprocess.star",
-        corrected=refinement.fsc.masked.numpy(),
-        unmasked=refinement.fsc.unmasked.numpy(),
-        pixel_size_angstrom=apix,
-        resolution_angstrom=resolution,
-        half_maps=("half1.mrc", "half2.mrc"),
-    )
     euler = euler_zyz_from_matrices(alignment.rotations.numpy().astype(np.float64))
     posed = rows.copy()
     posed["rlnAngleRot"], posed["rlnAngleTilt"], posed["rlnAnglePsi"] = euler.T

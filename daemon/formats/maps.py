@@ -10,6 +10,7 @@ blocks and labels RELION's post-processing writes, so its tools and plotting scr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -19,7 +20,7 @@ import starfile
 from causalscope.daemon.formats._common import check_positive_pixel_size, output_path
 from causalscope.models.errors import FormatError
 
-__all__ = ["read_mrc_map", "write_fsc_star", "write_mrc_map"]
+__all__ = ["read_mrc_map", "write_fsc_star", "write_mrc_map", "write_refinement_maps"]
 
 
 def write_mrc_map(
@@ -100,3 +101,34 @@ def write_fsc_star(
     with output_path(path, atomic=atomic) as target:
         starfile.write({"general": general, "fsc": fsc}, target, overwrite=True)
     return path
+
+
+def write_refinement_maps(folder: str | Path, refinement: Any, *, stem: str = "") -> dict[str, str]:
+    """A refinement's half-maps, its map (their mean low-passed at its resolution) and its FSC
+    (``postprocess.star``) in ``folder``, names prefixed ``stem``; the paths by kind
+    (``half1``, ``half2``, ``map``, ``fsc_star``). ``refinement``: a
+    :class:`~models.reconstruction.refine.RunningRefinement` after an update."""
+    from causalscope.models.reconstruction.refine import low_pass
+
+    folder = Path(folder)
+    if refinement.fsc is None:
+        raise ValueError(f"{folder}: the refinement has no FSC yet (update it first)")
+    apix = refinement.pixel_size_angstrom
+    half_a, half_b = refinement.half_maps()
+    resolution = refinement.resolution_angstrom
+    full = low_pass((half_a + half_b) / 2, resolution_angstrom=resolution, pixel_size_angstrom=apix)
+    paths: dict[str, str] = {}
+    for kind, data in (("half1", half_a), ("half2", half_b), ("map", full)):
+        path = write_mrc_map(folder / f"{stem}{kind}.mrc", data.numpy(), pixel_size_angstrom=apix)
+        paths[kind] = str(path)
+    paths["fsc_star"] = str(
+        write_fsc_star(
+            folder / f"{stem}postprocess.star",
+            corrected=refinement.fsc.masked.numpy(),
+            unmasked=refinement.fsc.unmasked.numpy(),
+            pixel_size_angstrom=apix,
+            resolution_angstrom=resolution,
+            half_maps=(f"{stem}half1.mrc", f"{stem}half2.mrc"),
+        )
+    )
+    return paths

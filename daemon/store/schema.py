@@ -9,10 +9,13 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 2 added the views of :mod:`causalscope.daemon.client.views` (``exposure_rows``,
-``published_exposures``, ``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the
-session publishes and the dashboard reads. A version-1 file is migrated when a store opens it
-(the views are created and version 2 recorded); read-only it gets the views as temporary ones.
+Version 3 added the running reconstructions' tables (``evaluations``, ``class_sets``,
+``classes``, ``class_labels``, ``reconstructions``, ``forecasts``); an older file gets them
+when a store opens it. Version 2 added the views of :mod:`causalscope.daemon.client.views`
+(``exposure_rows``, ``published_exposures``, ``alerts``, ``latest_causes``,
+``causal_verdicts``): the shapes the session publishes and the dashboard reads. A version-1
+file is migrated when a store opens it (the views are created and the version recorded);
+read-only it gets the views as temporary ones.
 
 ``schema_version``
     ``version`` (INTEGER): a schema version the file was written or migrated to (one row per
@@ -120,6 +123,48 @@ session publishes and the dashboard reads. A version-1 file is migrated when a s
     probability of being the largest); ``weight_mean``, ``weight_sd``, ``tolerance`` (the edge
     weight, A^2 of d^2 per unit factor); ``observed`` (BOOLEAN: the factor varied);
     ``converged`` (BOOLEAN); ``advice``; ``exposure_id`` (the update's exposure).
+
+``evaluations`` (one row per update of the running reconstructions: the idempotency key)
+    ``version`` (INTEGER primary key, 1, 2, ...: the evaluator's update); ``particles`` (held by
+    the evaluator: the sum of the particles of the exposures it took); ``exposures`` (how many
+    it took); ``seconds`` (the update's compute time); ``run_id``; ``committed_at``.
+
+``class_sets`` (the 2D classes of an update, when the classifier has started)
+    ``version`` (primary key, as in ``evaluations``); ``n_classes``; ``particles``
+    (classified); ``selected_particles`` (in selected classes, less the per-particle
+    outliers); ``pixel_size_angstrom`` (of the class averages); ``averages_path`` (MRCS, one
+    average per class, in class order); ``gallery_path`` (PNG: the averages 10 to a row,
+    rejected ones crossed out); ``model_star_path`` (RELION's ``model.star``);
+    ``selected_star_path`` (the selected particles' STAR; the latest update's).
+
+``classes`` (one row per class of a class set)
+    ``version``, ``class_index`` (from 0; primary key together); ``particles`` (whose most
+    probable class it is); ``effective_sample_size``; ``resolution_angstrom`` (FRC 0.143 of
+    the half-set averages; NULL when none); ``junk_score`` (0 good .. 1 junk); ``auto_selected``
+    (BOOLEAN: junk score below the threshold); ``selected`` (BOOLEAN: after the operator's
+    labels); ``label`` ('select' | 'reject' | NULL); ``image`` (``N@averages_path``, RELION's
+    image name of its average).
+
+``class_labels`` (the operator's select and reject of 2D classes, from the dashboard)
+    ``id`` (primary key); ``class_index``; ``label`` ('select' | 'reject'); ``labelled_at``;
+    ``labelled_by``.
+
+``reconstructions`` (the 3D map of an update, when the session refines against a reference)
+    ``version`` (primary key); ``particles`` (in the map); ``symmetry``;
+    ``pixel_size_angstrom`` (of the map); ``resolution_angstrom`` (gold-standard FSC 0.143,
+    masked and corrected; NULL when not reached), ``resolution_unmasked_angstrom``,
+    ``resolution_fsc_05_angstrom``; ``fsc_masked``, ``fsc_unmasked`` (JSON lists: shell ``i``
+    at ``i / (2 (n - 1))`` cycles per pixel); ``half_map_1``, ``half_map_2``, ``map_path``
+    (MRC), ``fsc_star_path`` (RELION's ``postprocess.star``); ``coverage`` (share of viewing
+    directions within 15 degrees of a particle's); ``largest_gap_deg``.
+
+``forecasts`` (resolution against particles at an update with a map)
+    ``version`` (primary key); ``particles``; ``bfactor_angstrom2`` and
+    ``bfactor_sd_angstrom2`` (Rosenthal-Henderson over the updates; NULL before three);
+    ``ssnr_bfactor_angstrom2`` (from the current FSC); ``target_resolution_angstrom``;
+    ``particles_needed`` (for the target); ``resolution_at_double_angstrom`` (at twice the
+    particles); ``particles_per_hour`` (the session's rate); ``hours_to_target`` (NULL when
+    unknown).
 """
 
 from __future__ import annotations
@@ -132,7 +177,7 @@ from causalscope.daemon.store.tables import Column, Table, decode_map, field
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _patches_x(motion: Any) -> int | None:
@@ -394,6 +439,100 @@ CAUSAL_RANKING_TABLE = Table(
     primary_key=("model_index", "cause"),
 )
 
+_VERSION = Column("version", "INTEGER PRIMARY KEY")
+# Read from an EvaluationUpdate (actors._evaluation_results).
+EVALUATIONS_TABLE = Table(
+    "evaluations",
+    (
+        field("version", "INTEGER PRIMARY KEY"),
+        field("particles", "INTEGER NOT NULL"),
+        field("exposures", "INTEGER NOT NULL"),
+        field("seconds", "DOUBLE NOT NULL"),
+        Column("run_id", "INTEGER"),
+        Column("committed_at", "TIMESTAMP NOT NULL"),
+    ),
+)
+# Read from a ClassSetUpdate.
+CLASS_SETS_TABLE = Table(
+    "class_sets",
+    (
+        _VERSION,
+        field("n_classes", "INTEGER NOT NULL"),
+        field("particles", "INTEGER NOT NULL"),
+        field("selected_particles", "INTEGER NOT NULL"),
+        field("pixel_size_angstrom", "DOUBLE NOT NULL"),
+        field("averages_path", "VARCHAR NOT NULL"),
+        field("gallery_path", "VARCHAR NOT NULL"),
+        field("model_star_path", "VARCHAR NOT NULL"),
+        field("selected_star_path", "VARCHAR NOT NULL"),
+    ),
+)
+# Read from a ClassRow; the writer gives the version and the image name.
+CLASSES_TABLE = Table(
+    "classes",
+    (
+        Column("version", "INTEGER NOT NULL"),
+        field("class_index", "INTEGER NOT NULL"),
+        field("particles", "INTEGER NOT NULL"),
+        field("effective_sample_size", "DOUBLE NOT NULL"),
+        field("resolution_angstrom", "DOUBLE"),
+        field("junk_score", "DOUBLE NOT NULL"),
+        field("auto_selected", "BOOLEAN NOT NULL"),
+        field("selected", "BOOLEAN NOT NULL"),
+        field("label", "VARCHAR CHECK (label IN ('select', 'reject'))"),
+        Column("image", "VARCHAR NOT NULL"),
+    ),
+    primary_key=("version", "class_index"),
+)
+CLASS_LABELS_TABLE = Table(
+    "class_labels",
+    (
+        Column("id", "BIGINT PRIMARY KEY DEFAULT nextval('class_label_id')"),
+        Column("class_index", "INTEGER NOT NULL"),
+        Column("label", "VARCHAR NOT NULL CHECK (label IN ('select', 'reject'))"),
+        Column("labelled_at", "TIMESTAMP NOT NULL"),
+        Column("labelled_by", "VARCHAR NOT NULL"),
+    ),
+    sequence="class_label_id",
+)
+# Read from a MapUpdate.
+RECONSTRUCTIONS_TABLE = Table(
+    "reconstructions",
+    (
+        _VERSION,
+        field("particles", "INTEGER NOT NULL"),
+        field("symmetry", "VARCHAR NOT NULL"),
+        field("pixel_size_angstrom", "DOUBLE NOT NULL"),
+        field("resolution_angstrom", "DOUBLE"),
+        field("resolution_unmasked_angstrom", "DOUBLE"),
+        field("resolution_fsc_05_angstrom", "DOUBLE"),
+        field("fsc_masked", "JSON NOT NULL", json=True),
+        field("fsc_unmasked", "JSON NOT NULL", json=True),
+        field("half_map_1", "VARCHAR NOT NULL"),
+        field("half_map_2", "VARCHAR NOT NULL"),
+        field("map_path", "VARCHAR NOT NULL"),
+        field("fsc_star_path", "VARCHAR NOT NULL"),
+        field("coverage", "DOUBLE NOT NULL"),
+        field("largest_gap_deg", "DOUBLE NOT NULL"),
+    ),
+)
+# Read from a ForecastUpdate.
+FORECASTS_TABLE = Table(
+    "forecasts",
+    (
+        _VERSION,
+        field("particles", "INTEGER NOT NULL"),
+        field("bfactor_angstrom2", "DOUBLE"),
+        field("bfactor_sd_angstrom2", "DOUBLE"),
+        field("ssnr_bfactor_angstrom2", "DOUBLE"),
+        field("target_resolution_angstrom", "DOUBLE NOT NULL"),
+        field("particles_needed", "DOUBLE"),
+        field("resolution_at_double_angstrom", "DOUBLE"),
+        field("particles_per_hour", "DOUBLE"),
+        field("hours_to_target", "DOUBLE"),
+    ),
+)
+
 #: The tables' declarations, in the order they are created.
 TABLE_SPECS: tuple[Table, ...] = (
     SCHEMA_VERSION_TABLE,
@@ -413,6 +552,12 @@ TABLE_SPECS: tuple[Table, ...] = (
     CAUSAL_TABLE,
     CAUSAL_SHARES_TABLE,
     CAUSAL_RANKING_TABLE,
+    EVALUATIONS_TABLE,
+    CLASS_SETS_TABLE,
+    CLASSES_TABLE,
+    CLASS_LABELS_TABLE,
+    RECONSTRUCTIONS_TABLE,
+    FORECASTS_TABLE,
 )
 _BY_NAME = {t.name: t for t in TABLE_SPECS}
 

@@ -24,7 +24,7 @@ import zmq
 
 from causalscope.daemon.client.endpoints import Endpoints, remove_endpoints, write_endpoints
 from causalscope.daemon.client.errors import StoreError
-from causalscope.daemon.store import reads, schema
+from causalscope.daemon.store import evaluation, reads, schema
 from causalscope.daemon.store.causal import read_inputs, stored_updates, write_update
 from causalscope.daemon.store.connection import connect_writer, release_writer, transaction
 from causalscope.daemon.store.exporters import CtfStarExporter
@@ -37,6 +37,7 @@ from causalscope.daemon.store.summary import COUNTS_SQL
 from causalscope.daemon.store.tables import encode_json
 
 if TYPE_CHECKING:
+    from causalscope.actors._evaluation_results import EvaluationUpdate
     from causalscope.models.causal import CausalUpdate
     from causalscope.models.records import CausalInputs, ExposureRecord
 
@@ -46,6 +47,7 @@ SeenState = Literal["new", "pending", "done", "quarantined", "conflict"]
 
 _SOURCES = ("watcher", "stream")
 _LABELS = ("accept", "reject")
+_CLASS_LABELS = ("select", "reject")
 
 
 def _now() -> dt.datetime:
@@ -414,6 +416,40 @@ class SessionStore:
             "labelled_by": by,
         }
         self._publish(b"label", self._insert(f"labelling {exposure_id!r}", "labels", values))
+
+    def commit_evaluation(self, update: EvaluationUpdate) -> bool:
+        """Store one update of the running reconstructions and publish it (topic
+        ``evaluation``); False when its version was stored already."""
+        with self._transaction(f"storing reconstruction update {update.version}") as con:
+            written = evaluation.write_evaluation(con, update, run_id=self._run_id, now=_now())
+        if written:
+            self._publish(b"evaluation", update.to_dict())
+        return written
+
+    def add_class_label(self, class_index: int, label: str, by: str = "operator") -> None:
+        """Record an operator's ``"select"`` or ``"reject"`` of a 2D class."""
+        if label not in _CLASS_LABELS:
+            raise ValueError(f"class label must be one of {_CLASS_LABELS}, got {label!r}")
+        if class_index < 0:
+            raise ValueError(f"class index must be >= 0, got {class_index}")
+        values = {
+            "class_index": int(class_index),
+            "label": label,
+            "labelled_at": _now(),
+            "labelled_by": by,
+        }
+        row = self._insert(f"labelling class {class_index}", "class_labels", values)
+        self._publish(b"class_label", row)
+
+    def evaluation_history(self) -> tuple[list[tuple[str, str, int]], int | None, dict[int, str]]:
+        """What a restarted evaluator needs: the done exposures' particle STARs (commit
+        order), the last stored update's version, and the class labels."""
+        with self._reading("reading the reconstructions' history"):
+            return (
+                evaluation.particle_stars(self._con),
+                evaluation.stored_version(self._con),
+                evaluation.class_labels(self._con),
+            )
 
     def publish(self, topic: bytes, payload: dict[str, Any]) -> None:
         """Publish ``payload`` on ``topic`` (``status`` heartbeats); never blocks."""

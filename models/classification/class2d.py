@@ -152,6 +152,8 @@ class Class2D:
         self._noise_fallback = torch.ones(self.grid.n_rings)
         self.r_max = self._ring_of(s.initial_resolution_angstrom)
         self.started = False
+        #: the assignment of every stored particle by the last full pass (None before one)
+        self.last_full_pass: Assignment | None = None
         self._batches_since_full = 0
         self._rng = np.random.default_rng(s.seed)
 
@@ -196,6 +198,7 @@ class Class2D:
         assignment = self._assign(estep, everything)
         self._reseed_empty()
         self._batches_since_full = 0
+        self.last_full_pass = assignment
         return assignment
 
     def averages(self) -> np.ndarray:

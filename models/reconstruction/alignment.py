@@ -105,10 +105,7 @@ def global_search(
         )
     shifts = torch.zeros((1, 2)) if shifts_px is None else shifts_px.to(torch.float32)
     mask, weights = _half_plane_weights(box, max_frequency)
-    projections = projector.project_rfft(grid, max_frequency=max_frequency, oversampled=False)
-    projections = projections[:, mask]
-    reference = torch.cat([projections.real, projections.imag], dim=1)  # (m, 2F)
-    power = projections.abs() ** 2  # (m, F)
+    reference, power = _grid_projections(projector, grid, max_frequency, mask)
     ramps = shift_phase(box, shifts)[:, mask]  # (s, F): a particle moved by +o is centred
     n, m, s = images.shape[0], len(grid), len(shifts)
     best_index, best_score = [], []
@@ -125,6 +122,24 @@ def global_search(
         best_score.append(score)
     index = torch.cat(best_index)
     return Alignment(grid[index % m], shifts[index // m], torch.cat(best_score))
+
+
+def _grid_projections(
+    projector: Projector, grid: torch.Tensor, max_frequency: float, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The grid's projections within ``mask`` as ``(m, 2F)`` real and imaginary parts, and
+    their power ``(m, F)``; kept on the projector for the next batch searched on the same grid
+    (a live session aligns each exposure's particles against the same map)."""
+    key = ("global", id(grid), float(max_frequency))
+    found = projector.memo.get(key)
+    if found is not None and found[0] is grid:
+        return found[1], found[2]
+    projections = projector.project_rfft(grid, max_frequency=max_frequency, oversampled=False)
+    projections = projections[:, mask]
+    reference = torch.cat([projections.real, projections.imag], dim=1)
+    power = projections.abs() ** 2
+    projector.memo[key] = (grid, reference, power)  # the grid held: its id stays its own
+    return reference, power
 
 
 def _turns(step_deg: float) -> torch.Tensor:

@@ -161,6 +161,14 @@ class SsnrForecast:
             low, high = (middle, high) if excess(middle) > 0 else (low, middle)
         return 1.0 / (0.5 * (low + high))
 
+    def particles_for(self, resolution_angstrom: float, *, threshold: float = 0.143) -> float:
+        """Particles (a float) whose half-map FSC reaches ``threshold`` at
+        ``resolution_angstrom``: ``N SNR_t / SSNR(1/d)`` with ``SNR_t = t / (1 - t)``."""
+        k = 1.0 / resolution_angstrom
+        exponent = self.log_amplitude - self.bfactor_angstrom2 / 2 * k * k - math.log(k)
+        needed = math.log(threshold / (1 - threshold)) - exponent
+        return self.particles * math.exp(needed) if needed < 700 else math.inf
+
 
 def fit_ssnr(
     fsc: np.ndarray,

@@ -13,6 +13,7 @@ against 1-2 % the other way; good enough to score poses against noisy particles.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,8 @@ class Projector:
         self.transform = torch.fft.fftshift(transform, dim=(-3, -2))
         self._fine = image_frequencies(self.padded_px, device=volume.device)
         self._coarse = image_frequencies(self.box_px, device=volume.device)
+        #: what searches derived from this map and may use again (dropped with the map)
+        self.memo: dict[tuple[Any, ...], Any] = {}
 
     def project_rfft(
         self, rotations: torch.Tensor, *, max_frequency: float = 0.5, oversampled: bool = True

@@ -119,6 +119,10 @@ class RunningRefinement:
     def particle_count(self) -> int:
         return sum(h.accumulator.count for h in self._halves)
 
+    def half_counts(self) -> tuple[int, int]:
+        """Particles in half-set 1 and in half-set 2."""
+        return self._halves[0].accumulator.count, self._halves[1].accumulator.count
+
     def _search_frequency(self) -> float:
         # a little beyond the current resolution, never beyond Nyquist
         return min(0.5, 1.1 * self.pixel_size_angstrom / self.resolution_angstrom)

@@ -69,5 +69,8 @@ def test_one_fsc_curve_forecasts_twice_the_particles() -> None:
     doubled = 2 * np.exp(amplitude - bfactor / 2 * fine**2) / fine
     expected = 1 / fine[np.argmax(doubled / (1 + doubled) < 0.143)]
     assert fit.resolution_at(2000) == pytest.approx(expected, rel=1e-4)
+    # the particles for a resolution invert the resolution from particles
+    for n in (1500, 4000, 20_000):
+        assert fit.particles_for(fit.resolution_at(n)) == pytest.approx(n, rel=1e-6)
     with pytest.raises(ValueError, match="need >= 2 shells"):
         fit_ssnr(np.array([1.0, 0.01, 0.0, 0.0]), pixel_size_angstrom=apix, particles=10)

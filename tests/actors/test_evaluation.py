@@ -1,5 +1,6 @@
-"""The reconstruction evaluator takes each exposure's particles exactly once, also when its
-process is killed with SIGKILL in the middle of a session and started again."""
+"""The session evaluator takes each exposure's particles exactly once, also when its process is
+killed with SIGKILL in the middle of a session and started again; its updates hold 2D classes
+of every particle taken, a map with its FSC, and the files they name."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 import torch
 
-from causalscope.actors.reconstruction import ReconstructionEvaluator
+from causalscope.actors.evaluation import EvaluatorSettings, SessionEvaluator
+from causalscope.daemon.formats.maps import write_mrc_map
 from causalscope.daemon.formats.particles_star import write_particle_stack, write_particles_star
+from causalscope.models.reconstruction.refine import RefinementSettings
 from tests.models.reconstruction._maps import blob_map, particle_images
 
 APIX, BOX, PER_EXPOSURE, EXPOSURES = 2.0, 32, 30, 6
@@ -59,10 +63,22 @@ def _session(folder: Path) -> tuple[list[tuple[str, Path]], np.ndarray]:
     return exposures, truth.numpy()
 
 
-def _evaluator(state_dir: Path, reference: np.ndarray) -> ReconstructionEvaluator:
-    return ReconstructionEvaluator(
-        state_dir, reference=reference, reference_pixel_angstrom=APIX, box_px=BOX
+def _settings(reference: Path) -> EvaluatorSettings:
+    # a coarse search: what is tested here is the bookkeeping, not the poses
+    return EvaluatorSettings(
+        particle_diameter_angstrom=40.0,
+        classes=3,
+        reference=str(reference),
+        box_px=BOX,
+        refinement=RefinementSettings(grid_step_deg=30.0, local_steps_deg=(15.0,)),
     )
+
+
+def _evaluator(state_dir: Path, reference: np.ndarray) -> SessionEvaluator:
+    path = state_dir.parent / "reference.mrc"
+    if not path.exists():
+        write_mrc_map(path, reference, pixel_size_angstrom=APIX)
+    return SessionEvaluator(state_dir, _settings(path))
 
 
 def test_an_exposure_is_taken_once(tmp_path: Path) -> None:
@@ -71,12 +87,31 @@ def test_an_exposure_is_taken_once(tmp_path: Path) -> None:
     assert evaluator.consume(*exposures[0]) == PER_EXPOSURE
     assert evaluator.consume(*exposures[0]) == 0
     assert evaluator.consume(*exposures[1]) == PER_EXPOSURE
+    assert evaluator.update() is not None
+    for exposure in exposures[2:]:
+        evaluator.consume(*exposure)
     update = evaluator.update()
-    assert update is not None and update.particles == 2 * PER_EXPOSURE and update.version == 1
-    assert all(Path(p).exists() for p in update.half_maps)
+    n = PER_EXPOSURE * EXPOSURES
+    assert update is not None and update.particles == n and update.version == 2
+    assert update.map is not None and update.map.particles == n
+    paths = [update.map.half_map_1, update.map.half_map_2, update.map.map_path]
+    assert all(Path(p).exists() for p in [*paths, update.map.fsc_star_path])
+    classes = update.class_set
+    assert classes is not None and classes.particles == n and classes.n_classes == 3
+    assert sum(c.particles for c in classes.classes) == n  # every particle has a class
+    assert Path(classes.gallery_path).read_bytes()[:4] == b"\x89PNG"
+    selected = starfile.read(classes.selected_star_path)
+    assert len(selected) == classes.selected_particles
+    assert Path(selected["rlnImageName"].iloc[0].split("@")[1]).is_file()
+    assert evaluator.update() is None  # nothing new
+    # the operator's label overrides the automatic choice, in a new version
+    relabelled = evaluator.update(labels={0: "reject"})
+    assert relabelled is not None and relabelled.version == 3
+    assert relabelled.class_set is not None and not relabelled.class_set.classes[0].selected
     again = _evaluator(tmp_path / "state", reference)  # a clean restart
-    assert again.particle_counts == {"e0": PER_EXPOSURE, "e1": PER_EXPOSURE}
+    assert again.particle_counts == {f"e{e}": PER_EXPOSURE for e in range(EXPOSURES)}
     assert again.consume(*exposures[1]) == 0
+    assert again.latest() == relabelled
 
 
 @pytest.mark.timeout(300)
@@ -88,10 +123,13 @@ def test_sigkill_mid_session_neither_loses_nor_doubles_particles(tmp_path: Path)
         f"""
         import numpy as np
         from pathlib import Path
-        from causalscope.actors.reconstruction import ReconstructionEvaluator
-        evaluator = ReconstructionEvaluator(
-            Path({str(state_dir)!r}), reference=np.load({str(tmp_path / "reference.npy")!r}),
-            reference_pixel_angstrom={APIX}, box_px={BOX})
+        from causalscope.daemon.formats.maps import write_mrc_map
+        from tests.actors.test_evaluation import _settings
+        from causalscope.actors.evaluation import SessionEvaluator
+        reference = Path({str(tmp_path / "reference.mrc")!r})
+        write_mrc_map(reference, np.load({str(tmp_path / "reference.npy")!r}),
+                      pixel_size_angstrom={APIX})
+        evaluator = SessionEvaluator(Path({str(state_dir)!r}), _settings(reference))
         for exposure_id, star in {[(e, str(p)) for e, p in exposures]!r}:
             evaluator.consume(exposure_id, Path(star))
             evaluator.update()
@@ -118,7 +156,10 @@ def test_sigkill_mid_session_neither_loses_nor_doubles_particles(tmp_path: Path)
     added = [evaluator.consume(e, p) for e, p in exposures]
     assert sum(added) == PER_EXPOSURE * (EXPOSURES - len(before))
     update = evaluator.update()
-    assert update is not None
-    assert update.particles == sum(evaluator.particle_counts.values()) == PER_EXPOSURE * EXPOSURES
+    n = PER_EXPOSURE * EXPOSURES
+    assert update is not None and update.map is not None and update.class_set is not None
+    assert update.particles == sum(evaluator.particle_counts.values()) == n
+    assert update.map.particles == update.class_set.particles == n
     state = torch.load(state_dir / "state.pt", weights_only=False)
-    assert sum(h["count"] for h in state["refinement"]["halves"]) == PER_EXPOSURE * EXPOSURES
+    assert sum(h["count"] for h in state["refinement"]["halves"]) == n
+    assert state["classifier"].n_stored == len(pd.concat(state["rows"])) == n

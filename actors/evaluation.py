@@ -1,0 +1,494 @@
+"""The session evaluator: one per session, it keeps the running 2D classes and 3D map.
+
+:class:`SessionEvaluator` is a plain class (:mod:`actors.remote` wraps it as a Ray actor). The
+daemon hands it each committed exposure's particles (the ``particles/<id>.star`` the exposure
+actor wrote) in commit order with :meth:`~SessionEvaluator.consume`: they are read, queued for
+the 2D classifier and, when the session has a reference map, binned to ``box_px``, aligned
+against the current half-maps and added to their half-set's sums at once (the work is spread
+over the session). :meth:`~SessionEvaluator.update` classifies the queued particles (one
+:meth:`~models.classification.Class2D.partial_fit`), selects classes (automatic junk score,
+then the operator's labels), rebuilds the half-maps and their FSC, fits the forecast, writes
+the files and answers with an :class:`~actors._evaluation_results.EvaluationUpdate`.
+
+Exactly once across restarts: everything (the exposures held, the classifier, the 3D sums,
+the update history) is written together at each update, to a temporary file renamed over
+``state.pt`` (:func:`os.replace` is atomic). A process killed at any point leaves the state
+of the last update; on restart the evaluator loads it, and the daemon hands it every
+exposure again: those it holds are skipped, the others added once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from causalscope.actors._evaluation_results import (
+    ClassRow,
+    ClassSetUpdate,
+    EvaluationUpdate,
+    ForecastUpdate,
+    MapUpdate,
+    finite_or_none,
+)
+from causalscope.models.classification import Assignment, Class2D, Class2DSettings
+from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
+from causalscope.models.reconstruction.refine import RefinementSettings, RunningRefinement
+
+__all__ = ["EvaluatorSettings", "SessionEvaluator"]
+
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings:
+    """What the evaluator does (``processing.reconstruction`` and the particle diameter).
+
+    ``reference``: an MRC map to refine against (None: classes only). ``class2d`` and
+    ``refinement`` override the models' own settings (``classes`` and ``symmetry`` win).
+    """
+
+    particle_diameter_angstrom: float
+    classes: int = 50
+    class_threshold: float = 0.5
+    reference: str | None = None
+    symmetry: str = "C1"
+    box_px: int = 64
+    target_resolution_angstrom: float = 3.0
+    class2d: Class2DSettings | None = None
+    refinement: RefinementSettings | None = None
+
+
+@dataclass
+class _Queued:
+    images: torch.Tensor
+    ctfs: ParticleCtfs
+    rows: Any  # the STAR's particle rows, image names made absolute
+
+
+class SessionEvaluator:
+    """The running reconstructions of one session (module docstring); files and state live in
+    ``state_dir``; ``threads``: torch threads of this process (as it is, when None)."""
+
+    def __init__(
+        self, state_dir: Path, settings: EvaluatorSettings, *, threads: int | None = None
+    ) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self._consumed: dict[str, int] = {}
+        self._queued: list[_Queued] = []
+        self._rows: list[Any] = []  # STAR rows of the classified particles, in order
+        self._classifier: Class2D | None = None
+        self._assigned: dict[str, np.ndarray] = {}
+        self._refinement: RunningRefinement | None = None
+        self._rotations: list[np.ndarray] = []
+        self._history: list[tuple[int, float]] = []  # (particles, resolution) per map update
+        self._version = 0
+        self._latest: EvaluationUpdate | None = None
+        self._geometry: tuple[int, float] | None = None  # the particles' box and pixel size
+        self._load()
+
+    # --- what it holds ------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir / "state.pt"
+
+    @property
+    def particle_counts(self) -> dict[str, int]:
+        """Particles taken per exposure (since the last update too)."""
+        return dict(self._consumed)
+
+    @property
+    def particle_count(self) -> int:
+        return sum(self._consumed.values())
+
+    @property
+    def queued(self) -> int:
+        """Particles taken and not yet in an update."""
+        return sum(len(q.images) for q in self._queued)
+
+    def latest(self) -> EvaluationUpdate | None:
+        """The last update (after a restart: the last saved one)."""
+        return self._latest
+
+    # --- particles in -------------------------------------------------------------------
+
+    def consume(self, exposure_id: str, particles_star: str | Path) -> int:
+        """Take one exposure's particles (once: 0 if they are already held)."""
+        from causalscope.daemon.formats.particles_read import read_particles
+
+        if exposure_id in self._consumed:
+            return 0
+        path = Path(particles_star)
+        particles = read_particles(path)
+        assert particles.images is not None
+        geometry = (int(particles.images.shape[-1]), particles.pixel_size_angstrom)
+        if self._geometry is None:
+            self._geometry = geometry
+        elif geometry[0] != self._geometry[0] or abs(geometry[1] - self._geometry[1]) > 1e-4:
+            raise ValueError(
+                f"{path}: particles of box {geometry[0]} at {geometry[1]:.4f} A/px, the "
+                f"session's are {self._geometry[0]} at {self._geometry[1]:.4f}"
+            )
+        images = torch.as_tensor(particles.images)
+        if self.settings.reference is not None and len(images):
+            self._add_to_map(images, particles.ctfs)
+        self._queued.append(_Queued(images, particles.ctfs, _star_rows(path)))
+        self._consumed[exposure_id] = len(images)
+        return len(images)
+
+    def _add_to_map(self, images: torch.Tensor, ctfs: ParticleCtfs) -> None:
+        from causalscope.models.reconstruction.resample import fourier_crop
+
+        box = images.shape[-1]
+        target = min(box, self.settings.box_px)
+        apix = ctfs.pixel_size_angstrom * box / target
+        if self._refinement is None:
+            self._refinement = self._start_map(apix)
+        binned = fourier_crop(images, target)
+        first = sum(len(r) for r in self._rotations)
+        half_set = 1 + (first + np.arange(len(images))) % 2
+        found = self._refinement.add(binned, replace(ctfs, pixel_size_angstrom=apix), half_set)
+        self._rotations.append(found.rotations.numpy().astype(np.float32))
+
+    def _start_map(self, pixel_size_angstrom: float) -> RunningRefinement:
+        from causalscope.daemon.formats.maps import read_mrc_map
+        from causalscope.models.reconstruction.resample import rescale_map
+
+        assert self.settings.reference is not None
+        volume, reference_apix = read_mrc_map(self.settings.reference)
+        reference = rescale_map(
+            torch.as_tensor(volume),
+            from_pixel_angstrom=reference_apix,
+            to_pixel_angstrom=pixel_size_angstrom,
+            box_px=min(self.settings.box_px, self._geometry[0] if self._geometry else 10**6),
+        )
+        settings = replace(
+            self.settings.refinement or RefinementSettings(), symmetry=self.settings.symmetry
+        )
+        return RunningRefinement(
+            reference, pixel_size_angstrom=pixel_size_angstrom, settings=settings
+        )
+
+    # --- updates ------------------------------------------------------------------------
+
+    def update(
+        self,
+        *,
+        labels: dict[int, str] | None = None,
+        particles_per_hour: float | None = None,
+    ) -> EvaluationUpdate | None:
+        """Fold the queued particles in, select classes (``labels``: class index ->
+        'select' | 'reject'), rebuild the map, write the files and save; None when nothing
+        new was taken."""
+        if not self._queued and self._latest is not None and not labels:
+            return None
+        if not self._consumed:
+            return None
+        started = time.perf_counter()
+        self._version += 1
+        class_set = self._update_classes(labels or {})
+        map_update = self._update_map()
+        forecast = None
+        if map_update is not None:
+            forecast = self._forecast(map_update, particles_per_hour)
+        self._latest = EvaluationUpdate(
+            version=self._version,
+            particles=self.particle_count,
+            exposures=len(self._consumed),
+            seconds=time.perf_counter() - started,
+            class_set=class_set,
+            map=map_update,
+            forecast=forecast,
+        )
+        self.save()
+        return self._latest
+
+    def _update_classes(self, labels: dict[int, str]) -> ClassSetUpdate | None:
+        """One partial fit of the queued particles; every particle's latest class comes from
+        the classifier's last full pass, overlaid with the batches scored since (a full pass
+        of our own only while some particle has none)."""
+        queued, self._queued = self._queued, []
+        queued = [q for q in queued if len(q.images)]
+        model = self._classifier
+        if queued:
+            images = torch.cat([q.images for q in queued])
+            ctfs = ParticleCtfs.concatenate([q.ctfs for q in queued])
+            if model is None:
+                model = self._classifier = self._new_classifier(images.shape[-1], ctfs)
+            before = model.last_full_pass
+            ids = model.n_stored + np.arange(len(images))
+            batch = model.partial_fit(images, ctfs, ids)
+            self._rows.extend(q.rows for q in queued)
+            if model.last_full_pass is not before:
+                self._assigned = _columns(model.last_full_pass)
+            self._assigned = _overlay(self._assigned, _columns(batch), model.n_stored)
+        if model is None or not model.started:
+            return None
+        if (self._assigned["class_index"] < 0).any():
+            self._assigned = _columns(model.reassign_all())
+        return _class_set(self, model, self._assigned, labels)
+
+    def _new_classifier(self, box: int, ctfs: ParticleCtfs) -> Class2D:
+        settings = replace(
+            self.settings.class2d or Class2DSettings(), n_classes=self.settings.classes
+        )
+        return Class2D(box_px=box, pixel_size_angstrom=ctfs.pixel_size_angstrom, settings=settings)
+
+    def _update_map(self) -> MapUpdate | None:
+        from causalscope.daemon.formats.maps import write_refinement_maps
+        from causalscope.models.reconstruction.coverage import orientation_coverage
+        from causalscope.models.reconstruction.symmetry import symmetry_matrices
+
+        refinement = self._refinement
+        if refinement is None or min(refinement.half_counts()) == 0:
+            return None
+        fsc = refinement.update()
+        paths = write_refinement_maps(
+            self.state_dir / "maps", refinement, stem=f"v{self._version:04d}_"
+        )
+        coverage = orientation_coverage(
+            np.concatenate(self._rotations), symmetry=symmetry_matrices(self.settings.symmetry)
+        )
+        self._history.append((refinement.particle_count, refinement.resolution_angstrom))
+        return MapUpdate(
+            particles=refinement.particle_count,
+            symmetry=self.settings.symmetry,
+            pixel_size_angstrom=refinement.pixel_size_angstrom,
+            resolution_angstrom=finite_or_none(fsc.resolution_angstrom(0.143)),
+            resolution_unmasked_angstrom=finite_or_none(
+                fsc.resolution_angstrom(0.143, masked=False)
+            ),
+            resolution_fsc_05_angstrom=finite_or_none(fsc.resolution_angstrom(0.5)),
+            fsc_masked=tuple(float(v) for v in fsc.masked),
+            fsc_unmasked=tuple(float(v) for v in fsc.unmasked),
+            half_map_1=paths["half1"],
+            half_map_2=paths["half2"],
+            map_path=paths["map"],
+            fsc_star_path=paths["fsc_star"],
+            coverage=coverage.coverage,
+            largest_gap_deg=coverage.largest_gap_deg,
+        )
+
+    def _forecast(self, update: MapUpdate, particles_per_hour: float | None) -> ForecastUpdate:
+        return _forecast(
+            update,
+            self._history,
+            target_angstrom=self.settings.target_resolution_angstrom,
+            particles_per_hour=particles_per_hour,
+        )
+
+    # --- state --------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write everything held, atomically (nothing queued is saved: see the module)."""
+        state: dict[str, Any] = {
+            "state_version": _STATE_VERSION,
+            "consumed": {k: v for k, v in self._consumed.items() if k not in self._queued_ids()},
+            "version": self._version,
+            "geometry": self._geometry,
+            "classifier": self._classifier,
+            "assigned": self._assigned,
+            "rows": self._rows,
+            "refinement": None if self._refinement is None else self._refinement.state_dict(),
+            "rotations": self._rotations,
+            "history": self._history,
+            "latest": self._latest,
+        }
+        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.part")
+        torch.save(state, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.state_path)
+
+    def _queued_ids(self) -> set[str]:
+        # consume() appends to _queued and _consumed together; update() empties _queued
+        if not self._queued:
+            return set()
+        return set(list(self._consumed)[-len(self._queued) :])
+
+    def _load(self) -> None:
+        if not self.state_path.exists():
+            return
+        state = torch.load(self.state_path, weights_only=False)
+        if state.get("state_version") != _STATE_VERSION:
+            raise ValueError(
+                f"{self.state_path}: state version {state.get('state_version')}, expected "
+                f"{_STATE_VERSION}"
+            )
+        self._consumed = dict(state["consumed"])
+        self._version = int(state["version"])
+        self._geometry = state["geometry"]
+        self._classifier = state["classifier"]
+        self._assigned = state["assigned"]
+        self._rows = state["rows"]
+        self._rotations = state["rotations"]
+        self._history = state["history"]
+        self._latest = state["latest"]
+        if state["refinement"] is not None:
+            saved = state["refinement"]
+            self._refinement = self._start_map(saved["pixel_size_angstrom"])
+            self._refinement.load_state_dict(saved)
+
+
+def _star_rows(path: Path) -> Any:
+    """The STAR file's particle rows, with each image name's stack made absolute (the files
+    this evaluator writes live in another folder)."""
+    import starfile
+
+    rows = starfile.read(path, always_dict=True)["particles"]
+    if "rlnImageName" in rows:
+        names = rows["rlnImageName"].astype(str).str.split("@", n=1, expand=True)
+        stacks = names[1].map(
+            lambda s: str(p if (p := path.parent / s).exists() else Path(s).absolute())
+        )
+        rows = rows.assign(rlnImageName=names[0] + "@" + stacks)
+    return rows
+
+
+def _columns(assignment: Any) -> dict[str, np.ndarray]:
+    """An :class:`~models.classification.Assignment`'s per-particle arrays by name."""
+    names = ("ids", "class_index", "psi_deg", "outlier")
+    return {name: np.asarray(getattr(assignment, name)) for name in names}
+
+
+def _overlay(
+    base: dict[str, np.ndarray], batch: dict[str, np.ndarray], n: int
+) -> dict[str, np.ndarray]:
+    """Arrays over particles ``0..n-1``: ``batch``'s where it has them, else ``base``'s, else
+    unassigned (class -1)."""
+    out = {
+        "ids": np.arange(n),
+        "class_index": np.full(n, -1),
+        "psi_deg": np.zeros(n),
+        "outlier": np.zeros(n, dtype=bool),
+    }
+    for part in (base, batch):
+        if part:
+            ids = part["ids"]
+            for name in ("class_index", "psi_deg", "outlier"):
+                out[name][ids] = part[name]
+    return out
+
+
+def _class_set(
+    evaluator: SessionEvaluator,
+    model: Class2D,
+    assigned: dict[str, np.ndarray],
+    labels: dict[int, str],
+) -> ClassSetUpdate:
+    """Metrics, selection and files of the classes; ``assigned``: every particle's class."""
+    import pandas as pd
+    import starfile
+
+    from causalscope.daemon.formats.classes import write_class_files
+    from causalscope.models.classification import class_metrics, select_classes
+
+    settings = evaluator.settings
+    n = len(assigned["ids"])
+    everything = Assignment(
+        assigned["ids"], assigned["class_index"], assigned["psi_deg"], np.zeros((n, 2)),
+        np.zeros(n), np.zeros(n), assigned["outlier"],
+    )  # fmt: skip
+    metrics = class_metrics(
+        model, everything, particle_diameter_angstrom=settings.particle_diameter_angstrom
+    )
+    automatic = np.asarray(select_classes(metrics, threshold=settings.class_threshold))
+    manual = {k: label == "select" for k, label in labels.items() if 0 <= k < len(metrics)}
+    keep = np.asarray(select_classes(metrics, threshold=settings.class_threshold, manual=manual))
+    folder = evaluator.state_dir / "classes"
+    files = write_class_files(
+        folder,
+        model.averages(),
+        pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+        keep=keep,
+        particles=[m.n_particles for m in metrics],
+        resolutions_angstrom=[m.resolution_angstrom for m in metrics],
+        stem=f"v{evaluator._version:04d}_",
+    )
+    table = pd.concat(evaluator._rows, ignore_index=True)
+    table["rlnClassNumber"] = everything.class_index + 1
+    table["rlnAnglePsi"] = everything.psi_deg
+    chosen = keep[everything.class_index] & ~everything.outlier & (everything.class_index >= 0)
+    selected = folder / "selected_particles.star"
+    partial = selected.with_name(f".{selected.name}.part")
+    starfile.write({"particles": table[chosen]}, partial, overwrite=True)
+    partial.replace(selected)
+    rows = tuple(
+        ClassRow(
+            class_index=m.class_index,
+            particles=m.n_particles,
+            effective_sample_size=m.effective_sample_size,
+            resolution_angstrom=finite_or_none(m.resolution_angstrom),
+            junk_score=m.junk_score,
+            auto_selected=bool(automatic[m.class_index]),
+            selected=bool(keep[m.class_index]),
+            label=labels.get(m.class_index),
+        )
+        for m in metrics
+    )
+    return ClassSetUpdate(
+        n_classes=len(metrics),
+        particles=model.n_stored,
+        selected_particles=int(chosen.sum()),
+        pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+        averages_path=files["averages"],
+        gallery_path=files["gallery"],
+        model_star_path=files["model_star"],
+        selected_star_path=str(selected),
+        classes=rows,
+    )
+
+
+def _forecast(
+    update: MapUpdate,
+    history: list[tuple[int, float]],
+    *,
+    target_angstrom: float,
+    particles_per_hour: float | None,
+) -> ForecastUpdate:
+    """Rosenthal-Henderson over the updates (>= 3 distinct counts) and the SSNR fit of the
+    current FSC (see :mod:`models.reconstruction.forecast`)."""
+    from causalscope.models.reconstruction.forecast import fit_rosenthal_henderson, fit_ssnr
+
+    bfactor = bfactor_sd = None
+    points = {n: d for n, d in history if np.isfinite(d)}
+    if len(points) >= 3:
+        fit = fit_rosenthal_henderson(list(points), list(points.values()))
+        bfactor = finite_or_none(fit.bfactor_angstrom2)
+        bfactor_sd = finite_or_none(fit.bfactor_sd_angstrom2)
+    ssnr_b = needed = doubled = hours = None
+    try:
+        ssnr = fit_ssnr(
+            np.asarray(update.fsc_unmasked),
+            pixel_size_angstrom=update.pixel_size_angstrom,
+            particles=update.particles,
+        )
+    except ValueError:  # too few informative shells yet
+        ssnr = None
+    if ssnr is not None and ssnr.bfactor_angstrom2 > 0:
+        ssnr_b = finite_or_none(ssnr.bfactor_angstrom2)
+        doubled = finite_or_none(ssnr.resolution_at(2 * update.particles))
+        needed = finite_or_none(ssnr.particles_for(target_angstrom))
+        if needed is not None and particles_per_hour:
+            hours = max(0.0, (needed - update.particles) / particles_per_hour)
+    return ForecastUpdate(
+        particles=update.particles,
+        bfactor_angstrom2=bfactor,
+        bfactor_sd_angstrom2=bfactor_sd,
+        ssnr_bfactor_angstrom2=ssnr_b,
+        target_resolution_angstrom=target_angstrom,
+        particles_needed=needed,
+        resolution_at_double_angstrom=doubled,
+        particles_per_hour=particles_per_hour,
+        hours_to_target=hours,
+    )

@@ -1,0 +1,249 @@
+"""The session's running reconstructions, fed from the daemon's loop without waiting on them.
+
+:class:`EvaluationTracker` hands each committed exposure's particles to one
+:class:`~actors.evaluation.SessionEvaluator` (a Ray actor when Ray runs, else in this process)
+in commit order, and asks it for an update once enough new particles have arrived;
+:meth:`~EvaluationTracker.poll` returns the finished updates for the store.
+
+The schedule adapts: an update is asked for after ``update_every`` new particles, or after
+as many as arrive in twice the time the last update took, whichever is more, so that updates
+take at most about half of the evaluator's time however fast the session collects. The
+evaluator holds no CPU of Ray's (the exposure actors hold them all) and computes with
+``threads`` torch threads.
+
+On a restart every done exposure with particles is handed over again in commit order; the
+evaluator skips those its saved state holds, and an update it saved that the store missed (a
+crash between the two) is returned by the first poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from causalscope.actors._evaluation_results import EvaluationUpdate
+    from causalscope.actors.evaluation import EvaluatorSettings
+
+__all__ = ["EvaluationTracker"]
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationTracker:
+    """Feeds the session evaluator and collects its updates (see the module docstring).
+
+    Parameters
+    ----------
+    settings
+        The evaluator's settings.
+    state_dir
+        Where the evaluator keeps its state and writes its files.
+    update_every
+        New particles that trigger an update (at least; see the module docstring).
+    threads
+        Torch threads of the evaluator.
+    idle_s
+        Ask for an update of whatever is new once no exposure has come for this long.
+    """
+
+    def __init__(
+        self,
+        settings: EvaluatorSettings,
+        state_dir: Path,
+        *,
+        update_every: int,
+        threads: int = 1,
+        idle_s: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.update_every = max(1, update_every)
+        self.threads = threads
+        self.idle_s = idle_s
+        self.threshold = self.update_every
+        self.labels: dict[int, str] = {}
+        self.errors: list[str] = []
+        self._worker: Any = None
+        self._remote = False
+        self._consuming: deque[tuple[str, Any]] = deque()
+        self._update: tuple[Any, float] | None = None  # (handle, asked at)
+        self._new_particles = 0
+        self._relabelled = False
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._last_arrival: float | None = None
+        self._resume: tuple[list[tuple[str, str]], int | None] | None = None
+        self._recovery: tuple[Any, int | None] | None = None
+        self.latest: EvaluationUpdate | None = None
+
+    # --- feeding ------------------------------------------------------------------------
+
+    def _ensure_worker(self) -> None:
+        if self._worker is not None:
+            return
+        import ray
+
+        if ray.is_initialized():
+            from causalscope.actors.remote import EvaluatorActor
+
+            # no CPU reserved: the exposure actors hold them; it computes with `threads`
+            self._worker = EvaluatorActor.options(num_cpus=0).remote(
+                self.state_dir, self.settings, threads=self.threads
+            )
+            self._remote = True
+        else:
+            from causalscope.actors.evaluation import SessionEvaluator
+
+            self._worker = SessionEvaluator(self.state_dir, self.settings)
+        if self._resume is not None:
+            rows, stored_version = self._resume
+            self._resume = None
+            # asked first: the actor answers in the order it is called
+            self._recovery = (self._call("latest"), stored_version)
+            for exposure_id, star in rows:
+                self._consuming.append((exposure_id, self._call("consume", exposure_id, star)))
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A handle (Ray) or the finished result (in process; an error is kept for poll)."""
+        if self._remote:
+            return getattr(self._worker, method).remote(*args, **kwargs)
+        try:
+            return ("ok", getattr(self._worker, method)(*args, **kwargs))
+        except Exception as error:  # a bad exposure must not stop the session
+            return ("error", error)
+
+    def resume(self, done: Iterable[tuple[str, str]], *, stored_version: int | None) -> None:
+        """A restart: every done exposure's particle STAR (commit order), handed over when
+        the evaluator starts; the store holds updates up to ``stored_version``."""
+        self._resume = (list(done), stored_version)
+
+    def start(self) -> None:
+        """Start the evaluator now (a restart's hand-over), rather than at the next commit."""
+        if self._resume is not None:
+            self._ensure_worker()
+
+    def committed(self, exposure_id: str, particles_star: str, n_particles: int) -> None:
+        """Hand over one committed exposure's particles."""
+        self._ensure_worker()
+        self._consuming.append((exposure_id, self._call("consume", exposure_id, particles_star)))
+        self._new_particles += n_particles
+        self._last_arrival = time.monotonic()
+        self._arrivals.append((self._last_arrival, n_particles))
+
+    def relabel(self, class_index: int, label: str) -> None:
+        """The operator selected or rejected a class: the next poll asks for an update."""
+        self.labels[class_index] = label
+        self._relabelled = True
+
+    def particles_per_hour(self, *, window_s: float = 3600.0) -> float | None:
+        """Particles committed per hour over the last ``window_s`` (None before two)."""
+        now = time.monotonic()
+        while self._arrivals and now - self._arrivals[0][0] > window_s:
+            self._arrivals.popleft()
+        if len(self._arrivals) < 2:
+            return None
+        span = max(now - self._arrivals[0][0], 1.0)
+        return sum(n for _, n in self._arrivals) / span * 3600.0
+
+    # --- collecting ---------------------------------------------------------------------
+
+    def _result(self, handle: Any, wait_s: float) -> tuple[bool, Any]:
+        """(finished, value or exception) of a handle."""
+        if not self._remote:
+            return True, handle[1]
+        import ray
+
+        ready, _ = ray.wait([handle], timeout=wait_s)
+        if not ready:
+            return False, None
+        try:
+            return True, ray.get(handle)
+        except Exception as error:
+            return True, error
+
+    def poll(self, *, wait_s: float = 0.0, final: bool = False) -> list[EvaluationUpdate]:
+        """Finished updates the store does not hold yet; asks for the next when due
+        (``final``: now, for whatever is new; ``wait_s``: how long to wait for it)."""
+        if self._worker is None:
+            return []
+        out: list[EvaluationUpdate] = []
+        if self._recovery is not None:
+            out += self._recover(wait_s)
+        while self._consuming:
+            exposure_id, handle = self._consuming[0]
+            finished, value = self._result(handle, wait_s)
+            if not finished:
+                break
+            self._consuming.popleft()
+            if isinstance(value, Exception):
+                self.errors.append(f"{exposure_id}: {value}")
+                log.warning("evaluator skipped %s: %s", exposure_id, value)
+        if self._update is not None:
+            out += self._collect_update(wait_s)
+        last = self._last_arrival
+        quiet = last is not None and time.monotonic() - last > self.idle_s
+        due = self._new_particles >= self.threshold or self._relabelled
+        due = due or (quiet and self._new_particles > 0)
+        if self._update is None and (due or (final and self._new_particles)):
+            self._ask_for_update()
+            out += self._collect_update(wait_s)
+        return out
+
+    def _recover(self, wait_s: float) -> list[EvaluationUpdate]:
+        """The evaluator's saved update when the store lacks it (after a restart)."""
+        assert self._recovery is not None
+        handle, stored = self._recovery
+        finished, latest = self._result(handle, wait_s)
+        if not finished:
+            return []
+        self._recovery = None
+        if latest is None or isinstance(latest, Exception):
+            return []
+        self.latest = latest
+        return [latest] if stored is None or latest.version > stored else []
+
+    def _ask_for_update(self) -> None:
+        asked_at = time.monotonic()
+        handle = self._call(
+            "update", labels=dict(self.labels), particles_per_hour=self.particles_per_hour()
+        )
+        self._update = (handle, asked_at)
+        self._new_particles = 0
+        self._relabelled = False
+
+    def _collect_update(self, wait_s: float) -> list[EvaluationUpdate]:
+        assert self._update is not None
+        handle, asked_at = self._update
+        finished, value = self._result(handle, wait_s)
+        if not finished:
+            return []
+        self._update = None
+        if isinstance(value, Exception):
+            self.errors.append(f"update: {value}")
+            log.warning("evaluator update failed: %s", value)
+            return []
+        took = time.monotonic() - asked_at
+        rate = self.particles_per_hour()
+        if rate:  # updates take at most about half the evaluator's time
+            self.threshold = max(self.update_every, int(2 * took * rate / 3600.0))
+        if value is None:
+            return []
+        self.latest = value
+        return [value]
+
+    @property
+    def backlog(self) -> int:
+        """Exposures handed over and not yet taken by the evaluator."""
+        return len(self._consuming)
+
+    def close(self) -> None:
+        """Stop the actor (its state was saved at its last update)."""
+        if self._remote and self._worker is not None:
+            import ray
+
+            ray.kill(self._worker)
+        self._worker = None
