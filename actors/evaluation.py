@@ -240,7 +240,9 @@ class SessionEvaluator:
 
     def _new_classifier(self, box: int, ctfs: ParticleCtfs) -> Class2D:
         settings = replace(
-            self.settings.class2d or Class2DSettings(), n_classes=self.settings.classes
+            self.settings.class2d or Class2DSettings(),
+            n_classes=self.settings.classes,
+            particle_diameter_angstrom=self.settings.particle_diameter_angstrom,
         )
         return Class2D(box_px=box, pixel_size_angstrom=ctfs.pixel_size_angstrom, settings=settings)
 

@@ -23,6 +23,11 @@
           simulated particles (--n, default 1000, box 64 at 2 A/px) from a 30 A reference:
           pose and offset errors, gold-standard FSC against the truth's, time per particle
 
+  classes  streaming 2D classification of a simulated session of two species (6z6u and 5a1a
+          from ../shared/data/models) and junk: purity of every selected class, junk rejected,
+          good particles kept, each class's FRC against the truth, time per particle (--n
+          particles, default 3000; --classes, default 50)
+
 Example:
   causalscope bench motion --json --cases 1024x1024x20 --seeds 0 1 2
 """
@@ -48,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "picking",
             "causal",
             "reconstruction",
+            "classes",
         ],
         help="which benchmark",
     )
@@ -101,6 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reconstruction --refine: a PDB/mmCIF/MRC to simulate (default an asymmetric "
         "phantom, the only case with pose errors)",
     )
+    parser.add_argument("--classes", type=int, default=50, help="classes: 2D classes (50)")
     parser.add_argument(
         "--shared-data",
         type=Path,
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         "picking": _restoration_or_picking,
         "ctf": _ctf,
         "reconstruction": _reconstruction,
+        "classes": _classes,
     }
     report = benches[args.what](args)
     if args.json:
@@ -229,3 +237,12 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     from causalscope.daemon.bench.reconstruction import run_reconstruction_bench
 
     return run_reconstruction_bench(seeds=args.seeds or [0], n=args.n or 8000)
+
+
+def _classes(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.classes import run_classes_bench
+
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    return run_classes_bench(
+        seeds=args.seeds or [0], n=args.n or 3000, classes=args.classes, shared_data=shared
+    )

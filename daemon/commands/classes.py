@@ -99,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     model = Class2D(
         box_px=int(images.shape[-1]),
         pixel_size_angstrom=apix,
-        settings=Class2DSettings(n_classes=args.classes),
+        settings=Class2DSettings(
+            n_classes=args.classes, particle_diameter_angstrom=args.diameter_angstrom
+        ),
     )
     started = time.perf_counter()
     n = len(images)

@@ -78,6 +78,10 @@ class Class2DSettings:
     #: particles whose residual is this many robust standard deviations above their class's
     #: median are marked as outliers
     outlier_z: float = 3.5
+    #: with it, a particle whose mean beyond its radius (a halo: ice and carbon reach past
+    #: the particle, a protein does not) is ``outlier_z`` robust standard deviations from
+    #: the particles' median is an outlier too
+    particle_diameter_angstrom: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -103,8 +107,11 @@ class Assignment:
     ``class_index`` is -1 before the classes exist; ``posterior_max`` is the class's posterior;
     ``residual_z`` the robust z-score of the particle's residual (noise units, at its best
     pose) among the particles of its class, and ``outlier`` marks ``residual_z >
-    outlier_z``: particles the class does not explain (aggregates and other junk that share
-    a class with good particles; RELION's particle sorting does the same).
+    outlier_z`` or a low-resolution power that many robust standard deviations above its
+    class's, or a mean (the projected mass, the same from every view of one species) or a
+    halo (``Class2DSettings.particle_diameter_angstrom``) that many from all particles':
+    particles the class does not explain (aggregates, carbon edges, ice and other junk that
+    share a class with good particles; RELION's particle sorting does the same).
     """
 
     ids: np.ndarray
@@ -144,6 +151,9 @@ class Class2D:
         self._ctfs: list[ParticleCtfs] = []
         self._ids: list[np.ndarray] = []
         self._chi2 = torch.zeros(0)
+        self._log_power = torch.zeros(0)
+        self._halo = np.zeros(0)
+        self._mass = np.zeros(0)  # each image's mean: its projected mass, whatever the view
         self._classes = np.zeros(0, dtype=int)
         self.sums = ClassSums.zeros(s.n_classes, self.grid.box)
         self.references = torch.zeros(s.n_classes, self.grid.box, self.grid.box)
@@ -240,6 +250,10 @@ class Class2D:
             self._ctfs = [ParticleCtfs.concatenate(self._ctfs)]
             self._ids = [np.concatenate(self._ids)]
         self._chi2 = torch.cat([self._chi2, torch.zeros(data.shape[0])])
+        self._log_power = torch.cat([self._log_power, torch.zeros(data.shape[0])])
+        added = self._images[-1][-len(ids) :]
+        self._halo = np.concatenate([self._halo, self._halo_of(added)])
+        self._mass = np.concatenate([self._mass, added.mean(dim=(1, 2)).double().numpy()])
         self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
         return np.arange(start, self.n_stored)
 
@@ -437,31 +451,62 @@ class Class2D:
         psi = estep.psi_rad[estep.best_rotation[rows, k]]
         shift = self.shifts[estep.best_shift[rows, k]] * self.binning
         self._chi2[index] = self._misfit(estep)
+        self._log_power[index] = self._low_power(estep).log()
         self._classes[index] = k.numpy()
-        z = self._residual_z(index)
+        z = self._robust_z(self._chi2.numpy(), index)
+        z_power = self._robust_z(self._log_power.numpy(), index)
+        outlier = (z > self.settings.outlier_z) | (z_power > self.settings.outlier_z)
+        outlier |= np.abs(_global_z(self._halo)[index]) > self.settings.outlier_z
+        outlier |= np.abs(_global_z(self._mass)[index]) > self.settings.outlier_z
         return Assignment(
             ids[index], k.numpy(), np.rad2deg(psi.numpy()) % 360.0, shift.numpy(),
-            estep.class_weight[rows, k].numpy(), z, z > self.settings.outlier_z,
+            estep.class_weight[rows, k].numpy(), z, outlier,
         )  # fmt: skip
+
+    def _halo_of(self, images: torch.Tensor) -> np.ndarray:
+        """``(m,)`` each image's mean between its particle's radius (plus 2 px) and 95 % of
+        the half box (zeros without a diameter, or when that ring is empty)."""
+        diameter = self.settings.particle_diameter_angstrom
+        out = np.zeros(images.shape[0])
+        if diameter is None:
+            return out
+        b = self.grid.box
+        axis = torch.arange(b, dtype=torch.float32) - b // 2
+        radius = torch.sqrt(axis[:, None] ** 2 + axis[None, :] ** 2)
+        inner = diameter / 2 / self.grid.pixel_size_angstrom + 2
+        ring = (radius >= inner) & (radius <= 0.95 * b / 2)
+        if not bool(ring.any()):
+            return out
+        return images[:, ring].mean(dim=1).double().numpy()
+
+    def _low_rings(self, like: torch.Tensor) -> torch.Tensor:
+        """``(n_rings,)`` the size of rings 1 to the initial resolution, 0 beyond."""
+        r_low = self._ring_of(self.settings.initial_resolution_angstrom)
+        size = torch.arange(self.grid.n_rings, dtype=like.dtype)
+        size[r_low + 1 :] = 0.0
+        return size
+
+    def _low_power(self, estep: EStep) -> torch.Tensor:
+        """``(m,)`` each particle's power at low resolution (rings as :meth:`_misfit`), in
+        units of its background noise (extraction normalised it so)."""
+        size = self._low_rings(estep.power_rings)
+        return (estep.power_rings * size).sum(-1).clamp(min=1e-30)
 
     def _misfit(self, estep: EStep) -> torch.Tensor:
         """``(m,)`` the share of each particle's power that its best pose leaves unexplained,
         at low resolution (rings 1 to the initial resolution, weighted by their size): unlike
         a chi^2 it ignores the per-image scale of the normalisation."""
-        r_low = self._ring_of(self.settings.initial_resolution_angstrom)
-        size = torch.arange(self.grid.n_rings, dtype=estep.power_rings.dtype)
-        size[r_low + 1 :] = 0.0
-        return (estep.noise_rings * size).sum(-1) / (estep.power_rings * size).sum(-1).clamp(
-            min=1e-30
-        )
+        size = self._low_rings(estep.power_rings)
+        return (estep.noise_rings * size).sum(-1) / self._low_power(estep)
 
-    def _residual_z(self, index: np.ndarray) -> np.ndarray:
-        """Robust z-score of each particle's misfit (:meth:`_misfit`) among the stored
-        particles of its class, from the class's lower quantiles only: junk raises the misfit,
-        and may be the class's majority. With the 10th and 25th percentiles ``q10, q25`` of a
+    def _robust_z(self, values: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Robust z-score of the particles ``index``' ``values`` (misfit, log power) among
+        the stored particles of their class, from the class's lower quantiles only: junk
+        raises both (a misfit: aggregates; power: carbon edges, dense ice, aggregates), and may
+        be the class's majority. With the 10th and 25th percentiles ``q10, q25`` of a
         Gaussian, ``sigma = (q25 - q10) / 0.607`` and ``mean = q25 + 0.674 sigma``; classes
         of fewer than 20 use the median and the MAD."""
-        misfit, classes = self._chi2.numpy(), self._classes
+        misfit, classes = values, self._classes
         z = np.zeros(len(index))
         for k in np.unique(classes[index]):
             members = misfit[classes == k]
@@ -475,6 +520,18 @@ class Class2D:
             here = classes[index] == k
             z[here] = (misfit[index][here] - centre) / max(sigma, 1e-6 * max(centre, 1e-12))
         return z
+
+
+def _global_z(values: np.ndarray) -> np.ndarray:
+    """Robust z-score (median, MAD) of each value among all of them (zeros when they are
+    all equal, as without a diameter)."""
+    if values.size == 0:
+        return values
+    centre = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - centre)))
+    if sigma <= 0:
+        return np.zeros(values.size)
+    return (values - centre) / sigma
 
 
 def _unassigned(ids: np.ndarray) -> Assignment:

@@ -206,3 +206,29 @@ def test_bad_input_is_named() -> None:
         model.partial_fit(np.zeros((3, 32, 32)), ctf, np.arange(2))
     with pytest.raises(ValueError, match="n_classes"):
         Class2DSettings(n_classes=0)
+
+
+def test_a_halo_or_an_excess_of_mass_marks_a_particle_as_an_outlier() -> None:
+    """Ice and carbon reach beyond the particle and carry more mass than it: a particle
+    with a plateau beyond its radius, or twice the mass, is an outlier whatever its class;
+    the others (noise around one blob) are not."""
+    rng = np.random.default_rng(3)
+    n, box, apix = 240, 32, 4.0
+    axis = np.arange(box) - box // 2
+    radius = np.hypot(axis[:, None], axis[None, :])
+    blob = 3.0 * np.exp(-(radius**2) / (2 * 3.0**2))
+    images = blob + rng.normal(0.0, 1.0, (n, box, box))
+    halo, heavy = np.arange(0, 8), np.arange(8, 16)
+    images[halo] += 0.6 * ((radius > 8) & (radius < 15))  # diameter 48 A: 6 px radius
+    images[heavy] += blob
+    ctf = ParticleCtfs(
+        np.full(n, 15_000.0), np.full(n, 15_000.0), np.zeros(n), voltage_kv=300.0,
+        spherical_aberration_mm=2.7, amplitude_contrast=0.07, pixel_size_angstrom=apix,
+        phase_flipped=True,
+    )  # fmt: skip
+    settings = Class2DSettings(n_classes=2, particle_diameter_angstrom=48.0, seed=1)
+    model = Class2D(box_px=box, pixel_size_angstrom=apix, settings=settings)
+    model.partial_fit(images.astype(np.float32), ctf, np.arange(n))
+    outlier = model.reassign_all().outlier
+    assert outlier[halo].all() and outlier[heavy].all()
+    assert outlier[16:].mean() <= 0.03
