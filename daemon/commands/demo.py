@@ -161,7 +161,27 @@ def _demo_settings(args: argparse.Namespace, microscope: Path) -> Any:
             "control_address": "tcp://127.0.0.1:0",
         },
     }
+    settings = load_settings(args.config, args.preset, overrides)
+    # the running 3D map refines against the simulated particle's own map (as a user gives a
+    # known structure); ten classes suit the demo's thousand particles
+    reference = _write_reference(settings, microscope / "reference.mrc")
+    overrides["processing"] = {"reconstruction": {"classes": 10, "reference": str(reference)}}
     return load_settings(args.config, args.preset, overrides)
+
+
+def _write_reference(settings: Any, path: Path) -> Path:
+    """The simulated specimen's map at the movies' pixel size, in the extraction box."""
+    from causalscope.daemon.formats.maps import write_mrc_map
+    from causalscope.daemon.simulator import load_specimen
+    from causalscope.models.simulate.density import specimen_map
+
+    picking = settings.processing.picking
+    apix = settings.microscope.pixel_size_angstrom
+    box = 2 * max(8, round(picking.box_scale * picking.particle_diameter_angstrom / apix / 2))
+    volume = specimen_map(
+        load_specimen(settings.simulation.structure), box_px=box, pixel_size_angstrom=apix
+    )
+    return write_mrc_map(path, volume.numpy(), pixel_size_angstrom=apix)
 
 
 class _Simulation:

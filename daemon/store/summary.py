@@ -75,6 +75,26 @@ _CAUSAL_SQL = (
 _HAS_CAUSAL_SQL = (
     "SELECT count(*) FROM information_schema.tables WHERE table_name = 'causal_ranking'"
 )
+#: Particles beyond which a forecast is reported as out of reach rather than as a number.
+_OUT_OF_REACH = 1e8
+_HAS_EVALUATIONS_SQL = (
+    "SELECT count(*) FROM information_schema.tables WHERE table_name = 'evaluations'"
+)
+# the latest update of the running reconstructions, with its classes, map and forecast
+_RECONSTRUCTION_SQL = """
+SELECT e.version, e.particles, e.exposures, c.n_classes,
+       (SELECT count(*) FROM classes k WHERE k.version = c.version AND k.selected)
+           AS selected_classes,
+       c.selected_particles, c.gallery_path, r.resolution_angstrom,
+       r.resolution_unmasked_angstrom, r.coverage, r.map_path, f.bfactor_angstrom2,
+       f.target_resolution_angstrom, f.particles_needed, f.resolution_at_double_angstrom,
+       f.hours_to_target
+FROM evaluations e
+LEFT JOIN class_sets c USING (version)
+LEFT JOIN reconstructions r USING (version)
+LEFT JOIN forecasts f USING (version)
+ORDER BY e.version DESC LIMIT 1
+"""
 _QUARANTINE_SQL = "SELECT code, count(*) AS n FROM quarantine GROUP BY code ORDER BY n DESC, code"
 
 
@@ -141,6 +161,9 @@ class SessionSummary:
     causal_exposures, causal_converged, regime_changes, causes
         The causal model: exposures it learned from, whether every observed weight has
         converged, regime changes declared, and the causes ranked by mean resolution cost.
+    reconstruction
+        The running reconstructions' latest update (version, particles, classes and those
+        selected, the map's resolution and coverage, the forecast), or None before one.
     """
 
     session: str
@@ -167,6 +190,7 @@ class SessionSummary:
     causal_converged: bool = False
     regime_changes: int = 0
     causes: tuple[CauseSummary, ...] = ()
+    reconstruction: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: distributions as objects, reason lists as ``{code: count}``."""
@@ -210,7 +234,41 @@ class SessionSummary:
             text = ", ".join(f"{code} {n}" for code, n in pairs) or "none"
             lines.append(f"{title:<12}{text}")
         lines.extend(self.describe_causes())
+        lines.extend(self.describe_reconstruction())
         return "\n".join(lines)
+
+    def describe_reconstruction(self) -> list[str]:
+        """The running reconstructions' lines of :meth:`describe`."""
+        r = self.reconstruction
+        if r is None:
+            return ["reconstruction  none yet"]
+        lines = [
+            f"reconstruction  update {r['version']}: {r['particles']} particles from "
+            f"{r['exposures']} exposures"
+        ]
+        if r["n_classes"] is not None:
+            lines.append(
+                f"  2D classes  {r['selected_classes']} of {r['n_classes']} selected, "
+                f"{r['selected_particles']} particles; gallery {r['gallery_path']}"
+            )
+        if r["map_path"] is not None:
+            gold = r["resolution_angstrom"]
+            text = "not reached" if gold is None else f"{gold:.1f} A"
+            lines.append(
+                f"  3D map      gold-standard FSC 0.143 {text}, coverage {r['coverage']:.0%}; "
+                f"{r['map_path']}"
+            )
+        needed, target = r["particles_needed"], r["target_resolution_angstrom"]
+        if needed is not None and needed > _OUT_OF_REACH:
+            lines.append(
+                f"  forecast    {target:.1f} A is out of reach at this map's fall-off (more "
+                f"than {_OUT_OF_REACH:.0e} particles)"
+            )
+        elif needed is not None:
+            hours = r["hours_to_target"]
+            when = "" if hours is None else f", ~{hours:.1f} h at the current rate"
+            lines.append(f"  forecast    {target:.1f} A needs ~{needed:,.0f} particles{when}")
+        return lines
 
     def describe_causes(self) -> list[str]:
         """The causal model's lines of :meth:`describe`."""
@@ -261,6 +319,11 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
         n_causal, regime, converged = rows(_CAUSAL_SQL)[0]
         columns, ranked = _select(source, CAUSES_SQL)
         causes = tuple(CauseSummary(**dict(zip(columns, r, strict=True))) for r in ranked)
+    reconstruction = None
+    if rows(_HAS_EVALUATIONS_SQL)[0][0]:  # files written before schema 3 have no tables
+        columns, latest = _select(source, _RECONSTRUCTION_SQL)
+        if latest:
+            reconstruction = dict(zip(columns, latest[0], strict=True))
     return SessionSummary(
         session=str(names[0][0]) if names else "",
         runs=int(runs),
@@ -281,6 +344,7 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
         causal_converged=bool(converged),
         regime_changes=int(regime or 0),
         causes=causes,
+        reconstruction=reconstruction,
         **distributions,
     )
 

@@ -39,8 +39,14 @@ def test_demo_processes_every_simulated_exposure_live(tmp_path: Path) -> None:
     with duckdb.connect(str(database), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM exposures WHERE state = 'done'").fetchone() == (3,)
         assert db.execute("SELECT count(*) FROM ctf").fetchone() == (3,)
+        # the running reconstructions' last update holds every exposure's particles once
+        (picked,) = db.execute("SELECT sum(n_particles) FROM picking").fetchone()
+        latest = "SELECT particles, exposures FROM evaluations ORDER BY version DESC LIMIT 1"
+        assert picked > 0 and db.execute(latest).fetchone() == (picked, 3)
+        assert db.execute("SELECT count(*) FROM reconstructions").fetchone()[0] >= 1
     # the session's summary and a read-only query work on what the demo left
     summary = run_cli("summary", str(database), cwd=tmp_path)
     assert summary.returncode == 0 and "done 3" in summary.stdout, summary.stdout + summary.stderr
+    assert f"{picked} particles from 3 exposures" in summary.stdout
     refused = run_cli("query", str(database), "DELETE FROM exposures", cwd=tmp_path)
     assert refused.returncode == 2 and "SELECT" in refused.stderr
