@@ -433,6 +433,15 @@ class LiveSession:
             self.store.add_class_label(index, label)
             self.evaluation.relabel(index, label)
             return {"class_index": index, "label": label}
+        if action == "thumbnail" and request.get("kind") == "class_gallery":
+            latest = self.evaluation.latest if self.evaluation is not None else None
+            if latest is None or latest.class_set is None:
+                raise ValueError("this session has no 2D classes yet")
+            try:
+                data = Path(latest.class_set.gallery_path).read_bytes()
+            except OSError as error:
+                raise ValueError(f"cannot read the class gallery: {error}") from error
+            return {"png_base64": base64.b64encode(data).decode(), "version": latest.version}
         if action == "thumbnail":
             return {"png_base64": self._thumbnail(request)}
         raise ValueError(f"unknown action {action!r}")
@@ -443,7 +452,9 @@ class LiveSession:
         kind = str(request.get("kind", "micrograph"))
         key = {"micrograph": "thumbnail", "power_spectrum": "power_spectrum_thumbnail"}.get(kind)
         if key is None:
-            raise ValueError(f"kind must be 'micrograph' or 'power_spectrum', got {kind!r}")
+            raise ValueError(
+                f"kind must be 'micrograph', 'power_spectrum' or 'class_gallery', got {kind!r}"
+            )
         row = self.store.exposure_row(exposure_id)
         if row is None:
             raise ValueError(f"no exposure {exposure_id!r} in this session")

@@ -3,7 +3,9 @@
 A worker thread reads the session's history from a :class:`~tui.source.SessionSource`, then
 follows it and posts messages (:mod:`tui.messages`). Exposure rows are buffered and shown in
 batches at ``settings.tui.refresh_hz``; actions run in worker threads and come back as
-:class:`~tui.messages.ActionFinished`.
+:class:`~tui.messages.ActionFinished`. ``m`` shows the running reconstructions in the body's
+place (the class gallery, the FSC, resolution against particles); its pictures are fetched
+once per class set.
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ from causalscope.tui.messages import (
     ActionFinished,
     AlertRaised,
     CausalUpdated,
+    ClassHighlighted,
+    ClassLabelRequested,
+    ClassLabelStored,
     ConnectionChanged,
+    EvaluationUpdated,
     ExposureUpdated,
+    GalleryLoaded,
     HistoryLoaded,
     LabelStored,
     QuarantineAdded,
@@ -40,6 +47,7 @@ from causalscope.tui.messages import (
     ThumbnailLoaded,
     message_for,
 )
+from causalscope.tui.reconstruction import reconstruction_headline
 from causalscope.tui.source import SessionSource
 from causalscope.tui.state import SessionState
 from causalscope.tui.widgets import (
@@ -51,14 +59,17 @@ from causalscope.tui.widgets import (
     ImagesPanel,
     Overview,
     PlotsPanel,
+    ReconstructionPanel,
     ThresholdDialog,
 )
-from causalscope.tui.widgets.image import load_thumbnails
+from causalscope.tui.widgets.image import load_class_gallery, load_thumbnails
 
 __all__ = ["Dashboard", "make_app"]
 
 # Dashboard actions, refused while a dialog is open (the dialog has the keys then).
-_ACTIONS = frozenset({"label", "pause", "threshold", "filter", "sort", "graphs", "causes", "help"})
+_ACTIONS = frozenset(
+    {"label", "pause", "threshold", "filter", "sort", "graphs", "causes", "reconstructions", "help"}
+)
 _PLOT_INTERVAL_S = 1.0  # plots are the costliest redraw: at most this often
 
 
@@ -92,6 +103,7 @@ class Dashboard(App[None]):
         Binding("s", "sort", "sort"),
         Binding("g", "graphs", "graphs"),
         Binding("c", "causes", "causes"),
+        Binding("m", "reconstructions", "classes & map"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
     ]
@@ -113,6 +125,8 @@ class Dashboard(App[None]):
         self._last_plot = 0.0
         self._image_timer: Timer | None = None
         self._image_id: str | None = None
+        # the class set whose pictures are shown or asked for: (version, tiles, why none)
+        self._gallery: tuple[int | None, list[Any] | None, str] = (None, None, "")
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -129,6 +143,7 @@ class Dashboard(App[None]):
             with VerticalScroll(id="right"):
                 yield PlotsPanel(id="plots")
                 yield ImagesPanel(id="images")
+        yield ReconstructionPanel(id="recon")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -153,6 +168,13 @@ class Dashboard(App[None]):
     def _causes_visible(self) -> bool:
         panel = self.query_one("#causes", CausesPanel)
         return bool(panel.display) and bool(self.query_one("#left").display)
+
+    def _recon_visible(self) -> bool:
+        return self.screen.has_class("-recon")
+
+    def _wide(self) -> bool:
+        """The large layout: everything at once."""
+        return self.screen.has_class("-wide") and self.screen.has_class("-tall")
 
     def _short(self) -> bool:
         """The compact layout: the causes panel is swapped in by `c` instead of always shown."""
@@ -184,7 +206,7 @@ class Dashboard(App[None]):
         self._update_table_title()
         self._image_id = None
         self._schedule_images()
-        self._dirty |= {"overview", "alerts", "plots", "details", "causes"}
+        self._dirty |= {"overview", "alerts", "plots", "details", "causes", "recon"}
         self._redraw()
         # Thousands of long-lived rows: keep them out of the collector's full passes, which
         # would otherwise stall the screen for a fraction of a second every so often.
@@ -204,6 +226,14 @@ class Dashboard(App[None]):
     def on_causal_updated(self, message: CausalUpdated) -> None:
         self.state.take_causal_update(message.update)
         self._dirty |= {"causes", "overview", "details"}
+
+    def on_evaluation_updated(self, message: EvaluationUpdated) -> None:
+        self.state.take_evaluation(message.update)
+        self._dirty |= {"recon", "overview"}
+
+    def on_class_label_stored(self, message: ClassLabelStored) -> None:
+        self.state.take_class_label(message.class_index, message.label)
+        self._dirty |= {"recon", "overview"}
 
     def _show_causes(self) -> None:
         self.query_one("#causes", CausesPanel).show(self.state.causes_state())
@@ -243,6 +273,8 @@ class Dashboard(App[None]):
     # -- batched redraws ----------------------------------------------------------------------
 
     def _redraw(self) -> None:
+        if len(self.screen_stack) > 1:
+            return  # a dialog has the screen: draw (and take the pending rows) after it closes
         try:
             self._redraw_dirty()
         except NoMatches:
@@ -277,7 +309,10 @@ class Dashboard(App[None]):
                 done = [r for r in self.state.rows.values() if r.get("state") == "done"]
                 self.query_one("#plots", PlotsPanel).update_plots(done, self.state.thresholds)
                 self._dirty.discard("plots")
-        self._dirty &= {"plots"}
+        if self._dirty & {"recon", "classes"} and self._recon_visible():
+            self._draw_reconstructions(plots="recon" in self._dirty)
+            self._dirty -= {"recon", "classes"}
+        self._dirty &= {"plots", "recon", "classes"}
 
     def _update_overview(self) -> None:
         self.query_one("#overview", Overview).show(
@@ -288,6 +323,10 @@ class Dashboard(App[None]):
             shown=self.table.row_count,
             total=len(self.state.rows),
             causes=causes_headline(self.state.causes_state(), hint=not self._causes_visible()),
+            # the reconstructions' own view says it all: no headline above it
+            reconstruction=None
+            if self._recon_visible()
+            else reconstruction_headline(self.state.reconstruction_state(), hint=True),
         )
 
     def _update_table_title(self) -> None:
@@ -345,6 +384,64 @@ class Dashboard(App[None]):
         if message.exposure_id == self._image_id:
             self.query_one("#images", ImagesPanel).show_loaded(message)
 
+    # -- the running reconstructions ----------------------------------------------------------
+
+    def _draw_reconstructions(self, *, plots: bool) -> None:
+        """Redraw the reconstructions (``plots`` False: all but the plots); ask for the class
+        set's pictures when they are not those of the latest class set."""
+        state = self.state.reconstruction_state()
+        version = None if state.class_set is None else int(state.class_set["version"])
+        if version is not None and self._gallery[0] != version:
+            self._gallery = (version, None, "")
+            self._fetch_gallery(dict(state.class_set or {}))
+        shown, tiles, error = self._gallery
+        panel = self.query_one("#recon", ReconstructionPanel)
+        note = "no picture" if error else "loading…"
+        tiles = tiles if shown == version else None
+        panel.draw(state, tiles, note=note, error=error, plots=plots)
+
+    @work(thread=True, exclusive=True, group="gallery")
+    def _fetch_gallery(self, class_set: dict[str, Any]) -> None:
+        version = int(class_set["version"])
+        try:
+            tiles = load_class_gallery(self.source, class_set)
+        except (CausalscopeError, OSError, ValueError, KeyError) as error:
+            text = error.message if isinstance(error, CausalscopeError) else str(error)
+            self.post_message(GalleryLoaded(version, None, text))
+        else:
+            self.post_message(GalleryLoaded(version, tiles))
+
+    def on_gallery_loaded(self, message: GalleryLoaded) -> None:
+        if message.version == self._gallery[0]:
+            self._gallery = (message.version, message.tiles, message.error)
+            self._dirty.add("classes")
+            self._redraw()
+
+    @on(ClassHighlighted)
+    def _class_highlighted(self, message: ClassHighlighted) -> None:
+        panel = self.query_one("#recon", ReconstructionPanel)
+        panel.show_class(self.state.reconstruction_state())
+
+    @on(ClassLabelRequested)
+    def _class_label_requested(self, message: ClassLabelRequested) -> None:
+        self._act("class_label", {"class_index": message.class_index, "label": message.label})
+
+    def action_reconstructions(self) -> None:
+        """Show the running reconstructions in the body's place, or go back from them."""
+        if self._recon_visible():
+            self._leave_reconstructions()
+            return
+        self.screen.add_class("-recon")
+        self.query_one("#recon", ReconstructionPanel).gallery.focus()
+        self._dirty |= {"recon", "overview"}
+        self.call_after_refresh(self._redraw)
+
+    def _leave_reconstructions(self) -> None:
+        if self._recon_visible():
+            self.screen.remove_class("-recon")
+            self.table.focus()
+            self._dirty.add("overview")
+
     # -- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -370,6 +467,11 @@ class Dashboard(App[None]):
             self._set_label(str(params["exposure_id"]), str(params["label"]))
             verb = "Accepted" if params["label"] == "accept" else "Rejected"
             self.notify(f"{verb} {params['exposure_id']}")
+        elif message.action == "class_label":
+            self.state.take_class_label(int(params["class_index"]), str(params["label"]))
+            self._dirty |= {"classes", "overview"}
+            verb = "Selected" if params["label"] == "select" else "Rejected"
+            self.notify(f"{verb} class {int(params['class_index']) + 1} (the next update uses it)")
         elif message.action in ("pause", "resume"):
             self.state.status = {**(self.state.status or {}), "paused": message.action == "pause"}
             self._dirty.add("overview")
@@ -380,7 +482,12 @@ class Dashboard(App[None]):
             self.notify(f"{params['name']} = {params['value']:g}")
 
     def action_label(self, label: str) -> None:
-        """Accept or reject the selected exposure."""
+        """Accept or reject the selected exposure (or select or reject the class under the
+        gallery's cursor, when the reconstructions are shown)."""
+        if self._recon_visible():
+            gallery = self.query_one("#recon", ReconstructionPanel).gallery
+            gallery.action_label("select" if label == "accept" else "reject")
+            return
         eid = self.table.selected_id()
         if eid is None:
             self.notify("No exposure selected", severity="warning")
@@ -403,6 +510,7 @@ class Dashboard(App[None]):
 
     def action_filter(self) -> None:
         """Show and focus the filter box."""
+        self._leave_reconstructions()
         if self._short():
             self.screen.remove_class("-causes")  # the box filters the table: show it
         box = self.query_one("#filter", Input)
@@ -427,6 +535,7 @@ class Dashboard(App[None]):
 
     def action_sort(self) -> None:
         """Sort by the next key (worst first)."""
+        self._leave_reconstructions()
         self.table.next_sort()
         self._rebuild()
 
@@ -439,12 +548,24 @@ class Dashboard(App[None]):
 
     def action_graphs(self) -> None:
         """Switch between the table and the plots with pictures (or hide them when wide)."""
+        if self._recon_visible():  # back, to the plots
+            self._leave_reconstructions()
+            self.screen.set_class(not self._wide(), "-graphs")
+            self.call_after_refresh(self._graphs_toggled)
+            return
         self.screen.toggle_class("-graphs")
         self.call_after_refresh(self._graphs_toggled)
 
     def action_causes(self) -> None:
         """Show the ranked causes (instead of the table when small), or go back from them."""
         screen = self.screen
+        if self._recon_visible():  # back, to the causes
+            self._leave_reconstructions()
+            if not self._wide():
+                screen.remove_class("-graphs")
+            screen.set_class(self._short(), "-causes")
+            self.call_after_refresh(self._graphs_toggled)
+            return
         if self._causes_visible():
             # small: back to the table; large: hide the panel (the table gets its room)
             screen.set_class(not self._short(), "-causes")

@@ -199,11 +199,12 @@ def overview_text(
     shown: int,
     total: int,
     causes: Text | None = None,
+    reconstruction: Text | None = None,
 ) -> Text:
     """The overview: state, counts, queue, pace against acquisition, workers and devices.
 
     ``connection`` is ``"ok"``, ``"lost"`` or ``"connecting"``; ``causes`` (the causal model's
-    headline) is a third line.
+    headline) and ``reconstruction`` (the running reconstructions') are lines of their own.
     """
     s: Mapping[str, Any] = status or {}
     text = Text()
@@ -245,9 +246,10 @@ def overview_text(
         text.append("FALLING BEHIND", style="bold red")
     if shown != total:
         text.append(f" │ showing {shown}/{total}", style="cyan")
-    if causes is not None:
-        text.append("\n")
-        text.append_text(causes)
+    for line in (causes, reconstruction):
+        if line is not None:
+            text.append("\n")
+            text.append_text(line)
     return text
 
 

@@ -20,8 +20,13 @@ __all__ = [
     "ActionFinished",
     "AlertRaised",
     "CausalUpdated",
+    "ClassHighlighted",
+    "ClassLabelRequested",
+    "ClassLabelStored",
     "ConnectionChanged",
+    "EvaluationUpdated",
     "ExposureUpdated",
+    "GalleryLoaded",
     "HistoryLoaded",
     "LabelStored",
     "QuarantineAdded",
@@ -79,6 +84,50 @@ class LabelStored(Message):
 
 
 @dataclass
+class EvaluationUpdated(Message):
+    """The running reconstructions were updated (published on ``evaluation``).
+
+    ``update`` is ``EvaluationUpdate.to_dict()``: its version, classes, map and forecast.
+    """
+
+    update: dict[str, Any]
+
+
+@dataclass
+class ClassLabelStored(Message):
+    """An operator's select or reject of a 2D class was stored (published on
+    ``class_label``)."""
+
+    class_index: int
+    label: str
+
+
+@dataclass
+class GalleryLoaded(Message):
+    """The pictures of a class set's averages were fetched (``tiles`` None: none are
+    available, see ``error``)."""
+
+    version: int
+    tiles: list[np.ndarray] | None
+    error: str = ""
+
+
+@dataclass
+class ClassHighlighted(Message):
+    """The cursor of the class gallery moved to a class."""
+
+    class_index: int
+
+
+@dataclass
+class ClassLabelRequested(Message):
+    """The operator asked to select or reject the class under the gallery's cursor."""
+
+    class_index: int
+    label: str
+
+
+@dataclass
 class StatusUpdated(Message):
     """The session's status heartbeat; a newer one replaces an older one still queued."""
 
@@ -131,6 +180,13 @@ def message_for(topic: str, payload: dict[str, Any]) -> Message | None:
         return QuarantineAdded(payload)
     if topic == "causal":
         return CausalUpdated(payload) if payload.get("exposure_id") else None
+    if topic == "evaluation":
+        return EvaluationUpdated(payload) if isinstance(payload.get("version"), int) else None
+    if topic == "class_label":
+        index = payload.get("class_index")
+        if not isinstance(index, int):
+            return None
+        return ClassLabelStored(index, str(payload.get("label")))
     if topic == "connection":
         return ConnectionChanged(str(payload.get("state")), str(payload.get("address") or ""))
     if topic == "history":

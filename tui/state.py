@@ -14,6 +14,7 @@ from typing import Any
 from causalscope.config.alerts import THRESHOLD_NAMES
 from causalscope.daemon.client import Snapshot
 from causalscope.tui.causes import CausesState
+from causalscope.tui.reconstruction import ReconstructionState
 from causalscope.tui.widgets.image import KINDS
 
 __all__ = ["SessionState", "has_pictures"]
@@ -49,6 +50,15 @@ class SessionState:
         The causal model's latest ranking; None while the session has no model.
     causal
         The model's verdict per exposure id.
+    evaluations
+        The running reconstructions' updates by version (the history's lack the class lists
+        and the FSC curves).
+    class_set
+        The latest class set with its classes and its update's ``version``, or None.
+    reconstruction
+        The latest map with its FSC curves and its update's ``version``, or None.
+    class_labels
+        The operator's latest label per class index.
     """
 
     thresholds: dict[str, float]
@@ -60,6 +70,10 @@ class SessionState:
     quarantine: dict[str, str] = field(default_factory=dict)
     causes: list[dict[str, Any]] | None = None
     causal: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    class_set: dict[str, Any] | None = None
+    reconstruction: dict[str, Any] | None = None
+    class_labels: dict[int, str] = field(default_factory=dict)
     _causal_latest: dict[str, Any] | None = None
     _regime_changed_at: str | None = None
 
@@ -79,6 +93,10 @@ class SessionState:
         self.causal, self._causal_latest, self._regime_changed_at = {}, None, None
         for verdict in snapshot.causal:
             self.take_causal(verdict)
+        self.evaluations = {int(u["version"]): u for u in snapshot.evaluations}
+        self.class_set = snapshot.class_set
+        self.reconstruction = snapshot.reconstruction
+        self.class_labels = dict(snapshot.class_labels)
         if self.connection == "connecting":
             self.connection = "ok"
 
@@ -128,6 +146,43 @@ class SessionState:
             converged=bool(latest.get("converged")),
             regime=int(latest.get("regime") or 0),
             regime_changed_at=self._regime_changed_at,
+        )
+
+    def take_evaluation(self, update: Mapping[str, Any]) -> bool:
+        """Keep a published update of the running reconstructions; True when it brought a
+        newer class set (whose pictures are to be fetched)."""
+        version = update.get("version")
+        if not isinstance(version, int):
+            return False
+        self.evaluations[version] = dict(update)
+        self.evaluations = dict(sorted(self.evaluations.items()))
+        volume = update.get("map")
+        if isinstance(volume, Mapping) and version >= int(
+            (self.reconstruction or {}).get("version", -1)
+        ):
+            self.reconstruction = {"version": version, **volume}
+        classes = update.get("class_set")
+        if isinstance(classes, Mapping) and version > int(
+            (self.class_set or {}).get("version", -1)
+        ):
+            self.class_set = {"version": version, **classes}
+            return True
+        return False
+
+    def take_class_label(self, class_index: int, label: str) -> None:
+        """Keep the operator's label of a class."""
+        if label in ("select", "reject"):
+            self.class_labels[int(class_index)] = label
+
+    def reconstruction_state(self) -> ReconstructionState:
+        """What the reconstructions panel and the overview's headline show."""
+        status = (self.status or {}).get("reconstruction")
+        return ReconstructionState(
+            updates=list(self.evaluations.values()),
+            class_set=self.class_set,
+            reconstruction=self.reconstruction,
+            class_labels=self.class_labels,
+            status=status if isinstance(status, Mapping) else None,
         )
 
     def take_quarantine(self, row: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -13,7 +13,12 @@ Request: ``{"token": "...", "action": "...", ...parameters}``. Reply: ``{"ok": t
 ``set_threshold``  ``name`` (a key of the status's ``thresholds``), ``value`` (a number):
                    the alert threshold, used from the next exposure on
 ``thumbnail``      ``exposure_id``, ``kind`` (``micrograph`` or ``power_spectrum``): the PNG, as
-                   base64 text in ``png_base64``
+                   base64 text in ``png_base64``; ``kind`` ``class_gallery`` (no
+                   ``exposure_id``): the latest update's 2D class gallery (see
+                   :mod:`.gallery`), with that update's ``version``
+``class_label``    ``class_index`` (from 0), ``label`` (``select`` or ``reject``): stored in
+                   ``class_labels``; the running 2D classification applies it at its next
+                   update
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from causalscope.daemon.client.errors import ControlError
 
 __all__ = ["ACTIONS", "control_request"]
 
-ACTIONS = ("status", "label", "pause", "resume", "set_threshold", "thumbnail")
+ACTIONS = ("status", "label", "pause", "resume", "set_threshold", "thumbnail", "class_label")
 
 
 def control_request(

@@ -25,6 +25,7 @@ __all__ = [
     "catch_up",
     "decode_exposure_row",
     "has_causal",
+    "has_evaluations",
     "latest_time",
     "parse_message",
     "read_recorded",
@@ -77,6 +78,16 @@ class Snapshot:
     causal
         The causal model's verdict on each exposure it learned from (as published on
         ``causal``, without the ranking), in the order it learned them.
+    evaluations
+        The running reconstructions' updates, oldest first, as published on ``evaluation``
+        less the bulky lists (no ``classes`` in a ``class_set``, no FSC curves in a ``map``);
+        empty for a session without them (or a file older than schema 3).
+    class_set
+        The latest class set with its ``classes`` and its update's ``version``, or None.
+    reconstruction
+        The latest map with its FSC curves and its update's ``version``, or None.
+    class_labels
+        The operator's latest label (``select`` or ``reject``) per class index.
     """
 
     rows: list[dict[str, Any]]
@@ -86,6 +97,10 @@ class Snapshot:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     causes: list[dict[str, Any]] | None = None
     causal: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    class_set: dict[str, Any] | None = None
+    reconstruction: dict[str, Any] | None = None
+    class_labels: dict[int, str] = field(default_factory=dict)
 
 
 def _decoded(value: Any) -> Any:
@@ -115,6 +130,37 @@ def has_causal(select: Select) -> bool:
     return int(select(views.HAS_CAUSAL_SQL, None).rows[0][0]) == len(views.CAUSAL_RELATIONS)
 
 
+def has_evaluations(select: Select) -> bool:
+    """Whether the session has the running reconstructions' tables (schema 3 on)."""
+    found = int(select(views.HAS_EVALUATIONS_SQL, None).rows[0][0])
+    return found == len(views.EVALUATION_RELATIONS)
+
+
+_EVALUATION_JSON = ("class_set", "map", "forecast")
+
+
+def _latest(select: Select, sql: str, part: str) -> dict[str, Any] | None:
+    """The one row of ``sql`` (``version`` and the JSON object ``part``) as the object with
+    its version; None when there is none."""
+    rows = _dicts(select(sql, None), (part,))
+    if not rows or not isinstance(rows[0].get(part), dict):
+        return None
+    return {"version": rows[0]["version"], **rows[0][part]}
+
+
+def _read_evaluations(select: Select) -> dict[str, Any]:
+    """The running reconstructions' part of a :class:`Snapshot` (its keyword arguments)."""
+    if not has_evaluations(select):
+        return {}
+    labels = {int(r[1]): str(r[2]) for r in select(views.CLASS_LABELS_SQL, None).rows}
+    return {
+        "evaluations": _dicts(select(views.EVALUATIONS_SQL, None), _EVALUATION_JSON),
+        "class_set": _latest(select, views.LATEST_CLASS_SET_SQL, "class_set"),
+        "reconstruction": _latest(select, views.LATEST_MAP_SQL, "map"),
+        "class_labels": labels,
+    }
+
+
 def read_snapshot(select: Select, status: dict[str, Any] | None) -> Snapshot:
     """Everything the session holds now, with ``status`` as given."""
     history = select(views.HISTORY_SQL, None)
@@ -131,24 +177,30 @@ def read_snapshot(select: Select, status: dict[str, Any] | None) -> Snapshot:
         quarantine=_dicts(select(QUARANTINE_SQL, None)),
         causes=causes,
         causal=causal,
+        **_read_evaluations(select),
     )
 
 
 def catch_up(select: Select, since: str) -> list[tuple[str, dict[str, Any]]]:
     """The messages for what was committed from ``since`` (ISO time) on: each exposure's row,
-    then the causal verdicts on those exposures, each with the latest ranking, as published."""
+    the causal verdicts on those exposures, each with the latest ranking, the running
+    reconstructions' updates and the class labels, as published."""
     result = select(views.EXPOSURE_CATCH_UP_SQL, [since])
-    messages = []
+    messages: list[tuple[str, dict[str, Any]]] = []
     ids = []
     for row in result.rows:
         decoded = decode_exposure_row(result.columns, row)
         ids.append(str(decoded["exposure_id"]))
         messages.append(("exposure", decoded))
-    if not ids or not has_causal(select):
-        return messages
-    ranking = _dicts(select(views.CAUSES_SQL, None))
-    for verdict in _dicts(select(views.CAUSAL_CATCH_UP_SQL, [ids]), ("shares",)):
-        messages.append(("causal", {**verdict, "ranking": ranking}))
+    if ids and has_causal(select):
+        ranking = _dicts(select(views.CAUSES_SQL, None))
+        for verdict in _dicts(select(views.CAUSAL_CATCH_UP_SQL, [ids]), ("shares",)):
+            messages.append(("causal", {**verdict, "ranking": ranking}))
+    if has_evaluations(select):
+        for update in _dicts(select(views.EVALUATION_CATCH_UP_SQL, [since]), _EVALUATION_JSON):
+            messages.append(("evaluation", update))
+        for label in _dicts(select(views.CLASS_LABEL_CATCH_UP_SQL, [since])):
+            messages.append(("class_label", label))
     return messages
 
 

@@ -22,6 +22,13 @@ views existed gets them as temporary views when it is opened read-only
     The causal model's verdict on each exposure with its ``shares`` (a JSON list), in the shape
     of a published ``causal`` update less its ranking; ``index`` is ``model_index``
     (:class:`~.wire.CausalVerdict`).
+``evaluation_updates``
+    One row per update of the running reconstructions, in the shape published on
+    ``evaluation`` (:class:`~.wire.EvaluationUpdate`): ``version``, ``particles``,
+    ``exposures``, ``seconds`` and the JSON objects ``class_set`` (the ``class_sets`` row with
+    its ``classes``, a JSON list of the ``classes`` rows in class order without ``version`` and
+    ``image``), ``map`` (the ``reconstructions`` row) and ``forecast`` (the ``forecasts``
+    row), each without its ``version`` and null when the update has none.
 """
 
 from __future__ import annotations
@@ -34,9 +41,17 @@ __all__ = [
     "CAUSAL_RELATIONS",
     "CAUSAL_SQL",
     "CAUSES_SQL",
+    "CLASS_LABELS_SQL",
+    "CLASS_LABEL_CATCH_UP_SQL",
+    "EVALUATIONS_SQL",
+    "EVALUATION_CATCH_UP_SQL",
+    "EVALUATION_RELATIONS",
     "EXPOSURE_CATCH_UP_SQL",
     "HAS_CAUSAL_SQL",
+    "HAS_EVALUATIONS_SQL",
     "HISTORY_SQL",
+    "LATEST_CLASS_SET_SQL",
+    "LATEST_MAP_SQL",
     "PUBLISHED_EXPOSURE_SQL",
     "VIEWS",
     "View",
@@ -122,6 +137,34 @@ LEFT JOIN (
 ) AS sh ON sh.exposure_id = c.exposure_id
 """
 
+
+def _without_version(alias: str) -> str:
+    # a joined row as a JSON object without its version; null when the join found none
+    return (
+        f"CASE WHEN {alias}.version IS NULL THEN NULL "
+        f"ELSE json_remove(to_json({alias}), '$.version') END"
+    )
+
+
+_EVALUATION_UPDATES = f"""
+SELECT e.version, e.particles, e.exposures, e.seconds,
+    CASE WHEN cs.version IS NULL THEN NULL
+    ELSE json_merge_patch(json_remove(to_json(cs), '$.version'),
+        json_object('classes', coalesce(cl.classes, '[]'::JSON))) END AS class_set,
+    {_without_version("r")} AS map,
+    {_without_version("f")} AS forecast
+FROM evaluations AS e
+LEFT JOIN class_sets AS cs ON cs.version = e.version
+LEFT JOIN (
+    SELECT c.version,
+        to_json(list(json_remove(json_remove(to_json(c), '$.version'), '$.image')
+            ORDER BY c.class_index)) AS classes
+    FROM classes AS c GROUP BY c.version
+) AS cl ON cl.version = e.version
+LEFT JOIN reconstructions AS r ON r.version = e.version
+LEFT JOIN forecasts AS f ON f.version = e.version
+"""
+
 #: The views, in the order they are created (a view after those it reads).
 VIEWS: tuple[View, ...] = (
     View("exposure_rows", _EXPOSURE_ROWS, ("exposures", "motion", "ctf", "picking", "flags")),
@@ -129,6 +172,11 @@ VIEWS: tuple[View, ...] = (
     View("alerts", _ALERTS, ("events",)),
     View("latest_causes", _LATEST_CAUSES, ("causal_ranking",)),
     View("causal_verdicts", _CAUSAL_VERDICTS, ("causal", "causal_shares")),
+    View(
+        "evaluation_updates",
+        _EVALUATION_UPDATES,
+        ("evaluations", "class_sets", "classes", "reconstructions", "forecasts"),
+    ),
 )
 
 #: One exposure as published after its commit (parameter ``$id``).
@@ -157,4 +205,52 @@ CAUSAL_RELATIONS = ("latest_causes", "causal_verdicts", "causal", "causal_shares
 HAS_CAUSAL_SQL = (
     "SELECT count(DISTINCT table_name) FROM information_schema.tables "
     f"WHERE table_name IN {CAUSAL_RELATIONS}"
+)
+
+#: The running reconstructions' updates, oldest first, without the bulky lists (each class set's
+#: ``classes``, each map's FSC curves): what the history plots and the verdict need.
+EVALUATIONS_SQL = (
+    "SELECT version, particles, exposures, seconds, "
+    "json_remove(class_set, '$.classes') AS class_set, "
+    "json_remove(json_remove(map, '$.fsc_masked'), '$.fsc_unmasked') AS map, forecast "
+    "FROM evaluation_updates ORDER BY version"
+)
+#: The latest update that has a class set: ``version`` and ``class_set`` with its classes.
+LATEST_CLASS_SET_SQL = (
+    "SELECT version, class_set FROM evaluation_updates "
+    "WHERE version = (SELECT max(version) FROM class_sets)"
+)
+#: The latest update that has a map: ``version`` and ``map`` with its FSC curves.
+LATEST_MAP_SQL = (
+    "SELECT version, map FROM evaluation_updates "
+    "WHERE version = (SELECT max(version) FROM reconstructions)"
+)
+#: The operator's class labels, oldest first (the latest per class wins).
+CLASS_LABELS_SQL = (
+    "SELECT id, class_index, label, labelled_at, labelled_by FROM class_labels ORDER BY id"
+)
+#: The updates committed from a time (``$1``, ISO text) on, whole, as published.
+EVALUATION_CATCH_UP_SQL = (
+    "SELECT * FROM evaluation_updates WHERE version IN "
+    "(SELECT version FROM evaluations WHERE committed_at >= $1::TIMESTAMP) ORDER BY version"
+)
+#: The class labels stored from a time (``$1``, ISO text) on, oldest first.
+CLASS_LABEL_CATCH_UP_SQL = (
+    "SELECT id, class_index, label, labelled_at, labelled_by FROM class_labels "
+    "WHERE labelled_at >= $1::TIMESTAMP ORDER BY id"
+)
+#: The running reconstructions' view and tables: a file older than schema 3 has none.
+EVALUATION_RELATIONS = (
+    "evaluation_updates",
+    "evaluations",
+    "class_sets",
+    "classes",
+    "reconstructions",
+    "forecasts",
+    "class_labels",
+)
+#: How many of :data:`EVALUATION_RELATIONS` the session has.
+HAS_EVALUATIONS_SQL = (
+    "SELECT count(DISTINCT table_name) FROM information_schema.tables "
+    f"WHERE table_name IN {EVALUATION_RELATIONS}"
 )

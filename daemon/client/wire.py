@@ -22,14 +22,21 @@ __all__ = [
     "CausalVerdict",
     "Cause",
     "CauseShare",
+    "ClassLabel",
+    "ClassRow",
+    "ClassSet",
     "CtfRow",
+    "EvaluationUpdate",
     "Event",
     "ExposureRow",
     "FlagRow",
+    "Forecast",
     "Label",
+    "MapRow",
     "MotionRow",
     "PickingRow",
     "QuarantineRow",
+    "ReconstructionStatus",
     "Status",
     "parse_payload",
 ]
@@ -200,6 +207,18 @@ class QuarantineRow(_Wire):
     quarantined_at: str
 
 
+class ReconstructionStatus(_Wire):
+    """The running reconstructions in the session's status: the latest update's ``version``
+    (None before the first) and ``particles``, the exposures handed to the evaluator and not
+    yet taken (``backlog``), and the new particles that trigger the next update
+    (``update_every``, raised when updates take long)."""
+
+    version: int | None
+    particles: int
+    backlog: int
+    update_every: int
+
+
 class Status(_Wire):
     """The session's status: published every second on ``status``, answered by the control
     action ``status``, and made from the counts for a finished session (``finished``)."""
@@ -222,6 +241,7 @@ class Status(_Wire):
     keeping_up: bool | None
     thresholds: dict[str, float] | None = None
     finished: bool = False
+    reconstruction: ReconstructionStatus | None = None
 
 
 class Cause(_Wire):
@@ -271,6 +291,103 @@ class CausalUpdate(CausalVerdict):
     ranking: list[Cause]
 
 
+class ClassRow(_Wire):
+    """One 2D class of an update (a ``classes`` row without ``version`` and ``image``).
+
+    ``selected`` is ``auto_selected`` unless the operator's ``label`` (``select`` or
+    ``reject``, as it stood at the update) overrides it.
+    """
+
+    class_index: int
+    particles: int
+    effective_sample_size: float
+    resolution_angstrom: Number
+    junk_score: float
+    auto_selected: bool
+    selected: bool
+    label: Literal["select", "reject"] | None
+
+
+class ClassSet(_Wire):
+    """The 2D classes of an update (a ``class_sets`` row with its ``classes``).
+
+    ``gallery_path`` is a PNG of the averages ten to a row (see
+    :func:`~.gallery.gallery_tiles`); ``classes`` may be left out where only the counts are
+    wanted (the history).
+    """
+
+    n_classes: int
+    particles: int
+    selected_particles: int
+    pixel_size_angstrom: float
+    averages_path: str
+    gallery_path: str
+    model_star_path: str
+    selected_star_path: str
+    classes: list[ClassRow] | None = None
+
+
+class MapRow(_Wire):
+    """The 3D map of an update (a ``reconstructions`` row without ``version``).
+
+    ``fsc_masked`` and ``fsc_unmasked``: shell ``i`` at ``i / (2 (n - 1))`` cycles per pixel;
+    left out where only the resolutions are wanted (the history).
+    """
+
+    particles: int
+    symmetry: str
+    pixel_size_angstrom: float
+    resolution_angstrom: Number
+    resolution_unmasked_angstrom: Number
+    resolution_fsc_05_angstrom: Number
+    fsc_masked: list[Number] | None = None
+    fsc_unmasked: list[Number] | None = None
+    half_map_1: str
+    half_map_2: str
+    map_path: str
+    fsc_star_path: str
+    coverage: float
+    largest_gap_deg: float
+
+
+class Forecast(_Wire):
+    """Resolution against particles at an update (a ``forecasts`` row without ``version``)."""
+
+    particles: int
+    bfactor_angstrom2: Number
+    bfactor_sd_angstrom2: Number
+    ssnr_bfactor_angstrom2: Number
+    target_resolution_angstrom: float
+    particles_needed: Number
+    resolution_at_double_angstrom: Number
+    particles_per_hour: Number
+    hours_to_target: Number
+
+
+class EvaluationUpdate(_Wire):
+    """One update of the running reconstructions, published on ``evaluation`` (a row of the
+    view ``evaluation_updates``): its classes, map and forecast, each null when it has none."""
+
+    version: int
+    particles: int
+    exposures: int
+    seconds: float
+    class_set: ClassSet | None
+    map: MapRow | None
+    forecast: Forecast | None
+
+
+class ClassLabel(_Wire):
+    """An operator's select or reject of a 2D class (a ``class_labels`` row), published on
+    ``class_label``; the evaluator applies it at its next update."""
+
+    id: int
+    class_index: int
+    label: Literal["select", "reject"]
+    labelled_at: str
+    labelled_by: str
+
+
 #: The model of each published topic's payload.
 TOPICS: dict[str, type[_Wire]] = {
     "exposure": ExposureRow,
@@ -279,6 +396,8 @@ TOPICS: dict[str, type[_Wire]] = {
     "quarantine": QuarantineRow,
     "causal": CausalUpdate,
     "status": Status,
+    "evaluation": EvaluationUpdate,
+    "class_label": ClassLabel,
 }
 
 

@@ -10,12 +10,12 @@ store a new field of a record: declare its column (at the table's end) with the 
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
 Version 3 added the running reconstructions' tables (``evaluations``, ``class_sets``,
-``classes``, ``class_labels``, ``reconstructions``, ``forecasts``); an older file gets them
-when a store opens it. Version 2 added the views of :mod:`causalscope.daemon.client.views`
-(``exposure_rows``, ``published_exposures``, ``alerts``, ``latest_causes``,
-``causal_verdicts``): the shapes the session publishes and the dashboard reads. A version-1
-file is migrated when a store opens it (the views are created and the version recorded);
-read-only it gets the views as temporary ones.
+``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their view
+(``evaluation_updates``); an older file gets them when a store opens it. Version 2 added the
+views of :mod:`causalscope.daemon.client.views` (``exposure_rows``, ``published_exposures``,
+``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the session publishes and the
+dashboard reads. A version-1 file is migrated when a store opens it (the views are created and
+the version recorded); read-only it gets the views as temporary ones.
 
 ``schema_version``
     ``version`` (INTEGER): a schema version the file was written or migrated to (one row per

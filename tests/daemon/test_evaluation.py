@@ -4,6 +4,7 @@ and forecast, and tells a restarted evaluator what to take again."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -170,3 +171,55 @@ def test_the_schedule_grows_while_updates_take_longer_than_collecting(tmp_path: 
     # rate measured until the update ended
     rate = 1000 / (time.monotonic() - started)
     assert 2 * 0.5 * rate * 0.9 <= tracker.threshold <= 2 * 2.0 * rate
+
+
+def test_the_control_endpoint_labels_classes_and_sends_the_latest_gallery(
+    tmp_path: Path,
+) -> None:
+    """``class_label`` (stored, and handed to the evaluator) and ``thumbnail`` of kind
+    ``class_gallery`` through the endpoint, carried out by the live session's handler."""
+    import base64
+    import threading
+
+    from causalscope.daemon.control import ControlError, ControlServer, control_request
+    from causalscope.daemon.live import LiveSession
+
+    tracker = _tracker(tmp_path, _Evaluator(), update_every=100)
+    with SessionStore(tmp_path / "s.duckdb") as store:
+        session = LiveSession.__new__(LiveSession)  # the handler's state only
+        session.store, session.scheduler, session.evaluation = store, object(), tracker  # type: ignore[assignment]
+        server = ControlServer("tcp://127.0.0.1:0", token="t", handler=session._act)
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                server.serve_pending()
+                stop.wait(0.01)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(ControlError, match="no 2D classes yet"):
+                control_request(server.endpoint, "t", "thumbnail", kind="class_gallery")
+            reply = control_request(
+                server.endpoint, "t", "class_label", class_index=2, label="reject"
+            )
+            assert reply["class_index"] == 2
+            assert tracker.labels == {2: "reject"}
+            assert store.evaluation_history()[2] == {2: "reject"}
+            gallery = tmp_path / "classes.png"
+            gallery.write_bytes(b"\x89PNG\r\n\x1a\n picture")
+            latest = _update(4)
+            assert latest.class_set is not None
+            class_set = dataclasses.replace(latest.class_set, gallery_path=str(gallery))
+            tracker.latest = dataclasses.replace(latest, class_set=class_set)
+            reply = control_request(server.endpoint, "t", "thumbnail", kind="class_gallery")
+            assert base64.b64decode(reply["png_base64"]) == gallery.read_bytes()
+            assert reply["version"] == 4
+            gallery.unlink()
+            with pytest.raises(ControlError, match="cannot read the class gallery"):
+                control_request(server.endpoint, "t", "thumbnail", kind="class_gallery")
+        finally:
+            stop.set()
+            thread.join(timeout=2)
+            server.close()

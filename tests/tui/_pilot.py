@@ -13,7 +13,9 @@ from textual.worker import WorkerCancelled, WorkerFailed
 from causalscope.tui.app import Dashboard
 
 
-async def settle(pilot: Pilot[None], groups: Iterable[str] = ("images", "actions")) -> None:
+async def settle(
+    pilot: Pilot[None], groups: Iterable[str] = ("images", "gallery", "actions")
+) -> None:
     """Wait for the history, the pictures and the actions in flight, then for the screen."""
     app = pilot.app
     assert isinstance(app, Dashboard)

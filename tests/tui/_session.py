@@ -4,7 +4,8 @@ the causal model's verdicts learned from the exposures by the daemon's own model
 The CTF fit resolution follows ``d**2 = 12 + 0.3 (ice - 35) + 0.12 drift + 1.5 (defocus - 1.18)``
 (A^2, nm, px, um) with a small deterministic wobble: ice varies from the start and two squares
 at the end are thick (150 and 190 nm), so ice thickness is the cause that costs the most; dose,
-astigmatism and beam tilt do not vary (not observed).
+astigmatism and beam tilt do not vary (not observed). The running reconstructions' five updates
+and the operator's class labels come from :mod:`tests.tui._reconstruction`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from causalscope.models.causal import SessionCausalModel
 from causalscope.models.records import CausalInputs
 from causalscope.tui.source import RecordedSource, Snapshot
 from tests.daemon.store._records import fail_flag, make_record, warn_flag
+from tests.tui._reconstruction import store_evaluations
 
 N_EXPOSURES = 24
 START = dt.datetime(2024, 5, 1, 9, 0, 0)
@@ -45,6 +47,7 @@ STATUS: dict[str, Any] = {
     "acquisition_per_min": 1.2,
     "processing_per_min": 1.3,
     "keeping_up": True,
+    "reconstruction": {"version": 5, "particles": 12_300, "backlog": 1, "update_every": 2_500},
     "thresholds": {
         "ctf_fit_resolution_angstrom": 6.0,
         "total_drift_px": 30.0,
@@ -167,6 +170,7 @@ def _store_rows(folder: Path) -> list[dict[str, Any]]:
             row = store.exposure_row(eid)
             assert row is not None
             rows.append(row)
+        store_evaluations(store, folder)
         store.record_seen(exposure_id(N_EXPOSURES), movie_path="movies/next.tiff", source="watcher")
         row = store.exposure_row(exposure_id(N_EXPOSURES))
         assert row is not None
@@ -203,7 +207,8 @@ def live_causal_update(drift_px: float = 45.0) -> dict[str, Any]:
 
 
 def recorded_snapshot(folder: Path) -> Snapshot:
-    """The recorded session (24 done, 1 seen; 2 alerts; 2 labels; 24 causal verdicts)."""
+    """The recorded session (24 done, 1 seen; 2 alerts; 2 labels; 24 causal verdicts; 5
+    updates of the running reconstructions, 2 class labels)."""
     rows = _store_rows(folder)
     # the causal model's rows as the dashboard reads them from the file
     recorded = RecordedSource.open(folder / "recorded.duckdb").history()
@@ -215,6 +220,10 @@ def recorded_snapshot(folder: Path) -> Snapshot:
         status=copy.deepcopy(STATUS),
         causes=recorded.causes,
         causal=recorded.causal,
+        evaluations=recorded.evaluations,
+        class_set=recorded.class_set,
+        reconstruction=recorded.reconstruction,
+        class_labels=recorded.class_labels,
     )
 
 

@@ -43,6 +43,10 @@ def _keys(*keys: str) -> Callable[[Pilot[None]], Any]:
         pytest.param(("g",), id="graphs_toggled"),
         # small: the causes instead of the table; tall: the panel hidden
         pytest.param(("c",), id="causes_toggled"),
+        # the running reconstructions: the gallery, the verdict, the FSC and the forecast
+        pytest.param(("m",), id="reconstructions"),
+        # a row down and one right (class 7 at 80 columns), rejected: red, faded, ✗
+        pytest.param(("m", "down", "right", "r"), id="class_rejected"),
     ],
 )
 def test_screens(

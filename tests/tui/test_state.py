@@ -99,3 +99,26 @@ def test_loading_a_history_replaces_what_was_known_and_ends_connecting() -> None
     assert set(state.causal) == {"e1"} and state.causes is None
     assert state.causes_state().exposures == 1 and state.causes_state().regime_changed_at == "e1"
     assert state.connection == "ok"
+
+
+def test_an_update_replaces_the_classes_and_map_only_when_newer() -> None:
+    state = _state()
+    classes = {"n_classes": 1, "classes": [{"class_index": 0, "label": None, "selected": True}]}
+    volume = {"particles": 10, "resolution_angstrom": 8.0}
+    assert state.take_evaluation({"version": 2, "class_set": classes, "map": volume})
+    # an older one, handed over again (a catch-up): kept in the history, not shown
+    assert not state.take_evaluation({"version": 1, "class_set": classes, "map": None})
+    assert state.class_set is not None and state.class_set["version"] == 2
+    assert state.reconstruction == {"version": 2, **volume}
+    assert list(state.evaluations) == [1, 2]
+    assert not state.take_evaluation({"version": 3, "class_set": None, "map": None})
+    assert state.class_set["version"] == 2  # an update without classes keeps the last ones
+    assert not state.take_evaluation({"class_set": classes})  # no version: malformed
+    recon = state.reconstruction_state()
+    assert recon.status is None and [u["version"] for u in recon.updates] == [1, 2, 3]
+    row = recon.classes()[0]
+    assert recon.selected(row) and not recon.pending(row)
+    state.take_class_label(0, "reject")
+    state.take_class_label(0, "maybe")  # not a class label: ignored
+    recon = state.reconstruction_state()
+    assert not recon.selected(row) and recon.pending(row) and recon.label(row) == "reject"

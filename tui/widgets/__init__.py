@@ -1,5 +1,5 @@
 """The dashboard's widgets: overview, exposure table, details, alerts, causes, plots, pictures,
-dialogs."""
+the running reconstructions, dialogs."""
 
 from causalscope.tui.widgets.alerts import AlertsPanel
 from causalscope.tui.widgets.causes import CausesPanel
@@ -8,6 +8,7 @@ from causalscope.tui.widgets.dialogs import HelpScreen, ThresholdDialog
 from causalscope.tui.widgets.image import HalfBlockImage, ImagesPanel
 from causalscope.tui.widgets.overview import Overview
 from causalscope.tui.widgets.plots import PlotsPanel
+from causalscope.tui.widgets.reconstruction import ReconstructionPanel
 from causalscope.tui.widgets.table import ExposureTable
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "ImagesPanel",
     "Overview",
     "PlotsPanel",
+    "ReconstructionPanel",
     "ThresholdDialog",
 ]

@@ -30,6 +30,9 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("g", "graphs: plots and pictures instead of the table"),
     ("c", "causes of lost resolution, ranked (instead of the table"),
     ("", "  when small; hides them when tall); ? = still learning"),
+    ("m", "classes & map: the running reconstructions (m or Esc: back)"),
+    ("←→↑↓", "  there: move between the 2D classes (Home, End)"),
+    ("a r", "  there: select / reject the class (the next update uses it)"),
     ("?", "this help"),
     ("q", "quit (the session goes on)"),
 )
@@ -40,7 +43,11 @@ _OVERVIEW_HELP = (
     "workers and devices; the cause costing the most resolution (the causal model's). Alerts "
     "come from the daemon, newest first, each with what to do. Causes: each cause's mean share "
     "of the resolution lost per exposure (█ bar, ├─●─┤ mean ± sd, on one scale), P(top) the "
-    "probability it costs the most, ? still learning; advice for the first."
+    "probability it costs the most, ? still learning; advice for the first. Classes & map: "
+    "the map's resolution (FSC 0.143) and the forecast; each class average with its number "
+    "(from 1), particles and resolution, green = selected, red and faded = rejected, ✓/✗ = "
+    "your label; the FSC (cyan masked, grey unmasked; red 0.143, yellow 0.5, green the "
+    "resolution); resolution against particles, the forecast dotted, the target green."
 )
 
 #: Threshold names (the status's ``thresholds`` keys) and how they are shown.

@@ -30,6 +30,7 @@ __all__ = [
     "HalfBlocks",
     "ImagesPanel",
     "fit_image",
+    "load_class_gallery",
     "load_thumbnail",
     "load_thumbnails",
 ]
@@ -41,8 +42,6 @@ KINDS = {"micrograph": "thumbnail", "power_spectrum": "power_spectrum_thumbnail"
 def load_thumbnail(source: SessionSource, row: Mapping[str, Any], kind: str) -> np.ndarray:
     """The exposure's PNG as a uint8 ``(h, w)`` array: the file when it is here, else asked of
     the session (``thumbnail`` action). Raises ControlError or OSError when neither works."""
-    import imagecodecs
-
     outputs = row.get("outputs") if isinstance(row.get("outputs"), Mapping) else {}
     assert isinstance(outputs, Mapping)
     path = outputs.get(KINDS[kind])
@@ -52,10 +51,36 @@ def load_thumbnail(source: SessionSource, row: Mapping[str, Any], kind: str) -> 
     if data is None:
         reply = source.act("thumbnail", exposure_id=str(row["exposure_id"]), kind=kind)
         data = base64.b64decode(str(reply["png_base64"]))
-    image = np.asarray(imagecodecs.png_decode(data))
+    return _grey(data)
+
+
+def _grey(png: bytes) -> np.ndarray:
+    """A PNG as a uint8 ``(h, w)`` array (the luminance of a colour one)."""
+    import imagecodecs
+
+    image = np.asarray(imagecodecs.png_decode(png))
     if image.ndim == 3:  # grey+alpha or RGB: show the luminance
         image = image[..., :3].mean(axis=-1) if image.shape[-1] >= 3 else image[..., 0]
     return np.asarray(image, dtype=np.uint8)
+
+
+def load_class_gallery(source: SessionSource, class_set: Mapping[str, Any]) -> list[np.ndarray]:
+    """The class set's averages, one uint8 picture per class: cut from its gallery PNG, the
+    file when it is here, else asked of the session (``thumbnail`` action, kind
+    ``class_gallery``). Raises ControlError, OSError or ValueError when neither works, or when
+    the session's latest gallery is of another update than ``class_set``'s."""
+    from causalscope.daemon.client.gallery import gallery_tiles
+
+    version = int(class_set["version"])
+    path = class_set.get("gallery_path")
+    if isinstance(path, str) and Path(path).is_file():
+        data = Path(path).read_bytes()
+    else:
+        reply = source.act("thumbnail", kind="class_gallery")
+        if reply.get("version", version) != version:
+            raise ValueError(f"the session sent the gallery of update {reply.get('version')}")
+        data = base64.b64decode(str(reply["png_base64"]))
+    return gallery_tiles(_grey(data), int(class_set["n_classes"]))
 
 
 def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -26,8 +26,10 @@ class Overview(Static):
         shown: int,
         total: int,
         causes: Text | None = None,
+        reconstruction: Text | None = None,
     ) -> None:
-        """Redraw from the latest status (and the causal model's headline)."""
+        """Redraw from the latest status (and the causal model's and the running
+        reconstructions' headlines)."""
         self.update(
             overview_text(
                 status,
@@ -37,5 +39,6 @@ class Overview(Static):
                 shown=shown,
                 total=total,
                 causes=causes,
+                reconstruction=reconstruction,
             )
         )

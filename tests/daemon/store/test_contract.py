@@ -21,6 +21,7 @@ from causalscope.models.records import CausalInputs, PickingRecord
 from causalscope.tui.source import RecordedSource
 from tests.daemon.store._records import fail_flag, make_record, warn_flag
 from tests.daemon.store.test_publish import LOCAL, _subscribe
+from tests.daemon.test_evaluation import _update
 
 STATUS: dict[str, Any] = {
     "session": "s",
@@ -40,6 +41,7 @@ STATUS: dict[str, Any] = {
     "processing_per_min": 1.0,
     "keeping_up": True,
     "thresholds": {"ice_thickness_nm": 80.0},
+    "reconstruction": {"version": 2, "particles": 33, "backlog": 0, "update_every": 100},
 }
 
 
@@ -90,6 +92,8 @@ def _session(store: SessionStore) -> None:
         "alert", "Ice thick", code="ice", severity="warn", advice="move", exposure_id="a"
     )
     store.add_label("a", "reject")
+    store.commit_evaluation(_update(2))
+    store.add_class_label(1, "select")
     store.publish(b"status", STATUS)
 
 
@@ -115,6 +119,15 @@ def test_every_published_message_fits_its_wire_model(tmp_path: Path, context: zm
     for cause in got["causal"]["ranking"]:
         _check(w.Cause, cause, optional=set())
     _check(w.Status, got["status"], optional={"finished"})
+    _check(w.ReconstructionStatus, got["status"]["reconstruction"], optional=set())
+    update = got["evaluation"]
+    _check(w.EvaluationUpdate, update, optional=set())
+    _check(w.ClassSet, update["class_set"], optional=set())
+    for row in update["class_set"]["classes"]:
+        _check(w.ClassRow, row, optional=set())
+    _check(w.MapRow, update["map"], optional=set())
+    _check(w.Forecast, update["forecast"], optional=set())
+    _check(w.ClassLabel, got["class_label"], optional=set())
     # a payload that lacks a field, or has one of the wrong kind, does not fit
     assert parse_payload("exposure", {**got["exposure"], "state": "lost"}) is None
     broken = {k: v for k, v in got["causal"].items() if k != "shares"}
@@ -138,6 +151,21 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     _check(w.MotionRow, row["motion"], optional={"shifts_px"})
     assert [f["code"] for f in row["flags"]] == ["ice_thick", "drift_early"]
     assert row["picking"]["n_particles"] == 2
+    # the running reconstructions: every update less the bulky lists, the latest whole
+    (update,) = snapshot.evaluations
+    _check(w.EvaluationUpdate, update, optional=set())
+    _check(w.ClassSet, update["class_set"], optional={"classes"})
+    _check(w.MapRow, update["map"], optional={"fsc_masked", "fsc_unmasked"})
+    assert snapshot.class_set is not None and snapshot.reconstruction is not None
+    _check(
+        w.ClassSet, {k: v for k, v in snapshot.class_set.items() if k != "version"}, optional=set()
+    )
+    _check(
+        w.MapRow,
+        {k: v for k, v in snapshot.reconstruction.items() if k != "version"},
+        optional=set(),
+    )
+    assert snapshot.class_labels == {1: "select"}
     (verdict,) = snapshot.causal
     _check(w.CausalVerdict, verdict, optional=set())
     assert snapshot.causes is not None
@@ -150,4 +178,4 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     assert w.Alert.model_validate(alert).data.severity == "warn"
     _check(w.QuarantineRow, snapshot.quarantine[0], optional=set())
     assert snapshot.status is not None
-    _check(w.Status, snapshot.status, optional={"thresholds"})
+    _check(w.Status, snapshot.status, optional={"thresholds", "reconstruction"})
