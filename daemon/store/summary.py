@@ -240,8 +240,8 @@ class SessionSummary:
     def describe_reconstruction(self) -> list[str]:
         """The running reconstructions' lines of :meth:`describe`."""
         r = self.reconstruction
-        if r is None:
-            return ["reconstruction  none yet"]
+        if r is None:  # a session without them reads as before they existed
+            return []
         lines = [
             f"reconstruction  update {r['version']}: {r['particles']} particles from "
             f"{r['exposures']} exposures"
