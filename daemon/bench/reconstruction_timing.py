@@ -12,19 +12,23 @@ per particle, no ice, no shot noise), and enough for the searches to do their re
   box 128 in batches of ``batch``, bins them itself to its working box (Nyquist 4 A: 64 px at
   2 A/px). Per batch: seconds, of which full passes (:meth:`Class2D.reassign_all`, on the
   classifier's schedule: after every batch up to 2,000 particles, every 4th after; the first
-  batch holds the start and its 4 passes) and the rest (the batch's own E- and M-step). Then
-  one more full pass over all ``n``.
+  batch holds the start and its 4 passes) and the rest (the batch's own E- and M-step; its
+  E-step twice when a full pass ran, as the batch is scored again against the new classes).
+  Then one more full pass over all ``n``.
 - 3D: :class:`models.reconstruction.refine.RunningRefinement` against the truth (which it
   low-passes to 30 A), particles Fourier-cropped to ``binned_px`` as the live evaluator does
   (:mod:`actors.reconstruction`, 64 by default: 4 A/px). Per batch: align, add, and one
   :meth:`RunningRefinement.update` (both half-maps, their FSC, the next references), and the
   resolution the batch was aligned at (the search's band follows it, so alignment costs more
   per particle as the map improves, whatever the count). The update's cost does not depend on
-  the count; it is also timed once unbinned (box ``box_px``) on a few particles.
+  the count; it is also timed once unbinned (box ``box_px``) after 200 particles at their true
+  poses.
 
+Every time is given as wall seconds and as CPU seconds of the process (all its threads): the
+CPU time per particle stays put when other processes take the cores, the wall time does not.
 Memory: the peak resident memory of each stage above its start (sampled, :mod:`._measure`) and
-the process's lifetime peak. The load average at the start and at the end says whether
-anything else ran.
+the process's lifetime peak. The load average at the start, between 2D and 3D, after each
+batch and at the end says whether anything else ran.
 """
 
 from __future__ import annotations
