@@ -21,7 +21,10 @@
           the simulated envelope and its forecast, and the cost per particle as the set grows
           (--n particles, default 8000, box 48, known poses); with --refine, refinement of
           simulated particles (--n, default 1000, box 64 at 2 A/px) from a 30 A reference:
-          pose and offset errors, gold-standard FSC against the truth's, time per particle
+          pose and offset errors, gold-standard FSC against the truth's, time per particle;
+          with --timing, the running 2D classification and 3D refinement of --n (10,000)
+          simulated particles at box 128 (2 A/px) in batches of 1,000 on --threads (2): each
+          batch's update, a full 2D pass, the 3D update, peak memory, the load average
 
   classes  streaming 2D classification of a simulated session of two species (6z6u and 5a1a
           from ../shared/data/models) and junk: purity of every selected class, junk rejected,
@@ -100,6 +103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reconstruction: gold-standard refinement of simulated particles from a 30 A "
         "reference (--n particles, default 1000) instead of known poses",
+    )
+    parser.add_argument(
+        "--timing",
+        action="store_true",
+        help="reconstruction: time the 2D and 3D updates as 10,000 particles arrive (--n)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="reconstruction --timing: torch threads (2)"
     )
     parser.add_argument(
         "--structure",
@@ -228,6 +239,10 @@ def _ctf(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
+    if args.timing:
+        from causalscope.daemon.bench.reconstruction_timing import run_timing_bench
+
+        return run_timing_bench(n=args.n or 10_000, threads=args.threads)
     if args.refine:
         from causalscope.daemon.bench.reconstruction_refine import run_refinement_bench
 

@@ -147,7 +147,8 @@ class Class2D:
         self.grid = Grid.of(max(work, 16), box_px * pixel_size_angstrom / max(work, 16))
         self.binning = box_px / self.grid.box
         self.shifts = shift_grid(s.max_shift_px / self.binning, s.shift_step_px / self.binning)
-        self._images: list[torch.Tensor] = []
+        # the binned images, in a buffer with room to grow (its first n_stored rows in use)
+        self._images = torch.zeros(0, self.grid.box, self.grid.box)
         self._ctfs: list[ParticleCtfs] = []
         self._ids: list[np.ndarray] = []
         self._chi2 = torch.zeros(0)
@@ -217,9 +218,10 @@ class Class2D:
         return self.references.numpy().astype(np.float32)
 
     def stored(self) -> tuple[torch.Tensor, ParticleCtfs, np.ndarray]:
-        """Every stored particle: binned images, CTFs and ids."""
+        """Every stored particle: binned images (a view of the store: not to be written to),
+        CTFs and ids."""
         return (
-            torch.cat(self._images),
+            self._images[: self.n_stored],
             ParticleCtfs.concatenate(self._ctfs),
             np.concatenate(self._ids),
         )
@@ -242,16 +244,15 @@ class Class2D:
                 f"ctf pixel size {ctf.pixel_size_angstrom} != {self.pixel_size_angstrom}"
             )
         start = self.n_stored
-        self._images.append(fourier_crop(data, self.grid.box))
+        self._images = _appended(self._images, start, fourier_crop(data, self.grid.box))
         self._ctfs.append(ctf)
         self._ids.append(ids)
-        if len(self._images) > 1:  # one tensor, so indexing stays cheap
-            self._images = [torch.cat(self._images)]
+        if len(self._ids) > 1:  # one array each, so indexing stays cheap
             self._ctfs = [ParticleCtfs.concatenate(self._ctfs)]
             self._ids = [np.concatenate(self._ids)]
         self._chi2 = torch.cat([self._chi2, torch.zeros(data.shape[0])])
         self._log_power = torch.cat([self._log_power, torch.zeros(data.shape[0])])
-        added = self._images[-1][-len(ids) :]
+        added = self._images[start : start + len(ids)]
         self._halo = np.concatenate([self._halo, self._halo_of(added)])
         self._mass = np.concatenate([self._mass, added.mean(dim=(1, 2)).double().numpy()])
         self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
@@ -532,6 +533,20 @@ def _global_z(values: np.ndarray) -> np.ndarray:
     if sigma <= 0:
         return np.zeros(values.size)
     return (values - centre) / sigma
+
+
+def _appended(buffer: torch.Tensor, used: int, rows: torch.Tensor) -> torch.Tensor:
+    """``buffer`` (its first ``used`` rows in use) with ``rows`` after them. A full buffer is
+    replaced by one half as large again, so that adding a batch costs the batch's size, not
+    the set's (copying the whole set per batch would make each batch slower as the set
+    grows)."""
+    need = used + rows.shape[0]
+    if need > buffer.shape[0]:
+        grown = rows.new_empty((max(need, buffer.shape[0] * 3 // 2), *rows.shape[1:]))
+        grown[:used] = buffer[:used]
+        buffer = grown
+    buffer[used:need] = rows
+    return buffer
 
 
 def _unassigned(ids: np.ndarray) -> Assignment:

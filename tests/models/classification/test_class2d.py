@@ -20,6 +20,7 @@ from causalscope.models.classification import (
     wiener_average,
 )
 from causalscope.models.classification._em import accumulate, expectation, rotated_references
+from causalscope.models.reconstruction.resample import fourier_crop
 from causalscope.models.restoration.frc import fourier_ring_correlation
 from causalscope.models.simulate import (
     ParticleStack,
@@ -232,3 +233,26 @@ def test_a_halo_or_an_excess_of_mass_marks_a_particle_as_an_outlier() -> None:
     outlier = model.reassign_all().outlier
     assert outlier[halo].all() and outlier[heavy].all()
     assert outlier[16:].mean() <= 0.03
+
+
+def test_the_store_keeps_every_batch_in_order() -> None:
+    """Batches of 3, 5, 1, 7 and 2 particles (the store makes room four times) come
+    back binned (32 px at 2 A/px to the 16 px working box), in order, with their ids and CTFs;
+    the classes never start (start_after), so nothing else runs."""
+    settings = Class2DSettings(n_classes=2, start_after=1000)
+    model = Class2D(box_px=32, pixel_size_angstrom=2.0, settings=settings)
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(18, 32, 32)).astype(np.float32)
+    defocus = rng.uniform(1e4, 2e4, 18)
+    ids = rng.permutation(100)[:18]
+    first = 0
+    for size in (3, 5, 1, 7, 2):
+        part = slice(first, first + size)
+        ctf = ParticleCtfs(defocus[part], defocus[part], np.zeros(size), 300.0, 2.7, 0.07, 2.0)
+        model.partial_fit(images[part], ctf, ids[part])
+        first += size
+    stored, ctf, stored_ids = model.stored()
+    assert model.n_stored == 18 and model.grid.box == 16
+    torch.testing.assert_close(stored, fourier_crop(torch.as_tensor(images), 16))
+    np.testing.assert_array_equal(stored_ids, ids)
+    np.testing.assert_array_equal(ctf.defocus_u_angstrom, defocus)

@@ -3,11 +3,14 @@ that add up (new particles are added, never recomputed)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytest
 import torch
 from torch_fourier_shell_correlation import fourier_shell_correlation
 
-from causalscope.models.reconstruction import Accumulator
+from causalscope.models.reconstruction import Accumulator, backprojection
 from tests.models.reconstruction._maps import blob_map, particle_images
 
 APIX = 2.0
@@ -56,3 +59,30 @@ def test_a_weight_of_two_counts_a_particle_twice() -> None:
     twice = _accumulate(images, rotations, ctfs, offsets, np.array([0, 0, 1, 2, 3, 4]))
     torch.testing.assert_close(weighted.data, twice.data, atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(weighted.weight, twice.weight, atol=1e-3, rtol=1e-4)
+
+
+def test_many_particles_at_once_go_in_chunks_that_sum_as_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """120 particles in one call are inserted in chunks (so memory does not grow with the
+    count): at box 24 (padded 48: 1,200 samples a particle) and 96 particles' samples a
+    chunk, 96 and 24; the sums equal those of one chunk of all 120."""
+    images, rotations, ctfs, offsets = particle_images(blob_map(24), 120, pixel_size_angstrom=APIX)
+    weights = torch.linspace(0.5, 1.5, 120)
+    calls: list[int] = []
+    insert = backprojection.Accumulator._insert
+
+    def counted(self: Accumulator, images: torch.Tensor, *args: Any) -> None:
+        calls.append(len(images))
+        insert(self, images, *args)
+
+    monkeypatch.setattr(backprojection.Accumulator, "_insert", counted)
+    monkeypatch.setattr(backprojection, "_SAMPLES_PER_CHUNK", 96 * 48 * 25)
+    chunked = _accumulate(images, rotations, ctfs, offsets, weights=weights)
+    assert calls == [96, 24]
+    monkeypatch.setattr(backprojection, "_SAMPLES_PER_CHUNK", 1 << 40)
+    whole = _accumulate(images, rotations, ctfs, offsets, weights=weights)
+    assert calls[2:] == [120]
+    assert chunked.count == whole.count == 120
+    torch.testing.assert_close(chunked.data, whole.data, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(chunked.weight, whole.weight, atol=1e-3, rtol=1e-4)
