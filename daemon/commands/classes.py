@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
             f"--classes {args.classes}, --batch {args.batch} (>= 1), --diameter-angstrom "
             f"{args.diameter_angstrom} (> 0)",
         )
+    # before the work: a class number that cannot exist is refused at once
+    unknown = [k for k in (*args.select, *args.reject) if not 1 <= k <= args.classes]
+    if unknown:
+        raise InputError("No such class", f"classes {unknown}: there are {args.classes} (from 1)")
     images, ctfs, rows, _, apix = load_particles(star_files(args.particles), args.box)
     model = Class2D(
         box_px=int(images.shape[-1]),
@@ -114,9 +118,6 @@ def run(args: argparse.Namespace) -> int:
         )
     everything = model.reassign_all()
     metrics = class_metrics(model, everything, particle_diameter_angstrom=args.diameter_angstrom)
-    unknown = [k for k in (*args.select, *args.reject) if not 1 <= k <= len(metrics)]
-    if unknown:
-        raise InputError("No such class", f"classes {unknown}: there are {len(metrics)} (from 1)")
     manual = {k - 1: True for k in args.select} | {k - 1: False for k in args.reject}
     keep = np.asarray(select_classes(metrics, threshold=args.threshold, manual=manual))
     _write(args.out, model, everything, metrics, keep, rows)
