@@ -151,13 +151,13 @@ class EvaluationTracker:
 
     # --- collecting ---------------------------------------------------------------------
 
-    def _result(self, handle: Any, wait_s: float) -> tuple[bool, Any]:
-        """(finished, value or exception) of a handle."""
+    def _result(self, handle: Any, deadline: float) -> tuple[bool, Any]:
+        """(finished, value or exception) of a handle, waited for until ``deadline``."""
         if not self._remote:
             return True, handle[1]
         import ray
 
-        ready, _ = ray.wait([handle], timeout=wait_s)
+        ready, _ = ray.wait([handle], timeout=max(0.0, deadline - time.monotonic()))
         if not ready:
             return False, None
         try:
@@ -167,15 +167,17 @@ class EvaluationTracker:
 
     def poll(self, *, wait_s: float = 0.0, final: bool = False) -> list[EvaluationUpdate]:
         """Finished updates the store does not hold yet; asks for the next when due
-        (``final``: now, for whatever is new; ``wait_s``: how long to wait for it)."""
+        (``final``: now, for whatever is new; ``wait_s``: how long to wait, in all, for what
+        is under way)."""
+        deadline = time.monotonic() + wait_s
         if self._worker is None:
             return []
         out: list[EvaluationUpdate] = []
         if self._recovery is not None:
-            out += self._recover(wait_s)
+            out += self._recover(deadline)
         while self._consuming:
             exposure_id, handle = self._consuming[0]
-            finished, value = self._result(handle, wait_s)
+            finished, value = self._result(handle, deadline)
             if not finished:
                 break
             self._consuming.popleft()
@@ -183,21 +185,21 @@ class EvaluationTracker:
                 self.errors.append(f"{exposure_id}: {value}")
                 log.warning("evaluator skipped %s: %s", exposure_id, value)
         if self._update is not None:
-            out += self._collect_update(wait_s)
+            out += self._collect_update(deadline)
         last = self._last_arrival
         quiet = last is not None and time.monotonic() - last > self.idle_s
         due = self._new_particles >= self.threshold or self._relabelled
         due = due or (quiet and self._new_particles > 0)
         if self._update is None and (due or (final and self._new_particles)):
             self._ask_for_update()
-            out += self._collect_update(wait_s)
+            out += self._collect_update(deadline)
         return out
 
-    def _recover(self, wait_s: float) -> list[EvaluationUpdate]:
+    def _recover(self, deadline: float) -> list[EvaluationUpdate]:
         """The evaluator's saved update when the store lacks it (after a restart)."""
         assert self._recovery is not None
         handle, stored = self._recovery
-        finished, latest = self._result(handle, wait_s)
+        finished, latest = self._result(handle, deadline)
         if not finished:
             return []
         self._recovery = None
@@ -215,10 +217,10 @@ class EvaluationTracker:
         self._new_particles = 0
         self._relabelled = False
 
-    def _collect_update(self, wait_s: float) -> list[EvaluationUpdate]:
+    def _collect_update(self, deadline: float) -> list[EvaluationUpdate]:
         assert self._update is not None
         handle, asked_at = self._update
-        finished, value = self._result(handle, wait_s)
+        finished, value = self._result(handle, deadline)
         if not finished:
             return []
         self._update = None

@@ -71,7 +71,8 @@ class LiveOptions:
     retry_after_s
         Pause before retrying after a storage error (a full disk).
     final_update_s
-        At the end, how long to wait for each of the running reconstructions' last steps.
+        At the end, how long to wait in all for the running reconstructions' last update (the
+        exposures it would hold are handed over again at the next start).
     command_line
         Recorded with the run's settings.
     """
