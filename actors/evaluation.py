@@ -254,6 +254,9 @@ class SessionEvaluator:
         refinement = self._refinement
         if refinement is None or min(refinement.half_counts()) == 0:
             return None
+        latest = self._latest.map if self._latest is not None else None
+        if latest is not None and latest.particles == refinement.particle_count:
+            return latest  # nothing new (a relabelling): the map stands
         fsc = refinement.update()
         paths = write_refinement_maps(
             self.state_dir / "maps", refinement, stem=f"v{self._version:04d}_"

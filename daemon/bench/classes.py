@@ -55,19 +55,10 @@ def _classify(
     """The classifier after batches of ``batch`` and a final full pass; timings."""
     import torch
 
+    from causalscope.daemon.bench.reconstruction_refine import _stack_ctfs
     from causalscope.models.classification import Class2D, Class2DSettings
-    from causalscope.models.reconstruction import ParticleCtfs
 
-    ctfs = ParticleCtfs(
-        stack.defocus_u_angstrom,
-        stack.defocus_v_angstrom,
-        stack.defocus_angle_deg,
-        voltage_kv=stack.voltage_kv,
-        spherical_aberration_mm=stack.spherical_aberration_mm,
-        amplitude_contrast=stack.amplitude_contrast,
-        pixel_size_angstrom=stack.pixel_size_angstrom,
-        phase_flipped=stack.phase_flipped,
-    )
+    ctfs = _stack_ctfs(stack)
     images = torch.as_tensor(stack.images)
     model = Class2D(
         box_px=int(images.shape[-1]),
@@ -98,6 +89,7 @@ def _class_frc(model: Any, everything: Any, stack: Any, specimens: dict[str, Any
     from causalscope.models.classification import frc_first_crossing_angstrom
     from causalscope.models.classification._grids import rotate_images
     from causalscope.models.reconstruction.resample import fourier_crop
+    from causalscope.models.restoration import fourier_ring_correlation
     from causalscope.models.simulate.particle_stack import project_specimen
 
     members = np.flatnonzero(everything.class_index == k)
@@ -117,26 +109,10 @@ def _class_frc(model: Any, everything: Any, stack: Any, specimens: dict[str, Any
     psi = torch.tensor([np.deg2rad(everything.psi_deg[best])], dtype=torch.float32)
     average = torch.as_tensor(model.averages()[k])[None]
     turned = rotate_images(average, psi)
-    frc = _frc(turned[0], truth[0])
+    frc = fourier_ring_correlation(turned[0], truth[0])
     return frc_first_crossing_angstrom(
         frc, pixel_size_angstrom=float(model.grid.pixel_size_angstrom), threshold=0.5
     )
-
-
-def _frc(a: Any, b: Any) -> Any:
-    import torch
-
-    fa, fb = torch.fft.rfft2(a), torch.fft.rfft2(b)
-    box = a.shape[-1]
-    ky = torch.fft.fftfreq(box)[:, None]
-    kx = torch.fft.rfftfreq(box)[None, :]
-    ring = torch.round(torch.sqrt(kx**2 + ky**2) * box).long().flatten()
-    n = box // 2 + 1
-    keep = ring < n
-    cross = torch.zeros(n).index_add_(0, ring[keep], (fa * fb.conj()).real.flatten()[keep])
-    pa = torch.zeros(n).index_add_(0, ring[keep], (fa.abs() ** 2).flatten()[keep])
-    pb = torch.zeros(n).index_add_(0, ring[keep], (fb.abs() ** 2).flatten()[keep])
-    return cross / (pa * pb).sqrt().clamp(min=1e-20)
 
 
 def _one_seed(seed: int, specimens: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def _simulate(n: int, *, box_px: int, apix: float, noise: float, seed: int) -> d
     (an :class:`Alignment`: RELION's origin offsets, zero scores) (module docstring)."""
     import torch
 
-    from causalscope.models.reconstruction import ParticleCtfs, Projector, shift_phase
+    from causalscope.daemon.bench.reconstruction import _random_ctfs
+    from causalscope.models.reconstruction import Projector, shift_phase
     from causalscope.models.reconstruction.alignment import Alignment
     from causalscope.models.rotations import random_rotations
     from causalscope.models.simulate.density import specimen_map
@@ -71,16 +72,7 @@ def _simulate(n: int, *, box_px: int, apix: float, noise: float, seed: int) -> d
     projector = Projector(truth)
     rotations = torch.as_tensor(random_rotations(rng, n), dtype=torch.float32)
     shifts = torch.as_tensor(rng.uniform(-2.0, 2.0, (n, 2)), dtype=torch.float32)
-    defocus = rng.uniform(8_000.0, 25_000.0, n)
-    ctfs = ParticleCtfs(
-        defocus,
-        defocus + rng.uniform(0.0, 500.0, n),
-        rng.uniform(0.0, 180.0, n),
-        voltage_kv=300.0,
-        spherical_aberration_mm=2.7,
-        amplitude_contrast=0.1,
-        pixel_size_angstrom=apix,
-    )
+    ctfs = _random_ctfs(rng, n, apix=apix, bfactor=0.0)
     images = torch.empty(n, box_px, box_px)
     for first in range(0, n, _CHUNK):
         index = np.arange(first, min(n, first + _CHUNK))
