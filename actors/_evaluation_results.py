@@ -78,6 +78,9 @@ class MapUpdate:
     fsc_star_path: str
     coverage: float
     largest_gap_deg: float
+    #: the reference's correlation with itself under each operator of ``symmetry`` (none for
+    #: C1 or without a reference): whether the symmetry set fits the map refined against
+    symmetry_correlations: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

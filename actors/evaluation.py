@@ -89,6 +89,7 @@ class SessionEvaluator:
         self._classifier: Class2D | None = None
         self._assigned: dict[str, np.ndarray] = {}
         self._refinement: RunningRefinement | None = None
+        self._symmetry_correlations: tuple[float, ...] | None = None
         self._rotations: list[np.ndarray] = []
         self._history: list[tuple[int, float]] = []  # (particles, resolution) per map update
         self._version = 0
@@ -282,7 +283,39 @@ class SessionEvaluator:
             fsc_star_path=paths["fsc_star"],
             coverage=coverage.coverage,
             largest_gap_deg=coverage.largest_gap_deg,
+            symmetry_correlations=self._reference_symmetry(refinement),
         )
+
+    def _reference_symmetry(self, refinement: RunningRefinement) -> tuple[float, ...]:
+        """The reference's self-correlations under the set symmetry, at the map's sampling
+        and 30 A (what the refinement started from); computed once."""
+        from causalscope.daemon.formats.maps import read_mrc_map
+        from causalscope.models.reconstruction.refine import low_pass
+        from causalscope.models.reconstruction.resample import rescale_map
+        from causalscope.models.reconstruction.symmetry import (
+            self_correlations,
+            symmetry_matrices,
+        )
+
+        if self._symmetry_correlations is not None:
+            return self._symmetry_correlations
+        found: tuple[float, ...] = ()
+        if self.settings.reference is not None and self.settings.symmetry.upper() != "C1":
+            volume, reference_apix = read_mrc_map(self.settings.reference)
+            reference = rescale_map(
+                torch.as_tensor(volume),
+                from_pixel_angstrom=reference_apix,
+                to_pixel_angstrom=refinement.pixel_size_angstrom,
+                box_px=refinement.box_px,
+            )
+            reference = low_pass(
+                reference,
+                resolution_angstrom=30.0,
+                pixel_size_angstrom=refinement.pixel_size_angstrom,
+            )
+            found = self_correlations(reference, symmetry_matrices(self.settings.symmetry))
+        self._symmetry_correlations = found
+        return found
 
     def _forecast(self, update: MapUpdate, particles_per_hour: float | None) -> ForecastUpdate:
         return _forecast(

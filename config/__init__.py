@@ -25,6 +25,7 @@ from causalscope.config.processing import (
     ReconstructionSettings,
 )
 from causalscope.config.render import default_toml, render_toml
+from causalscope.config.scoring import ScoringSettings
 from causalscope.config.services import ServeSettings, StoreSettings, TuiSettings
 from causalscope.config.settings import Settings, default_settings, load_settings, settings_to_dict
 from causalscope.config.simulation import SimulationSettings
@@ -42,6 +43,7 @@ __all__ = [
     "PickingSettings",
     "ProcessingSettings",
     "ReconstructionSettings",
+    "ScoringSettings",
     "ServeSettings",
     "Settings",
     "SimulationSettings",

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from causalscope.config._common import OptionalPath, Section
+from causalscope.config.scoring import ScoringSettings
 
 __all__ = [
     "REFERENCE_SUFFIXES",
@@ -400,4 +401,7 @@ class ProcessingSettings(Section):
     )
     reconstruction: ReconstructionSettings = Field(
         default_factory=ReconstructionSettings, description="Running reconstructions."
+    )
+    scoring: ScoringSettings = Field(
+        default_factory=ScoringSettings, description="Scores of exposures and reconstructions."
     )

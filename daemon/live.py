@@ -26,6 +26,7 @@ from causalscope.daemon.evaluation import EvaluationTracker
 from causalscope.daemon.finetune import Finetuner
 from causalscope.daemon.rates import RateWindow
 from causalscope.daemon.scheduler import Scheduler
+from causalscope.daemon.scoring import ScoreKeeper
 from causalscope.daemon.session import SessionPaths, params_hash, software_version
 from causalscope.daemon.sources.events import SourceEvent
 from causalscope.daemon.terminal import TerminalReporter
@@ -144,6 +145,7 @@ class LiveSession:
         causal = settings.processing.causal
         self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
         self.evaluation = _evaluation_tracker(settings, paths)
+        self.scores: ScoreKeeper | None = None
         self._rates = RateWindow()
         self._next_status = 0.0
 
@@ -187,6 +189,10 @@ class LiveSession:
             self.store.announce_control(self.control.endpoint, token)
         if self.causal is not None:
             self.causal.replay(*self.store.causal_history())
+        if self.settings.processing.scoring.enabled:
+            self.scores = ScoreKeeper(
+                self.settings.processing.scoring, self.store, self.raise_alert
+            )
         if self.evaluation is not None:
             stars, stored_version, labels = self.store.evaluation_history()
             self.evaluation.labels.update(labels)
@@ -337,9 +343,12 @@ class LiveSession:
             return
         for update in tracker.poll(final=final, wait_s=wait_s):
             try:
-                self.store.commit_evaluation(update)
+                stored = self.store.commit_evaluation(update)
             except CausalscopeError as error:  # the evaluator hands it over again at restart
                 self.reporter.problem(error.title, error.message)
+                continue
+            if stored and self.scores is not None:
+                self.scores.reconstruction(update)
         while tracker.errors:
             message = tracker.errors.pop(0)
             with contextlib.suppress(CausalscopeError):
@@ -474,6 +483,8 @@ class LiveSession:
         if self.evaluation is not None and star and picked is not None and record.status != "fail":
             if picked.n_particles > 0:
                 self.evaluation.committed(record.exposure_id, star, picked.n_particles)
+        if self.scores is not None:
+            self.scores.exposure(record)
         for alert in self.alerts.update(record):
             self.raise_alert(alert)
 

@@ -21,11 +21,13 @@ from causalscope.config import Settings, settings_to_dict
 __all__ = ["SessionPaths", "default_session_name", "params_hash", "software_version"]
 
 #: Settings that change no result; everything else in these sections is in the hash.
-# the running reconstructions read the exposures' results; they do not change them
+# the running reconstructions and the scores read the exposures' results; they do not change
+# them
 _NOT_HASHED = {
     ("processing", "max_in_flight"),
     ("processing", "device"),
     ("processing", "reconstruction"),
+    ("processing", "scoring"),
 }
 _HASHED_SECTIONS = ("microscope", "detector", "processing")
 

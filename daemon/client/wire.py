@@ -34,9 +34,11 @@ __all__ = [
     "Label",
     "MapRow",
     "MotionRow",
+    "Obligation",
     "PickingRow",
     "QuarantineRow",
     "ReconstructionStatus",
+    "Score",
     "Status",
     "parse_payload",
 ]
@@ -331,7 +333,8 @@ class MapRow(_Wire):
     """The 3D map of an update (a ``reconstructions`` row without ``version``).
 
     ``fsc_masked`` and ``fsc_unmasked``: shell ``i`` at ``i / (2 (n - 1))`` cycles per pixel;
-    left out where only the resolutions are wanted (the history).
+    left out where only the resolutions are wanted (the history). ``symmetry_correlations``
+    (the reference's self-correlations under the symmetry) only in the published update.
     """
 
     particles: int
@@ -348,6 +351,7 @@ class MapRow(_Wire):
     fsc_star_path: str
     coverage: float
     largest_gap_deg: float
+    symmetry_correlations: list[float] | None = None
 
 
 class Forecast(_Wire):
@@ -388,6 +392,39 @@ class ClassLabel(_Wire):
     labelled_by: str
 
 
+class Obligation(_Wire):
+    """One physical-consistency obligation of a scored subject (an ``obligations`` row)."""
+
+    name: str
+    subject: str
+    statement: str
+    holds: bool
+    message: str
+    counterexample: dict[str, float]
+
+
+class Score(_Wire):
+    """The score of an exposure or a reconstruction update, published on ``score`` (a
+    ``scores`` row with its obligations): the components of V (null where not measured),
+    V, HyperScore and the term that held it down most."""
+
+    kind: Literal["exposure", "reconstruction"]
+    subject: str
+    logic: Number
+    novelty: Number
+    impact: Number
+    delta_repro: Number
+    meta: Number
+    v: Number
+    v_without_meta: Number
+    hyperscore: Number
+    weakest: str | None
+    terms: dict[str, float]
+    weights: dict[str, float]
+    n_particles: int
+    obligations: list[Obligation]
+
+
 #: The model of each published topic's payload.
 TOPICS: dict[str, type[_Wire]] = {
     "exposure": ExposureRow,
@@ -398,6 +435,7 @@ TOPICS: dict[str, type[_Wire]] = {
     "status": Status,
     "evaluation": EvaluationUpdate,
     "class_label": ClassLabel,
+    "score": Score,
 }
 
 

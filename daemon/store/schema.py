@@ -1,4 +1,4 @@
-"""The schema of a session database (``SESSION.duckdb``), version 2.
+"""The schema of a session database (``SESSION.duckdb``), version 4.
 
 One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writer. Times are
 ``TIMESTAMP`` in UTC (no time zone attached). Columns of type ``JSON`` hold text that DuckDB's
@@ -9,9 +9,10 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 3 added the running reconstructions' tables (``evaluations``, ``class_sets``,
-``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their view
-(``evaluation_updates``); an older file gets them when a store opens it. Version 2 added the
+Version 4 added the scores' tables (``scores``, ``obligations``), declared and documented in
+:mod:`.scores`. Version 3 added the running reconstructions' tables (``evaluations``,
+``class_sets``, ``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their
+view (``evaluation_updates``); an older file gets them when a store opens it. Version 2 added the
 views of :mod:`causalscope.daemon.client.views` (``exposure_rows``, ``published_exposures``,
 ``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the session publishes and the
 dashboard reads. A version-1 file is migrated when a store opens it (the views are created and
@@ -172,12 +173,13 @@ from __future__ import annotations
 from typing import Any
 
 from causalscope.daemon.client.views import VIEWS
+from causalscope.daemon.store.scores import OBLIGATIONS_TABLE, SCORES_TABLE
 from causalscope.daemon.store.tables import Column, Table, decode_map, field
 
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _patches_x(motion: Any) -> int | None:
@@ -558,6 +560,8 @@ TABLE_SPECS: tuple[Table, ...] = (
     CLASS_LABELS_TABLE,
     RECONSTRUCTIONS_TABLE,
     FORECASTS_TABLE,
+    SCORES_TABLE,
+    OBLIGATIONS_TABLE,
 )
 _BY_NAME = {t.name: t for t in TABLE_SPECS}
 

@@ -18,6 +18,7 @@ import duckdb
 from causalscope.daemon.client.local import add_missing_views
 from causalscope.daemon.client.query import Selectable
 from causalscope.daemon.client.views import CAUSES_SQL
+from causalscope.daemon.store import scores
 
 __all__ = [
     "COUNTS_SQL",
@@ -164,6 +165,11 @@ class SessionSummary:
     reconstruction
         The running reconstructions' latest update (version, particles, classes and those
         selected, the map's resolution and coverage, the forecast), or None before one.
+    scores
+        The exposures' scores: ``scored``, HyperScore ``p10``, ``median`` and ``p90``, mean
+        ``logic``, ``failed`` obligations ``{name: count}`` and the ``worst`` exposures
+        (``subject``, ``hyperscore``, ``weakest`` term, ``failed`` obligations in words); None
+        before any.
     """
 
     session: str
@@ -191,6 +197,7 @@ class SessionSummary:
     regime_changes: int = 0
     causes: tuple[CauseSummary, ...] = ()
     reconstruction: dict[str, Any] | None = None
+    scores: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: distributions as objects, reason lists as ``{code: count}``."""
@@ -235,7 +242,25 @@ class SessionSummary:
             lines.append(f"{title:<12}{text}")
         lines.extend(self.describe_causes())
         lines.extend(self.describe_reconstruction())
+        lines.extend(self.describe_scores())
         return "\n".join(lines)
+
+    def describe_scores(self) -> list[str]:
+        """The scores' lines of :meth:`describe`."""
+        s = self.scores
+        if s is None:
+            return []
+        failed = ", ".join(f"{name} {n}" for name, n in s["failed"].items()) or "none"
+        logic = "-" if s["logic"] is None else f"{s['logic']:.2f}"
+        lines = [
+            f"scores      HyperScore median {s['median']:.1f} (p10 {s['p10']:.1f}, p90 "
+            f"{s['p90']:.1f}) over {s['scored']} exposures; LogicScore mean {logic}",
+            f"  failed obligations  {failed}",
+        ]
+        for worst in s["worst"]:
+            why = worst["failed"] or f"held down most by {worst['weakest']}"
+            lines.append(f"  low  {worst['subject']}  {worst['hyperscore']:.1f}: {why}")
+        return lines
 
     def describe_reconstruction(self) -> list[str]:
         """The running reconstructions' lines of :meth:`describe`."""
@@ -325,6 +350,7 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
         if latest:
             reconstruction = dict(zip(columns, latest[0], strict=True))
     return SessionSummary(
+        scores=_scores(rows),
         session=str(names[0][0]) if names else "",
         runs=int(runs),
         seen=int(counts["seen"]),
@@ -361,6 +387,28 @@ _COUNTS_NAMES = (
     "results",
     "events",
 )
+
+
+def _scores(rows: Any) -> dict[str, Any] | None:
+    if not rows(scores.HAS_SCORES_SQL)[0][0]:  # files written before schema 4
+        return None
+    n, quantiles, logic = rows(scores.SCORED_SQL)[0]
+    if not n:
+        return None
+    p10, median, p90 = (float(q) for q in quantiles)
+    worst = [
+        {"subject": str(a), "hyperscore": float(b), "weakest": c, "failed": d}
+        for a, b, c, d in rows(scores.WORST_SQL, [3])
+    ]
+    return {
+        "scored": int(n),
+        "p10": p10,
+        "median": median,
+        "p90": p90,
+        "logic": None if logic is None else float(logic),
+        "failed": {str(name): int(count) for name, count in rows(scores.FAILED_SQL)},
+        "worst": worst,
+    }
 
 
 def _select(

@@ -24,7 +24,7 @@ import zmq
 
 from causalscope.daemon.client.endpoints import Endpoints, remove_endpoints, write_endpoints
 from causalscope.daemon.client.errors import StoreError
-from causalscope.daemon.store import evaluation, reads, schema
+from causalscope.daemon.store import evaluation, reads, schema, scores
 from causalscope.daemon.store.causal import read_inputs, stored_updates, write_update
 from causalscope.daemon.store.connection import connect_writer, release_writer, transaction
 from causalscope.daemon.store.exporters import CtfStarExporter
@@ -38,6 +38,7 @@ from causalscope.daemon.store.tables import encode_json
 
 if TYPE_CHECKING:
     from causalscope.actors._evaluation_results import EvaluationUpdate
+    from causalscope.actors.scoring import ScoredSubject
     from causalscope.models.causal import CausalUpdate
     from causalscope.models.records import CausalInputs, ExposureRecord
 
@@ -425,6 +426,26 @@ class SessionStore:
         if written:
             self._publish(b"evaluation", update.to_dict())
         return written
+
+    def commit_score(self, scored: ScoredSubject) -> None:
+        """Store a subject's score and obligations (replacing an earlier scoring) and publish
+        it (topic ``score``)."""
+        with self._transaction(f"storing the score of {scored.kind} {scored.subject!r}") as con:
+            scores.write_score(con, scored, run_id=self._run_id, now=_now())
+        self._publish(b"score", scored.to_dict())
+
+    def score_history(self) -> list[tuple[float | None, int]]:
+        """The scored exposures' (V without Meta, particles) in order: what a restart replays."""
+        with self._reading("reading the scores"):
+            return scores.score_history(self._con)
+
+    def unscored_records(self) -> list[ExposureRecord]:
+        """Done exposures without a score (commit order): left by a kill between the two."""
+        from causalscope.models.records import ExposureRecord
+
+        with self._reading("reading the records not scored"):
+            texts = scores.unscored_records(self._con)
+        return [ExposureRecord.model_validate_json(text) for text in texts]
 
     def add_class_label(self, class_index: int, label: str, by: str = "operator") -> None:
         """Record an operator's ``"select"`` or ``"reject"`` of a 2D class."""

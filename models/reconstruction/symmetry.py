@@ -14,8 +14,10 @@ import math
 import re
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-__all__ = ["symmetry_matrices"]
+__all__ = ["self_correlations", "symmetry_matrices"]
 
 
 def _about(axis: np.ndarray, angle_rad: float) -> np.ndarray:
@@ -62,3 +64,33 @@ def symmetry_matrices(name: str) -> np.ndarray:
         five = np.array([1.0, 0.0, golden])  # a 5-fold axis in the xz plane
         return _closure([_about(z, math.pi), _about(x, math.pi), _about(five, 2 * math.pi / 5)])
     raise ValueError(f"symmetry {name!r} is not C<n>, D<n>, T, O or I")
+
+
+def self_correlations(volume: torch.Tensor, matrices: np.ndarray) -> tuple[float, ...]:
+    """Correlation of ``volume`` ``(b, b, b)`` (``[z, y, x]``, centre at ``b // 2``) with
+    itself turned by each of ``matrices`` ``(g, 3, 3)`` other than the identity, inside the
+    sphere the box holds (trilinear interpolation). A map with that symmetry gives values near
+    1 (less by the interpolation's blur); a map without it, or with its axes elsewhere, less."""
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f"volume must be a cube (b, b, b), got {tuple(volume.shape)}")
+    box = volume.shape[-1]
+    v = volume.to(torch.float32)
+    axis = (torch.arange(box, dtype=torch.float32) - box // 2) / (box / 2)
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    xyz = torch.stack([x, y, z], dim=-1)  # normalised like grid_sample's (x, y, z) order
+    inside = xyz.norm(dim=-1) <= 1.0 - 2.0 / box
+    centre = v[inside] - v[inside].mean()
+    found = []
+    for matrix in np.asarray(matrices, dtype=np.float32):
+        if np.allclose(matrix, np.eye(3), atol=1e-6):
+            continue
+        grid = xyz @ torch.as_tensor(matrix).T
+        # grid_sample's normalised -1..1 spans pixel centres 0..b-1; ours has b // 2 at 0
+        grid = (grid * (box / 2) + box // 2) / (box - 1) * 2 - 1
+        turned = F.grid_sample(
+            v[None, None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=True
+        )[0, 0]
+        other = turned[inside] - turned[inside].mean()
+        denominator = float(centre.norm() * other.norm())
+        found.append(float((centre * other).sum()) / denominator if denominator > 0 else 0.0)
+    return tuple(found)

@@ -13,6 +13,8 @@ import pytest
 import zmq
 from pydantic import BaseModel
 
+from causalscope.actors.scoring import SessionScorer
+from causalscope.config import ScoringSettings
 from causalscope.daemon.client import TOPICS, parse_payload
 from causalscope.daemon.client import wire as w
 from causalscope.daemon.store import SessionStore
@@ -94,6 +96,8 @@ def _session(store: SessionStore) -> None:
     store.add_label("a", "reject")
     store.commit_evaluation(_update(2))
     store.add_class_label(1, "select")
+    scorer = SessionScorer(ScoringSettings())
+    store.commit_score(scorer.score_exposure(record.model_copy(update={"picking": picking})))
     store.publish(b"status", STATUS)
 
 
@@ -128,6 +132,10 @@ def test_every_published_message_fits_its_wire_model(tmp_path: Path, context: zm
     _check(w.MapRow, update["map"], optional=set())
     _check(w.Forecast, update["forecast"], optional=set())
     _check(w.ClassLabel, got["class_label"], optional=set())
+    _check(w.Score, got["score"], optional=set())
+    for obligation in got["score"]["obligations"]:
+        _check(w.Obligation, obligation, optional=set())
+    assert {o["name"] for o in got["score"]["obligations"]} >= {"fit_within_nyquist"}
     # a payload that lacks a field, or has one of the wrong kind, does not fit
     assert parse_payload("exposure", {**got["exposure"], "state": "lost"}) is None
     broken = {k: v for k, v in got["causal"].items() if k != "shares"}
@@ -155,7 +163,10 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     (update,) = snapshot.evaluations
     _check(w.EvaluationUpdate, update, optional=set())
     _check(w.ClassSet, update["class_set"], optional={"classes"})
-    _check(w.MapRow, update["map"], optional={"fsc_masked", "fsc_unmasked"})
+    # the reference's symmetry check is published, and stored as an obligation, not in the map
+    _check(
+        w.MapRow, update["map"], optional={"fsc_masked", "fsc_unmasked", "symmetry_correlations"}
+    )
     assert snapshot.class_set is not None and snapshot.reconstruction is not None
     _check(
         w.ClassSet, {k: v for k, v in snapshot.class_set.items() if k != "version"}, optional=set()
@@ -163,7 +174,7 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     _check(
         w.MapRow,
         {k: v for k, v in snapshot.reconstruction.items() if k != "version"},
-        optional=set(),
+        optional={"symmetry_correlations"},
     )
     assert snapshot.class_labels == {1: "select"}
     (verdict,) = snapshot.causal

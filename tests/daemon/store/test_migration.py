@@ -55,6 +55,7 @@ def _summary(path: Path) -> dict[str, Any]:
     assert summary.describe() + "\n" == (DATA / "v1_session.summary.txt").read_text()
     out = dict(json.loads(json.dumps(summary.to_dict())))
     assert out.pop("reconstruction") is None  # added with schema 3; none in a version-1 file
+    assert out.pop("scores") is None  # added with schema 4
     return out
 
 

@@ -1,0 +1,207 @@
+"""The session's scorer: each committed exposure and each reconstruction update scored, with
+the obligations behind its LogicScore (the design's "Scoring"; math in :mod:`models.scoring`).
+
+:class:`SessionScorer` is a plain class: scoring an exposure costs tens of milliseconds (the
+solver's obligations), so the daemon runs it beside its commits. It holds only what the next
+score needs from the past (the recent V values for Meta, the particle counts for ImpactFore),
+and :meth:`SessionScorer.replay` rebuilds that from the stored scores after a restart.
+Components not measured yet are ``None`` and left out of V (:func:`models.scoring.combine`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from causalscope.models.scoring import (
+    HyperParameters,
+    ObligationResult,
+    ObligationSettings,
+    ReconstructionFacts,
+    Score,
+    ScoreComponents,
+    ScoreWeights,
+    combine,
+    exposure_facts,
+    exposure_obligations,
+    impact_fore,
+    logic_score,
+    meta_stability,
+    reconstruction_obligations,
+)
+
+if TYPE_CHECKING:
+    from causalscope.actors._evaluation_results import EvaluationUpdate
+    from causalscope.config import ScoringSettings
+    from causalscope.models.records import ExposureRecord
+
+__all__ = ["ScoredSubject", "SessionScorer"]
+
+Kind = Literal["exposure", "reconstruction"]
+
+
+@dataclass(frozen=True)
+class ScoredSubject:
+    """The score of one exposure or one reconstruction update, with what it was made of."""
+
+    kind: Kind
+    subject: str
+    components: ScoreComponents
+    score: Score | None
+    obligations: list[ObligationResult] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)
+    n_particles: int = 0
+    #: V of the components other than Meta: what Meta compares over the recent window
+    v_without_meta: float | None = None
+
+    @property
+    def failed(self) -> list[ObligationResult]:
+        return [o for o in self.obligations if not o.holds]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The published form (topic ``score``)."""
+        c = self.components
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "logic": c.logic,
+            "novelty": c.novelty,
+            "impact": c.impact,
+            "delta_repro": c.delta_repro,
+            "meta": c.meta,
+            "v": None if self.score is None else self.score.v,
+            "hyperscore": None if self.score is None else self.score.hyperscore,
+            "weakest": None if self.score is None else self.score.weakest,
+            "terms": {} if self.score is None else dict(self.score.terms),
+            "weights": dict(self.weights),
+            "n_particles": self.n_particles,
+            "v_without_meta": self.v_without_meta,
+            "obligations": [o.to_dict() for o in self.obligations],
+        }
+
+    def explain(self) -> str:
+        """The operator's line: the score, what held it down, and each failed obligation."""
+        lead = "not scored" if self.score is None else self.score.explain()
+        failed = "; ".join(f"{o.name}: {o.message}" for o in self.failed)
+        return f"{lead}; failed {failed}" if failed else lead
+
+
+class SessionScorer:
+    """Scores of one session's exposures (in commit order) and reconstruction updates."""
+
+    def __init__(self, settings: ScoringSettings) -> None:
+        self.settings = settings
+        self.weights = ScoreWeights(
+            logic=settings.w_logic,
+            novelty=settings.w_novelty,
+            impact=settings.w_impact,
+            delta_repro=settings.w_delta_repro,
+            meta=settings.w_meta,
+        )
+        self.parameters = HyperParameters(
+            beta=settings.beta, gamma=settings.gamma, kappa=settings.kappa
+        )
+        self.obligation_settings = ObligationSettings(
+            sigmas=settings.sigmas,
+            min_spacing_diameters=settings.min_spacing_diameters,
+            dose_tolerance=settings.dose_tolerance,
+            max_drift_rate_angstrom_per_s=settings.max_drift_rate_angstrom_per_s,
+            class_margin=settings.class_margin,
+            symmetry_correlation=settings.symmetry_correlation,
+        )
+        self._values: deque[float] = deque(maxlen=settings.meta_window)
+        self._particles: list[int] = []
+
+    def weights_used(self) -> dict[str, float]:
+        """w1..w5 and beta, gamma, kappa, as stored with each score."""
+        w, p = self.weights, self.parameters
+        return {
+            "logic": w.logic,
+            "novelty": w.novelty,
+            "impact": w.impact,
+            "delta_repro": w.delta_repro,
+            "meta": w.meta,
+            "beta": p.beta,
+            "gamma": p.gamma,
+            "kappa": p.kappa,
+        }
+
+    def replay(self, history: Iterable[tuple[float | None, int]]) -> None:
+        """Take back the stored exposures' (V, particles), in commit order, after a restart."""
+        for v, particles in history:
+            self._remember(v, particles)
+
+    def _remember(self, v: float | None, particles: int) -> None:
+        if v is not None:
+            self._values.append(v)
+        self._particles.append(particles)
+
+    def score_exposure(self, record: ExposureRecord) -> ScoredSubject:
+        """Score a committed exposure (and remember it for the next ones)."""
+        facts = exposure_facts(record)
+        obligations = [] if facts is None else exposure_obligations(facts, self.obligation_settings)
+        picking = record.picking
+        usable = record.status != "fail" and picking is not None
+        particles = picking.n_particles if usable and picking is not None else 0
+        kept = [n for n in self._particles if n > 0]
+        typical = statistics.median(kept) if kept else None
+        impact = impact_fore(particles, typical_particles=typical)
+        logic = logic_score(obligations)
+        # Meta of the window that ends with this exposure: V without Meta first, then with it
+        partial = combine(
+            ScoreComponents(logic=logic, impact=impact), self.weights, self.parameters
+        )
+        meta = None
+        if partial is not None:
+            meta = meta_stability([*self._values, partial.v], window=self.settings.meta_window)
+        components = ScoreComponents(logic=logic, impact=impact, meta=meta)
+        score = combine(components, self.weights, self.parameters)
+        self._remember(None if partial is None else partial.v, particles)
+        return ScoredSubject(
+            kind="exposure",
+            subject=record.exposure_id,
+            components=components,
+            score=score,
+            obligations=obligations,
+            weights=self.weights_used(),
+            n_particles=particles,
+            v_without_meta=None if partial is None else partial.v,
+        )
+
+    def score_reconstruction(self, update: EvaluationUpdate) -> ScoredSubject | None:
+        """Score an update that carries a map (``None`` for a classes-only update)."""
+        map_update = update.map
+        if map_update is None:
+            return None
+        resolutions = [
+            row.resolution_angstrom
+            for row in (update.class_set.classes if update.class_set is not None else [])
+            if row.selected and row.resolution_angstrom is not None
+        ]
+        facts = ReconstructionFacts(
+            version=update.version,
+            pixel_size_angstrom=map_update.pixel_size_angstrom,
+            resolution_angstrom=map_update.resolution_angstrom,
+            best_class_resolution_angstrom=min(resolutions) if resolutions else None,
+            symmetry=map_update.symmetry,
+            symmetry_correlations=tuple(map_update.symmetry_correlations),
+        )
+        obligations = reconstruction_obligations(facts, self.obligation_settings)
+        impact = None
+        forecast = update.forecast
+        if forecast is not None and forecast.particles_needed is not None:
+            have = float(map_update.particles)
+            impact = have / max(have, float(forecast.particles_needed))
+        components = ScoreComponents(logic=logic_score(obligations), impact=impact)
+        return ScoredSubject(
+            kind="reconstruction",
+            subject=str(update.version),
+            components=components,
+            score=combine(components, self.weights, self.parameters),
+            obligations=obligations,
+            weights=self.weights_used(),
+            n_particles=map_update.particles,
+        )

@@ -1,0 +1,65 @@
+"""How exposures and running reconstructions are scored (the design's "Scoring")."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from causalscope.config._common import Section
+
+__all__ = ["ScoringSettings"]
+
+
+class ScoringSettings(Section):
+    """V = w1*LogicScore + w2*Novelty + w3*log(ImpactFore + 1) + w4*DeltaRepro + w5*Meta and
+    HyperScore = 100 * [1 + (sigmoid(beta*ln(V) + gamma))^kappa]."""
+
+    enabled: bool = Field(True, description="Score each exposure and reconstruction update.")
+    w_logic: float = Field(0.2, ge=0, le=100, description="w1: weight of LogicScore.")
+    w_novelty: float = Field(0.2, ge=0, le=100, description="w2: weight of Novelty.")
+    w_impact: float = Field(0.2, ge=0, le=100, description="w3: weight of log(ImpactFore + 1).")
+    w_delta_repro: float = Field(0.2, ge=0, le=100, description="w4: weight of DeltaRepro.")
+    w_meta: float = Field(0.2, ge=0, le=100, description="w5: weight of Meta.")
+    beta: float = Field(
+        5.0, gt=0, le=100, description="Steepness of HyperScore's sigmoid in ln(V)."
+    )
+    gamma: float = Field(
+        round(-5.0 * math.log(0.7), 6),
+        ge=-100,
+        le=100,
+        description="Offset: the sigmoid's midpoint is at ln(V) = -gamma/beta (V = 0.7).",
+    )
+    kappa: float = Field(
+        1.0, gt=0, le=100, description="Power of the sigmoid: above 1 stretches the top."
+    )
+    sigmas: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="An obligation fails only when no value within this many sigmas holds.",
+    )
+    min_spacing_diameters: float = Field(
+        0.45, gt=0, le=2, description="Picks closer than this many diameters overlap."
+    )
+    dose_tolerance: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        description="Relative difference allowed between the metadata's and the measured dose.",
+    )
+    max_drift_rate_angstrom_per_s: float = Field(
+        50.0, gt=0, le=1e6, description="Fastest specimen motion the stage and beam allow."
+    )
+    class_margin: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="The map may be better than the best 2D class by at most this factor.",
+    )
+    symmetry_correlation: float = Field(
+        0.8, ge=-1, le=1, description="Least self-correlation of the map under its symmetry."
+    )
+    meta_window: int = Field(
+        20, ge=6, le=10_000, description="Exposures over which Meta compares V."
+    )

@@ -1,0 +1,180 @@
+"""The scores' tables (schema version 4) and their rows.
+
+``scores`` (one row per scored exposure or reconstruction update; the latest scoring's)
+    ``kind`` ('exposure' | 'reconstruction'); ``subject`` (the exposure id, or the update's
+    version as text; with ``kind`` the primary key); ``seq`` (scoring order); ``logic``,
+    ``novelty``, ``impact``, ``delta_repro``, ``meta``: the components of V, each in (0, 1]
+    (LogicScore, Novelty, ImpactFore, DeltaRepro, Meta; NULL where not measured, and then left
+    out of V); ``v``; ``v_without_meta`` (V of the other components: what Meta compares over
+    the recent window); ``hyperscore`` (NULL when nothing was measured); ``weakest``: the
+    component that held V down most; ``terms`` (JSON object: each component's part in V, its
+    weight times its term); ``weights`` (JSON object: w1..w5 as used, and beta, gamma, kappa);
+    ``n_particles`` (the exposure's usable particles, or the map's); ``failed_obligations``;
+    ``run_id``; ``scored_at``.
+
+``obligations`` (one row per physical-consistency obligation stated for a subject)
+    ``kind``; ``subject``; ``name`` (e.g. 'fit_within_nyquist'; with ``kind`` and ``subject``
+    the primary key); ``holds`` (BOOLEAN: z3 found values within the measurements'
+    uncertainty that satisfy it); ``statement`` (the claim, formally); ``message`` (in words,
+    with the values); ``counterexample`` (JSON object: the solver's model of the claim's
+    negation at the measured values, NULL when it holds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from causalscope.daemon.store.tables import Column, Table, encode_json
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from causalscope.actors.scoring import ScoredSubject
+
+__all__ = [
+    "OBLIGATIONS_TABLE",
+    "SCORES_TABLE",
+    "score_history",
+    "unscored_records",
+    "write_score",
+]
+
+_KIND = Column("kind", "VARCHAR NOT NULL CHECK (kind IN ('exposure', 'reconstruction'))")
+SCORES_TABLE = Table(
+    "scores",
+    (
+        _KIND,
+        Column("subject", "VARCHAR NOT NULL"),
+        Column("seq", "BIGINT NOT NULL DEFAULT nextval('score_seq')"),
+        Column("logic", "DOUBLE"),
+        Column("novelty", "DOUBLE"),
+        Column("impact", "DOUBLE"),
+        Column("delta_repro", "DOUBLE"),
+        Column("meta", "DOUBLE"),
+        Column("v", "DOUBLE"),
+        Column("v_without_meta", "DOUBLE"),
+        Column("hyperscore", "DOUBLE"),
+        Column("weakest", "VARCHAR"),
+        Column("terms", "JSON", json=True),
+        Column("weights", "JSON", json=True),
+        Column("n_particles", "INTEGER NOT NULL"),
+        Column("failed_obligations", "INTEGER NOT NULL"),
+        Column("run_id", "INTEGER"),
+        Column("scored_at", "TIMESTAMP NOT NULL"),
+    ),
+    primary_key=("kind", "subject"),
+    sequence="score_seq",
+)
+OBLIGATIONS_TABLE = Table(
+    "obligations",
+    (
+        _KIND,
+        Column("subject", "VARCHAR NOT NULL"),
+        Column("name", "VARCHAR NOT NULL"),
+        Column("holds", "BOOLEAN NOT NULL"),
+        Column("statement", "VARCHAR NOT NULL"),
+        Column("message", "VARCHAR NOT NULL"),
+        Column("counterexample", "JSON", json=True),
+    ),
+    primary_key=("kind", "subject", "name"),
+)
+
+
+def write_score(
+    con: duckdb.DuckDBPyConnection,
+    scored: ScoredSubject,
+    *,
+    run_id: int | None,
+    now: dt.datetime,
+) -> None:
+    """Replace the subject's score and obligations (inside the caller's transaction)."""
+    key = [scored.kind, scored.subject]
+    for table in ("scores", "obligations"):
+        con.execute(f"DELETE FROM {table} WHERE kind = ? AND subject = ?", key)
+    c, s = scored.components, scored.score
+    row = {
+        "kind": scored.kind,
+        "subject": scored.subject,
+        "logic": c.logic,
+        "novelty": c.novelty,
+        "impact": c.impact,
+        "delta_repro": c.delta_repro,
+        "meta": c.meta,
+        "v": None if s is None else s.v,
+        "v_without_meta": scored.v_without_meta,
+        "hyperscore": None if s is None else s.hyperscore,
+        "weakest": None if s is None else s.weakest,
+        "terms": encode_json({} if s is None else s.terms),
+        "weights": encode_json(scored.weights),
+        "n_particles": scored.n_particles,
+        "failed_obligations": len(scored.failed),
+        "run_id": run_id,
+        "scored_at": now,
+    }
+    con.execute(SCORES_TABLE.insert_sql(row), row)
+    if scored.obligations:
+        con.executemany(
+            OBLIGATIONS_TABLE.insert_sql(OBLIGATIONS_TABLE.column_names),
+            [
+                {
+                    "kind": scored.kind,
+                    "subject": scored.subject,
+                    "name": o.name,
+                    "holds": o.holds,
+                    "statement": o.statement,
+                    "message": o.message,
+                    "counterexample": None if o.holds else encode_json(o.counterexample),
+                }
+                for o in scored.obligations
+            ],
+        )
+
+
+def score_history(con: duckdb.DuckDBPyConnection) -> list[tuple[float | None, int]]:
+    """The exposures' (V without Meta, particles) in scoring order: what a restart replays."""
+    rows = con.execute(
+        "SELECT v_without_meta, n_particles FROM scores WHERE kind = 'exposure' ORDER BY seq"
+    ).fetchall()
+    return [(None if v is None else float(v), int(n)) for v, n in rows]
+
+
+def unscored_records(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The latest record (JSON text) of each done exposure that has no score, in commit order:
+    a daemon killed between a commit and its score scores them when it restarts."""
+    rows = con.execute(
+        """
+        SELECT r.record_json::VARCHAR
+        FROM exposures e JOIN results r USING (exposure_id)
+        WHERE e.state = 'done'
+          AND NOT EXISTS (
+            SELECT 1 FROM scores s WHERE s.kind = 'exposure' AND s.subject = e.exposure_id
+          )
+        QUALIFY row_number() OVER (PARTITION BY r.exposure_id ORDER BY r.committed_at DESC) = 1
+        ORDER BY e.done_at, e.exposure_id
+        """
+    ).fetchall()
+    return [str(text) for (text,) in rows]
+
+
+#: whether the file has the scores' tables (files before schema 4 have none)
+HAS_SCORES_SQL = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scores'"
+#: the exposures' HyperScore quartiles and mean LogicScore
+SCORED_SQL = """
+SELECT count(*), quantile_cont(hyperscore, [0.1, 0.5, 0.9]), avg(logic)
+FROM scores WHERE kind = 'exposure' AND hyperscore IS NOT NULL
+"""
+#: failed obligations by name, most frequent first
+FAILED_SQL = """
+SELECT name, count(*) AS n FROM obligations WHERE NOT holds
+GROUP BY name ORDER BY n DESC, name
+"""
+#: the lowest-scoring exposures, with the term that held each down and its failed obligations
+WORST_SQL = """
+SELECT s.subject, s.hyperscore, s.weakest,
+       (SELECT string_agg(o.name || ': ' || o.message, '; ' ORDER BY o.name)
+        FROM obligations o
+        WHERE o.kind = s.kind AND o.subject = s.subject AND NOT o.holds) AS failed
+FROM scores s WHERE s.kind = 'exposure' AND s.hyperscore IS NOT NULL
+ORDER BY s.hyperscore, s.subject LIMIT ?
+"""

@@ -1,0 +1,124 @@
+"""The live scores in a real session file: stored with their obligations, alerts for failed
+ones, and exactly once across a kill between a commit and its score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from causalscope.actors._evaluation_results import EvaluationUpdate, MapUpdate
+from causalscope.config import ScoringSettings
+from causalscope.daemon.alerts import Alert
+from causalscope.daemon.scoring import ScoreKeeper
+from causalscope.daemon.store import SessionStore
+from causalscope.models.records import ExposureRecord, PickingRecord
+from tests.daemon.store._records import make_record
+
+
+def _record(exposure_id: str, *, n: int = 100, fit: float = 4.0) -> ExposureRecord:
+    record = make_record(exposure_id, fit_resolution_angstrom=fit)
+    picks = [[100.0 + 200.0 * (i % 10), 100.0 + 200.0 * (i // 10)] for i in range(n)]
+    picking = PickingRecord(
+        n_particles=n, particle_diameter_angstrom=120.0, picks_xy_px=picks, scores=[1.0] * n
+    )
+    return record.model_copy(update={"picking": picking})
+
+
+def _session(tmp_path: Path, count: int) -> tuple[Path, list[ExposureRecord]]:
+    path = tmp_path / "S.duckdb"
+    records = [_record(f"e{i:02d}", n=80 + 7 * (i % 5)) for i in range(count)]
+    with SessionStore(path) as store:
+        for record in records:
+            store.commit_exposure(record, params_hash="p")
+    return path, records
+
+
+def test_scores_and_obligations_are_stored_and_a_failed_one_is_an_alert(tmp_path: Path) -> None:
+    path, _ = _session(tmp_path, 3)
+    bad = _record("nyq", fit=1.2)  # 0.83 A/px: Nyquist 1.66 A
+    alerts: list[Alert] = []
+    with SessionStore(path) as store:
+        store.commit_exposure(bad, params_hash="p")
+        keeper = ScoreKeeper(ScoringSettings(), store, alerts.append)  # scores all four
+        assert keeper.exposure(bad) is not None  # a re-commit replaces, never adds
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT subject, logic, v, hyperscore, failed_obligations FROM scores ORDER BY seq"
+        ).fetchall()
+        failed = con.execute(
+            "SELECT name, counterexample FROM obligations WHERE NOT holds"
+        ).fetchall()
+    assert sorted(r[0] for r in rows) == ["e00", "e01", "e02", "nyq"]
+    by_subject = {r[0]: r for r in rows}
+    assert by_subject["e00"][1] == 1.0 and by_subject["nyq"][1] < 1.0
+    assert 100 < by_subject["nyq"][3] < by_subject["e00"][3] <= 200
+    assert [name for name, _ in failed] == ["fit_within_nyquist"]
+    counterexample = json.loads(failed[0][1])
+    assert counterexample["fit_resolution_angstrom"] == pytest.approx(1.2)
+    assert counterexample["nyquist_angstrom"] == pytest.approx(1.66)
+    assert [a.code for a in alerts] == ["obligation_fit_within_nyquist"] * 2
+    assert "beyond Nyquist (1.66 A" in alerts[0].message and "pixel size" in alerts[0].advice
+
+
+def test_a_kill_between_commit_and_score_neither_loses_nor_repeats_a_score(
+    tmp_path: Path,
+) -> None:
+    settings = ScoringSettings(meta_window=6)
+    path, _ = _session(tmp_path, 9)
+    # uninterrupted: every record scored in commit order
+    with SessionStore(path) as store:
+        whole = [ScoreKeeper(settings, store, lambda a: None)]
+    with duckdb.connect(str(path), read_only=True) as con:
+        expected = con.execute("SELECT subject, v, meta FROM scores ORDER BY seq").fetchall()
+        con.close()
+    assert whole and len(expected) == 9 and expected[-1][2] is not None
+    # killed after scoring five: the other four are scored at the restart, once each
+    with SessionStore(path) as store:
+        store._con.execute("DELETE FROM scores WHERE subject >= 'e05'")
+        store._con.execute("DELETE FROM obligations WHERE subject >= 'e05'")
+        ScoreKeeper(settings, store, lambda a: None)
+        ScoreKeeper(settings, store, lambda a: None)  # a second restart scores nothing new
+    with duckdb.connect(str(path), read_only=True) as con:
+        again = con.execute("SELECT subject, v, meta FROM scores ORDER BY seq").fetchall()
+        (obligations,) = con.execute("SELECT count(*) FROM obligations").fetchone()  # type: ignore[misc]
+    assert [r[0] for r in again] == [r[0] for r in expected]
+    for got, want in zip(again, expected, strict=True):
+        assert got[1] == pytest.approx(want[1]) and got[2] == pytest.approx(want[2])
+    assert obligations == 9 * 3  # fit, ice and spacing: what these records let be stated
+
+
+def test_a_reconstruction_update_is_scored(tmp_path: Path) -> None:
+    update = EvaluationUpdate(
+        version=2,
+        particles=5000,
+        exposures=40,
+        seconds=1.0,
+        class_set=None,
+        map=MapUpdate(
+            particles=5000,
+            symmetry="C1",
+            pixel_size_angstrom=2.0,
+            resolution_angstrom=3.2,  # beyond the map's Nyquist of 4 A
+            resolution_unmasked_angstrom=4.5,
+            resolution_fsc_05_angstrom=5.0,
+            fsc_masked=(1.0, 0.5),
+            fsc_unmasked=(1.0, 0.4),
+            half_map_1="h1.mrc",
+            half_map_2="h2.mrc",
+            map_path="m.mrc",
+            fsc_star_path="f.star",
+            coverage=0.9,
+            largest_gap_deg=10.0,
+        ),
+        forecast=None,
+    )
+    alerts: list[Alert] = []
+    with SessionStore(tmp_path / "S.duckdb") as store:
+        keeper = ScoreKeeper(ScoringSettings(), store, alerts.append)
+        scored = keeper.reconstruction(update)
+    assert scored is not None and scored.components.logic == 0.0
+    assert alerts[0].code == "obligation_map_within_nyquist"
+    assert "reconstruction 2" in alerts[0].message
