@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Restoration",
+    "ctf_parameters",
     "load_reference",
+    "pick",
     "picking_box_px",
     "reference_templates",
     "restore_and_pick",
@@ -96,7 +98,7 @@ def reference_templates(
     )
 
 
-def _ctf_parameters(ctf: CtfRecord, optics: Optics) -> CtfParameters:
+def ctf_parameters(ctf: CtfRecord, optics: Optics) -> CtfParameters:
     from causalscope.models.restoration import CtfParameters
 
     return CtfParameters(
@@ -137,7 +139,7 @@ def restore_and_pick(
         with_bfactor,
     )
 
-    parameters = _ctf_parameters(ctf, optics)
+    parameters = ctf_parameters(ctf, optics)
     pixel_size_angstrom = optics.pixel_size_angstrom
     work = image.detach().to(torch.float32)
     own = spectral_snr_from_fit(
@@ -165,7 +167,7 @@ def restore_and_pick(
     # restored (Wiener or phase-flipped, so CTF-corrected as pick_template wants), the protein
     # is dark on a bright background, as in the raw micrograph
     picked_on = denoised if denoised is not None else restored
-    picks = _pick(picked_on, templates, settings, pixel_size_angstrom)
+    picks = pick(picked_on, templates, settings, pixel_size_angstrom)
     xy = picks.xy_px.detach().cpu()
     scores = picks.scores.detach().cpu()
     box, particles = _extract(work, xy, parameters, settings, pixel_size_angstrom)
@@ -188,7 +190,7 @@ def restore_and_pick(
     )
 
 
-def _pick(
+def pick(
     image: torch.Tensor,
     templates: torch.Tensor | None,
     settings: PickingSettings,

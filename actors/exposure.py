@@ -25,6 +25,7 @@ import numpy as np
 
 from causalscope.actors._causal import exposure_inputs, restoration_record
 from causalscope.actors._records import used_dose
+from causalscope.actors._repro import ReproStage
 from causalscope.actors._stages import (
     CtfInput,
     CtfOutput,
@@ -48,6 +49,7 @@ from causalscope.models.records import (
     ExposureRecord,
     FrameStatistics,
     GateFlag,
+    ReproRecord,
 )
 
 if TYPE_CHECKING:
@@ -196,6 +198,12 @@ class ExposureWorker:
             device=self._device,
         )
         self.ctf = CtfStage(ctf=processing.ctf)
+        scoring = processing.scoring
+        self.repro = (
+            ReproStage(ctf=processing.ctf, picking=processing.picking)
+            if scoring.enabled and scoring.delta_repro
+            else None
+        )
         self.restore = RestoreStage(
             picking=processing.picking, causal=processing.causal, device=self._device
         )
@@ -248,10 +256,14 @@ class ExposureWorker:
             ctf = run.attempt(self.ctf.name, "ctf", lambda: self.ctf(CtfInput.of(motion, optics)))
         if motion is not None and ctf is not None and ctf.record.supported:
             restored = self._restore_of(run, motion, ctf, optics)
+        repro = None
+        if motion is not None and ctf is not None and ctf.record.supported:
+            repro = self._repro_of(run, motion, ctf, optics)
         with run.timer.stage("gate"):
             gate = self.gate(self._gate_input(run, stats, optics, motion, ctf))
         files = {} if motion is None else self._write(run, optics, motion, ctf, restored)
-        return self._record(run, optics, stats, motion, ctf, restored, gate, files)
+        record = self._record(run, optics, stats, motion, ctf, restored, gate, files)
+        return record if repro is None else record.model_copy(update={"repro": repro})
 
     # --- steps of process ---------------------------------------------------------------------
 
@@ -315,6 +327,27 @@ class ExposureWorker:
             metadata=run.metadata,
         )
         return run.attempt(restore.name, "restore_and_pick", lambda: restore(value))
+
+    def _repro_of(
+        self, run: _Run, motion: MotionOutput, ctf: CtfOutput, optics: Optics
+    ) -> ReproRecord | None:
+        """Delta-Repro's refits on the half sums; a failure is a warning, never the exposure's."""
+        stage = self.repro
+        if stage is None:
+            return None
+        c = motion.correction
+        try:
+            with run.timer.stage(stage.name):
+                templates = None
+                if self.restore.picking.enabled:
+                    templates = self.restore.templates_for(optics.pixel_size_angstrom)
+                return stage(
+                    (c.even_sum, c.odd_sum), ctf=ctf.record, optics=optics, templates=templates
+                )
+        except (ValueError, RuntimeError) as error:
+            message = f"{run.movie_path}: Delta-Repro's refits failed: {error}"
+            run.flags.append(GateFlag(code="repro_error", severity="warn", message=message))
+        return None
 
     def _gate_input(
         self,

@@ -31,6 +31,7 @@ from causalscope.models.scoring import (
     logic_score,
     meta_stability,
     reconstruction_obligations,
+    signal_weight,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class ScoredSubject:
     obligations: list[ObligationResult] = field(default_factory=list)
     weights: dict[str, float] = field(default_factory=dict)
     n_particles: int = 0
+    #: the particles weighted by their exposure's signal (ImpactFore's measure)
+    weighted_particles: float = 0.0
     #: V of the components other than Meta: what Meta compares over the recent window
     v_without_meta: float | None = None
 
@@ -78,6 +81,7 @@ class ScoredSubject:
             "terms": {} if self.score is None else dict(self.score.terms),
             "weights": dict(self.weights),
             "n_particles": self.n_particles,
+            "weighted_particles": self.weighted_particles,
             "v_without_meta": self.v_without_meta,
             "obligations": [o.to_dict() for o in self.obligations],
         }
@@ -113,7 +117,7 @@ class SessionScorer:
             symmetry_correlation=settings.symmetry_correlation,
         )
         self._values: deque[float] = deque(maxlen=settings.meta_window)
-        self._particles: list[int] = []
+        self._particles: list[float] = []
 
     def weights_used(self) -> dict[str, float]:
         """w1..w5 and beta, gamma, kappa, as stored with each score."""
@@ -129,12 +133,13 @@ class SessionScorer:
             "kappa": p.kappa,
         }
 
-    def replay(self, history: Iterable[tuple[float | None, int]]) -> None:
-        """Take back the stored exposures' (V, particles), in commit order, after a restart."""
+    def replay(self, history: Iterable[tuple[float | None, float]]) -> None:
+        """Take back the stored exposures' (V without Meta, weighted particles), in commit
+        order, after a restart."""
         for v, particles in history:
             self._remember(v, particles)
 
-    def _remember(self, v: float | None, particles: int) -> None:
+    def _remember(self, v: float | None, particles: float) -> None:
         if v is not None:
             self._values.append(v)
         self._particles.append(particles)
@@ -146,20 +151,27 @@ class SessionScorer:
         picking = record.picking
         usable = record.status != "fail" and picking is not None
         particles = picking.n_particles if usable and picking is not None else 0
+        fit = None if record.ctf is None else record.ctf.fit_resolution_angstrom
+        weighted = particles * signal_weight(
+            fit, at_resolution_angstrom=self.settings.impact_resolution_angstrom
+        )
         kept = [n for n in self._particles if n > 0]
         typical = statistics.median(kept) if kept else None
-        impact = impact_fore(particles, typical_particles=typical)
+        impact = impact_fore(weighted, typical=typical)
         logic = logic_score(obligations)
+        repro = None if record.repro is None else record.repro.delta_repro
         # Meta of the window that ends with this exposure: V without Meta first, then with it
         partial = combine(
-            ScoreComponents(logic=logic, impact=impact), self.weights, self.parameters
+            ScoreComponents(logic=logic, impact=impact, delta_repro=repro),
+            self.weights,
+            self.parameters,
         )
         meta = None
         if partial is not None:
             meta = meta_stability([*self._values, partial.v], window=self.settings.meta_window)
-        components = ScoreComponents(logic=logic, impact=impact, meta=meta)
+        components = ScoreComponents(logic=logic, impact=impact, delta_repro=repro, meta=meta)
         score = combine(components, self.weights, self.parameters)
-        self._remember(None if partial is None else partial.v, particles)
+        self._remember(None if partial is None else partial.v, weighted)
         return ScoredSubject(
             kind="exposure",
             subject=record.exposure_id,
@@ -168,6 +180,7 @@ class SessionScorer:
             obligations=obligations,
             weights=self.weights_used(),
             n_particles=particles,
+            weighted_particles=weighted,
             v_without_meta=None if partial is None else partial.v,
         )
 
@@ -195,6 +208,7 @@ class SessionScorer:
         if forecast is not None and forecast.particles_needed is not None:
             have = float(map_update.particles)
             impact = have / max(have, float(forecast.particles_needed))
+        # a map's obligations and forecast: the exposure terms (Meta, DeltaRepro) do not apply
         components = ScoreComponents(logic=logic_score(obligations), impact=impact)
         return ScoredSubject(
             kind="reconstruction",

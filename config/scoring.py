@@ -16,6 +16,13 @@ class ScoringSettings(Section):
     HyperScore = 100 * [1 + (sigmoid(beta*ln(V) + gamma))^kappa]."""
 
     enabled: bool = Field(True, description="Score each exposure and reconstruction update.")
+    delta_repro: bool = Field(
+        True,
+        description=(
+            "Refit the CTF and the picks on the even and odd half sums of each exposure for "
+            "DeltaRepro (costs about two more CTF fits and two pickings per exposure)."
+        ),
+    )
     w_logic: float = Field(0.2, ge=0, le=100, description="w1: weight of LogicScore.")
     w_novelty: float = Field(0.2, ge=0, le=100, description="w2: weight of Novelty.")
     w_impact: float = Field(0.2, ge=0, le=100, description="w3: weight of log(ImpactFore + 1).")
@@ -59,6 +66,30 @@ class ScoringSettings(Section):
     )
     symmetry_correlation: float = Field(
         0.8, ge=-1, le=1, description="Least self-correlation of the map under its symmetry."
+    )
+    impact_resolution_angstrom: float = Field(
+        6.0,
+        gt=0,
+        le=100,
+        description=(
+            "ImpactFore weighs each exposure's particles by their signal at this resolution "
+            "(from its CTF fit resolution)."
+        ),
+    )
+    learn_min_labels: int = Field(
+        20,
+        ge=4,
+        le=1_000_000,
+        description=(
+            "Learn the weights from the operator's accept/reject labels once this many scored "
+            "exposures are labelled (both verdicts present); the defaults above until then."
+        ),
+    )
+    learn_every: int = Field(
+        5, ge=1, le=1_000_000, description="Learn again after this many new labels."
+    )
+    learn_trials: int = Field(
+        100, ge=1, le=100_000, description="Trials of the Bayesian optimisation per learning."
     )
     meta_window: int = Field(
         20, ge=6, le=10_000, description="Exposures over which Meta compares V."

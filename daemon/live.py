@@ -430,6 +430,8 @@ class LiveSession:
         if action == "label":
             exposure_id, label = str(request["exposure_id"]), str(request["label"])
             self.store.add_label(exposure_id, label)
+            if self.scores is not None:
+                self.scores.labelled()
             return {"exposure_id": exposure_id, "label": label}
         if action == "set_threshold":
             name, value = str(request["name"]), float(request["value"])

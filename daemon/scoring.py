@@ -1,23 +1,28 @@
 """The live session's scores: each committed exposure and each reconstruction update with a
 map is scored (:class:`causalscope.actors.scoring.SessionScorer`), stored with its
 obligations, published (topic ``score``), and every failed obligation raised as an alert that
-names the values breaking it.
+names the values breaking it. The operator's accept/reject labels train V's weights
+(:func:`causalscope.models.scoring.learn.learn_weights`) once enough exist; the weights are
+stored (``score_weights``) and used from then on, also after a restart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from causalscope.actors.scoring import ScoredSubject, SessionScorer
 from causalscope.daemon.alerts import Alert
 from causalscope.models.errors import CausalscopeError
+from causalscope.models.scoring import ScoreComponents, ScoreWeights
 
 if TYPE_CHECKING:
     from causalscope.actors._evaluation_results import EvaluationUpdate
     from causalscope.config import ScoringSettings
     from causalscope.daemon.store import SessionStore
     from causalscope.models.records import ExposureRecord
+    from causalscope.models.scoring.learn import LearnedWeights
 
 __all__ = ["ScoreKeeper"]
 
@@ -56,7 +61,13 @@ class ScoreKeeper:
         self.scorer = SessionScorer(settings)
         self._store = store
         self._raise_alert = raise_alert
+        self._settings = settings
         self.scorer.replay(store.score_history())
+        self._learned_from = 0
+        latest = store.latest_weights()
+        if latest is not None:
+            _, weights, self._learned_from = latest
+            self.scorer.weights = ScoreWeights(**weights)
         for record in store.unscored_records():  # committed, then killed before its score
             self.exposure(record)
 
@@ -68,6 +79,51 @@ class ScoreKeeper:
         """Score a stored reconstruction update that carries a map."""
         scored = self.scorer.score_reconstruction(update)
         return None if scored is None else self._keep(scored, None)
+
+    def labelled(self) -> LearnedWeights | None:
+        """After an operator's label: learn the weights again when enough new labels exist
+        (None when not yet, or when the labels hold only one verdict)."""
+        from causalscope.models.scoring.learn import learn_weights
+
+        labelled = self._store.labelled_components()
+        accepted = [verdict for _, verdict in labelled]
+        s = self._settings
+        enough = len(labelled) >= s.learn_min_labels and 0 < sum(accepted) < len(accepted)
+        if not enough or len(labelled) < self._learned_from + s.learn_every:
+            return None
+        components = [ScoreComponents(**values) for values, _ in labelled]
+        learned = learn_weights(
+            components, accepted, start=self.scorer.weights, n_trials=s.learn_trials
+        )
+        weights = dataclasses.asdict(learned.weights)
+        try:
+            version = self._store.commit_weights(
+                n_labels=len(labelled),
+                accepted=sum(accepted),
+                weights=weights,
+                auc=learned.auc,
+                start_auc=learned.start_auc,
+                convergence=list(learned.convergence),
+            )
+            self._store.log_event(
+                "scores",
+                f"score weights v{version} learned from {len(labelled)} labels: AUC "
+                f"{learned.start_auc:.3f} -> {learned.auc:.3f}",
+                weights=weights,
+            )
+        except CausalscopeError as error:
+            self._raise_alert(
+                Alert(
+                    code="score_weights_not_stored",
+                    severity="warn",
+                    message=f"{error.title}: {error.message}",
+                    advice="The weights are learned again at the next label.",
+                )
+            )
+            return None
+        self.scorer.weights = learned.weights
+        self._learned_from = len(labelled)
+        return learned
 
     def _keep(self, scored: ScoredSubject, exposure_id: str | None) -> ScoredSubject | None:
         try:

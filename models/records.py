@@ -196,6 +196,24 @@ class RestorationRecord(BaseModel):
     )
 
 
+class ReproRecord(BaseModel):
+    """Delta-Repro: the CTF and picking refitted on the even and odd half sums, and how far
+    the halves differ in units of their uncertainty (:mod:`models.scoring.repro`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    defocus_even_angstrom: float | None = None
+    defocus_odd_angstrom: float | None = None
+    fit_resolution_even_angstrom: float | None = None
+    fit_resolution_odd_angstrom: float | None = None
+    particles_even: int | None = None
+    particles_odd: int | None = None
+    z_defocus: float | None = None
+    z_fit_resolution: float | None = None
+    z_particles: float | None = None
+    delta_repro: float = Field(description="exp(-rms(z) / 2), in (0, 1]: 1 = identical halves.")
+
+
 class CausalInputs(BaseModel):
     """One exposure's factors and outcomes, as the causal model reads them.
 
@@ -240,6 +258,9 @@ class ExposureRecord(BaseModel):
     ctf: CtfRecord | None = None
     picking: PickingRecord | None = None
     restoration: RestorationRecord | None = None
+    repro: ReproRecord | None = Field(
+        None, description="Delta-Repro's refits on the half sums (None when not run)."
+    )
     causal: CausalInputs | None = Field(
         None, description="Factors and outcome for the causal model (usable exposures only)."
     )

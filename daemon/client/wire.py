@@ -422,6 +422,7 @@ class Score(_Wire):
     terms: dict[str, float]
     weights: dict[str, float]
     n_particles: int
+    weighted_particles: float
     obligations: list[Obligation]
 
 

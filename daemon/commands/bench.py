@@ -26,6 +26,11 @@
           simulated particles at box 128 (2 A/px) in batches of 1,000 on --threads (2): each
           batch's update, a full 2D pass, the 3D update, peak memory, the load average
 
+  scores  the exposure scores on two simulated sessions (--n exposures each, default 24, at
+          --size 768 px, --frames 12), half of them bad of known cause: HyperScore's ROC AUC
+          with default weights and with weights learned from the first session's labels,
+          each injected obligation failure caught, Delta-Repro against the true defocus
+          error, Meta across a regime change, the cost per exposure
   classes  streaming 2D classification of a simulated session of two species (6z6u and 5a1a
           from ../shared/data/models) and junk: purity of every selected class, junk rejected,
           good particles kept, each class's FRC against the truth, time per particle (--n
@@ -57,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "causal",
             "reconstruction",
             "classes",
+            "scores",
         ],
         help="which benchmark",
     )
@@ -146,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         "ctf": _ctf,
         "reconstruction": _reconstruction,
         "classes": _classes,
+        "scores": _scores,
     }
     report = benches[args.what](args)
     if args.json:
@@ -261,3 +268,14 @@ def _classes(args: argparse.Namespace) -> dict[str, Any]:
     return run_classes_bench(
         seeds=args.seeds or [0], n=args.n or 3000, classes=args.classes, shared_data=shared
     )
+
+
+def _scores(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.scores import run_scores_bench
+
+    seeds = tuple(args.seeds or [0, 1])
+    if len(seeds) != 2:
+        raise ValueError(f"scores: --seeds takes two seeds (learning, testing), got {seeds}")
+    size = 768 if args.size == 1024 else args.size  # 1024 is the pipeline's default
+    frames = 12 if args.frames == 20 else args.frames
+    return run_scores_bench(n=args.n or 24, size=size, frames=frames, seeds=(seeds[0], seeds[1]))

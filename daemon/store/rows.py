@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["PART_TABLES", "write_record"]
 
 #: The tables that hold parts of a commit: replaced when an exposure is committed again.
-PART_TABLES = ("motion", "ctf", "picking", "picks", "flags")
+PART_TABLES = ("motion", "ctf", "picking", "picks", "flags", "repro")
 # The exposures columns a commit writes (the rest are the source's, written when seen).
 _COMMIT_COLUMNS = (
     "state",
@@ -82,6 +82,7 @@ def write_record(
         (record.motion, schema.MOTION_TABLE),
         (record.ctf, schema.CTF_TABLE),
         (record.picking, schema.PICKING_TABLE),
+        (record.repro, schema.REPRO_TABLE),
     ):
         if part is not None:
             row = table.values(part, exposure_id=eid)

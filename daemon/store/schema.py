@@ -9,8 +9,9 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 4 added the scores' tables (``scores``, ``obligations``), declared and documented in
-:mod:`.scores`. Version 3 added the running reconstructions' tables (``evaluations``,
+Version 4 added the scores' tables (``repro``, ``scores``, ``obligations``,
+``score_weights``), declared and
+documented in :mod:`.scores`. Version 3 added the running reconstructions' tables (``evaluations``,
 ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their
 view (``evaluation_updates``); an older file gets them when a store opens it. Version 2 added the
 views of :mod:`causalscope.daemon.client.views` (``exposure_rows``, ``published_exposures``,
@@ -173,7 +174,12 @@ from __future__ import annotations
 from typing import Any
 
 from causalscope.daemon.client.views import VIEWS
-from causalscope.daemon.store.scores import OBLIGATIONS_TABLE, SCORES_TABLE
+from causalscope.daemon.store.scores import (
+    OBLIGATIONS_TABLE,
+    REPRO_TABLE,
+    SCORE_WEIGHTS_TABLE,
+    SCORES_TABLE,
+)
 from causalscope.daemon.store.tables import Column, Table, decode_map, field
 
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
@@ -560,8 +566,10 @@ TABLE_SPECS: tuple[Table, ...] = (
     CLASS_LABELS_TABLE,
     RECONSTRUCTIONS_TABLE,
     FORECASTS_TABLE,
+    REPRO_TABLE,
     SCORES_TABLE,
     OBLIGATIONS_TABLE,
+    SCORE_WEIGHTS_TABLE,
 )
 _BY_NAME = {t.name: t for t in TABLE_SPECS}
 

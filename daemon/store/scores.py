@@ -9,8 +9,25 @@
     the recent window); ``hyperscore`` (NULL when nothing was measured); ``weakest``: the
     component that held V down most; ``terms`` (JSON object: each component's part in V, its
     weight times its term); ``weights`` (JSON object: w1..w5 as used, and beta, gamma, kappa);
-    ``n_particles`` (the exposure's usable particles, or the map's); ``failed_obligations``;
+    ``n_particles`` (the exposure's usable particles, or the map's); ``weighted_particles``
+    (the exposure's particles weighted by the signal its CTF fit resolution implies at
+    ``impact_resolution_angstrom``: ImpactFore's measure); ``failed_obligations``;
     ``run_id``; ``scored_at``.
+
+``repro`` (one row per done exposure whose half sums were refitted; the latest commit's)
+    ``exposure_id`` (primary key); ``defocus_even_angstrom``, ``defocus_odd_angstrom`` (mean
+    defocus of each half's CTF fit, NULL without a supported fit);
+    ``fit_resolution_even_angstrom``, ``fit_resolution_odd_angstrom``; ``particles_even``,
+    ``particles_odd`` (picks on each half); ``z_defocus``, ``z_fit_resolution``,
+    ``z_particles`` (each difference in units of the halves' uncertainty); ``delta_repro``
+    (``exp(-rms(z) / 2)``, the DeltaRepro component).
+
+``score_weights`` (one row per learning of V's weights from the operator's labels)
+    ``version`` (primary key, 1, 2, ...); ``n_labels`` (labelled, scored exposures learned
+    from) and ``accepted`` (of them); ``weights`` (JSON object: w1..w5 by component, summing
+    to 1); ``auc`` (ROC AUC of V on the labels with these weights) and ``start_auc`` (with the
+    weights before); ``convergence`` (JSON list: the best AUC after each trial of the
+    Bayesian optimisation); ``learned_at``. Scores after ``learned_at`` use the weights.
 
 ``obligations`` (one row per physical-consistency obligation stated for a subject)
     ``kind``; ``subject``; ``name`` (e.g. 'fit_within_nyquist'; with ``kind`` and ``subject``
@@ -25,7 +42,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from causalscope.daemon.store.tables import Column, Table, encode_json
+from causalscope.daemon.store.tables import Column, Table, encode_json, field
 
 if TYPE_CHECKING:
     import duckdb
@@ -34,10 +51,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OBLIGATIONS_TABLE",
+    "REPRO_TABLE",
     "SCORES_TABLE",
+    "SCORE_WEIGHTS_TABLE",
+    "labelled_components",
+    "latest_weights",
     "score_history",
     "unscored_records",
     "write_score",
+    "write_weights",
 ]
 
 _KIND = Column("kind", "VARCHAR NOT NULL CHECK (kind IN ('exposure', 'reconstruction'))")
@@ -59,12 +81,30 @@ SCORES_TABLE = Table(
         Column("terms", "JSON", json=True),
         Column("weights", "JSON", json=True),
         Column("n_particles", "INTEGER NOT NULL"),
+        Column("weighted_particles", "DOUBLE"),
         Column("failed_obligations", "INTEGER NOT NULL"),
         Column("run_id", "INTEGER"),
         Column("scored_at", "TIMESTAMP NOT NULL"),
     ),
     primary_key=("kind", "subject"),
     sequence="score_seq",
+)
+# Read from a ReproRecord.
+REPRO_TABLE = Table(
+    "repro",
+    (
+        Column("exposure_id", "VARCHAR PRIMARY KEY"),
+        field("defocus_even_angstrom", "DOUBLE"),
+        field("defocus_odd_angstrom", "DOUBLE"),
+        field("fit_resolution_even_angstrom", "DOUBLE"),
+        field("fit_resolution_odd_angstrom", "DOUBLE"),
+        field("particles_even", "INTEGER"),
+        field("particles_odd", "INTEGER"),
+        field("z_defocus", "DOUBLE"),
+        field("z_fit_resolution", "DOUBLE"),
+        field("z_particles", "DOUBLE"),
+        field("delta_repro", "DOUBLE NOT NULL"),
+    ),
 )
 OBLIGATIONS_TABLE = Table(
     "obligations",
@@ -108,6 +148,7 @@ def write_score(
         "terms": encode_json({} if s is None else s.terms),
         "weights": encode_json(scored.weights),
         "n_particles": scored.n_particles,
+        "weighted_particles": scored.weighted_particles,
         "failed_obligations": len(scored.failed),
         "run_id": run_id,
         "scored_at": now,
@@ -131,12 +172,13 @@ def write_score(
         )
 
 
-def score_history(con: duckdb.DuckDBPyConnection) -> list[tuple[float | None, int]]:
-    """The exposures' (V without Meta, particles) in scoring order: what a restart replays."""
+def score_history(con: duckdb.DuckDBPyConnection) -> list[tuple[float | None, float]]:
+    """The exposures' (V without Meta, weighted particles) in scoring order: what a restart
+    replays."""
     rows = con.execute(
-        "SELECT v_without_meta, n_particles FROM scores WHERE kind = 'exposure' ORDER BY seq"
+        "SELECT v_without_meta, weighted_particles FROM scores WHERE kind = 'exposure' ORDER BY seq"
     ).fetchall()
-    return [(None if v is None else float(v), int(n)) for v, n in rows]
+    return [(None if v is None else float(v), float(n or 0.0)) for v, n in rows]
 
 
 def unscored_records(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -178,3 +220,81 @@ SELECT s.subject, s.hyperscore, s.weakest,
 FROM scores s WHERE s.kind = 'exposure' AND s.hyperscore IS NOT NULL
 ORDER BY s.hyperscore, s.subject LIMIT ?
 """
+
+
+# One row per learning of the weights from the operator's labels.
+SCORE_WEIGHTS_TABLE = Table(
+    "score_weights",
+    (
+        Column("version", "INTEGER PRIMARY KEY"),
+        Column("n_labels", "INTEGER NOT NULL"),
+        Column("accepted", "INTEGER NOT NULL"),
+        Column("weights", "JSON NOT NULL", json=True),
+        Column("auc", "DOUBLE NOT NULL"),
+        Column("start_auc", "DOUBLE NOT NULL"),
+        Column("convergence", "JSON NOT NULL", json=True),
+        Column("learned_at", "TIMESTAMP NOT NULL"),
+    ),
+)
+
+# each labelled exposure's latest label with its stored components
+_LABELLED_SQL = """
+SELECT s.logic, s.novelty, s.impact, s.delta_repro, s.meta, l.label
+FROM (
+    SELECT exposure_id, label FROM labels
+    QUALIFY row_number() OVER (PARTITION BY exposure_id ORDER BY id DESC) = 1
+) l JOIN scores s ON s.kind = 'exposure' AND s.subject = l.exposure_id
+ORDER BY s.seq
+"""
+
+
+def labelled_components(
+    con: duckdb.DuckDBPyConnection,
+) -> list[tuple[dict[str, float | None], bool]]:
+    """The scored exposures that carry a label: their components and whether accepted."""
+    names = ("logic", "novelty", "impact", "delta_repro", "meta")
+    return [
+        (dict(zip(names, row[:5], strict=True)), row[5] == "accept")
+        for row in con.execute(_LABELLED_SQL).fetchall()
+    ]
+
+
+def write_weights(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    n_labels: int,
+    accepted: int,
+    weights: dict[str, float],
+    auc: float,
+    start_auc: float,
+    convergence: list[float],
+    now: dt.datetime,
+) -> int:
+    """Store a learning of the weights; returns its version (1, 2, ...)."""
+    (latest,) = con.execute("SELECT coalesce(max(version), 0) FROM score_weights").fetchone()  # type: ignore[misc]
+    version = int(latest) + 1
+    row = {
+        "version": version,
+        "n_labels": n_labels,
+        "accepted": accepted,
+        "weights": encode_json(weights),
+        "auc": auc,
+        "start_auc": start_auc,
+        "convergence": encode_json(convergence),
+        "learned_at": now,
+    }
+    con.execute(SCORE_WEIGHTS_TABLE.insert_sql(row), row)
+    return version
+
+
+def latest_weights(con: duckdb.DuckDBPyConnection) -> tuple[int, dict[str, float], int] | None:
+    """The last learned weights: (version, weights, labels they were learned from)."""
+    found = con.execute(
+        "SELECT version, weights, n_labels FROM score_weights ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+    if found is None:
+        return None
+    import json
+
+    weights = found[1] if isinstance(found[1], dict) else json.loads(found[1])
+    return int(found[0]), {str(k): float(v) for k, v in weights.items()}, int(found[2])

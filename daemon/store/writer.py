@@ -434,10 +434,27 @@ class SessionStore:
             scores.write_score(con, scored, run_id=self._run_id, now=_now())
         self._publish(b"score", scored.to_dict())
 
-    def score_history(self) -> list[tuple[float | None, int]]:
-        """The scored exposures' (V without Meta, particles) in order: what a restart replays."""
+    def score_history(self) -> list[tuple[float | None, float]]:
+        """The scored exposures' (V without Meta, weighted particles) in order: what a restart
+        replays."""
         with self._reading("reading the scores"):
             return scores.score_history(self._con)
+
+    def labelled_components(self) -> list[tuple[dict[str, float | None], bool]]:
+        """Each labelled, scored exposure's components and whether it was accepted."""
+        with self._reading("reading the labelled scores"):
+            return scores.labelled_components(self._con)
+
+    def commit_weights(self, **learned: Any) -> int:
+        """Store weights learned from the labels (:func:`.scores.write_weights`); their
+        version."""
+        with self._transaction("storing the learned score weights") as con:
+            return scores.write_weights(con, now=_now(), **learned)
+
+    def latest_weights(self) -> tuple[int, dict[str, float], int] | None:
+        """The last learned weights: (version, weights, labels learned from), or None."""
+        with self._reading("reading the learned score weights"):
+            return scores.latest_weights(self._con)
 
     def unscored_records(self) -> list[ExposureRecord]:
         """Done exposures without a score (commit order): left by a kill between the two."""

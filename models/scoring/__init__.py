@@ -26,7 +26,7 @@ from causalscope.models.scoring.obligations import (
     logic_score,
     reconstruction_obligations,
 )
-from causalscope.models.scoring.stability import impact_fore, meta_stability
+from causalscope.models.scoring.stability import impact_fore, meta_stability, signal_weight
 
 __all__ = [
     "COMPONENTS",
@@ -48,4 +48,5 @@ __all__ = [
     "logic_score",
     "meta_stability",
     "reconstruction_obligations",
+    "signal_weight",
 ]

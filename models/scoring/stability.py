@@ -1,11 +1,15 @@
 """Two components of V that read the session's history: ImpactFore per exposure and Meta.
 
-ImpactFore of an exposure is its expected share of what the session will yield. By
-Rosenthal and Henderson, ``1/d^2`` grows as ``(2/B) ln N``, so adding ``n`` particles to a set
-of ``N`` gains ``(2/B) ln(1 + n/N)``: for the session's exposures, which each add a small
-share, that gain is proportional to ``n``. Normalised to ``(0, 1)`` against the session's
-typical exposure (the median of the particles kept per exposure so far) as
-``n / (n + median)``: 0.5 for a typical exposure, towards 1 for a rich one, 0 for none.
+ImpactFore of an exposure is its expected share of what the session will yield: its particles
+weighted by the signal they carry. A particle adds to a reconstruction's spectral SNR in
+proportion to its envelope, ``exp(-B k^2 / 2)``; an exposure whose Thon rings reach ``r``
+(its CTF fit resolution) has its signal fall to the noise there, which for a Gaussian envelope
+means ``B = 4 ln(10) r^2`` (a tenfold amplitude loss at ``1/r``: 3.3 A gives B = 100 A^2).
+So each of its ``n`` particles weighs :func:`signal_weight` ``= exp(-B k_t^2 / 2)`` at the
+frequency ``k_t`` that the session's maps are heading for, and ``n_w = n * weight``.
+Normalised to ``(0, 1)`` against the session's typical exposure (the median ``n_w`` so far)
+as ``n_w / (n_w + median)``: 0.5 for a typical exposure, towards 1 for a rich one, 0 for none
+or for one without a CTF fit.
 
 Meta is the stability of V over the recent window: the last ``window`` values are split into
 an older and a newer half, and their means compared on the scale of their noise
@@ -21,16 +25,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["impact_fore", "meta_stability"]
+__all__ = ["impact_fore", "meta_stability", "signal_weight"]
 
 
-def impact_fore(n_particles: float, *, typical_particles: float | None) -> float:
-    """This exposure's expected share of the session's yield, in ``[0, 1)``."""
-    if n_particles < 0:
-        raise ValueError(f"n_particles must be >= 0, got {n_particles}")
-    if typical_particles is None or typical_particles <= 0:
-        return 0.5 if n_particles > 0 else 0.0
-    return n_particles / (n_particles + typical_particles)
+def signal_weight(fit_resolution_angstrom: float | None, *, at_resolution_angstrom: float) -> float:
+    """The weight of a particle from an exposure fitted to ``fit_resolution_angstrom`` at the
+    resolution ``at_resolution_angstrom`` (0 without a fit)."""
+    if at_resolution_angstrom <= 0:
+        raise ValueError(f"at_resolution_angstrom must be > 0, got {at_resolution_angstrom}")
+    if fit_resolution_angstrom is None or not fit_resolution_angstrom > 0:
+        return 0.0
+    bfactor = 4.0 * math.log(10.0) * fit_resolution_angstrom**2
+    return math.exp(-bfactor / (2.0 * at_resolution_angstrom**2))
+
+
+def impact_fore(weighted_particles: float, *, typical: float | None) -> float:
+    """This exposure's expected share of the session's yield, in ``[0, 1)``, from its
+    weighted particles and the session's typical (median) weighted particles."""
+    if weighted_particles < 0:
+        raise ValueError(f"weighted_particles must be >= 0, got {weighted_particles}")
+    if typical is None or typical <= 0:
+        return 0.5 if weighted_particles > 0 else 0.0
+    return weighted_particles / (weighted_particles + typical)
 
 
 def meta_stability(

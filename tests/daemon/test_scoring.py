@@ -122,3 +122,36 @@ def test_a_reconstruction_update_is_scored(tmp_path: Path) -> None:
     assert scored is not None and scored.components.logic == 0.0
     assert alerts[0].code == "obligation_map_within_nyquist"
     assert "reconstruction 2" in alerts[0].message
+
+
+def test_labels_train_the_weights_which_are_stored_and_used_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    settings = ScoringSettings(learn_min_labels=12, learn_every=4, learn_trials=30)
+    path = tmp_path / "S.duckdb"
+    # good exposures fit to 3.5 A, bad ones to 9 A: ImpactFore tells them apart, LogicScore
+    # (all obligations hold) does not
+    records = [_record(f"e{i:02d}", fit=3.5 if i % 2 else 9.0) for i in range(16)]
+    with SessionStore(path) as store:
+        keeper = ScoreKeeper(settings, store, lambda a: None)
+        for i, record in enumerate(records):
+            store.commit_exposure(record, params_hash="p")
+            keeper.exposure(record)
+            store.add_label(record.exposure_id, "accept" if i % 2 else "reject")
+            learned = keeper.labelled()
+            if i + 1 < 12:
+                assert learned is None  # too few labels
+            elif i + 1 == 12:
+                assert learned is not None and learned.n_labels == 12
+                assert learned.auc == 1.0 and learned.auc >= learned.start_auc
+        learned_weights = keeper.scorer.weights
+        assert sum(learned_weights.as_tuple()) == pytest.approx(1.0)
+    with duckdb.connect(str(path), read_only=True) as con:
+        versions = con.execute("SELECT version, n_labels FROM score_weights").fetchall()
+        (event,) = con.execute("SELECT message FROM events WHERE kind = 'scores'").fetchmany(1)
+    assert versions == [(1, 12), (2, 16)]
+    assert "learned from 12 labels" in event[0]
+    with SessionStore(path) as store:
+        restarted = ScoreKeeper(settings, store, lambda a: None)
+        assert restarted.scorer.weights.as_tuple() == pytest.approx(learned_weights.as_tuple())
+        assert restarted.labelled() is None  # nothing new to learn from

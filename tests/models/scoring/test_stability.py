@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from causalscope.models.scoring import impact_fore, meta_stability
+from causalscope.models.scoring import impact_fore, meta_stability, signal_weight
 
 
 def test_meta_is_stable_on_a_steady_session_and_drops_after_a_regime_change() -> None:
@@ -21,9 +23,22 @@ def test_meta_is_stable_on_a_steady_session_and_drops_after_a_regime_change() ->
 
 
 def test_impact_fore_is_a_share_of_the_typical_exposure() -> None:
-    assert impact_fore(120, typical_particles=120) == pytest.approx(0.5)
-    assert impact_fore(0, typical_particles=120) == 0.0
-    assert impact_fore(360, typical_particles=120) == pytest.approx(0.75)
-    assert impact_fore(10, typical_particles=None) == 0.5
-    with pytest.raises(ValueError, match="n_particles"):
-        impact_fore(-1, typical_particles=10)
+    assert impact_fore(120, typical=120) == pytest.approx(0.5)
+    assert impact_fore(0, typical=120) == 0.0
+    assert impact_fore(360, typical=120) == pytest.approx(0.75)
+    assert impact_fore(10, typical=None) == 0.5
+    with pytest.raises(ValueError, match="weighted_particles"):
+        impact_fore(-1, typical=10)
+
+
+def test_signal_weight_is_the_envelope_that_reaches_noise_at_the_fit_resolution() -> None:
+    # B = 4 ln 10 r^2: the amplitude exp(-B k^2 / 4) is a tenth at k = 1/r
+    r = 3.3
+    bfactor = 4 * math.log(10) * r**2
+    assert math.exp(-bfactor / (4 * r**2)) == pytest.approx(0.1)
+    assert signal_weight(r, at_resolution_angstrom=6.0) == pytest.approx(math.exp(-bfactor / 72.0))
+    # a worse fit weighs less; no fit weighs nothing
+    assert signal_weight(6.0, at_resolution_angstrom=6.0) < signal_weight(
+        r, at_resolution_angstrom=6.0
+    )
+    assert signal_weight(None, at_resolution_angstrom=6.0) == 0.0

@@ -1,0 +1,105 @@
+"""The exposure worker's Delta-Repro stage: the CTF and the picks refitted on the even and odd
+half sums (:mod:`models.scoring.repro`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from causalscope.models.records import CtfRecord, ReproRecord
+from causalscope.models.scoring.repro import HalfEstimate, delta_repro
+
+if TYPE_CHECKING:
+    import torch
+
+    from causalscope.config import CtfSettings, PickingSettings
+    from causalscope.models.optics import Optics
+
+__all__ = ["ReproStage"]
+
+# the CTF tile when the settings choose it per image ("auto"), for the frequency step
+_DEFAULT_TILE_PX = 512
+
+
+class ReproStage:
+    """Refit each half sum's CTF (as the CTF stage does) and count its picks (blobs or
+    templates, as the picking stage does, on the half's Wiener-filtered image)."""
+
+    name = "repro"
+
+    def __init__(self, *, ctf: CtfSettings, picking: PickingSettings) -> None:
+        self._ctf = ctf
+        self._picking = picking
+
+    def __call__(
+        self,
+        halves: tuple[torch.Tensor, torch.Tensor],
+        *,
+        ctf: CtfRecord,
+        optics: Optics,
+        templates: torch.Tensor | None,
+    ) -> ReproRecord | None:
+        from causalscope.models.ctf_estimation import estimate_ctf
+
+        apix = optics.pixel_size_angstrom
+        options = self._ctf.fit_options(tuple(halves[0].shape[-2:]), apix)
+        tile = options["box_px"] if isinstance(options["box_px"], int) else _DEFAULT_TILE_PX
+        estimates = []
+        for half in halves:
+            image = half.detach().float()
+            fit = CtfRecord.model_validate(
+                estimate_ctf(
+                    image, pixel_size_angstrom=apix, **optics.ctf_keywords(), **options
+                ).to_dict()
+            )
+            picks = None
+            if self._picking.enabled:
+                picks = _count_picks(image, ctf, optics, self._picking, templates)
+            estimates.append(
+                HalfEstimate(
+                    defocus_angstrom=0.5 * (fit.defocus_u_angstrom + fit.defocus_v_angstrom)
+                    if fit.supported
+                    else None,
+                    defocus_sigma_angstrom=fit.defocus_sigma_angstrom,
+                    fit_resolution_angstrom=fit.fit_resolution_angstrom if fit.supported else None,
+                    n_particles=picks,
+                )
+            )
+        even, odd = estimates
+        result = delta_repro(
+            even,
+            odd,
+            frequency_step_per_angstrom=1.0 / (tile * apix),
+            whole_supported=ctf.supported,
+        )
+        if result is None:
+            return None
+        return ReproRecord(
+            defocus_even_angstrom=even.defocus_angstrom,
+            defocus_odd_angstrom=odd.defocus_angstrom,
+            fit_resolution_even_angstrom=even.fit_resolution_angstrom,
+            fit_resolution_odd_angstrom=odd.fit_resolution_angstrom,
+            particles_even=even.n_particles,
+            particles_odd=odd.n_particles,
+            z_defocus=result.z_defocus,
+            z_fit_resolution=result.z_fit_resolution,
+            z_particles=result.z_particles,
+            delta_repro=result.delta_repro,
+        )
+
+
+def _count_picks(
+    image: torch.Tensor,
+    ctf: CtfRecord,
+    optics: Optics,
+    settings: PickingSettings,
+    templates: torch.Tensor | None,
+) -> int:
+    """Particles the picker finds on ``image`` Wiener-filtered with the exposure's CTF."""
+    from causalscope.actors._restore import ctf_parameters, pick
+    from causalscope.models.restoration import spectral_snr_from_fit, wiener_filter
+
+    parameters = ctf_parameters(ctf, optics)
+    apix = optics.pixel_size_angstrom
+    ssnr = spectral_snr_from_fit(image, pixel_size_angstrom=apix, **parameters.kwargs())
+    restored = wiener_filter(image, pixel_size_angstrom=apix, ssnr=ssnr, **parameters.kwargs())
+    return len(pick(restored, templates, settings, apix).scores)
