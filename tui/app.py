@@ -43,6 +43,7 @@ from causalscope.tui.messages import (
     HistoryLoaded,
     LabelStored,
     QuarantineAdded,
+    ScoreUpdated,
     StatusUpdated,
     ThumbnailLoaded,
     message_for,
@@ -231,6 +232,10 @@ class Dashboard(App[None]):
         self.state.take_evaluation(message.update)
         self._dirty |= {"recon", "overview"}
 
+    def on_score_updated(self, message: ScoreUpdated) -> None:
+        if self.state.take_score(message.score) == self.table.selected_id():
+            self._dirty.add("details")
+
     def on_class_label_stored(self, message: ClassLabelStored) -> None:
         self.state.take_class_label(message.class_index, message.label)
         self._dirty |= {"recon", "overview"}
@@ -343,6 +348,7 @@ class Dashboard(App[None]):
             None if eid is None else self.state.labels.get(eid),
             None if eid is None else self.state.quarantine.get(eid),
             None if eid is None else self.state.causal.get(eid),
+            None if eid is None else self.state.scores.get(eid),
         )
 
     def _set_label(self, exposure_id: str, label: str) -> None:

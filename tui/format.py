@@ -282,10 +282,12 @@ def details_text(
     quarantine_reason: str | None = None,
     *,
     causes: Text | None = None,
+    score: Text | None = None,
 ) -> Text:
     """The selected exposure: CTF, motion, dose and flags with their reasons, and its label.
 
-    ``causes`` (the causal model's verdict on it) comes after the flags, before the numbers.
+    ``causes`` (the causal model's verdict on it) and ``score`` (its score and failed
+    obligations) come after the flags, before the numbers.
     """
     text = Text()
     if row is None:
@@ -295,9 +297,10 @@ def details_text(
     _append_flags(text, row)
     if quarantine_reason:
         text.append(f"quarantined: {quarantine_reason}\n", style="magenta")
-    if causes is not None:
-        text.append_text(causes)
-        text.append("\n")
+    for part in (causes, score):
+        if part is not None:
+            text.append_text(part)
+            text.append("\n")
     for parts in _number_lines(row):
         # "-" alone or "- unit": no value (a negative number is "-0.5 ...")
         shown = [(k, got) for k, got in parts if not (got[:1] == "-" and not got[1:2].isdigit())]

@@ -30,6 +30,7 @@ __all__ = [
     "HistoryLoaded",
     "LabelStored",
     "QuarantineAdded",
+    "ScoreUpdated",
     "StatusUpdated",
     "ThumbnailLoaded",
     "message_for",
@@ -91,6 +92,14 @@ class EvaluationUpdated(Message):
     """
 
     update: dict[str, Any]
+
+
+@dataclass
+class ScoreUpdated(Message):
+    """An exposure was scored (published on ``score``): ``score`` as
+    :class:`~causalscope.daemon.client.wire.Score`."""
+
+    score: dict[str, Any]
 
 
 @dataclass
@@ -182,6 +191,8 @@ def message_for(topic: str, payload: dict[str, Any]) -> Message | None:
         return CausalUpdated(payload) if payload.get("exposure_id") else None
     if topic == "evaluation":
         return EvaluationUpdated(payload) if isinstance(payload.get("version"), int) else None
+    if topic == "score":
+        return ScoreUpdated(payload) if payload.get("kind") == "exposure" else None
     if topic == "class_label":
         index = payload.get("class_index")
         if not isinstance(index, int):

@@ -59,6 +59,8 @@ class SessionState:
         The latest map with its FSC curves and its update's ``version``, or None.
     class_labels
         The operator's latest label per class index.
+    scores
+        Each scored exposure's score with its obligations, by id.
     """
 
     thresholds: dict[str, float]
@@ -74,6 +76,7 @@ class SessionState:
     class_set: dict[str, Any] | None = None
     reconstruction: dict[str, Any] | None = None
     class_labels: dict[int, str] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     _causal_latest: dict[str, Any] | None = None
     _regime_changed_at: str | None = None
 
@@ -97,6 +100,7 @@ class SessionState:
         self.class_set = snapshot.class_set
         self.reconstruction = snapshot.reconstruction
         self.class_labels = dict(snapshot.class_labels)
+        self.scores = dict(snapshot.scores)
         if self.connection == "connecting":
             self.connection = "ok"
 
@@ -168,6 +172,14 @@ class SessionState:
             self.class_set = {"version": version, **classes}
             return True
         return False
+
+    def take_score(self, score: Mapping[str, Any]) -> str | None:
+        """Keep an exposure's score; its id (None for another kind of subject)."""
+        if score.get("kind") != "exposure" or not score.get("subject"):
+            return None
+        exposure_id = str(score["subject"])
+        self.scores[exposure_id] = dict(score)
+        return exposure_id
 
     def take_class_label(self, class_index: int, label: str) -> None:
         """Keep the operator's label of a class."""

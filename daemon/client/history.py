@@ -88,6 +88,9 @@ class Snapshot:
         The latest map with its FSC curves and its update's ``version``, or None.
     class_labels
         The operator's latest label (``select`` or ``reject``) per class index.
+    scores
+        Each scored exposure's score with its obligations (as published on ``score``), by
+        exposure id; empty for a file older than schema 4.
     """
 
     rows: list[dict[str, Any]]
@@ -101,6 +104,7 @@ class Snapshot:
     class_set: dict[str, Any] | None = None
     reconstruction: dict[str, Any] | None = None
     class_labels: dict[int, str] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _decoded(value: Any) -> Any:
@@ -137,6 +141,18 @@ def has_evaluations(select: Select) -> bool:
 
 
 _EVALUATION_JSON = ("class_set", "map", "forecast")
+_SCORE_JSON = ("terms", "weights", "obligations")
+
+
+def has_scores(select: Select) -> bool:
+    """Whether the session has the scores' view and tables (schema 4 on)."""
+    return int(select(views.HAS_SCORES_SQL, None).rows[0][0]) == len(views.SCORE_RELATIONS)
+
+
+def _read_scores(select: Select) -> dict[str, dict[str, Any]]:
+    if not has_scores(select):
+        return {}
+    return {str(row["subject"]): row for row in _dicts(select(views.SCORES_SQL, None), _SCORE_JSON)}
 
 
 def _latest(select: Select, sql: str, part: str) -> dict[str, Any] | None:
@@ -178,13 +194,14 @@ def read_snapshot(select: Select, status: dict[str, Any] | None) -> Snapshot:
         causes=causes,
         causal=causal,
         **_read_evaluations(select),
+        scores=_read_scores(select),
     )
 
 
 def catch_up(select: Select, since: str) -> list[tuple[str, dict[str, Any]]]:
     """The messages for what was committed from ``since`` (ISO time) on: each exposure's row,
     the causal verdicts on those exposures, each with the latest ranking, the running
-    reconstructions' updates and the class labels, as published."""
+    reconstructions' updates, the class labels and the scores, as published."""
     result = select(views.EXPOSURE_CATCH_UP_SQL, [since])
     messages: list[tuple[str, dict[str, Any]]] = []
     ids = []
@@ -201,6 +218,9 @@ def catch_up(select: Select, since: str) -> list[tuple[str, dict[str, Any]]]:
             messages.append(("evaluation", update))
         for label in _dicts(select(views.CLASS_LABEL_CATCH_UP_SQL, [since])):
             messages.append(("class_label", label))
+    if has_scores(select):
+        for score in _dicts(select(views.SCORE_CATCH_UP_SQL, [since]), _SCORE_JSON):
+            messages.append(("score", score))
     return messages
 
 

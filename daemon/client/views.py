@@ -22,6 +22,11 @@ views existed gets them as temporary views when it is opened read-only
     The causal model's verdict on each exposure with its ``shares`` (a JSON list), in the shape
     of a published ``causal`` update less its ranking; ``index`` is ``model_index``
     (:class:`~.wire.CausalVerdict`).
+``score_rows``
+    One row per scored exposure or reconstruction update, in the shape published on ``score``
+    (:class:`~.wire.Score`): the ``scores`` row's components, V, HyperScore, terms and weights
+    with its ``obligations`` (a JSON list of objects, each with ``subject`` as
+    ``'<kind> <subject>'`` and an empty ``counterexample`` where it holds).
 ``evaluation_updates``
     One row per update of the running reconstructions, in the shape published on
     ``evaluation`` (:class:`~.wire.EvaluationUpdate`): ``version``, ``particles``,
@@ -49,10 +54,14 @@ __all__ = [
     "EXPOSURE_CATCH_UP_SQL",
     "HAS_CAUSAL_SQL",
     "HAS_EVALUATIONS_SQL",
+    "HAS_SCORES_SQL",
     "HISTORY_SQL",
     "LATEST_CLASS_SET_SQL",
     "LATEST_MAP_SQL",
     "PUBLISHED_EXPOSURE_SQL",
+    "SCORES_SQL",
+    "SCORE_CATCH_UP_SQL",
+    "SCORE_RELATIONS",
     "VIEWS",
     "View",
 ]
@@ -165,6 +174,23 @@ LEFT JOIN reconstructions AS r ON r.version = e.version
 LEFT JOIN forecasts AS f ON f.version = e.version
 """
 
+_SCORE_ROWS = """
+SELECT s.kind, s.subject, s.logic, s.novelty, s.impact, s.delta_repro, s.meta, s.v,
+    s.v_without_meta, s.hyperscore, s.weakest, s.terms, s.weights, s.n_particles,
+    s.weighted_particles,
+    coalesce(ob.obligations, '[]'::JSON) AS obligations
+FROM scores AS s
+LEFT JOIN (
+    SELECT o.kind, o.subject,
+        to_json(list(json_object(
+            'name', o.name, 'subject', o.kind || ' ' || o.subject, 'statement', o.statement,
+            'holds', o.holds, 'message', o.message,
+            'counterexample', coalesce(o.counterexample, '{}'::JSON)) ORDER BY o.name))
+            AS obligations
+    FROM obligations AS o GROUP BY o.kind, o.subject
+) AS ob ON ob.kind = s.kind AND ob.subject = s.subject
+"""
+
 #: The views, in the order they are created (a view after those it reads).
 VIEWS: tuple[View, ...] = (
     View("exposure_rows", _EXPOSURE_ROWS, ("exposures", "motion", "ctf", "picking", "flags")),
@@ -177,6 +203,7 @@ VIEWS: tuple[View, ...] = (
         _EVALUATION_UPDATES,
         ("evaluations", "class_sets", "classes", "reconstructions", "forecasts"),
     ),
+    View("score_rows", _SCORE_ROWS, ("scores", "obligations")),
 )
 
 #: One exposure as published after its commit (parameter ``$id``).
@@ -248,6 +275,23 @@ EVALUATION_RELATIONS = (
     "reconstructions",
     "forecasts",
     "class_labels",
+)
+#: Every exposure's score with its obligations, as published on ``score``, in scoring order.
+SCORES_SQL = (
+    "SELECT r.* FROM score_rows AS r JOIN scores AS s USING (kind, subject) "
+    "WHERE r.kind = 'exposure' ORDER BY s.seq"
+)
+#: The scores stored from a time (``$1``, ISO text) on, as published.
+SCORE_CATCH_UP_SQL = (
+    "SELECT r.* FROM score_rows AS r JOIN scores AS s USING (kind, subject) "
+    "WHERE s.scored_at >= $1::TIMESTAMP ORDER BY s.seq"
+)
+#: The scores' view and tables: a file older than schema 4 has none.
+SCORE_RELATIONS = ("score_rows", "scores", "obligations")
+#: How many of :data:`SCORE_RELATIONS` the session has.
+HAS_SCORES_SQL = (
+    "SELECT count(DISTINCT table_name) FROM information_schema.tables "
+    f"WHERE table_name IN {SCORE_RELATIONS}"
 )
 #: How many of :data:`EVALUATION_RELATIONS` the session has.
 HAS_EVALUATIONS_SQL = (

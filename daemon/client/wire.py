@@ -333,8 +333,9 @@ class MapRow(_Wire):
     """The 3D map of an update (a ``reconstructions`` row without ``version``).
 
     ``fsc_masked`` and ``fsc_unmasked``: shell ``i`` at ``i / (2 (n - 1))`` cycles per pixel;
-    left out where only the resolutions are wanted (the history). ``symmetry_correlations``
-    (the reference's self-correlations under the symmetry) only in the published update.
+    left out where only the resolutions are wanted (the history). ``symmetry_correlations``:
+    the reference's self-correlations under the symmetry (empty for C1 or without a
+    reference; null in files written before schema 4).
     """
 
     particles: int

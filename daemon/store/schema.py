@@ -10,9 +10,9 @@ store a new field of a record: declare its column (at the table's end) with the 
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
 Version 4 added the scores' tables (``repro``, ``scores``, ``obligations``,
-``score_weights``), declared and
-documented in :mod:`.scores`. Version 3 added the running reconstructions' tables (``evaluations``,
-``class_sets``, ``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their
+``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
+and ``reconstructions.symmetry_correlations``. Version 3 added the running reconstructions'
+tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their
 view (``evaluation_updates``); an older file gets them when a store opens it. Version 2 added the
 views of :mod:`causalscope.daemon.client.views` (``exposure_rows``, ``published_exposures``,
 ``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the session publishes and the
@@ -158,7 +158,9 @@ the version recorded); read-only it gets the views as temporary ones.
     ``resolution_fsc_05_angstrom``; ``fsc_masked``, ``fsc_unmasked`` (JSON lists: shell ``i``
     at ``i / (2 (n - 1))`` cycles per pixel); ``half_map_1``, ``half_map_2``, ``map_path``
     (MRC), ``fsc_star_path`` (RELION's ``postprocess.star``); ``coverage`` (share of viewing
-    directions within 15 degrees of a particle's); ``largest_gap_deg``.
+    directions within 15 degrees of a particle's); ``largest_gap_deg``;
+    ``symmetry_correlations`` (JSON list: the reference's correlation with itself under each
+    operator of ``symmetry``, empty for C1; schema 4).
 
 ``forecasts`` (resolution against particles at an update with a map)
     ``version`` (primary key); ``particles``; ``bfactor_angstrom2`` and
@@ -522,6 +524,7 @@ RECONSTRUCTIONS_TABLE = Table(
         field("fsc_star_path", "VARCHAR NOT NULL"),
         field("coverage", "DOUBLE NOT NULL"),
         field("largest_gap_deg", "DOUBLE NOT NULL"),
+        field("symmetry_correlations", "JSON", json=True),
     ),
 )
 # Read from a ForecastUpdate.

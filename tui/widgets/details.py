@@ -1,4 +1,5 @@
-"""The details pane: the selected exposure's CTF, motion, flags with reasons, label and causes."""
+"""The details pane: the selected exposure's CTF, motion, flags with reasons, label, causes
+and score."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from textual.widgets import Static
 
 from causalscope.tui.causes import exposure_causes_text
 from causalscope.tui.format import details_text
+from causalscope.tui.scores import score_text
 
 __all__ = ["DetailsPane"]
 
@@ -27,9 +29,12 @@ class DetailsPane(VerticalScroll, can_focus=False):
         label: str | None,
         quarantine_reason: str | None,
         causal: Mapping[str, Any] | None = None,
+        score: Mapping[str, Any] | None = None,
     ) -> None:
-        """Describe ``row`` (None: nothing selected) and the causal model's verdict on it."""
+        """Describe ``row`` (None: nothing selected), the causal model's verdict on it and its
+        score."""
         causes = None if row is None else exposure_causes_text(causal)
+        scored = None if row is None else score_text(score)
         self.query_one("#details-text", Static).update(
-            details_text(row, label, quarantine_reason, causes=causes)
+            details_text(row, label, quarantine_reason, causes=causes, score=scored)
         )

@@ -163,10 +163,7 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     (update,) = snapshot.evaluations
     _check(w.EvaluationUpdate, update, optional=set())
     _check(w.ClassSet, update["class_set"], optional={"classes"})
-    # the reference's symmetry check is published, and stored as an obligation, not in the map
-    _check(
-        w.MapRow, update["map"], optional={"fsc_masked", "fsc_unmasked", "symmetry_correlations"}
-    )
+    _check(w.MapRow, update["map"], optional={"fsc_masked", "fsc_unmasked"})
     assert snapshot.class_set is not None and snapshot.reconstruction is not None
     _check(
         w.ClassSet, {k: v for k, v in snapshot.class_set.items() if k != "version"}, optional=set()
@@ -174,7 +171,7 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     _check(
         w.MapRow,
         {k: v for k, v in snapshot.reconstruction.items() if k != "version"},
-        optional={"symmetry_correlations"},
+        optional=set(),
     )
     assert snapshot.class_labels == {1: "select"}
     (verdict,) = snapshot.causal

@@ -67,10 +67,10 @@ def _history(path: Path) -> dict[str, Any]:
 def _old_history() -> dict[str, Any]:
     """The old dashboard's history; its alerts lacked the event's ``run_id`` (the published
     alert had it), which the ``alerts`` view now gives both, and it knew nothing of the
-    running reconstructions (a version 1 file has none)."""
+    running reconstructions or the scores (a version 1 file has none)."""
     old = json.loads((DATA / "v1_session.history.json").read_text())
     old["alerts"] = [{**alert, "run_id": 1} for alert in old["alerts"]]
-    old.update(evaluations=[], class_set=None, reconstruction=None, class_labels={})
+    old.update(evaluations=[], class_set=None, reconstruction=None, class_labels={}, scores={})
     return dict(old)
 
 
