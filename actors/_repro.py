@@ -21,14 +21,20 @@ _DEFAULT_TILE_PX = 512
 
 
 class ReproStage:
-    """Refit each half sum's CTF (as the CTF stage does) and count its picks (blobs or
-    templates, as the picking stage does, on the half's Wiener-filtered image)."""
+    """Refit each half sum's CTF (as the CTF stage does, searching within ``window_um`` of
+    the whole exposure's defocus: a small perturbation of the estimate, not a new search) and
+    count its picks (blobs or templates, as the picking stage does, on the half's
+    Wiener-filtered image). A half's defocus counts even where its rings alone would not
+    support a fit; its fit resolution only where they do."""
 
     name = "repro"
 
-    def __init__(self, *, ctf: CtfSettings, picking: PickingSettings) -> None:
+    def __init__(
+        self, *, ctf: CtfSettings, picking: PickingSettings, window_um: float = 0.5
+    ) -> None:
         self._ctf = ctf
         self._picking = picking
+        self._window_um = window_um
 
     def __call__(
         self,
@@ -42,6 +48,9 @@ class ReproStage:
 
         apix = optics.pixel_size_angstrom
         options = self._ctf.fit_options(tuple(halves[0].shape[-2:]), apix)
+        whole_um = 0.5e-4 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)
+        options["defocus_min_um"] = max(0.05, whole_um - self._window_um)
+        options["defocus_max_um"] = whole_um + self._window_um
         tile = options["box_px"] if isinstance(options["box_px"], int) else _DEFAULT_TILE_PX
         estimates = []
         for half in halves:
@@ -56,9 +65,7 @@ class ReproStage:
                 picks = _count_picks(image, ctf, optics, self._picking, templates)
             estimates.append(
                 HalfEstimate(
-                    defocus_angstrom=0.5 * (fit.defocus_u_angstrom + fit.defocus_v_angstrom)
-                    if fit.supported
-                    else None,
+                    defocus_angstrom=0.5 * (fit.defocus_u_angstrom + fit.defocus_v_angstrom),
                     defocus_sigma_angstrom=fit.defocus_sigma_angstrom,
                     fit_resolution_angstrom=fit.fit_resolution_angstrom if fit.supported else None,
                     n_particles=picks,

@@ -12,12 +12,13 @@ a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
 Version 4 added the scores' tables (``repro``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
 and ``reconstructions.symmetry_correlations``. Version 3 added the running reconstructions'
-tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their
-view (``evaluation_updates``); an older file gets them when a store opens it. Version 2 added the
-views of :mod:`causalscope.daemon.client.views` (``exposure_rows``, ``published_exposures``,
-``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the session publishes and the
-dashboard reads. A version-1 file is migrated when a store opens it (the views are created and
-the version recorded); read-only it gets the views as temporary ones.
+tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``,
+``forecasts``) and their view (``evaluation_updates``); an older file gets them when a store
+opens it. Version 2 added the views of :mod:`causalscope.daemon.client.views`
+(``exposure_rows``, ``published_exposures``, ``alerts``, ``latest_causes``,
+``causal_verdicts``): the shapes the session publishes and the dashboard reads. A version-1
+file is migrated when a store opens it (the views are created and the version recorded);
+read-only it gets the views as temporary ones.
 
 ``schema_version``
     ``version`` (INTEGER): a schema version the file was written or migrated to (one row per

@@ -10,8 +10,9 @@ the halves' own uncertainties allow:
   with ``s`` the larger of ``relative_sigma`` times their mean and ``shells`` shells of the
   fit's spectrum (``1 / (box * apix)`` each): a fit resolution reproduces to about a quarter of
   its frequency between half-dose halves of clean simulated exposures;
-- a half without a supported fit, when the whole exposure has one, did not reproduce it:
-  its defocus and fit resolution count as ``z = missing_z``;
+- a half without a defocus (no fit at all), when the whole exposure has one, did not
+  reproduce it: its defocus counts as ``z = missing_z``; a fit resolution is compared only
+  where both halves' rings support one (at half the dose they often do not);
 - particles: ``z = |n_even - n_odd| / sqrt(n_even + n_odd + 1)`` (Poisson counts).
 
 ``DeltaRepro = exp(-rms(z) / 2)`` lies in ``(0, 1]``: 1 for identical halves, about 0.6 for
@@ -74,8 +75,6 @@ def delta_repro(
         k_even, k_odd = (1.0 / r for r in fits if r is not None)
         step = max(relative_sigma * 0.5 * (k_even + k_odd), shells * frequency_step_per_angstrom)
         z_fit = abs(k_even - k_odd) / (math.sqrt(2.0) * step)
-    elif whole_supported:
-        z_fit = missing_z
     z_particles = None
     if even.n_particles is not None and odd.n_particles is not None:
         z_particles = abs(even.n_particles - odd.n_particles) / math.sqrt(

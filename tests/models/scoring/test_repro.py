@@ -43,8 +43,8 @@ def test_a_half_without_the_fit_the_whole_had_does_not_reproduce() -> None:
     odd = HalfEstimate(None, None, None, 41)
     result = delta_repro(even, odd, frequency_step_per_angstrom=STEP, missing_z=4.0)
     assert result is not None
-    assert result.z_defocus == 4.0 and result.z_fit_resolution == 4.0
-    assert result.delta_repro < 0.25
+    assert result.z_defocus == 4.0 and result.z_fit_resolution is None  # compared where both
+    assert result.delta_repro < 0.35
     assert (
         delta_repro(
             HalfEstimate(None, None, None, None),
