@@ -59,6 +59,9 @@ class ScoredSubject:
     weighted_particles: float = 0.0
     #: V of the components other than Meta: what Meta compares over the recent window
     v_without_meta: float | None = None
+    #: ``accept``, ``reject`` or ``look`` (exposures only), and why
+    recommendation: str | None = None
+    reason: str = ""
 
     @property
     def failed(self) -> list[ObligationResult]:
@@ -83,6 +86,8 @@ class ScoredSubject:
             "n_particles": self.n_particles,
             "weighted_particles": self.weighted_particles,
             "v_without_meta": self.v_without_meta,
+            "recommendation": self.recommendation,
+            "reason": self.reason,
             "obligations": [o.to_dict() for o in self.obligations],
         }
 
@@ -172,6 +177,7 @@ class SessionScorer:
         components = ScoreComponents(logic=logic, impact=impact, delta_repro=repro, meta=meta)
         score = combine(components, self.weights, self.parameters)
         self._remember(None if partial is None else partial.v, weighted)
+        recommendation, reason = self._recommend(record, score, obligations)
         return ScoredSubject(
             kind="exposure",
             subject=record.exposure_id,
@@ -182,7 +188,29 @@ class SessionScorer:
             n_particles=particles,
             weighted_particles=weighted,
             v_without_meta=None if partial is None else partial.v,
+            recommendation=recommendation,
+            reason=reason,
         )
+
+    def _recommend(
+        self, record: ExposureRecord, score: Score | None, obligations: list[ObligationResult]
+    ) -> tuple[str, str]:
+        """Accept, reject or look, with the reason an operator reads first."""
+        s = self.settings
+        if record.status == "fail":
+            failed = [f.code for f in record.flags if f.severity == "fail"]
+            return "reject", f"the sanity gate failed it ({', '.join(failed) or 'no reason'})"
+        broken = [o for o in obligations if not o.holds]
+        if broken:
+            return "reject", f"{broken[0].name}: {broken[0].message}"
+        if score is None:
+            return "look", "nothing to score it by"
+        hyper, weakest = score.hyperscore, score.weakest or "nothing"
+        if hyper >= s.accept_above:
+            return "accept", f"HyperScore {hyper:.1f} >= {s.accept_above:g}"
+        if hyper < s.reject_below:
+            return "reject", f"HyperScore {hyper:.1f} < {s.reject_below:g}, held down by {weakest}"
+        return "look", f"HyperScore {hyper:.1f}, held down by {weakest}"
 
     def score_reconstruction(self, update: EvaluationUpdate) -> ScoredSubject | None:
         """Score an update that carries a map (``None`` for a classes-only update)."""

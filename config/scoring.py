@@ -76,6 +76,21 @@ class ScoringSettings(Section):
             "(from its CTF fit resolution)."
         ),
     )
+    accept_above: float = Field(
+        150.0,
+        ge=100,
+        le=200,
+        description="Recommend accepting an exposure whose HyperScore is at least this.",
+    )
+    reject_below: float = Field(
+        120.0,
+        ge=100,
+        le=200,
+        description=(
+            "Recommend rejecting an exposure whose HyperScore is below this, whose gate failed "
+            "or which broke an obligation; in between: look at it."
+        ),
+    )
     learn_min_labels: int = Field(
         20,
         ge=4,

@@ -38,6 +38,11 @@ def score_text(score: Mapping[str, Any] | None) -> Text | None:
     ]
     if parts:
         text.append("  " + ", ".join(parts), style="dim")
+    advice = score.get("recommendation")
+    if advice:
+        style = {"accept": "green", "reject": "red"}.get(str(advice), "yellow")
+        text.append(f"\n  recommend {advice}", style=f"bold {style}")
+        text.append(f": {score.get('reason') or ''}")
     weakest = score.get("weakest")
     if weakest:
         text.append(f"\n  held down most by {_NAMES.get(str(weakest), str(weakest))}")

@@ -424,6 +424,8 @@ class Score(_Wire):
     weights: dict[str, float]
     n_particles: int
     weighted_particles: float
+    recommendation: Literal["accept", "reject", "look"] | None
+    reason: str
     obligations: list[Obligation]
 
 

@@ -12,6 +12,9 @@
     ``n_particles`` (the exposure's usable particles, or the map's); ``weighted_particles``
     (the exposure's particles weighted by the signal its CTF fit resolution implies at
     ``impact_resolution_angstrom``: ImpactFore's measure); ``failed_obligations``;
+    ``recommendation`` ('accept' | 'reject' | 'look'; exposures only: reject when the gate
+    failed it, an obligation broke or HyperScore is below ``reject_below``, accept at
+    ``accept_above`` or more) and its ``reason``;
     ``run_id``; ``scored_at``.
 
 ``repro`` (one row per done exposure whose half sums were refitted; the latest commit's)
@@ -83,6 +86,8 @@ SCORES_TABLE = Table(
         Column("n_particles", "INTEGER NOT NULL"),
         Column("weighted_particles", "DOUBLE"),
         Column("failed_obligations", "INTEGER NOT NULL"),
+        Column("recommendation", "VARCHAR CHECK (recommendation IN ('accept', 'reject', 'look'))"),
+        Column("reason", "VARCHAR"),
         Column("run_id", "INTEGER"),
         Column("scored_at", "TIMESTAMP NOT NULL"),
     ),
@@ -150,6 +155,8 @@ def write_score(
         "n_particles": scored.n_particles,
         "weighted_particles": scored.weighted_particles,
         "failed_obligations": len(scored.failed),
+        "recommendation": scored.recommendation,
+        "reason": scored.reason,
         "run_id": run_id,
         "scored_at": now,
     }
@@ -211,9 +218,14 @@ FAILED_SQL = """
 SELECT name, count(*) AS n FROM obligations WHERE NOT holds
 GROUP BY name ORDER BY n DESC, name
 """
+#: exposures by recommendation
+RECOMMENDATIONS_SQL = """
+SELECT recommendation, count(*) FROM scores
+WHERE kind = 'exposure' AND recommendation IS NOT NULL GROUP BY recommendation
+"""
 #: the lowest-scoring exposures, with the term that held each down and its failed obligations
 WORST_SQL = """
-SELECT s.subject, s.hyperscore, s.weakest,
+SELECT s.subject, s.hyperscore, s.weakest, s.reason,
        (SELECT string_agg(o.name || ': ' || o.message, '; ' ORDER BY o.name)
         FROM obligations o
         WHERE o.kind = s.kind AND o.subject = s.subject AND NOT o.holds) AS failed

@@ -167,9 +167,9 @@ class SessionSummary:
         selected, the map's resolution and coverage, the forecast), or None before one.
     scores
         The exposures' scores: ``scored``, HyperScore ``p10``, ``median`` and ``p90``, mean
-        ``logic``, ``failed`` obligations ``{name: count}`` and the ``worst`` exposures
-        (``subject``, ``hyperscore``, ``weakest`` term, ``failed`` obligations in words); None
-        before any.
+        ``logic``, ``failed`` obligations ``{name: count}``, ``recommended`` ``{accept, look,
+        reject: count}`` and the ``worst`` exposures (``subject``, ``hyperscore``, ``weakest``
+        term, ``reason``, ``failed`` obligations in words); None before any.
     """
 
     session: str
@@ -257,8 +257,14 @@ class SessionSummary:
             f"{s['p90']:.1f}) over {s['scored']} exposures; LogicScore mean {logic}",
             f"  failed obligations  {failed}",
         ]
+        counts = s.get("recommended") or {}
+        if counts:
+            lines.append(
+                "  recommended  "
+                + "   ".join(f"{k} {counts.get(k, 0)}" for k in ("accept", "look", "reject"))
+            )
         for worst in s["worst"]:
-            why = worst["failed"] or f"held down most by {worst['weakest']}"
+            why = worst["failed"] or worst.get("reason") or f"held down by {worst['weakest']}"
             lines.append(f"  low  {worst['subject']}  {worst['hyperscore']:.1f}: {why}")
         return lines
 
@@ -397,8 +403,8 @@ def _scores(rows: Any) -> dict[str, Any] | None:
         return None
     p10, median, p90 = (float(q) for q in quantiles)
     worst = [
-        {"subject": str(a), "hyperscore": float(b), "weakest": c, "failed": d}
-        for a, b, c, d in rows(scores.WORST_SQL, [3])
+        {"subject": str(a), "hyperscore": float(b), "weakest": c, "reason": r, "failed": d}
+        for a, b, c, r, d in rows(scores.WORST_SQL, [3])
     ]
     return {
         "scored": int(n),
@@ -407,6 +413,7 @@ def _scores(rows: Any) -> dict[str, Any] | None:
         "p90": p90,
         "logic": None if logic is None else float(logic),
         "failed": {str(name): int(count) for name, count in rows(scores.FAILED_SQL)},
+        "recommended": {str(r): int(n) for r, n in rows(scores.RECOMMENDATIONS_SQL)},
         "worst": worst,
     }
 

@@ -155,3 +155,37 @@ def test_labels_train_the_weights_which_are_stored_and_used_after_a_restart(
         restarted = ScoreKeeper(settings, store, lambda a: None)
         assert restarted.scorer.weights.as_tuple() == pytest.approx(learned_weights.as_tuple())
         assert restarted.labelled() is None  # nothing new to learn from
+
+
+def test_recommendations_and_the_summary_say_why(tmp_path: Path) -> None:
+    from causalscope.daemon.store import SessionReader
+    from causalscope.daemon.store import summarize as summarize_session
+
+    path = tmp_path / "S.duckdb"
+    with SessionStore(path) as store:
+        keeper = ScoreKeeper(ScoringSettings(), store, lambda a: None)
+        found = {}
+        for name, fit, status in (
+            ("good1", 3.5, "pass"),
+            ("good2", 3.6, "pass"),
+            ("nyq", 1.2, "pass"),
+            ("gated", 3.5, "fail"),
+        ):
+            record = _record(name, fit=fit).model_copy(update={"status": status})
+            store.commit_exposure(record, params_hash="p")
+            found[name] = keeper.exposure(record)
+    assert found["nyq"].recommendation == "reject"  # type: ignore[union-attr]
+    assert found["nyq"].reason.startswith("fit_within_nyquist: the CTF fit")  # type: ignore[union-attr]
+    assert found["gated"].recommendation == "reject"  # type: ignore[union-attr]
+    assert "sanity gate" in found["gated"].reason  # type: ignore[union-attr]
+    good = found["good2"]
+    assert good is not None and good.score is not None
+    expected = "accept" if good.score.hyperscore >= 150 else "look"
+    assert good.recommendation == expected and f"{good.score.hyperscore:.1f}" in good.reason
+    with SessionReader(path) as reader:
+        summary = summarize_session(reader)
+    assert summary.scores is not None and summary.scores["scored"] == 4
+    assert summary.scores["recommended"]["reject"] == 2
+    assert summary.scores["failed"] == {"fit_within_nyquist": 1}
+    text = summary.describe()
+    assert "failed obligations  fit_within_nyquist 1" in text and "recommended  accept" in text
