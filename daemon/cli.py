@@ -33,6 +33,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("summary", "summary"),
     ("causal", "causal"),
     ("query", "query"),
+    ("export", "export"),
     ("tui", "tui"),
     ("config", "config_cmd"),
 )

@@ -18,7 +18,7 @@ __all__ = ["MICROGRAPH_KINDS", "CtfStarExporter", "rewrite_ctf_star"]
 
 # Done, not failed by the gate, with a CTF fit that rings support and the optics RELION needs.
 _ROWS_SQL = """
-SELECT e.outputs, e.pixel_size_angstrom, e.voltage_kv, e.cs_mm, e.amplitude_contrast,
+SELECT e.exposure_id, e.outputs, e.pixel_size_angstrom, e.voltage_kv, e.cs_mm, e.amplitude_contrast,
        c.defocus_u_angstrom, c.defocus_v_angstrom, c.defocus_angle_deg, c.figure_of_merit,
        c.fit_resolution_angstrom, c.phase_shift_deg
 FROM exposures AS e JOIN ctf AS c USING (exposure_id)
@@ -33,8 +33,11 @@ MICROGRAPH_KINDS = ("dose_weighted_sum", "aligned_sum")
 _DEFAULT_AMPLITUDE_CONTRAST = 0.1
 
 
-def rewrite_ctf_star(connection: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Write ``path`` from the committed rows; returns the number of micrographs written.
+def rewrite_ctf_star(
+    connection: duckdb.DuckDBPyConnection, path: Path, *, only: set[str] | None = None
+) -> int:
+    """Write ``path`` from the committed rows (those of the exposures in ``only`` when given);
+    returns the number of micrographs written.
 
     Exposures without a written micrograph are left out (RELION needs its file); the motion
     STAR files are listed (``rlnMicrographMetadata``) when every micrograph has one. One optics
@@ -43,9 +46,11 @@ def rewrite_ctf_star(connection: duckdb.DuckDBPyConnection, path: Path) -> int:
     """
     groups: dict[tuple[float, float, float, float], int] = {}
     rows: list[dict[str, Any]] = []
-    for outputs_json, pixel, voltage, cs, amplitude, *ctf in connection.execute(
+    for exposure_id, outputs_json, pixel, voltage, cs, amplitude, *ctf in connection.execute(
         _ROWS_SQL
     ).fetchall():
+        if only is not None and exposure_id not in only:
+            continue
         outputs = json.loads(outputs_json) if outputs_json else {}
         name = next((outputs[k] for k in MICROGRAPH_KINDS if k in outputs), None)
         if name is None:
