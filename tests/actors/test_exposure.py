@@ -123,6 +123,37 @@ def test_good_movie_passes_and_recovers_truth(good, movie) -> None:
     assert record.motion.measured_dose_e_per_a2 == pytest.approx(DOSE, rel=0.03)
 
 
+def test_delta_repro_refits_the_halves_near_the_truth(good, settings) -> None:
+    """Each half sum's CTF lands near the true defocus; identical-enough halves score high,
+    a half replaced by noise does not reproduce the fit."""
+    import mrcfile as mrc
+    import torch
+
+    from causalscope.actors._repro import ReproStage
+    from causalscope.models.optics import Optics
+
+    record, _ = good
+    repro = record.repro
+    assert repro is not None and record.timings_s["repro"] > 0
+    truth_mean = 0.5 * (18_300.0 + 17_900.0)
+    for half in (repro.defocus_even_angstrom, repro.defocus_odd_angstrom):
+        assert half is not None and abs(half - truth_mean) < 300
+    assert repro.z_defocus is not None and repro.z_defocus < 3
+    assert 0.3 < repro.delta_repro <= 1.0
+    assert repro.particles_even and repro.particles_odd  # picked on each half
+    even = torch.as_tensor(mrc.read(record.outputs["even_sum"]).astype(np.float32))
+    noise = torch.randn_like(even) * even.std() + even.mean()
+    stage = ReproStage(ctf=settings.processing.ctf, picking=settings.processing.picking)
+    optics = Optics(
+        pixel_size_angstrom=1.0,
+        voltage_kv=300.0,
+        spherical_aberration_mm=2.7,
+        amplitude_contrast=0.07,
+    )
+    broken = stage((even, noise), ctf=record.ctf, optics=optics, templates=None)
+    assert broken is not None and broken.delta_repro < repro.delta_repro
+
+
 def test_stage_timings_are_recorded(good) -> None:
     record, _ = good
     for stage in ("statistics", "motion", "ctf", "gate", "write"):
