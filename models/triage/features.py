@@ -55,6 +55,7 @@ class TriageFeatures:
     blob_kurtosis: float
     anomaly_fraction: float
     anomaly_sign: float
+    anomaly_depth: float
     anisotropy: float
     ice_spot_ratio: float | None
     ice_ring_ratio: float | None
@@ -99,6 +100,7 @@ def triage_features(image: np.ndarray, *, pixel_size_angstrom: float) -> TriageF
         blob_kurtosis=_blob_kurtosis(image, apix),
         anomaly_fraction=(anomaly := _anomaly(image, apix))[0],
         anomaly_sign=anomaly[1],
+        anomaly_depth=anomaly[2],
         anisotropy=_anisotropy(psd, k_c, angle, floor),
         ice_spot_ratio=spot,
         ice_ring_ratio=ring,
@@ -159,9 +161,10 @@ def _blob_kurtosis(image: np.ndarray, apix: float) -> float:
     return float((centred**4).mean() / var**2 - 3.0) if var > 0 else 0.0
 
 
-def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float]:
-    """``(fraction, sign)``: the anomalous share of the field and whether it is mostly dark
-    (-1) or bright (+1).
+def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float, float]:
+    """``(fraction, sign, depth)``: the anomalous share of the field, whether it is mostly dark
+    (-1) or bright (+1), and its median relative departure from the ice level (the change of
+    transmitted intensity: a pixel value's offset, which no counting detector has, biases it).
 
     The local mean's texture scale is the median, over an 8 x 8 grid of blocks, of its standard
     deviation within each block (particles and noise; a contaminant or film edge fills few
@@ -176,7 +179,7 @@ def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float]:
     blocks = smooth[: m * _BLOCKS, : m * _BLOCKS].reshape(_BLOCKS, m, _BLOCKS, m)
     texture = float(np.median(blocks.std(axis=(1, 3))))
     if texture == 0.0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     level = np.median(blocks, axis=(1, 3)).ravel()
     centres = (np.arange(_BLOCKS) + 0.5) * m
     by, bx = np.meshgrid(centres, centres, indexing="ij")
@@ -199,8 +202,11 @@ def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float]:
     z = (smooth - surface) / spread
     outside = np.abs(z) > ANOMALY_SIGMAS
     fraction = float(outside.mean())
-    sign = float(np.sign(z[outside].sum())) if fraction > 0 else 0.0
-    return fraction, sign
+    if fraction == 0.0:
+        return 0.0, 0.0, 0.0
+    sign = float(np.sign(z[outside].sum()))
+    relative = (smooth - surface)[outside] / np.maximum(np.abs(surface[outside]), 1e-12)
+    return fraction, sign, float(np.median(np.abs(relative)))
 
 
 def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
