@@ -31,6 +31,9 @@
           good particles kept, each class's FRC against the truth, time per particle (--n
           particles, default 3000; --classes, default 50)
 
+  triage  micrograph triage: confusion matrix on --n (20) simulated micrographs per class
+          (512 px) and the verdicts on the real micrographs of ../shared/data/picking
+
 Example:
   causalscope bench motion --json --cases 1024x1024x20 --seeds 0 1 2
 """
@@ -57,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "causal",
             "reconstruction",
             "classes",
+            "triage",
         ],
         help="which benchmark",
     )
@@ -146,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         "ctf": _ctf,
         "reconstruction": _reconstruction,
         "classes": _classes,
+        "triage": _triage,
     }
     report = benches[args.what](args)
     if args.json:
@@ -261,3 +266,12 @@ def _classes(args: argparse.Namespace) -> dict[str, Any]:
     return run_classes_bench(
         seeds=args.seeds or [0], n=args.n or 3000, classes=args.classes, shared_data=shared
     )
+
+
+def _triage(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.triage import run_triage_bench
+
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    seed = (args.seeds or [0])[0]
+    size = 512 if args.size == 1024 else args.size
+    return run_triage_bench(n=args.n or 20, size=size, seed=seed, shared_data=shared)

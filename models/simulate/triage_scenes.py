@@ -8,7 +8,7 @@ Poisson counts are drawn:
 - ``empty``: no specimen in the beam, so no scattering: every pixel expects ``dose * A_px``.
 - ``crystalline_ice``: in domains of 50-150 nm the ice is a crystal; its lattice planes
   (hexagonal ice's 3.90, 3.67 and 3.44 A spacings, cubic ice's 3.67 A) modulate the counts by
-  1-3 % (diffraction contrast), three in-plane directions 60 degrees apart per domain.
+  2-5 % (diffraction contrast), three in-plane directions 60 degrees apart per domain.
 - ``contaminated``: one cause per micrograph (``detail``). Dense bodies scatter outside the
   objective aperture, so they darken by mass thickness, ``exp(-t / L_aperture)`` (``L`` =
   300 nm): ``ice_blobs`` (ethane/ice balls 30-80 nm across the image's field), ``aggregates``
@@ -154,7 +154,7 @@ def _absorption(thickness_angstrom: np.ndarray) -> np.ndarray:
 
 def _ice_lattice(rng: np.random.Generator, n: int, apix: float) -> np.ndarray:
     """Relative modulation of crystalline domains: each Voronoi cell (50-150 nm) is a crystal
-    with probability 0.7, its planes at one ice spacing in three directions 60 degrees apart."""
+    with probability 0.7 (the first always), its planes at one ice spacing in three directions 60 degrees apart."""
     domain_px = rng.uniform(500.0, 1500.0) / apix
     n_seeds = max(2, int((n / domain_px) ** 2))
     seeds = rng.uniform(0, n, size=(n_seeds, 2))
@@ -162,10 +162,10 @@ def _ice_lattice(rng: np.random.Generator, n: int, apix: float) -> np.ndarray:
     cell = np.argmin((x[..., None] - seeds[:, 0]) ** 2 + (y[..., None] - seeds[:, 1]) ** 2, -1)
     out = np.zeros((n, n))
     for c in range(n_seeds):
-        if rng.random() > 0.7:
+        if c > 0 and rng.random() > 0.7:  # the first domain is always a crystal
             continue
         spacing = float(rng.choice(ICE_LATTICE_SPACINGS_ANGSTROM)) / apix
-        amplitude = rng.uniform(0.01, 0.03)
+        amplitude = rng.uniform(0.02, 0.05)
         theta0 = rng.uniform(0, math.pi / 3)
         wave = np.zeros((n, n))
         for j in range(3):
