@@ -72,8 +72,13 @@ def run_triage_bench(
             confusion[kind][result.label] += 1
             if result.label != kind:
                 misses.append(
-                    {"truth": kind, "detail": scene.detail, "apix": round(apix, 2),
-                     "verdict": result.label, "reason": result.reason}
+                    {
+                        "truth": kind,
+                        "detail": scene.detail,
+                        "apix": round(apix, 2),
+                        "verdict": result.label,
+                        "reason": result.reason,
+                    }
                 )
     accuracy = {k: confusion[k][k] / n for k in TRIAGE_KINDS}
     per_detail: dict[str, int] = {}

@@ -154,7 +154,8 @@ def _absorption(thickness_angstrom: np.ndarray) -> np.ndarray:
 
 def _ice_lattice(rng: np.random.Generator, n: int, apix: float) -> np.ndarray:
     """Relative modulation of crystalline domains: each Voronoi cell (50-150 nm) is a crystal
-    with probability 0.7 (the first always), its planes at one ice spacing in three directions 60 degrees apart."""
+    with probability 0.7 (the first always), its planes at one ice spacing in three directions
+    60 degrees apart."""
     domain_px = rng.uniform(500.0, 1500.0) / apix
     n_seeds = max(2, int((n / domain_px) ** 2))
     seeds = rng.uniform(0, n, size=(n_seeds, 2))
@@ -212,7 +213,9 @@ def _contaminate(
         for _ in range(int(rng.integers(1, 4))):
             centre = rng.uniform(0.25 * n, 0.75 * n, size=2)
             spread_px = rng.uniform(500.0, 1500.0) / apix
-            members = centre + rng.normal(scale=spread_px / 2, size=(int(rng.integers(150, 600)), 2))
+            members = centre + rng.normal(
+                scale=spread_px / 2, size=(int(rng.integers(150, 600)), 2)
+            )
             grid = np.zeros((n, n))
             ij = np.clip(np.round(members).astype(int), 0, n - 1)
             np.add.at(grid, (ij[:, 1], ij[:, 0]), 1.0)
