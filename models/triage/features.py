@@ -12,9 +12,11 @@ PNGs of unknown contrast stretch and counted MRCs of any pixel size compare:
 - ``blob_kurtosis``: excess kurtosis of the image band-passed to 1/400-1/40 A^-1 (objects of
   ~40-400 A). Ice alone is a stationary Gaussian field (0); particles are localised bodies and
   give heavy tails.
-- ``anomaly_fraction``: the share of the field whose local mean (Gaussian of 100 A) departs
-  from the median by more than 5 robust sigmas of that map after removing a plane (ice
-  gradients): large dense bodies (ice balls, aggregates, carbon) and cracks (no ice).
+- ``local_mean_range``: the 3rd-97th percentile range of the local mean (Gaussian of 100 A),
+  after removing a plane (ice gradients), relative to its median: the change of transmitted
+  intensity across the field. Dense bodies scatter outside the objective aperture (ice balls,
+  aggregates, carbon film: darker), cracks hold no ice (brighter): several %; particles and
+  ice alone change it by ~1-2 %. ``anomaly_fraction`` is the share changed by over 2.5 %.
 - ``anisotropy``: the smallest over the largest signal power (periodogram above the floor) of
   8 angular sectors at 0.15-0.6 Nyquist: 1 when isotropic; a straight blur during the exposure
   removes the signal along its direction while the counting noise stays white.
@@ -39,8 +41,7 @@ __all__ = ["TriageFeatures", "triage_features"]
 PARTICLE_BAND_ANGSTROM = (200.0, 30.0)
 STRUCTURE_BAND_ANGSTROM = (200.0, 20.0)
 LOCAL_MEAN_ANGSTROM = 100.0
-ANOMALY_SIGMAS = 5.0
-_BLOCKS = 8
+ANOMALY_RELATIVE = 0.025
 ICE_BAND_ANGSTROM = (4.05, 3.35)
 
 
@@ -55,7 +56,7 @@ class TriageFeatures:
     blob_kurtosis: float
     anomaly_fraction: float
     anomaly_sign: float
-    anomaly_depth: float
+    local_mean_range: float
     anisotropy: float
     ice_spot_ratio: float | None
     ice_ring_ratio: float | None
@@ -100,7 +101,7 @@ def triage_features(image: np.ndarray, *, pixel_size_angstrom: float) -> TriageF
         blob_kurtosis=_blob_kurtosis(image, apix),
         anomaly_fraction=(anomaly := _anomaly(image, apix))[0],
         anomaly_sign=anomaly[1],
-        anomaly_depth=anomaly[2],
+        local_mean_range=anomaly[2],
         anisotropy=_anisotropy(psd, k_c, angle, floor),
         ice_spot_ratio=spot,
         ice_ring_ratio=ring,
@@ -162,51 +163,26 @@ def _blob_kurtosis(image: np.ndarray, apix: float) -> float:
 
 
 def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float, float]:
-    """``(fraction, sign, depth)``: the anomalous share of the field, whether it is mostly dark
-    (-1) or bright (+1), and its median relative departure from the ice level (the change of
-    transmitted intensity: a pixel value's offset, which no counting detector has, biases it).
-
-    The local mean's texture scale is the median, over an 8 x 8 grid of blocks, of its standard
-    deviation within each block (particles and noise; a contaminant or film edge fills few
-    blocks); the ice level is a plane through the block medians, refitted without
-    the blocks that depart from it by more than 3 robust sigmas (a gradient of ice
-    thickness is no anomaly); the scale is the larger of the texture and the robust
-    spread of the differences between neighbouring blocks.
-    """
+    """``(fraction, sign, range)`` of the local mean (Gaussian of 100 A) after removing a
+    least-squares plane (a gradient of ice thickness), relative to its median: the share of
+    the field changed by more than :data:`ANOMALY_RELATIVE`, whether that share is mostly dark
+    (-1) or bright (+1), and the 3rd-97th percentile range (a pixel value's offset, which no
+    counting detector has, biases both)."""
     sigma_px = max(1.5, LOCAL_MEAN_ANGSTROM / apix)
     smooth = _interior(ndimage.gaussian_filter(image, sigma_px, mode="reflect"))
-    m = smooth.shape[0] // _BLOCKS
-    blocks = smooth[: m * _BLOCKS, : m * _BLOCKS].reshape(_BLOCKS, m, _BLOCKS, m)
-    texture = float(np.median(blocks.std(axis=(1, 3))))
-    if texture == 0.0:
+    level = float(np.median(smooth))
+    if level == 0.0:
         return 0.0, 0.0, 0.0
-    level = np.median(blocks, axis=(1, 3)).ravel()
-    centres = (np.arange(_BLOCKS) + 0.5) * m
-    by, bx = np.meshgrid(centres, centres, indexing="ij")
-    design = _plane(bx.ravel() / m, by.ravel() / m)
-    grid = level.reshape(_BLOCKS, _BLOCKS)
-    steps = np.concatenate([np.diff(grid, axis=0).ravel(), np.diff(grid, axis=1).ravel()])
-    # neighbouring blocks differ by the texture and the ice's slow undulation, not by the
-    # contrast of a large body (only its outline contributes)
-    spread = max(texture, 1.4826 * float(np.median(np.abs(steps))) / math.sqrt(2.0))
-    keep = np.ones(level.size, dtype=bool)
-    coef = np.zeros(design.shape[1])
-    for _ in range(4):
-        coef, *_ = np.linalg.lstsq(design[keep], level[keep], rcond=None)
-        residual = level - design @ coef
-        keep = np.abs(residual - np.median(residual[keep])) <= 3.0 * spread
-        if keep.sum() < 2 * design.shape[1]:
-            break
     y, x = np.mgrid[0 : smooth.shape[0], 0 : smooth.shape[1]]
-    surface = (_plane(x.ravel() / m, y.ravel() / m) @ coef).reshape(smooth.shape)
-    z = (smooth - surface) / spread
-    outside = np.abs(z) > ANOMALY_SIGMAS
+    design = _plane(x.ravel() / smooth.shape[1], y.ravel() / smooth.shape[0])
+    coef, *_ = np.linalg.lstsq(design, smooth.ravel(), rcond=None)
+    relative = (smooth.ravel() - design @ coef) / abs(level)
+    relative -= np.median(relative)
+    outside = np.abs(relative) > ANOMALY_RELATIVE
     fraction = float(outside.mean())
-    if fraction == 0.0:
-        return 0.0, 0.0, 0.0
-    sign = float(np.sign(z[outside].sum()))
-    relative = (smooth - surface)[outside] / np.maximum(np.abs(surface[outside]), 1e-12)
-    return fraction, sign, float(np.median(np.abs(relative)))
+    sign = float(np.sign(relative[outside].sum())) if fraction > 0 else 0.0
+    low, high = np.percentile(relative, [3.0, 97.0])
+    return fraction, sign, float(high - low)
 
 
 def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
