@@ -9,12 +9,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-import torch
 
 from causalscope.daemon.cli import main
-from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
-
-torch.set_num_threads(2)
 
 
 def _mrc(path: Path, image: np.ndarray, apix: float) -> Path:
@@ -25,13 +21,18 @@ def _mrc(path: Path, image: np.ndarray, apix: float) -> Path:
 
 
 def test_score_mrc_files_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    empty = simulate_triage_micrograph("empty", size_px=256, pixel_size_angstrom=4.0, seed=1)
-    usable = simulate_triage_micrograph("usable", size_px=384, pixel_size_angstrom=5.0, seed=11)
-    a = _mrc(tmp_path / "a.mrc", empty.image, 4.0)
-    b = _mrc(tmp_path / "b.mrc", usable.image, 5.0)
+    # an empty hole (Poisson counts of a uniform beam) and a ball of ice 150 nm thick at its
+    # centre, 480 A across, darkening the counts by mass thickness (exp(-t / 300 nm))
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:256, 0:256] - 128.0
+    chord_a = 2 * np.sqrt(np.clip(60.0**2 - x**2 - y**2, 0, None)) * 5.0
+    ball = rng.poisson(1000.0 * np.exp(-chord_a / 3000.0)).astype(np.float32)
+    a = _mrc(tmp_path / "a.mrc", rng.poisson(640.0, (256, 256)).astype(np.float32), 4.0)
+    b = _mrc(tmp_path / "b.mrc", ball, 5.0)
     assert main(["score", str(a), str(b), "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["label"] for line in lines] == ["empty", "usable"]
+    assert [line["label"] for line in lines] == ["empty", "contaminated"]
+    assert "dark dense bodies" in lines[1]["reason"]
     assert lines[1]["pixel_size_angstrom"] == pytest.approx(5.0)  # from the header
     assert sum(lines[0]["scores"].values()) == pytest.approx(1.0, abs=1e-3)
     assert lines[0]["reason"]
