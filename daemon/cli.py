@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("simulate", "simulate"),
     ("process", "process"),
     ("ctf", "ctf"),
+    ("score", "score"),
     ("bench", "bench"),
     ("train-denoiser", "train_denoiser"),
     ("pick", "pick"),

@@ -36,6 +36,9 @@
           good particles kept, each class's FRC against the truth, time per particle (--n
           particles, default 3000; --classes, default 50)
 
+  triage  micrograph triage: confusion matrix on --n (20) simulated micrographs per class
+          (512 px) and the verdicts on the real micrographs of ../shared/data/picking
+
 Example:
   causalscope bench motion --json --cases 1024x1024x20 --seeds 0 1 2
 """
@@ -63,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "reconstruction",
             "classes",
             "scores",
+            "triage",
         ],
         help="which benchmark",
     )
@@ -153,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         "reconstruction": _reconstruction,
         "classes": _classes,
         "scores": _scores,
+        "triage": _triage,
     }
     report = benches[args.what](args)
     if args.json:
@@ -279,3 +284,12 @@ def _scores(args: argparse.Namespace) -> dict[str, Any]:
     size = 768 if args.size == 1024 else args.size  # 1024 is the pipeline's default
     frames = 12 if args.frames == 20 else args.frames
     return run_scores_bench(n=args.n or 24, size=size, frames=frames, seeds=(seeds[0], seeds[1]))
+
+
+def _triage(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.triage import run_triage_bench
+
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    seed = (args.seeds or [0])[0]
+    size = 512 if args.size == 1024 else args.size
+    return run_triage_bench(n=args.n or 20, size=size, seed=seed, shared_data=shared)

@@ -1,0 +1,220 @@
+"""Physical statistics of one micrograph for triage, free of its gain, offset and bit depth.
+
+Every statistic is a ratio within the image, and every scale is in Angstrom, so that 8-bit
+PNGs of unknown contrast stretch and counted MRCs of any pixel size compare:
+
+- ``structure_excess``: power above the white floor. Electrons that cross no matter are
+  counted with Poisson noise only, whose power spectrum is flat; ice and particles add
+  CTF-transferred power at 1/200-1/20 A^-1. It is the mean periodogram there over the mean at
+  0.8-0.95 Nyquist, minus one (0 for an empty hole).
+- ``noise_to_mean``: that high-frequency floor over the mean pixel value: 1 for counted
+  electrons (Poisson), otherwise the file's scaling (reported, never used to decide).
+- ``blob_kurtosis``: excess kurtosis of the image band-passed to 1/400-1/40 A^-1 (objects of
+  ~40-400 A). Ice alone is a stationary Gaussian field (0); particles are localised bodies and
+  give heavy tails.
+- ``local_mean_range``: the 3rd-97th percentile range of the local mean (Gaussian of 100 A),
+  after removing a plane (ice gradients), relative to its median: the change of transmitted
+  intensity across the field. Dense bodies scatter outside the objective aperture (ice balls,
+  aggregates, carbon film: darker), cracks hold no ice (brighter): several %; particles and
+  ice alone change it by ~1-2 %. ``anomaly_fraction`` is the share changed by over 2.5 %.
+- ``anisotropy``: the smallest over the largest signal power (periodogram above the floor) of
+  8 angular sectors at 0.15-0.6 Nyquist: 1 when isotropic; a straight blur during the exposure
+  removes the signal along its direction while the counting noise stays white.
+- ``ice_spot_ratio`` and ``ice_ring_ratio``: at 3.35-4.05 A (hexagonal ice 3.90, 3.67, 3.44 A;
+  cubic 3.67 A), the brightest periodogram value over the median, divided by what the maximum
+  of that many exponential (noise) values reaches (``ln M / ln 2`` times the median): ~1 without
+  a lattice, >> 1 for Bragg spots; and the annulus' mean over its neighbours' (a powder ring).
+  None when Nyquist is coarser than 3.35 A.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["TriageFeatures", "triage_features"]
+
+PARTICLE_BAND_ANGSTROM = (200.0, 30.0)
+STRUCTURE_BAND_ANGSTROM = (200.0, 20.0)
+LOCAL_MEAN_ANGSTROM = 100.0
+ANOMALY_RELATIVE = 0.025
+ICE_BAND_ANGSTROM = (4.05, 3.35)
+
+
+@dataclass(frozen=True)
+class TriageFeatures:
+    """The statistics of :mod:`models.triage.features` for one micrograph."""
+
+    pixel_size_angstrom: float
+    mean: float
+    structure_excess: float
+    noise_to_mean: float
+    blob_kurtosis: float
+    anomaly_fraction: float
+    anomaly_sign: float
+    local_mean_range: float
+    anisotropy: float
+    ice_spot_ratio: float | None
+    ice_ring_ratio: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able values."""
+        return asdict(self)
+
+
+def triage_features(image: np.ndarray, *, pixel_size_angstrom: float) -> TriageFeatures:
+    """Triage statistics of an ``(h, w)`` micrograph (any gain, offset and bit depth).
+
+    Raises ValueError for an image that is not 2D, smaller than 64 px, constant or
+    non-finite, or a non-positive pixel size.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2 or min(image.shape) < 64:
+        raise ValueError(f"expected an (h, w) image of at least 64 px, got shape {image.shape}")
+    if not pixel_size_angstrom > 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    if not np.isfinite(image).all():
+        raise ValueError("image has non-finite pixels")
+    if float(image.std()) == 0.0:
+        raise ValueError(f"image is constant ({float(image.mean()):g} everywhere)")
+    apix = pixel_size_angstrom
+    n = min(image.shape)
+    image = image[:n, :n]
+    mean = float(image.mean())
+    psd, k_c, angle = _periodogram(image)  # k in cycles/px, 0..0.5*sqrt(2)
+    k_a = k_c / apix  # 1/A
+    nyq = 0.5
+    floor = _mean_in(psd, (k_c >= 0.8 * nyq) & (k_c <= 0.95 * nyq))
+    lo, hi = STRUCTURE_BAND_ANGSTROM
+    band = (k_a >= 1 / lo) & (k_a <= min(1 / hi, 0.5 * nyq / apix))
+    structure = _mean_in(psd, band) / floor - 1.0
+    spot, ring = _ice_statistics(psd, k_a, apix)
+    return TriageFeatures(
+        pixel_size_angstrom=apix,
+        mean=mean,
+        structure_excess=structure,
+        noise_to_mean=floor / mean if mean > 0 else float("nan"),
+        blob_kurtosis=_blob_kurtosis(image, apix),
+        anomaly_fraction=(anomaly := _anomaly(image, apix))[0],
+        anomaly_sign=anomaly[1],
+        local_mean_range=anomaly[2],
+        anisotropy=_anisotropy(psd, k_c, angle, floor),
+        ice_spot_ratio=spot,
+        ice_ring_ratio=ring,
+    )
+
+
+def _periodogram(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(psd, k, angle)`` of the mean-free, edge-tapered image; psd in variance per pixel."""
+    n = image.shape[0]
+    taper = _tukey(n, 1 / 16)
+    window = taper[:, None] * taper[None, :]
+    centred = (image - image.mean()) * window
+    psd = np.abs(np.fft.rfft2(centred)) ** 2 / float((window**2).sum())
+    ky = np.fft.fftfreq(n)[:, None]
+    kx = np.fft.rfftfreq(n)[None, :]
+    k = np.sqrt(kx**2 + ky**2)
+    angle = np.mod(np.arctan2(ky, kx), math.pi) * np.ones_like(k)
+    return psd, k * np.ones_like(psd), angle
+
+
+def _tukey(n: int, fraction: float) -> np.ndarray:
+    edge = max(1, int(n * fraction))
+    w = np.ones(n)
+    ramp = 0.5 * (1 - np.cos(math.pi * (np.arange(edge) + 0.5) / edge))
+    w[:edge] = ramp
+    w[-edge:] = ramp[::-1]
+    return w
+
+
+def _mean_in(values: np.ndarray, mask: np.ndarray) -> float:
+    if not mask.any():
+        return float("nan")
+    return float(values[mask].mean())
+
+
+def _bandpass(image: np.ndarray, *, apix: float, low_angstrom: float, high_angstrom: float):
+    """Gaussian band-pass keeping ~``1/low``..``1/high`` A^-1 (clipped to Nyquist)."""
+    n0, n1 = image.shape
+    ky = np.fft.fftfreq(n0)[:, None] / apix
+    kx = np.fft.rfftfreq(n1)[None, :] / apix
+    k2 = kx**2 + ky**2
+    k_hi = min(1 / high_angstrom, 0.4 / apix)
+    k_lo = 1 / low_angstrom
+    gain = np.exp(-k2 / (2 * k_hi**2)) * (1 - np.exp(-k2 / (2 * k_lo**2)))
+    return np.fft.irfft2(np.fft.rfft2(image - image.mean()) * gain, s=image.shape)
+
+
+def _interior(image: np.ndarray) -> np.ndarray:
+    m = max(1, image.shape[0] // 16)
+    return image[m:-m, m:-m]
+
+
+def _blob_kurtosis(image: np.ndarray, apix: float) -> float:
+    low, high = PARTICLE_BAND_ANGSTROM
+    band = _interior(_bandpass(image, apix=apix, low_angstrom=low, high_angstrom=high))
+    centred = band - band.mean()
+    var = float((centred**2).mean())
+    return float((centred**4).mean() / var**2 - 3.0) if var > 0 else 0.0
+
+
+def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float, float]:
+    """``(fraction, sign, range)`` of the local mean (Gaussian of 100 A) after removing a
+    least-squares plane (a gradient of ice thickness), relative to its median: the share of
+    the field changed by more than :data:`ANOMALY_RELATIVE`, whether that share is mostly dark
+    (-1) or bright (+1), and the 3rd-97th percentile range (a pixel value's offset, which no
+    counting detector has, biases both)."""
+    sigma_px = max(1.5, LOCAL_MEAN_ANGSTROM / apix)
+    smooth = _interior(ndimage.gaussian_filter(image, sigma_px, mode="reflect"))
+    level = float(np.median(smooth))
+    if level == 0.0:
+        return 0.0, 0.0, 0.0
+    y, x = np.mgrid[0 : smooth.shape[0], 0 : smooth.shape[1]]
+    design = _plane(x.ravel() / smooth.shape[1], y.ravel() / smooth.shape[0])
+    coef, *_ = np.linalg.lstsq(design, smooth.ravel(), rcond=None)
+    relative = (smooth.ravel() - design @ coef) / abs(level)
+    relative -= np.median(relative)
+    outside = np.abs(relative) > ANOMALY_RELATIVE
+    fraction = float(outside.mean())
+    sign = float(np.sign(relative[outside].sum())) if fraction > 0 else 0.0
+    low, high = np.percentile(relative, [3.0, 97.0])
+    return fraction, sign, float(high - low)
+
+
+def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(x), x, y], axis=1)
+
+
+def _anisotropy(psd: np.ndarray, k: np.ndarray, angle: np.ndarray, floor: float) -> float:
+    band = (k >= 0.15 * 0.5) & (k <= 0.6 * 0.5)
+    sectors = []
+    noise = 0.0
+    for s in range(8):
+        lo, hi = s * math.pi / 8, (s + 1) * math.pi / 8
+        mask = band & (angle >= lo) & (angle < hi)
+        sectors.append(_mean_in(psd, mask) - floor)
+        # periodogram values are exponential: the sector mean's sd is floor / sqrt(count)
+        noise = max(noise, floor / math.sqrt(max(int(mask.sum()), 1)))
+    # 3 sigmas of noise added to both: a spectrum without signal above the floor reads 1
+    return float((max(min(sectors), 0.0) + 3 * noise) / (max(max(sectors), 0.0) + 3 * noise))
+
+
+def _ice_statistics(psd: np.ndarray, k_a: np.ndarray, apix: float) -> tuple[float | None, ...]:
+    lo, hi = ICE_BAND_ANGSTROM
+    if 0.5 / apix < 1 / hi:
+        return None, None
+    annulus = (k_a >= 1 / lo) & (k_a <= 1 / hi)
+    values = psd[annulus]
+    median = float(np.median(values))
+    expected_max = math.log(values.size) / math.log(2.0)
+    spot = float(values.max() / median / expected_max) if median > 0 else 0.0
+    width = 1 / hi - 1 / lo
+    neighbours = ((k_a >= 1 / lo - width) & (k_a < 1 / lo)) | (
+        (k_a > 1 / hi) & (k_a <= 1 / hi + width) & (k_a <= 0.5 / apix)
+    )
+    ring = float(values.mean() / psd[neighbours].mean()) if neighbours.any() else None
+    return spot, ring
