@@ -1,11 +1,12 @@
-"""The exposure worker's Delta-Repro stage: the CTF and the picks refitted on the even and odd
-half sums (:mod:`models.scoring.repro`)."""
+"""What the exposure worker measures for the scores: Delta-Repro's refits of the CTF and the
+picks on the even and odd half sums (:mod:`models.scoring.repro`), and the micrograph's triage
+from the image alone (:mod:`models.triage`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from causalscope.models.records import CtfRecord, ReproRecord
+from causalscope.models.records import CtfRecord, ReproRecord, TriageRecord
 from causalscope.models.scoring.repro import HalfEstimate, delta_repro
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from causalscope.config import CtfSettings, PickingSettings
     from causalscope.models.optics import Optics
 
-__all__ = ["ReproStage"]
+__all__ = ["ReproStage", "triage_record"]
 
 # the CTF tile when the settings choose it per image ("auto"), for the frequency step
 _DEFAULT_TILE_PX = 512
@@ -110,3 +111,37 @@ def _count_picks(
     ssnr = spectral_snr_from_fit(image, pixel_size_angstrom=apix, **parameters.kwargs())
     restored = wiener_filter(image, pixel_size_angstrom=apix, ssnr=ssnr, **parameters.kwargs())
     return len(pick(restored, templates, settings, apix).scores)
+
+
+#: the triage's statistics are calibrated on fields at least this wide (real micrographs are
+#: 3,000-6,000 A); on a narrower one it says nothing
+TRIAGE_MIN_FIELD_ANGSTROM = 2000.0
+#: the triage works on the micrograph Fourier-binned to about this sampling (its statistics
+#: are in Angstrom; 16x fewer pixels at 1 A/px), as on the real micrographs it was checked on
+TRIAGE_PIXEL_ANGSTROM = 4.0
+
+
+def triage_record(image: torch.Tensor, *, pixel_size_angstrom: float) -> TriageRecord | None:
+    """The micrograph's triage (:func:`models.triage.triage_micrograph`) as a record; None for
+    a field narrower than :data:`TRIAGE_MIN_FIELD_ANGSTROM`."""
+    import torch
+
+    from causalscope.models.triage import triage_micrograph
+
+    if min(image.shape[-2:]) * pixel_size_angstrom < TRIAGE_MIN_FIELD_ANGSTROM:
+        return None
+    factor = max(1, int(TRIAGE_PIXEL_ANGSTROM // pixel_size_angstrom))
+    work = image.detach().float()
+    if factor > 1:
+        h, w = (n // factor // 2 * 2 for n in work.shape[-2:])
+        spectrum = torch.fft.fftshift(torch.fft.fft2(work))
+        top, left = work.shape[-2] // 2 - h // 2, work.shape[-1] // 2 - w // 2
+        cropped = spectrum[top : top + h, left : left + w]
+        work = torch.fft.ifft2(torch.fft.ifftshift(cropped)).real
+    found = triage_micrograph(work.cpu().numpy(), pixel_size_angstrom=pixel_size_angstrom * factor)
+    return TriageRecord(
+        label=found.label,
+        p_usable=float(found.scores.get("usable", 0.0)),
+        scores={k: float(v) for k, v in found.scores.items()},
+        reason=found.reason,
+    )

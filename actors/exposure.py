@@ -25,7 +25,7 @@ import numpy as np
 
 from causalscope.actors._causal import exposure_inputs, restoration_record
 from causalscope.actors._records import used_dose
-from causalscope.actors._repro import ReproStage
+from causalscope.actors._repro import ReproStage, triage_record
 from causalscope.actors._stages import (
     CtfInput,
     CtfOutput,
@@ -50,6 +50,7 @@ from causalscope.models.records import (
     FrameStatistics,
     GateFlag,
     ReproRecord,
+    TriageRecord,
 )
 
 if TYPE_CHECKING:
@@ -256,14 +257,16 @@ class ExposureWorker:
             ctf = run.attempt(self.ctf.name, "ctf", lambda: self.ctf(CtfInput.of(motion, optics)))
         if motion is not None and ctf is not None and ctf.record.supported:
             restored = self._restore_of(run, motion, ctf, optics)
-        repro = None
+        repro = triage = None
         if motion is not None and ctf is not None and ctf.record.supported:
             repro = self._repro_of(run, motion, ctf, optics)
+        if motion is not None:
+            triage = self._triage_of(run, motion, optics)
         with run.timer.stage("gate"):
             gate = self.gate(self._gate_input(run, stats, optics, motion, ctf))
         files = {} if motion is None else self._write(run, optics, motion, ctf, restored)
         record = self._record(run, optics, stats, motion, ctf, restored, gate, files)
-        return record if repro is None else record.model_copy(update={"repro": repro})
+        return record.model_copy(update={"repro": repro, "triage": triage})
 
     # --- steps of process ---------------------------------------------------------------------
 
@@ -347,6 +350,22 @@ class ExposureWorker:
         except (ValueError, RuntimeError) as error:
             message = f"{run.movie_path}: Delta-Repro's refits failed: {error}"
             run.flags.append(GateFlag(code="repro_error", severity="warn", message=message))
+        return None
+
+    def _triage_of(self, run: _Run, motion: MotionOutput, optics: Optics) -> TriageRecord | None:
+        """The micrograph's triage; a failure is a warning, never the exposure's."""
+        scoring = self._processing.scoring
+        if not (scoring.enabled and scoring.triage):
+            return None
+        try:
+            with run.timer.stage("triage"):
+                return triage_record(
+                    motion.correction.dose_weighted_sum,
+                    pixel_size_angstrom=optics.pixel_size_angstrom,
+                )
+        except (ValueError, RuntimeError) as error:
+            message = f"{run.movie_path}: the micrograph's triage failed: {error}"
+            run.flags.append(GateFlag(code="triage_error", severity="warn", message=message))
         return None
 
     def _gate_input(

@@ -165,16 +165,20 @@ class SessionScorer:
         impact = impact_fore(weighted, typical=typical)
         logic = logic_score(obligations)
         repro = None if record.repro is None else record.repro.delta_repro
+        # the exposure's distance from known junk: the image triage's P(usable)
+        novelty = None if record.triage is None else record.triage.p_usable
         # Meta of the window that ends with this exposure: V without Meta first, then with it
         partial = combine(
-            ScoreComponents(logic=logic, impact=impact, delta_repro=repro),
+            ScoreComponents(logic=logic, novelty=novelty, impact=impact, delta_repro=repro),
             self.weights,
             self.parameters,
         )
         meta = None
         if partial is not None:
             meta = meta_stability([*self._values, partial.v], window=self.settings.meta_window)
-        components = ScoreComponents(logic=logic, impact=impact, delta_repro=repro, meta=meta)
+        components = ScoreComponents(
+            logic=logic, novelty=novelty, impact=impact, delta_repro=repro, meta=meta
+        )
         score = combine(components, self.weights, self.parameters)
         self._remember(None if partial is None else partial.v, weighted)
         recommendation, reason = self._recommend(record, score, obligations)

@@ -23,6 +23,13 @@ class ScoringSettings(Section):
             "DeltaRepro (costs about two more CTF fits and two pickings per exposure)."
         ),
     )
+    triage: bool = Field(
+        True,
+        description=(
+            "Triage each micrograph from the image alone (empty, ice only, crystalline ice, "
+            "contaminated, usable); its probability of being usable is the exposure's Novelty."
+        ),
+    )
     w_logic: float = Field(0.2, ge=0, le=100, description="w1: weight of LogicScore.")
     w_novelty: float = Field(0.2, ge=0, le=100, description="w2: weight of Novelty.")
     w_impact: float = Field(0.2, ge=0, le=100, description="w3: weight of log(ImpactFore + 1).")

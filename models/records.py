@@ -196,6 +196,18 @@ class RestorationRecord(BaseModel):
     )
 
 
+class TriageRecord(BaseModel):
+    """The micrograph's class from the image alone (:mod:`models.triage`): ``label`` with
+    the probability of each class and the reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: Literal["empty", "ice_only", "crystalline_ice", "contaminated", "usable"]
+    p_usable: float = Field(description="Probability that the micrograph is usable.")
+    scores: dict[str, float] = Field(default_factory=dict, description="Probability per class.")
+    reason: str = ""
+
+
 class ReproRecord(BaseModel):
     """Delta-Repro: the CTF and picking refitted on the even and odd half sums, and how far
     the halves differ in units of their uncertainty (:mod:`models.scoring.repro`)."""
@@ -260,6 +272,9 @@ class ExposureRecord(BaseModel):
     restoration: RestorationRecord | None = None
     repro: ReproRecord | None = Field(
         None, description="Delta-Repro's refits on the half sums (None when not run)."
+    )
+    triage: TriageRecord | None = Field(
+        None, description="The micrograph's triage from the image alone (None when not run)."
     )
     causal: CausalInputs | None = Field(
         None, description="Factors and outcome for the causal model (usable exposures only)."

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["PART_TABLES", "write_record"]
 
 #: The tables that hold parts of a commit: replaced when an exposure is committed again.
-PART_TABLES = ("motion", "ctf", "picking", "picks", "flags", "repro")
+PART_TABLES = ("motion", "ctf", "picking", "picks", "flags", "repro", "triage")
 # The exposures columns a commit writes (the rest are the source's, written when seen).
 _COMMIT_COLUMNS = (
     "state",
@@ -83,6 +83,7 @@ def write_record(
         (record.ctf, schema.CTF_TABLE),
         (record.picking, schema.PICKING_TABLE),
         (record.repro, schema.REPRO_TABLE),
+        (record.triage, schema.TRIAGE_TABLE),
     ):
         if part is not None:
             row = table.values(part, exposure_id=eid)

@@ -9,7 +9,7 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 4 added the scores' tables (``repro``, ``scores``, ``obligations``,
+Version 4 added the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
 and ``reconstructions.symmetry_correlations``. Version 3 added the running reconstructions'
 tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``,
@@ -182,6 +182,7 @@ from causalscope.daemon.store.scores import (
     REPRO_TABLE,
     SCORE_WEIGHTS_TABLE,
     SCORES_TABLE,
+    TRIAGE_TABLE,
 )
 from causalscope.daemon.store.tables import Column, Table, decode_map, field
 
@@ -571,6 +572,7 @@ TABLE_SPECS: tuple[Table, ...] = (
     RECONSTRUCTIONS_TABLE,
     FORECASTS_TABLE,
     REPRO_TABLE,
+    TRIAGE_TABLE,
     SCORES_TABLE,
     OBLIGATIONS_TABLE,
     SCORE_WEIGHTS_TABLE,

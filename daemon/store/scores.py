@@ -32,6 +32,11 @@
     weights before); ``convergence`` (JSON list: the best AUC after each trial of the
     Bayesian optimisation); ``learned_at``. Scores after ``learned_at`` use the weights.
 
+``triage`` (one row per done exposure whose micrograph was triaged; the latest commit's)
+    ``exposure_id`` (primary key); ``label`` ('empty' | 'ice_only' | 'crystalline_ice' |
+    'contaminated' | 'usable', from the image alone); ``p_usable`` (the exposure's Novelty);
+    ``scores`` (JSON object: the probability of each class); ``reason``.
+
 ``obligations`` (one row per physical-consistency obligation stated for a subject)
     ``kind``; ``subject``; ``name`` (e.g. 'fit_within_nyquist'; with ``kind`` and ``subject``
     the primary key); ``holds`` (BOOLEAN: z3 found values within the measurements'
@@ -57,6 +62,7 @@ __all__ = [
     "REPRO_TABLE",
     "SCORES_TABLE",
     "SCORE_WEIGHTS_TABLE",
+    "TRIAGE_TABLE",
     "labelled_components",
     "latest_weights",
     "score_history",
@@ -109,6 +115,17 @@ REPRO_TABLE = Table(
         field("z_fit_resolution", "DOUBLE"),
         field("z_particles", "DOUBLE"),
         field("delta_repro", "DOUBLE NOT NULL"),
+    ),
+)
+# Read from a TriageRecord.
+TRIAGE_TABLE = Table(
+    "triage",
+    (
+        Column("exposure_id", "VARCHAR PRIMARY KEY"),
+        field("label", "VARCHAR NOT NULL"),
+        field("p_usable", "DOUBLE NOT NULL"),
+        field("scores", "JSON", json=True),
+        field("reason", "VARCHAR"),
     ),
 )
 OBLIGATIONS_TABLE = Table(
