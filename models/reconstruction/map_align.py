@@ -262,6 +262,8 @@ def match_hand(
     *,
     pixel_size_angstrom: float,
     resolution_angstrom: float = 20.0,
+    grid_step_deg: float = 15.0,
+    search_box_px: int = 20,
     margin: float = 0.02,
 ) -> Handedness:
     """Which hand of ``moving`` matches ``fixed`` (each aligned, :func:`align_map`)."""
@@ -270,6 +272,8 @@ def match_hand(
         fixed,
         pixel_size_angstrom=pixel_size_angstrom,
         resolution_angstrom=resolution_angstrom,
+        grid_step_deg=grid_step_deg,
+        search_box_px=search_box_px,
     )
     return Handedness(
         found.hand, found.correlations["as_is"], found.correlations["mirrored"], margin
