@@ -69,9 +69,7 @@ def _one_seed(
             )
 
     t0 = time.perf_counter()
-    result = ab_initio(
-        images, ctfs, pixel_size_angstrom=apix, settings=settings, progress=progress
-    )
+    result = ab_initio(images, ctfs, pixel_size_angstrom=apix, settings=settings, progress=progress)
     ab_initio_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     found = align_map(
@@ -83,9 +81,7 @@ def _one_seed(
     align_s = time.perf_counter() - t0
     aligned = apply_alignment(result.volume, found)
     against_truth = fourier_shell_correlation(aligned, truth)
-    ab_initio_05 = fsc_resolution_angstrom(
-        against_truth, pixel_size_angstrom=apix, threshold=0.5
-    )
+    ab_initio_05 = fsc_resolution_angstrom(against_truth, pixel_size_angstrom=apix, threshold=0.5)
     t0 = time.perf_counter()
     refinement = RunningRefinement(truth, pixel_size_angstrom=apix, settings=RefinementSettings())
     refinement.refine(images, ctfs, 1 + np.arange(n) % 2, iterations=refine_iterations)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+import pytest
 import torch
 
 from causalscope.models.reconstruction.map_align import (
@@ -16,6 +19,15 @@ from causalscope.models.rotations import random_rotations, rotation_angle_deg
 from tests.models.reconstruction._maps import blob_map
 
 APIX = 4.0
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # many small transforms: a second thread only contends (8 s against 4 s on 2 busy cores)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
