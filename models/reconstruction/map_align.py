@@ -203,9 +203,9 @@ def _align_one(
         values, shifts = _correlate(
             rotate_map(source, candidates), target, max_shift * target.shape[-1]
         )
-        index = int(values.argmax())
-        best_rotation, best_value = candidates[index], float(values[index])
-        shift = shifts[index] * (apix / pixel_size_angstrom if coarse else 1.0)
+        pick = int(values.argmax())
+        best_rotation, best_value = candidates[pick], float(values[pick])
+        shift = shifts[pick] * (apix / pixel_size_angstrom if coarse else 1.0)
         step /= 2
     return best_rotation, shift, best_value
 
