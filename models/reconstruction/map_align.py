@@ -224,7 +224,7 @@ def align_map(
     """The turn and translation (within ``max_shift`` of the box) that superpose ``moving``
     on ``fixed`` (both ``(b, b, b)`` at ``pixel_size_angstrom``), in the better of ``hands``,
     compared to ``resolution_angstrom``. The grid search runs on copies binned to
-    ``search_box_px``; local turns end below a tenth of a degree for ``grid_step_deg`` 15."""
+    ``search_box_px``; local turns end at a quarter of a degree for ``grid_step_deg`` 15."""
     if moving.shape != fixed.shape or moving.ndim != 3 or len(set(fixed.shape)) != 1:
         raise ValueError(
             f"maps must be cubes of one shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}"
