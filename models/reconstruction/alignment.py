@@ -197,7 +197,7 @@ def posterior_search(
     :func:`global_search` scores them) of each particle, kept to its ``top_k`` best.
 
     With white Gaussian noise and the best scale of the projection, the log-likelihood of a
-    pose whose normalised correlation is ``r`` is ``-(N / 2) ln(1 - r^2)`` for ``N`` real
+    pose whose normalised correlation is ``r > 0`` is ``-(N / 2) ln(1 - r^2)`` for ``N`` real
     samples (the image's frequencies within ``max_frequency``); ``likelihood_scale`` (<= 1)
     flattens it (annealing, as the noise model of cryoSPARC's ab initio starts high). A flat
     prior over the grid.
@@ -222,7 +222,7 @@ def posterior_search(
         chunk=chunk,
     ):
         top, index = scores.reshape(len(scores), -1).topk(k, dim=1)
-        r2 = top.clamp(-0.999999, 0.999999) ** 2
+        r2 = top.clamp(0.0, 0.999999) ** 2  # a negative scale (inverted contrast) is not a fit
         log_likelihood = -0.5 * samples * likelihood_scale * torch.log1p(-r2)
         parts.append((top, index, torch.softmax(log_likelihood, dim=1)))
     top = torch.cat([p[0] for p in parts])
