@@ -8,11 +8,12 @@ as in the refinement benchmark. Per seed: :func:`models.reconstruction.ab_initio
 with its settings, then the map superposed on the truth in both hands
 (:func:`models.reconstruction.map_align.align_map`) and its FSC against the truth at 0.5
 (unmasked); the gold-standard refinement of the same particles from the truth low-passed to
-30 A (C1: the atomic model's symmetry axes need not lie in the standard orientation) and its
-masked FSC at 0.143 (and its map's FSC against the truth at 0.5); the ratio of the two resolutions (the goal: at most 2), the hand found
-with the correlation in each hand, and the times. Then the same refinement from the ab-initio
-map (what ``causalscope reconstruct`` without a reference does): its gold-standard resolution
-and, superposed on the truth, its FSC against the truth at 0.5.
+30 A (C1: the atomic model's symmetry axes need not lie in the standard orientation), its
+masked FSC at 0.143 and its map's FSC against the truth at 0.5; the ratio of the ab-initio
+resolution to the gold-standard one (the goal: at most 2), the hand found with the
+correlation in each hand, and the times. Then the same refinement from the ab-initio map (what
+``causalscope reconstruct`` without a reference does): its gold-standard resolution and,
+superposed on the truth, its FSC against the truth at 0.5.
 """
 
 from __future__ import annotations
