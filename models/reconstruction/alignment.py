@@ -14,11 +14,15 @@ centre minus its offset).
 - :func:`local_search` tries small turns around each particle's pose (27 per step: -1, 0, +1
   step about each axis) and, for each, every offset within ``max_shift_px`` at once from one
   inverse transform of ``conj(X) C P``, refined to a fraction of a pixel.
+- :func:`posterior_search` keeps, from the same scores as :func:`global_search`, each
+  particle's most probable poses and offsets with their probabilities (ab initio's soft
+  assignment).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +32,15 @@ from causalscope.models.reconstruction._fourier import image_frequencies
 from causalscope.models.reconstruction.projection import Projector, shift_phase
 from causalscope.models.rotations import euler_matrices
 
-__all__ = ["Alignment", "global_search", "local_search", "shift_grid", "so3_grid"]
+__all__ = [
+    "Alignment",
+    "PosePosterior",
+    "global_search",
+    "local_search",
+    "posterior_search",
+    "shift_grid",
+    "so3_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,43 @@ def shift_grid(max_shift_px: float, step_px: float) -> torch.Tensor:
     return grid[grid.norm(dim=1) <= max_shift_px + 1e-6]
 
 
+def _check(images: torch.Tensor, ctf: torch.Tensor, box: int) -> None:
+    if images.shape[-2:] != (box, box) or ctf.shape != (images.shape[0], box, box // 2 + 1):
+        raise ValueError(
+            f"images (n, {box}, {box}) and ctf (n, {box}, {box // 2 + 1}) expected, got "
+            f"{tuple(images.shape)} and {tuple(ctf.shape)}"
+        )
+
+
+def _grid_scores(
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    projector: Projector,
+    *,
+    grid: torch.Tensor,
+    max_frequency: float,
+    shifts: torch.Tensor,
+    chunk: int,
+) -> Iterator[torch.Tensor]:
+    """The normalised cross-correlation ``(k, s, m)`` of each chunk of particles
+    with every pose of ``grid`` ``(m, 3, 3)`` at every offset ``(s, 2)``: the one scorer of
+    :func:`global_search` and :func:`posterior_search`."""
+    box = projector.box_px
+    _check(images, ctf, box)
+    mask, weights = _half_plane_weights(box, max_frequency)
+    reference, power = _grid_projections(projector, grid, max_frequency, mask)
+    ramps = shift_phase(box, shifts)[:, mask]  # (s, F): a particle moved by +o is centred
+    for start in range(0, images.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        data = _transform(images[rows])[:, mask]
+        c = ctf[rows][:, mask].to(torch.float32)
+        moved = (c * data * weights)[:, None] * ramps[None]  # (k, s, F)
+        numerator = torch.cat([moved.real, moved.imag], dim=2) @ reference.T  # (k, s, m)
+        denominator = ((c * c * weights) @ power.T).clamp(min=1e-20).sqrt()  # (k, m)
+        norm = ((data.abs() ** 2) * weights).sum(dim=1).clamp(min=1e-20).sqrt()  # (k,)
+        yield numerator / denominator[:, None] / norm[:, None, None]
+
+
 def global_search(
     images: torch.Tensor,
     ctf: torch.Tensor,
@@ -97,31 +146,88 @@ def global_search(
     (default only zero; :func:`shift_grid`) for each particle ``(n, b, b)`` with its CTF
     ``(n, b, b//2 + 1)``. Each offset is a phase ramp on the particle, so the search costs
     ``s`` times the matrix products, never more projections."""
-    box = projector.box_px
-    if images.shape[-2:] != (box, box) or ctf.shape != (images.shape[0], box, box // 2 + 1):
-        raise ValueError(
-            f"images (n, {box}, {box}) and ctf (n, {box}, {box // 2 + 1}) expected, got "
-            f"{tuple(images.shape)} and {tuple(ctf.shape)}"
-        )
     shifts = torch.zeros((1, 2)) if shifts_px is None else shifts_px.to(torch.float32)
-    mask, weights = _half_plane_weights(box, max_frequency)
-    reference, power = _grid_projections(projector, grid, max_frequency, mask)
-    ramps = shift_phase(box, shifts)[:, mask]  # (s, F): a particle moved by +o is centred
-    n, m, s = images.shape[0], len(grid), len(shifts)
+    m = len(grid)
     best_index, best_score = [], []
-    for start in range(0, n, chunk):
-        data = _transform(images[start : start + chunk])[:, mask]
-        c = ctf[start : start + chunk][:, mask].to(torch.float32)
-        moved = (c * data * weights)[:, None] * ramps[None]  # (k, s, F)
-        numerator = torch.cat([moved.real, moved.imag], dim=2) @ reference.T  # (k, s, m)
-        denominator = ((c * c * weights) @ power.T).clamp(min=1e-20).sqrt()  # (k, m)
-        norm = ((data.abs() ** 2) * weights).sum(dim=1).clamp(min=1e-20).sqrt()  # (k,)
-        scores = numerator / denominator[:, None] / norm[:, None, None]
-        score, index = scores.reshape(len(data), s * m).max(dim=1)
+    for scores in _grid_scores(
+        images,
+        ctf,
+        projector,
+        grid=grid,
+        max_frequency=max_frequency,
+        shifts=shifts,
+        chunk=chunk,
+    ):
+        score, index = scores.reshape(len(scores), -1).max(dim=1)
         best_index.append(index)
         best_score.append(score)
     index = torch.cat(best_index)
     return Alignment(grid[index % m], shifts[index // m], torch.cat(best_score))
+
+
+@dataclass(frozen=True)
+class PosePosterior:
+    """Each of ``n`` particles' ``k`` most probable poses ``(n, k, 3, 3)`` and offsets
+    ``(n, k, 2)`` px, their probabilities ``(n, k)`` (normalised over the ``k``) and
+    correlations ``(n, k)``."""
+
+    rotations: torch.Tensor
+    offsets_px: torch.Tensor
+    weights: torch.Tensor
+    scores: torch.Tensor
+
+    def best(self) -> Alignment:
+        """The most probable pose of each particle."""
+        return Alignment(self.rotations[:, 0], self.offsets_px[:, 0], self.scores[:, 0])
+
+
+def posterior_search(
+    images: torch.Tensor,
+    ctf: torch.Tensor,
+    projector: Projector,
+    *,
+    grid: torch.Tensor,
+    max_frequency: float,
+    shifts_px: torch.Tensor | None = None,
+    top_k: int = 8,
+    likelihood_scale: float = 1.0,
+    chunk: int = 256,
+) -> PosePosterior:
+    """The posterior over poses of ``grid`` and offsets of ``shifts_px`` (as
+    :func:`global_search` scores them) of each particle, kept to its ``top_k`` best.
+
+    With white Gaussian noise and the best scale of the projection, the log-likelihood of a
+    pose whose normalised correlation is ``r > 0`` is ``-(N / 2) ln(1 - r^2)`` for ``N`` real
+    samples (the image's frequencies within ``max_frequency``); ``likelihood_scale`` (<= 1)
+    flattens it (annealing, as the noise model of cryoSPARC's ab initio starts high). A flat
+    prior over the grid.
+    """
+    if top_k < 1 or likelihood_scale <= 0:
+        raise ValueError(
+            f"need top_k >= 1 and likelihood_scale > 0, got {top_k}, {likelihood_scale}"
+        )
+    shifts = torch.zeros((1, 2)) if shifts_px is None else shifts_px.to(torch.float32)
+    m = len(grid)
+    _, weights = _half_plane_weights(projector.box_px, max_frequency)
+    samples = float(weights.sum())
+    k = min(top_k, m * len(shifts))
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for scores in _grid_scores(
+        images,
+        ctf,
+        projector,
+        grid=grid,
+        max_frequency=max_frequency,
+        shifts=shifts,
+        chunk=chunk,
+    ):
+        top, index = scores.reshape(len(scores), -1).topk(k, dim=1)
+        r2 = top.clamp(0.0, 0.999999) ** 2  # a negative scale (inverted contrast) is not a fit
+        log_likelihood = -0.5 * samples * likelihood_scale * torch.log1p(-r2)
+        parts.append((top, index, torch.softmax(log_likelihood, dim=1)))
+    top = torch.cat([p[0] for p in parts])
+    index = torch.cat([p[1] for p in parts])
+    return PosePosterior(grid[index % m], shifts[index // m], torch.cat([p[2] for p in parts]), top)
 
 
 def _grid_projections(

@@ -79,14 +79,19 @@ class Accumulator:
         *,
         shifts_px: torch.Tensor | None = None,
         weights: torch.Tensor | None = None,
+        max_frequency: float = 0.5,
     ) -> None:
         """Insert ``(n, b, b)`` images at their poses ``(n, 3, 3)`` (RELION's matrices).
 
         ``ctf`` ``(n, p, p//2 + 1)`` is each image's CTF on the rfft2 grid of the *padded* box
         ``p`` (:attr:`padded_px`); ``shifts_px`` ``(n, 2)`` ``[x, y]`` are RELION's origin
         offsets (the particle's centre sits at the box centre minus them); ``weights`` ``(n,)``
-        scale each particle (posterior probabilities).
+        scale each particle (posterior probabilities); only frequencies up to
+        ``max_frequency`` cycles per pixel are inserted (the current resolution limit of ab
+        initio: fewer samples, and no noise beyond it).
         """
+        if not 0 < max_frequency <= 0.5:
+            raise ValueError(f"max_frequency must be in (0, 0.5] cycles/px, got {max_frequency}")
         n, b = images.shape[0], self.box_px
         if images.shape[1:] != (b, b):
             raise ValueError(f"images must be (n, {b}, {b}), got {tuple(images.shape)}")
@@ -106,8 +111,17 @@ class Accumulator:
                 ctf[part],
                 None if shifts_px is None else shifts_px[part],
                 None if weights is None else weights[part],
+                max_frequency,
             )
         self.count += n
+
+    def forget(self, keep: float) -> None:
+        """Scale the sums by ``keep`` in ``[0, 1]``: older particles count less than the next
+        ones (ab initio's running average)."""
+        if not 0 <= keep <= 1:
+            raise ValueError(f"keep must be in [0, 1], got {keep}")
+        self.data = self.data * keep
+        self.weight = self.weight * keep
 
     def _insert(
         self,
@@ -116,6 +130,7 @@ class Accumulator:
         ctf: torch.Tensor,
         shifts_px: torch.Tensor | None,
         weights: torch.Tensor | None,
+        max_frequency: float = 0.5,
     ) -> None:
         """:meth:`add` for a chunk of particles (the count aside)."""
         n, b, p = images.shape[0], self.box_px, self.padded_px
@@ -133,7 +148,7 @@ class Accumulator:
         data = transform * ctf * ctf_weight
         power = ctf * ctf * ctf_weight
         frequencies = image_frequencies(p, device=device)
-        keep = (frequencies.norm(dim=-1) <= 0.5) & ~(
+        keep = (frequencies.norm(dim=-1) <= max_frequency) & ~(
             (frequencies[..., 0] == 0) & (frequencies[..., 1] < 0)
         )
         values, power = data[:, keep], power[:, keep]
@@ -186,7 +201,9 @@ class Accumulator:
             mean_weight = sums / counts
             snr = spectral_snr.to(self.weight.device).clamp(min=1e-6)
             regulariser = (mean_weight / snr)[shells]
-        transform = self.data / (self.weight + regulariser)
+        denominator = self.weight + regulariser
+        # shells no particle reached (inserted only to a resolution limit) stay zero
+        transform = torch.where(denominator > 0, self.data / denominator.clamp(min=1e-30), 0)
         transform = torch.fft.ifftshift(transform, dim=(-3, -2))
         volume = torch.fft.fftshift(torch.fft.irfftn(transform, s=(p, p, p), dim=(-3, -2, -1)))
         volume = volume / gridding_correction(p, device=volume.device)

@@ -83,3 +83,70 @@ def test_reconstruct_a_session_folder(tmp_path: Path, capsys) -> None:  # type: 
     assert float(np.median(rotation_angle_deg(found, rotations.numpy()))) < 8.0
     shifts = posed[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy() / APIX
     assert float(np.median(np.linalg.norm(shifts - offsets.numpy(), axis=1))) < 1.0
+
+
+def test_reconstruct_without_reference_uses_the_selected_particles(
+    tmp_path: Path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    truth = blob_map(32, seed=3, n_blobs=20)
+    images, _, ctfs, _ = particle_images(truth, 240, pixel_size_angstrom=3.0, seed=1)
+    generator = torch.Generator().manual_seed(0)
+    images = images + images.std() * torch.randn(images.shape, generator=generator)
+    session = tmp_path / "session"
+    stack = session / "particles" / "e0.mrcs"
+    names = write_particle_stack(stack.resolve(), images.numpy(), pixel_size_angstrom=3.0)
+    table = pd.DataFrame(
+        {
+            "x_px": np.full(240, 100.0),
+            "y_px": np.full(240, 100.0),
+            "image_name": names,
+            "micrograph_name": ["e0.mrc"] * 240,
+            "defocus_u_angstrom": ctfs.defocus_u_angstrom,
+            "defocus_v_angstrom": ctfs.defocus_v_angstrom,
+            "defocus_angle_deg": ctfs.defocus_angle_deg,
+        }
+    )
+    optics = {
+        "pixel_size_angstrom": 3.0,
+        "image_size_px": 32,
+        "voltage_kv": 300.0,
+        "spherical_aberration_mm": 2.7,
+        "amplitude_contrast": 0.1,
+    }
+    write_particles_star(session / "particles" / "e0.star", optics, table)
+    # the 2D selection keeps 200 of them (the stack's names are absolute, as the pipeline's)
+    write_particles_star(
+        session / "reconstruction" / "classes" / "selected_particles.star", optics, table[:200]
+    )
+    out = tmp_path / "ab_initio"
+    threads = torch.get_num_threads()
+    try:
+        code = main(
+            [
+                "reconstruct",
+                str(session),
+                "--out",
+                str(out),
+                "--iterations",
+                "1",
+                "--ab-initio-iterations",
+                "8",
+                "--ab-initio-resolution",
+                "15",
+                "--threads",
+                "1",
+            ]
+        )
+    finally:  # --threads sets the process's count
+        torch.set_num_threads(threads)
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["particles"] == 200
+    assert summary["ab_initio"]["hand"] == "undetermined from projections alone"
+    with mrcfile.open(out / "ab_initio.mrc") as mrc:
+        assert mrc.data.shape == (32, 32, 32) and mrc.voxel_size.x == 3.0
+    # one pass from the ab-initio map low-passed to 30 A: measured 16.3 A
+    assert summary["resolution_angstrom"] < 20.0
+    err = capsys.readouterr().err
+    assert "ab initio 8/8" in err and "hand is undetermined" in err and "pass 1/1" in err
