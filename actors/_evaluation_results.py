@@ -81,6 +81,10 @@ class MapUpdate:
     #: the reference's correlation with itself under each operator of ``symmetry`` (none for
     #: C1 or without a reference): whether the symmetry set fits the map refined against
     symmetry_correlations: tuple[float, ...] = ()
+    #: the map refinement started from: the reference, or the session's ab-initio map
+    initial_model: str = ""
+    #: whether that was an ab-initio map (whose hand projections cannot tell)
+    ab_initio: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ over the session). :meth:`~SessionEvaluator.update` classifies the queued partic
 :meth:`~models.classification.Class2D.partial_fit`), selects classes (automatic junk score,
 then the operator's labels), rebuilds the half-maps and their FSC, fits the forecast, writes
 the files and answers with an :class:`~actors._evaluation_results.EvaluationUpdate`.
+Without a reference, once ``ab_initio_min_particles`` sit in selected classes, an update first
+builds an ab-initio map from them; from then on the session refines against it as against a
+reference (every particle held so far is added at once). Its hand is undetermined.
 
 Exactly once across restarts: everything (the exposures held, the classifier, the 3D sums,
 the update history) is written together at each update, to a temporary file renamed over
@@ -37,6 +40,7 @@ from causalscope.actors._evaluation_results import (
     finite_or_none,
 )
 from causalscope.models.classification import Assignment, Class2D, Class2DSettings
+from causalscope.models.reconstruction.ab_initio import AbInitioSettings
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 from causalscope.models.reconstruction.refine import RefinementSettings, RunningRefinement
 
@@ -62,6 +66,13 @@ class EvaluatorSettings:
     target_resolution_angstrom: float = 3.0
     class2d: Class2DSettings | None = None
     refinement: RefinementSettings | None = None
+    #: without a reference: the selected particles that start an ab-initio map
+    ab_initio_min_particles: int = 1000
+    #: at most this many of them go into it (a random subset)
+    ab_initio_max_particles: int = 3000
+    ab_initio_resolution_angstrom: float = 12.0
+    #: overrides the ab-initio defaults (``symmetry`` and the final resolution win)
+    ab_initio: AbInitioSettings | None = None
 
 
 @dataclass
@@ -89,6 +100,8 @@ class SessionEvaluator:
         self._classifier: Class2D | None = None
         self._assigned: dict[str, np.ndarray] = {}
         self._refinement: RunningRefinement | None = None
+        self._stars: dict[str, str] = {}  # each exposure's particles STAR
+        self._initial_model: str | None = None  # the ab-initio map, when there is no reference
         self._symmetry_correlations: tuple[float, ...] | None = None
         self._rotations: list[np.ndarray] = []
         self._history: list[tuple[int, float]] = []  # (particles, resolution) per map update
@@ -141,11 +154,17 @@ class SessionEvaluator:
                 f"session's are {self._geometry[0]} at {self._geometry[1]:.4f}"
             )
         images = torch.as_tensor(particles.images)
-        if self.settings.reference is not None and len(images):
+        if self._starts_map() and len(images):
             self._add_to_map(images, particles.ctfs)
         self._queued.append(_Queued(images, particles.ctfs, _star_rows(path)))
         self._consumed[exposure_id] = len(images)
+        self._stars[exposure_id] = str(path)
         return len(images)
+
+    def _starts_map(self) -> bool:
+        """Whether particles go into the 3D map as they arrive: with a reference, or once the
+        ab-initio map exists."""
+        return self.settings.reference is not None or self._initial_model is not None
 
     def _add_to_map(self, images: torch.Tensor, ctfs: ParticleCtfs) -> None:
         from causalscope.models.reconstruction.resample import fourier_crop
@@ -165,8 +184,9 @@ class SessionEvaluator:
         from causalscope.daemon.formats.maps import read_mrc_map
         from causalscope.models.reconstruction.resample import rescale_map
 
-        assert self.settings.reference is not None
-        volume, reference_apix = read_mrc_map(self.settings.reference)
+        initial = self.settings.reference or self._initial_model
+        assert initial is not None
+        volume, reference_apix = read_mrc_map(initial)
         reference = rescale_map(
             torch.as_tensor(volume),
             from_pixel_angstrom=reference_apix,
@@ -198,6 +218,8 @@ class SessionEvaluator:
         started = time.perf_counter()
         self._version += 1
         class_set = self._update_classes(labels or {})
+        if class_set is not None and not self._starts_map():
+            self._maybe_ab_initio(class_set)
         map_update = self._update_map()
         forecast = None
         if map_update is not None:
@@ -238,6 +260,44 @@ class SessionEvaluator:
         if (self._assigned["class_index"] < 0).any():
             self._assigned = _columns(model.reassign_all())
         return _class_set(self, model, self._assigned, labels)
+
+    def _maybe_ab_initio(self, class_set: ClassSetUpdate) -> None:
+        """Without a reference: once enough particles sit in selected classes, an ab-initio
+        map from them (cryoSPARC's stochastic gradient descent, :func:`models.reconstruction.
+        ab_initio`) starts the 3D refinement, and every particle held so far goes into it."""
+        from causalscope.daemon.formats.maps import write_mrc_map
+        from causalscope.daemon.formats.particles_read import read_particles
+        from causalscope.models.reconstruction.ab_initio import ab_initio
+
+        s, model = self.settings, self._classifier
+        if model is None or class_set.selected_particles < s.ab_initio_min_particles:
+            return
+        selected = [row.class_index for row in class_set.classes if row.selected]
+        index = np.flatnonzero(np.isin(self._assigned["class_index"], selected))
+        if len(index) > s.ab_initio_max_particles:
+            rng = np.random.default_rng(self._version)
+            index = np.sort(rng.choice(index, s.ab_initio_max_particles, replace=False))
+        images, ctfs, _ = model.stored()
+        apix = model.grid.pixel_size_angstrom
+        result = ab_initio(
+            images[torch.as_tensor(index)],
+            replace(ctfs.take(index), pixel_size_angstrom=apix),
+            pixel_size_angstrom=apix,
+            settings=replace(
+                s.ab_initio or AbInitioSettings(),
+                symmetry=s.symmetry,
+                final_resolution_angstrom=max(s.ab_initio_resolution_angstrom, 2.5 * apix),
+            ),
+        )
+        path = self.state_dir / "maps" / f"v{self._version:04d}_ab_initio.mrc"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_mrc_map(path, result.volume.numpy(), pixel_size_angstrom=apix)
+        self._initial_model = str(path)
+        for star in self._stars.values():  # every particle held, as if it had just arrived
+            particles = read_particles(Path(star))
+            assert particles.images is not None
+            if len(particles.images):
+                self._add_to_map(torch.as_tensor(particles.images), particles.ctfs)
 
     def _new_classifier(self, box: int, ctfs: ParticleCtfs) -> Class2D:
         settings = replace(
@@ -284,6 +344,8 @@ class SessionEvaluator:
             coverage=coverage.coverage,
             largest_gap_deg=coverage.largest_gap_deg,
             symmetry_correlations=self._reference_symmetry(refinement),
+            initial_model=self.settings.reference or self._initial_model or "",
+            ab_initio=self.settings.reference is None,
         )
 
     def _reference_symmetry(self, refinement: RunningRefinement) -> tuple[float, ...]:
@@ -338,6 +400,8 @@ class SessionEvaluator:
             "assigned": self._assigned,
             "rows": self._rows,
             "refinement": None if self._refinement is None else self._refinement.state_dict(),
+            "stars": {k: v for k, v in self._stars.items() if k not in self._queued_ids()},
+            "initial_model": self._initial_model,
             "rotations": self._rotations,
             "history": self._history,
             "latest": self._latest,
@@ -372,6 +436,8 @@ class SessionEvaluator:
         self._rotations = state["rotations"]
         self._history = state["history"]
         self._latest = state["latest"]
+        self._stars = dict(state.get("stars", {}))
+        self._initial_model = state.get("initial_model")
         if state["refinement"] is not None:
             saved = state["refinement"]
             self._refinement = self._start_map(saved["pixel_size_angstrom"])

@@ -328,8 +328,10 @@ class ReconstructionSettings(Section):
     reference: OptionalPath = Field(
         None,
         description=(
-            "An MRC map of the particle to refine against, low-passed to 30 A first; '' = 2D "
-            "classes only. Stored absolute; the file must exist when settings load."
+            "An MRC map of the particle to refine against, low-passed to 30 A first; '' = none: "
+            "an ab-initio map from the selected 2D classes' particles once there are "
+            "ab_initio_min_particles of them. Stored absolute; the file must exist when "
+            "settings load."
         ),
         examples=["reference/apoferritin_map.mrc"],
     )
@@ -363,6 +365,15 @@ class ReconstructionSettings(Section):
     )
     target_resolution_angstrom: float = Field(
         3.0, gt=0, le=100, description="The forecast's target: particles and time to reach it."
+    )
+    ab_initio_min_particles: int = Field(
+        1000,
+        ge=100,
+        le=10_000_000,
+        description=(
+            "Without a reference: particles in selected 2D classes that start an ab-initio map "
+            "(stochastic gradient descent, as cryoSPARC), then refined as against a reference."
+        ),
     )
 
     @field_validator("reference")

@@ -555,6 +555,7 @@ def _evaluation_tracker(settings: Settings, paths: SessionPaths) -> EvaluationTr
         symmetry=wanted.symmetry,
         box_px=wanted.box_px,
         target_resolution_angstrom=wanted.target_resolution_angstrom,
+        ab_initio_min_particles=wanted.ab_initio_min_particles,
     )
     return EvaluationTracker(
         evaluator, paths.root / "reconstruction", update_every=wanted.update_every

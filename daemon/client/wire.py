@@ -353,6 +353,8 @@ class MapRow(_Wire):
     coverage: float
     largest_gap_deg: float
     symmetry_correlations: list[float] | None = None
+    initial_model: str | None = None
+    ab_initio: bool | None = None
 
 
 class Forecast(_Wire):

@@ -11,7 +11,7 @@ read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
 Version 4 added the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
-and ``reconstructions.symmetry_correlations``. Version 3 added the running reconstructions'
+and ``reconstructions``' last three columns. Version 3 added the running reconstructions'
 tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``,
 ``forecasts``) and their view (``evaluation_updates``); an older file gets them when a store
 opens it. Version 2 added the views of :mod:`causalscope.daemon.client.views`
@@ -161,7 +161,9 @@ read-only it gets the views as temporary ones.
     (MRC), ``fsc_star_path`` (RELION's ``postprocess.star``); ``coverage`` (share of viewing
     directions within 15 degrees of a particle's); ``largest_gap_deg``;
     ``symmetry_correlations`` (JSON list: the reference's correlation with itself under each
-    operator of ``symmetry``, empty for C1; schema 4).
+    operator of ``symmetry``, empty for C1; schema 4); ``initial_model`` (the map refinement
+    started from: the reference, or the session's ab-initio map) and ``ab_initio`` (BOOLEAN:
+    it was ab initio, so its hand is undetermined; schema 4).
 
 ``forecasts`` (resolution against particles at an update with a map)
     ``version`` (primary key); ``particles``; ``bfactor_angstrom2`` and
@@ -527,6 +529,8 @@ RECONSTRUCTIONS_TABLE = Table(
         field("coverage", "DOUBLE NOT NULL"),
         field("largest_gap_deg", "DOUBLE NOT NULL"),
         field("symmetry_correlations", "JSON", json=True),
+        field("initial_model", "VARCHAR"),
+        field("ab_initio", "BOOLEAN"),
     ),
 )
 # Read from a ForecastUpdate.
