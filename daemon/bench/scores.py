@@ -273,6 +273,17 @@ def run_scores_bench(
             }
             for item, s in zip(test, learned_test, strict=True)
         ],
+        "repro_rows": [
+            {
+                "exposure_id": i["record"].exposure_id,
+                "defocus_error_angstrom": i["defocus_error_angstrom"],
+                "defocus_sigma_angstrom": None
+                if i["record"].ctf is None
+                else i["record"].ctf.defocus_sigma_angstrom,
+                **(i["record"].repro.model_dump() if i["record"].repro is not None else {}),
+            }
+            for i in both
+        ],
         "scoring_ms_per_exposure": score_ms,
         "repro_refits_ms_per_exposure": statistics.median(repro_ms) if repro_ms else None,
         "processing_s": processed_s,

@@ -154,7 +154,7 @@ def exposure_obligations(
                 explain=lambda v: (
                     f"{facts.n_particles} particles of {v['particle_diameter_angstrom']:.0f} A "
                     f"picked in ice measured at {v['ice_thickness_nm']:.0f} "
-                    f"+- {facts.ice_thickness_sigma_nm:.0f} nm"
+                    f"+- {facts.ice_thickness_sigma_nm:.1f} nm"
                 ),
                 sigmas=s.sigmas,
             )
