@@ -41,7 +41,7 @@ CAUSES: dict[str, dict[str, Any]] = {
 }
 
 
-def _draw(rng: np.random.Generator, cause: str | None, size: int, frames: int) -> Any:
+def _draw(rng: np.random.Generator, cause: str | None, size: int, frames: int, apix: float) -> Any:
     from causalscope.models.simulate.exposure import ExposureParameters
 
     defocus = float(rng.uniform(12_000, 22_000))
@@ -49,12 +49,13 @@ def _draw(rng: np.random.Generator, cause: str | None, size: int, frames: int) -
     params = ExposureParameters(
         size_px=size,
         n_frames=frames,
+        pixel_size_angstrom=apix,
         dose_e_per_a2=float(rng.uniform(35, 45)),
         defocus_u_angstrom=defocus + astig / 2,
         defocus_v_angstrom=defocus - astig / 2,
         defocus_angle_deg=float(rng.uniform(0, 180)),
         ice_thickness_nm=float(rng.uniform(25, 45)),
-        drift_total_px=float(rng.uniform(3, 10)),
+        drift_total_px=float(rng.uniform(3, 10)) / apix,
         drift_direction_deg=float(rng.uniform(0, 360)),
         local_motion_px=0.7,
         n_particles=int(rng.integers(35, 50)),
@@ -63,7 +64,9 @@ def _draw(rng: np.random.Generator, cause: str | None, size: int, frames: int) -
     return params if cause is None else dataclasses.replace(params, **CAUSES[cause])
 
 
-def _session(seed: int, n: int, size: int, frames: int, folder: Path) -> list[dict[str, Any]]:
+def _session(
+    seed: int, n: int, size: int, frames: int, folder: Path, apix: float = 1.0
+) -> list[dict[str, Any]]:
     """``n`` exposures (half good, the rest cycling through the causes), processed."""
     import torch
 
@@ -94,7 +97,7 @@ def _session(seed: int, n: int, size: int, frames: int, folder: Path) -> list[di
     found: list[dict[str, Any]] = []
     for index in order:
         cause = causes[index]
-        params = _draw(rng, cause, size, frames)
+        params = _draw(rng, cause, size, frames, apix)
         sim = simulate_exposure(params, specimen=specimen, detector=detector)
         metadata = AcquisitionMetadata(
             source_path="sim.xml",
@@ -207,6 +210,7 @@ def run_scores_bench(
     frames: int = 12,
     seeds: tuple[int, int] = (0, 1),
     trials: int = 150,
+    pixel_size_angstrom: float = 1.0,
 ) -> dict[str, Any]:
     """The scores' report (see the module docstring)."""
     from scipy.stats import spearmanr
@@ -215,8 +219,9 @@ def run_scores_bench(
 
     started = time.perf_counter()
     with TemporaryDirectory() as tmp:
-        train = _session(seeds[0], n, size, frames, Path(tmp))
-        test = _session(seeds[1], n, size, frames, Path(tmp))
+        apix = pixel_size_angstrom
+        train = _session(seeds[0], n, size, frames, Path(tmp), apix)
+        test = _session(seeds[1], n, size, frames, Path(tmp), apix)
     processed_s = time.perf_counter() - started
     t0 = time.perf_counter()
     train_scores = _score(train)
@@ -248,7 +253,13 @@ def run_scores_bench(
         1000 * i["record"].timings_s["repro"] for i in both if "repro" in i["record"].timings_s
     ]
     report: dict[str, Any] = {
-        "sessions": {"exposures": n, "size_px": size, "frames": frames, "seeds": list(seeds)},
+        "sessions": {
+            "exposures": n,
+            "size_px": size,
+            "pixel_size_angstrom": pixel_size_angstrom,
+            "frames": frames,
+            "seeds": list(seeds),
+        },
         "auc_test_default_weights": auc(default_test),
         "auc_test_learned_weights": auc(learned_test),
         "auc_train_start": learned.start_auc,

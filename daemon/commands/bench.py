@@ -36,7 +36,7 @@
           --size 768 px, --frames 12), half of them bad of known cause: HyperScore's ROC AUC
           with default weights and with weights learned from the first session's labels,
           each injected obligation failure caught, Delta-Repro against the true defocus
-          error, Meta across a regime change, the cost per exposure
+          error, Meta across a regime change, the cost per exposure (--pixel-size, 1 A)
   classes  streaming 2D classification of a simulated session of two species (6z6u and 5a1a
           from ../shared/data/models) and junk: purity of every selected class, junk rejected,
           good particles kept, each class's FRC against the truth, time per particle (--n
@@ -152,6 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "SHARED_DATA/models/5a1a.pdb",
     )
     parser.add_argument("--classes", type=int, default=50, help="classes: 2D classes (50)")
+    parser.add_argument(
+        "--pixel-size",
+        type=float,
+        default=1.0,
+        help="scores: pixel size of the simulated movies (1 A; the image triage needs fields "
+        "of 2000 A, e.g. --size 1024 --pixel-size 2)",
+    )
     parser.add_argument(
         "--shared-data",
         type=Path,
@@ -317,7 +324,13 @@ def _scores(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"scores: --seeds takes two seeds (learning, testing), got {seeds}")
     size = 768 if args.size == 1024 else args.size  # 1024 is the pipeline's default
     frames = 12 if args.frames == 20 else args.frames
-    return run_scores_bench(n=args.n or 24, size=size, frames=frames, seeds=(seeds[0], seeds[1]))
+    return run_scores_bench(
+        n=args.n or 24,
+        size=size,
+        frames=frames,
+        seeds=(seeds[0], seeds[1]),
+        pixel_size_angstrom=args.pixel_size,
+    )
 
 
 def _triage(args: argparse.Namespace) -> dict[str, Any]:
