@@ -31,15 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from causalscope.actors import _evaluation_parts as parts
 from causalscope.actors._evaluation_results import (
-    ClassRow,
     ClassSetUpdate,
     EvaluationUpdate,
     ForecastUpdate,
     MapUpdate,
     finite_or_none,
 )
-from causalscope.models.classification import Assignment, Class2D, Class2DSettings
+from causalscope.models.classification import Class2D, Class2DSettings
 from causalscope.models.reconstruction.ab_initio import AbInitioSettings
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 from causalscope.models.reconstruction.refine import RefinementSettings, RunningRefinement
@@ -156,7 +156,7 @@ class SessionEvaluator:
         images = torch.as_tensor(particles.images)
         if self._starts_map() and len(images):
             self._add_to_map(images, particles.ctfs)
-        self._queued.append(_Queued(images, particles.ctfs, _star_rows(path)))
+        self._queued.append(_Queued(images, particles.ctfs, parts.star_rows(path)))
         self._consumed[exposure_id] = len(images)
         self._stars[exposure_id] = str(path)
         return len(images)
@@ -253,13 +253,22 @@ class SessionEvaluator:
             batch = model.partial_fit(images, ctfs, ids)
             self._rows.extend(q.rows for q in queued)
             if model.last_full_pass is not before:
-                self._assigned = _columns(model.last_full_pass)
-            self._assigned = _overlay(self._assigned, _columns(batch), model.n_stored)
+                self._assigned = parts.columns(model.last_full_pass)
+            self._assigned = parts.overlay(self._assigned, parts.columns(batch), model.n_stored)
         if model is None or not model.started:
             return None
         if (self._assigned["class_index"] < 0).any():
-            self._assigned = _columns(model.reassign_all())
-        return _class_set(self, model, self._assigned, labels)
+            self._assigned = parts.columns(model.reassign_all())
+        return parts.class_set(
+            model,
+            self._assigned,
+            labels,
+            particle_diameter_angstrom=self.settings.particle_diameter_angstrom,
+            class_threshold=self.settings.class_threshold,
+            folder=self.state_dir / "classes",
+            version=self._version,
+            rows=self._rows,
+        )
 
     def _maybe_ab_initio(self, class_set: ClassSetUpdate) -> None:
         """Without a reference: once enough particles sit in selected classes, an ab-initio
@@ -380,7 +389,7 @@ class SessionEvaluator:
         return found
 
     def _forecast(self, update: MapUpdate, particles_per_hour: float | None) -> ForecastUpdate:
-        return _forecast(
+        return parts.forecast(
             update,
             self._history,
             target_angstrom=self.settings.target_resolution_angstrom,
@@ -442,157 +451,3 @@ class SessionEvaluator:
             saved = state["refinement"]
             self._refinement = self._start_map(saved["pixel_size_angstrom"])
             self._refinement.load_state_dict(saved)
-
-
-def _star_rows(path: Path) -> Any:
-    """The STAR file's particle rows, with each image name's stack made absolute (the files
-    this evaluator writes live in another folder)."""
-    import starfile
-
-    rows = starfile.read(path, always_dict=True)["particles"]
-    if "rlnImageName" in rows:
-        names = rows["rlnImageName"].astype(str).str.split("@", n=1, expand=True)
-        stacks = names[1].map(
-            lambda s: str(p if (p := path.parent / s).exists() else Path(s).absolute())
-        )
-        rows = rows.assign(rlnImageName=names[0] + "@" + stacks)
-    return rows
-
-
-def _columns(assignment: Any) -> dict[str, np.ndarray]:
-    """An :class:`~models.classification.Assignment`'s per-particle arrays by name."""
-    names = ("ids", "class_index", "psi_deg", "outlier")
-    return {name: np.asarray(getattr(assignment, name)) for name in names}
-
-
-def _overlay(
-    base: dict[str, np.ndarray], batch: dict[str, np.ndarray], n: int
-) -> dict[str, np.ndarray]:
-    """Arrays over particles ``0..n-1``: ``batch``'s where it has them, else ``base``'s, else
-    unassigned (class -1)."""
-    out = {
-        "ids": np.arange(n),
-        "class_index": np.full(n, -1),
-        "psi_deg": np.zeros(n),
-        "outlier": np.zeros(n, dtype=bool),
-    }
-    for part in (base, batch):
-        if part:
-            ids = part["ids"]
-            for name in ("class_index", "psi_deg", "outlier"):
-                out[name][ids] = part[name]
-    return out
-
-
-def _class_set(
-    evaluator: SessionEvaluator,
-    model: Class2D,
-    assigned: dict[str, np.ndarray],
-    labels: dict[int, str],
-) -> ClassSetUpdate:
-    """Metrics, selection and files of the classes; ``assigned``: every particle's class."""
-    import pandas as pd
-    import starfile
-
-    from causalscope.daemon.formats.classes import write_class_files
-    from causalscope.models.classification import class_metrics, select_classes
-
-    settings = evaluator.settings
-    n = len(assigned["ids"])
-    everything = Assignment(
-        assigned["ids"], assigned["class_index"], assigned["psi_deg"], np.zeros((n, 2)),
-        np.zeros(n), np.zeros(n), assigned["outlier"],
-    )  # fmt: skip
-    metrics = class_metrics(
-        model, everything, particle_diameter_angstrom=settings.particle_diameter_angstrom
-    )
-    automatic = np.asarray(select_classes(metrics, threshold=settings.class_threshold))
-    manual = {k: label == "select" for k, label in labels.items() if 0 <= k < len(metrics)}
-    keep = np.asarray(select_classes(metrics, threshold=settings.class_threshold, manual=manual))
-    folder = evaluator.state_dir / "classes"
-    files = write_class_files(
-        folder,
-        model.averages(),
-        pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
-        keep=keep,
-        particles=[m.n_particles for m in metrics],
-        resolutions_angstrom=[m.resolution_angstrom for m in metrics],
-        stem=f"v{evaluator._version:04d}_",
-    )
-    table = pd.concat(evaluator._rows, ignore_index=True)
-    table["rlnClassNumber"] = everything.class_index + 1
-    table["rlnAnglePsi"] = everything.psi_deg
-    chosen = keep[everything.class_index] & ~everything.outlier & (everything.class_index >= 0)
-    selected = folder / "selected_particles.star"
-    partial = selected.with_name(f".{selected.name}.part")
-    starfile.write({"particles": table[chosen]}, partial, overwrite=True)
-    partial.replace(selected)
-    rows = tuple(
-        ClassRow(
-            class_index=m.class_index,
-            particles=m.n_particles,
-            effective_sample_size=m.effective_sample_size,
-            resolution_angstrom=finite_or_none(m.resolution_angstrom),
-            junk_score=m.junk_score,
-            auto_selected=bool(automatic[m.class_index]),
-            selected=bool(keep[m.class_index]),
-            label=labels.get(m.class_index),
-        )
-        for m in metrics
-    )
-    return ClassSetUpdate(
-        n_classes=len(metrics),
-        particles=model.n_stored,
-        selected_particles=int(chosen.sum()),
-        pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
-        averages_path=files["averages"],
-        gallery_path=files["gallery"],
-        model_star_path=files["model_star"],
-        selected_star_path=str(selected),
-        classes=rows,
-    )
-
-
-def _forecast(
-    update: MapUpdate,
-    history: list[tuple[int, float]],
-    *,
-    target_angstrom: float,
-    particles_per_hour: float | None,
-) -> ForecastUpdate:
-    """Rosenthal-Henderson over the updates (>= 3 distinct counts) and the SSNR fit of the
-    current FSC (see :mod:`models.reconstruction.forecast`)."""
-    from causalscope.models.reconstruction.forecast import fit_rosenthal_henderson, fit_ssnr
-
-    bfactor = bfactor_sd = None
-    points = {n: d for n, d in history if np.isfinite(d)}
-    if len(points) >= 3:
-        fit = fit_rosenthal_henderson(list(points), list(points.values()))
-        bfactor = finite_or_none(fit.bfactor_angstrom2)
-        bfactor_sd = finite_or_none(fit.bfactor_sd_angstrom2)
-    ssnr_b = needed = doubled = hours = None
-    try:
-        ssnr = fit_ssnr(
-            np.asarray(update.fsc_unmasked),
-            pixel_size_angstrom=update.pixel_size_angstrom,
-            particles=update.particles,
-        )
-    except ValueError:  # too few informative shells yet
-        ssnr = None
-    if ssnr is not None and ssnr.bfactor_angstrom2 > 0:
-        ssnr_b = finite_or_none(ssnr.bfactor_angstrom2)
-        doubled = finite_or_none(ssnr.resolution_at(2 * update.particles))
-        needed = finite_or_none(ssnr.particles_for(target_angstrom))
-        if needed is not None and particles_per_hour:
-            hours = max(0.0, (needed - update.particles) / particles_per_hour)
-    return ForecastUpdate(
-        particles=update.particles,
-        bfactor_angstrom2=bfactor,
-        bfactor_sd_angstrom2=bfactor_sd,
-        ssnr_bfactor_angstrom2=ssnr_b,
-        target_resolution_angstrom=target_angstrom,
-        particles_needed=needed,
-        resolution_at_double_angstrom=doubled,
-        particles_per_hour=particles_per_hour,
-        hours_to_target=hours,
-    )

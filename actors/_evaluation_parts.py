@@ -1,0 +1,179 @@
+"""The session evaluator's pieces that need none of its state: reading a particles STAR,
+the classifier's assignments as arrays, the class set's metrics, selection and files, and the
+forecast of an update (:mod:`actors.evaluation`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from causalscope.actors._evaluation_results import (
+    ClassRow,
+    ClassSetUpdate,
+    ForecastUpdate,
+    MapUpdate,
+    finite_or_none,
+)
+from causalscope.models.classification import Assignment, Class2D
+
+__all__ = ["class_set", "columns", "forecast", "overlay", "star_rows"]
+
+
+def star_rows(path: Path) -> Any:
+    """The STAR file's particle rows, with each image name's stack made absolute (the files
+    this evaluator writes live in another folder)."""
+    import starfile
+
+    rows = starfile.read(path, always_dict=True)["particles"]
+    if "rlnImageName" in rows:
+        names = rows["rlnImageName"].astype(str).str.split("@", n=1, expand=True)
+        stacks = names[1].map(
+            lambda s: str(p if (p := path.parent / s).exists() else Path(s).absolute())
+        )
+        rows = rows.assign(rlnImageName=names[0] + "@" + stacks)
+    return rows
+
+
+def columns(assignment: Any) -> dict[str, np.ndarray]:
+    """An :class:`~models.classification.Assignment`'s per-particle arrays by name."""
+    names = ("ids", "class_index", "psi_deg", "outlier")
+    return {name: np.asarray(getattr(assignment, name)) for name in names}
+
+
+def overlay(
+    base: dict[str, np.ndarray], batch: dict[str, np.ndarray], n: int
+) -> dict[str, np.ndarray]:
+    """Arrays over particles ``0..n-1``: ``batch``'s where it has them, else ``base``'s, else
+    unassigned (class -1)."""
+    out = {
+        "ids": np.arange(n),
+        "class_index": np.full(n, -1),
+        "psi_deg": np.zeros(n),
+        "outlier": np.zeros(n, dtype=bool),
+    }
+    for part in (base, batch):
+        if part:
+            ids = part["ids"]
+            for name in ("class_index", "psi_deg", "outlier"):
+                out[name][ids] = part[name]
+    return out
+
+
+def class_set(
+    model: Class2D,
+    assigned: dict[str, np.ndarray],
+    labels: dict[int, str],
+    *,
+    particle_diameter_angstrom: float,
+    class_threshold: float,
+    folder: Path,
+    version: int,
+    rows: list[Any],
+) -> ClassSetUpdate:
+    """Metrics, selection and files (in ``folder``, named for update ``version``) of the
+    classes; ``assigned``: every particle's class; ``rows``: their STAR rows in order."""
+    import pandas as pd
+    import starfile
+
+    from causalscope.daemon.formats.classes import write_class_files
+    from causalscope.models.classification import class_metrics, select_classes
+
+    n = len(assigned["ids"])
+    everything = Assignment(
+        assigned["ids"], assigned["class_index"], assigned["psi_deg"], np.zeros((n, 2)),
+        np.zeros(n), np.zeros(n), assigned["outlier"],
+    )  # fmt: skip
+    metrics = class_metrics(
+        model, everything, particle_diameter_angstrom=particle_diameter_angstrom
+    )
+    automatic = np.asarray(select_classes(metrics, threshold=class_threshold))
+    manual = {k: label == "select" for k, label in labels.items() if 0 <= k < len(metrics)}
+    keep = np.asarray(select_classes(metrics, threshold=class_threshold, manual=manual))
+    files = write_class_files(
+        folder,
+        model.averages(),
+        pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+        keep=keep,
+        particles=[m.n_particles for m in metrics],
+        resolutions_angstrom=[m.resolution_angstrom for m in metrics],
+        stem=f"v{version:04d}_",
+    )
+    table = pd.concat(rows, ignore_index=True)
+    table["rlnClassNumber"] = everything.class_index + 1
+    table["rlnAnglePsi"] = everything.psi_deg
+    chosen = keep[everything.class_index] & ~everything.outlier & (everything.class_index >= 0)
+    selected = folder / "selected_particles.star"
+    partial = selected.with_name(f".{selected.name}.part")
+    starfile.write({"particles": table[chosen]}, partial, overwrite=True)
+    partial.replace(selected)
+    classes = tuple(
+        ClassRow(
+            class_index=m.class_index,
+            particles=m.n_particles,
+            effective_sample_size=m.effective_sample_size,
+            resolution_angstrom=finite_or_none(m.resolution_angstrom),
+            junk_score=m.junk_score,
+            auto_selected=bool(automatic[m.class_index]),
+            selected=bool(keep[m.class_index]),
+            label=labels.get(m.class_index),
+        )
+        for m in metrics
+    )
+    return ClassSetUpdate(
+        n_classes=len(metrics),
+        particles=model.n_stored,
+        selected_particles=int(chosen.sum()),
+        pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+        averages_path=files["averages"],
+        gallery_path=files["gallery"],
+        model_star_path=files["model_star"],
+        selected_star_path=str(selected),
+        classes=classes,
+    )
+
+
+def forecast(
+    update: MapUpdate,
+    history: list[tuple[int, float]],
+    *,
+    target_angstrom: float,
+    particles_per_hour: float | None,
+) -> ForecastUpdate:
+    """Rosenthal-Henderson over the updates (>= 3 distinct counts) and the SSNR fit of the
+    current FSC (see :mod:`models.reconstruction.forecast`)."""
+    from causalscope.models.reconstruction.forecast import fit_rosenthal_henderson, fit_ssnr
+
+    bfactor = bfactor_sd = None
+    points = {n: d for n, d in history if np.isfinite(d)}
+    if len(points) >= 3:
+        fit = fit_rosenthal_henderson(list(points), list(points.values()))
+        bfactor = finite_or_none(fit.bfactor_angstrom2)
+        bfactor_sd = finite_or_none(fit.bfactor_sd_angstrom2)
+    ssnr_b = needed = doubled = hours = None
+    try:
+        ssnr = fit_ssnr(
+            np.asarray(update.fsc_unmasked),
+            pixel_size_angstrom=update.pixel_size_angstrom,
+            particles=update.particles,
+        )
+    except ValueError:  # too few informative shells yet
+        ssnr = None
+    if ssnr is not None and ssnr.bfactor_angstrom2 > 0:
+        ssnr_b = finite_or_none(ssnr.bfactor_angstrom2)
+        doubled = finite_or_none(ssnr.resolution_at(2 * update.particles))
+        needed = finite_or_none(ssnr.particles_for(target_angstrom))
+        if needed is not None and particles_per_hour:
+            hours = max(0.0, (needed - update.particles) / particles_per_hour)
+    return ForecastUpdate(
+        particles=update.particles,
+        bfactor_angstrom2=bfactor,
+        bfactor_sd_angstrom2=bfactor_sd,
+        ssnr_bfactor_angstrom2=ssnr_b,
+        target_resolution_angstrom=target_angstrom,
+        particles_needed=needed,
+        resolution_at_double_angstrom=doubled,
+        particles_per_hour=particles_per_hour,
+        hours_to_target=hours,
+    )
