@@ -1,9 +1,10 @@
 """The live session's scores: each committed exposure and each reconstruction update with a
 map is scored (:class:`causalscope.actors.scoring.SessionScorer`), stored with its
-obligations, published (topic ``score``), and every failed obligation raised as an alert that
-names the values breaking it. The operator's accept/reject labels train V's weights
-(:func:`causalscope.models.scoring.learn.learn_weights`) once enough exist; the weights are
-stored (``score_weights``) and used from then on, also after a restart.
+obligations, published (topic ``score``), and a failed obligation raised as an alert that
+names the values breaking it (once, until that obligation holds again). The operator's
+accept/reject labels train V's weights (:func:`causalscope.models.scoring.learn.learn_weights`)
+once enough exist; the weights are stored (``score_weights``) and used from then on, also
+after a restart.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class ScoreKeeper:
         self._store = store
         self._raise_alert = raise_alert
         self._settings = settings
+        self._failing: set[str] = set()  # obligations alerted on and not held since
         self.scorer.replay(store.score_history())
         self._learned_from = 0
         latest = store.latest_weights()
@@ -139,7 +141,12 @@ class ScoreKeeper:
                 )
             )
             return None
+        held = {o.name for o in scored.obligations if o.holds}
+        self._failing -= held
         for failed in scored.failed:
+            if failed.name in self._failing:
+                continue  # one alert per obligation until it holds again: no flood
+            self._failing.add(failed.name)
             self._raise_alert(
                 Alert(
                     code=f"obligation_{failed.name}",
