@@ -190,3 +190,14 @@ def test_recommendations_and_the_summary_say_why(tmp_path: Path) -> None:
     assert summary.scores["failed"] == {"fit_within_nyquist": 1}
     text = summary.describe()
     assert "failed obligations  fit_within_nyquist 1" in text and "recommended  accept" in text
+
+
+def test_a_failing_obligation_alerts_again_only_after_it_held(tmp_path: Path) -> None:
+    alerts: list[Alert] = []
+    with SessionStore(tmp_path / "S.duckdb") as store:
+        keeper = ScoreKeeper(ScoringSettings(), store, alerts.append)
+        for name, fit in (("b1", 1.2), ("b2", 1.2), ("ok", 4.0), ("b3", 1.2)):
+            record = _record(name, fit=fit)
+            store.commit_exposure(record, params_hash="p")
+            keeper.exposure(record)
+    assert [a.exposure_id for a in alerts] == ["b1", "b3"]
