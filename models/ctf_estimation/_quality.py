@@ -81,8 +81,11 @@ def fit_resolution(
         (yy - ym * ym).clamp(min=1e-30) * (cc_ - cm * cm).clamp(min=1e-30)
     )
     start = math.ceil(k_start * band.n * apix)
+    # equiphase radii of an astigmatic spectrum's corners reach past Nyquist: a fit resolution
+    # is never claimed there (bin n/2 is Nyquist)
+    limit = min(n_bins, band.n // 2 + 1)
     good = torch.nonzero(
-        (local[start:] >= FIT_RESOLUTION_THRESHOLD) & (counts[start:] > 0)
+        (local[start:limit] >= FIT_RESOLUTION_THRESHOLD) & (counts[start:limit] > 0)
     ).flatten()
     if good.numel() == 0:
         return None, local
@@ -91,7 +94,7 @@ def fit_resolution(
     first = start + int(good[0])
     below = 0
     last_good: int | None = None
-    for i in range(first, n_bins):
+    for i in range(first, limit):
         if counts[i] == 0:
             continue
         if float(local[i]) >= FIT_RESOLUTION_THRESHOLD:
