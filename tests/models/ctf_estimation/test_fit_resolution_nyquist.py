@@ -4,7 +4,6 @@ spectrum's corners reach past it (a noiseless spectrum at 2 A/px was fitted to 3
 from __future__ import annotations
 
 import pytest
-import torch
 from torch_ctf import calculate_ctf_2d
 
 from causalscope.models.ctf_estimation import estimate_ctf
