@@ -33,7 +33,7 @@
           both correlations, the times
 
   scores  the exposure scores on two simulated sessions (--n exposures each, default 24, at
-          --size 768 px, --frames 12), half of them bad of known cause: HyperScore's ROC AUC
+          --scores-size 768 px, --frames 12), half of them bad of known cause: HyperScore's ROC AUC
           with default weights and with weights learned from the first session's labels,
           each injected obligation failure caught, Delta-Repro against the true defocus
           error, Meta across a regime change, the cost per exposure (--pixel-size, 1 A)
@@ -152,12 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "SHARED_DATA/models/5a1a.pdb",
     )
     parser.add_argument("--classes", type=int, default=50, help="classes: 2D classes (50)")
+    parser.add_argument("--scores-size", type=int, default=768, help="scores: movie size (768 px)")
     parser.add_argument(
         "--pixel-size",
         type=float,
         default=1.0,
         help="scores: pixel size of the simulated movies (1 A; the image triage needs fields "
-        "of 2000 A, e.g. --size 1024 --pixel-size 2)",
+        "of 2000 A, e.g. --scores-size 1024 --pixel-size 2)",
     )
     parser.add_argument(
         "--shared-data",
@@ -322,7 +323,7 @@ def _scores(args: argparse.Namespace) -> dict[str, Any]:
     seeds = tuple(args.seeds or [0, 1])
     if len(seeds) != 2:
         raise ValueError(f"scores: --seeds takes two seeds (learning, testing), got {seeds}")
-    size = 768 if args.size == 1024 else args.size  # 1024 is the pipeline's default
+    size = args.scores_size
     frames = 12 if args.frames == 20 else args.frames
     return run_scores_bench(
         n=args.n or 24,
