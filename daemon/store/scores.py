@@ -240,13 +240,15 @@ RECOMMENDATIONS_SQL = """
 SELECT recommendation, count(*) FROM scores
 WHERE kind = 'exposure' AND recommendation IS NOT NULL GROUP BY recommendation
 """
-#: the lowest-scoring exposures, with the term that held each down and its failed obligations
+#: the lowest-scoring exposures not recommended for acceptance, with the term that held each
+#: down and its failed obligations
 WORST_SQL = """
 SELECT s.subject, s.hyperscore, s.weakest, s.reason,
        (SELECT string_agg(o.name || ': ' || o.message, '; ' ORDER BY o.name)
         FROM obligations o
         WHERE o.kind = s.kind AND o.subject = s.subject AND NOT o.holds) AS failed
 FROM scores s WHERE s.kind = 'exposure' AND s.hyperscore IS NOT NULL
+    AND s.recommendation IS DISTINCT FROM 'accept'
 ORDER BY s.hyperscore, s.subject LIMIT ?
 """
 

@@ -168,8 +168,9 @@ class SessionSummary:
     scores
         The exposures' scores: ``scored``, HyperScore ``p10``, ``median`` and ``p90``, mean
         ``logic``, ``failed`` obligations ``{name: count}``, ``recommended`` ``{accept, look,
-        reject: count}`` and the ``worst`` exposures (``subject``, ``hyperscore``, ``weakest``
-        term, ``reason``, ``failed`` obligations in words); None before any.
+        reject: count}`` and the ``worst`` three not recommended for acceptance (``subject``,
+        ``hyperscore``, ``weakest`` term, ``reason``, ``failed`` obligations in words); None
+        before any.
     """
 
     session: str
