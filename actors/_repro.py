@@ -103,14 +103,10 @@ def _count_picks(
     templates: torch.Tensor | None,
 ) -> int:
     """Particles the picker finds on ``image`` Wiener-filtered with the exposure's CTF."""
-    from causalscope.actors._restore import ctf_parameters, pick
-    from causalscope.models.restoration import spectral_snr_from_fit, wiener_filter
+    from causalscope.actors._restore import pick, wiener_restored
 
-    parameters = ctf_parameters(ctf, optics)
-    apix = optics.pixel_size_angstrom
-    ssnr = spectral_snr_from_fit(image, pixel_size_angstrom=apix, **parameters.kwargs())
-    restored = wiener_filter(image, pixel_size_angstrom=apix, ssnr=ssnr, **parameters.kwargs())
-    return len(pick(restored, templates, settings, apix).scores)
+    restored, _, _ = wiener_restored(image, ctf=ctf, optics=optics)
+    return len(pick(restored, templates, settings, optics.pixel_size_angstrom).scores)
 
 
 #: the triage's statistics are calibrated on fields at least this wide (real micrographs are
@@ -126,6 +122,7 @@ def triage_record(image: torch.Tensor, *, pixel_size_angstrom: float) -> TriageR
     a field narrower than :data:`TRIAGE_MIN_FIELD_ANGSTROM`."""
     import torch
 
+    from causalscope.models.picking._common import crop_spectrum
     from causalscope.models.triage import triage_micrograph
 
     if min(image.shape[-2:]) * pixel_size_angstrom < TRIAGE_MIN_FIELD_ANGSTROM:
@@ -133,11 +130,10 @@ def triage_record(image: torch.Tensor, *, pixel_size_angstrom: float) -> TriageR
     factor = max(1, int(TRIAGE_PIXEL_ANGSTROM // pixel_size_angstrom))
     work = image.detach().float()
     if factor > 1:
-        h, w = (n // factor // 2 * 2 for n in work.shape[-2:])
-        spectrum = torch.fft.fftshift(torch.fft.fft2(work))
-        top, left = work.shape[-2] // 2 - h // 2, work.shape[-1] // 2 - w // 2
-        cropped = spectrum[top : top + h, left : left + w]
-        work = torch.fft.ifft2(torch.fft.ifftshift(cropped)).real
+        shape = (work.shape[-2] // factor // 2 * 2, work.shape[-1] // factor // 2 * 2)
+        cropped = crop_spectrum(torch.fft.rfft2(work), shape)
+        scale = shape[0] * shape[1] / (work.shape[-2] * work.shape[-1])  # keep pixel values
+        work = torch.fft.irfft2(cropped, s=shape) * scale
     found = triage_micrograph(work.cpu().numpy(), pixel_size_angstrom=pixel_size_angstrom * factor)
     return TriageRecord(
         label=found.label,

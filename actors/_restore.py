@@ -37,6 +37,7 @@ __all__ = [
     "picking_box_px",
     "reference_templates",
     "restore_and_pick",
+    "wiener_restored",
     "write_restoration",
 ]
 
@@ -110,6 +111,30 @@ def ctf_parameters(ctf: CtfRecord, optics: Optics) -> CtfParameters:
     )
 
 
+def wiener_restored(
+    image: torch.Tensor,
+    *,
+    ctf: CtfRecord,
+    optics: Optics,
+    bfactor_bounds: tuple[float, float] | None = None,
+) -> tuple[torch.Tensor, float, float]:
+    """``image`` Wiener-filtered with the SSNR of its own fit (its B raised to the lower of
+    ``bfactor_bounds`` when below it), that fit's B and the B used."""
+    import torch
+
+    from causalscope.models.restoration import spectral_snr_from_fit, wiener_filter, with_bfactor
+
+    parameters = ctf_parameters(ctf, optics)
+    apix = optics.pixel_size_angstrom
+    work = image.detach().to(torch.float32)
+    own = spectral_snr_from_fit(work, pixel_size_angstrom=apix, **parameters.kwargs())
+    ssnr = own
+    if bfactor_bounds is not None and own.bfactor_angstrom2 < bfactor_bounds[0]:
+        ssnr = with_bfactor(own, bfactor_bounds[0])
+    restored = wiener_filter(work, pixel_size_angstrom=apix, ssnr=ssnr, **parameters.kwargs())
+    return restored, own.bfactor_angstrom2, ssnr.bfactor_angstrom2
+
+
 def restore_and_pick(
     image: torch.Tensor,
     *,
@@ -132,25 +157,13 @@ def restore_and_pick(
     """
     import torch
 
-    from causalscope.models.restoration import (
-        phase_flip,
-        spectral_snr_from_fit,
-        wiener_filter,
-        with_bfactor,
-    )
+    from causalscope.models.restoration import phase_flip
 
     parameters = ctf_parameters(ctf, optics)
     pixel_size_angstrom = optics.pixel_size_angstrom
     work = image.detach().to(torch.float32)
-    own = spectral_snr_from_fit(
-        work, pixel_size_angstrom=pixel_size_angstrom, **parameters.kwargs()
-    )
-    ssnr = own
-    if bfactor_bounds is not None:
-        if own.bfactor_angstrom2 < bfactor_bounds[0]:
-            ssnr = with_bfactor(own, bfactor_bounds[0])
-    restored = wiener_filter(
-        work, pixel_size_angstrom=pixel_size_angstrom, ssnr=ssnr, **parameters.kwargs()
+    restored, bfactor_fit, bfactor_used = wiener_restored(
+        work, ctf=ctf, optics=optics, bfactor_bounds=bfactor_bounds
     )
     denoised = None
     if halves is not None and denoiser is not None:
@@ -185,8 +198,8 @@ def restore_and_pick(
         record,
         particles,
         denoised,
-        bfactor_fit_angstrom2=own.bfactor_angstrom2,
-        bfactor_used_angstrom2=ssnr.bfactor_angstrom2,
+        bfactor_fit_angstrom2=bfactor_fit,
+        bfactor_used_angstrom2=bfactor_used,
     )
 
 

@@ -91,12 +91,6 @@ class ScoredSubject:
             "obligations": [o.to_dict() for o in self.obligations],
         }
 
-    def explain(self) -> str:
-        """The operator's line: the score, what held it down, and each failed obligation."""
-        lead = "not scored" if self.score is None else self.score.explain()
-        failed = "; ".join(f"{o.name}: {o.message}" for o in self.failed)
-        return f"{lead}; failed {failed}" if failed else lead
-
 
 class SessionScorer:
     """Scores of one session's exposures (in commit order) and reconstruction updates."""

@@ -26,7 +26,9 @@ def score_text(score: Mapping[str, Any] | None) -> Text | None:
         return None
     text = Text()
     hyper, v = float(score["hyperscore"]), score.get("v")
-    style = "green" if hyper >= 150 else "yellow" if hyper >= 120 else "red"
+    advice = score.get("recommendation")
+    # coloured by the daemon's recommendation: the dashboard decides nothing itself
+    style = {"accept": "green", "reject": "red"}.get(str(advice), "yellow")
     text.append("score ", style="dim")
     text.append(f"{hyper:.1f}", style=f"bold {style}")
     if isinstance(v, int | float):
@@ -38,9 +40,7 @@ def score_text(score: Mapping[str, Any] | None) -> Text | None:
     ]
     if parts:
         text.append("  " + ", ".join(parts), style="dim")
-    advice = score.get("recommendation")
     if advice:
-        style = {"accept": "green", "reject": "red"}.get(str(advice), "yellow")
         text.append(f"\n  recommend {advice}", style=f"bold {style}")
         text.append(f": {score.get('reason') or ''}")
     weakest = score.get("weakest")

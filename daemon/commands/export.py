@@ -47,14 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the files and say how many exposures and particles they hold."""
     from causalscope.daemon.client.local import open_session_file
+    from causalscope.daemon.client.views import HAS_SCORES_SQL, SCORE_RELATIONS
     from causalscope.daemon.store.exporters import rewrite_ctf_star
 
     con = open_session_file(args.session)
     try:
-        has_scores = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scores'"
-        ).fetchone()
-        if not has_scores or not has_scores[0]:
+        found = con.execute(HAS_SCORES_SQL).fetchone()
+        if found is None or found[0] != len(SCORE_RELATIONS):
             raise InputError(
                 "No scores in this session",
                 f"{args.session} was written before exposures were scored; label them instead",

@@ -223,8 +223,6 @@ def unscored_records(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [str(text) for (text,) in rows]
 
 
-#: whether the file has the scores' tables (files before schema 4 have none)
-HAS_SCORES_SQL = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scores'"
 #: the exposures' HyperScore quartiles and mean LogicScore
 SCORED_SQL = """
 SELECT count(*), quantile_cont(hyperscore, [0.1, 0.5, 0.9]), avg(logic)

@@ -17,7 +17,7 @@ import duckdb
 
 from causalscope.daemon.client.local import add_missing_views
 from causalscope.daemon.client.query import Selectable
-from causalscope.daemon.client.views import CAUSES_SQL
+from causalscope.daemon.client.views import CAUSES_SQL, HAS_SCORES_SQL, SCORE_RELATIONS
 from causalscope.daemon.store import scores
 
 __all__ = [
@@ -397,7 +397,7 @@ _COUNTS_NAMES = (
 
 
 def _scores(rows: Any) -> dict[str, Any] | None:
-    if not rows(scores.HAS_SCORES_SQL)[0][0]:  # files written before schema 4
+    if rows(HAS_SCORES_SQL)[0][0] != len(SCORE_RELATIONS):  # files written before schema 4
         return None
     n, quantiles, logic = rows(scores.SCORED_SQL)[0]
     if not n:

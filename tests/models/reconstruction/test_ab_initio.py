@@ -3,8 +3,6 @@ simulated particles without a reference."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch_fourier_shell_correlation import fourier_shell_correlation
@@ -29,13 +27,8 @@ from tests.models.reconstruction._maps import blob_map, particle_images, random_
 APIX = 3.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # many small transforms: a second thread only contends (8 s against 4 s on 2 busy cores)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# many small transforms: a second thread only contends (8 s against 4 s on 2 busy cores)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _noisy(images: torch.Tensor, relative_sd: float) -> torch.Tensor:

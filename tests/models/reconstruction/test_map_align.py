@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -21,13 +19,8 @@ from tests.models.reconstruction._maps import blob_map
 APIX = 4.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # many small transforms: a second thread only contends (8 s against 4 s on 2 busy cores)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# many small transforms: a second thread only contends (8 s against 4 s on 2 busy cores)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
