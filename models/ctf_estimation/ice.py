@@ -13,8 +13,9 @@ modelled separately (``attenuation``). ``t`` is found on a grid by weighted leas
 (periodogram variance ``P^2 / n_independent``), its sigma from ``delta chi^2 = 1`` scaled by the
 reduced chi^2 when that exceeds 1: the larger of the curvature's and half the profile interval
 (every thickness that close to the best), so a flat or two-minimum profile gets a wide sigma.
-At 0 nm the sigma is the interval's top; at the grid's top (200 nm) the rings do not measure
-the ice and only the ice ring counts.
+At the grid's bottom (0 nm) the rings give only an upper limit (the interval's top), which is
+no estimate of the thickness: it is kept as a bound and the ice ring alone gives the value;
+at the grid's top (200 nm) the rings do not measure the ice and only the ice ring counts.
 
 Ice-ring power: the excess power in the 3.7 A band over a straight line through its flanks is
 ``P_el(t)^2 t`` times the same excess of the signal that 1 A of vitreous ice would give, with
@@ -92,7 +93,11 @@ def _rings_fit(
     attenuation: torch.Tensor | float,
     n_independent: float,
 ) -> tuple[float, float, torch.Tensor, torch.Tensor]:
-    """Grid + parabola fit of t; returns ``(t_nm, sigma_nm, ring_k, ring_amplitude)``."""
+    """Grid + parabola fit of t; returns ``(t_nm, sigma_nm, ring_k, ring_amplitude)``.
+
+    ``sigma_nm`` is infinite where the rings do not measure the ice (the grid's top) and
+    negative where they give only an upper limit, ``-sigma_nm`` (the grid's bottom).
+    """
     signal = band.values - noise_floor
     cos2 = torch.cos(2.0 * phase(band.k, band.cos2, band.sin2, params, optics))
     n_rings = band.n_rings
@@ -119,7 +124,9 @@ def _rings_fit(
         # at the grid's top: not a measurement (the rings damped by something else)
         sigma = float("inf")
     elif i == 0:
-        sigma = max(hi, step / 2.0)  # one-sided: thinner than ``hi``
+        # one-sided: thinner than ``hi``. A negative sigma marks the upper limit ``-sigma``:
+        # weighting 0 +- hi as a measurement reported 0.05 nm for 31 nm of ice
+        sigma = -max(hi, step / 2.0)
     else:
         c0, c1, c2 = (float(chi2[j]) for j in (i - 1, i, i + 1))
         curv = (c0 - 2 * c1 + c2) / step**2
@@ -252,7 +259,8 @@ def estimate_ice_thickness(
         fit_k_max=fit_k_max,
         dose_e_per_a2=dose_e_per_a2,
     )
-    estimates = [(t_a, s_a)] if math.isfinite(s_a) else []
+    upper_limit = -s_a if s_a < 0 else None
+    estimates = [(t_a, s_a)] if upper_limit is None and math.isfinite(s_a) else []
     t_b: float | None = None
     s_b: float | None = None
     if isinstance(ring, str):
@@ -260,16 +268,26 @@ def estimate_ice_thickness(
     else:
         t_b, s_b = ring
         estimates.append(ring)
+    if upper_limit is not None:
+        s_a = upper_limit
     if not estimates:
+        where = "below its lower limit" if upper_limit is not None else "at the top of its range"
         warnings.append(
-            f"ice thickness not determined: the Thon-ring fit ({t_a:.0f} nm) is at the top of "
-            "its range or flat, and the ice ring gives none"
+            f"ice thickness not determined: the Thon-ring fit ({t_a:.0f} nm) is {where} "
+            "or flat, and the ice ring gives none"
         )
         return IceFit(None, t_a, t_b, None, s_a, s_b, tuple(warnings))
     weights = [1.0 / max(s, 1e-6) ** 2 for _, s in estimates]
     t = sum(w * v for w, (v, _) in zip(weights, estimates, strict=False)) / sum(weights)
     sigma = 1.0 / math.sqrt(sum(weights))
-    if t_b is not None and s_b is not None and math.isfinite(s_a):
+    if upper_limit is not None and t_b is not None and s_b is not None:
+        if t_b - upper_limit > 3.0 * s_b:
+            warnings.append(
+                f"ice estimates disagree: rings below {upper_limit:.0f} nm vs ice ring "
+                f"{t_b:.0f} +- {s_b:.0f} nm"
+            )
+            sigma = max(sigma, (t_b - upper_limit) / 2.0)
+    elif t_b is not None and s_b is not None and math.isfinite(s_a):
         gap = abs(t_a - t_b) / math.hypot(s_a, s_b)
         if gap > 3.0:
             warnings.append(
@@ -278,8 +296,9 @@ def estimate_ice_thickness(
             )
             sigma = max(sigma, abs(t_a - t_b) / 2.0)
     if sigma > MAX_ICE_SIGMA_NM:
+        rings = f"below {upper_limit:.0f}" if upper_limit is not None else f"{t_a:.0f}"
         warnings.append(
-            f"ice thickness not determined: {t:.0f} +- {sigma:.0f} nm (rings {t_a:.0f} nm, "
+            f"ice thickness not determined: {t:.0f} +- {sigma:.0f} nm (rings {rings} nm, "
             f"ice ring {'-' if t_b is None else f'{t_b:.0f}'} nm)"
         )
         return IceFit(None, t_a, t_b, None, s_a, s_b, tuple(warnings))
