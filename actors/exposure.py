@@ -228,6 +228,12 @@ class ExposureWorker:
         """The operating-system process this worker runs in (a Ray actor's worker process)."""
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this worker runs on (``"local"`` outside Ray)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+
     def process(
         self,
         frames: np.ndarray,

@@ -59,9 +59,12 @@ class CausalTracker:
 
         if ray.is_initialized():
             from causalscope.actors.remote import CausalPriorActor
+            from causalscope.daemon.workers import beside_the_daemon
 
-            # no CPU reserved: an update is microseconds and must never wait for a free core
-            self._worker = CausalPriorActor.options(num_cpus=0).remote(discount=self.discount)
+            # beside the daemon, no CPU reserved: an update is microseconds and must never wait
+            self._worker = CausalPriorActor.options(**beside_the_daemon()).remote(
+                discount=self.discount
+            )
             self._remote = True
         else:
             from causalscope.actors.causal import CausalPriorWorker

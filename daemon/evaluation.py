@@ -89,9 +89,10 @@ class EvaluationTracker:
 
         if ray.is_initialized():
             from causalscope.actors.remote import EvaluatorActor
+            from causalscope.daemon.workers import beside_the_daemon
 
-            # no CPU reserved: the exposure actors hold them; it computes with `threads`
-            self._worker = EvaluatorActor.options(num_cpus=0).remote(
+            # beside the daemon, no CPU reserved (the exposure actors hold them)
+            self._worker = EvaluatorActor.options(**beside_the_daemon()).remote(
                 self.state_dir, self.settings, threads=self.threads
             )
             self._remote = True

@@ -51,9 +51,12 @@ class Finetuner:
     def _trainer(self) -> Any:
         if self._actor is None:
             from causalscope.actors.remote import DenoiserTrainerActor
+            from causalscope.daemon.workers import beside_the_daemon
 
-            # no CPU reserved: it trains between exposures and must never block them
-            self._actor = DenoiserTrainerActor.options(num_cpus=0).remote(self.initial_weights())
+            # beside the daemon, no CPU reserved: it trains between exposures, never blocking them
+            self._actor = DenoiserTrainerActor.options(**beside_the_daemon()).remote(
+                self.initial_weights()
+            )
         return self._actor
 
     def committed(self, record: ExposureRecord) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from causalscope.config import Settings
     from causalscope.models.records import AcquisitionMetadata, ExposureRecord
 
-__all__ = ["Outcome", "RayWorkerPool", "Task", "start_ray"]
+__all__ = ["Outcome", "RayWorkerPool", "Task", "beside_the_daemon", "start_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,21 @@ def start_ray(
         log_to_driver=log_to_terminal,
     )
     return f"local Ray with {cpus} CPU(s)"
+
+
+def beside_the_daemon() -> dict[str, Any]:
+    """Ray options that place a session's own actor (causal model, evaluator, denoiser trainer)
+    on the daemon's node, with no CPU reserved.
+
+    On a cluster the exposure actors spread over the nodes; the session's singletons stay with
+    the daemon, so that losing a worker node costs only the exposures it was processing. Soft:
+    where the daemon's node cannot take it, Ray places it elsewhere.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
 
 
 @dataclass
@@ -118,12 +133,18 @@ class RayWorkerPool:
         use_gpu = settings.processing.device != "cpu" and gpus > 0
         cpus = int(resources.get("CPU", 1))
         self._threads = max(1, threads_per_worker)
+        # SPREAD: on a cluster, actors go to different nodes first (Ray's default packs a node
+        # before it spreads), so a facility's nodes share the session from its first exposure
         if use_gpu:
-            self._options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
+            self._options: dict[str, Any] = {
+                "num_gpus": 1,
+                "num_cpus": 1,
+                "scheduling_strategy": "SPREAD",
+            }
             default_workers = gpus
             self.device_kind = "cuda"
         else:
-            self._options = {"num_cpus": self._threads}
+            self._options = {"num_cpus": self._threads, "scheduling_strategy": "SPREAD"}
             default_workers = max(1, cpus // self._threads)
             self.device_kind = "cpu"
         self.n_workers = n_workers or default_workers
@@ -166,6 +187,12 @@ class RayWorkerPool:
 
         return [int(pid) for pid in ray.get([a.process_id.remote() for a in self._actors])]
 
+    def actor_node_ids(self) -> list[str]:
+        """The Ray node id of every live actor, in slot order (where the work runs)."""
+        import ray
+
+        return [str(node) for node in ray.get([a.node_id.remote() for a in self._actors])]
+
     def set_denoiser_weights(self, weights: bytes) -> None:
         """Every actor uses these denoiser weights from its next exposure on."""
         import ray
@@ -180,8 +207,9 @@ class RayWorkerPool:
         for actor in self._actors:
             actor.set_restoration_prior.remote(prior)
 
-    def submit(self, task: Task) -> None:
-        """Hand ``task`` to the least loaded actor (again, for a retry: its frames stay put)."""
+    def submit(self, task: Task) -> int:
+        """Hand ``task`` to the least loaded actor (again, for a retry: its frames stay put);
+        returns the actor's slot."""
         import ray
 
         slot = int(np.argmin(self._load))
@@ -197,6 +225,7 @@ class RayWorkerPool:
         )
         self._running[ref] = (task, slot, self._generation[slot])
         self._load[slot] += 1
+        return slot
 
     def collect(self, timeout_s: float) -> list[Outcome]:
         """Outcomes of the tasks that finished within ``timeout_s`` (possibly none)."""

@@ -38,11 +38,21 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray cluster (2 CPUs) for every test that needs real actors."""
+def _ray_at_exit():
+    """Shut down whatever Ray cluster is up when the session ends."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def ray_cluster(_ray_at_exit):
+    """One local Ray cluster (2 CPUs) for every test that needs real actors: started once, and
+    again after a test that needed a cluster of its own (several nodes) shut it down."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    return ray

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_pipeline_bench"]
+__all__ = ["bench_settings", "run_phase", "run_pipeline_bench", "simulate_sources"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -60,7 +60,9 @@ class _Latencies:
         self.problems.append(f"{title}: {message}")
 
 
-def _simulate(folder: Path, *, size: int, frames: int, n_distinct: int, seed: int) -> list[Path]:
+def simulate_sources(
+    folder: Path, *, size: int, frames: int, n_distinct: int, seed: int
+) -> list[Path]:
     from causalscope.config import load_settings
     from causalscope.daemon.simulator import SimulationRequest, run_simulation
 
@@ -83,7 +85,7 @@ def _acquire(sources: list[Path], target: Path, index: int) -> None:
         shutil.copyfile(xml, target / f"{stem}.xml")
 
 
-def _run_phase(
+def run_phase(
     settings: Any,
     sources: list[Path],
     root: Path,
@@ -159,6 +161,27 @@ def _run_phase(
     }
 
 
+def bench_settings(sim: Path, *, device: str, settle_s: float) -> Any:
+    """The benchmark's settings: the simulated detector's gain and defects, loopback endpoints
+    on free ports, four exposures in flight."""
+    from causalscope.config import load_settings
+
+    return load_settings(
+        overrides={
+            "processing": {"device": device, "max_in_flight": 4},
+            "watcher": {"settle_s": settle_s, "metadata_wait_s": 2.0},
+            "detector": {
+                "gain_reference": str(sim / "gain_reference.mrc"),
+                "defects_file": str(sim / "defects.txt"),
+            },
+            "store": {
+                "publish_address": "tcp://127.0.0.1:0",
+                "query_address": "tcp://127.0.0.1:0",
+            },
+        }
+    )
+
+
 def run_pipeline_bench(
     *,
     n: int = 20,
@@ -173,32 +196,18 @@ def run_pipeline_bench(
     work_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the three phases (see the module docstring) and return the report."""
-    from causalscope.config import load_settings
     from causalscope.daemon.workers import start_ray
 
     with tempfile.TemporaryDirectory(prefix="causalscope-bench-", dir=work_dir) as tmp:
         root = Path(tmp)
-        sources = _simulate(root / "sim", size=size, frames=frames, n_distinct=4, seed=1)
-        settings = load_settings(
-            overrides={
-                "processing": {"device": device, "max_in_flight": 4},
-                "watcher": {"settle_s": settle_s, "metadata_wait_s": 2.0},
-                "detector": {
-                    "gain_reference": str(root / "sim" / "gain_reference.mrc"),
-                    "defects_file": str(root / "sim" / "defects.txt"),
-                },
-                "store": {
-                    "publish_address": "tcp://127.0.0.1:0",
-                    "query_address": "tcp://127.0.0.1:0",
-                },
-            }
-        )
+        sources = simulate_sources(root / "sim", size=size, frames=frames, n_distinct=4, seed=1)
+        settings = bench_settings(root / "sim", device=device, settle_s=settle_s)
         ray_started = time.monotonic()
         cluster = start_ray()
         ray_s = time.monotonic() - ray_started
-        burst = _run_phase(settings, sources, root, "burst", n, interval_s=0.0, n_workers=n_workers)
+        burst = run_phase(settings, sources, root, "burst", n, interval_s=0.0, n_workers=n_workers)
         per_exposure = 60.0 / max(burst["exposures_per_minute"], 1e-6)
-        paced = _run_phase(
+        paced = run_phase(
             settings,
             sources,
             root,
@@ -232,7 +241,7 @@ def _memory_phase(
     n_workers: int | None,
 ) -> dict[str, Any]:
     """``memory_n`` small exposures; resident memory at the end against after the first tenth."""
-    small = _simulate(
+    small = simulate_sources(
         root / "sim-small", size=memory_size, frames=memory_frames, n_distinct=4, seed=2
     )
     small_settings = settings.model_copy(
@@ -245,7 +254,7 @@ def _memory_phase(
             )
         }
     )
-    memory = _run_phase(
+    memory = run_phase(
         small_settings,
         small,
         root,

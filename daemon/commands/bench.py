@@ -16,7 +16,8 @@
   pipeline  the live pipeline end to end on local Ray: exposures per minute (a burst of --n
           movies), latency from a settled file to its committed record (movies at a pace the
           actors keep up with), and resident memory after --memory-n small exposures against
-          after the first tenth
+          after the first tenth; with --nodes N, scaling out instead: the burst on a local Ray
+          cluster of N single-CPU nodes with 1 actor and with N, and the ratio
   reconstruction  half-map FSC against the truth map, the Rosenthal-Henderson B-factor against
           the simulated envelope and its forecast, and the cost per particle as the set grows
           (--n particles, default 8000, box 48, known poses); with --refine, refinement of
@@ -105,6 +106,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--memory-n", type=int, default=500, help="pipeline: exposures of the memory phase"
     )
     parser.add_argument("--workers", type=int, default=None, help="pipeline: exposure actors")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help="pipeline: scaling instead: a local Ray cluster of NODES single-CPU nodes, the "
+        "burst (--n, 8) with 1 actor and with NODES actors, and their ratio",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
         "--compare", action="store_true", help="motion: also run torch-motion-correction"
@@ -231,6 +239,13 @@ def _tui(args: argparse.Namespace) -> dict[str, Any]:
 
 def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
     from causalscope.daemon.bench.pipeline import run_pipeline_bench
+
+    if args.nodes is not None:
+        from causalscope.daemon.bench.scaling import run_scaling_bench
+
+        return run_scaling_bench(
+            nodes=args.nodes, n=args.n or 8, size=args.size, frames=args.frames
+        )
 
     report = run_pipeline_bench(
         n=args.n or 20,

@@ -76,6 +76,30 @@ def _local_median(image: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _hot_threshold(median: torch.Tensor, scale: torch.Tensor, sigma: float) -> torch.Tensor:
+    return median + sigma * torch.sqrt((scale * median).clamp(min=1.0))
+
+
+def _hot_pixels(total: torch.Tensor, scale: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``total > m + sigma sqrt(scale m)``, ``m`` the 5 x 5 median, exactly; the median is only
+    taken where the 5 x 5 minimum, a lower bound of it (the threshold grows with ``m``), lets
+    the test pass: a few pixels in a million, where the full median took most of the gain
+    stage's time."""
+    h, w = total.shape
+    padded = F.pad(total[None, None], (_RADIUS,) * 4, mode="replicate")
+    minimum = -F.max_pool2d(-padded, 2 * _RADIUS + 1, stride=1)[0, 0]
+    candidate = total > _hot_threshold(minimum, scale, sigma)
+    ys, xs = torch.nonzero(candidate, as_tuple=True)
+    if len(ys) > h * w // 20:  # a strongly structured image: the full median is cheaper
+        return total > _hot_threshold(_local_median(total), scale, sigma)
+    d = torch.arange(2 * _RADIUS + 1, device=total.device)
+    windows = padded[0, 0][(ys[:, None] + d)[:, :, None], (xs[:, None] + d)[:, None, :]]
+    median = windows.reshape(len(ys), -1).median(dim=-1).values
+    hot = torch.zeros_like(candidate)
+    hot[ys, xs] = total[ys, xs] > _hot_threshold(median, scale[ys, xs], sigma)
+    return hot
+
+
 def _neighbour_table(
     mask: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,13 +179,11 @@ def apply_gain_and_defects(
         total += frame
 
     # hot pixels: Poisson outliers of the sum against the local median
-    median = _local_median(total)
     scale = gain_t if gain_t is not None else torch.ones_like(total)
-    threshold = median + hot_pixel_sigma * torch.sqrt((scale * median).clamp(min=1.0))
-    hot = (total > threshold) & ~bad
+    hot = _hot_pixels(total, scale, hot_pixel_sigma) & ~bad
     n_hot = int(hot.sum())
     bad |= hot
-    del total, median, threshold
+    del total
 
     means = np.empty(n)
     if bool(bad.any()):

@@ -55,3 +55,38 @@ def test_torch_and_numpy_inputs_agree() -> None:
 def test_shape_mismatch_is_reported() -> None:
     with pytest.raises(ValueError, match="gain shape"):
         apply_gain_and_defects(np.zeros((2, 8, 8)), gain=np.ones((8, 9)))
+
+
+@pytest.mark.parametrize("counts", [0.5, 5.0, 40.0])
+def test_hot_pixels_from_candidates_equal_the_full_median_test(counts: float) -> None:
+    """The median is taken only where the 5 x 5 minimum lets a pixel pass: the same pixels as
+    the test against every pixel's median, on sparse and dense counts, with isolated hot
+    pixels, a hot column segment and a gain that varies per pixel."""
+    from causalscope.models.motion.gain import _hot_pixels, _hot_threshold, _local_median
+
+    generator = torch.Generator().manual_seed(int(counts * 10))
+    total = torch.poisson(torch.full((512, 512), counts), generator=generator)
+    ys = torch.randint(0, 512, (40,), generator=generator)
+    xs = torch.randint(0, 512, (40,), generator=generator)
+    total[ys, xs] += torch.randint(3, 500, (40,), generator=generator).float()
+    total[100:110, 300] += 1000.0
+    scale = 1.0 + 0.1 * torch.rand((512, 512), generator=generator)
+    full = total > _hot_threshold(_local_median(total), scale, 8.0)
+    assert torch.equal(_hot_pixels(total, scale, 8.0), full)
+    assert int(full.sum()) >= 30  # most of the injected ones are found
+
+
+def test_hot_pixels_on_a_structured_image_take_the_full_median() -> None:
+    """Where most pixels pass the minimum's test (a fine checkerboard of 0 and 1000 counts),
+    the full median is taken: the same answer."""
+    from causalscope.models.motion.gain import _hot_pixels, _hot_threshold, _local_median
+
+    yy, xx = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
+    total = 1000.0 * ((yy + xx) % 2).to(torch.float32)
+    total[50, 60] += 5000.0
+    scale = torch.ones_like(total)
+    minimum = -torch.nn.functional.max_pool2d(-total[None, None], 5, stride=1, padding=2)[0, 0]
+    assert float((total > _hot_threshold(minimum, scale, 8.0)).float().mean()) > 0.05
+    expected = total > _hot_threshold(_local_median(total), scale, 8.0)
+    assert bool(expected[50, 60])
+    assert torch.equal(_hot_pixels(total, scale, 8.0), expected)
