@@ -43,7 +43,10 @@ def start_ray(
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_terminal)
         return f"joined Ray cluster at {address}"
     cpus = num_cpus or os.cpu_count() or 1
+    # "local": a new cluster of our own, even where `ray start` (or another session's test
+    # cluster) left one running on this machine, which `ray.init()` would otherwise join
     ray.init(
+        address="local",
         num_cpus=cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,
