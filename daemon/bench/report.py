@@ -5,12 +5,17 @@ The session is written through the store's own writer (:class:`SessionStore`): e
 record (motion, CTF, picks, EPU-like metadata with image shifts in a 3 x 3 multishot pattern),
 the causal model's update (the real model, in this process) and the score (the real scorer).
 Its quality is drawn from a known mix: ice thickness and drift vary, a third of the grid has
-thick ice. Every record points to the same pair of 512 x 512 thumbnails, as big as the
-pipeline's, so the report embeds pictures of the real size without writing ``n`` of them.
+thick ice. Every ``n // 5`` exposures (at least 10) the running reconstructions update: 20 2D
+classes (the 5 with the highest junk score rejected) and a map whose FSC falls as
+``1 / (1 + exp((k - k_0) / 0.02))`` (``k`` in 1/A), ``k_0`` growing with the square root of the
+particles, and its 0.143 resolution. Every record points to the same pair of 512 x 512
+thumbnails, as big as the pipeline's, so the report embeds pictures of the real size without
+writing ``n`` of them.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -92,7 +97,7 @@ def _record(i: int, rng: np.random.Generator, thumbnails: dict[str, str]) -> Any
         picking=PickingRecord(
             n_particles=n_picks,
             particle_diameter_angstrom=150.0,
-            picks_xy_px=rng.uniform(100, 3900, (n_picks, 2)).tolist(),
+            picks_xy_px=[[100.0 + 200 * (k % 19), 100.0 + 200 * (k // 19)] for k in range(n_picks)],
             scores=rng.uniform(0.2, 1.0, n_picks).tolist(),
         ),
         outputs={
@@ -128,6 +133,9 @@ def make_report_session(path: Path, n: int, *, seed: int = 0) -> dict[str, float
     }
     settings = load_settings()
     worker = CausalPriorWorker(discount=settings.processing.causal.discount)
+    # a gallery of 20 noisy 64 px "averages", 10 to a row, as the classifier writes it
+    write_png(folder / "classes.png", rng.integers(0, 256, (2 * 66, 10 * 66), dtype=np.uint8))
+    particles, versions = 0, list[int]()
     times = {"commit_s": 0.0, "causal_s": 0.0, "score_s": 0.0}
     with SessionStore(path) as store:
         store.start_run(
@@ -159,7 +167,75 @@ def make_report_session(path: Path, n: int, *, seed: int = 0) -> dict[str, float
             times["commit_s"] += t1 - t0
             times["causal_s"] += t2 - t1
             times["score_s"] += t3 - t2
+            if (i + 1) % max(n // 5, 10) == 0:
+                particles += 60 * max(n // 5, 10)
+                store.commit_evaluation(_evaluation(len(versions) + 1, particles, i + 1, folder))
+                versions.append(particles)
     return times
+
+
+def _evaluation(version: int, particles: int, exposures: int, folder: Path) -> Any:
+    """A running-reconstruction update with known FSC (see the module docstring)."""
+    from causalscope.actors._evaluation_results import (
+        ClassRow,
+        ClassSetUpdate,
+        EvaluationUpdate,
+        MapUpdate,
+    )
+
+    pixel, shells = 1.66, 60
+    k = np.arange(shells) / (2 * (shells - 1)) / pixel  # shell i at i / (2 (n - 1)) cycles/px
+    k0 = 0.05 * math.sqrt(particles / 1000.0)
+    fsc = 1.0 / (1.0 + np.exp((k - k0) / 0.02))
+    resolution = 1.0 / (k0 + 0.02 * math.log(1 / 0.143 - 1))
+    junk = np.linspace(0.0, 0.95, 20)
+    classes = tuple(
+        ClassRow(
+            class_index=c,
+            particles=int(particles * (1 - junk[c]) / 12),
+            effective_sample_size=float(particles / 40),
+            resolution_angstrom=12.0 + 10 * float(junk[c]),
+            junk_score=float(junk[c]),
+            auto_selected=c < 15,
+            selected=c < 15,
+            label=None,
+        )
+        for c in range(20)
+    )
+    return EvaluationUpdate(
+        version=version,
+        particles=particles,
+        exposures=exposures,
+        seconds=1.0,
+        class_set=ClassSetUpdate(
+            n_classes=20,
+            particles=particles,
+            selected_particles=sum(c.particles for c in classes if c.selected),
+            pixel_size_angstrom=pixel,
+            averages_path=str(folder / "class_averages.mrcs"),
+            gallery_path=str(folder / "classes.png"),
+            model_star_path=str(folder / "model.star"),
+            selected_star_path=str(folder / "selected.star"),
+            classes=classes,
+        ),
+        map=MapUpdate(
+            particles=particles,
+            symmetry="C1",
+            pixel_size_angstrom=pixel,
+            resolution_angstrom=resolution,
+            resolution_unmasked_angstrom=resolution * 1.1,
+            resolution_fsc_05_angstrom=1.0 / k0,
+            fsc_masked=tuple(float(v) for v in fsc),
+            fsc_unmasked=tuple(float(v) for v in fsc * 0.9),
+            half_map_1=str(folder / "half1.mrc"),
+            half_map_2=str(folder / "half2.mrc"),
+            map_path=str(folder / "map.mrc"),
+            fsc_star_path=str(folder / "postprocess.star"),
+            coverage=0.9,
+            largest_gap_deg=12.0,
+        ),
+        forecast=None,
+    )
 
 
 def run_report_bench(*, n: int = 1000, folder: Path | None = None) -> dict[str, Any]:

@@ -137,7 +137,10 @@ def _worst(
             continue
         eid, gate, outputs_json, fit, defocus, ice, drift, particles, flags = detail
         outputs = json.loads(outputs_json) if outputs_json else {}
-        reasons = [r for r in (failed, reason, flags) if r]
+        # the score's reason often repeats a failed obligation: each statement once
+        reasons = list(
+            dict.fromkeys(p for r in (failed, reason, flags) if r for p in r.split("; "))
+        )
         if has_causal:
             cause = connection.execute(_CAUSE_OF_SQL, [subject]).fetchone()
             if cause is not None and cause[0]:

@@ -134,7 +134,8 @@ def _summary(data: ReportData) -> str:
         cells = [d.n, d.min, d.p10, d.median, d.p90, d.max]
         dist.append(
             f"<tr><th>{escape(label)}</th>"
-            + "".join(f'<td class="n">{_num(c)}</td>' for c in cells)
+            + f'<td class="n">{d.n}</td>'
+            + "".join(f'<td class="n">{_num(c)}</td>' for c in cells[1:])
             + "</tr>"
         )
     return (
@@ -201,7 +202,9 @@ def _causes(data: ReportData) -> str:
 def _worst(data: ReportData) -> str:
     head = '<h2 id="worst">Worst exposures</h2>'
     if not data.worst:
-        return head + "<p>None to show.</p>"
+        if data.summary.scores is not None:
+            return head + "<p>Every scored exposure is recommended for acceptance.</p>"
+        return head + "<p>No exposure has a CTF estimate.</p>"
     out = [head]
     for w in data.worst:
         pics = []

@@ -64,8 +64,33 @@ def test_the_report_shows_the_sessions_numbers(report: tuple[Path, Path]) -> Non
     # the worst exposures in the scores' order, each with its two thumbnails
     shown = re.findall(r'<div class="worst">.*?<b>(.*?)</b>', text)
     assert shown == [s for (s,) in worst]
-    assert text.count('<img src="data:image/png;base64,') == 2 * len(worst)
+    worst_section = text.split('id="worst"')[1].split('id="classes"')[0]
+    assert worst_section.count('<img src="data:image/png;base64,') == 2 * len(worst)
     assert "Settings" in text and "bench" in text  # the run's command line
+
+
+def test_the_report_shows_the_classes_and_the_map(report: tuple[Path, Path]) -> None:
+    session, out = report
+    text = out.read_text()
+    with duckdb.connect(str(session), read_only=True) as db:
+        maps = db.execute(
+            "SELECT particles, resolution_angstrom FROM reconstructions ORDER BY version"
+        ).fetchall()
+        n_classes, selected = db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE selected) FROM classes "
+            "WHERE version = (SELECT max(version) FROM class_sets)"
+        ).fetchone()
+    assert len(maps) >= 2
+    classes = text.split('id="classes"')[1].split('id="maps"')[0]
+    assert f"{selected} of {n_classes} classes selected" in classes
+    assert classes.count("<tr><td") == n_classes
+    assert 'alt="2D class averages"' in classes
+    section = text.split('id="maps"')[1].split('id="settings"')[0]
+    assert f"(FSC 0.143): {maps[-1][1]:.1f}" in section
+    fsc, growth = section.split("<svg")[1:]
+    assert 'class="threshold"' in fsc  # the 0.143 line
+    assert growth.count("<circle") == len(maps)  # one point per update with a map
+    assert f"({maps[-1][0]} particles)" in fsc
 
 
 def test_thumbnails_are_binned_and_nothing_is_fetched(report: tuple[Path, Path]) -> None:
@@ -106,8 +131,9 @@ def test_the_report_renders_in_chromium(report: tuple[Path, Path], tmp_path: Pat
         ]
     assert errors == []
     assert [u for u in requests if not u.startswith("data:")] == [url]
-    # 5 over time, 5 histograms, the causes: each drawn with width and marks
-    assert len(drawn) == 2 * len(DISTRIBUTION_LABELS) + 1
+    # 5 over time, 5 histograms, the causes, the FSC and resolution against particles: each
+    # drawn with width and marks
+    assert len(drawn) == 2 * len(DISTRIBUTION_LABELS) + 3
     assert all(width > 100 and marks > 3 for width, marks in drawn)
     assert images and all(done and width > 0 for done, width in images)
     shot = read_png(tmp_path / "report.png")
