@@ -32,6 +32,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("train-picker", "train_picker"),
     ("inspect", "inspect"),
     ("summary", "summary"),
+    ("report", "report"),
     ("causal", "causal"),
     ("query", "query"),
     ("export", "export"),

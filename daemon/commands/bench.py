@@ -43,6 +43,9 @@
           good particles kept, each class's FRC against the truth, time per particle (--n
           particles, default 3000; --classes, default 50)
 
+  report  the session report: a synthetic session of --n (1,000) exposures written through the
+          store (records, causal updates, scores), its report's size and the time to render it
+
   triage  micrograph triage: confusion matrix on --n (20) simulated micrographs per class
           (512 px) and the verdicts on the real micrographs of ../shared/data/picking
 
@@ -74,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "classes",
             "scores",
             "triage",
+            "report",
         ],
         help="which benchmark",
     )
@@ -197,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         "classes": _classes,
         "scores": _scores,
         "triage": _triage,
+        "report": _report,
     }
     report = benches[args.what](args)
     if args.json:
@@ -204,6 +209,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(report["summary"], indent=2))
     return 0
+
+
+def _report(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.report import run_report_bench
+
+    return run_report_bench(n=args.n or 1000)
 
 
 def _motion(args: argparse.Namespace) -> dict[str, Any]:

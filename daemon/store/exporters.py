@@ -7,6 +7,7 @@ rewritten after each commit that changed it. pandas is imported only by a store 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import duckdb
 
 from causalscope.daemon.client.errors import StoreError
 
-__all__ = ["MICROGRAPH_KINDS", "CtfStarExporter", "rewrite_ctf_star"]
+__all__ = ["MICROGRAPH_KINDS", "CtfStarExporter", "micrograph_rows", "rewrite_ctf_star"]
 
 # Done, not failed by the gate, with a CTF fit that rings support and the optics RELION needs.
 _ROWS_SQL = """
@@ -33,18 +34,21 @@ MICROGRAPH_KINDS = ("dose_weighted_sum", "aligned_sum")
 _DEFAULT_AMPLITUDE_CONTRAST = 0.1
 
 
-def rewrite_ctf_star(
-    connection: duckdb.DuckDBPyConnection, path: Path, *, only: set[str] | None = None
-) -> int:
-    """Write ``path`` from the committed rows (those of the exposures in ``only`` when given);
-    returns the number of micrographs written.
+def micrograph_rows(
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    only: set[str] | None = None,
+    shift_groups: Mapping[str, int] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The optics groups and one row per micrograph (with its ``exposure_id``) that
+    ``micrographs_ctf.star`` lists.
 
-    Exposures without a written micrograph are left out (RELION needs its file); the motion
-    STAR files are listed (``rlnMicrographMetadata``) when every micrograph has one. One optics
-    group per distinct (pixel size, voltage, Cs, amplitude contrast), numbered in order of first
-    appearance. With no usable micrograph (yet, or any more) both tables are empty.
+    Exposures without a written micrograph are left out (RELION needs its file); a row has
+    ``motion_star`` when the exposure has a trajectory. One optics group per distinct (pixel
+    size, voltage, Cs, amplitude contrast), numbered in order of first appearance, and split
+    further by ``shift_groups`` (exposure id -> its beam/image-shift group) when given.
     """
-    groups: dict[tuple[float, float, float, float], int] = {}
+    groups: dict[tuple[float, float, float, float, int], int] = {}
     rows: list[dict[str, Any]] = []
     for exposure_id, outputs_json, pixel, voltage, cs, amplitude, *ctf in connection.execute(
         _ROWS_SQL
@@ -55,10 +59,13 @@ def rewrite_ctf_star(
         name = next((outputs[k] for k in MICROGRAPH_KINDS if k in outputs), None)
         if name is None:
             continue
-        key = (pixel, voltage, cs, _DEFAULT_AMPLITUDE_CONTRAST if amplitude is None else amplitude)
+        amplitude = _DEFAULT_AMPLITUDE_CONTRAST if amplitude is None else amplitude
+        shift = 0 if shift_groups is None else shift_groups.get(exposure_id, 0)
+        key = (pixel, voltage, cs, amplitude, shift)
         group = groups.setdefault(key, len(groups) + 1)
         u, v, angle, merit, resolution, phase = ctf
         row = {
+            "exposure_id": exposure_id,
             "micrograph_name": name,
             "optics_group": group,
             "defocus_u_angstrom": u,
@@ -79,8 +86,25 @@ def rewrite_ctf_star(
             "amplitude_contrast": amplitude,
             "group": number,
         }
-        for (pixel, voltage, cs, amplitude), number in groups.items()
+        for (pixel, voltage, cs, amplitude, _), number in groups.items()
     ]
+    return optics, rows
+
+
+def rewrite_ctf_star(
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    *,
+    only: set[str] | None = None,
+    shift_groups: Mapping[str, int] | None = None,
+) -> int:
+    """Write ``path`` from the committed rows (those of the exposures in ``only`` when given);
+    returns the number of micrographs written.
+
+    The rows and optics groups are :func:`micrograph_rows`'. With no usable micrograph (yet, or
+    any more) both tables are empty.
+    """
+    optics, rows = micrograph_rows(connection, only=only, shift_groups=shift_groups)
     columns = [
         "micrograph_name",
         "optics_group",

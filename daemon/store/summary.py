@@ -22,6 +22,8 @@ from causalscope.daemon.store import scores
 
 __all__ = [
     "COUNTS_SQL",
+    "DISTRIBUTION_LABELS",
+    "SERIES_SQL",
     "CauseSummary",
     "Distribution",
     "SessionSummary",
@@ -63,6 +65,18 @@ _LABELS = {
     "ice_thickness_nm": "ice thickness (nm)",
     "particles_per_exposure": "particles per exposure",
 }
+
+#: The distributions' names and their labels for people, in the summary's order.
+DISTRIBUTION_LABELS = dict(_LABELS)
+#: Each done exposure's values of the distributions, in commit order: ``exposure_id``,
+#: ``done_s`` (epoch seconds of its commit), ``gate_status``, then one column per distribution.
+SERIES_SQL = (
+    "SELECT e.exposure_id, epoch(e.done_at) AS done_s, e.gate_status, "
+    + ", ".join(f"{expr} AS {name}" for name, expr in _DISTRIBUTIONS.items())
+    + " FROM exposures AS e LEFT JOIN ctf AS c USING (exposure_id) "
+    "LEFT JOIN motion AS m USING (exposure_id) LEFT JOIN picking AS p USING (exposure_id) "
+    "WHERE e.state = 'done' ORDER BY e.done_at, e.exposure_id"
+)
 
 _FLAG_CODES_SQL = (
     "SELECT f.code, count(DISTINCT f.exposure_id) AS n FROM flags AS f "

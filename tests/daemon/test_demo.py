@@ -50,3 +50,39 @@ def test_demo_processes_every_simulated_exposure_live(tmp_path: Path) -> None:
     assert f"{picked} particles from 3 exposures" in summary.stdout
     refused = run_cli("query", str(database), "DELETE FROM exposures", cwd=tmp_path)
     assert refused.returncode == 2 and "SELECT" in refused.stderr
+    _report_and_exports(database, tmp_path, picked)
+
+
+def _report_and_exports(database: Path, tmp_path: Path, picked: int) -> None:
+    """`causalscope report` and `export` on the session the demo left (a real one)."""
+    import starfile
+    from cryosparc.dataset import Dataset
+
+    report = tmp_path / "report.html"
+    made = run_cli("report", str(database), "-o", str(report), cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    page = report.read_text()
+    with duckdb.connect(str(database), read_only=True) as db:
+        (usable,) = db.execute(
+            "SELECT count(*) FROM exposures WHERE gate_status IS DISTINCT FROM 'fail'"
+        ).fetchone()
+        (low,) = db.execute(
+            "SELECT count(*) FROM scores WHERE kind = 'exposure' AND hyperscore IS NOT NULL "
+            "AND recommendation IS DISTINCT FROM 'accept'"
+        ).fetchone()
+    assert f"{usable} of 3 exposures usable" in page
+    # the demo classifies and refines: its classes' gallery and its FSC are in the page
+    assert 'alt="2D class averages"' in page and "FSC of update" in page
+    # each exposure not recommended is shown with the pipeline's own thumbnails
+    assert page.count('alt="micrograph of ') == page.count('alt="power spectrum of ') == low
+    relion, cryosparc = tmp_path / "relion", tmp_path / "cryosparc"
+    args = ["export", str(database), "--relion", str(relion), "--cryosparc", str(cryosparc)]
+    exported = run_cli(*args, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    micrographs = starfile.read(relion / "micrographs_ctf.star", always_dict=True)["micrographs"]
+    particles = starfile.read(relion / "particles.star", always_dict=True)["particles"]
+    coordinates = starfile.read(relion / "coordinates.star")
+    assert len(micrographs) == len(coordinates) == 3
+    assert 0 < len(particles) <= picked
+    assert len(Dataset.load(cryosparc / "exposures.cs")) == 3
+    assert len(Dataset.load(cryosparc / "particles.cs")) == len(particles)

@@ -1,0 +1,94 @@
+"""The exposures an export writes, and their shift groups, read from a session database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+
+__all__ = ["EXPORTED_SQL", "SELECTED_SQL", "Exported", "exported", "shift_groups"]
+
+#: Done exposures the gate did not fail, in commit order: what a whole-session export writes.
+EXPORTED_SQL = """
+SELECT e.exposure_id, e.outputs, e.acquisition
+FROM exposures AS e
+WHERE e.state = 'done' AND e.gate_status IS DISTINCT FROM 'fail'
+ORDER BY e.done_at, e.exposure_id
+"""
+
+#: Exposures accepted by the operator's latest label, else by the score's recommendation.
+SELECTED_SQL = """
+SELECT e.exposure_id
+FROM exposures AS e
+LEFT JOIN (
+    SELECT exposure_id, label FROM labels
+    QUALIFY row_number() OVER (PARTITION BY exposure_id ORDER BY id DESC) = 1
+) AS l USING (exposure_id)
+LEFT JOIN scores AS s ON s.kind = 'exposure' AND s.subject = e.exposure_id
+WHERE e.state = 'done' AND coalesce(l.label, s.recommendation) = 'accept'
+ORDER BY e.done_at, e.exposure_id
+"""
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One exposure to export.
+
+    Attributes
+    ----------
+    exposure_id
+        Its id.
+    outputs
+        Its written files by kind (``dose_weighted_sum``, ``particles_star``, ...).
+    shift
+        Its image shift ``(x, y)`` from the metadata (beam shift where the metadata has no
+        image shift), or None.
+    """
+
+    exposure_id: str
+    outputs: dict[str, str]
+    shift: tuple[float, float] | None
+
+
+def exported(
+    connection: duckdb.DuckDBPyConnection, *, only: Iterable[str] | None = None
+) -> list[Exported]:
+    """The done, not failed exposures (those in ``only`` when given), in commit order."""
+    keep = None if only is None else set(only)
+    out = []
+    for exposure_id, outputs_json, acquisition_json in connection.execute(EXPORTED_SQL).fetchall():
+        if keep is not None and exposure_id not in keep:
+            continue
+        outputs = json.loads(outputs_json) if outputs_json else {}
+        out.append(Exported(str(exposure_id), outputs, _shift(acquisition_json)))
+    return out
+
+
+def _shift(acquisition_json: str | None) -> tuple[float, float] | None:
+    if not acquisition_json:
+        return None
+    metadata: dict[str, Any] = json.loads(acquisition_json)
+    for key in ("image_shift", "beam_shift"):
+        value = metadata.get(key)
+        if value is not None and len(value) == 2 and all(np.isfinite(value)):
+            return float(value[0]), float(value[1])
+    return None
+
+
+def shift_groups(exposures: list[Exported], *, n_groups: int | None = None) -> dict[str, int]:
+    """Each exposure's shift group, from 1 (see :mod:`causalscope.models.optics_groups`);
+    exposures without a shift are in group 0."""
+    from causalscope.models.optics_groups import cluster_image_shifts
+
+    with_shift = [e for e in exposures if e.shift is not None]
+    groups = {e.exposure_id: 0 for e in exposures}
+    if not with_shift:
+        return groups
+    count = None if n_groups is None else min(n_groups, len(with_shift))
+    labels = cluster_image_shifts(np.array([e.shift for e in with_shift]), n_groups=count)
+    groups.update({e.exposure_id: int(g) + 1 for e, g in zip(with_shift, labels, strict=True)})
+    return groups
