@@ -110,8 +110,16 @@ def simulate_bench_movie(size_px: int, n_frames: int, seed: int) -> Any:
     return simulate_exposure(params, specimen=phantom_specimen(), detector=detector), detector
 
 
+def _spin(stop: Any) -> None:
+    """A competing CPU job: one core kept busy until ``stop`` is set."""
+    x = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            x += 1
+
+
 def run_motion_bench(
-    *, cases: list[str], seeds: list[int], device: str, compare: bool
+    *, cases: list[str], seeds: list[int], device: str, compare: bool, compete: bool = False
 ) -> dict[str, Any]:
     """Run the motion benchmark; returns a JSON-able report."""
     import torch
@@ -152,6 +160,8 @@ def run_motion_bench(
             }
             if compare:
                 case["torch_motion_correction"] = _compare(sim, gain, detector, device)
+            if compete:
+                case["competing"] = _competing(sim, gain, spec["n_frames"], device, total_s)
             report["cases"].append(case)
     report["summary"] = _summary(report["cases"])
     return report
@@ -194,6 +204,44 @@ def _compare(sim: Any, gain: Any, detector: Any, device: str) -> dict[str, Any]:
         "time_s": round(theirs_s, 3),
         "ours_global_time_s": round(ours_s, 3),
         "speed_ratio_theirs_over_ours": round(theirs_s / ours_s, 2),
+    }
+
+
+def _competing(sim: Any, gain: Any, n_frames: int, device: str, alone_s: float) -> dict[str, Any]:
+    """The same correction again while another process keeps one core busy: the time and its
+    ratio to the time alone (losing one of two cores alone would make it up to 2x)."""
+    import multiprocessing
+
+    import torch
+
+    from causalscope.models.motion import correct_motion
+
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    spinner = context.Process(target=_spin, args=(stop,), daemon=True)
+    spinner.start()
+    try:
+        time.sleep(0.5)  # the competitor is running before the clock starts
+        started = time.perf_counter()
+        result = correct_motion(
+            sim.frames,
+            pixel_size_angstrom=1.0,
+            voltage_kv=300.0,
+            dose_per_frame_e_per_a2=40.0 / n_frames,
+            gain=gain,
+            device=device,
+        )
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        competing_s = time.perf_counter() - started
+    finally:
+        stop.set()
+        spinner.join(timeout=5)
+    return {
+        "time_s": round(competing_s, 3),
+        "slowdown": round(competing_s / alone_s, 2),
+        "torch_threads": torch.get_num_threads(),
+        "stages_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }
 
 

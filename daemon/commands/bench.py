@@ -3,7 +3,8 @@
   motion  global and local trajectory error, time per stage and peak memory for
           1024 x 1024 x 20 and 4096 x 4096 x 40 movies; with --compare, teamtomo's
           torch-motion-correction on the same movies (install it with `pip install
-          .[bench]`; it is never needed otherwise)
+          .[bench]`; it is never needed otherwise); with --compete, each movie again while
+          another process keeps one core busy, and the slowdown
   ctf     defocus, astigmatism, angle and ice-thickness errors on simulated micrographs, and
           the RELION tutorial's real power spectra against CTFFIND-4.1 when ../shared/data is
           present; time per micrograph
@@ -122,6 +123,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare", action="store_true", help="motion: also run torch-motion-correction"
     )
     parser.add_argument(
+        "--compete",
+        action="store_true",
+        help="motion: each movie again while another process keeps one core busy (slowdown)",
+    )
+    parser.add_argument(
         "--cross-validate",
         action="store_true",
         help="picking: the learned picker's EMPIAR-10059 cross-validation (seven trainings)",
@@ -226,7 +232,11 @@ def _motion(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise InputError("Unknown case", f"{unknown}; choose from {sorted(CASES)}")
     return run_motion_bench(
-        cases=cases, seeds=args.seeds or [0], device=args.device, compare=args.compare
+        cases=cases,
+        seeds=args.seeds or [0],
+        device=args.device,
+        compare=args.compare,
+        compete=args.compete,
     )
 
 
