@@ -181,6 +181,25 @@ def restore_and_pick(
     # is dark on a bright background, as in the raw micrograph
     picked_on = denoised if denoised is not None else restored
     picks = pick(picked_on, templates, settings, pixel_size_angstrom)
+    excluded: dict[str, float] | None = None
+    n_excluded = 0
+    # on the sum of counts (the restored images have lost the local mean it reads); a sum
+    # without a positive mean (not counts) is left unmasked: its record says None
+    if settings.exclude and float(work.mean()) > 0:
+        from causalscope.models.picking import Picks
+        from causalscope.models.picking.exclusion import exclusion_mask
+
+        mask = exclusion_mask(
+            work,
+            pixel_size_angstrom=pixel_size_angstrom,
+            particle_diameter_angstrom=diameter,
+            dense_fraction=settings.exclude_contrast,
+            thin_fraction=settings.exclude_contrast,
+        )
+        keep = mask.keeps(picks.xy_px)
+        n_excluded = int((~keep).sum())
+        picks = Picks(picks.xy_px[keep], picks.scores[keep])
+        excluded = {k: round(v, 4) for k, v in mask.fractions.items()}
     xy = picks.xy_px.detach().cpu()
     scores = picks.scores.detach().cpu()
     box, particles = _extract(work, xy, parameters, settings, pixel_size_angstrom)
@@ -192,6 +211,8 @@ def restore_and_pick(
         box_px=box,
         picks_xy_px=np.round(xy.numpy().astype(np.float64), 2).tolist(),
         scores=np.round(scores.numpy().astype(np.float64), 4).tolist(),
+        excluded_fractions=excluded,
+        picks_excluded=n_excluded,
     )
     return Restoration(
         restored,

@@ -241,6 +241,23 @@ class PickingSettings(Section):
             "suits crowded micrographs with many weak peaks."
         ),
     )
+    exclude: bool = Field(
+        True,
+        description=(
+            "Drop picks on dense matter (carbon, ice contamination, aggregates), where the ice "
+            "is missing (cracks, empty holes) and within a radius of the image's edge; the "
+            "area excluded per reason is stored with the exposure."
+        ),
+    )
+    exclude_contrast: float = Field(
+        0.03,
+        gt=0,
+        lt=1,
+        description=(
+            "How far the local mean of counts (50 A scale) must fall below or rise above the "
+            "ice's for an area to be excluded, as a fraction of the ice's counts."
+        ),
+    )
     extract: bool = Field(
         True, description="Write the phase-flipped, normalised particles (MRCS + RELION STAR)."
     )

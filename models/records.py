@@ -172,6 +172,12 @@ class PickingRecord(BaseModel):
         default_factory=list, description="[[x, y], ...] of each pick, pixels of the micrograph."
     )
     scores: list[float] = Field(default_factory=list, description="Score of each pick.")
+    excluded_fractions: dict[str, float] | None = Field(
+        None,
+        description="Area fraction not picked in, per reason (dense, thin, border); None when "
+        "no area was excluded by design (exclusion off).",
+    )
+    picks_excluded: int = Field(0, description="Picks dropped for lying in an excluded area.")
 
 
 class RestorationRecord(BaseModel):

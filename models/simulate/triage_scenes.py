@@ -51,13 +51,19 @@ _PARTICLE_RADIUS_ANGSTROM = 60.0  # the built-in phantom's outer radius
 
 @dataclass(frozen=True)
 class TriageScene:
-    """A simulated micrograph ``(h, w)`` float32 counts, its class and its truth."""
+    """A simulated micrograph ``(h, w)`` float32 counts, its class and its truth.
+
+    ``transmission`` ``(h, w)``: the expected counts with the contamination (or crack) over
+    those without it (1 where there is none; None for empty and crystalline scenes);
+    ``truth["particles"]``: the particles' ``[x, y]`` centres (px).
+    """
 
     image: np.ndarray
     kind: str
     detail: str
     pixel_size_angstrom: float
     truth: dict[str, Any] = field(default_factory=dict)
+    transmission: np.ndarray | None = field(default=None, repr=False)
 
 
 def simulate_triage_micrograph(
@@ -120,8 +126,10 @@ def simulate_triage_micrograph(
         ice_thickness_nm=ice_nm,
         defocus_angstrom=defocus,
         n_particles=sim.truth["n_particles_placed"],
+        particles=sim.truth["particles"],
     )
     detail_out = ""
+    clean = expected.copy()
     if kind == "crystalline_ice":
         expected *= 1.0 + _ice_lattice(rng, size_px, apix)
     elif kind == "contaminated":
@@ -131,7 +139,10 @@ def simulate_triage_micrograph(
         radius_px = rng.uniform(1.5, 2.5) * _PARTICLE_RADIUS_ANGSTROM / apix
         radius_px = min(radius_px, 0.068 * size_px)  # at most 1.5 % of the field
         expected *= _absorption(_ball_chords_px(rng, size_px, [radius_px]) * apix)
-    return _finish(rng, expected, kind, detail_out, apix, truth)
+    transmission = None
+    if kind != "crystalline_ice":
+        transmission = (expected / np.maximum(clean, 1e-12)).astype(np.float32)
+    return _finish(rng, expected, kind, detail_out, apix, truth, transmission)
 
 
 def _finish(
@@ -141,10 +152,11 @@ def _finish(
     detail: str,
     apix: float,
     truth: dict[str, Any],
+    transmission: np.ndarray | None = None,
 ) -> TriageScene:
     counts = rng.poisson(np.clip(expected, 0.0, None)).astype(np.float32)
     truth["detail"] = detail
-    return TriageScene(counts, kind, detail, apix, truth)
+    return TriageScene(counts, kind, detail, apix, truth, transmission)
 
 
 def _absorption(thickness_angstrom: np.ndarray) -> np.ndarray:

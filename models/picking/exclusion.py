@@ -1,0 +1,138 @@
+"""Where not to pick: dense matter, missing ice and the image border, from the counts alone.
+
+Carbon film, ice balls and aggregates scatter electrons outside the objective aperture, so the
+micrograph's local mean of counts falls under them by their mass thickness
+(``exp(-t / L)``, ``L`` about 300 nm); a crack or an empty hole has no ice and its local mean
+rises above the ice's. Particles barely move the local mean at the scale used here (a 100 A
+Gaussian, or half the particle diameter if larger), since their contrast is phase contrast,
+so the mean over that scale stays within a percent or two of the ice level on a clean
+micrograph (the image triage's contamination test, `models.triage`, rests on the same
+statistic).
+
+The ice level is a high quantile of the local mean (by default the 75th percentile), not its
+median: dense matter only darkens, and carbon often covers half the field or more. A pixel is
+``dense`` where its local mean is more than ``dense_fraction`` below that level and ``thin``
+where it is more than ``thin_fraction`` above; both regions are widened by the particle's
+radius (a particle centred there would overlap them). ``border`` is the band within one radius
+of the image's edge, where a particle's box leaves the image.
+
+Needs an image of counts (a sum of movie frames, as the live pipeline has), not a normalised
+one: the thresholds are relative to the mean intensity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from causalscope.models.picking._common import check_image, interior
+
+__all__ = ["EXCLUSION_REASONS", "ExclusionMask", "exclusion_mask"]
+
+#: the reasons, in the order an area counts for them (a pixel both dense and at the border
+#: counts as dense)
+EXCLUSION_REASONS = ("dense", "thin", "border")
+#: the local mean's Gaussian scale, A (at least; half the particle diameter if larger)
+SMOOTHING_ANGSTROM = 50.0
+
+
+@dataclass(frozen=True)
+class ExclusionMask:
+    """``mask`` ``(h, w)`` bool (True: do not pick), ``fractions`` of the area per reason
+    (:data:`EXCLUSION_REASONS`) and the ice ``level`` (mean counts per pixel) it was judged by."""
+
+    mask: torch.Tensor
+    fractions: dict[str, float]
+    level: float
+
+    def keeps(self, xy_px: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` bool: which ``[x, y]`` positions ``(n, 2)`` lie outside the mask."""
+        h, w = self.mask.shape
+        x = xy_px[:, 0].round().long().clamp(0, w - 1)
+        y = xy_px[:, 1].round().long().clamp(0, h - 1)
+        return ~self.mask[y.to(self.mask.device), x.to(self.mask.device)].to(xy_px.device)
+
+
+def exclusion_mask(
+    image: torch.Tensor,
+    *,
+    pixel_size_angstrom: float,
+    particle_diameter_angstrom: float,
+    dense_fraction: float = 0.03,
+    thin_fraction: float = 0.03,
+    level_quantile: float = 0.75,
+) -> ExclusionMask:
+    """The areas of ``image`` ``(h, w)`` (counts) not to pick in; see the module docstring."""
+    check_image(image)
+    if pixel_size_angstrom <= 0 or particle_diameter_angstrom <= 0:
+        raise ValueError(
+            f"pixel size and diameter must be > 0, got {pixel_size_angstrom} and "
+            f"{particle_diameter_angstrom} A"
+        )
+    if not 0 < dense_fraction < 1 or not 0 < thin_fraction < 1:
+        raise ValueError(f"fractions must lie in (0, 1), got {dense_fraction}, {thin_fraction}")
+    work = image.detach().to(torch.float32)
+    mean = float(work.mean())
+    if mean <= 0:
+        raise ValueError(
+            f"an image of counts is needed (positive mean intensity), got mean {mean:.3g}"
+        )
+    h, w = work.shape
+    radius_px = 0.5 * particle_diameter_angstrom / pixel_size_angstrom
+    sigma_px = max(SMOOTHING_ANGSTROM, 0.25 * particle_diameter_angstrom) / pixel_size_angstrom
+    # the local mean on a grid binned to about a quarter of its scale: the same mask, far less
+    # work (a 4096^2 sum at 1 A/px is binned 25x)
+    factor = max(1, int(sigma_px // 4))
+    binned = F.avg_pool2d(work[None, None], factor, ceil_mode=True)[0, 0]
+    local = _gaussian(binned, sigma_px / factor)
+    level = float(torch.quantile(_sample(local), level_quantile))
+    relative = local / max(level, 1e-12) - 1.0
+    grow = max(0, round(radius_px / factor))
+    dense = _dilate(relative < -dense_fraction, grow)
+    thin = _dilate(relative > thin_fraction, grow) & ~dense
+    dense = _upsample(dense, factor, (h, w))
+    thin = _upsample(thin, factor, (h, w))
+    border = ~interior((h, w), radius_px, work.device) & ~dense & ~thin
+    area = float(h * w)
+    fractions = {
+        "dense": float(dense.sum()) / area,
+        "thin": float(thin.sum()) / area,
+        "border": float(border.sum()) / area,
+    }
+    return ExclusionMask(dense | thin | border, fractions, level)
+
+
+def _gaussian(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Gaussian blur with reflected edges (separable, truncated at 3 sigma)."""
+    if sigma_px < 0.5:
+        return image
+    half = max(1, int(3 * sigma_px))
+    half = min(half, min(image.shape) - 1)
+    x = torch.arange(-half, half + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    out = F.pad(image[None, None], (half, half, half, half), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
+    out = F.conv2d(out, kernel.view(1, 1, -1, 1))
+    return out[0, 0]
+
+
+def _sample(values: torch.Tensor) -> torch.Tensor:
+    flat = values.reshape(-1)
+    return flat[:: flat.numel() // 1_000_000 + 1] if flat.numel() > 1_000_000 else flat
+
+
+def _dilate(mask: torch.Tensor, radius_px: int) -> torch.Tensor:
+    if radius_px <= 0 or not bool(mask.any()):
+        return mask
+    grown = F.max_pool2d(mask[None, None].float(), 2 * radius_px + 1, stride=1, padding=radius_px)
+    return grown[0, 0] > 0
+
+
+def _upsample(mask: torch.Tensor, factor: int, shape: tuple[int, int]) -> torch.Tensor:
+    if factor == 1:
+        return mask[: shape[0], : shape[1]]
+    full = mask.repeat_interleave(factor, 0).repeat_interleave(factor, 1)
+    return full[: shape[0], : shape[1]]
