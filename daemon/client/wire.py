@@ -106,6 +106,8 @@ class PickingRow(_Wire):
     picker: str
     mean_score: Number
     box_px: int | None
+    excluded_fractions: dict[str, float] | None = None
+    picks_excluded: int | None = None
 
 
 class FlagRow(_Wire):

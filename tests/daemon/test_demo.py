@@ -43,6 +43,11 @@ def test_demo_processes_every_simulated_exposure_live(tmp_path: Path) -> None:
         (picked,) = db.execute("SELECT sum(n_particles) FROM picking").fetchone()
         latest = "SELECT particles, exposures FROM evaluations ORDER BY version DESC LIMIT 1"
         assert picked > 0 and db.execute(latest).fetchone() == (picked, 3)
+        # every exposure says what area it did not pick in: the border at least, no carbon
+        excluded = db.execute(
+            "SELECT excluded_fractions->>'border', excluded_fractions->>'dense' FROM picking"
+        ).fetchall()
+        assert len(excluded) == 3 and all(float(b) > 0 and float(d) < 0.05 for b, d in excluded)
         assert db.execute("SELECT count(*) FROM reconstructions").fetchone()[0] >= 1
     # the session's summary and a read-only query work on what the demo left
     summary = run_cli("summary", str(database), cwd=tmp_path)

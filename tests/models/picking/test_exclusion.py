@@ -1,0 +1,96 @@
+"""Where not to pick, against the simulator's truth: its contamination (carbon film, ice balls,
+aggregates) and cracks change the expected counts by a known factor (``transmission``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from causalscope.models.picking import pick_blobs
+from causalscope.models.picking.exclusion import exclusion_mask
+from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
+
+APIX = 4.0
+DIAMETER = 120.0  # the built-in phantom's
+RADIUS_PX = round(DIAMETER / 2 / APIX)
+
+
+def _regions(scene):  # type: ignore[no-untyped-def]
+    """Truly affected pixels (the counts changed by more than 3 %), those within a radius of
+    them, and the interior (a radius from the edge)."""
+    assert scene.transmission is not None
+    bad = np.abs(scene.transmission - 1.0) > 0.03
+    near = ndimage.binary_dilation(bad, iterations=RADIUS_PX) if bad.any() else bad
+    inner = ndimage.binary_erosion(np.ones_like(bad), iterations=RADIUS_PX, border_value=0)
+    return bad, near, inner
+
+
+@pytest.mark.parametrize(
+    ("detail", "reason"),
+    [("carbon_edge", "dense"), ("ice_blobs", "dense"), ("aggregates", "dense"), ("crack", "thin")],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_contamination_and_cracks_are_excluded(detail: str, reason: str, seed: int) -> None:
+    scene = simulate_triage_micrograph(
+        "contaminated", size_px=512, pixel_size_angstrom=APIX, seed=seed, detail=detail
+    )
+    found = exclusion_mask(
+        torch.from_numpy(scene.image), pixel_size_angstrom=APIX, particle_diameter_angstrom=DIAMETER
+    )
+    bad, near, inner = _regions(scene)
+    masked = found.mask.numpy() & inner
+    recall = (masked & bad & inner).sum() / (bad & inner).sum()
+    false = (masked & ~near & inner).sum() / (~near & inner).sum()
+    # aggregates' faint outskirts (3-5 % of the counts) are partly kept: 0.89-0.94 measured
+    assert recall >= (0.85 if detail == "aggregates" else 0.98), recall
+    assert false <= 0.12, false  # the local mean's 50 A scale reaches past the edges
+    other = "thin" if reason == "dense" else "dense"
+    assert found.fractions[reason] > 0.1 and found.fractions[other] < 0.01, found.fractions
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clean_ice_with_particles_is_not_excluded(seed: int) -> None:
+    """Particles (phase contrast) do not move the local mean: only the border is excluded."""
+    scene = simulate_triage_micrograph("usable", size_px=512, pixel_size_angstrom=APIX, seed=seed)
+    found = exclusion_mask(
+        torch.from_numpy(scene.image), pixel_size_angstrom=APIX, particle_diameter_angstrom=DIAMETER
+    )
+    bad, near, inner = _regions(scene)
+    assert (found.mask.numpy() & inner & ~near).sum() == 0
+    assert found.fractions["dense"] == pytest.approx(bad.mean(), abs=0.02)
+    expected_border = 1.0 - (1.0 - 2 * DIAMETER / 2 / APIX / 512) ** 2
+    assert found.fractions["border"] == pytest.approx(expected_border, abs=0.01)
+    xy = torch.tensor(scene.truth["particles"], dtype=torch.float64)
+    inside = (xy >= RADIUS_PX).all(1) & (xy <= 511 - RADIUS_PX).all(1)
+    assert bool(found.keeps(xy[inside]).all())
+
+
+def test_picks_on_carbon_are_dropped() -> None:
+    """Blob picks on a micrograph a third covered by carbon: the mask leaves at most 2 % of them
+    on the carbon (the issue's bound), and keeps most of those on the ice."""
+    scene = simulate_triage_micrograph(
+        "contaminated", size_px=512, pixel_size_angstrom=APIX, seed=1, detail="carbon_edge"
+    )
+    image = torch.from_numpy(scene.image)
+    picks = pick_blobs(
+        image.max() - image, pixel_size_angstrom=APIX, particle_diameter_angstrom=DIAMETER
+    )
+    found = exclusion_mask(image, pixel_size_angstrom=APIX, particle_diameter_angstrom=DIAMETER)
+    bad, _, _ = _regions(scene)
+    x = picks.xy_px[:, 0].round().long().clamp(0, 511)
+    y = picks.xy_px[:, 1].round().long().clamp(0, 511)
+    on_bad = torch.from_numpy(bad)[y, x]
+    keep = found.keeps(picks.xy_px)
+    assert int(on_bad.sum()) >= 5  # without the mask, the carbon is picked
+    assert int((keep & on_bad).sum()) <= 0.02 * int(keep.sum())
+    # those within reach of the film's edge and the border go too: 33 of 43 kept
+    assert int((keep & ~on_bad).sum()) >= 0.7 * int((~on_bad).sum())
+
+
+def test_an_image_that_is_not_counts_is_refused() -> None:
+    image = torch.randn(256, 256)
+    image -= image.mean() + 1.0
+    with pytest.raises(ValueError, match="image of counts"):
+        exclusion_mask(image, pixel_size_angstrom=1.0, particle_diameter_angstrom=100.0)
