@@ -1,7 +1,8 @@
 """Asking a running session's query endpoint: the request, the reply and the client.
 
 The endpoint (served by the store, :mod:`causalscope.daemon.store.query_server`) is a ZeroMQ
-REP socket. A request is JSON ``{"sql": "SELECT ...", "params": [...]}``; the reply is
+REP socket. A request is JSON ``{"sql": "SELECT ...", "params": [...]}`` (optionally with
+``max_rows`` and ``time_limit_s``); the reply is
 ``{"columns": [...], "rows": [[...]], "truncated": false}`` or ``{"error": "...", "title":
 "..."}``. Only a single SELECT is answered, read-only.
 """
@@ -57,9 +58,18 @@ class Selectable(Protocol):
 
 
 def query_endpoint(
-    address: str, sql: str, params: Sequence[Any] | None = None, timeout_s: float = 5.0
+    address: str,
+    sql: str,
+    params: Sequence[Any] | None = None,
+    timeout_s: float = 5.0,
+    *,
+    max_rows: int | None = None,
+    time_limit_s: float | None = None,
 ) -> QueryResult:
     """Ask a running session's query endpoint at ``address``.
+
+    ``max_rows`` and ``time_limit_s`` bound the rows returned and the time the query may run
+    there (the endpoint's own bounds apply as well).
 
     Raises StoreError when no answer comes within ``timeout_s`` seconds, QueryError when the
     endpoint refuses or fails the query.
@@ -71,7 +81,12 @@ def query_endpoint(
     socket.setsockopt(zmq.LINGER, 0)
     try:
         socket.connect(address)
-        socket.send(json.dumps({"sql": sql, "params": list(params or [])}).encode())
+        request: dict[str, Any] = {"sql": sql, "params": list(params or [])}
+        if max_rows is not None:
+            request["max_rows"] = max_rows
+        if time_limit_s is not None:
+            request["time_limit_s"] = time_limit_s
+        socket.send(json.dumps(request).encode())
         if not socket.poll(int(timeout_s * 1000), zmq.POLLIN):
             raise StoreError(
                 "Query endpoint not answering",
