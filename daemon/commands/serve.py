@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.sessions_dir or settings.store.directory)
     if not folder.is_dir():
         raise InputError("Sessions folder not found", f"{folder} is not a folder", path=folder)
-    start_ray(args.ray_address, num_cpus=1)
+    start_ray(args.ray_address)
     url = start_api(folder, host=host, port=port, token=token)
     print(f"causalscope serve: {folder.resolve()} at {url} (docs {url}/docs)", flush=True)
     try:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
 from causalscope.daemon.client import views
+from causalscope.daemon.client.errors import StoreError
 from causalscope.daemon.serve.sessions import (
     NotFoundError,
     Reader,
@@ -66,12 +67,16 @@ def _has(reader: Reader, sql: str, relations: tuple[str, ...]) -> bool:
 @router.get("/sessions", tags=["sessions"])
 def sessions(request: Request) -> list[dict[str, Any]]:
     """Every session under the folder, live or finished: its counts, and a live one's status
-    (queue, rates, workers, paused)."""
+    (queue, rates, workers, paused); ``error`` instead for a session that cannot be read."""
     out = []
     for ref in list_sessions(request.app.state.options.sessions_dir):
-        with ref.reading() as reader:
-            counts = reader.dicts(COUNTS_SQL)[0]
-            live = reader.live
+        try:
+            with ref.reading() as reader:
+                counts = reader.dicts(COUNTS_SQL)[0]
+                live = reader.live
+        except StoreError as error:  # one session not answering does not hide the others
+            out.append({"id": ref.name, "live": None, "error": f"{error.title}: {error.message}"})
+            continue
         out.append(
             {
                 "id": ref.name,
