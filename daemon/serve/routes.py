@@ -68,7 +68,7 @@ def _has(reader: Reader, sql: str, relations: tuple[str, ...]) -> bool:
 def sessions(request: Request) -> list[dict[str, Any]]:
     """Every session under the folder, live or finished: its counts, and a live one's status
     (queue, rates, workers, paused); ``error`` instead for a session that cannot be read."""
-    out = []
+    out: list[dict[str, Any]] = []
     for ref in list_sessions(request.app.state.options.sessions_dir):
         try:
             with ref.reading() as reader:
