@@ -76,7 +76,8 @@ def query_endpoint(
     """
     import zmq
 
-    context = zmq.Context()
+    # the process's one context: a context per query would start (and stop) an I/O thread
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     socket = context.socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
     try:
@@ -97,7 +98,6 @@ def query_endpoint(
         raise StoreError("Query endpoint unreachable", f"{address}: {exc}") from exc
     finally:
         socket.close(linger=0)
-        context.term()
     if "error" in reply:
         title = str(reply.get("title", "Query failed"))
         raise QueryError(title, f"{address}: {reply['error']}")
