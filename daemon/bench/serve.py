@@ -50,6 +50,7 @@ async def _poll(url: str, clients: int, seconds: float) -> dict[str, Any]:
     import aiohttp
 
     times: list[float] = []
+    by_path: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
     stop = time.monotonic() + seconds
 
@@ -71,12 +72,13 @@ async def _poll(url: str, clients: int, seconds: float) -> dict[str, Any]:
                 errors[key] = errors.get(key, 0) + 1
                 continue
             times.append(time.perf_counter() - t0)
+            by_path.setdefault(_PATHS[(k - 1) % len(_PATHS)], []).append(times[-1])
 
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(*(client(i, session) for i in range(clients)))
-    return {"times": times, "errors": errors}
+    return {"times": times, "by_path": by_path, "errors": errors}
 
 
 def _load(url: str, clients: int, seconds: float, out: Any) -> None:
@@ -182,6 +184,7 @@ def run_serve_bench(
         "commit_ms": {"without_load": commit_idle, "with_load": commit_loaded},
         "commits": {"without_load": len(idle), "with_load": len(loaded)},
         "responses_ms": responses,
+        "responses_ms_by_path": {p: _quantiles(t) for p, t in polled["by_path"].items()},
         "requests_per_s": len(polled["times"]) / seconds,
         "errors": polled["errors"],
         "event_delay_ms": {**_quantiles(delays), "missed": len(sent) - len(delays)},

@@ -255,7 +255,11 @@ def _serve(args: argparse.Namespace) -> dict[str, Any]:
             "Invalid load",
             f"--clients must be >= 1 and --seconds > 0, got {args.clients}, {args.seconds:g}",
         )
-    return run_serve_bench(clients=args.clients, seconds=args.seconds)
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's and Serve's lines; the JSON alone out
+        return run_serve_bench(clients=args.clients, seconds=args.seconds)
 
 
 def _pipeline(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse
 
 from causalscope.daemon.client import views
 from causalscope.daemon.client.errors import StoreError
+from causalscope.daemon.serve.cache import Recent
 from causalscope.daemon.serve.sessions import (
     NotFoundError,
     Reader,
@@ -49,6 +50,8 @@ _EXPOSURE_COLUMNS = (
 _SCORE_JSON = ("terms", "weights", "obligations")
 _EVALUATION_JSON = ("class_set", "map", "forecast")
 _STATES = ("seen", "done", "quarantined")
+#: The summaries of this process's recent requests (see :class:`~.cache.Recent`).
+_SUMMARIES: Recent[tuple[bool, dict[str, Any]]] = Recent(max_age_s=1.0)
 _GATE = ("pass", "warn", "fail")
 
 
@@ -90,11 +93,14 @@ def sessions(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/sessions/{session_id}", tags=["sessions"])
 def session_summary(session: Session) -> dict[str, Any]:
-    """The session's summary (what ``causalscope summary --json`` prints), whether it is live,
-    and a live session's status."""
-    with session.reading() as reader:
-        summary = summarize(reader).to_dict()
-        live = reader.live
+    """The session's summary (what ``causalscope summary --json`` prints; computed at most once
+    a second, however many ask), whether it is live, and a live session's status."""
+
+    def compute() -> tuple[bool, dict[str, Any]]:
+        with session.reading() as reader:
+            return reader.live, summarize(reader).to_dict()
+
+    live, summary = _SUMMARIES.get(session.database, compute)
     return {
         "id": session.name,
         "live": live,

@@ -75,6 +75,31 @@ def test_the_sql_guard_refuses_by_statement_type() -> None:
             guard_sql("SELECT 1", limit)
 
 
+def test_recent_values_are_computed_once_per_interval() -> None:
+    from causalscope.daemon.serve.cache import Recent
+
+    recent: Recent[int] = Recent(max_age_s=0.3)
+    calls: list[int] = []
+
+    def compute() -> int:
+        time.sleep(0.1)  # the others ask meanwhile
+        calls.append(1)
+        return len(calls)
+
+    got: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(recent.get("s", compute))) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == [1] * 8 and recent.computed == 1
+    assert recent.get("other", compute) == 2  # keys apart
+    time.sleep(0.35)
+    assert recent.get("s", compute) == 3  # stale: computed again
+
+
 @pytest.mark.slow
 def test_the_serve_command_answers_until_interrupted(tmp_path: Path) -> None:
     from causalscope.daemon.bench.tui import make_session
