@@ -57,11 +57,14 @@ def start_api(
     class Api:
         """The ingress deployment: the routes are the FastAPI app's."""
 
-    serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
+    # warnings only, no line per request: the operator's terminal is the session's
+    quiet = {"log_level": "WARNING", "enable_access_log": False}
+    serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
     serve.run(
         Api.bind(),  # type: ignore[attr-defined]
         name=APP_NAME,
         route_prefix="/",
+        logging_config=quiet,
     )
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
