@@ -406,6 +406,10 @@ def test_bad_input_is_a_clear_4xx(served: Served) -> None:
         "/sessions/live/events?topics=exposure,secrets": (400, "unknown topics"),
         "/sessions/done/events": (409, "not running"),
     }
+    spec = served.get("/openapi.json").json()  # the docs at /docs are made from it
+    assert {"/sessions/{session_id}/sql", "/sessions/{session_id}/events", "/metrics"} <= set(
+        spec["paths"]
+    )
     for path, (code, words) in cases.items():
         answer = served.get(path)
         assert answer.status_code == code, (path, answer.status_code, answer.text)
