@@ -146,7 +146,9 @@ def served(
         deadline = time.monotonic() + 180
         while not reporter.commits and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert reporter.commits, "the live session committed nothing in 180 s"
+        assert reporter.commits, (
+            f"no commit in 180 s: {reporter.quarantines} {reporter.problems} {session.status()}"
+        )
         endpoints = read_endpoints(live.database)
         assert endpoints is not None and endpoints.token
         yield Served(url, folder, live, done, endpoints.token, spare, spare_root, watch, reporter)
