@@ -2,7 +2,8 @@
 
 ``/sessions/{id}/events`` is a server-sent event stream of what the store publishes (one
 event per ZeroMQ message: the event's name is the topic, its data the JSON row, typed in
-:mod:`causalscope.daemon.client.wire`), after an ``ready`` event once subscribed.
+:mod:`causalscope.daemon.client.wire`), after a ``ready`` event once subscribed,
+and an ``end`` event when the session finishes (the stream then closes).
 
 Every action changes the session, so each needs the session's control token (in
 ``SESSION.endpoints.json``, readable by the daemon's user only) in the header
@@ -68,13 +69,15 @@ async def events(
     if endpoints is None or endpoints.publish is None:
         raise _not_running(session)
     return StreamingResponse(
-        _stream(request, endpoints.publish, chosen),
+        _stream(request, session, endpoints.publish, chosen),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _stream(request: Request, address: str, topics: list[str]) -> AsyncIterator[str]:
+async def _stream(
+    request: Request, session: SessionRef, address: str, topics: list[str]
+) -> AsyncIterator[str]:
     import zmq
     import zmq.asyncio
 
@@ -95,6 +98,9 @@ async def _stream(request: Request, address: str, topics: list[str]) -> AsyncIte
                 # the store's JSON is one line: it is one SSE data field as it is
                 yield f"event: {topic}\ndata: {payload}\n\n"
             elif await request.is_disconnected():
+                break
+            elif session.endpoints() is None:  # the session has finished: nothing will come
+                yield "event: end\ndata: {}\n\n"
                 break
             else:
                 yield ": keep-alive\n\n"

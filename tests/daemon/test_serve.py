@@ -49,6 +49,9 @@ class Served:
     spare_root: Path
     watch: Path
     reporter: Recorder
+    session: LiveSession
+    runner: threading.Thread
+    closed: bool = False
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=30, **kwargs)
@@ -141,6 +144,7 @@ def served(
     runner = threading.Thread(target=session.run, daemon=True)
     runner.start()
     url = None
+    served: Served | None = None
     try:
         url = start_api(folder, port=_free_port())  # while the first exposure is processed
         deadline = time.monotonic() + 180
@@ -151,13 +155,27 @@ def served(
         )
         endpoints = read_endpoints(live.database)
         assert endpoints is not None and endpoints.token
-        yield Served(url, folder, live, done, endpoints.token, spare, spare_root, watch, reporter)
+        served = Served(
+            url,
+            folder,
+            live,
+            done,
+            endpoints.token,
+            spare,
+            spare_root,
+            watch,
+            reporter,
+            session,
+            runner,
+        )
+        yield served
     finally:
         if url is not None:
             stop_api()
-        session.stop_event.set()
-        runner.join(timeout=60)
-        session.close()
+        if served is None or not served.closed:  # a test may have finished the session
+            session.stop_event.set()
+            runner.join(timeout=60)
+            session.close()
 
 
 def _read_done(paths: SessionPaths, sql: str, params: list[Any] | None = None) -> list[Any]:
@@ -453,6 +471,33 @@ def test_metrics_are_the_sessions_numbers(served: Served) -> None:
     assert value("causalscope_particles", session="live") == particles
     assert value("causalscope_workers", session="live") >= 1
     assert not math.isnan(value("causalscope_queue_exposures", session="live"))
+
+
+def test_a_finished_session_ends_its_stream_and_is_read_from_its_file(served: Served) -> None:
+    stream = requests.get(served.url + "/sessions/live/events", stream=True, timeout=30)
+    lines = stream.iter_lines(decode_unicode=True)
+    assert next(lines) == "event: ready"
+    served.session.stop_event.set()
+    served.runner.join(timeout=60)
+    served.session.close()
+    served.closed = True
+    names = []
+    deadline = time.monotonic() + 30
+    for line in lines:  # until the server closes the stream
+        if line.startswith("event: "):
+            names.append(line)
+        assert time.monotonic() < deadline, f"the stream did not end: {names}"
+    assert names[-1] == "event: end"
+    listed = {s["id"]: s["live"] for s in served.get("/sessions").json()}
+    assert listed == {"causal": False, "done": False, "live": False}
+    with duckdb.connect(str(served.live.database), read_only=True) as con:
+        expected = json.loads(json.dumps(summarize(con).to_dict()))
+    time.sleep(1.1)  # past the summary the API computed while the session ran
+    got = served.get("/sessions/live").json()
+    assert got["live"] is False and got["summary"] == expected
+    token = {"X-Session-Token": served.token}
+    stopped = requests.post(served.url + "/sessions/live/pause", headers=token, timeout=10)
+    assert stopped.status_code == 409
 
 
 def test_a_token_guards_the_api_and_a_public_bind_needs_one(served: Served) -> None:
