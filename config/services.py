@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
-from causalscope.config._common import EMPTY_IS_NONE, Section, ZmqAddress
+from causalscope.config._common import EMPTY_IS_NONE, OptionalPath, Section, ZmqAddress
 
 __all__ = ["ServeSettings", "StoreSettings", "TuiSettings"]
 
@@ -74,3 +74,10 @@ class ServeSettings(Section):
         "127.0.0.1", min_length=1, description="Address to bind; 0.0.0.0 exposes it to the network."
     )
     port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")
+    token_file: OptionalPath = Field(
+        None,
+        description=(
+            "File holding the API's token (every request then needs 'Authorization: Bearer "
+            "TOKEN'); required to bind anything but a loopback address."
+        ),
+    )

@@ -37,6 +37,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("query", "query"),
     ("export", "export"),
     ("tui", "tui"),
+    ("serve", "serve"),
     ("config", "config_cmd"),
 )
 

@@ -54,5 +54,6 @@ def ray_cluster(_ray_at_exit):
     import ray
 
     if not ray.is_initialized():
+        # "local": a new cluster of our own, never one another process left running here
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     return ray

@@ -108,24 +108,41 @@ def run_select(
     params: Sequence[Any] | None = None,
     *,
     max_rows: int = MAX_ROWS,
+    time_limit_s: float | None = None,
 ) -> QueryResult:
     """Check and run ``sql`` in a read-only transaction on ``connection``.
 
-    Raises QueryError for a refused statement or one DuckDB rejects.
+    ``time_limit_s``: the query is interrupted (and refused) when it runs longer.
+
+    Raises QueryError for a refused statement, one DuckDB rejects, or one over the time limit.
     """
+    import threading
+
     import duckdb
 
     from causalscope.daemon.client._json import jsonable
 
     check_select(sql)
+    timer = None
+    if time_limit_s is not None:
+        timer = threading.Timer(time_limit_s, connection.interrupt)
+        timer.daemon = True
     try:
         connection.execute("BEGIN TRANSACTION READ ONLY")
         try:
+            if timer is not None:
+                timer.start()
             cursor = connection.execute(sql, list(params) if params else None)
             columns = tuple(d[0] for d in cursor.description or ())
             fetched = cursor.fetchmany(max_rows + 1)
         finally:
+            if timer is not None:
+                timer.cancel()
             connection.execute("ROLLBACK")
+    except duckdb.InterruptException as exc:
+        raise QueryError(
+            "Query timed out", f"{sql!r} ran longer than {time_limit_s:g} s and was stopped"
+        ) from exc
     except duckdb.Error as exc:
         raise QueryError("Query failed", f"{sql!r}: {exc}") from exc
     truncated = len(fetched) > max_rows

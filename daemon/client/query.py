@@ -1,7 +1,8 @@
 """Asking a running session's query endpoint: the request, the reply and the client.
 
 The endpoint (served by the store, :mod:`causalscope.daemon.store.query_server`) is a ZeroMQ
-REP socket. A request is JSON ``{"sql": "SELECT ...", "params": [...]}``; the reply is
+REP socket. A request is JSON ``{"sql": "SELECT ...", "params": [...]}`` (optionally with
+``max_rows`` and ``time_limit_s``); the reply is
 ``{"columns": [...], "rows": [[...]], "truncated": false}`` or ``{"error": "...", "title":
 "..."}``. Only a single SELECT is answered, read-only.
 """
@@ -57,21 +58,36 @@ class Selectable(Protocol):
 
 
 def query_endpoint(
-    address: str, sql: str, params: Sequence[Any] | None = None, timeout_s: float = 5.0
+    address: str,
+    sql: str,
+    params: Sequence[Any] | None = None,
+    timeout_s: float = 5.0,
+    *,
+    max_rows: int | None = None,
+    time_limit_s: float | None = None,
 ) -> QueryResult:
     """Ask a running session's query endpoint at ``address``.
+
+    ``max_rows`` and ``time_limit_s`` bound the rows returned and the time the query may run
+    there (the endpoint's own bounds apply as well).
 
     Raises StoreError when no answer comes within ``timeout_s`` seconds, QueryError when the
     endpoint refuses or fails the query.
     """
     import zmq
 
-    context = zmq.Context()
+    # the process's one context: a context per query would start (and stop) an I/O thread
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     socket = context.socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
     try:
         socket.connect(address)
-        socket.send(json.dumps({"sql": sql, "params": list(params or [])}).encode())
+        request: dict[str, Any] = {"sql": sql, "params": list(params or [])}
+        if max_rows is not None:
+            request["max_rows"] = max_rows
+        if time_limit_s is not None:
+            request["time_limit_s"] = time_limit_s
+        socket.send(json.dumps(request).encode())
         if not socket.poll(int(timeout_s * 1000), zmq.POLLIN):
             raise StoreError(
                 "Query endpoint not answering",
@@ -82,7 +98,6 @@ def query_endpoint(
         raise StoreError("Query endpoint unreachable", f"{address}: {exc}") from exc
     finally:
         socket.close(linger=0)
-        context.term()
     if "error" in reply:
         title = str(reply.get("title", "Query failed"))
         raise QueryError(title, f"{address}: {reply['error']}")

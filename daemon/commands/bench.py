@@ -46,6 +46,9 @@
 
   report  the session report: a synthetic session of --n (1,000) exposures written through the
           store (records, causal updates, scores), its report's size and the time to render it
+  serve   the HTTP API: --clients (10) polling a session for --seconds (10) while it commits 2
+          exposures/s: response median/p99/max, errors, the commit time without and with the
+          load, the event stream's delay (e.g. --clients 50 --seconds 60)
 
   triage  micrograph triage: confusion matrix on --n (20) simulated micrographs per class
           (512 px) and the verdicts on the real micrographs of ../shared/data/picking
@@ -79,10 +82,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "scores",
             "triage",
             "report",
+            "serve",
         ],
         help="which benchmark",
     )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument(
+        "--clients", type=int, default=10, metavar="N", help="serve: concurrent clients (10)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="serve: seconds without, then with, the clients (10)",
+    )
     parser.add_argument(
         "--bound", action="store_true", help="ctf: add the Cramér–Rao bound per simulated case"
     )
@@ -190,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     """Run one benchmark and print its report."""
     from causalscope.models.errors import InputError
 
-    if args.what != "tui":  # the dashboard's benchmark must not load torch, as the app does not
+    # the dashboard's and the API's benchmarks must not load torch, as they do not
+    if args.what not in ("tui", "serve"):
         import torch
 
         if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -208,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         "scores": _scores,
         "triage": _triage,
         "report": _report,
+        "serve": _serve,
     }
     report = benches[args.what](args)
     if args.json:
@@ -256,6 +272,22 @@ def _tui(args: argparse.Namespace) -> dict[str, Any]:
     from causalscope.daemon.bench.tui import run_tui_bench
 
     return run_tui_bench(n=args.n or 10_000)
+
+
+def _serve(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.serve import run_serve_bench
+    from causalscope.models.errors import InputError
+
+    if args.clients < 1 or args.seconds <= 0:
+        raise InputError(
+            "Invalid load",
+            f"--clients must be >= 1 and --seconds > 0, got {args.clients}, {args.seconds:g}",
+        )
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's and Serve's lines; the JSON alone out
+        return run_serve_bench(clients=args.clients, seconds=args.seconds)
 
 
 def _pipeline(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,6 +10,7 @@ redone and nothing unfinished is lost.
 Examples:
   causalscope watch /data/epu/session01
   causalscope watch --zmq tcp://127.0.0.1:5555 --session grid3
+  causalscope watch /data/epu/session01 --serve --port 8080
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from causalscope.daemon.commands.serve import add_serve_arguments, serve_settings
 from causalscope.models.errors import InputError
 
 
@@ -29,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", nargs="?", type=Path, metavar="DIR", help="folder to watch")
     parser.add_argument("--zmq", metavar="ADDR", help="receive frames on this ZeroMQ address")
     add_session_arguments(parser)
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the HTTP API over the sessions folder while the session runs (see `serve`)",
+    )
+    add_serve_arguments(parser)
 
 
 def add_session_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
             "Folder not found", f"{args.directory} is not a folder", path=args.directory
         )
     settings = load_settings(args.config, args.preset)
+    serving = bool(getattr(args, "serve", False) or settings.serve.enabled)
+    if serving and args.no_endpoints:
+        raise InputError(
+            "--serve needs the endpoints", "the API reads a running session through them"
+        )
+    bind = serve_settings(args, settings) if serving else None
     paths = session_for(args, settings, args.directory, args.zmq)
     options = LiveOptions(
         directory=args.directory,
@@ -99,15 +113,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"causalscope watch: session {paths.name} in {paths.root}", flush=True)
     if args.tui:
         session = LiveSession(settings, paths, options, reporter=log_reporter(paths))
-        run_with_dashboard(session)
+        run_with_dashboard(session, bind)
     else:
         session = LiveSession(settings, paths, options)
         _stop_on_sigterm(session)
         try:
             session.open()
             _announce(session, args)
+            if bind is not None:
+                _start_api(session, bind)
             session.run()
         finally:
+            if bind is not None:
+                _stop_api()
             session.close()
     print_summary(paths.database)
     return 0
@@ -122,7 +140,27 @@ def log_reporter(paths: Any) -> Any:
     return TerminalReporter(handle)
 
 
-def run_with_dashboard(session: Any) -> None:
+def _start_api(session: Any, bind: tuple[str, int, str | None]) -> None:
+    """Serve the API over the session's folder of sessions (Ray is started for it)."""
+    from causalscope.daemon.serve import start_api
+    from causalscope.daemon.workers import start_ray
+
+    host, port, token = bind
+    start_ray(session.options.ray_address, log_to_terminal=session.options.terminal_logs)
+    url = start_api(session.paths.root.parent, host=host, port=port, token=token)
+    print(f"  HTTP API at {url} (docs {url}/docs)", flush=True)
+
+
+def _stop_api() -> None:
+    import contextlib
+
+    from causalscope.daemon.serve import stop_api
+
+    with contextlib.suppress(Exception):  # Ray may be gone already (Ctrl-C)
+        stop_api()
+
+
+def run_with_dashboard(session: Any, bind: tuple[str, int, str | None] | None = None) -> None:
     """Run ``session`` in a background thread and the dashboard in this one.
 
     The session keeps serving the dashboard until it quits (``q``), which stops the session
@@ -154,9 +192,13 @@ def run_with_dashboard(session: Any) -> None:
             raise InputError(
                 "No endpoints", f"session {session.paths.name} did not open its endpoints"
             )
+        if bind is not None:
+            _start_api(session, bind)
         runner.start()
         run_tui(session.settings, LiveSource.from_endpoints(endpoints))
     finally:
+        if bind is not None:
+            _stop_api()
         session.stop_event.set()
         if runner.is_alive():
             runner.join(timeout=60)

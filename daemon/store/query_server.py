@@ -17,11 +17,13 @@ import zmq
 
 from causalscope.daemon.client._json import dumps
 from causalscope.daemon.client.errors import QueryError, StoreError
-from causalscope.daemon.client.local import run_select
+from causalscope.daemon.client.local import MAX_ROWS, run_select
 
 __all__ = ["QueryServer"]
 
 _POLL_MS = 100
+#: The longest time limit a request may ask for (a query holds up the others while it runs).
+_MAX_TIME_S = 60.0
 
 
 class QueryServer:
@@ -109,8 +111,23 @@ class QueryServer:
         params = message.get("params")
         if params is not None and not isinstance(params, list):
             return json.dumps({"error": f"params must be a list, got {type(params).__name__}"})
+        max_rows, time_limit_s = message.get("max_rows", MAX_ROWS), message.get("time_limit_s")
+        if not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 0:
+            return json.dumps({"error": f"max_rows must be a whole number >= 0, got {max_rows!r}"})
+        if time_limit_s is not None and (
+            not isinstance(time_limit_s, int | float) or not 0 < time_limit_s <= _MAX_TIME_S
+        ):
+            return json.dumps(
+                {"error": f"time_limit_s must be in (0, {_MAX_TIME_S:g}], got {time_limit_s!r}"}
+            )
         try:
-            result = run_select(self._cursor, message["sql"], params)
+            result = run_select(
+                self._cursor,
+                message["sql"],
+                params,
+                max_rows=min(max_rows, MAX_ROWS),
+                time_limit_s=time_limit_s,
+            )
         except QueryError as exc:
             return json.dumps({"error": exc.message, "title": exc.title})
         return dumps(result.to_dict())

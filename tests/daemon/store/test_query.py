@@ -162,3 +162,17 @@ def test_the_same_address_twice_is_a_clear_error(store: SessionStore, tmp_path: 
     with pytest.raises(StoreError, match="Cannot bind the query endpoint"):
         SessionStore(tmp_path / "T.duckdb", query_address=_address(store))
     assert not (tmp_path / "T.endpoints.json").exists()
+
+
+def test_a_request_bounds_its_rows_and_its_time(store: SessionStore) -> None:
+    rows = query_endpoint(_address(store), "SELECT * FROM range(100)", max_rows=7)
+    assert [r[0] for r in rows.rows] == list(range(7)) and rows.truncated
+    with pytest.raises(QueryError, match=r"ran longer than 0\.3 s"):
+        query_endpoint(
+            _address(store), "SELECT count(*) FROM range(1000000000000)", time_limit_s=0.3
+        )
+    # the interrupted query left the endpoint and the store working
+    assert query_endpoint(_address(store), "SELECT count(*) FROM exposures").rows == ((2,),)
+    store.record_seen("c", movie_path="movies/c.tiff", source="watcher")
+    with pytest.raises(QueryError, match="time_limit_s must be in"):
+        query_endpoint(_address(store), "SELECT 1", time_limit_s=-1)

@@ -1,0 +1,522 @@
+"""The HTTP API on a real Ray Serve app over loopback, over a real running session.
+
+One module-scoped folder of sessions serves every check: ``live`` (a LiveSession on Ray
+processing the small simulated movies, with its PUB, query and control endpoints) and
+``done`` (a finished session committed through the store, with running reconstructions of a
+known truth). Every number the API returns is compared with the store's own reads
+(``summarize``, the views) or with that truth.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import mrcfile
+import numpy as np
+import pytest
+import requests
+
+from causalscope.daemon.client import read_endpoints
+from causalscope.daemon.live import LiveOptions, LiveSession
+from causalscope.daemon.session import SessionPaths
+from causalscope.daemon.store import SessionReader, summarize
+from tests.daemon._recorder import Recorder
+from tests.daemon.test_live import _copy_movies, _settings, small  # noqa: F401 (a fixture)
+from tests.tui._reconstruction import fsc_curve, make_update, rh_resolution, write_gallery
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Served:
+    url: str
+    folder: Path
+    live: SessionPaths
+    done: SessionPaths
+    token: str
+    spare: list[list[Path]]
+    spare_root: Path
+    watch: Path
+    reporter: Recorder
+    session: LiveSession
+    runner: threading.Thread
+    closed: bool = False
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _finished_session(folder: Path) -> SessionPaths:
+    """Twelve exposures (the TUI benchmark's records) and three reconstruction updates."""
+    from causalscope.daemon.bench.tui import make_session
+    from causalscope.daemon.store import SessionStore
+
+    paths = SessionPaths.under(folder, "done")
+    paths.root.mkdir(parents=True)
+    make_session(paths.database, 12)
+    with SessionStore(paths.database) as store:
+        for version in (1, 2, 3):
+            update = make_update(version, paths.root, {})
+            store.commit_evaluation(update)
+            write_gallery(update)
+            if update.map is not None:
+                with mrcfile.new(update.map.map_path) as mrc:
+                    mrc.set_data(np.full((8, 8, 8), version, dtype=np.float32))
+    return paths
+
+
+def _causal_session(folder: Path) -> tuple[SessionPaths, Any]:
+    """Twenty exposures drawn from the causal graph, learned by the session's model; the
+    model's ranking after one more observation is the truth the API must report."""
+    from causalscope.daemon.store import SessionStore
+    from causalscope.models.causal import SessionCausalModel
+    from causalscope.models.causal.synthetic import draw_synthetic_session
+    from tests.daemon.store._records import make_record
+
+    paths = SessionPaths.under(folder, "causal")
+    paths.root.mkdir(parents=True)
+    drawn = draw_synthetic_session(n_exposures=20, seed=8)
+    model = SessionCausalModel()
+    with SessionStore(paths.database) as store:
+        for i in range(20):
+            inputs = drawn.inputs(i, ssnr_bfactor_angstrom2=100.0)
+            record = make_record(f"e{i:03d}").model_copy(update={"causal": inputs})
+            store.commit_exposure(record, params_hash="p")
+            store.commit_causal(model.observe(record.exposure_id, inputs))
+    return paths, model
+
+
+@pytest.fixture(scope="module")
+def served(
+    ray_cluster: Any,
+    small: tuple[Path, list[dict[str, Any]]],  # noqa: F811 (the fixture imported above)
+    tmp_path_factory: Any,
+) -> Iterator[Served]:
+    from causalscope.daemon.serve import start_api, stop_api
+
+    microscope, _ = small
+    base = tmp_path_factory.mktemp("serve")
+    folder = base / "sessions"
+    folder.mkdir()
+    done = _finished_session(folder)
+    _causal_session(folder)
+    watch = base / "watch"
+    _copy_movies(microscope, watch)
+    movies = sorted(watch.rglob("*_fractions.tiff"))
+    spare_root = base / "spare"
+    spare: list[list[Path]] = []  # metadata first, then the movie, as EPU writes them
+    for movie in movies[1:]:  # one movie now; the others arrive during the tests
+        group = sorted(
+            movie.parent.glob(movie.name.replace("_fractions.tiff", "*")),
+            key=lambda p: p.suffix != ".xml",
+        )
+        spare.append([path.relative_to(watch) for path in group])
+        for path in group:
+            target = spare_root / path.relative_to(watch)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+    any_port = "tcp://127.0.0.1:0"
+    settings = _settings(
+        microscope,
+        store={"publish_address": any_port, "query_address": any_port, "control_address": any_port},
+    )
+    live = SessionPaths.under(folder, "live")
+    reporter = Recorder()
+    session = LiveSession(settings, live, LiveOptions(directory=watch), reporter=reporter)
+    session.open()
+    runner = threading.Thread(target=session.run, daemon=True)
+    runner.start()
+    url = None
+    served: Served | None = None
+    try:
+        url = start_api(folder, port=_free_port())  # while the first exposure is processed
+        deadline = time.monotonic() + 180
+        while not reporter.commits and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert reporter.commits, (
+            f"no commit in 180 s: {reporter.quarantines} {reporter.problems} {session.status()}"
+        )
+        endpoints = read_endpoints(live.database)
+        assert endpoints is not None and endpoints.token
+        served = Served(
+            url,
+            folder,
+            live,
+            done,
+            endpoints.token,
+            spare,
+            spare_root,
+            watch,
+            reporter,
+            session,
+            runner,
+        )
+        yield served
+    finally:
+        if url is not None:
+            stop_api()
+        if served is None or not served.closed:  # a test may have finished the session
+            session.stop_event.set()
+            runner.join(timeout=60)
+            session.close()
+
+
+def _read_done(paths: SessionPaths, sql: str, params: list[Any] | None = None) -> list[Any]:
+    with duckdb.connect(str(paths.database), read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def _wait_commits(served: Served, n: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(served.reporter.commits) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(served.reporter.commits) >= n
+
+
+def test_every_session_listed_and_summaries_equal_the_summary_command(served: Served) -> None:
+    listed = {s["id"]: s for s in served.get("/sessions").json()}
+    assert set(listed) == {"live", "done", "causal"}
+    assert listed["live"]["live"] is True and listed["done"]["live"] is False
+    assert listed["done"]["status"] is None
+    status = listed["live"]["status"]
+    assert status["session"] == "live" and status["done"] >= 1 and status["paused"] is False
+    assert listed["done"]["counts"]["done"] == 12
+
+    with SessionReader(served.live.database) as reader:
+        assert reader.via_endpoint is not None  # the API's view must be the endpoint's too
+        expected_live = json.loads(json.dumps(summarize(reader).to_dict()))
+    got = served.get("/sessions/live").json()
+    assert got["live"] is True and got["status"]["session"] == "live"
+    assert got["summary"] == expected_live
+    with duckdb.connect(str(served.done.database), read_only=True) as con:
+        expected_done = json.loads(json.dumps(summarize(con).to_dict()))
+    got = served.get("/sessions/done").json()
+    assert got["live"] is False and got["summary"] == expected_done
+    assert got["summary"]["reconstruction"]["version"] == 3
+
+
+def test_exposures_are_paged_and_filtered_with_their_measurements(served: Served) -> None:
+    rows = _read_done(
+        served.done,
+        "SELECT e.exposure_id, e.gate_status, e.seen_at, c.defocus_angstrom, c.ice_thickness_nm, "
+        "m.total_drift_px FROM exposures e JOIN ctf c USING (exposure_id) "
+        "JOIN motion m USING (exposure_id) ORDER BY e.seen_at, e.exposure_id",
+    )
+    pages = [served.get(f"/sessions/done/exposures?page={p}&page_size=5").json() for p in range(3)]
+    assert [len(p["items"]) for p in pages] == [5, 5, 2] and pages[0]["total"] == 12
+    items = [item for page in pages for item in page["items"]]
+    assert [i["exposure_id"] for i in items] == [r[0] for r in rows]
+    for item, row in zip(items, rows, strict=True):
+        assert item["ctf"]["defocus_angstrom"] == pytest.approx(row[3])
+        assert item["ctf"]["ice_thickness_nm"] == pytest.approx(row[4])
+        assert item["motion"]["total_drift_px"] == pytest.approx(row[5])
+        assert item["score"] is None  # these records were never scored
+    failed = served.get("/sessions/done/exposures?status=fail").json()
+    assert [i["exposure_id"] for i in failed["items"]] == [r[0] for r in rows if r[1] == "fail"]
+    middle = rows[4][2]
+    since = served.get(f"/sessions/done/exposures?since={middle.isoformat()}").json()
+    assert since["total"] == sum(r[2] >= middle for r in rows)
+    until = served.get(f"/sessions/done/exposures?until={middle.isoformat()}Z").json()
+    assert until["total"] == sum(r[2] < middle for r in rows)
+
+    # the live session's exposure: its row through the endpoint, its images from its folder
+    exposure_id = served.reporter.commits[0][0]
+    page = served.get("/sessions/live/exposures?status=done").json()
+    assert exposure_id in {i["exposure_id"] for i in page["items"]}
+    one = served.get(f"/sessions/live/exposures/{exposure_id}").json()
+    with SessionReader(served.live.database) as reader:
+        ctf = reader.select(
+            "SELECT defocus_u_angstrom, ice_thickness_nm FROM ctf WHERE exposure_id = ?",
+            [exposure_id],
+        ).rows[0]
+        outputs = json.loads(
+            reader.select(
+                "SELECT outputs FROM exposures WHERE exposure_id = ?", [exposure_id]
+            ).rows[0][0]
+        )
+        picks = reader.select(
+            "SELECT n_particles FROM picking WHERE exposure_id = ?", [exposure_id]
+        ).rows
+    assert one["ctf"]["defocus_u_angstrom"] == pytest.approx(ctf[0])
+    assert one["ctf"]["ice_thickness_nm"] == pytest.approx(ctf[1])
+    assert len(one["motion"]["shifts_px"]) == one["n_frames"] == 8
+    assert (one["picking"] or {}).get("n_particles") == (picks[0][0] if picks else None)
+    assert one["causal"] is None  # these small movies fail the gate: nothing to learn from
+    for kind, key in (("micrograph", "thumbnail"), ("power_spectrum", "power_spectrum_thumbnail")):
+        image = served.get(f"/sessions/live/exposures/{exposure_id}/{kind}.png")
+        assert image.headers["content-type"] == "image/png"
+        assert image.content == Path(outputs[key]).read_bytes()
+
+
+def test_classes_and_reconstructions(served: Served) -> None:
+    updates = served.get("/sessions/done/reconstructions").json()["updates"]
+    assert [u["version"] for u in updates] == [1, 2, 3]
+    assert updates[0]["map"] is None
+    for update in updates[1:]:
+        assert update["map"]["resolution_angstrom"] == pytest.approx(
+            rh_resolution(update["particles"])
+        )
+        assert update["forecast"]["resolution_at_double_angstrom"] == pytest.approx(
+            rh_resolution(2 * update["particles"])
+        )
+    latest = served.get("/sessions/done/reconstructions/latest").json()
+    resolution = rh_resolution(updates[-1]["particles"])
+    assert latest["version"] == 3
+    assert latest["map"]["fsc_masked"] == pytest.approx(list(fsc_curve(resolution)))
+    download = served.get("/sessions/done/reconstructions/latest/map.mrc")
+    assert download.content == Path(latest["map"]["map_path"]).read_bytes()
+    classes = served.get("/sessions/done/classes").json()
+    n_classes = classes["class_set"]["n_classes"]
+    assert classes["version"] == 3 and len(classes["class_set"]["classes"]) == n_classes == 12
+    assert (
+        sum(c["particles"] for c in classes["class_set"]["classes"])
+        == (classes["class_set"]["particles"])
+    )
+    gallery = served.get("/sessions/done/classes/gallery.png")
+    assert gallery.content == Path(classes["class_set"]["gallery_path"]).read_bytes()
+    # the live session has no map yet: a clear 404, not an empty 200
+    missing = served.get("/sessions/live/reconstructions/latest")
+    assert missing.status_code == 404 and "no 3D map" in missing.json()["detail"]
+
+
+def test_sql_runs_one_bounded_select_and_refuses_the_rest(served: Served) -> None:
+    counted = served.get("/sessions/done/sql", params={"q": "SELECT count(*) AS n FROM ctf"})
+    assert counted.json()["rows"] == [[12]]
+    live = served.get("/sessions/live/sql", params={"q": "SELECT * FROM range(50)", "limit": 10})
+    assert live.json()["truncated"] is True and len(live.json()["rows"]) == 10
+    refused = {
+        "DELETE FROM exposures": "DELETE",
+        "DROP TABLE exposures": "DROP",
+        "ATTACH 'other.duckdb' AS o": "ATTACH",
+        "COPY exposures TO 'out.csv'": "COPY",
+        "SELECT 1; DROP TABLE exposures": "2 statements",
+        "SET threads = 1": "SET",
+        "SELECT " + " + ".join(["1"] * 2500): "characters",
+    }
+    for session in ("live", "done"):
+        for q, reason in refused.items():
+            answer = served.get(f"/sessions/{session}/sql", params={"q": q})
+            assert answer.status_code == 400, (q, answer.text)
+            assert reason in answer.json()["detail"], (q, answer.json())
+    assert _read_done(served.done, "SELECT count(*) FROM exposures") == [(12,)]
+    # no file can be read: the connection has no file access
+    files = served.get("/sessions/done/sql", params={"q": "SELECT * FROM read_csv('/etc/hosts')"})
+    assert files.status_code == 400
+    slow = served.get(
+        "/sessions/done/sql", params={"q": "SELECT count(*) FROM range(1000000000000)"}
+    )
+    assert slow.status_code == 400 and slow.json()["title"] == "Query timed out"
+
+
+def test_the_event_stream_delivers_a_new_exposure_within_a_second(served: Served) -> None:
+    already = len(served.reporter.commits)
+    stream = requests.get(
+        served.url + "/sessions/live/events",
+        params={"topics": "exposure"},
+        stream=True,
+        timeout=30,
+    )
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    lines = stream.iter_lines(decode_unicode=True)
+    assert next(lines) == "event: ready"
+    group = served.spare.pop(0)
+    for relative in group:
+        shutil.copy(served.spare_root / relative, served.watch / relative)
+    movie = group[-1]
+    event: dict[str, Any] | None = None
+    name = ""
+    deadline = time.monotonic() + 180
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: ") and name == "exposure":
+            received = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            event = json.loads(line[len("data: ") :])
+            if event["exposure_id"] in movie.name and event["state"] != "seen":
+                break
+        assert time.monotonic() < deadline, "no exposure event within 180 s"
+    stream.close()
+    assert event is not None and event["state"] == "done"
+    _wait_commits(served, already + 1)
+    committed = dt.datetime.fromisoformat(event["done_at"])
+    delay_s = (received - committed).total_seconds()
+    assert 0 <= delay_s < 1.0, delay_s
+
+
+def test_causes_have_error_bars(served: Served) -> None:
+    from causalscope.daemon.client.views import CAUSES_SQL
+
+    database = served.folder / "causal" / "causal.duckdb"
+    with duckdb.connect(str(database), read_only=True) as con:
+        cursor = con.execute(CAUSES_SQL)
+        names = [d[0] for d in cursor.description]
+        expected = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        verdict = con.execute(
+            "SELECT predicted_loss_angstrom FROM causal WHERE exposure_id = 'e019'"
+        ).fetchone()
+    causes = served.get("/sessions/causal/causes").json()
+    assert causes["exposures"] == 20 and len(causes["causes"]) == len(expected) >= 5
+    assert [c["cause"] for c in causes["causes"]] == [c["cause"] for c in expected]
+    for got, want in zip(causes["causes"], expected, strict=True):
+        assert got["mean_angstrom"] == pytest.approx(want["mean_angstrom"])
+        assert got["sd_angstrom"] == pytest.approx(want["sd_angstrom"])  # the error bar
+        assert got["sd_angstrom"] > 0
+    one = served.get("/sessions/causal/exposures/e019").json()["causal"]
+    assert one["predicted_loss_angstrom"] == pytest.approx(verdict[0])
+    assert sum(s["share_angstrom"] for s in one["shares"]) == pytest.approx(verdict[0])
+
+
+def test_actions_need_the_session_token(served: Served) -> None:
+    url = served.url + "/sessions/live"
+    assert requests.post(url + "/pause", timeout=10).status_code == 401
+    wrong = requests.post(url + "/pause", headers={"X-Session-Token": "guess"}, timeout=10)
+    assert wrong.status_code == 403
+    status = served.get("/sessions/live").json()["status"]
+    assert status["paused"] is False  # the refused requests changed nothing
+    token = {"X-Session-Token": served.token}
+    assert requests.post(url + "/pause", headers=token, timeout=10).json() == {"paused": True}
+    assert served.get("/sessions/live").json()["status"]["paused"] is True
+    assert requests.post(url + "/resume", headers=token, timeout=10).json() == {"paused": False}
+    exposure_id = served.reporter.commits[0][0]
+    body = {"exposure_id": exposure_id, "label": "reject"}
+    assert requests.post(url + "/labels", json=body, timeout=10).status_code == 401
+    assert requests.post(url + "/labels", json=body, headers=token, timeout=10).ok
+    labels = served.get(f"/sessions/live/exposures/{exposure_id}").json()["labels"]
+    assert [entry["label"] for entry in labels] == ["reject"]
+    bad = requests.post(url + "/labels", json={**body, "label": "maybe"}, headers=token, timeout=10)
+    assert bad.status_code == 422 and "label" in bad.json()["detail"]
+    put = requests.put(
+        url + "/thresholds/ice_thickness_nm", json={"value": 55}, headers=token, timeout=10
+    )
+    assert put.json()["thresholds"]["ice_thickness_nm"] == 55
+    finished = requests.post(served.url + "/sessions/done/pause", headers=token, timeout=10)
+    assert finished.status_code == 409 and "not running" in finished.json()["detail"]
+
+
+def test_bad_input_is_a_clear_4xx(served: Served) -> None:
+    cases = {
+        "/sessions/nope": (404, "no session 'nope'"),
+        "/sessions/.hidden": (400, "not a valid session id"),
+        "/sessions/done/exposures?page=-1": (422, "page"),
+        "/sessions/done/exposures?page_size=1000000": (422, "page_size"),
+        "/sessions/done/exposures?status=bogus": (422, "status"),
+        "/sessions/done/exposures?since=yesterday": (422, "since"),
+        "/sessions/done/exposures/..%2F..%2Fdone.duckdb": (404, "no such resource"),
+        "/sessions/done/exposures/.. /micrograph.png": (400, "not a valid exposure id"),
+        "/sessions/done/exposures/FoilHole_1": (404, "no exposure 'FoilHole_1'"),
+        "/sessions/done/sql?q=SELECT%201&limit=100000000": (400, "limit"),
+        "/sessions/done/sql?q=": (400, "empty"),
+        "/sessions/live/events?topics=exposure,secrets": (400, "unknown topics"),
+        "/sessions/done/events": (409, "not running"),
+    }
+    spec = served.get("/openapi.json").json()  # the docs at /docs are made from it
+    assert {"/sessions/{session_id}/sql", "/sessions/{session_id}/events", "/metrics"} <= set(
+        spec["paths"]
+    )
+    for path, (code, words) in cases.items():
+        answer = served.get(path)
+        assert answer.status_code == code, (path, answer.status_code, answer.text)
+        body = answer.json()
+        assert body["title"] and words in body["detail"], (path, body)
+
+
+def test_metrics_are_the_sessions_numbers(served: Served) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = served.get("/metrics").text
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    counts = _read_done(
+        served.done,
+        "SELECT count(*) FILTER (WHERE gate_status = 'fail'), count(*), count(latency_s) "
+        "FROM exposures WHERE state = 'done'",
+    )[0]
+    assert value("causalscope_exposures", session="done", status="fail") == counts[0]
+    assert value("causalscope_exposures", session="done", status="done") == counts[1] == 12
+    assert value("causalscope_exposure_latency_seconds_count", session="done") == counts[2]
+    assert value("causalscope_resolution_angstrom", session="done") == pytest.approx(
+        rh_resolution(make_update(3, served.done.root, {}).particles)
+    )
+    assert value("causalscope_session_live", session="live") == 1
+    with SessionReader(served.live.database) as reader:
+        done, timed, particles = reader.select(
+            "SELECT count(*), count(latency_s), (SELECT coalesce(sum(n_particles), 0) "
+            "FROM picking) FROM exposures WHERE state = 'done'"
+        ).rows[0]
+    assert value("causalscope_exposures", session="live", status="done") == done
+    assert value("causalscope_exposure_latency_seconds_count", session="live") == timed
+    assert value("causalscope_particles", session="live") == particles
+    assert value("causalscope_workers", session="live") >= 1
+    assert not math.isnan(value("causalscope_queue_exposures", session="live"))
+
+
+def test_a_finished_session_ends_its_stream_and_is_read_from_its_file(served: Served) -> None:
+    stream = requests.get(served.url + "/sessions/live/events", stream=True, timeout=30)
+    lines = stream.iter_lines(decode_unicode=True)
+    assert next(lines) == "event: ready"
+    served.session.stop_event.set()
+    served.runner.join(timeout=60)
+    served.session.close()
+    served.closed = True
+    names = []
+    deadline = time.monotonic() + 30
+    for line in lines:  # until the server closes the stream
+        if line.startswith("event: "):
+            names.append(line)
+        assert time.monotonic() < deadline, f"the stream did not end: {names}"
+    assert names[-1] == "event: end"
+    listed = {s["id"]: s["live"] for s in served.get("/sessions").json()}
+    assert listed == {"causal": False, "done": False, "live": False}
+    with duckdb.connect(str(served.live.database), read_only=True) as con:
+        expected = json.loads(json.dumps(summarize(con).to_dict()))
+    time.sleep(1.1)  # past the summary the API computed while the session ran
+    got = served.get("/sessions/live").json()
+    assert got["live"] is False and got["summary"] == expected
+    token = {"X-Session-Token": served.token}
+    stopped = requests.post(served.url + "/sessions/live/pause", headers=token, timeout=10)
+    assert stopped.status_code == 409
+
+
+def test_a_token_guards_the_api_and_a_public_bind_needs_one(served: Served) -> None:
+    from causalscope.daemon.cli import main
+    from causalscope.daemon.serve import start_api
+    from causalscope.models.errors import InputError
+
+    with pytest.raises(InputError, match="token"):
+        start_api(served.folder, host="0.0.0.0", port=_free_port())
+    assert main(["serve", str(served.folder), "--host", "0.0.0.0"]) == 2
+    # the same app again, with a token: the reads need it, /health does not
+    port = int(served.url.rsplit(":", 1)[1])
+    token = "s3cret-token-of-the-facility"
+    start_api(served.folder, port=port, token=token)
+    assert served.get("/sessions").status_code == 401
+    assert served.get("/health").status_code == 200
+    auth = {"Authorization": f"Bearer {token}"}
+    assert [s["id"] for s in served.get("/sessions", headers=auth).json()] == [
+        "causal",
+        "done",
+        "live",
+    ]
