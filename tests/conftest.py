@@ -47,10 +47,11 @@ def _ray_at_exit():
         ray.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster(_ray_at_exit):
     """One local Ray cluster (2 CPUs) for every test that needs real actors: started once, and
-    again after a test that needed a cluster of its own (several nodes) shut it down."""
+    again for the next module after a module that needed a cluster of its own (several nodes)
+    shut it down."""
     import ray
 
     if not ray.is_initialized():

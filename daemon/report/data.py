@@ -16,7 +16,12 @@ from typing import Any
 
 import duckdb
 
-from causalscope.daemon.store.summary import SessionSummary
+from causalscope.daemon.client.query import Selectable
+from causalscope.daemon.store.summary import SessionSummary, select_rows
+
+#: what the report reads: an open session file, or a session reader (a running session's query
+#: endpoint)
+Source = duckdb.DuckDBPyConnection | Selectable
 
 __all__ = ["ReportData", "WorstExposure", "gather"]
 
@@ -95,19 +100,18 @@ class ReportData:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def gather(connection: duckdb.DuckDBPyConnection, *, base: Path) -> ReportData:
-    """Read the report's data; relative file paths are taken from ``base`` (the file's folder)."""
+def gather(connection: Source, *, base: Path) -> ReportData:
+    """Read the report's data from a session file's connection or a session reader; relative
+    file paths are taken from ``base`` (the session's folder)."""
     from causalscope.daemon.store.summary import SERIES_SQL, summarize
 
     summary = summarize(connection)
-    cursor = connection.execute(SERIES_SQL)
-    columns = [d[0] for d in cursor.description or ()]
-    rows = cursor.fetchall()
+    columns, rows = select_rows(connection, SERIES_SQL)
     series = {name: [r[i] for r in rows] for i, name in enumerate(columns)}
     data = ReportData(summary=summary, series=series, worst=_worst(connection, summary, base))
     if _has(connection, "class_sets"):
         data.classes = _dicts(connection, _CLASSES_SQL)
-        gallery = connection.execute(_GALLERY_SQL).fetchone()
+        gallery = _first(connection, _GALLERY_SQL)
         data.gallery_png = None if gallery is None else png_data_uri(gallery[0], base, max_px=None)
     if _has(connection, "reconstructions"):
         data.maps = _dicts(connection, _MAPS_SQL)
@@ -121,18 +125,14 @@ def gather(connection: duckdb.DuckDBPyConnection, *, base: Path) -> ReportData:
     return data
 
 
-def _worst(
-    connection: duckdb.DuckDBPyConnection, summary: SessionSummary, base: Path
-) -> list[WorstExposure]:
+def _worst(connection: Source, summary: SessionSummary, base: Path) -> list[WorstExposure]:
     from causalscope.daemon.store.scores import WORST_SQL
 
     sql = WORST_SQL if summary.scores is not None else _WORST_BY_FIT_SQL
     has_causal = _has(connection, "causal")
     out = []
-    for subject, hyperscore, weakest, reason, failed in connection.execute(
-        sql, [N_WORST]
-    ).fetchall():
-        detail = connection.execute(_DETAIL_SQL, [subject]).fetchone()
+    for subject, hyperscore, weakest, reason, failed in select_rows(connection, sql, [N_WORST])[1]:
+        detail = _first(connection, _DETAIL_SQL, [subject])
         if detail is None:
             continue
         eid, gate, outputs_json, fit, defocus, ice, drift, particles, flags = detail
@@ -142,7 +142,7 @@ def _worst(
             dict.fromkeys(p for r in (failed, reason, flags) if r for p in r.split("; "))
         )
         if has_causal:
-            cause = connection.execute(_CAUSE_OF_SQL, [subject]).fetchone()
+            cause = _first(connection, _CAUSE_OF_SQL, [subject])
             if cause is not None and cause[0]:
                 reasons.append(f"causal model: most of the lost resolution is {cause[0]}")
         if not reasons and weakest:
@@ -200,14 +200,18 @@ def _binned_png(data: bytes, max_px: int) -> bytes:
     return bytes(imagecodecs.png_encode(np.round(binned).astype(np.uint8)))
 
 
-def _has(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
-    row = connection.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-    ).fetchone()
+def _first(connection: Source, sql: str, params: list[Any] | None = None) -> Any:
+    rows = select_rows(connection, sql, params)[1]
+    return rows[0] if rows else None
+
+
+def _has(connection: Source, table: str) -> bool:
+    row = _first(
+        connection, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+    )
     return bool(row and row[0])
 
 
-def _dicts(connection: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cursor = connection.execute(sql)
-    columns = [d[0] for d in cursor.description or ()]
-    return [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+def _dicts(connection: Source, sql: str) -> list[dict[str, Any]]:
+    columns, rows = select_rows(connection, sql)
+    return [dict(zip(columns, r, strict=True)) for r in rows]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from causalscope.daemon.client import views
 from causalscope.daemon.client.errors import StoreError
@@ -107,6 +107,18 @@ def session_summary(session: Session) -> dict[str, Any]:
         "status": session.status() if live else None,
         "summary": summary,
     }
+
+
+@router.get("/sessions/{session_id}/report", tags=["sessions"], response_class=HTMLResponse)
+def report(session: Session) -> HTMLResponse:
+    """The session's report, as ``causalscope report`` writes it: one self-contained HTML page
+    (verdict, summary, plots, causes, worst exposures, classes, FSC, settings); a running
+    session's is read through its query endpoint."""
+    from causalscope.daemon.report.data import gather
+    from causalscope.daemon.report.html import page
+
+    with session.reading(time_limit_s=SQL_TIME_LIMIT_S) as reader:
+        return HTMLResponse(page(gather(reader, base=session.database.parent)))
 
 
 @router.get("/sessions/{session_id}/exposures", tags=["exposures"])

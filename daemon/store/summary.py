@@ -27,6 +27,7 @@ __all__ = [
     "CauseSummary",
     "Distribution",
     "SessionSummary",
+    "select_rows",
     "summarize",
 ]
 
@@ -346,7 +347,7 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
     """Summarize the session in ``source``: an open connection, or a :class:`SessionReader`."""
 
     def rows(sql: str, params: Sequence[Any] | None = None) -> list[Sequence[Any]]:
-        return _select(source, sql, params)[1]
+        return select_rows(source, sql, params)[1]
 
     if isinstance(source, duckdb.DuckDBPyConnection):
         add_missing_views(source)  # a file written before the views: temporary ones
@@ -363,11 +364,11 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
     causes: tuple[CauseSummary, ...] = ()
     if rows(_HAS_CAUSAL_SQL)[0][0]:  # files written before the causal model have no tables
         n_causal, regime, converged = rows(_CAUSAL_SQL)[0]
-        columns, ranked = _select(source, CAUSES_SQL)
+        columns, ranked = select_rows(source, CAUSES_SQL)
         causes = tuple(CauseSummary(**dict(zip(columns, r, strict=True))) for r in ranked)
     reconstruction = None
     if rows(_HAS_EVALUATIONS_SQL)[0][0]:  # files written before schema 3 have no tables
-        columns, latest = _select(source, _RECONSTRUCTION_SQL)
+        columns, latest = select_rows(source, _RECONSTRUCTION_SQL)
         if latest:
             reconstruction = dict(zip(columns, latest[0], strict=True))
     return SessionSummary(
@@ -433,9 +434,10 @@ def _scores(rows: Any) -> dict[str, Any] | None:
     }
 
 
-def _select(
+def select_rows(
     source: duckdb.DuckDBPyConnection | Selectable, sql: str, params: Sequence[Any] | None = None
 ) -> tuple[list[str], list[Sequence[Any]]]:
+    """``(columns, rows)`` of one SELECT on an open connection or a session reader."""
     if isinstance(source, duckdb.DuckDBPyConnection):
         cursor = source.execute(sql, list(params) if params else None)
         return [d[0] for d in cursor.description or ()], list(cursor.fetchall())

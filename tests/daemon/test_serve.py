@@ -296,6 +296,22 @@ def test_classes_and_reconstructions(served: Served) -> None:
     assert missing.status_code == 404 and "no 3D map" in missing.json()["detail"]
 
 
+def test_the_report_is_served_for_finished_and_running_sessions(served: Served) -> None:
+    """A finished session's page is the one ``causalscope report`` writes; a running one's is
+    read through its query endpoint and counts what the session has done."""
+    from causalscope.daemon.report import render_report
+
+    done = served.get("/sessions/done/report")
+    assert done.status_code == 200 and done.headers["content-type"].startswith("text/html")
+    assert done.text == render_report(served.done.database)
+    live = served.get("/sessions/live/report")
+    assert live.status_code == 200 and live.text.startswith("<!DOCTYPE html>")
+    (n_done,) = served.get(
+        "/sessions/live/sql", params={"q": "SELECT count(*) FROM exposures WHERE state = 'done'"}
+    ).json()["rows"][0]
+    assert f"of {n_done} exposure" in live.text, live.text[:2000]
+
+
 def test_sql_runs_one_bounded_select_and_refuses_the_rest(served: Served) -> None:
     counted = served.get("/sessions/done/sql", params={"q": "SELECT count(*) AS n FROM ctf"})
     assert counted.json()["rows"] == [[12]]
