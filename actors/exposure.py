@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from causalscope.actors._causal import exposure_inputs, restoration_record
+from causalscope.actors._memory import resident_bytes
 from causalscope.actors._records import used_dose
 from causalscope.actors._repro import ReproStage, triage_record
 from causalscope.actors._stages import (
@@ -227,6 +228,10 @@ class ExposureWorker:
     def process_id(self) -> int:
         """The operating-system process this worker runs in (a Ray actor's worker process)."""
         return os.getpid()
+
+    def memory_bytes(self) -> int | None:
+        """This worker's resident memory (the daemon recycles a worker that grew too big)."""
+        return resident_bytes()
 
     def process(
         self,
