@@ -149,9 +149,11 @@ def ray_unreachable(detail: str) -> Failure:
     return Failure(
         "ray_unreachable",
         "Ray is not answering",
-        f"Ray's control store (GCS) does not answer ({detail})",
-        "Restart Ray (or the daemon); nothing is lost: unfinished exposures stay pending in "
-        "the session database and resume after a restart.",
+        f"Ray's control store (GCS) does not answer ({detail}); the workers already running go "
+        "on, but no new worker can start, and Ray ends this process if the GCS stays away "
+        "(gcs_rpc_server_reconnect_timeout_s, 60 s by default)",
+        "Restart Ray's head node, then `causalscope watch` on the same session: nothing is "
+        "lost, every exposure not yet done is pending in the session database and resumes.",
         reload=True,
     )
 
@@ -188,6 +190,8 @@ class FailureTracker:
         self._pause_s = settings.failure_pause_s
         self._until = 0.0
         self.halted = False  # every exposure fails: one at a time after each pause
+        self._next_probe = 0.0
+        self.unreachable = False  # Ray's control store does not answer
 
     def failed(self, exposure_id: str, attempts: int, failure: Failure) -> Decision:
         """An exposure's worker failed on its ``attempts``-th attempt: what happens to it."""
@@ -227,6 +231,27 @@ class FailureTracker:
         if self.halted:
             self.halted = False
             self._pause_s = self._settings.failure_pause_s
+
+    def check_ray(self, probe: Callable[[], Failure | None] | None, interval_s: float) -> None:
+        """Every ``interval_s``: ask ``probe`` whether Ray answers; say so once when it stops
+        answering, and note when it answers again."""
+        now = self._clock()
+        if probe is None or now < self._next_probe:
+            return
+        self._next_probe = now + interval_s
+        failure = probe()
+        if failure is not None and not self.unreachable:
+            self._alert(Alert(failure.code, "fail", failure.reason, failure.advice))
+        elif failure is None and self.unreachable:
+            self._alert(
+                Alert(
+                    "ray_reachable",
+                    "warn",
+                    "Ray's control store (GCS) answers again",
+                    "Nothing to do; new workers can start again.",
+                )
+            )
+        self.unreachable = failure is not None
 
     def paused(self) -> bool:
         """True while new work waits (after every exposure failed)."""

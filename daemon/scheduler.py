@@ -51,6 +51,8 @@ __all__ = ["Pool", "PoolFactory", "Reporter", "Scheduler", "SchedulerCounts"]
 
 log = logging.getLogger(__name__)
 
+_RAY_CHECK_S = 5.0  # how often to ask whether Ray's control store answers
+
 
 class Scheduler:
     """Turns source events into committed records (see the module docstring).
@@ -174,6 +176,7 @@ class Scheduler:
         if not blocked:
             self._retry_commits()
             self._record_events()
+        self.failures.check_ray(getattr(self._pool, "check_ray", None), _RAY_CHECK_S)
         go = not blocked and not self.paused and not self.failures.paused()
         if go:
             self._start_loads()

@@ -186,6 +186,20 @@ class RayWorkerPool:
 
         return [int(pid) for pid in ray.get([a.process_id.remote() for a in self._actors])]
 
+    def check_ray(self, timeout_s: float = 2.0) -> Failure | None:
+        """None while Ray's control store (GCS) answers within ``timeout_s``, else why not."""
+        import ray
+
+        try:
+            client = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]
+        except AttributeError:  # not connected, or a Ray without this client: nothing to ask
+            return None
+        try:
+            client.internal_kv_get(b"causalscope_health", None, timeout=timeout_s)
+        except Exception as error:  # RpcError, or whatever this Ray raises for it
+            return ray_unreachable(_first_line(error))
+        return None
+
     def set_denoiser_weights(self, weights: bytes) -> None:
         """Every actor uses these denoiser weights from its next exposure on."""
         import ray
@@ -346,3 +360,8 @@ class RayWorkerPool:
         self._running.clear()
         self._memory_refs.clear()
         self._memory_of.clear()
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,3 +294,37 @@ def test_a_worker_above_its_memory_bound_is_recycled_between_exposures(
     rows, results = session_rows(paths)
     assert results == 2
     assert [(attempts, state) for _, attempts, state in rows] == [(1, "done")] * 2
+
+
+def test_a_gcs_that_goes_away_is_reported_and_nothing_is_lost(
+    microscope: Path, tmp_path: Path
+) -> None:
+    """In its own process with its own cluster: Ray ends a driver whose GCS stays away."""
+    import duckdb
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.daemon._gcs_child", str(microscope), str(tmp_path)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    lines = child.stdout.splitlines()
+    assert "GCS killed" in lines, child.stdout + child.stderr[-3000:]
+    alerts = [line for line in lines if line.startswith("ALERT ray_unreachable")]
+    assert len(alerts) == 1, child.stdout  # said once, clearly
+    assert "does not answer" in alerts[0] and "ends this process" in alerts[0]
+    database = next((tmp_path / "sessions").rglob("*.duckdb"))
+    with duckdb.connect(str(database), read_only=True) as db:
+        states = dict(db.execute("SELECT exposure_id, state FROM exposures").fetchall())
+        results = db.execute("SELECT count(*) FROM results").fetchone()
+        logged = db.execute(
+            "SELECT count(*) FROM events WHERE kind = 'alert' AND message LIKE '%GCS%'"
+        ).fetchone()
+    assert len(states) == 1 and set(states.values()) <= {"done", "seen"}  # none lost
+    assert "done" in states.values()  # the worker already running went on without the GCS
+    assert results == (sum(state == "done" for state in states.values()),)
+    assert logged == (1,)  # the alert is in the session too
