@@ -52,6 +52,16 @@ def settings_for(microscope: Path, **processing: Any) -> Settings:
     )
 
 
+def copy_movies(microscope: Path, watch: Path, movies: int | None = None) -> None:
+    """Copy the first ``movies`` of ``microscope``'s movies (all by default) into ``watch``."""
+    stems = sorted(p.stem for p in (microscope / "Images-Disc1").rglob("*.xml"))[:movies]
+    for path in (microscope / "Images-Disc1").rglob("*"):
+        if path.is_file() and any(path.name.startswith(stem) for stem in stems):
+            target = watch / path.relative_to(microscope)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+
+
 def run_session(
     microscope: Path,
     root: Path,
@@ -63,12 +73,7 @@ def run_session(
     """Watch a copy of ``microscope``'s movies (the first ``movies``) until idle; returns the
     session's paths."""
     watch = root / "watch"
-    stems = sorted(p.stem for p in (microscope / "Images-Disc1").rglob("*.xml"))[:movies]
-    for path in (microscope / "Images-Disc1").rglob("*"):
-        if path.is_file() and any(path.name.startswith(stem) for stem in stems):
-            target = watch / path.relative_to(microscope)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, target)
+    copy_movies(microscope, watch, movies)
     paths = SessionPaths.under(root / "sessions", "faults")
     options = LiveOptions(directory=watch, until_idle_s=2.0, publish=False, query=False)
     with LiveSession(settings, paths, options, reporter=reporter, pool_factory=factory) as s:

@@ -105,7 +105,7 @@ def cluster() -> Iterator[dict[str, Any]]:
         for name in monitor:
             del os.environ[name]
         if shared:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
 @pytest.fixture(scope="module")
