@@ -225,12 +225,21 @@ class FailureTracker:
         """An exposure finished: failures so far were not systemic; after enough in a row,
         the failures' alerts have cleared and may be raised anew."""
         self._streak.clear()
+        self.unreachable = False  # an exposure came back: Ray answers
         self._clean += 1
         if self._clean >= self._settings.pause_after_failures:
             self._active.clear()
         if self.halted:
             self.halted = False
             self._pause_s = self._settings.failure_pause_s
+
+    def unavailable(self, failure: Failure) -> None:
+        """The pool could not reach Ray at all: pause new work, and say so once."""
+        self.halted = True
+        self._until = self._clock() + self._pause_s
+        if not self.unreachable:
+            self._alert(Alert(failure.code, "fail", failure.reason, failure.advice))
+        self.unreachable = True
 
     def check_ray(self, probe: Callable[[], Failure | None] | None, interval_s: float) -> None:
         """Every ``interval_s``: ask ``probe`` whether Ray answers; say so once when it stops

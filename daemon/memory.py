@@ -120,8 +120,8 @@ class MemoryGuard:
     def limit(self, configured: int, own_bytes: int = 0, now: float | None = None) -> int:
         """Work in flight allowed now: ``configured``, or 1 while memory is short.
 
-        ``own_bytes`` is what this daemon's workers use (to tell the operator how much of the
-        used memory is another program's).
+        ``own_bytes`` is what this daemon's workers use (with this process's own memory, it
+        tells the operator how much of the used memory is another program's).
         """
         now = time.monotonic() if now is None else now
         if now >= self._next_check:
@@ -139,7 +139,7 @@ class MemoryGuard:
         reading = self.reading or self._reader()
         if reading is None:
             return "the node's memory could not be read"
-        others = max(0, reading.used_bytes - own_bytes)
+        others = max(0, reading.used_bytes - own_bytes - (resident_bytes() or 0))  # not ours
         return (
             f"memory on this node is {100 * (1 - reading.free_fraction):.0f} % used "
             f"({reading.used_bytes / _GB:.1f} of {reading.total_bytes / _GB:.1f} GB; "

@@ -187,7 +187,7 @@ class Scheduler:
             try:
                 outcomes = self._pool.collect(timeout_s)
             except PoolUnavailable as error:  # Ray itself: wait, keep everything, say so once
-                self.failures.halt(error.failure)
+                self.failures.unavailable(error.failure)
                 return
             for outcome in outcomes:
                 self._handle(outcome)
@@ -359,7 +359,7 @@ class Scheduler:
         try:
             self._pool.submit(task)
         except PoolUnavailable as error:
-            self.failures.halt(error.failure)
+            self.failures.unavailable(error.failure)
             return False
         return True
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from causalscope.config import load_settings
 from causalscope.daemon.alerts import Alert
-from causalscope.daemon.failures import Failure
+from causalscope.daemon.failures import Failure, PoolUnavailable, ray_unreachable
 from causalscope.daemon.memory import MemoryReading, read_node_memory
 from causalscope.daemon.scheduler import Scheduler
 from causalscope.daemon.sources.events import MovieReady, SourceEvent
@@ -232,3 +232,36 @@ def test_when_every_exposure_fails_processing_pauses_instead_of_spinning(tmp_pat
         _run(scheduler, seconds=10.0)
         assert not scheduler.failures.halted
         assert store.counts()["done"] == 5
+
+
+class UnreachablePool(HoldingPool):
+    """A pool that cannot reach Ray (its ``collect`` says so) until ``down`` is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__(hold=1)
+        self.down = True
+
+    def collect(self, timeout_s: float) -> list[Outcome]:
+        if self.down:
+            raise PoolUnavailable(ray_unreachable("Timed out while waiting for GCS"))
+        return super().collect(timeout_s)
+
+
+def test_a_pool_that_cannot_reach_ray_pauses_with_one_alert_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    pool = UnreachablePool()
+    alerts: list[Alert] = []
+    with SessionStore(tmp_path / "s.duckdb") as store:
+        store.start_run(settings_json="{}", version="test", command_line=[], params_hash="h")
+        scheduler = _scheduler(store, pool, _events(["a", "b"]), alerts, failure_pause_s=0.2)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            scheduler.step(0.01)
+        assert [a.code for a in alerts] == ["ray_unreachable"]
+        assert "GCS" in alerts[0].message and "nothing is" in alerts[0].advice
+        assert store.counts()["done"] == 0
+        pool.down = False
+        _run(scheduler)
+        assert store.counts()["done"] == 2
+        assert not scheduler.failures.halted and not scheduler.failures.unreachable

@@ -4,9 +4,8 @@ store (their owner's node removed), the node running the worker removed mid-expo
 exposure goes back to the queue with its attempt counted, the worker is replaced, the operator
 gets one alert with the reason and the advice, and every exposure is done exactly once.
 
-Ray's own memory monitor kills a worker when another program takes the node's memory
-(``OutOfMemoryError``): the cluster starts with a threshold a few GB above what is used, and the
-test allocates past it. A worker above its memory bound is recycled between exposures.
+A worker above its memory bound is recycled between exposures. (Ray's memory monitor killing a
+worker is in ``test_ray_oom.py``: it needs a cluster of its own.)
 
 A worker crash of a plain task (``WorkerCrashedError``) and an actor that is unreachable while
 Ray restarts it (``ActorUnavailableError``) cannot happen to the exposure actors (they are
@@ -42,17 +41,7 @@ from tests.daemon._faults import (
 
 pytestmark = pytest.mark.slow
 
-_GB = 1024**3
-_MARGIN = int(2.5 * _GB)  # Ray's memory threshold above the memory used when the cluster starts
 _OURS = ("ray_", "memory_", "processing_")  # the alerts of staying up (not of the data)
-
-
-def _ray_memory() -> tuple[int, int]:
-    """Used and total memory as Ray's memory monitor counts them (cgroup usage less file
-    cache, Ray's ``memory_monitor_utils.cc``), which differs from ``MemAvailable``."""
-    from ray._private.utils import get_system_memory, get_used_memory
-
-    return int(get_used_memory()), int(get_system_memory())
 
 
 class _Holder:
@@ -80,19 +69,11 @@ def cluster() -> Iterator[dict[str, Any]]:
     shared = ray.is_initialized()  # the suite's shared cluster: given back afterwards
     if shared:
         ray.shutdown()
-    used, total = _ray_memory()
-    threshold = min(0.95, (used + _MARGIN) / total)  # Ray's memory monitor kills past this
-    monitor = {
-        "RAY_memory_usage_threshold": f"{threshold:.4f}",
-        "RAY_memory_monitor_refresh_ms": "100",
-    }
-    os.environ.update(monitor)  # every raylet reads them when it starts (nodes added later too)
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )
     try:
         nodes = {
-            "threshold": threshold,
             "cluster": cluster,
             "scope": cluster.add_node(num_cpus=2, resources={"scope": 4}),
             "holder": cluster.add_node(num_cpus=1, resources={"holder": 2}),
@@ -102,8 +83,6 @@ def cluster() -> Iterator[dict[str, Any]]:
     finally:
         ray.shutdown()
         cluster.shutdown()
-        for name in monitor:
-            del os.environ[name]
         if shared:
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 
@@ -209,54 +188,6 @@ def test_a_crashed_task_worker_and_an_unreachable_actor_are_classified(
             assert time.monotonic() < deadline, "the actor did not come back"
             time.sleep(0.5)
     ray.kill(restartable)
-
-
-def test_a_worker_killed_by_rays_memory_monitor_slows_processing_and_is_retried(
-    cluster: dict[str, Any], microscope: Path, tmp_path: Path
-) -> None:
-    from causalscope.daemon.workers import RayWorkerPool
-
-    settings = settings_for(microscope)
-    reporter = AlertRecorder()
-    hog: list[np.ndarray] = []
-
-    def take_memory(pool: Any, task: Any, submit: Any) -> None:
-        pool.actor_process_ids()  # the actor is up (its start is not what gets killed)
-        used, total = _ray_memory()
-        need = int(cluster["threshold"] * total) - used + _GB
-        if need > total - used - _GB:
-            pytest.skip(f"not enough free memory to cross Ray's threshold ({need} B needed)")
-        # another program takes the memory (pages touched: it counts); Ray kills the worker
-        # that runs a task, not an idle one, so the exposure is handed over after
-        hog.append(np.ones(need // 8))
-        submit()
-
-    wrapped: list[OnSubmit] = []
-
-    def factory(calibration: Any) -> Any:
-        pool = RayWorkerPool(
-            settings,
-            output_dir=tmp_path / "sessions" / "faults",
-            calibration=calibration,
-            n_workers=1,
-            actor_options={"resources": {"scope": 1}},
-        )
-        wrapped.append(OnSubmit(pool, {1: take_memory}, on_crash=hog.clear))
-        return wrapped[0]
-
-    paths = run_session(microscope, tmp_path, settings, factory, reporter, movies=2)
-    [pool] = wrapped
-    assert pool.failures == ["out_of_memory"], pool.errors
-    assert pool.errors[0].startswith("OutOfMemoryError")  # Ray's own, from its monitor
-    rows, results = session_rows(paths)
-    assert results == 2
-    assert sorted(attempts for _, attempts, _ in rows) == [1, 2]
-    assert {state for _, _, state in rows} == {"done"}
-    ours = [alert for alert in reporter.alerts if alert.code.startswith(_OURS)]
-    # slowed first, then told why
-    assert [alert.code for alert in ours] == ["memory_low", "ray_out_of_memory"]
-    low = ours[0]
-    assert "% used" in low.message and "one exposure at a time" in low.message
 
 
 def test_a_worker_above_its_memory_bound_is_recycled_between_exposures(
