@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from causalscope.actors._causal import exposure_inputs, restoration_record
+from causalscope.actors._memory import resident_bytes
 from causalscope.actors._records import used_dose
 from causalscope.actors._repro import ReproStage, triage_record
 from causalscope.actors._stages import (
@@ -233,6 +234,10 @@ class ExposureWorker:
         import ray
 
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+
+    def memory_bytes(self) -> int | None:
+        """This worker's resident memory (the daemon recycles a worker that grew too big)."""
+        return resident_bytes()
 
     def process(
         self,

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from causalscope.config._common import OptionalPath, Section
+from causalscope.config.resilience import ResilienceSettings
 from causalscope.config.scoring import ScoringSettings
 
 __all__ = [
@@ -432,4 +433,8 @@ class ProcessingSettings(Section):
     )
     scoring: ScoringSettings = Field(
         default_factory=ScoringSettings, description="Scores of exposures and reconstructions."
+    )
+    resilience: ResilienceSettings = Field(
+        default_factory=ResilienceSettings,
+        description="Staying up: memory pressure and failed workers.",
     )

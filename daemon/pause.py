@@ -45,8 +45,9 @@ class StoragePause:
         self._until = time.monotonic() + self._retry_after_s
         if error.message != self._reason:
             self._reason = error.message
+            full = "No space left on device" in error.message or "quota" in error.message.lower()
             self._reporter.problem(
-                error.title,
+                "Session database disk full" if full else error.title,
                 f"{error.message}. New work is paused and retried every "
                 f"{self._retry_after_s:g} s; nothing is lost (unfinished exposures stay pending "
                 "in the session and resume after a restart).",

@@ -8,8 +8,13 @@ only writer of the session database. Nothing here blocks on one exposure:
 
 - a movie that cannot be read, or whose frames cannot be processed at all, is quarantined with
   its reason and the session goes on;
-- an actor that dies mid-exposure is replaced and the exposure retried (at most
-  ``max_attempts`` times, then quarantined);
+- when Ray fails an exposure (a worker killed for memory or crashed, a lost object, a dead
+  node or actor, Ray not answering) the worker is replaced and the exposure goes back to the
+  queue, with its attempts counted in the store; the operator gets one alert with the reason and
+  the advice; an exposure that keeps failing is quarantined, and when every exposure fails new
+  work pauses (:mod:`daemon.failures`);
+- memory: work in flight drops to one exposure while the node's memory is short
+  (:mod:`daemon.memory`);
 - a full disk (writing micrographs or committing) pauses new work with a clear message and
   retries; records waiting to be committed stay in memory and their exposures stay pending in
   the database, so neither a retry nor a restart loses one.
@@ -23,73 +28,30 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from causalscope.daemon._scheduling import Pool, PoolFactory, Reporter, SchedulerCounts
 from causalscope.daemon.calibration import GainChoice
+from causalscope.daemon.failures import Failure, FailureTracker, PoolUnavailable
 from causalscope.daemon.loading import Loaded, load_event
+from causalscope.daemon.memory import MemoryGuard
 from causalscope.daemon.pause import StoragePause
 from causalscope.daemon.sources.events import GainFound, MovieReady, Rejected, SourceEvent
 from causalscope.models.errors import CausalscopeError
 
 if TYPE_CHECKING:
-    from causalscope.actors.exposure import DetectorCalibration
     from causalscope.config import Settings
     from causalscope.daemon.alerts import Alert
     from causalscope.daemon.store import SessionStore
     from causalscope.daemon.workers import Outcome, Task
     from causalscope.models.records import ExposureRecord
 
-__all__ = ["Reporter", "Scheduler", "SchedulerCounts"]
+__all__ = ["Pool", "PoolFactory", "Reporter", "Scheduler", "SchedulerCounts"]
 
 log = logging.getLogger(__name__)
 
-
-class Reporter(Protocol):
-    """Where the scheduler says what happened (the terminal, the demo, tests)."""
-
-    def committed(self, record: ExposureRecord, latency_s: float) -> None:
-        """An exposure's record is in the database."""
-
-    def quarantined(self, exposure_id: str | None, origin: str, code: str, reason: str) -> None:
-        """Input was set aside with its reason."""
-
-    def skipped(self, exposure_id: str, state: str) -> None:
-        """An exposure seen again that needs no work (done or quarantined earlier)."""
-
-    def problem(self, title: str, message: str) -> None:
-        """Something outside the data needs the operator (a full disk, a crashed worker)."""
-
-
-class Pool(Protocol):
-    """What the scheduler needs of a worker pool (see :class:`daemon.workers.RayWorkerPool`)."""
-
-    @property
-    def in_flight(self) -> int: ...
-
-    def submit(self, task: Task) -> int | None: ...
-
-    def collect(self, timeout_s: float) -> list[Outcome]: ...
-
-    def describe(self) -> str: ...
-
-    def shutdown(self) -> None: ...
-
-
-PoolFactory = Callable[["DetectorCalibration"], Pool]
-
-
-@dataclass
-class SchedulerCounts:
-    """Running totals of this run (the store holds the session's)."""
-
-    received: int = 0
-    committed: int = 0
-    quarantined: int = 0
-    skipped: int = 0
-    retried: int = 0
-    by_status: dict[str, int] = field(default_factory=lambda: {"pass": 0, "warn": 0, "fail": 0})
+_RAY_CHECK_S = 5.0  # how often to ask whether Ray's control store answers
 
 
 class Scheduler:
@@ -110,8 +72,6 @@ class Scheduler:
         The processing parameters' identity (:func:`daemon.session.params_hash`).
     reporter
         Told of every commit, quarantine and problem.
-    max_attempts
-        Tries per exposure when actors crash on it.
     retry_after_s
         Pause before retrying after a storage error (a full disk).
     alert
@@ -132,7 +92,6 @@ class Scheduler:
         *,
         params_hash: str,
         reporter: Reporter,
-        max_attempts: int = 3,
         retry_after_s: float = 10.0,
         loader_threads: int = 2,
         alert: Callable[[Alert], None] | None = None,
@@ -145,7 +104,6 @@ class Scheduler:
         self._events = events
         self._params_hash = params_hash
         self._reporter = reporter
-        self._max_attempts = max_attempts
         self._loader = ThreadPoolExecutor(loader_threads, thread_name_prefix="causalscope-load")
         self._unrecorded: deque[SourceEvent] = deque()
         self._waiting: deque[MovieReady] = deque()
@@ -160,6 +118,11 @@ class Scheduler:
         configured = settings.detector.gain_reference is not None
         self._hold_calibration = None if configured else hold_calibration
         self._gain = GainChoice(settings, alert=self._raise_alert, note=self._note)
+        resilience = settings.processing.resilience
+        self.failures = FailureTracker(resilience, alert=self._raise_alert)
+        self.memory = MemoryGuard(
+            resilience, alert=self._raise_alert, note=lambda text: self._note(text, "memory")
+        )
         self.paused = False
         self.counts = SchedulerCounts()
 
@@ -213,13 +176,20 @@ class Scheduler:
         if not blocked:
             self._retry_commits()
             self._record_events()
-        if not blocked and not self.paused:
+        self.failures.check_ray(getattr(self._pool, "check_ray", None), _RAY_CHECK_S)
+        go = not blocked and not self.paused and not self.failures.paused()
+        if go:
             self._start_loads()
         self._finish_loads()
-        if not blocked and not self.paused:
+        if go:
             self._submit_ready(hold)
         if self._pool is not None and self._pool.in_flight:
-            for outcome in self._pool.collect(timeout_s):
+            try:
+                outcomes = self._pool.collect(timeout_s)
+            except PoolUnavailable as error:  # Ray itself: wait, keep everything, say so once
+                self.failures.unavailable(error.failure)
+                return
+            for outcome in outcomes:
                 self._handle(outcome)
         else:
             time.sleep(timeout_s if self.idle or blocked or hold else 0.01)
@@ -303,9 +273,16 @@ class Scheduler:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def _capacity(self) -> int:
+    def _capacity(self, *, retries: bool = True) -> int:
+        """Exposures that may start now; retries waiting count as started (they go first)."""
         busy = len(self._loading) + len(self._ready) + self.in_flight
-        return self._settings.processing.max_in_flight - busy
+        busy += len(self._retry) if retries else 0
+        limit = self.memory.limit(self._settings.processing.max_in_flight, self._own_memory())
+        return (1 if self.failures.halted else limit) - busy
+
+    def _own_memory(self) -> int:
+        """Bytes the pool's workers use, as last measured (0 before any)."""
+        return sum(getattr(self._pool, "worker_memory", ()) or ())
 
     def _start_loads(self) -> None:
         while self._waiting and self._capacity() > 0:
@@ -335,16 +312,16 @@ class Scheduler:
     def _submit_ready(self, hold: bool = False) -> None:
         from causalscope.daemon.workers import Task
 
-        while self._retry:
+        while self._retry and self._capacity(retries=False) > 0:
             task = self._retry[0]
-            if not self._count_attempt(task.exposure_id):
+            attempts = self._count_attempt(task.exposure_id)
+            if attempts is None or not self._submit(task, attempts):
                 return
             self._retry.popleft()
-            self._ensure_submitted(task)
         while self._ready and not (hold and self._pool is None):
             event, loaded = self._ready.popleft()
             try:
-                pool = self._ensure_pool(loaded)
+                self._ensure_pool(loaded)
             except CausalscopeError as error:
                 # the configured gain or defects cannot serve this movie's frames; other movies
                 # (the usual size) may still be fine, so the session goes on
@@ -358,23 +335,33 @@ class Scheduler:
                 pixel_size_angstrom=loaded.pixel_size_angstrom,
                 context=event,
             )
-            if not self._count_attempt(task.exposure_id):
+            attempts = self._count_attempt(task.exposure_id)
+            if attempts is None:
                 self._ready.appendleft((event, loaded))
                 return
-            pool.submit(task)
+            if not self._submit(task, attempts):
+                self._retry.append(task)
+                return
 
-    def _count_attempt(self, exposure_id: str) -> bool:
-        """Record that processing starts; False (and paused) when the store cannot write."""
+    def _count_attempt(self, exposure_id: str) -> int | None:
+        """Record that processing starts: the attempts so far (this one included), kept by the
+        store across restarts; None (and paused) when the store cannot write."""
         try:
-            self._store.mark_attempt(exposure_id)
+            return self._store.mark_attempt(exposure_id)
         except CausalscopeError as error:
             self._pause.store_failed(error)
+            return None
+
+    def _submit(self, task: Task, attempts: int) -> bool:
+        """Hand ``task`` to the pool; False (and halted) when Ray cannot take it."""
+        assert self._pool is not None  # made before the first task
+        task.attempt = attempts
+        try:
+            self._pool.submit(task)
+        except PoolUnavailable as error:
+            self.failures.unavailable(error.failure)
             return False
         return True
-
-    def _ensure_submitted(self, task: Task) -> None:
-        assert self._pool is not None  # a retried task came from the pool
-        self._pool.submit(task)
 
     # --- results -------------------------------------------------------------------------------
 
@@ -382,27 +369,13 @@ class Scheduler:
         task = outcome.task
         event: MovieReady = task.context
         if outcome.record is not None:
+            self.failures.finished()
             latency = time.monotonic() - event.ready_at
             self._commit(outcome.record, latency, event.problems)
             return
         error = outcome.error
         if outcome.crashed:
-            if task.attempt < self._max_attempts:
-                task.attempt += 1
-                self.counts.retried += 1
-                self._reporter.problem(
-                    "Worker crashed",
-                    f"the actor processing {task.exposure_id} died ({_short(error)}); "
-                    f"retrying on a fresh actor (attempt {task.attempt} of {self._max_attempts})",
-                )
-                self._retry.append(task)
-            else:
-                self._quarantine(
-                    event,
-                    "worker_crashed",
-                    f"{task.movie_path}: the worker process died {task.attempt} times while "
-                    f"processing it; last: {_short(error)}",
-                )
+            self._crashed(task, outcome.failure or _crash(error))
             return
         if isinstance(error, OSError):  # writing its micrographs failed: the disk, not the data
             self._retry.append(task)
@@ -413,6 +386,25 @@ class Scheduler:
             "processing_error",
             f"{task.movie_path}: processing raised {type(error).__name__}: {_short(error)}",
         )
+
+    def _crashed(self, task: Task, failure: Failure) -> None:
+        """Ray failed ``task``: back to the queue, or quarantined after too many attempts."""
+        event: MovieReady = task.context
+        if failure.code == "out_of_memory":
+            self.memory.out_of_memory(self._own_memory())
+        if self.failures.failed(task.exposure_id, task.attempt, failure) == "quarantine":
+            self._quarantine(
+                event,
+                failure.code,
+                f"{task.movie_path}: Ray failed it on each of {task.attempt} attempts; "
+                f"last: {failure.reason}",
+            )
+            return
+        self.counts.retried += 1
+        if failure.reload:  # its frames are gone from the object store: read the movie again
+            self._waiting.appendleft(event)
+        else:
+            self._retry.append(task)
 
     def _commit(self, record: ExposureRecord, latency: float, problems: tuple[str, ...]) -> None:
         try:
@@ -473,12 +465,22 @@ class Scheduler:
         else:
             self._reporter.problem(alert.code, f"{alert.message}. {alert.advice}")
 
-    def _note(self, message: str) -> None:
+    def _note(self, message: str, kind: str = "gain") -> None:
         log.info("%s", message)
         try:
-            self._store.log_event("gain", message)
+            self._store.log_event(kind, message)
         except CausalscopeError as error:  # a log line, never a stop
             log.warning("could not log %r: %s", message, error.message)
+
+
+def _crash(error: BaseException | None) -> Failure:
+    """A worker failure the pool did not classify."""
+    return Failure(
+        "worker_crashed",
+        "Worker crashed",
+        f"the worker died ({_short(error)})",
+        "If it repeats, look for a segfault or a kill in Ray's logs.",
+    )
 
 
 def _short(error: BaseException | None) -> str:

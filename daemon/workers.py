@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from causalscope.daemon.failures import Failure, PoolUnavailable, classify, ray_unreachable
 from causalscope.models.optics import DetectorCalibration
 
 if TYPE_CHECKING:
@@ -88,14 +89,16 @@ class Task:
 class Outcome:
     """What came back for a task: a record, or the error that stopped it.
 
-    ``crashed`` is True when the actor process died (killed, out of memory, segfault): the
-    exposure itself may be fine and is worth retrying on a fresh actor.
+    ``crashed`` is True when Ray failed the task, not the exposure (a worker killed, out of
+    memory or crashed, a lost object, a dead node): the exposure itself may be fine and is worth
+    retrying; ``failure`` says what happened and what to advise.
     """
 
     task: Task
     record: ExposureRecord | None = None
     error: BaseException | None = None
     crashed: bool = False
+    failure: Failure | None = None
 
 
 class RayWorkerPool:
@@ -115,6 +118,13 @@ class RayWorkerPool:
         allows CUDA, else one per ``threads_per_worker`` CPUs.
     threads_per_worker
         CPU threads (torch) and Ray CPU share of each CPU actor.
+    actor_options
+        More of Ray's actor options (e.g. ``{"resources": {"scope_node": 1}}`` to place the
+        actors on the nodes that have that custom resource).
+
+    A worker whose resident memory is above ``processing.resilience.worker_memory_limit_mb``
+    gets no new exposures: a fresh one takes its place and the old one ends once its queued
+    exposures are done (:attr:`recycled` counts them).
     """
 
     def __init__(
@@ -125,6 +135,7 @@ class RayWorkerPool:
         calibration: DetectorCalibration | None = None,
         n_workers: int | None = None,
         threads_per_worker: int = 1,
+        actor_options: dict[str, Any] | None = None,
     ) -> None:
         import ray
 
@@ -150,6 +161,7 @@ class RayWorkerPool:
             self._options = {"num_cpus": self._threads, "scheduling_strategy": "SPREAD"}
             default_workers = max(1, cpus // self._threads)
             self.device_kind = "cpu"
+        self._options.update(actor_options or {})
         self.n_workers = n_workers or default_workers
         self._actors: list[Any] = [self._new_actor() for _ in range(self.n_workers)]
         self._load = [0] * self.n_workers
@@ -157,6 +169,14 @@ class RayWorkerPool:
         self._running: dict[Any, tuple[Task, int, int]] = {}
         self._denoiser_ref: Any = None
         self._restoration_prior: Any = None
+        limit_mb = settings.processing.resilience.worker_memory_limit_mb
+        self._memory_limit = limit_mb * 1024**2 if limit_mb else None
+        # the actor's memory after each task, measured in its order: ref -> (slot, generation)
+        self._memory_refs: dict[Any, tuple[int, int]] = {}
+        self._memory_of: dict[Any, Any] = {}  # an exposure's ref -> the measurement after it
+        self.worker_memory = [0] * self.n_workers  # bytes, as last measured
+        self._retiring: list[tuple[Any, set[Any]]] = []  # recycled actors and their last tasks
+        self.recycled: list[tuple[int, int]] = []  # (slot, bytes) of each recycled worker
 
     def _new_actor(self) -> Any:
         from causalscope.actors.remote import ExposureActor
@@ -196,6 +216,20 @@ class RayWorkerPool:
 
         return [str(node) for node in ray.get([a.node_id.remote() for a in self._actors])]
 
+    def check_ray(self, timeout_s: float = 2.0) -> Failure | None:
+        """None while Ray's control store (GCS) answers within ``timeout_s``, else why not."""
+        import ray
+
+        try:
+            client = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]
+        except AttributeError:  # not connected, or a Ray without this client: nothing to ask
+            return None
+        try:
+            client.internal_kv_get(b"causalscope_health", None, timeout=timeout_s)
+        except Exception as error:  # RpcError, or whatever this Ray raises for it
+            return ray_unreachable(_first_line(error))
+        return None
+
     def set_denoiser_weights(self, weights: bytes) -> None:
         """Every actor uses these denoiser weights from its next exposure on."""
         import ray
@@ -214,18 +248,27 @@ class RayWorkerPool:
         """Hand ``task`` to the least loaded actor (again, for a retry: its frames stay put);
         returns the actor's slot."""
         import ray
+        from ray.exceptions import RayError
 
         slot = int(np.argmin(self._load))
         if task.frames_ref is None:
-            task.frames_ref = ray.put(task.frames)
+            try:
+                task.frames_ref = ray.put(task.frames)
+            except RayError as error:  # Ray itself is gone or full: the task stays the caller's
+                raise PoolUnavailable(ray_unreachable(str(error))) from error
             task.frames = np.empty(0)  # the object store holds them now; no second copy
-        ref = self._actors[slot].process.remote(
+        actor = self._actors[slot]
+        ref = actor.process.remote(
             task.frames_ref,
             exposure_id=task.exposure_id,
             movie_path=task.movie_path,
             metadata=task.metadata,
             pixel_size_angstrom=task.pixel_size_angstrom,
         )
+        if self._memory_limit is not None:  # measured right after the exposure, in order
+            memory_ref = actor.memory_bytes.remote()
+            self._memory_refs[memory_ref] = (slot, self._generation[slot])
+            self._memory_of[ref] = memory_ref
         self._running[ref] = (task, slot, self._generation[slot])
         self._load[slot] += 1
         return slot
@@ -233,34 +276,96 @@ class RayWorkerPool:
     def collect(self, timeout_s: float) -> list[Outcome]:
         """Outcomes of the tasks that finished within ``timeout_s`` (possibly none)."""
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import RayError, RayTaskError
 
         if not self._running:
             return []
-        ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=timeout_s)
+        try:
+            ready, _ = ray.wait(
+                list(self._running), num_returns=len(self._running), timeout=timeout_s
+            )
+        except RayError as error:
+            raise PoolUnavailable(ray_unreachable(str(error))) from error
         outcomes = []
+        measured = [self._memory_of.pop(ref) for ref in ready if ref in self._memory_of]
         for ref in ready:
             task, slot, generation = self._running.pop(ref)
             self._load[slot] -= 1
+            self._retired(ref)
             try:
                 outcomes.append(Outcome(task, record=ray.get(ref)))
-            except RayActorError as error:
-                if generation == self._generation[slot]:  # not yet replaced for a sibling task
-                    self._replace(slot)
-                outcomes.append(Outcome(task, error=error, crashed=True))
-            except RayTaskError as error:
-                outcomes.append(Outcome(task, error=getattr(error, "cause", None) or error))
+            except RayError as error:
+                cause = getattr(error, "cause", None) if isinstance(error, RayTaskError) else error
+                if not isinstance(cause, RayError):  # the exposure's own error, in the worker
+                    outcomes.append(Outcome(task, error=cause or error))
+                    continue
+                # Ray failed it: the worker, its node, its arguments in the object store
+                failure = classify(cause)
+                if failure.replace_worker and generation == self._generation[slot]:
+                    self._replace(slot)  # once, not again for a sibling task
+                outcomes.append(Outcome(task, error=error, crashed=True, failure=failure))
+        self._check_memory(measured)
         return outcomes
 
-    def _replace(self, slot: int) -> None:
+    def _retired(self, ref: Any) -> None:
+        """``ref`` is done: a recycled actor whose last task it was ends now."""
+        import ray
+
+        for entry in list(self._retiring):
+            actor, refs = entry
+            refs.discard(ref)
+            if not refs:
+                self._retiring.remove(entry)
+                try:
+                    ray.kill(actor, no_restart=True)
+                except Exception:  # already gone
+                    log.debug("recycled actor was already gone")
+
+    def _check_memory(self, just: list[Any]) -> None:
+        """Recycle each worker that grew above the bound, measured after its exposure (those
+        in ``just``, measured right after the exposures just collected, are waited for: the
+        next exposure must not reach a worker that is to be recycled)."""
+        import ray
+        from ray.exceptions import RayError
+
+        if not self._memory_refs:
+            return
+        if just:
+            ray.wait(just, num_returns=len(just), timeout=2.0)
+        refs = list(self._memory_refs)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            slot, generation = self._memory_refs.pop(ref)
+            try:
+                measured = ray.get(ref)
+            except RayError:  # the worker died; its task's outcome says why
+                continue
+            if generation != self._generation[slot]:
+                continue  # a replaced worker's
+            self.worker_memory[slot] = int(measured or 0)
+            if self._memory_limit is not None and self.worker_memory[slot] > self._memory_limit:
+                self._recycle(slot)
+
+    def _recycle(self, slot: int) -> None:
+        """A fresh actor takes ``slot``'s new work; the old one ends after its queued tasks."""
+        pending = {ref for ref, (_, s, _) in self._running.items() if s == slot}
+        old = self._actors[slot]
+        self.recycled.append((slot, self.worker_memory[slot]))
+        self._replace(slot, kill=not pending)
+        if pending:
+            self._retiring.append((old, pending))
+        self.worker_memory[slot] = 0
+
+    def _replace(self, slot: int, *, kill: bool = True) -> None:
         """A fresh actor in ``slot``; the dead one's other tasks fail and come back too."""
         import ray
 
         old = self._actors[slot]
-        try:
-            ray.kill(old, no_restart=True)
-        except Exception:  # already gone
-            log.debug("actor in slot %d was already gone", slot)
+        if kill:
+            try:
+                ray.kill(old, no_restart=True)
+            except Exception:  # already gone
+                log.debug("actor in slot %d was already gone", slot)
         self._actors[slot] = self._new_actor()
         self._generation[slot] += 1
         if self._denoiser_ref is not None:  # a replacement starts where the others are
@@ -277,5 +382,18 @@ class RayWorkerPool:
                 ray.kill(actor, no_restart=True)
             except Exception:
                 log.debug("actor already gone at shutdown")
+        for actor, _ in self._retiring:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:
+                log.debug("recycled actor already gone at shutdown")
         self._actors = []
+        self._retiring = []
         self._running.clear()
+        self._memory_refs.clear()
+        self._memory_of.clear()
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -96,8 +96,11 @@ def test_exposures_spread_over_nodes_and_a_lost_node_loses_nothing(
     first_two = {node for _, attempt, node in pool.placed[:2]}
     assert first_two == {head, worker_node.node_id}, pool.placed
     assert pool.lost
-    # the lost exposure came back once, as a crash, and was done on the head node
-    assert [title for title, _ in reporter.problems] == ["Worker crashed"]
+    # the lost exposure came back once, as its node's death, and was done on the head node
+    assert not reporter.problems
+    failures = [alert for alert in reporter.alerts if alert.code.startswith("ray_")]
+    assert [alert.code for alert in failures] == ["ray_node_died"]  # one alert, with advice
+    assert failures[0].advice
     with duckdb.connect(str(paths.database), read_only=True) as db:
         rows = db.execute("SELECT exposure_id, attempts, state FROM exposures").fetchall()
         assert db.execute("SELECT count(*) FROM results").fetchone() == (3,)

@@ -26,6 +26,7 @@ from causalscope.daemon.formats.png import read_png
 from causalscope.daemon.live import LiveOptions, LiveSession
 from causalscope.daemon.session import SessionPaths
 from causalscope.daemon.simulator import SimulationRequest, run_simulation
+from tests.daemon._faults import AlertRecorder
 from tests.daemon._recorder import Recorder
 
 SIZE = 1024
@@ -266,7 +267,7 @@ def test_an_actor_killed_mid_exposure_is_replaced_and_the_exposure_done_once(
     _copy_movies(microscope, watch)
     settings = _settings(microscope, processing={"device": "cpu", "max_in_flight": 1})
     paths = SessionPaths.under(tmp_path / "sessions", "crash")
-    reporter = Recorder()
+    reporter = AlertRecorder()
 
     def factory(calibration: Any) -> Any:
         return _KillFirst(
@@ -276,7 +277,10 @@ def test_an_actor_killed_mid_exposure_is_replaced_and_the_exposure_done_once(
     options = LiveOptions(directory=watch, until_idle_s=2.0, publish=False, query=False)
     with LiveSession(settings, paths, options, reporter=reporter, pool_factory=factory) as s:
         s.run()
-    assert [title for title, _ in reporter.problems] == ["Worker crashed"]
+    assert not reporter.problems
+    failures = [alert for alert in reporter.alerts if alert.code.startswith("ray_")]
+    assert [alert.code for alert in failures] == ["ray_actor_died"]  # one alert, with advice
+    assert "Worker crashed" in failures[0].message and failures[0].advice
     with _db(paths) as db:
         rows = db.execute("SELECT exposure_id, attempts, state FROM exposures").fetchall()
         assert db.execute("SELECT count(*) FROM results").fetchone() == (3,)
