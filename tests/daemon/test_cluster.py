@@ -14,7 +14,7 @@ import pytest
 
 from causalscope.daemon.live import LiveOptions, LiveSession
 from causalscope.daemon.session import SessionPaths
-from tests.daemon._recorder import Recorder
+from tests.daemon._faults import AlertRecorder
 from tests.daemon.test_live import _copy_movies, _settings
 from tests.daemon.test_live import small as small  # the fixture
 
@@ -78,7 +78,7 @@ def test_exposures_spread_over_nodes_and_a_lost_node_loses_nothing(
     _copy_movies(microscope, watch)
     settings = _settings(microscope, processing={"device": "cpu", "max_in_flight": 2})
     paths = SessionPaths.under(tmp_path / "sessions", "cluster")
-    reporter = Recorder()
+    reporter = AlertRecorder()
     pools: list[_LoseWorkerNode] = []
 
     def factory(calibration: Any) -> Any:
