@@ -73,6 +73,10 @@ class EvaluatorSettings:
     ab_initio_resolution_angstrom: float = 12.0
     #: overrides the ab-initio defaults (``symmetry`` and the final resolution win)
     ab_initio: AbInitioSettings | None = None
+    #: the novelty index's folder (:mod:`actors.novelty`; read at each update, so that
+    #: structures added during the session count); None or absent: no Novelty
+    novelty_index: str | None = None
+    novelty_scale: float = 0.8
 
 
 @dataclass
@@ -108,6 +112,8 @@ class SessionEvaluator:
         self._version = 0
         self._latest: EvaluationUpdate | None = None
         self._geometry: tuple[int, float] | None = None  # the particles' box and pixel size
+        self._index: Any = None  # the novelty index, and the manifest time it was read at
+        self._index_stamp = 0.0
         self._load()
 
     # --- what it holds ------------------------------------------------------------------
@@ -268,6 +274,25 @@ class SessionEvaluator:
             folder=self.state_dir / "classes",
             version=self._version,
             rows=self._rows,
+            novelty=self._class_novelty(model),
+        )
+
+    def _class_novelty(self, model: Class2D) -> list[Any] | None:
+        """Each class average against the novelty index (None without one)."""
+        from causalscope.actors.novelty import NoveltyIndex
+
+        folder = self.settings.novelty_index
+        if folder is None or not NoveltyIndex.exists(folder):
+            return None
+        if self._index is None or NoveltyIndex(folder).stamp() != self._index_stamp:
+            self._index = NoveltyIndex(folder)
+            self._index_stamp = self._index.stamp()
+        return list(
+            self._index.classify(
+                model.averages(),
+                pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+                scale=self.settings.novelty_scale,
+            )
         )
 
     def _maybe_ab_initio(self, class_set: ClassSetUpdate) -> None:

@@ -308,6 +308,14 @@ class ClassRow(_Wire):
     auto_selected: bool
     selected: bool
     label: Literal["select", "reject"] | None
+    #: against the novelty index (null without one, and in files before schema 5)
+    novelty: Number = None
+    nearest: str | None = None
+    nearest_kind: Literal["structure", "junk"] | None = None
+    structure_distance: Number = None
+    junk_distance: Number = None
+    recommendation: Literal["accept", "reject", "look"] | None = None
+    reason: str | None = None
 
 
 class ClassSet(_Wire):

@@ -42,6 +42,12 @@
           good particles kept, each class's FRC against the truth, time per particle (--n
           particles, default 3000; --classes, default 50)
 
+  novelty  2D classes of simulated sessions of a structure in the index and of one not in
+          it (6z6u and 5a1a from ../shared/data/models, else the phantoms), with 30 % junk,
+          against an index of the first and the junk prototypes: Novelty of each session's
+          classes, junk classes flagged as junk; the vector index's build and query time at
+          --index-size (200,000) vectors (--n particles, 600; --classes 12 with --n)
+
   triage  micrograph triage: confusion matrix on --n (20) simulated micrographs per class
           (512 px) and the verdicts on the real micrographs of ../shared/data/picking
 
@@ -73,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "classes",
             "scores",
             "triage",
+            "novelty",
         ],
         help="which benchmark",
     )
@@ -152,6 +159,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "SHARED_DATA/models/5a1a.pdb",
     )
     parser.add_argument("--classes", type=int, default=50, help="classes: 2D classes (50)")
+    parser.add_argument(
+        "--index-size",
+        type=int,
+        default=200_000,
+        help="novelty: vectors in the index whose query time is measured (200,000)",
+    )
     parser.add_argument("--scores-size", type=int, default=768, help="scores: movie size (768 px)")
     parser.add_argument(
         "--pixel-size",
@@ -189,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         "classes": _classes,
         "scores": _scores,
         "triage": _triage,
+        "novelty": _novelty,
     }
     report = benches[args.what](args)
     if args.json:
@@ -341,3 +355,16 @@ def _triage(args: argparse.Namespace) -> dict[str, Any]:
     seed = (args.seeds or [0])[0]
     size = 512 if args.size == 1024 else args.size
     return run_triage_bench(n=args.n or 20, size=size, seed=seed, shared_data=shared)
+
+
+def _novelty(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.novelty import run_novelty_bench
+
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    return run_novelty_bench(
+        shared_data=shared,
+        n=args.n or 600,
+        classes=args.classes if args.classes != 50 else 12,
+        index_size=args.index_size,
+        seed=(args.seeds or [0])[0],
+    )

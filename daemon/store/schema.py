@@ -1,4 +1,4 @@
-"""The schema of a session database (``SESSION.duckdb``), version 4.
+"""The schema of a session database (``SESSION.duckdb``), version 5.
 
 One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writer. Times are
 ``TIMESTAMP`` in UTC (no time zone attached). Columns of type ``JSON`` hold text that DuckDB's
@@ -9,7 +9,8 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 4 added the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
+Version 5 added the 2D classes' Novelty and recommendation (``classes``' last seven
+columns). Version 4 added the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
 and ``reconstructions``' last three columns. Version 3 added the running reconstructions'
 tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``,
@@ -146,7 +147,13 @@ read-only it gets the views as temporary ones.
     the half-set averages; NULL when none); ``junk_score`` (0 good .. 1 junk); ``auto_selected``
     (BOOLEAN: junk score below the threshold); ``selected`` (BOOLEAN: after the operator's
     labels); ``label`` ('select' | 'reject' | NULL); ``image`` (``N@averages_path``, RELION's
-    image name of its average).
+    image name of its average); from schema 5, against the novelty index (NULL without one):
+    ``novelty`` (``1 - exp(-(d / novelty_scale)^2)`` of the distance ``d`` between the
+    average's embedding and the nearest known structure's; 0 known .. 1 new),
+    ``nearest`` (the nearest entry's label, e.g. '6z6u' or 'ice'), ``nearest_kind``
+    ('structure' | 'junk': a class nearest junk is flagged as junk), ``structure_distance``
+    and ``junk_distance`` (to the nearest of each kind; unit embeddings, 0..2);
+    ``recommendation`` ('accept' | 'reject' | 'look') and its ``reason``.
 
 ``class_labels`` (the operator's select and reject of 2D classes, from the dashboard)
     ``id`` (primary key); ``class_index``; ``label`` ('select' | 'reject'); ``labelled_at``;
@@ -191,7 +198,7 @@ from causalscope.daemon.store.tables import Column, Table, decode_map, field
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _patches_x(motion: Any) -> int | None:
@@ -495,6 +502,13 @@ CLASSES_TABLE = Table(
         field("selected", "BOOLEAN NOT NULL"),
         field("label", "VARCHAR CHECK (label IN ('select', 'reject'))"),
         Column("image", "VARCHAR NOT NULL"),
+        field("novelty", "DOUBLE"),
+        field("nearest", "VARCHAR"),
+        field("nearest_kind", "VARCHAR CHECK (nearest_kind IN ('structure', 'junk'))"),
+        field("structure_distance", "DOUBLE"),
+        field("junk_distance", "DOUBLE"),
+        field("recommendation", "VARCHAR CHECK (recommendation IN ('accept', 'reject', 'look'))"),
+        field("reason", "VARCHAR"),
     ),
     primary_key=("version", "class_index"),
 )
