@@ -95,6 +95,10 @@ class MapUpdate:
     initial_model: str = ""
     #: whether that was an ab-initio map (whose hand projections cannot tell)
     ab_initio: bool = False
+    #: against the novelty index (None without one): the Novelty of the map (median over
+    #: 50 views of the distance to the nearest known structure) and the nearest entry's label
+    novelty: float | None = None
+    nearest: str | None = None
 
 
 @dataclass(frozen=True)

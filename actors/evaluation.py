@@ -277,8 +277,8 @@ class SessionEvaluator:
             novelty=self._class_novelty(model),
         )
 
-    def _class_novelty(self, model: Class2D) -> list[Any] | None:
-        """Each class average against the novelty index (None without one)."""
+    def _novelty_index(self) -> Any:
+        """The novelty index, opened again when it changed on disk (None without one)."""
         from causalscope.actors.novelty import NoveltyIndex
 
         folder = self.settings.novelty_index
@@ -287,8 +287,15 @@ class SessionEvaluator:
         if self._index is None or NoveltyIndex(folder).stamp() != self._index_stamp:
             self._index = NoveltyIndex(folder)
             self._index_stamp = self._index.stamp()
+        return self._index
+
+    def _class_novelty(self, model: Class2D) -> list[Any] | None:
+        """Each class average against the novelty index (None without one)."""
+        index = self._novelty_index()
+        if index is None:
+            return None
         return list(
-            self._index.classify(
+            index.classify(
                 model.averages(),
                 pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
                 scale=self.settings.novelty_scale,
@@ -360,6 +367,7 @@ class SessionEvaluator:
             np.concatenate(self._rotations), symmetry=symmetry_matrices(self.settings.symmetry)
         )
         self._history.append((refinement.particle_count, refinement.resolution_angstrom))
+        novelty = self._map_novelty(refinement)
         return MapUpdate(
             particles=refinement.particle_count,
             symmetry=self.settings.symmetry,
@@ -380,6 +388,21 @@ class SessionEvaluator:
             symmetry_correlations=self._reference_symmetry(refinement),
             initial_model=self.settings.reference or self._initial_model or "",
             ab_initio=self.settings.reference is None,
+            novelty=None if novelty is None else novelty.novelty,
+            nearest=None if novelty is None else novelty.nearest,
+        )
+
+    def _map_novelty(self, refinement: RunningRefinement) -> Any:
+        """The map against the novelty index (None without one, or before its first
+        structure)."""
+        index = self._novelty_index()
+        if index is None or not index.entries("structure"):
+            return None
+        half_a, half_b = refinement.half_maps()
+        return index.map_novelty(
+            ((half_a + half_b) / 2).numpy(),
+            pixel_size_angstrom=refinement.pixel_size_angstrom,
+            scale=self.settings.novelty_scale,
         )
 
     def _reference_symmetry(self, refinement: RunningRefinement) -> tuple[float, ...]:

@@ -252,3 +252,32 @@ class NoveltyIndex:
             )
             for (s, sd), (j, jd) in zip(structures, junk, strict=True)
         ]
+
+    def map_novelty(
+        self, volume: np.ndarray, *, pixel_size_angstrom: float, scale: float, views: int = 50
+    ) -> ClassNovelty:
+        """A map against the index: its projections over ``views`` directions, each asked
+        for its nearest structure and junk; the median distances and the most common labels."""
+        images = map_views(volume, views=views)
+        radius = ladder_radius(images.shape[-1], pixel_size_angstrom)
+        vectors = embed_images(
+            images, pixel_size_angstrom=pixel_size_angstrom, mask_radius_angstrom=radius,
+            settings=self.settings,
+        )  # fmt: skip
+        parts: list[tuple[str | None, float | None]] = []
+        for kind in _KINDS:
+            found = [
+                (label, d) for label, d in self.nearest(vectors, radius, kind) if d is not None
+            ]
+            if not found:
+                parts.append((None, None))
+                continue
+            names = [label for label, _ in found]
+            parts.append(
+                (max(set(names), key=names.count), float(np.median([d for _, d in found])))
+            )
+        (structure, sd), (junk, jd) = parts
+        return ClassNovelty(
+            structure=structure, structure_distance=sd, junk=junk, junk_distance=jd,
+            novelty=novelty_from_distance(sd, scale=scale),
+        )  # fmt: skip

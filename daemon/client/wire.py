@@ -363,6 +363,8 @@ class MapRow(_Wire):
     symmetry_correlations: list[float] | None = None
     initial_model: str | None = None
     ab_initio: bool | None = None
+    novelty: Number = None
+    nearest: str | None = None
 
 
 class Forecast(_Wire):

@@ -10,9 +10,11 @@ store a new field of a record: declare its column (at the table's end) with the 
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
 Version 5 added the 2D classes' Novelty and recommendation (``classes``' last seven
-columns). Version 4 added the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
+columns) and the map's (``reconstructions``' ``novelty`` and ``nearest``). Version 4 added
+the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
-and ``reconstructions``' last three columns. Version 3 added the running reconstructions'
+and ``reconstructions``' ``symmetry_correlations``, ``initial_model`` and ``ab_initio``.
+Version 3 added the running reconstructions'
 tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``,
 ``forecasts``) and their view (``evaluation_updates``); an older file gets them when a store
 opens it. Version 2 added the views of :mod:`causalscope.daemon.client.views`
@@ -170,7 +172,10 @@ read-only it gets the views as temporary ones.
     ``symmetry_correlations`` (JSON list: the reference's correlation with itself under each
     operator of ``symmetry``, empty for C1; schema 4); ``initial_model`` (the map refinement
     started from: the reference, or the session's ab-initio map) and ``ab_initio`` (BOOLEAN:
-    it was ab initio, so its hand is undetermined; schema 4).
+    it was ab initio, so its hand is undetermined; schema 4); ``novelty`` (the map against
+    the novelty index: the median over 50 of its views of the distance to the nearest known
+    structure, as Novelty; NULL without an index; schema 5) and ``nearest`` (the structure
+    most views are nearest).
 
 ``forecasts`` (resolution against particles at an update with a map)
     ``version`` (primary key); ``particles``; ``bfactor_angstrom2`` and
@@ -545,6 +550,8 @@ RECONSTRUCTIONS_TABLE = Table(
         field("symmetry_correlations", "JSON", json=True),
         field("initial_model", "VARCHAR"),
         field("ab_initio", "BOOLEAN"),
+        field("novelty", "DOUBLE"),
+        field("nearest", "VARCHAR"),
     ),
 )
 # Read from a ForecastUpdate.

@@ -105,3 +105,33 @@ def test_bad_entries_are_refused(tmp_path: Path) -> None:
         ].nearest_kind
         is None
     )
+
+
+def test_a_map_is_scored_against_the_index(index_folder: Path) -> None:
+    index = NoveltyIndex(index_folder)
+    # the running map: at its own sampling (3 A/px), not the index's
+    known = specimen_map(phantom_specimen(), box_px=64, pixel_size_angstrom=3.0).numpy()
+    new = specimen_map(elongated_phantom_specimen(), box_px=64, pixel_size_angstrom=3.0).numpy()
+    found = index.map_novelty(known, pixel_size_angstrom=3.0, scale=0.8)
+    assert found.nearest == "phantom" and found.novelty < 0.3
+    other = index.map_novelty(new, pixel_size_angstrom=3.0, scale=0.8)
+    assert other.structure == "phantom" and other.novelty > 0.8
+
+
+def test_the_maps_novelty_enters_its_score() -> None:
+    import dataclasses
+
+    from causalscope.actors.scoring import SessionScorer
+    from causalscope.config import default_settings
+    from tests.daemon.test_evaluation import _update
+
+    update = _update(2)
+    assert update.map is not None
+    scorer = SessionScorer(default_settings().processing.scoring)
+    plain = scorer.score_reconstruction(update)
+    assert plain is not None and plain.components.novelty is None
+    novel = dataclasses.replace(update, map=dataclasses.replace(update.map, novelty=0.9))
+    scored = scorer.score_reconstruction(novel)
+    assert scored is not None and scored.components.novelty == 0.9
+    assert scored.score is not None and plain.score is not None
+    assert "novelty" in scored.score.terms and "novelty" not in plain.score.terms
