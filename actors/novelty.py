@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from causalscope.models.errors import InputError
 from causalscope.models.novelty import (
     MASK_RADII_ANGSTROM,
     ClassNovelty,
@@ -124,13 +125,17 @@ class NoveltyIndex:
         self.labels: list[dict[str, Any]] = []
         self.settings = settings or EmbeddingSettings()
         if manifest.is_file():
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-            if data.get("format") != _FORMAT:
-                raise ValueError(
-                    f"{manifest}: index format {data.get('format')}, expected {_FORMAT}"
-                )
-            self.settings = EmbeddingSettings(**data["embedding"])
-            self.labels = list(data["labels"])
+            try:
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+                found = data.get("format")
+                if found != _FORMAT:
+                    raise ValueError(f"index format {found}, this causalscope reads {_FORMAT}")
+                self.settings = EmbeddingSettings(**data["embedding"])
+                self.labels = list(data["labels"])
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                raise InputError(
+                    "Unreadable novelty index", f"{manifest}: {error}", path=manifest
+                ) from error
         self._hnsw: dict[tuple[str, float], Any] = {}
         self._keys: dict[tuple[str, float], np.ndarray] = {}
 

@@ -135,3 +135,14 @@ def test_the_maps_novelty_enters_its_score() -> None:
     assert scored is not None and scored.components.novelty == 0.9
     assert scored.score is not None and plain.score is not None
     assert "novelty" in scored.score.terms and "novelty" not in plain.score.terms
+
+
+def test_an_unreadable_index_is_named(tmp_path: Path) -> None:
+    from causalscope.models.errors import InputError
+
+    (tmp_path / "index.json").write_text('{"format": 99}')
+    with pytest.raises(InputError, match="index format 99"):
+        NoveltyIndex(tmp_path)
+    (tmp_path / "index.json").write_text("not json")
+    with pytest.raises(InputError, match="index.json"):
+        NoveltyIndex(tmp_path)
