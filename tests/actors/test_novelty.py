@@ -144,5 +144,5 @@ def test_an_unreadable_index_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="index format 99"):
         NoveltyIndex(tmp_path)
     (tmp_path / "index.json").write_text("not json")
-    with pytest.raises(InputError, match="index.json"):
+    with pytest.raises(InputError, match=r"index\.json"):
         NoveltyIndex(tmp_path)
