@@ -57,7 +57,7 @@ def _new_hnsw(dimension: int) -> Any:
         dtype="f16",
         connectivity=8,
         expansion_add=32,
-        expansion_search=64,
+        expansion_search=256,
     )
 
 
