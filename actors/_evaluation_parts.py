@@ -17,6 +17,7 @@ from causalscope.actors._evaluation_results import (
     finite_or_none,
 )
 from causalscope.models.classification import Assignment, Class2D
+from causalscope.models.novelty import ClassNovelty
 
 __all__ = ["class_set", "columns", "forecast", "overlay", "star_rows"]
 
@@ -71,9 +72,11 @@ def class_set(
     folder: Path,
     version: int,
     rows: list[Any],
+    novelty: list[ClassNovelty] | None = None,
 ) -> ClassSetUpdate:
     """Metrics, selection and files (in ``folder``, named for update ``version``) of the
-    classes; ``assigned``: every particle's class; ``rows``: their STAR rows in order."""
+    classes; ``assigned``: every particle's class; ``rows``: their STAR rows in order;
+    ``novelty``: each class against the novelty index (None without one)."""
     import pandas as pd
     import starfile
 
@@ -109,16 +112,7 @@ def class_set(
     starfile.write({"particles": table[chosen]}, partial, overwrite=True)
     partial.replace(selected)
     classes = tuple(
-        ClassRow(
-            class_index=m.class_index,
-            particles=m.n_particles,
-            effective_sample_size=m.effective_sample_size,
-            resolution_angstrom=finite_or_none(m.resolution_angstrom),
-            junk_score=m.junk_score,
-            auto_selected=bool(automatic[m.class_index]),
-            selected=bool(keep[m.class_index]),
-            label=labels.get(m.class_index),
-        )
+        _class_row(m, bool(automatic[m.class_index]), bool(keep[m.class_index]), labels, novelty)
         for m in metrics
     )
     return ClassSetUpdate(
@@ -131,6 +125,40 @@ def class_set(
         model_star_path=files["model_star"],
         selected_star_path=str(selected),
         classes=classes,
+    )
+
+
+def _class_row(
+    m: Any, automatic: bool, keep: bool, labels: dict[int, str], novelty: list[ClassNovelty] | None
+) -> ClassRow:
+    """One class's row with its Novelty and the recommendation."""
+    from causalscope.models.novelty import recommend_class
+
+    found = novelty[m.class_index] if novelty and m.class_index < len(novelty) else None
+    label = labels.get(m.class_index)
+    recommendation, reason = recommend_class(
+        particles=m.n_particles,
+        junk_score=m.junk_score,
+        auto_selected=automatic,
+        label=label,
+        novelty=found,
+    )
+    return ClassRow(
+        class_index=m.class_index,
+        particles=m.n_particles,
+        effective_sample_size=m.effective_sample_size,
+        resolution_angstrom=finite_or_none(m.resolution_angstrom),
+        junk_score=m.junk_score,
+        auto_selected=automatic,
+        selected=keep,
+        label=label,
+        novelty=None if found is None or found.nearest_kind is None else found.novelty,
+        nearest=None if found is None else found.nearest,
+        nearest_kind=None if found is None else found.nearest_kind,
+        structure_distance=None if found is None else found.structure_distance,
+        junk_distance=None if found is None else found.junk_distance,
+        recommendation=recommendation,
+        reason=reason,
     )
 
 

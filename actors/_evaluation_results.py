@@ -43,6 +43,16 @@ class ClassRow:
     auto_selected: bool
     selected: bool
     label: str | None
+    #: against the novelty index (None without one): 1 - exp(-(d / scale)^2) of the distance
+    #: to the nearest known structure, the nearest entry's label and kind, both distances
+    novelty: float | None = None
+    nearest: str | None = None
+    nearest_kind: str | None = None
+    structure_distance: float | None = None
+    junk_distance: float | None = None
+    #: 'accept', 'reject' or 'look', and why (:func:`models.novelty.recommend_class`)
+    recommendation: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,10 @@ class MapUpdate:
     initial_model: str = ""
     #: whether that was an ab-initio map (whose hand projections cannot tell)
     ab_initio: bool = False
+    #: against the novelty index (None without one): the Novelty of the map (median over
+    #: 50 views of the distance to the nearest known structure) and the nearest entry's label
+    novelty: float | None = None
+    nearest: str | None = None
 
 
 @dataclass(frozen=True)

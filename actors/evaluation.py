@@ -73,6 +73,10 @@ class EvaluatorSettings:
     ab_initio_resolution_angstrom: float = 12.0
     #: overrides the ab-initio defaults (``symmetry`` and the final resolution win)
     ab_initio: AbInitioSettings | None = None
+    #: the novelty index's folder (:mod:`actors.novelty`; read at each update, so that
+    #: structures added during the session count); None or absent: no Novelty
+    novelty_index: str | None = None
+    novelty_scale: float = 0.8
 
 
 @dataclass
@@ -108,6 +112,8 @@ class SessionEvaluator:
         self._version = 0
         self._latest: EvaluationUpdate | None = None
         self._geometry: tuple[int, float] | None = None  # the particles' box and pixel size
+        self._index: Any = None  # the novelty index, and the manifest time it was read at
+        self._index_stamp = 0.0
         self._load()
 
     # --- what it holds ------------------------------------------------------------------
@@ -268,6 +274,32 @@ class SessionEvaluator:
             folder=self.state_dir / "classes",
             version=self._version,
             rows=self._rows,
+            novelty=self._class_novelty(model),
+        )
+
+    def _novelty_index(self) -> Any:
+        """The novelty index, opened again when it changed on disk (None without one)."""
+        from causalscope.actors.novelty import NoveltyIndex
+
+        folder = self.settings.novelty_index
+        if folder is None or not NoveltyIndex.exists(folder):
+            return None
+        if self._index is None or NoveltyIndex(folder).stamp() != self._index_stamp:
+            self._index = NoveltyIndex(folder)
+            self._index_stamp = self._index.stamp()
+        return self._index
+
+    def _class_novelty(self, model: Class2D) -> list[Any] | None:
+        """Each class average against the novelty index (None without one)."""
+        index = self._novelty_index()
+        if index is None:
+            return None
+        return list(
+            index.classify(
+                model.averages(),
+                pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+                scale=self.settings.novelty_scale,
+            )
         )
 
     def _maybe_ab_initio(self, class_set: ClassSetUpdate) -> None:
@@ -335,6 +367,7 @@ class SessionEvaluator:
             np.concatenate(self._rotations), symmetry=symmetry_matrices(self.settings.symmetry)
         )
         self._history.append((refinement.particle_count, refinement.resolution_angstrom))
+        novelty = self._map_novelty(refinement)
         return MapUpdate(
             particles=refinement.particle_count,
             symmetry=self.settings.symmetry,
@@ -355,6 +388,21 @@ class SessionEvaluator:
             symmetry_correlations=self._reference_symmetry(refinement),
             initial_model=self.settings.reference or self._initial_model or "",
             ab_initio=self.settings.reference is None,
+            novelty=None if novelty is None else novelty.novelty,
+            nearest=None if novelty is None else novelty.nearest,
+        )
+
+    def _map_novelty(self, refinement: RunningRefinement) -> Any:
+        """The map against the novelty index (None without one, or before its first
+        structure)."""
+        index = self._novelty_index()
+        if index is None or not index.entries("structure"):
+            return None
+        half_a, half_b = refinement.half_maps()
+        return index.map_novelty(
+            ((half_a + half_b) / 2).numpy(),
+            pixel_size_angstrom=refinement.pixel_size_angstrom,
+            scale=self.settings.novelty_scale,
         )
 
     def _reference_symmetry(self, refinement: RunningRefinement) -> tuple[float, ...]:

@@ -234,8 +234,11 @@ class SessionScorer:
         if forecast is not None and forecast.particles_needed is not None:
             have = float(map_update.particles)
             impact = have / max(have, float(forecast.particles_needed))
-        # a map's obligations and forecast: the exposure terms (Meta, DeltaRepro) do not apply
-        components = ScoreComponents(logic=logic_score(obligations), impact=impact)
+        # a map's obligations, forecast and Novelty against the index of known structures:
+        # the exposure terms (Meta, DeltaRepro) do not apply
+        components = ScoreComponents(
+            logic=logic_score(obligations), impact=impact, novelty=map_update.novelty
+        )
         return ScoredSubject(
             kind="reconstruction",
             subject=str(update.version),

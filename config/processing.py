@@ -394,6 +394,21 @@ class ReconstructionSettings(Section):
         ),
     )
 
+    novelty_index: OptionalPath = Field(
+        None,
+        description=(
+            "The folder of the novelty index of known structures and junk (`causalscope index "
+            "build`); '' = ~/.local/share/causalscope/novelty-index. Without an index the 2D "
+            "classes get no Novelty and the classifier's junk score alone recommends."
+        ),
+    )
+    novelty_scale: float = Field(
+        0.8,
+        gt=0,
+        le=2,
+        description="Novelty = 1 - exp(-(d / scale)^2) of the distance d to the nearest structure.",
+    )
+
     @field_validator("reference")
     @classmethod
     def _reference_is_a_map(cls, value: Path | None) -> Path | None:

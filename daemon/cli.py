@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("process", "process"),
     ("ctf", "ctf"),
     ("score", "score"),
+    ("index", "index"),
     ("bench", "bench"),
     ("train-denoiser", "train_denoiser"),
     ("pick", "pick"),

@@ -542,6 +542,7 @@ class LiveSession:
 def _evaluation_tracker(settings: Settings, paths: SessionPaths) -> EvaluationTracker | None:
     """The running reconstructions' tracker, when they are on and particles are extracted."""
     from causalscope.actors.evaluation import EvaluatorSettings
+    from causalscope.daemon.novelty import default_index_folder
 
     picking = settings.processing.picking
     wanted = settings.processing.reconstruction
@@ -556,6 +557,8 @@ def _evaluation_tracker(settings: Settings, paths: SessionPaths) -> EvaluationTr
         box_px=wanted.box_px,
         target_resolution_angstrom=wanted.target_resolution_angstrom,
         ab_initio_min_particles=wanted.ab_initio_min_particles,
+        novelty_index=str(default_index_folder(wanted.novelty_index)),
+        novelty_scale=wanted.novelty_scale,
     )
     return EvaluationTracker(
         evaluator, paths.root / "reconstruction", update_every=wanted.update_every

@@ -375,4 +375,28 @@ def class_info_text(state: ReconstructionState, row: Row | None, width: int = 1_
             text.append(" by you" + (" (next update)" if state.pending(row) else ""))
         if text.cell_len <= width:
             break
+    return _with_recommendation(text, row, width)
+
+
+_RECOMMENDATION_STYLE = {"accept": "bold green", "look": "bold yellow", "reject": "bold red"}
+
+
+def _with_recommendation(text: Text, row: Row, width: int) -> Text:
+    """The daemon's recommendation for the class (``· look: its reason``), with the Novelty
+    where there is room; the reason is cut to the width."""
+    recommendation = row.get("recommendation")
+    if recommendation not in _RECOMMENDATION_STYLE:
+        return text
+    novelty = _number(row, "novelty")
+    head = Text(" · ")
+    head.append(str(recommendation), style=_RECOMMENDATION_STYLE[str(recommendation)])
+    if novelty is not None:
+        head.append(f" (novelty {novelty:.2f})", style="dim")
+    if text.cell_len + head.cell_len > width:
+        return text
+    text.append_text(head)
+    reason = str(row.get("reason") or "")
+    room = width - text.cell_len - 2
+    if reason and room >= 12:
+        text.append(": " + (reason if len(reason) <= room else reason[: room - 1] + "…"))
     return text

@@ -310,6 +310,14 @@ class ClassRow(_Wire):
     auto_selected: bool
     selected: bool
     label: Literal["select", "reject"] | None
+    #: against the novelty index (null without one, and in files before schema 5)
+    novelty: Number = None
+    nearest: str | None = None
+    nearest_kind: Literal["structure", "junk"] | None = None
+    structure_distance: Number = None
+    junk_distance: Number = None
+    recommendation: Literal["accept", "reject", "look"] | None = None
+    reason: str | None = None
 
 
 class ClassSet(_Wire):
@@ -357,6 +365,8 @@ class MapRow(_Wire):
     symmetry_correlations: list[float] | None = None
     initial_model: str | None = None
     ab_initio: bool | None = None
+    novelty: Number = None
+    nearest: str | None = None
 
 
 class Forecast(_Wire):

@@ -49,6 +49,11 @@
   serve   the HTTP API: --clients (10) polling a session for --seconds (10) while it commits 2
           exposures/s: response median/p99/max, errors, the commit time without and with the
           load, the event stream's delay (e.g. --clients 50 --seconds 60)
+  novelty  2D classes of simulated sessions of a structure in the index and of one not in
+          it (6z6u and 5a1a from ../shared/data/models, else the phantoms), with 30 % junk,
+          against an index of the first and the junk prototypes: Novelty of each session's
+          classes, junk classes flagged as junk; the vector index's build and query time at
+          --index-size (200,000) vectors (--n particles, 600; --classes 12 with --n)
 
   triage  micrograph triage: confusion matrix on --n (20) simulated micrographs per class
           (512 px) and the verdicts on the real micrographs of ../shared/data/picking
@@ -83,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "triage",
             "report",
             "serve",
+            "novelty",
         ],
         help="which benchmark",
     )
@@ -184,6 +190,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "SHARED_DATA/models/5a1a.pdb",
     )
     parser.add_argument("--classes", type=int, default=50, help="classes: 2D classes (50)")
+    parser.add_argument(
+        "--index-size",
+        type=int,
+        default=200_000,
+        help="novelty: vectors in the index whose query time is measured (200,000)",
+    )
     parser.add_argument("--scores-size", type=int, default=768, help="scores: movie size (768 px)")
     parser.add_argument(
         "--pixel-size",
@@ -224,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         "triage": _triage,
         "report": _report,
         "serve": _serve,
+        "novelty": _novelty,
     }
     report = benches[args.what](args)
     if args.json:
@@ -409,3 +422,16 @@ def _triage(args: argparse.Namespace) -> dict[str, Any]:
     seed = (args.seeds or [0])[0]
     size = 512 if args.size == 1024 else args.size
     return run_triage_bench(n=args.n or 20, size=size, seed=seed, shared_data=shared)
+
+
+def _novelty(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.novelty import run_novelty_bench
+
+    shared = args.shared_data if args.shared_data.is_dir() else None
+    return run_novelty_bench(
+        shared_data=shared,
+        n=args.n or 600,
+        classes=args.classes if args.classes != 50 else 12,
+        index_size=args.index_size,
+        seed=(args.seeds or [0])[0],
+    )

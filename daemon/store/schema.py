@@ -9,10 +9,13 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 5 added ``picking``'s ``excluded_fractions`` and ``picks_excluded``.
-Version 4 added the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
+Version 5 added ``picking``'s ``excluded_fractions`` and ``picks_excluded``, the 2D classes'
+Novelty and recommendation (``classes``' last seven columns) and the map's
+(``reconstructions``' ``novelty`` and ``nearest``). Version 4 added
+the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
-and ``reconstructions``' last three columns. Version 3 added the running reconstructions'
+and ``reconstructions``' ``symmetry_correlations``, ``initial_model`` and ``ab_initio``.
+Version 3 added the running reconstructions'
 tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``,
 ``forecasts``) and their view (``evaluation_updates``); an older file gets them when a store
 opens it. Version 2 added the views of :mod:`causalscope.daemon.client.views`
@@ -150,7 +153,13 @@ read-only it gets the views as temporary ones.
     the half-set averages; NULL when none); ``junk_score`` (0 good .. 1 junk); ``auto_selected``
     (BOOLEAN: junk score below the threshold); ``selected`` (BOOLEAN: after the operator's
     labels); ``label`` ('select' | 'reject' | NULL); ``image`` (``N@averages_path``, RELION's
-    image name of its average).
+    image name of its average); from schema 5, against the novelty index (NULL without one):
+    ``novelty`` (``1 - exp(-(d / novelty_scale)^2)`` of the distance ``d`` between the
+    average's embedding and the nearest known structure's; 0 known .. 1 new),
+    ``nearest`` (the nearest entry's label, e.g. '6z6u' or 'ice'), ``nearest_kind``
+    ('structure' | 'junk': a class nearest junk is flagged as junk), ``structure_distance``
+    and ``junk_distance`` (to the nearest of each kind; unit embeddings, 0..2);
+    ``recommendation`` ('accept' | 'reject' | 'look') and its ``reason``.
 
 ``class_labels`` (the operator's select and reject of 2D classes, from the dashboard)
     ``id`` (primary key); ``class_index``; ``label`` ('select' | 'reject'); ``labelled_at``;
@@ -167,7 +176,10 @@ read-only it gets the views as temporary ones.
     ``symmetry_correlations`` (JSON list: the reference's correlation with itself under each
     operator of ``symmetry``, empty for C1; schema 4); ``initial_model`` (the map refinement
     started from: the reference, or the session's ab-initio map) and ``ab_initio`` (BOOLEAN:
-    it was ab initio, so its hand is undetermined; schema 4).
+    it was ab initio, so its hand is undetermined; schema 4); ``novelty`` (the map against
+    the novelty index: the median over 50 of its views of the distance to the nearest known
+    structure, as Novelty; NULL without an index; schema 5) and ``nearest`` (the structure
+    most views are nearest).
 
 ``forecasts`` (resolution against particles at an update with a map)
     ``version`` (primary key); ``particles``; ``bfactor_angstrom2`` and
@@ -501,6 +513,13 @@ CLASSES_TABLE = Table(
         field("selected", "BOOLEAN NOT NULL"),
         field("label", "VARCHAR CHECK (label IN ('select', 'reject'))"),
         Column("image", "VARCHAR NOT NULL"),
+        field("novelty", "DOUBLE"),
+        field("nearest", "VARCHAR"),
+        field("nearest_kind", "VARCHAR CHECK (nearest_kind IN ('structure', 'junk'))"),
+        field("structure_distance", "DOUBLE"),
+        field("junk_distance", "DOUBLE"),
+        field("recommendation", "VARCHAR CHECK (recommendation IN ('accept', 'reject', 'look'))"),
+        field("reason", "VARCHAR"),
     ),
     primary_key=("version", "class_index"),
 )
@@ -537,6 +556,8 @@ RECONSTRUCTIONS_TABLE = Table(
         field("symmetry_correlations", "JSON", json=True),
         field("initial_model", "VARCHAR"),
         field("ab_initio", "BOOLEAN"),
+        field("novelty", "DOUBLE"),
+        field("nearest", "VARCHAR"),
     ),
 )
 # Read from a ForecastUpdate.

@@ -111,6 +111,17 @@ LEFT JOIN reconstructions r USING (version)
 LEFT JOIN forecasts f USING (version)
 ORDER BY e.version DESC LIMIT 1
 """
+#: whether the classes carry their recommendation (files before schema 5 do not)
+_HAS_CURATION_SQL = (
+    "SELECT count(*) FROM information_schema.columns "
+    "WHERE table_name = 'classes' AND column_name = 'recommendation'"
+)
+#: the latest class set's classes with their recommendation, Novelty and nearest entry
+_CURATION_SQL = """
+SELECT class_index, particles, recommendation, reason, novelty, nearest, nearest_kind
+FROM classes WHERE version = (SELECT max(version) FROM class_sets)
+ORDER BY class_index
+"""
 _QUARANTINE_SQL = "SELECT code, count(*) AS n FROM quarantine GROUP BY code ORDER BY n DESC, code"
 
 
@@ -179,7 +190,9 @@ class SessionSummary:
         converged, regime changes declared, and the causes ranked by mean resolution cost.
     reconstruction
         The running reconstructions' latest update (version, particles, classes and those
-        selected, the map's resolution and coverage, the forecast), or None before one.
+        selected, the map's resolution and coverage, the forecast, and ``classes``: each
+        class of the latest class set with its ``recommendation``, ``reason``, ``novelty``,
+        ``nearest`` entry and ``nearest_kind``), or None before one.
     scores
         The exposures' scores: ``scored``, HyperScore ``p10``, ``median`` and ``p90``, mean
         ``logic``, ``failed`` obligations ``{name: count}``, ``recommended`` ``{accept, look,
@@ -298,6 +311,7 @@ class SessionSummary:
                 f"  2D classes  {r['selected_classes']} of {r['n_classes']} selected, "
                 f"{r['selected_particles']} particles; gallery {r['gallery_path']}"
             )
+        lines.extend(_describe_curation(r.get("classes") or []))
         if r["map_path"] is not None:
             gold = r["resolution_angstrom"]
             text = "not reached" if gold is None else f"{gold:.1f} A"
@@ -343,6 +357,22 @@ class SessionSummary:
         return lines
 
 
+def _describe_curation(classes: list[dict[str, Any]]) -> list[str]:
+    """The classes' recommendations: the counts, then each class not accepted, with why."""
+    rated = [c for c in classes if c.get("recommendation") is not None]
+    if not rated:
+        return []
+    counts = {k: sum(c["recommendation"] == k for c in rated) for k in ("accept", "look", "reject")}
+    lines = ["  curation    " + "   ".join(f"{k} {n}" for k, n in counts.items())]
+    for c in rated:
+        if c["recommendation"] != "accept" and c["particles"]:
+            lines.append(
+                f"    class {c['class_index'] + 1:>3} {c['recommendation']:<6} "
+                f"({c['particles']} particles): {c['reason']}"
+            )
+    return lines
+
+
 def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
     """Summarize the session in ``source``: an open connection, or a :class:`SessionReader`."""
 
@@ -371,6 +401,9 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
         columns, latest = select_rows(source, _RECONSTRUCTION_SQL)
         if latest:
             reconstruction = dict(zip(columns, latest[0], strict=True))
+            if rows(_HAS_CURATION_SQL)[0][0]:
+                columns, found = _select(source, _CURATION_SQL)
+                reconstruction["classes"] = [dict(zip(columns, r, strict=True)) for r in found]
     return SessionSummary(
         scores=_scores(rows),
         session=str(names[0][0]) if names else "",

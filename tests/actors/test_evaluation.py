@@ -4,6 +4,7 @@ of every particle taken, a map with its FSC, and the files they name."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -220,4 +221,52 @@ def _resampled(volume: np.ndarray, pixel_size_angstrom: float) -> torch.Tensor:
         from_pixel_angstrom=APIX,
         to_pixel_angstrom=pixel_size_angstrom,
         box_px=round(BOX * APIX / pixel_size_angstrom / 2) * 2,
+    )
+
+
+def test_classes_get_their_novelty_and_recommendation_from_the_index(tmp_path: Path) -> None:
+    from causalscope.actors.novelty import NoveltyIndex, junk_entries, map_entries
+
+    exposures, truth = _session(tmp_path)
+    index = NoveltyIndex(tmp_path / "index")
+    for label, vectors in junk_entries(4).items():
+        index.add(label, "junk", vectors)
+    index.add("blobs", "structure", map_entries(truth, pixel_size_angstrom=APIX, views=40))
+    settings = EvaluatorSettings(
+        particle_diameter_angstrom=40.0,
+        classes=3,
+        ab_initio_min_particles=10**6,
+        novelty_index=str(tmp_path / "index"),
+    )
+    evaluator = SessionEvaluator(tmp_path / "state", settings)
+    for exposure in exposures:
+        evaluator.consume(*exposure)
+    update = evaluator.update()
+    assert update is not None and update.class_set is not None and update.map is None
+    rows = [c for c in update.class_set.classes if c.particles]
+    assert rows and all(c.recommendation in ("accept", "look", "reject") and c.reason for c in rows)
+    # each class's row holds what the index says of its average (at the classes' sampling)
+    model = evaluator._classifier
+    assert model is not None
+    direct = NoveltyIndex(tmp_path / "index").classify(
+        model.averages(), pixel_size_angstrom=float(model.grid.pixel_size_angstrom), scale=0.8
+    )
+    for c in rows:
+        assert (c.nearest, c.nearest_kind) == (
+            direct[c.class_index].nearest,
+            direct[c.class_index].nearest_kind,
+        )
+        assert c.novelty == pytest.approx(direct[c.class_index].novelty)
+        assert c.structure_distance is not None and c.junk_distance is not None
+    without = SessionEvaluator(
+        tmp_path / "state2", dataclasses.replace(settings, novelty_index=None)
+    )
+    for exposure in exposures:
+        without.consume(*exposure)
+    plain = without.update()
+    assert plain is not None and plain.class_set is not None
+    assert all(
+        c.novelty is None and "no index" in (c.reason or "")
+        for c in plain.class_set.classes
+        if c.particles
     )
