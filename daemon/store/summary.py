@@ -402,7 +402,7 @@ def summarize(source: duckdb.DuckDBPyConnection | Selectable) -> SessionSummary:
         if latest:
             reconstruction = dict(zip(columns, latest[0], strict=True))
             if rows(_HAS_CURATION_SQL)[0][0]:
-                columns, found = _select(source, _CURATION_SQL)
+                columns, found = select_rows(source, _CURATION_SQL)
                 reconstruction["classes"] = [dict(zip(columns, r, strict=True)) for r in found]
     return SessionSummary(
         scores=_scores(rows),
