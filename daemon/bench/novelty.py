@@ -176,7 +176,7 @@ def _speed(index_size: int, seed: int, threads: int) -> dict[str, Any]:
         exact_d.append(float(d.min()))
     searches = []
     for ef in (64, 256):  # the search's breadth (the live index uses 256)
-        hnsw.expansion_search = ef
+        hnsw.expansion_search = ef  # type: ignore[misc]  # a setter its stubs hide
         times = []
         found = np.empty(len(queries), dtype=np.int64)
         found_d = np.empty(len(queries))
