@@ -43,11 +43,15 @@ class StoragePause:
     def store_failed(self, error: CausalscopeError) -> None:
         """The store could not write: pause, and say so unless this reason was just said."""
         self._until = time.monotonic() + self._retry_after_s
-        if error.message != self._reason:
-            self._reason = error.message
-            full = "No space left on device" in error.message or "quota" in error.message.lower()
+        full = "No space left on device" in error.message or "quota" in error.message.lower()
+        title = "Session database disk full" if full else error.title
+        # said once per kind of failure: the message names the exposure whose write failed, which
+        # changes from one retry to the next while the disk stays full
+        reason = title if full else error.message
+        if reason != self._reason:
+            self._reason = reason
             self._reporter.problem(
-                "Session database disk full" if full else error.title,
+                title,
                 f"{error.message}. New work is paused and retried every "
                 f"{self._retry_after_s:g} s; nothing is lost (unfinished exposures stay pending "
                 "in the session and resume after a restart).",
