@@ -173,17 +173,18 @@ def test_watched_folder_is_processed_once_and_bad_movies_are_quarantined(
     # ice thickness: one whose ice the rings bound only from above has none), in commit order,
     # and its shares plus the unexplained rest add up to each exposure's loss against the best
     usable = {t["exposure_id"] for t in truth if ice.get(t["exposure_id"]) is not None}
-    assert len(usable) >= 2
+    n_learned = len(usable)
+    assert n_learned >= 2
     assert {row[0] for row in causal_inputs} == usable
     assert all(row[1] > 0 and row[2] > 0 for row in causal_inputs)
     # beam tilt from the EPU metadata's image shift (the first shot in a hole has none)
     assert all(row[3] >= 0 for row in causal_inputs) and any(row[3] > 0 for row in causal_inputs)
     assert [row[0] for row in causal] == [row[0] for row in causal_inputs]
-    assert [row[1] for row in causal] == [1, 2, 3]
+    assert [row[1] for row in causal] == list(range(1, n_learned + 1))
     for _, _, observed, best, predicted, unexplained, share_sum in causal:
         assert share_sum == pytest.approx(predicted, abs=1e-9)
         assert predicted + unexplained == pytest.approx(observed - best, abs=1e-9)
-    assert ranking == (3, 7)  # the history: the ranking as it stood after each update
+    assert ranking == (n_learned, 7)  # the history: the ranking as it stood after each update
     # every bad movie quarantined with a reason that names it; the session went on
     by_id = {row[0]: row for row in quarantine}
     assert set(by_id) == set(expected_bad), quarantine
@@ -212,7 +213,10 @@ def test_watched_folder_is_processed_once_and_bad_movies_are_quarantined(
     with _db(paths) as db:
         assert db.execute("SELECT count(*) FROM results").fetchone() == (4,)
         assert db.execute("SELECT max(attempts) FROM exposures").fetchone() == (1,)
-        assert db.execute("SELECT count(*), max(model_index) FROM causal").fetchone() == (3, 3)
+        assert db.execute("SELECT count(*), max(model_index) FROM causal").fetchone() == (
+            n_learned,
+            n_learned,
+        )
 
 
 def _subscribe(endpoint: str, received: list[dict[str, Any]]) -> threading.Thread:
