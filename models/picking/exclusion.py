@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from causalscope.models.picking._common import check_image, interior
+from causalscope.models.picking.learned.preprocess import gaussian_blur
 
 __all__ = ["EXCLUSION_REASONS", "ExclusionMask", "exclusion_mask"]
 
@@ -86,7 +87,7 @@ def exclusion_mask(
     # work (a 4096^2 sum at 1 A/px is binned 25x)
     factor = max(1, int(sigma_px // 4))
     binned = F.avg_pool2d(work[None, None], factor, ceil_mode=True)[0, 0]
-    local = _gaussian(binned, sigma_px / factor)
+    local = binned if sigma_px / factor < 0.5 else gaussian_blur(binned, sigma_px / factor)
     level = float(torch.quantile(_sample(local), level_quantile))
     relative = local / max(level, 1e-12) - 1.0
     grow = max(0, round(radius_px / factor))
@@ -102,21 +103,6 @@ def exclusion_mask(
         "border": float(border.sum()) / area,
     }
     return ExclusionMask(dense | thin | border, fractions, level)
-
-
-def _gaussian(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """Gaussian blur with reflected edges (separable, truncated at 3 sigma)."""
-    if sigma_px < 0.5:
-        return image
-    half = max(1, int(3 * sigma_px))
-    half = min(half, min(image.shape) - 1)
-    x = torch.arange(-half, half + 1, dtype=image.dtype, device=image.device)
-    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
-    kernel = kernel / kernel.sum()
-    out = F.pad(image[None, None], (half, half, half, half), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
-    out = F.conv2d(out, kernel.view(1, 1, -1, 1))
-    return out[0, 0]
 
 
 def _sample(values: torch.Tensor) -> torch.Tensor:
