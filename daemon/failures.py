@@ -192,6 +192,7 @@ class FailureTracker:
         self.halted = False  # every exposure fails: one at a time after each pause
         self._next_probe = 0.0
         self.unreachable = False  # Ray's control store does not answer
+        self._probed = False  # a probe says whether Ray answers: only it clears `unreachable`
 
     def failed(self, exposure_id: str, attempts: int, failure: Failure) -> Decision:
         """An exposure's worker failed on its ``attempts``-th attempt: what happens to it."""
@@ -225,7 +226,8 @@ class FailureTracker:
         """An exposure finished: failures so far were not systemic; after enough in a row,
         the failures' alerts have cleared and may be raised anew."""
         self._streak.clear()
-        self.unreachable = False  # an exposure came back: Ray answers
+        if not self._probed:  # without a probe, an exposure that came back is the only sign
+            self.unreachable = False  # (a worker already running finishes without the GCS)
         self._clean += 1
         if self._clean >= self._settings.pause_after_failures:
             self._active.clear()
@@ -247,6 +249,7 @@ class FailureTracker:
         now = self._clock()
         if probe is None or now < self._next_probe:
             return
+        self._probed = True
         self._next_probe = now + interval_s
         failure = probe()
         if failure is not None and not self.unreachable:

@@ -265,3 +265,23 @@ def test_a_pool_that_cannot_reach_ray_pauses_with_one_alert_and_loses_nothing(
         _run(scheduler)
         assert store.counts()["done"] == 2
         assert not scheduler.failures.halted and not scheduler.failures.unreachable
+
+
+def test_an_exposure_finishing_while_the_gcs_is_away_does_not_repeat_the_alert() -> None:
+    """A worker already running finishes without the GCS: only the probe says Ray is back."""
+    from causalscope.config.resilience import ResilienceSettings
+    from causalscope.daemon.failures import FailureTracker
+
+    now = [0.0]
+    alerts: list[Alert] = []
+    tracker = FailureTracker(ResilienceSettings(), alert=alerts.append, clock=lambda: now[0])
+    answer: list[Failure | None] = [ray_unreachable("Timed out while waiting for GCS")]
+    for _ in range(4):  # a probe every second, an exposure finishing between them
+        tracker.check_ray(lambda: answer[0], interval_s=1.0)
+        tracker.finished()
+        now[0] += 1.0
+    assert [a.code for a in alerts] == ["ray_unreachable"]
+    answer[0] = None
+    tracker.check_ray(lambda: answer[0], interval_s=1.0)
+    assert [a.code for a in alerts] == ["ray_unreachable", "ray_reachable"]
+    assert not tracker.unreachable
