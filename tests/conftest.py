@@ -37,6 +37,19 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Torch on one thread in the test process: it shares the machine's cores with the Ray
+    workers and the commands the tests start, and two oversubscribed threads there run many
+    times slower than one. Tests that measure threading set their own and put it back."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def _ray_at_exit():
     """Shut down whatever Ray cluster is up when the session ends."""

@@ -170,7 +170,7 @@ def test_missing_reference_is_a_config_error_naming_the_file(tmp_path) -> None:
 def test_reference_of_unknown_kind_is_a_config_error(tmp_path) -> None:
     junk = tmp_path / "reference.txt"
     junk.write_text("not a map\n")
-    with pytest.raises(ConfigError, match=r"reference\.txt.*expected an MRC map or a PDB/mmCIF"):
+    with pytest.raises(ConfigError, match=r"expected an MRC map or a PDB/mmCIF.*reference\.txt"):
         _settings(junk)
 
 

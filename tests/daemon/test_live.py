@@ -432,8 +432,10 @@ def test_operator_actions_reach_the_running_session(
             act("thumbnail", exposure_id="nope")
         status = act("status")["status"]
         assert status["done"] == 1 and status["workers"].startswith("2 CPU actor")
+        deadline = time.monotonic() + 240  # a fine-tuning round waits for a free core
         while session.finetuner.rounds < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert session.finetuner.rounds >= 1, "no fine-tuning round within 240 s"
         assert (paths.root / "denoiser.pt").stat().st_size > 100_000
     finally:
         session.stop_event.set()

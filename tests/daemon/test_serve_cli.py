@@ -133,7 +133,7 @@ def test_the_serve_command_answers_until_interrupted(tmp_path: Path) -> None:
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 answer = requests.get(f"http://127.0.0.1:{port}/sessions", timeout=5)
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting
                 answer = None
             if answer is not None and answer.status_code == 200:  # not Serve's "starting"
                 listed = answer.json()

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import torch
 
 from causalscope.models.motion import MotionCorrection, correct_motion
 from causalscope.models.simulate.detector import DetectorTruth, draw_detector
@@ -32,7 +31,6 @@ class Case:
 
 @pytest.fixture(scope="session")
 def detector_case() -> Case:
-    torch.set_num_threads(2)
     params = ExposureParameters(
         size_px=SIZE,
         n_frames=N_FRAMES,

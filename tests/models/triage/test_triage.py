@@ -7,13 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import ndimage
 
 from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
 from causalscope.models.triage import TRIAGE_CLASSES, triage_features, triage_micrograph
 
-torch.set_num_threads(2)
 PICKING = Path("..") / "shared" / "data" / "picking"
 
 # (class, cause, pixel size A): each simulated with a fixed seed at 256 px; tolerance: every
