@@ -58,6 +58,17 @@
   triage  micrograph triage: confusion matrix on --n (20) simulated micrographs per class
           (512 px) and the verdicts on the real micrographs of ../shared/data/picking
 
+  faults  the chaos run: `causalscope watch` as a subprocess on a folder and a frame stream,
+          on a Ray cluster of its own, while --n (50) small exposures (256 px, 6 frames)
+          arrive: workers killed with SIGKILL (--worker-kills), Ray's memory monitor made to
+          kill (--oom-kills), the session's disk filled and emptied (a tmpfs, where mounting is
+          allowed), garbage and dropped frames on the stream, the daemon killed with kill -9
+          (--daemon-kills, 2) and restarted; every exposure done or quarantined with a reason,
+          exactly once (a table on stderr; --full: 200 exposures of 512 px, more faults)
+  soak    --exposures (600; --full 10,000) tiny exposures (64 px, 2 frames) streamed through a
+          live session: memory and open files of the daemon and each worker, latency and the
+          database's growth at checkpoints, each with its slope per 1,000 exposures
+
 Example:
   causalscope bench motion --json --cases 1024x1024x20 --seeds 0 1 2
 """
@@ -89,6 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "report",
             "serve",
             "novelty",
+            "faults",
+            "soak",
         ],
         help="which benchmark",
     )
@@ -205,6 +218,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "of 2000 A, e.g. --scores-size 1024 --pixel-size 2)",
     )
     parser.add_argument(
+        "--full",
+        action="store_true",
+        help="faults: the full chaos run (200 exposures of 512 px, 6 worker kills, 3 kills by "
+        "Ray's memory monitor, 2 disk fills); soak: 10,000 exposures",
+    )
+    parser.add_argument(
+        "--worker-kills", type=int, default=None, help="faults: workers killed with SIGKILL (3)"
+    )
+    parser.add_argument(
+        "--oom-kills", type=int, default=None, help="faults: kills by Ray's memory monitor (1)"
+    )
+    parser.add_argument(
+        "--daemon-kills", type=int, default=2, help="faults: kill -9 of the daemon (2, at most 4)"
+    )
+    parser.add_argument(
+        "--no-disk-full", action="store_true", help="faults: do not fill the session's disk"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="faults: seconds between arriving exposures (1.0)",
+    )
+    parser.add_argument(
+        "--exposures",
+        type=int,
+        default=None,
+        help="soak: exposures streamed through the live session (default 600; 10,000 with --full)",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=120.0,
+        metavar="M",
+        help="soak: stop after M minutes and report what was reached (120)",
+    )
+    parser.add_argument(
         "--shared-data",
         type=Path,
         default=Path("..") / "shared" / "data",
@@ -237,6 +288,8 @@ def run(args: argparse.Namespace) -> int:
         "report": _report,
         "serve": _serve,
         "novelty": _novelty,
+        "faults": _faults,
+        "soak": _soak,
     }
     report = benches[args.what](args)
     if args.json:
@@ -434,4 +487,41 @@ def _novelty(args: argparse.Namespace) -> dict[str, Any]:
         classes=args.classes if args.classes != 50 else 12,
         index_size=args.index_size,
         seed=(args.seeds or [0])[0],
+    )
+
+
+def _faults(args: argparse.Namespace) -> dict[str, Any]:
+    import sys
+
+    from causalscope.daemon.bench.faults import format_table, run_faults_bench
+    from causalscope.models.errors import InputError
+
+    if not 0 <= args.daemon_kills <= 4:
+        raise InputError("Invalid --daemon-kills", f"0 to 4, got {args.daemon_kills}")
+    full = args.full
+    report = run_faults_bench(
+        n=args.n or (200 if full else 50),
+        size=args.size if args.size != 1024 else (512 if full else 256),
+        frames=args.frames if args.frames != 20 else (10 if full else 6),
+        workers=args.workers or 2,
+        interval_s=args.interval if args.interval is not None else 1.0,
+        worker_kills=args.worker_kills if args.worker_kills is not None else (6 if full else 3),
+        oom_kills=args.oom_kills if args.oom_kills is not None else (3 if full else 1),
+        daemon_kills=args.daemon_kills,
+        disk_full=not args.no_disk_full,
+        disk_fills=2 if full else 1,
+    )
+    print(format_table(report), file=sys.stderr, flush=True)
+    return report
+
+
+def _soak(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.daemon.bench.soak import run_soak_bench
+
+    return run_soak_bench(
+        n=args.exposures or (10_000 if args.full else 600),
+        size=args.size if args.size != 1024 else 64,
+        frames=args.frames if args.frames != 20 else 2,
+        workers=args.workers or 2,
+        timeout_s=60.0 * args.max_minutes,
     )

@@ -73,7 +73,7 @@ class Rejected:
     code
         Stable machine-readable reason: ``garbage_message``, ``unknown_exposure``,
         ``missing_frames``, ``incomplete_exposure``, ``too_many_frames``,
-        ``frame_shape_mismatch``, ``unreadable_file``, ...
+        ``frame_shape_mismatch``, ``unreadable_file``, ``spool_failed``, ...
     reason
         Human-readable: names the file or exposure and the value that was wrong.
     """

@@ -121,6 +121,10 @@ class FrameStreamReceiver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        # assembled exposures whose spooling failed (a full disk): kept, retried every second
+        self._unspooled: list[tuple[str, dict[str, Any], np.ndarray, list[str]]] = []
+        self._spool_error: str | None = None
+        self._next_spool_s = 0.0
 
     # -- owner's side ------------------------------------------------------------------------
 
@@ -197,6 +201,15 @@ class FrameStreamReceiver:
                             break
                         self._handle_safely(parts, self._clock())
                 self._expire(self._clock())
+                if self._unspooled and self._clock() >= self._next_spool_s:
+                    self._spool_pending()
+            for exposure_id, _, _, _ in self._unspooled:
+                self._reject(
+                    exposure_id,
+                    "spool_failed",
+                    f"exposure {exposure_id}: received complete, but the receiver stopped before "
+                    f"it could be spooled ({self._spool_error}); its frames are not kept",
+                )
             for exposure_id, exposure in list(self._open.items()):
                 self._close_rejected(
                     exposure_id,
@@ -405,11 +418,37 @@ class FrameStreamReceiver:
     def _complete(
         self, exposure_id: str, header: dict[str, Any], frames: np.ndarray, problems: list[str]
     ) -> None:
-        """Spool (JSON record, then MRC), then emit."""
-        event = spool_exposure(self._spool, exposure_id, header, frames, problems, self.endpoint)
+        """Spool (JSON record, then MRC), then emit; while the spool cannot be written (a full
+        disk), the exposure waits in memory, in order, and spooling is retried every second."""
         self._remember(exposure_id, "emitted")
-        self._count("exposures")
-        self._put(event)
+        self._unspooled.append((exposure_id, header, frames, problems))
+        self._spool_pending()
+
+    def _spool_pending(self) -> None:
+        while self._unspooled:
+            exposure_id, header, frames, problems = self._unspooled[0]
+            try:
+                event = spool_exposure(
+                    self._spool, exposure_id, header, frames, list(problems), self.endpoint
+                )
+            except InputError as error:
+                if self._spool_error is None:  # said once, until spooling works again
+                    log.warning(
+                        "frame receiver %s: %s; the exposure is kept in memory and spooling is "
+                        "retried every second (%d waiting)",
+                        self._endpoint,
+                        error.message,
+                        len(self._unspooled),
+                    )
+                self._spool_error = error.message
+                self._next_spool_s = self._clock() + 1.0
+                return
+            if self._spool_error is not None:
+                log.warning("frame receiver %s: spooling works again", self._endpoint)
+                self._spool_error = None
+            self._unspooled.pop(0)
+            self._count("exposures")
+            self._put(event)
 
     def _restore(self) -> None:
         """Emit each complete spooled exposure (``<id>.json`` and ``<id>.mrc``) once."""

@@ -6,9 +6,7 @@ message, and resumes by itself once space returns."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import queue
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,8 @@ import numpy as np
 import pytest
 
 from causalscope.config import load_settings
+from causalscope.daemon.bench._live import SmallFilesystemUnavailable, fill
+from causalscope.daemon.bench._live import small_filesystem as mounted
 from causalscope.daemon.live import LiveOptions, LiveSession
 from causalscope.daemon.scheduler import Scheduler
 from causalscope.daemon.session import SessionPaths
@@ -34,35 +34,11 @@ pytestmark = pytest.mark.slow
 @contextlib.contextmanager
 def small_filesystem(where: Path, size_mb: int) -> Iterator[Path]:
     """A tmpfs of ``size_mb`` mounted at ``where`` (skips the test where mounting fails)."""
-    where.mkdir(parents=True, exist_ok=True)
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mount.returncode != 0:
-        pytest.skip(
-            f"cannot mount a {size_mb} MB tmpfs here (needs root or CAP_SYS_ADMIN): "
-            f"{mount.stderr.strip() or mount.returncode}"
-        )
     try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write zeros into ``folder`` until its filesystem is full; returns the filler file."""
-    filler = folder / "filler.bin"
-    block = b"\0" * 65536
-    with open(filler, "wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(block)
-        except OSError as error:
-            assert error.errno == errno.ENOSPC, error
-    return filler
+        with mounted(where, size_mb) as folder:
+            yield folder
+    except SmallFilesystemUnavailable as error:
+        pytest.skip(str(error))
 
 
 def _events(ids: list[str]) -> queue.Queue[SourceEvent]:

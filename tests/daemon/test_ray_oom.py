@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from causalscope.daemon.bench._live import ray_memory
 from tests.daemon._faults import (
     AlertRecorder,
     OnSubmit,
@@ -36,14 +37,6 @@ _MARGIN = 3 * _GB  # Ray's threshold above the memory used when the cluster star
 _OURS = ("ray_", "memory_", "processing_")  # the alerts of staying up (not of the data)
 
 
-def _ray_memory() -> tuple[int, int]:
-    """Used and total memory as Ray's memory monitor counts them (cgroup usage less file
-    cache, Ray's ``memory_monitor_utils.cc``), which differs from ``MemAvailable``."""
-    from ray._private.utils import get_system_memory, get_used_memory
-
-    return int(get_used_memory()), int(get_system_memory())
-
-
 @pytest.fixture
 def monitored() -> Iterator[float]:
     """A one-node Ray cluster whose memory monitor kills past a threshold; yields it."""
@@ -52,7 +45,7 @@ def monitored() -> Iterator[float]:
     shared = ray.is_initialized()  # the suite's shared cluster: given back afterwards
     if shared:
         ray.shutdown()
-    used, total = _ray_memory()
+    used, total = ray_memory()
     threshold = min(0.95, (used + _MARGIN) / total)
     monitor = {
         "RAY_memory_usage_threshold": f"{threshold:.4f}",
@@ -87,7 +80,7 @@ def test_a_worker_killed_by_rays_memory_monitor_slows_processing_and_is_retried(
 
     def take_memory(pool: Any, task: Any, submit: Any) -> None:
         pool.actor_process_ids()  # the actor is up (its start is not what gets killed)
-        used, total = _ray_memory()
+        used, total = ray_memory()
         if used > monitored * total:
             pytest.skip("the machine's memory use rose past the test's threshold by itself")
         need = int(monitored * total) - used + _GB

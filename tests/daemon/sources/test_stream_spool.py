@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from causalscope.config.acquisition import StreamSettings
+from causalscope.daemon.bench._live import SmallFilesystemUnavailable, fill, small_filesystem
 from causalscope.daemon.formats import read_movie
 from causalscope.daemon.sources import (
     FrameStreamReceiver,
@@ -19,11 +20,12 @@ from causalscope.daemon.sources import (
     StreamFaults,
     send_exposure,
 )
-from causalscope.daemon.sources import spool as spool_module
+from causalscope.daemon.sources import stream as stream_module
 from causalscope.models.errors import InputError
 from tests.daemon.sources._helpers import (
     assert_empty,
     take,
+    take_ready,
     take_rejected,
     wait_until,
 )
@@ -111,10 +113,10 @@ def test_stop_joins_quickly_and_reports_open_exposures(
 def test_an_error_in_the_thread_reaches_check(
     tmp_path: Path, push: Callable[[str], zmq.Socket[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_full(*args: object, **kwargs: object) -> None:
-        raise OSError(28, "No space left on device")
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the spool")
 
-    monkeypatch.setattr(spool_module, "write_mrc_movie", disk_full)
+    monkeypatch.setattr(stream_module, "spool_exposure", broken)
     receiver = FrameStreamReceiver(
         StreamSettings(), queue.Queue(), spool_dir=tmp_path / "spool", address=ADDRESS
     )
@@ -122,10 +124,47 @@ def test_an_error_in_the_thread_reaches_check(
     try:
         send_exposure(push(receiver.endpoint), "doomed", make_frames(), pixel_size_angstrom=1.0)
         wait_until(lambda: receiver._error is not None, what="the thread's error")
-        with pytest.raises(InputError, match="No space left on device"):
+        with pytest.raises(RuntimeError, match="a bug in the spool"):
             receiver.check()
     finally:
         receiver.stop()
+
+
+def test_a_full_spool_disk_keeps_the_exposure_until_space_returns(
+    tmp_path: Path, make_receiver: MakeReceiver, push: Callable[[str], zmq.Socket[bytes]]
+) -> None:
+    """A real full disk (a 1 MB tmpfs, where this machine allows mounting one): the exposure
+    waits in memory, the receiver keeps receiving, and it is spooled and emitted once space
+    returns; one still waiting when the receiver stops is rejected with the reason."""
+    try:
+        mount = small_filesystem(tmp_path / "disk", 1)
+        disk = mount.__enter__()
+    except SmallFilesystemUnavailable as error:
+        pytest.skip(str(error))
+    try:
+        filler = fill(disk)
+        receiver, events = make_receiver(spool=disk / "spool")
+        sock = push(receiver.endpoint)
+        frames = make_frames(seed=3)
+        send_exposure(sock, "waits", frames, pixel_size_angstrom=1.0)
+        wait_until(lambda: receiver.stats["frames"] == 3, what="frames received")
+        time.sleep(0.3)
+        assert_empty(events)
+        receiver.check()  # still receiving: the full disk did not end the thread
+        filler.unlink()
+        ready = take_ready(events, timeout_s=5.0)
+        assert ready.exposure_id == "waits" and ready.movie_path.is_file()
+        assert np.array_equal(read_movie(ready.movie_path), frames)
+        filler = fill(disk)
+        send_exposure(sock, "stranded", frames, pixel_size_angstrom=1.0)
+        wait_until(lambda: receiver.stats["frames"] == 6, what="frames received")
+        time.sleep(0.2)
+        receiver.stop()
+        rejected = take_rejected(events, timeout_s=1.0)
+        assert (rejected.code, rejected.exposure_id) == ("spool_failed", "stranded")
+        assert "No space left on device" in rejected.reason
+    finally:
+        mount.__exit__(None, None, None)
 
 
 def test_binding_a_taken_endpoint_is_an_input_error(
