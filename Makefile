@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# two processes, each a whole test file at a time (a file's fixtures are made once): the
+# Ray tests wait on processes much of the time, and the other process fills the cores meanwhile
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
