@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from causalscope.models.records import CtfRecord, ReproRecord, TriageRecord
-from causalscope.models.scoring.repro import HalfEstimate, delta_repro
+from causalscope.models.scoring.repro import HalfEstimate, defocus_scale_angstrom, delta_repro
+from causalscope.models.units import electron_wavelength_angstrom
 
 if TYPE_CHECKING:
     import torch
@@ -23,18 +24,27 @@ _DEFAULT_TILE_PX = 512
 
 class ReproStage:
     """Refit each half sum's CTF (as the CTF stage does, searching within ``window_um`` of
-    the whole exposure's defocus: a small perturbation of the estimate, not a new search) and
+    the whole exposure's defocus: a small perturbation of the estimate, not a new search;
+    ``None``: the settings' whole defocus range) and
     count its picks (blobs or templates, as the picking stage does, on the half's
     Wiener-filtered image). A half's defocus counts even where its rings alone would not
-    support a fit; its fit resolution only where they do."""
+    support a fit; its fit resolution only where they do. The halves' defocus difference is
+    counted in units of :func:`models.scoring.repro.defocus_scale_angstrom` at
+    ``resolution_angstrom``."""
 
     name = "repro"
 
     def __init__(
-        self, *, ctf: CtfSettings, picking: PickingSettings, window_um: float = 0.5
+        self,
+        *,
+        ctf: CtfSettings,
+        picking: PickingSettings,
+        resolution_angstrom: float = 3.0,
+        window_um: float | None = 0.5,
     ) -> None:
         self._ctf = ctf
         self._picking = picking
+        self._resolution_angstrom = resolution_angstrom
         self._window_um = window_um
 
     def __call__(
@@ -49,9 +59,10 @@ class ReproStage:
 
         apix = optics.pixel_size_angstrom
         options = self._ctf.fit_options(tuple(halves[0].shape[-2:]), apix)
-        whole_um = 0.5e-4 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)
-        options["defocus_min_um"] = max(0.05, whole_um - self._window_um)
-        options["defocus_max_um"] = whole_um + self._window_um
+        if self._window_um is not None:
+            whole_um = 0.5e-4 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)
+            options["defocus_min_um"] = max(0.05, whole_um - self._window_um)
+            options["defocus_max_um"] = whole_um + self._window_um
         tile = options["box_px"] if isinstance(options["box_px"], int) else _DEFAULT_TILE_PX
         estimates = []
         for half in halves:
@@ -77,6 +88,10 @@ class ReproStage:
             even,
             odd,
             frequency_step_per_angstrom=1.0 / (tile * apix),
+            defocus_scale_angstrom=defocus_scale_angstrom(
+                resolution_angstrom=self._resolution_angstrom,
+                wavelength_angstrom=electron_wavelength_angstrom(optics.voltage_kv),
+            ),
             whole_supported=ctf.supported,
         )
         if result is None:

@@ -202,7 +202,11 @@ class ExposureWorker:
         self.ctf = CtfStage(ctf=processing.ctf)
         scoring = processing.scoring
         self.repro = (
-            ReproStage(ctf=processing.ctf, picking=processing.picking)
+            ReproStage(
+                ctf=processing.ctf,
+                picking=processing.picking,
+                resolution_angstrom=scoring.repro_resolution_angstrom,
+            )
             if scoring.enabled and scoring.delta_repro
             else None
         )
@@ -269,7 +273,9 @@ class ExposureWorker:
         if motion is not None and ctf is not None and ctf.record.supported:
             restored = self._restore_of(run, motion, ctf, optics)
         repro = triage = None
-        if motion is not None and ctf is not None and ctf.record.supported:
+        if motion is not None and ctf is not None:
+            # also where the fit is not supported: such an exposure's estimates are the ones
+            # least reproducible, and Delta-Repro ranks every exposure with a fit
             repro = self._repro_of(run, motion, ctf, optics)
         if motion is not None:
             triage = self._triage_of(run, motion, optics)

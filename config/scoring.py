@@ -23,6 +23,15 @@ class ScoringSettings(Section):
             "DeltaRepro (costs about two more CTF fits and two pickings per exposure)."
         ),
     )
+    repro_resolution_angstrom: float = Field(
+        3.0,
+        gt=0,
+        le=100,
+        description=(
+            "DeltaRepro's scale for defocus: the defocus error that costs a 45 degree CTF phase "
+            "error at this resolution (114 A at 3 A and 300 kV) counts as one."
+        ),
+    )
     triage: bool = Field(
         True,
         description=(

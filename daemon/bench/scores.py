@@ -9,8 +9,10 @@ ROC AUC of HyperScore with the default and the learned weights. On the same reco
 - obligations: each good record with one injected inconsistency (a fit beyond Nyquist,
   particles in ice thinner than them, the metadata's dose twice the counts, two overlapping
   picks), caught or not, with its counterexample; failures on the untouched records;
-- Delta-Repro against the truth: Spearman correlation of ``1 - DeltaRepro`` with the
-  exposure's true defocus error;
+- Delta-Repro against the truth: on a population of exposures of varied difficulty
+  (:mod:`daemon.bench.repro`: dose, ice, defocus, astigmatism and drift drawn per exposure),
+  per seed, the Spearman correlation of ``1 - DeltaRepro`` with each exposure's true defocus
+  error (and its astigmatism, drift and pick-count errors); also on the two sessions;
 - Meta: the second session re-scored with its good exposures first and the bad ones after
   (a regime change): Meta before the change, and how many exposures after it Meta first
   falls below 0.5;
@@ -211,15 +213,28 @@ def run_scores_bench(
     seeds: tuple[int, int] = (0, 1),
     trials: int = 150,
     pixel_size_angstrom: float = 1.0,
+    repro_n: int = 16,
+    repro_seeds: tuple[int, ...] = (0, 1, 2),
+    repro_only: bool = False,
 ) -> dict[str, Any]:
-    """The scores' report (see the module docstring)."""
+    """The scores' report (see the module docstring); ``repro_only``: only the Delta-Repro
+    population (``repro_n`` exposures per seed of ``repro_seeds``)."""
     from scipy.stats import spearmanr
 
+    from causalscope.daemon.bench.repro import run_repro_population
     from causalscope.models.scoring.learn import learn_weights, roc_auc
 
     started = time.perf_counter()
     with TemporaryDirectory() as tmp:
         apix = pixel_size_angstrom
+        population = run_repro_population(
+            seeds=repro_seeds, n=repro_n, size=size, frames=frames, folder=Path(tmp), apix=apix
+        )
+        population["processing_s"] = round(time.perf_counter() - started, 1)
+        population_summary = {k: v for k, v in population.items() if k != "rows"}
+        if repro_only:
+            return {"delta_repro_population": population, "summary": population_summary}
+        started = time.perf_counter()
         train = _session(seeds[0], n, size, frames, Path(tmp), apix)
         test = _session(seeds[1], n, size, frames, Path(tmp), apix)
     processed_s = time.perf_counter() - started
@@ -271,7 +286,8 @@ def run_scores_bench(
             k: round(statistics.fmean(v), 2) for k, v in sorted(per_cause.items())
         },
         "obligations": _obligations(both),
-        "delta_repro_spearman_vs_defocus_error": rho,
+        "delta_repro_population": population,
+        "delta_repro_spearman_vs_defocus_error_sessions": rho,
         "delta_repro_pairs": len(pairs),
         "meta": _meta_after_change(test),
         "test_exposures": [
@@ -306,11 +322,12 @@ def run_scores_bench(
             "auc_test_learned_weights",
             "auc_train_learned",
             "hyperscore_by_cause_test",
-            "delta_repro_spearman_vs_defocus_error",
+            "delta_repro_spearman_vs_defocus_error_sessions",
             "scoring_ms_per_exposure",
             "repro_refits_ms_per_exposure",
         )
     }
+    report["summary"]["delta_repro_population"] = population_summary
     report["summary"]["obligations_caught"] = report["obligations"]["caught"]
     report["summary"]["clean_obligation_failures"] = len(report["obligations"]["clean_failures"])
     report["summary"]["meta"] = {

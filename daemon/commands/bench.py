@@ -38,7 +38,9 @@
           --scores-size 768 px, --frames 12), half of them bad of known cause: HyperScore's ROC AUC
           with default weights and with weights learned from the first session's labels,
           each injected obligation failure caught, Delta-Repro against the true defocus
-          error, Meta across a regime change, the cost per exposure (--pixel-size, 1 A)
+          error on a population of varied difficulty (--repro-n exposures per seed of
+          --repro-seeds, 16 and 0 1 2; --repro-only for that part alone), Meta across a
+          regime change, the cost per exposure (--pixel-size, 1 A)
   classes  streaming 2D classification of a simulated session of two species (6z6u and 5a1a
           from ../shared/data/models) and junk: purity of every selected class, junk rejected,
           good particles kept, each class's FRC against the truth, time per particle (--n
@@ -210,6 +212,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="novelty: vectors in the index whose query time is measured (200,000)",
     )
     parser.add_argument("--scores-size", type=int, default=768, help="scores: movie size (768 px)")
+    parser.add_argument(
+        "--repro-n",
+        type=int,
+        default=16,
+        help="scores: exposures of varied difficulty per seed for Delta-Repro (16)",
+    )
+    parser.add_argument(
+        "--repro-seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        help="scores: seeds of the Delta-Repro population (0 1 2)",
+    )
+    parser.add_argument(
+        "--repro-only", action="store_true", help="scores: only the Delta-Repro population"
+    )
     parser.add_argument(
         "--pixel-size",
         type=float,
@@ -465,6 +483,9 @@ def _scores(args: argparse.Namespace) -> dict[str, Any]:
         frames=frames,
         seeds=(seeds[0], seeds[1]),
         pixel_size_angstrom=args.pixel_size,
+        repro_n=args.repro_n,
+        repro_seeds=tuple(args.repro_seeds),
+        repro_only=args.repro_only,
     )
 
 

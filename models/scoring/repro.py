@@ -2,21 +2,28 @@
 
 The even and odd frames of a movie are two independent exposures of the same specimen at half
 the dose each. Each half is fitted again (CTF: defocus and fit resolution; picking: the number
-of particles), and each estimate's difference between the halves is normalised by the spread
-the halves' own uncertainties allow:
+of particles), and each estimate's difference between the halves is put on the scale of what
+matters for that quantity:
 
-- defocus: ``z = |d_even - d_odd| / sqrt(sigma_even^2 + sigma_odd^2)`` (the CTF fit's sigmas);
+- defocus: half the halves' difference is the whole exposure's defocus error they imply (for a
+  noise-limited estimate the whole's error is about half the difference of its halves), in
+  units of ``defocus_scale_angstrom``: ``z = |d_even - d_odd| / (2 * scale)``. The scale is
+  one for every exposure (:func:`defocus_scale_angstrom`: the defocus error that costs a 45
+  degree CTF phase error at a target resolution), not the fit's own sigma: a difference
+  divided by the sigmas the fit claims is about ``|N(0, 1)|`` for every exposure whose sigmas
+  are honest, easy or hard, so it says how well the sigmas are calibrated and nothing of
+  which exposure's defocus is worse;
 - fit resolution, as a spatial frequency ``k = 1/r``: ``z = |k_even - k_odd| / (sqrt(2) * s)``
   with ``s`` the larger of ``relative_sigma`` times their mean and ``shells`` shells of the
   fit's spectrum (``1 / (box * apix)`` each): a fit resolution reproduces to about a quarter of
   its frequency between half-dose halves of clean simulated exposures;
-- a half without a defocus (no fit at all), when the whole exposure has one, did not
-  reproduce it: its defocus counts as ``z = missing_z``; a fit resolution is compared only
+- a half without a defocus (no fit at all), when the whole exposure has a supported one, did
+  not reproduce it: its defocus counts as ``z = missing_z``; a fit resolution is compared only
   where both halves' rings support one (at half the dose they often do not);
 - particles: ``z = |n_even - n_odd| / sqrt(n_even + n_odd + 1)`` (Poisson counts).
 
 ``DeltaRepro = exp(-rms(z) / 2)`` lies in ``(0, 1]``: 1 for identical halves, about 0.6 for
-halves that differ as much as their uncertainties say, and towards 0 for estimates that do not
+halves whose estimates differ by one scale each, and towards 0 for estimates that do not
 reproduce. The drift is not refitted (the frames are gone once the sums exist).
 """
 
@@ -25,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["HalfEstimate", "ReproResult", "delta_repro"]
+__all__ = ["HalfEstimate", "ReproResult", "defocus_scale_angstrom", "delta_repro"]
 
 
 @dataclass(frozen=True)
@@ -48,26 +55,41 @@ class ReproResult:
     delta_repro: float
 
 
+def defocus_scale_angstrom(*, resolution_angstrom: float, wavelength_angstrom: float) -> float:
+    """The defocus error that shifts the CTF's phase by 45 degrees at ``resolution_angstrom``:
+    ``pi * lambda * dz * k^2 = pi / 4`` gives ``dz = r^2 / (4 lambda)`` (114 A at 3 A and
+    300 kV)."""
+    if resolution_angstrom <= 0 or wavelength_angstrom <= 0:
+        raise ValueError(
+            "resolution_angstrom and wavelength_angstrom must be > 0, got "
+            f"{resolution_angstrom} and {wavelength_angstrom}"
+        )
+    return resolution_angstrom**2 / (4.0 * wavelength_angstrom)
+
+
 def delta_repro(
     even: HalfEstimate,
     odd: HalfEstimate,
     *,
     frequency_step_per_angstrom: float,
+    defocus_scale_angstrom: float,
     whole_supported: bool = True,
     shells: float = 3.0,
     relative_sigma: float = 0.25,
     missing_z: float = 4.0,
 ) -> ReproResult | None:
-    """Delta-Repro of two halves (``None`` when no estimate can be compared)."""
+    """Delta-Repro of two halves (``None`` when no estimate can be compared); the halves'
+    defocus sigmas are kept for the record, not used (see the module docstring)."""
     if frequency_step_per_angstrom <= 0:
         raise ValueError(
             f"frequency_step_per_angstrom must be > 0, got {frequency_step_per_angstrom}"
         )
+    if defocus_scale_angstrom <= 0:
+        raise ValueError(f"defocus_scale_angstrom must be > 0, got {defocus_scale_angstrom}")
     z_defocus = z_fit = None
     if even.defocus_angstrom is not None and odd.defocus_angstrom is not None:
-        spread = math.hypot(even.defocus_sigma_angstrom or 0.0, odd.defocus_sigma_angstrom or 0.0)
         difference = abs(even.defocus_angstrom - odd.defocus_angstrom)
-        z_defocus = difference / max(spread, 1.0)
+        z_defocus = difference / (2.0 * defocus_scale_angstrom)
     elif whole_supported:
         z_defocus = missing_z
     fits = (even.fit_resolution_angstrom, odd.fit_resolution_angstrom)

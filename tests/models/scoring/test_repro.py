@@ -1,5 +1,6 @@
-"""Delta-Repro: identical halves score 1, halves as far apart as their sigmas about 0.6, and
-halves that lose the fit the whole exposure had score low."""
+"""Delta-Repro: identical halves score 1, halves one defocus scale apart about 0.6, halves that
+lose the fit the whole exposure had score low, and the score follows how far the halves are
+apart, not how far apart their own sigmas say they may be."""
 
 from __future__ import annotations
 
@@ -7,24 +8,41 @@ import math
 
 import pytest
 
-from causalscope.models.scoring.repro import HalfEstimate, delta_repro
+from causalscope.models.scoring.repro import HalfEstimate, defocus_scale_angstrom, delta_repro
+from causalscope.models.units import electron_wavelength_angstrom
 
 STEP = 1.0 / (512 * 1.0)
+SCALE = 100.0
+
+
+def test_the_defocus_scale_is_a_45_degree_phase_error() -> None:
+    wavelength = electron_wavelength_angstrom(300.0)
+    scale = defocus_scale_angstrom(resolution_angstrom=3.0, wavelength_angstrom=wavelength)
+    assert scale == pytest.approx(114.3, abs=0.2)
+    # the CTF phase pi * lambda * dz * k^2 at k = 1/3 A: a quarter of pi
+    assert math.pi * wavelength * scale / 9.0 == pytest.approx(math.pi / 4)
+    with pytest.raises(ValueError, match="resolution_angstrom"):
+        defocus_scale_angstrom(resolution_angstrom=0.0, wavelength_angstrom=wavelength)
 
 
 def test_identical_halves_reproduce_perfectly() -> None:
     half = HalfEstimate(15_000.0, 20.0, 4.0, 40)
-    result = delta_repro(half, half, frequency_step_per_angstrom=STEP)
+    result = delta_repro(half, half, frequency_step_per_angstrom=STEP, defocus_scale_angstrom=SCALE)
     assert result is not None
     assert result.z_defocus == 0.0 and result.z_fit_resolution == 0.0
     assert result.z_particles == 0.0 and result.delta_repro == 1.0
 
 
-def test_halves_one_sigma_apart_score_exp_minus_half() -> None:
-    sigma = 20.0
-    even = HalfEstimate(15_000.0, sigma, None, None)
-    odd = HalfEstimate(15_000.0 + math.sqrt(2) * sigma, sigma, None, None)
-    result = delta_repro(even, odd, frequency_step_per_angstrom=STEP, whole_supported=False)
+def test_halves_two_scales_apart_imply_one_scale_of_error() -> None:
+    even = HalfEstimate(15_000.0, 20.0, None, None)
+    odd = HalfEstimate(15_000.0 + 2 * SCALE, 20.0, None, None)
+    result = delta_repro(
+        even,
+        odd,
+        frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=SCALE,
+        whole_supported=False,
+    )
     assert result is not None and result.z_defocus == pytest.approx(1.0)
     assert result.z_fit_resolution is None and result.z_particles is None
     assert result.delta_repro == pytest.approx(math.exp(-0.5))
@@ -33,15 +51,43 @@ def test_halves_one_sigma_apart_score_exp_minus_half() -> None:
         HalfEstimate(None, None, None, 49),
         HalfEstimate(None, None, None, 30),
         frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=SCALE,
         whole_supported=False,
     )
     assert counts is not None and counts.z_particles == pytest.approx(19 / math.sqrt(80))
 
 
+def test_the_claimed_sigmas_do_not_excuse_a_large_difference() -> None:
+    """Halves 300 A apart are as unstable whatever sigmas their fits claim; the exposure whose
+    halves are 30 A apart scores higher even when its fits claim small sigmas."""
+    far = [
+        delta_repro(
+            HalfEstimate(15_000.0, sigma, None, None),
+            HalfEstimate(15_300.0, sigma, None, None),
+            frequency_step_per_angstrom=STEP,
+            defocus_scale_angstrom=SCALE,
+            whole_supported=False,
+        )
+        for sigma in (10.0, 200.0)
+    ]
+    near = delta_repro(
+        HalfEstimate(15_000.0, 5.0, None, None),
+        HalfEstimate(15_030.0, 5.0, None, None),
+        frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=SCALE,
+        whole_supported=False,
+    )
+    assert far[0] is not None and far[1] is not None and near is not None
+    assert far[0].delta_repro == far[1].delta_repro == pytest.approx(math.exp(-0.75))
+    assert near.delta_repro == pytest.approx(math.exp(-0.075)) and near.delta_repro > 0.9
+
+
 def test_a_half_without_the_fit_the_whole_had_does_not_reproduce() -> None:
     even = HalfEstimate(15_000.0, 20.0, 4.0, 40)
     odd = HalfEstimate(None, None, None, 41)
-    result = delta_repro(even, odd, frequency_step_per_angstrom=STEP, missing_z=4.0)
+    result = delta_repro(
+        even, odd, frequency_step_per_angstrom=STEP, defocus_scale_angstrom=SCALE, missing_z=4.0
+    )
     assert result is not None
     assert result.z_defocus == 4.0 and result.z_fit_resolution is None  # compared where both
     assert result.delta_repro < 0.35
@@ -50,12 +96,15 @@ def test_a_half_without_the_fit_the_whole_had_does_not_reproduce() -> None:
             HalfEstimate(None, None, None, None),
             HalfEstimate(None, None, None, None),
             frequency_step_per_angstrom=STEP,
+            defocus_scale_angstrom=SCALE,
             whole_supported=False,
         )
         is None
     )
     with pytest.raises(ValueError, match="frequency_step"):
-        delta_repro(even, odd, frequency_step_per_angstrom=0.0)
+        delta_repro(even, odd, frequency_step_per_angstrom=0.0, defocus_scale_angstrom=SCALE)
+    with pytest.raises(ValueError, match="defocus_scale"):
+        delta_repro(even, odd, frequency_step_per_angstrom=STEP, defocus_scale_angstrom=0.0)
 
 
 def test_fit_resolution_differences_are_relative_to_the_frequency() -> None:
@@ -64,6 +113,7 @@ def test_fit_resolution_differences_are_relative_to_the_frequency() -> None:
         HalfEstimate(None, None, 4.0, None),
         HalfEstimate(None, None, 5.0, None),
         frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=SCALE,
     )
     assert result is not None and result.z_defocus == 4.0  # no defocus in either half
     assert result.z_fit_resolution == pytest.approx(0.05 / (math.sqrt(2) * 0.25 * 0.225))
