@@ -315,7 +315,12 @@ class Scheduler:
         while self._retry and self._capacity(retries=False) > 0:
             task = self._retry[0]
             attempts = self._count_attempt(task.exposure_id)
-            if attempts is None or not self._submit(task, attempts):
+            if attempts is None:
+                return
+            if self._interrupted_too_often(task.context, attempts):
+                self._retry.popleft()
+                continue
+            if not self._submit(task, attempts):
                 return
             self._retry.popleft()
         while self._ready and not (hold and self._pool is None):
@@ -339,6 +344,8 @@ class Scheduler:
             if attempts is None:
                 self._ready.appendleft((event, loaded))
                 return
+            if self._interrupted_too_often(event, attempts):
+                continue
             if not self._submit(task, attempts):
                 self._retry.append(task)
                 return
@@ -351,6 +358,22 @@ class Scheduler:
         except CausalscopeError as error:
             self._pause.store_failed(error)
             return None
+
+    def _interrupted_too_often(self, event: MovieReady, attempts: int) -> bool:
+        """Quarantine an exposure past its attempts: each ended without an answer, the last
+        ones because the daemon itself stopped (killed, or the machine went down) while it ran.
+        An exposure that brings the daemon down would otherwise do it on every restart."""
+        limit = self._settings.processing.resilience.max_attempts
+        if attempts <= limit:
+            return False
+        self._quarantine(
+            event,
+            "interrupted",
+            f"{event.movie_path}: {attempts - 1} attempts ended without a result (the daemon "
+            f"stopped while it ran, or Ray failed it); processing.resilience.max_attempts is "
+            f"{limit}",
+        )
+        return True
 
     def _submit(self, task: Task, attempts: int) -> bool:
         """Hand ``task`` to the pool; False (and halted) when Ray cannot take it."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,20 +42,27 @@ def start_ray(
 
     if ray.is_initialized():
         return "Ray already running in this process"
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_terminal)
-        return f"joined Ray cluster at {address}"
-    cpus = num_cpus or os.cpu_count() or 1
-    # "local": a new cluster of our own, even where `ray start` (or another session's test
-    # cluster) left one running on this machine, which `ray.init()` would otherwise join
-    ray.init(
-        address="local",
-        num_cpus=cpus,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=log_to_terminal,
-    )
-    return f"local Ray with {cpus} CPU(s)"
+    # ray.init puts in a SIGTERM handler that exits at once: the daemon's own (stop after the
+    # exposures in flight, close the session) is put back
+    term = signal.getsignal(signal.SIGTERM)
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_terminal)
+            return f"joined Ray cluster at {address}"
+        cpus = num_cpus or os.cpu_count() or 1
+        # "local": a new cluster of our own, even where `ray start` (or another session's test
+        # cluster) left one running on this machine, which `ray.init()` would otherwise join
+        ray.init(
+            address="local",
+            num_cpus=cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=log_to_terminal,
+        )
+        return f"local Ray with {cpus} CPU(s)"
+    finally:
+        if callable(term) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, term)
 
 
 def beside_the_daemon() -> dict[str, Any]:

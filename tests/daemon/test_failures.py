@@ -203,6 +203,30 @@ def test_an_exposure_that_keeps_failing_is_quarantined_with_its_reason(tmp_path:
     assert attempts == (3,)
 
 
+def test_an_exposure_interrupted_on_every_attempt_is_quarantined_not_tried_again(
+    tmp_path: Path,
+) -> None:
+    """The daemon stopped while it ran, as many times as attempts are allowed: set it aside
+    (it may be what brings the daemon down) instead of a fourth and fifth attempt."""
+    pool = HoldingPool(hold=1)
+    with SessionStore(tmp_path / "s.duckdb") as store:
+        store.start_run(settings_json="{}", version="test", command_line=[], params_hash="h")
+        store.record_seen("b", movie_path="b.mrc", source="stream")
+        for _ in range(3):  # three runs each ended (kill -9) while "b" was in flight
+            store.mark_attempt("b")
+        scheduler = _scheduler(store, pool, _events(["a", "b"]), [], max_attempts=3)
+        _run(scheduler)
+        counts = store.counts()
+    assert pool.submitted == ["a"]
+    assert counts["done"] == 1 and counts["quarantined"] == 1
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as db:
+        code, reason = db.execute(
+            "SELECT code, reason FROM quarantine WHERE exposure_id = 'b'"
+        ).fetchone()  # type: ignore[misc]
+    assert code == "interrupted"
+    assert "b.mrc" in reason and "3 attempts ended without a result" in reason
+
+
 def test_when_every_exposure_fails_processing_pauses_instead_of_spinning(tmp_path: Path) -> None:
     pool = HoldingPool(hold=1, failing={"*"})
     alerts: list[Alert] = []
