@@ -44,6 +44,11 @@ from typing import Any
 import numpy as np
 
 from causalscope.daemon.bench._faults_ledger import Planned, account_for, format_table
+from causalscope.daemon.bench._faults_waits import (
+    wait_finished,
+    wait_kills_noticed,
+    wait_stream_recorded,
+)
 from causalscope.daemon.bench._live import (
     DaemonProcess,
     OwnCluster,
@@ -323,7 +328,8 @@ def _chaos(
                 elif kind == "disk_full":
                     emptying.append(_fill_disk(session_root, log, disk_hold_s))
                 elif kind == "daemon_kill9":
-                    _wait_stream_recorded(daemon, sent_stream, garbage_sent)
+                    wait_stream_recorded(daemon, sent_stream, garbage_sent)
+                    noticed = wait_kills_noticed(daemon, log.faults["worker_sigkill"])
                     pid = daemon.pid
                     daemon.kill9()
                     # a movie arrives while the daemon is down: the restart must find it (only
@@ -332,7 +338,11 @@ def _chaos(
                         _acquire(sources, watch, index)
                         acquired = True
                     log.note(
-                        "daemon_kill9", pid=pid, exposures_sent=index, movie_while_down=acquired
+                        "daemon_kill9",
+                        pid=pid,
+                        exposures_sent=index,
+                        movie_while_down=acquired,
+                        worker_kills_noticed_before=noticed,
                     )
                     time.sleep(1.0)
                     say(f"daemon run {len(daemon.runs) + 1} (pid {daemon.start()})")
@@ -356,7 +366,7 @@ def _chaos(
                     log.note(f"stream_{planned.fault}", exposure_id=planned.exposure_id)
             time.sleep(interval_s)
         say("all exposures sent; waiting for the session to finish")
-        finished = _wait_finished(daemon, plan, started + timeout_s)
+        finished = wait_finished(daemon, plan, started + timeout_s)
     finally:
         for timer in emptying:
             timer.join()  # the disk is emptied before the daemon stops
@@ -506,46 +516,3 @@ def _send_stream(push: Any, planned: Planned, movie: Any) -> None:
         metadata=movie.metadata,
         faults=faults,
     )
-
-
-def _id_list(ids: list[str]) -> str:
-    return ", ".join(f"'{exposure_id}'" for exposure_id in ids)  # safe names (letters, _)
-
-
-def _wait_stream_recorded(daemon: DaemonProcess, sent: list[str], garbage: int) -> None:
-    """Until everything sent over the stream is in the session database (see the module
-    docstring: the stream has no acknowledgements)."""
-    if not sent and not garbage:
-        return
-    deadline = time.monotonic() + 120.0
-    listed = _id_list(sent) or "''"
-    sql = (
-        f"SELECT (SELECT count(DISTINCT exposure_id) FROM (SELECT exposure_id FROM exposures "
-        f"WHERE exposure_id IN ({listed}) UNION SELECT exposure_id FROM quarantine WHERE "
-        f"exposure_id IN ({listed}))), (SELECT count(*) FROM quarantine WHERE exposure_id IS "
-        "NULL AND code = 'garbage_message')"
-    )
-    while time.monotonic() < deadline:
-        rows = daemon.query(sql)
-        if rows and rows[0][0] >= len(sent) and rows[0][1] >= garbage:
-            return
-        time.sleep(0.3)
-
-
-def _wait_finished(daemon: DaemonProcess, plan: list[Planned], deadline: float) -> bool:
-    """Until every planned exposure is done or quarantined (or the deadline)."""
-    listed = _id_list([p.exposure_id for p in plan])
-    sql = (
-        "SELECT count(DISTINCT exposure_id) FROM (SELECT exposure_id FROM exposures WHERE "
-        f"state IN ('done', 'quarantined') AND exposure_id IN ({listed}) UNION SELECT "
-        f"exposure_id FROM quarantine WHERE exposure_id IN ({listed}))"
-    )
-    while time.monotonic() < deadline:
-        if not daemon.alive():
-            daemon.start()  # an unplanned exit: counted in the report, and the run goes on
-            daemon.wait_ready()
-        rows = daemon.query(sql)
-        if rows and rows[0][0] >= len(plan):
-            return True
-        time.sleep(1.0)
-    return False

@@ -253,6 +253,19 @@ def _equal(a: Any, b: Any, p: Pipeline) -> None:
     assert a == b
 
 
+def _same_ctf(a: CtfOutput, b: CtfOutput, p: Pipeline) -> None:
+    """The same fit to 1e-12: the ice fit's least-squares solve runs in the BLAS library,
+    whose sums may split differently with the arrays' memory alignment (the ice thickness's
+    last digit moved between two runs in one process)."""
+    first, again = a.record.model_dump(), b.record.model_dump()
+    assert first.keys() == again.keys()
+    for key, value in first.items():
+        if isinstance(value, float) and isinstance(again[key], float):
+            assert again[key] == pytest.approx(value, rel=1e-12, abs=1e-12, nan_ok=True), key
+        else:
+            assert again[key] == value, key
+
+
 def _same_outputs(a: Outputs, b: Outputs, p: Pipeline) -> None:
     """The same files by kind, holding what they held the first time."""
     assert a == b and _contents(b) == p.written
@@ -316,7 +329,7 @@ CASES = [
             ),
         ),
         _check_ctf,
-        _equal,
+        _same_ctf,
     ),
     StageCase(
         "picking",

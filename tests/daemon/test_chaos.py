@@ -75,5 +75,7 @@ def test_a_short_chaos_run_loses_nothing_and_restarts_only_when_killed(
     assert daemon["unplanned_exits"] == 0 and daemon["uptime_unbroken"]
     assert daemon["runs_in_database"] == 2  # one run per start: no restart went unnoticed
     assert [run["ended"] for run in daemon["runs"]] == ["killed", "stopped"]
-    # the killed worker's exposure came back, with its attempt counted
+    # the daemon was killed only once the worker's death had reached it (else that restart
+    # would hide it), and the killed worker's exposure came back, with its attempt counted
+    assert report["fault_details"]["daemon_kill9"][0]["worker_kills_noticed_before"], detail
     assert report["alerts"].get("ray_actor_died", 0) >= 1, detail
