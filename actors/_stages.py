@@ -114,6 +114,7 @@ class MotionStage:
             bfactor_angstrom2=motion.bfactor_angstrom2,
             iterations=motion.iterations,
             tolerance_px=motion.tolerance_px,
+            patch_iterations=motion.patch_iterations,
             dose_weighting=self._dose_weighting,
             local=value.frames.shape[0] > 2 and motion.patches_x * motion.patches_y > 1,
             device=self._device,

@@ -43,6 +43,15 @@ class MotionSettings(Section):
         le=10,
         description="Stop iterating once no frame's shift changes by more than this.",
     )
+    patch_iterations: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description=(
+            "Alignment rounds of each patch, which starts from the global shifts (more rounds "
+            "did not lower the local model's error on simulated movies)."
+        ),
+    )
 
 
 class CtfSettings(Section):

@@ -153,6 +153,7 @@ def correct_motion(
     patch_bfactor_angstrom2: float = PATCH_BFACTOR_ANGSTROM2,
     iterations: int = 10,
     tolerance_px: float = 0.01,
+    patch_iterations: int = 2,
     dose_weighting: bool = True,
     local: bool = True,
     device: torch.device | str | None = None,
@@ -175,8 +176,8 @@ def correct_motion(
         ``(rows, columns)`` of the local alignment grid.
     bfactor_angstrom2, iterations, tolerance_px
         Alignment filter and stopping rule (see :func:`models.motion.align_global`).
-    patch_bfactor_angstrom2
-        Filter of the patch alignment (see :func:`models.motion.align_patches`).
+    patch_bfactor_angstrom2, patch_iterations
+        Filter and rounds of the patch alignment (see :func:`models.motion.align_patches`).
     dose_weighting, local
         Switch dose weighting and local motion correction.
     device
@@ -228,7 +229,7 @@ def correct_motion(
             patches=patches,
             pixel_size_angstrom=pixel_size_angstrom,
             bfactor_angstrom2=patch_bfactor_angstrom2,
-            iterations=iterations,
+            iterations=patch_iterations,
             tolerance_px=tolerance_px,
             damage=damage,
         )

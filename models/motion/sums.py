@@ -5,10 +5,14 @@ Fourier phase ramp; the spectrum so shifted is added to the CTF sum; then, if th
 local model, the frame is resampled at ``r + d(r + shift_f, f)`` by bicubic interpolation
 (``grid_sample``; its transfer function falls to about 0.6-0.7 at Nyquist for a random
 sub-pixel offset, so the local-corrected sums lose some high-frequency amplitude that the
-global-only CTF sum keeps) and transformed again. Its spectrum is added to the aligned sum and,
-weighted by ``sqrt(F) w_f(k)`` (:mod:`models.motion.dose_weighting`), to the even or odd
-dose-weighted sum. The dose-weighted sum is defined as the even sum plus the odd sum (in real
-space), so ``even + odd == dose_weighted`` exactly.
+global-only CTF sum keeps) and transformed again. Resampling the raw frame once at
+``r + shift_f + d`` would save a transform but interpolate every frame at a random sub-pixel
+offset: on a simulated 1024^2 x 20 movie the odd sum kept only 64 % of the power in the band
+next to Nyquist (the first frames' ``d`` is near zero, so they are hardly interpolated here).
+The spectrum is added to the aligned sum and, weighted by ``sqrt(F) w_f(k)``
+(:mod:`models.motion.dose_weighting`), to the even or odd dose-weighted sum. The
+dose-weighted sum is defined as the even sum plus the odd sum (in real space), so
+``even + odd == dose_weighted`` exactly.
 """
 
 from __future__ import annotations
@@ -39,16 +43,36 @@ class CorrectedSums:
     odd_sum: torch.Tensor
 
 
-def _warp(frame: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
-    """Sample ``frame`` ``(h, w)`` at ``r + field(r)`` (``field`` ``(h, w, 2)`` px, [x, y])."""
-    h, w = frame.shape
-    ys = torch.arange(h, device=frame.device, dtype=torch.float32)
-    xs = torch.arange(w, device=frame.device, dtype=torch.float32)
-    gx = (2.0 * (xs[None, :] + field[..., 0]) + 1.0) / w - 1.0
-    gy = (2.0 * (ys[:, None] + field[..., 1]) + 1.0) / h - 1.0
-    grid = torch.stack([gx, gy], dim=-1)[None]
+def _resample(
+    image: torch.Tensor, model: LocalMotionModel, index: int, shift_px: tuple[float, float]
+) -> torch.Tensor:
+    """``image`` ``(h, w)`` (the frame already moved back by ``shift_px``) sampled at
+    ``r + d(r + shift_px, index)`` (bicubic)."""
+    h, w = image.shape
+    along_x, along_y, cross, xn, yn = model.separable_field(index, offset_px=shift_px)
+    device = image.device
+    # grid_sample's coordinates: -1 and 1 are the outer edges of the first and last pixel
+    parts = []
+    for axis, size in ((0, w), (1, h)):
+        scale = 2.0 / size
+        col, row = scale * along_x[axis], scale * along_y[axis]
+        if axis == 0:
+            col = col + scale * np.arange(w) + 1.0 / size - 1.0
+        else:
+            row = row + scale * np.arange(h) + 1.0 / size - 1.0
+        grid = torch.outer(
+            torch.as_tensor(scale * cross[axis] * yn, dtype=torch.float32, device=device),
+            torch.as_tensor(xn, dtype=torch.float32, device=device),
+        )
+        grid.add_(torch.as_tensor(col, dtype=torch.float32, device=device)[None, :])
+        grid.add_(torch.as_tensor(row, dtype=torch.float32, device=device)[:, None])
+        parts.append(grid)
     return F.grid_sample(
-        frame[None, None], grid, mode="bicubic", padding_mode="border", align_corners=False
+        image[None, None],
+        torch.stack(parts, dim=-1)[None],
+        mode="bicubic",
+        padding_mode="border",
+        align_corners=False,
     )[0, 0]
 
 
@@ -72,9 +96,8 @@ def corrected_sums(
     kx, ky = frequency_grid((h, w), pixel_size_angstrom=1.0, device=device, dtype=torch.float64)
     ky_1d, kx_1d = ky[:, 0], kx[0, :]
     k = torch.sqrt(kx * kx + ky * ky).to(torch.float32) / pixel_size_angstrom
-    norm: torch.Tensor | None = None
-    rate = torch.zeros_like(k)
-    doses = torch.zeros(n, dtype=torch.float64)
+    weight: torch.Tensor | None = None
+    step: torch.Tensor | None = None
     volts = 300.0 if voltage_kv is None else voltage_kv
     if dose_per_frame_e_per_a2 is not None and voltage_kv is not None:
         doses = frame_end_doses_e_per_a2(
@@ -84,11 +107,17 @@ def corrected_sums(
         )
         # exp(-N / (2 Ne(k))) per frame from one evaluation of Ne(k)
         rate = -0.5 / critical_exposure_e_per_a2(k, voltage_kv=volts)
-        norm = torch.zeros_like(k)
+        # the doses grow in equal steps: each frame's factor is the last one's times
+        # exp(rate * step), one product per frame instead of an exponential
+        first = torch.exp(rate * float(doses[0]))
+        step = torch.exp(rate * float(doses[1] - doses[0])) if n > 1 else None
+        total, q = torch.zeros_like(k), first.clone()
         for f in range(n):
-            q = torch.exp(rate * float(doses[f]))
-            norm += q * q
-        norm = dose_weighted_scale(n) / torch.sqrt(norm)
+            total.addcmul_(q, q)
+            if step is not None and f + 1 < n:
+                q.mul_(step)
+        norm = dose_weighted_scale(n) / torch.sqrt(total)
+        weight = first * norm
     spec_shape = (h, w // 2 + 1)
     ctf = torch.zeros(spec_shape, dtype=torch.complex64, device=device)
     aligned = torch.zeros_like(ctf) if local_model is not None else ctf
@@ -100,14 +129,14 @@ def corrected_sums(
         ctf += spectrum
         if local_model is not None:
             # d is a function of the frame's own pixel: evaluate it at r + shift_f
-            field = local_model.displacement_field(
-                f, device=device, offset_px=(float(shifts_t[f, 0]), float(shifts_t[f, 1]))
-            )
+            shift = (float(shifts_t[f, 0]), float(shifts_t[f, 1]))
             shifted = torch.fft.irfft2(spectrum, s=(h, w))
-            spectrum = torch.fft.rfft2(_warp(shifted, field))
+            spectrum = torch.fft.rfft2(_resample(shifted, local_model, f, shift))
             aligned += spectrum
-        if norm is not None:
-            spectrum = spectrum * (torch.exp(rate * float(doses[f])) * norm)
+        if weight is not None:
+            spectrum *= weight
+            if step is not None and f + 1 < n:
+                weight *= step
         halves[f % 2] += spectrum
     aligned_sum = torch.fft.irfft2(aligned, s=(h, w))
     ctf_sum = aligned_sum if local_model is None else torch.fft.irfft2(ctf, s=(h, w))

@@ -14,8 +14,17 @@ import pytest
 import torch
 
 from causalscope.daemon.bench.motion import motion_errors, simulate_bench_movie
-from causalscope.models.motion import PatchShifts, correct_motion, fit_local_model
-from causalscope.models.motion.local import _spatial_basis, _temporal_basis
+from causalscope.models.motion import (
+    LocalMotionModel,
+    PatchShifts,
+    correct_motion,
+    fit_local_model,
+)
+from causalscope.models.motion.local import (
+    _spatial_basis,
+    _temporal_basis,
+    fft_friendly_below,
+)
 
 SIZE = 1024
 N_FRAMES = 20
@@ -110,3 +119,38 @@ def test_local_motion_target_on_bench_movie() -> None:
     assert result.local_model is not None
     local_rms = motion_errors(result.shifts_px, result.local_model, sim)["local_rms_px"]
     assert local_rms < 0.3, local_rms
+
+
+def test_fft_friendly_sizes_are_the_largest_with_factors_2_3_5() -> None:
+    assert [fft_friendly_below(n) for n in (408, 1636, 400, 33, 2)] == [400, 1620, 400, 32, 2]
+    for n in range(2, 3000, 7):
+        m = fft_friendly_below(n)
+        rest = m
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        assert m <= n and m % 2 == 0 and rest == 1
+        # nothing between m and n qualifies
+        assert all(k % 2 or any(p > 5 for p in _prime_factors(k)) for k in range(m + 1, n + 1)), n
+
+
+def _prime_factors(k: int) -> list[int]:
+    found, p = [], 2
+    while k > 1:
+        while k % p == 0:
+            found.append(p)
+            k //= p
+        p += 1
+    return found
+
+
+def test_separable_field_equals_the_model_at_every_pixel() -> None:
+    """The image-sized field built from its 1-D pieces is the model's displacement at each
+    pixel ``r + offset`` (checked against the pointwise formula)."""
+    rng = np.random.default_rng(7)
+    model = LocalMotionModel(rng.normal(size=(2, 5, 3)), (48, 64), 12)
+    offset = (3.25, -7.5)
+    field = model.displacement_field(9, offset_px=offset).numpy()
+    ys, xs = np.mgrid[0:48, 0:64]
+    expected = model.displacement_px(xs + offset[0], ys + offset[1], 9)
+    np.testing.assert_allclose(field, expected, atol=2e-5)
