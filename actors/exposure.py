@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from causalscope.actors._causal import exposure_inputs, restoration_record
-from causalscope.actors._memory import resident_bytes
+from causalscope.actors._memory import (
+    keep_freed_memory,
+    release_freed_memory,
+    resident_bytes,
+)
 from causalscope.actors._records import used_dose
 from causalscope.actors._repro import ReproStage, triage_record
 from causalscope.actors._stages import (
@@ -189,6 +193,7 @@ class ExposureWorker:
 
             # several CPU workers share a machine: each must stay on its own share of cores
             torch.set_num_threads(max(1, int(torch_threads)))
+        keep_freed_memory()  # movie-sized temporaries reuse the heap (see actors._memory)
         self._optics = configured_optics(microscope)
         self._processing = processing
         self._device = device or resolve_device(processing.device)
@@ -256,8 +261,29 @@ class ExposureWorker:
 
         ``pixel_size_angstrom`` is the frames' own (EER upsampling included) when the caller
         knows it; otherwise the metadata's, otherwise the configured microscope's. Broken input
-        never raises: the record's status is ``fail`` and its flags say why.
+        never raises: the record's status is ``fail`` and its flags say why. The memory its
+        temporaries took goes back to the system at the end (see ``actors._memory``).
         """
+        try:
+            return self._process(
+                frames,
+                exposure_id=exposure_id,
+                movie_path=movie_path,
+                metadata=metadata,
+                pixel_size_angstrom=pixel_size_angstrom,
+            )
+        finally:
+            release_freed_memory()
+
+    def _process(
+        self,
+        frames: np.ndarray,
+        *,
+        exposure_id: str,
+        movie_path: str,
+        metadata: AcquisitionMetadata | None,
+        pixel_size_angstrom: float | None,
+    ) -> ExposureRecord:
         run = _Run(exposure_id, str(movie_path), metadata, self._device)
         frames = frames[None] if frames.ndim == 2 else frames
         optics = self._admit(run, frames, pixel_size_angstrom)

@@ -124,9 +124,16 @@ def run_motion_bench(
     """Run the motion benchmark; returns a JSON-able report."""
     import torch
 
+    from causalscope.actors._memory import keep_freed_memory, release_freed_memory
     from causalscope.models.motion import correct_motion
 
-    report: dict[str, Any] = {"bench": "motion", "device": device, "cases": []}
+    # as an exposure worker does: freed temporaries stay in the heap, given back after a movie
+    report: dict[str, Any] = {
+        "bench": "motion",
+        "device": device,
+        "heap_kept": keep_freed_memory(),
+        "cases": [],
+    }
     for name in cases:
         spec = CASES[name]
         for seed in seeds:
@@ -163,6 +170,7 @@ def run_motion_bench(
             if compete:
                 case["competing"] = _competing(sim, gain, spec["n_frames"], device, total_s)
             report["cases"].append(case)
+            release_freed_memory()
     report["summary"] = _summary(report["cases"])
     return report
 
