@@ -110,7 +110,7 @@ class MotionStage:
             dose_per_frame_e_per_a2=dose_per_frame,
             gain=gain,
             defect_mask=defects,
-            patches=(motion.patches_x, motion.patches_y),
+            patches=(motion.patches_y, motion.patches_x),  # (rows, columns)
             bfactor_angstrom2=motion.bfactor_angstrom2,
             iterations=motion.iterations,
             tolerance_px=motion.tolerance_px,

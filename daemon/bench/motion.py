@@ -125,7 +125,10 @@ def run_motion_bench(
     import torch
 
     from causalscope.actors._memory import keep_freed_memory, release_freed_memory
+    from causalscope.config import load_settings
     from causalscope.models.motion import correct_motion
+
+    motion = load_settings(None, None, {}).processing.motion  # what a worker runs by default
 
     # as an exposure worker does: freed temporaries stay in the heap, given back after a movie
     report: dict[str, Any] = {
@@ -149,6 +152,11 @@ def run_motion_bench(
                     voltage_kv=300.0,
                     dose_per_frame_e_per_a2=40.0 / spec["n_frames"],
                     gain=gain,
+                    patches=(motion.patches_y, motion.patches_x),
+                    bfactor_angstrom2=motion.bfactor_angstrom2,
+                    iterations=motion.iterations,
+                    tolerance_px=motion.tolerance_px,
+                    patch_iterations=motion.patch_iterations,
                     device=device,
                 )
                 if device.startswith("cuda"):

@@ -433,3 +433,18 @@ def test_a_gain_of_another_size_is_a_calibration_mismatch_naming_both_sizes(
     )
     with pytest.raises(ValueError, match=re.escape("frames are 512x512 px but the gain reference")):
         stage(p.inputs["motion"])
+
+
+def test_patches_x_counts_columns_and_patches_y_rows(pipeline: Pipeline) -> None:
+    """``patches_x`` patches across the width, ``patches_y`` down the height."""
+    p = pipeline
+    motion = p.settings.processing.motion.model_copy(update={"patches_x": 3, "patches_y": 2})
+    stage = MotionStage(
+        motion=motion,
+        dose_weighting=True,
+        detector=p.settings.detector,
+        calibration=DetectorCalibration(gain=p.gain),
+        device="cpu",
+    )
+    positions = stage(p.inputs["motion"]).correction.patch_positions_px
+    assert len(np.unique(positions[:, 0])) == 3 and len(np.unique(positions[:, 1])) == 2
