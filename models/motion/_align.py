@@ -147,6 +147,9 @@ def prepare_spectra(
     fx = torch.fft.rfftfreq(w, device=device)[None, :]
     outer = ((fy**2 + fx**2) > 0.16).to(torch.float32)
     n_outer = float(outer.sum()) if h > 2 and w > 2 else 0.0
+    # the sum of |F|^2 over those frequencies as one matrix-vector product over the real and
+    # imaginary parts (no image-sized temporaries beyond the squares)
+    outer_parts = outer[:, :, None].expand(h, w // 2 + 1, 2).reshape(-1)
     chunk = max(1, batch_elements(device) // (h * (w // 2 + 1)))
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
@@ -154,8 +157,8 @@ def prepare_spectra(
         image = (image - image.mean(dim=(-2, -1), keepdim=True)) * window
         spectrum = torch.fft.rfft2(image)
         if n_outer > 0:
-            power = torch.view_as_real(spectrum).square().sum(dim=-1)
-            noise[start:stop] = (power * outer).sum(dim=(-2, -1)) / n_outer
+            parts = torch.view_as_real(spectrum).reshape(stop - start, -1)
+            noise[start:stop] = (parts.square() @ outer_parts) / n_outer
         else:
             noise[start:stop] = 1.0
         out[start:stop] = crop_spectrum(spectrum, crop) * filt
