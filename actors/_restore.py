@@ -52,6 +52,7 @@ class Restoration:
     denoised: torch.Tensor | None = None
     bfactor_fit_angstrom2: float = 0.0
     bfactor_used_angstrom2: float = 0.0
+    excluded: torch.Tensor | None = None  # (h, w) bool: the areas not picked in
 
 
 def load_reference(path: str | Path) -> np.ndarray:
@@ -182,6 +183,7 @@ def restore_and_pick(
     picked_on = denoised if denoised is not None else restored
     picks = pick(picked_on, templates, settings, pixel_size_angstrom)
     excluded: dict[str, float] | None = None
+    excluded_area: torch.Tensor | None = None
     n_excluded = 0
     # on the sum of counts (the restored images have lost the local mean it reads); a sum
     # without a positive mean (not counts) is left unmasked: its record says None
@@ -200,6 +202,7 @@ def restore_and_pick(
         n_excluded = int((~keep).sum())
         picks = Picks(picks.xy_px[keep], picks.scores[keep])
         excluded = {k: round(v, 4) for k, v in mask.fractions.items()}
+        excluded_area = mask.mask
     xy = picks.xy_px.detach().cpu()
     scores = picks.scores.detach().cpu()
     box, particles = _extract(work, xy, parameters, settings, pixel_size_angstrom)
@@ -221,6 +224,7 @@ def restore_and_pick(
         denoised,
         bfactor_fit_angstrom2=bfactor_fit,
         bfactor_used_angstrom2=bfactor_used,
+        excluded=excluded_area,
     )
 
 
@@ -284,14 +288,27 @@ def write_restoration(
     ctf: CtfRecord,
     optics: Optics,
 ) -> dict[str, str]:
-    """``micrographs/<id>_wiener.mrc`` and, with particles, ``particles/<id>.mrcs`` + ``.star``."""
+    """``micrographs/<id>_wiener.mrc``, ``thumbnails/<id>_picks.png`` (the restored micrograph
+    with its picks circled and the areas not picked in tinted) and, with particles,
+    ``particles/<id>.mrcs`` + ``.star``."""
     import pandas as pd
 
     from causalscope.daemon.formats import write_mrc_movie
     from causalscope.daemon.formats.particles_star import write_particle_stack, write_particles_star
+    from causalscope.daemon.formats.png import write_png
+    from causalscope.models.thumbnails import picks_thumbnail
 
     pixel_size_angstrom = optics.pixel_size_angstrom
     outputs: dict[str, str] = {}
+    record = restoration.record
+    picture = picks_thumbnail(
+        restoration.restored,
+        np.asarray(record.picks_xy_px, dtype=np.float64).reshape(-1, 2),
+        diameter_px=record.particle_diameter_angstrom / pixel_size_angstrom,
+        excluded=restoration.excluded,
+    )
+    picks_png = write_png(output_dir / "thumbnails" / f"{exposure_id}_picks.png", picture)
+    outputs["picks_thumbnail"] = str(picks_png)
     wiener = output_dir / "micrographs" / f"{exposure_id}_wiener.mrc"
     image = restoration.restored.detach().cpu().numpy().astype(np.float32, copy=False)
     write_mrc_movie(wiener, image, pixel_size_angstrom=pixel_size_angstrom, mode=2)
@@ -302,7 +319,6 @@ def write_restoration(
         write_mrc_movie(denoised, array, pixel_size_angstrom=pixel_size_angstrom, mode=2)
         outputs["denoised"] = str(denoised)
     particles = restoration.particles
-    record = restoration.record
     if particles is None or record.box_px is None:
         return outputs
     stack = output_dir / "particles" / f"{exposure_id}.mrcs"

@@ -462,10 +462,15 @@ class LiveSession:
         assert self.store is not None
         exposure_id = str(request["exposure_id"])
         kind = str(request.get("kind", "micrograph"))
-        key = {"micrograph": "thumbnail", "power_spectrum": "power_spectrum_thumbnail"}.get(kind)
+        key = {
+            "micrograph": "thumbnail",
+            "power_spectrum": "power_spectrum_thumbnail",
+            "picks": "picks_thumbnail",
+        }.get(kind)
         if key is None:
             raise ValueError(
-                f"kind must be 'micrograph', 'power_spectrum' or 'class_gallery', got {kind!r}"
+                "kind must be 'micrograph', 'power_spectrum', 'picks' or 'class_gallery', "
+                f"got {kind!r}"
             )
         row = self.store.exposure_row(exposure_id)
         if row is None:

@@ -1,6 +1,7 @@
-"""Small 8-bit pictures of an exposure for the dashboard and for people: the micrograph, and its
+"""Small 8-bit pictures of an exposure for the dashboard and for people: the micrograph, its
 power spectrum beside the fitted CTF (the left half measured, the right half the model, as
-CTFFIND's diagnostic image shows them).
+CTFFIND's diagnostic image shows them), and the micrograph with its picks and the areas left
+unpicked drawn on it (in colour).
 
 Pure functions on tensors; the caller encodes and writes the pictures.
 """
@@ -12,7 +13,20 @@ import torch
 
 from causalscope.models.ctf import ctf_2d
 
-__all__ = ["micrograph_thumbnail", "power_spectrum_thumbnail", "to_uint8"]
+__all__ = [
+    "EXCLUDED_RGB",
+    "PICK_RGB",
+    "micrograph_thumbnail",
+    "picks_thumbnail",
+    "power_spectrum_thumbnail",
+    "to_uint8",
+]
+
+#: colour of a pick's ring (green) and the tint of the areas not picked in (orange)
+PICK_RGB = (40, 230, 60)
+EXCLUDED_RGB = (255, 140, 0)
+#: how much of the tint an excluded pixel takes (the micrograph shows through the rest)
+_TINT = 0.45
 
 
 def to_uint8(
@@ -133,3 +147,52 @@ def power_spectrum_thumbnail(
         picture[:, n // 2 :] = model[:, n // 2 :].cpu().numpy()
     binned = _bin_to(torch.as_tensor(picture, dtype=torch.float32), size_px)
     return binned.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def picks_thumbnail(
+    image: torch.Tensor,
+    picks_xy_px: torch.Tensor | np.ndarray,
+    *,
+    diameter_px: float,
+    excluded: torch.Tensor | None = None,
+    size_px: int = 512,
+) -> np.ndarray:
+    """The micrograph ``(h, w)`` binned as :func:`micrograph_thumbnail`, in colour: each pick
+    ``[x, y]`` (``(n, 2)`` px of ``image``) circled in :data:`PICK_RGB` at the particle's
+    radius (at least 2 px of the picture), and the ``excluded`` pixels (``(h, w)`` bool: the
+    areas not picked in) tinted :data:`EXCLUDED_RGB`. Returns ``(h', w', 3)`` uint8.
+    """
+    if size_px < 8:
+        raise ValueError(f"size_px must be at least 8, got {size_px}")
+    if diameter_px <= 0:
+        raise ValueError(f"diameter_px must be > 0, got {diameter_px}")
+    h, w = image.shape[-2:]
+    if excluded is not None and tuple(excluded.shape) != (h, w):
+        raise ValueError(f"excluded must be {(h, w)} like the image, got {tuple(excluded.shape)}")
+    grey = torch.as_tensor(micrograph_thumbnail(image, size_px=size_px), dtype=torch.float32)
+    th, tw = grey.shape
+    factor = max(1, -(-max(h, w) // size_px))  # the binning of _bin_to
+    rgb = grey[:, :, None].repeat(1, 1, 3)
+    if excluded is not None:
+        share = _bin_to(excluded.detach().to("cpu", torch.float32), size_px)[:th, :tw]
+        tint = torch.tensor(EXCLUDED_RGB, dtype=torch.float32)
+        weight = (_TINT * share)[:, :, None]
+        rgb = rgb * (1.0 - weight) + tint * weight
+    xy = torch.as_tensor(np.asarray(picks_xy_px, dtype=np.float64)).reshape(-1, 2) / factor
+    if len(xy):
+        radius = max(2.0, 0.5 * diameter_px / factor)
+        yy, xx = torch.meshgrid(
+            torch.arange(th, dtype=torch.float64) + 0.5,
+            torch.arange(tw, dtype=torch.float64) + 0.5,
+            indexing="ij",
+        )
+        ring = torch.zeros((th, tw), dtype=torch.bool)
+        for x, y in xy.tolist():  # each pick's box only: a few hundred small ones
+            y0, y1 = max(0, int(y - radius - 2)), min(th, int(y + radius + 3))
+            x0, x1 = max(0, int(x - radius - 2)), min(tw, int(x + radius + 3))
+            if y0 >= y1 or x0 >= x1:
+                continue
+            distance = torch.sqrt((xx[y0:y1, x0:x1] - x) ** 2 + (yy[y0:y1, x0:x1] - y) ** 2)
+            ring[y0:y1, x0:x1] |= (distance - radius).abs() <= 0.75
+        rgb[ring] = torch.tensor(PICK_RGB, dtype=torch.float32)
+    return rgb.round().clamp(0, 255).to(torch.uint8).numpy()

@@ -12,13 +12,17 @@ __all__ = ["read_png", "write_png"]
 
 
 def write_png(path: str | Path, image: np.ndarray, *, atomic: bool = True) -> Path:
-    """Write an ``(h, w)`` uint8 grey image as PNG; returns ``path``."""
+    """Write an ``(h, w)`` uint8 grey or ``(h, w, 3)`` uint8 RGB image as PNG; returns
+    ``path``."""
     import imagecodecs
 
     path = Path(path)
     data = np.asarray(image)
-    if data.ndim != 2 or data.dtype != np.uint8:
-        raise ValueError(f"expected an (h, w) uint8 image, got {data.dtype} {data.shape}")
+    shape_ok = data.ndim == 2 or (data.ndim == 3 and data.shape[-1] == 3)
+    if not shape_ok or data.dtype != np.uint8:
+        raise ValueError(
+            f"expected an (h, w) or (h, w, 3) uint8 image, got {data.dtype} {data.shape}"
+        )
     encoded = imagecodecs.png_encode(np.ascontiguousarray(data))
     with output_path(path, atomic=atomic) as target:
         target.write_bytes(encoded)

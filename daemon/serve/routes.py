@@ -225,11 +225,16 @@ def exposure(session: Session, exposure_id: str) -> dict[str, Any]:
     responses={200: {"content": {"image/png": {}}}},
 )
 def exposure_image(
-    session: Session, exposure_id: str, kind: Literal["micrograph", "power_spectrum"]
+    session: Session, exposure_id: str, kind: Literal["micrograph", "power_spectrum", "picks"]
 ) -> FileResponse:
-    """The exposure's thumbnail (``micrograph``) or power spectrum, as PNG."""
+    """The exposure's thumbnail (``micrograph``), power spectrum, or micrograph with its picks
+    circled and the areas not picked in tinted (``picks``, in colour), as PNG."""
     check_id(exposure_id, "exposure id")
-    key = {"micrograph": "thumbnail", "power_spectrum": "power_spectrum_thumbnail"}[kind]
+    key = {
+        "micrograph": "thumbnail",
+        "power_spectrum": "power_spectrum_thumbnail",
+        "picks": "picks_thumbnail",
+    }[kind]
     with session.reading() as reader:
         found = reader.dicts(
             "SELECT outputs FROM exposures WHERE exposure_id = ?", [exposure_id], ("outputs",)

@@ -174,6 +174,7 @@ def test_outputs_are_readable_micrographs_and_trajectory(good) -> None:
         "trajectory",
         "thumbnail",
         "power_spectrum_thumbnail",
+        "picks_thumbnail",
         "restored",
         "denoised",
         "particles",
@@ -182,6 +183,14 @@ def test_outputs_are_readable_micrographs_and_trajectory(good) -> None:
     for kind in ("thumbnail", "power_spectrum_thumbnail"):
         picture = read_png(record.outputs[kind])
         assert picture.dtype == np.uint8 and max(picture.shape) <= 512
+    # the picks picture: colour, the excluded share tinted as the record says, a ring per pick
+    picks = read_png(record.outputs["picks_thumbnail"]).astype(int)
+    assert picks.shape[-1] == 3 and max(picks.shape[:2]) <= 512
+    red, green, blue = picks[..., 0], picks[..., 1], picks[..., 2]
+    tinted = float(((red - blue > 60) & (green < red)).mean())
+    assert record.picking is not None and record.picking.excluded_fractions is not None
+    assert tinted == pytest.approx(sum(record.picking.excluded_fractions.values()), abs=0.05)
+    assert record.picking.n_particles > 0 and ((green - red > 100) & (green - blue > 100)).any()
     sums = {}
     for kind in ("aligned_sum", "dose_weighted_sum", "even_sum", "odd_sum"):
         path = Path(record.outputs[kind])

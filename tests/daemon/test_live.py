@@ -386,6 +386,8 @@ def test_operator_actions_reach_the_running_session(
     import base64
     import time
 
+    import imagecodecs
+
     from causalscope.daemon.control import ControlError, control_request
     from causalscope.daemon.store import read_endpoints
 
@@ -428,6 +430,10 @@ def test_operator_actions_reach_the_running_session(
             act("thumbnail", exposure_id=exposure_id, kind="power_spectrum")["png_base64"]
         )
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        picks = base64.b64decode(
+            act("thumbnail", exposure_id=exposure_id, kind="picks")["png_base64"]
+        )
+        assert imagecodecs.png_decode(picks).shape[-1] == 3  # colour: picks and masked areas
         with pytest.raises(ControlError, match="no exposure"):
             act("thumbnail", exposure_id="nope")
         status = act("status")["status"]

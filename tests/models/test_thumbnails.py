@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from causalscope.models.ctf import ctf_2d
-from causalscope.models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail, to_uint8
+from causalscope.models.thumbnails import (
+    micrograph_thumbnail,
+    picks_thumbnail,
+    power_spectrum_thumbnail,
+    to_uint8,
+)
 
 
 def test_stretch_maps_percentiles_to_the_ends() -> None:
@@ -105,3 +110,30 @@ def test_power_spectrum_without_a_fit_is_all_measured() -> None:
     assert picture.shape == (64, 64)
     with pytest.raises(ValueError, match="square"):
         power_spectrum_thumbnail(torch.ones(64, 32), pixel_size_angstrom=1.0)
+
+
+def test_picks_picture_circles_each_pick_and_tints_only_the_excluded_area() -> None:
+    """A 1024^2 flat micrograph binned by 2: the excluded left quarter is tinted orange (and
+    nothing else), each pick gets a green ring of the particle's radius around its position,
+    and the ring's inside keeps the micrograph's grey."""
+    image = torch.zeros(1024, 1024)
+    image[::2, ::2] = 1.0  # a flat texture (the stretch maps a constant to mid-grey anyway)
+    excluded = torch.zeros(1024, 1024, dtype=torch.bool)
+    excluded[:, :256] = True
+    picks = np.array([[600.0, 300.0], [900.0, 800.0]])
+    picture = picks_thumbnail(image, picks, diameter_px=40.0, excluded=excluded, size_px=512)
+    assert picture.shape == (512, 512, 3) and picture.dtype == np.uint8
+    red, green, blue = (picture[..., i].astype(int) for i in range(3))
+    tinted = (red - blue > 60) & (green < red)
+    assert tinted[:, :128].all() and not tinted[:, 128:].any()
+    ringed = (green - red > 100) & (green - blue > 100)
+    for x, y in picks / 2:  # in picture pixels; the radius is 10 of them
+        yy, xx = np.mgrid[0:512, 0:512]
+        distance = np.hypot(xx + 0.5 - x, yy + 0.5 - y)
+        assert ringed[np.abs(distance - 10) <= 0.5].mean() > 0.9
+        assert (
+            not ringed[distance < 8].any() and not ringed[(distance > 12) & (distance < 30)].any()
+        )
+    assert ringed.sum() < 2 * 2 * np.pi * 10 * 2  # two rings of about 1.5 px width, nothing more
+    with pytest.raises(ValueError, match=r"excluded must be \(1024, 1024\)"):
+        picks_thumbnail(image, picks, diameter_px=40.0, excluded=excluded[:10])

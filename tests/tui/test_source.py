@@ -192,3 +192,56 @@ def test_fit_image_keeps_aspect_and_mean() -> None:
     out = fit_image(image, 40, 40)
     assert out.shape == (40, 20)
     assert (out == 100).all()
+
+
+def test_half_blocks_draw_colour_pixels_as_they_are() -> None:
+    import numpy as np
+    from rich.console import Console
+
+    from causalscope.tui.widgets.image import HalfBlocks
+
+    picture = np.array([[[255, 0, 0], [0, 0, 255]], [[0, 255, 0], [10, 20, 30]]], np.uint8)
+    console = Console(width=2, height=1, color_system="truecolor")
+    segments = console.render(HalfBlocks(picture), console.options.update(height=1))
+    drawn = [
+        (s.style.color.triplet, s.style.bgcolor.triplet)
+        for s in segments
+        if s.text == "▀" and s.style and s.style.color and s.style.bgcolor
+    ]
+    # the top pixel is the glyph's colour, the bottom one its background
+    assert [(tuple(top), tuple(bottom)) for top, bottom in drawn] == [
+        ((255, 0, 0), (0, 255, 0)),
+        ((0, 0, 255), (10, 20, 30)),
+    ]
+
+
+def test_the_micrograph_panel_shows_the_picks_picture_else_the_micrograph(
+    tmp_path: Path,
+) -> None:
+    """The picks picture (colour) when the exposure has one, else the grey micrograph; on a
+    finished session with neither file here, the reason (the session cannot be asked)."""
+    import numpy as np
+
+    from causalscope.daemon.formats.png import write_png
+    from causalscope.tui.widgets.image import load_thumbnails
+
+    _session(tmp_path / "s.duckdb")
+    source = RecordedSource.open(tmp_path / "s.duckdb")
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+    colour = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    files = {
+        "thumbnail": str(write_png(tmp_path / "c.png", grey)),
+        "power_spectrum_thumbnail": str(write_png(tmp_path / "c_ps.png", grey.T.copy())),
+        "picks_thumbnail": str(write_png(tmp_path / "c_picks.png", colour)),
+    }
+    loaded = list(load_thumbnails(source, {"exposure_id": "c", "outputs": files}))
+    assert [m.kind for m in loaded] == ["picks", "power_spectrum"]
+    assert loaded[0].image is not None and (loaded[0].image == colour).all()
+    files.pop("picks_thumbnail")
+    loaded = list(load_thumbnails(source, {"exposure_id": "c", "outputs": files}))
+    assert [m.kind for m in loaded] == ["micrograph", "power_spectrum"]
+    assert loaded[0].image is not None and (loaded[0].image == grey).all()
+    loaded = list(load_thumbnails(source, {"exposure_id": "c", "outputs": {}}))
+    assert [(m.kind, m.image) for m in loaded] == [("micrograph", None), ("power_spectrum", None)]
+    assert all("not running" in m.error for m in loaded)
