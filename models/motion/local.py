@@ -264,7 +264,7 @@ def align_patches(
         var[first:last] = variance.cpu().numpy()
 
     firsts = range(0, n_patches, group)
-    workers = min(patch_threads(device), len(firsts))
+    workers = min(python_threads(device), len(firsts))
     if workers > 1:
         with ThreadPoolExecutor(workers, thread_name_prefix="patches") as pool:
             list(pool.map(align, firsts))  # list(): an exception in a thread is raised here
@@ -274,8 +274,9 @@ def align_patches(
     return PatchShifts(centres, out, var, size)
 
 
-def patch_threads(device: torch.device) -> int:
-    """Python threads that align patches at once: one per torch thread on a CPU, one on a GPU.
+def python_threads(device: torch.device) -> int:
+    """Python threads that share a motion step's independent pieces (patches, frames of the
+    sums): one per torch thread on a CPU, one on a GPU.
 
     Each patch's work is many small operations. Split across cores inside each operation,
     they waited for one another whenever another process held a core: 25 patches of a

@@ -17,6 +17,8 @@ dose-weighted sum is defined as the even sum plus the odd sum (in real space), s
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +29,7 @@ from causalscope.models.ctf import frequency_grid
 from causalscope.models.dose import critical_exposure_e_per_a2
 from causalscope.models.motion._fourier import phase_ramp
 from causalscope.models.motion.dose_weighting import dose_weighted_scale, frame_end_doses_e_per_a2
-from causalscope.models.motion.local import LocalMotionModel
+from causalscope.models.motion.local import LocalMotionModel, python_threads
 
 __all__ = ["CorrectedSums", "corrected_sums"]
 
@@ -96,8 +98,8 @@ def corrected_sums(
     kx, ky = frequency_grid((h, w), pixel_size_angstrom=1.0, device=device, dtype=torch.float64)
     ky_1d, kx_1d = ky[:, 0], kx[0, :]
     k = torch.sqrt(kx * kx + ky * ky).to(torch.float32) / pixel_size_angstrom
-    weight: torch.Tensor | None = None
-    step: torch.Tensor | None = None
+    rate = norm = None
+    doses = torch.zeros(n, dtype=torch.float64)
     volts = 300.0 if voltage_kv is None else voltage_kv
     if dose_per_frame_e_per_a2 is not None and voltage_kv is not None:
         doses = frame_end_doses_e_per_a2(
@@ -105,39 +107,58 @@ def corrected_sums(
             dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
             pre_exposure_e_per_a2=pre_exposure_e_per_a2,
         )
-        # exp(-N / (2 Ne(k))) per frame from one evaluation of Ne(k)
+        # exp(-N / (2 Ne(k))) per frame from one evaluation of Ne(k); the doses grow in equal
+        # steps, so each frame's factor is the last one's times exp(rate * step): one product
+        # per frame instead of an exponential
         rate = -0.5 / critical_exposure_e_per_a2(k, voltage_kv=volts)
-        # the doses grow in equal steps: each frame's factor is the last one's times
-        # exp(rate * step), one product per frame instead of an exponential
-        first = torch.exp(rate * float(doses[0]))
         step = torch.exp(rate * float(doses[1] - doses[0])) if n > 1 else None
-        total, q = torch.zeros_like(k), first.clone()
+        total, q = torch.zeros_like(k), torch.exp(rate * float(doses[0]))
         for f in range(n):
             total.addcmul_(q, q)
             if step is not None and f + 1 < n:
                 q.mul_(step)
         norm = dose_weighted_scale(n) / torch.sqrt(total)
-        weight = first * norm
     spec_shape = (h, w // 2 + 1)
-    ctf = torch.zeros(spec_shape, dtype=torch.complex64, device=device)
-    aligned = torch.zeros_like(ctf) if local_model is not None else ctf
-    halves = [torch.zeros_like(ctf), torch.zeros_like(ctf)]
     shifts_t = torch.as_tensor(shifts_px, dtype=torch.float64, device=device)
-    for f in range(n):
-        spectrum = torch.fft.rfft2(frames[f].to(torch.float32))
-        spectrum *= phase_ramp(-shifts_t[f : f + 1], ky_1d, kx_1d)[0]
-        ctf += spectrum
-        if local_model is not None:
-            # d is a function of the frame's own pixel: evaluate it at r + shift_f
-            shift = (float(shifts_t[f, 0]), float(shifts_t[f, 1]))
-            shifted = torch.fft.irfft2(spectrum, s=(h, w))
-            spectrum = torch.fft.rfft2(_resample(shifted, local_model, f, shift))
-            aligned += spectrum
-        if weight is not None:
-            spectrum *= weight
-            if step is not None and f + 1 < n:
-                weight *= step
-        halves[f % 2] += spectrum
+
+    def accumulate(start: int, stride: int) -> tuple[torch.Tensor, ...]:
+        """``(ctf, aligned, even, odd)`` spectra summed over frames ``start::stride``."""
+        ctf = torch.zeros(spec_shape, dtype=torch.complex64, device=device)
+        aligned = torch.zeros_like(ctf) if local_model is not None else ctf
+        halves = (torch.zeros_like(ctf), torch.zeros_like(ctf))
+        weight = stride_step = None
+        if rate is not None and norm is not None:
+            weight = torch.exp(rate * float(doses[start])) * norm
+            stride_step = torch.exp(rate * float(stride * (doses[1] - doses[0]))) if n > 1 else None
+        for f in range(start, n, stride):
+            spectrum = torch.fft.rfft2(frames[f].to(torch.float32))
+            spectrum *= phase_ramp(-shifts_t[f : f + 1], ky_1d, kx_1d)[0]
+            ctf += spectrum
+            if local_model is not None:
+                # d is a function of the frame's own pixel: evaluate it at r + shift_f
+                shift = (float(shifts_t[f, 0]), float(shifts_t[f, 1]))
+                shifted = torch.fft.irfft2(spectrum, s=(h, w))
+                spectrum = torch.fft.rfft2(_resample(shifted, local_model, f, shift))
+                aligned += spectrum
+            if weight is not None:
+                spectrum *= weight
+                if stride_step is not None and f + stride < n:
+                    weight *= stride_step
+            halves[f % 2].add_(spectrum)
+        return ctf, aligned, halves[0], halves[1]
+
+    # frames shared between Python threads (one per torch thread on a CPU): the transforms and
+    # the resampling release the interpreter's lock, and coarse parallelism holds when another
+    # process takes a core (see models.motion.local.python_threads)
+    workers = min(n, python_threads(device))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="sums") as pool:
+            parts = list(pool.map(lambda t: accumulate(t, workers), range(workers)))
+    else:
+        parts = [accumulate(0, 1)]
+    ctf, aligned, *halves = (
+        functools.reduce(torch.add, terms) for terms in zip(*parts, strict=True)
+    )
     aligned_sum = torch.fft.irfft2(aligned, s=(h, w))
     ctf_sum = aligned_sum if local_model is None else torch.fft.irfft2(ctf, s=(h, w))
     even = torch.fft.irfft2(halves[0], s=(h, w))
