@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from causalscope.models.denoise.unet import UNet
+from causalscope.models.parallel import map_pieces
 
 __all__ = ["denoise", "denoise_half_sums", "robust_normalisation"]
 
@@ -174,4 +175,8 @@ def denoise_half_sums(
     if even.shape != odd.shape:
         raise ValueError(f"half sums must match in shape: {even.shape} vs {odd.shape}")
     kwargs = {"tile_px": tile_px, "overlap_px": overlap_px, "batch": batch}
-    return denoise(even, model, **kwargs) + denoise(odd, model, **kwargs)
+    device = next(model.parameters()).device
+    first, second = map_pieces(
+        lambda half: denoise(half, model, **kwargs), (even, odd), device=device, name="halves"
+    )
+    return first + second

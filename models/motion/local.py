@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +39,7 @@ import torch
 
 from causalscope.models.motion._align import DamageModel, align_stack, prepare_spectra
 from causalscope.models.motion._fourier import phase_ramp
+from causalscope.models.parallel import map_pieces
 
 __all__ = ["LocalMotionModel", "PatchShifts", "align_patches", "fit_local_model"]
 
@@ -233,7 +233,7 @@ def align_patches(
 
     # a GPU aligns all patches at once (it is launch-bound); a CPU one patch at a time, whose
     # spectra stay in cache (batching them was 1.7x slower on 2 cores), on as many Python
-    # threads as torch has (the operations release the interpreter's lock)
+    # threads as torch has (models.parallel)
     group = n_patches if device.type == "cuda" else 1
     out = np.zeros((n_patches, n, 2))
     var = np.ones((n_patches, n, 2))
@@ -263,28 +263,8 @@ def align_patches(
         out[first:last] = residual.cpu().numpy()
         var[first:last] = variance.cpu().numpy()
 
-    firsts = range(0, n_patches, group)
-    workers = min(python_threads(device), len(firsts))
-    if workers > 1:
-        with ThreadPoolExecutor(workers, thread_name_prefix="patches") as pool:
-            list(pool.map(align, firsts))  # list(): an exception in a thread is raised here
-    else:
-        for first in firsts:
-            align(first)
+    map_pieces(align, range(0, n_patches, group), device=device, name="patches")
     return PatchShifts(centres, out, var, size)
-
-
-def python_threads(device: torch.device) -> int:
-    """Python threads that share a motion step's independent pieces (patches, frames of the
-    sums): one per torch thread on a CPU, one on a GPU.
-
-    Each patch's work is many small operations. Split across cores inside each operation,
-    they waited for one another whenever another process held a core: 25 patches of a
-    1024^2 x 20 movie took 2.5 s on 2 torch threads beside a busy process, 1.2-1.8 s with the
-    patches shared between 2 Python threads instead (and 1.6 s against 1.3 s on a quiet
-    machine).
-    """
-    return 1 if device.type == "cuda" else max(1, torch.get_num_threads())
 
 
 def _patch_cutter(

@@ -18,7 +18,6 @@ dose-weighted sum is defined as the even sum plus the odd sum (in real space), s
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,8 @@ from causalscope.models.ctf import frequency_grid
 from causalscope.models.dose import critical_exposure_e_per_a2
 from causalscope.models.motion._fourier import phase_ramp
 from causalscope.models.motion.dose_weighting import dose_weighted_scale, frame_end_doses_e_per_a2
-from causalscope.models.motion.local import LocalMotionModel, python_threads
+from causalscope.models.motion.local import LocalMotionModel
+from causalscope.models.parallel import map_pieces, python_threads
 
 __all__ = ["CorrectedSums", "corrected_sums"]
 
@@ -147,15 +147,9 @@ def corrected_sums(
             halves[f % 2].add_(spectrum)
         return ctf, aligned, halves[0], halves[1]
 
-    # frames shared between Python threads (one per torch thread on a CPU): the transforms and
-    # the resampling release the interpreter's lock, and coarse parallelism holds when another
-    # process takes a core (see models.motion.local.python_threads)
+    # frames shared between Python threads, each with its own partial sums (models.parallel)
     workers = min(n, python_threads(device))
-    if workers > 1:
-        with ThreadPoolExecutor(workers, thread_name_prefix="sums") as pool:
-            parts = list(pool.map(lambda t: accumulate(t, workers), range(workers)))
-    else:
-        parts = [accumulate(0, 1)]
+    parts = map_pieces(lambda t: accumulate(t, workers), range(workers), device=device, name="sums")
     ctf, aligned, *halves = (
         functools.reduce(torch.add, terms) for terms in zip(*parts, strict=True)
     )

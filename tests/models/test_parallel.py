@@ -1,0 +1,44 @@
+"""Pieces shared between Python threads: results in order, errors raised, threads as torch has."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from causalscope.models.parallel import map_pieces, python_threads
+
+
+def test_pieces_come_back_in_order_from_as_many_threads_as_torch_has() -> None:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        names: set[str] = set()
+        barrier = threading.Barrier(2, timeout=10)  # both threads must run at once to pass it
+
+        def square(x: int) -> int:
+            names.add(threading.current_thread().name)
+            if x < 2:
+                barrier.wait()
+            return x * x
+
+        assert python_threads("cpu") == 2
+        assert map_pieces(square, range(6), device="cpu", name="pieces") == [0, 1, 4, 9, 16, 25]
+        assert len(names) == 2 and all(n.startswith("pieces") for n in names)
+        torch.set_num_threads(1)
+        names.clear()
+        assert map_pieces(lambda x: x + 1, [1, 2], device="cpu", name="p") == [2, 3]
+        assert python_threads("cuda") == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_an_error_in_a_piece_is_raised() -> None:
+    def fail(x: int) -> int:
+        if x == 3:
+            raise ValueError("piece 3 is broken")
+        return x
+
+    with pytest.raises(ValueError, match="piece 3 is broken"):
+        map_pieces(fail, range(5), device="cpu", name="p")
