@@ -172,11 +172,13 @@ def apply_gain_and_defects(
     out = torch.empty((n, h, w), dtype=torch.float32, device=dev)
     total = torch.zeros((h, w), dtype=torch.float32, device=dev)
     for f in range(n):
-        frame = as_frame(frames, f, dev)
+        if dev.type == "cpu" and isinstance(frames, np.ndarray):
+            out[f].numpy()[...] = frames[f]  # converted straight into place: no temporary
+        else:
+            out[f] = as_frame(frames, f, dev)
         if gain_t is not None:
-            frame = frame * gain_t
-        out[f] = frame
-        total += frame
+            out[f] *= gain_t
+        total += out[f]
 
     # hot pixels: Poisson outliers of the sum against the local median
     scale = gain_t if gain_t is not None else torch.ones_like(total)
