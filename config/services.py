@@ -38,6 +38,17 @@ class StoreSettings(Section):
             "needs the session's token (in SESSION.endpoints.json, readable by its owner only)."
         ),
     )
+    memory_limit_mb: int = Field(
+        256,
+        ge=16,
+        le=1_048_576,
+        description=(
+            "Memory the session database (DuckDB) may hold: its cache of the file, the commits "
+            "not yet written into it, the queries; beyond it DuckDB reads the file again or "
+            "spills to SESSION.duckdb.tmp. Unbounded, DuckDB would cache the whole growing file "
+            "(up to 80% of the machine's memory)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _addresses_differ(self) -> StoreSettings:

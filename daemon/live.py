@@ -163,6 +163,7 @@ class LiveSession:
             publish_address=store_settings.publish_address if self.options.publish else None,
             query_address=store_settings.query_address if self.options.query else None,
             ctf_star_path=self.paths.ctf_star,
+            memory_limit_mb=store_settings.memory_limit_mb,
         )
         self.run_id = self.store.start_run(
             settings_json=json.dumps(settings_to_dict(self.settings)),

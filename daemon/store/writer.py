@@ -72,6 +72,10 @@ class SessionStore:
         ``micrographs_ctf.star`` to rewrite after every commit, or None.
     publish_high_water_mark
         Messages queued per subscriber before the PUB socket drops.
+    memory_limit_mb
+        Memory DuckDB may hold for this file (its cache of the file's blocks, the commits not
+        yet checkpointed, the queries); None leaves DuckDB's default (80% of the machine's
+        memory, which a long session's growing file would fill with its cache).
 
     Raises
     ------
@@ -88,6 +92,7 @@ class SessionStore:
         query_address: str | None = None,
         ctf_star_path: Path | None = None,
         publish_high_water_mark: int = 10_000,
+        memory_limit_mb: int | None = None,
     ) -> None:
         self._path = Path(path)
         self._ctf_star = None if ctf_star_path is None else CtfStarExporter(ctf_star_path, path)
@@ -102,6 +107,8 @@ class SessionStore:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._con = connect_writer(self._path)
         try:
+            if memory_limit_mb is not None:
+                self._set_memory_limit(memory_limit_mb)
             with self._transaction("creating the schema") as con:
                 self.migrated_from = prepare_schema(con, self._path, _now())
             if publish_address is not None or query_address is not None:
@@ -118,6 +125,18 @@ class SessionStore:
         except BaseException:
             self.close()
             raise
+
+    def _set_memory_limit(self, mb: int) -> None:
+        if not mb > 0:
+            raise ValueError(f"memory_limit_mb must be positive, got {mb!r}")
+        try:
+            self._con.execute(f"SET memory_limit = '{int(mb)}MiB'")
+        except duckdb.Error as exc:
+            raise StoreError(
+                "Cannot limit the session database's memory",
+                f"{self._path}: memory_limit_mb = {mb}: {exc}",
+                path=self._path,
+            ) from exc
 
     # -- properties -------------------------------------------------------------------------
 

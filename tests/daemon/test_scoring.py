@@ -4,9 +4,11 @@ ones, and exactly once across a kill between a commit and its score."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from causalscope.actors._evaluation_results import EvaluationUpdate, MapUpdate
@@ -201,3 +203,21 @@ def test_a_failing_obligation_alerts_again_only_after_it_held(tmp_path: Path) ->
             store.commit_exposure(record, params_hash="p")
             keeper.exposure(record)
     assert [a.exposure_id for a in alerts] == ["b1", "b3"]
+
+
+def test_the_typical_particle_count_is_the_exact_median_at_8_bytes_an_exposure() -> None:
+    from causalscope.actors.scoring import SessionScorer
+
+    scorer = SessionScorer(ScoringSettings())
+    assert scorer.typical_particles() is None
+    rng = np.random.default_rng(3)
+    values = [0.0 if i % 7 == 0 else float(rng.random() * 500) for i in range(5001)]
+    scorer.replay((None, value) for value in values)  # as a restart does, in commit order
+    positive = [value for value in values if value > 0]
+    assert len(positive) % 2 == 0  # the mean of the middle two
+    assert scorer.typical_particles() == statistics.median(positive)
+    scorer.replay([(None, 42.5)])
+    assert scorer.typical_particles() == statistics.median([*positive, 42.5])
+    # kept as packed doubles, only the exposures with particles: 8 bytes each
+    held = scorer._particles.itemsize * len(scorer._particles)
+    assert held == 8 * (len(positive) + 1)
