@@ -187,7 +187,7 @@ def run_pipeline_bench(
     n: int = 20,
     size: int = 1024,
     frames: int = 20,
-    memory_n: int = 500,
+    memory_n: int = 200,
     memory_size: int = 256,
     memory_frames: int = 8,
     n_workers: int | None = None,

@@ -143,7 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=1024, help="pipeline: movie size")
     parser.add_argument("--frames", type=int, default=20, help="pipeline: frames per movie")
     parser.add_argument(
-        "--memory-n", type=int, default=500, help="pipeline: exposures of the memory phase"
+        "--memory-n", type=int, default=200, help="pipeline: exposures of the memory phase"
     )
     parser.add_argument("--workers", type=int, default=None, help="pipeline: exposure actors")
     parser.add_argument(
