@@ -35,11 +35,11 @@ FRAMES = 12
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
-    """Three 1024 x 1024 x 12 movies in EPU's layout, with gain, defects and truth."""
+    """Three 1024 x 1024 x 12 movies in EPU's layout, with gain, defects and truth; ice thick
+    enough (about 60 nm) for the rings to measure it, not only bound it from above."""
     out = tmp_path_factory.mktemp("microscope")
-    settings = load_settings(
-        overrides={"simulation": {"size_px": SIZE, "n_frames": FRAMES}, "processing.device": "cpu"}
-    )
+    simulation = {"size_px": SIZE, "n_frames": FRAMES, "ice_median_nm": 60.0}
+    settings = load_settings(overrides={"simulation": simulation, "processing.device": "cpu"})
     run_simulation(settings, SimulationRequest(out_dir=out, n_exposures=3, seed=5))
     truth = [json.loads(line) for line in (out / "truth.jsonl").read_text().splitlines()]
     return out, truth
