@@ -87,7 +87,7 @@ def serve_settings(args: argparse.Namespace, settings: Any) -> tuple[str, int, s
 def run(args: argparse.Namespace) -> int:
     """Start Ray (or join it), serve the API, wait for Ctrl-C."""
     from causalscope.config import load_settings
-    from causalscope.daemon.serve import start_api, stop_api
+    from causalscope.daemon.serve import start_api
     from causalscope.daemon.workers import start_ray
 
     settings = load_settings(args.config, args.preset)
@@ -101,5 +101,31 @@ def run(args: argparse.Namespace) -> int:
     try:
         threading.Event().wait()
     finally:
-        stop_api()
+        _stop_api_within(_STOP_S)
     return 0
+
+
+#: how long Ctrl-C waits for Serve to shut down (its controller took over a minute on a loaded
+#: machine, and once more than three)
+_STOP_S = 60.0
+
+
+def _stop_api_within(seconds: float) -> None:
+    """Shut Serve down, waiting at most ``seconds``; past that, say so and let the command
+    exit (the local Ray it started ends with it)."""
+    import contextlib
+
+    from causalscope.daemon.serve import stop_api
+
+    def stop() -> None:
+        with contextlib.suppress(Exception):  # Ray may be gone already
+            stop_api()
+
+    stopping = threading.Thread(target=stop, name="serve-shutdown", daemon=True)
+    stopping.start()
+    stopping.join(seconds)
+    if stopping.is_alive():
+        print(
+            f"causalscope serve: Serve did not shut down within {seconds:.0f} s; exiting anyway",
+            flush=True,
+        )
