@@ -23,9 +23,9 @@ _DEFAULT_TILE_PX = 512
 
 
 class ReproStage:
-    """Refit each half sum's CTF (as the CTF stage does, searching within ``window_um`` of
-    the whole exposure's defocus: a small perturbation of the estimate, not a new search;
-    ``None``: the settings' whole defocus range) and
+    """Refit each half sum's CTF (as the CTF stage does, over the settings' whole defocus
+    range by default: a half that finds another defocus than its twin did not reproduce it;
+    ``window_um`` searches only that close to the whole exposure's defocus) and
     count its picks (blobs or templates, as the picking stage does, on the half's
     Wiener-filtered image). A half's defocus counts even where its rings alone would not
     support a fit; its fit resolution only where they do. The halves' defocus difference is
@@ -40,7 +40,7 @@ class ReproStage:
         ctf: CtfSettings,
         picking: PickingSettings,
         resolution_angstrom: float = 3.0,
-        window_um: float | None = 0.5,
+        window_um: float | None = None,
     ) -> None:
         self._ctf = ctf
         self._picking = picking
@@ -81,6 +81,8 @@ class ReproStage:
                     defocus_sigma_angstrom=fit.defocus_sigma_angstrom,
                     fit_resolution_angstrom=fit.fit_resolution_angstrom if fit.supported else None,
                     n_particles=picks,
+                    astigmatism_angstrom=fit.defocus_u_angstrom - fit.defocus_v_angstrom,
+                    astigmatism_angle_deg=fit.defocus_angle_deg,
                 )
             )
         even, odd = estimates

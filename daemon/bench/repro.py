@@ -4,18 +4,20 @@ Each exposure is drawn with its own dose, ice thickness, defocus, astigmatism an
 over what a session meets (log-uniform where the effect is multiplicative), processed by an
 exposure worker (no Ray) with its Delta-Repro refits, and compared with its truth:
 
+- ``ctf_error_angstrom``: the whole exposure's defocus error in the direction where it is
+  largest, ``defocus + astigmatism / 2`` of the two below (the error the CTF correction makes
+  there; the same measure Delta-Repro takes of its halves' difference);
 - ``defocus_error_angstrom``: ``|(dU + dV)/2 - truth|`` of the whole exposure's CTF fit;
 - ``astigmatism_error_angstrom``: the length of the difference of the astigmatism vectors
   ``(dU - dV) (cos 2a, sin 2a)`` (no convention of which axis is U matters);
-- ``ctf_error_angstrom``: the worst direction's defocus error, ``defocus + astigmatism / 2``;
 - ``pick_count_error``: ``|picked - true| / true`` (mostly the picker's recall, which no
   refit can see: reported, not ranked against);
 - ``drift_error_px``: RMS over frames of the global trajectory against the true one.
 
 The report gives, per seed and pooled, the Spearman rank correlation of ``1 - DeltaRepro`` with
-each error (the primary: the defocus error), over the exposures that have a DeltaRepro (the
-whole exposure's CTF fit supported; the rest fail the gate and are counted), and the cost of
-the refits per exposure.
+each error (the primary: the worst direction's defocus error), over the exposures that have a
+DeltaRepro (the whole exposure's CTF fit supported; the rest fail the gate and are counted),
+and the cost of the refits per exposure.
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ERRORS", "draw_varied", "repro_population", "spearman_by_error"]
+__all__ = [
+    "ERRORS",
+    "bench_worker",
+    "draw_varied",
+    "process_simulated",
+    "repro_population",
+    "spearman_by_error",
+    "true_errors",
+]
 
 #: the true errors ranked against, the first is the primary
 ERRORS = (
-    "defocus_error_angstrom",
     "ctf_error_angstrom",
+    "defocus_error_angstrom",
     "astigmatism_error_angstrom",
     "drift_error_px",
     "pick_count_error",
@@ -69,28 +79,21 @@ def draw_varied(rng: np.random.Generator, size: int, frames: int, apix: float) -
     )
 
 
-def _astigmatism_vector(difference: float, angle_deg: float) -> np.ndarray:
-    angle = math.radians(2.0 * angle_deg)
-    return difference * np.array([math.cos(angle), math.sin(angle)])
-
-
 def true_errors(record: Any, truth: dict[str, Any]) -> dict[str, float | None]:
     """The record's estimation errors against the simulator's ``truth`` (see the module)."""
+    from causalscope.models.scoring.repro import worst_direction_difference
+
     out: dict[str, float | None] = dict.fromkeys(ERRORS)
     ctf = record.ctf
     if ctf is not None:
-        found = 0.5 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)
-        true = 0.5 * (truth["defocus_u_angstrom"] + truth["defocus_v_angstrom"])
-        a_found = _astigmatism_vector(
-            ctf.defocus_u_angstrom - ctf.defocus_v_angstrom, ctf.defocus_angle_deg
-        )
-        a_true = _astigmatism_vector(
-            truth["defocus_u_angstrom"] - truth["defocus_v_angstrom"], truth["defocus_angle_deg"]
-        )
-        astigmatism = float(np.linalg.norm(a_found - a_true))
-        out["defocus_error_angstrom"] = abs(found - true)
-        out["astigmatism_error_angstrom"] = astigmatism
-        out["ctf_error_angstrom"] = abs(found - true) + 0.5 * astigmatism
+        found = (ctf.defocus_u_angstrom, ctf.defocus_v_angstrom, ctf.defocus_angle_deg)
+        true = tuple(truth[k] for k in ("defocus_u_angstrom", "defocus_v_angstrom"))
+        true += (truth["defocus_angle_deg"],)
+        mean_error = abs(0.5 * (found[0] + found[1]) - 0.5 * (true[0] + true[1]))
+        worst = worst_direction_difference(found, true)
+        out["defocus_error_angstrom"] = mean_error
+        out["astigmatism_error_angstrom"] = 2.0 * (worst - mean_error)
+        out["ctf_error_angstrom"] = worst
     if record.motion is not None:
         found_shifts = np.asarray(record.motion.shifts_px, dtype=np.float64)
         true_shifts = np.asarray(truth["shifts_px"], dtype=np.float64)
@@ -104,6 +107,49 @@ def true_errors(record: Any, truth: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def bench_worker(folder: Path, detector: Any) -> Any:
+    """An exposure worker (no Ray, CPU, default settings) for ``detector``'s simulated movies,
+    writing under ``folder``."""
+    from causalscope.actors.exposure import ExposureWorker
+    from causalscope.config import load_settings
+    from causalscope.models.optics import DetectorCalibration
+
+    settings = load_settings(None, None, {"processing": {"device": "cpu"}})
+    return ExposureWorker(
+        microscope=settings.microscope,
+        detector=settings.detector,
+        processing=settings.processing,
+        output_dir=folder,
+        calibration=DetectorCalibration(gain=detector.gain_reference.astype(np.float32)),
+        device="cpu",
+    )
+
+
+def process_simulated(
+    worker: Any, params: Any, *, specimen: Any, detector: Any, exposure_id: str
+) -> tuple[Any, Any]:
+    """Simulate one movie of ``params`` and process it as the session would (EPU-like
+    metadata, 0.1 s per frame); ``(record, simulation)``."""
+    from causalscope.models.records import AcquisitionMetadata
+    from causalscope.models.simulate.exposure import simulate_exposure
+
+    sim = simulate_exposure(params, specimen=specimen, detector=detector)
+    metadata = AcquisitionMetadata(
+        source_path="sim.xml",
+        source_format="epu",
+        pixel_size_angstrom=params.pixel_size_angstrom,
+        voltage_kv=params.voltage_kv,
+        spherical_aberration_mm=params.spherical_aberration_mm,
+        dose_e_per_a2=params.dose_e_per_a2,
+        n_frames=params.n_frames,
+        exposure_time_s=0.1 * params.n_frames,
+    )
+    record = worker.process(
+        sim.frames, exposure_id=exposure_id, movie_path=f"{exposure_id}.tiff", metadata=metadata
+    )
+    return record, sim
+
+
 def repro_population(
     seed: int, n: int, size: int, frames: int, folder: Path, apix: float = 1.0
 ) -> list[dict[str, Any]]:
@@ -111,44 +157,20 @@ def repro_population(
     difficulty, its true errors, its DeltaRepro (``None`` without one) and the refits' cost."""
     import torch
 
-    from causalscope.actors.exposure import ExposureWorker
-    from causalscope.config import load_settings
-    from causalscope.models.optics import DetectorCalibration
-    from causalscope.models.records import AcquisitionMetadata
     from causalscope.models.simulate.detector import draw_detector
-    from causalscope.models.simulate.exposure import simulate_exposure
     from causalscope.models.simulate.specimen import phantom_specimen
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     detector = draw_detector(rng, (size, size))
-    settings = load_settings(None, None, {"processing": {"device": "cpu"}})
-    worker = ExposureWorker(
-        microscope=settings.microscope,
-        detector=settings.detector,
-        processing=settings.processing,
-        output_dir=folder / f"repro{seed}",
-        calibration=DetectorCalibration(gain=detector.gain_reference.astype(np.float32)),
-        device="cpu",
-    )
+    worker = bench_worker(folder / f"repro{seed}", detector)
     specimen = phantom_specimen()
     rows: list[dict[str, Any]] = []
     for k in range(n):
         params = draw_varied(rng, size, frames, apix)
-        sim = simulate_exposure(params, specimen=specimen, detector=detector)
-        metadata = AcquisitionMetadata(
-            source_path="sim.xml",
-            source_format="epu",
-            pixel_size_angstrom=params.pixel_size_angstrom,
-            voltage_kv=params.voltage_kv,
-            spherical_aberration_mm=params.spherical_aberration_mm,
-            dose_e_per_a2=params.dose_e_per_a2,
-            n_frames=frames,
-            exposure_time_s=0.1 * frames,
-        )
         exposure_id = f"r{seed}_{k:03d}"
-        record = worker.process(
-            sim.frames, exposure_id=exposure_id, movie_path=f"{exposure_id}.tiff", metadata=metadata
+        record, sim = process_simulated(
+            worker, params, specimen=specimen, detector=detector, exposure_id=exposure_id
         )
         repro = record.repro
         rows.append(

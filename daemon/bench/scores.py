@@ -72,12 +72,8 @@ def _session(
     """``n`` exposures (half good, the rest cycling through the causes), processed."""
     import torch
 
-    from causalscope.actors.exposure import ExposureWorker
-    from causalscope.config import load_settings
-    from causalscope.models.optics import DetectorCalibration
-    from causalscope.models.records import AcquisitionMetadata
+    from causalscope.daemon.bench.repro import bench_worker, process_simulated, true_errors
     from causalscope.models.simulate.detector import draw_detector
-    from causalscope.models.simulate.exposure import simulate_exposure
     from causalscope.models.simulate.specimen import phantom_specimen
 
     torch.manual_seed(seed)
@@ -86,41 +82,25 @@ def _session(
     causes += [list(CAUSES)[i % len(CAUSES)] for i in range(n // 2)]
     order = rng.permutation(len(causes))
     detector = draw_detector(rng, (size, size))
-    settings = load_settings(None, None, {"processing": {"device": "cpu"}})
-    worker = ExposureWorker(
-        microscope=settings.microscope,
-        detector=settings.detector,
-        processing=settings.processing,
-        output_dir=folder / f"session{seed}",
-        calibration=DetectorCalibration(gain=detector.gain_reference.astype(np.float32)),
-        device="cpu",
-    )
+    worker = bench_worker(folder / f"session{seed}", detector)
     specimen = phantom_specimen()
     found: list[dict[str, Any]] = []
     for index in order:
         cause = causes[index]
         params = _draw(rng, cause, size, frames, apix)
-        sim = simulate_exposure(params, specimen=specimen, detector=detector)
-        metadata = AcquisitionMetadata(
-            source_path="sim.xml",
-            source_format="epu",
-            pixel_size_angstrom=params.pixel_size_angstrom,
-            voltage_kv=params.voltage_kv,
-            spherical_aberration_mm=params.spherical_aberration_mm,
-            dose_e_per_a2=params.dose_e_per_a2,
-            n_frames=frames,
-            exposure_time_s=0.1 * frames,
-        )
         exposure_id = f"s{seed}_{len(found):03d}_{cause or 'good'}"
-        record = worker.process(
-            sim.frames, exposure_id=exposure_id, movie_path=f"{exposure_id}.tiff", metadata=metadata
+        record, sim = process_simulated(
+            worker, params, specimen=specimen, detector=detector, exposure_id=exposure_id
         )
-        true_defocus = 0.5 * (params.defocus_u_angstrom + params.defocus_v_angstrom)
-        error = None
-        if record.ctf is not None:
-            found_defocus = 0.5 * (record.ctf.defocus_u_angstrom + record.ctf.defocus_v_angstrom)
-            error = abs(found_defocus - true_defocus)
-        found.append({"record": record, "cause": cause, "defocus_error_angstrom": error})
+        errors = true_errors(record, sim.truth)
+        found.append(
+            {
+                "record": record,
+                "cause": cause,
+                "defocus_error_angstrom": errors["defocus_error_angstrom"],
+                "ctf_error_angstrom": errors["ctf_error_angstrom"],
+            }
+        )
     return found
 
 
@@ -259,9 +239,9 @@ def run_scores_bench(
     both = train + test
     repro = [i["record"].repro for i in both]
     pairs = [
-        (1 - r.delta_repro, i["defocus_error_angstrom"])
+        (1 - r.delta_repro, i["ctf_error_angstrom"])
         for r, i in zip(repro, both, strict=True)
-        if r is not None and i["defocus_error_angstrom"] is not None
+        if r is not None and i["ctf_error_angstrom"] is not None
     ]
     rho = float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic)
     repro_ms = [
@@ -287,7 +267,7 @@ def run_scores_bench(
         },
         "obligations": _obligations(both),
         "delta_repro_population": population,
-        "delta_repro_spearman_vs_defocus_error_sessions": rho,
+        "delta_repro_spearman_vs_ctf_error_sessions": rho,
         "delta_repro_pairs": len(pairs),
         "meta": _meta_after_change(test),
         "test_exposures": [
@@ -304,6 +284,7 @@ def run_scores_bench(
             {
                 "exposure_id": i["record"].exposure_id,
                 "defocus_error_angstrom": i["defocus_error_angstrom"],
+                "ctf_error_angstrom": i["ctf_error_angstrom"],
                 "defocus_sigma_angstrom": None
                 if i["record"].ctf is None
                 else i["record"].ctf.defocus_sigma_angstrom,
@@ -322,7 +303,7 @@ def run_scores_bench(
             "auc_test_learned_weights",
             "auc_train_learned",
             "hyperscore_by_cause_test",
-            "delta_repro_spearman_vs_defocus_error_sessions",
+            "delta_repro_spearman_vs_ctf_error_sessions",
             "scoring_ms_per_exposure",
             "repro_refits_ms_per_exposure",
         )

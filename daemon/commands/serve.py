@@ -20,6 +20,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -100,32 +102,45 @@ def run(args: argparse.Namespace) -> int:
     print(f"causalscope serve: {folder.resolve()} at {url} (docs {url}/docs)", flush=True)
     try:
         threading.Event().wait()
-    finally:
-        _stop_api_within(_STOP_S)
+    except KeyboardInterrupt:
+        if not _close_within(_STOP_S):
+            # a stuck Serve or Ray would hold the exit too (Ray shuts down again at exit, and
+            # its threads are waited for): leave now; the local Ray's processes end with ours
+            print("causalscope: interrupted", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(130)
+        raise
     return 0
 
 
-#: how long Ctrl-C waits for Serve to shut down (its controller took over a minute on a loaded
-#: machine, and once more than three)
+#: how long Ctrl-C waits for Serve and Ray to shut down (Serve's controller took over a minute
+#: on a loaded machine, and the command once never exited)
 _STOP_S = 60.0
 
 
-def _stop_api_within(seconds: float) -> None:
-    """Shut Serve down, waiting at most ``seconds``; past that, say so and let the command
-    exit (the local Ray it started ends with it)."""
+def _close_within(seconds: float) -> bool:
+    """Shut Serve, then this process's Ray connection, down, waiting at most ``seconds``;
+    False (and said) when they did not finish in time."""
     import contextlib
+
+    import ray
 
     from causalscope.daemon.serve import stop_api
 
-    def stop() -> None:
+    def close() -> None:
         with contextlib.suppress(Exception):  # Ray may be gone already
             stop_api()
+        with contextlib.suppress(Exception):
+            ray.shutdown()
 
-    stopping = threading.Thread(target=stop, name="serve-shutdown", daemon=True)
-    stopping.start()
-    stopping.join(seconds)
-    if stopping.is_alive():
+    closing = threading.Thread(target=close, name="serve-shutdown", daemon=True)
+    closing.start()
+    closing.join(seconds)
+    if closing.is_alive():
         print(
-            f"causalscope serve: Serve did not shut down within {seconds:.0f} s; exiting anyway",
+            f"causalscope serve: Serve and Ray did not shut down within {seconds:.0f} s; "
+            "exiting anyway",
             flush=True,
         )
+        return False
+    return True

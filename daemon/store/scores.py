@@ -19,10 +19,13 @@
 
 ``repro`` (one row per done exposure whose half sums were refitted; the latest commit's)
     ``exposure_id`` (primary key); ``defocus_even_angstrom``, ``defocus_odd_angstrom`` (mean
-    defocus of each half's CTF fit, NULL without a supported fit);
-    ``fit_resolution_even_angstrom``, ``fit_resolution_odd_angstrom``; ``particles_even``,
-    ``particles_odd`` (picks on each half); ``z_defocus``, ``z_fit_resolution``,
-    ``z_particles`` (each difference in units of the halves' uncertainty); ``delta_repro``
+    defocus of each half's CTF fit, NULL without a fit);
+    ``fit_resolution_even_angstrom``, ``fit_resolution_odd_angstrom`` (NULL where the half's
+    rings do not support one); ``particles_even``, ``particles_odd`` (picks on each half);
+    ``z_defocus`` (half the halves' defocus difference where they differ most, astigmatism
+    included, in units of the defocus error that costs 45 degrees of CTF phase at
+    ``repro_resolution_angstrom``), ``z_fit_resolution``, ``z_particles`` (each
+    difference on its own scale: :mod:`models.scoring.repro`); ``delta_repro``
     (``exp(-rms(z) / 2)``, the DeltaRepro component).
 
 ``score_weights`` (one row per learning of V's weights from the operator's labels)

@@ -7,7 +7,11 @@ matters for that quantity:
 
 - defocus: half the halves' difference is the whole exposure's defocus error they imply (for a
   noise-limited estimate the whole's error is about half the difference of its halves), in
-  units of ``defocus_scale_angstrom``: ``z = |d_even - d_odd| / (2 * scale)``. The scale is
+  units of ``defocus_scale_angstrom``: ``z = D / (2 * scale)``, where ``D`` is the halves'
+  difference in the direction where they differ most,
+  ``D = max_theta |d_even(theta) - d_odd(theta)| = |m_even - m_odd| + |a_even - a_odd| / 2``
+  with ``m`` the mean defocus and ``a = (dU - dV) exp(2i angle)`` the astigmatism as a vector
+  (the mean's difference alone where a half has no astigmatism). The scale is
   one for every exposure (:func:`defocus_scale_angstrom`: the defocus error that costs a 45
   degree CTF phase error at a target resolution), not the fit's own sigma: a difference
   divided by the sigmas the fit claims is about ``|N(0, 1)|`` for every exposure whose sigmas
@@ -29,20 +33,53 @@ reproduce. The drift is not refitted (the frames are gone once the sums exist).
 
 from __future__ import annotations
 
+import cmath
 import math
 from dataclasses import dataclass
 
-__all__ = ["HalfEstimate", "ReproResult", "defocus_scale_angstrom", "delta_repro"]
+__all__ = [
+    "HalfEstimate",
+    "ReproResult",
+    "defocus_scale_angstrom",
+    "delta_repro",
+    "worst_direction_difference",
+]
 
 
 @dataclass(frozen=True)
 class HalfEstimate:
-    """One half's refit: mean defocus with its sigma, fit resolution, particles picked."""
+    """One half's refit: mean defocus with its sigma, fit resolution, particles picked, and the
+    astigmatism ``dU - dV`` with its angle (degrees)."""
 
     defocus_angstrom: float | None
     defocus_sigma_angstrom: float | None
     fit_resolution_angstrom: float | None
     n_particles: int | None = None
+    astigmatism_angstrom: float | None = None
+    astigmatism_angle_deg: float | None = None
+
+    def astigmatism_vector(self) -> complex | None:
+        """``(dU - dV) exp(2i angle)``: equal for equal astigmatisms whichever axis is U."""
+        if self.astigmatism_angstrom is None or self.astigmatism_angle_deg is None:
+            return None
+        return _astigmatism_vector(self.astigmatism_angstrom, self.astigmatism_angle_deg)
+
+
+def _astigmatism_vector(difference: float, angle_deg: float) -> complex:
+    return difference * cmath.exp(2j * math.radians(angle_deg))
+
+
+def worst_direction_difference(
+    first: tuple[float, float, float], second: tuple[float, float, float]
+) -> float:
+    """How far two CTFs' defoci, each ``(dU, dV, angle_deg)``, differ in the direction where
+    they differ most: ``max_theta |d1(theta) - d2(theta)|`` with ``d(theta) = (dU + dV)/2 +
+    (dU - dV)/2 cos 2(theta - angle)``, which is ``|m1 - m2| + |a1 - a2| / 2`` for the means
+    ``m`` and the astigmatism vectors ``a = (dU - dV) exp(2i angle)``."""
+    (u1, v1, angle1), (u2, v2, angle2) = first, second
+    means = abs(0.5 * (u1 + v1) - 0.5 * (u2 + v2))
+    vectors = _astigmatism_vector(u1 - v1, angle1) - _astigmatism_vector(u2 - v2, angle2)
+    return means + 0.5 * abs(vectors)
 
 
 @dataclass(frozen=True)
@@ -89,6 +126,9 @@ def delta_repro(
     z_defocus = z_fit = None
     if even.defocus_angstrom is not None and odd.defocus_angstrom is not None:
         difference = abs(even.defocus_angstrom - odd.defocus_angstrom)
+        a_even, a_odd = even.astigmatism_vector(), odd.astigmatism_vector()
+        if a_even is not None and a_odd is not None:  # the direction where they differ most
+            difference += 0.5 * abs(a_even - a_odd)
         z_defocus = difference / (2.0 * defocus_scale_angstrom)
     elif whole_supported:
         z_defocus = missing_z

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "40")
+# long enough for the running worker to finish its exposure on a slow, shared machine; the
+# child ends as soon as the session does, so this bounds only a failing run
+os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "120")
 
 
 def main(microscope: Path, root: Path) -> None:
@@ -32,12 +35,14 @@ def main(microscope: Path, root: Path) -> None:
     class Printing(AlertRecorder):
         def alert(self, alert: Any) -> None:
             print(f"ALERT {alert.code} {alert.message}", flush=True)
+            print(f"alerted at {time.monotonic():.1f}", flush=True)
 
     def kill_gcs(pool: Any, task: Any, submit: Any) -> None:
         pool.actor_process_ids()  # the worker is up: it goes on without the GCS
         submit()
         cluster.head_node.kill_gcs_server()
         print("GCS killed", flush=True)
+        print(f"killed at {time.monotonic():.1f}", flush=True)
 
     def factory(calibration: Any) -> Any:
         pool = RayWorkerPool(
@@ -46,7 +51,7 @@ def main(microscope: Path, root: Path) -> None:
         return OnSubmit(pool, {1: kill_gcs})
 
     run_session(microscope, root, settings, factory, Printing(), movies=1)
-    print("session ended", flush=True)
+    print(f"session ended at {time.monotonic():.1f}", flush=True)
     os._exit(0)  # shutting Ray down needs the GCS
 
 

@@ -82,6 +82,42 @@ def test_the_claimed_sigmas_do_not_excuse_a_large_difference() -> None:
     assert near.delta_repro == pytest.approx(math.exp(-0.075)) and near.delta_repro > 0.9
 
 
+def test_the_defocus_difference_is_taken_where_the_halves_differ_most() -> None:
+    """The halves' defocus in their worst direction: the same astigmatism named the other way
+    round (U and V swapped, the angle turned 90 degrees) is no difference; the same mean with
+    the astigmatism turned 90 degrees differs by the whole astigmatism along U."""
+    scale = SCALE
+
+    def z(even: tuple[float, float, float], odd: tuple[float, float, float]) -> float:
+        halves = [
+            HalfEstimate(0.5 * (u + v), 10.0, None, None, u - v, angle)
+            for u, v, angle in (even, odd)
+        ]
+        result = delta_repro(
+            *halves, frequency_step_per_angstrom=STEP, defocus_scale_angstrom=scale
+        )
+        assert result is not None and result.z_defocus is not None
+        return result.z_defocus
+
+    assert z((15_200.0, 14_800.0, 30.0), (14_800.0, 15_200.0, 120.0)) == pytest.approx(0.0)
+    # turned 90 degrees: along the even half's U the odd half reads V, 400 A less
+    assert z((15_200.0, 14_800.0, 30.0), (15_200.0, 14_800.0, 120.0)) * 2 * scale == (
+        pytest.approx(400.0)
+    )
+    # the mean's difference and the astigmatism's add up in the worst direction
+    assert z((15_300.0, 14_900.0, 0.0), (15_200.0, 14_900.0, 0.0)) * 2 * scale == (
+        pytest.approx(50.0 + 50.0)
+    )
+    # no astigmatism given: the means alone, as before
+    only_means = delta_repro(
+        HalfEstimate(15_000.0, 10.0, None, None, 400.0, 0.0),
+        HalfEstimate(15_100.0, 10.0, None, None),
+        frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=scale,
+    )
+    assert only_means is not None and only_means.z_defocus == pytest.approx(100.0 / (2 * scale))
+
+
 def test_a_half_without_the_fit_the_whole_had_does_not_reproduce() -> None:
     even = HalfEstimate(15_000.0, 20.0, 4.0, 40)
     odd = HalfEstimate(None, None, None, 41)
