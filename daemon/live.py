@@ -7,8 +7,8 @@ previous run left pending, and loops the scheduler until told to stop.
 
 from __future__ import annotations
 
-import base64
 import contextlib
+import functools
 import json
 import queue
 import sys
@@ -24,6 +24,7 @@ from causalscope.daemon.causal import CausalTracker, not_learned_message
 from causalscope.daemon.control import ControlServer, new_token
 from causalscope.daemon.evaluation import EvaluationTracker
 from causalscope.daemon.finetune import Finetuner
+from causalscope.daemon.live_control import act, session_status
 from causalscope.daemon.rates import RateWindow
 from causalscope.daemon.scheduler import Scheduler
 from causalscope.daemon.scoring import ScoreKeeper
@@ -146,7 +147,7 @@ class LiveSession:
         self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
         self.evaluation = _evaluation_tracker(settings, paths)
         self.scores: ScoreKeeper | None = None
-        self._rates = RateWindow()
+        self.rates = RateWindow()
         self._next_status = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -185,7 +186,7 @@ class LiveSession:
         if self.options.control and self.options.publish:
             token = new_token()
             self.control = ControlServer(
-                store_settings.control_address, token=token, handler=self._act
+                store_settings.control_address, token=token, handler=functools.partial(act, self)
             )
             self.store.announce_control(self.control.endpoint, token)
         if self.causal is not None:
@@ -378,108 +379,7 @@ class LiveSession:
 
     def status(self) -> dict[str, Any]:
         """What the dashboard's overview shows (published every second as ``status``)."""
-        assert self.scheduler is not None and self.store is not None
-        counts = self.store.counts()
-        scheduler = self.scheduler
-        pool = scheduler.pool
-        self._rates.sample(counts["seen"], counts["done"] + counts["quarantined"])
-        acquisition, processing = self._rates.per_minute()
-        backlog = scheduler.queued + scheduler.in_flight
-        return {
-            "session": self.paths.name,
-            "elapsed_s": round(time.monotonic() - self.started_at, 1),
-            "seen": counts["seen"],
-            "done": counts["done"],
-            "pass": counts["pass"],
-            "warn": counts["warn"],
-            "fail": counts["fail"],
-            "quarantined": counts["quarantined"],
-            "queue": scheduler.queued,
-            "in_flight": scheduler.in_flight,
-            "workers": pool.describe() if pool is not None else "starting at the first movie",
-            "devices": getattr(pool, "device_kind", "-") if pool is not None else "-",
-            "paused": scheduler.paused,
-            "acquisition_per_min": acquisition,
-            "processing_per_min": processing,
-            "keeping_up": backlog <= 2 * self.settings.processing.max_in_flight,
-            "thresholds": dict(self.alerts.thresholds),
-            "reconstruction": self._evaluation_status(),
-        }
-
-    def _evaluation_status(self) -> dict[str, Any] | None:
-        tracker = self.evaluation
-        if tracker is None:
-            return None
-        latest = tracker.latest
-        return {
-            "version": latest.version if latest is not None else None,
-            "particles": latest.particles if latest is not None else 0,
-            "backlog": tracker.backlog,
-            "update_every": tracker.threshold,
-        }
-
-    def _act(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Carry out one operator action (see :mod:`daemon.control`)."""
-        assert self.scheduler is not None and self.store is not None
-        action = request["action"]
-        if action == "status":
-            return {"status": self.status()}
-        if action in ("pause", "resume"):
-            self.scheduler.paused = action == "pause"
-            self.store.log_event(action, f"processing {action}d by the operator")
-            return {"paused": self.scheduler.paused}
-        if action == "label":
-            exposure_id, label = str(request["exposure_id"]), str(request["label"])
-            self.store.add_label(exposure_id, label)
-            if self.scores is not None:
-                self.scores.labelled()
-            return {"exposure_id": exposure_id, "label": label}
-        if action == "set_threshold":
-            name, value = str(request["name"]), float(request["value"])
-            self.alerts.set_threshold(name, value)
-            self.store.log_event("threshold", f"{name} set to {value:g}", name=name, value=value)
-            return {"thresholds": dict(self.alerts.thresholds)}
-        if action == "class_label":
-            index, label = int(request["class_index"]), str(request["label"])
-            if self.evaluation is None:
-                raise ValueError("this session runs no 2D classification")
-            self.store.add_class_label(index, label)
-            self.evaluation.relabel(index, label)
-            return {"class_index": index, "label": label}
-        if action == "thumbnail" and request.get("kind") == "class_gallery":
-            latest = self.evaluation.latest if self.evaluation is not None else None
-            if latest is None or latest.class_set is None:
-                raise ValueError("this session has no 2D classes yet")
-            try:
-                data = Path(latest.class_set.gallery_path).read_bytes()
-            except OSError as error:
-                raise ValueError(f"cannot read the class gallery: {error}") from error
-            return {"png_base64": base64.b64encode(data).decode(), "version": latest.version}
-        if action == "thumbnail":
-            return {"png_base64": self._thumbnail(request)}
-        raise ValueError(f"unknown action {action!r}")
-
-    def _thumbnail(self, request: dict[str, Any]) -> str:
-        assert self.store is not None
-        exposure_id = str(request["exposure_id"])
-        kind = str(request.get("kind", "micrograph"))
-        key = {
-            "micrograph": "thumbnail",
-            "power_spectrum": "power_spectrum_thumbnail",
-            "picks": "picks_thumbnail",
-        }.get(kind)
-        if key is None:
-            raise ValueError(
-                "kind must be 'micrograph', 'power_spectrum', 'picks' or 'class_gallery', "
-                f"got {kind!r}"
-            )
-        row = self.store.exposure_row(exposure_id)
-        if row is None:
-            raise ValueError(f"no exposure {exposure_id!r} in this session")
-        path = (row.get("outputs") or {}).get(key)
-        if not path:
-            raise ValueError(f"exposure {exposure_id!r} has no {kind} thumbnail")
-        return base64.b64encode(Path(path).read_bytes()).decode()
+        return session_status(self)
 
     def record_committed(self, record: ExposureRecord) -> None:
         """Raise the alerts this record causes: logged as ``alert`` events and published."""

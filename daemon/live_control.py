@@ -1,0 +1,153 @@
+"""The live session's control endpoint: what the dashboard's overview shows and the operator's
+actions (pause, labels, thresholds, class labels, pictures), carried out on a running
+session (:class:`daemon.live.LiveSession`)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from causalscope.config import Settings
+    from causalscope.daemon.alerts import AlertMonitor
+    from causalscope.daemon.evaluation import EvaluationTracker
+    from causalscope.daemon.rates import RateWindow
+    from causalscope.daemon.scheduler import Scheduler
+    from causalscope.daemon.scoring import ScoreKeeper
+    from causalscope.daemon.session import SessionPaths
+    from causalscope.daemon.store import SessionStore
+
+__all__ = ["ControlledSession", "act", "session_status"]
+
+
+class ControlledSession(Protocol):
+    """What the control endpoint reads and changes of a running session."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def paths(self) -> SessionPaths: ...
+    @property
+    def store(self) -> SessionStore | None: ...
+    @property
+    def scheduler(self) -> Scheduler | None: ...
+    @property
+    def alerts(self) -> AlertMonitor: ...
+    @property
+    def evaluation(self) -> EvaluationTracker | None: ...
+    @property
+    def scores(self) -> ScoreKeeper | None: ...
+    @property
+    def rates(self) -> RateWindow: ...
+    @property
+    def started_at(self) -> float: ...
+
+
+def session_status(session: ControlledSession) -> dict[str, Any]:
+    """What the dashboard's overview shows (published every second as ``status``)."""
+    assert session.scheduler is not None and session.store is not None
+    counts = session.store.counts()
+    scheduler = session.scheduler
+    pool = scheduler.pool
+    session.rates.sample(counts["seen"], counts["done"] + counts["quarantined"])
+    acquisition, processing = session.rates.per_minute()
+    backlog = scheduler.queued + scheduler.in_flight
+    return {
+        "session": session.paths.name,
+        "elapsed_s": round(time.monotonic() - session.started_at, 1),
+        "seen": counts["seen"],
+        "done": counts["done"],
+        "pass": counts["pass"],
+        "warn": counts["warn"],
+        "fail": counts["fail"],
+        "quarantined": counts["quarantined"],
+        "queue": scheduler.queued,
+        "in_flight": scheduler.in_flight,
+        "workers": pool.describe() if pool is not None else "starting at the first movie",
+        "devices": getattr(pool, "device_kind", "-") if pool is not None else "-",
+        "paused": scheduler.paused,
+        "acquisition_per_min": acquisition,
+        "processing_per_min": processing,
+        "keeping_up": backlog <= 2 * session.settings.processing.max_in_flight,
+        "thresholds": dict(session.alerts.thresholds),
+        "reconstruction": _evaluation_status(session),
+    }
+
+
+def _evaluation_status(session: ControlledSession) -> dict[str, Any] | None:
+    tracker = session.evaluation
+    if tracker is None:
+        return None
+    latest = tracker.latest
+    return {
+        "version": latest.version if latest is not None else None,
+        "particles": latest.particles if latest is not None else 0,
+        "backlog": tracker.backlog,
+        "update_every": tracker.threshold,
+    }
+
+
+def act(session: ControlledSession, request: dict[str, Any]) -> dict[str, Any]:
+    """Carry out one operator action (see :mod:`daemon.control`) on ``session``."""
+    assert session.scheduler is not None and session.store is not None
+    action = request["action"]
+    if action == "status":
+        return {"status": session_status(session)}
+    if action in ("pause", "resume"):
+        session.scheduler.paused = action == "pause"
+        session.store.log_event(action, f"processing {action}d by the operator")
+        return {"paused": session.scheduler.paused}
+    if action == "label":
+        exposure_id, label = str(request["exposure_id"]), str(request["label"])
+        session.store.add_label(exposure_id, label)
+        if session.scores is not None:
+            session.scores.labelled()
+        return {"exposure_id": exposure_id, "label": label}
+    if action == "set_threshold":
+        name, value = str(request["name"]), float(request["value"])
+        session.alerts.set_threshold(name, value)
+        session.store.log_event("threshold", f"{name} set to {value:g}", name=name, value=value)
+        return {"thresholds": dict(session.alerts.thresholds)}
+    if action == "class_label":
+        index, label = int(request["class_index"]), str(request["label"])
+        if session.evaluation is None:
+            raise ValueError("this session runs no 2D classification")
+        session.store.add_class_label(index, label)
+        session.evaluation.relabel(index, label)
+        return {"class_index": index, "label": label}
+    if action == "thumbnail" and request.get("kind") == "class_gallery":
+        latest = session.evaluation.latest if session.evaluation is not None else None
+        if latest is None or latest.class_set is None:
+            raise ValueError("this session has no 2D classes yet")
+        try:
+            data = Path(latest.class_set.gallery_path).read_bytes()
+        except OSError as error:
+            raise ValueError(f"cannot read the class gallery: {error}") from error
+        return {"png_base64": base64.b64encode(data).decode(), "version": latest.version}
+    if action == "thumbnail":
+        return {"png_base64": _thumbnail(session.store, request)}
+    raise ValueError(f"unknown action {action!r}")
+
+
+def _thumbnail(store: SessionStore, request: dict[str, Any]) -> str:
+    """One exposure's picture of ``request['kind']``, base64 PNG."""
+    exposure_id = str(request["exposure_id"])
+    kind = str(request.get("kind", "micrograph"))
+    key = {
+        "micrograph": "thumbnail",
+        "power_spectrum": "power_spectrum_thumbnail",
+        "picks": "picks_thumbnail",
+    }.get(kind)
+    if key is None:
+        raise ValueError(
+            f"kind must be 'micrograph', 'power_spectrum', 'picks' or 'class_gallery', got {kind!r}"
+        )
+    row = store.exposure_row(exposure_id)
+    if row is None:
+        raise ValueError(f"no exposure {exposure_id!r} in this session")
+    path = (row.get("outputs") or {}).get(key)
+    if not path:
+        raise ValueError(f"exposure {exposure_id!r} has no {kind} thumbnail")
+    return base64.b64encode(Path(path).read_bytes()).decode()
