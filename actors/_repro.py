@@ -7,10 +7,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from causalscope.models.records import CtfRecord, ReproRecord, TriageRecord
-from causalscope.models.scoring.repro import HalfEstimate, defocus_scale_angstrom, delta_repro
+from causalscope.models.scoring.repro import (
+    HalfEstimate,
+    defocus_scale_angstrom,
+    delta_repro,
+    shift_scale_angstrom,
+    trajectory_difference_px,
+)
 from causalscope.models.units import electron_wavelength_angstrom
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from causalscope.config import CtfSettings, PickingSettings
@@ -25,12 +32,14 @@ _DEFAULT_TILE_PX = 512
 class ReproStage:
     """Refit each half sum's CTF (as the CTF stage does, over the settings' whole defocus
     range by default: a half that finds another defocus than its twin did not reproduce it;
-    ``window_um`` searches only that close to the whole exposure's defocus) and
-    count its picks (blobs or templates, as the picking stage does, on the half's
-    Wiener-filtered image). A half's defocus counts even where its rings alone would not
-    support a fit; its fit resolution only where they do. The halves' defocus difference is
-    counted in units of :func:`models.scoring.repro.defocus_scale_angstrom` at
-    ``resolution_angstrom``."""
+    ``window_um`` searches only that close to the whole exposure's defocus) and count its
+    picks (blobs or templates, as the picking stage does, on the half's Wiener-filtered
+    image); with the halves' own trajectories (``half_shifts_px``: the even and the odd
+    frames aligned each on their own by the motion stage) also compare the drift. A half's
+    defocus counts even where its rings alone would not support a fit; its fit resolution
+    only where they do. The differences are counted in units of
+    :func:`models.scoring.repro.defocus_scale_angstrom` and
+    :func:`models.scoring.repro.shift_scale_angstrom` at ``resolution_angstrom``."""
 
     name = "repro"
 
@@ -54,6 +63,7 @@ class ReproStage:
         ctf: CtfRecord,
         optics: Optics,
         templates: torch.Tensor | None,
+        half_shifts_px: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ReproRecord | None:
         from causalscope.models.ctf_estimation import estimate_ctf
 
@@ -86,6 +96,9 @@ class ReproStage:
                 )
             )
         even, odd = estimates
+        drift = None
+        if half_shifts_px is not None:
+            drift = apix * trajectory_difference_px(*half_shifts_px)
         result = delta_repro(
             even,
             odd,
@@ -95,6 +108,10 @@ class ReproStage:
                 wavelength_angstrom=electron_wavelength_angstrom(optics.voltage_kv),
             ),
             whole_supported=ctf.supported,
+            drift_difference_angstrom=drift,
+            shift_scale_angstrom=shift_scale_angstrom(
+                resolution_angstrom=self._resolution_angstrom
+            ),
         )
         if result is None:
             return None
@@ -109,6 +126,8 @@ class ReproStage:
             z_fit_resolution=result.z_fit_resolution,
             z_particles=result.z_particles,
             delta_repro=result.delta_repro,
+            drift_difference_angstrom=drift,
+            z_drift=result.z_drift,
         )
 
 

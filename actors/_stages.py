@@ -67,7 +67,9 @@ __all__ = ["CtfStage", "GateStage", "MotionStage", "OutputStage", "RestoreStage"
 
 
 class MotionStage:
-    """Gain/defect correction and motion correction (:func:`models.motion.correct_motion`)."""
+    """Gain/defect correction and motion correction (:func:`models.motion.correct_motion`);
+    with ``halves``, the even and the odd frames are also aligned each on their own (for
+    Delta-Repro's drift)."""
 
     name = "motion"
 
@@ -79,7 +81,9 @@ class MotionStage:
         detector: DetectorSettings,
         calibration: DetectorCalibration,
         device: str,
+        halves: bool = False,
     ) -> None:
+        self._halves = halves
         self._motion = motion
         self._dose_weighting = dose_weighting
         self._detector = detector
@@ -118,6 +122,7 @@ class MotionStage:
             dose_weighting=self._dose_weighting,
             local=value.frames.shape[0] > 2 and motion.patches_x * motion.patches_y > 1,
             device=self._device,
+            halves=self._halves,
         )
         record = build_motion_record(
             correction,

@@ -197,15 +197,16 @@ class ExposureWorker:
         self._optics = configured_optics(microscope)
         self._processing = processing
         self._device = device or resolve_device(processing.device)
+        scoring = processing.scoring
         self.motion = MotionStage(
             motion=processing.motion,
             dose_weighting=processing.dose_weighting,
             detector=detector,
             calibration=calibration or DetectorCalibration(),
             device=self._device,
+            halves=scoring.enabled and scoring.delta_repro,
         )
         self.ctf = CtfStage(ctf=processing.ctf)
-        scoring = processing.scoring
         self.repro = (
             ReproStage(
                 ctf=processing.ctf,
@@ -388,7 +389,11 @@ class ExposureWorker:
                 if self.restore.picking.enabled:
                     templates = self.restore.templates_for(optics.pixel_size_angstrom)
                 return stage(
-                    (c.even_sum, c.odd_sum), ctf=ctf.record, optics=optics, templates=templates
+                    (c.even_sum, c.odd_sum),
+                    ctf=ctf.record,
+                    optics=optics,
+                    templates=templates,
+                    half_shifts_px=c.half_shifts_px,
                 )
         except (ValueError, RuntimeError) as error:
             message = f"{run.movie_path}: Delta-Repro's refits failed: {error}"

@@ -230,6 +230,11 @@ class ReproRecord(BaseModel):
     z_fit_resolution: float | None = None
     z_particles: float | None = None
     delta_repro: float = Field(description="exp(-rms(z) / 2), in (0, 1]: 1 = identical halves.")
+    drift_difference_angstrom: float | None = Field(
+        default=None,
+        description="RMS distance between the even and the odd frames' own trajectories, A.",
+    )
+    z_drift: float | None = None
 
 
 class CausalInputs(BaseModel):

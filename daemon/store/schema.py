@@ -1,4 +1,4 @@
-"""The schema of a session database (``SESSION.duckdb``), version 5.
+"""The schema of a session database (``SESSION.duckdb``), version 6.
 
 One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writer. Times are
 ``TIMESTAMP`` in UTC (no time zone attached). Columns of type ``JSON`` hold text that DuckDB's
@@ -9,8 +9,9 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 5 added ``picking``'s ``excluded_fractions`` and ``picks_excluded``, the 2D classes'
-Novelty and recommendation (``classes``' last seven columns) and the map's
+Version 6 added ``repro``'s ``drift_difference_angstrom`` and ``z_drift``. Version 5 added
+``picking``'s ``excluded_fractions`` and ``picks_excluded``, the 2D classes' Novelty and
+recommendation (``classes``' last seven columns) and the map's
 (``reconstructions``' ``novelty`` and ``nearest``). Version 4 added
 the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
@@ -207,7 +208,7 @@ from causalscope.daemon.store.tables import Column, Table, decode_map, field
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _patches_x(motion: Any) -> int | None:

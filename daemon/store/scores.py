@@ -26,7 +26,9 @@
     included, in units of the defocus error that costs 45 degrees of CTF phase at
     ``repro_resolution_angstrom``), ``z_fit_resolution``, ``z_particles`` (each
     difference on its own scale: :mod:`models.scoring.repro`); ``delta_repro``
-    (``exp(-rms(z) / 2)``, the DeltaRepro component).
+    (``exp(-rms(z) / 2)``, the DeltaRepro component); ``drift_difference_angstrom`` (RMS
+    distance between the even and the odd frames' trajectories, each aligned on its own;
+    NULL for movies of fewer than 4 frames) and its ``z_drift`` (schema 6).
 
 ``score_weights`` (one row per learning of V's weights from the operator's labels)
     ``version`` (primary key, 1, 2, ...); ``n_labels`` (labelled, scored exposures learned
@@ -118,6 +120,8 @@ REPRO_TABLE = Table(
         field("z_fit_resolution", "DOUBLE"),
         field("z_particles", "DOUBLE"),
         field("delta_repro", "DOUBLE NOT NULL"),
+        field("drift_difference_angstrom", "DOUBLE"),
+        field("z_drift", "DOUBLE"),
     ),
 )
 # Read from a TriageRecord.

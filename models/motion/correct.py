@@ -63,6 +63,9 @@ class MotionCorrection:
         Rounds of the global alignment.
     timings_s
         Seconds per stage: gain, global, local, sums.
+    half_shifts_px
+        With ``halves``: the even and the odd frames' global shifts, each half aligned on
+        its own (:attr:`models.motion.GlobalAlignment.half_shifts_px`); else None.
     """
 
     aligned_sum: torch.Tensor
@@ -81,6 +84,7 @@ class MotionCorrection:
     frame_means: np.ndarray
     iterations_used: int
     timings_s: dict[str, float] = field(default_factory=dict)
+    half_shifts_px: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _is_integer_dtype(frames: np.ndarray | torch.Tensor) -> bool:
@@ -157,6 +161,7 @@ def correct_motion(
     dose_weighting: bool = True,
     local: bool = True,
     device: torch.device | str | None = None,
+    halves: bool = False,
 ) -> MotionCorrection:
     """Gain/defect correction, global and local alignment, corrected and dose-weighted sums.
 
@@ -180,6 +185,8 @@ def correct_motion(
         Filter and rounds of the patch alignment (see :func:`models.motion.align_patches`).
     dose_weighting, local
         Switch dose weighting and local motion correction.
+    halves
+        Also align the even and the odd frames each on their own (Delta-Repro's drift).
     device
         Where to compute; default the device of ``gain`` (if a tensor), of ``frames`` (if a
         tensor), else CPU.
@@ -209,6 +216,7 @@ def correct_motion(
         dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
         pre_exposure_e_per_a2=pre_exposure_e_per_a2,
         voltage_kv=voltage_kv,
+        halves=halves,
     )
     shifts = alignment.shifts_px
     timings["global"] = time.perf_counter() - clock
@@ -270,4 +278,5 @@ def correct_motion(
         frame_means=corrected.frame_means,
         iterations_used=alignment.iterations_used,
         timings_s=timings,
+        half_shifts_px=alignment.half_shifts_px,
     )

@@ -24,11 +24,16 @@ matters for that quantity:
 - a half without a defocus (no fit at all), when the whole exposure has a supported one, did
   not reproduce it: its defocus counts as ``z = missing_z``; a fit resolution is compared only
   where both halves' rings support one (at half the dose they often do not);
-- particles: ``z = |n_even - n_odd| / sqrt(n_even + n_odd + 1)`` (Poisson counts).
+- particles: ``z = |n_even - n_odd| / sqrt(n_even + n_odd + 1)`` (Poisson counts);
+- drift: the even and the odd frames, each aligned on its own, are two measurements of the
+  trajectory (:func:`trajectory_difference_px`: the RMS difference between the even frames'
+  shifts and the odd frames' interpolated to the same times, their offset removed), in units
+  of ``shift_scale_angstrom`` (:func:`shift_scale_angstrom`: the shift that costs a 45 degree
+  phase error at the target resolution, 0.375 A at 3 A): ``z = D / (2 * scale)``.
 
 ``DeltaRepro = exp(-rms(z) / 2)`` lies in ``(0, 1]``: 1 for identical halves, about 0.6 for
 halves whose estimates differ by one scale each, and towards 0 for estimates that do not
-reproduce. The drift is not refitted (the frames are gone once the sums exist).
+reproduce.
 """
 
 from __future__ import annotations
@@ -37,11 +42,15 @@ import cmath
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = [
     "HalfEstimate",
     "ReproResult",
     "defocus_scale_angstrom",
     "delta_repro",
+    "shift_scale_angstrom",
+    "trajectory_difference_px",
     "worst_direction_difference",
 ]
 
@@ -90,6 +99,7 @@ class ReproResult:
     z_fit_resolution: float | None
     z_particles: float | None
     delta_repro: float
+    z_drift: float | None = None
 
 
 def defocus_scale_angstrom(*, resolution_angstrom: float, wavelength_angstrom: float) -> float:
@@ -104,6 +114,35 @@ def defocus_scale_angstrom(*, resolution_angstrom: float, wavelength_angstrom: f
     return resolution_angstrom**2 / (4.0 * wavelength_angstrom)
 
 
+def shift_scale_angstrom(*, resolution_angstrom: float) -> float:
+    """The shift that moves the phase at ``resolution_angstrom`` by 45 degrees:
+    ``2 pi k dx = pi / 4`` gives ``dx = r / 8`` (0.375 A at 3 A)."""
+    if resolution_angstrom <= 0:
+        raise ValueError(f"resolution_angstrom must be > 0, got {resolution_angstrom}")
+    return resolution_angstrom / 8.0
+
+
+def trajectory_difference_px(even: np.ndarray, odd: np.ndarray) -> float:
+    """RMS distance ``(px)`` between two measurements of one trajectory: ``even`` ``(Fe, 2)``
+    the shifts of frames 0, 2, 4, ... and ``odd`` ``(Fo, 2)`` those of frames 1, 3, 5, ...,
+    each relative to its own first frame. The odd trajectory is interpolated (linearly in
+    time) at the even frames it spans, and the mean difference (the halves' unknown relative
+    offset) is removed."""
+    even, odd = np.asarray(even, dtype=np.float64), np.asarray(odd, dtype=np.float64)
+    if even.ndim != 2 or odd.ndim != 2 or even.shape[1] != 2 or odd.shape[1] != 2:
+        raise ValueError(f"need (F, 2) shifts, got {even.shape} and {odd.shape}")
+    t_even = 2.0 * np.arange(len(even))
+    t_odd = 2.0 * np.arange(len(odd)) + 1.0
+    inside = (t_even >= t_odd[0]) & (t_even <= t_odd[-1])
+    if inside.sum() < 2:
+        raise ValueError(f"too few frames to compare: {len(even)} even and {len(odd)} odd")
+    at = t_even[inside]
+    odd_at = np.stack([np.interp(at, t_odd, odd[:, axis]) for axis in (0, 1)], axis=1)
+    difference = even[inside] - odd_at
+    difference -= difference.mean(axis=0)
+    return float(np.sqrt(np.mean(np.sum(difference**2, axis=1))))
+
+
 def delta_repro(
     even: HalfEstimate,
     odd: HalfEstimate,
@@ -114,6 +153,8 @@ def delta_repro(
     shells: float = 3.0,
     relative_sigma: float = 0.25,
     missing_z: float = 4.0,
+    drift_difference_angstrom: float | None = None,
+    shift_scale_angstrom: float = 0.375,
 ) -> ReproResult | None:
     """Delta-Repro of two halves (``None`` when no estimate can be compared); the halves'
     defocus sigmas are kept for the record, not used (see the module docstring)."""
@@ -142,8 +183,13 @@ def delta_repro(
         z_particles = abs(even.n_particles - odd.n_particles) / math.sqrt(
             even.n_particles + odd.n_particles + 1
         )
-    found = [z for z in (z_defocus, z_fit, z_particles) if z is not None]
+    z_drift = None
+    if drift_difference_angstrom is not None:
+        if shift_scale_angstrom <= 0:
+            raise ValueError(f"shift_scale_angstrom must be > 0, got {shift_scale_angstrom}")
+        z_drift = drift_difference_angstrom / (2.0 * shift_scale_angstrom)
+    found = [z for z in (z_defocus, z_fit, z_particles, z_drift) if z is not None]
     if not found:
         return None
     rms = math.sqrt(sum(z * z for z in found) / len(found))
-    return ReproResult(z_defocus, z_fit, z_particles, math.exp(-rms / 2.0))
+    return ReproResult(z_defocus, z_fit, z_particles, math.exp(-rms / 2.0), z_drift)

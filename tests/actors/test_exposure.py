@@ -141,6 +141,9 @@ def test_delta_repro_refits_the_halves_near_the_truth(good, settings) -> None:
     assert repro.z_defocus is not None and repro.z_defocus < 3
     assert 0.3 < repro.delta_repro <= 1.0
     assert repro.particles_even and repro.particles_odd  # picked on each half
+    # the even and the odd frames, each aligned on its own, trace one trajectory (0.10 A)
+    assert repro.drift_difference_angstrom is not None and repro.z_drift is not None
+    assert repro.drift_difference_angstrom < 0.5
     # 1024 A wide: narrower than the triage's calibrated fields, so it says nothing
     assert record.triage is None
     even = torch.as_tensor(mrc.read(record.outputs["even_sum"]).astype(np.float32))

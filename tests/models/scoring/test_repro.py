@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from causalscope.models.scoring.repro import HalfEstimate, defocus_scale_angstrom, delta_repro
+from causalscope.models.scoring.repro import (
+    HalfEstimate,
+    defocus_scale_angstrom,
+    delta_repro,
+    shift_scale_angstrom,
+    trajectory_difference_px,
+)
 from causalscope.models.units import electron_wavelength_angstrom
 
 STEP = 1.0 / (512 * 1.0)
@@ -153,3 +160,43 @@ def test_fit_resolution_differences_are_relative_to_the_frequency() -> None:
     )
     assert result is not None and result.z_defocus == 4.0  # no defocus in either half
     assert result.z_fit_resolution == pytest.approx(0.05 / (math.sqrt(2) * 0.25 * 0.225))
+
+
+def test_two_measurements_of_one_trajectory_differ_by_their_noise_only() -> None:
+    """The odd frames' trajectory, interpolated to the even frames' times and offset by the
+    halves' own reference frames, matches the even one; noise of known size gives that RMS."""
+    times = np.arange(20, dtype=np.float64)
+    truth = np.stack([3.0 * np.sqrt(times + 1.0), 0.5 * times], axis=1)  # fast, then slow
+    even = truth[0::2] - truth[0]
+    odd = truth[1::2] - truth[1]  # relative to its own first frame
+    assert trajectory_difference_px(even, odd) < 0.05  # only the interpolation's error
+    rng = np.random.default_rng(0)
+    sigma = 0.3
+    noisy = [
+        trajectory_difference_px(
+            even + rng.normal(0, sigma, even.shape), odd + rng.normal(0, sigma, odd.shape)
+        )
+        for _ in range(200)
+    ]
+    # 9 even frames (2..18) are compared with the mean of their odd neighbours (1..19): each
+    # difference has variance 1.5 sigma^2 per axis, their sum 17.5 sigma^2 (the shared odd
+    # frames), so after the mean is removed 9 * 1.5 - 17.5 / 9 sigma^2 remain over 9 frames
+    expected = sigma * math.sqrt(2 * (9 * 1.5 - 17.5 / 9) / 9)
+    assert np.sqrt(np.mean(np.square(noisy))) == pytest.approx(expected, rel=0.05)
+    with pytest.raises(ValueError, match="too few frames"):
+        trajectory_difference_px(even[:1], odd[:1])
+
+
+def test_the_drift_difference_counts_on_the_shift_scale() -> None:
+    assert shift_scale_angstrom(resolution_angstrom=3.0) == pytest.approx(0.375)
+    result = delta_repro(
+        HalfEstimate(None, None, None, None),
+        HalfEstimate(None, None, None, None),
+        frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=SCALE,
+        whole_supported=False,
+        drift_difference_angstrom=1.5,
+        shift_scale_angstrom=0.375,
+    )
+    assert result is not None and result.z_drift == pytest.approx(2.0)
+    assert result.delta_repro == pytest.approx(math.exp(-1.0))
