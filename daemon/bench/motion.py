@@ -128,7 +128,9 @@ def run_motion_bench(
     from causalscope.config import load_settings
     from causalscope.models.motion import correct_motion
 
-    motion = load_settings(None, None, {}).processing.motion  # what a worker runs by default
+    processing = load_settings(None, None, {}).processing
+    motion = processing.motion  # what a worker runs by default, Delta-Repro's halves included
+    halves = processing.scoring.enabled and processing.scoring.delta_repro
 
     # as an exposure worker does: freed temporaries stay in the heap, given back after a movie
     report: dict[str, Any] = {
@@ -144,21 +146,22 @@ def run_motion_bench(
             sim, detector = simulate_bench_movie(spec["size_px"], spec["n_frames"], seed)
             simulate_s = time.perf_counter() - started
             gain = torch.as_tensor(detector.gain_reference, dtype=torch.float32, device=device)
+            options = {
+                "pixel_size_angstrom": 1.0,
+                "voltage_kv": 300.0,
+                "dose_per_frame_e_per_a2": 40.0 / spec["n_frames"],
+                "gain": gain,
+                "patches": (motion.patches_y, motion.patches_x),
+                "bfactor_angstrom2": motion.bfactor_angstrom2,
+                "iterations": motion.iterations,
+                "tolerance_px": motion.tolerance_px,
+                "patch_iterations": motion.patch_iterations,
+                "device": device,
+                "halves": halves,
+            }
             with peak_memory(device) as memory:
                 started = time.perf_counter()
-                result = correct_motion(
-                    sim.frames,
-                    pixel_size_angstrom=1.0,
-                    voltage_kv=300.0,
-                    dose_per_frame_e_per_a2=40.0 / spec["n_frames"],
-                    gain=gain,
-                    patches=(motion.patches_y, motion.patches_x),
-                    bfactor_angstrom2=motion.bfactor_angstrom2,
-                    iterations=motion.iterations,
-                    tolerance_px=motion.tolerance_px,
-                    patch_iterations=motion.patch_iterations,
-                    device=device,
-                )
+                result = correct_motion(sim.frames, **options)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 total_s = time.perf_counter() - started
@@ -176,7 +179,7 @@ def run_motion_bench(
             if compare:
                 case["torch_motion_correction"] = _compare(sim, gain, detector, device)
             if compete:
-                case["competing"] = _competing(sim, gain, spec["n_frames"], device, total_s)
+                case["competing"] = _competing(sim, options, total_s)
             report["cases"].append(case)
             release_freed_memory()
     report["summary"] = _summary(report["cases"])
@@ -223,9 +226,10 @@ def _compare(sim: Any, gain: Any, detector: Any, device: str) -> dict[str, Any]:
     }
 
 
-def _competing(sim: Any, gain: Any, n_frames: int, device: str, alone_s: float) -> dict[str, Any]:
-    """The same correction again while another process keeps one core busy: the time and its
-    ratio to the time alone (losing one of two cores alone would make it up to 2x)."""
+def _competing(sim: Any, options: dict[str, Any], alone_s: float) -> dict[str, Any]:
+    """The same correction (``options``) again while another process keeps one core busy: the
+    time and its ratio to the time alone (losing one of two cores alone would make it up to
+    2x)."""
     import multiprocessing
 
     import torch
@@ -239,15 +243,8 @@ def _competing(sim: Any, gain: Any, n_frames: int, device: str, alone_s: float) 
     try:
         time.sleep(0.5)  # the competitor is running before the clock starts
         started = time.perf_counter()
-        result = correct_motion(
-            sim.frames,
-            pixel_size_angstrom=1.0,
-            voltage_kv=300.0,
-            dose_per_frame_e_per_a2=40.0 / n_frames,
-            gain=gain,
-            device=device,
-        )
-        if device.startswith("cuda"):
+        result = correct_motion(sim.frames, **options)
+        if str(options["device"]).startswith("cuda"):
             torch.cuda.synchronize()
         competing_s = time.perf_counter() - started
     finally:
