@@ -28,7 +28,7 @@
     difference on its own scale: :mod:`models.scoring.repro`); ``delta_repro``
     (``exp(-rms(z) / 2)``, the DeltaRepro component); ``drift_difference_angstrom`` (RMS
     distance between the even and the odd frames' trajectories, each aligned on its own;
-    NULL for movies of fewer than 4 frames) and its ``z_drift`` (schema 6).
+    NULL for movies of fewer than 6 frames) and its ``z_drift`` (schema 6).
 
 ``score_weights`` (one row per learning of V's weights from the operator's labels)
     ``version`` (primary key, 1, 2, ...); ``n_labels`` (labelled, scored exposures learned

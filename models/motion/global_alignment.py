@@ -100,7 +100,7 @@ def align_global(
         weighted by the amplitude radiation damage leaves at its mid-frame dose (a matched
         filter; on simulated 1024^2 x 20 movies it lowers the RMS error by about a third).
     halves
-        Also align the even and the odd frames each on their own (``F >= 4``; the spectra are
+        Also align the even and the odd frames each on their own (``F >= 6``; the spectra are
         shared): :attr:`GlobalAlignment.half_shifts_px`.
     """
     if frames.dim() != 3 or frames.shape[0] < 2:
@@ -132,7 +132,7 @@ def align_global(
         stack, iterations=iterations, tolerance_px=tolerance_px, max_shift_px=limit, damage=damage
     )
     half_shifts = None
-    if halves and frames.shape[0] >= 4:
+    if halves and frames.shape[0] >= 6:  # two even frames inside the odd ones' span
         half_shifts = (
             _align_subset(stack, damage, 0, iterations, tolerance_px, limit),
             _align_subset(stack, damage, 1, iterations, tolerance_px, limit),

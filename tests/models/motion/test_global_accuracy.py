@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from causalscope.daemon.bench.motion import motion_errors, simulate_bench_movie
 from causalscope.models.motion import align_global, apply_gain_and_defects
+from causalscope.models.scoring.repro import trajectory_difference_px
 
 
 def _aligned_bench_movie(seed: int) -> tuple[Any, Any]:
@@ -42,3 +44,31 @@ def test_alignment_converges_without_cycling() -> None:
     torch.set_num_threads(1)
     _, result = _aligned_bench_movie(seed=5)
     assert result.converged and result.iterations_used <= 5, result.iterations_used
+
+
+def test_the_even_and_the_odd_frames_aligned_alone_trace_the_true_trajectory() -> None:
+    """Delta-Repro's drift: each half of the frames aligned on its own follows the true
+    shifts (RMS over its frames, its offset removed); measured on seed 0: even 0.095 px, odd
+    0.094 px (the whole: 0.069 px by the bench's measure), the halves 0.073 px apart. A movie
+    of fewer than 6 frames has no halves to compare."""
+    torch.set_num_threads(1)
+    sim, detector = simulate_bench_movie(1024, 20, 0)
+    frames = apply_gain_and_defects(sim.frames, gain=detector.gain_reference).frames
+    result = align_global(
+        frames,
+        pixel_size_angstrom=1.0,
+        dose_per_frame_e_per_a2=40.0 / 20,
+        voltage_kv=300.0,
+        halves=True,
+    )
+    assert result.half_shifts_px is not None
+    truth = np.asarray(sim.truth["shifts_px"])
+    errors = []
+    for start, half in zip((0, 1), result.half_shifts_px, strict=True):
+        difference = half - truth[start::2]
+        difference -= difference.mean(axis=0)
+        errors.append(float(np.sqrt(np.mean(np.sum(difference**2, axis=1)))))
+    assert max(errors) < 0.2, errors
+    assert trajectory_difference_px(*result.half_shifts_px) < 0.2
+    short = align_global(frames[:5], pixel_size_angstrom=1.0, halves=True)
+    assert short.half_shifts_px is None
