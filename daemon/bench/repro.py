@@ -4,6 +4,10 @@ Each exposure is drawn with its own dose, ice thickness, defocus, astigmatism an
 over what a session meets (log-uniform where the effect is multiplicative), processed by an
 exposure worker (no Ray) with its Delta-Repro refits, and compared with its truth:
 
+- ``estimate_error``: the two errors below that Delta-Repro refits, each on the scale its z
+  uses (:mod:`models.scoring.repro`: the CTF error over the defocus error and the trajectory's
+  over the shift that each cost 45 degrees of phase at 3 A), combined as their RMS: the
+  exposure's estimation error in the score's own units;
 - ``ctf_error_angstrom``: the whole exposure's defocus error in the direction where it is
   largest, ``defocus + astigmatism / 2`` of the two below (the error the CTF correction makes
   there; the same measure Delta-Repro takes of its halves' difference);
@@ -15,7 +19,7 @@ exposure worker (no Ray) with its Delta-Repro refits, and compared with its trut
 - ``drift_error_px``: RMS over frames of the global trajectory against the true one.
 
 The report gives, per seed and pooled, the Spearman rank correlation of ``1 - DeltaRepro`` with
-each error (the primary: the worst direction's defocus error), over the exposures that have a
+each error (the primary: ``estimate_error``), over the exposures that have a
 DeltaRepro (the whole exposure's CTF fit supported; the rest fail the gate and are counted),
 and the cost of the refits per exposure.
 """
@@ -41,6 +45,7 @@ __all__ = [
 
 #: the true errors ranked against, the first is the primary
 ERRORS = (
+    "estimate_error",
     "ctf_error_angstrom",
     "defocus_error_angstrom",
     "astigmatism_error_angstrom",
@@ -79,9 +84,16 @@ def draw_varied(rng: np.random.Generator, size: int, frames: int, apix: float) -
     )
 
 
-def true_errors(record: Any, truth: dict[str, Any]) -> dict[str, float | None]:
+def true_errors(
+    record: Any, truth: dict[str, Any], *, pixel_size_angstrom: float, voltage_kv: float
+) -> dict[str, float | None]:
     """The record's estimation errors against the simulator's ``truth`` (see the module)."""
-    from causalscope.models.scoring.repro import worst_direction_difference
+    from causalscope.models.scoring.repro import (
+        defocus_scale_angstrom,
+        shift_scale_angstrom,
+        worst_direction_difference,
+    )
+    from causalscope.models.units import electron_wavelength_angstrom
 
     out: dict[str, float | None] = dict.fromkeys(ERRORS)
     ctf = record.ctf
@@ -104,6 +116,20 @@ def true_errors(record: Any, truth: dict[str, Any]) -> dict[str, float | None]:
     n_true = len(truth.get("particles", []))
     if record.picking is not None and n_true:
         out["pick_count_error"] = abs(record.picking.n_particles - n_true) / n_true
+    ctf_error, drift_error = out["ctf_error_angstrom"], out["drift_error_px"]
+    if ctf_error is not None and drift_error is not None:
+        from causalscope.config import load_settings
+
+        # the scales the worker's Delta-Repro uses (its default settings)
+        resolution = load_settings(None, None, {}).processing.scoring.repro_resolution_angstrom
+        wavelength = electron_wavelength_angstrom(voltage_kv)
+        defocus_z = ctf_error / defocus_scale_angstrom(
+            resolution_angstrom=resolution, wavelength_angstrom=wavelength
+        )
+        shift_z = (drift_error * pixel_size_angstrom) / shift_scale_angstrom(
+            resolution_angstrom=resolution
+        )
+        out["estimate_error"] = math.sqrt(0.5 * (defocus_z**2 + shift_z**2))
     return out
 
 
@@ -191,7 +217,9 @@ def repro_population(
                 "defocus_sigma_angstrom": None
                 if record.ctf is None
                 else record.ctf.defocus_sigma_angstrom,
-                **true_errors(record, sim.truth),
+                **true_errors(
+                    record, sim.truth, pixel_size_angstrom=apix, voltage_kv=params.voltage_kv
+                ),
                 "delta_repro": None if repro is None else repro.delta_repro,
                 "repro": None if repro is None else repro.model_dump(),
                 "repro_s": record.timings_s.get("repro"),

@@ -11,8 +11,9 @@ ROC AUC of HyperScore with the default and the learned weights. On the same reco
   picks), caught or not, with its counterexample; failures on the untouched records;
 - Delta-Repro against the truth: on a population of exposures of varied difficulty
   (:mod:`daemon.bench.repro`: dose, ice, defocus, astigmatism and drift drawn per exposure),
-  per seed, the Spearman correlation of ``1 - DeltaRepro`` with each exposure's true defocus
-  error (and its astigmatism, drift and pick-count errors); also on the two sessions;
+  per seed, the Spearman correlation of ``1 - DeltaRepro`` with each exposure's true
+  estimation error (its CTF and trajectory errors on the score's scales; also each alone, and
+  the pick-count error); also on the two sessions;
 - Meta: the second session re-scored with its good exposures first and the bad ones after
   (a regime change): Meta before the change, and how many exposures after it Meta first
   falls below 0.5;
@@ -92,13 +93,16 @@ def _session(
         record, sim = process_simulated(
             worker, params, specimen=specimen, detector=detector, exposure_id=exposure_id
         )
-        errors = true_errors(record, sim.truth)
+        errors = true_errors(
+            record, sim.truth, pixel_size_angstrom=apix, voltage_kv=params.voltage_kv
+        )
         found.append(
             {
                 "record": record,
                 "cause": cause,
                 "defocus_error_angstrom": errors["defocus_error_angstrom"],
                 "ctf_error_angstrom": errors["ctf_error_angstrom"],
+                "estimate_error": errors["estimate_error"],
             }
         )
     return found
@@ -239,9 +243,9 @@ def run_scores_bench(
     both = train + test
     repro = [i["record"].repro for i in both]
     pairs = [
-        (1 - r.delta_repro, i["ctf_error_angstrom"])
+        (1 - r.delta_repro, i["estimate_error"])
         for r, i in zip(repro, both, strict=True)
-        if r is not None and i["ctf_error_angstrom"] is not None
+        if r is not None and i["estimate_error"] is not None
     ]
     rho = float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic)
     repro_ms = [
@@ -267,7 +271,7 @@ def run_scores_bench(
         },
         "obligations": _obligations(both),
         "delta_repro_population": population,
-        "delta_repro_spearman_vs_ctf_error_sessions": rho,
+        "delta_repro_spearman_vs_estimate_error_sessions": rho,
         "delta_repro_pairs": len(pairs),
         "meta": _meta_after_change(test),
         "test_exposures": [
@@ -285,6 +289,7 @@ def run_scores_bench(
                 "exposure_id": i["record"].exposure_id,
                 "defocus_error_angstrom": i["defocus_error_angstrom"],
                 "ctf_error_angstrom": i["ctf_error_angstrom"],
+                "estimate_error": i["estimate_error"],
                 "defocus_sigma_angstrom": None
                 if i["record"].ctf is None
                 else i["record"].ctf.defocus_sigma_angstrom,
@@ -303,7 +308,7 @@ def run_scores_bench(
             "auc_test_learned_weights",
             "auc_train_learned",
             "hyperscore_by_cause_test",
-            "delta_repro_spearman_vs_ctf_error_sessions",
+            "delta_repro_spearman_vs_estimate_error_sessions",
             "scoring_ms_per_exposure",
             "repro_refits_ms_per_exposure",
         )
