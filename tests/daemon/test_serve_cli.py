@@ -164,3 +164,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_ctrl_c_gives_serve_and_ray_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Serve that never finishes shutting down is given up on after the bound (the command
+    then leaves at once); one that does is waited for."""
+    import causalscope.daemon.serve as serve_api
+    from causalscope.daemon.commands import serve as serve_command
+
+    monkeypatch.setattr(serve_api, "stop_api", lambda: time.sleep(30))
+    started = time.monotonic()
+    assert serve_command._close_within(0.5) is False
+    assert time.monotonic() - started < 5
+    monkeypatch.setattr(serve_api, "stop_api", lambda: None)
+    assert serve_command._close_within(5) is True
