@@ -101,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
     url = start_api(folder, host=host, port=port, token=token)
     print(f"causalscope serve: {folder.resolve()} at {url} (docs {url}/docs)", flush=True)
     try:
-        threading.Event().wait()
+        # short waits, not one endless one: Ray's native threads may be the ones the kernel
+        # hands Ctrl-C to, and Python raises KeyboardInterrupt only once the main thread runs
+        # again (an endless wait once kept the command running after Ctrl-C)
+        idle = threading.Event()
+        while not idle.wait(0.5):
+            pass
     except KeyboardInterrupt:
         if not _close_within(_STOP_S):
             # a stuck Serve or Ray would hold the exit too (Ray shuts down again at exit, and

@@ -183,12 +183,15 @@ def test_the_control_endpoint_labels_classes_and_sends_the_latest_gallery(
 
     from causalscope.daemon.control import ControlError, ControlServer, control_request
     from causalscope.daemon.live import LiveSession
+    from causalscope.daemon.live_control import act
 
     tracker = _tracker(tmp_path, _Evaluator(), update_every=100)
     with SessionStore(tmp_path / "s.duckdb") as store:
         session = LiveSession.__new__(LiveSession)  # the handler's state only
         session.store, session.scheduler, session.evaluation = store, object(), tracker  # type: ignore[assignment]
-        server = ControlServer("tcp://127.0.0.1:0", token="t", handler=session._act)
+        server = ControlServer(
+            "tcp://127.0.0.1:0", token="t", handler=lambda request: act(session, request)
+        )
         stop = threading.Event()
 
         def serve() -> None:
