@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
@@ -278,13 +278,15 @@ class Dashboard(App[None]):
     # -- batched redraws ----------------------------------------------------------------------
 
     def _redraw(self) -> None:
-        if len(self.screen_stack) > 1:
-            return  # a dialog has the screen: draw (and take the pending rows) after it closes
+        if len(self.screen_stack) != 1:
+            # a dialog has the screen: draw (and take the pending rows) after it closes; or
+            # the app is closing and its screen is gone already
+            return
         try:
             self._redraw_dirty()
-        except NoMatches:
+        except (NoMatches, ScreenStackError):
             # every queried widget is composed at start: one can only be missing when the
-            # timer fires while the app is closing and its widgets are already gone
+            # timer fires while the app is closing and its widgets (or screen) are going
             return
 
     def _redraw_dirty(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -100,10 +101,13 @@ def run(args: argparse.Namespace) -> int:
     start_ray(args.ray_address)
     url = start_api(folder, host=host, port=port, token=token)
     print(f"causalscope serve: {folder.resolve()} at {url} (docs {url}/docs)", flush=True)
+    # Ctrl-C (and a polite kill) end the command even where it was started with SIGINT
+    # ignored (a background job of a script; Python then installs no handler): the command
+    # once kept running after Ctrl-C with the main thread in this wait
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        # short waits, not one endless one: Ray's native threads may be the ones the kernel
-        # hands Ctrl-C to, and Python raises KeyboardInterrupt only once the main thread runs
-        # again (an endless wait once kept the command running after Ctrl-C)
+        # short waits: Python raises KeyboardInterrupt only once the main thread runs again
         idle = threading.Event()
         while not idle.wait(0.5):
             pass
@@ -116,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
             os._exit(130)
         raise
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 #: how long Ctrl-C waits for Serve and Ray to shut down (Serve's controller took over a minute

@@ -124,6 +124,9 @@ def test_the_serve_command_answers_until_interrupted(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # started with Ctrl-C ignored, as a script's background job is (and as a process
+        # inherits it): the command must still stop on it
+        preexec_fn=_ignore_ctrl_c,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
@@ -158,6 +161,10 @@ def test_the_serve_command_answers_until_interrupted(tmp_path: Path) -> None:
     output = "".join(lines)
     assert process.returncode == 130, output
     assert f"at http://127.0.0.1:{port}" in output
+
+
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _free_port() -> int:
