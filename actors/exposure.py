@@ -204,18 +204,16 @@ class ExposureWorker:
             detector=detector,
             calibration=calibration or DetectorCalibration(),
             device=self._device,
-            halves=scoring.enabled and scoring.delta_repro,
+            halves=scoring.refits_halves,
         )
         self.ctf = CtfStage(ctf=processing.ctf)
-        self.repro = (
-            ReproStage(
+        self.repro = None
+        if scoring.refits_halves:
+            self.repro = ReproStage(
                 ctf=processing.ctf,
                 picking=processing.picking,
                 resolution_angstrom=scoring.repro_resolution_angstrom,
             )
-            if scoring.enabled and scoring.delta_repro
-            else None
-        )
         self.restore = RestoreStage(
             picking=processing.picking, causal=processing.causal, device=self._device
         )

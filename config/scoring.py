@@ -19,8 +19,9 @@ class ScoringSettings(Section):
     delta_repro: bool = Field(
         True,
         description=(
-            "Refit the CTF and the picks on the even and odd half sums of each exposure for "
-            "DeltaRepro (costs about two more CTF fits and two pickings per exposure)."
+            "Refit the CTF and the picks on the even and odd half sums of each exposure, and "
+            "align the even and the odd frames each on their own, for DeltaRepro (costs two "
+            "more CTF fits, two pickings and about half a global alignment per exposure)."
         ),
     )
     repro_resolution_angstrom: float = Field(
@@ -125,3 +126,8 @@ class ScoringSettings(Section):
     meta_window: int = Field(
         20, ge=6, le=10_000, description="Exposures over which Meta compares V."
     )
+
+    @property
+    def refits_halves(self) -> bool:
+        """Whether each exposure's halves are refitted for DeltaRepro."""
+        return self.enabled and self.delta_repro

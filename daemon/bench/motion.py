@@ -130,7 +130,6 @@ def run_motion_bench(
 
     processing = load_settings(None, None, {}).processing
     motion = processing.motion  # what a worker runs by default, Delta-Repro's halves included
-    halves = processing.scoring.enabled and processing.scoring.delta_repro
 
     # as an exposure worker does: freed temporaries stay in the heap, given back after a movie
     report: dict[str, Any] = {
@@ -157,7 +156,7 @@ def run_motion_bench(
                 "tolerance_px": motion.tolerance_px,
                 "patch_iterations": motion.patch_iterations,
                 "device": device,
-                "halves": halves,
+                "halves": processing.scoring.refits_halves,
             }
             with peak_memory(device) as memory:
                 started = time.perf_counter()
