@@ -82,7 +82,7 @@ def write_relion(
         if e.outputs.get("particles_star")
     ]
     counts["particles"] = merge_particles(stars, out / "particles.star")
-    counts.update(_write_classes(connection, out))
+    counts.update(_write_classes(connection, out, out / "particles.star"))
     return counts
 
 
@@ -94,7 +94,12 @@ def _write_coordinate_list(path: Path, listed: list[tuple[str, str]]) -> None:
     starfile.write({"coordinate_files": table}, path, overwrite=True)
 
 
-def _write_classes(connection: duckdb.DuckDBPyConnection, out: Path) -> dict[str, int]:
+def _write_classes(
+    connection: duckdb.DuckDBPyConnection, out: Path, particles_star: Path
+) -> dict[str, int]:
+    """The latest selected 2D classes (``class_averages.star``, RELION's ``model_classes``
+    block) and their particles (``particles_selected_classes.star``), in the optics groups of
+    the exported ``particles_star``, whose optics block they carry."""
     import pandas as pd
     import starfile
 
@@ -125,12 +130,22 @@ def _write_classes(connection: duckdb.DuckDBPyConnection, out: Path) -> dict[str
         raise InputError(
             "Unreadable selected particles", f"{source}: {error}", path=source
         ) from error
-    starfile.write(blocks, out / "particles_selected_classes.star", overwrite=True)
     particles = blocks.get("particles")
-    return {
-        "selected_classes": len(rows),
-        "selected_class_particles": 0 if particles is None else len(particles),
-    }
+    if particles is None or not len(particles):
+        return {"selected_classes": len(rows), "selected_class_particles": 0}
+    exported = starfile.read(particles_star, always_dict=True) if particles_star.exists() else {}
+    if "optics" in exported and "particles" in exported:
+        # each particle in its exported optics group (found by its image), under that block;
+        # those of exposures not exported (``--selected``) are left out with them
+        listed = exported["particles"]
+        group_of = dict(zip(listed["rlnImageName"], listed["rlnOpticsGroup"], strict=True))
+        particles = particles[particles["rlnImageName"].isin(group_of.keys())]
+        particles = particles.assign(
+            rlnOpticsGroup=[int(group_of[name]) for name in particles["rlnImageName"]]
+        )
+        blocks = {"optics": exported["optics"], "particles": particles}
+    starfile.write(blocks, out / "particles_selected_classes.star", overwrite=True)
+    return {"selected_classes": len(rows), "selected_class_particles": len(particles)}
 
 
 def merge_particles(stars: list[tuple[Path, int]], path: Path) -> int:

@@ -54,8 +54,8 @@ _COUNTS_SQL = (
 _STATUSES = ("pending", "done", "quarantined", "pass", "warn", "fail")
 _RESOLUTION_SQL = "SELECT resolution_angstrom FROM reconstructions ORDER BY version DESC LIMIT 1"
 _LIVE_GAUGES = (
-    ("acquisition_per_minute", "acquisition_per_minute", "Exposures seen per minute (recent)."),
-    ("processing_per_minute", "processing_per_minute", "Exposures finished per minute (recent)."),
+    ("acquisition_per_minute", "acquisition_per_min", "Exposures seen per minute (recent)."),
+    ("processing_per_minute", "processing_per_min", "Exposures finished per minute (recent)."),
     ("queue_exposures", "queue", "Exposures waiting for a worker."),
     ("in_flight_exposures", "in_flight", "Exposures being processed."),
 )

@@ -91,3 +91,47 @@ def _report_and_exports(database: Path, tmp_path: Path, picked: int) -> None:
     assert 0 < len(particles) <= picked
     assert len(Dataset.load(cryosparc / "exposures.cs")) == 3
     assert len(Dataset.load(cryosparc / "particles.cs")) == len(particles)
+    _selected_classes_read_back(database, relion, picked)
+
+
+def _selected_classes_read_back(database: Path, relion: Path, picked: int) -> None:
+    """The export's selected 2D classes: RELION's ``model_classes`` block naming each class
+    average in its stack, and the particles of the selected classes."""
+    import mrcfile
+    import pytest
+    import starfile
+
+    with duckdb.connect(str(database), read_only=True) as db:
+        selected = db.execute(
+            "SELECT class_index + 1, particles FROM classes "
+            "WHERE version = (SELECT max(version) FROM class_sets) AND selected "
+            "ORDER BY class_index"
+        ).fetchall()
+    assert selected, "the demo's classification selected no class"
+    classes = starfile.read(relion / "class_averages.star", always_dict=True)["model_classes"]
+    assert classes["rlnClassNumber"].tolist() == [number for number, _ in selected]
+    total = sum(n for _, n in selected)
+    shares = [n / total for _, n in selected]
+    assert classes["rlnClassDistribution"].tolist() == pytest.approx(shares, abs=1e-6)  # 6 digits
+    for reference in classes["rlnReferenceImage"]:
+        index, stack = reference.split("@", 1)
+        with mrcfile.open(stack, permissive=True) as mrc:
+            assert 1 <= int(index) <= mrc.data.shape[0], reference
+    chosen = starfile.read(relion / "particles_selected_classes.star", always_dict=True)
+    exported = starfile.read(relion / "particles.star", always_dict=True)
+    assert set(chosen) == {"optics", "particles"}
+    assert chosen["optics"].equals(exported["optics"])
+    selected_particles = chosen["particles"]
+    assert 0 < len(selected_particles) <= picked
+    assert set(selected_particles["rlnClassNumber"]) <= {number for number, _ in selected}
+    # each particle in the optics group the export gave it
+    group_of = dict(
+        zip(
+            exported["particles"]["rlnImageName"],
+            exported["particles"]["rlnOpticsGroup"],
+            strict=True,
+        )
+    )
+    assert [group_of[name] for name in selected_particles["rlnImageName"]] == list(
+        selected_particles["rlnOpticsGroup"]
+    )

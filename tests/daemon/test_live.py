@@ -27,7 +27,7 @@ from causalscope.daemon.live import LiveOptions, LiveSession
 from causalscope.daemon.session import SessionPaths
 from causalscope.daemon.simulator import SimulationRequest, run_simulation
 from tests.daemon._faults import AlertRecorder
-from tests.daemon._recorder import Recorder
+from tests.daemon._recorder import Recorder, SessionThread
 
 SIZE = 1024
 FRAMES = 12
@@ -405,7 +405,7 @@ def test_operator_actions_reach_the_running_session(
     reporter = Recorder()
     session = LiveSession(settings, paths, LiveOptions(directory=watch), reporter=reporter)
     session.open()
-    runner = threading.Thread(target=session.run, daemon=True)
+    runner = SessionThread(session)
     runner.start()
     try:
         endpoints = read_endpoints(paths.database)
@@ -414,6 +414,7 @@ def test_operator_actions_reach_the_running_session(
         deadline = time.monotonic() + 120
         while not reporter.commits and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert reporter.commits, runner.describe()
         exposure_id = reporter.commits[0][0]
 
         def act(action: str, **params: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import json
 import math
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from causalscope.daemon.client import read_endpoints
 from causalscope.daemon.live import LiveOptions, LiveSession
 from causalscope.daemon.session import SessionPaths
 from causalscope.daemon.store import SessionReader, summarize
-from tests.daemon._recorder import Recorder
+from tests.daemon._recorder import Recorder, SessionThread
 from tests.daemon.test_live import _copy_movies, _settings, small  # noqa: F401 (a fixture)
 from tests.tui._reconstruction import fsc_curve, make_update, rh_resolution, write_gallery
 
@@ -50,7 +49,7 @@ class Served:
     watch: Path
     reporter: Recorder
     session: LiveSession
-    runner: threading.Thread
+    runner: SessionThread
     closed: bool = False
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
@@ -141,17 +140,19 @@ def served(
     reporter = Recorder()
     session = LiveSession(settings, live, LiveOptions(directory=watch), reporter=reporter)
     session.open()
-    runner = threading.Thread(target=session.run, daemon=True)
-    runner.start()
+    runner = SessionThread(session)
     url = None
     served: Served | None = None
     try:
-        url = start_api(folder, port=_free_port())  # while the first exposure is processed
+        # the API first, then the session's loop: the order `watch --serve` keeps
+        url = start_api(folder, port=_free_port())
+        runner.start()
         deadline = time.monotonic() + 180
         while not reporter.commits and time.monotonic() < deadline:
             time.sleep(0.2)
         assert reporter.commits, (
-            f"no commit in 180 s: {reporter.quarantines} {reporter.problems} {session.status()}"
+            f"no commit in 180 s: {reporter.quarantines} {reporter.problems} {session.status()}\n"
+            f"{runner.describe()}"
         )
         endpoints = read_endpoints(live.database)
         assert endpoints is not None and endpoints.token
@@ -174,7 +175,8 @@ def served(
             stop_api()
         if served is None or not served.closed:  # a test may have finished the session
             session.stop_event.set()
-            runner.join(timeout=60)
+            if runner.is_alive():
+                runner.join(timeout=60)
             session.close()
 
 
@@ -263,6 +265,11 @@ def test_exposures_are_paged_and_filtered_with_their_measurements(served: Served
         image = served.get(f"/sessions/live/exposures/{exposure_id}/{kind}.png")
         assert image.headers["content-type"] == "image/png"
         assert image.content == Path(outputs[key]).read_bytes()
+    # failed by the gate, so never picked: its picks picture is a clear 404, not a 500
+    assert "picks_thumbnail" not in outputs
+    missing = served.get(f"/sessions/live/exposures/{exposure_id}/picks.png")
+    assert missing.status_code == 404
+    assert "no picks of exposure" in missing.json()["detail"]
 
 
 def test_classes_and_reconstructions(served: Served) -> None:
@@ -487,6 +494,9 @@ def test_metrics_are_the_sessions_numbers(served: Served) -> None:
     assert value("causalscope_particles", session="live") == particles
     assert value("causalscope_workers", session="live") >= 1
     assert not math.isnan(value("causalscope_queue_exposures", session="live"))
+    # the rates over the last ten minutes: exposures were finished since the session started
+    assert value("causalscope_processing_per_minute", session="live") > 0
+    assert 0 <= value("causalscope_acquisition_per_minute", session="live") < math.inf
 
 
 def test_a_finished_session_ends_its_stream_and_is_read_from_its_file(served: Served) -> None:
@@ -529,7 +539,9 @@ def test_a_token_guards_the_api_and_a_public_bind_needs_one(served: Served) -> N
     token = "s3cret-token-of-the-facility"
     start_api(served.folder, port=port, token=token)
     assert served.get("/sessions").status_code == 401
-    assert served.get("/health").status_code == 200
+    health = served.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "sessions_dir": str(served.folder)}
     auth = {"Authorization": f"Bearer {token}"}
     assert [s["id"] for s in served.get("/sessions", headers=auth).json()] == [
         "causal",
