@@ -28,7 +28,7 @@ lint: $(STAMP)
 # two processes, each a whole test file at a time (a file's fixtures are made once): the
 # Ray tests wait on processes much of the time, and the other process fills the cores meanwhile
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -79,11 +79,16 @@ def run_ctf_bench(
     (:func:`daemon.bench.ctf_bound.simulated_bound`), and ``error_over_crb``, ``|error| / sd``
     for defocus, astigmatism and angle (None where the angle error is not measured).
     """
+    from causalscope.actors._memory import keep_freed_memory, release_freed_memory
+
     report: dict[str, Any] = {"bench": "ctf", "device": device, "simulated": [], "real": []}
+    # as an exposure worker does: freed temporaries stay in the heap, given back after each
+    report["heap_kept"] = keep_freed_memory()
     for size_name in sizes:
         size = SIZES[size_name]
         for case in simulated_cases(n_cases):
             report["simulated"].append(_simulated_row(size, case, device, bound=bound))
+            release_freed_memory()
     if shared_data is not None and (shared_data / "relion_tutorial").is_dir():
         report["real"] = _real_spectra(shared_data / "relion_tutorial", device)
     report["summary"] = _summary(report)
