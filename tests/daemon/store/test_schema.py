@@ -9,7 +9,14 @@ import duckdb
 import pytest
 
 from causalscope.daemon.client import views
-from causalscope.daemon.store import SCHEMA_VERSION, SessionStore, StoreError, schema, scores
+from causalscope.daemon.store import (
+    SCHEMA_VERSION,
+    SessionStore,
+    StoreError,
+    evaluation,
+    schema,
+    scores,
+)
 
 
 def _columns(path: Path) -> dict[str, list[str]]:
@@ -29,8 +36,9 @@ def test_every_table_and_column_exists_and_is_documented(tmp_path: Path) -> None
     SessionStore(path).close()
     columns = _columns(path)
     assert sorted(columns) == sorted([*schema.TABLES, *schema.VIEW_NAMES])
-    # the scores' tables are documented beside their declarations
-    documentation = (schema.__doc__ or "") + (scores.__doc__ or "")
+    # the scores' and the running reconstructions' tables are documented beside their
+    # declarations
+    documentation = (schema.__doc__ or "") + (scores.__doc__ or "") + (evaluation.__doc__ or "")
     documented = set(re.findall(r"``([a-z0-9_]+)``", documentation))
     documented_views = set(re.findall(r"``([a-z0-9_]+)``", views.__doc__ or ""))
     assert set(schema.VIEW_NAMES) <= documented_views
