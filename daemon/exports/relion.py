@@ -14,7 +14,8 @@ Written into one folder:
     The exposures' extracted particles, their optics groups numbered as the micrographs' are.
 ``class_averages.star`` and ``particles_selected_classes.star``
     The latest 2D classification's selected classes (``data_model_classes``) and their
-    particles, when the session classified any.
+    particles, when the session classified any: those of the exported exposures, with
+    ``particles.star``'s optics block and groups.
 """
 
 from __future__ import annotations
@@ -134,17 +135,21 @@ def _write_classes(
     if particles is None or not len(particles):
         return {"selected_classes": len(rows), "selected_class_particles": 0}
     exported = starfile.read(particles_star, always_dict=True) if particles_star.exists() else {}
-    if "optics" in exported and "particles" in exported:
-        # each particle in its exported optics group (found by its image), under that block;
-        # those of exposures not exported (``--selected``) are left out with them
-        listed = exported["particles"]
-        group_of = dict(zip(listed["rlnImageName"], listed["rlnOpticsGroup"], strict=True))
-        particles = particles[particles["rlnImageName"].isin(group_of.keys())]
-        particles = particles.assign(
-            rlnOpticsGroup=[int(group_of[name]) for name in particles["rlnImageName"]]
-        )
-        blocks = {"optics": exported["optics"], "particles": particles}
-    starfile.write(blocks, out / "particles_selected_classes.star", overwrite=True)
+    listed = exported.get("particles")
+    if listed is None or "rlnImageName" not in listed or "optics" not in exported:
+        return {"selected_classes": len(rows), "selected_class_particles": 0}  # none exported
+    # each particle in its exported optics group (found by its image), under that block;
+    # those of exposures not exported (``--selected``) are left out with them
+    group_of = dict(zip(listed["rlnImageName"], listed["rlnOpticsGroup"], strict=True))
+    particles = particles[particles["rlnImageName"].isin(group_of.keys())]
+    particles = particles.assign(
+        rlnOpticsGroup=[int(group_of[name]) for name in particles["rlnImageName"]]
+    )
+    starfile.write(
+        {"optics": exported["optics"], "particles": particles},
+        out / "particles_selected_classes.star",
+        overwrite=True,
+    )
     return {"selected_classes": len(rows), "selected_class_particles": len(particles)}
 
 
