@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from causalscope.daemon.failures import FAILURE_CODES
+
 if TYPE_CHECKING:
     from causalscope.actors.exposure import DetectorCalibration
     from causalscope.daemon.workers import Outcome, Task
@@ -31,7 +33,11 @@ class Reporter(Protocol):
 
 
 class Pool(Protocol):
-    """What the scheduler needs of a worker pool (see :class:`daemon.workers.RayWorkerPool`)."""
+    """What the scheduler needs of a worker pool (see :class:`daemon.workers.RayWorkerPool`).
+
+    A pool may also have ``health()`` (a :class:`daemon.workers.PoolHealth`, for the session's
+    status) and ``worker_memory`` (bytes per worker, as last measured).
+    """
 
     @property
     def in_flight(self) -> int: ...
@@ -58,3 +64,6 @@ class SchedulerCounts:
     skipped: int = 0
     retried: int = 0
     by_status: dict[str, int] = field(default_factory=lambda: {"pass": 0, "warn": 0, "fail": 0})
+    #: Exposure attempts that Ray failed, by :attr:`~daemon.failures.Failure.code` (a worker
+    #: that dies with two exposures queued fails both)
+    ray_failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_CODES, 0))

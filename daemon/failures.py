@@ -26,7 +26,26 @@ from typing import Literal
 from causalscope.config.resilience import ResilienceSettings
 from causalscope.daemon.alerts import Alert
 
-__all__ = ["Failure", "FailureTracker", "PoolUnavailable", "classify", "ray_unreachable"]
+__all__ = [
+    "FAILURE_CODES",
+    "Failure",
+    "FailureTracker",
+    "PoolUnavailable",
+    "classify",
+    "ray_unreachable",
+]
+
+#: Every :attr:`Failure.code` that :func:`classify` and :func:`ray_unreachable` give.
+FAILURE_CODES = (
+    "out_of_memory",
+    "worker_crashed",
+    "object_lost",
+    "node_died",
+    "actor_died",
+    "actor_unavailable",
+    "ray_unreachable",
+    "ray_error",
+)
 
 _MAX_PAUSE_S = 600.0
 # how Ray says that an actor died with its node
@@ -40,8 +59,9 @@ class Failure:
     Attributes
     ----------
     code
-        ``out_of_memory``, ``worker_crashed``, ``object_lost``, ``node_died``, ``actor_died``,
-        ``actor_unavailable``, ``ray_unreachable`` or ``ray_error``.
+        One of :data:`FAILURE_CODES`: ``out_of_memory``, ``worker_crashed``, ``object_lost``,
+        ``node_died``, ``actor_died``, ``actor_unavailable``, ``ray_unreachable`` or
+        ``ray_error``.
     title
         A short heading for the operator.
     reason

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from causalscope.daemon.workers import PoolHealth
+
 if TYPE_CHECKING:
     from causalscope.config import Settings
     from causalscope.daemon.alerts import AlertMonitor
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from causalscope.daemon.session import SessionPaths
     from causalscope.daemon.store import SessionStore
 
-__all__ = ["ControlledSession", "act", "session_status"]
+__all__ = ["ControlledSession", "act", "session_status", "worker_health"]
 
 
 class ControlledSession(Protocol):
@@ -73,6 +75,23 @@ def session_status(session: ControlledSession) -> dict[str, Any]:
         "keeping_up": backlog <= 2 * session.settings.processing.max_in_flight,
         "thresholds": dict(session.alerts.thresholds),
         "reconstruction": _evaluation_status(session),
+        "worker_health": worker_health(scheduler),
+    }
+
+
+def worker_health(scheduler: Scheduler) -> dict[str, Any]:
+    """The status's ``worker_health`` (:class:`~causalscope.daemon.client.wire.WorkerHealth`):
+    the pool's actors (none before the first movie makes the pool) and the exposure attempts
+    Ray failed in this run, by kind."""
+    measure = getattr(scheduler.pool, "health", None)
+    health: PoolHealth = measure() if callable(measure) else PoolHealth()
+    return {
+        "configured": health.configured,
+        "alive": health.alive,
+        "replaced_after_failure": health.replaced_after_failure,
+        "recycled_for_memory": health.recycled_for_memory,
+        "failures": dict(scheduler.counts.ray_failures),
+        "memory_bytes": list(health.memory_bytes),
     }
 
 
@@ -114,6 +133,15 @@ def act(session: ControlledSession, request: dict[str, Any]) -> dict[str, Any]:
         index, label = int(request["class_index"]), str(request["label"])
         if session.evaluation is None:
             raise ValueError("this session runs no 2D classification")
+        latest = session.evaluation.latest
+        class_set = latest.class_set if latest is not None else None
+        if latest is None or class_set is None:
+            raise ValueError(f"no class {index}: this session has no 2D classes yet")
+        if not 0 <= index < class_set.n_classes:
+            raise ValueError(
+                f"no class {index}: the latest 2D classes (version {latest.version}) are "
+                f"numbered 0 to {class_set.n_classes - 1}"
+            )
         session.store.add_class_label(index, label)
         session.evaluation.relabel(index, label)
         return {"class_index": index, "label": label}

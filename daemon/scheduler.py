@@ -413,6 +413,8 @@ class Scheduler:
     def _crashed(self, task: Task, failure: Failure) -> None:
         """Ray failed ``task``: back to the queue, or quarantined after too many attempts."""
         event: MovieReady = task.context
+        kinds = self.counts.ray_failures
+        kinds[failure.code] = kinds.get(failure.code, 0) + 1
         if failure.code == "out_of_memory":
             self.memory.out_of_memory(self._own_memory())
         if self.failures.failed(task.exposure_id, task.attempt, failure) == "quarantine":

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
     from causalscope.config import Settings
     from causalscope.models.records import AcquisitionMetadata, ExposureRecord
 
-__all__ = ["Outcome", "RayWorkerPool", "Task", "beside_the_daemon", "start_ray"]
+__all__ = ["Outcome", "PoolHealth", "RayWorkerPool", "Task", "beside_the_daemon", "start_ray"]
 
 log = logging.getLogger(__name__)
+
+_CHECK_IDLE_S = 5.0  # how often an idle actor is asked whether it is still there
 
 
 def start_ray(
@@ -110,6 +113,37 @@ class Outcome:
     failure: Failure | None = None
 
 
+@dataclass(frozen=True)
+class PoolHealth:
+    """The worker pool's actors, for the session's status (:meth:`RayWorkerPool.health`).
+
+    The default is a pool not made yet (it starts at the first movie): no actor.
+
+    Attributes
+    ----------
+    configured
+        Actors the pool keeps, one per slot.
+    alive
+        Of those, the actors that have answered since they started and whose latest call (an
+        exposure, or a check of an idle one) did not fail; a replacement that Ray has not
+        started yet (no node with room for it) is not alive.
+    replaced_after_failure
+        Actors replaced in this run because Ray failed them (killed, crashed, their node died).
+    recycled_for_memory
+        Actors replaced in this run between exposures because their resident memory grew above
+        ``processing.resilience.worker_memory_limit_mb``.
+    memory_bytes
+        Each slot's resident memory as measured after its actor's latest exposure; None where
+        not measured (no bound set, or no exposure since the actor started).
+    """
+
+    configured: int = 0
+    alive: int = 0
+    replaced_after_failure: int = 0
+    recycled_for_memory: int = 0
+    memory_bytes: tuple[int | None, ...] = ()
+
+
 class RayWorkerPool:
     """Exposure actors on a Ray cluster.
 
@@ -134,6 +168,10 @@ class RayWorkerPool:
     A worker whose resident memory is above ``processing.resilience.worker_memory_limit_mb``
     gets no new exposures: a fresh one takes its place and the old one ends once its queued
     exposures are done (:attr:`recycled` counts them).
+
+    :meth:`health` says how many actors are alive: each new actor is asked for its process id,
+    and it is alive once it has answered, until a call to it fails; an idle actor is asked
+    again every few seconds (a busy one's exposures say whether it is there).
     """
 
     def __init__(
@@ -186,6 +224,12 @@ class RayWorkerPool:
         self.worker_memory = [0] * self.n_workers  # bytes, as last measured
         self._retiring: list[tuple[Any, set[Any]]] = []  # recycled actors and their last tasks
         self.recycled: list[tuple[int, int]] = []  # (slot, bytes) of each recycled worker
+        self.replaced_after_failure = 0  # actors replaced because Ray failed them
+        # liveness: the call each slot's actor has not answered yet (None: none waiting), when
+        # it was asked, and whether it answered and nothing to it failed since
+        self._alive = [False] * self.n_workers
+        self._asked_at = [0.0] * self.n_workers
+        self._check: list[Any] = [self._ask(slot) for slot in range(self.n_workers)]
 
     def _new_actor(self) -> Any:
         from causalscope.actors.remote import ExposureActor
@@ -212,6 +256,52 @@ class RayWorkerPool:
     def in_flight(self) -> int:
         """Tasks submitted and not yet collected."""
         return len(self._running)
+
+    def health(self) -> PoolHealth:
+        """The actors alive, replaced and recycled, and their memory (never waits on Ray)."""
+        self._check_alive()
+        measured = self._memory_limit is not None
+        return PoolHealth(
+            configured=self.n_workers,
+            alive=sum(self._alive),
+            replaced_after_failure=self.replaced_after_failure,
+            recycled_for_memory=len(self.recycled),
+            memory_bytes=tuple(b if measured and b > 0 else None for b in self.worker_memory),
+        )
+
+    def _ask(self, slot: int) -> Any:
+        """Ask ``slot``'s actor for its process id: it answers once it has started."""
+        self._asked_at[slot] = time.monotonic()
+        return self._actors[slot].process_id.remote()
+
+    def _check_alive(self) -> None:
+        """Take the answers that came, and ask the idle actors again every few seconds."""
+        import ray
+        from ray.exceptions import RayError
+
+        if not self._actors:  # shut down
+            return
+        waiting = [(slot, ref) for slot, ref in enumerate(self._check) if ref is not None]
+        try:
+            if waiting:
+                refs = [ref for _, ref in waiting]
+                ready = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+                for slot, ref in waiting:
+                    if ref not in ready:
+                        continue
+                    self._check[slot] = None
+                    try:
+                        ray.get(ref, timeout=0)
+                        self._alive[slot] = True
+                    except RayError:  # dead, or never started (its node is gone)
+                        self._alive[slot] = False
+            now = time.monotonic()
+            for slot, ref in enumerate(self._check):
+                idle = self._load[slot] == 0 and ref is None
+                if idle and now - self._asked_at[slot] >= _CHECK_IDLE_S:
+                    self._check[slot] = self._ask(slot)
+        except RayError as error:  # Ray itself does not answer: the scheduler says so
+            log.debug("cannot check the actors: %s", _first_line(error))
 
     def actor_process_ids(self) -> list[int]:
         """The process id of every live actor (for memory measurements and fault tests)."""
@@ -301,18 +391,23 @@ class RayWorkerPool:
             task, slot, generation = self._running.pop(ref)
             self._load[slot] -= 1
             self._retired(ref)
+            current = generation == self._generation[slot]
             try:
                 outcomes.append(Outcome(task, record=ray.get(ref)))
             except RayError as error:
                 cause = getattr(error, "cause", None) if isinstance(error, RayTaskError) else error
                 if not isinstance(cause, RayError):  # the exposure's own error, in the worker
                     outcomes.append(Outcome(task, error=cause or error))
+                    self._alive[slot] |= current  # it answered
                     continue
                 # Ray failed it: the worker, its node, its arguments in the object store
                 failure = classify(cause)
-                if failure.replace_worker and generation == self._generation[slot]:
+                if failure.replace_worker and current:
                     self._replace(slot)  # once, not again for a sibling task
+                    self.replaced_after_failure += 1
                 outcomes.append(Outcome(task, error=error, crashed=True, failure=failure))
+            else:
+                self._alive[slot] |= current
         self._check_memory(measured)
         return outcomes
 
@@ -377,6 +472,8 @@ class RayWorkerPool:
                 log.debug("actor in slot %d was already gone", slot)
         self._actors[slot] = self._new_actor()
         self._generation[slot] += 1
+        self._alive[slot] = False  # until the new one answers
+        self._check[slot] = self._ask(slot)
         if self._denoiser_ref is not None:  # a replacement starts where the others are
             self._actors[slot].set_denoiser_weights.remote(self._denoiser_ref)
         if self._restoration_prior is not None:
@@ -398,6 +495,8 @@ class RayWorkerPool:
                 log.debug("recycled actor already gone at shutdown")
         self._actors = []
         self._retiring = []
+        self._alive = [False] * self.n_workers
+        self._check = [None] * self.n_workers
         self._running.clear()
         self._memory_refs.clear()
         self._memory_of.clear()

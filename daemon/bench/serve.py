@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_serve_bench"]
+__all__ = ["follow_events", "poll_in_process", "quantiles_ms", "run_serve_bench"]
 
 _PATHS = (
     "/sessions/bench/exposures?page={k}&page_size=50",
@@ -33,7 +35,8 @@ _PATHS = (
 )
 
 
-def _quantiles(values: list[float]) -> dict[str, float | int | None]:
+def quantiles_ms(values: list[float]) -> dict[str, float | int | None]:
+    """Count, median, p99 and max of durations in seconds, the three in milliseconds."""
     if not values:
         return {"n": 0, "median": None, "p99": None, "max": None}
     ordered = sorted(values)
@@ -46,7 +49,7 @@ def _quantiles(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
-async def _poll(url: str, clients: int, seconds: float) -> dict[str, Any]:
+async def _poll(url: str, clients: int, seconds: float, paths: tuple[str, ...]) -> dict[str, Any]:
     import aiohttp
 
     times: list[float] = []
@@ -57,7 +60,7 @@ async def _poll(url: str, clients: int, seconds: float) -> dict[str, Any]:
     async def client(index: int, session: aiohttp.ClientSession) -> None:
         k = index
         while time.monotonic() < stop:
-            path = _PATHS[k % len(_PATHS)].format(k=k % 4)
+            path = paths[k % len(paths)].format(k=k % 4)
             k += 1
             t0 = time.perf_counter()
             try:
@@ -72,7 +75,7 @@ async def _poll(url: str, clients: int, seconds: float) -> dict[str, Any]:
                 errors[key] = errors.get(key, 0) + 1
                 continue
             times.append(time.perf_counter() - t0)
-            by_path.setdefault(_PATHS[(k - 1) % len(_PATHS)], []).append(times[-1])
+            by_path.setdefault(paths[(k - 1) % len(paths)], []).append(times[-1])
 
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=clients)
@@ -81,8 +84,32 @@ async def _poll(url: str, clients: int, seconds: float) -> dict[str, Any]:
     return {"times": times, "by_path": by_path, "errors": errors}
 
 
-def _load(url: str, clients: int, seconds: float, out: Any) -> None:
-    out.put(asyncio.run(_poll(url, clients, seconds)))
+def _load(url: str, clients: int, seconds: float, paths: tuple[str, ...], out: Any) -> None:
+    # the clients stand in for browsers and scrapers on other machines: on this one their own
+    # CPU comes after the session's and the API's (niced), and what they used is reported
+    os.nice(10)
+    started = time.process_time()
+    polled = asyncio.run(_poll(url, clients, seconds, paths))
+    polled["clients_cpu_s"] = time.process_time() - started
+    out.put(polled)
+
+
+def poll_in_process(
+    url: str, clients: int, seconds: float, paths: tuple[str, ...] = _PATHS
+) -> dict[str, Any]:
+    """``clients`` concurrent clients polling ``paths`` in turn for ``seconds``, in a process of
+    their own (so that they share no interpreter with what they measure; niced): every
+    response's time (s), the times by path, the errors by kind and path, and the CPU seconds
+    the clients' process used (``clients_cpu_s``)."""
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    load = context.Process(target=_load, args=(url, clients, seconds, paths, out))
+    load.start()
+    try:
+        polled: dict[str, Any] = out.get(timeout=seconds + 120)
+    finally:
+        load.join(timeout=30)
+    return polled
 
 
 def _commit_for(
@@ -107,20 +134,31 @@ def _commit_for(
     return durations
 
 
-def _follow(url: str, received: dict[str, float], stop: threading.Event) -> None:
+def follow_events(
+    url: str, session: str, received: dict[str, float], stop: threading.Event
+) -> None:
+    """Follow ``session``'s event stream until ``stop`` or its end: each exposure's arrival
+    time. A stream cut off (the server stopping) ends it; what arrived is what counts."""
     import json
 
     import requests
 
-    with requests.get(
-        url + "/sessions/bench/events", params={"topics": "exposure"}, stream=True, timeout=30
-    ) as stream:
-        for raw in stream.iter_lines():
-            line = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if stop.is_set():
-                break
-            if line.startswith("data: ") and line != "data: {}":
-                received[json.loads(line[6:])["exposure_id"]] = time.time()
+    try:
+        with requests.get(
+            f"{url}/sessions/{session}/events",
+            params={"topics": "exposure"},
+            stream=True,
+            timeout=30,
+        ) as stream:
+            for raw in stream.iter_lines():
+                line = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if stop.is_set():
+                    break
+                if line.startswith("data: ") and line != "data: {}":
+                    received[json.loads(line[6:])["exposure_id"]] = time.time()
+    except requests.RequestException as error:
+        if not stop.is_set():
+            print(f"event stream ended: {error}", file=sys.stderr)
 
 
 def _free_port() -> int:
@@ -155,17 +193,20 @@ def run_serve_bench(
                 sent: dict[str, float] = {}
                 received: dict[str, float] = {}
                 stop = threading.Event()
-                follower = threading.Thread(target=_follow, args=(url, received, stop), daemon=True)
+                follower = threading.Thread(
+                    target=follow_events, args=(url, "bench", received, stop), daemon=True
+                )
                 follower.start()
                 time.sleep(1.0)  # the stream's subscription is in place
                 idle = _commit_for(store, seconds, rate_per_s, 100_000, sent)
-                context = multiprocessing.get_context("spawn")
-                out = context.Queue()
-                load = context.Process(target=_load, args=(url, clients, seconds, out))
-                load.start()
+                polled: dict[str, Any] = {}
+                poller = threading.Thread(
+                    target=lambda: polled.update(poll_in_process(url, clients, seconds)),
+                    daemon=True,
+                )
+                poller.start()
                 loaded = _commit_for(store, seconds, rate_per_s, 200_000, sent)
-                polled = out.get(timeout=seconds + 120)
-                load.join(timeout=30)
+                poller.join(timeout=seconds + 150)
                 stop.set()
                 time.sleep(1.5)
                 stop_api()
@@ -173,9 +214,9 @@ def run_serve_bench(
             if started_ray:
                 ray.shutdown()
     delays = [received[k] - sent[k] for k in sent if k in received]
-    responses = _quantiles(polled["times"])
+    responses = quantiles_ms(polled["times"])
     n_errors = sum(polled["errors"].values())
-    commit_idle, commit_loaded = _quantiles(idle), _quantiles(loaded)
+    commit_idle, commit_loaded = quantiles_ms(idle), quantiles_ms(loaded)
     return {
         "clients": clients,
         "seconds": seconds,
@@ -184,10 +225,11 @@ def run_serve_bench(
         "commit_ms": {"without_load": commit_idle, "with_load": commit_loaded},
         "commits": {"without_load": len(idle), "with_load": len(loaded)},
         "responses_ms": responses,
-        "responses_ms_by_path": {p: _quantiles(t) for p, t in polled["by_path"].items()},
+        "responses_ms_by_path": {p: quantiles_ms(t) for p, t in polled["by_path"].items()},
         "requests_per_s": len(polled["times"]) / seconds,
+        "clients_cpu_s": polled["clients_cpu_s"],
         "errors": polled["errors"],
-        "event_delay_ms": {**_quantiles(delays), "missed": len(sent) - len(delays)},
+        "event_delay_ms": {**quantiles_ms(delays), "missed": len(sent) - len(delays)},
         "summary": {
             "clients": clients,
             "seconds": seconds,
@@ -199,6 +241,6 @@ def run_serve_bench(
             "commit_median_ms_with_load": commit_loaded["median"],
             "commit_max_ms_with_load": commit_loaded["max"],
             "commits_with_load": len(loaded),
-            "event_delay_max_ms": _quantiles(delays)["max"],
+            "event_delay_max_ms": quantiles_ms(delays)["max"],
         },
     }

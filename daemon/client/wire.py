@@ -40,6 +40,7 @@ __all__ = [
     "ReconstructionStatus",
     "Score",
     "Status",
+    "WorkerHealth",
     "parse_payload",
 ]
 
@@ -223,9 +224,28 @@ class ReconstructionStatus(_Wire):
     update_every: int
 
 
+class WorkerHealth(_Wire):
+    """The exposure actors in a running session's status: the number the pool keeps
+    (``configured``, 0 before the first movie makes the pool) and of those ``alive`` (started,
+    and no call to them failed since); the actors replaced in this run after Ray failed them
+    (``replaced_after_failure``) and between exposures for their memory
+    (``recycled_for_memory``); the exposure attempts Ray failed in this run by failure code
+    (``failures``: ``out_of_memory``, ``actor_died``, ``node_died``, ``object_lost``, ...); and
+    each slot's resident memory after its latest exposure (``memory_bytes``, null where not
+    measured)."""
+
+    configured: int
+    alive: int
+    replaced_after_failure: int
+    recycled_for_memory: int
+    failures: dict[str, int]
+    memory_bytes: list[int | None]
+
+
 class Status(_Wire):
     """The session's status: published every second on ``status``, answered by the control
-    action ``status``, and made from the counts for a finished session (``finished``)."""
+    action ``status``, and made from the counts for a finished session (``finished``, with no
+    ``worker_health``)."""
 
     session: str
     elapsed_s: float
@@ -246,6 +266,7 @@ class Status(_Wire):
     thresholds: dict[str, float] | None = None
     finished: bool = False
     reconstruction: ReconstructionStatus | None = None
+    worker_health: WorkerHealth | None = None
 
 
 class Cause(_Wire):

@@ -66,6 +66,16 @@ def _serve(args: argparse.Namespace) -> dict[str, Any]:
     import sys
 
     with contextlib.redirect_stdout(sys.stderr):  # Ray's and Serve's lines; the JSON alone out
+        if args.live:
+            from causalscope.daemon.bench.serve_live import run_live_serve_bench
+
+            return run_live_serve_bench(
+                clients=args.clients,
+                seconds=args.seconds,
+                workers=args.workers or 2,
+                size=args.size if args.size != 1024 else 128,
+                frames=args.frames if args.frames != 20 else 4,
+            )
         return run_serve_bench(clients=args.clients, seconds=args.seconds)
 
 

@@ -50,7 +50,9 @@
           store (records, causal updates, scores), its report's size and the time to render it
   serve   the HTTP API: --clients (10) polling a session for --seconds (10) while it commits 2
           exposures/s: response median/p99/max, errors, the commit time without and with the
-          load, the event stream's delay (e.g. --clients 50 --seconds 60)
+          load, the event stream's delay (e.g. --clients 50 --seconds 60); with --live, a
+          real session (watch --serve on Ray) processing 128 px movies meanwhile: its pace
+          and latency without and with the clients (e.g. --live --clients 50 --seconds 60)
   novelty  2D classes of simulated sessions of a structure in the index and of one not in
           it (6z6u and 5a1a from ../shared/data/models, else the phantoms), with 30 % junk,
           against an index of the first and the junk prototypes: Novelty of each session's
@@ -116,6 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="S",
         help="serve: seconds without, then with, the clients (10)",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="serve: a live session processing movies (watch --serve on a Ray cluster of its "
+        "own; --size 128, --frames 4, --workers 2) instead of a store committing records",
     )
     parser.add_argument(
         "--bound", action="store_true", help="ctf: add the Cramér–Rao bound per simulated case"

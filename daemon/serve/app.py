@@ -62,7 +62,8 @@ def check_bind(host: str, token: str | None) -> None:
         raise InputError(
             "API token required",
             f"binding {host!r} makes the API reachable from the network; give a token "
-            "(--token-file FILE, or serve.token / CAUSALSCOPE_SERVE__TOKEN) or bind 127.0.0.1",
+            "(--token-file FILE, or the setting serve.token_file / "
+            "CAUSALSCOPE_SERVE__TOKEN_FILE) or bind 127.0.0.1",
         )
 
 

@@ -14,23 +14,48 @@ the store's, never a second count kept here. Every metric carries the label ``se
 ``causalscope_acquisition_per_minute``, ``causalscope_processing_per_minute``,
 ``causalscope_queue_exposures``, ``causalscope_in_flight_exposures``,
 ``causalscope_workers``, ``causalscope_keeping_up``, ``causalscope_paused``
-                                     a running session's status (its workers' count and
-                                     whether they keep up with acquisition)
+                                     a running session's status (its pool's configured
+                                     workers, 0 before the first movie, and whether they keep
+                                     up with acquisition)
+
+A running session's exposure workers (Ray actors), from its status's ``worker_health``; a
+finished session has none of these, and one whose pool starts at the first movie has 0 alive.
+The counters count this run of the daemon (they start again from 0 when it restarts):
+
+``causalscope_workers_alive``        actors started and answering, of ``causalscope_workers``
+                                     (a replacement Ray cannot place is not alive)
+``causalscope_worker_replacements_total``  actors replaced, by ``reason``: ``failure`` (Ray
+                                     failed the worker) or ``memory`` (recycled between
+                                     exposures above ``worker_memory_limit_mb``)
+``causalscope_worker_failures_total``  exposure attempts that Ray failed, by ``kind``:
+                                     ``out_of_memory``, ``actor_died``, ``worker_crashed``,
+                                     ``node_died``, ``object_lost``, ``actor_unavailable``,
+                                     ``ray_unreachable``, ``ray_error`` (every kind present,
+                                     0 until it happens)
+``causalscope_worker_memory_bytes``  each worker's resident memory by ``slot``, measured
+                                     after its latest exposure (absent until measured)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from pydantic import ValidationError
 
 from causalscope.daemon.client import views
 from causalscope.daemon.client.errors import StoreError
+from causalscope.daemon.client.wire import WorkerHealth
 from causalscope.daemon.serve.sessions import SessionRef, list_sessions
 
 __all__ = ["LATENCY_BUCKETS_S", "SessionsCollector", "router"]
@@ -62,19 +87,36 @@ _LIVE_GAUGES = (
 
 
 class SessionsCollector:
-    """A ``prometheus_client`` collector over the sessions in ``folder``."""
+    """A ``prometheus_client`` collector over the sessions in ``folder``.
 
-    def __init__(self, folder: Path) -> None:
+    ``read`` reads one session: whether it is live, its counts, its latest resolution and a
+    running one's status (default: through the session's endpoints, or its file).
+    """
+
+    def __init__(
+        self, folder: Path, *, read: Callable[[SessionRef], dict[str, Any]] | None = None
+    ) -> None:
         self.folder = folder
+        self._read = read or _read
 
     def collect(self) -> Iterator[Metric]:
         """The metric families, one sample per session."""
-        g: dict[str, GaugeMetricFamily] = {}
+        gauges: dict[str, GaugeMetricFamily] = {}
+        counters: dict[str, CounterMetricFamily] = {}
 
         def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
-            if name not in g:
-                g[name] = GaugeMetricFamily(f"causalscope_{name}", doc, labels=["session", *extra])
-            return g[name]
+            if name not in gauges:
+                gauges[name] = GaugeMetricFamily(
+                    f"causalscope_{name}", doc, labels=["session", *extra]
+                )
+            return gauges[name]
+
+        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> CounterMetricFamily:
+            if name not in counters:  # exposed as causalscope_<name>_total
+                counters[name] = CounterMetricFamily(
+                    f"causalscope_{name}", doc, labels=["session", *extra]
+                )
+            return counters[name]
 
         up = gauge("session_up", "1 when the session could be read, else 0.")
         live = gauge("session_live", "1 while the session's daemon runs.")
@@ -85,7 +127,7 @@ class SessionsCollector:
         )
         for ref in list_sessions(self.folder):
             try:
-                found = _read(ref)
+                found = self._read(ref)
             except StoreError:
                 up.add_metric([ref.name], 0)
                 continue
@@ -120,7 +162,31 @@ class SessionsCollector:
             gauge("paused", "1 while the operator has paused processing.").add_metric(
                 [ref.name], 1 if status.get("paused") else 0
             )
-        yield from g.values()
+            health = _health(status)
+            if health is None:  # a daemon older than these numbers
+                continue
+            gauge("workers_alive", "Exposure workers started and answering.").add_metric(
+                [ref.name], health.alive
+            )
+            replaced = counter(
+                "worker_replacements", "Exposure workers replaced in this run.", ("reason",)
+            )
+            replaced.add_metric([ref.name, "failure"], health.replaced_after_failure)
+            replaced.add_metric([ref.name, "memory"], health.recycled_for_memory)
+            failures = counter(
+                "worker_failures", "Exposure attempts Ray failed in this run.", ("kind",)
+            )
+            for kind, n in sorted(health.failures.items()):
+                failures.add_metric([ref.name, kind], n)
+            for slot, measured in enumerate(health.memory_bytes):
+                if measured is not None:  # no family at all until a worker is measured
+                    gauge(
+                        "worker_memory_bytes",
+                        "Worker resident memory after its latest exposure.",
+                        ("slot",),
+                    ).add_metric([ref.name, str(slot)], measured)
+        yield from gauges.values()
+        yield from counters.values()
         yield latency
 
 
@@ -139,6 +205,14 @@ def _read(ref: SessionRef) -> dict[str, Any]:
         "resolution": resolution,
         "status": ref.status() if is_live else None,
     }
+
+
+def _health(status: dict[str, Any]) -> WorkerHealth | None:
+    """The status's ``worker_health``; None where it has none (or not in this shape)."""
+    try:
+        return WorkerHealth.model_validate(status.get("worker_health"))
+    except ValidationError:
+        return None
 
 
 def _workers(described: str) -> int:

@@ -204,18 +204,27 @@ def test_the_control_endpoint_labels_classes_and_sends_the_latest_gallery(
         try:
             with pytest.raises(ControlError, match="no 2D classes yet"):
                 control_request(server.endpoint, "t", "thumbnail", kind="class_gallery")
-            reply = control_request(
-                server.endpoint, "t", "class_label", class_index=2, label="reject"
-            )
-            assert reply["class_index"] == 2
-            assert tracker.labels == {2: "reject"}
-            assert store.evaluation_history()[2] == {2: "reject"}
+            # a label needs the class: none before the first class set, nor past its last
+            with pytest.raises(ControlError, match="no class 2: this session has no 2D classes"):
+                control_request(server.endpoint, "t", "class_label", class_index=2, label="reject")
             gallery = tmp_path / "classes.png"
             gallery.write_bytes(b"\x89PNG\r\n\x1a\n picture")
             latest = _update(4)
             assert latest.class_set is not None
             class_set = dataclasses.replace(latest.class_set, gallery_path=str(gallery))
             tracker.latest = dataclasses.replace(latest, class_set=class_set)
+            last = class_set.n_classes - 1
+            with pytest.raises(ControlError, match=f"no class {last + 1}: .* 0 to {last}"):
+                control_request(
+                    server.endpoint, "t", "class_label", class_index=last + 1, label="reject"
+                )
+            assert tracker.labels == {} and store.evaluation_history()[2] == {}
+            reply = control_request(
+                server.endpoint, "t", "class_label", class_index=last, label="reject"
+            )
+            assert reply["class_index"] == last
+            assert tracker.labels == {last: "reject"}
+            assert store.evaluation_history()[2] == {last: "reject"}
             reply = control_request(server.endpoint, "t", "thumbnail", kind="class_gallery")
             assert base64.b64decode(reply["png_base64"]) == gallery.read_bytes()
             assert reply["version"] == 4

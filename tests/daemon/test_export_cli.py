@@ -3,7 +3,9 @@ else the score's recommendation), their micrographs and particles, read back by 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -40,7 +42,9 @@ def _particles_star(path: Path, exposure_id: str, n: int, pixel: float) -> Path:
     return path
 
 
-def test_export_selected_writes_only_the_accepted(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_export_selected_writes_only_the_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     session = tmp_path / "S.duckdb"
     # a: accepted by its score; b: broke an obligation (rejected); c: rejected by the operator
     # despite its score; d: broke an obligation but the operator accepted it (0.9 A/px optics)
@@ -78,24 +82,193 @@ def test_export_selected_writes_only_the_accepted(tmp_path: Path, capsys) -> Non
     assert d_groups == {group_of[0.9]}
 
 
-def test_export_refuses_a_missing_session(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_export_refuses_a_missing_session(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["export", str(tmp_path / "nope.duckdb"), "--selected", "--relion", "x"])
     assert code != 0
     assert "nope.duckdb" in capsys.readouterr().err
 
 
-def _reference_columns(shared_data: Path) -> dict[str, set[str]]:
-    """Block name -> the columns RELION itself wrote in the real files of ../shared/data."""
+#: Real RELION files in ../shared/data: particle files (RELION 5 and 3.1, six optics groups) and
+#: micrograph files (the RELION 3.1 tutorial's CtfFind and MotionCorr outputs).
+_PARTICLE_FILES = ("star/relion5.star", "star/relion31.6opticsgroups.star")
+_MICROGRAPH_FILES = (
+    "relion_tutorial/ctffind4_reference.star",
+    "relion_tutorial/motion/corrected_micrographs.star",
+)
+#: RELION labels in blocks that no real file in ../shared/data holds, as RELION 5 writes them
+#: (names from its ``src/metadata_label.h``): CtfFind's ice-ring density and phase-plate shift
+#: in ``data_micrographs``; AutoPick's list of coordinate files (``data_coordinate_files``)
+#: and its per-micrograph coordinate files (one unnamed ``data_`` block); a 2D
+#: classification's ``data_model_classes`` (``run_itNNN_model.star``), where
+#: ``rlnClassNumber`` (a particle label in the real files) names the class.
+_RELION_WRITES = {
+    "micrographs": {"rlnCtfIceRingDensity", "rlnPhaseShift"},
+    "coordinate_files": {"rlnMicrographName", "rlnMicrographCoordinates"},
+    "autopick": {
+        "rlnCoordinateX",
+        "rlnCoordinateY",
+        "rlnClassNumber",
+        "rlnAutopickFigureOfMerit",
+        "rlnAnglePsi",
+    },
+    "model_classes": {
+        "rlnReferenceImage",
+        "rlnClassNumber",
+        "rlnClassDistribution",
+        "rlnAccuracyRotations",
+        "rlnAccuracyTranslationsAngst",
+        "rlnEstimatedResolution",
+        "rlnOverallFourierCompleteness",
+        "rlnClassPriorOffsetX",
+        "rlnClassPriorOffsetY",
+    },
+}
+
+
+def _columns_of(shared_data: Path, names: tuple[str, ...]) -> dict[str, set[str]]:
+    """Block name -> the columns RELION itself wrote in the real files ``names``."""
     out: dict[str, set[str]] = {}
-    for name in ("relion5.star", "relion31.6opticsgroups.star"):
-        for block, table in starfile.read(shared_data / "star" / name, always_dict=True).items():
+    for name in names:
+        for block, table in starfile.read(shared_data / name, always_dict=True).items():
             out.setdefault(block, set()).update(table.columns)
     return out
 
 
+def _relion_blocks(shared_data: Path) -> dict[str, dict[str, set[str]]]:
+    """Each STAR file the RELION export writes (``coordinates/*`` for the per-micrograph
+    files) -> its blocks -> the columns RELION knows there."""
+    particle = _columns_of(shared_data, _PARTICLE_FILES)
+    micrograph = _columns_of(shared_data, _MICROGRAPH_FILES)
+    particles = {"optics": particle["optics"], "particles": particle["particles"]}
+    autopick = _RELION_WRITES["autopick"]
+    assert autopick <= particle["particles"]  # the labels themselves are in the real files
+    return {
+        "micrographs_ctf.star": {
+            "optics": micrograph["optics"],
+            "micrographs": micrograph["micrographs"] | _RELION_WRITES["micrographs"],
+        },
+        "coordinates.star": {"coordinate_files": _RELION_WRITES["coordinate_files"]},
+        "coordinates/*": {"": autopick},
+        "particles.star": particles,
+        "class_averages.star": {"model_classes": _RELION_WRITES["model_classes"]},
+        "particles_selected_classes.star": particles,
+    }
+
+
+def _check_relion_star_files(folder: Path, shared_data: Path) -> None:
+    """Every STAR file in ``folder`` is one the export writes, with RELION's block names and
+    only columns RELION knows in those blocks; every file the export writes is there."""
+    expected = _relion_blocks(shared_data)
+    written = sorted(folder.rglob("*.star"))
+    kinds = set()
+    for path in written:
+        relative = path.relative_to(folder)
+        kind = "coordinates/*" if relative.parent.name == "coordinates" else str(relative)
+        assert kind in expected, f"{relative}: not a file the RELION export should write"
+        kinds.add(kind)
+        blocks = starfile.read(path, always_dict=True)
+        assert set(blocks) == set(expected[kind]), (relative, set(blocks))
+        for block, table in blocks.items():
+            unknown = set(table.columns) - expected[kind][block]
+            assert not unknown, f"{relative} data_{block}: columns RELION does not know {unknown}"
+            assert len(table), f"{relative} data_{block} is empty"
+    assert kinds == set(expected), f"not written: {set(expected) - kinds}"
+
+
+def _classify(store: SessionStore, folder: Path, exposure_ids: list[str]) -> list[int]:
+    """Commit a 2D classification whose selected particles are those of ``exposure_ids``
+    (their STARs in ``folder``); the indices of the selected classes."""
+    from tests.tui._reconstruction import make_update
+
+    update = make_update(1, folder, {})
+    assert update.class_set is not None
+    tables = [starfile.read(folder / f"{e}.star", always_dict=True) for e in exposure_ids]
+    particles = pd.concat([t["particles"] for t in tables], ignore_index=True)
+    particles["rlnClassNumber"] = [1 + i % 3 for i in range(len(particles))]
+    starfile.write(
+        {"optics": tables[0]["optics"], "particles": particles},
+        update.class_set.selected_star_path,
+        overwrite=True,
+    )
+    assert store.commit_evaluation(update)
+    return [c.class_index for c in update.class_set.classes if c.selected]
+
+
+#: The fields of cryoSPARC's particle ``location`` slot, as its pickers and Extract write them
+#: (cryosparc-tools' models name only the centre fractions; the others are the micrograph's).
+_LOCATION_FIELDS = {
+    "micrograph_uid",
+    "exp_group_id",
+    "micrograph_path",
+    "micrograph_shape",
+    "micrograph_psize_A",
+    "center_x_frac",
+    "center_y_frac",
+}
+
+
+def _check_cryosparc_particles(particles: Any, real_types: dict[str, tuple[Any, ...]]) -> None:
+    """``blob/*`` and ``ctf/*`` fields with the real particles' names and dtypes; the
+    location slot's fields cryoSPARC's own."""
+    from cryosparc.models.exposure import PickerLocations
+
+    assert set(PickerLocations.model_fields) <= _LOCATION_FIELDS
+    ours = {f[0]: f[1:] for f in particles.descr()}
+    for name, dtype in ours.items():
+        slot, _, field = name.partition("/")
+        if slot in ("blob", "ctf"):
+            assert real_types.get(name) == dtype, (name, dtype, real_types.get(name))
+        else:
+            assert name == "uid" or (slot == "location" and field in _LOCATION_FIELDS), name
+
+
+def _check_cryosparc_exposures(exposures: Any, real_types: dict[str, tuple[Any, ...]]) -> None:
+    """Every exposure field is one of the slots cryoSPARC's exposures carry, named as in
+    cryosparc-tools' exposure models (``micrograph_blob``, ``ctf``, ``mscope_params``), with
+    the real particles' dtype where the field is shared (``ctf/*``; ``blob/*`` for
+    ``micrograph_blob/*``); the fields cryoSPARC needs to use a micrograph are there."""
+    from cryosparc.models.exposure import CTF, MicrographBlob, MScopeParams
+
+    known = {
+        "micrograph_blob": set(MicrographBlob.model_fields),
+        "ctf": set(CTF.model_fields) | {n[4:] for n in real_types if n.startswith("ctf/")},
+        "mscope_params": set(MScopeParams.model_fields),
+    }
+    ours = {f[0]: f[1:] for f in exposures.descr()}
+    for name, dtype in ours.items():
+        if name == "uid":
+            continue
+        slot, _, field = name.partition("/")
+        assert field in known.get(slot, set()), f"{name}: not a field of cryoSPARC's exposures"
+        like = "blob/" + field if slot == "micrograph_blob" else name
+        if like in real_types:
+            assert dtype == real_types[like], (name, dtype, real_types[like])
+    needed = {
+        "micrograph_blob/path",
+        "micrograph_blob/shape",
+        "micrograph_blob/psize_A",
+        "ctf/type",
+        "ctf/exp_group_id",
+        "ctf/accel_kv",
+        "ctf/cs_mm",
+        "ctf/amp_contrast",
+        "ctf/df1_A",
+        "ctf/df2_A",
+        "ctf/df_angle_rad",
+        "ctf/phase_shift_rad",
+        "mscope_params/accel_kv",
+        "mscope_params/cs_mm",
+        "mscope_params/exp_group_id",
+        "mscope_params/total_dose_e_per_A2",
+    }
+    assert needed <= set(ours), f"missing: {needed - set(ours)}"
+
+
 def test_export_whole_session_for_relion_and_cryosparc(
-    tmp_path: Path, shared_data: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import mrcfile
     import numpy as np
     from cryosparc.dataset import Dataset
@@ -141,24 +314,17 @@ def test_export_whole_session_for_relion_and_cryosparc(
                 }
             )
             store.commit_exposure(record, params_hash="p")
+        # a 2D classification: twelve classes (nine selected) over the particles of e00-e02
+        selected = _classify(store, tmp_path, ["e00", "e01", "e02"])
     relion, cryosparc = tmp_path / "relion", tmp_path / "cryosparc"
     argv = ["export", str(session), "--relion", str(relion), "--cryosparc", str(cryosparc)]
     assert main(argv) == 0
     assert "12 exported exposures in 4 beam/image-shift group(s)" in capsys.readouterr().out
 
-    reference = _reference_columns(shared_data)
-    # RELION: blocks and columns as RELION's own files name them; RELION's micrograph-only
-    # labels (absent from particle files) are the astigmatism and the motion STAR
-    micrographs_only = {"rlnCtfAstigmatism", "rlnMicrographMetadata"}
+    # RELION: every file's blocks and columns as RELION's own files name them
+    _check_relion_star_files(relion, shared_data)
     mics = starfile.read(relion / "micrographs_ctf.star", always_dict=True)
-    assert set(mics) == {"optics", "micrographs"}
-    assert set(mics["optics"].columns) <= reference["optics"]
-    all_columns = reference["optics"] | reference["particles"] | micrographs_only
-    assert set(mics["micrographs"].columns) <= all_columns
     parts = starfile.read(relion / "particles.star", always_dict=True)
-    assert set(parts) == {"optics", "particles"} <= set(reference)
-    assert set(parts["optics"].columns) <= reference["optics"]
-    assert set(parts["particles"].columns) <= reference["particles"]
     # one optics group per shift position, holding exactly that position's micrographs
     assert len(mics["optics"]) == 4
     group_of = {
@@ -190,16 +356,32 @@ def test_export_whole_session_for_relion_and_cryosparc(
         eid = Path(name).name.removesuffix("_DW.mrc")
         xy = starfile.read(relion / coords)[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy()
         assert xy.tolist() == picks_of[eid]
+    # the selected classes, numbered from 1, and their particles in the exported groups
+    classes = starfile.read(relion / "class_averages.star", always_dict=True)["model_classes"]
+    assert classes["rlnClassNumber"].tolist() == [k + 1 for k in selected]
+    assert classes["rlnClassDistribution"].sum() == pytest.approx(1.0)
+    chosen = starfile.read(relion / "particles_selected_classes.star", always_dict=True)
+    assert chosen["optics"].equals(parts["optics"])
+    assert len(chosen["particles"]) == 3 * 5
+    for name, group in zip(
+        chosen["particles"]["rlnMicrographName"], chosen["particles"]["rlnOpticsGroup"], strict=True
+    ):
+        assert group == group_of[Path(name).name.removesuffix("_DW.mrc")]
 
     # cryoSPARC: cryosparc-tools reads both files; field names and types as cryoSPARC's own
     real = Dataset.load(shared_data / "star" / "cryosparc_P12_J24_001_particles.cs")
     exposures = Dataset.load(cryosparc / "exposures.cs")
     particles = Dataset.load(cryosparc / "particles.cs")
     assert len(exposures) == 12 and len(particles) == 60
-    real_types = dict((f[0], f[1:]) for f in real.descr())
-    ours = dict((f[0], f[1:]) for f in particles.descr())
-    shared = [k for k in ours if k.startswith(("blob/", "ctf/"))]
-    assert shared and all(k in real_types and ours[k] == real_types[k] for k in shared)
+    real_types = {f[0]: f[1:] for f in real.descr()}
+    _check_cryosparc_particles(particles, real_types)
+    _check_cryosparc_exposures(exposures, real_types)
+    # the record's CTF and optics (make_record's), in cryoSPARC's units
+    assert exposures["ctf/df2_A"].tolist() == pytest.approx([14_000.0] * 12)
+    assert exposures["ctf/df_angle_rad"].tolist() == pytest.approx([math.radians(33.0)] * 12)
+    assert exposures["mscope_params/accel_kv"].tolist() == pytest.approx([300.0] * 12)
+    assert exposures["mscope_params/cs_mm"].tolist() == pytest.approx([2.7] * 12)
+    assert exposures["micrograph_blob/psize_A"].tolist() == pytest.approx([0.83] * 12)
     paths = [Path(p).name.removesuffix("_DW.mrc") for p in exposures["micrograph_blob/path"]]
     groups = dict(zip(paths, exposures["mscope_params/exp_group_id"].tolist(), strict=True))
     assert groups == group_of

@@ -18,7 +18,7 @@ import numpy as np
 
 from causalscope.config import load_settings
 from causalscope.daemon.alerts import Alert
-from causalscope.daemon.failures import Failure, PoolUnavailable, ray_unreachable
+from causalscope.daemon.failures import FAILURE_CODES, Failure, PoolUnavailable, ray_unreachable
 from causalscope.daemon.memory import MemoryReading, read_node_memory
 from causalscope.daemon.scheduler import Scheduler
 from causalscope.daemon.sources.events import MovieReady, SourceEvent
@@ -28,6 +28,11 @@ from tests.daemon._recorder import Recorder
 from tests.daemon.store._records import make_record
 
 OOM = Failure("out_of_memory", "Worker killed: node out of memory", "killed", "free memory")
+ACTOR_DIED = Failure("actor_died", "Worker crashed", "the worker process died", "read the logs")
+LOST = Failure(
+    "object_lost", "Frames lost", "lost", "nothing to do", replace_worker=False, reload=True
+)
+NO_FAILURES = dict.fromkeys(FAILURE_CODES, 0)
 
 
 class HoldingPool:
@@ -70,6 +75,26 @@ class HoldingPool:
 
     def shutdown(self) -> None:
         pass
+
+
+class ScriptedPool(HoldingPool):
+    """Fails an exposure's attempts with the failures ``script`` lists for it, in order, then
+    returns its record."""
+
+    def __init__(self, script: dict[str, list[Failure]]) -> None:
+        super().__init__(hold=1)
+        self.script = script
+
+    def collect(self, timeout_s: float) -> list[Outcome]:
+        out = []
+        for outcome in super().collect(timeout_s):
+            planned = self.script.get(outcome.task.exposure_id)
+            if planned:
+                failure = planned.pop(0)
+                error = RuntimeError(failure.reason)
+                outcome = Outcome(outcome.task, error=error, crashed=True, failure=failure)
+            out.append(outcome)
+        return out
 
 
 def _events(
@@ -190,6 +215,8 @@ def test_an_exposure_that_keeps_failing_is_quarantined_with_its_reason(tmp_path:
         counts = store.counts()
     assert counts["done"] == 2 and counts["quarantined"] == 1
     assert pool.submitted.count("b") == 2  # attempts 2 and 3 in this run, 1 before
+    # the failures of this run: the previous run's attempt is not counted again
+    assert scheduler.counts.ray_failures == {**NO_FAILURES, "out_of_memory": 2}
     ray_alerts = [a for a in alerts if a.code.startswith("ray_")]
     assert [a.code for a in ray_alerts] == ["ray_out_of_memory"]  # one alert, not one per try
     assert "Worker killed" in ray_alerts[0].message and ray_alerts[0].advice == "free memory"
@@ -201,6 +228,27 @@ def test_an_exposure_that_keeps_failing_is_quarantined_with_its_reason(tmp_path:
     assert code == "out_of_memory"
     assert "b.mrc" in reason and "3 attempts" in reason and "killed" in reason
     assert attempts == (3,)
+
+
+def test_ray_failures_are_counted_by_kind(tmp_path: Path) -> None:
+    pool = ScriptedPool({"a": [OOM, ACTOR_DIED], "b": [LOST], "c": [ACTOR_DIED]})
+    alerts: list[Alert] = []
+    with SessionStore(tmp_path / "s.duckdb") as store:
+        store.start_run(settings_json="{}", version="test", command_line=[], params_hash="h")
+        events = _events(["a", "b", "c", "d"])
+        scheduler = _scheduler(
+            store, pool, events, alerts, max_attempts=3, out_of_memory_slowdown_s=0
+        )
+        _run(scheduler)
+        assert store.counts()["done"] == 4  # each finished on a later attempt
+    assert sorted(pool.submitted) == ["a", "a", "a", "b", "b", "c", "c", "d"]
+    assert scheduler.counts.ray_failures == {
+        **NO_FAILURES,
+        "out_of_memory": 1,
+        "actor_died": 2,
+        "object_lost": 1,
+    }
+    assert scheduler.counts.retried == 4
 
 
 def test_an_exposure_interrupted_on_every_attempt_is_quarantined_not_tried_again(
@@ -289,6 +337,8 @@ def test_a_pool_that_cannot_reach_ray_pauses_with_one_alert_and_loses_nothing(
         _run(scheduler)
         assert store.counts()["done"] == 2
         assert not scheduler.failures.halted and not scheduler.failures.unreachable
+    # Ray not answering failed no exposure
+    assert scheduler.counts.ray_failures == NO_FAILURES
 
 
 def test_an_exposure_finishing_while_the_gcs_is_away_does_not_repeat_the_alert() -> None:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +285,21 @@ def test_an_actor_killed_mid_exposure_is_replaced_and_the_exposure_done_once(
     options = LiveOptions(directory=watch, until_idle_s=2.0, publish=False, query=False)
     with LiveSession(settings, paths, options, reporter=reporter, pool_factory=factory) as s:
         s.run()
+        health = s.status()["worker_health"]
+        # an idle actor that dies is seen within a few seconds, without an exposure
+        assert s.scheduler is not None and s.scheduler.pool is not None
+        for pid in s.scheduler.pool.actor_process_ids():  # the Ray pool's
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while s.status()["worker_health"]["alive"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert s.status()["worker_health"]["alive"] == 0
     assert not reporter.problems
+    # the status's worker health: the killed actor replaced, its replacement alive and measured
+    assert health["configured"] == 1 and health["alive"] == 1
+    assert health["replaced_after_failure"] == 1 and health["recycled_for_memory"] == 0
+    assert {k: n for k, n in health["failures"].items() if n} == {"actor_died": 1}
+    assert len(health["memory_bytes"]) == 1 and health["memory_bytes"][0] > 2**20
     failures = [alert for alert in reporter.alerts if alert.code.startswith("ray_")]
     assert [alert.code for alert in failures] == ["ray_actor_died"]  # one alert, with advice
     assert "Worker crashed" in failures[0].message and failures[0].advice

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import shutil
 import socket
 import time
@@ -30,6 +31,7 @@ from causalscope.daemon.client import read_endpoints
 from causalscope.daemon.live import LiveOptions, LiveSession
 from causalscope.daemon.session import SessionPaths
 from causalscope.daemon.store import SessionReader, summarize
+from causalscope.daemon.store.summary import select_rows
 from tests.daemon._recorder import Recorder, SessionThread
 from tests.daemon.test_live import _copy_movies, _settings, small  # noqa: F401 (a fixture)
 from tests.tui._reconstruction import fsc_curve, make_update, rh_resolution, write_gallery
@@ -185,6 +187,12 @@ def _read_done(paths: SessionPaths, sql: str, params: list[Any] | None = None) -
         return con.execute(sql, params).fetchall()
 
 
+def _sse_lines(stream: requests.Response) -> Iterator[str]:
+    """The event stream's lines, as text."""
+    for line in stream.iter_lines(decode_unicode=True):
+        yield line if isinstance(line, str) else line.decode()
+
+
 def _wait_commits(served: Served, n: int, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while len(served.reporter.commits) < n and time.monotonic() < deadline:
@@ -212,6 +220,59 @@ def test_every_session_listed_and_summaries_equal_the_summary_command(served: Se
     got = served.get("/sessions/done").json()
     assert got["live"] is False and got["summary"] == expected_done
     assert got["summary"]["reconstruction"]["version"] == 3
+
+
+#: ``/sessions``' count -> the summary's field of the same count.
+_SUMMARY_COUNTS = {
+    "seen": "seen",
+    "pending": "pending",
+    "done": "done",
+    "quarantined": "quarantined",
+    "pass": "passed",
+    "warn": "warned",
+    "fail": "failed",
+    "quarantine_records": "quarantine_records",
+}
+
+
+def _counts(source: Any) -> dict[str, int]:
+    """The counts ``/sessions`` lists, from the summary (``summarize``) and, for the results
+    and events, which the summary does not count, from the tables themselves."""
+    summary = summarize(source).to_dict()
+    counts = {name: int(summary[field]) for name, field in _SUMMARY_COUNTS.items()}
+    for table in ("results", "events"):
+        counts[table] = int(select_rows(source, f"SELECT count(*) FROM {table}")[1][0][0])
+    return counts
+
+
+def _listed_and_live_counts(served: Served) -> tuple[dict[str, Any], dict[str, int]]:
+    """``/sessions`` and the live session's counts read just before and just after it, when
+    both reads agree (nothing was committed in between: the listing then saw those counts)."""
+    seen = []
+    for _ in range(20):
+        with SessionReader(served.live.database) as reader:
+            before = _counts(reader)
+        listed = {s["id"]: s for s in served.get("/sessions").json()}
+        with SessionReader(served.live.database) as reader:
+            after = _counts(reader)
+        if before == after:
+            return listed, before
+        seen.append((before, after))
+        time.sleep(0.5)
+    raise AssertionError(f"the live session committed during each of 20 reads: {seen[-3:]}")
+
+
+def test_session_counts_equal_the_summary(served: Served) -> None:
+    listed, live = _listed_and_live_counts(served)
+    assert listed["live"]["counts"] == live
+    assert (
+        live["done"] >= 1 and live["seen"] == live["done"] + live["pending"] + live["quarantined"]
+    )
+    for name in ("done", "causal"):
+        database = served.folder / name / f"{name}.duckdb"
+        with duckdb.connect(str(database), read_only=True) as con:
+            assert listed[name]["counts"] == _counts(con), name
+    assert listed["done"]["counts"]["done"] == 12 and listed["causal"]["counts"]["done"] == 20
 
 
 def test_exposures_are_paged_and_filtered_with_their_measurements(served: Served) -> None:
@@ -357,7 +418,7 @@ def test_the_event_stream_delivers_a_new_exposure_within_a_second(served: Served
         timeout=30,
     )
     assert stream.headers["content-type"].startswith("text/event-stream")
-    lines = stream.iter_lines(decode_unicode=True)
+    lines = _sse_lines(stream)
     assert next(lines) == "event: ready"
     group = served.spare.pop(0)
     for relative in group:
@@ -394,6 +455,7 @@ def test_causes_have_error_bars(served: Served) -> None:
         verdict = con.execute(
             "SELECT predicted_loss_angstrom FROM causal WHERE exposure_id = 'e019'"
         ).fetchone()
+    assert verdict is not None
     causes = served.get("/sessions/causal/causes").json()
     assert causes["exposures"] == 20 and len(causes["causes"]) == len(expected) >= 5
     assert [c["cause"] for c in causes["causes"]] == [c["cause"] for c in expected]
@@ -406,20 +468,74 @@ def test_causes_have_error_bars(served: Served) -> None:
     assert sum(s["share_angstrom"] for s in one["shares"]) == pytest.approx(verdict[0])
 
 
-def test_actions_need_the_session_token(served: Served) -> None:
-    url = served.url + "/sessions/live"
-    assert requests.post(url + "/pause", timeout=10).status_code == 401
-    wrong = requests.post(url + "/pause", headers={"X-Session-Token": "guess"}, timeout=10)
-    assert wrong.status_code == 403
+def _actions(exposure_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Every action that changes a session: (method, path under the session, body)."""
+    return [
+        ("post", "/labels", {"exposure_id": exposure_id, "label": "reject"}),
+        ("post", "/class_labels", {"class_index": 3, "label": "select"}),
+        ("post", "/pause", None),
+        ("post", "/resume", None),
+        ("put", "/thresholds/ice_thickness_nm", {"value": 55}),
+    ]
+
+
+def _session_state(served: Served) -> tuple[Any, ...]:
+    """What the actions change: paused, the thresholds, the labels and class labels stored."""
     status = served.get("/sessions/live").json()["status"]
-    assert status["paused"] is False  # the refused requests changed nothing
+    with SessionReader(served.live.database) as reader:
+        labels = reader.select("SELECT exposure_id, label FROM labels ORDER BY id").rows
+        classes = reader.select("SELECT class_index, label FROM class_labels ORDER BY id").rows
+    return (
+        status["paused"],
+        status["thresholds"],
+        [tuple(r) for r in labels],
+        [tuple(r) for r in classes],
+    )
+
+
+def _refused(served: Served, method: str, path: str, body: Any) -> None:
+    """Without the session's token 401, with a wrong one 403, each with a reason."""
+    attempts = {
+        401: [{}, {"X-Session-Token": ""}, {"Authorization": f"Bearer {served.token}"}],
+        403: [{"X-Session-Token": "guess"}, {"X-Session-Token": served.token[:-1] + "?"}],
+    }
+    for code, headers in ((c, h) for c, hs in attempts.items() for h in hs):
+        answer = requests.request(
+            method, served.url + "/sessions/live" + path, json=body, headers=headers, timeout=10
+        )
+        assert answer.status_code == code, (method, path, headers, answer.text)
+        reason = answer.json()["detail"]
+        assert ("X-Session-Token" if code == 401 else "wrong session token") in reason
+
+
+def test_actions_need_the_session_token(served: Served) -> None:
+    # _actions lists every route that changes a session
+    paths = served.get("/openapi.json").json()["paths"]
+    changing = {
+        (method, path.removeprefix("/sessions/{session_id}"))
+        for path, operations in paths.items()
+        for method in operations
+        if method in ("post", "put", "patch", "delete")
+    }
+    exposure_id = served.reporter.commits[0][0]
+    actions = _actions(exposure_id)
+    listed = {(m, re.sub(r"/thresholds/.*", "/thresholds/{name}", p)) for m, p, _ in actions}
+    assert changing == listed
+    before = _session_state(served)
+    paused, thresholds, labels, class_labels = before
+    assert paused is False and thresholds["ice_thickness_nm"] != 55 and not labels
+    for method, path, body in actions:
+        _refused(served, method, path, body)
+    assert _session_state(served) == before  # the refused requests changed nothing
+
     token = {"X-Session-Token": served.token}
+    url = served.url + "/sessions/live"
     assert requests.post(url + "/pause", headers=token, timeout=10).json() == {"paused": True}
     assert served.get("/sessions/live").json()["status"]["paused"] is True
+    _refused(served, "post", "/resume", None)  # a refused resume leaves it paused
+    assert served.get("/sessions/live").json()["status"]["paused"] is True
     assert requests.post(url + "/resume", headers=token, timeout=10).json() == {"paused": False}
-    exposure_id = served.reporter.commits[0][0]
     body = {"exposure_id": exposure_id, "label": "reject"}
-    assert requests.post(url + "/labels", json=body, timeout=10).status_code == 401
     assert requests.post(url + "/labels", json=body, headers=token, timeout=10).ok
     labels = served.get(f"/sessions/live/exposures/{exposure_id}").json()["labels"]
     assert [entry["label"] for entry in labels] == ["reject"]
@@ -429,8 +545,35 @@ def test_actions_need_the_session_token(served: Served) -> None:
         url + "/thresholds/ice_thickness_nm", json={"value": 55}, headers=token, timeout=10
     )
     assert put.json()["thresholds"]["ice_thickness_nm"] == 55
+    assert served.get("/sessions/live").json()["status"]["thresholds"]["ice_thickness_nm"] == 55
+    assert _session_state(served)[3] == class_labels  # no class labelled by any of these
     finished = requests.post(served.url + "/sessions/done/pause", headers=token, timeout=10)
     assert finished.status_code == 409 and "not running" in finished.json()["detail"]
+
+
+def test_a_class_label_names_a_class_of_the_session(served: Served) -> None:
+    """With classes, a label of one is stored; a label of a class the session does not have
+    (none yet, or past the last) is a 4xx that names it, and nothing is stored."""
+    token = {"X-Session-Token": served.token}
+    url = served.url + "/sessions/live/class_labels"
+    class_set = served.get("/sessions/live/classes").json()["class_set"]
+    n_classes = 0 if class_set is None else int(class_set["n_classes"])
+    stored = _session_state(served)[3]
+    if n_classes:
+        answer = requests.post(
+            url, json={"class_index": 0, "label": "reject"}, headers=token, timeout=10
+        )
+        assert answer.json() == {"class_index": 0, "label": "reject"}
+        assert _session_state(served)[3] == [*stored, (0, "reject")]
+        stored = _session_state(served)[3]
+    missing = n_classes + 2
+    answer = requests.post(
+        url, json={"class_index": missing, "label": "select"}, headers=token, timeout=10
+    )
+    assert 400 <= answer.status_code < 500, answer.text
+    detail = answer.json()["detail"]
+    assert "class" in detail and str(missing) in detail, detail
+    assert _session_state(served)[3] == stored
 
 
 def test_bad_input_is_a_clear_4xx(served: Served) -> None:
@@ -449,10 +592,16 @@ def test_bad_input_is_a_clear_4xx(served: Served) -> None:
         "/sessions/live/events?topics=exposure,secrets": (400, "unknown topics"),
         "/sessions/done/events": (409, "not running"),
     }
-    spec = served.get("/openapi.json").json()  # the docs at /docs are made from it
+    spec = served.get("/openapi.json").json()
     assert {"/sessions/{session_id}/sql", "/sessions/{session_id}/events", "/metrics"} <= set(
         spec["paths"]
     )
+    docs = served.get("/docs")  # Swagger UI, made from the spec it names
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "swagger-ui" in docs.text.lower()
+    named = re.search(r"url: ?['\"]([^'\"]+)['\"]", docs.text)
+    assert named is not None and named.group(1) == "/openapi.json", docs.text[:2000]
+    assert served.get(named.group(1)).json() == spec
     for path, (code, words) in cases.items():
         answer = served.get(path)
         assert answer.status_code == code, (path, answer.status_code, answer.text)
@@ -501,7 +650,7 @@ def test_metrics_are_the_sessions_numbers(served: Served) -> None:
 
 def test_a_finished_session_ends_its_stream_and_is_read_from_its_file(served: Served) -> None:
     stream = requests.get(served.url + "/sessions/live/events", stream=True, timeout=30)
-    lines = stream.iter_lines(decode_unicode=True)
+    lines = _sse_lines(stream)
     assert next(lines) == "event: ready"
     served.session.stop_event.set()
     served.runner.join(timeout=60)
@@ -521,9 +670,45 @@ def test_a_finished_session_ends_its_stream_and_is_read_from_its_file(served: Se
     time.sleep(1.1)  # past the summary the API computed while the session ran
     got = served.get("/sessions/live").json()
     assert got["live"] is False and got["summary"] == expected
+    with duckdb.connect(str(served.live.database), read_only=True) as con:
+        counts = _counts(con)
+    listed_counts = {s["id"]: s["counts"] for s in served.get("/sessions").json()}
+    assert listed_counts["live"] == counts and counts["pending"] == 0
     token = {"X-Session-Token": served.token}
     stopped = requests.post(served.url + "/sessions/live/pause", headers=token, timeout=10)
     assert stopped.status_code == 409
+
+
+def test_the_public_bind_refusal_names_what_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal's advice works: its flag is the command's, its setting is a real one, its
+    environment variable sets that setting, and following either lets the same bind pass."""
+    import argparse
+
+    from causalscope.config import load_settings
+    from causalscope.daemon.commands.serve import add_serve_arguments, serve_settings
+    from causalscope.daemon.serve import check_bind
+    from causalscope.models.errors import InputError
+
+    with pytest.raises(InputError) as refused:
+        check_bind("0.0.0.0", None)
+    advice = refused.value.message
+    assert "--token-file" in advice and "serve.token_file" in advice
+    setting = re.findall(r"\bserve\.(\w+)", advice)
+    variable = re.findall(r"\bCAUSALSCOPE_\w+", advice)
+    assert setting == ["token_file"] and variable == ["CAUSALSCOPE_SERVE__TOKEN_FILE"]
+    token_file = tmp_path / "token"
+    token_file.write_text("a-token-of-the-facility\n")
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    by_flag = parser.parse_args(["--host", "0.0.0.0", "--token-file", str(token_file)])
+    assert serve_settings(by_flag, load_settings())[2] == "a-token-of-the-facility"
+    monkeypatch.setenv(variable[0], str(token_file))
+    settings = load_settings()
+    assert getattr(settings.serve, setting[0]) == token_file
+    by_setting = parser.parse_args(["--host", "0.0.0.0"])
+    assert serve_settings(by_setting, settings)[2] == "a-token-of-the-facility"
 
 
 def test_a_token_guards_the_api_and_a_public_bind_needs_one(served: Served) -> None:

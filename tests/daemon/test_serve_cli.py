@@ -176,12 +176,26 @@ def _free_port() -> int:
 def test_ctrl_c_gives_serve_and_ray_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Serve that never finishes shutting down is given up on after the bound (the command
     then leaves at once); one that does is waited for."""
+    import threading
+
+    import ray
+
     import causalscope.daemon.serve as serve_api
     from causalscope.daemon.commands import serve as serve_command
 
-    monkeypatch.setattr(serve_api, "stop_api", lambda: time.sleep(30))
+    # the shutdown thread left behind must neither outlive this test nor shut down the Ray
+    # of the tests after it in this process (it once did, 30 s later, in the middle of one)
+    release = threading.Event()
+    monkeypatch.setattr(serve_api, "stop_api", lambda: release.wait(30))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
     started = time.monotonic()
-    assert serve_command._close_within(0.5) is False
-    assert time.monotonic() - started < 5
+    try:
+        assert serve_command._close_within(0.5) is False
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "serve-shutdown":
+                thread.join(10)
     monkeypatch.setattr(serve_api, "stop_api", lambda: None)
     assert serve_command._close_within(5) is True

@@ -44,6 +44,14 @@ STATUS: dict[str, Any] = {
     "keeping_up": True,
     "thresholds": {"ice_thickness_nm": 80.0},
     "reconstruction": {"version": 2, "particles": 33, "backlog": 0, "update_every": 100},
+    "worker_health": {
+        "configured": 2,
+        "alive": 1,
+        "replaced_after_failure": 1,
+        "recycled_for_memory": 0,
+        "failures": {"actor_died": 1, "out_of_memory": 0},
+        "memory_bytes": [2**30, None],
+    },
 }
 
 
@@ -124,6 +132,7 @@ def test_every_published_message_fits_its_wire_model(tmp_path: Path, context: zm
         _check(w.Cause, cause, optional=set())
     _check(w.Status, got["status"], optional={"finished"})
     _check(w.ReconstructionStatus, got["status"]["reconstruction"], optional=set())
+    _check(w.WorkerHealth, got["status"]["worker_health"], optional=set())
     update = got["evaluation"]
     _check(w.EvaluationUpdate, update, optional=set())
     _check(w.ClassSet, update["class_set"], optional=set())
@@ -186,4 +195,5 @@ def test_the_history_has_the_published_shapes(tmp_path: Path) -> None:
     assert w.Alert.model_validate(alert).data.severity == "warn"
     _check(w.QuarantineRow, snapshot.quarantine[0], optional=set())
     assert snapshot.status is not None
-    _check(w.Status, snapshot.status, optional={"thresholds", "reconstruction"})
+    # a finished session's status: no thresholds, reconstructions or workers of a running one
+    _check(w.Status, snapshot.status, optional={"thresholds", "reconstruction", "worker_health"})
