@@ -1,12 +1,12 @@
 """Novelty from the distances to the index, and a recommendation per 2D class.
 
 Embeddings are unit vectors (:mod:`.embedding`), so distances lie in ``[0, 2]``. A class
-average of a structure in the index lands 0.4-0.5 from its nearest view (the gap is what
+average of a structure in the index lands about 0.2 from its nearest view (the gap is what
 a CTF-corrected, noisy average still differs by from a clean projection); one of a
-structure not in the index 1.2-1.5 from every view (simulated sessions, see the README).
-Novelty is ``1 - exp(-(d / scale)^2)`` of the distance ``d`` to the nearest structure
-(``scale`` 0.8: about 0.25 in the index and above 0.9 outside it). A class whose nearest
-entry is junk is flagged as junk.
+structure not in the index 0.6-1.1 from every view (``bench novelty``'s simulated sessions,
+see the README). Novelty is ``1 - exp(-(d / scale)^2)`` of the distance ``d`` to the nearest
+structure (``scale`` 0.8: about 0.06 in the index and 0.43-0.85 outside it). A class whose
+nearest entry is junk is flagged as junk.
 """
 
 from __future__ import annotations

@@ -55,11 +55,12 @@ class ScoreWeights:
 
 @dataclass(frozen=True)
 class HyperParameters:
-    """beta, gamma, kappa of HyperScore."""
+    """beta, gamma, kappa of HyperScore; the defaults are the settings' (``ScoringSettings``):
+    the sigmoid's midpoint at V = 0.7 (HyperScore 150 there), kappa 1."""
 
     beta: float = 5.0
-    gamma: float = -math.log(2.0)
-    kappa: float = 2.0
+    gamma: float = -5.0 * math.log(0.7)
+    kappa: float = 1.0
 
 
 @dataclass(frozen=True)

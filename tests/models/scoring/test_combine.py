@@ -57,3 +57,14 @@ def test_components_are_normalised_into_the_unit_interval() -> None:
         combine(ScoreComponents(logic=float("nan")))
     with pytest.raises(ValueError, match="weight meta"):
         ScoreWeights(meta=-0.1)
+
+
+def test_the_defaults_are_the_settings():
+    """One set of defaults: the model's are those a session runs with (V = 0.7 -> 150)."""
+    from causalscope.config import load_settings
+
+    scoring = load_settings().processing.scoring
+    p = HyperParameters()
+    assert (p.beta, p.kappa) == (scoring.beta, scoring.kappa)
+    assert p.gamma == pytest.approx(scoring.gamma, abs=1e-6)
+    assert hyperscore(0.7) == pytest.approx(150.0, abs=1e-4)
