@@ -11,9 +11,10 @@ Components not measured yet are ``None`` and left out of V (:func:`models.scorin
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +32,7 @@ from causalscope.models.scoring import (
     impact_fore,
     logic_score,
     meta_stability,
+    ranking_stability,
     reconstruction_obligations,
     signal_weight,
 )
@@ -117,6 +119,9 @@ class SessionScorer:
             symmetry_correlation=settings.symmetry_correlation,
         )
         self._values: deque[float] = deque(maxlen=settings.meta_window)
+        # the window's components (Meta aside) and the V each got then: scored again with the
+        # current weights, they say whether new weights reorder the recent exposures
+        self._window: deque[tuple[ScoreComponents, float]] = deque(maxlen=settings.meta_window)
         # the session's positive weighted particle counts, sorted (ImpactFore's typical is their
         # median): 8 bytes per exposure with particles, and the median without a sort
         self._particles = array("d")
@@ -135,17 +140,33 @@ class SessionScorer:
             "kappa": p.kappa,
         }
 
-    def replay(self, history: Iterable[tuple[float | None, float]]) -> None:
-        """Take back the stored exposures' (V without Meta, weighted particles), in commit
-        order, after a restart."""
-        for v, particles in history:
-            self._remember(v, particles)
+    def replay(self, history: Iterable[Sequence[float | None]]) -> None:
+        """Take back the stored exposures' (V without Meta, weighted particles[, logic,
+        novelty, impact, delta_repro]), in commit order, after a restart."""
+        for v, particles, *terms in history:
+            components = ScoreComponents(*terms) if len(terms) == 4 else None
+            self._remember(v, float(particles or 0.0), components)
 
-    def _remember(self, v: float | None, particles: float) -> None:
+    def _remember(
+        self, v: float | None, particles: float, components: ScoreComponents | None = None
+    ) -> None:
         if v is not None:
             self._values.append(v)
+            if components is not None:
+                self._window.append((components, v))
         if particles > 0:
             bisect.insort(self._particles, particles)
+
+    def _ranking(self) -> float | None:
+        """:func:`ranking_stability` of the window: the V its exposures got, against V with
+        the current weights (1 while the weights are those they were scored with)."""
+        then, now = [], []
+        for components, v in self._window:
+            again = combine(components, self.weights, self.parameters)
+            if again is not None:
+                then.append(v)
+                now.append(again.v)
+        return ranking_stability(then, now)
 
     def typical_particles(self) -> float | None:
         """The median weighted particle count of the session's exposures with particles so far
@@ -174,19 +195,19 @@ class SessionScorer:
         # the exposure's distance from known junk: the image triage's P(usable)
         novelty = None if record.triage is None else record.triage.p_usable
         # Meta of the window that ends with this exposure: V without Meta first, then with it
-        partial = combine(
-            ScoreComponents(logic=logic, novelty=novelty, impact=impact, delta_repro=repro),
-            self.weights,
-            self.parameters,
+        without_meta = ScoreComponents(
+            logic=logic, novelty=novelty, impact=impact, delta_repro=repro
         )
+        partial = combine(without_meta, self.weights, self.parameters)
         meta = None
         if partial is not None:
             meta = meta_stability([*self._values, partial.v], window=self.settings.meta_window)
-        components = ScoreComponents(
-            logic=logic, novelty=novelty, impact=impact, delta_repro=repro, meta=meta
-        )
+            ranking = self._ranking()
+            if meta is not None and ranking is not None:
+                meta *= ranking
+        components = dataclasses.replace(without_meta, meta=meta)
         score = combine(components, self.weights, self.parameters)
-        self._remember(None if partial is None else partial.v, weighted)
+        self._remember(None if partial is None else partial.v, weighted, without_meta)
         recommendation, reason = self._recommend(record, score, obligations)
         return ScoredSubject(
             kind="exposure",

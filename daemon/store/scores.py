@@ -53,7 +53,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from causalscope.daemon.store.tables import Column, Table, encode_json, field
 
@@ -203,13 +203,18 @@ def write_score(
         )
 
 
-def score_history(con: duckdb.DuckDBPyConnection) -> list[tuple[float | None, float]]:
-    """The exposures' (V without Meta, weighted particles) in scoring order: what a restart
-    replays."""
+def score_history(con: duckdb.DuckDBPyConnection) -> list[tuple[float | None, ...]]:
+    """The exposures' (V without Meta, weighted particles, logic, novelty, impact,
+    delta_repro) in scoring order: what a restart replays."""
     rows = con.execute(
-        "SELECT v_without_meta, weighted_particles FROM scores WHERE kind = 'exposure' ORDER BY seq"
+        "SELECT v_without_meta, weighted_particles, logic, novelty, impact, delta_repro "
+        "FROM scores WHERE kind = 'exposure' ORDER BY seq"
     ).fetchall()
-    return [(None if v is None else float(v), float(n or 0.0)) for v, n in rows]
+    return [(_float(v), float(n or 0.0), *(_float(c) for c in terms)) for v, n, *terms in rows]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def unscored_records(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -453,9 +453,9 @@ class SessionStore:
             scores.write_score(con, scored, run_id=self._run_id, now=_now())
         self._publish(b"score", scored.to_dict())
 
-    def score_history(self) -> list[tuple[float | None, float]]:
-        """The scored exposures' (V without Meta, weighted particles) in order: what a restart
-        replays."""
+    def score_history(self) -> list[tuple[float | None, ...]]:
+        """The scored exposures' (V without Meta, weighted particles, logic, novelty, impact,
+        delta_repro) in order: what a restart replays."""
         with self._reading("reading the scores"):
             return scores.score_history(self._con)
 

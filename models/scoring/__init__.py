@@ -3,7 +3,8 @@
 - :func:`exposure_obligations`, :func:`reconstruction_obligations`, :func:`logic_score`
   (:mod:`.obligations`): physical-consistency obligations discharged by z3; LogicScore.
 - :func:`exposure_facts` (:mod:`.facts`): an exposure record's measured facts.
-- :func:`impact_fore`, :func:`meta_stability` (:mod:`.stability`): ImpactFore and Meta.
+- :func:`impact_fore`, :func:`meta_stability`, :func:`ranking_stability` (:mod:`.stability`):
+  ImpactFore and Meta.
 - :func:`combine`, :func:`hyperscore` (:mod:`.combine`): V and HyperScore, exactly as written.
 """
 
@@ -26,7 +27,12 @@ from causalscope.models.scoring.obligations import (
     logic_score,
     reconstruction_obligations,
 )
-from causalscope.models.scoring.stability import impact_fore, meta_stability, signal_weight
+from causalscope.models.scoring.stability import (
+    impact_fore,
+    meta_stability,
+    ranking_stability,
+    signal_weight,
+)
 
 __all__ = [
     "COMPONENTS",
@@ -47,6 +53,7 @@ __all__ = [
     "impact_fore",
     "logic_score",
     "meta_stability",
+    "ranking_stability",
     "reconstruction_obligations",
     "signal_weight",
 ]

@@ -16,6 +16,12 @@ an older and a newer half, and their means compared on the scale of their noise
 (``z = |mean_new - mean_old| / (sd * sqrt(2 / h))`` for halves of ``h``). Within noise
 (``z <= z_free``) Meta is 1; beyond it falls as ``exp(-(z - z_free))``. A steady session
 stays near 1; a regime change drops it while the window straddles the change.
+
+Meta also watches the ranking: when the weights change (learned from the operator's labels),
+the window's exposures are scored again with the new weights and :func:`ranking_stability`
+compares the two orders (Spearman's rho of the V each got then and gets now, as
+``(1 + rho) / 2``): 1 while the weights hold or reorder nothing, lower the more the new
+weights reorder the recent exposures. Meta is the product of the two.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["impact_fore", "meta_stability", "signal_weight"]
+__all__ = ["impact_fore", "meta_stability", "ranking_stability", "signal_weight"]
 
 
 def signal_weight(fit_resolution_angstrom: float | None, *, at_resolution_angstrom: float) -> float:
@@ -65,3 +71,36 @@ def meta_stability(
     spread = max(pooled, 1e-3) * math.sqrt(2.0 / half)
     z = abs(float(new.mean() - old.mean())) / spread
     return math.exp(-max(0.0, z - z_free))
+
+
+def ranking_stability(then: Sequence[float], now: Sequence[float]) -> float | None:
+    """How well the order of the same exposures by V holds between ``then`` (the V each got
+    when scored) and ``now`` (V again, with the current weights): ``(1 + rho) / 2`` of
+    Spearman's rho, in ``[0, 1]``; 1 when neither varies (nothing to reorder), ``None`` for
+    fewer than 3 exposures."""
+    if len(then) != len(now):
+        raise ValueError(f"then and now must pair up: {len(then)} vs {len(now)} values")
+    if len(then) < 3:
+        return None
+    a = np.asarray(then, dtype=np.float64)
+    b = np.asarray(now, dtype=np.float64)
+    if np.ptp(a) <= 1e-12 * max(1.0, float(np.abs(a).max())) or np.ptp(b) <= 1e-12 * max(
+        1.0, float(np.abs(b).max())
+    ):
+        return 1.0
+    rank_a = _ranks(a)
+    rank_b = _ranks(b)
+    rho = float(np.corrcoef(rank_a, rank_b)[0, 1])
+    return min(1.0, max(0.0, (1.0 + rho) / 2.0))
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 0, ties sharing their mean rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    for value in np.unique(values):
+        tied = values == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks

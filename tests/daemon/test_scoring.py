@@ -221,3 +221,38 @@ def test_the_typical_particle_count_is_the_exact_median_at_8_bytes_an_exposure()
     # kept as packed doubles, only the exposures with particles: 8 bytes each
     held = scorer._particles.itemsize * len(scorer._particles)
     assert held == 8 * (len(positive) + 1)
+
+
+def test_new_weights_that_reorder_the_recent_exposures_lower_meta_until_the_window_refills() -> (
+    None
+):
+    """Meta watches the ranking too: weights learned from labels that reorder the window's
+    exposures drop it; it recovers once the window holds exposures scored with them. A restart
+    (the window replayed from the stored components) gives the same Meta."""
+    from causalscope.actors.scoring import SessionScorer
+    from causalscope.models.scoring import ScoreComponents, ScoreWeights, combine
+
+    settings = ScoringSettings()
+    scorer = SessionScorer(settings)
+    history = []
+    order = np.random.default_rng(5).permutation(settings.meta_window)  # no trend in time
+    for i in order:  # the higher the logic, the lower the impact
+        logic, impact = 0.5 + 0.025 * i, 0.9 - 0.03 * i
+        v = combine(ScoreComponents(logic=logic, impact=impact), scorer.weights).v
+        history.append((v, 100.0, logic, None, impact, None))
+    by_v = sorted(history, key=lambda h: h[0])
+    assert [h[2] for h in by_v] == sorted(h[2] for h in history)  # ordered by logic
+    scorer.replay(history)
+    before = scorer.score_exposure(_record("steady")).components.meta
+    assert before is not None and before > 0.5
+    restarted = SessionScorer(settings)
+    restarted.replay(history)
+    restarted.score_exposure(_record("steady"))
+    impact_first = ScoreWeights(logic=0.01, novelty=0.2, impact=1.0, delta_repro=0.2, meta=0.2)
+    scorer.weights = restarted.weights = impact_first  # the window is now ordered backwards
+    after = scorer.score_exposure(_record("relearned")).components.meta
+    assert after is not None and after < 0.2 < before  # the 19 of the window reversed
+    assert restarted.score_exposure(_record("relearned")).components.meta == after
+    for i in range(settings.meta_window):  # scored with the new weights: nothing to reorder
+        meta = scorer.score_exposure(_record(f"later{i:02d}")).components.meta
+    assert scorer._ranking() == 1.0 and meta is not None and meta > 0.5

@@ -42,3 +42,22 @@ def test_signal_weight_is_the_envelope_that_reaches_noise_at_the_fit_resolution(
         r, at_resolution_angstrom=6.0
     )
     assert signal_weight(None, at_resolution_angstrom=6.0) == 0.0
+
+
+def test_ranking_stability_is_one_for_the_same_order_and_falls_as_it_reorders() -> None:
+    from causalscope.models.scoring import ranking_stability
+
+    then = [0.61, 0.72, 0.55, 0.80, 0.66, 0.70, 0.59, 0.75, 0.64, 0.68]
+    assert ranking_stability(then, [2 * v + 1 for v in then]) == pytest.approx(1.0)  # same order
+    assert ranking_stability(then, [-v for v in then]) == pytest.approx(0.0, abs=1e-12)  # reversed
+    # one neighbouring pair swapped among 10: rho = 1 - 6 * 2 / (10 * 99)
+    now = sorted(then)
+    now[4], now[5] = now[5], now[4]
+    expected = (1 + 1 - 6 * 2 / (10 * 99)) / 2
+    assert ranking_stability(sorted(then), now) == pytest.approx(expected)
+    # ties share their rank: a constant side has nothing to reorder
+    assert ranking_stability([0.5] * 5, [0.1, 0.2, 0.3, 0.4, 0.5]) == 1.0
+    assert ranking_stability([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+    assert ranking_stability([0.1, 0.2], [0.2, 0.1]) is None
+    with pytest.raises(ValueError, match="pair up"):
+        ranking_stability([0.1, 0.2, 0.3], [0.1, 0.2])
