@@ -4,7 +4,8 @@ Every session under SESSIONS_DIR (default: store.directory), live or finished: i
 exposures (paged, filtered), thumbnails, causes, 2D classes, maps, one read-only SQL SELECT,
 a live event stream (server-sent events), and Prometheus metrics at /metrics. A running
 session is read through its query endpoint (its file stays the daemon's), a finished one from
-its file read-only. OpenAPI docs at /docs.
+its file read-only. The API's reference at /docs (opens offline; Swagger UI at
+/docs/swagger).
 
 Binds 127.0.0.1 unless --host says otherwise; any other address needs a token
 (--token-file), which every request then carries as 'Authorization: Bearer TOKEN'. Actions

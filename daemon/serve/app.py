@@ -21,7 +21,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from causalscope.daemon.client.errors import ControlError, QueryError, StoreError
@@ -121,8 +121,17 @@ def make_api(options: ApiOptions) -> FastAPI:
         title="causalscope",
         summary="Live cryo-EM sessions: exposures, causes, classes, maps, SQL, events, metrics.",
         version="1",
+        docs_url="/docs/swagger",  # loads its script from a CDN; /docs needs nothing outside
+        redoc_url=None,
     )
     app.state.options = options
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs() -> HTMLResponse:
+        """The API's reference as one self-contained page (opens without the internet)."""
+        from causalscope.daemon.serve.docs import reference_page
+
+        return HTMLResponse(reference_page(app.openapi()))
 
     @app.exception_handler(CausalscopeError)
     async def _causalscope_error(request: Request, error: CausalscopeError) -> JSONResponse:

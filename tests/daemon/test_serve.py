@@ -596,10 +596,12 @@ def test_bad_input_is_a_clear_4xx(served: Served) -> None:
     assert {"/sessions/{session_id}/sql", "/sessions/{session_id}/events", "/metrics"} <= set(
         spec["paths"]
     )
-    docs = served.get("/docs")  # Swagger UI, made from the spec it names
+    docs = served.get("/docs")  # the reference, whole in one page (opens offline)
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
-    assert "swagger-ui" in docs.text.lower()
-    named = re.search(r"url: ?['\"]([^'\"]+)['\"]", docs.text)
+    assert "<script" not in docs.text and "/sessions/{session_id}/sql" in docs.text
+    swagger = served.get("/docs/swagger")  # Swagger UI, made from the spec it names
+    assert swagger.status_code == 200 and "swagger-ui" in swagger.text.lower()
+    named = re.search(r"url: ?['\"]([^'\"]+)['\"]", swagger.text)
     assert named is not None and named.group(1) == "/openapi.json", docs.text[:2000]
     assert served.get(named.group(1)).json() == spec
     for path, (code, words) in cases.items():
@@ -607,6 +609,34 @@ def test_bad_input_is_a_clear_4xx(served: Served) -> None:
         assert answer.status_code == code, (path, answer.status_code, answer.text)
         body = answer.json()
         assert body["title"] and words in body["detail"], (path, body)
+
+
+def test_the_docs_open_in_a_browser_without_the_internet(served: Served, tmp_path: Path) -> None:
+    """``/docs`` in a real headless Chromium: drawn with every operation, nothing asked of
+    any other address, no console error."""
+    from tests.daemon._browser import Page, find_chromium
+
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found (Debian: apt-get install chromium)")
+    url = served.url + "/docs"
+    with Page(executable, tmp_path / "profile") as page:
+        page.open(url)
+        operations = page.evaluate("document.querySelectorAll('div.op').length")
+        height = page.evaluate("document.body.scrollHeight")
+        requests_made = [r["request"]["url"] for r in page.named("Network.requestWillBeSent")]
+        errors = [
+            *page.named("Runtime.exceptionThrown"),
+            *[e for e in page.named("Log.entryAdded") if e["entry"]["level"] == "error"],
+        ]
+    spec = served.get("/openapi.json").json()
+    expected = sum(
+        method in ("get", "post", "put", "patch", "delete")
+        for item in spec["paths"].values()
+        for method in item
+    )
+    assert operations == expected and height > 2000
+    assert requests_made == [url] and errors == []  # the page itself, nothing else
 
 
 def test_metrics_are_the_sessions_numbers(served: Served) -> None:
