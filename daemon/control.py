@@ -7,7 +7,8 @@ readable by its owner only, into ``<session>.endpoints.json`` beside the databas
 (``causalscope tui`` reads it; over SSH, forward the ports and copy the token).
 
 The server thread only receives and replies; each request is carried out by the session's own
-loop (the store has one writer), which calls :meth:`ControlServer.serve_pending`.
+loop (the store has one writer), which calls :meth:`ControlServer.serve_pending`, unless
+``answer_now`` answers it at once from what the loop left ready (the status).
 """
 
 from __future__ import annotations
@@ -60,15 +61,25 @@ class ControlServer:
         Carries out one checked request on the session's loop; returns the reply's fields.
     timeout_s
         How long a request waits for the loop before the reply says the session is busy.
+    answer_now
+        Called on the server's thread with each checked request: its reply's fields, to send
+        at once, or None to hand the request to the loop.
     """
 
     def __init__(
-        self, address: str, *, token: str, handler: Handler, timeout_s: float = 10.0
+        self,
+        address: str,
+        *,
+        token: str,
+        handler: Handler,
+        timeout_s: float = 10.0,
+        answer_now: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
     ) -> None:
         import zmq
 
         self._token = token
         self._handler = handler
+        self._answer_now = answer_now
         self._timeout_s = timeout_s
         self._pending: queue.Queue[_Request] = queue.Queue()
         self._stop = threading.Event()
@@ -119,6 +130,10 @@ class ControlServer:
         if action not in ACTIONS:
             return {"ok": False, "error": f"unknown action {action!r}; one of {', '.join(ACTIONS)}"}
         request = _Request({k: v for k, v in body.items() if k != "token"})
+        if self._answer_now is not None:
+            ready = self._answer_now(request.body)
+            if ready is not None:
+                return {"ok": True, **ready}
         self._pending.put(request)
         if not request.done.wait(self._timeout_s):
             return {

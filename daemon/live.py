@@ -8,7 +8,6 @@ previous run left pending, and loops the scheduler until told to stop.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import queue
 import sys
@@ -24,7 +23,7 @@ from causalscope.daemon.causal import CausalTracker, not_learned_message
 from causalscope.daemon.control import ControlServer, new_token
 from causalscope.daemon.evaluation import EvaluationTracker
 from causalscope.daemon.finetune import Finetuner
-from causalscope.daemon.live_control import act, session_status
+from causalscope.daemon.live_control import StatusBoard, session_status
 from causalscope.daemon.rates import RateWindow
 from causalscope.daemon.scheduler import Scheduler
 from causalscope.daemon.scoring import ScoreKeeper
@@ -149,6 +148,7 @@ class LiveSession:
         self.scores: ScoreKeeper | None = None
         self.rates = RateWindow()
         self._next_status = 0.0
+        self.board = StatusBoard(self)  # the status the control endpoint answers with
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -186,7 +186,10 @@ class LiveSession:
         if self.options.control and self.options.publish:
             token = new_token()
             self.control = ControlServer(
-                store_settings.control_address, token=token, handler=functools.partial(act, self)
+                store_settings.control_address,
+                token=token,
+                handler=self.board.act,
+                answer_now=self.board.answer_now,
             )
             self.store.announce_control(self.control.endpoint, token)
         if self.causal is not None:
@@ -316,7 +319,7 @@ class LiveSession:
             self._next_status = now + 1.0
             # a failed read skips one heartbeat; a full disk is reported by the scheduler
             with contextlib.suppress(CausalscopeError):
-                self.store.publish(b"status", self.status())
+                self.store.publish(b"status", self.board.refresh())
 
     def _store_causal_updates(self) -> None:
         """Store the causal model's finished updates; pass its envelope prior to the actors."""

@@ -1,6 +1,13 @@
 """The live session's control endpoint: what the dashboard's overview shows and the operator's
 actions (pause, labels, thresholds, class labels, pictures), carried out on a running
-session (:class:`daemon.live.LiveSession`)."""
+session (:class:`daemon.live.LiveSession`).
+
+Every action is carried out on the session's loop, one request after another, but the status
+(what many clients poll: the dashboards, the HTTP API's facility view and metrics) is answered
+by the endpoint's own thread from the :class:`StatusBoard`: the status the loop made last,
+at most a second or so old and made again at once after every action, so that polling costs
+the loop nothing and waits for no step of it.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ if TYPE_CHECKING:
     from causalscope.daemon.session import SessionPaths
     from causalscope.daemon.store import SessionStore
 
-__all__ = ["ControlledSession", "act", "session_status", "worker_health"]
+__all__ = ["ControlledSession", "StatusBoard", "act", "session_status", "worker_health"]
 
 
 class ControlledSession(Protocol):
@@ -179,3 +186,43 @@ def _thumbnail(store: SessionStore, request: dict[str, Any]) -> str:
     if not path:
         raise ValueError(f"exposure {exposure_id!r} has no {kind} thumbnail")
     return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+class StatusBoard:
+    """The session's latest status, for the control endpoint's thread to answer with.
+
+    The session's loop calls :meth:`refresh` (each second, when it publishes the status) and
+    :meth:`act` (for every request that reaches it); the endpoint's thread calls
+    :meth:`answer_now` for each request: the status while it is at most ``max_age_s`` old,
+    else None (the request then waits for the loop, as any other).
+    """
+
+    def __init__(self, session: ControlledSession, *, max_age_s: float = 1.5) -> None:
+        self._session = session
+        self.max_age_s = max_age_s
+        self._latest: tuple[float, dict[str, Any]] | None = None  # replaced whole, never changed
+
+    def refresh(self) -> dict[str, Any]:
+        """Make the status now (on the session's loop) and keep it."""
+        status = session_status(self._session)
+        self._latest = (time.monotonic(), status)
+        return status
+
+    def act(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out ``request`` (on the session's loop); after an action that may change the
+        status, make it again before the reply goes out, so no later read sees the old one."""
+        reply = act(self._session, request)
+        if request.get("action") == "status":
+            self._latest = (time.monotonic(), reply["status"])
+        elif request.get("action") != "thumbnail":
+            self.refresh()
+        return reply
+
+    def answer_now(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to a status request from the kept status (any thread), or None."""
+        latest = self._latest
+        if request.get("action") != "status" or latest is None:
+            return None
+        if time.monotonic() - latest[0] > self.max_age_s:
+            return None
+        return {"status": latest[1]}

@@ -53,3 +53,58 @@ def test_requests_need_the_token_and_reach_the_handler() -> None:
 def test_an_unreachable_session_is_a_clear_error() -> None:
     with pytest.raises(ControlError, match="no reply"):
         control_request("tcp://127.0.0.1:9", "t", "status", timeout_s=0.3)
+
+
+def test_the_status_is_answered_from_the_board_without_waiting_for_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many clients polling the status cost the session's loop nothing: the endpoint's thread
+    answers from the status the loop made last; an action makes it again before its reply, and
+    a status older than the board's bound waits for the loop as any request does."""
+    import time
+    from types import SimpleNamespace
+
+    from causalscope.daemon import live_control
+
+    made: list[int] = []
+
+    def status(session: Any) -> dict[str, Any]:
+        made.append(1)
+        return {"made": len(made), "paused": session.paused}
+
+    def act(session: Any, request: dict[str, Any]) -> dict[str, Any]:
+        if request["action"] == "pause":
+            session.paused = True
+            return {"paused": True}
+        return {"status": status(session)}
+
+    monkeypatch.setattr(live_control, "session_status", status)
+    monkeypatch.setattr(live_control, "act", act)
+    board = live_control.StatusBoard(SimpleNamespace(paused=False), max_age_s=0.5)  # type: ignore[arg-type]
+    server = ControlServer(
+        "tcp://127.0.0.1:0",
+        token="t",
+        handler=board.act,
+        answer_now=board.answer_now,
+        timeout_s=0.3,
+    )
+    try:
+        # nothing made yet: the request waits for the loop, which does not run here
+        with pytest.raises(ControlError, match="did not answer"):
+            control_request(server.endpoint, "t", "status")
+        board.refresh()  # the loop's status of this second
+        for _ in range(20):
+            reply = control_request(server.endpoint, "t", "status")
+            assert reply["status"] == {"made": 1, "paused": False}
+        assert len(made) == 1  # twenty answers, one status made
+        stop = threading.Event()
+        loop = _serve(server, stop)
+        assert control_request(server.endpoint, "t", "pause")["paused"] is True
+        stop.set()
+        loop.join(timeout=2)
+        assert control_request(server.endpoint, "t", "status")["status"]["paused"] is True
+        time.sleep(0.6)  # older than the board's bound: only the loop may answer now
+        with pytest.raises(ControlError, match="did not answer"):
+            control_request(server.endpoint, "t", "status")
+    finally:
+        server.close()
