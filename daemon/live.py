@@ -320,6 +320,9 @@ class LiveSession:
             # a failed read skips one heartbeat; a full disk is reported by the scheduler
             with contextlib.suppress(CausalscopeError):
                 self.store.publish(b"status", self.board.refresh())
+        else:
+            with contextlib.suppress(CausalscopeError):
+                self.board.refresh_on_change()
 
     def _store_causal_updates(self) -> None:
         """Store the causal model's finished updates; pass its envelope prior to the actors."""

@@ -191,22 +191,43 @@ def _thumbnail(store: SessionStore, request: dict[str, Any]) -> str:
 class StatusBoard:
     """The session's latest status, for the control endpoint's thread to answer with.
 
-    The session's loop calls :meth:`refresh` (each second, when it publishes the status) and
-    :meth:`act` (for every request that reaches it); the endpoint's thread calls
-    :meth:`answer_now` for each request: the status while it is at most ``max_age_s`` old,
-    else None (the request then waits for the loop, as any other).
+    The session's loop calls :meth:`refresh` (each second, when it publishes the status),
+    :meth:`refresh_on_change` (after each of its steps: the status is made again as soon as a
+    movie arrives, an exposure is committed or quarantined, or the queue moves, so no reader
+    sees a count older than the loop's last step) and :meth:`act` (for every request that
+    reaches it); the endpoint's thread calls :meth:`answer_now` for each request: the status
+    while it is at most ``max_age_s`` old and the session has not moved since, else None (the
+    request then waits for the loop, as any other).
     """
 
     def __init__(self, session: ControlledSession, *, max_age_s: float = 1.5) -> None:
         self._session = session
         self.max_age_s = max_age_s
         self._latest: tuple[float, dict[str, Any]] | None = None  # replaced whole, never changed
+        self._mark: tuple[Any, ...] | None = None
+
+    def _progress(self) -> tuple[Any, ...] | None:
+        """What moves the status's counts: the scheduler's totals, queue and pause."""
+        scheduler = self._session.scheduler
+        if scheduler is None:
+            return None
+        c = scheduler.counts
+        return (
+            c.received, c.committed, c.quarantined, c.skipped, c.retried,
+            scheduler.queued, scheduler.in_flight, scheduler.paused,
+        )  # fmt: skip
 
     def refresh(self) -> dict[str, Any]:
         """Make the status now (on the session's loop) and keep it."""
+        self._mark = self._progress()
         status = session_status(self._session)
         self._latest = (time.monotonic(), status)
         return status
+
+    def refresh_on_change(self) -> None:
+        """Make the status again if the session moved since it was made (on the loop)."""
+        if self._latest is not None and self._progress() != self._mark:
+            self.refresh()
 
     def act(self, request: dict[str, Any]) -> dict[str, Any]:
         """Carry out ``request`` (on the session's loop); after an action that may change the
@@ -224,5 +245,9 @@ class StatusBoard:
         if request.get("action") != "status" or latest is None:
             return None
         if time.monotonic() - latest[0] > self.max_age_s:
+            return None
+        # the session moved since (the counts go up before anyone hears of a commit): the
+        # loop answers, with the status made then
+        if self._progress() != self._mark:
             return None
         return {"status": latest[1]}

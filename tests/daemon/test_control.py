@@ -80,7 +80,10 @@ def test_the_status_is_answered_from_the_board_without_waiting_for_the_loop(
 
     monkeypatch.setattr(live_control, "session_status", status)
     monkeypatch.setattr(live_control, "act", act)
-    board = live_control.StatusBoard(SimpleNamespace(paused=False), max_age_s=0.5)  # type: ignore[arg-type]
+    counts = SimpleNamespace(received=1, committed=0, quarantined=0, skipped=0, retried=0)
+    scheduler = SimpleNamespace(counts=counts, queued=0, in_flight=1, paused=False)
+    session = SimpleNamespace(paused=False, scheduler=scheduler)
+    board = live_control.StatusBoard(session, max_age_s=0.5)  # type: ignore[arg-type]
     server = ControlServer(
         "tcp://127.0.0.1:0",
         token="t",
@@ -97,6 +100,15 @@ def test_the_status_is_answered_from_the_board_without_waiting_for_the_loop(
             reply = control_request(server.endpoint, "t", "status")
             assert reply["status"] == {"made": 1, "paused": False}
         assert len(made) == 1  # twenty answers, one status made
+        # an exposure committed (its count goes up before anyone hears of it): the kept
+        # status is old, and only the loop may answer until it makes it again
+        counts.committed, scheduler.in_flight = 1, 0
+        with pytest.raises(ControlError, match="did not answer"):
+            control_request(server.endpoint, "t", "status")
+        board.refresh_on_change()  # the loop, after its step
+        assert control_request(server.endpoint, "t", "status")["status"]["made"] == 2
+        board.refresh_on_change()  # nothing moved: nothing made
+        assert len(made) == 2
         stop = threading.Event()
         loop = _serve(server, stop)
         assert control_request(server.endpoint, "t", "pause")["paused"] is True
