@@ -315,13 +315,12 @@ class LiveSession:
         self._store_causal_updates()
         self._store_evaluations()
         now = time.monotonic()
-        if self.store is not None and now >= self._next_status:
-            self._next_status = now + 1.0
-            # a failed read skips one heartbeat; a full disk is reported by the scheduler
-            with contextlib.suppress(CausalscopeError):
+        # a failed read skips one heartbeat; a full disk is reported by the scheduler
+        with contextlib.suppress(CausalscopeError):
+            if self.store is not None and now >= self._next_status:
+                self._next_status = now + 1.0
                 self.store.publish(b"status", self.board.refresh())
-        else:
-            with contextlib.suppress(CausalscopeError):
+            else:
                 self.board.refresh_on_change()
 
     def _store_causal_updates(self) -> None:

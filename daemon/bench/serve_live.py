@@ -32,6 +32,7 @@ from typing import Any
 
 from causalscope.daemon.bench._live import DaemonProcess, OwnCluster, free_tcp_port, toml_settings
 from causalscope.daemon.bench.serve import follow_events, poll_in_process, quantiles_ms
+from causalscope.daemon.bench.soak import finished_count, metadata_beside, send_copy
 
 __all__ = ["run_live_serve_bench"]
 
@@ -73,30 +74,21 @@ class _Sender:
     def _run(self) -> None:
         import zmq
 
-        from causalscope.daemon.bench.soak import _send
-
         push: Any = zmq.Context.instance().socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 0)
         push.setsockopt(zmq.SNDTIMEO, 30_000)
         push.connect(self.address)
         try:
             while not self._stop.is_set():
-                finished = _finished(self.daemon)
+                finished = finished_count(self.daemon, f"{_SESSION}_")
                 while finished is not None and self.sent - finished < self.in_flight:
-                    _send(push, self.movies, f"live_{self.sent:06d}")
+                    send_copy(push, self.movies, f"live_{self.sent:06d}")
                     self.sent += 1
                 self._stop.wait(0.25)
         except BaseException as error:  # re-raised by stop()
             self.error = error
         finally:
             push.close(linger=0)
-
-
-def _finished(daemon: DaemonProcess) -> int | None:
-    rows = daemon.query(
-        f"SELECT count(*) FROM exposures WHERE state <> 'seen' AND exposure_id LIKE '{_SESSION}_%'"
-    )
-    return int(rows[0][0]) if rows else None
 
 
 def _wait_for(check: Any, timeout_s: float, what: str, daemon: DaemonProcess) -> None:
@@ -175,7 +167,6 @@ def run_live_serve_bench(
     from causalscope.config import load_settings
     from causalscope.daemon.bench.faults import base_settings
     from causalscope.daemon.bench.pipeline import simulate_sources
-    from causalscope.daemon.bench.soak import _send, _xml
     from causalscope.daemon.exposures import load_movie
 
     load_before = os.getloadavg()
@@ -185,7 +176,9 @@ def run_live_serve_bench(
         config = root / "settings.toml"
         config.write_text(toml_settings(base_settings(root / "sim", max(2, workers))))
         settings = load_settings(config)
-        movies = [load_movie(path, settings, metadata_path=_xml(path)) for path in sources]
+        movies = [
+            load_movie(path, settings, metadata_path=metadata_beside(path)) for path in sources
+        ]
         address = f"tcp://127.0.0.1:{free_tcp_port()}"
         port = free_tcp_port()
         url = f"http://127.0.0.1:{port}"
@@ -212,14 +205,14 @@ def run_live_serve_bench(
                 push.connect(address)
                 warm = 2 * in_flight
                 for index in range(warm):  # the actors start and import torch; not counted
-                    _send(push, movies, f"warm_{index:06d}")
+                    send_copy(push, movies, f"warm_{index:06d}")
                 push.close(linger=30_000)  # what is queued still goes out
-
-                def warmed() -> bool:
-                    rows = daemon.query("SELECT count(*) FROM exposures WHERE state <> 'seen'")
-                    return rows is not None and int(rows[0][0]) >= warm
-
-                _wait_for(warmed, 300, "warming up", daemon)
+                _wait_for(
+                    lambda: (finished_count(daemon, "warm_") or 0) >= warm,
+                    300,
+                    "warming up",
+                    daemon,
+                )
                 say(f"warmed up ({warm} exposures)")
                 received: dict[str, float] = {}
                 stop_events = threading.Event()
@@ -239,7 +232,12 @@ def run_live_serve_bench(
                 polled = poll_in_process(url, clients, seconds, _paths(_SESSION))
                 loaded_end = time.time()
                 sender.stop()
-                _wait_for(lambda: (_finished(daemon) or 0) >= sender.sent, 300, "finishing", daemon)
+                _wait_for(
+                    lambda: (finished_count(daemon, f"{_SESSION}_") or 0) >= sender.sent,
+                    300,
+                    "finishing",
+                    daemon,
+                )
                 time.sleep(1.0)
                 stop_events.set()
             finally:

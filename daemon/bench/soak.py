@@ -43,7 +43,7 @@ from causalscope.daemon.bench._live import (
     toml_settings,
 )
 
-__all__ = ["run_soak_bench"]
+__all__ = ["finished_count", "metadata_beside", "run_soak_bench", "send_copy"]
 
 _CHECKPOINTS = (0.1, 0.25, 0.5, 0.75, 1.0)
 
@@ -82,7 +82,9 @@ def run_soak_bench(
         values["store"]["memory_limit_mb"] = duckdb_limit_mb
         config.write_text(toml_settings(values))
         settings = load_settings(config)
-        movies = [load_movie(path, settings, metadata_path=_xml(path)) for path in sources]
+        movies = [
+            load_movie(path, settings, metadata_path=metadata_beside(path)) for path in sources
+        ]
         address = f"tcp://127.0.0.1:{free_tcp_port()}"
         with OwnCluster(num_cpus=workers, object_store_mb=200) as cluster:
             daemon = DaemonProcess(
@@ -141,12 +143,19 @@ def run_soak_bench(
     return report
 
 
-def _xml(movie: Path) -> Path:
+def metadata_beside(movie: Path) -> Path:
+    """The EPU XML the simulator writes beside ``movie``."""
     return movie.with_name(movie.name[: -len("_fractions.tiff")] + ".xml")
 
 
-def _finished(daemon: DaemonProcess) -> int | None:
-    rows = daemon.query("SELECT count(*) FROM exposures WHERE state <> 'seen'")
+def finished_count(daemon: DaemonProcess, prefix: str = "") -> int | None:
+    """Exposures (whose id starts with ``prefix``) the running session has finished, done or
+    quarantined; None when it does not answer now."""
+    rows = daemon.query(
+        "SELECT count(*) FROM exposures WHERE state <> 'seen' AND starts_with(exposure_id, "
+        + repr(prefix)
+        + ")"
+    )
     return int(rows[0][0]) if rows else None
 
 
@@ -176,8 +185,8 @@ def _stream(
     try:
         # a warm-up first, not counted: the actors start and import torch
         for index in range(warm_up):
-            _send(push, movies, f"warm_{index:06d}")
-        while (_finished(daemon) or 0) < warm_up and time.monotonic() < deadline:
+            send_copy(push, movies, f"warm_{index:06d}")
+        while (finished_count(daemon) or 0) < warm_up and time.monotonic() < deadline:
             if not daemon.alive():
                 raise RuntimeError(f"the daemon exited by itself; see {daemon.log}")
             time.sleep(0.5)
@@ -187,10 +196,10 @@ def _stream(
             if not daemon.alive():
                 raise RuntimeError(f"the daemon exited by itself; see {daemon.log}")
             while sent < n and sent - finished < in_flight:
-                _send(push, movies, f"soak_{sent:06d}")
+                send_copy(push, movies, f"soak_{sent:06d}")
                 sent += 1
             time.sleep(0.25)
-            finished = (_finished(daemon) or warm_up + finished) - warm_up
+            finished = (finished_count(daemon) or warm_up + finished) - warm_up
             if marks and finished >= marks[0]:
                 marks.pop(0)
                 samples.append(_sample(daemon, cluster, finished, time.monotonic() - started))
@@ -203,7 +212,8 @@ def _stream(
     return samples, time.monotonic() - started
 
 
-def _send(push: Any, movies: list[Any], exposure_id: str) -> None:
+def send_copy(push: Any, movies: list[Any], exposure_id: str) -> None:
+    """Push copy ``N`` of the movies (``exposure_id`` ends in ``_N``) as ``exposure_id``."""
     from causalscope.daemon.sources.stream_sender import send_exposure
 
     movie = movies[int(exposure_id.rsplit("_", 1)[1]) % len(movies)]
