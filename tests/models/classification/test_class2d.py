@@ -147,19 +147,26 @@ def _aligned_frc(average: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 def test_a_batch_updates_the_classes_without_a_restart(run: Run) -> None:
     """With full passes off, a new batch adds its sums to the classes': every particle counts
-    once, and the old particles' contributions stay."""
-    settings = Class2DSettings(n_classes=12, seed=1, full_pass_below=0, full_pass_every=1000)
+    once, but those that their image alone marks as junk (halo, mass, power: never part of
+    a class average), and the old particles' contributions stay."""
+    settings = Class2DSettings(
+        n_classes=12, seed=1, full_pass_below=0, full_pass_every=1000,
+        particle_diameter_angstrom=130.0,
+    )  # fmt: skip
     model = Class2D(box_px=BOX, pixel_size_angstrom=APIX, settings=settings)
     ctf = _ctf(run.stack)
     first, second = np.arange(0, 240), np.arange(240, 360)
     model.partial_fit(run.stack.images[first], ctf.take(first), first)
     before = model.averages().copy()
     weight_before = model.sums.weight.sum().item()
-    # (close to len(first): re-seeded classes hold their seed instead of their particles)
-    assert weight_before == pytest.approx(len(first), rel=0.05)
-    model.partial_fit(run.stack.images[second], ctf.take(second), second)
+    left_out = model._junk_alone  # (the flags are the store's; the test reads them)
+    assert 0 < left_out[first].sum() < 0.21 * len(first)  # 21 % junk: some of it
+    # (close to the count: re-seeded classes hold their seed instead of their particles)
+    assert weight_before == pytest.approx(int((~left_out[first]).sum()), rel=0.05)
+    flagged = model.partial_fit(run.stack.images[second], ctf.take(second), second).outlier
     added = model.sums.weight.sum().item() - weight_before
-    assert added == pytest.approx(len(second), rel=1e-6)
+    assert added == pytest.approx(int((~model._junk_alone[second]).sum()), rel=1e-6)
+    assert (flagged >= model._junk_alone[second]).all()  # left out: always an outlier
     after = model.averages()
     assert not np.allclose(after, before)
     # the populated classes carry on (a restart from random particles would not)
@@ -233,6 +240,33 @@ def test_a_halo_or_an_excess_of_mass_marks_a_particle_as_an_outlier() -> None:
     outlier = model.reassign_all().outlier
     assert outlier[halo].all() and outlier[heavy].all()
     assert outlier[16:].mean() <= 0.03
+
+
+def test_a_class_of_edges_is_flagged_by_its_power_among_all_particles() -> None:
+    """Carbon edges with a particle's mass and no halo make a class of their own, where no
+    z-score within the class can see them; their low-resolution power, far beyond any
+    particle's, flags every one of them (without that rule, a third), and few of the rest."""
+    rng = np.random.default_rng(3)
+    n, box, apix = 240, 32, 4.0
+    axis = np.arange(box) - box // 2
+    radius = np.hypot(axis[:, None], axis[None, :])
+    blob = 3.0 * np.exp(-(radius**2) / (2 * 3.0**2))
+    images = blob + rng.normal(0.0, 1.0, (n, box, box))
+    edge = np.arange(0, 30)
+    images[edge] = rng.normal(0.0, 1.0, (30, box, box)) + np.sign(axis)[None, None, :]
+    images[edge] += blob.mean()  # the particles' mass: the mass rule does not see them
+    ctf = ParticleCtfs(
+        np.full(n, 15_000.0), np.full(n, 15_000.0), np.zeros(n), voltage_kv=300.0,
+        spherical_aberration_mm=2.7, amplitude_contrast=0.07, pixel_size_angstrom=apix,
+        phase_flipped=True,
+    )  # fmt: skip
+    settings = Class2DSettings(n_classes=3, particle_diameter_angstrom=48.0, seed=1)
+    model = Class2D(box_px=box, pixel_size_angstrom=apix, settings=settings)
+    model.partial_fit(images.astype(np.float32), ctf, np.arange(n))
+    assignment = model.reassign_all()
+    assert len(np.unique(assignment.class_index[edge])) == 1  # a class of their own
+    assert assignment.outlier[edge].all()
+    assert assignment.outlier[30:].mean() <= 0.03
 
 
 def test_the_store_keeps_every_batch_in_order() -> None:
