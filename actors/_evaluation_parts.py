@@ -168,10 +168,16 @@ def forecast(
     *,
     target_angstrom: float,
     particles_per_hour: float | None,
+    hours_left: float | None = None,
 ) -> ForecastUpdate:
     """Rosenthal-Henderson over the updates (>= 3 distinct counts) and the SSNR fit of the
-    current FSC (see :mod:`models.reconstruction.forecast`)."""
-    from causalscope.models.reconstruction.forecast import fit_rosenthal_henderson, fit_ssnr
+    current FSC, and with ``hours_left`` of a planned session the resolution expected at its
+    end (see :mod:`models.reconstruction.forecast`)."""
+    from causalscope.models.reconstruction.forecast import (
+        fit_rosenthal_henderson,
+        fit_ssnr,
+        session_end,
+    )
 
     bfactor = bfactor_sd = None
     points = {n: d for n, d in history if np.isfinite(d)}
@@ -194,6 +200,14 @@ def forecast(
         needed = finite_or_none(ssnr.particles_for(target_angstrom))
         if needed is not None and particles_per_hour:
             hours = max(0.0, (needed - update.particles) / particles_per_hour)
+    end = None
+    if ssnr is not None and ssnr_b is not None and hours_left is not None:
+        end = session_end(
+            ssnr,
+            particles_per_hour=particles_per_hour or 0.0,
+            hours_left=max(0.0, hours_left),
+            target_angstrom=target_angstrom,
+        )
     return ForecastUpdate(
         particles=update.particles,
         bfactor_angstrom2=bfactor,
@@ -204,4 +218,8 @@ def forecast(
         resolution_at_double_angstrom=doubled,
         particles_per_hour=particles_per_hour,
         hours_to_target=hours,
+        hours_left=None if end is None else end.hours_left,
+        particles_at_end=None if end is None else end.particles,
+        resolution_at_end_angstrom=None if end is None else finite_or_none(end.resolution_angstrom),
+        p_reach_target=None if end is None else finite_or_none(end.p_reach_target),
     )

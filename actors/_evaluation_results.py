@@ -110,6 +110,11 @@ class ForecastUpdate:
     ``ssnr_bfactor_angstrom2`` the fit to the current FSC's shells. The particles needed for
     ``target_resolution_angstrom``, the resolution at twice the particles, and the hours to the
     target at ``particles_per_hour`` come from the SSNR fit (None where it gives none).
+
+    With a planned session length (``reconstruction.session_hours``): the ``hours_left`` of
+    it, the particles expected by then at the current rate, the resolution the SSNR fit
+    expects from them and the probability of reaching the target
+    (:func:`models.reconstruction.forecast.session_end`); None without.
     """
 
     particles: int
@@ -121,6 +126,10 @@ class ForecastUpdate:
     resolution_at_double_angstrom: float | None
     particles_per_hour: float | None
     hours_to_target: float | None
+    hours_left: float | None = None
+    particles_at_end: float | None = None
+    resolution_at_end_angstrom: float | None = None
+    p_reach_target: float | None = None
 
 
 @dataclass(frozen=True)

@@ -213,10 +213,12 @@ class SessionEvaluator:
         *,
         labels: dict[int, str] | None = None,
         particles_per_hour: float | None = None,
+        hours_left: float | None = None,
     ) -> EvaluationUpdate | None:
         """Fold the queued particles in, select classes (``labels``: class index ->
         'select' | 'reject'), rebuild the map, write the files and save; None when nothing
-        new was taken."""
+        new was taken. ``particles_per_hour`` and ``hours_left`` (of a planned session) go
+        into the forecast."""
         if not self._queued and self._latest is not None and not labels:
             return None
         if not self._consumed:
@@ -229,7 +231,7 @@ class SessionEvaluator:
         map_update = self._update_map()
         forecast = None
         if map_update is not None:
-            forecast = self._forecast(map_update, particles_per_hour)
+            forecast = self._forecast(map_update, particles_per_hour, hours_left)
         self._latest = EvaluationUpdate(
             version=self._version,
             particles=self.particle_count,
@@ -436,12 +438,15 @@ class SessionEvaluator:
         self._symmetry_correlations = found
         return found
 
-    def _forecast(self, update: MapUpdate, particles_per_hour: float | None) -> ForecastUpdate:
+    def _forecast(
+        self, update: MapUpdate, particles_per_hour: float | None, hours_left: float | None
+    ) -> ForecastUpdate:
         return parts.forecast(
             update,
             self._history,
             target_angstrom=self.settings.target_resolution_angstrom,
             particles_per_hour=particles_per_hour,
+            hours_left=hours_left,
         )
 
     # --- state --------------------------------------------------------------------------

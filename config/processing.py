@@ -396,6 +396,17 @@ class ReconstructionSettings(Section):
     target_resolution_angstrom: float = Field(
         3.0, gt=0, le=100, description="The forecast's target: particles and time to reach it."
     )
+    session_hours: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description=(
+            "The session's planned length in hours (from its first particles); with it, the "
+            "forecast gives the resolution expected at the end at the current particle rate "
+            "and the probability of reaching the target. 0 = no plan."
+        ),
+        examples=[24.0],
+    )
     ab_initio_min_particles: int = Field(
         1000,
         ge=100,

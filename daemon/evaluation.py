@@ -14,11 +14,18 @@ evaluator holds no CPU of Ray's (the exposure actors hold them all) and computes
 On a restart every done exposure with particles is handed over again in commit order; the
 evaluator skips those its saved state holds, and an update it saved that the store missed (a
 crash between the two) is returned by the first poll.
+
+With a planned session length (``session_hours``), the session's clock starts at its first
+committed particles (kept in ``session_start.json`` beside the evaluator's state, so that a
+restart does not restart it) and each update is told the hours left, for the forecast of the
+resolution at the session's end.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -49,6 +56,8 @@ class EvaluationTracker:
         Torch threads of the evaluator.
     idle_s
         Ask for an update of whatever is new once no exposure has come for this long.
+    session_hours
+        The session's planned length (hours from its first committed particles), or None.
     """
 
     def __init__(
@@ -59,6 +68,7 @@ class EvaluationTracker:
         update_every: int,
         threads: int = 1,
         idle_s: float = 30.0,
+        session_hours: float | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = Path(state_dir)
@@ -79,6 +89,8 @@ class EvaluationTracker:
         self._resume: tuple[list[tuple[str, str]], int | None] | None = None
         self._recovery: tuple[Any, int | None] | None = None
         self.latest: EvaluationUpdate | None = None
+        self.session_hours = session_hours
+        self._started: float | None = self._read_start()
 
     # --- feeding ------------------------------------------------------------------------
 
@@ -134,6 +146,36 @@ class EvaluationTracker:
         self._new_particles += n_particles
         self._last_arrival = time.monotonic()
         self._arrivals.append((self._last_arrival, n_particles))
+        if self._started is None and n_particles > 0:
+            self._started = time.time()
+            self._write_start(self._started)
+
+    def hours_left(self) -> float | None:
+        """Hours left of the planned session (0 once past it; None without a plan or before
+        the first particles)."""
+        if self.session_hours is None or self._started is None:
+            return None
+        return max(0.0, self.session_hours - (time.time() - self._started) / 3600.0)
+
+    def _read_start(self) -> float | None:
+        path = self.state_dir / "session_start.json"
+        try:
+            return float(json.loads(path.read_text())["started_at"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("%s unreadable (%s): the session's clock starts again", path, error)
+            return None
+
+    def _write_start(self, started: float) -> None:
+        path = self.state_dir / "session_start.json"
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f".{path.name}.{os.getpid()}.part")
+            part.write_text(json.dumps({"started_at": started}))
+            os.replace(part, path)
+        except OSError as error:  # the forecast's clock is not worth stopping the session
+            log.warning("could not write %s: %s", path, error)
 
     def relabel(self, class_index: int, label: str) -> None:
         """The operator selected or rejected a class: the next poll asks for an update."""
@@ -212,7 +254,10 @@ class EvaluationTracker:
     def _ask_for_update(self) -> None:
         asked_at = time.monotonic()
         handle = self._call(
-            "update", labels=dict(self.labels), particles_per_hour=self.particles_per_hour()
+            "update",
+            labels=dict(self.labels),
+            particles_per_hour=self.particles_per_hour(),
+            hours_left=self.hours_left(),
         )
         self._update = (handle, asked_at)
         self._new_particles = 0

@@ -472,7 +472,10 @@ def _evaluation_tracker(settings: Settings, paths: SessionPaths) -> EvaluationTr
         novelty_scale=wanted.novelty_scale,
     )
     return EvaluationTracker(
-        evaluator, paths.root / "reconstruction", update_every=wanted.update_every
+        evaluator,
+        paths.root / "reconstruction",
+        update_every=wanted.update_every,
+        session_hours=wanted.session_hours or None,
     )
 
 

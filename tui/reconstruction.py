@@ -243,6 +243,15 @@ def _map_words(state: ReconstructionState, *, short: bool = False) -> tuple[Text
         bfactor = _bfactor(forecast)
         if bfactor is not None:
             extras.append(Text(bfactor))
+        end, chance = (
+            _number(forecast, k) for k in ("resolution_at_end_angstrom", "p_reach_target")
+        )
+        if end is not None and chance is not None:  # a planned session: what its end gives
+            target = _number(forecast, "target_resolution_angstrom") or 0.0
+            style = "green" if chance >= 0.8 else "yellow" if chance >= 0.3 else "red"
+            extras.insert(
+                0, Text(f"by the end ~{end:.1f} Å, P({target:.1f} Å) {chance:.0%}", style)
+            )
         double = _number(forecast, "resolution_at_double_angstrom")
         if double is not None:
             extras.append(Text(f"{double:.1f} Å at 2× particles"))

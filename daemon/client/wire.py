@@ -402,6 +402,10 @@ class Forecast(_Wire):
     resolution_at_double_angstrom: Number
     particles_per_hour: Number
     hours_to_target: Number
+    hours_left: Number = None
+    particles_at_end: Number = None
+    resolution_at_end_angstrom: Number = None
+    p_reach_target: Number = None
 
 
 class EvaluationUpdate(_Wire):

@@ -53,7 +53,10 @@
     ``ssnr_bfactor_angstrom2`` (from the current FSC); ``target_resolution_angstrom``;
     ``particles_needed`` (for the target); ``resolution_at_double_angstrom`` (at twice the
     particles); ``particles_per_hour`` (the session's rate); ``hours_to_target`` (NULL when
-    unknown).
+    unknown); from schema 7, with a planned session length (``session_hours``):
+    ``hours_left`` of it, ``particles_at_end`` at the current rate,
+    ``resolution_at_end_angstrom`` expected from them and ``p_reach_target`` (the probability
+    that it reaches the target); NULL without a plan.
 
 One update is written in one transaction, keyed by its version in ``evaluations``: writing
 a version that is there already changes nothing (a restart may hand the last one over again).
@@ -187,6 +190,10 @@ FORECASTS_TABLE = Table(
         field("resolution_at_double_angstrom", "DOUBLE"),
         field("particles_per_hour", "DOUBLE"),
         field("hours_to_target", "DOUBLE"),
+        field("hours_left", "DOUBLE"),
+        field("particles_at_end", "DOUBLE"),
+        field("resolution_at_end_angstrom", "DOUBLE"),
+        field("p_reach_target", "DOUBLE"),
     ),
 )
 

@@ -165,7 +165,7 @@ from causalscope.daemon.store.tables import Column, Table, decode_map, field
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _patches_x(motion: Any) -> int | None:

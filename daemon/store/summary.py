@@ -104,7 +104,8 @@ SELECT e.version, e.particles, e.exposures, c.n_classes,
        c.selected_particles, c.gallery_path, r.resolution_angstrom,
        r.resolution_unmasked_angstrom, r.coverage, r.map_path, f.bfactor_angstrom2,
        f.target_resolution_angstrom, f.particles_needed, f.resolution_at_double_angstrom,
-       f.hours_to_target
+       f.hours_to_target, f.hours_left, f.particles_at_end, f.resolution_at_end_angstrom,
+       f.p_reach_target
 FROM evaluations e
 LEFT JOIN class_sets c USING (version)
 LEFT JOIN reconstructions r USING (version)
@@ -329,6 +330,13 @@ class SessionSummary:
             hours = r["hours_to_target"]
             when = "" if hours is None else f", ~{hours:.1f} h at the current rate"
             lines.append(f"  forecast    {target:.1f} A needs ~{needed:,.0f} particles{when}")
+        end = r["resolution_at_end_angstrom"]
+        if end is not None and r["p_reach_target"] is not None:
+            lines.append(
+                f"  by the end  ~{end:.1f} A from ~{r['particles_at_end']:,.0f} particles in "
+                f"{r['hours_left']:.1f} h left of the plan; P(reach {target:.1f} A) = "
+                f"{r['p_reach_target']:.0%}"
+            )
         return lines
 
     def describe_causes(self) -> list[str]:

@@ -108,9 +108,17 @@ def test_an_exposure_is_taken_once(tmp_path: Path) -> None:
     assert len(selected) == classes.selected_particles
     assert Path(selected["rlnImageName"].iloc[0].split("@")[1]).is_file()
     assert evaluator.update() is None  # nothing new
+    # with a planned session: the end's particles at the rate, and what they are expected to give
+    ended = evaluator.update(labels={0: "select"}, particles_per_hour=600.0, hours_left=2.0)
+    assert ended is not None and ended.forecast is not None
+    assert ended.forecast.particles_at_end == n + 1200.0
+    assert ended.map is not None and ended.map.resolution_angstrom is not None
+    expected = ended.forecast.resolution_at_end_angstrom
+    assert expected is not None and expected < ended.map.resolution_angstrom  # more particles
+    assert ended.forecast.p_reach_target is not None and ended.forecast.p_reach_target < 0.01
     # the operator's label overrides the automatic choice, in a new version
     relabelled = evaluator.update(labels={0: "reject"})
-    assert relabelled is not None and relabelled.version == 3
+    assert relabelled is not None and relabelled.version == 4
     assert relabelled.class_set is not None and not relabelled.class_set.classes[0].selected
     again = _evaluator(tmp_path / "state", reference)  # a clean restart
     assert again.particle_counts == {f"e{e}": PER_EXPOSURE for e in range(EXPOSURES)}

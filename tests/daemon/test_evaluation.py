@@ -110,16 +110,25 @@ class _Evaluator:
         self.calls.append(("consume", exposure_id))
         return 1
 
-    def update(self, *, labels: dict[int, str], particles_per_hour: float | None) -> object:
+    def update(
+        self,
+        *,
+        labels: dict[int, str],
+        particles_per_hour: float | None,
+        hours_left: float | None = None,
+    ) -> object:
         self.version += 1
         self.calls.append(("update", dict(labels)))
+        self.hours_left = hours_left
         return _update(self.version)
 
     def latest(self) -> object:
         return None
 
 
-def _tracker(tmp_path: Path, evaluator: _Evaluator, update_every: int) -> EvaluationTracker:
+def _tracker(
+    tmp_path: Path, evaluator: _Evaluator, update_every: int, session_hours: float | None = None
+) -> EvaluationTracker:
     from causalscope.actors.evaluation import EvaluatorSettings
 
     tracker = EvaluationTracker(
@@ -127,6 +136,7 @@ def _tracker(tmp_path: Path, evaluator: _Evaluator, update_every: int) -> Evalua
         tmp_path,
         update_every=update_every,
         idle_s=0.2,
+        session_hours=session_hours,
     )
     tracker._worker = evaluator  # in process; the actor's own behaviour is tested in actors/
     return tracker
@@ -153,6 +163,56 @@ def test_the_tracker_updates_after_enough_particles_when_idle_and_when_relabelle
     assert [u.version for u in tracker.poll()] == [3]
     assert evaluator.calls[-1] == ("update", {4: "reject"})
     assert tracker.poll() == []
+
+
+def test_a_planned_session_tells_each_update_the_hours_left_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The clock starts at the first particles, not before; it is kept beside the evaluator's
+    state, so a restarted tracker counts from the same start; past the plan, 0 h are left."""
+    import json
+
+    evaluator = _Evaluator()
+    tracker = _tracker(tmp_path, evaluator, update_every=10, session_hours=8.0)
+    assert tracker.hours_left() is None
+    tracker.committed("e1", "e1.star", 0)  # no particles: the clock has not started
+    assert tracker.hours_left() is None
+    tracker.committed("e2", "e2.star", 20)
+    tracker.poll(final=True)
+    assert evaluator.hours_left == pytest.approx(8.0, abs=0.01)
+    started = json.loads((tmp_path / "session_start.json").read_text())["started_at"]
+    assert abs(started - time.time()) < 60
+    # a restart three hours later: the same start
+    (tmp_path / "session_start.json").write_text(json.dumps({"started_at": started - 3 * 3600}))
+    again = _tracker(tmp_path, _Evaluator(), update_every=10, session_hours=8.0)
+    assert again.hours_left() == pytest.approx(5.0, abs=0.01)
+    late = _tracker(tmp_path, _Evaluator(), update_every=10, session_hours=2.0)
+    assert late.hours_left() == 0.0
+    assert _tracker(tmp_path, _Evaluator(), update_every=10).hours_left() is None  # no plan
+
+
+def test_the_forecast_of_the_session_end_is_stored_and_summarised(tmp_path: Path) -> None:
+    from causalscope.daemon.store import summarize
+
+    end = dataclasses.replace(
+        _update(1).forecast,
+        hours_left=5.0,
+        particles_at_end=40_000.0,
+        resolution_at_end_angstrom=3.4,
+        p_reach_target=0.12,
+    )
+    path = tmp_path / "s.duckdb"
+    with SessionStore(path) as store:
+        assert store.commit_evaluation(dataclasses.replace(_update(1), forecast=end))
+    with duckdb.connect(str(path), read_only=True) as con:
+        row = con.execute(
+            "SELECT hours_left, particles_at_end, resolution_at_end_angstrom, p_reach_target "
+            "FROM forecasts"
+        ).fetchall()
+        text = summarize(con).describe()
+    assert row == [(5.0, 40_000.0, 3.4, 0.12)]
+    assert "by the end  ~3.4 A from ~40,000 particles in 5.0 h left of the plan" in text
+    assert "P(reach 3.0 A) = 12%" in text
 
 
 def test_the_schedule_grows_while_updates_take_longer_than_collecting(tmp_path: Path) -> None:

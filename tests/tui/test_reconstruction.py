@@ -181,6 +181,13 @@ def test_verdict_states_resolution_particles_and_forecast(snapshot_session: Snap
     assert "target 4.5 Å reached" in verdict_text(ReconstructionState(updates=[reached])).plain
     assert (about(840), about(1_234), about(57_873)) == ("840", "1,200", "58,000")
     assert isinstance(verdict_text(ReconstructionState()), Text)
+    # a planned session: what its end gives comes first after the forecast, coloured by chance
+    planned = copy.deepcopy(snapshot_session.evaluations[-1])
+    planned["forecast"].update(resolution_at_end_angstrom=3.4, p_reach_target=0.12)
+    ending = verdict_text(ReconstructionState(updates=[planned]))
+    assert "(~3.0 h at current rate) · by the end ~3.4 Å, P(3.0 Å) 12%" in ending.plain
+    start = ending.plain.index("by the end")
+    assert any(s.start <= start < s.end and "red" in str(s.style) for s in ending.spans)
 
 
 # -- the dashboard ------------------------------------------------------------------------------

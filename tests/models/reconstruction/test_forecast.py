@@ -74,3 +74,49 @@ def test_one_fsc_curve_forecasts_twice_the_particles() -> None:
         assert fit.particles_for(fit.resolution_at(n)) == pytest.approx(n, rel=1e-6)
     with pytest.raises(ValueError, match="need >= 2 shells"):
         fit_ssnr(np.array([1.0, 0.01, 0.0, 0.0]), pixel_size_angstrom=apix, particles=10)
+
+
+def test_the_session_end_forecast_from_one_fsc_and_the_rate() -> None:
+    """A known SSNR fall-off measured at 1,000 particles, 500 more an hour and 6 h left: the
+    end's 4,000 particles give the resolution where 4x the SSNR crosses FSC 0.143 (found on a
+    fine grid); the probability of the target is one half at that resolution, rises for a
+    coarser target and falls for a finer one, and narrows as the end draws near."""
+    from causalscope.models.reconstruction.forecast import (
+        LOG_SD_PER_DOUBLING,
+        fit_ssnr,
+        session_end,
+    )
+
+    apix, shells, bfactor, amplitude = 1.0, 33, 80.0, 2.0
+    k = np.arange(shells) / (2 * (shells - 1) * apix)
+    k[0] = 1e-3
+    ssnr = np.exp(amplitude - bfactor / 2 * k**2) / k
+    fit = fit_ssnr(ssnr / (1 + ssnr), pixel_size_angstrom=apix, particles=1000)
+    fine = np.linspace(0.01, 0.5, 200_001)
+    four = 4 * np.exp(amplitude - bfactor / 2 * fine**2) / fine
+    truth = 1 / fine[np.argmax(four / (1 + four) < 0.143)]
+
+    end = session_end(fit, particles_per_hour=500.0, hours_left=6.0, target_angstrom=truth)
+    assert end.particles == pytest.approx(4000.0)
+    assert end.resolution_angstrom == pytest.approx(truth, rel=1e-4)
+    assert end.p_reach_target == pytest.approx(0.5, abs=0.01)
+    # a target one spread (two doublings' worth) coarser or finer: 84 % and 16 %
+    spread = 2 * LOG_SD_PER_DOUBLING
+    coarser = session_end(
+        fit, particles_per_hour=500.0, hours_left=6.0, target_angstrom=truth * math.exp(spread)
+    )
+    finer = session_end(
+        fit, particles_per_hour=500.0, hours_left=6.0, target_angstrom=truth * math.exp(-spread)
+    )
+    assert coarser.p_reach_target == pytest.approx(0.841, abs=0.005)
+    assert finer.p_reach_target == pytest.approx(0.159, abs=0.005)
+    # no time left: the particles are those of now, and the spread is the floor's
+    current = fit.resolution_at(1000)
+    for factor, chance in ((1.05, 1.0), (0.95, 0.0)):  # 5 %: five times the floor of 1 %
+        now = session_end(
+            fit, particles_per_hour=500.0, hours_left=0.0, target_angstrom=factor * current
+        )
+        assert now.particles == 1000 and now.resolution_angstrom == pytest.approx(current)
+        assert now.p_reach_target == pytest.approx(chance, abs=1e-5)
+    with pytest.raises(ValueError, match="hours_left >= 0"):
+        session_end(fit, particles_per_hour=500.0, hours_left=-1.0, target_angstrom=3.0)
