@@ -3,7 +3,9 @@
 The done exposures that the sanity gate did not fail are written; with --selected only the
 accepted ones: by the operator's latest label where there is one (accept or reject, from the
 dashboard or the control endpoint), otherwise by the score's recommendation (`causalscope
-summary` says how many of each).
+summary` says how many of each), and, when the session classified particles in 2D, only the
+particles of the accepted classes (by the class's label, else its recommendation; outliers
+left out), in `particles.star`, `particles_selected_classes.star` and `particles.cs` alike.
 
 --relion DIR writes `micrographs_ctf.star` (optics groups; micrographs with their CTF and
 motion STAR), `coordinates.star` with `coordinates/*_autopick.star`, `particles.star` (the
@@ -51,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
     """Write the files and say how many exposures and particles they hold."""
     from causalscope.daemon.client.local import open_session_file
     from causalscope.daemon.client.views import HAS_SCORES_SQL, SCORE_RELATIONS
-    from causalscope.daemon.exports import SELECTED_SQL, exported, shift_groups
+    from causalscope.daemon.exports import (
+        SELECTED_SQL,
+        accepted_particles,
+        exported,
+        shift_groups,
+    )
 
     if args.relion is None and args.cryosparc is None:
         raise InputError("Nothing to write", "give --relion DIR and/or --cryosparc DIR")
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         )
     con = open_session_file(args.session)
     try:
-        only = None
+        only, particles = None, None
         if args.selected:
             found = con.execute(HAS_SCORES_SQL).fetchone()
             if found is None or found[0] != len(SCORE_RELATIONS):
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                     path=args.session,
                 )
             only = [str(r[0]) for r in con.execute(SELECTED_SQL).fetchall()]
+            particles = accepted_particles(con)
         exposures = exported(con, only=only)
         groups = shift_groups(exposures, n_groups=args.shift_groups)
         n_groups = len({g for g in groups.values() if g})
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if args.relion is not None:
             from causalscope.daemon.exports.relion import write_relion
 
-            counts = write_relion(con, Path(args.relion), exposures, groups)
+            counts = write_relion(con, Path(args.relion), exposures, groups, particles=particles)
             print(
                 f"RELION: {counts['micrographs']} micrographs in "
                 f"{args.relion / 'micrographs_ctf.star'}, {counts['particles']} particles in "
@@ -89,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         if args.cryosparc is not None:
             from causalscope.daemon.exports.cryosparc import write_cryosparc
 
-            counts = write_cryosparc(con, Path(args.cryosparc), exposures, groups)
+            counts = write_cryosparc(
+                con, Path(args.cryosparc), exposures, groups, particles=particles
+            )
             print(
                 f"cryoSPARC: {counts['exposures']} exposures in "
                 f"{args.cryosparc / 'exposures.cs'}, {counts['particles']} particles in "

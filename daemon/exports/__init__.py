@@ -9,8 +9,16 @@ from causalscope.daemon.exports._rows import (
     EXPORTED_SQL,
     SELECTED_SQL,
     Exported,
+    accepted_particles,
     exported,
     shift_groups,
 )
 
-__all__ = ["EXPORTED_SQL", "SELECTED_SQL", "Exported", "exported", "shift_groups"]
+__all__ = [
+    "EXPORTED_SQL",
+    "SELECTED_SQL",
+    "Exported",
+    "accepted_particles",
+    "exported",
+    "shift_groups",
+]

@@ -10,7 +10,14 @@ from typing import Any
 import duckdb
 import numpy as np
 
-__all__ = ["EXPORTED_SQL", "SELECTED_SQL", "Exported", "exported", "shift_groups"]
+__all__ = [
+    "EXPORTED_SQL",
+    "SELECTED_SQL",
+    "Exported",
+    "accepted_particles",
+    "exported",
+    "shift_groups",
+]
 
 #: Done exposures the gate did not fail, in commit order: what a whole-session export writes.
 EXPORTED_SQL = """
@@ -52,6 +59,50 @@ class Exported:
     exposure_id: str
     outputs: dict[str, str]
     shift: tuple[float, float] | None
+
+
+#: The latest class set's accepted classes (by the operator's label, else the recommendation,
+#: which reads the label too; a file from before recommendations: the selection) and the STAR
+#: of the selected classes' particles, which holds their class numbers.
+_ACCEPTED_CLASSES_SQL = """
+SELECT k.class_index, s.selected_star_path
+FROM classes AS k JOIN class_sets AS s USING (version)
+WHERE k.version = (SELECT max(version) FROM class_sets)
+  AND coalesce(k.recommendation, CASE WHEN k.selected THEN 'accept' END) = 'accept'
+ORDER BY k.class_index
+"""
+
+
+def accepted_particles(connection: duckdb.DuckDBPyConnection) -> set[str] | None:
+    """The image names (``rlnImageName``) of the particles in the latest 2D classification's
+    accepted classes, not flagged as outliers; None when the session classified no particles
+    (then no particle is left out for its class)."""
+    import starfile
+
+    from causalscope.models.errors import InputError
+
+    has = connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'class_sets'"
+    ).fetchone()
+    if not has or not has[0]:
+        return None
+    if connection.execute("SELECT count(*) FROM class_sets").fetchone() == (0,):
+        return None
+    rows = connection.execute(_ACCEPTED_CLASSES_SQL).fetchall()
+    if not rows:
+        return set()
+    source = rows[0][1]
+    try:
+        particles = starfile.read(source, always_dict=True).get("particles")
+    except (OSError, ValueError) as error:
+        raise InputError(
+            "Unreadable selected particles", f"{source}: {error}", path=source
+        ) from error
+    if particles is None or not len(particles):
+        return set()
+    numbers = {int(k) + 1 for k, _ in rows}
+    chosen = particles[particles["rlnClassNumber"].astype(int).isin(numbers)]
+    return set(chosen["rlnImageName"].astype(str))
 
 
 def exported(

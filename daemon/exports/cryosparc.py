@@ -81,8 +81,11 @@ def write_cryosparc(
     out: Path,
     exposures: list[Exported],
     groups: Mapping[str, int],
+    *,
+    particles: set[str] | None = None,
 ) -> dict[str, int]:
-    """Write ``exposures.cs`` and ``particles.cs`` into ``out``; counts of rows by file.
+    """Write ``exposures.cs`` and ``particles.cs`` into ``out`` (``particles``: only these, by
+    their STAR image names: ``export --selected``'s accepted classes); counts of rows by file.
 
     Raises
     ------
@@ -123,9 +126,9 @@ def write_cryosparc(
         for name, value in values.items():
             micrographs[name][i] = value
     micrographs.save(out / "exposures.cs")
-    particles = _particles(rows, optics, shapes, micrographs["uid"], by_id)
-    particles.save(out / "particles.cs")
-    return {"exposures": len(micrographs), "particles": len(particles)}
+    written = _particles(rows, optics, shapes, micrographs["uid"], by_id, particles)
+    written.save(out / "particles.cs")
+    return {"exposures": len(micrographs), "particles": len(written)}
 
 
 def _ctf_values(row: Mapping[str, Any], group: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +169,7 @@ def _particles(
     shapes: list[tuple[int, int]],
     uids: np.ndarray,
     by_id: Mapping[str, Exported],
+    only: set[str] | None,
 ) -> Any:
     import starfile
     from cryosparc.dataset import Dataset
@@ -180,6 +184,8 @@ def _particles(
         except (OSError, ValueError) as error:
             raise InputError("Unreadable particles", f"{star}: {error}", path=star) from error
         table, table_optics = blocks.get("particles"), blocks.get("optics")
+        if table is not None and only is not None:
+            table = table[table["rlnImageName"].astype(str).isin(only)]
         if table is None or table_optics is None or table.empty:
             continue
         box = dict(zip(table_optics["rlnOpticsGroup"], table_optics["rlnImageSize"], strict=True))

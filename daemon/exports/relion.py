@@ -16,6 +16,11 @@ Written into one folder:
     The latest 2D classification's selected classes (``data_model_classes``) and their
     particles, when the session classified any: those of the exported exposures, with
     ``particles.star``'s optics block and groups.
+
+With ``particles`` (``export --selected``: the particles of the accepted classes,
+:func:`~causalscope.daemon.exports.accepted_particles`), ``particles.star`` holds only those,
+and the classes written are the accepted ones (the operator's label, else the
+recommendation) rather than the classifier's selection.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ _PICKS_SQL = "SELECT exposure_id, x_px, y_px, score FROM picks ORDER BY exposure
 _SELECTED_CLASSES_SQL = """
 SELECT k.class_index, k.particles, k.resolution_angstrom, k.image, s.selected_star_path
 FROM classes AS k JOIN class_sets AS s USING (version)
-WHERE k.version = (SELECT max(version) FROM class_sets) AND k.selected
+WHERE k.version = (SELECT max(version) FROM class_sets) AND {which}
 ORDER BY k.class_index
 """
+_SELECTED = "k.selected"
+_ACCEPTED = "coalesce(k.recommendation, CASE WHEN k.selected THEN 'accept' END) = 'accept'"
 #: RELION writes resolutions it cannot estimate as 999 A.
 _NO_RESOLUTION = 999.0
 
@@ -47,8 +54,11 @@ def write_relion(
     out: Path,
     exposures: list[Exported],
     groups: Mapping[str, int],
+    *,
+    particles: set[str] | None = None,
 ) -> dict[str, int]:
-    """Write the folder (see the module docstring); counts of what was written by kind."""
+    """Write the folder (see the module docstring; ``particles``: only these, by image name,
+    and the accepted classes); counts of what was written by kind."""
     import numpy as np
 
     from causalscope.daemon.formats.coordinates import write_coordinates_star
@@ -82,8 +92,10 @@ def write_relion(
         for e in exposures
         if e.outputs.get("particles_star")
     ]
-    counts["particles"] = merge_particles(stars, out / "particles.star")
-    counts.update(_write_classes(connection, out, out / "particles.star"))
+    counts["particles"] = merge_particles(stars, out / "particles.star", only=particles)
+    counts.update(
+        _write_classes(connection, out, out / "particles.star", accepted=particles is not None)
+    )
     return counts
 
 
@@ -96,11 +108,11 @@ def _write_coordinate_list(path: Path, listed: list[tuple[str, str]]) -> None:
 
 
 def _write_classes(
-    connection: duckdb.DuckDBPyConnection, out: Path, particles_star: Path
+    connection: duckdb.DuckDBPyConnection, out: Path, particles_star: Path, *, accepted: bool
 ) -> dict[str, int]:
-    """The latest selected 2D classes (``class_averages.star``, RELION's ``model_classes``
-    block) and their particles (``particles_selected_classes.star``), in the optics groups of
-    the exported ``particles_star``, whose optics block they carry."""
+    """The latest selected (or ``accepted``) 2D classes (``class_averages.star``, RELION's
+    ``model_classes`` block) and their particles (``particles_selected_classes.star``), in the
+    optics groups of the exported ``particles_star``, whose optics block they carry."""
     import pandas as pd
     import starfile
 
@@ -109,7 +121,8 @@ def _write_classes(
     ).fetchone()
     if not has or not has[0]:
         return {"selected_classes": 0, "selected_class_particles": 0}
-    rows = connection.execute(_SELECTED_CLASSES_SQL).fetchall()
+    which = _ACCEPTED if accepted else _SELECTED
+    rows = connection.execute(_SELECTED_CLASSES_SQL.format(which=which)).fetchall()
     if not rows:
         return {"selected_classes": 0, "selected_class_particles": 0}
     total = max(sum(r[1] for r in rows), 1)
@@ -142,6 +155,8 @@ def _write_classes(
     # those of exposures not exported (``--selected``) are left out with them
     group_of = dict(zip(listed["rlnImageName"], listed["rlnOpticsGroup"], strict=True))
     particles = particles[particles["rlnImageName"].isin(group_of.keys())]
+    numbers = {int(r[0]) + 1 for r in rows}  # the selected STAR may hold more classes
+    particles = particles[particles["rlnClassNumber"].astype(int).isin(numbers)]
     particles = particles.assign(
         rlnOpticsGroup=[int(group_of[name]) for name in particles["rlnImageName"]]
     )
@@ -153,9 +168,12 @@ def _write_classes(
     return {"selected_classes": len(rows), "selected_class_particles": len(particles)}
 
 
-def merge_particles(stars: list[tuple[Path, int]], path: Path) -> int:
+def merge_particles(
+    stars: list[tuple[Path, int]], path: Path, *, only: set[str] | None = None
+) -> int:
     """One particles STAR from the exposures' own: ``(STAR, shift group)`` each; one optics group
-    per distinct optics and shift group, numbered in order of first appearance."""
+    per distinct optics and shift group, numbered in order of first appearance; with ``only``,
+    the particles whose image names it holds."""
     import pandas as pd
     import starfile
 
@@ -170,6 +188,8 @@ def merge_particles(stars: list[tuple[Path, int]], path: Path) -> int:
         optics, particles = blocks.get("optics"), blocks.get("particles")
         if optics is None or particles is None:
             raise InputError("Not a particles STAR", f"{star} lacks optics or particles", path=star)
+        if only is not None:
+            particles = particles[particles["rlnImageName"].astype(str).isin(only)]
         renumber = {}
         for _, row in optics.iterrows():
             values = row.drop(["rlnOpticsGroup", "rlnOpticsGroupName"], errors="ignore")

@@ -393,3 +393,78 @@ def test_export_whole_session_for_relion_and_cryosparc(
     expected = [xy for p in paths for xy in picks_of[p]]
     assert np.column_stack([x, y]) == pytest.approx(np.array(expected), abs=1e-3)
     assert set(particles["location/micrograph_uid"]) == set(exposures["uid"])
+
+
+def test_export_selected_keeps_only_the_particles_of_accepted_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a 2D classification, `--selected` writes the accepted exposures' particles that
+    sit in accepted classes: class 1 recommended, class 2 selected by the classifier but
+    recommended against (its nearest neighbour in the index is junk), class 3 to look at;
+    the operator's label on class 4's particles is what counts for it. RELION's two particle
+    files and cryoSPARC's agree."""
+    import dataclasses
+
+    import mrcfile
+    import numpy as np
+    from cryosparc.dataset import Dataset
+
+    from tests.tui._reconstruction import make_update
+
+    session = tmp_path / "S.duckdb"
+    picks = [[30.0 + 40 * k, 20.0] for k in range(8)]
+    picking = PickingRecord(
+        n_particles=8, particle_diameter_angstrom=100.0, picks_xy_px=picks, scores=[1.0] * 8
+    )
+    settings = ScoringSettings(accept_above=100.0)
+    with SessionStore(session) as store:
+        keeper = ScoreKeeper(settings, store, lambda alert: None)
+        for eid in ("a", "b"):
+            micrograph = tmp_path / f"{eid}_DW.mrc"
+            with mrcfile.new(micrograph) as mrc:
+                mrc.set_data(np.zeros((300, 400), dtype=np.float32))
+            star = _particles_star(tmp_path / f"{eid}.star", eid, 8, 1.0)
+            outputs = {"dose_weighted_sum": str(micrograph), "particles_star": str(star)}
+            record = make_record(eid, fit_resolution_angstrom=3.5, outputs=outputs)
+            store.commit_exposure(record.model_copy(update={"picking": picking}), params_hash="p")
+            keeper.exposure(record)
+        store.add_label("b", "reject")  # b's particles go, whatever their class
+        update = make_update(1, tmp_path, {3: "select"})
+        assert update.class_set is not None
+        verdicts = {0: "accept", 1: "reject", 2: "look", 3: "accept"}
+        classes = tuple(
+            dataclasses.replace(
+                c, selected=True, recommendation=verdicts.get(c.class_index, "reject")
+            )
+            for c in update.class_set.classes
+        )
+        update = dataclasses.replace(
+            update, class_set=dataclasses.replace(update.class_set, classes=classes)
+        )
+        tables = [starfile.read(tmp_path / f"{e}.star", always_dict=True) for e in "ab"]
+        particles = pd.concat([t["particles"] for t in tables], ignore_index=True)
+        particles["rlnClassNumber"] = [1 + i % 4 for i in range(len(particles))]
+        starfile.write(
+            {"optics": tables[0]["optics"], "particles": particles},
+            update.class_set.selected_star_path,
+            overwrite=True,
+        )
+        assert store.commit_evaluation(update)
+    relion, cryosparc = tmp_path / "relion", tmp_path / "cryosparc"
+    argv = ["export", str(session), "--selected", "--relion", str(relion)]
+    assert main([*argv, "--cryosparc", str(cryosparc)]) == 0
+    assert "1 accepted exposures" in capsys.readouterr().out
+    # a's particles 1-8 in classes 1, 2, 3, 4, 1, 2, 3, 4: classes 1 and 4 are accepted
+    expected = ["1@a.mrcs", "4@a.mrcs", "5@a.mrcs", "8@a.mrcs"]
+    written = starfile.read(relion / "particles.star", always_dict=True)["particles"]
+    assert sorted(written["rlnImageName"]) == expected
+    chosen = starfile.read(relion / "particles_selected_classes.star", always_dict=True)
+    assert sorted(chosen["particles"]["rlnImageName"]) == expected
+    listed = starfile.read(relion / "class_averages.star", always_dict=True)["model_classes"]
+    assert listed["rlnClassNumber"].tolist() == [1, 4]
+    cs = Dataset.load(cryosparc / "particles.cs")
+    assert sorted(int(i) + 1 for i in cs["blob/idx"]) == [1, 4, 5, 8]
+    # without --selected: every particle, and the classifier's selection (all twelve here)
+    everything = tmp_path / "everything"
+    assert main(["export", str(session), "--relion", str(everything)]) == 0
+    assert len(starfile.read(everything / "particles.star", always_dict=True)["particles"]) == 16
