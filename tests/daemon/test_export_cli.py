@@ -438,15 +438,14 @@ def test_export_selected_keeps_only_the_particles_of_accepted_classes(
             )
             for c in update.class_set.classes
         )
-        update = dataclasses.replace(
-            update, class_set=dataclasses.replace(update.class_set, classes=classes)
-        )
+        class_set = dataclasses.replace(update.class_set, classes=classes)
+        update = dataclasses.replace(update, class_set=class_set)
         tables = [starfile.read(tmp_path / f"{e}.star", always_dict=True) for e in "ab"]
         particles = pd.concat([t["particles"] for t in tables], ignore_index=True)
         particles["rlnClassNumber"] = [1 + i % 4 for i in range(len(particles))]
         starfile.write(
             {"optics": tables[0]["optics"], "particles": particles},
-            update.class_set.selected_star_path,
+            class_set.selected_star_path,
             overwrite=True,
         )
         assert store.commit_evaluation(update)
