@@ -80,6 +80,17 @@ def test_export_selected_writes_only_the_accepted(
     group_of = dict(zip(optics["rlnImagePixelSize"], optics["rlnOpticsGroup"], strict=True))
     d_groups = set(particles[particles["rlnMicrographName"] == "d_DW.mrc"]["rlnOpticsGroup"])
     assert d_groups == {group_of[0.9]}
+    # every exposure's recommendation and why, lowest HyperScore first; labels decide
+    assert main(["summary", str(session), "--recommendations"]) == 0
+    text = capsys.readouterr().out
+    listed = text[text.index("exposures   4 scored") :].splitlines()[1:5]
+    verdicts = {line.split()[0]: line.split(None, 2)[2] for line in listed}
+    assert verdicts["a"].startswith("accept ")
+    assert verdicts["b"].startswith("reject ") and "fit_within_nyquist" in verdicts["b"]
+    assert verdicts["c"].startswith("reject (your label)")
+    assert verdicts["d"].startswith("accept (your label)")
+    scores = [float(line.split()[1]) for line in listed]
+    assert scores == sorted(scores)  # lowest first
 
 
 def test_export_refuses_a_missing_session(
@@ -463,6 +474,13 @@ def test_export_selected_keeps_only_the_particles_of_accepted_classes(
     assert listed["rlnClassNumber"].tolist() == [1, 4]
     cs = Dataset.load(cryosparc / "particles.cs")
     assert sorted(int(i) + 1 for i in cs["blob/idx"]) == [1, 4, 5, 8]
+    assert main(["summary", str(session), "--recommendations", "--json"]) == 0
+    found = __import__("json").loads(capsys.readouterr().out)["recommendations"]
+    verdicts = {c["class_number"]: c["recommendation"] for c in found["classes"]}
+    assert (verdicts[1], verdicts[2], verdicts[3], verdicts[4]) == (
+        "accept", "reject", "look", "accept"
+    )  # fmt: skip
+    assert [e["label"] for e in found["exposures"] if e["exposure_id"] == "b"] == ["reject"]
     # without --selected: every particle, and the classifier's selection (all twelve here)
     everything = tmp_path / "everything"
     assert main(["export", str(session), "--relion", str(everything)]) == 0
