@@ -169,13 +169,20 @@ def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float, float]:
     (-1) or bright (+1), and the 3rd-97th percentile range (a pixel value's offset, which no
     counting detector has, biases both)."""
     sigma_px = max(1.5, LOCAL_MEAN_ANGSTROM / apix)
-    smooth = _interior(ndimage.gaussian_filter(image, sigma_px, mode="reflect"))
+    # on block means of at most a quarter of the Gaussian's width: the smooth field is the
+    # same (the blocks widen it by under 0.3 %) on a grid up to 16x smaller, and the filter's
+    # cost (801 taps per pixel at 1 A/px: 0.5 s of a 1024 px micrograph's 0.8 s) falls with it
+    step = max(1, int(sigma_px // 4))
+    if step > 1:
+        h, w = (image.shape[0] // step) * step, (image.shape[1] // step) * step
+        image = image[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    smooth = _interior(ndimage.gaussian_filter(image, sigma_px / step, mode="reflect"))
     level = float(np.median(smooth))
     if level == 0.0:
         return 0.0, 0.0, 0.0
     y, x = np.mgrid[0 : smooth.shape[0], 0 : smooth.shape[1]]
     design = _plane(x.ravel() / smooth.shape[1], y.ravel() / smooth.shape[0])
-    coef, *_ = np.linalg.lstsq(design, smooth.ravel(), rcond=None)
+    coef = np.linalg.solve(design.T @ design, design.T @ smooth.ravel())  # the normal equations
     relative = (smooth.ravel() - design @ coef) / abs(level)
     relative -= np.median(relative)
     outside = np.abs(relative) > ANOMALY_RELATIVE
