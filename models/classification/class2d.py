@@ -348,12 +348,19 @@ class Class2D:
 
     def _accumulate(self, index: np.ndarray, estep: EStep) -> ClassSums:
         """The M-step's sums of the particles ``index``, but those their image alone marks as
-        junk (:meth:`_assign`): a carbon edge flagged in a class of good particles would
-        otherwise still print its edge into the class average. (Particles flagged by their
+        junk (:meth:`_assign`) in a class where they are the minority: a carbon edge flagged
+        in a class of good particles would otherwise still print its edge into the class
+        average. A class made mostly of such junk keeps it, so that its average shows what it
+        is (the junk score and Novelty judge the class by it). (Particles flagged by their
         misfit to the class take part: left out, the average would explain them less at
         each pass, and on real ribosomes 5 % rather than 0.5 % ended flagged.)"""
         images, ctf, ids = self.stored()
-        excluded = self._junk_alone[index]
+        excluded = self._junk_alone[index].copy()
+        classes = self._classes[index]
+        for k in np.unique(classes[excluded]):
+            members = self._classes == k
+            if self._junk_alone[members].mean() >= 0.5:
+                excluded[classes == k] = False
         if bool(excluded.any()):
             weight = estep.class_weight.clone()
             weight[torch.as_tensor(excluded)] = 0.0

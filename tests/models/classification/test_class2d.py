@@ -20,6 +20,7 @@ from causalscope.models.classification import (
     wiener_average,
 )
 from causalscope.models.classification._em import accumulate, expectation, rotated_references
+from causalscope.models.classification.metrics import junk_components
 from causalscope.models.reconstruction.resample import fourier_crop
 from causalscope.models.restoration.frc import fourier_ring_correlation
 from causalscope.models.simulate import (
@@ -145,10 +146,18 @@ def _aligned_frc(average: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return fourier_ring_correlation(average.double(), moved.double())
 
 
+def _left_out(model: Class2D, index: np.ndarray) -> np.ndarray:
+    """The particles ``index`` the sums leave out: flagged by their image alone, in a class
+    where such particles are the minority (the flags are the store's; the test reads them)."""
+    alone, classes = model._junk_alone, model._classes
+    share = {k: alone[classes == k].mean() for k in np.unique(classes)}
+    return alone[index] & np.array([share[k] < 0.5 for k in classes[index]])
+
+
 def test_a_batch_updates_the_classes_without_a_restart(run: Run) -> None:
     """With full passes off, a new batch adds its sums to the classes': every particle counts
-    once, but those that their image alone marks as junk (halo, mass, power: never part of
-    a class average), and the old particles' contributions stay."""
+    once, but those that their image alone marks as junk (halo, mass, power) in a class of
+    mostly other particles, and the old particles' contributions stay."""
     settings = Class2DSettings(
         n_classes=12, seed=1, full_pass_below=0, full_pass_every=1000,
         particle_diameter_angstrom=130.0,
@@ -159,14 +168,14 @@ def test_a_batch_updates_the_classes_without_a_restart(run: Run) -> None:
     model.partial_fit(run.stack.images[first], ctf.take(first), first)
     before = model.averages().copy()
     weight_before = model.sums.weight.sum().item()
-    left_out = model._junk_alone  # (the flags are the store's; the test reads them)
-    assert 0 < left_out[first].sum() < 0.21 * len(first)  # 21 % junk: some of it
+    left_out = _left_out(model, first)
+    assert 0 < left_out.sum() < 0.21 * len(first)  # 21 % junk: some of it
     # (close to the count: re-seeded classes hold their seed instead of their particles)
-    assert weight_before == pytest.approx(int((~left_out[first]).sum()), rel=0.05)
+    assert weight_before == pytest.approx(int((~left_out).sum()), rel=0.05)
     flagged = model.partial_fit(run.stack.images[second], ctf.take(second), second).outlier
     added = model.sums.weight.sum().item() - weight_before
-    assert added == pytest.approx(int((~model._junk_alone[second]).sum()), rel=1e-6)
-    assert (flagged >= model._junk_alone[second]).all()  # left out: always an outlier
+    assert added == pytest.approx(int((~_left_out(model, second)).sum()), rel=1e-6)
+    assert (flagged >= model._junk_alone[second]).all()  # flagged by the image: an outlier
     after = model.averages()
     assert not np.allclose(after, before)
     # the populated classes carry on (a restart from random particles would not)
@@ -267,6 +276,14 @@ def test_a_class_of_edges_is_flagged_by_its_power_among_all_particles() -> None:
     assert len(np.unique(assignment.class_index[edge])) == 1  # a class of their own
     assert assignment.outlier[edge].all()
     assert assignment.outlier[30:].mean() <= 0.03
+    # their class keeps them in its average (they are its majority): it shows the edge, so
+    # that the junk score and the operator see what the class is
+    k = int(assignment.class_index[edge][0])
+    assert model.sums.weight[k].sum() == pytest.approx(30, abs=1.0)
+    _, _, s_edge = junk_components(
+        model.references, pixel_size_angstrom=model.grid.pixel_size_angstrom, radius_angstrom=24.0
+    )
+    assert s_edge[k] > 0.5 and float(s_edge[k]) == float(s_edge.max())
 
 
 def test_the_store_keeps_every_batch_in_order() -> None:
