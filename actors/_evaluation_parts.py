@@ -200,11 +200,11 @@ def forecast(
         needed = finite_or_none(ssnr.particles_for(target_angstrom))
         if needed is not None and particles_per_hour:
             hours = max(0.0, (needed - update.particles) / particles_per_hour)
-    end = None
-    if ssnr is not None and ssnr_b is not None and hours_left is not None:
+    end = None  # needs the rate: without one, "the end" would read as "no more particles"
+    if ssnr is not None and ssnr_b is not None and hours_left is not None and particles_per_hour:
         end = session_end(
             ssnr,
-            particles_per_hour=particles_per_hour or 0.0,
+            particles_per_hour=particles_per_hour,
             hours_left=max(0.0, hours_left),
             target_angstrom=target_angstrom,
         )

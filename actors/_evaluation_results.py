@@ -114,7 +114,8 @@ class ForecastUpdate:
     With a planned session length (``reconstruction.session_hours``): the ``hours_left`` of
     it, the particles expected by then at the current rate, the resolution the SSNR fit
     expects from them and the probability of reaching the target
-    (:func:`models.reconstruction.forecast.session_end`); None without.
+    (:func:`models.reconstruction.forecast.session_end`); None without a plan, or before the
+    rate is known.
     """
 
     particles: int

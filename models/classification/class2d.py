@@ -22,7 +22,7 @@ passes. After each full pass, classes with less than ``min_class_fraction`` of a
 are re-seeded, each from the worst-explained particles of one class that explains its members
 least evenly (a split: :meth:`Class2D._reseed_empty`), and classes are centred on their
 centre of mass. Particles that their image alone marks as junk (:class:`Assignment`) take
-no part in the sums.
+no part in the sums of classes where they are the minority.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ class Assignment:
     low-resolution power that many above all particles': particles the class does not
     explain (aggregates, carbon edges, ice and other junk that share a class with good
     particles, or make up a class; RELION's particle sorting does the same). Those flagged
-    by their image alone (halo, mass, power among all particles) do not enter the class
-    averages.
+    by their image alone (halo, mass, power among all particles) do not enter the averages
+    of classes where they are the minority.
     """
 
     ids: np.ndarray
@@ -181,6 +181,13 @@ class Class2D:
         self.last_full_pass: Assignment | None = None
         self._batches_since_full = 0
         self._rng = np.random.default_rng(s.seed)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickled (a saved evaluator's state): one saved before the image-alone flags has
+        none set, and they are found again at the next assignment."""
+        self.__dict__.update(state)
+        if "_junk_alone" not in state:
+            self._junk_alone = np.zeros(len(self._classes), dtype=bool)
 
     # --- public -------------------------------------------------------------------------
 

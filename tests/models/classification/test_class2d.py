@@ -307,3 +307,24 @@ def test_the_store_keeps_every_batch_in_order() -> None:
     torch.testing.assert_close(stored, fourier_crop(torch.as_tensor(images), 16))
     np.testing.assert_array_equal(stored_ids, ids)
     np.testing.assert_array_equal(ctf.defocus_u_angstrom, defocus)
+
+
+def test_a_classifier_saved_before_the_image_flags_carries_on() -> None:
+    """A saved evaluator's classifier from before the image-alone flags unpickles with none
+    set and takes the next batch (a restart must not lose the session's classes)."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    n = 80
+    ctf = ParticleCtfs(
+        np.full(n, 1.5e4), np.full(n, 1.5e4), np.zeros(n), 300.0, 2.7, 0.07, 4.0,
+        phase_flipped=True,
+    )  # fmt: skip
+    model = Class2D(box_px=32, pixel_size_angstrom=4.0, settings=Class2DSettings(n_classes=3))
+    model.partial_fit(rng.normal(size=(n, 32, 32)).astype(np.float32), ctf, np.arange(n))
+    del model.__dict__["_junk_alone"]  # as saved then
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored._junk_alone.shape == (n,) and not restored._junk_alone.any()
+    images = rng.normal(size=(n, 32, 32)).astype(np.float32)
+    restored.partial_fit(images, ctf, np.arange(n, 2 * n))
+    assert restored.n_stored == 2 * n and restored._junk_alone.shape == (2 * n,)
