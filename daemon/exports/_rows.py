@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 
 __all__ = [
+    "ACCEPTED_CLASS",
     "EXPORTED_SQL",
     "SELECTED_SQL",
     "Exported",
@@ -64,11 +65,11 @@ class Exported:
 #: The latest class set's accepted classes (by the operator's label, else the recommendation,
 #: which reads the label too; a file from before recommendations: the selection) and the STAR
 #: of the selected classes' particles, which holds their class numbers.
-_ACCEPTED_CLASSES_SQL = """
+ACCEPTED_CLASS = "coalesce(k.recommendation, CASE WHEN k.selected THEN 'accept' END) = 'accept'"
+_ACCEPTED_CLASSES_SQL = f"""
 SELECT k.class_index, s.selected_star_path
 FROM classes AS k JOIN class_sets AS s USING (version)
-WHERE k.version = (SELECT max(version) FROM class_sets)
-  AND coalesce(k.recommendation, CASE WHEN k.selected THEN 'accept' END) = 'accept'
+WHERE k.version = (SELECT max(version) FROM class_sets) AND {ACCEPTED_CLASS}
 ORDER BY k.class_index
 """
 
@@ -100,6 +101,8 @@ def accepted_particles(connection: duckdb.DuckDBPyConnection) -> set[str] | None
         ) from error
     if particles is None or not len(particles):
         return set()
+    if "rlnClassNumber" not in particles:  # written before the classes were numbered in it
+        return set(particles["rlnImageName"].astype(str))
     numbers = {int(k) + 1 for k, _ in rows}
     chosen = particles[particles["rlnClassNumber"].astype(int).isin(numbers)]
     return set(chosen["rlnImageName"].astype(str))

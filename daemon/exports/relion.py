@@ -31,7 +31,7 @@ from typing import Any
 
 import duckdb
 
-from causalscope.daemon.exports._rows import Exported
+from causalscope.daemon.exports._rows import ACCEPTED_CLASS, Exported
 from causalscope.models.errors import InputError
 
 __all__ = ["merge_particles", "write_relion"]
@@ -44,7 +44,6 @@ WHERE k.version = (SELECT max(version) FROM class_sets) AND {which}
 ORDER BY k.class_index
 """
 _SELECTED = "k.selected"
-_ACCEPTED = "coalesce(k.recommendation, CASE WHEN k.selected THEN 'accept' END) = 'accept'"
 #: RELION writes resolutions it cannot estimate as 999 A.
 _NO_RESOLUTION = 999.0
 
@@ -121,7 +120,7 @@ def _write_classes(
     ).fetchone()
     if not has or not has[0]:
         return {"selected_classes": 0, "selected_class_particles": 0}
-    which = _ACCEPTED if accepted else _SELECTED
+    which = ACCEPTED_CLASS if accepted else _SELECTED
     rows = connection.execute(_SELECTED_CLASSES_SQL.format(which=which)).fetchall()
     if not rows:
         return {"selected_classes": 0, "selected_class_particles": 0}
@@ -155,8 +154,9 @@ def _write_classes(
     # those of exposures not exported (``--selected``) are left out with them
     group_of = dict(zip(listed["rlnImageName"], listed["rlnOpticsGroup"], strict=True))
     particles = particles[particles["rlnImageName"].isin(group_of.keys())]
-    numbers = {int(r[0]) + 1 for r in rows}  # the selected STAR may hold more classes
-    particles = particles[particles["rlnClassNumber"].astype(int).isin(numbers)]
+    if "rlnClassNumber" in particles:  # the selected STAR may hold more classes
+        numbers = {int(r[0]) + 1 for r in rows}
+        particles = particles[particles["rlnClassNumber"].astype(int).isin(numbers)]
     particles = particles.assign(
         rlnOpticsGroup=[int(group_of[name]) for name in particles["rlnImageName"]]
     )
