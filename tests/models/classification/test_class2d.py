@@ -328,3 +328,23 @@ def test_a_classifier_saved_before_the_image_flags_carries_on() -> None:
     images = rng.normal(size=(n, 32, 32)).astype(np.float32)
     restored.partial_fit(images, ctf, np.arange(n, 2 * n))
     assert restored.n_stored == 2 * n and restored._junk_alone.shape == (2 * n,)
+
+
+def test_a_class_with_a_long_upper_tail_is_not_read_as_outliers() -> None:
+    """Misfits of one class with a tight lower part and a long upper tail (exponential, as a
+    real class's can be) beside a Gaussian class: from the class's lower quantiles alone its
+    sigma is a third of the tail's scale and over a quarter of the class reads as outliers;
+    with the floor at 0.75 of the pooled sigma, under 8 %. A true outlier still reads so."""
+    rng = np.random.default_rng(0)
+    model = Class2D(box_px=32, pixel_size_angstrom=4.0, settings=Class2DSettings(n_classes=2))
+    gaussian = 0.93 + 0.01 * rng.standard_normal(300)
+    tailed = 0.92 + rng.exponential(0.01, 100)
+    values = np.concatenate([gaussian, tailed, [1.25]])
+    model._classes = np.array([0] * 300 + [1] * 101)  # (the store's classes; set by hand here)
+    z = model._robust_z(values, np.arange(401))
+    assert np.mean(z[300:400] > 3.5) < 0.08
+    assert np.mean(z[:300] > 3.5) < 0.01 and z[400] > 3.5
+    # the lower quantiles alone: sigma of about 0.3 of the tail's scale
+    q10, q25 = np.percentile(tailed, [10, 25])
+    alone = (tailed - (q25 + 0.6745 * (q25 - q10) / 0.6071)) / ((q25 - q10) / 0.6071)
+    assert np.mean(alone > 3.5) > 0.15
