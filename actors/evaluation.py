@@ -35,7 +35,6 @@ from causalscope.actors import _evaluation_parts as parts
 from causalscope.actors._evaluation_results import (
     ClassSetUpdate,
     EvaluationUpdate,
-    ForecastUpdate,
     MapUpdate,
     finite_or_none,
 )
@@ -231,7 +230,13 @@ class SessionEvaluator:
         map_update = self._update_map()
         forecast = None
         if map_update is not None:
-            forecast = self._forecast(map_update, particles_per_hour, hours_left)
+            forecast = parts.forecast(
+                map_update,
+                self._history,
+                target_angstrom=self.settings.target_resolution_angstrom,
+                particles_per_hour=particles_per_hour,
+                hours_left=hours_left,
+            )
         self._latest = EvaluationUpdate(
             version=self._version,
             particles=self.particle_count,
@@ -437,17 +442,6 @@ class SessionEvaluator:
             found = self_correlations(reference, symmetry_matrices(self.settings.symmetry))
         self._symmetry_correlations = found
         return found
-
-    def _forecast(
-        self, update: MapUpdate, particles_per_hour: float | None, hours_left: float | None
-    ) -> ForecastUpdate:
-        return parts.forecast(
-            update,
-            self._history,
-            target_angstrom=self.settings.target_resolution_angstrom,
-            particles_per_hour=particles_per_hour,
-            hours_left=hours_left,
-        )
 
     # --- state --------------------------------------------------------------------------
 

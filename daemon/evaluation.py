@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -35,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from causalscope.actors._evaluation_results import EvaluationUpdate
     from causalscope.actors.evaluation import EvaluatorSettings
+    from causalscope.config import Settings
 
-__all__ = ["EvaluationTracker"]
+__all__ = ["EvaluationTracker", "session_tracker"]
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +168,12 @@ class EvaluationTracker:
             return None
 
     def _write_start(self, started: float) -> None:
+        from causalscope.daemon.formats._common import output_path
+
         path = self.state_dir / "session_start.json"
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            part = path.with_name(f".{path.name}.{os.getpid()}.part")
-            part.write_text(json.dumps({"started_at": started}))
-            os.replace(part, path)
+            with output_path(path, atomic=True) as part:
+                part.write_text(json.dumps({"started_at": started}))
         except OSError as error:  # the forecast's clock is not worth stopping the session
             log.warning("could not write %s: %s", path, error)
 
@@ -295,3 +295,33 @@ class EvaluationTracker:
 
             ray.kill(self._worker)
         self._worker = None
+
+
+def session_tracker(settings: Settings, state_dir: Path) -> EvaluationTracker | None:
+    """The session's tracker of its running reconstructions (state in ``state_dir``), when
+    they are on and particles are extracted; None otherwise."""
+    from causalscope.actors.evaluation import EvaluatorSettings
+    from causalscope.daemon.novelty import default_index_folder
+
+    picking = settings.processing.picking
+    wanted = settings.processing.reconstruction
+    if not (wanted.enabled and picking.enabled and picking.extract):
+        return None
+    evaluator = EvaluatorSettings(
+        particle_diameter_angstrom=picking.particle_diameter_angstrom,
+        classes=wanted.classes,
+        class_threshold=wanted.class_threshold,
+        reference=None if wanted.reference is None else str(wanted.reference),
+        symmetry=wanted.symmetry,
+        box_px=wanted.box_px,
+        target_resolution_angstrom=wanted.target_resolution_angstrom,
+        ab_initio_min_particles=wanted.ab_initio_min_particles,
+        novelty_index=str(default_index_folder(wanted.novelty_index)),
+        novelty_scale=wanted.novelty_scale,
+    )
+    return EvaluationTracker(
+        evaluator,
+        state_dir,
+        update_every=wanted.update_every,
+        session_hours=wanted.session_hours or None,
+    )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from causalscope.daemon.alerts import Alert, AlertMonitor
 from causalscope.daemon.causal import CausalTracker, not_learned_message
 from causalscope.daemon.control import ControlServer, new_token
-from causalscope.daemon.evaluation import EvaluationTracker
+from causalscope.daemon.evaluation import session_tracker
 from causalscope.daemon.finetune import Finetuner
 from causalscope.daemon.live_control import StatusBoard, session_status
 from causalscope.daemon.rates import RateWindow
@@ -144,7 +144,7 @@ class LiveSession:
         )
         causal = settings.processing.causal
         self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
-        self.evaluation = _evaluation_tracker(settings, paths)
+        self.evaluation = session_tracker(settings, paths.root / "reconstruction")
         self.scores: ScoreKeeper | None = None
         self.rates = RateWindow()
         self._next_status = 0.0
@@ -448,35 +448,6 @@ class LiveSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _evaluation_tracker(settings: Settings, paths: SessionPaths) -> EvaluationTracker | None:
-    """The running reconstructions' tracker, when they are on and particles are extracted."""
-    from causalscope.actors.evaluation import EvaluatorSettings
-    from causalscope.daemon.novelty import default_index_folder
-
-    picking = settings.processing.picking
-    wanted = settings.processing.reconstruction
-    if not (wanted.enabled and picking.enabled and picking.extract):
-        return None
-    evaluator = EvaluatorSettings(
-        particle_diameter_angstrom=picking.particle_diameter_angstrom,
-        classes=wanted.classes,
-        class_threshold=wanted.class_threshold,
-        reference=None if wanted.reference is None else str(wanted.reference),
-        symmetry=wanted.symmetry,
-        box_px=wanted.box_px,
-        target_resolution_angstrom=wanted.target_resolution_angstrom,
-        ab_initio_min_particles=wanted.ab_initio_min_particles,
-        novelty_index=str(default_index_folder(wanted.novelty_index)),
-        novelty_scale=wanted.novelty_scale,
-    )
-    return EvaluationTracker(
-        evaluator,
-        paths.root / "reconstruction",
-        update_every=wanted.update_every,
-        session_hours=wanted.session_hours or None,
-    )
 
 
 class _Tap:

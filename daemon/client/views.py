@@ -53,10 +53,12 @@ __all__ = [
     "EVALUATION_RELATIONS",
     "EXPOSURE_CATCH_UP_SQL",
     "HAS_CAUSAL_SQL",
+    "HAS_CLASSES_SQL",
     "HAS_EVALUATIONS_SQL",
     "HAS_SCORES_SQL",
     "HISTORY_SQL",
     "LATEST_CLASS_SET_SQL",
+    "LATEST_LABELS_SQL",
     "LATEST_MAP_SQL",
     "PUBLISHED_EXPOSURE_SQL",
     "SCORES_SQL",
@@ -289,6 +291,13 @@ SCORE_CATCH_UP_SQL = (
 #: The scores' view and tables: a file older than schema 4 has none.
 SCORE_RELATIONS = ("score_rows", "scores", "obligations")
 #: How many of :data:`SCORE_RELATIONS` the session has.
+#: Each labelled exposure's latest label (``exposure_id``, ``label``): a relation to join.
+LATEST_LABELS_SQL = (
+    "SELECT exposure_id, label FROM labels "
+    "QUALIFY row_number() OVER (PARTITION BY exposure_id ORDER BY id DESC) = 1"
+)
+#: 1 when the session has classified particles in 2D (its ``class_sets`` table exists).
+HAS_CLASSES_SQL = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'class_sets'"
 HAS_SCORES_SQL = (
     "SELECT count(DISTINCT table_name) FROM information_schema.tables "
     f"WHERE table_name IN {SCORE_RELATIONS}"

@@ -10,6 +10,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from causalscope.daemon.client.views import HAS_CLASSES_SQL, LATEST_LABELS_SQL
+
 __all__ = [
     "ACCEPTED_CLASS",
     "EXPORTED_SQL",
@@ -29,13 +31,10 @@ ORDER BY e.done_at, e.exposure_id
 """
 
 #: Exposures accepted by the operator's latest label, else by the score's recommendation.
-SELECTED_SQL = """
+SELECTED_SQL = f"""
 SELECT e.exposure_id
 FROM exposures AS e
-LEFT JOIN (
-    SELECT exposure_id, label FROM labels
-    QUALIFY row_number() OVER (PARTITION BY exposure_id ORDER BY id DESC) = 1
-) AS l USING (exposure_id)
+LEFT JOIN ({LATEST_LABELS_SQL}) AS l USING (exposure_id)
 LEFT JOIN scores AS s ON s.kind = 'exposure' AND s.subject = e.exposure_id
 WHERE e.state = 'done' AND coalesce(l.label, s.recommendation) = 'accept'
 ORDER BY e.done_at, e.exposure_id
@@ -82,9 +81,7 @@ def accepted_particles(connection: duckdb.DuckDBPyConnection) -> set[str] | None
 
     from causalscope.models.errors import InputError
 
-    has = connection.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'class_sets'"
-    ).fetchone()
+    has = connection.execute(HAS_CLASSES_SQL).fetchone()
     if not has or not has[0]:
         return None
     if connection.execute("SELECT count(*) FROM class_sets").fetchone() == (0,):

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from causalscope.daemon.client.views import HAS_CLASSES_SQL
 from causalscope.daemon.exports._rows import ACCEPTED_CLASS, Exported
 from causalscope.models.errors import InputError
 
@@ -115,9 +116,7 @@ def _write_classes(
     import pandas as pd
     import starfile
 
-    has = connection.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'class_sets'"
-    ).fetchone()
+    has = connection.execute(HAS_CLASSES_SQL).fetchone()
     if not has or not has[0]:
         return {"selected_classes": 0, "selected_class_particles": 0}
     which = ACCEPTED_CLASS if accepted else _SELECTED

@@ -15,27 +15,26 @@ from typing import Any
 import duckdb
 
 from causalscope.daemon.client.query import Selectable
-from causalscope.daemon.client.views import HAS_SCORES_SQL, SCORE_RELATIONS
+from causalscope.daemon.client.views import (
+    HAS_CLASSES_SQL,
+    HAS_SCORES_SQL,
+    LATEST_LABELS_SQL,
+    SCORE_RELATIONS,
+)
 from causalscope.daemon.store.summary import select_rows
 
 __all__ = ["describe_recommendations", "recommendations"]
 
-_EXPOSURES_SQL = """
+_EXPOSURES_SQL = f"""
 SELECT s.subject, s.hyperscore, l.label, s.recommendation, s.reason,
        (SELECT string_agg(o.name || ': ' || o.message, '; ' ORDER BY o.name)
         FROM obligations o
         WHERE o.kind = s.kind AND o.subject = s.subject AND NOT o.holds) AS failed
 FROM scores AS s
-LEFT JOIN (
-    SELECT exposure_id, label FROM labels
-    QUALIFY row_number() OVER (PARTITION BY exposure_id ORDER BY id DESC) = 1
-) AS l ON l.exposure_id = s.subject
+LEFT JOIN ({LATEST_LABELS_SQL}) AS l ON l.exposure_id = s.subject
 WHERE s.kind = 'exposure'
 ORDER BY s.hyperscore NULLS FIRST, s.subject
 """
-_HAS_CLASSES_SQL = (
-    "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('classes', 'class_sets')"
-)
 _CLASSES_SQL = """
 SELECT class_index, particles, junk_score, label, recommendation, reason
 FROM classes WHERE version = (SELECT max(version) FROM class_sets)
@@ -63,7 +62,7 @@ def recommendations(source: duckdb.DuckDBPyConnection | Selectable) -> dict[str,
                 }
             )
     classes: list[dict[str, Any]] = []
-    if rows(_HAS_CLASSES_SQL)[0][0] == 2:
+    if rows(HAS_CLASSES_SQL)[0][0]:
         for index, particles, junk, label, recommendation, reason in rows(_CLASSES_SQL):
             classes.append(
                 {

@@ -55,6 +55,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from causalscope.daemon.client.views import LATEST_LABELS_SQL
 from causalscope.daemon.store.tables import Column, Table, encode_json, field
 
 if TYPE_CHECKING:
@@ -279,12 +280,9 @@ SCORE_WEIGHTS_TABLE = Table(
 )
 
 # each labelled exposure's latest label with its stored components
-_LABELLED_SQL = """
+_LABELLED_SQL = f"""
 SELECT s.logic, s.novelty, s.impact, s.delta_repro, s.meta, l.label
-FROM (
-    SELECT exposure_id, label FROM labels
-    QUALIFY row_number() OVER (PARTITION BY exposure_id ORDER BY id DESC) = 1
-) l JOIN scores s ON s.kind = 'exposure' AND s.subject = l.exposure_id
+FROM ({LATEST_LABELS_SQL}) l JOIN scores s ON s.kind = 'exposure' AND s.subject = l.exposure_id
 ORDER BY s.seq
 """
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -42,6 +41,8 @@ from causalscope.models.classification._em import (
     rotated_references,
 )
 from causalscope.models.classification._grids import Grid, shift_spectra
+from causalscope.models.classification._outliers import global_z, robust_z, split_seeds
+from causalscope.models.classification._settings import Assignment, Class2DSettings
 from causalscope.models.classification.averages import (
     frc_first_crossing_angstrom,
     half_set_frc,
@@ -60,82 +61,9 @@ _SCORES_PER_CHUNK = 16_000_000  # (particles x shifts x classes x rotations) per
 _JOINT_Z = 4.0
 #: particles in a re-seeded class (:meth:`Class2D._reseed_empty`)
 _PER_SEED = 8
-#: the within-class robust sigma (:meth:`Class2D._robust_z`) is at least this share of the
-#: pooled one
+#: the within-class robust sigma (:func:`._outliers.robust_z`) is at least this share of
+#: the pooled one
 _SIGMA_FLOOR = 0.75
-
-
-@dataclass(frozen=True)
-class Class2DSettings:
-    """Settings of :class:`Class2D` (module docstring for the schedule)."""
-
-    n_classes: int = 50
-    #: the E-step never goes finer than this
-    max_resolution_angstrom: float = 10.0
-    #: the E-step's limit at the start, and the low-pass of the first classes
-    initial_resolution_angstrom: float = 30.0
-    #: translations searched, in pixels of the input images, on a grid of ``shift_step_px``
-    max_shift_px: float = 4.0
-    shift_step_px: float = 2.0
-    #: in-plane rotations: at least ``min_rotations``, more as the resolution limit grows
-    min_rotations: int = 36
-    max_rotations: int = 72
-    start_after: int = 0  # 0: 4 particles per class
-    initial_passes: int = 4
-    full_pass_below: int = 2000
-    full_pass_every: int = 4
-    forget: float = 0.0
-    min_class_fraction: float = 0.2
-    #: particles whose residual is this many robust standard deviations above their class's
-    #: median are marked as outliers
-    outlier_z: float = 3.5
-    #: with it, a particle whose mean beyond its radius (a halo: ice and carbon reach past
-    #: the particle, a protein does not) is ``outlier_z`` robust standard deviations from
-    #: the particles' median is an outlier too
-    particle_diameter_angstrom: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "n_classes": self.n_classes >= 1,
-            "max_resolution_angstrom": self.max_resolution_angstrom > 0,
-            "max_shift_px": self.max_shift_px >= 0,
-            "shift_step_px": self.shift_step_px > 0,
-            "min_rotations": 4 <= self.min_rotations <= self.max_rotations,
-            "forget": 0 <= self.forget < 1,
-            "full_pass_every": self.full_pass_every >= 1,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"Class2DSettings.{name} out of range: {getattr(self, name)!r}")
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """Where particles went. A particle is its class average rotated counter-clockwise by
-    ``psi_deg``, then shifted by ``shift_px`` ``[x, y]`` (pixels of the input images).
-
-    ``class_index`` is -1 before the classes exist; ``posterior_max`` is the class's posterior;
-    ``residual_z`` the robust z-score of the particle's residual (noise units, at its best
-    pose) among the particles of its class, and ``outlier`` marks ``residual_z >
-    outlier_z`` or a low-resolution power that many robust standard deviations above its
-    class's (or the two z-scores adding up to more than ``_JOINT_Z``), or a mean (the
-    projected mass, the same from every view of one species) or a halo
-    (``Class2DSettings.particle_diameter_angstrom``) that many from all particles', or a
-    low-resolution power that many above all particles': particles the class does not
-    explain (aggregates, carbon edges, ice and other junk that share a class with good
-    particles, or make up a class; RELION's particle sorting does the same). Those flagged
-    by their image alone (halo, mass, power among all particles) do not enter the averages
-    of classes where they are the minority.
-    """
-
-    ids: np.ndarray
-    class_index: np.ndarray
-    psi_deg: np.ndarray
-    shift_px: np.ndarray
-    posterior_max: np.ndarray
-    residual_z: np.ndarray
-    outlier: np.ndarray
 
 
 class Class2D:
@@ -434,35 +362,19 @@ class Class2D:
         self.references[move] = torch.fft.irfft2(moved, s=(b, b))
 
     def _reseed_empty(self) -> None:
-        """Classes below ``min_class_fraction`` of an even share start again from a split of
-        the classes that explain their particles least evenly: each empty class takes the
-        worst-explained particles (largest residual over their class's median) of one such
-        class, rotationally averaged. A class holding two populations (a view of the
-        particle and round ice blobs of a similar size) has a long upper tail of residuals
-        made of the minority; a seed from that tail draws the minority out of the class."""
+        """Classes below ``min_class_fraction`` of an even share start again, each from the
+        worst-explained particles of one class that explains its members least evenly,
+        rotationally averaged (:func:`._outliers.split_seeds`)."""
         s = self.settings
         weight = self.sums.weight.sum(1)
         threshold = max(s.min_class_fraction * self.n_stored / s.n_classes, 1.0)
         empty = torch.nonzero(weight < threshold).flatten().numpy()
         if empty.size == 0 or self._classes.size != self._chi2.numel():
             return
-        chi2 = self._chi2.numpy()
-        sources: list[tuple[float, np.ndarray]] = []
-        for k in np.unique(self._classes):
-            members = np.flatnonzero(self._classes == k)
-            if k < 0 or weight[k] < threshold or members.size < 4 * _PER_SEED:
-                continue
-            ratio = chi2[members] / max(float(np.median(chi2[members])), 1e-12)
-            order = np.argsort(-ratio)
-            tail = order[: max(_PER_SEED, members.size // 5)]
-            # how far the class's worst fifth sits above its median: the split's promise
-            sources.append((float(np.mean(ratio[tail])), members[order[:_PER_SEED]]))
-        if not sources:
-            return
-        sources.sort(key=lambda item: -item[0])
-        n_seeds = min(empty.size, len(sources))
-        seeds = np.stack([particles for _, particles in sources[:n_seeds]])
-        self._seed_classes(empty[:n_seeds], seeds, rotational=True)
+        large = (weight >= threshold).numpy()
+        seeds = split_seeds(self._chi2.numpy(), self._classes, large, empty.size, _PER_SEED)
+        if len(seeds):
+            self._seed_classes(empty[: len(seeds)], seeds, rotational=True)
 
     # --- small helpers ------------------------------------------------------------------
 
@@ -506,15 +418,15 @@ class Class2D:
         self._chi2[index] = self._misfit(estep)
         self._log_power[index] = self._low_power(estep).log()
         self._classes[index] = k.numpy()
-        z = self._robust_z(self._chi2.numpy(), index)
-        z_power = self._robust_z(self._log_power.numpy(), index)
+        z = robust_z(self._chi2.numpy(), self._classes, index, floor_share=_SIGMA_FLOOR)
+        z_power = robust_z(self._log_power.numpy(), self._classes, index, floor_share=_SIGMA_FLOOR)
         limit = self.settings.outlier_z
         # flags from the image alone (its halo, its mass, and far more low-resolution power
         # than any particle's: a carbon edge or dense ice in a class whose own spread, or
         # junk majority, hides it from the class's z), against all particles
-        alone = np.abs(_global_z(self._halo)[index]) > limit
-        alone |= np.abs(_global_z(self._mass)[index]) > limit
-        alone |= _global_z(self._log_power.numpy())[index] > limit
+        alone = np.abs(global_z(self._halo)[index]) > limit
+        alone |= np.abs(global_z(self._mass)[index]) > limit
+        alone |= global_z(self._log_power.numpy())[index] > limit
         self._junk_alone[index] = alone
         outlier = alone | (z > limit) | (z_power > limit)
         # an aggregate (particles on top of one another) is both explained worse and carries
@@ -563,52 +475,6 @@ class Class2D:
         a chi^2 it ignores the per-image scale of the normalisation."""
         size = self._low_rings(estep.power_rings)
         return (estep.noise_rings * size).sum(-1) / self._low_power(estep)
-
-    def _robust_z(self, values: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """Robust z-score of the particles ``index``' ``values`` (misfit, log power) among
-        the stored particles of their class, from the class's lower quantiles only: junk
-        raises both (a misfit: aggregates; power: carbon edges, dense ice, aggregates), and may
-        be the class's majority. With the 10th and 25th percentiles ``q10, q25`` of a
-        Gaussian, ``sigma = (q25 - q10) / 0.607`` and ``mean = q25 + 0.674 sigma``; classes
-        of fewer than 20 use the median and the MAD. Sigma is at least :data:`_SIGMA_FLOOR`
-        of the pooled one (the MAD of every particle about its class's median): a real class
-        whose misfits have a tight lower part and a long upper tail read 5-6 % of 393 EMPIAR-
-        10028 ribosomes as outliers in one random start of four, 1.5 % with the floor, and
-        on simulated sessions junk rejected stayed within 0.7 % while 2-4 % more good
-        particles were kept."""
-        misfit, classes = values, self._classes
-        z = np.zeros(len(index))
-        stored = classes >= 0
-        spread = np.zeros(int(stored.sum()))
-        for k in np.unique(classes[stored]):
-            members = classes[stored] == k
-            spread[members] = np.abs(misfit[stored][members] - np.median(misfit[stored][members]))
-        floor = _SIGMA_FLOOR * 1.4826 * float(np.median(spread)) if spread.size else 0.0
-        for k in np.unique(classes[index]):
-            members = misfit[classes == k]
-            if members.size >= 20:
-                q10, q25 = np.percentile(members, [10, 25])
-                sigma = (q25 - q10) / 0.6071
-                centre = q25 + 0.6745 * sigma
-            else:
-                centre = float(np.median(members))
-                sigma = 1.4826 * float(np.median(np.abs(members - centre)))
-            here = classes[index] == k
-            sigma = max(sigma, floor)
-            z[here] = (misfit[index][here] - centre) / max(sigma, 1e-6 * max(centre, 1e-12))
-        return z
-
-
-def _global_z(values: np.ndarray) -> np.ndarray:
-    """Robust z-score (median, MAD) of each value among all of them (zeros when they are
-    all equal, as without a diameter)."""
-    if values.size == 0:
-        return values
-    centre = float(np.median(values))
-    sigma = 1.4826 * float(np.median(np.abs(values - centre)))
-    if sigma <= 0:
-        return np.zeros(values.size)
-    return (values - centre) / sigma
 
 
 def _appended(buffer: torch.Tensor, used: int, rows: torch.Tensor) -> torch.Tensor:

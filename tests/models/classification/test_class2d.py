@@ -20,6 +20,7 @@ from causalscope.models.classification import (
     wiener_average,
 )
 from causalscope.models.classification._em import accumulate, expectation, rotated_references
+from causalscope.models.classification._outliers import robust_z
 from causalscope.models.classification.metrics import junk_components
 from causalscope.models.reconstruction.resample import fourier_crop
 from causalscope.models.restoration.frc import fourier_ring_correlation
@@ -225,28 +226,41 @@ def test_bad_input_is_named() -> None:
         Class2DSettings(n_classes=0)
 
 
+BLOB_N, BLOB_BOX, BLOB_APIX = 240, 32, 4.0
+
+
+def _blobs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``BLOB_N`` noisy images of one Gaussian blob (phase-flipped data at 4 A/px), with the
+    pixels' x offset from the centre, their radius and the blob itself."""
+    axis = np.arange(BLOB_BOX) - BLOB_BOX // 2
+    radius = np.hypot(axis[:, None], axis[None, :])
+    blob = 3.0 * np.exp(-(radius**2) / (2 * 3.0**2))
+    return blob + rng.normal(0.0, 1.0, (BLOB_N, BLOB_BOX, BLOB_BOX)), axis, radius, blob
+
+
+def _classified_blobs(images: np.ndarray, n_classes: int) -> tuple[Class2D, Assignment]:
+    """``images`` (as :func:`_blobs`) classified into ``n_classes`` with a 48 A diameter."""
+    n = len(images)
+    ctf = ParticleCtfs(
+        np.full(n, 15_000.0), np.full(n, 15_000.0), np.zeros(n), voltage_kv=300.0,
+        spherical_aberration_mm=2.7, amplitude_contrast=0.07, pixel_size_angstrom=BLOB_APIX,
+        phase_flipped=True,
+    )  # fmt: skip
+    settings = Class2DSettings(n_classes=n_classes, particle_diameter_angstrom=48.0, seed=1)
+    model = Class2D(box_px=BLOB_BOX, pixel_size_angstrom=BLOB_APIX, settings=settings)
+    model.partial_fit(images.astype(np.float32), ctf, np.arange(n))
+    return model, model.reassign_all()
+
+
 def test_a_halo_or_an_excess_of_mass_marks_a_particle_as_an_outlier() -> None:
     """Ice and carbon reach beyond the particle and carry more mass than it: a particle
     with a plateau beyond its radius, or twice the mass, is an outlier whatever its class;
     the others (noise around one blob) are not."""
-    rng = np.random.default_rng(3)
-    n, box, apix = 240, 32, 4.0
-    axis = np.arange(box) - box // 2
-    radius = np.hypot(axis[:, None], axis[None, :])
-    blob = 3.0 * np.exp(-(radius**2) / (2 * 3.0**2))
-    images = blob + rng.normal(0.0, 1.0, (n, box, box))
+    images, _, radius, blob = _blobs(np.random.default_rng(3))
     halo, heavy = np.arange(0, 8), np.arange(8, 16)
     images[halo] += 0.6 * ((radius > 8) & (radius < 15))  # diameter 48 A: 6 px radius
     images[heavy] += blob
-    ctf = ParticleCtfs(
-        np.full(n, 15_000.0), np.full(n, 15_000.0), np.zeros(n), voltage_kv=300.0,
-        spherical_aberration_mm=2.7, amplitude_contrast=0.07, pixel_size_angstrom=apix,
-        phase_flipped=True,
-    )  # fmt: skip
-    settings = Class2DSettings(n_classes=2, particle_diameter_angstrom=48.0, seed=1)
-    model = Class2D(box_px=box, pixel_size_angstrom=apix, settings=settings)
-    model.partial_fit(images.astype(np.float32), ctf, np.arange(n))
-    outlier = model.reassign_all().outlier
+    outlier = _classified_blobs(images, 2)[1].outlier
     assert outlier[halo].all() and outlier[heavy].all()
     assert outlier[16:].mean() <= 0.03
 
@@ -256,23 +270,11 @@ def test_a_class_of_edges_is_flagged_by_its_power_among_all_particles() -> None:
     z-score within the class can see them; their low-resolution power, far beyond any
     particle's, flags every one of them (without that rule, a third), and few of the rest."""
     rng = np.random.default_rng(3)
-    n, box, apix = 240, 32, 4.0
-    axis = np.arange(box) - box // 2
-    radius = np.hypot(axis[:, None], axis[None, :])
-    blob = 3.0 * np.exp(-(radius**2) / (2 * 3.0**2))
-    images = blob + rng.normal(0.0, 1.0, (n, box, box))
+    images, axis, _, blob = _blobs(rng)
     edge = np.arange(0, 30)
-    images[edge] = rng.normal(0.0, 1.0, (30, box, box)) + np.sign(axis)[None, None, :]
+    images[edge] = rng.normal(0.0, 1.0, (30, BLOB_BOX, BLOB_BOX)) + np.sign(axis)[None, None, :]
     images[edge] += blob.mean()  # the particles' mass: the mass rule does not see them
-    ctf = ParticleCtfs(
-        np.full(n, 15_000.0), np.full(n, 15_000.0), np.zeros(n), voltage_kv=300.0,
-        spherical_aberration_mm=2.7, amplitude_contrast=0.07, pixel_size_angstrom=apix,
-        phase_flipped=True,
-    )  # fmt: skip
-    settings = Class2DSettings(n_classes=3, particle_diameter_angstrom=48.0, seed=1)
-    model = Class2D(box_px=box, pixel_size_angstrom=apix, settings=settings)
-    model.partial_fit(images.astype(np.float32), ctf, np.arange(n))
-    assignment = model.reassign_all()
+    model, assignment = _classified_blobs(images, 3)
     assert len(np.unique(assignment.class_index[edge])) == 1  # a class of their own
     assert assignment.outlier[edge].all()
     assert assignment.outlier[30:].mean() <= 0.03
@@ -336,15 +338,12 @@ def test_a_class_with_a_long_upper_tail_is_not_read_as_outliers() -> None:
     sigma is a third of the tail's scale and over a quarter of the class reads as outliers;
     with the floor at 0.75 of the pooled sigma, under 8 %. A true outlier still reads so."""
     rng = np.random.default_rng(0)
-    model = Class2D(box_px=32, pixel_size_angstrom=4.0, settings=Class2DSettings(n_classes=2))
     gaussian = 0.93 + 0.01 * rng.standard_normal(300)
     tailed = 0.92 + rng.exponential(0.01, 100)
     values = np.concatenate([gaussian, tailed, [1.25]])
-    model._classes = np.array([0] * 300 + [1] * 101)  # (the store's classes; set by hand here)
-    z = model._robust_z(values, np.arange(401))
+    classes = np.array([0] * 300 + [1] * 101)
+    z = robust_z(values, classes, np.arange(401), floor_share=0.75)
     assert np.mean(z[300:400] > 3.5) < 0.08
     assert np.mean(z[:300] > 3.5) < 0.01 and z[400] > 3.5
-    # the lower quantiles alone: sigma of about 0.3 of the tail's scale
-    q10, q25 = np.percentile(tailed, [10, 25])
-    alone = (tailed - (q25 + 0.6745 * (q25 - q10) / 0.6071)) / ((q25 - q10) / 0.6071)
-    assert np.mean(alone > 3.5) > 0.15
+    without = robust_z(values, classes, np.arange(401), floor_share=0.0)
+    assert np.mean(without[300:400] > 3.5) > 0.25

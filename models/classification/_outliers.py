@@ -1,0 +1,82 @@
+"""The statistics behind :class:`~.class2d.Class2D`'s per-particle outlier flags and the
+split that re-seeds an empty class: robust z-scores within a class and among all particles,
+and the worst-explained particles of the class that explains its members least evenly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["global_z", "robust_z", "split_seeds"]
+
+
+def robust_z(
+    values: np.ndarray, classes: np.ndarray, index: np.ndarray, *, floor_share: float
+) -> np.ndarray:
+    """Robust z-score of the particles ``index``' ``values`` (misfit, log power) among the
+    particles of their class (``classes``: each stored particle's, -1 for none), from the
+    class's lower quantiles only: junk raises both (a misfit: aggregates; power: carbon
+    edges, dense ice, aggregates), and may be the class's majority. With the 10th and 25th
+    percentiles ``q10, q25`` of a Gaussian, ``sigma = (q25 - q10) / 0.607`` and ``mean = q25 +
+    0.674 sigma``; classes of fewer than 20 use the median and the MAD.
+
+    Sigma is at least ``floor_share`` of the pooled one (the MAD of every particle about its
+    class's median): a real class whose misfits have a tight lower part and a long upper tail
+    read 5-6 % of 393 EMPIAR-10028 ribosomes as outliers in one random start of four, 1.5 %
+    with a floor of 0.75, and on simulated sessions junk rejected stayed within 0.7 % while
+    2-4 % more good particles were kept.
+    """
+    z = np.zeros(len(index))
+    stored = classes >= 0
+    spread = np.zeros(int(stored.sum()))
+    for k in np.unique(classes[stored]):
+        members = classes[stored] == k
+        spread[members] = np.abs(values[stored][members] - np.median(values[stored][members]))
+    floor = floor_share * 1.4826 * float(np.median(spread)) if spread.size else 0.0
+    for k in np.unique(classes[index]):
+        members = values[classes == k]
+        if members.size >= 20:
+            q10, q25 = np.percentile(members, [10, 25])
+            sigma = (q25 - q10) / 0.6071
+            centre = q25 + 0.6745 * sigma
+        else:
+            centre = float(np.median(members))
+            sigma = 1.4826 * float(np.median(np.abs(members - centre)))
+        here = classes[index] == k
+        sigma = max(sigma, floor)
+        z[here] = (values[index][here] - centre) / max(sigma, 1e-6 * max(centre, 1e-12))
+    return z
+
+
+def global_z(values: np.ndarray) -> np.ndarray:
+    """Robust z-score (median, MAD) of each value among all of them (zeros when they are
+    all equal, as without a diameter)."""
+    if values.size == 0:
+        return values
+    centre = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - centre)))
+    if sigma <= 0:
+        return np.zeros(values.size)
+    return (values - centre) / sigma
+
+
+def split_seeds(
+    misfit: np.ndarray, classes: np.ndarray, large: np.ndarray, n_seeds: int, per_seed: int
+) -> np.ndarray:
+    """``(n, per_seed)`` particle indices, ``n <= n_seeds``: the ``per_seed`` worst-explained
+    particles (largest misfit over their class's median) of each of the classes that explain
+    their members least evenly (the mean ratio of their worst fifth), among the ``large``
+    ``(K,)`` classes of at least ``4 per_seed`` particles. A class holding two populations (a
+    view of the particle and round ice blobs of a similar size) has a long upper tail of
+    misfits made of the minority; a seed from that tail draws the minority out of it."""
+    sources: list[tuple[float, np.ndarray]] = []
+    for k in np.unique(classes[classes >= 0]):
+        members = np.flatnonzero(classes == k)
+        if not large[k] or members.size < 4 * per_seed:
+            continue
+        ratio = misfit[members] / max(float(np.median(misfit[members])), 1e-12)
+        order = np.argsort(-ratio)
+        tail = order[: max(per_seed, members.size // 5)]
+        sources.append((float(np.mean(ratio[tail])), members[order[:per_seed]]))
+    sources.sort(key=lambda item: -item[0])
+    chosen = [particles for _, particles in sources[:n_seeds]]
+    return np.stack(chosen) if chosen else np.zeros((0, per_seed), dtype=int)
