@@ -3,15 +3,19 @@
 After a supported CTF fit: the dose-weighted sum is Wiener-filtered with the spectral SNR fitted
 to its own power spectrum (:func:`models.restoration.spectral_snr_from_fit`); with a denoiser,
 the even and odd half sums are also Noise2Noise-denoised and their sum phase-flipped. Particles
-are picked on the denoised image when there is one, else on the Wiener-filtered one: by
-normalised cross-correlation with projections of the session's reference when one is set
-(:func:`load_reference` once per worker, :func:`reference_templates` once per pixel size), else
-by a difference of Gaussians at the configured diameter. When extraction is on, they are boxed
-from the dose-weighted sum, phase-flipped, contrast-inverted and normalised as RELION expects.
+are picked by normalised cross-correlation with projections of the session's reference when
+one is set (:func:`load_reference` once per worker, :func:`reference_templates` once per pixel
+size) on the denoised image when there is one, else on the Wiener-filtered one; without a
+reference, by the shipped learned picker on the dose-weighted sum (what it was trained on;
+loaded once per worker and device), or by a difference of Gaussians at the configured diameter
+on the denoised or Wiener-filtered image (``picking.picker = "blob"``). When extraction is on,
+they are boxed from the dose-weighted sum, phase-flipped, contrast-inverted and normalised as
+RELION expects.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from causalscope.config import PickingSettings
     from causalscope.models.denoise import UNet
     from causalscope.models.picking import Picks
+    from causalscope.models.picking.learned import PickerNet
     from causalscope.models.restoration import CtfParameters
 
 __all__ = [
@@ -181,6 +186,8 @@ def restore_and_pick(
     # restored (Wiener or phase-flipped, so CTF-corrected as pick_template wants), the protein
     # is dark on a bright background, as in the raw micrograph
     picked_on = denoised if denoised is not None else restored
+    if templates is None and settings.picker == "learned":
+        picked_on = work
     picks = pick(picked_on, templates, settings, pixel_size_angstrom)
     excluded: dict[str, float] | None = None
     excluded_area: torch.Tensor | None = None
@@ -200,7 +207,7 @@ def restore_and_pick(
         )
         keep = mask.keeps(picks.xy_px)
         n_excluded = int((~keep).sum())
-        picks = Picks(picks.xy_px[keep], picks.scores[keep])
+        picks = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
         excluded = {k: round(v, 4) for k, v in mask.fractions.items()}
         excluded_area = mask.mask
     xy = picks.xy_px.detach().cpu()
@@ -209,8 +216,9 @@ def restore_and_pick(
     record = PickingRecord(
         n_particles=len(xy),
         particle_diameter_angstrom=diameter,
-        picker="blob" if templates is None else "template",
+        picker="template" if templates is not None else settings.picker,
         mean_score=float(scores.mean()) if len(scores) else None,
+        threshold=None if picks.threshold is None else round(picks.threshold, 4),
         box_px=box,
         picks_xy_px=np.round(xy.numpy().astype(np.float64), 2).tolist(),
         scores=np.round(scores.numpy().astype(np.float64), 4).tolist(),
@@ -234,9 +242,22 @@ def pick(
     settings: PickingSettings,
     pixel_size_angstrom: float,
 ) -> Picks:
-    """Template matching when templates are given, else blobs."""
+    """Template matching when templates are given, else the configured picker (learned on the
+    dose-weighted sum, or blobs)."""
     from causalscope.models.picking import pick_blobs, pick_template
 
+    if templates is None and settings.picker == "learned":
+        from causalscope.models.picking.learned import pick_learned
+
+        return pick_learned(
+            image,
+            _shipped_picker(str(image.device)),
+            diameter_px=min(
+                max(4.0, settings.particle_diameter_angstrom / pixel_size_angstrom),
+                float(min(image.shape)),
+            ),
+            threshold=settings.learned_threshold,
+        )
     if templates is not None:
         return pick_template(
             image,
@@ -251,6 +272,14 @@ def pick(
         particle_diameter_angstrom=settings.particle_diameter_angstrom,
         threshold=settings.threshold,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped_picker(device: str) -> PickerNet:
+    """The shipped learned picker on ``device``, loaded once per worker process."""
+    from causalscope.models.picking.learned import default_picker
+
+    return default_picker(device=device)
 
 
 def _extract(

@@ -85,6 +85,20 @@ def simulated_items(n: int, *, seed: int, size: int = 1024) -> list[TrainingItem
     return items
 
 
+def _with_binned_copies(item: TrainingItem) -> list[tuple[Any, Any, float]]:
+    """The item's ``(image, xy, diameter)`` as tensors, then its binned copies."""
+    import torch
+
+    from causalscope.models.picking.learned import binned_copies
+
+    image = torch.from_numpy(np.ascontiguousarray(item.image, dtype=np.float32))
+    xy = torch.from_numpy(np.asarray(item.xy_px, dtype=np.float64).reshape(-1, 2))
+    copies = [
+        (small, moved, d) for _, small, moved, d in binned_copies(image, xy, item.diameter_px)
+    ]
+    return [(image, xy, item.diameter_px), *copies]
+
+
 def train_from_items(
     items: Sequence[TrainingItem],
     *,
@@ -109,18 +123,19 @@ def train_from_items(
     for item in items:
         check_item(item)
     started = time.perf_counter()
-    data = [
-        prepare_micrograph(
-            torch.from_numpy(np.ascontiguousarray(item.image, dtype=np.float32)),
-            torch.from_numpy(np.asarray(item.xy_px, dtype=np.float64)),
-            diameter_px=item.diameter_px,
-            n_expected=item.n_expected,
-        )
-        for item in items
-    ]
+    data: list[Any] = []
+    complete: list[Any] = []
+    own: list[int] = []
+    for item in items:
+        own.append(len(data))  # the item's own entry, before its binned copies
+        for image, xy, diameter in _with_binned_copies(item):
+            n_expected = None if item.n_expected is None else max(item.n_expected, len(xy))
+            prepared = prepare_micrograph(image, xy, diameter_px=diameter, n_expected=n_expected)
+            data.append(prepared)
+            if item.n_expected is None:
+                complete.append(prepared)
     torch.manual_seed(seed)
     model = init if init is not None else PickerNet()
-    complete = [d for d, i in zip(data, items, strict=True) if i.n_expected is None]
     holdout = CALIBRATION_ROWS if complete else 0.0
     report = train_picker(
         model,
@@ -152,6 +167,8 @@ def train_from_items(
         items,
         report,
         calibration,
+        priors=[report.priors[i] for i in own],
+        n_binned=len(data) - len(items),
         steps=steps,
         batch=batch,
         crop_px=crop_px,
@@ -168,6 +185,8 @@ def _training_record(
     report: Any,
     calibration: dict[str, Any],
     *,
+    priors: list[float],
+    n_binned: int,
     steps: int,
     batch: int,
     crop_px: int,
@@ -179,12 +198,21 @@ def _training_record(
     import torch
 
     from causalscope.models.picking.learned import parameter_count
+    from causalscope.models.picking.learned.training import (
+        BIN_FACTORS,
+        MIN_BINNED_DIAMETER_PX,
+        NOISE_MAX_SIGMA,
+        NOISE_SHARE,
+    )
 
     return {
         "model": {**model.config(), "parameters": parameter_count(model)},
         "training": {
             "loss": "non-negative PU risk (Kiryo et al. 2017), logistic loss, "
             "prior from the labelled particle count",
+            "augmentation": f"{n_binned} copies binned by {list(BIN_FACTORS)} where the particle "
+            f"stays >= {MIN_BINNED_DIAMETER_PX:g} px; {NOISE_SHARE:.0%} of the crops with "
+            f"added white noise of sigma up to {NOISE_MAX_SIGMA:g}; quarter turns and flips",
             "steps": steps,
             "batch": batch,
             "crop_px": crop_px,
@@ -205,7 +233,7 @@ def _training_record(
                 "prior": prior,
                 "all_labelled": item.n_expected is None,
             }
-            for item, prior in zip(items, report.priors, strict=True)
+            for item, prior in zip(items, priors, strict=True)
         ],
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -165,8 +165,11 @@ class PickingRecord(BaseModel):
 
     n_particles: int
     particle_diameter_angstrom: float
-    picker: Literal["blob", "template"] = "blob"
+    picker: Literal["blob", "template", "learned"] = "blob"
     mean_score: float | None = Field(None, description="Mean score of the picks kept.")
+    threshold: float | None = Field(
+        None, description="The learned picker's cut on the probability (None for the others)."
+    )
     box_px: int | None = Field(None, description="Box of the extracted particles, if any.")
     picks_xy_px: list[list[float]] = Field(
         default_factory=list, description="[[x, y], ...] of each pick, pixels of the micrograph."

@@ -2,9 +2,10 @@
 
 Simulated: 300 kV, 1 A/px, the built-in apoferritin-like phantom (diameter ~120 A), 20
 particles per 1024^2, picked with :func:`pick_blobs` (``threshold="auto"``) on the raw
-micrograph and on its Wiener restoration (CTF fitted, SSNR fitted), and with
-:func:`pick_template` (phantom projections) on the restoration. A pick matches a true centre
-within half a particle radius (Hungarian matching).
+micrograph and on its Wiener restoration (CTF fitted, SSNR fitted), with
+:func:`pick_template` (phantom projections) on the restoration, and with the shipped learned
+picker (:func:`pick_learned`, automatic threshold) on the raw micrograph. A pick matches a
+true centre within half a particle radius (Hungarian matching).
 
 Real (when ``../shared/data/picking`` exists): the five EMPIAR-10028 micrographs of CryoPPP,
 whose expert masks (discs of ~57 px) give the truth as the centroids of their connected
@@ -68,6 +69,7 @@ def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
     import torch
 
     from causalscope.models.picking import match_picks, pick_blobs, pick_template
+    from causalscope.models.picking.learned import default_picker, pick_learned
 
     image, truth = _simulate(size, CASES[name], seed)
     micrograph = torch.from_numpy(image)
@@ -86,6 +88,7 @@ def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
         "template_restored": pick_template(
             restored, _templates(), pixel_size_angstrom=1.0, particle_diameter_angstrom=diameter
         ),
+        "learned_raw": pick_learned(micrograph, default_picker(), diameter_px=diameter),
     }
     for label, picks in runs.items():
         match = match_picks(picks.xy_px, centres, radius_px=radius_px)
@@ -187,6 +190,7 @@ def _real(shared: Path) -> dict[str, Any]:
     import torch
 
     from causalscope.models.picking import match_picks, pick_blobs
+    from causalscope.models.picking.learned import default_picker, pick_learned
 
     out: dict[str, Any] = {"cryoppp_10028": [], "magellon_topaz": None}
     folder = shared / "picking" / "cryoppp_10028"
@@ -221,8 +225,12 @@ def _real(shared: Path) -> dict[str, Any]:
             torch.from_numpy(image), pixel_size_angstrom=apix, particle_diameter_angstrom=diameter
         )
         match = match_picks(picks.xy_px, topaz_xy, radius_px=0.5 * diameter / apix)
+        learned = pick_learned(
+            torch.from_numpy(image), default_picker(), diameter_px=diameter / apix
+        )
         out["magellon_topaz"] = {
             "n_ours": match.n_picks,
+            "n_learned": len(learned),
             "n_topaz": match.n_truth,
             "n_agree": match.n_true_positive,
             "fraction_of_ours_topaz_also_picked": round(match.precision, 3),
@@ -282,7 +290,7 @@ def run_picking_bench(
 ) -> dict[str, Any]:
     """Run the picking benchmark; returns a JSON-able report.
 
-    ``cross_validate`` adds the learned picker's EMPIAR-10059 cross-validation (seven
+    ``cross_validate`` adds the learned picker's EMPIAR-10059 leave-one-out cross-validation (five
     trainings; :mod:`daemon.bench.picking_learned`).
     """
     from causalscope.daemon.bench.picking_learned import learned_real_bench, learned_timing
@@ -300,7 +308,7 @@ def run_picking_bench(
         mine = [r for r in rows if r["case"] == name]
         summary[name] = {
             key: float(np.median([r[key] for r in mine]))
-            for key in ("blob_raw_f1", "blob_restored_f1", "template_restored_f1")
+            for key in ("blob_raw_f1", "blob_restored_f1", "template_restored_f1", "learned_raw_f1")
         }
     real = report.get("real")
     if real and real["cryoppp_10028"]:

@@ -109,6 +109,7 @@ class PickingRow(_Wire):
     box_px: int | None
     excluded_fractions: dict[str, float] | None = None
     picks_excluded: int | None = None
+    threshold: Number = None
 
 
 class FlagRow(_Wire):

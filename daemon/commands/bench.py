@@ -172,7 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cross-validate",
         action="store_true",
-        help="picking: the learned picker's EMPIAR-10059 cross-validation (seven trainings)",
+        help="picking: the learned picker's EMPIAR-10059 leave-one-out cross-validation "
+        "(five trainings)",
     )
     parser.add_argument(
         "--refine",

@@ -265,7 +265,52 @@ def _compare_with_truth(database: Path, truth_path: Path) -> int:
         f"\n{len(found)} of {len(truth)} exposures processed; {misses} outside the astigmatism, "
         f"angle or ice tolerance (20 A, 5 deg where astigmatism >= 200 A, 10 nm){verdict}"
     )
+    _compare_picks(database, truth)
     return 0 if len(found) == len(truth) else 1
+
+
+def _compare_picks(database: Path, truth: dict[str, dict[str, Any]]) -> None:
+    """Print the picks of every processed exposure against the simulated particles (a match
+    within a quarter diameter, as ``bench picking`` counts)."""
+    import duckdb
+    import numpy as np
+
+    from causalscope.models.picking import match_picks
+
+    with duckdb.connect(str(database), read_only=True) as connection:
+        pickers = dict(connection.execute("SELECT exposure_id, picker FROM picking").fetchall())
+        rows = connection.execute(
+            "SELECT exposure_id, x_px, y_px FROM picks ORDER BY exposure_id, position"
+        ).fetchall()
+    picks: dict[str, list[tuple[float, float]]] = {}
+    for exposure_id, x, y in rows:
+        picks.setdefault(exposure_id, []).append((x, y))
+    hits = n_picks = n_true = 0
+    distances: list[float] = []
+    for exposure_id in pickers:
+        t = truth.get(exposure_id)
+        if t is None:
+            continue
+        centres = np.asarray(t["particles"], dtype=np.float64).reshape(-1, 2)
+        found = np.asarray(picks.get(exposure_id, []), dtype=np.float64).reshape(-1, 2)
+        diameter = 2.0 * t["particle_radius_angstrom"] / t["pixel_size_angstrom"]
+        match = match_picks(found, centres, radius_px=0.25 * diameter)
+        hits, n_picks, n_true = (
+            hits + match.n_true_positive,
+            n_picks + len(found),
+            n_true + len(centres),
+        )
+        pairs = match.pairs
+        distances += np.hypot(*(found[pairs[:, 0]] - centres[pairs[:, 1]]).T).tolist()
+    if not n_true:
+        return
+    names = ", ".join(sorted(set(pickers.values())))
+    precision, recall = hits / max(1, n_picks), hits / n_true
+    print(
+        f"picks ({names}) against the simulated particles: {n_picks} picks, {n_true} particles; "
+        f"precision {precision:.2f}, recall {recall:.2f}, F1 {2 * hits / (n_picks + n_true):.2f}; "
+        f"median distance to the centre {statistics.median(distances or [float('nan')]):.1f} px"
+    )
 
 
 def _angle_error(a: float, b: float) -> float:

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {
             "micrograph": str(path),
             "picks": len(picks),
+            "threshold": None if picks.threshold is None else round(picks.threshold, 4),
             "diameter_px": round(diameter, 2),
             "star": str(star),
             "seconds": round(time.perf_counter() - started, 3),

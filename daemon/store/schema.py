@@ -1,4 +1,4 @@
-"""The schema of a session database (``SESSION.duckdb``), version 6.
+"""The schema of a session database (``SESSION.duckdb``), version 8.
 
 One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writer. Times are
 ``TIMESTAMP`` in UTC (no time zone attached). Columns of type ``JSON`` hold text that DuckDB's
@@ -9,9 +9,10 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 6 added ``repro``'s ``drift_difference_angstrom`` and ``z_drift``. Version 5 added
-``picking``'s ``excluded_fractions`` and ``picks_excluded``, the 2D classes' Novelty and
-recommendation (``classes``' last seven columns) and the map's
+Version 8 added ``picking``'s ``threshold`` (the learned picker's cut). Version 7 added
+``forecasts``' session-end columns. Version 6 added ``repro``'s ``drift_difference_angstrom``
+and ``z_drift``. Version 5 added ``picking``'s ``excluded_fractions`` and ``picks_excluded``,
+the 2D classes' Novelty and recommendation (``classes``' last seven columns) and the map's
 (``reconstructions``' ``novelty`` and ``nearest``). Version 4 added
 the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
 ``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
@@ -75,10 +76,11 @@ read-only it gets the views as temporary ones.
 
 ``picking`` (one row per done exposure whose particles were picked; the latest commit's)
     ``exposure_id`` (primary key); ``n_particles``; ``particle_diameter_angstrom``; ``picker``
-    ('blob' | 'template'); ``mean_score``; ``box_px`` (extraction box, NULL when not extracted);
-    ``excluded_fractions`` (JSON: the area not picked in, per reason: ``dense`` carbon,
+    ('blob' | 'template' | 'learned'); ``mean_score``; ``box_px`` (extraction box, NULL when not
+    extracted); ``excluded_fractions`` (JSON: the area not picked in, per reason: ``dense`` carbon,
     contamination or aggregates, ``thin`` missing ice, ``border``; NULL with exclusion off or
-    before schema 5); ``picks_excluded`` (picks dropped there).
+    before schema 5); ``picks_excluded`` (picks dropped there); ``threshold`` (the learned
+    picker's cut on the probability; NULL for blob and template picking and before schema 8).
 
 ``picks`` (one row per picked particle; the latest commit's)
     ``exposure_id``; ``position`` (from 0; with ``exposure_id`` the primary key); ``x_px``,
@@ -165,7 +167,7 @@ from causalscope.daemon.store.tables import Column, Table, decode_map, field
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _patches_x(motion: Any) -> int | None:
@@ -286,6 +288,7 @@ PICKING_TABLE = Table(
         field("box_px", "INTEGER"),
         field("excluded_fractions", "JSON", json=True),
         field("picks_excluded", "INTEGER"),
+        field("threshold", "DOUBLE"),
     ),
 )
 # One row per particle: the writer gives every value (a pick is not a record of its own).

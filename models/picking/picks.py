@@ -20,11 +20,15 @@ class Picks:
         pixel centres at integers, as the simulator's truth).
     scores
         ``(n,)`` float64 figure of merit: the robust z-score of the picker's response (its
-        peak minus the micrograph's median response, over 1.4826 MAD).
+        peak minus the micrograph's median response, over 1.4826 MAD); for the learned
+        picker, the probability that the pick is a particle.
+    threshold
+        The cut on ``scores`` the picker applied, where it reports one.
     """
 
     xy_px: torch.Tensor
     scores: torch.Tensor
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.xy_px.ndim != 2 or self.xy_px.shape[1] != 2:
@@ -40,4 +44,4 @@ class Picks:
     def above(self, threshold: float) -> Picks:
         """The picks whose score exceeds ``threshold``."""
         keep = self.scores > threshold
-        return Picks(self.xy_px[keep], self.scores[keep])
+        return Picks(self.xy_px[keep], self.scores[keep], threshold)

@@ -86,11 +86,14 @@ def good(
     return _process(settings, sim.frames, out, gain=gain), out
 
 
-def test_particles_are_picked_on_the_restored_micrograph_and_extracted(good, movie) -> None:
+def test_particles_are_picked_by_the_learned_picker_and_extracted(good, movie) -> None:
     record, _ = good
     sim, _ = movie
     picking = record.picking
     assert picking is not None and picking.n_particles == len(picking.picks_xy_px)
+    # the default picker, with the cut it applied stored beside the picks
+    assert picking.picker == "learned" and picking.threshold is not None
+    assert 0.0 < picking.threshold < 1.0 and min(picking.scores) >= picking.threshold
     truth = np.asarray(sim.truth["particles"], dtype=np.float64)
     match = match_picks(
         np.asarray(picking.picks_xy_px), truth, radius_px=0.25 * picking.particle_diameter_angstrom

@@ -23,6 +23,7 @@ from causalscope.models.picking.learned.pu import class_prior, nnpu_loss, positi
 from causalscope.models.picking.learned.training import (
     LabelledMicrograph,
     PickerTrainingReport,
+    binned_copies,
     prepare_micrograph,
     train_picker,
     training_rows,
@@ -41,6 +42,7 @@ __all__ = [
     "LabelledMicrograph",
     "PickerNet",
     "PickerTrainingReport",
+    "binned_copies",
     "calibrate_picker",
     "canonical_micrograph",
     "class_prior",

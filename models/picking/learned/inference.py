@@ -5,30 +5,46 @@ network's logit (the PU risk estimates the positive-versus-negative logistic ris
 behave like probabilities). Picks are its local maxima, kept greedily in order of probability
 at least ``min_distance_diameters`` diameters apart (0.5 by default, so touching particles,
 whose centres are about one diameter apart, give separate picks), at least half a diameter
-from every border, with probability ``>= threshold`` (by default the model's automatic cut,
-:mod:`.calibration`).
+from every border, with probability ``>= threshold``. By default the threshold is automatic:
+the model's calibrated cut, lowered on a micrograph whose own peaks show many more particles
+than that cut keeps (:func:`~.calibration.micrograph_cut`). The cut applied is in
+:attr:`Picks.threshold`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from causalscope.models.picking._common import find_peaks, interior
+from causalscope.models.picking.learned.calibration import micrograph_cut
 from causalscope.models.picking.learned.network import OUTPUT_STRIDE, PickerNet
 from causalscope.models.picking.learned.preprocess import canonical_micrograph
 from causalscope.models.picking.picks import Picks
 
-__all__ = ["DEFAULT_THRESHOLD", "peaks_from_probability", "pick_learned", "probability_map"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "logit_map",
+    "peaks_from_probability",
+    "pick_learned",
+    "probability_map",
+    "refined",
+]
 
 #: the cut on the probability at a peak of :func:`peaks_from_probability`: "more likely a
 #: particle than not"
 DEFAULT_THRESHOLD = 0.5
+#: map pixels around a peak whose probabilities place the pick (about the positive radius of
+#: training, 4.5 canonical px, in map pixels)
+REFINE_RADIUS = 2
 
 
-def probability_map(
+def logit_map(
     model: PickerNet, image: torch.Tensor, *, diameter_px: float
 ) -> tuple[torch.Tensor, float]:
-    """``(h'', w'')`` probabilities and input pixels per map pixel, for an ``(h, w)`` image.
+    """``(h'', w'')`` calibrated logits and the scale (canonical px per input px), for an
+    ``(h, w)`` image.
 
     Map pixel ``(i, j)`` is centred at input pixel ``((s * j + o + 0.5) / scale - 0.5, ...)``
     for ``x`` (``s`` the output stride, ``o = (s - 1) / 2``); :func:`pick_learned` does that.
@@ -37,7 +53,15 @@ def probability_map(
     canonical, scale = canonical_micrograph(image, diameter_px=diameter_px)
     with torch.inference_mode():
         logits = model(canonical.to(parameter.device, parameter.dtype)[None, None])[0, 0]
-    return torch.sigmoid(logits).to(torch.float32), scale
+    return logits.to(torch.float32), scale
+
+
+def probability_map(
+    model: PickerNet, image: torch.Tensor, *, diameter_px: float
+) -> tuple[torch.Tensor, float]:
+    """:func:`logit_map` as probabilities."""
+    logits, scale = logit_map(model, image, diameter_px=diameter_px)
+    return torch.sigmoid(logits), scale
 
 
 def pick_learned(
@@ -53,7 +77,8 @@ def pick_learned(
     """Particle centres in an ``(h, w)`` micrograph (any real dtype; PNG and MRC alike).
 
     Scores are the probabilities at the picks. ``threshold="auto"`` is the model's stored
-    F1-maximising cut (:mod:`.calibration`; 0.5 for an uncalibrated model). Raises
+    F1-maximising cut (:mod:`.calibration`; 0.5 for an uncalibrated model), lowered where the
+    micrograph's own peaks ask for it (:func:`~.calibration.micrograph_cut`). Raises
     ``ValueError`` for a non-2D image, a diameter below 4 px or larger than the image.
     """
     if image.ndim != 2:
@@ -63,24 +88,85 @@ def pick_learned(
             f"diameter_px must lie in [4, {min(image.shape)}] for a {tuple(image.shape)} image, "
             f"got {diameter_px:g}"
         )
-    if isinstance(threshold, str):
-        if threshold != "auto":
-            raise ValueError(f'threshold must be a probability or "auto", got {threshold!r}')
-        threshold = model.threshold()
-    if not 0.0 <= threshold <= 1.0:
+    if isinstance(threshold, str) and threshold != "auto":
+        raise ValueError(f'threshold must be a probability or "auto", got {threshold!r}')
+    if not isinstance(threshold, str) and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a probability, got {threshold}")
     if not torch.isfinite(image).all():
         raise ValueError("image has non-finite values")
-    probability, scale = probability_map(model, image, diameter_px=diameter_px)
-    return peaks_from_probability(
-        probability,
+    logits, scale = logit_map(model, image, diameter_px=diameter_px)
+    if threshold != "auto":
+        return peaks_from_probability(
+            torch.sigmoid(logits),
+            scale=scale,
+            diameter_px=diameter_px,
+            threshold=float(threshold),
+            min_distance_diameters=min_distance_diameters,
+            border_diameters=border_diameters,
+            max_picks=max_picks,
+        )
+    xy, peak_logits = _peaks(
+        logits,
+        probability=torch.sigmoid(logits),
         scale=scale,
         diameter_px=diameter_px,
-        threshold=threshold,
+        floor=-math.inf,
         min_distance_diameters=min_distance_diameters,
         border_diameters=border_diameters,
+    )
+    calibrated = min(max(model.threshold(), 1e-12), 1.0 - 1e-12)
+    cut = micrograph_cut(peak_logits, math.log(calibrated / (1.0 - calibrated)))
+    keep = peak_logits >= cut
+    xy, peak_logits = xy[keep][:max_picks], peak_logits[keep][:max_picks]
+    return Picks(xy, torch.sigmoid(peak_logits), threshold=1.0 / (1.0 + math.exp(-cut)))
+
+
+def _peaks(
+    score: torch.Tensor,
+    *,
+    probability: torch.Tensor,
+    scale: float,
+    diameter_px: float,
+    floor: float,
+    min_distance_diameters: float,
+    border_diameters: float,
+    max_picks: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(xy, scores)``: local maxima of a ``score`` map ``>= floor`` (best first, float64 on
+    the CPU), kept by greedy NMS and away from the border, placed at the centroid of the
+    ``probability`` map around them (:func:`refined`) and given in input pixels."""
+    step = OUTPUT_STRIDE / scale  # input px per map pixel
+    edge = border_diameters * diameter_px / step
+    yx, scores = find_peaks(
+        score,
+        threshold=floor - 1e-7 if math.isfinite(floor) else floor,
+        min_distance_px=max(1.0, min_distance_diameters * diameter_px / step),
+        valid=interior(tuple(score.shape), edge, score.device),  # type: ignore[arg-type]
         max_picks=max_picks,
     )
+    yx = refined(probability, yx)
+    offset = (OUTPUT_STRIDE - 1) / 2.0
+    xy = (yx.flip(-1) * OUTPUT_STRIDE + offset + 0.5) / scale - 0.5
+    return xy, scores.to(torch.float64).cpu()
+
+
+def refined(probability: torch.Tensor, yx: torch.Tensor) -> torch.Tensor:
+    """``(n, 2)`` float64 (CPU) map positions: the centroid of ``probability`` ``(h, w)`` over
+    the ``(2r + 1)^2`` pixels around each of the integer peaks ``yx`` (``r`` =
+    :data:`REFINE_RADIUS`; pixels beyond the map count as zero)."""
+    r = REFINE_RADIUS
+    padded = torch.nn.functional.pad(probability.to(torch.float64)[None, None], (r, r, r, r))[0, 0]
+    i, j = yx[:, 0].long() + r, yx[:, 1].long() + r
+    total = torch.zeros(len(yx), dtype=torch.float64, device=probability.device)
+    moment = torch.zeros(len(yx), 2, dtype=torch.float64, device=probability.device)
+    for di in range(-r, r + 1):
+        for dj in range(-r, r + 1):
+            w = padded[i + di, j + dj]
+            total += w
+            moment[:, 0] += w * di
+            moment[:, 1] += w * dj
+    shift = moment / total.clamp(min=1e-300)[:, None]
+    return (yx.to(torch.float64) + shift).cpu()
 
 
 def peaks_from_probability(
@@ -96,16 +182,14 @@ def peaks_from_probability(
     """Picks in input pixels from a :func:`probability_map` ``(h'', w'')`` and its ``scale``
     (canonical px per input px): local maxima ``>= threshold``, greedy NMS at
     ``min_distance_diameters``, none within ``border_diameters`` of the border."""
-    step = OUTPUT_STRIDE / scale  # input px per map pixel
-    edge = border_diameters * diameter_px / step
-    yx, scores = find_peaks(
+    xy, scores = _peaks(
         probability,
-        threshold=threshold - 1e-7,
-        min_distance_px=max(1.0, min_distance_diameters * diameter_px / step),
-        valid=interior(tuple(probability.shape), edge, probability.device),  # type: ignore[arg-type]
+        probability=probability,
+        scale=scale,
+        diameter_px=diameter_px,
+        floor=threshold,
+        min_distance_diameters=min_distance_diameters,
+        border_diameters=border_diameters,
         max_picks=max_picks,
     )
-    yx = yx.to(torch.float64).cpu()
-    offset = (OUTPUT_STRIDE - 1) / 2.0
-    xy = (yx.flip(-1) * OUTPUT_STRIDE + offset + 0.5) / scale - 0.5
-    return Picks(xy, scores.to(torch.float64).cpu())
+    return Picks(xy, scores, threshold=threshold)

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 
 from causalscope.models.picking.learned.network import CANONICAL_DIAMETER_PX
 
-__all__ = ["canonical_micrograph", "canonical_scale", "gaussian_blur"]
+__all__ = ["CLIP", "canonical_micrograph", "canonical_scale", "gaussian_blur"]
 
 _BACKGROUND_SIGMA_DIAMETERS = 2.0
-_CLIP = 6.0
+#: the canonical image is clipped to this many spreads either side of its median
+CLIP = 6.0
 
 
 def canonical_scale(diameter_px: float) -> float:
@@ -64,5 +65,5 @@ def canonical_micrograph(image: torch.Tensor, *, diameter_px: float) -> tuple[to
     median = values.median()
     mad = float((values - median).abs().median()) * 1.4826
     spread = mad if mad > 0 else float(values.std()) or 1.0
-    x = ((x - median) / spread).clamp(-_CLIP, _CLIP)
+    x = ((x - median) / spread).clamp(-CLIP, CLIP)
     return x, size[0] / h

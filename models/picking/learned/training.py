@@ -6,6 +6,21 @@ pixels of a pick), and its class prior comes from the expected number of particl
 (:func:`~.pu.class_prior`; all labelled when not given). Each step draws random square crops
 (micrographs chosen uniformly, then a random position, flip and quarter turn) and descends on
 the non-negative PU risk (:func:`~.pu.nnpu_loss`) with Adam and a cosine decay.
+
+Half of the crops (:data:`NOISE_SHARE`) are made noisier: white noise of a standard deviation
+drawn uniformly up to :data:`NOISE_MAX_SIGMA` (in the canonical image's unit spread) is added
+and the crop scaled back to unit spread, as if its particles had up to ``sqrt(5)`` times less
+contrast over the noise. A data set at a lower signal-to-noise ratio than the training sets
+(smaller particles, thinner dose) then scores its particles like theirs: trained without any
+EMPIAR-10059 micrograph, the peaks on those kept at the calibrated cut went from 16 % to 36 %
+of the particles (the ranking itself is unchanged; best F1 0.72 either way).
+
+Micrographs whose particles span few pixels (binned before they reach us) are upsampled to
+the canonical grid, where their noise is smoother than any downsampled training image's; a
+network that never saw that picks the noise (on a real apoferritin micrograph binned to
+6.3 A/px, 19 px particles, it picked five times more peaks than there are particles, few of
+them on one). So training adds copies of each micrograph binned by :data:`BIN_FACTORS`, as
+long as the particle still spans :data:`MIN_BINNED_DIAMETER_PX` (:func:`binned_copies`).
 """
 
 from __future__ import annotations
@@ -15,15 +30,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from causalscope.models.picking.learned.network import OUTPUT_STRIDE, PickerNet
-from causalscope.models.picking.learned.preprocess import canonical_micrograph
+from causalscope.models.picking.learned.preprocess import CLIP, canonical_micrograph
 from causalscope.models.picking.learned.pu import class_prior, nnpu_loss, positive_map
 
 __all__ = [
+    "BIN_FACTORS",
+    "MIN_BINNED_DIAMETER_PX",
+    "NOISE_MAX_SIGMA",
+    "NOISE_SHARE",
     "POSITIVE_RADIUS_PX",
     "LabelledMicrograph",
     "PickerTrainingReport",
+    "binned_copies",
+    "noisier",
     "prepare_micrograph",
     "train_picker",
     "training_rows",
@@ -32,6 +54,14 @@ __all__ = [
 #: canonical pixels (of a 24 px diameter) around a pick that count as positive (3 px, as
 #: Topaz, gave peaks below p = 0.5 and lower recall on crowded EMPIAR-10059 training data)
 POSITIVE_RADIUS_PX = 4.5
+#: share of the training crops made noisier
+NOISE_SHARE = 0.5
+#: the largest standard deviation of the added noise, in units of the canonical image's spread
+NOISE_MAX_SIGMA = 2.0
+#: training micrographs are also binned by these factors ...
+BIN_FACTORS = (2, 4, 8)
+#: ... while the particle diameter stays at least this many (binned) pixels
+MIN_BINNED_DIAMETER_PX = 12.0
 
 
 @dataclass(frozen=True)
@@ -96,9 +126,36 @@ def prepare_micrograph(
     return LabelledMicrograph(canonical, positive, prior, n, xy_canonical)
 
 
+def binned_copies(
+    image: torch.Tensor, xy_px: torch.Tensor, diameter_px: float
+) -> list[tuple[int, torch.Tensor, torch.Tensor, float]]:
+    """``(factor, image, xy, diameter)`` of an ``(h, w)`` micrograph binned by each of
+    :data:`BIN_FACTORS` (pixel means; a last partial row or column dropped) that leaves the
+    particle at least :data:`MIN_BINNED_DIAMETER_PX` across, with its ``(n, 2)`` picks
+    ``[x, y]`` in binned pixels (pixel centres at integers: ``(x + 0.5) / k - 0.5``)."""
+    out = []
+    xy = torch.as_tensor(xy_px, dtype=torch.float64).reshape(-1, 2)
+    for factor in BIN_FACTORS:
+        h, w = image.shape[0] // factor, image.shape[1] // factor
+        if diameter_px / factor < MIN_BINNED_DIAMETER_PX or min(h, w) < 16:
+            continue
+        small = F.avg_pool2d(image.to(torch.float32)[None, None], factor)[0, 0]
+        moved = (xy + 0.5) / factor - 0.5
+        inside = (moved >= 0).all(1) & (moved[:, 0] <= w - 1) & (moved[:, 1] <= h - 1)
+        out.append((factor, small, moved[inside], diameter_px / factor))
+    return out
+
+
 def training_rows(item: LabelledMicrograph, holdout_fraction: float) -> int:
     """Rows of ``item``'s output map that training crops may use (the rest is held out)."""
     return int(item.positive.shape[0] * (1.0 - holdout_fraction))
+
+
+def noisier(image: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """``image`` (unit spread) plus white noise of standard deviation ``sigma``, scaled back
+    to unit spread and clipped as :func:`~.preprocess.canonical_micrograph` clips."""
+    noise = torch.randn(image.shape, generator=generator, dtype=image.dtype)
+    return ((image + sigma * noise) / math.sqrt(1.0 + sigma * sigma)).clamp(-CLIP, CLIP)
 
 
 def _crops(
@@ -108,7 +165,8 @@ def _crops(
     generator: torch.Generator,
     holdout_fraction: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n`` crops: images ``(n, 1, c, c)``, labels ``(n, 1, c/2, c/2)`` and priors ``(n,)``."""
+    """``n`` crops: images ``(n, 1, c, c)``, labels ``(n, 1, c/2, c/2)`` and priors ``(n,)``;
+    :data:`NOISE_SHARE` of them noisier (:func:`noisier`)."""
     images, labels, priors = [], [], []
     half = crop_px // OUTPUT_STRIDE
     for _ in range(n):
@@ -125,6 +183,9 @@ def _crops(
         image, label = torch.rot90(image, k), torch.rot90(label, k)
         if flip % 2:
             image, label = image.flip(-1), label.flip(-1)
+        if float(torch.rand((), generator=generator)) < NOISE_SHARE:
+            sigma = NOISE_MAX_SIGMA * float(torch.rand((), generator=generator))
+            image = noisier(image, sigma, generator)
         images.append(image)
         labels.append(label)
         priors.append(item.prior)
