@@ -22,9 +22,9 @@ of the upper component's posteriors) and where the expected F1 under that mixtur
 The mixture counts only when the peaks are clearly bimodal (two well-separated groups) and
 the upper group is not most of them: on a sparse micrograph with a single broad spread of
 background peaks, or beside an ice ball or a crack whose own peaks form a low group of their
-own, it would count the clean ice's peaks as particles. When the calibrated cut keeps clearly fewer peaks than that estimate (below
-:data:`COUNT_AGREEMENT` of it), the cut drops to the mixture's. It never rises above the
-calibrated cut.
+own, it would count the clean ice's peaks as particles. When the calibrated cut keeps clearly
+fewer peaks than that estimate (below :data:`COUNT_AGREEMENT` of it), the cut drops to the
+mixture's. It never rises above the calibrated cut.
 """
 
 from __future__ import annotations
