@@ -10,7 +10,8 @@ true centre within half a particle radius (Hungarian matching).
 Contaminated (``contaminated``): the live path (learned picker, then the exclusion mask) on
 simulated 1024^2 micrographs at 2 A/px, clean or with an ice ball, aggregates, a carbon edge
 or a crack, at 40 and 12 e/A^2: precision, recall and F1 against the particles in clean ice,
-and the share of picks on contamination.
+and the share of picks on contamination; and the picks on micrographs without particles
+(``no_particles``: empty, ice alone).
 
 Real (when ``../shared/data/picking`` exists): the five EMPIAR-10028 micrographs of CryoPPP,
 whose expert masks (discs of ~57 px) give the truth as the centroids of their connected
@@ -156,6 +157,19 @@ def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
         "f1": round(match.f1, 3),
         "picks_on_contamination": round(float((~clean(xy)).mean()) if len(xy) else 0.0, 3),
     }
+
+
+def _false_picks(kind: str, seed: int) -> int:
+    """The learned picker's picks on a simulated micrograph without particles (``empty`` or
+    ``ice_only``; 1024^2 at 2 A/px, 120 A diameter)."""
+    import torch
+
+    from causalscope.models.picking.learned import default_picker, pick_learned
+    from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
+
+    scene = simulate_triage_micrograph(kind, size_px=1024, pixel_size_angstrom=2.0, seed=seed)
+    image = torch.from_numpy(scene.image.astype(np.float32))
+    return len(pick_learned(image, default_picker(), diameter_px=60.0))
 
 
 def cryoppp_truth(mask: np.ndarray) -> np.ndarray:
@@ -363,6 +377,9 @@ def run_picking_bench(
         for detail in (None, "ice_blobs", "aggregates", "carbon_edge", "crack")
         for seed in seeds
     ]
+    report["no_particles"] = {
+        kind: [_false_picks(kind, seed) for seed in seeds] for kind in ("empty", "ice_only")
+    }
     if shared_data is not None and (shared_data / "picking").is_dir():
         report["real"] = _real(shared_data)
         report["learned_real"] = learned_real_bench(shared_data, cross_validate=cross_validate)
@@ -385,6 +402,7 @@ def run_picking_bench(
             }
             for detail in dict.fromkeys(r["detail"] for r in mine)
         }
+    summary["picks_without_particles"] = report["no_particles"]
     real = report.get("real")
     if real and real["cryoppp_10028"]:
         summary["cryoppp_10028"] = {

@@ -14,17 +14,18 @@ the automatic threshold is the cut that maximises F1 on the same held-out peaks
 (:func:`f1_threshold`), stored beside the calibration.
 
 On a data set unlike the training sets the network is under-confident: its particles peak at
-lower logits and the calibrated cut keeps few of them (trained without EMPIAR-10059, 36 % of
-its particles). Each micrograph therefore also checks the cut against its own peaks
-(:func:`micrograph_cut`): a two-component Gaussian mixture of the peak logits
+lower logits and the calibrated cut keeps few of them (the shipped model, which never saw
+EMPIAR-10059: 22 % of its particles). Each micrograph therefore also checks the cut against
+its own peaks (:func:`micrograph_cut`): a two-component Gaussian mixture of the peak logits
 (:func:`~models.picking._threshold.bimodality`) estimates how many peaks are particles (the sum
 of the upper component's posteriors) and where the expected F1 under that mixture is highest.
-The mixture counts only when the peaks are clearly bimodal (two well-separated groups) and
-the upper group is not most of them: on a sparse micrograph with a single broad spread of
-background peaks, or beside an ice ball or a crack whose own peaks form a low group of their
-own, it would count the clean ice's peaks as particles. When the calibrated cut keeps clearly
-fewer peaks than that estimate (below :data:`COUNT_AGREEMENT` of it), the cut drops to the
-mixture's. It never rises above the calibrated cut.
+The mixture counts only when the peaks are clearly bimodal (two well-separated groups), the
+upper group is not most of them and the network scores it near its calibrated cut: on a
+sparse micrograph with a single broad spread of background peaks, beside an ice ball or a crack
+whose own peaks form a low group of their own, or on ice without particles whose background
+peaks happen to split in two, it would count background as particles. When the calibrated
+cut keeps clearly fewer peaks than that estimate (below :data:`COUNT_AGREEMENT` of it), the
+cut drops to the mixture's. It never rises above the calibrated cut.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ MIN_PEAKS_TO_FIT = 20
 #: a larger upper group is the clean ice beside contamination (ice balls, cracks: 93-96 %),
 #: whose own peaks form the lower group
 MAX_PARTICLE_SHARE = 0.5
+#: and its mean must lie at most this many logits below the calibrated cut: peaks the network
+#: scores as near-particles (EMPIAR-10059 never seen: 0.1-1.7 below), not a second group of
+#: background (a simulated micrograph of ice alone: 4.9 below)
+MAX_UPPER_BELOW_CUT = 3.0
 
 
 def fit_platt(
@@ -158,7 +163,8 @@ def micrograph_cut(peak_logits: torch.Tensor, calibrated_logit: float) -> float:
 
     ``calibrated_logit`` (the model's stored cut) unless the peak logits are clearly bimodal
     (:attr:`~models.picking._threshold.Bimodality.bimodal`), their upper group holds at most
-    :data:`MAX_PARTICLE_SHARE` of them, and the calibrated cut keeps
+    :data:`MAX_PARTICLE_SHARE` of them and lies within :data:`MAX_UPPER_BELOW_CUT` of the
+    calibrated cut, and the calibrated cut keeps
     fewer than :data:`COUNT_AGREEMENT` of the particles their mixture expects; then the
     mixture's expected-F1 cut, if lower (module docstring).
     """
@@ -166,7 +172,11 @@ def micrograph_cut(peak_logits: torch.Tensor, calibrated_logit: float) -> float:
     if x.numel() < MIN_PEAKS_TO_FIT:
         return calibrated_logit
     fit = bimodality(x)
-    if not fit.bimodal or fit.weights[1] > MAX_PARTICLE_SHARE:
+    if (
+        not fit.bimodal
+        or fit.weights[1] > MAX_PARTICLE_SHARE
+        or fit.means[1] < calibrated_logit - MAX_UPPER_BELOW_CUT
+    ):
         return calibrated_logit
     mean = torch.tensor(fit.means, dtype=torch.float64)
     sigma = torch.tensor(fit.sigmas, dtype=torch.float64).clamp(min=1e-12)

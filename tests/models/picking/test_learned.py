@@ -110,6 +110,11 @@ def test_micrograph_cut_keeps_the_calibrated_cut_where_it_agrees_or_cannot_judge
     # (measured on the simulator: upper group 93-96 % of the peaks, mean -16, sd 9-13)
     ice_ball = np.concatenate([rng.normal(-60.0, 8.0, 25), rng.normal(-16.0, 10.0, 350)])
     assert micrograph_cut(torch.from_numpy(ice_ball), -0.1) == -0.1
+    # ice without particles whose background peaks split in two, far below the calibrated cut
+    # (simulated: groups at -14 and -5, the cut at -0.1)
+    ice = np.concatenate([rng.normal(-14.0, 3.0, 340), rng.normal(-5.0, 1.5, 130)])
+    assert micrograph_cut(torch.from_numpy(ice), -0.1) == -0.1
+    assert micrograph_cut(torch.from_numpy(ice), -3.0) < -3.0  # near a lower cut it counts
     # too few peaks to fit
     few = np.r_[rng.normal(-3.0, 0.5, 6), rng.normal(-15.0, 1.0, MIN_PEAKS_TO_FIT - 7)]
     assert micrograph_cut(torch.from_numpy(few), 0.0) == 0.0
