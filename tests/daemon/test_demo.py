@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -35,6 +36,15 @@ def test_demo_processes_every_simulated_exposure_live(tmp_path: Path) -> None:
     assert "3 of 3 exposures processed" in result.stdout
     assert "RuntimeWarning" not in result.stderr, result.stderr  # nothing but our own lines
     assert "median |defocus error|" in result.stdout
+    # the live learned picker against the simulated particles (measured: F1 0.97, 3.8 px on
+    # the full demo; blob picking 0.92, 7.1 px)
+    picking = re.search(
+        r"picks \(learned\) against the simulated particles: .*F1 ([0-9.]+); "
+        r"median distance to the centre ([0-9.]+) px",
+        result.stdout,
+    )
+    assert picking is not None, result.stdout
+    assert float(picking[1]) >= 0.9 and float(picking[2]) <= 8.0, picking[0]
     database = out / "sessions" / "demo" / "demo.duckdb"
     with duckdb.connect(str(database), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM exposures WHERE state = 'done'").fetchone() == (3,)
