@@ -15,7 +15,8 @@ diameter apart and from the border, averaged over draws. The blob picker runs wi
   four, ``cryoppp_10028_train`` and simulated micrographs, the shipped recipe).
 
 Time: each stage of picking a 4096^2 micrograph (particle 120 px across) on this process's
-threads.
+threads: rescaling and normalising, the network, and the peaks with their automatic cut and
+refined positions.
 """
 
 from __future__ import annotations
@@ -156,9 +157,8 @@ def learned_timing(size: int, device: str) -> dict[str, Any]:
     import torch
 
     from causalscope.daemon.bench._common import still_micrograph
-    from causalscope.models.picking._common import find_peaks, interior
     from causalscope.models.picking.learned import canonical_micrograph, default_picker
-    from causalscope.models.picking.learned.network import CANONICAL_DIAMETER_PX, OUTPUT_STRIDE
+    from causalscope.models.picking.learned.inference import picks_from_logits
 
     image, truth = still_micrograph(size, particles_per_1024=20, seed=0, dose_e_per_a2=40.0)
     diameter = 2.0 * float(truth["particle_radius_angstrom"])
@@ -166,21 +166,17 @@ def learned_timing(size: int, device: str) -> dict[str, Any]:
     micrograph = torch.from_numpy(image).to(device)
     times: dict[str, float] = {}
     started = time.perf_counter()
-    canonical, _ = canonical_micrograph(micrograph, diameter_px=diameter)
+    canonical, scale = canonical_micrograph(micrograph, diameter_px=diameter)
     times["preprocess_s"] = time.perf_counter() - started
     started = time.perf_counter()
     with torch.inference_mode():
-        probability = torch.sigmoid(model(canonical[None, None]))[0, 0]
+        logits = model(canonical[None, None])[0, 0]
     times["network_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    find_peaks(
-        probability,
-        threshold=0.5,
-        min_distance_px=0.5 * CANONICAL_DIAMETER_PX / OUTPUT_STRIDE,
-        valid=interior(probability.shape, 6.0, probability.device),  # type: ignore[arg-type]
-        max_picks=None,
+    picks_from_logits(
+        logits, scale=scale, diameter_px=diameter, calibrated_threshold=model.threshold()
     )
-    times["peaks_s"] = time.perf_counter() - started
+    times["peaks_and_cut_s"] = time.perf_counter() - started
     return {
         "size": size,
         "diameter_px": diameter,

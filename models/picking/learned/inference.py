@@ -28,6 +28,7 @@ __all__ = [
     "logit_map",
     "peaks_from_probability",
     "pick_learned",
+    "picks_from_logits",
     "probability_map",
     "refined",
 ]
@@ -105,6 +106,30 @@ def pick_learned(
             border_diameters=border_diameters,
             max_picks=max_picks,
         )
+    return picks_from_logits(
+        logits,
+        scale=scale,
+        diameter_px=diameter_px,
+        calibrated_threshold=model.threshold(),
+        min_distance_diameters=min_distance_diameters,
+        border_diameters=border_diameters,
+        max_picks=max_picks,
+    )
+
+
+def picks_from_logits(
+    logits: torch.Tensor,
+    *,
+    scale: float,
+    diameter_px: float,
+    calibrated_threshold: float,
+    min_distance_diameters: float = 0.5,
+    border_diameters: float = 0.5,
+    max_picks: int | None = None,
+) -> Picks:
+    """:func:`pick_learned`'s automatic threshold on a :func:`logit_map`: every peak, then
+    the cut of :func:`~.calibration.micrograph_cut` from the model's ``calibrated_threshold``
+    (a probability)."""
     xy, peak_logits = _peaks(
         logits,
         probability=torch.sigmoid(logits),
@@ -114,7 +139,7 @@ def pick_learned(
         min_distance_diameters=min_distance_diameters,
         border_diameters=border_diameters,
     )
-    calibrated = min(max(model.threshold(), 1e-12), 1.0 - 1e-12)
+    calibrated = min(max(calibrated_threshold, 1e-12), 1.0 - 1e-12)
     cut = micrograph_cut(peak_logits, math.log(calibrated / (1.0 - calibrated)))
     keep = peak_logits >= cut
     xy, peak_logits = xy[keep][:max_picks], peak_logits[keep][:max_picks]
