@@ -5,7 +5,9 @@ the picker's canonical scale from the particle diameter, and writes ``DIR/<name>
 RELION coordinate file: rlnCoordinateX/Y and rlnAutopickFigureOfMerit, the pick's
 probability) and ``DIR/<name>.csv``. Picks are at least half a diameter apart and from the
 border, with probability >= --threshold (auto: the cut stored with the model, the one that
-maximised F1 on labelled micrographs held out from its training).
+maximised F1 on labelled micrographs held out from its training, lowered on a micrograph whose
+own peaks show many more particles than it keeps; the cut used is printed). A micrograph
+without picks gets a warning naming its diameter in pixels and where the pixel size came from.
 
 Example:
   causalscope pick mics/*.mrc --diameter-angstrom 150 --out picks/
@@ -36,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         default="auto",
         metavar="P",
-        help="probability cut, or auto: the model's F1-maximising cut (auto)",
+        help="probability cut, or auto: the model's F1-maximising cut, checked against each "
+        "micrograph's own peaks (auto)",
     )
     parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads")
 
@@ -94,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
             diameter_px=diameter,
             threshold=threshold,
         )
+        if not len(picks):
+            print(
+                f"warning: {path}: no particle picked at a diameter of {diameter:.1f} px; check "
+                "--diameter-angstrom or --diameter-px and the pixel size "
+                f"({_pixel_size_source(args, apix)})",
+                file=sys.stderr,
+            )
         xy, scores = picks.xy_px.numpy(), picks.scores.numpy()
         star = write_coordinates_star(args.out / f"{path.stem}.star", xy, scores)
         write_coordinates_csv(args.out / f"{path.stem}.csv", xy, scores)
@@ -107,3 +117,12 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(summary), file=sys.stderr)
     return 0
+
+
+def _pixel_size_source(args: argparse.Namespace, header_apix: float | None) -> str:
+    """Where the pixel size behind the diameter came from, for the zero-picks warning."""
+    if args.diameter_px is not None:
+        return "not used: --diameter-px"
+    if args.pixel_size_angstrom:
+        return f"--pixel-size-angstrom {args.pixel_size_angstrom:g}"
+    return f"{header_apix:g} A/px from the file's header"

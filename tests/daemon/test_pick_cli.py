@@ -128,3 +128,21 @@ def test_pick_with_the_shipped_model_on_mrc_and_png_alike(
     # the 8-bit export gives the same picks as the float MRC (a pick at p ~ 0.5 may differ)
     agree = match_picks(found[0], found[1], radius_px=3.0)
     assert agree.f1 >= 0.85 and agree.n_true_positive >= len(found[0]) - 1
+
+
+def test_no_picks_warns_with_the_diameter_and_its_pixel_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from causalscope.daemon import formats
+    from causalscope.daemon.bench._common import still_micrograph
+
+    image, _ = still_micrograph(512, particles_per_1024=60, seed=5, dose_e_per_a2=40.0)
+    formats.write_mrc_movie(tmp_path / "mic.mrc", image, pixel_size_angstrom=1.0)
+    # a wrong pixel size makes the 120 A particles 480 px across: nothing fits
+    args = ["pick", str(tmp_path / "mic.mrc"), "--diameter-angstrom", "120"]
+    assert main([*args, "--pixel-size-angstrom", "0.25", "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {tmp_path / 'mic.mrc'}: no particle picked at a diameter of 480.0 px" in err
+    assert "(--pixel-size-angstrom 0.25)" in err
+    assert main([*args, "--out", str(tmp_path / "q")]) == 0  # the header's 1 A/px: picks
+    assert "warning" not in capsys.readouterr().err
