@@ -111,6 +111,7 @@ def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
     contamination."""
     import torch
 
+    from causalscope.config import PickingSettings
     from causalscope.models.picking import match_picks
     from causalscope.models.picking.exclusion import exclusion_mask
     from causalscope.models.picking.learned import default_picker, pick_learned
@@ -137,12 +138,13 @@ def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
     truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
     inner = np.all((truth > diameter / 2) & (truth < limit[::-1] - diameter / 2), axis=1)
     truth = truth[inner & clean(truth)]
+    contrast = PickingSettings().exclude_contrast  # the live default
     mask = exclusion_mask(
         image,
         pixel_size_angstrom=apix,
         particle_diameter_angstrom=diameter_a,
-        dense_fraction=0.03,
-        thin_fraction=0.03,
+        dense_fraction=contrast,
+        thin_fraction=contrast,
     )
     picks = pick_learned(image, default_picker(), diameter_px=diameter)
     xy = picks.xy_px[mask.keeps(picks.xy_px)].numpy()

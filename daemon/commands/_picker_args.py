@@ -73,3 +73,12 @@ def diameter_px(
             path=path,
         )
     return value
+
+
+def pixel_size_source(args: argparse.Namespace, header_apix: float | None) -> str:
+    """Where the pixel size behind :func:`diameter_px` came from (for messages)."""
+    if args.diameter_px is not None:
+        return "not used: --diameter-px"
+    if args.pixel_size_angstrom:
+        return f"--pixel-size-angstrom {args.pixel_size_angstrom:g}"
+    return f"{header_apix:g} A/px from the file's header"

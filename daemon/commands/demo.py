@@ -207,18 +207,18 @@ class _Simulation:
 
 def _compare_with_truth(database: Path, truth_path: Path) -> int:
     """Print each exposure's CTF against the truth; 0 when every one is within tolerance."""
-    import duckdb
+    from causalscope.daemon.store import SessionReader
 
     truth = {}
     for line in truth_path.read_text().splitlines():
         row = json.loads(line)
         truth[row["exposure_id"]] = row
-    with duckdb.connect(str(database), read_only=True) as connection:
-        rows = connection.execute(
+    with SessionReader(database) as reader:
+        rows = reader.select(
             "SELECT exposure_id, defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, "
             "ice_thickness_nm FROM ctf ORDER BY exposure_id"
-        ).fetchall()
-        states = dict(connection.execute("SELECT exposure_id, state FROM exposures").fetchall())
+        ).rows
+        states = dict(reader.select("SELECT exposure_id, state FROM exposures").rows)
     found = {row[0]: row for row in rows}
     width = max([len("exposure"), *(len(key) for key in truth)])
     print("\nCTF against the simulated truth (errors: found - true)")
@@ -272,16 +272,16 @@ def _compare_with_truth(database: Path, truth_path: Path) -> int:
 def _compare_picks(database: Path, truth: dict[str, dict[str, Any]]) -> None:
     """Print the picks of every processed exposure against the simulated particles (a match
     within a quarter diameter, as ``bench picking`` counts)."""
-    import duckdb
     import numpy as np
 
+    from causalscope.daemon.store import SessionReader
     from causalscope.models.picking import match_picks
 
-    with duckdb.connect(str(database), read_only=True) as connection:
-        pickers = dict(connection.execute("SELECT exposure_id, picker FROM picking").fetchall())
-        rows = connection.execute(
+    with SessionReader(database) as reader:
+        pickers = dict(reader.select("SELECT exposure_id, picker FROM picking").rows)
+        rows = reader.select(
             "SELECT exposure_id, x_px, y_px FROM picks ORDER BY exposure_id, position"
-        ).fetchall()
+        ).rows
     picks: dict[str, list[tuple[float, float]]] = {}
     for exposure_id, x, y in rows:
         picks.setdefault(exposure_id, []).append((x, y))

@@ -22,7 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from causalscope.daemon.commands._picker_args import add_diameter_arguments, diameter_px
+from causalscope.daemon.commands._picker_args import (
+    add_diameter_arguments,
+    diameter_px,
+    pixel_size_source,
+)
 from causalscope.models.errors import InputError
 
 
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"warning: {path}: no particle picked at a diameter of {diameter:.1f} px; check "
                 "--diameter-angstrom or --diameter-px and the pixel size "
-                f"({_pixel_size_source(args, apix)})",
+                f"({pixel_size_source(args, apix)})",
                 file=sys.stderr,
             )
         xy, scores = picks.xy_px.numpy(), picks.scores.numpy()
@@ -117,12 +121,3 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(summary), file=sys.stderr)
     return 0
-
-
-def _pixel_size_source(args: argparse.Namespace, header_apix: float | None) -> str:
-    """Where the pixel size behind the diameter came from, for the zero-picks warning."""
-    if args.diameter_px is not None:
-        return "not used: --diameter-px"
-    if args.pixel_size_angstrom:
-        return f"--pixel-size-angstrom {args.pixel_size_angstrom:g}"
-    return f"{header_apix:g} A/px from the file's header"

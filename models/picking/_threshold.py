@@ -73,14 +73,24 @@ class Bimodality:
             and min(self.weights) * self.n >= MIN_COMPONENT_PEAKS
         )
 
+    def log_joint(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(n, 2)`` float64: log of each component's weight times its density at ``scores``."""
+        x = scores.detach().to(torch.float64).flatten().cpu()[:, None]
+        mean = torch.tensor(self.means, dtype=torch.float64)
+        var = torch.tensor(self.sigmas, dtype=torch.float64).clamp(min=1e-150) ** 2
+        weight = torch.tensor(self.weights, dtype=torch.float64).clamp(min=1e-300)
+        return torch.log(weight) + _normal_log_pdf(x, mean, var)
+
+    def upper_posterior(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` float64: the probability that each score belongs to the upper component."""
+        joint = self.log_joint(scores)
+        return torch.exp(joint[:, 1] - torch.logsumexp(joint, dim=1))
+
     def boundary(self) -> float:
         """The largest score between the means where the lower component is the likelier."""
         grid = torch.linspace(self.means[0], self.means[1], 1001, dtype=torch.float64)
-        log_p = [
-            math.log(max(w, 1e-300)) + _normal_log_pdf(grid, torch.tensor(m), torch.tensor(s * s))
-            for m, s, w in zip(self.means, self.sigmas, self.weights, strict=True)
-        ]
-        lower = torch.nonzero(log_p[0] > log_p[1]).flatten()
+        log_p = self.log_joint(grid)
+        lower = torch.nonzero(log_p[:, 0] > log_p[:, 1]).flatten()
         return float(grid[int(lower[-1])]) if lower.numel() else self.means[0]
 
 

@@ -178,11 +178,7 @@ def micrograph_cut(peak_logits: torch.Tensor, calibrated_logit: float) -> float:
         or fit.means[1] < calibrated_logit - MAX_UPPER_BELOW_CUT
     ):
         return calibrated_logit
-    mean = torch.tensor(fit.means, dtype=torch.float64)
-    sigma = torch.tensor(fit.sigmas, dtype=torch.float64).clamp(min=1e-12)
-    weight = torch.tensor(fit.weights, dtype=torch.float64).clamp(min=1e-300)
-    joint = torch.log(weight) - torch.log(sigma) - 0.5 * ((x[:, None] - mean) / sigma) ** 2
-    upper = torch.exp(joint[:, 1] - torch.logsumexp(joint, dim=1))
+    upper = fit.upper_posterior(x)
     expected = float(upper.sum())
     if int((x >= calibrated_logit).sum()) >= COUNT_AGREEMENT * expected:
         return calibrated_logit
