@@ -5,13 +5,16 @@ why once, retries the exposure on a fresh worker, and finishes the session.
 A cluster of its own (one node) starts with Ray's memory threshold a few GB above the memory
 used at that moment (``RAY_memory_usage_threshold``, read by the raylet when it starts; checked
 every 100 ms); the test then allocates past it, as another program on the machine would, and
-frees the memory once the worker was killed. On a machine shared with other work the memory
-used may rise past the threshold by itself: the test then skips (or sees more kills, which the
-daemon retries too).
+frees the memory once the worker was killed. A second test takes the memory in two steps: past
+the daemon's own threshold (``min_free_memory_fraction``) it slows to one exposure at a time and
+no worker is killed; only past Ray's threshold does Ray kill one. On a machine shared with other
+work the memory used may rise past the thresholds by itself: the tests then skip (or see more
+kills, which the daemon retries too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,16 +40,17 @@ _MARGIN = 3 * _GB  # Ray's threshold above the memory used when the cluster star
 _OURS = ("ray_", "memory_", "processing_")  # the alerts of staying up (not of the data)
 
 
-@pytest.fixture
-def monitored() -> Iterator[float]:
-    """A one-node Ray cluster whose memory monitor kills past a threshold; yields it."""
+@contextlib.contextmanager
+def _memory_monitor(margin: int) -> Iterator[float]:
+    """A one-node Ray cluster whose memory monitor kills once ``margin`` bytes more than now
+    are used; yields its threshold (a share of the node's memory)."""
     import ray
 
     shared = ray.is_initialized()  # the suite's shared cluster: given back afterwards
     if shared:
         ray.shutdown()
     used, total = ray_memory()
-    threshold = min(0.95, (used + _MARGIN) / total)
+    threshold = min(0.95, (used + margin) / total)
     monitor = {
         "RAY_memory_usage_threshold": f"{threshold:.4f}",
         "RAY_memory_monitor_refresh_ms": "100",
@@ -63,9 +67,16 @@ def monitored() -> Iterator[float]:
             ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
+@pytest.fixture
+def monitored() -> Iterator[float]:
+    """Ray kills a worker once 3 GB more than now are used."""
+    with _memory_monitor(_MARGIN) as threshold:
+        yield threshold
+
+
 @pytest.fixture(scope="module")
 def microscope(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return simulate(tmp_path_factory.mktemp("oom_microscope"), n=2)
+    return simulate(tmp_path_factory.mktemp("oom_microscope"), n=4)
 
 
 def test_a_worker_killed_by_rays_memory_monitor_slows_processing_and_is_retried(
@@ -116,3 +127,94 @@ def test_a_worker_killed_by_rays_memory_monitor_slows_processing_and_is_retried(
     assert [alert.code for alert in ours] == ["memory_low", "ray_out_of_memory"]
     low = ours[0]
     assert "% used" in low.message and "one exposure at a time" in low.message
+
+
+def test_the_daemon_slows_down_before_rays_memory_monitor_has_to_kill(
+    microscope: Path, tmp_path: Path
+) -> None:
+    """Another program takes memory in two steps. Past the daemon's threshold (3 GB more than at
+    the start) work in flight drops from two exposures to one, with one alert, and no worker is
+    killed; past Ray's threshold (6 GB more) Ray kills the worker, after the daemon had slowed."""
+    from causalscope.daemon.memory import read_node_memory
+    from causalscope.daemon.workers import RayWorkerPool
+
+    start = read_node_memory()
+    if start is None:
+        pytest.skip("the node's memory cannot be read here")
+    ours_at = start.available_bytes - 3 * _GB  # the daemon slows below this much free
+    settings = settings_for(
+        microscope,
+        max_in_flight=2,
+        resilience={
+            "min_free_memory_fraction": ours_at / start.total_bytes,
+            "memory_check_s": 0.05,
+            "max_attempts": 10,
+            "pause_after_failures": 50,
+        },
+    )
+    reporter = AlertRecorder()
+    hog: list[np.ndarray] = []
+    busy: list[int] = []  # exposures already running at each submission
+    seen: list[list[str]] = []  # the alerts of staying up, at each submission
+    ray_at: list[float] = []
+
+    def take(size: int) -> None:  # another program's memory, its pages touched
+        hog.append(np.ones(max(0, size) // 8))
+
+    def watched(step: Any = None) -> Any:
+        def action(pool: Any, task: Any, submit: Any) -> None:
+            busy.append(pool.in_flight)
+            seen.append([a.code for a in reporter.alerts if a.code.startswith(_OURS)])
+            if step is not None:
+                step(pool)
+            submit()
+
+        return action
+
+    def past_ours(pool: Any) -> None:
+        pool.actor_process_ids()  # both actors are up
+        now = read_node_memory()
+        used, total = ray_memory()
+        assert now is not None
+        if now.available_bytes < ours_at + _GB // 2:
+            pytest.skip("the machine's memory use rose near the test's thresholds by itself")
+        need = now.available_bytes - ours_at + _GB // 2
+        if used + need > ray_at[0] * total - _GB:
+            pytest.skip("the two thresholds are too close on this machine now")
+        take(need)
+
+    def past_rays(pool: Any) -> None:
+        used, total = ray_memory()
+        need = int(ray_at[0] * total) - used + _GB
+        if need > total - used - _GB:
+            pytest.skip(f"not enough free memory to cross Ray's threshold ({need} B needed)")
+        take(need)
+
+    actions = {1: watched(past_ours), 2: watched(), 3: watched(past_rays), 4: watched()}
+    actions.update({5: watched(), 6: watched()})
+    wrapped: list[OnSubmit] = []
+
+    def factory(calibration: Any) -> Any:
+        pool = RayWorkerPool(
+            settings,
+            output_dir=tmp_path / "sessions" / "faults",
+            calibration=calibration,
+            n_workers=2,
+        )
+        wrapped.append(OnSubmit(pool, actions, on_crash=hog.clear))
+        return wrapped[0]
+
+    with _memory_monitor(6 * _GB) as threshold:
+        ray_at.append(threshold)
+        paths = run_session(microscope, tmp_path, settings, factory, reporter, movies=4)
+    [pool] = wrapped
+    # slowed (one alert, nothing else running) before the third exposure was handed out
+    assert seen[2] == ["memory_low"] and busy[2] == 0, (seen, busy)
+    assert pool.failures and set(pool.failures) == {"out_of_memory"}, pool.errors
+    assert pool.errors[0].startswith("OutOfMemoryError")  # then Ray's monitor, on the third
+    assert all(count == 0 for count in busy[2:]), busy  # one at a time from then on
+    ours = [alert.code for alert in reporter.alerts if alert.code.startswith(_OURS)]
+    assert ours == ["memory_low", "ray_out_of_memory"]
+    rows, results = session_rows(paths)
+    assert results == 4  # each exposure done exactly once
+    assert {state for _, _, state in rows} == {"done"}
