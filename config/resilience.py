@@ -67,3 +67,21 @@ class ResilienceSettings(Section):
             "pause doubles (up to 10 minutes) while it fails too."
         ),
     )
+    daemon_restart_pause_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description=(
+            "`watch --supervise`: seconds before the session process is started again after it "
+            "died; doubles (up to 5 minutes) while it keeps dying within a minute."
+        ),
+    )
+    daemon_restarts_per_hour: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description=(
+            "`watch --supervise`: restarts of the session process allowed in an hour before the "
+            "supervisor gives up with a message."
+        ),
+    )

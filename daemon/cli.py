@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # for `watch --supervise`
     try:
         status: int = args._module.run(args)
     except CausalscopeError as error:

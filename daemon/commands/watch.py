@@ -11,11 +11,13 @@ Examples:
   causalscope watch /data/epu/session01
   causalscope watch --zmq tcp://127.0.0.1:5555 --session grid3
   causalscope watch /data/epu/session01 --serve --port 8080
+  causalscope watch /data/epu/session01 --supervise   (started again if its process dies)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from causalscope.daemon.commands.serve import add_serve_arguments, serve_settings
+from causalscope.daemon.supervisor import SUPERVISED
 from causalscope.models.errors import InputError
 
 
@@ -37,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve the HTTP API over the sessions folder while the session runs (see `serve`)",
     )
     add_serve_arguments(parser)
+    parser.add_argument(
+        "--supervise",
+        action="store_true",
+        help=(
+            "run the session in a child process and start it again when it dies (Ray's "
+            "control store lost, the kernel's OOM killer, a crash); it resumes where it stopped"
+        ),
+    )
 
 
 def add_session_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.directory is None and args.zmq is None:
         raise InputError("Nothing to watch", "give a folder to watch or --zmq ADDRESS")
+    if args.supervise and not os.environ.get(SUPERVISED):
+        return _supervised(args)
     if args.directory is not None and not args.directory.is_dir():
         raise InputError(
             "Folder not found", f"{args.directory} is not a folder", path=args.directory
@@ -120,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             session.open()
             _announce(session, args)
+            _restarted(session)
             if bind is not None:
                 _start_api(session, bind)
             session.run()
@@ -129,6 +143,40 @@ def run(args: argparse.Namespace) -> int:
             session.close()
     print_summary(paths.database)
     return 0
+
+
+def _supervised(args: argparse.Namespace) -> int:
+    """This process only supervises: the session runs (and runs again) in a child."""
+    from causalscope.config import load_settings
+    from causalscope.daemon.supervisor import RestartPolicy, session_command, supervise
+
+    if args.tui:
+        raise InputError(
+            "--supervise runs without the dashboard",
+            "the session runs in a process of its own; open the dashboard beside it with "
+            "`causalscope tui`",
+        )
+    resilience = load_settings(args.config, args.preset).processing.resilience
+    policy = RestartPolicy(resilience.daemon_restart_pause_s, resilience.daemon_restarts_per_hour)
+    return supervise(session_command([a for a in args._argv if a != "--supervise"]), policy)
+
+
+def _restarted(session: Any) -> None:
+    """Under --supervise, a restarted session says why its predecessor ended."""
+    from causalscope.daemon.alerts import Alert
+    from causalscope.daemon.supervisor import RESTART_REASON
+
+    reason = os.environ.get(RESTART_REASON)
+    if reason:
+        session.raise_alert(
+            Alert(
+                "daemon_restarted",
+                "warn",
+                f"The session was started again: {reason}; nothing done is redone",
+                "If it repeats, read session.log and Ray's logs (its session folder); with "
+                "--ray-address, check that the cluster's head node is up.",
+            )
+        )
 
 
 def log_reporter(paths: Any) -> Any:

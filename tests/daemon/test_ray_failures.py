@@ -230,7 +230,8 @@ def test_a_worker_above_its_memory_bound_is_recycled_between_exposures(
 def test_a_gcs_that_goes_away_is_reported_and_nothing_is_lost(
     microscope: Path, tmp_path: Path
 ) -> None:
-    """In its own process with its own cluster: Ray ends a driver whose GCS stays away."""
+    """In its own process with its own cluster: Ray ends a driver whose GCS stays away.
+    (Under ``watch --supervise`` the session is then started again: ``test_supervisor.py``.)"""
     import duckdb
 
     root = Path(__file__).resolve().parents[2]
