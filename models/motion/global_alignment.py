@@ -134,8 +134,8 @@ def align_global(
     half_shifts = None
     if halves and frames.shape[0] >= 6:  # two even frames inside the odd ones' span
         half_shifts = (
-            _align_subset(stack, damage, 0, iterations, tolerance_px, limit),
-            _align_subset(stack, damage, 1, iterations, tolerance_px, limit),
+            _align_subset(stack, damage, 0, iterations, tolerance_px, limit, shifts[0]),
+            _align_subset(stack, damage, 1, iterations, tolerance_px, limit, shifts[0]),
         )
     return GlobalAlignment(shifts[0].cpu().numpy(), used, converged, half_shifts)
 
@@ -147,6 +147,7 @@ def _align_subset(
     iterations: int,
     tolerance_px: float,
     limit: float,
+    whole: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Shifts of every second frame from ``start``, aligned among themselves only."""
     subset = dataclasses.replace(
@@ -161,12 +162,16 @@ def _align_subset(
             damage.voltage_kv,
             damage.pixel_size_angstrom,
         )
+    initial = None
+    if whole is not None:
+        initial = whole[start::2] - whole[start]
     shifts, _, _, _ = align_stack(
         subset,
         iterations=iterations,
         tolerance_px=tolerance_px,
         max_shift_px=limit,
         damage=subset_damage,
+        initial_px=initial,
     )
     return shifts[0].cpu().numpy()
 
