@@ -10,7 +10,8 @@ masked and unmasked half-map FSC at 0.143 and 0.5, and the full map's FSC agains
 FSC is 0.143); the Rosenthal-Henderson fit over the sizes, as RELION's ``bfactor_plot`` makes
 it (``1/d^2`` against ``ln N``) and with the slice-density term
 (:mod:`models.reconstruction.forecast`), and the forecast of the largest size made from the
-others.
+others, and how well calibrated the forecasts between every two sizes are
+(:mod:`daemon.bench.forecast_calibration`).
 Time: inserting a particle, reconstructing both halves, and the FSC, per size.
 """
 
@@ -191,6 +192,8 @@ def run_reconstruction_bench(
         )
         for seed in seeds
     ]
+    from causalscope.daemon.bench.forecast_calibration import forecast_calibration
+
     gold = [abs(e) for r in runs for e in r["gold_vs_truth_error"]]
     summary = {
         "particles": n,
@@ -204,5 +207,6 @@ def run_reconstruction_bench(
         "fsc_forecast_error": [r["fsc_forecast_error"] for r in runs],
         "insert_ms_per_particle": [r["sizes"][-1]["insert_ms_per_particle"] for r in runs],
         "resolution_angstrom": [r["sizes"][-1]["fsc_0143_angstrom"] for r in runs],
+        "forecast_calibration": forecast_calibration(runs, pixel_size_angstrom=pixel_size_angstrom),
     }
     return {"summary": summary, "runs": runs}
