@@ -4,7 +4,8 @@ from the image alone (:mod:`models.triage`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 from causalscope.models.records import CtfRecord, ReproRecord, TriageRecord
 from causalscope.models.scoring.repro import (
@@ -13,6 +14,7 @@ from causalscope.models.scoring.repro import (
     delta_repro,
     shift_scale_angstrom,
     trajectory_difference_px,
+    worst_direction_difference,
 )
 from causalscope.models.units import electron_wavelength_angstrom
 
@@ -64,7 +66,10 @@ class ReproStage:
         optics: Optics,
         templates: torch.Tensor | None,
         half_shifts_px: tuple[np.ndarray, np.ndarray] | None = None,
+        whole: tuple[torch.Tensor, float] | None = None,
     ) -> ReproRecord | None:
+        """``whole``: the CTF sum the exposure's ``ctf`` was fitted on and its per-pixel
+        noise variance, for the resampled-noise refit."""
         from causalscope.models.ctf_estimation import estimate_ctf
 
         apix = optics.pixel_size_angstrom
@@ -96,6 +101,9 @@ class ReproStage:
                 )
             )
         even, odd = estimates
+        noisy = None
+        if whole is not None:
+            noisy = _noise_refit(*whole, optics=optics, options=options)
         drift = None
         if half_shifts_px is not None:
             drift = apix * trajectory_difference_px(*half_shifts_px)
@@ -111,6 +119,12 @@ class ReproStage:
             drift_difference_angstrom=drift,
             shift_scale_angstrom=shift_scale_angstrom(
                 resolution_angstrom=self._resolution_angstrom
+            ),
+            noise_difference_angstrom=None
+            if noisy is None
+            else worst_direction_difference(
+                (ctf.defocus_u_angstrom, ctf.defocus_v_angstrom, ctf.defocus_angle_deg),
+                (noisy.defocus_u_angstrom, noisy.defocus_v_angstrom, noisy.defocus_angle_deg),
             ),
         )
         if result is None:
@@ -128,7 +142,40 @@ class ReproStage:
             delta_repro=result.delta_repro,
             drift_difference_angstrom=drift,
             z_drift=result.z_drift,
+            defocus_noise_angstrom=None
+            if noisy is None
+            else 0.5 * (noisy.defocus_u_angstrom + noisy.defocus_v_angstrom),
+            z_noise=result.z_noise,
         )
+
+
+#: the resampled noise is the same draw for every exposure (a restart scores it the same)
+_NOISE_SEED = 20260101
+
+
+def _noise_refit(
+    image: torch.Tensor, noise_variance: float, *, optics: Optics, options: dict[str, Any]
+) -> CtfRecord | None:
+    """The CTF of ``image`` with fresh noise of variance ``noise_variance`` per pixel added,
+    fitted as the CTF stage fits (told of the doubled noise); None without a noise estimate."""
+    import torch
+
+    from causalscope.models.ctf_estimation import estimate_ctf
+
+    if not noise_variance > 0:
+        return None
+    work = image.detach().float()
+    generator = torch.Generator(device=work.device).manual_seed(_NOISE_SEED)
+    noise = torch.randn(work.shape, generator=generator, device=work.device, dtype=work.dtype)
+    noisy = work + math.sqrt(noise_variance) * noise
+    fit = estimate_ctf(
+        noisy,
+        pixel_size_angstrom=optics.pixel_size_angstrom,
+        noise_variance=2.0 * noise_variance,
+        **optics.ctf_keywords(),
+        **options,
+    )
+    return CtfRecord.model_validate(fit.to_dict())
 
 
 def _count_picks(

@@ -238,6 +238,11 @@ class ReproRecord(BaseModel):
         description="RMS distance between the even and the odd frames' own trajectories, A.",
     )
     z_drift: float | None = None
+    defocus_noise_angstrom: float | None = Field(
+        default=None,
+        description="Mean defocus of the CTF sum fitted again with as much noise again added, A.",
+    )
+    z_noise: float | None = None
 
 
 class CausalInputs(BaseModel):

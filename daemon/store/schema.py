@@ -1,4 +1,4 @@
-"""The schema of a session database (``SESSION.duckdb``), version 8.
+"""The schema of a session database (``SESSION.duckdb``), version 9.
 
 One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writer. Times are
 ``TIMESTAMP`` in UTC (no time zone attached). Columns of type ``JSON`` hold text that DuckDB's
@@ -9,22 +9,22 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 8 added ``picking``'s ``threshold`` (the learned picker's cut). Version 7 added
-``forecasts``' session-end columns. Version 6 added ``repro``'s ``drift_difference_angstrom``
-and ``z_drift``. Version 5 added ``picking``'s ``excluded_fractions`` and ``picks_excluded``,
-the 2D classes' Novelty and recommendation (``classes``' last seven columns) and the map's
-(``reconstructions``' ``novelty`` and ``nearest``). Version 4 added
-the scores' tables (``repro``, ``triage``, ``scores``, ``obligations``,
-``score_weights``) and their view (``score_rows``), declared and documented in :mod:`.scores`,
-and ``reconstructions``' ``symmetry_correlations``, ``initial_model`` and ``ab_initio``.
-Version 3 added the running reconstructions'
-tables (``evaluations``, ``class_sets``, ``classes``, ``class_labels``, ``reconstructions``,
-``forecasts``) and their view (``evaluation_updates``); an older file gets them when a store
-opens it. Version 2 added the views of :mod:`causalscope.daemon.client.views`
-(``exposure_rows``, ``published_exposures``, ``alerts``, ``latest_causes``,
-``causal_verdicts``): the shapes the session publishes and the dashboard reads. A version-1
-file is migrated when a store opens it (the views are created and the version recorded);
-read-only it gets the views as temporary ones.
+Version 9 added ``repro``'s ``defocus_noise_angstrom`` and ``z_noise`` (Delta-Repro's
+resampled-noise refit). Version 8 added ``picking``'s ``threshold`` (the learned picker's cut).
+Version 7 added ``forecasts``' session-end columns. Version 6 added ``repro``'s
+``drift_difference_angstrom`` and ``z_drift``. Version 5 added ``picking``'s
+``excluded_fractions`` and ``picks_excluded``, the 2D classes' Novelty and recommendation
+(``classes``' last seven columns) and the map's (``reconstructions``' ``novelty`` and
+``nearest``). Version 4 added the scores' tables (``repro``, ``triage``, ``scores``,
+``obligations``, ``score_weights``) and their view (``score_rows``), declared and documented in
+:mod:`.scores`, and ``reconstructions``' ``symmetry_correlations``, ``initial_model`` and
+``ab_initio``. Version 3 added the running reconstructions' tables (``evaluations``,
+``class_sets``, ``classes``, ``class_labels``, ``reconstructions``, ``forecasts``) and their
+view (``evaluation_updates``); an older file gets them when a store opens it. Version 2 added
+the views of :mod:`causalscope.daemon.client.views` (``exposure_rows``, ``published_exposures``,
+``alerts``, ``latest_causes``, ``causal_verdicts``): the shapes the session publishes and the
+dashboard reads. A version-1 file is migrated when a store opens it (the views are created and
+the version recorded); read-only it gets the views as temporary ones.
 
 ``schema_version``
     ``version`` (INTEGER): a schema version the file was written or migrated to (one row per
@@ -167,7 +167,7 @@ from causalscope.daemon.store.tables import Column, Table, decode_map, field
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def _patches_x(motion: Any) -> int | None:

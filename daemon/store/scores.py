@@ -28,7 +28,10 @@
     difference on its own scale: :mod:`models.scoring.repro`); ``delta_repro``
     (``exp(-rms(z) / 2)``, the DeltaRepro component); ``drift_difference_angstrom`` (RMS
     distance between the even and the odd frames' trajectories, each aligned on its own;
-    NULL for movies of fewer than 6 frames) and its ``z_drift`` (schema 6).
+    NULL for movies of fewer than 6 frames) and its ``z_drift`` (schema 6);
+    ``defocus_noise_angstrom`` (mean defocus of the whole CTF sum fitted again with as much
+    noise again added; NULL without a noise estimate) and its ``z_noise`` (the two fits'
+    difference where they differ most, in the same units; schema 9).
 
 ``score_weights`` (one row per learning of V's weights from the operator's labels)
     ``version`` (primary key, 1, 2, ...); ``n_labels`` (labelled, scored exposures learned
@@ -123,6 +126,8 @@ REPRO_TABLE = Table(
         field("delta_repro", "DOUBLE NOT NULL"),
         field("drift_difference_angstrom", "DOUBLE"),
         field("z_drift", "DOUBLE"),
+        field("defocus_noise_angstrom", "DOUBLE"),
+        field("z_noise", "DOUBLE"),
     ),
 )
 # Read from a TriageRecord.

@@ -29,7 +29,12 @@ matters for that quantity:
   trajectory (:func:`trajectory_difference_px`: the RMS difference between the even frames'
   shifts and the odd frames' interpolated to the same times, their offset removed), in units
   of ``shift_scale_angstrom`` (:func:`shift_scale_angstrom`: the shift that costs a 45 degree
-  phase error at the target resolution, 0.375 A at 3 A): ``z = D / (2 * scale)``.
+  phase error at the target resolution, 0.375 A at 3 A): ``z = D / (2 * scale)``;
+- resampled noise: the whole exposure's CTF sum is fitted again with fresh noise of its own
+  variance added (as much noise again: each half's signal-to-noise ratio, with all of the
+  signal). In the linear regime the refit moves by an error of the whole's own size, so the
+  worst-direction difference ``D`` between the two fits is on the scale of the whole's error
+  itself: ``z = D / scale``.
 
 ``DeltaRepro = exp(-rms(z) / 2)`` lies in ``(0, 1]``: 1 for identical halves, about 0.6 for
 halves whose estimates differ by one scale each, and towards 0 for estimates that do not
@@ -100,6 +105,7 @@ class ReproResult:
     z_particles: float | None
     delta_repro: float
     z_drift: float | None = None
+    z_noise: float | None = None
 
 
 def defocus_scale_angstrom(*, resolution_angstrom: float, wavelength_angstrom: float) -> float:
@@ -155,6 +161,7 @@ def delta_repro(
     missing_z: float = 4.0,
     drift_difference_angstrom: float | None = None,
     shift_scale_angstrom: float = 0.375,
+    noise_difference_angstrom: float | None = None,
 ) -> ReproResult | None:
     """Delta-Repro of two halves (``None`` when no estimate can be compared); the halves'
     defocus sigmas are kept for the record, not used (see the module docstring)."""
@@ -188,8 +195,11 @@ def delta_repro(
         if shift_scale_angstrom <= 0:
             raise ValueError(f"shift_scale_angstrom must be > 0, got {shift_scale_angstrom}")
         z_drift = drift_difference_angstrom / (2.0 * shift_scale_angstrom)
-    found = [z for z in (z_defocus, z_fit, z_particles, z_drift) if z is not None]
+    z_noise = None
+    if noise_difference_angstrom is not None:
+        z_noise = noise_difference_angstrom / defocus_scale_angstrom
+    found = [z for z in (z_defocus, z_fit, z_particles, z_drift, z_noise) if z is not None]
     if not found:
         return None
     rms = math.sqrt(sum(z * z for z in found) / len(found))
-    return ReproResult(z_defocus, z_fit, z_particles, math.exp(-rms / 2.0), z_drift)
+    return ReproResult(z_defocus, z_fit, z_particles, math.exp(-rms / 2.0), z_drift, z_noise)

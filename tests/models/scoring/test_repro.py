@@ -200,3 +200,29 @@ def test_the_drift_difference_counts_on_the_shift_scale() -> None:
     )
     assert result is not None and result.z_drift == pytest.approx(2.0)
     assert result.delta_repro == pytest.approx(math.exp(-1.0))
+
+
+def test_the_resampled_noise_refit_counts_on_the_whole_exposures_scale() -> None:
+    """The refit with as much noise again moves by an error of the whole's own size: a
+    difference of one scale is one scale of error (no halving, unlike the halves')."""
+    nothing = HalfEstimate(None, None, None, None)
+    result = delta_repro(
+        nothing,
+        nothing,
+        frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=SCALE,
+        whole_supported=False,
+        noise_difference_angstrom=SCALE,
+    )
+    assert result is not None and result.z_noise == pytest.approx(1.0)
+    assert result.z_defocus is None and result.delta_repro == pytest.approx(math.exp(-0.5))
+    # beside the halves' terms it is one more z in the RMS
+    both = delta_repro(
+        HalfEstimate(15_000.0, 20.0, None, None),
+        HalfEstimate(15_000.0 + 6 * SCALE, 20.0, None, None),
+        frequency_step_per_angstrom=STEP,
+        defocus_scale_angstrom=SCALE,
+        noise_difference_angstrom=SCALE,
+    )
+    assert both is not None and both.z_defocus == pytest.approx(3.0)
+    assert both.delta_repro == pytest.approx(math.exp(-math.sqrt((9 + 1) / 2) / 2))
