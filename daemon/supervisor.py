@@ -45,7 +45,8 @@ RESTART_REASON = "CAUSALSCOPE_RESTART_REASON"
 #: Set in the child: it runs the session itself instead of supervising again.
 SUPERVISED = "CAUSALSCOPE_SUPERVISED"
 
-_NOT_RESTARTED = {0: "it ended normally", 2: "of a user error", 130: "it was interrupted"}
+#: exit statuses that are not restarted: ended normally, a user error, interrupted
+_NOT_RESTARTED = frozenset({0, 2, 130})
 _MAX_PAUSE_S = 300.0
 _STEADY_S = 60.0  # a child that ran this long was healthy: the pause starts small again
 _PR_SET_PDEATHSIG = 1
@@ -117,11 +118,9 @@ def supervise(
                 env[RESTART_REASON] = reason
             started = clock()
             child = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
-            code = _wait(child)
+            code = child.wait()  # a signal's handler runs, then the wait goes on (PEP 475)
             ran_s = clock() - started
             if stopping or code in _NOT_RESTARTED:
-                if code not in _NOT_RESTARTED and not stopping:
-                    say(f"causalscope watch: the session process ended ({describe_exit(code)})")
                 return code
             now = clock()
             while restarts and restarts[0] < now - 3600:
@@ -151,11 +150,3 @@ def supervise(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _wait(child: subprocess.Popen[bytes]) -> int:
-    while True:
-        try:
-            return child.wait()
-        except KeyboardInterrupt:  # the handler was replaced: only if a signal raced it
-            continue

@@ -180,6 +180,8 @@ def run_reconstruction_bench(
     smallest: int = 250,
 ) -> dict[str, Any]:
     """Run the benchmark; ``summary`` holds the medians over seeds."""
+    from causalscope.daemon.bench.forecast_calibration import forecast_calibration
+
     runs = [
         _one_seed(
             seed,
@@ -192,8 +194,6 @@ def run_reconstruction_bench(
         )
         for seed in seeds
     ]
-    from causalscope.daemon.bench.forecast_calibration import forecast_calibration
-
     gold = [abs(e) for r in runs for e in r["gold_vs_truth_error"]]
     summary = {
         "particles": n,
