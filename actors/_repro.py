@@ -66,7 +66,7 @@ class ReproStage:
         optics: Optics,
         templates: torch.Tensor | None,
         half_shifts_px: tuple[np.ndarray, np.ndarray] | None = None,
-        whole: tuple[torch.Tensor, float] | None = None,
+        whole: tuple[torch.Tensor, float | None] | None = None,
     ) -> ReproRecord | None:
         """``whole``: the CTF sum the exposure's ``ctf`` was fitted on and its per-pixel
         noise variance, for the resampled-noise refit."""
@@ -154,7 +154,7 @@ _NOISE_SEED = 20260101
 
 
 def _noise_refit(
-    image: torch.Tensor, noise_variance: float, *, optics: Optics, options: dict[str, Any]
+    image: torch.Tensor, noise_variance: float | None, *, optics: Optics, options: dict[str, Any]
 ) -> CtfRecord | None:
     """The CTF of ``image`` with fresh noise of variance ``noise_variance`` per pixel added,
     fitted as the CTF stage fits (told of the doubled noise); None without a noise estimate."""
@@ -162,7 +162,7 @@ def _noise_refit(
 
     from causalscope.models.ctf_estimation import estimate_ctf
 
-    if not noise_variance > 0:
+    if noise_variance is None or not noise_variance > 0:
         return None
     work = image.detach().float()
     generator = torch.Generator(device=work.device).manual_seed(_NOISE_SEED)

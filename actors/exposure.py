@@ -392,9 +392,7 @@ class ExposureWorker:
                     optics=optics,
                     templates=templates,
                     half_shifts_px=c.half_shifts_px,
-                    whole=None
-                    if c.ctf_sum_noise_variance is None
-                    else (c.ctf_sum, c.ctf_sum_noise_variance),
+                    whole=(c.ctf_sum, c.ctf_sum_noise_variance),
                 )
         except (ValueError, RuntimeError) as error:
             message = f"{run.movie_path}: Delta-Repro's refits failed: {error}"

@@ -132,3 +132,32 @@ class OnSubmit:
                 if self._on_crash is not None:
                     self._on_crash()
         return outcomes
+
+
+def wrapped_pools(
+    settings: Settings,
+    root: Path,
+    actions: dict[int, Callable[[Any, Any, Callable[[], None]], None]],
+    *,
+    n_workers: int = 1,
+    on_crash: Callable[[], None] | None = None,
+    **pool_options: Any,
+) -> tuple[Callable[[Any], OnSubmit], list[OnSubmit]]:
+    """A ``pool_factory`` for :func:`run_session` (session under ``root``) whose Ray worker
+    pool is wrapped in :class:`OnSubmit` with ``actions``, and the list that receives it."""
+    from causalscope.daemon.workers import RayWorkerPool
+
+    made: list[OnSubmit] = []
+
+    def factory(calibration: Any) -> OnSubmit:
+        pool = RayWorkerPool(
+            settings,
+            output_dir=root / "sessions" / "faults",
+            calibration=calibration,
+            n_workers=n_workers,
+            **pool_options,
+        )
+        made.append(OnSubmit(pool, actions, on_crash=on_crash))
+        return made[-1]
+
+    return factory, made

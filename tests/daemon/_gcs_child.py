@@ -23,8 +23,7 @@ def main(microscope: Path, root: Path) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from causalscope.daemon.workers import RayWorkerPool
-    from tests.daemon._faults import AlertRecorder, OnSubmit, run_session, settings_for
+    from tests.daemon._faults import AlertRecorder, run_session, settings_for, wrapped_pools
 
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
@@ -44,12 +43,7 @@ def main(microscope: Path, root: Path) -> None:
         print("GCS killed", flush=True)
         print(f"killed at {time.monotonic():.1f}", flush=True)
 
-    def factory(calibration: Any) -> Any:
-        pool = RayWorkerPool(
-            settings, output_dir=root / "sessions" / "faults", n_workers=1, calibration=calibration
-        )
-        return OnSubmit(pool, {1: kill_gcs})
-
+    factory, _ = wrapped_pools(settings, root, {1: kill_gcs})
     run_session(microscope, root, settings, factory, Printing(), movies=1)
     print(f"session ended at {time.monotonic():.1f}", flush=True)
     os._exit(0)  # shutting Ray down needs the GCS

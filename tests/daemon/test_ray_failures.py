@@ -32,11 +32,11 @@ import pytest
 from causalscope.daemon.failures import classify
 from tests.daemon._faults import (
     AlertRecorder,
-    OnSubmit,
     run_session,
     session_rows,
     settings_for,
     simulate,
+    wrapped_pools,
 )
 
 pytestmark = pytest.mark.slow
@@ -97,8 +97,6 @@ def test_killed_actor_lost_frames_and_dead_node_each_retried_once(
 ) -> None:
     import ray
 
-    from causalscope.daemon.workers import RayWorkerPool
-
     settings = settings_for(microscope)
     reporter = AlertRecorder()
     holder_actor = ray.remote(_Holder)
@@ -124,18 +122,9 @@ def test_killed_actor_lost_frames_and_dead_node_each_retried_once(
 
     # submissions: 1 killed, 2 its retry; 3 frames lost, 4 re-read; 5 node dies, 6 retry
     actions = {1: kill_actor, 3: lose_frames, 5: kill_node}
-    wrapped: list[OnSubmit] = []
-
-    def factory(calibration: Any) -> Any:
-        pool = RayWorkerPool(
-            settings,
-            output_dir=tmp_path / "sessions" / "faults",
-            calibration=calibration,
-            n_workers=1,
-            actor_options={"resources": {"scope": 1}},
-        )
-        wrapped.append(OnSubmit(pool, actions))
-        return wrapped[0]
+    factory, wrapped = wrapped_pools(
+        settings, tmp_path, actions, actor_options={"resources": {"scope": 1}}
+    )
 
     paths = run_session(microscope, tmp_path, settings, factory, reporter)  # returns: alive
     [pool] = wrapped
@@ -193,8 +182,6 @@ def test_a_crashed_task_worker_and_an_unreachable_actor_are_classified(
 def test_a_worker_above_its_memory_bound_is_recycled_between_exposures(
     cluster: dict[str, Any], microscope: Path, tmp_path: Path
 ) -> None:
-    from causalscope.daemon.workers import RayWorkerPool
-
     # a bound below any Python process: every exposure leaves its worker above it
     settings = settings_for(microscope, resilience={"worker_memory_limit_mb": 1})
     pids: list[int] = []
@@ -203,18 +190,12 @@ def test_a_worker_above_its_memory_bound_is_recycled_between_exposures(
         pids.extend(pool.actor_process_ids())
         submit()
 
-    wrapped: list[OnSubmit] = []
-
-    def factory(calibration: Any) -> Any:
-        pool = RayWorkerPool(
-            settings,
-            output_dir=tmp_path / "sessions" / "faults",
-            calibration=calibration,
-            n_workers=1,
-            actor_options={"resources": {"scope": 1}},
-        )
-        wrapped.append(OnSubmit(pool, {1: note_pid, 2: note_pid}))
-        return wrapped[0]
+    factory, wrapped = wrapped_pools(
+        settings,
+        tmp_path,
+        {1: note_pid, 2: note_pid},
+        actor_options={"resources": {"scope": 1}},
+    )
 
     paths = run_session(microscope, tmp_path, settings, factory, AlertRecorder(), movies=2)
     [pool] = wrapped

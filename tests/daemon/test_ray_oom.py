@@ -26,11 +26,11 @@ import pytest
 from causalscope.daemon.bench._live import ray_memory
 from tests.daemon._faults import (
     AlertRecorder,
-    OnSubmit,
     run_session,
     session_rows,
     settings_for,
     simulate,
+    wrapped_pools,
 )
 
 pytestmark = pytest.mark.slow
@@ -82,8 +82,6 @@ def microscope(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_worker_killed_by_rays_memory_monitor_slows_processing_and_is_retried(
     monitored: float, microscope: Path, tmp_path: Path
 ) -> None:
-    from causalscope.daemon.workers import RayWorkerPool
-
     # another program's memory may cause more kills than the one made here: retried too
     settings = settings_for(microscope, resilience={"max_attempts": 10, "pause_after_failures": 50})
     reporter = AlertRecorder()
@@ -102,17 +100,7 @@ def test_a_worker_killed_by_rays_memory_monitor_slows_processing_and_is_retried(
         hog.append(np.ones(need // 8))
         submit()
 
-    wrapped: list[OnSubmit] = []
-
-    def factory(calibration: Any) -> Any:
-        pool = RayWorkerPool(
-            settings,
-            output_dir=tmp_path / "sessions" / "faults",
-            calibration=calibration,
-            n_workers=1,
-        )
-        wrapped.append(OnSubmit(pool, {1: take_memory}, on_crash=hog.clear))
-        return wrapped[0]
+    factory, wrapped = wrapped_pools(settings, tmp_path, {1: take_memory}, on_crash=hog.clear)
 
     paths = run_session(microscope, tmp_path, settings, factory, reporter, movies=2)
     [pool] = wrapped
@@ -136,7 +124,6 @@ def test_the_daemon_slows_down_before_rays_memory_monitor_has_to_kill(
     the start) work in flight drops from two exposures to one, with one alert, and no worker is
     killed; past Ray's threshold (6 GB more) Ray kills the worker, after the daemon had slowed."""
     from causalscope.daemon.memory import read_node_memory
-    from causalscope.daemon.workers import RayWorkerPool
 
     start = read_node_memory()
     if start is None:
@@ -192,17 +179,7 @@ def test_the_daemon_slows_down_before_rays_memory_monitor_has_to_kill(
 
     actions = {1: watched(past_ours), 2: watched(), 3: watched(past_rays), 4: watched()}
     actions.update({5: watched(), 6: watched()})
-    wrapped: list[OnSubmit] = []
-
-    def factory(calibration: Any) -> Any:
-        pool = RayWorkerPool(
-            settings,
-            output_dir=tmp_path / "sessions" / "faults",
-            calibration=calibration,
-            n_workers=2,
-        )
-        wrapped.append(OnSubmit(pool, actions, on_crash=hog.clear))
-        return wrapped[0]
+    factory, wrapped = wrapped_pools(settings, tmp_path, actions, n_workers=2, on_crash=hog.clear)
 
     with _memory_monitor(6 * _GB) as threshold:
         ray_at.append(threshold)
