@@ -306,6 +306,7 @@ class SessionEvaluator:
                 model.averages(),
                 pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
                 scale=self.settings.novelty_scale,
+                unsupported=model.unsupported(),
             )
         )
 

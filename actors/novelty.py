@@ -234,9 +234,16 @@ class NoveltyIndex:
         return out
 
     def classify(
-        self, averages: np.ndarray, *, pixel_size_angstrom: float, scale: float
+        self,
+        averages: np.ndarray,
+        *,
+        pixel_size_angstrom: float,
+        scale: float,
+        unsupported: np.ndarray | None = None,
     ) -> list[ClassNovelty]:
-        """Each class average's nearest structure and junk, and its Novelty."""
+        """Each class average's nearest structure and junk, and its Novelty; the classes
+        ``unsupported`` marks (:meth:`Class2D.unsupported`: an average its particles do not
+        make) are flagged as too few to judge."""
         averages = np.asarray(averages, dtype=np.float32)
         if averages.ndim != 3 or len(averages) == 0:
             return []
@@ -247,6 +254,9 @@ class NoveltyIndex:
         )  # fmt: skip
         structures = self.nearest(vectors, radius, "structure")
         junk = self.nearest(vectors, radius, "junk")
+        few = np.zeros(len(averages), dtype=bool) if unsupported is None else unsupported
+        if len(few) != len(averages):
+            raise ValueError(f"unsupported must flag {len(averages)} classes, got {len(few)}")
         return [
             ClassNovelty(
                 structure=s,
@@ -254,8 +264,9 @@ class NoveltyIndex:
                 junk=j,
                 junk_distance=jd,
                 novelty=novelty_from_distance(sd, scale=scale),
+                too_few=bool(f),
             )
-            for (s, sd), (j, jd) in zip(structures, junk, strict=True)
+            for (s, sd), (j, jd), f in zip(structures, junk, few, strict=True)
         ]
 
     def map_novelty(

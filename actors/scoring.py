@@ -1,11 +1,17 @@
 """The session's scorer: each committed exposure and each reconstruction update scored, with
 the obligations behind its LogicScore (the design's "Scoring"; math in :mod:`models.scoring`).
 
-:class:`SessionScorer` is a plain class: scoring an exposure costs tens of milliseconds (the
+:class:`SessionScorer` is a plain class: scoring an exposure costs about 5 milliseconds (the
 solver's obligations), so the daemon runs it beside its commits. It holds only what the next
 score needs from the past (the recent V values for Meta, the particle counts for ImpactFore),
 and :meth:`SessionScorer.replay` rebuilds that from the stored scores after a restart.
 Components not measured yet are ``None`` and left out of V (:func:`models.scoring.combine`).
+
+Each exposure's expected contribution in Angstrom (:func:`models.scoring.contribution_angstrom`)
+uses the latest reconstruction update's forecast that has an SSNR fit (after a restart, from
+the next one on), towards the session's end where a plan gives one, else towards the map's
+particles now; the exposure's particles count as many as the map keeps of the session's (its
+particles over the session's picked so far, when the forecast came).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from causalscope.models.scoring import (
     ScoreComponents,
     ScoreWeights,
     combine,
+    contribution_angstrom,
     exposure_facts,
     exposure_obligations,
     impact_fore,
@@ -38,8 +45,9 @@ from causalscope.models.scoring import (
 )
 
 if TYPE_CHECKING:
-    from causalscope.actors._evaluation_results import EvaluationUpdate
+    from causalscope.actors._evaluation_results import EvaluationUpdate, ForecastUpdate
     from causalscope.config import ScoringSettings
+    from causalscope.models.reconstruction.forecast import SsnrForecast
     from causalscope.models.records import ExposureRecord
 
 __all__ = ["ScoredSubject", "SessionScorer"]
@@ -60,6 +68,9 @@ class ScoredSubject:
     n_particles: int = 0
     #: the particles weighted by their exposure's signal (ImpactFore's measure)
     weighted_particles: float = 0.0
+    #: how much better (A) the session's map is expected to be with this exposure's particles
+    #: than without them (None before a forecast)
+    contribution_angstrom: float | None = None
     #: V of the components other than Meta: what Meta compares over the recent window
     v_without_meta: float | None = None
     #: ``accept``, ``reject`` or ``look`` (exposures only), and why
@@ -88,6 +99,7 @@ class ScoredSubject:
             "weights": dict(self.weights),
             "n_particles": self.n_particles,
             "weighted_particles": self.weighted_particles,
+            "contribution_angstrom": self.contribution_angstrom,
             "v_without_meta": self.v_without_meta,
             "recommendation": self.recommendation,
             "reason": self.reason,
@@ -125,6 +137,14 @@ class SessionScorer:
         # the session's positive weighted particle counts, sorted (ImpactFore's typical is their
         # median): 8 bytes per exposure with particles, and the median without a sort
         self._particles = array("d")
+        # the session's particles, weighted and plain: the average particle's weight
+        self._weighted_total = 0.0
+        self._plain_total = 0.0
+        # the latest forecast with an SSNR fit, the particle count it is read at, and the
+        # share of the session's particles its map holds (2D selection leaves some out)
+        self._forecast: SsnrForecast | None = None
+        self._horizon = 0.0
+        self._kept = 1.0
 
     def weights_used(self) -> dict[str, float]:
         """w1..w5 and beta, gamma, kappa, as stored with each score."""
@@ -142,20 +162,52 @@ class SessionScorer:
 
     def replay(self, history: Iterable[Sequence[float | None]]) -> None:
         """Take back the stored exposures' (V without Meta, weighted particles[, logic,
-        novelty, impact, delta_repro]), in commit order, after a restart."""
-        for v, particles, *terms in history:
-            components = ScoreComponents(*terms) if len(terms) == 4 else None
-            self._remember(v, float(particles or 0.0), components)
+        novelty, impact, delta_repro[, particles]]), in commit order, after a restart."""
+        for v, weighted, *rest in history:
+            components = ScoreComponents(*rest[:4]) if len(rest) >= 4 else None
+            plain = float(rest[4] or 0.0) if len(rest) == 5 else 0.0
+            self._remember(v, float(weighted or 0.0), plain, components)
 
     def _remember(
-        self, v: float | None, particles: float, components: ScoreComponents | None = None
+        self,
+        v: float | None,
+        weighted: float,
+        plain: float,
+        components: ScoreComponents | None = None,
     ) -> None:
         if v is not None:
             self._values.append(v)
             if components is not None:
                 self._window.append((components, v))
-        if particles > 0:
-            bisect.insort(self._particles, particles)
+        if weighted > 0:
+            bisect.insort(self._particles, weighted)
+        self._weighted_total += weighted
+        self._plain_total += plain
+
+    def use_forecast(self, forecast: ForecastUpdate) -> None:
+        """Read the exposures' contributions from ``forecast`` on (one without an SSNR fit
+        leaves the last one in use)."""
+        from causalscope.models.reconstruction.forecast import SsnrForecast
+
+        b, doubled = forecast.ssnr_bfactor_angstrom2, forecast.resolution_at_double_angstrom
+        if b is None or doubled is None or forecast.particles <= 0:
+            return
+        self._forecast = SsnrForecast.through(
+            doubled, particles=2 * forecast.particles, bfactor_angstrom2=b
+        )
+        self._horizon = float(forecast.particles_at_end or forecast.particles)
+        self._kept = min(1.0, forecast.particles / max(self._plain_total, 1.0))
+
+    def _contribution(self, particles: int, weighted: float) -> float | None:
+        """:func:`contribution_angstrom` of an exposure's particles, counted in the session's
+        average particles (this exposure's included) and as many of them as the map keeps."""
+        plain = self._plain_total + particles
+        if self._forecast is None or weighted <= 0 or plain <= 0:
+            return None
+        average = (self._weighted_total + weighted) / plain
+        return contribution_angstrom(
+            self._kept * weighted / average, forecast=self._forecast, horizon=self._horizon
+        )
 
     def _ranking(self) -> float | None:
         """:func:`ranking_stability` of the window: the V its exposures got, against V with
@@ -207,7 +259,8 @@ class SessionScorer:
                 meta *= ranking
         components = dataclasses.replace(without_meta, meta=meta)
         score = combine(components, self.weights, self.parameters)
-        self._remember(None if partial is None else partial.v, weighted, without_meta)
+        contribution = self._contribution(particles, weighted)
+        self._remember(None if partial is None else partial.v, weighted, particles, without_meta)
         recommendation, reason = self._recommend(record, score, obligations)
         return ScoredSubject(
             kind="exposure",
@@ -218,6 +271,7 @@ class SessionScorer:
             weights=self.weights_used(),
             n_particles=particles,
             weighted_particles=weighted,
+            contribution_angstrom=contribution,
             v_without_meta=None if partial is None else partial.v,
             recommendation=recommendation,
             reason=reason,
@@ -264,6 +318,8 @@ class SessionScorer:
         obligations = reconstruction_obligations(facts, self.obligation_settings)
         impact = None
         forecast = update.forecast
+        if forecast is not None:
+            self.use_forecast(forecast)
         if forecast is not None and forecast.particles_needed is not None:
             have = float(map_update.particles)
             impact = have / max(have, float(forecast.particles_needed))

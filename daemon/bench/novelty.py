@@ -87,8 +87,9 @@ def _session(
     keep = np.asarray(select_classes(metrics, threshold=0.5))
     started = time.perf_counter()
     found = index.classify(
-        model.averages(), pixel_size_angstrom=float(model.grid.pixel_size_angstrom), scale=0.8
-    )
+        model.averages(), pixel_size_angstrom=float(model.grid.pixel_size_angstrom), scale=0.8,
+        unsupported=model.unsupported(),
+    )  # fmt: skip
     query_s = time.perf_counter() - started
     labels = np.asarray(stack.labels).astype(str)
     rows = []
@@ -107,7 +108,8 @@ def _session(
             "class": m.class_index, "particles": len(members), "truth": truth,
             "purity": float(counts.max() / len(members)), "novelty": n.novelty,
             "nearest": n.nearest, "junk": n.is_junk, "structure_distance": n.structure_distance,
-            "junk_distance": n.junk_distance, "recommendation": recommendation, "reason": reason,
+            "junk_distance": n.junk_distance, "too_few": n.too_few,
+            "recommendation": recommendation, "reason": reason,
         })  # fmt: skip
     good = [r for r in rows if r["truth"] == name]
     junk = [r for r in rows if r["truth"] != name]

@@ -179,8 +179,8 @@ LEFT JOIN forecasts AS f ON f.version = e.version
 _SCORE_ROWS = """
 SELECT s.kind, s.subject, s.logic, s.novelty, s.impact, s.delta_repro, s.meta, s.v,
     s.v_without_meta, s.hyperscore, s.weakest, s.terms, s.weights, s.n_particles,
-    s.weighted_particles, s.recommendation, coalesce(s.reason, '') AS reason,
-    coalesce(ob.obligations, '[]'::JSON) AS obligations
+    s.weighted_particles, s.contribution_angstrom, s.recommendation,
+    coalesce(s.reason, '') AS reason, coalesce(ob.obligations, '[]'::JSON) AS obligations
 FROM scores AS s
 LEFT JOIN (
     SELECT o.kind, o.subject,

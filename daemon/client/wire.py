@@ -464,6 +464,7 @@ class Score(_Wire):
     weights: dict[str, float]
     n_particles: int
     weighted_particles: float
+    contribution_angstrom: Number = None
     recommendation: Literal["accept", "reject", "look"] | None
     reason: str
     obligations: list[Obligation]

@@ -1,4 +1,4 @@
-"""The schema of a session database (``SESSION.duckdb``), version 9.
+"""The schema of a session database (``SESSION.duckdb``), version 10.
 
 One DuckDB file per session; :class:`daemon.store.SessionStore` is its only writer. Times are
 ``TIMESTAMP`` in UTC (no time zone attached). Columns of type ``JSON`` hold text that DuckDB's
@@ -9,8 +9,10 @@ JSON or not); its DDL, its named INSERTs and its JSON columns come from that dec
 store a new field of a record: declare its column (at the table's end) with the attribute it is
 read from, document it here and raise :data:`SCHEMA_VERSION`; an older file gets the column when
 a store opens it (:mod:`.migrate`), and the views pass it on to the dashboard.
-Version 9 added ``repro``'s ``defocus_noise_angstrom`` and ``z_noise`` (Delta-Repro's
-resampled-noise refit). Version 8 added ``picking``'s ``threshold`` (the learned picker's cut).
+Version 10 added ``scores``' ``contribution_angstrom`` (an exposure's expected contribution
+to the session's map). Version 9 added ``repro``'s ``defocus_noise_angstrom`` and
+``z_noise`` (Delta-Repro's resampled-noise refit). Version 8 added ``picking``'s
+``threshold`` (the learned picker's cut).
 Version 7 added ``forecasts``' session-end columns. Version 6 added ``repro``'s
 ``drift_difference_angstrom`` and ``z_drift``. Version 5 added ``picking``'s
 ``excluded_fractions`` and ``picks_excluded``, the 2D classes' Novelty and recommendation
@@ -167,7 +169,7 @@ from causalscope.daemon.store.tables import Column, Table, decode_map, field
 __all__ = ["JSON_COLUMNS", "SCHEMA_VERSION", "TABLES", "TABLE_SPECS", "VIEW_NAMES", "table"]
 
 #: Version of the schema below; stored in ``schema_version``.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 def _patches_x(motion: Any) -> int | None:

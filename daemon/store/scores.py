@@ -12,6 +12,9 @@
     ``n_particles`` (the exposure's usable particles, or the map's); ``weighted_particles``
     (the exposure's particles weighted by the signal its CTF fit resolution implies at
     ``impact_resolution_angstrom``: ImpactFore's measure); ``failed_obligations``;
+    ``contribution_angstrom`` (exposures: how much better the session's map is expected to be
+    at its end, or now without a plan, with the exposure's particles than without them, by the
+    latest forecast's SSNR fit; NULL before one; schema 10);
     ``recommendation`` ('accept' | 'reject' | 'look'; exposures only: reject when the gate
     failed it, an obligation broke or HyperScore is below ``reject_below``, accept at
     ``accept_above`` or more) and its ``reason``;
@@ -105,6 +108,7 @@ SCORES_TABLE = Table(
         Column("reason", "VARCHAR"),
         Column("run_id", "INTEGER"),
         Column("scored_at", "TIMESTAMP NOT NULL"),
+        Column("contribution_angstrom", "DOUBLE"),
     ),
     primary_key=("kind", "subject"),
     sequence="score_seq",
@@ -189,6 +193,7 @@ def write_score(
         "reason": scored.reason,
         "run_id": run_id,
         "scored_at": now,
+        "contribution_angstrom": scored.contribution_angstrom,
     }
     con.execute(SCORES_TABLE.insert_sql(row), row)
     if scored.obligations:
@@ -211,12 +216,15 @@ def write_score(
 
 def score_history(con: duckdb.DuckDBPyConnection) -> list[tuple[float | None, ...]]:
     """The exposures' (V without Meta, weighted particles, logic, novelty, impact,
-    delta_repro) in scoring order: what a restart replays."""
+    delta_repro, particles) in scoring order: what a restart replays."""
     rows = con.execute(
-        "SELECT v_without_meta, weighted_particles, logic, novelty, impact, delta_repro "
-        "FROM scores WHERE kind = 'exposure' ORDER BY seq"
+        "SELECT v_without_meta, weighted_particles, logic, novelty, impact, delta_repro, "
+        "n_particles FROM scores WHERE kind = 'exposure' ORDER BY seq"
     ).fetchall()
-    return [(_float(v), float(n or 0.0), *(_float(c) for c in terms)) for v, n, *terms in rows]
+    return [
+        (_float(v), float(n or 0.0), *(_float(c) for c in terms), float(plain or 0))
+        for v, n, *terms, plain in rows
+    ]
 
 
 def _float(value: Any) -> float | None:

@@ -61,6 +61,9 @@ _SCORES_PER_CHUNK = 16_000_000  # (particles x shifts x classes x rotations) per
 _JOINT_Z = 4.0
 #: particles in a re-seeded class (:meth:`Class2D._reseed_empty`)
 _PER_SEED = 8
+#: a class average is its particles' when each half set holds at least this much of their
+#: weight; below it, it is a seed or the low-pass prior (:meth:`Class2D.unsupported`)
+_SUPPORT = 2.0
 #: the within-class robust sigma (:func:`._outliers.robust_z`) is at least this share of
 #: the pooled one
 _SIGMA_FLOOR = 0.75
@@ -165,6 +168,14 @@ class Class2D:
         self._batches_since_full = 0
         self.last_full_pass = assignment
         return assignment
+
+    def unsupported(self) -> np.ndarray:
+        """``(K,)`` bool: classes whose average their particles do not make, a half set
+        holding under two particles' weight: one re-seeded after its particles left
+        (:meth:`_reseed_empty`: a rotational average of a few poorly explained particles,
+        round whatever they are) or nearly empty (the low-pass prior). Such an average says
+        nothing about the few particles still assigned to the class."""
+        return (self.sums.weight.min(dim=1).values < _SUPPORT).numpy()
 
     def averages(self) -> np.ndarray:
         """``(K, b, b)`` float32 class averages on the working grid (pixel
@@ -323,7 +334,7 @@ class Class2D:
         """Class averages from the sums (Wiener, SNR from the half-set FRC), centred."""
         sums, grid = self.sums, self.grid
         frc = half_set_frc(sums.num, sums.den, grid).to(torch.float64)
-        small = (sums.weight.min(dim=1).values < 2.0)[:, None]
+        small = (sums.weight.min(dim=1).values < _SUPPORT)[:, None]
         prior = self._low_pass_snr()
         snr = torch.where(small, prior[None], snr_from_frc(frc))
         num, den = sums.num.sum(1), sums.den.sum(1)
@@ -387,7 +398,7 @@ class Class2D:
         rings, between the initial and the maximum resolution."""
         weight = self.sums.weight.sum(1)
         # classes whose halves hold at least two particles each (a seed's halves are equal)
-        big = (weight >= weight.median()) & (self.sums.weight.min(dim=1).values >= 2.0)
+        big = (weight >= weight.median()) & (self.sums.weight.min(dim=1).values >= _SUPPORT)
         best = math.inf
         for k in torch.nonzero(big).flatten().tolist():
             res = frc_first_crossing_angstrom(

@@ -147,6 +147,27 @@ class SsnrForecast:
     bfactor_angstrom2: float
     particles: int
 
+    @classmethod
+    def through(
+        cls,
+        resolution_angstrom: float,
+        *,
+        particles: int,
+        bfactor_angstrom2: float,
+        threshold: float = 0.143,
+    ) -> SsnrForecast:
+        """The forecast of B-factor ``bfactor_angstrom2`` whose resolution from ``particles``
+        is ``resolution_angstrom`` (at ``threshold``): a stored forecast's fit, again, from
+        its B and one of its resolutions."""
+        if not (resolution_angstrom > 0 and particles > 0):
+            raise ValueError(
+                f"need resolution_angstrom > 0 and particles > 0, got {resolution_angstrom} "
+                f"and {particles}"
+            )
+        k = 1.0 / resolution_angstrom
+        log_amplitude = math.log(threshold / (1 - threshold)) + bfactor_angstrom2 / 2 * k * k
+        return cls(log_amplitude + math.log(k), bfactor_angstrom2, int(particles))
+
     def resolution_at(self, n_particles: float, *, threshold: float = 0.143) -> float:
         """Forecast resolution (A) at the FSC ``threshold`` from ``n_particles``."""
         target = math.log(threshold / (1 - threshold)) - math.log(n_particles / self.particles)

@@ -3,8 +3,9 @@
 - :func:`exposure_obligations`, :func:`reconstruction_obligations`, :func:`logic_score`
   (:mod:`.obligations`): physical-consistency obligations discharged by z3; LogicScore.
 - :func:`exposure_facts` (:mod:`.facts`): an exposure record's measured facts.
-- :func:`impact_fore`, :func:`meta_stability`, :func:`ranking_stability` (:mod:`.stability`):
-  ImpactFore and Meta.
+- :func:`impact_fore`, :func:`contribution_angstrom`, :func:`meta_stability`,
+  :func:`ranking_stability` (:mod:`.stability`): ImpactFore, an exposure's expected
+  contribution in Angstrom, and Meta.
 - :func:`combine`, :func:`hyperscore` (:mod:`.combine`): V and HyperScore, exactly as written.
 """
 
@@ -28,6 +29,7 @@ from causalscope.models.scoring.obligations import (
     reconstruction_obligations,
 )
 from causalscope.models.scoring.stability import (
+    contribution_angstrom,
     impact_fore,
     meta_stability,
     ranking_stability,
@@ -47,6 +49,7 @@ __all__ = [
     "ScoreWeights",
     "closest_pair_px",
     "combine",
+    "contribution_angstrom",
     "exposure_facts",
     "exposure_obligations",
     "hyperscore",

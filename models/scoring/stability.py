@@ -11,6 +11,16 @@ Normalised to ``(0, 1)`` against the session's typical exposure (the median ``n_
 as ``n_w / (n_w + median)``: 0.5 for a typical exposure, towards 1 for a rich one, 0 for none
 or for one without a CTF fit.
 
+An exposure's expected contribution to the session's yield, in Angstrom, comes from the running
+reconstruction's forecast (:class:`models.reconstruction.forecast.SsnrForecast`: the SSNR
+grows in proportion to the particles): :func:`contribution_angstrom` is how much better the
+map of the session's end (its forecast particle count, else the map's count now) is expected
+to be with the exposure's particles than without them, ``d(N - n) - d(N)``, its particles
+counted as ``n = n_w / w_mean`` of the session's average particle (``w_mean`` the session's
+weighted over its plain particle count). ImpactFore's share above is its first-order
+equivalent, free of the forecast: ``d(N - n) - d(N)`` grows in proportion to ``n`` for
+``n << N``.
+
 Meta is the stability of V over the recent window: the last ``window`` values are split into
 an older and a newer half, and their means compared on the scale of their noise
 (``z = |mean_new - mean_old| / (sd * sqrt(2 / h))`` for halves of ``h``). Within noise
@@ -28,10 +38,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["impact_fore", "meta_stability", "ranking_stability", "signal_weight"]
+if TYPE_CHECKING:
+    from causalscope.models.reconstruction.forecast import SsnrForecast
+
+__all__ = [
+    "contribution_angstrom",
+    "impact_fore",
+    "meta_stability",
+    "ranking_stability",
+    "signal_weight",
+]
 
 
 def signal_weight(fit_resolution_angstrom: float | None, *, at_resolution_angstrom: float) -> float:
@@ -53,6 +73,23 @@ def impact_fore(weighted_particles: float, *, typical: float | None) -> float:
     if typical is None or typical <= 0:
         return 0.5 if weighted_particles > 0 else 0.0
     return weighted_particles / (weighted_particles + typical)
+
+
+def contribution_angstrom(
+    particles: float, *, forecast: SsnrForecast, horizon: float
+) -> float | None:
+    """How much better (A) the map of ``horizon`` particles is expected to be with
+    ``particles`` more than without them, by ``forecast`` (None where it gives no
+    resolution, and for ``particles`` not below the horizon: no map without them)."""
+    if particles < 0 or not horizon > 0:
+        raise ValueError(f"need particles >= 0 and horizon > 0, got {particles} and {horizon}")
+    if particles >= horizon:
+        return None
+    with_them = forecast.resolution_at(horizon)
+    without = forecast.resolution_at(horizon - particles)
+    if not (math.isfinite(with_them) and math.isfinite(without)):
+        return None
+    return max(0.0, without - with_them)
 
 
 def meta_stability(

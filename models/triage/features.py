@@ -29,11 +29,14 @@ PNGs of unknown contrast stretch and counted MRCs of any pixel size compare:
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import scipy.fft
 from scipy import ndimage
 
 __all__ = ["TriageFeatures", "triage_features"]
@@ -43,6 +46,8 @@ STRUCTURE_BAND_ANGSTROM = (200.0, 20.0)
 LOCAL_MEAN_ANGSTROM = 100.0
 ANOMALY_RELATIVE = 0.025
 ICE_BAND_ANGSTROM = (4.05, 3.35)
+#: threads for the transforms (at most 2: the exposure worker shares its cores)
+_WORKERS = min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -72,54 +77,109 @@ def triage_features(image: np.ndarray, *, pixel_size_angstrom: float) -> TriageF
     Raises ValueError for an image that is not 2D, smaller than 64 px, constant or
     non-finite, or a non-positive pixel size.
     """
-    image = np.asarray(image, dtype=np.float64)
+    image = np.asarray(image)
     if image.ndim != 2 or min(image.shape) < 64:
         raise ValueError(f"expected an (h, w) image of at least 64 px, got shape {image.shape}")
     if not pixel_size_angstrom > 0:
         raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    n = min(image.shape)
+    # single precision for the transforms and filters (a micrograph holds ~7 significant
+    # digits at most); the sums that make the statistics accumulate in double
+    image = np.ascontiguousarray(image[:n, :n], dtype=np.float32)
     if not np.isfinite(image).all():
         raise ValueError("image has non-finite pixels")
-    if float(image.std()) == 0.0:
-        raise ValueError(f"image is constant ({float(image.mean()):g} everywhere)")
+    mean = float(image.mean(dtype=np.float64))
+    if float(image.min()) == float(image.max()):
+        raise ValueError(f"image is constant ({mean:g} everywhere)")
     apix = pixel_size_angstrom
-    n = min(image.shape)
-    image = image[:n, :n]
-    mean = float(image.mean())
-    psd, k_c, angle = _periodogram(image)  # k in cycles/px, 0..0.5*sqrt(2)
-    k_a = k_c / apix  # 1/A
-    nyq = 0.5
-    floor = _mean_in(psd, (k_c >= 0.8 * nyq) & (k_c <= 0.95 * nyq))
-    lo, hi = STRUCTURE_BAND_ANGSTROM
-    band = (k_a >= 1 / lo) & (k_a <= min(1 / hi, 0.5 * nyq / apix))
-    structure = _mean_in(psd, band) / floor - 1.0
-    spot, ring = _ice_statistics(psd, k_a, apix)
+    bands = _bands(n, float(apix))
+    centred = image - np.float32(mean)
+    psd = _periodogram(centred)
+    floor = _mean_at(psd, bands.floor)
+    structure = _mean_at(psd, bands.structure) / floor - 1.0
+    spot, ring = _ice_statistics(psd, bands)
     return TriageFeatures(
         pixel_size_angstrom=apix,
         mean=mean,
         structure_excess=structure,
         noise_to_mean=floor / mean if mean > 0 else float("nan"),
-        blob_kurtosis=_blob_kurtosis(image, apix),
+        blob_kurtosis=_blob_kurtosis(centred, bands),
         anomaly_fraction=(anomaly := _anomaly(image, apix))[0],
         anomaly_sign=anomaly[1],
         local_mean_range=anomaly[2],
-        anisotropy=_anisotropy(psd, k_c, angle, floor),
+        anisotropy=_anisotropy(psd, bands, floor),
         ice_spot_ratio=spot,
         ice_ring_ratio=ring,
     )
 
 
-def _periodogram(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(psd, k, angle)`` of the mean-free, edge-tapered image; psd in variance per pixel."""
-    n = image.shape[0]
-    taper = _tukey(n, 1 / 16)
-    window = taper[:, None] * taper[None, :]
-    centred = (image - image.mean()) * window
-    psd = np.abs(np.fft.rfft2(centred)) ** 2 / float((window**2).sum())
+@dataclass(frozen=True)
+class _Bands:
+    """The frequency bands of an ``n x n`` image's half spectrum (``rfft2`` layout), as flat
+    indices; computed once per size and pixel size (a session's micrographs share both)."""
+
+    floor: np.ndarray  # 0.8-0.95 Nyquist: the white floor
+    structure: np.ndarray  # STRUCTURE_BAND_ANGSTROM (clipped to half Nyquist)
+    sector: np.ndarray  # 0.15-0.6 Nyquist: indices, and the sector (0-7) of each
+    sector_of: np.ndarray
+    sector_count: np.ndarray
+    particle_gain: np.ndarray  # PARTICLE_BAND_ANGSTROM's Gaussian band-pass
+    ice: np.ndarray | None  # ICE_BAND_ANGSTROM and the annuli either side (None: past Nyquist)
+    ice_neighbours: np.ndarray | None
+
+
+@functools.lru_cache(maxsize=8)
+def _bands(n: int, apix: float) -> _Bands:
     ky = np.fft.fftfreq(n)[:, None]
     kx = np.fft.rfftfreq(n)[None, :]
-    k = np.sqrt(kx**2 + ky**2)
-    angle = np.mod(np.arctan2(ky, kx), math.pi) * np.ones_like(k)
-    return psd, k * np.ones_like(psd), angle
+    k_c = np.sqrt(kx**2 + ky**2).ravel()  # cycles/px, 0..0.5*sqrt(2)
+    k_a = k_c / apix  # 1/A
+    nyq = 0.5
+    lo, hi = STRUCTURE_BAND_ANGSTROM
+    angle = np.mod(np.arctan2(ky, kx), math.pi) * np.ones((1, kx.shape[1]))
+    in_sectors = (k_c >= 0.15 * nyq) & (k_c <= 0.6 * nyq)
+    sector_of = np.minimum((angle.ravel() / (math.pi / 8)).astype(np.int64), 7)[in_sectors]
+    k2 = (k_a**2).reshape(n, -1)
+    low, high = PARTICLE_BAND_ANGSTROM
+    k_hi = min(1 / high, 0.4 / apix)
+    k_lo = 1 / low
+    gain = np.exp(-k2 / (2 * k_hi**2)) * (1 - np.exp(-k2 / (2 * k_lo**2)))
+    ice = neighbours = None
+    ice_lo, ice_hi = ICE_BAND_ANGSTROM
+    if 0.5 / apix >= 1 / ice_hi:
+        ice = np.flatnonzero((k_a >= 1 / ice_lo) & (k_a <= 1 / ice_hi))
+        width = 1 / ice_hi - 1 / ice_lo
+        neighbours = np.flatnonzero(
+            ((k_a >= 1 / ice_lo - width) & (k_a < 1 / ice_lo))
+            | ((k_a > 1 / ice_hi) & (k_a <= 1 / ice_hi + width) & (k_a <= 0.5 / apix))
+        )
+    return _Bands(
+        floor=np.flatnonzero((k_c >= 0.8 * nyq) & (k_c <= 0.95 * nyq)),
+        structure=np.flatnonzero((k_a >= 1 / lo) & (k_a <= min(1 / hi, 0.5 * nyq / apix))),
+        sector=np.flatnonzero(in_sectors),
+        sector_of=sector_of,
+        sector_count=np.bincount(sector_of, minlength=8),
+        particle_gain=gain.astype(np.float32),
+        ice=ice,
+        ice_neighbours=neighbours,
+    )
+
+
+def _periodogram(centred: np.ndarray) -> np.ndarray:
+    """The flat half periodogram of the mean-free ``centred`` image, edge-tapered; in
+    variance per pixel."""
+    window, norm = _window(centred.shape[0])
+    spectrum = scipy.fft.rfft2(centred * window, workers=_WORKERS)
+    power = spectrum.real**2 + spectrum.imag**2
+    return power.ravel() / norm
+
+
+@functools.lru_cache(maxsize=4)
+def _window(n: int) -> tuple[np.ndarray, float]:
+    """The periodogram's 2D Tukey window (1/16 of each edge tapered) and its sum of squares."""
+    taper = _tukey(n, 1 / 16)
+    window = taper[:, None] * taper[None, :]
+    return window.astype(np.float32), float((window**2).sum())
 
 
 def _tukey(n: int, fraction: float) -> np.ndarray:
@@ -131,22 +191,10 @@ def _tukey(n: int, fraction: float) -> np.ndarray:
     return w
 
 
-def _mean_in(values: np.ndarray, mask: np.ndarray) -> float:
-    if not mask.any():
+def _mean_at(values: np.ndarray, index: np.ndarray) -> float:
+    if index.size == 0:
         return float("nan")
-    return float(values[mask].mean())
-
-
-def _bandpass(image: np.ndarray, *, apix: float, low_angstrom: float, high_angstrom: float):
-    """Gaussian band-pass keeping ~``1/low``..``1/high`` A^-1 (clipped to Nyquist)."""
-    n0, n1 = image.shape
-    ky = np.fft.fftfreq(n0)[:, None] / apix
-    kx = np.fft.rfftfreq(n1)[None, :] / apix
-    k2 = kx**2 + ky**2
-    k_hi = min(1 / high_angstrom, 0.4 / apix)
-    k_lo = 1 / low_angstrom
-    gain = np.exp(-k2 / (2 * k_hi**2)) * (1 - np.exp(-k2 / (2 * k_lo**2)))
-    return np.fft.irfft2(np.fft.rfft2(image - image.mean()) * gain, s=image.shape)
+    return float(values[index].mean(dtype=np.float64))
 
 
 def _interior(image: np.ndarray) -> np.ndarray:
@@ -154,12 +202,17 @@ def _interior(image: np.ndarray) -> np.ndarray:
     return image[m:-m, m:-m]
 
 
-def _blob_kurtosis(image: np.ndarray, apix: float) -> float:
-    low, high = PARTICLE_BAND_ANGSTROM
-    band = _interior(_bandpass(image, apix=apix, low_angstrom=low, high_angstrom=high))
-    centred = band - band.mean()
-    var = float((centred**2).mean())
-    return float((centred**4).mean() / var**2 - 3.0) if var > 0 else 0.0
+def _blob_kurtosis(centred: np.ndarray, bands: _Bands) -> float:
+    """Excess kurtosis of the mean-free image band-passed to PARTICLE_BAND_ANGSTROM (a
+    Gaussian band-pass, clipped to 0.4 of Nyquist), in the interior."""
+    spectrum = scipy.fft.rfft2(centred, workers=_WORKERS)
+    spectrum *= bands.particle_gain
+    band = _interior(scipy.fft.irfft2(spectrum, s=centred.shape, workers=_WORKERS))
+    centred_band = band - np.float32(band.mean(dtype=np.float64))
+    squared = centred_band * centred_band
+    var = float(squared.mean(dtype=np.float64))
+    fourth = float(np.vdot(squared.ravel(), squared.ravel()).astype(np.float64)) / squared.size
+    return fourth / var**2 - 3.0 if var > 0 else 0.0
 
 
 def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float, float]:
@@ -175,7 +228,9 @@ def _anomaly(image: np.ndarray, apix: float) -> tuple[float, float, float]:
     step = max(1, int(sigma_px // 4))
     if step > 1:
         h, w = (image.shape[0] // step) * step, (image.shape[1] // step) * step
-        image = image[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+        rows = image[:h, :w].reshape(h // step, step, w).sum(axis=1, dtype=np.float64)
+        image = rows.reshape(h // step, w // step, step).sum(axis=2) / (step * step)
+    image = np.asarray(image, dtype=np.float64)
     smooth = _interior(ndimage.gaussian_filter(image, sigma_px / step, mode="reflect"))
     level = float(np.median(smooth))
     if level == 0.0:
@@ -196,32 +251,25 @@ def _plane(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(x), x, y], axis=1)
 
 
-def _anisotropy(psd: np.ndarray, k: np.ndarray, angle: np.ndarray, floor: float) -> float:
-    band = (k >= 0.15 * 0.5) & (k <= 0.6 * 0.5)
-    sectors = []
-    noise = 0.0
-    for s in range(8):
-        lo, hi = s * math.pi / 8, (s + 1) * math.pi / 8
-        mask = band & (angle >= lo) & (angle < hi)
-        sectors.append(_mean_in(psd, mask) - floor)
-        # periodogram values are exponential: the sector mean's sd is floor / sqrt(count)
-        noise = max(noise, floor / math.sqrt(max(int(mask.sum()), 1)))
+def _anisotropy(psd: np.ndarray, bands: _Bands, floor: float) -> float:
+    totals = np.bincount(bands.sector_of, weights=psd[bands.sector], minlength=8)
+    counts = bands.sector_count
+    sectors = [
+        float(totals[s] / counts[s]) - floor if counts[s] else float("nan") for s in range(8)
+    ]
+    # periodogram values are exponential: the sector mean's sd is floor / sqrt(count)
+    noise = max(floor / math.sqrt(max(int(c), 1)) for c in counts)
     # 3 sigmas of noise added to both: a spectrum without signal above the floor reads 1
     return float((max(min(sectors), 0.0) + 3 * noise) / (max(max(sectors), 0.0) + 3 * noise))
 
 
-def _ice_statistics(psd: np.ndarray, k_a: np.ndarray, apix: float) -> tuple[float | None, ...]:
-    lo, hi = ICE_BAND_ANGSTROM
-    if 0.5 / apix < 1 / hi:
+def _ice_statistics(psd: np.ndarray, bands: _Bands) -> tuple[float | None, float | None]:
+    if bands.ice is None or bands.ice_neighbours is None:
         return None, None
-    annulus = (k_a >= 1 / lo) & (k_a <= 1 / hi)
-    values = psd[annulus]
+    values = psd[bands.ice].astype(np.float64)
     median = float(np.median(values))
     expected_max = math.log(values.size) / math.log(2.0)
     spot = float(values.max() / median / expected_max) if median > 0 else 0.0
-    width = 1 / hi - 1 / lo
-    neighbours = ((k_a >= 1 / lo - width) & (k_a < 1 / lo)) | (
-        (k_a > 1 / hi) & (k_a <= 1 / hi + width) & (k_a <= 0.5 / apix)
-    )
-    ring = float(values.mean() / psd[neighbours].mean()) if neighbours.any() else None
+    neighbours = psd[bands.ice_neighbours]
+    ring = float(values.mean() / neighbours.mean(dtype=np.float64)) if neighbours.size else None
     return spot, ring

@@ -77,6 +77,31 @@ def test_junk_is_flagged_as_junk(index_folder: Path) -> None:
     )
 
 
+def test_a_class_its_particles_do_not_make_is_junk_too_few_to_judge(index_folder: Path) -> None:
+    """A class whose average is a seed or the prior (Class2D.unsupported) is flagged as junk
+    ("empty") and rejected, whatever its average resembles: here a view of the structure in
+    the index."""
+    from causalscope.models.novelty import recommend_class
+
+    index = NoveltyIndex(index_folder)
+    views = _class_like(_volume(phantom_specimen()), 8, 2).numpy()[:2]
+    found = index.classify(
+        views, pixel_size_angstrom=APIX, scale=0.8, unsupported=np.array([False, True])
+    )
+    assert not found[0].is_junk and found[0].nearest == "phantom"
+    assert found[1].too_few and found[1].is_junk and found[1].nearest == "empty"
+    assert found[1].nearest_kind == "junk" and found[1].structure == "phantom"
+    verdict, reason = recommend_class(
+        particles=6, junk_score=0.1, auto_selected=False, label=None, novelty=found[1]
+    )
+    assert verdict == "reject" and "too few particles" in reason and "6 assigned" in reason
+    assert recommend_class(
+        particles=6, junk_score=0.1, auto_selected=False, label="select", novelty=found[1]
+    ) == ("accept", "selected by you")
+    with pytest.raises(ValueError, match="unsupported must flag 2 classes, got 3"):
+        index.classify(views, pixel_size_angstrom=APIX, scale=0.8, unsupported=np.ones(3, bool))
+
+
 def test_a_structure_added_later_is_found(index_folder: Path, tmp_path: Path) -> None:
     import shutil
 

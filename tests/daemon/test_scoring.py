@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from causalscope.actors._evaluation_results import EvaluationUpdate, MapUpdate
+from causalscope.actors._evaluation_results import EvaluationUpdate, ForecastUpdate, MapUpdate
 from causalscope.config import ScoringSettings
 from causalscope.daemon.alerts import Alert
 from causalscope.daemon.scoring import ScoreKeeper
@@ -93,31 +93,35 @@ def test_a_kill_between_commit_and_score_neither_loses_nor_repeats_a_score(
     assert obligations == 9 * 3  # fit, ice and spacing: what these records let be stated
 
 
-def test_a_reconstruction_update_is_scored(tmp_path: Path) -> None:
-    update = EvaluationUpdate(
-        version=2,
+def _map_update(
+    forecast: ForecastUpdate | None, *, resolution: float = 4.2
+) -> tuple[MapUpdate, EvaluationUpdate]:
+    """Update 2 with a map of 5,000 particles at 2 A/px, fitted to ``resolution``."""
+    map_update = MapUpdate(
         particles=5000,
-        exposures=40,
-        seconds=1.0,
-        class_set=None,
-        map=MapUpdate(
-            particles=5000,
-            symmetry="C1",
-            pixel_size_angstrom=2.0,
-            resolution_angstrom=3.2,  # beyond the map's Nyquist of 4 A
-            resolution_unmasked_angstrom=4.5,
-            resolution_fsc_05_angstrom=5.0,
-            fsc_masked=(1.0, 0.5),
-            fsc_unmasked=(1.0, 0.4),
-            half_map_1="h1.mrc",
-            half_map_2="h2.mrc",
-            map_path="m.mrc",
-            fsc_star_path="f.star",
-            coverage=0.9,
-            largest_gap_deg=10.0,
-        ),
-        forecast=None,
+        symmetry="C1",
+        pixel_size_angstrom=2.0,
+        resolution_angstrom=resolution,
+        resolution_unmasked_angstrom=4.5,
+        resolution_fsc_05_angstrom=5.0,
+        fsc_masked=(1.0, 0.5),
+        fsc_unmasked=(1.0, 0.4),
+        half_map_1="h1.mrc",
+        half_map_2="h2.mrc",
+        map_path="m.mrc",
+        fsc_star_path="f.star",
+        coverage=0.9,
+        largest_gap_deg=10.0,
     )
+    update = EvaluationUpdate(
+        version=2, particles=5000, exposures=40, seconds=1.0, class_set=None, map=map_update,
+        forecast=forecast,
+    )  # fmt: skip
+    return map_update, update
+
+
+def test_a_reconstruction_update_is_scored(tmp_path: Path) -> None:
+    _, update = _map_update(None, resolution=3.2)  # beyond the map's Nyquist of 4 A
     alerts: list[Alert] = []
     with SessionStore(tmp_path / "S.duckdb") as store:
         keeper = ScoreKeeper(ScoringSettings(), store, alerts.append)
@@ -256,3 +260,44 @@ def test_new_weights_that_reorder_the_recent_exposures_lower_meta_until_the_wind
     for i in range(settings.meta_window):  # scored with the new weights: nothing to reorder
         meta = scorer.score_exposure(_record(f"later{i:02d}")).components.meta
     assert scorer._ranking() == 1.0 and meta is not None and meta > 0.5
+
+
+def test_an_exposure_s_contribution_is_read_from_the_latest_forecast(tmp_path: Path) -> None:
+    """Before a forecast no contribution; after one, each exposure's particles, counted in the
+    session's average particles and as many as the map keeps, are what the SSNR law says the
+    map at the session's end gains from them; a worse fit contributes less. Stored and
+    published with the score."""
+    from causalscope.models.reconstruction.forecast import SsnrForecast
+    from causalscope.models.scoring import contribution_angstrom
+
+    law = SsnrForecast(log_amplitude=2.0, bfactor_angstrom2=80.0, particles=600)
+    forecast = ForecastUpdate(
+        particles=600, bfactor_angstrom2=None, bfactor_sd_angstrom2=None,
+        ssnr_bfactor_angstrom2=80.0, target_resolution_angstrom=3.0, particles_needed=None,
+        resolution_at_double_angstrom=law.resolution_at(1200), particles_per_hour=1000.0,
+        hours_to_target=None, hours_left=4.0, particles_at_end=4600.0,
+    )  # fmt: skip
+    path, _ = _session(tmp_path, 0)
+    with SessionStore(path) as store:
+        keeper = ScoreKeeper(ScoringSettings(), store, lambda a: None)
+        before = [keeper.exposure(_record(f"e{i:02d}", n=100)) for i in range(10)]
+        assert all(s is not None and s.contribution_angstrom is None for s in before)
+        _, update = _map_update(forecast)
+        keeper.reconstruction(update)
+        good = keeper.exposure(_record("good", n=100))
+        worse = keeper.exposure(_record("worse", n=100, fit=6.0))
+    assert good is not None and worse is not None
+    # the map holds 600 of the 1,000 particles picked when the forecast came
+    kept = 600 / 1000
+    want = contribution_angstrom(kept * 100, forecast=law, horizon=4600.0)
+    assert good.contribution_angstrom == pytest.approx(want, rel=1e-6)
+    assert worse.contribution_angstrom is not None
+    assert 0 < worse.contribution_angstrom < 0.5 * good.contribution_angstrom
+    assert good.to_dict()["contribution_angstrom"] == good.contribution_angstrom
+    with duckdb.connect(str(path), read_only=True) as con:
+        stored = dict(
+            con.execute(
+                "SELECT subject, contribution_angstrom FROM scores WHERE kind = 'exposure'"
+            ).fetchall()
+        )
+    assert stored["e00"] is None and stored["good"] == pytest.approx(want, rel=1e-6)

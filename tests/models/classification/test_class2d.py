@@ -347,3 +347,24 @@ def test_a_class_with_a_long_upper_tail_is_not_read_as_outliers() -> None:
     assert np.mean(z[:300] > 3.5) < 0.01 and z[400] > 3.5
     without = robust_z(values, classes, np.arange(401), floor_share=0.0)
     assert np.mean(without[300:400] > 3.5) > 0.25
+
+
+def test_a_re_seeded_class_is_not_made_by_its_particles(run: Run) -> None:
+    """A class the classifier empties and seeds again holds a seed, not its particles'
+    average: :meth:`Class2D.unsupported` says so (what Novelty then refuses to judge), and
+    only then; the populated classes are their particles'."""
+    import copy
+
+    model = copy.deepcopy(run.model)
+    counts = np.bincount(run.assignment.class_index, minlength=model.settings.n_classes)
+    populated = counts >= 0.25 * N / model.settings.n_classes
+    assert populated.sum() >= 6 and not model.unsupported()[populated].any()
+    k = int(np.flatnonzero(populated)[0])
+    for part in (model.sums.num, model.sums.den, model.sums.weight, model.sums.weight2):
+        part[k] = 0  # its particles left
+    model._reseed_empty()
+    flags = model.unsupported()
+    assert flags[k] and float(model.sums.weight[k].sum()) > 0  # seeded, from one half only
+    others = populated.copy()
+    others[k] = False
+    assert not flags[others].any()

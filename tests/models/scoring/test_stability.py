@@ -1,4 +1,5 @@
-"""Meta on a steady and a changing session; ImpactFore's scale."""
+"""Meta on a steady and a changing session; ImpactFore's scale; an exposure's expected
+contribution against the SSNR law it is read from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from causalscope.models.scoring import impact_fore, meta_stability, signal_weight
+from causalscope.models.reconstruction.forecast import SsnrForecast
+from causalscope.models.scoring import (
+    contribution_angstrom,
+    impact_fore,
+    meta_stability,
+    signal_weight,
+)
 
 
 def test_meta_is_stable_on_a_steady_session_and_drops_after_a_regime_change() -> None:
@@ -61,3 +68,34 @@ def test_ranking_stability_is_one_for_the_same_order_and_falls_as_it_reorders() 
     assert ranking_stability([0.1, 0.2], [0.2, 0.1]) is None
     with pytest.raises(ValueError, match="pair up"):
         ranking_stability([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+def _resolution(log_amplitude: float, bfactor: float, ratio: float) -> float:
+    """The SSNR law solved directly: ``a + ln(ratio) - (B/2) k^2 - ln k = ln(0.143/0.857)``
+    on a fine grid of k (ratio: particles over the fit's)."""
+    k = np.linspace(0.01, 1.0, 2_000_001)
+    excess = log_amplitude + math.log(ratio) - bfactor / 2 * k**2 - np.log(k)
+    return float(1.0 / k[np.argmin(np.abs(excess - math.log(0.143 / 0.857)))])
+
+
+def test_a_contribution_is_the_resolution_the_map_would_lose_without_the_particles() -> None:
+    law = SsnrForecast(log_amplitude=2.0, bfactor_angstrom2=80.0, particles=10_000)
+    # the fit again from its B and its resolution at twice the particles (what is stored)
+    again = SsnrForecast.through(law.resolution_at(20_000), particles=20_000, bfactor_angstrom2=80)
+    for n in (3_000, 40_000, 200_000):
+        assert again.resolution_at(n) == pytest.approx(law.resolution_at(n), rel=1e-9)
+    horizon = 100_000
+    found = contribution_angstrom(20_000, forecast=law, horizon=horizon)
+    want = _resolution(2.0, 80.0, 8.0) - _resolution(2.0, 80.0, 10.0)
+    assert found == pytest.approx(want, abs=2e-5)  # the grid's step in d near 3 A
+    # a small exposure's share is first order: twice the particles, twice the contribution
+    one = contribution_angstrom(200, forecast=law, horizon=horizon)
+    two = contribution_angstrom(400, forecast=law, horizon=horizon)
+    assert one is not None and two is not None and two == pytest.approx(2 * one, rel=0.01)
+    # the same particles are worth less to a bigger map
+    later = contribution_angstrom(200, forecast=law, horizon=4 * horizon)
+    assert later is not None and later < one / 2
+    assert contribution_angstrom(0, forecast=law, horizon=horizon) == 0.0
+    assert contribution_angstrom(horizon, forecast=law, horizon=horizon) is None
+    with pytest.raises(ValueError, match="horizon"):
+        contribution_angstrom(10, forecast=law, horizon=0.0)
