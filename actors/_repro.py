@@ -198,23 +198,57 @@ TRIAGE_MIN_FIELD_ANGSTROM = 2000.0
 #: the triage works on the micrograph Fourier-binned to about this sampling (its statistics
 #: are in Angstrom; 16x fewer pixels at 1 A/px), as on the real micrographs it was checked on
 TRIAGE_PIXEL_ANGSTROM = 4.0
+#: the crystalline-ice test's windows at full sampling: up to this many a side, this wide
+ICE_WINDOWS = 3
+ICE_WINDOW_PX = 512
 
 
 def triage_record(image: torch.Tensor, *, pixel_size_angstrom: float) -> TriageRecord | None:
-    """The micrograph's triage (:func:`models.triage.triage_micrograph`) as a record; None for
-    a field narrower than :data:`TRIAGE_MIN_FIELD_ANGSTROM`."""
-    from causalscope.models.triage import triage_micrograph
+    """The micrograph's triage (:func:`models.triage.classify_features`) as a record; None for
+    a field narrower than :data:`TRIAGE_MIN_FIELD_ANGSTROM`.
+
+    The statistics come from the micrograph binned to about :data:`TRIAGE_PIXEL_ANGSTROM`
+    (:func:`triage_binned`), but the crystalline-ice test, which the binning puts beyond
+    Nyquist, from :data:`ICE_WINDOWS` windows of :data:`ICE_WINDOW_PX` spread over the field at
+    full sampling, where that reaches the ice's 3.35-4.05 A: the window with the brightest
+    spot speaks (crystalline domains of 50-150 nm need not cover any one window)."""
+    import dataclasses
+
+    from causalscope.models.triage import classify_features, ice_statistics, triage_features
+    from causalscope.models.triage.features import ICE_BAND_ANGSTROM
 
     if min(image.shape[-2:]) * pixel_size_angstrom < TRIAGE_MIN_FIELD_ANGSTROM:
         return None
     work, apix = triage_binned(image, pixel_size_angstrom=pixel_size_angstrom)
-    found = triage_micrograph(work, pixel_size_angstrom=apix)
+    features = triage_features(work, pixel_size_angstrom=apix)
+    finest = ICE_BAND_ANGSTROM[1]  # the finest ice spacing the test looks at
+    if features.ice_spot_ratio is None and 0.5 / pixel_size_angstrom >= 1 / finest:
+        found_ice = [
+            ice_statistics(window, pixel_size_angstrom=pixel_size_angstrom)
+            for window in _windows(image, ICE_WINDOW_PX, ICE_WINDOWS)
+        ]
+        spot, ring = max(found_ice, key=lambda pair: pair[0] or 0.0)
+        features = dataclasses.replace(features, ice_spot_ratio=spot, ice_ring_ratio=ring)
+    found = classify_features(features, side_px=min(work.shape))
     return TriageRecord(
         label=found.label,
         p_usable=float(found.scores.get("usable", 0.0)),
         scores={k: float(v) for k, v in found.scores.items()},
         reason=found.reason,
     )
+
+
+def _windows(image: torch.Tensor, side_px: int, per_side: int) -> list[np.ndarray]:
+    """Up to ``per_side`` x ``per_side`` square windows of ``side_px`` (or the image's smaller
+    side), evenly spread over ``image``, float32 on the CPU."""
+    import numpy as np
+
+    h, w = image.shape[-2:]
+    side = min(side_px, h, w)
+    rows = np.linspace(0, h - side, min(per_side, h // side)).astype(int)
+    cols = np.linspace(0, w - side, min(per_side, w // side)).astype(int)
+    data = image.detach()
+    return [data[r : r + side, c : c + side].float().cpu().numpy() for r in rows for c in cols]
 
 
 def triage_binned(image: torch.Tensor, *, pixel_size_angstrom: float) -> tuple[np.ndarray, float]:

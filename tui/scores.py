@@ -20,8 +20,9 @@ _NAMES = {
 
 
 def score_text(score: Mapping[str, Any] | None) -> Text | None:
-    """``HyperScore 112.4 (V 0.71), held down most by impact`` and each failed obligation with
-    the values that break it; None when the exposure is not scored."""
+    """``HyperScore 112.4 (V 0.71), held down most by impact``, what its particles are
+    expected to add to the map, and each failed obligation with the values that break it;
+    None when the exposure is not scored."""
     if not score or not isinstance(score.get("hyperscore"), int | float):
         return None
     text = Text()
@@ -40,6 +41,12 @@ def score_text(score: Mapping[str, Any] | None) -> Text | None:
     ]
     if parts:
         text.append("  " + ", ".join(parts), style="dim")
+    contribution = score.get("contribution_angstrom")
+    if isinstance(contribution, int | float):
+        text.append(
+            f"\n  its particles make the session's map {contribution:.3f} A better (forecast)",
+            style="dim",
+        )
     if advice:
         text.append(f"\n  recommend {advice}", style=f"bold {style}")
         text.append(f": {score.get('reason') or ''}")

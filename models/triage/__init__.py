@@ -7,13 +7,14 @@ from causalscope.models.triage.classify import (
     classify_features,
     triage_micrograph,
 )
-from causalscope.models.triage.features import TriageFeatures, triage_features
+from causalscope.models.triage.features import TriageFeatures, ice_statistics, triage_features
 
 __all__ = [
     "TRIAGE_CLASSES",
     "TriageFeatures",
     "TriageResult",
     "classify_features",
+    "ice_statistics",
     "triage_features",
     "triage_micrograph",
 ]

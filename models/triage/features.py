@@ -39,7 +39,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-__all__ = ["TriageFeatures", "triage_features"]
+__all__ = ["TriageFeatures", "ice_statistics", "triage_features"]
 
 PARTICLE_BAND_ANGSTROM = (200.0, 30.0)
 STRUCTURE_BAND_ANGSTROM = (200.0, 20.0)
@@ -111,6 +111,21 @@ def triage_features(image: np.ndarray, *, pixel_size_angstrom: float) -> TriageF
         ice_spot_ratio=spot,
         ice_ring_ratio=ring,
     )
+
+
+def ice_statistics(
+    image: np.ndarray, *, pixel_size_angstrom: float
+) -> tuple[float | None, float | None]:
+    """``(ice_spot_ratio, ice_ring_ratio)`` of a square ``(n, n)`` image alone (None, None
+    where Nyquist is coarser than 3.35 A): for a micrograph binned for the other statistics,
+    from a window of it at full sampling."""
+    n = min(np.shape(image))
+    if n < 64 or not pixel_size_angstrom > 0:
+        raise ValueError(f"need an image of at least 64 px and a pixel size > 0: {n}, "
+                         f"{pixel_size_angstrom}")  # fmt: skip
+    window = np.ascontiguousarray(np.asarray(image)[:n, :n], dtype=np.float32)
+    centred = window - np.float32(window.mean(dtype=np.float64))
+    return _ice_statistics(_periodogram(centred), _bands(n, float(pixel_size_angstrom)))
 
 
 @dataclass(frozen=True)

@@ -52,3 +52,17 @@ def test_block_means_keep_the_statistics_of_a_fourier_binning(kind: str) -> None
     assert 1 + b.structure_excess == pytest.approx(1 + a.structure_excess, rel=0.02)
     # the kurtosis of ice alone is near 0: compared absolutely there
     assert b.blob_kurtosis == pytest.approx(a.blob_kurtosis, rel=0.03, abs=0.01)
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("crystalline_ice", 0), ("usable", 0), ("ice_only", 2)])
+def test_crystalline_ice_is_seen_although_the_binning_hides_its_planes(
+    kind: str, seed: int
+) -> None:
+    """At 1.2 A/px the micrograph is binned to 3.6 A/px, where Nyquist (7.2 A) is far from the
+    ice's 3.4-4.0 A planes: windows at full sampling still find the Bragg spots of crystalline
+    domains (in seed 0 they do not cover the centre), and find none in amorphous ice."""
+    scene = simulate_triage_micrograph(kind, size_px=2048, pixel_size_angstrom=1.2, seed=seed)
+    record = triage_record(torch.as_tensor(scene.image), pixel_size_angstrom=1.2)
+    assert record is not None and record.label == kind, record
+    if kind == "crystalline_ice":
+        assert "Bragg spots" in record.reason

@@ -1,5 +1,6 @@
-"""The dashboard shows the selected exposure's score and each failed obligation with its
-values, from the recorded history and as scores arrive live."""
+"""The dashboard shows the selected exposure's score, its expected contribution to the map
+and each failed obligation with its values, from the recorded history and as scores arrive
+live."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+from causalscope.actors._evaluation_results import ForecastUpdate
 from causalscope.config import ScoringSettings, TuiSettings
 from causalscope.daemon.scoring import ScoreKeeper
 from causalscope.daemon.store import SessionStore
@@ -15,6 +17,13 @@ from causalscope.tui import make_app
 from causalscope.tui.source import RecordedSource
 from tests.daemon.store._records import make_record
 from tests.tui._pilot import settle, shown_text
+
+# a map of 400 particles heading for 3.3 A from 800 (an SSNR fit with B 80 A^2)
+_FORECAST = ForecastUpdate(
+    particles=400, bfactor_angstrom2=None, bfactor_sd_angstrom2=None, ssnr_bfactor_angstrom2=80.0,
+    target_resolution_angstrom=3.0, particles_needed=None, resolution_at_double_angstrom=3.3,
+    particles_per_hour=None, hours_to_target=None,
+)  # fmt: skip
 
 
 def _session(tmp_path: Path) -> Path:
@@ -25,6 +34,7 @@ def _session(tmp_path: Path) -> Path:
     )
     with SessionStore(path) as store:
         keeper = ScoreKeeper(ScoringSettings(), store, lambda alert: None)
+        keeper.scorer.use_forecast(_FORECAST)
         for name, fit in (("good", 4.0), ("nyquist", 1.2)):  # 0.83 A/px: Nyquist 1.66 A
             record = make_record(name, fit_resolution_angstrom=fit)
             record = record.model_copy(update={"picking": picking})
@@ -53,6 +63,8 @@ def test_the_details_show_the_score_and_the_failed_obligation(tmp_path: Path) ->
             details = shown_text(app.query_one("#details-text"))
             assert app.table.selected_id() == "good" and "score 1" in details
             assert "✖" not in details
+            gain = snapshot.scores["good"]["contribution_angstrom"]
+            assert gain > 0 and f"map {gain:.3f} A better" in " ".join(details.split())
 
     asyncio.run(scenario())
 
