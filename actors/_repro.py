@@ -199,7 +199,7 @@ TRIAGE_MIN_FIELD_ANGSTROM = 2000.0
 #: are in Angstrom; 16x fewer pixels at 1 A/px), as on the real micrographs it was checked on
 TRIAGE_PIXEL_ANGSTROM = 4.0
 #: the crystalline-ice test's windows at full sampling: up to this many a side, this wide
-ICE_WINDOWS = 3
+ICE_WINDOWS = 2
 ICE_WINDOW_PX = 512
 
 
@@ -209,9 +209,9 @@ def triage_record(image: torch.Tensor, *, pixel_size_angstrom: float) -> TriageR
 
     The statistics come from the micrograph binned to about :data:`TRIAGE_PIXEL_ANGSTROM`
     (:func:`triage_binned`), but the crystalline-ice test, which the binning puts beyond
-    Nyquist, from :data:`ICE_WINDOWS` windows of :data:`ICE_WINDOW_PX` spread over the field at
-    full sampling, where that reaches the ice's 3.35-4.05 A: the window with the brightest
-    spot speaks (crystalline domains of 50-150 nm need not cover any one window)."""
+    Nyquist, from windows of :data:`ICE_WINDOW_PX` (up to :data:`ICE_WINDOWS` a side) spread
+    over the field at full sampling, where that reaches the ice's 3.35-4.05 A: the window
+    with the brightest spot speaks (crystalline domains of 50-150 nm need not cover any)."""
     import dataclasses
 
     from causalscope.models.triage import classify_features, ice_statistics, triage_features

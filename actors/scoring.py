@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from causalscope.models.scoring import (
     HyperParameters,
     ObligationResult,
@@ -39,6 +41,7 @@ from causalscope.models.scoring import (
     impact_fore,
     logic_score,
     meta_stability,
+    overlapping_picks,
     ranking_stability,
     reconstruction_obligations,
     signal_weight,
@@ -237,7 +240,7 @@ class SessionScorer:
         usable = record.status != "fail" and picking is not None
         particles = picking.n_particles if usable and picking is not None else 0
         fit = None if record.ctf is None else record.ctf.fit_resolution_angstrom
-        weighted = particles * signal_weight(
+        weighted = (particles - self._overlapping(record)) * signal_weight(
             fit, at_resolution_angstrom=self.settings.impact_resolution_angstrom
         )
         typical = self.typical_particles()
@@ -276,6 +279,21 @@ class SessionScorer:
             recommendation=recommendation,
             reason=reason,
         )
+
+    def _overlapping(self, record: ExposureRecord) -> int:
+        """The exposure's picks that overlap another (:func:`overlapping_picks`)."""
+        picking, apix = record.picking, record.pixel_size_angstrom
+        if picking is None or not picking.picks_xy_px or not apix:
+            return 0
+        diameter_px = picking.particle_diameter_angstrom / apix
+        if not diameter_px > 0:
+            return 0
+        found = overlapping_picks(
+            np.asarray(picking.picks_xy_px),
+            diameter_px=diameter_px,
+            within=self.settings.overlap_diameters,
+        )
+        return min(found, picking.n_particles)
 
     def _recommend(
         self, record: ExposureRecord, score: Score | None, obligations: list[ObligationResult]

@@ -93,6 +93,16 @@ class ScoringSettings(Section):
             "(from its CTF fit resolution)."
         ),
     )
+    overlap_diameters: float = Field(
+        0.9,
+        ge=0,
+        le=2,
+        description=(
+            "ImpactFore leaves out the picks whose nearest other pick is closer than this many "
+            "particle diameters: projections that overlap (aggregates, particles stacked in "
+            "the ice) do not add to a reconstruction (0: count every pick)."
+        ),
+    )
     accept_above: float = Field(
         150.0,
         ge=100,

@@ -32,6 +32,7 @@ from causalscope.models.scoring.stability import (
     contribution_angstrom,
     impact_fore,
     meta_stability,
+    overlapping_picks,
     ranking_stability,
     signal_weight,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "impact_fore",
     "logic_score",
     "meta_stability",
+    "overlapping_picks",
     "ranking_stability",
     "reconstruction_obligations",
     "signal_weight",

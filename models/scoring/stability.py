@@ -6,7 +6,13 @@ proportion to its envelope, ``exp(-B k^2 / 2)``; an exposure whose Thon rings re
 (its CTF fit resolution) has its signal fall to the noise there, which for a Gaussian envelope
 means ``B = 4 ln(10) r^2`` (a tenfold amplitude loss at ``1/r``: 3.3 A gives B = 100 A^2).
 So each of its ``n`` particles weighs :func:`signal_weight` ``= exp(-B k_t^2 / 2)`` at the
-frequency ``k_t`` that the session's maps are heading for, and ``n_w = n * weight``.
+frequency ``k_t`` that the session's maps are heading for, and ``n_w = n * weight``. Only
+particles whose projections stand alone count (:func:`overlapping_picks`): two bodies lying
+side by side are at least a diameter apart, so picks closer than 0.9 diameters are particles
+stuck together or stacked in the ice, which 2D classification throws out. (On simulated
+exposures the nearest-neighbour distance of every pick of good exposures was 0.97 diameters
+or more, even in fields 40 % covered; in exposures of 70 % aggregates a third of the picks
+lay at 0.73-0.9.)
 Normalised to ``(0, 1)`` against the session's typical exposure (the median ``n_w`` so far)
 as ``n_w / (n_w + median)``: 0.5 for a typical exposure, towards 1 for a rich one, 0 for none
 or for one without a CTF fit.
@@ -49,6 +55,7 @@ __all__ = [
     "contribution_angstrom",
     "impact_fore",
     "meta_stability",
+    "overlapping_picks",
     "ranking_stability",
     "signal_weight",
 ]
@@ -63,6 +70,19 @@ def signal_weight(fit_resolution_angstrom: float | None, *, at_resolution_angstr
         return 0.0
     bfactor = 4.0 * math.log(10.0) * fit_resolution_angstrom**2
     return math.exp(-bfactor / (2.0 * at_resolution_angstrom**2))
+
+
+def overlapping_picks(xy_px: np.ndarray, *, diameter_px: float, within: float = 0.9) -> int:
+    """How many of the picks ``(n, 2)`` have another closer than ``within`` diameters."""
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
+    if len(points) < 2 or within <= 0:
+        return 0
+    if not diameter_px > 0:
+        raise ValueError(f"diameter_px must be > 0, got {diameter_px}")
+    distances, _ = cKDTree(points).query(points, k=2)
+    return int((distances[:, 1] < within * diameter_px).sum())
 
 
 def impact_fore(weighted_particles: float, *, typical: float | None) -> float:

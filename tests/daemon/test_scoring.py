@@ -301,3 +301,24 @@ def test_an_exposure_s_contribution_is_read_from_the_latest_forecast(tmp_path: P
             ).fetchall()
         )
     assert stored["e00"] is None and stored["good"] == pytest.approx(want, rel=1e-6)
+
+
+def test_overlapping_picks_add_nothing_to_impact_fore() -> None:
+    """Two exposures of 100 picks each, one with 30 of them in clumps (pairs 0.5 diameters
+    apart): ImpactFore counts the 70 that stand alone."""
+    from causalscope.actors.scoring import SessionScorer
+
+    scorer = SessionScorer(ScoringSettings())
+    spread = scorer.score_exposure(_record("spread", n=100))
+    record = _record("clumped", n=100)
+    assert record.picking is not None and record.pixel_size_angstrom is not None
+    diameter_px = record.picking.particle_diameter_angstrom / record.pixel_size_angstrom
+    picks = [list(p) for p in record.picking.picks_xy_px]
+    for i in range(0, 30, 2):  # every other pick of the first 30 next to its neighbour
+        picks[i + 1] = [picks[i][0] + 0.5 * diameter_px, picks[i][1]]
+    clumped = record.model_copy(
+        update={"picking": record.picking.model_copy(update={"picks_xy_px": picks})}
+    )
+    found = scorer.score_exposure(clumped)
+    assert found.n_particles == 100
+    assert found.weighted_particles == pytest.approx(0.7 * spread.weighted_particles)

@@ -13,6 +13,7 @@ from causalscope.models.scoring import (
     contribution_angstrom,
     impact_fore,
     meta_stability,
+    overlapping_picks,
     signal_weight,
 )
 
@@ -99,3 +100,22 @@ def test_a_contribution_is_the_resolution_the_map_would_lose_without_the_particl
     assert contribution_angstrom(horizon, forecast=law, horizon=horizon) is None
     with pytest.raises(ValueError, match="horizon"):
         contribution_angstrom(10, forecast=law, horizon=0.0)
+
+
+def test_picks_closer_than_a_diameter_are_the_overlapping_ones() -> None:
+    """Bodies side by side are a diameter apart or more: a crowded hexagonal field at 1.02
+    diameters has no overlapping pick; a clump of three 0.6 diameters apart adds three."""
+    d = 100.0
+    rows = [
+        [(i + 0.5 * (j % 2)) * 1.02 * d, j * 1.02 * d * math.sqrt(3) / 2]
+        for i in range(8)
+        for j in range(8)
+    ]
+    lattice = np.asarray(rows)
+    assert overlapping_picks(lattice, diameter_px=d) == 0
+    clump = np.array([[2000.0, 2000.0], [2060.0, 2000.0], [2030.0, 2052.0]])
+    assert overlapping_picks(np.vstack([lattice, clump]), diameter_px=d) == 3
+    assert overlapping_picks(np.vstack([lattice, clump]), diameter_px=d, within=0.0) == 0
+    assert overlapping_picks(clump[:1], diameter_px=d) == 0
+    with pytest.raises(ValueError, match="diameter_px"):
+        overlapping_picks(clump, diameter_px=0.0)
