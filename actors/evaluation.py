@@ -301,13 +301,11 @@ class SessionEvaluator:
         index = self._novelty_index()
         if index is None:
             return None
-        return list(
-            index.classify(
-                model.averages(),
-                pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
-                scale=self.settings.novelty_scale,
-                unsupported=model.unsupported(),
-            )
+        return index.classify(
+            model.averages(),
+            pixel_size_angstrom=float(model.grid.pixel_size_angstrom),
+            scale=self.settings.novelty_scale,
+            unsupported=model.unsupported(),
         )
 
     def _maybe_ab_initio(self, class_set: ClassSetUpdate) -> None:

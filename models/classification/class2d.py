@@ -59,13 +59,9 @@ _SCORES_PER_CHUNK = 16_000_000  # (particles x shifts x classes x rotations) per
 #: a particle whose misfit and power z-scores (:meth:`Class2D._assign`) add up to more than
 #: this is an outlier
 _JOINT_Z = 4.0
-#: particles in a re-seeded class (:meth:`Class2D._reseed_empty`)
-_PER_SEED = 8
-#: a class average is its particles' when each half set holds at least this much of their
-#: weight; below it, it is a seed or the low-pass prior (:meth:`Class2D.unsupported`)
-_SUPPORT = 2.0
-#: the within-class robust sigma (:func:`._outliers.robust_z`) is at least this share of
-#: the pooled one
+_PER_SEED = 8  #: particles in a re-seeded class (:meth:`Class2D._reseed_empty`)
+_SUPPORT = 2.0  #: particles' weight per half set that an average needs (:meth:`unsupported`)
+#: within-class robust sigma (:func:`._outliers.robust_z`) >= this share of the pooled one
 _SIGMA_FLOOR = 0.75
 
 
@@ -170,11 +166,8 @@ class Class2D:
         return assignment
 
     def unsupported(self) -> np.ndarray:
-        """``(K,)`` bool: classes whose average their particles do not make, a half set
-        holding under two particles' weight: one re-seeded after its particles left
-        (:meth:`_reseed_empty`: a rotational average of a few poorly explained particles,
-        round whatever they are) or nearly empty (the low-pass prior). Such an average says
-        nothing about the few particles still assigned to the class."""
+        """``(K,)`` bool: classes whose average is a seed (:meth:`_reseed_empty`: round,
+        whatever it holds) or the low-pass prior, not their particles' own."""
         return (self.sums.weight.min(dim=1).values < _SUPPORT).numpy()
 
     def averages(self) -> np.ndarray:
@@ -397,7 +390,6 @@ class Class2D:
         """The E-step's band: the best class resolution (FRC 0.143) plus a quarter and two
         rings, between the initial and the maximum resolution."""
         weight = self.sums.weight.sum(1)
-        # classes whose halves hold at least two particles each (a seed's halves are equal)
         big = (weight >= weight.median()) & (self.sums.weight.min(dim=1).values >= _SUPPORT)
         best = math.inf
         for k in torch.nonzero(big).flatten().tolist():
