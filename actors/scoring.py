@@ -240,7 +240,8 @@ class SessionScorer:
         usable = record.status != "fail" and picking is not None
         particles = picking.n_particles if usable and picking is not None else 0
         fit = None if record.ctf is None else record.ctf.fit_resolution_angstrom
-        weighted = (particles - self._overlapping(record)) * signal_weight(
+        alone = max(0, particles - self._overlapping(record)) if particles else 0
+        weighted = alone * signal_weight(
             fit, at_resolution_angstrom=self.settings.impact_resolution_angstrom
         )
         typical = self.typical_particles()
