@@ -8,16 +8,23 @@ from scipy.spatial import cKDTree
 from causalscope.models.records import ExposureRecord
 from causalscope.models.scoring.obligations import ExposureFacts
 
-__all__ = ["closest_pair_px", "exposure_facts"]
+__all__ = ["closest_pair_px", "exposure_facts", "nearest_other_px"]
+
+
+def nearest_other_px(xy_px: np.ndarray) -> np.ndarray:
+    """``(n,)`` distance from each of the points ``(n, 2)`` to the nearest other one (empty
+    for fewer than two points)."""
+    points = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
+    if len(points) < 2:
+        return np.zeros(0)
+    distances, _ = cKDTree(points).query(points, k=2)
+    return np.asarray(distances[:, 1])
 
 
 def closest_pair_px(xy_px: np.ndarray) -> float | None:
     """Smallest distance between two of the points ``(n, 2)`` (``None`` for fewer than two)."""
-    points = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
-    if len(points) < 2:
-        return None
-    distances, _ = cKDTree(points).query(points, k=2)
-    return float(distances[:, 1].min())
+    distances = nearest_other_px(xy_px)
+    return float(distances.min()) if distances.size else None
 
 
 def exposure_facts(record: ExposureRecord) -> ExposureFacts | None:

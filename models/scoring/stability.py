@@ -74,15 +74,13 @@ def signal_weight(fit_resolution_angstrom: float | None, *, at_resolution_angstr
 
 def overlapping_picks(xy_px: np.ndarray, *, diameter_px: float, within: float = 0.9) -> int:
     """How many of the picks ``(n, 2)`` have another closer than ``within`` diameters."""
-    from scipy.spatial import cKDTree
+    from causalscope.models.scoring.facts import nearest_other_px
 
-    points = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
-    if len(points) < 2 or within <= 0:
+    if within <= 0:
         return 0
     if not diameter_px > 0:
         raise ValueError(f"diameter_px must be > 0, got {diameter_px}")
-    distances, _ = cKDTree(points).query(points, k=2)
-    return int((distances[:, 1] < within * diameter_px).sum())
+    return int((nearest_other_px(xy_px) < within * diameter_px).sum())
 
 
 def impact_fore(weighted_particles: float, *, typical: float | None) -> float:

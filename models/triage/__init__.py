@@ -7,7 +7,12 @@ from causalscope.models.triage.classify import (
     classify_features,
     triage_micrograph,
 )
-from causalscope.models.triage.features import TriageFeatures, ice_statistics, triage_features
+from causalscope.models.triage.features import (
+    TriageFeatures,
+    ice_statistics,
+    triage_features,
+    windowed_ice,
+)
 
 __all__ = [
     "TRIAGE_CLASSES",
@@ -17,4 +22,5 @@ __all__ = [
     "ice_statistics",
     "triage_features",
     "triage_micrograph",
+    "windowed_ice",
 ]

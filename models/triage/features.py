@@ -39,7 +39,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-__all__ = ["TriageFeatures", "ice_statistics", "triage_features"]
+__all__ = ["TriageFeatures", "ice_statistics", "triage_features", "windowed_ice"]
 
 PARTICLE_BAND_ANGSTROM = (200.0, 30.0)
 STRUCTURE_BAND_ANGSTROM = (200.0, 20.0)
@@ -83,12 +83,9 @@ def triage_features(image: np.ndarray, *, pixel_size_angstrom: float) -> TriageF
     if not pixel_size_angstrom > 0:
         raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
     n = min(image.shape)
-    # single precision for the transforms and filters (a micrograph holds ~7 significant
-    # digits at most); the sums that make the statistics accumulate in double
-    image = np.ascontiguousarray(image[:n, :n], dtype=np.float32)
+    image, mean = _square(image)
     if not np.isfinite(image).all():
         raise ValueError("image has non-finite pixels")
-    mean = float(image.mean(dtype=np.float64))
     if float(image.min()) == float(image.max()):
         raise ValueError(f"image is constant ({mean:g} everywhere)")
     apix = pixel_size_angstrom
@@ -116,16 +113,45 @@ def triage_features(image: np.ndarray, *, pixel_size_angstrom: float) -> TriageF
 def ice_statistics(
     image: np.ndarray, *, pixel_size_angstrom: float
 ) -> tuple[float | None, float | None]:
-    """``(ice_spot_ratio, ice_ring_ratio)`` of a square ``(n, n)`` image alone (None, None
-    where Nyquist is coarser than 3.35 A): for a micrograph binned for the other statistics,
-    from a window of it at full sampling."""
+    """``(ice_spot_ratio, ice_ring_ratio)`` of an image alone (its square part; None, None
+    where Nyquist is coarser than 3.35 A)."""
     n = min(np.shape(image))
     if n < 64 or not pixel_size_angstrom > 0:
-        raise ValueError(f"need an image of at least 64 px and a pixel size > 0: {n}, "
-                         f"{pixel_size_angstrom}")  # fmt: skip
-    window = np.ascontiguousarray(np.asarray(image)[:n, :n], dtype=np.float32)
-    centred = window - np.float32(window.mean(dtype=np.float64))
-    return _ice_statistics(_periodogram(centred), _bands(n, float(pixel_size_angstrom)))
+        raise ValueError(
+            f"need an image of at least 64 px and a pixel size > 0: {n}, {pixel_size_angstrom}"
+        )
+    square, mean = _square(image)
+    psd = _periodogram(square - np.float32(mean))
+    return _ice_statistics(psd, _bands(n, float(pixel_size_angstrom)))
+
+
+def windowed_ice(
+    image: np.ndarray, *, pixel_size_angstrom: float, side_px: int, per_side: int
+) -> tuple[float | None, float | None]:
+    """:func:`ice_statistics` of the window with the brightest spot, of up to ``per_side`` x
+    ``per_side`` windows of ``side_px`` spread evenly over ``image`` at full sampling: for a
+    micrograph binned for the other statistics, whose binning puts the ice beyond Nyquist
+    (crystalline domains of 50-150 nm need not cover any one window)."""
+    if 0.5 / pixel_size_angstrom < 1 / ICE_BAND_ANGSTROM[1]:  # the planes beyond Nyquist
+        return None, None
+    h, w = np.shape(image)
+    side = min(side_px, h, w)
+    rows = np.linspace(0, h - side, min(per_side, h // side)).astype(int)
+    cols = np.linspace(0, w - side, min(per_side, w // side)).astype(int)
+    found = [
+        ice_statistics(image[r : r + side, c : c + side], pixel_size_angstrom=pixel_size_angstrom)
+        for r in rows
+        for c in cols
+    ]
+    return max(found, key=lambda pair: pair[0] or 0.0)
+
+
+def _square(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image's top-left square part in single precision (a micrograph holds ~7
+    significant digits at most; the statistics' sums accumulate in double) and its mean."""
+    n = min(np.shape(image))
+    square = np.ascontiguousarray(np.asarray(image)[:n, :n], dtype=np.float32)
+    return square, float(square.mean(dtype=np.float64))
 
 
 @dataclass(frozen=True)
