@@ -151,12 +151,14 @@ def restore_and_pick(
     denoiser: UNet | None = None,
     bfactor_bounds: tuple[float, float] | None = None,
     templates: torch.Tensor | None = None,
+    picker: PickerNet | None = None,
 ) -> Restoration:
     """Restore ``image`` (the dose-weighted sum), pick, and box the particles.
 
     ``halves`` (even, odd) and ``denoiser`` together add the denoised, phase-flipped sum.
     ``templates`` ``(T, b, b)`` at the optics' pixel size (:func:`reference_templates`):
-    pick by template matching instead of blobs.
+    pick by template matching instead of blobs. ``picker``: a session's fine-tuned learned
+    picker in place of the shipped one.
     ``bfactor_bounds`` (from the causal model's envelope prior for this exposure's factors):
     an own SSNR fit whose B lies below the lower bound is raised to it before the Wiener filter
     uses it (see :func:`models.causal.prior_bfactor`).
@@ -188,7 +190,7 @@ def restore_and_pick(
     picked_on = denoised if denoised is not None else restored
     if templates is None and settings.picker == "learned":
         picked_on = work
-    picks = pick(picked_on, templates, settings, pixel_size_angstrom)
+    picks = pick(picked_on, templates, settings, pixel_size_angstrom, model=picker)
     excluded: dict[str, float] | None = None
     excluded_area: torch.Tensor | None = None
     n_excluded = 0
@@ -224,6 +226,7 @@ def restore_and_pick(
         scores=np.round(scores.numpy().astype(np.float64), 4).tolist(),
         excluded_fractions=excluded,
         picks_excluded=n_excluded,
+        fine_tuned=templates is None and settings.picker == "learned" and picker is not None,
     )
     return Restoration(
         restored,
@@ -241,9 +244,11 @@ def pick(
     templates: torch.Tensor | None,
     settings: PickingSettings,
     pixel_size_angstrom: float,
+    *,
+    model: PickerNet | None = None,
 ) -> Picks:
     """Template matching when templates are given, else the configured picker (learned on the
-    dose-weighted sum, or blobs)."""
+    dose-weighted sum, by ``model`` or the shipped one, or blobs)."""
     from causalscope.models.picking import pick_blobs, pick_template
 
     if templates is None and settings.picker == "learned":
@@ -251,7 +256,7 @@ def pick(
 
         return pick_learned(
             image,
-            _shipped_picker(str(image.device)),
+            model if model is not None else _shipped_picker(str(image.device)),
             diameter_px=min(
                 max(4.0, settings.particle_diameter_angstrom / pixel_size_angstrom),
                 float(min(image.shape)),

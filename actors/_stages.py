@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     )
     from causalscope.models.causal.envelope import EnvelopePrior
     from causalscope.models.denoise import UNet
+    from causalscope.models.picking.learned import PickerNet
 
 __all__ = ["CtfStage", "GateStage", "MotionStage", "OutputStage", "RestoreStage"]
 
@@ -226,6 +227,7 @@ class RestoreStage:
             self._reference = load_reference(picking.reference)
         self._templates: dict[float, torch.Tensor] = {}
         self._denoiser: UNet | None = None
+        self._picker: PickerNet | None = None  # None: the shipped learned picker
         self.prior: EnvelopePrior | None = None
 
     @property
@@ -251,11 +253,18 @@ class RestoreStage:
             self._denoiser = default_model(device=self._device).eval()
         return self._denoiser
 
-    def set_denoiser_weights(self, weights: bytes) -> None:
-        """Use these weights from the next exposure on."""
-        from causalscope.models.denoise import load_weights
+    def set_weights(self, kind: str, weights: bytes) -> None:
+        """Use these ``"denoiser"`` or ``"picker"`` weights from the next exposure on."""
+        if kind == "denoiser":
+            from causalscope.models.denoise import load_weights
 
-        self._denoiser = load_weights(weights, device=self._device).eval()
+            self._denoiser = load_weights(weights, device=self._device).eval()
+        elif kind == "picker":
+            from causalscope.models.picking.learned import load_picker
+
+            self._picker = load_picker(weights, device=self._device)
+        else:
+            raise ValueError(f'kind must be "denoiser" or "picker", got {kind!r}')
 
     def __call__(self, value: RestoreInput, /) -> RestoreOutput:
         optics = value.optics
@@ -276,6 +285,7 @@ class RestoreStage:
             denoiser=self.denoiser() if self.picking.denoise else None,
             bfactor_bounds=bounds,
             templates=self.templates_for(optics.pixel_size_angstrom),
+            picker=self._picker,
         )
         return RestoreOutput(restoration, bounds)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from causalscope.actors._checkpoint import write_atomically
 from causalscope.models.denoise import (
     UNet,
     default_model,
@@ -149,16 +149,4 @@ class DenoiserTrainer:
 
     def checkpoint(self, path: str | os.PathLike[str]) -> Path:
         """Write the weights to ``path`` atomically; returns the path."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(self.weights())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomically(path, self.weights())

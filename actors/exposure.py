@@ -225,9 +225,10 @@ class ExposureWorker:
         """Where this worker computes."""
         return self._device
 
-    def set_denoiser_weights(self, weights: bytes) -> None:
-        """Use these weights (a session's fine-tuned model) from the next exposure on."""
-        self.restore.set_denoiser_weights(weights)
+    def set_weights(self, kind: str, weights: bytes) -> None:
+        """Use these ``"denoiser"`` or ``"picker"`` weights (a session's fine-tuned model) from
+        the next exposure on."""
+        self.restore.set_weights(kind, weights)
 
     def set_restoration_prior(self, prior: EnvelopePrior | None) -> None:
         """The causal model's envelope posterior: the Wiener filter's B from the next exposure."""

@@ -8,8 +8,15 @@ from causalscope.actors.causal import CausalPriorWorker
 from causalscope.actors.denoiser import DenoiserTrainer
 from causalscope.actors.evaluation import SessionEvaluator
 from causalscope.actors.exposure import ExposureWorker
+from causalscope.actors.picker_trainer import PickerTrainer
 
-__all__ = ["CausalPriorActor", "DenoiserTrainerActor", "EvaluatorActor", "ExposureActor"]
+__all__ = [
+    "CausalPriorActor",
+    "DenoiserTrainerActor",
+    "EvaluatorActor",
+    "ExposureActor",
+    "PickerTrainerActor",
+]
 
 #: One per GPU (``num_gpus=1``) or per CPU share; the scheduler sets the resources with
 #: ``.options`` and replaces an actor that dies itself (so ``max_restarts`` stays 0: a restarted
@@ -18,6 +25,9 @@ ExposureActor = ray.remote(max_restarts=0)(ExposureWorker)
 
 #: One per session: fine-tunes the denoiser on the session's own half sums, in the background.
 DenoiserTrainerActor = ray.remote(max_restarts=0)(DenoiserTrainer)
+
+#: One per session with picker labels: fine-tunes the learned picker, judged on the labels.
+PickerTrainerActor = ray.remote(max_restarts=0)(PickerTrainer)
 
 #: One per session: learns the causal model from each committed exposure, in commit order.
 CausalPriorActor = ray.remote(max_restarts=0)(CausalPriorWorker)

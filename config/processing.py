@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from causalscope.config._common import OptionalPath, Section
+from causalscope.config.picker_tuning import PickerTuningSettings
 from causalscope.config.resilience import ResilienceSettings
 from causalscope.config.scoring import ScoringSettings
 
@@ -295,6 +296,7 @@ class PickingSettings(Section):
         le=4.0,
         description="Extraction and template box as a multiple of the diameter.",
     )
+    tuning: PickerTuningSettings = Field(default_factory=PickerTuningSettings)
 
     @field_validator("reference")
     @classmethod

@@ -1,11 +1,18 @@
-"""Fine-tuning the denoiser on the session's own exposures, in the background.
+"""Fine-tuning the session's models in the background: the denoiser and the learned picker.
 
-One :class:`~actors.denoiser.DenoiserTrainer` actor per session collects each good exposure's
-even/odd half sums (it reads the MRC files the exposure actors wrote). After every
-``processing.picking.finetune_every`` exposures it trains ``finetune_steps`` steps, writes the
-checkpoint beside the session (``denoiser.pt``) and the exposure actors switch to the new
-weights. Nothing here waits: the session's loop polls for a finished round. A restart starts
-from the checkpoint.
+One trainer actor per model and session, beside the daemon with no CPU reserved (it trains
+between exposures, never blocking them). Nothing here waits: the session's loop polls for a
+finished round, hands its weights to the exposure actors and logs its report. The checkpoint
+lies beside the session, and a restart starts from it.
+
+- :class:`Finetuner`, the denoiser (:class:`~actors.denoiser.DenoiserTrainer`): each good
+  exposure's even/odd half sums; after every ``processing.picking.finetune_every`` exposures it
+  trains ``finetune_steps`` steps and writes ``denoiser.pt``.
+- :class:`PickerFinetuner`, the learned picker (:class:`~actors.picker_trainer.PickerTrainer`):
+  the operator's coordinate files in ``processing.picking.tuning.labels`` (read as they
+  appear), and with self-training each exposure's confident picks; each new or changed label
+  file starts a round, and a candidate that beats the shipped picker on the labels' held-back
+  rows is written to ``picker.pt`` and used.
 """
 
 from __future__ import annotations
@@ -16,29 +23,29 @@ from typing import Any
 
 from causalscope.models.records import ExposureRecord
 
-__all__ = ["Finetuner"]
+__all__ = ["LABEL_SUFFIXES", "Finetuner", "PickerFinetuner", "labelled_exposure"]
 
 log = logging.getLogger(__name__)
 
+#: endings of a label file's stem after the exposure's id (RELION's manual and automatic
+#: picks, a dose-weighted micrograph's name), removed in any order
+LABEL_SUFFIXES = ("_manualpick", "_autopick", "_picks", "_DW")
+#: coordinate files read as labels
+_LABEL_FILES = (".star", ".csv")
+#: seconds between looks into the labels folder
+_SCAN_S = 2.0
 
-class Finetuner:
-    """Feeds the trainer actor and hands its weights to the exposure actors.
 
-    Parameters
-    ----------
-    every, steps
-        Train after this many new exposures, for this many steps (``every = 0``: never).
-    checkpoint
-        Where the fine-tuned weights are kept (``<session>/denoiser.pt``).
-    """
+class _Background:
+    """A trainer actor made on first use, and the refs of the round in flight."""
 
-    def __init__(self, *, every: int, steps: int, checkpoint: Path) -> None:
-        self.every = every
+    actor_class = "DenoiserTrainerActor"
+
+    def __init__(self, *, steps: int, checkpoint: Path) -> None:
         self.steps = steps
         self.checkpoint = Path(checkpoint)
         self._actor: Any = None
-        self._new = 0
-        self._round: tuple[Any, Any, Any] | None = None
+        self._round: list[Any] | None = None
         self.rounds = 0
 
     def initial_weights(self) -> bytes | None:
@@ -50,14 +57,53 @@ class Finetuner:
 
     def _trainer(self) -> Any:
         if self._actor is None:
-            from causalscope.actors.remote import DenoiserTrainerActor
+            from causalscope.actors import remote
             from causalscope.daemon.workers import beside_the_daemon
 
-            # beside the daemon, no CPU reserved: it trains between exposures, never blocking them
-            self._actor = DenoiserTrainerActor.options(**beside_the_daemon()).remote(
-                self.initial_weights()
-            )
+            actor = getattr(remote, self.actor_class)
+            self._actor = actor.options(**beside_the_daemon()).remote(self.initial_weights())
         return self._actor
+
+    def _finished(self) -> list[Any] | None:
+        """The values of the round in flight once all are ready (then no round is in flight);
+        None while it runs or when none does. Raises what the round raised."""
+        if self._round is None:
+            return None
+        import ray
+
+        ready, _ = ray.wait(self._round, num_returns=len(self._round), timeout=0)
+        if len(ready) < len(self._round):
+            return None
+        refs, self._round = self._round, None
+        return list(ray.get(refs))
+
+    def close(self) -> None:
+        """Stop the trainer (its checkpoint stays)."""
+        if self._actor is not None:
+            import ray
+
+            try:
+                ray.kill(self._actor, no_restart=True)
+            except Exception:
+                log.debug("trainer already gone")
+            self._actor = None
+
+
+class Finetuner(_Background):
+    """Feeds the denoiser's trainer actor and hands its weights to the exposure actors.
+
+    Parameters
+    ----------
+    every, steps
+        Train after this many new exposures, for this many steps (``every = 0``: never).
+    checkpoint
+        Where the fine-tuned weights are kept (``<session>/denoiser.pt``).
+    """
+
+    def __init__(self, *, every: int, steps: int, checkpoint: Path) -> None:
+        super().__init__(steps=steps, checkpoint=checkpoint)
+        self.every = every
+        self._new = 0
 
     def committed(self, record: ExposureRecord) -> None:
         """Offer a committed exposure's half sums; start a round when enough are new."""
@@ -71,39 +117,203 @@ class Finetuner:
         self._new += 1
         if self._new >= self.every and self._round is None:
             self._new = 0
-            self._round = (
+            self._round = [
                 trainer.train.remote(self.steps),
                 trainer.checkpoint.remote(str(self.checkpoint)),
                 trainer.weights.remote(),
-            )
+            ]
 
     def poll(self, pool: Any) -> dict[str, float] | None:
         """The finished round's training report (its weights sent to ``pool``), else None."""
-        if self._round is None:
-            return None
-        import ray
-
-        ready, _ = ray.wait(list(self._round), num_returns=len(self._round), timeout=0)
-        if len(ready) < len(self._round):
-            return None
-        refs, self._round = self._round, None
         try:
-            report, _, weights = ray.get(list(refs))
+            values = self._finished()
         except Exception as error:  # a failed round must not stop the session
             log.warning("denoiser fine-tuning failed: %s", error)
             return {"error": 1.0}
-        if pool is not None and hasattr(pool, "set_denoiser_weights"):
-            pool.set_denoiser_weights(weights)
+        if values is None:
+            return None
+        report, _, weights = values
+        if pool is not None and hasattr(pool, "set_weights"):
+            pool.set_weights("denoiser", weights)
         self.rounds += 1
         return dict(report)
 
-    def close(self) -> None:
-        """Stop the trainer (its checkpoint stays)."""
-        if self._actor is not None:
-            import ray
+    def describe(self, report: dict[str, Any]) -> str:
+        """The session log's line for a round's report."""
+        return f"denoiser fine-tuned (round {self.rounds}); checkpoint {self.checkpoint}"
 
+
+def labelled_exposure(path: Path) -> str | None:
+    """The exposure id a label file names (its stem less :data:`LABEL_SUFFIXES`), or None for
+    a file that is not a coordinate file."""
+    if path.suffix.lower() not in _LABEL_FILES or path.name.startswith("."):
+        return None
+    stem = path.stem
+    changed = True
+    while changed:
+        changed = False
+        for suffix in LABEL_SUFFIXES:
+            if stem.endswith(suffix) and len(stem) > len(suffix):
+                stem, changed = stem[: -len(suffix)], True
+    return stem
+
+
+class PickerFinetuner(_Background):
+    """Feeds the learned picker's trainer actor from the labels folder (and, with
+    self-training, the session's confident picks) and hands adopted weights to the exposure
+    actors.
+
+    Parameters
+    ----------
+    labels
+        The operator's coordinate files (None: no fine-tuning at all).
+    output_dir
+        The session folder (``micrographs/<id>_DW.mrc``: the micrograph a label file is for).
+    diameter_angstrom, steps, self_training, confident
+        The particle diameter and ``processing.picking.tuning``'s settings.
+    checkpoint
+        Where adopted weights are kept (``<session>/picker.pt``).
+    """
+
+    actor_class = "PickerTrainerActor"
+
+    def __init__(
+        self,
+        *,
+        labels: Path | None,
+        output_dir: Path,
+        diameter_angstrom: float,
+        steps: int,
+        self_training: bool,
+        confident: float,
+        checkpoint: Path,
+    ) -> None:
+        super().__init__(steps=steps, checkpoint=checkpoint)
+        self.labels = labels
+        self.output_dir = Path(output_dir)
+        self.diameter_angstrom = diameter_angstrom
+        self.self_training, self.confident = self_training, confident
+        self._seen: dict[Path, tuple[float, int]] = {}
+        self._adding: list[tuple[Path, Any]] = []
+        self._next_scan = 0.0
+        self._pending = False  # labels taken since the last round started
+        self.adopted = 0  # rounds whose candidate is in use
+        self.problems: list[str] = []
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the session fine-tunes its picker (a labels folder is set)."""
+        return self.labels is not None
+
+    def committed(self, record: ExposureRecord) -> None:
+        """With self-training, offer a learned-picker exposure's confident picks."""
+        picking = record.picking
+        micrograph = record.outputs.get("dose_weighted_sum")
+        if (
+            not self.enabled
+            or not self.self_training
+            or record.status == "fail"
+            or picking is None
+            or picking.picker != "learned"
+            or not micrograph
+        ):
+            return
+        confident = [
+            xy
+            for xy, p in zip(picking.picks_xy_px, picking.scores, strict=True)
+            if p >= self.confident
+        ]
+        if confident:
+            self._trainer().add_confident_file.remote(
+                record.exposure_id,
+                micrograph,
+                confident,
+                picking.n_particles,
+                self.diameter_angstrom,
+            )
+
+    def _scan(self) -> None:
+        """Hand new or changed label files of exposures with a micrograph to the trainer."""
+        import time
+
+        now = time.monotonic()
+        if self.labels is None or now < self._next_scan:
+            return
+        self._next_scan = now + _SCAN_S
+        try:
+            files = sorted(self.labels.iterdir())
+        except OSError:  # not made yet, or unreadable for a moment: look again later
+            return
+        for path in files:
+            exposure = labelled_exposure(path)
+            micrograph = self.output_dir / "micrographs" / f"{exposure}_DW.mrc"
+            if exposure is None or not micrograph.is_file():
+                continue  # not a label file, or its exposure is not done (yet)
             try:
-                ray.kill(self._actor, no_restart=True)
-            except Exception:
-                log.debug("denoiser trainer already gone")
-            self._actor = None
+                stat = path.stat()
+            except OSError:
+                continue
+            if self._seen.get(path) == (stat.st_mtime, stat.st_size):
+                continue
+            self._seen[path] = (stat.st_mtime, stat.st_size)
+            ref = self._trainer().add_labelled_files.remote(
+                exposure, str(micrograph), str(path), self.diameter_angstrom
+            )
+            self._adding.append((path, ref))
+
+    def poll(self, pool: Any) -> dict[str, Any] | None:
+        """Read new labels; start a round when some were taken; the finished round's report
+        (adopted weights sent to ``pool``), else None. Bad label files are reported once in
+        :attr:`problems` (the error names the file) and skipped."""
+        if not self.enabled:
+            return None
+        import ray
+
+        self._scan()
+        for path, ref in list(self._adding):
+            ready, _ = ray.wait([ref], timeout=0)
+            if not ready:
+                continue
+            self._adding.remove((path, ref))
+            try:
+                taken = ray.get(ref)
+            except Exception as error:  # the trainer failed: say so, go on without the file
+                taken = {"error": f"{path}: {str(error).splitlines()[0]}"}
+            if "error" in taken:
+                self.problems.append(str(taken["error"]))
+            else:
+                self._pending = True
+        if self._pending and self._round is None:
+            self._pending = False
+            self._round = [self._trainer().round.remote(self.steps, str(self.checkpoint))]
+        try:
+            values = self._finished()
+        except Exception as error:  # a failed round must not stop the session
+            log.warning("picker fine-tuning failed: %s", error)
+            return {"error": str(getattr(error, "cause", None) or error)}
+        if values is None:
+            return None
+        report, weights = values[0]
+        if weights is not None:
+            self.adopted += 1
+            if pool is not None and hasattr(pool, "set_weights"):
+                pool.set_weights("picker", weights)
+        self.rounds += 1
+        return dict(report)
+
+    def describe(self, report: dict[str, Any]) -> str:
+        """The session log's line for a round's report."""
+        if "error" in report:
+            return f"picker fine-tuning failed: {report['error']}"
+        verdict = (
+            f"adopted, checkpoint {self.checkpoint}"
+            if report["adopted"]
+            else "not adopted: the picker in use stays"
+        )
+        n = int(report["labelled"])
+        return (
+            f"picker fine-tuned (round {self.rounds}, {n} labelled "
+            f"micrograph{'' if n == 1 else 's'}): F1 on their held-back rows "
+            f"{report['held_out_f1_shipped']:.3f} shipped, {report['held_out_f1_tuned']:.3f} "
+            f"fine-tuned; {verdict}"
+        )

@@ -22,7 +22,7 @@ from causalscope.daemon.alerts import Alert, AlertMonitor
 from causalscope.daemon.causal import CausalTracker, not_learned_message
 from causalscope.daemon.control import ControlServer, new_token
 from causalscope.daemon.evaluation import session_tracker
-from causalscope.daemon.finetune import Finetuner
+from causalscope.daemon.finetune import Finetuner, PickerFinetuner
 from causalscope.daemon.live_control import StatusBoard, session_status
 from causalscope.daemon.rates import RateWindow
 from causalscope.daemon.scheduler import Scheduler
@@ -142,6 +142,16 @@ class LiveSession:
             steps=picking.finetune_steps,
             checkpoint=paths.root / "denoiser.pt",
         )
+        learned = picking.enabled and picking.picker == "learned" and picking.reference is None
+        self.picker_finetuner = PickerFinetuner(
+            labels=picking.tuning.labels if learned else None,
+            output_dir=paths.root,
+            diameter_angstrom=picking.particle_diameter_angstrom,
+            steps=picking.tuning.steps,
+            self_training=picking.tuning.self_training,
+            confident=picking.tuning.confident,
+            checkpoint=paths.root / "picker.pt",
+        )
         causal = settings.processing.causal
         self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
         self.evaluation = session_tracker(settings, paths.root / "reconstruction")
@@ -223,9 +233,10 @@ class LiveSession:
         )
         assert self.store is not None
         self.store.log_event("workers", pool.describe())
-        weights = self.finetuner.initial_weights()
-        if weights is not None:  # a restart goes on with the session's fine-tuned denoiser
-            pool.set_denoiser_weights(weights)
+        for kind, tuner in (("denoiser", self.finetuner), ("picker", self.picker_finetuner)):
+            weights = tuner.initial_weights()
+            if weights is not None:  # a restart goes on with the session's fine-tuned models
+                pool.set_weights(kind, weights)
         if self.causal is not None:
             self.causal.start()  # a restart's replay, on the actor now that Ray runs
         if self.evaluation is not None:
@@ -303,15 +314,7 @@ class LiveSession:
             self.control.check()
             self.control.serve_pending()
         if self.scheduler is not None and self.store is not None:
-            report = self.finetuner.poll(self.scheduler.pool)
-            if report is not None:
-                with contextlib.suppress(CausalscopeError):  # a log line, never a stop
-                    self.store.log_event(
-                        "denoiser",
-                        f"denoiser fine-tuned (round {self.finetuner.rounds}); checkpoint "
-                        f"{self.finetuner.checkpoint}",
-                        **report,
-                    )
+            self._poll_finetuners(self.store, self.scheduler.pool)
         self._store_causal_updates()
         self._store_evaluations()
         now = time.monotonic()
@@ -382,6 +385,24 @@ class LiveSession:
         if show is not None:
             show(alert)
 
+    def _poll_finetuners(self, store: SessionStore, pool: Pool | None) -> None:
+        """Log finished fine-tuning rounds; alert on a label file that was refused."""
+        for kind, tuner in (("denoiser", self.finetuner), ("picker", self.picker_finetuner)):
+            report = tuner.poll(pool)
+            if report is not None:
+                with contextlib.suppress(CausalscopeError):  # a log line, never a stop
+                    store.log_event(kind, tuner.describe(report), **report)
+        while self.picker_finetuner.problems:
+            self.raise_alert(
+                Alert(
+                    code="picker_labels_refused",
+                    severity="warn",
+                    message=f"Picker labels not used: {self.picker_finetuner.problems.pop(0)}",
+                    advice="Write every particle of the exposure as pixels of its dose-weighted "
+                    "sum (RELION STAR or CSV); the file is read again when it changes.",
+                )
+            )
+
     def status(self) -> dict[str, Any]:
         """What the dashboard's overview shows (published every second as ``status``)."""
         return session_status(self)
@@ -390,6 +411,7 @@ class LiveSession:
         """Raise the alerts this record causes: logged as ``alert`` events and published."""
         assert self.store is not None
         self.finetuner.committed(record)
+        self.picker_finetuner.committed(record)
         if self.causal is not None and record.causal is not None:
             self.causal.observe(record.exposure_id, record.causal)
         star, picked = record.outputs.get("particles_star"), record.picking
@@ -423,6 +445,7 @@ class LiveSession:
                 self.reporter.problem("Source did not stop cleanly", str(error))
         self._sources = []
         self.finetuner.close()
+        self.picker_finetuner.close()
         if self.causal is not None:
             for update in self.causal.poll(wait_s=2.0):  # what finishes in time is kept
                 with contextlib.suppress(CausalscopeError):

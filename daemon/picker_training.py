@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from causalscope.models.errors import InputError
-
 __all__ = ["TrainingItem", "check_item", "simulated_items", "train_from_items"]
 
 #: share of each fully labelled micrograph's rows kept out of training for the calibration
@@ -38,25 +36,11 @@ class TrainingItem:
 
 
 def check_item(item: TrainingItem) -> None:
-    """Raise :class:`InputError` naming the micrograph for a bad diameter or outside picks."""
-    h, w = item.image.shape
-    if not 4.0 <= item.diameter_px <= min(h, w):
-        raise InputError(
-            "Bad particle diameter",
-            f"{item.name}: diameter {item.diameter_px:g} px must lie in [4, {min(h, w)}] for a "
-            f"{w} x {h} micrograph",
-        )
-    xy = np.asarray(item.xy_px, dtype=np.float64).reshape(-1, 2)
-    if len(xy) == 0:
-        raise InputError("No picks", f"{item.name}: no particle coordinates to train on")
-    outside = (xy[:, 0] < 0) | (xy[:, 0] > w - 1) | (xy[:, 1] < 0) | (xy[:, 1] > h - 1)
-    if outside.any():
-        x, y = xy[np.argmax(outside)]
-        raise InputError(
-            "Coordinates outside the micrograph",
-            f"{item.name}: {int(outside.sum())} picks outside the {w} x {h} image, e.g. "
-            f"x={x:g}, y={y:g}",
-        )
+    """Raise :class:`~models.errors.InputError` naming the micrograph for a bad diameter or
+    outside picks."""
+    from causalscope.models.picking.learned.training import check_picks
+
+    check_picks(item.name, item.image.shape, item.xy_px, item.diameter_px)
 
 
 def simulated_items(n: int, *, seed: int, size: int = 1024) -> list[TrainingItem]:

@@ -214,7 +214,7 @@ class RayWorkerPool:
         self._load = [0] * self.n_workers
         self._generation = [0] * self.n_workers
         self._running: dict[Any, tuple[Task, int, int]] = {}
-        self._denoiser_ref: Any = None
+        self._weights: dict[str, Any] = {}  # kind -> ObjectRef of a session's fine-tuned weights
         self._restoration_prior: Any = None
         limit_mb = settings.processing.resilience.worker_memory_limit_mb
         self._memory_limit = limit_mb * 1024**2 if limit_mb else None
@@ -329,13 +329,14 @@ class RayWorkerPool:
             return ray_unreachable(_first_line(error))
         return None
 
-    def set_denoiser_weights(self, weights: bytes) -> None:
-        """Every actor uses these denoiser weights from its next exposure on."""
+    def set_weights(self, kind: str, weights: bytes) -> None:
+        """Every actor uses these ``"denoiser"`` or ``"picker"`` weights from its next exposure
+        on (a replacement actor too)."""
         import ray
 
-        self._denoiser_ref = ray.put(weights)
+        self._weights[kind] = ray.put(weights)
         for actor in self._actors:
-            actor.set_denoiser_weights.remote(self._denoiser_ref)
+            actor.set_weights.remote(kind, self._weights[kind])
 
     def set_restoration_prior(self, prior: Any) -> None:
         """Every actor uses the causal model's envelope prior from its next exposure on."""
@@ -474,8 +475,8 @@ class RayWorkerPool:
         self._generation[slot] += 1
         self._alive[slot] = False  # until the new one answers
         self._check[slot] = self._ask(slot)
-        if self._denoiser_ref is not None:  # a replacement starts where the others are
-            self._actors[slot].set_denoiser_weights.remote(self._denoiser_ref)
+        for kind, ref in self._weights.items():  # a replacement starts where the others are
+            self._actors[slot].set_weights.remote(kind, ref)
         if self._restoration_prior is not None:
             self._actors[slot].set_restoration_prior.remote(self._restoration_prior)
 

@@ -181,6 +181,9 @@ class PickingRecord(BaseModel):
         "no area was excluded by design (exclusion off).",
     )
     picks_excluded: int = Field(0, description="Picks dropped for lying in an excluded area.")
+    fine_tuned: bool = Field(
+        False, description="Picked by the session's fine-tuned learned picker (not the shipped)."
+    )
 
 
 class RestorationRecord(BaseModel):

@@ -363,13 +363,19 @@ def run_picking_bench(
     device: str,
     shared_data: Path | None,
     cross_validate: bool = False,
+    finetune: bool = False,
 ) -> dict[str, Any]:
     """Run the picking benchmark; returns a JSON-able report.
 
     ``cross_validate`` adds the learned picker's EMPIAR-10059 leave-one-out cross-validation (five
-    trainings; :mod:`daemon.bench.picking_learned`).
+    trainings; :mod:`daemon.bench.picking_learned`); ``finetune`` the session fine-tuning on
+    EMPIAR-10059 (:func:`~daemon.bench.picking_learned.finetune_real_bench`).
     """
-    from causalscope.daemon.bench.picking_learned import learned_real_bench, learned_timing
+    from causalscope.daemon.bench.picking_learned import (
+        finetune_real_bench,
+        learned_real_bench,
+        learned_timing,
+    )
 
     rows = [_simulated(size, name, seed) for name in cases for seed in seeds]
     report: dict[str, Any] = {"bench": "picking", "device": device, "simulated": rows}
@@ -385,6 +391,8 @@ def run_picking_bench(
     if shared_data is not None and (shared_data / "picking").is_dir():
         report["real"] = _real(shared_data)
         report["learned_real"] = learned_real_bench(shared_data, cross_validate=cross_validate)
+        if finetune:
+            report["finetune_real"] = finetune_real_bench(shared_data)
     if timing_size:
         report["timing"] = _timing(timing_size, device)
         report["learned_timing"] = learned_timing(timing_size, device)
@@ -415,6 +423,8 @@ def run_picking_bench(
         summary["magellon_topaz"] = real["magellon_topaz"]
     if "learned_real" in report:
         summary["learned_real"] = report["learned_real"]["summary"]
+    if "finetune_real" in report:
+        summary["finetune_real"] = report["finetune_real"]["summary"]
     if "timing" in report:
         summary["time_per_exposure_s"] = report["timing"]["picking_s"]
         summary["learned_time_per_exposure_s"] = report["learned_timing"]["total_s"]

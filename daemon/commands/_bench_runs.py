@@ -121,7 +121,11 @@ def _restoration_or_picking(args: argparse.Namespace) -> dict[str, Any]:
         return restoration.run_restoration_bench(**common, device=args.device)
     shared = args.shared_data if args.shared_data.is_dir() else None
     return picking.run_picking_bench(
-        **common, device=args.device, shared_data=shared, cross_validate=args.cross_validate
+        **common,
+        device=args.device,
+        shared_data=shared,
+        cross_validate=args.cross_validate,
+        finetune=args.finetune,
     )
 
 

@@ -176,6 +176,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(five trainings)",
     )
     parser.add_argument(
+        "--finetune",
+        action="store_true",
+        help="picking: session fine-tuning on one labelled EMPIAR-10059 micrograph, scored on "
+        "the other four (each of the five in turn; with and without self-training)",
+    )
+    parser.add_argument(
         "--refine",
         action="store_true",
         help="reconstruction: gold-standard refinement of simulated particles from a 30 A "

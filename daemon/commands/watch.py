@@ -41,6 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_serve_arguments(parser)
     parser.add_argument(
+        "--picker-labels",
+        type=Path,
+        metavar="DIR",
+        help=(
+            "fine-tune the learned picker on your picks: one STAR or CSV file per exposure in "
+            "DIR (<exposure>.star, pixels of its dose-weighted sum, every particle), read as "
+            "they appear (processing.picking.tuning.labels)"
+        ),
+    )
+    parser.add_argument(
         "--supervise",
         action="store_true",
         help=(
@@ -103,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             "Folder not found", f"{args.directory} is not a folder", path=args.directory
         )
-    settings = load_settings(args.config, args.preset)
+    overrides = {}
+    if args.picker_labels is not None:
+        overrides["processing.picking.tuning.labels"] = str(args.picker_labels)
+    settings = load_settings(args.config, args.preset, overrides=overrides)
     serving = bool(getattr(args, "serve", False) or settings.serve.enabled)
     if serving and args.no_endpoints:
         raise InputError(

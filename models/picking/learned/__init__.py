@@ -3,10 +3,12 @@ positive-unlabelled learning from sparse picks, picking by NMS on a probability 
 """
 
 from causalscope.models.picking.learned.calibration import (
+    best_f1,
     calibrate_picker,
     f1_threshold,
     fit_platt,
 )
+from causalscope.models.picking.learned.holdout import held_out_f1
 from causalscope.models.picking.learned.inference import (
     DEFAULT_THRESHOLD,
     peaks_from_probability,
@@ -42,6 +44,7 @@ __all__ = [
     "LabelledMicrograph",
     "PickerNet",
     "PickerTrainingReport",
+    "best_f1",
     "binned_copies",
     "calibrate_picker",
     "canonical_micrograph",
@@ -49,6 +52,7 @@ __all__ = [
     "default_picker",
     "f1_threshold",
     "fit_platt",
+    "held_out_f1",
     "load_picker",
     "nnpu_loss",
     "parameter_count",

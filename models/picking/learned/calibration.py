@@ -46,6 +46,7 @@ from causalscope.models.picking.matching import match_picks
 
 __all__ = [
     "COUNT_AGREEMENT",
+    "best_f1",
     "calibrate_picker",
     "f1_threshold",
     "fit_platt",
@@ -61,6 +62,9 @@ _CANDIDATE_FLOOR = 0.01
 COUNT_AGREEMENT = 0.8
 #: fewer peaks than this are not fitted; the calibrated cut stands
 MIN_PEAKS_TO_FIT = 20
+#: a Platt slope above this (per uncalibrated logit) is a fit to separable outcomes, whose
+#: likelihood has no maximum: refused (the shipped picker's: 2.1)
+MAX_PLATT_SLOPE = 50.0
 #: the upper group must hold at most this share of the peaks to count as the particles: peaks
 #: are kept half a diameter apart, so even a packed field (EMPIAR-10059: 45 % of the peaks are
 #: particles, the mixture's upper group 23-28 %) has about as many peaks between its particles;
@@ -77,20 +81,29 @@ def fit_platt(
     logits: np.ndarray, outcome: np.ndarray, *, iterations: int = 50
 ) -> tuple[float, float]:
     """``(slope, offset)`` maximising the Bernoulli likelihood of ``outcome`` (0/1) given
-    ``sigmoid(slope * logits + offset)`` (Newton's method, a tiny ridge for separable data)."""
+    ``sigmoid(slope * logits + offset)`` (Newton's method, a tiny ridge). Raises
+    ``ValueError`` with one outcome only, or where the logits separate the outcomes (or rank
+    them backwards): a slope beyond ``(0,`` :data:`MAX_PLATT_SLOPE` ``]``."""
     x = np.stack([np.asarray(logits, dtype=np.float64), np.ones(len(logits))], axis=1)
     y = np.asarray(outcome, dtype=np.float64)
     if len(y) < 2 or y.min() == y.max():
         raise ValueError(f"need both outcomes among >= 2 peaks, got {int(y.sum())} of {len(y)}")
     w = np.array([1.0, 0.0])
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -500.0, 500.0)))
         gradient = x.T @ (p - y) + 1e-6 * w
         hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
         w -= step
+        if not np.isfinite(w).all() or abs(w[0]) > 1e3 * MAX_PLATT_SLOPE:
+            break
         if np.abs(step).max() < 1e-9:
             break
+    if not np.isfinite(w).all() or not 0.0 < w[0] <= MAX_PLATT_SLOPE:
+        raise ValueError(
+            f"no calibration: the logits separate the {len(y)} peaks' outcomes or rank them "
+            f"backwards (slope {w[0]:.3g})"
+        )
     return float(w[0]), float(w[1])
 
 
@@ -121,9 +134,10 @@ def peak_outcomes(
     return logits[yx[:, 0], yx[:, 1]].numpy().astype(np.float64), outcome, len(truth)
 
 
-def f1_threshold(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> float:
-    """The cut ``t`` (one of ``probability``) for which the peaks with ``p >= t`` have the
-    highest F1 against ``n_truth`` true particles (``outcome``: 1 where a peak is one)."""
+def best_f1(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> tuple[float, float]:
+    """``(t, F1)``: the cut ``t`` (one of ``probability``) for which the peaks with ``p >= t``
+    have the highest F1 against ``n_truth`` true particles (``outcome``: 1 where a peak is
+    one), and that F1."""
     if len(probability) == 0 or n_truth < 1:
         raise ValueError(f"need peaks and truth, got {len(probability)} and {n_truth}")
     order = np.argsort(-np.asarray(probability, dtype=np.float64), kind="stable")
@@ -132,7 +146,12 @@ def f1_threshold(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> 
     f1 = 2.0 * tp / (np.arange(1, len(p) + 1) + n_truth)
     last_of_tie = np.r_[p[1:] != p[:-1], True]  # a cut keeps every peak of equal p
     best = int(np.argmax(np.where(last_of_tie, f1, -1.0)))
-    return float(p[best])
+    return float(p[best]), float(f1[best])
+
+
+def f1_threshold(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> float:
+    """The cut of :func:`best_f1`."""
+    return best_f1(probability, outcome, n_truth)[0]
 
 
 def calibrate_picker(

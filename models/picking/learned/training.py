@@ -29,10 +29,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from causalscope.models.errors import InputError
 from causalscope.models.picking.learned.network import OUTPUT_STRIDE, PickerNet
 from causalscope.models.picking.learned.preprocess import CLIP, canonical_micrograph
 from causalscope.models.picking.learned.pu import class_prior, nnpu_loss, positive_map
@@ -46,6 +49,7 @@ __all__ = [
     "LabelledMicrograph",
     "PickerTrainingReport",
     "binned_copies",
+    "check_picks",
     "noisier",
     "prepare_micrograph",
     "train_picker",
@@ -102,6 +106,29 @@ class PickerTrainingReport:
     def final_risk(self) -> float:
         """Mean PU risk over the last tenth of the steps."""
         return self._mean(self.risks[-max(1, len(self.risks) // 10) :])
+
+
+def check_picks(name: str, shape: tuple[int, ...], xy_px: Any, diameter_px: float) -> None:
+    """Raise :class:`~models.errors.InputError` naming micrograph ``name`` ``(h, w)`` for a
+    diameter outside ``[4, min(h, w)]``, no picks, or picks ``[x, y]`` outside the image."""
+    h, w = shape
+    if not 4.0 <= diameter_px <= min(h, w):
+        raise InputError(
+            "Bad particle diameter",
+            f"{name}: diameter {diameter_px:g} px must lie in [4, {min(h, w)}] for a "
+            f"{w} x {h} micrograph",
+        )
+    xy = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
+    if len(xy) == 0:
+        raise InputError("No picks", f"{name}: no particle coordinates to train on")
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > w - 1) | (xy[:, 1] < 0) | (xy[:, 1] > h - 1)
+    if outside.any():
+        x, y = xy[np.argmax(outside)]
+        raise InputError(
+            "Coordinates outside the micrograph",
+            f"{name}: {int(outside.sum())} picks outside the {w} x {h} image, e.g. "
+            f"x={x:g}, y={y:g}",
+        )
 
 
 def prepare_micrograph(
