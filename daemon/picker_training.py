@@ -132,12 +132,18 @@ def train_from_items(
         holdout_fraction=holdout,
     )
     calibration: dict[str, Any] = {"method": "none: no fully labelled micrograph"}
-    if complete:
-        slope, offset, n_peaks = calibrate_picker(
+    try:
+        fitted = calibrate_picker(
             model,
             [(d.image, d.xy_canonical) for d in complete],
             from_rows=[training_rows(d, holdout) for d in complete],
         )
+    except ValueError as error:  # too few held-out peaks, or all of them right
+        if complete:
+            calibration = {"method": f"none: {error}"}
+        fitted = None
+    if fitted is not None:
+        slope, offset, n_peaks = fitted
         calibration = {
             "method": f"Platt: peak logits on the bottom {holdout:.0%} of the rows of the fully "
             "labelled training micrographs, never in a training crop",

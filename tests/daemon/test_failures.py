@@ -172,8 +172,9 @@ def test_short_memory_drops_work_in_flight_to_one_and_full_speed_returns(tmp_pat
     ids = [f"e{i}" for i in range(6)]
     with SessionStore(tmp_path / "s.duckdb") as store:
         store.start_run(settings_json="{}", version="test", command_line=[], params_hash="h")
-        # the real free memory is below a threshold set just above what is used now
-        threshold = min(0.999, reading.free_fraction + 0.05)
+        # the real free memory is below a threshold set well above what is free now (other
+        # tests running beside this one free gigabytes as they end: 5 % above was not enough)
+        threshold = min(0.999, reading.free_fraction + 0.3)
         events = _events(ids)
         scheduler = _scheduler(
             store, pool, events, alerts, min_free_memory_fraction=threshold, memory_check_s=0.01
