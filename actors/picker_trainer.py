@@ -206,6 +206,7 @@ class PickerTrainer:
             "steps": float(steps),
             "labelled": float(len(labelled)),
             "held_out_particles": float(held_out),
+            "min_held_out_particles": float(MIN_HELD_OUT_PARTICLES),
             "confident": float(len(self.confident)),
             "held_out_f1_shipped": round(cut_shipped, 4),
             "held_out_f1_tuned": round(cut_tuned, 4),

@@ -198,6 +198,8 @@ class PickerFinetuner(_Background):
         self._next_scan = 0.0
         self._pending = False  # labels taken since the last round started
         self.adopted = 0  # rounds whose candidate is in use
+        self.last: dict[str, Any] | None = None  # the last round's report
+        self._resumed = self.checkpoint.is_file()  # an earlier run's adopted picker is in use
         self.problems: list[str] = []
 
     @property
@@ -294,6 +296,7 @@ class PickerFinetuner(_Background):
         if values is None:
             return None
         report, weights = values[0]
+        self.last = dict(report)
         if weights is not None:
             self.adopted += 1
             if pool is not None and hasattr(pool, "set_weights"):
@@ -317,3 +320,21 @@ class PickerFinetuner(_Background):
             f"{report['held_out_f1_shipped']:.3f} shipped, {report['held_out_f1_tuned']:.3f} "
             f"fine-tuned; {verdict}"
         )
+
+    def status(self) -> str | None:
+        """The dashboard's line on the picker in use (None without a labels folder)."""
+        if not self.enabled:
+            return None
+        last = self.last
+        if last is None:
+            return "fine-tuned (an earlier run's)" if self._resumed else "shipped (no labels yet)"
+        held_out = (
+            f"{int(last['labelled'])} labelled, F1 {last['held_out_f1_shipped']:.2f} shipped "
+            f"-> {last['held_out_f1_tuned']:.2f}"
+        )
+        if last["adopted"]:
+            return f"fine-tuned, round {self.rounds} ({held_out})"
+        state = "fine-tuned" if self.adopted or self._resumed else "shipped"
+        if last["held_out_particles"] < last["min_held_out_particles"]:
+            return f"{state}; round {self.rounds} needs more labels ({held_out})"
+        return f"{state}; round {self.rounds} not better ({held_out})"

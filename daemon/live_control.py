@@ -83,6 +83,9 @@ def session_status(session: ControlledSession) -> dict[str, Any]:
         "thresholds": dict(session.alerts.thresholds),
         "reconstruction": _evaluation_status(session),
         "worker_health": worker_health(scheduler),
+        "picker": picker.status()
+        if (picker := getattr(session, "picker_finetuner", None))
+        else None,
     }
 
 

@@ -224,6 +224,10 @@ def overview_text(
     text.append(str(s.get("workers", "-")))
     text.append("  devices ", style="dim")
     text.append(str(s.get("devices", "-")))
+    if s.get("picker"):
+        text.append("  picker ", style="dim")
+        picker = str(s["picker"])
+        text.append(picker, style="green" if picker.startswith("fine-tuned") else "")
     text.append("\n")
     text.append("done ", style="dim")
     text.append(f"{s.get('done', total)}/{s.get('seen', total)} ")

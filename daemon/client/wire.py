@@ -268,6 +268,7 @@ class Status(_Wire):
     finished: bool = False
     reconstruction: ReconstructionStatus | None = None
     worker_health: WorkerHealth | None = None
+    picker: str | None = None  # with picker labels: which picker picks, and the last round
 
 
 class Cause(_Wire):

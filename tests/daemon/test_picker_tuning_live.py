@@ -126,6 +126,7 @@ def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
     assert report["held_out_particles"] >= 20, report
     assert report["held_out_f1_tuned"] >= report["held_out_f1_shipped"] + 0.1, report
     assert (paths.root / "picker.pt").stat().st_size > 10_000
+    assert (tuner.status() or "").startswith("fine-tuned, round"), tuner.status()
     used = _fine_tuned(paths.database)
     assert used[first] is False and used[fourth] is True, used
     f1 = {t["exposure_id"]: _f1(paths.database, t) for t in (truth[0], truth[1], truth[3])}
@@ -136,5 +137,6 @@ def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
     reporter = AlertRecorder()
     session = LiveSession(settings, paths, LiveOptions(directory=watch), reporter=reporter)
     session.open()
+    assert session.picker_finetuner.status() == "fine-tuned (an earlier run's)"
     _run_until(session, lambda: any(e == fifth for e, _ in reporter.commits), "the restart")
     assert _fine_tuned(paths.database)[fifth] is True

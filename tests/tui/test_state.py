@@ -122,3 +122,18 @@ def test_an_update_replaces_the_classes_and_map_only_when_newer() -> None:
     state.take_class_label(0, "maybe")  # not a class label: ignored
     recon = state.reconstruction_state()
     assert not recon.selected(row) and recon.pending(row) and recon.label(row) == "reject"
+
+
+def test_the_overview_names_the_picker_in_use() -> None:
+    from causalscope.tui.format import overview_text
+
+    def line(picker: str | None) -> Any:
+        status = {"workers": "2 actors", "devices": "cpu", "picker": picker}
+        return overview_text(status, name="s", live=True, connection="ok", shown=1, total=1)
+
+    tuned = line("fine-tuned, round 2 (2 labelled, F1 0.43 shipped -> 0.71)")
+    assert "picker fine-tuned, round 2 (2 labelled, F1 0.43 shipped -> 0.71)" in tuned.plain
+    start = tuned.plain.index("fine-tuned")
+    assert any(s.style == "green" and s.start == start for s in tuned.spans)
+    assert "picker shipped; round 1 not better" in line("shipped; round 1 not better").plain
+    assert "picker" not in line(None).plain  # no labels folder: nothing to say
