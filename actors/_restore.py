@@ -6,11 +6,11 @@ the even and odd half sums are also Noise2Noise-denoised and their sum phase-fli
 are picked by normalised cross-correlation with projections of the session's reference when
 one is set (:func:`load_reference` once per worker, :func:`reference_templates` once per pixel
 size) on the denoised image when there is one, else on the Wiener-filtered one; without a
-reference, by the shipped learned picker on the dose-weighted sum (what it was trained on;
-loaded once per worker and device), or by a difference of Gaussians at the configured diameter
-on the denoised or Wiener-filtered image (``picking.picker = "blob"``). When extraction is on,
-they are boxed from the dose-weighted sum, phase-flipped, contrast-inverted and normalised as
-RELION expects.
+reference, by the learned picker on the dose-weighted sum (what it was trained on: the shipped
+one, loaded once per worker and device, or the session's fine-tuned one), or by a difference
+of Gaussians at the configured diameter on the denoised or Wiener-filtered image
+(``picking.picker = "blob"``). When extraction is on, they are boxed from the dose-weighted
+sum, phase-flipped, contrast-inverted and normalised as RELION expects.
 """
 
 from __future__ import annotations

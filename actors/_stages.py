@@ -207,8 +207,8 @@ class RestoreStage:
     """Wiener filter, Noise2Noise denoising, picking and extraction (:mod:`actors._restore`).
 
     The reference (``picking.reference``) is read when the stage is made; its templates are
-    projected once per pixel size. The denoiser and the causal model's envelope prior can be
-    replaced between exposures.
+    projected once per pixel size. The denoiser, the learned picker and the causal model's
+    envelope prior can be replaced between exposures.
 
     Raises
     ------
