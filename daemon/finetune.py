@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from causalscope.models.records import ExposureRecord
+
+if TYPE_CHECKING:
+    from causalscope.config import PickingSettings
+    from causalscope.daemon.alerts import Alert
 
 __all__ = ["LABEL_SUFFIXES", "Finetuner", "PickerFinetuner", "labelled_exposure"]
 
@@ -34,6 +38,10 @@ LABEL_SUFFIXES = ("_manualpick", "_autopick", "_picks", "_DW")
 _LABEL_FILES = (".star", ".csv")
 #: seconds between looks into the labels folder
 _SCAN_S = 2.0
+_FIX_LABELS = (
+    "Write every particle of the exposure as pixels of its dose-weighted sum (RELION STAR or "
+    "CSV); the file is read again when it changes."
+)
 
 
 class _Background:
@@ -200,7 +208,34 @@ class PickerFinetuner(_Background):
         self.adopted = 0  # rounds whose candidate is in use
         self.last: dict[str, Any] | None = None  # the last round's report
         self._resumed = self.checkpoint.is_file()  # an earlier run's adopted picker is in use
-        self.problems: list[str] = []
+        self.problems: list[tuple[str, str]] = []  # (what, what to do), until alerted
+
+    @classmethod
+    def for_session(cls, picking: PickingSettings, root: Path) -> PickerFinetuner:
+        """The session's (checkpoint ``<root>/picker.pt``): without the learned picker in use,
+        labels are not used, and :attr:`problems` says so."""
+        tuning = picking.tuning
+        learned = picking.enabled and picking.picker == "learned" and picking.reference is None
+        tuner = cls(
+            labels=tuning.labels if learned else None,
+            output_dir=root,
+            diameter_angstrom=picking.particle_diameter_angstrom,
+            steps=tuning.steps,
+            self_training=tuning.self_training,
+            confident=tuning.confident,
+            checkpoint=root / "picker.pt",
+        )
+        if tuning.labels is not None and not learned:
+            picker = "template" if picking.reference is not None else picking.picker
+            tuner.problems.append(
+                (
+                    f"{tuning.labels}: picker labels fine-tune the learned picker, but this "
+                    f"session picks {'nothing' if not picking.enabled else f'by {picker}'}",
+                    'Set processing.picking.picker = "learned" without a reference, or leave '
+                    "the labels out.",
+                )
+            )
+        return tuner
 
     @property
     def enabled(self) -> bool:
@@ -282,7 +317,7 @@ class PickerFinetuner(_Background):
             except Exception as error:  # the trainer failed: say so, go on without the file
                 taken = {"error": f"{path}: {str(error).splitlines()[0]}"}
             if "error" in taken:
-                self.problems.append(str(taken["error"]))
+                self.problems.append((str(taken["error"]), _FIX_LABELS))
             else:
                 self._pending = True
         if self._pending and self._round is None:
@@ -320,6 +355,17 @@ class PickerFinetuner(_Background):
             f"{report['held_out_f1_shipped']:.3f} shipped, {report['held_out_f1_tuned']:.3f} "
             f"fine-tuned; {verdict}"
         )
+
+    def alerts(self) -> list[Alert]:
+        """An alert for each problem with the labels since the last call."""
+        from causalscope.daemon.alerts import Alert
+
+        out = [
+            Alert("picker_labels_refused", "warn", f"Picker labels not used: {what}", advice)
+            for what, advice in self.problems
+        ]
+        self.problems.clear()
+        return out
 
     def status(self) -> str | None:
         """The dashboard's line on the picker in use (None without a labels folder)."""

@@ -142,16 +142,7 @@ class LiveSession:
             steps=picking.finetune_steps,
             checkpoint=paths.root / "denoiser.pt",
         )
-        learned = picking.enabled and picking.picker == "learned" and picking.reference is None
-        self.picker_finetuner = PickerFinetuner(
-            labels=picking.tuning.labels if learned else None,
-            output_dir=paths.root,
-            diameter_angstrom=picking.particle_diameter_angstrom,
-            steps=picking.tuning.steps,
-            self_training=picking.tuning.self_training,
-            confident=picking.tuning.confident,
-            checkpoint=paths.root / "picker.pt",
-        )
+        self.picker_finetuner = PickerFinetuner.for_session(picking, paths.root)
         causal = settings.processing.causal
         self.causal = CausalTracker(discount=causal.discount) if causal.enabled else None
         self.evaluation = session_tracker(settings, paths.root / "reconstruction")
@@ -392,16 +383,8 @@ class LiveSession:
             if report is not None:
                 with contextlib.suppress(CausalscopeError):  # a log line, never a stop
                     store.log_event(kind, tuner.describe(report), **report)
-        while self.picker_finetuner.problems:
-            self.raise_alert(
-                Alert(
-                    code="picker_labels_refused",
-                    severity="warn",
-                    message=f"Picker labels not used: {self.picker_finetuner.problems.pop(0)}",
-                    advice="Write every particle of the exposure as pixels of its dose-weighted "
-                    "sum (RELION STAR or CSV); the file is read again when it changes.",
-                )
-            )
+        for alert in self.picker_finetuner.alerts():
+            self.raise_alert(alert)
 
     def status(self) -> dict[str, Any]:
         """What the dashboard's overview shows (published every second as ``status``)."""

@@ -140,3 +140,18 @@ def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
     assert session.picker_finetuner.status() == "fine-tuned (an earlier run's)"
     _run_until(session, lambda: any(e == fifth for e, _ in reporter.commits), "the restart")
     assert _fine_tuned(paths.database)[fifth] is True
+
+
+def test_labels_for_a_session_that_does_not_pick_with_the_learned_picker_raise_an_alert(
+    tmp_path: Path,
+) -> None:
+    from causalscope.daemon.finetune import PickerFinetuner
+
+    picking = {"picker": "blob", "tuning": {"labels": str(tmp_path)}}
+    settings = load_settings(overrides={"processing": {"picking": picking}})
+    tuner = PickerFinetuner.for_session(settings.processing.picking, tmp_path)
+    assert not tuner.enabled and tuner.status() is None
+    [alert] = tuner.alerts()
+    assert alert.code == "picker_labels_refused" and "this session picks by blob" in alert.message
+    assert str(tmp_path) in alert.message and 'picker = "learned"' in alert.advice
+    assert tuner.alerts() == []  # said once
