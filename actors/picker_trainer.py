@@ -111,6 +111,7 @@ class PickerTrainer:
         array = np.asarray(image, dtype=np.float32)
         xy = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
         check_picks(source or name, array.shape, xy, diameter_px)
+        self.confident.pop(name, None)  # the operator's labels replace its own picks
         self.labelled[name] = prepare_micrograph(
             torch.from_numpy(array), torch.from_numpy(xy), diameter_px=diameter_px
         )
