@@ -226,8 +226,7 @@ class ExposureWorker:
         return self._device
 
     def set_weights(self, kind: str, weights: bytes) -> None:
-        """Use these ``"denoiser"`` or ``"picker"`` weights (a session's fine-tuned model) from
-        the next exposure on."""
+        """Use a session's fine-tuned ``"denoiser"`` or ``"picker"`` from the next exposure."""
         self.restore.set_weights(kind, weights)
 
     def set_restoration_prior(self, prior: EnvelopePrior | None) -> None:

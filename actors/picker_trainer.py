@@ -12,8 +12,7 @@ crop), re-fits its calibration and automatic cut on the held-out rows of the lab
 logits there separate right from wrong peaks: such a fit has no maximum), and adopts it only
 if they hold at least :data:`MIN_HELD_OUT_PARTICLES` particles and the F1 of its picks there
 is at least the shipped model's (:func:`~models.picking.learned.held_out_f1`: each model's
-picks as a session makes them, at its automatic cut; the best F1 over one cut, the ranking
-whatever the calibration, is reported beside it). Without labels nothing can vouch for a
+picks as a session makes them, at its automatic cut). Without labels nothing can vouch for a
 candidate, so no round is run: a session never gets worse than the shipped model on its own
 held-back labels.
 
@@ -192,13 +191,13 @@ class PickerTrainer:
             recalibrated = True
         except ValueError:  # outcomes that the logits separate: the calibration in use stays
             recalibrated = False
-        cut_tuned, best_tuned = held_out_f1(candidate, pairs, rows)
-        cut_shipped, best_shipped = held_out_f1(self.shipped, pairs, rows)
+        f1_tuned = held_out_f1(candidate, pairs, rows)
+        f1_shipped = held_out_f1(self.shipped, pairs, rows)
         held_out = sum(
             int((d.xy_canonical[:, 1] >= OUTPUT_STRIDE * r - 0.5).sum())
             for d, r in zip(labelled, rows, strict=True)
         )
-        adopted = held_out >= MIN_HELD_OUT_PARTICLES and cut_tuned >= cut_shipped
+        adopted = held_out >= MIN_HELD_OUT_PARTICLES and f1_tuned >= f1_shipped
         if adopted:
             self.model = candidate
         self.rounds += 1
@@ -209,10 +208,8 @@ class PickerTrainer:
             "held_out_particles": float(held_out),
             "min_held_out_particles": float(MIN_HELD_OUT_PARTICLES),
             "confident": float(len(self.confident)),
-            "held_out_f1_shipped": round(cut_shipped, 4),
-            "held_out_f1_tuned": round(cut_tuned, 4),
-            "held_out_best_f1_shipped": round(best_shipped, 4),
-            "held_out_best_f1_tuned": round(best_tuned, 4),
+            "held_out_f1_shipped": round(f1_shipped, 4),
+            "held_out_f1_tuned": round(f1_tuned, 4),
             "adopted": float(adopted),
             "recalibrated": float(recalibrated),
             "auto_threshold": round(self.model.threshold(), 4),

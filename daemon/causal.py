@@ -59,7 +59,7 @@ class CausalTracker:
 
         if ray.is_initialized():
             from causalscope.actors.remote import CausalPriorActor
-            from causalscope.daemon.workers import beside_the_daemon
+            from causalscope.daemon.placement import beside_the_daemon
 
             # beside the daemon, no CPU reserved: an update is microseconds and must never wait
             self._worker = CausalPriorActor.options(**beside_the_daemon()).remote(

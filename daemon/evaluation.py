@@ -101,7 +101,7 @@ class EvaluationTracker:
 
         if ray.is_initialized():
             from causalscope.actors.remote import EvaluatorActor
-            from causalscope.daemon.workers import beside_the_daemon
+            from causalscope.daemon.placement import beside_the_daemon
 
             # beside the daemon, no CPU reserved (the exposure actors hold them)
             self._worker = EvaluatorActor.options(**beside_the_daemon()).remote(

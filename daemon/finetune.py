@@ -66,7 +66,7 @@ class _Background:
     def _trainer(self) -> Any:
         if self._actor is None:
             from causalscope.actors import remote
-            from causalscope.daemon.workers import beside_the_daemon
+            from causalscope.daemon.placement import beside_the_daemon
 
             actor = getattr(remote, self.actor_class)
             self._actor = actor.options(**beside_the_daemon()).remote(self.initial_weights())
@@ -283,9 +283,11 @@ class PickerFinetuner(_Background):
             return
         for path in files:
             exposure = labelled_exposure(path)
+            if exposure is None:
+                continue  # not a label file
             micrograph = self.output_dir / "micrographs" / f"{exposure}_DW.mrc"
-            if exposure is None or not micrograph.is_file():
-                continue  # not a label file, or its exposure is not done (yet)
+            if not micrograph.is_file():
+                continue  # its exposure is not done (yet)
             try:
                 stat = path.stat()
             except OSError:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from causalscope.config import Settings
     from causalscope.models.records import AcquisitionMetadata, ExposureRecord
 
-__all__ = ["Outcome", "PoolHealth", "RayWorkerPool", "Task", "beside_the_daemon", "start_ray"]
+__all__ = ["Outcome", "PoolHealth", "RayWorkerPool", "Task", "start_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +66,6 @@ def start_ray(
     finally:
         if callable(term) and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, term)
-
-
-def beside_the_daemon() -> dict[str, Any]:
-    """Ray options that place a session's own actor (causal model, evaluator, denoiser trainer)
-    on the daemon's node, with no CPU reserved.
-
-    On a cluster the exposure actors spread over the nodes; the session's singletons stay with
-    the daemon, so that losing a worker node costs only the exposures it was processing. Soft:
-    where the daemon's node cannot take it, Ray places it elsewhere.
-    """
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    node = ray.get_runtime_context().get_node_id()
-    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
 
 
 @dataclass
@@ -214,8 +199,8 @@ class RayWorkerPool:
         self._load = [0] * self.n_workers
         self._generation = [0] * self.n_workers
         self._running: dict[Any, tuple[Task, int, int]] = {}
-        self._weights: dict[str, Any] = {}  # kind -> ObjectRef of a session's fine-tuned weights
-        self._restoration_prior: Any = None
+        # what every actor was told (fine-tuned weights, the envelope prior): key -> call
+        self._standing: dict[str, tuple[str, tuple[Any, ...]]] = {}
         limit_mb = settings.processing.resilience.worker_memory_limit_mb
         self._memory_limit = limit_mb * 1024**2 if limit_mb else None
         # the actor's memory after each task, measured in its order: ref -> (slot, generation)
@@ -329,20 +314,21 @@ class RayWorkerPool:
             return ray_unreachable(_first_line(error))
         return None
 
+    def _tell_every_actor(self, key: str, method: str, *args: Any) -> None:
+        """Call ``method(*args)`` on every actor now, and on each replacement later."""
+        self._standing[key] = (method, args)
+        for actor in self._actors:
+            getattr(actor, method).remote(*args)
+
     def set_weights(self, kind: str, weights: bytes) -> None:
-        """Every actor uses these ``"denoiser"`` or ``"picker"`` weights from its next exposure
-        on (a replacement actor too)."""
+        """Every actor uses these ``"denoiser"`` or ``"picker"`` weights from its next exposure."""
         import ray
 
-        self._weights[kind] = ray.put(weights)
-        for actor in self._actors:
-            actor.set_weights.remote(kind, self._weights[kind])
+        self._tell_every_actor(kind, "set_weights", kind, ray.put(weights))
 
     def set_restoration_prior(self, prior: Any) -> None:
         """Every actor uses the causal model's envelope prior from its next exposure on."""
-        self._restoration_prior = prior
-        for actor in self._actors:
-            actor.set_restoration_prior.remote(prior)
+        self._tell_every_actor("prior", "set_restoration_prior", prior)
 
     def submit(self, task: Task) -> int:
         """Hand ``task`` to the least loaded actor (again, for a retry: its frames stay put);
@@ -475,10 +461,8 @@ class RayWorkerPool:
         self._generation[slot] += 1
         self._alive[slot] = False  # until the new one answers
         self._check[slot] = self._ask(slot)
-        for kind, ref in self._weights.items():  # a replacement starts where the others are
-            self._actors[slot].set_weights.remote(kind, ref)
-        if self._restoration_prior is not None:
-            self._actors[slot].set_restoration_prior.remote(self._restoration_prior)
+        for method, args in self._standing.values():  # it starts where the others are
+            getattr(self._actors[slot], method).remote(*args)
 
     def shutdown(self) -> None:
         """Stop every actor (tasks still running are abandoned: the store still has them)."""

@@ -3,7 +3,6 @@ positive-unlabelled learning from sparse picks, picking by NMS on a probability 
 """
 
 from causalscope.models.picking.learned.calibration import (
-    best_f1,
     calibrate_picker,
     f1_threshold,
     fit_platt,
@@ -44,7 +43,6 @@ __all__ = [
     "LabelledMicrograph",
     "PickerNet",
     "PickerTrainingReport",
-    "best_f1",
     "binned_copies",
     "calibrate_picker",
     "canonical_micrograph",

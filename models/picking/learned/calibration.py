@@ -46,7 +46,6 @@ from causalscope.models.picking.matching import match_picks
 
 __all__ = [
     "COUNT_AGREEMENT",
-    "best_f1",
     "calibrate_picker",
     "f1_threshold",
     "fit_platt",
@@ -134,10 +133,9 @@ def peak_outcomes(
     return logits[yx[:, 0], yx[:, 1]].numpy().astype(np.float64), outcome, len(truth)
 
 
-def best_f1(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> tuple[float, float]:
-    """``(t, F1)``: the cut ``t`` (one of ``probability``) for which the peaks with ``p >= t``
-    have the highest F1 against ``n_truth`` true particles (``outcome``: 1 where a peak is
-    one), and that F1."""
+def f1_threshold(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> float:
+    """The cut ``t`` (one of ``probability``) for which the peaks with ``p >= t`` have the
+    highest F1 against ``n_truth`` true particles (``outcome``: 1 where a peak is one)."""
     if len(probability) == 0 or n_truth < 1:
         raise ValueError(f"need peaks and truth, got {len(probability)} and {n_truth}")
     order = np.argsort(-np.asarray(probability, dtype=np.float64), kind="stable")
@@ -146,12 +144,7 @@ def best_f1(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> tuple
     f1 = 2.0 * tp / (np.arange(1, len(p) + 1) + n_truth)
     last_of_tie = np.r_[p[1:] != p[:-1], True]  # a cut keeps every peak of equal p
     best = int(np.argmax(np.where(last_of_tie, f1, -1.0)))
-    return float(p[best]), float(f1[best])
-
-
-def f1_threshold(probability: np.ndarray, outcome: np.ndarray, n_truth: int) -> float:
-    """The cut of :func:`best_f1`."""
-    return best_f1(probability, outcome, n_truth)[0]
+    return float(p[best])
 
 
 def calibrate_picker(

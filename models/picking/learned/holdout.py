@@ -4,19 +4,15 @@ A session's fine-tuned picker is judged here against the shipped one
 (:class:`~actors.picker_trainer.PickerTrainer`): on each fully labelled canonical micrograph,
 the picks the model would make (:func:`~.inference.picks_from_logits`: its calibrated cut,
 lowered by the micrograph's own peaks where they ask for it; peaks half a diameter apart and
-from the border), counted only on the held-out rows at the bottom, against the labels there; and,
-whatever the calibration, the best F1 over one cut on the peaks there
-(:func:`~.calibration.best_f1`).
+from the border), counted only on the held-out rows at the bottom, against the labels there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from causalscope.models.picking.learned.calibration import best_f1, peak_outcomes
 from causalscope.models.picking.learned.inference import picks_from_logits
 from causalscope.models.picking.learned.network import (
     CANONICAL_DIAMETER_PX,
@@ -32,13 +28,12 @@ def held_out_f1(
     model: PickerNet,
     micrographs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     from_rows: Sequence[int],
-) -> tuple[float, float]:
-    """``(picked, best)`` F1 of ``model`` on fully labelled ``(canonical image, truth xy)``
-    pairs, on output-map rows from ``from_rows`` (module docstring); 0 where nothing is
-    picked. Raises ``ValueError`` when those rows hold no labelled particle."""
+) -> float:
+    """F1 of ``model``'s picks on fully labelled ``(canonical image, truth xy)`` pairs, on
+    output-map rows from ``from_rows`` (module docstring). Raises ``ValueError`` when those
+    rows hold no labelled particle."""
     parameter = next(model.parameters())
     hits = picked = n_truth = 0
-    parts = []
     for (image, xy), row in zip(micrographs, from_rows, strict=True):
         top = OUTPUT_STRIDE * row - 0.5  # canonical y where the held-out rows begin
         truth = xy[xy[:, 1] >= top]
@@ -52,18 +47,8 @@ def held_out_f1(
         )
         mine = picks.xy_px[picks.xy_px[:, 1] >= top]
         match = match_picks(mine, truth, radius_px=0.5 * CANONICAL_DIAMETER_PX)
-        hits, picked, n_truth = (
-            hits + match.n_true_positive,
-            picked + len(mine),
-            n_truth + len(truth),
-        )
-        parts.append(peak_outcomes(model, image, xy, from_row=row))
+        hits, picked = hits + match.n_true_positive, picked + len(mine)
+        n_truth += len(truth)
     if n_truth < 1:
         raise ValueError("no labelled particle in the held-out rows")
-    logits_all = np.concatenate([p[0] for p in parts])
-    best = (
-        best_f1(logits_all, np.concatenate([p[1] for p in parts]), n_truth)[1]
-        if len(logits_all)
-        else 0.0
-    )
-    return 2.0 * hits / (picked + n_truth), best
+    return 2.0 * hits / (picked + n_truth)
