@@ -22,6 +22,9 @@ from causalscope.daemon.alerts import Alert
 __all__ = ["MemoryGuard", "MemoryReading", "read_node_memory", "resident_bytes"]
 
 _GB = 1024**3
+#: memory counts as free again only this far (share of the node) above the threshold, so that a
+#: reading that wanders around the threshold does not slow, resume and warn again and again
+RECOVERY_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ class MemoryGuard:
         ``processing.resilience``: the free-memory threshold, how often to read, how long to
         stay slow after an out-of-memory kill.
     alert
-        Told once when memory runs low (and again only after it recovered).
+        Told once when memory runs low (and again only after it recovered: free memory rose
+        :data:`RECOVERY_MARGIN` of the node above the threshold).
     note
         Told when memory is free again (a log line).
     reader
@@ -148,7 +152,9 @@ class MemoryGuard:
 
     def _check(self, own_bytes: int, now: float) -> None:
         self.reading = self._reader()
-        short = self.reading is not None and self.reading.free_fraction < self.min_free_fraction
+        # once low, it stays low until the margin above the threshold is free too
+        threshold = self.min_free_fraction + (RECOVERY_MARGIN if self.low else 0.0)
+        short = self.reading is not None and self.reading.free_fraction < threshold
         low = short or now < self._slow_until
         if low and not self.low:
             self._alert(

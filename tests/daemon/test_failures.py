@@ -197,6 +197,30 @@ def test_short_memory_drops_work_in_flight_to_one_and_full_speed_returns(tmp_pat
     assert len(notes) == 1 and "free again" in notes[0][0]
 
 
+def test_memory_that_wanders_around_the_threshold_warns_once() -> None:
+    """Free memory read at 19, 21, 19, 22, 24.5 and 26 % of the node against a 20 % threshold:
+    slow from the first reading, one alert, and full speed only once 25 % (the threshold and
+    the 5 % recovery margin) is free."""
+    from causalscope.config.resilience import ResilienceSettings
+    from causalscope.daemon.memory import RECOVERY_MARGIN, MemoryGuard
+
+    total = 100 * 2**30
+    free = iter([19, 21, 19, 22, 24.5, 26])
+    alerts: list[Alert] = []
+    notes: list[str] = []
+    guard = MemoryGuard(
+        ResilienceSettings(min_free_memory_fraction=0.2, memory_check_s=0.5),
+        alert=alerts.append,
+        note=notes.append,
+        reader=lambda: MemoryReading(total, int(next(free) / 100 * total)),
+    )
+    assert RECOVERY_MARGIN == 0.05
+    limits = [guard.limit(3, now=float(t)) for t in range(6)]
+    assert limits == [1, 1, 1, 1, 1, 3]
+    assert [a.code for a in alerts] == ["memory_low"]
+    assert len(notes) == 1 and "free again" in notes[0]
+
+
 def test_an_exposure_that_keeps_failing_is_quarantined_with_its_reason(tmp_path: Path) -> None:
     pool = HoldingPool(hold=1, failing={"b"})
     alerts: list[Alert] = []
