@@ -48,12 +48,14 @@ def test_noise_free_particles_average_to_the_object() -> None:
 
 def test_snr_from_frc_reference_values() -> None:
     # half-set FRC 1/3 -> full-set SNR 2 * (1/3) / (2/3) = 1; FRC 0.5 -> 2; negative -> floor
-    frc = torch.tensor([1 / 3, 0.5, -0.2], dtype=torch.float64)
+    frc = torch.tensor([-1.0, 1 / 3, 0.5, -0.2], dtype=torch.float64)
     snr = snr_from_frc(frc)
-    assert float(snr[0]) == pytest.approx(1.0)
-    # the running minimum: ring 1 (0.5) is clamped to ring 0's 1/3
     assert float(snr[1]) == pytest.approx(1.0)
-    assert float(snr[2]) == pytest.approx(1e-3)
+    # the running minimum: ring 2 (0.5) is clamped to ring 1's 1/3
+    assert float(snr[2]) == pytest.approx(1.0)
+    assert float(snr[3]) == pytest.approx(1e-3)
+    # ring 0 (the arbitrary mean, FRC -1 here) neither blanks the rings after it nor its own
+    assert float(snr[0]) == pytest.approx(1.0)
 
 
 def test_frc_first_crossing() -> None:

@@ -358,7 +358,10 @@ def test_a_re_seeded_class_is_not_made_by_its_particles(run: Run) -> None:
     model = copy.deepcopy(run.model)
     counts = np.bincount(run.assignment.class_index, minlength=model.settings.n_classes)
     populated = counts >= 0.25 * N / model.settings.n_classes
-    assert populated.sum() >= 6 and not model.unsupported()[populated].any()
+    # (a class of carbon edges can be populated and still unsupported: flagged by their image
+    # alone, most of its particles take no part in its sums)
+    populated &= ~model.unsupported()
+    assert populated.sum() >= 6
     k = int(np.flatnonzero(populated)[0])
     for part in (model.sums.num, model.sums.den, model.sums.weight, model.sums.weight2):
         part[k] = 0  # its particles left
