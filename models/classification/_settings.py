@@ -64,7 +64,9 @@ class Assignment:
     ``residual_z`` the robust z-score of the particle's residual (noise units, at its best
     pose) among the particles of its class, and ``outlier`` marks ``residual_z >
     outlier_z`` or a low-resolution power that many robust standard deviations above its
-    class's (or the two z-scores adding up to more than ``_JOINT_Z``), or a mean (the
+    class's (or the two z-scores adding up to more than :data:`._outliers.JOINT_Z`, or those
+    and the mass's and the halo's within the class to more than
+    :data:`._outliers.AGGREGATE_Z`), or a mean (the
     projected mass, the same from every view of one species) or a halo
     (``Class2DSettings.particle_diameter_angstrom``) that many from all particles', or a
     low-resolution power that many above all particles': particles the class does not

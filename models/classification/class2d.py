@@ -41,7 +41,12 @@ from causalscope.models.classification._em import (
     rotated_references,
 )
 from causalscope.models.classification._grids import Grid, shift_spectra
-from causalscope.models.classification._outliers import global_z, robust_z, split_seeds
+from causalscope.models.classification._outliers import (
+    global_z,
+    joint_outliers,
+    robust_z,
+    split_seeds,
+)
 from causalscope.models.classification._settings import Assignment, Class2DSettings
 from causalscope.models.classification.averages import (
     frc_first_crossing_angstrom,
@@ -56,9 +61,6 @@ from causalscope.models.reconstruction.resample import fourier_crop
 __all__ = ["Assignment", "Class2D", "Class2DSettings"]
 
 _SCORES_PER_CHUNK = 16_000_000  # (particles x shifts x classes x rotations) per E-step call
-#: a particle whose misfit and power z-scores (:meth:`Class2D._assign`) add up to more than
-#: this is an outlier
-_JOINT_Z = 4.0
 _PER_SEED = 8  #: particles in a re-seeded class (:meth:`Class2D._reseed_empty`)
 _SUPPORT = 2.0  #: particles' weight per half set that an average needs (:meth:`unsupported`)
 #: within-class robust sigma (:func:`._outliers.robust_z`) >= this share of the pooled one
@@ -432,12 +434,9 @@ class Class2D:
         alone |= global_z(self._log_power.numpy())[index] > limit
         self._junk_alone[index] = alone
         outlier = alone | (z > limit) | (z_power > limit)
-        # an aggregate (particles on top of one another) is both explained worse and carries
-        # more power than one particle: each z near 2, their sum beyond what single particles
-        # reach (the two move in opposite directions for them: 2 in 14,681 good particles of
-        # six simulated sessions against 58 of the 170 junk particles left in good classes;
-        # on real expert picks it adds 0-1.3 % to the other flags)
-        outlier |= (z + z_power) > _JOINT_Z
+        z_mass = robust_z(self._mass, self._classes, index, floor_share=_SIGMA_FLOOR)
+        z_halo = robust_z(self._halo, self._classes, index, floor_share=_SIGMA_FLOOR)
+        outlier |= joint_outliers(z, z_power, z_mass, z_halo)
         return Assignment(
             ids[index], k.numpy(), np.rad2deg(psi.numpy()) % 360.0, shift.numpy(),
             estep.class_weight[rows, k].numpy(), z, outlier,
