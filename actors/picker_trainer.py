@@ -141,7 +141,10 @@ class PickerTrainer:
         self, name: str, micrograph: str, coordinates: str, diameter_angstrom: float
     ) -> dict[str, Any]:
         """:meth:`add_labelled` from an exposure's dose-weighted sum (MRC, its header's pixel
-        size) and a coordinate file (STAR or CSV, pixels of that micrograph). Bad input is
+        size) and a coordinate file (:func:`~daemon.formats.coordinates.read_coordinates`:
+        RELION STAR, CSV, Topaz, EMAN2/crYOLO box or cryoSPARC ``.cs``; pixels of that
+        micrograph, or cryoSPARC's shares of it; a file of several micrographs gives ``name``'s
+        rows). Bad input is
         returned, not raised (``{"error": ...}``, naming the file): it is the operator's to
         fix, and the session goes on without it."""
         from causalscope.daemon.formats.coordinates import read_coordinates
@@ -149,7 +152,7 @@ class PickerTrainer:
 
         try:
             image, pixel_size = _micrograph(micrograph)
-            xy = read_coordinates(coordinates)
+            xy = read_coordinates(coordinates, micrograph=name, shape=image.shape)
             return self.add_labelled(
                 name, image, xy, diameter_angstrom / pixel_size, source=str(coordinates)
             )

@@ -35,12 +35,13 @@ log = logging.getLogger(__name__)
 #: picks, a dose-weighted micrograph's name), removed in any order
 LABEL_SUFFIXES = ("_manualpick", "_autopick", "_picks", "_DW")
 #: coordinate files read as labels
-_LABEL_FILES = (".star", ".csv")
+_LABEL_FILES = (".star", ".csv", ".txt", ".box", ".cs")
 #: seconds between looks into the labels folder
 _SCAN_S = 2.0
 _FIX_LABELS = (
-    "Write every particle of the exposure as pixels of its dose-weighted sum (RELION STAR or "
-    "CSV); the file is read again when it changes."
+    "Write every particle of the exposure as pixels of its dose-weighted sum (RELION STAR, "
+    "CSV, Topaz .txt, EMAN2/crYOLO .box) or as cryoSPARC's shares of it (.cs); the file is "
+    "read again when it changes."
 )
 
 

@@ -1,7 +1,9 @@
 """Train (or fine-tune) the learned particle picker from micrographs and their picks.
 
 Each micrograph (MRC, TIFF, PNG or JPEG) comes with its particle coordinates (--coords: one
-RELION STAR or CSV file per micrograph, in the same order) or an expert mask of discs
+file per micrograph, in the same order, or one file that names them all: RELION STAR, CSV,
+Topaz .txt, EMAN2/crYOLO .box or cryoSPARC .cs; see daemon/formats/coordinates.py) or an
+expert mask of discs
 (--masks: grey images, > 127 inside, any size proportional to the micrograph's; disc centres
 are fitted at the given diameter). Picks may be sparse: training uses positive-unlabelled
 learning, whose class prior comes from --expected-per-micrograph (default: every particle is
@@ -29,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the train-picker options."""
     parser.add_argument("micrographs", nargs="*", type=Path, metavar="MICROGRAPH")
     labels = parser.add_mutually_exclusive_group()
-    labels.add_argument("--coords", nargs="+", type=Path, metavar="FILE", help="STAR/CSV picks")
+    labels.add_argument(
+        "--coords", nargs="+", type=Path, metavar="FILE", help="picks (STAR, CSV, .txt, .box, .cs)"
+    )
     labels.add_argument("--masks", nargs="+", type=Path, metavar="FILE", help="disc masks")
     add_diameter_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="weights (.pt)")
@@ -72,6 +76,8 @@ def training_items(args: argparse.Namespace) -> list[Any]:
     from causalscope.daemon.picker_training import TrainingItem, check_item
 
     labels = args.coords or args.masks or []
+    if args.coords and len(args.coords) == 1:  # one file naming every micrograph
+        labels = labels * len(args.micrographs)
     if len(labels) != len(args.micrographs):
         raise InputError(
             "Micrographs and labels differ in number",
@@ -82,7 +88,7 @@ def training_items(args: argparse.Namespace) -> list[Any]:
         image, apix = read_micrograph(path)
         diameter = diameter_px(args, path, apix, image.shape, index=index)
         if args.coords:
-            xy = read_coordinates(label)
+            xy = read_coordinates(label, micrograph=path, shape=image.shape)
             name = f"{path} with {label}"
         else:
             xy = _mask_centres(label, image.shape, diameter)

@@ -1,10 +1,26 @@
-"""Micrographs for picking (MRC, TIFF, PNG, JPEG) and particle coordinates (STAR, CSV).
+"""Micrographs for picking (MRC, TIFF, PNG, JPEG) and particle coordinates.
 
 Coordinates are RELION's: ``rlnCoordinateX`` along columns, ``rlnCoordinateY`` along rows, in
 pixels of the micrograph. A coordinate STAR file has one ``data_`` block whose loop holds
 ``_rlnCoordinateX``, ``_rlnCoordinateY`` and ``_rlnAutopickFigureOfMerit``; the CSV has the
-columns ``x_px, y_px, score``. Reading accepts STAR files with any block name that has the two
-coordinate columns, and CSVs whose first two columns (or columns named x/y) are the position.
+columns ``x_px, y_px, score``. :func:`read_coordinates` also reads what other pickers and
+processors write:
+
+- STAR files with any block name that has the two coordinate columns (RELION's manual and
+  automatic picks, a particles STAR);
+- CSVs whose columns named x/y (or ``x_px``/``y_px``, ``x_coord``/``y_coord``), else the
+  first two, are the position;
+- Topaz's picks (``.txt``, tab-separated ``image_name x_coord y_coord score``);
+- EMAN2 and crYOLO box files (``.box``: the lower-left corner, width and height of each
+  box; the centre is the corner plus half the box);
+- cryoSPARC particle files (``.cs``: ``location/center_x_frac`` and ``center_y_frac``, shares
+  of the micrograph's width and height, ``location/micrograph_shape`` its ``(ny, nx)``; with
+  the micrograph's own shape given they fit it at any binning).
+
+A file that names several micrographs (``rlnMicrographName``, Topaz's ``image_name``,
+cryoSPARC's ``location/micrograph_path``) gives the rows of the one asked for: the names whose
+stem is the micrograph's, or holds it between underscores (cryoSPARC's uid prefix and
+``_doseweighted``, a ``_DW`` or ``_Fractions`` ending).
 """
 
 from __future__ import annotations
@@ -88,42 +104,153 @@ def read_micrograph(path: str | Path) -> tuple[np.ndarray, float | None]:
     return image, apix
 
 
-def read_coordinates(path: str | Path) -> np.ndarray:
-    """``(n, 2)`` float64 [x, y] from a coordinate STAR or CSV file."""
-    import pandas as pd
+def read_coordinates(
+    path: str | Path,
+    *,
+    micrograph: str | Path | None = None,
+    shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """``(n, 2)`` float64 [x, y] (pixels) from a coordinate file (module docstring).
 
+    ``micrograph`` picks its rows from a file that names several; ``shape`` ``(h, w)`` is the
+    micrograph's, for cryoSPARC's shares of it. Raises :class:`FormatError` naming the file
+    for what it cannot read.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError("File not found", f"{path} does not exist", path=path)
+    suffix = path.suffix.lower()
     try:
-        if path.suffix.lower() == ".star":
-            import starfile
-
-            blocks = starfile.read(path, always_dict=True)
-            tables = [b for b in blocks.values() if isinstance(b, pd.DataFrame)]
-            table = next(
-                (t for t in tables if {"rlnCoordinateX", "rlnCoordinateY"} <= set(t.columns)),
-                None,
-            )
-            if table is None:
-                raise FormatError(
-                    "No coordinates", f"{path} has no rlnCoordinateX/Y loop", path=path
-                )
-            xy = table[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(dtype=np.float64)
+        if suffix == ".cs":
+            xy, names = _cryosparc(path, shape)
+        elif suffix == ".box":
+            xy, names = _box(path), None
+        elif suffix == ".star":
+            xy, names = _star(path)
         else:
-            table = pd.read_csv(path)
-            names = {c.strip().lower(): c for c in table.columns}
-            x = names.get("x_px", names.get("x"))
-            y = names.get("y_px", names.get("y"))
-            columns = [x, y] if x is not None and y is not None else list(table.columns[:2])
-            xy = table[columns].to_numpy(dtype=np.float64)
+            xy, names = _table(path, tabbed=suffix == ".txt")
     except FormatError:
         raise
-    except Exception as error:  # parse errors from pandas / starfile
+    except Exception as error:  # parse errors from numpy / pandas / starfile
         raise FormatError("Unreadable coordinates", f"{path}: {error}", path=path) from None
     if xy.ndim != 2 or xy.shape[1] != 2 or not np.isfinite(xy).all():
         raise FormatError("Bad coordinates", f"{path}: need finite x, y columns", path=path)
+    if names is not None:
+        xy = xy[_rows_of(path, names, micrograph)]
     return xy
+
+
+def _star(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    import pandas as pd
+    import starfile
+
+    blocks = starfile.read(path, always_dict=True)
+    tables = [b for b in blocks.values() if isinstance(b, pd.DataFrame)]
+    table = next(
+        (t for t in tables if {"rlnCoordinateX", "rlnCoordinateY"} <= set(t.columns)), None
+    )
+    if table is None:
+        raise FormatError("No coordinates", f"{path} has no rlnCoordinateX/Y loop", path=path)
+    xy = table[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(dtype=np.float64)
+    names = table.get("rlnMicrographName")
+    return xy, None if names is None else names.astype(str).to_numpy()
+
+
+def _table(path: Path, *, tabbed: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    import pandas as pd
+
+    table = pd.read_csv(path, sep=r"\s+" if tabbed else ",")
+    names = {str(c).strip().lower(): c for c in table.columns}
+    for x_name, y_name in (("x_px", "y_px"), ("x_coord", "y_coord"), ("x", "y")):
+        if x_name in names and y_name in names:
+            columns = [names[x_name], names[y_name]]
+            break
+    else:
+        columns = list(table.columns[:2])
+    xy = table[columns].to_numpy(dtype=np.float64)
+    image = names.get("image_name", names.get("micrograph"))
+    return xy, None if image is None else table[image].astype(str).to_numpy()
+
+
+def _box(path: Path) -> np.ndarray:
+    """EMAN2 / crYOLO boxes: ``x y w h`` (lower-left corner, size) per line -> centres."""
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return np.zeros((0, 2))
+    if min(len(r) for r in rows) < 4:
+        raise FormatError(
+            "Not a box file", f"{path}: each line needs x, y, width and height", path=path
+        )
+    boxes = np.array([[float(v) for v in r[:4]] for r in rows])
+    if (boxes[:, 2:] <= 0).any():
+        raise FormatError(
+            "Bad box size", f"{path}: box sizes must be positive, found {boxes[:, 2:].min():g}",
+            path=path,
+        )  # fmt: skip
+    return boxes[:, :2] + boxes[:, 2:] / 2.0
+
+
+def _cryosparc(path: Path, shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """cryoSPARC shares of the micrograph -> pixels of ``shape`` (else the file's own)."""
+    with path.open("rb") as handle:
+        data = np.load(handle, allow_pickle=False)
+    fields = data.dtype.names or ()
+    wanted = ("location/center_x_frac", "location/center_y_frac", "location/micrograph_path")
+    missing = [f for f in wanted if f not in fields]
+    if missing:
+        raise FormatError(
+            "No particle locations",
+            f"{path} has no {', '.join(missing)} (export the particles of a picking, "
+            "extraction or 2D job)",
+            path=path,
+        )
+    if shape is not None:
+        ny, nx = np.full(len(data), shape[0]), np.full(len(data), shape[1])
+    elif "location/micrograph_shape" in fields:
+        ny, nx = data["location/micrograph_shape"][:, 0], data["location/micrograph_shape"][:, 1]
+    else:
+        raise FormatError(
+            "No micrograph shape", f"{path} has no location/micrograph_shape", path=path
+        )
+    xy = np.stack(
+        [data["location/center_x_frac"] * nx, data["location/center_y_frac"] * ny], axis=1
+    ).astype(np.float64)
+    names = np.array([_text(v) for v in data["location/micrograph_path"]])
+    return xy, names
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _rows_of(path: Path, names: np.ndarray, micrograph: str | Path | None) -> np.ndarray:
+    """Which rows are the micrograph's: all of them if the file names one micrograph."""
+    unique = sorted({Path(n).stem for n in names})
+    if len(unique) <= 1:
+        return np.ones(len(names), dtype=bool)
+    if micrograph is None:
+        raise FormatError(
+            "Several micrographs",
+            f"{path} names {len(unique)} micrographs ({_few(unique)}); give the micrograph "
+            "whose coordinates to read",
+            path=path,
+        )
+    key = Path(micrograph).stem
+    for ending in ("_DW", "_doseweighted", "_Fractions"):
+        key = key.removesuffix(ending)
+    stems = [f"_{Path(n).stem}_" for n in names]
+    rows = np.array([stem[1:-1] == key or f"_{key}_" in stem for stem in stems])
+    if not rows.any():
+        raise FormatError(
+            "Micrograph not in the file",
+            f"{path} names {len(unique)} micrographs ({_few(unique)}), none of them {key!r}",
+            path=path,
+        )
+    return rows
 
 
 def write_coordinates_star(path: str | Path, xy_px: np.ndarray, scores: np.ndarray) -> Path:

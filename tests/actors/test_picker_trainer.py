@@ -96,7 +96,10 @@ def test_labels_are_checked_and_needed(tmp_path: Path) -> None:
         ("ops_0003_manualpick.star", "ops_0003"),
         ("ops_0003_DW_manualpick.star", "ops_0003"),
         ("ops_0003.csv", "ops_0003"),
-        ("ops_0003.txt", None),
+        ("ops_0003.txt", "ops_0003"),  # Topaz's picks
+        ("ops_0003.box", "ops_0003"),
+        ("ops_0003.cs", "ops_0003"),
+        ("ops_0003.json", None),
         (".ops_0003.star.tmp", None),
         ("_DW.star", "_DW"),
     ],
