@@ -202,7 +202,8 @@ class PickerFinetuner(_Background):
         self.output_dir = Path(output_dir)
         self.diameter_angstrom = diameter_angstrom
         self.self_training, self.confident = self_training, confident
-        self._seen: dict[Path, tuple[float, int]] = {}
+        self._seen: dict[tuple[Path, str], tuple[float, int]] = {}  # (file, exposure) read
+        self._names: dict[Path, tuple[tuple[float, int], set[str]]] = {}
         self._adding: list[tuple[Path, Any]] = []
         self._next_scan = 0.0
         self._pending = False  # labels taken since the last round started
@@ -271,7 +272,9 @@ class PickerFinetuner(_Background):
             )
 
     def _scan(self) -> None:
-        """Hand new or changed label files of exposures with a micrograph to the trainer."""
+        """Hand new or changed label files of exposures with a micrograph to the trainer: a
+        file named for its exposure, or one that names several micrographs (the exposures
+        of the session among them, as each is done)."""
         import time
 
         now = time.monotonic()
@@ -282,24 +285,47 @@ class PickerFinetuner(_Background):
             files = sorted(self.labels.iterdir())
         except OSError:  # not made yet, or unreadable for a moment: look again later
             return
+        done: set[str] | None = None
         for path in files:
             exposure = labelled_exposure(path)
             if exposure is None:
                 continue  # not a label file
-            micrograph = self.output_dir / "micrographs" / f"{exposure}_DW.mrc"
-            if not micrograph.is_file():
-                continue  # its exposure is not done (yet)
             try:
                 stat = path.stat()
             except OSError:
                 continue
-            if self._seen.get(path) == (stat.st_mtime, stat.st_size):
+            version = (stat.st_mtime, stat.st_size)
+            if self._micrograph(exposure).is_file():
+                self._offer(path, exposure, version)
                 continue
-            self._seen[path] = (stat.st_mtime, stat.st_size)
-            ref = self._trainer().add_labelled_files.remote(
-                exposure, str(micrograph), str(path), self.diameter_angstrom
-            )
-            self._adding.append((path, ref))
+            if done is None:
+                micrographs = self.output_dir / "micrographs"
+                done = {p.name.removesuffix("_DW.mrc") for p in micrographs.glob("*_DW.mrc")}
+            for named in sorted(self._named(path, version) & done):
+                self._offer(path, named, version)
+
+    def _micrograph(self, exposure: str) -> Path:
+        return self.output_dir / "micrographs" / f"{exposure}_DW.mrc"
+
+    def _named(self, path: Path, version: tuple[float, int]) -> set[str]:
+        """The micrographs a label file names (read again when it changes)."""
+        from causalscope.daemon.formats.coordinates import named_micrographs
+
+        cached = self._names.get(path)
+        if cached is None or cached[0] != version:
+            cached = (version, named_micrographs(path))
+            self._names[path] = cached
+        return cached[1]
+
+    def _offer(self, path: Path, exposure: str, version: tuple[float, int]) -> None:
+        """The trainer reads ``path``'s labels of ``exposure`` (once per version of it)."""
+        if self._seen.get((path, exposure)) == version:
+            return
+        self._seen[(path, exposure)] = version
+        ref = self._trainer().add_labelled_files.remote(
+            exposure, str(self._micrograph(exposure)), str(path), self.diameter_angstrom
+        )
+        self._adding.append((path, ref))
 
     def poll(self, pool: Any) -> dict[str, Any] | None:
         """Read new labels; start a round when some were taken; the finished round's report

@@ -33,6 +33,7 @@ from causalscope.models.errors import FormatError, InputError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "named_micrographs",
     "read_coordinates",
     "read_micrograph",
     "write_coordinates_csv",
@@ -119,25 +120,29 @@ def read_coordinates(
     path = Path(path)
     if not path.is_file():
         raise InputError("File not found", f"{path} does not exist", path=path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".cs":
-            xy, names = _cryosparc(path, shape)
-        elif suffix == ".box":
-            xy, names = _box(path), None
-        elif suffix == ".star":
-            xy, names = _star(path)
-        else:
-            xy, names = _table(path, tabbed=suffix == ".txt")
-    except FormatError:
-        raise
-    except Exception as error:  # parse errors from numpy / pandas / starfile
-        raise FormatError("Unreadable coordinates", f"{path}: {error}", path=path) from None
+    xy, names = _read(path, shape)
     if xy.ndim != 2 or xy.shape[1] != 2 or not np.isfinite(xy).all():
         raise FormatError("Bad coordinates", f"{path}: need finite x, y columns", path=path)
     if names is not None:
         xy = xy[_rows_of(path, names, micrograph)]
     return xy
+
+
+def _read(path: Path, shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Positions and, where the file gives them, each row's micrograph name."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".cs":
+            return _cryosparc(path, shape)
+        if suffix == ".box":
+            return _box(path), None
+        if suffix == ".star":
+            return _star(path)
+        return _table(path, tabbed=suffix == ".txt")
+    except FormatError:
+        raise
+    except Exception as error:  # parse errors from numpy / pandas / starfile
+        raise FormatError("Unreadable coordinates", f"{path}: {error}", path=path) from None
 
 
 def _star(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -227,6 +232,37 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _runs(stem: str) -> set[str]:
+    """Every run of whole ``_``-separated parts of ``stem``: the names of a micrograph that a
+    longer name holds (``0123_mic_7_doseweighted`` holds ``mic_7``, not ``mic``'s ``mic_70``)."""
+    parts = stem.split("_")
+    return {"_".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
+
+
+def _key(micrograph: str | Path) -> str:
+    key = Path(micrograph).stem
+    for ending in ("_DW", "_doseweighted", "_Fractions"):
+        key = key.removesuffix(ending)
+    return key
+
+
+def named_micrographs(path: str | Path) -> set[str]:
+    """The micrograph names a coordinate file holds, as every name that finds their rows
+    (:func:`read_coordinates`' ``micrograph``, less its folder and suffix); empty for a file
+    that names none or cannot be read."""
+    path = Path(path)
+    try:
+        names = _read(path, (1, 1))[1]
+    except Exception:  # unreadable: read_coordinates says why when it is read for an exposure
+        return set()
+    if names is None:
+        return set()
+    found: set[str] = set()
+    for stem in {Path(n).stem for n in names}:
+        found |= _runs(stem)
+    return found
+
+
 def _rows_of(path: Path, names: np.ndarray, micrograph: str | Path | None) -> np.ndarray:
     """Which rows are the micrograph's: all of them if the file names one micrograph."""
     unique = sorted({Path(n).stem for n in names})
@@ -239,11 +275,9 @@ def _rows_of(path: Path, names: np.ndarray, micrograph: str | Path | None) -> np
             "whose coordinates to read",
             path=path,
         )
-    key = Path(micrograph).stem
-    for ending in ("_DW", "_doseweighted", "_Fractions"):
-        key = key.removesuffix(ending)
-    stems = [f"_{Path(n).stem}_" for n in names]
-    rows = np.array([stem[1:-1] == key or f"_{key}_" in stem for stem in stems])
+    key = _key(micrograph)
+    holds = {stem: key in _runs(stem) for stem in unique}
+    rows = np.array([holds[Path(n).stem] for n in names])
     if not rows.any():
         raise FormatError(
             "Micrograph not in the file",

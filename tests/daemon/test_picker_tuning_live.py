@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 
 from causalscope.config import load_settings
-from causalscope.daemon.formats.coordinates import write_coordinates_csv, write_coordinates_star
+from causalscope.daemon.formats.coordinates import write_coordinates_star
 from causalscope.daemon.live import LiveOptions, LiveSession
 from causalscope.daemon.session import SessionPaths
 from causalscope.daemon.simulator import SimulationRequest, run_simulation
@@ -59,6 +59,31 @@ def _f1(database: Path, truth: dict[str, Any]) -> float:
     return match_picks(found, np.asarray(truth["particles"]), radius_px=0.5 * diameter).f1
 
 
+def _cryosparc_picks(
+    path: Path, picks: dict[str, np.ndarray], *, shape: tuple[int, int], size_px: int
+) -> None:
+    """A cryoSPARC particle file of ``picks`` (pixels of ``size_px`` square sums) as shares
+    of micrographs of ``shape`` ``(ny, nx)``, named as cryoSPARC names motion-corrected ones."""
+    dtype = [
+        ("location/micrograph_path", "S80"),
+        ("location/center_x_frac", "<f4"),
+        ("location/center_y_frac", "<f4"),
+        ("location/micrograph_shape", "<u4", (2,)),
+    ]
+    rows = [(name, x, y) for name, xy in picks.items() for x, y in xy]
+    table = np.zeros(len(rows), dtype)
+    uid = {name: 1000 + i for i, name in enumerate(picks)}  # one per micrograph
+    table["location/micrograph_path"] = [
+        f"J3/motioncorrected/{uid[n]}_{n}_patch_aligned_doseweighted.mrc".encode()
+        for n, _, _ in rows
+    ]
+    table["location/center_x_frac"] = [x / size_px for _, x, _ in rows]
+    table["location/center_y_frac"] = [y / size_px for _, _, y in rows]
+    table["location/micrograph_shape"] = shape
+    with path.open("wb") as handle:
+        np.save(handle, table)
+
+
 def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
@@ -72,12 +97,16 @@ def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
     first, second, bad, fourth, fifth = (t["exposure_id"] for t in truth)
     labels = tmp_path / "labels"
     labels.mkdir()
-    for t, write, name in (
-        (truth[0], write_coordinates_star, f"{first}_manualpick.star"),
-        (truth[1], write_coordinates_csv, f"{second}.csv"),
-    ):
-        xy = np.asarray(t["particles"], dtype=np.float64)
-        write(labels / name, xy, np.ones(len(xy)))
+    xy = np.asarray(truth[0]["particles"], dtype=np.float64)
+    write_coordinates_star(labels / f"{first}_manualpick.star", xy, np.ones(len(xy)))
+    # the second as cryoSPARC exports a manual picking job: one file naming its micrographs
+    # (one of them not in this session), positions as shares of the unbinned micrograph
+    _cryosparc_picks(
+        labels / "J12_manual_picks.cs",
+        {second: np.asarray(truth[1]["particles"], dtype=np.float64), "elsewhere": xy[:3]},
+        shape=(4 * 1024, 4 * 1024),
+        size_px=1024,
+    )
     write_coordinates_star(labels / f"{bad}.star", np.array([[5.0, 5.0], [5000.0, 9.0]]), [1, 1])
     watch = tmp_path / "watch"
     watch.mkdir()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import starfile
 
-from causalscope.daemon.formats.coordinates import read_coordinates
+from causalscope.daemon.formats.coordinates import named_micrographs, read_coordinates
 from causalscope.models.errors import FormatError
 
 #: where the particles are, in pixels of a 4092 x 5760 (rows x columns) micrograph
@@ -80,6 +80,10 @@ def test_a_file_of_several_micrographs_gives_the_exposures_rows(tmp_path: Path) 
         f"{mine}\t10\t20\t1.5\n{other}\t30\t40\t2.0\n{mine}\t5\t6\t-0.5\n"
     )
     np.testing.assert_allclose(read_coordinates(topaz, micrograph=sum_path), [[10, 20], [5, 6]])
+    for path in (cs, star, topaz):  # what a session's labels folder matches exposures by
+        assert {mine, other} <= named_micrographs(path)
+        assert "FoilHole_7_Data_9" not in named_micrographs(path)
+    assert named_micrographs(tmp_path / "missing.star") == set()
     with pytest.raises(FormatError, match="give the micrograph") as error:
         read_coordinates(topaz)
     assert str(topaz) in str(error.value)
