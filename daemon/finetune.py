@@ -57,6 +57,11 @@ class _Background:
         self._round: list[Any] | None = None
         self.rounds = 0
 
+    @property
+    def running(self) -> bool:
+        """Whether a round is in flight."""
+        return self._round is not None
+
     def initial_weights(self) -> bytes | None:
         """The session's checkpoint from an earlier run, if there is one."""
         try:
@@ -204,10 +209,17 @@ class PickerFinetuner(_Background):
         self.self_training, self.confident = self_training, confident
         self._seen: dict[tuple[Path, str], tuple[float, int]] = {}  # (file, exposure) read
         self._names: dict[Path, tuple[tuple[float, int], set[str]]] = {}
-        self._adding: list[tuple[Path, Any]] = []
+        self._adding: list[tuple[Path, Any, str, tuple[float, int]]] = []
         self._next_scan = 0.0
         self._pending = False  # labels taken since the last round started
+        #: label files (``path::exposure``) at the version a finished round was given, kept
+        #: beside the checkpoint so that a restarted session reads them again without a round
+        self._judged_path = self.checkpoint.with_name("picker_labels.json")
+        self._judged = _read_judged(self._judged_path)
+        self._taken: dict[str, tuple[float, int]] = {}  # since the last round started
+        self._in_round: dict[str, tuple[float, int]] = {}  # given to the round in flight
         self.adopted = 0  # rounds whose candidate is in use
+        self.labels_read = 0  # label files (one exposure's rows each) the trainer holds
         self.last: dict[str, Any] | None = None  # the last round's report
         self._resumed = self.checkpoint.is_file()  # an earlier run's adopted picker is in use
         self.problems: list[tuple[str, str]] = []  # (what, what to do), until alerted
@@ -325,7 +337,7 @@ class PickerFinetuner(_Background):
         ref = self._trainer().add_labelled_files.remote(
             exposure, str(self._micrograph(exposure)), str(path), self.diameter_angstrom
         )
-        self._adding.append((path, ref))
+        self._adding.append((path, ref, f"{path}::{exposure}", version))
 
     def poll(self, pool: Any) -> dict[str, Any] | None:
         """Read new labels; start a round when some were taken; the finished round's report
@@ -336,11 +348,12 @@ class PickerFinetuner(_Background):
         import ray
 
         self._scan()
-        for path, ref in list(self._adding):
+        for item in list(self._adding):
+            path, ref, key, version = item
             ready, _ = ray.wait([ref], timeout=0)
             if not ready:
                 continue
-            self._adding.remove((path, ref))
+            self._adding.remove(item)
             try:
                 taken = ray.get(ref)
             except Exception as error:  # the trainer failed: say so, go on without the file
@@ -348,9 +361,13 @@ class PickerFinetuner(_Background):
             if "error" in taken:
                 self.problems.append((str(taken["error"]), _FIX_LABELS))
             else:
-                self._pending = True
+                self.labels_read += 1
+                if self._judged.get(key) != version:  # else an earlier run's round had it
+                    self._taken[key] = version
+                    self._pending = True
         if self._pending and self._round is None:
             self._pending = False
+            self._in_round, self._taken = self._taken, {}
             self._round = [self._trainer().round.remote(self.steps, str(self.checkpoint))]
         try:
             values = self._finished()
@@ -359,6 +376,8 @@ class PickerFinetuner(_Background):
             return {"error": str(getattr(error, "cause", None) or error)}
         if values is None:
             return None
+        self._judged.update(self._in_round)
+        _write_judged(self._judged_path, self._judged)
         report, weights = values[0]
         self.last = dict(report)
         if weights is not None:
@@ -413,3 +432,22 @@ class PickerFinetuner(_Background):
         if last["held_out_particles"] < last["min_held_out_particles"]:
             return f"{state}; round {self.rounds} needs more labels ({held_out})"
         return f"{state}; round {self.rounds} not better ({held_out})"
+
+
+def _read_judged(path: Path) -> dict[str, tuple[float, int]]:
+    """The label versions an earlier run's rounds were given (empty if none or unreadable)."""
+    import json
+
+    try:
+        stored = json.loads(path.read_text())
+        return {str(k): (float(v[0]), int(v[1])) for k, v in stored.items()}
+    except (OSError, ValueError, TypeError, IndexError, AttributeError):
+        return {}
+
+
+def _write_judged(path: Path, judged: dict[str, tuple[float, int]]) -> None:
+    import json
+
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text(json.dumps({k: list(v) for k, v in sorted(judged.items())}, indent=1))
+    partial.replace(path)

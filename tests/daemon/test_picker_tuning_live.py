@@ -161,14 +161,25 @@ def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
     f1 = {t["exposure_id"]: _f1(paths.database, t) for t in (truth[0], truth[1], truth[3])}
     assert f1[fourth] >= max(f1[first], f1[second]) + 0.1, f1
 
-    # restarted: the adopted picker again from the first exposure on, no round needed
+    # restarted: the adopted picker again from the first exposure on; the labels are read
+    # again (for later rounds) but, judged by a round already, start none
     shutil.copy(movies[fifth], watch / movies[fifth].name)
     reporter = AlertRecorder()
     session = LiveSession(settings, paths, LiveOptions(directory=watch), reporter=reporter)
     session.open()
-    assert session.picker_finetuner.status() == "fine-tuned (an earlier run's)"
-    _run_until(session, lambda: any(e == fifth for e, _ in reporter.commits), "the restart")
+    tuner = session.picker_finetuner
+    assert tuner.status() == "fine-tuned (an earlier run's)"
+    _run_until(
+        session,
+        lambda: tuner.labels_read >= 2 and any(e == fifth for e, _ in reporter.commits),
+        "the restart",
+    )
     assert _fine_tuned(paths.database)[fifth] is True
+    # (a round starts in the poll that reads the labels, if it starts at all)
+    assert tuner.rounds == 0 and not tuner.running, tuner.last
+    with duckdb.connect(str(paths.database), read_only=True) as db:
+        after = db.execute("SELECT count(*) FROM events WHERE kind = 'picker'").fetchone()
+    assert after is not None and after[0] == len(rounds), (after, len(rounds))
 
 
 def test_labels_for_a_session_that_does_not_pick_with_the_learned_picker_raise_an_alert(
