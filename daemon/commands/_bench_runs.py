@@ -174,7 +174,10 @@ def _classes(args: argparse.Namespace) -> dict[str, Any]:
 
     shared = args.shared_data if args.shared_data.is_dir() else None
     return run_classes_bench(
-        seeds=args.seeds or [0], n=args.n or 3000, classes=args.classes, shared_data=shared
+        seeds=args.seeds or list(range(6)),
+        n=args.n or 3000,
+        classes=args.classes,
+        shared_data=shared,
     )
 
 

@@ -44,7 +44,8 @@
   classes  streaming 2D classification of a simulated session of two species (6z6u and 5a1a
           from ../shared/data/models) and junk: purity of every selected class, junk rejected,
           good particles kept, each class's FRC against the truth, time per particle (--n
-          particles, default 3000; --classes, default 50)
+          particles, default 3000; --classes, default 50; --seeds, default 0-5: 2D results
+          move from seed to seed, so one seed says little; about 3 minutes)
 
   report  the session report: a synthetic session of --n (1,000) exposures written through the
           store (records, causal updates, scores), its report's size and the time to render it
@@ -142,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=int,
         default=None,
-        help="motion, restoration, picking: seeds (default 0); causal: sessions (default 0-9)",
+        help="motion, restoration, picking: seeds (default 0); causal: sessions (default 0-9); "
+        "classes: seeds (default 0-5)",
     )
     parser.add_argument(
         "--n", type=int, default=None, help="ctf: simulated cases (12); pipeline: movies (20)"
