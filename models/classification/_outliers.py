@@ -66,8 +66,9 @@ def joint_outliers(
     together beyond :data:`AGGREGATE_Z`, with misfit, power and mass each above their
     class's centre: the worst selected purity of ``bench classes`` seeds 0-5 rose from
     0.89-0.97 to 0.957-0.974 (3 of the 6 aggregates left in seed 3's worst class caught)
-    for 0.3-0.8 % of the good particles, and 0.5-1.2 % more of 433 EMPIAR-10028 expert
-    picks flagged (three random starts; without the three conditions, 1.6-2.5 %).
+    for at most 0.2 % of the good particles, and 0.5-1.2 % more of 433 EMPIAR-10028 expert
+    picks flagged (three random starts; beyond 4.5 and without the three conditions,
+    1.8-2.5 %).
     """
     flagged = (z_misfit + z_power) > JOINT_Z
     raised = (z_misfit > 0) & (z_power > 0) & (z_mass > 0)
