@@ -220,6 +220,8 @@ class PickerFinetuner(_Background):
         self._in_round: dict[str, tuple[float, int]] = {}  # given to the round in flight
         self.adopted = 0  # rounds whose candidate is in use
         self.labels_read = 0  # label files (one exposure's rows each) the trainer holds
+        #: label files that name no exposure of the session done so far (at the last scan)
+        self.waiting: set[Path] = set()
         self.last: dict[str, Any] | None = None  # the last round's report
         self._resumed = self.checkpoint.is_file()  # an earlier run's adopted picker is in use
         self.problems: list[tuple[str, str]] = []  # (what, what to do), until alerted
@@ -298,6 +300,7 @@ class PickerFinetuner(_Background):
         except OSError:  # not made yet, or unreadable for a moment: look again later
             return
         done: set[str] | None = None
+        waiting: set[Path] = set()
         for path in files:
             exposure = labelled_exposure(path)
             if exposure is None:
@@ -313,8 +316,12 @@ class PickerFinetuner(_Background):
             if done is None:
                 micrographs = self.output_dir / "micrographs"
                 done = {p.name.removesuffix("_DW.mrc") for p in micrographs.glob("*_DW.mrc")}
-            for named in sorted(self._named(path, version) & done):
+            ready = sorted(self._named(path, version) & done)
+            if not ready:
+                waiting.add(path)
+            for named in ready:
                 self._offer(path, named, version)
+        self.waiting = waiting
 
     def _micrograph(self, exposure: str) -> Path:
         return self.output_dir / "micrographs" / f"{exposure}_DW.mrc"
@@ -416,9 +423,18 @@ class PickerFinetuner(_Background):
         return out
 
     def status(self) -> str | None:
-        """The dashboard's line on the picker in use (None without a labels folder)."""
+        """The dashboard's line on the picker in use (None without a labels folder), with
+        how many label files name no exposure done so far."""
         if not self.enabled:
             return None
+        line = self._state()
+        if self.waiting:
+            names = ", ".join(sorted(p.name for p in self.waiting)[:2])
+            more = ", ..." if len(self.waiting) > 2 else ""
+            line += f"; {len(self.waiting)} label file(s) name no exposure done yet ({names}{more})"
+        return line
+
+    def _state(self) -> str:
         last = self.last
         if last is None:
             return "fine-tuned (an earlier run's)" if self._resumed else "shipped (no labels yet)"

@@ -195,3 +195,30 @@ def test_labels_for_a_session_that_does_not_pick_with_the_learned_picker_raise_a
     assert alert.code == "picker_labels_refused" and "this session picks by blob" in alert.message
     assert str(tmp_path) in alert.message and 'picker = "learned"' in alert.advice
     assert tuner.alerts() == []  # said once
+
+
+def test_the_status_says_which_label_files_name_no_exposure_done_yet(tmp_path: Path) -> None:
+    """A cryoSPARC export naming micrographs the session has not processed (or names
+    differently) and a file for an exposure still to come: the dashboard's line says so, by
+    name, instead of waiting in silence."""
+    from causalscope.daemon.finetune import PickerFinetuner
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (tmp_path / "session" / "micrographs").mkdir(parents=True)
+    _cryosparc_picks(
+        labels / "J12_picks.cs",
+        {"FoilHole_9_Data_1": np.array([[10.0, 20.0]]), "FoilHole_9_Data_2": np.ones((1, 2))},
+        shape=(4096, 4096),
+        size_px=1024,
+    )
+    write_coordinates_star(labels / "FoilHole_8.star", np.array([[5.0, 6.0]]), [1.0])
+    picking = {"picker": "learned", "tuning": {"labels": str(labels)}}
+    settings = load_settings(overrides={"processing": {"picking": picking}})
+    tuner = PickerFinetuner.for_session(settings.processing.picking, tmp_path / "session")
+    assert tuner.poll(None) is None  # nothing to read: no trainer, no round
+    assert tuner.status() == (
+        "shipped (no labels yet); 2 label file(s) name no exposure done yet "
+        "(FoilHole_8.star, J12_picks.cs)"
+    )
+    assert tuner.labels_read == 0 and not tuner.running
