@@ -252,6 +252,7 @@ def named_micrographs(path: str | Path) -> set[str]:
     that names none or cannot be read."""
     path = Path(path)
     try:
+        # only the names are wanted: any shape does for cryoSPARC's shares (it need not hold one)
         names = _read(path, (1, 1))[1]
     except Exception:  # unreadable: read_coordinates says why when it is read for an exposure
         return set()
