@@ -271,18 +271,19 @@ def align_stack(
         shifts = initial_px.to(device=device, dtype=torch.float64).reshape(p, n, 2).clone()
     variance = torch.ones_like(shifts)
     active = torch.ones(p, dtype=torch.bool, device=device)
-    model: tuple[int, ...] | None = None
+    weights: torch.Tensor | None = None
     used, converged = 0, False
     for it in range(iterations):
         used = it + 1
         new, measured_variance = _measure(stack, shifts, frame_filters)
         if smooth:
-            # the smoother's model is chosen afresh in the first two rounds only: re-choosing
-            # it every round let a 1024^2 movie's last frames flip by 0.34 px between rounds
-            smoothed, chosen = smooth_trajectory(new[0], measured_variance[0], model)
+            # the smoother's weights are chosen afresh in the first two rounds only:
+            # re-choosing its model every round let a 1024^2 movie's last frames flip by
+            # 0.34 px between rounds
+            smoothed, chosen = smooth_trajectory(new[0], measured_variance[0], weights)
             new = smoothed[None]
             if it == 1:
-                model = chosen
+                weights = chosen
         new = new - new[:, 0:1]
         # a patch that has stopped keeps its shifts and the variances of its last round
         keep = ~active
