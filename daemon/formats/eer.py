@@ -17,13 +17,21 @@ that reaches the last pixel; the strip is padded with zero bytes to an even leng
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import tifffile
 
-from causalscope.daemon.formats._common import FrameSelection, MovieInfo, frame_indices, output_path
+from causalscope.daemon.formats._common import (
+    FrameSelection,
+    MovieInfo,
+    decode_threads,
+    frame_indices,
+    output_path,
+)
 from causalscope.daemon.formats.tiff import DECODE_ERRORS, raise_if_incomplete, scan_tiff
 from causalscope.models.errors import FormatError
 
@@ -35,6 +43,14 @@ _MAX_RUN = (1 << _RUN_BITS) - 1
 _CODE_BITS = _RUN_BITS + 4
 _SUBPIXEL_XOR = 0b1010
 _UPSAMPLING_TO_SUPERRES = {1: 0, 2: 1, 4: 2}
+
+
+class _SizedFrames(Protocol):
+    """Frames that say how many they are and are read one at a time."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
 
 
 def eer_info(path: str | Path) -> MovieInfo:
@@ -127,13 +143,25 @@ def read_eer_movie(
     try:
         superres = _UPSAMPLING_TO_SUPERRES[upsampling]
         with tifffile.TiffFile(info.path, superres=superres) as tif:
-            pages = tif.series[0].pages
-            for k, fraction in enumerate(idx):
-                start = int(fraction) * grouping
+            pages = list(tif.series[0].pages)  # the page headers read here, in one thread
+            tif.filehandle.set_lock(True)  # the threads' reads of the strips take turns
+
+            def render(k: int) -> None:  # fraction k: its pages decoded and summed
+                start = int(idx[k]) * grouping
                 for page in pages[start : start + grouping]:
                     if page is None:
                         raise FormatError("Missing EER frame", f"{info.path}", path=info.path)
                     out[k] += page.asarray()
+
+            # whole fractions per thread: the pages' decoding releases the interpreter's lock
+            threads = min(decode_threads(), len(idx))
+            if threads <= 1:
+                for k in range(len(idx)):
+                    render(k)
+            else:
+                with ThreadPoolExecutor(threads, thread_name_prefix="eer") as pool:
+                    for _ in pool.map(render, range(len(idx))):
+                        pass
     except DECODE_ERRORS as exc:
         raise FormatError("Corrupt EER movie", f"{info.path}: {exc}", path=info.path) from exc
     return out
@@ -156,8 +184,9 @@ def _encode_frame(pixel_index: np.ndarray, subpixel: np.ndarray, n_pixels: int) 
     n_bytes += n_bytes % 2  # imagecodecs requires an even strip length
     # Runs of 127 are all ones: mark their starts and ends, then integrate.
     edges = np.zeros(n_bytes * 8 + 1, dtype=np.int32)
-    np.add.at(edges, bit_start[:-1], 1)
-    np.add.at(edges, code_at, -1)
+    # each index array is strictly increasing (no repeats): plain fancy indexing adds
+    edges[bit_start[:-1]] += 1
+    edges[code_at] -= 1
     edges[end_at] += 1
     edges[end_at + _RUN_BITS * tail_full] -= 1
     bits = (np.cumsum(edges[:-1]) > 0).astype(np.uint8)
@@ -171,12 +200,19 @@ def _encode_frame(pixel_index: np.ndarray, subpixel: np.ndarray, n_pixels: int) 
     return np.packbits(bits, bitorder="little").tobytes()
 
 
-def _frames_from_counts(counts: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+def _chained(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def _frames_from_counts(
+    counts: Iterator[np.ndarray], rng: np.random.Generator
+) -> Iterator[np.ndarray]:
     """Per frame, ``(k, 2)`` int arrays of (pixel index, sub-pixel) from 0/1 counts."""
-    if counts.dtype.kind not in "iub":
-        raise ValueError(f"counts must be integers, got dtype {counts.dtype}")
-    events = []
     for i, frame in enumerate(counts):
+        frame = np.asarray(frame)
+        if frame.dtype.kind not in "iub":
+            raise ValueError(f"counts must be integers, got dtype {frame.dtype} in frame {i}")
         if frame.size and (frame.min() < 0 or frame.max() > 1):
             raise ValueError(
                 f"EER holds at most one electron per pixel per frame; frame {i} has counts "
@@ -184,16 +220,14 @@ def _frames_from_counts(counts: np.ndarray, rng: np.random.Generator) -> list[np
             )
         flat = np.flatnonzero(frame.ravel())
         sub = rng.integers(0, 16, size=flat.size)
-        events.append(np.stack([flat, sub], axis=1))
-    return events
+        yield np.stack([flat, sub], axis=1)
 
 
 def _frames_from_positions(
-    positions: Sequence[np.ndarray], shape: tuple[int, int]
-) -> list[np.ndarray]:
+    positions: Iterator[np.ndarray], shape: tuple[int, int]
+) -> Iterator[np.ndarray]:
     """Per frame, (pixel index, sub-pixel) from ``(k, 2)`` float (x, y) positions in pixels."""
     h, w = shape
-    events = []
     for i, xy in enumerate(positions):
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         x4 = np.floor(xy[:, 0] * 4).astype(np.int64)
@@ -205,8 +239,7 @@ def _frames_from_positions(
         flat, x4, y4 = flat[order], x4[order], y4[order]
         if np.any(np.diff(flat) == 0):
             raise ValueError(f"frame {i}: two electrons in one pixel; EER holds at most one")
-        events.append(np.stack([flat, (x4 % 4) | ((y4 % 4) << 2)], axis=1))
-    return events
+        yield np.stack([flat, (x4 % 4) | ((y4 % 4) << 2)], axis=1)
 
 
 def _metadata_xml(items: dict[str, tuple[object, str | None]]) -> bytes:
@@ -220,7 +253,7 @@ def _metadata_xml(items: dict[str, tuple[object, str | None]]) -> bytes:
 
 def write_eer_movie(
     path: str | Path,
-    events_or_counts: np.ndarray | Sequence[np.ndarray],
+    events_or_counts: np.ndarray | _SizedFrames,
     *,
     shape: tuple[int, int] | None = None,
     pixel_size_angstrom: float | None = None,
@@ -235,10 +268,12 @@ def write_eer_movie(
     path
         The ``.eer`` file to write.
     events_or_counts
-        Either an integer array ``(n_frames, h, w)`` of counts, each 0 or 1 (EER records at most
-        one electron per pixel per frame); each electron gets a uniformly random 4x4 sub-pixel
-        position from ``np.random.default_rng(seed)``. Or a sequence of ``(k, 2)`` float arrays,
-        one per frame, of electron positions ``(x, y)`` in pixels (x along columns) with
+        Either counts, each 0 or 1 (EER records at most one electron per pixel per frame): an
+        integer array ``(n_frames, h, w)`` or a sized iterable of ``(h, w)`` integer frames
+        (read one at a time: a 4096^2 movie of 1,280 EER frames is 21 GB as one array); each
+        electron gets a uniformly random 4x4 sub-pixel position from
+        ``np.random.default_rng(seed)``. Or a sized iterable of ``(k, 2)`` float arrays, one
+        per frame, of electron positions ``(x, y)`` in pixels (x along columns) with
         quarter-pixel precision (the sub-pixel is ``floor(4 * fraction)``); needs ``shape``.
     shape
         ``(h, w)`` of the sensor, for positions.
@@ -250,22 +285,26 @@ def write_eer_movie(
         Temporary file and rename, as for the other writers.
     """
     path = Path(path)
-    if isinstance(events_or_counts, np.ndarray) and events_or_counts.ndim == 3:
-        frame_shape = (int(events_or_counts.shape[1]), int(events_or_counts.shape[2]))
-        events = _frames_from_counts(events_or_counts, np.random.default_rng(seed))
+    n_frames = len(events_or_counts)
+    frames = iter(events_or_counts)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("need at least one frame, got none")
+    rest = _chained(first, frames)
+    if np.asarray(first).ndim == 2 and np.asarray(first).dtype.kind in "iub" and shape is None:
+        frame_shape = (int(first.shape[0]), int(first.shape[1]))
+        events = _frames_from_counts(rest, np.random.default_rng(seed))
     else:
         if shape is None:
             raise ValueError("shape=(h, w) is required when events are given as positions")
         frame_shape = (int(shape[0]), int(shape[1]))
-        events = _frames_from_positions(list(events_or_counts), frame_shape)
+        events = _frames_from_positions(rest, frame_shape)
     h, w = frame_shape
-    if not events or h < 1 or w < 1:
-        raise ValueError(
-            f"need at least one frame of a non-empty sensor, got {len(events)} x {h}x{w}"
-        )
+    if h < 1 or w < 1:
+        raise ValueError(f"need a non-empty sensor, got {h}x{w}")
     items: dict[str, tuple[object, str | None]] = {
         "commercialName": ("causalscope simulator", None),
-        "numberOfFrames": (len(events), None),
+        "numberOfFrames": (n_frames, None),
         "sensorImageHeight": (h, "pixels"),
         "sensorImageWidth": (w, "pixels"),
     }

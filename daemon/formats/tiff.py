@@ -19,6 +19,7 @@ from causalscope.daemon.formats._common import (
     FrameSelection,
     MovieInfo,
     captured_log,
+    decode_threads,
     file_size,
     frame_indices,
     output_path,
@@ -166,7 +167,7 @@ def read_tiff_movie(path: str | Path, *, frames: FrameSelection = None) -> np.nd
         return np.zeros(out_shape, dtype=info.dtype)
     try:
         with tifffile.TiffFile(info.path) as tif:
-            data = tif.asarray(key=[int(i) for i in idx])
+            data = tif.asarray(key=[int(i) for i in idx], maxworkers=decode_threads())
     except DECODE_ERRORS as exc:
         raise FormatError("Corrupt TIFF movie", f"{info.path}: {exc}", path=info.path) from exc
     return np.asarray(data).reshape(out_shape)
