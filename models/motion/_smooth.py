@@ -85,7 +85,10 @@ def smooth_trajectory(
         rss = ((m[:, axis] - fit) ** 2 / var[:, axis]).sum(dim=-1)
         risk = rss + 2.0 * hat.diagonal(dim1=-2, dim2=-1).sum(dim=-1).reshape(-1) - n
         if weights is None:
-            chosen[axis] = torch.softmax(-0.5 * torch.nan_to_num(risk, nan=math.inf), dim=0)
+            risk = torch.nan_to_num(risk, nan=math.inf)
+            chosen[axis] = torch.softmax(-0.5 * risk, dim=0)
+            if not bool(torch.isfinite(chosen[axis]).all()):  # no fit with a finite risk
+                chosen[axis] = torch.nn.functional.one_hot(torch.argmin(risk), risk.numel())
         else:
             chosen[axis] = weights[axis]
         out[:, axis] = chosen[axis] @ torch.nan_to_num(fit)
