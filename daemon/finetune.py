@@ -464,6 +464,7 @@ def _read_judged(path: Path) -> dict[str, tuple[float, int]]:
 def _write_judged(path: Path, judged: dict[str, tuple[float, int]]) -> None:
     import json
 
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_text(json.dumps({k: list(v) for k, v in sorted(judged.items())}, indent=1))
-    partial.replace(path)
+    from causalscope.actors._checkpoint import write_atomically
+
+    text = json.dumps({k: list(v) for k, v in sorted(judged.items())}, indent=1)
+    write_atomically(path, text.encode())
