@@ -6,8 +6,8 @@ reference does not pull the frame towards where it already is), after both are f
 ``exp(-B k^2 / 4)``. The correlation's maximum is found exactly on the band-limited
 correlation by DFT evaluation at sub-pixel points (no parabola through integer samples), and
 the round repeats until no shift moves by more than ``tolerance_px``. Only the frequencies
-where the filtered cross-spectrum ``exp(-B k^2 / 2)`` exceeds 1 % take part (a Fourier crop:
-at 1 A/px and B = 80 A^2 two thirds of each axis), which makes a 4096^2 x 40 movie cheap.
+where the filtered cross-spectrum ``exp(-B k^2 / 2)`` exceeds 3 % take part (a Fourier crop:
+at 1 A/px and B = 80 A^2 three fifths of each axis), which makes a 4096^2 x 40 movie cheap.
 
 Fixed-pattern noise (gain residuals, defect fill, the frame border) sits at the same detector
 position in every frame, so against a leave-one-out reference it correlates at the *other*
