@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from causalscope.models.motion import align_global
+from causalscope.models.motion._align import align_stack, prepare_spectra
 from causalscope.models.motion._fourier import crop_frequencies, refine_peaks
 from causalscope.models.simulate.motion import local_displacement_px
 from tests.models.motion.conftest import N_FRAMES, SIZE, Case
@@ -68,6 +69,25 @@ def test_refine_finds_a_band_limited_maximum_to_a_thousandth_of_a_pixel() -> Non
     start = torch.zeros_like(truth)
     found = refine_peaks(cross, ky, kx, full_width=400, start_px=start, half_width_px=1.0)
     assert float((found - truth).abs().max()) < 1e-3, found - truth
+
+
+def test_patches_that_all_stop_early_still_get_their_variances() -> None:
+    """Without smoothing only the last round measures variances; when every patch stops
+    before it, they are measured once more, at the shifts kept."""
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn((2, 128, 128), generator=g)
+    truth = [[0.0, 0.0], [0.4, -0.3], [1.1, 0.2], [-0.6, 0.9]]
+    frames = torch.stack([torch.stack([_shift(b, (x, y)) for x, y in truth]) for b in base])
+    frames += 0.8 * torch.randn(frames.shape, generator=g)
+    stack = prepare_spectra(frames, pixel_size_angstrom=1.0, bfactor_angstrom2=20.0, taper_px=8)
+    start = torch.zeros((2, len(truth), 2), dtype=torch.float64)
+    options = {"tolerance_px": 100.0, "max_shift_px": 4.0, "smooth": False}
+    early, early_var, used, converged = align_stack(
+        stack, iterations=4, initial_px=start, **options
+    )
+    assert used == 1 and converged
+    _, again_var, _, _ = align_stack(stack, iterations=1, initial_px=early, **options)
+    assert bool((early_var > 0).all()) and torch.equal(early_var, again_var)
 
 
 def _true_fields(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
