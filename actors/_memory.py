@@ -18,7 +18,11 @@ import ctypes
 import os
 from pathlib import Path
 
-__all__ = ["keep_freed_memory", "release_freed_memory", "resident_bytes"]
+__all__ = ["ONE_HEAP_ENV", "keep_freed_memory", "release_freed_memory", "resident_bytes"]
+
+#: the environment that gives a process one heap from its start (glibc reads it before any
+#: thread exists; see :func:`keep_freed_memory`)
+ONE_HEAP_ENV = {"MALLOC_ARENA_MAX": "1"}
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -51,7 +55,11 @@ def keep_freed_memory() -> bool:
 
     Every thread allocates from the one main heap: glibc gives other threads heaps of their
     own of at most 64 MiB, which map anything larger afresh whatever the settings (the
-    motion's Python threads spent 100 s in the kernel at 4096^2 x 40 that way).
+    motion's Python threads spent 100 s in the kernel at 4096^2 x 40 that way). glibc reads
+    that limit once, when a second thread first allocates: call this before the process
+    starts any thread (a movie read on threads before it left 4096^2 x 40 motion at 62 s
+    instead of 44 s), or start the process with ``MALLOC_ARENA_MAX=1``
+    (:data:`ONE_HEAP_ENV`, as the exposure actors are).
     """
     libc = _glibc()
     if libc is None:
