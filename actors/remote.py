@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ray
 
-from causalscope.actors._memory import ONE_HEAP_ENV
 from causalscope.actors.causal import CausalPriorWorker
 from causalscope.actors.denoiser import DenoiserTrainer
 from causalscope.actors.evaluation import SessionEvaluator
@@ -21,11 +20,9 @@ __all__ = [
 
 #: One per GPU (``num_gpus=1``) or per CPU share; the scheduler sets the resources with
 #: ``.options`` and replaces an actor that dies itself (so ``max_restarts`` stays 0: a restarted
-#: actor would silently rerun the exposure that killed it). Its process has one C heap from
-#: its start (Ray's own threads come before the worker could ask for it, see
-#: :func:`actors._memory.keep_freed_memory`): 4096^2 x 40 motion on 2 threads in an actor took
-#: 55-66 s (25-45 s of it in the kernel) without, 45-47 s (2-5 s) with.
-ExposureActor = ray.remote(max_restarts=0, runtime_env={"env_vars": ONE_HEAP_ENV})(ExposureWorker)
+#: actor would silently rerun the exposure that killed it). Its process needs one C heap from
+#: its start (:func:`daemon.workers.start_ray`, :class:`daemon.workers.WorkerPool`).
+ExposureActor = ray.remote(max_restarts=0)(ExposureWorker)
 
 #: One per session: fine-tunes the denoiser on the session's own half sums, in the background.
 DenoiserTrainerActor = ray.remote(max_restarts=0)(DenoiserTrainer)

@@ -68,6 +68,8 @@ def ray_cluster(_ray_at_exit):
     import ray
 
     if not ray.is_initialized():
-        # "local": a new cluster of our own, never one another process left running here
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        from causalscope.daemon.workers import start_ray
+
+        # a new cluster of our own, as the daemon starts it (its processes with one C heap)
+        start_ray(num_cpus=2, log_to_terminal=False)
     return ray

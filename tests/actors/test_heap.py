@@ -86,7 +86,8 @@ def _threads_child(order: str, env: dict[str, str] | None = None) -> dict[str, f
         text=True,
         timeout=120,
         check=True,
-        env={**os.environ, **(env or {})},
+        # the suite's Ray cluster put one heap into this process's environment
+        env={**{k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}, **(env or {})},
     )
     out: dict[str, float] = json.loads(done.stdout)
     if not out["kept"]:
