@@ -55,11 +55,12 @@ def keep_freed_memory() -> bool:
 
     Every thread allocates from the one main heap: glibc gives other threads heaps of their
     own of at most 64 MiB, which map anything larger afresh whatever the settings (the
-    motion's Python threads spent 100 s in the kernel at 4096^2 x 40 that way). glibc reads
-    that limit once, when a second thread first allocates: call this before the process
-    starts any thread (a movie read on threads before it left 4096^2 x 40 motion at 62 s
-    instead of 44 s), or start the process with ``MALLOC_ARENA_MAX=1``
-    (:data:`ONE_HEAP_ENV`, as the exposure actors are).
+    motion's Python threads spent 100 s in the kernel at 4096^2 x 40 that way). A thread
+    that allocated before this call keeps the heap it got, and later threads are handed
+    those heaps again: call it before any other thread allocates (a movie read on threads
+    first left 4096^2 x 40 motion at 62 s instead of 44 s; some libraries start threads
+    when imported), or start the process with ``MALLOC_ARENA_MAX=1`` (:data:`ONE_HEAP_ENV`,
+    as the exposure actors are).
     """
     libc = _glibc()
     if libc is None:

@@ -101,7 +101,7 @@ def test_threads_share_the_kept_heap_only_when_it_is_kept_before_any_thread() ->
 
     # kept first: the threads' freed blocks stay in the one heap, resident
     assert _threads_child("keep_first")["grew"] > 200
-    # threads first: glibc had fixed the number of heaps; new threads got heaps of their own,
+    # threads first: they kept heaps of their own, and new threads are handed those again,
     # which map each block afresh and unmap it on free (the kernel zeroes it every time)
     assert _threads_child("threads_first")["grew"] < 64
     # the environment of an exposure actor gives one heap from the process's start
