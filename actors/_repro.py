@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from causalscope.config import CtfSettings, PickingSettings
     from causalscope.models.optics import Optics
+    from causalscope.models.picking.learned import PickerNet
 
 __all__ = ["ReproStage", "triage_binned", "triage_record"]
 
@@ -67,9 +68,11 @@ class ReproStage:
         templates: torch.Tensor | None,
         half_shifts_px: tuple[np.ndarray, np.ndarray] | None = None,
         whole: tuple[torch.Tensor, float | None] | None = None,
+        picker: PickerNet | None = None,
     ) -> ReproRecord | None:
         """``whole``: the CTF sum the exposure's ``ctf`` was fitted on and its per-pixel
-        noise variance, for the resampled-noise refit."""
+        noise variance, for the resampled-noise refit; ``picker``: the session's learned
+        picker (None: the shipped one)."""
         from causalscope.models.ctf_estimation import estimate_ctf
 
         apix = optics.pixel_size_angstrom
@@ -89,7 +92,7 @@ class ReproStage:
             )
             picks = None
             if self._picking.enabled:
-                picks = _count_picks(image, ctf, optics, self._picking, templates)
+                picks = _count_picks(image, ctf, optics, self._picking, templates, picker)
             estimates.append(
                 HalfEstimate(
                     defocus_angstrom=0.5 * (fit.defocus_u_angstrom + fit.defocus_v_angstrom),
@@ -184,12 +187,18 @@ def _count_picks(
     optics: Optics,
     settings: PickingSettings,
     templates: torch.Tensor | None,
+    picker: PickerNet | None,
 ) -> int:
-    """Particles the picker finds on ``image`` Wiener-filtered with the exposure's CTF."""
+    """Particles the exposure's picker finds on the half sum ``image``, given what it is given
+    on the whole: the learned picker (``picker``, else the shipped one) the sum itself, the
+    others the sum Wiener-filtered with the exposure's CTF."""
     from causalscope.actors._restore import pick, wiener_restored
 
+    apix = optics.pixel_size_angstrom
+    if templates is None and settings.picker == "learned":
+        return len(pick(image, None, settings, apix, model=picker).scores)
     restored, _, _ = wiener_restored(image, ctf=ctf, optics=optics)
-    return len(pick(restored, templates, settings, optics.pixel_size_angstrom).scores)
+    return len(pick(restored, templates, settings, apix).scores)
 
 
 #: the triage's statistics are calibrated on fields at least this wide (real micrographs are

@@ -231,6 +231,11 @@ class RestoreStage:
         self.prior: EnvelopePrior | None = None
 
     @property
+    def learned_picker(self) -> PickerNet | None:
+        """The session's fine-tuned learned picker; None while it uses the shipped one."""
+        return self._picker
+
+    @property
     def uses_templates(self) -> bool:
         """Whether it picks by templates of a reference (else by blobs)."""
         return self._reference is not None

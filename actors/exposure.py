@@ -393,6 +393,7 @@ class ExposureWorker:
                     templates=templates,
                     half_shifts_px=c.half_shifts_px,
                     whole=(c.ctf_sum, c.ctf_sum_noise_variance),
+                    picker=self.restore.learned_picker,
                 )
         except (ValueError, RuntimeError) as error:
             message = f"{run.movie_path}: Delta-Repro's refits failed: {error}"
