@@ -21,7 +21,7 @@ __all__ = [
 #: One per GPU (``num_gpus=1``) or per CPU share; the scheduler sets the resources with
 #: ``.options`` and replaces an actor that dies itself (so ``max_restarts`` stays 0: a restarted
 #: actor would silently rerun the exposure that killed it). Its process needs one C heap from
-#: its start (:func:`daemon.workers.start_ray`, :class:`daemon.workers.WorkerPool`).
+#: its start (:func:`daemon.workers.start_ray`, :class:`daemon.workers.RayWorkerPool`).
 ExposureActor = ray.remote(max_restarts=0)(ExposureWorker)
 
 #: One per session: fine-tunes the denoiser on the session's own half sums, in the background.
