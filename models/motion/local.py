@@ -111,6 +111,11 @@ class LocalMotionModel:
         along_y = c[:, 1:2] * yn[None, :] + c[:, 3:4] * (yn[None, :] ** 2 - 1.0 / 12.0)
         return along_x, along_y, c[:, 4].copy(), xn, yn
 
+    def moves(self, frame: int) -> bool:
+        """Whether frame ``frame``'s field is anywhere non-zero (frame 0's never is)."""
+        c = self.coefficients_px @ _temporal_basis(np.asarray(frame), self.n_frames)
+        return bool(np.any(c != 0))
+
     def displacement_field(
         self,
         frame: int,

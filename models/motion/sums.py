@@ -134,11 +134,12 @@ def corrected_sums(
             spectrum = torch.fft.rfft2(frames[f].to(torch.float32))
             spectrum *= phase_ramp(-shifts_t[f : f + 1], ky_1d, kx_1d)[0]
             ctf += spectrum
-            if local_model is not None:
+            if local_model is not None and local_model.moves(f):
                 # d is a function of the frame's own pixel: evaluate it at r + shift_f
                 shift = (float(shifts_t[f, 0]), float(shifts_t[f, 1]))
                 shifted = torch.fft.irfft2(spectrum, s=(h, w))
                 spectrum = torch.fft.rfft2(_resample(shifted, local_model, f, shift))
+            if local_model is not None:
                 aligned += spectrum
             if weight is not None:
                 spectrum *= weight

@@ -154,3 +154,26 @@ def test_separable_field_equals_the_model_at_every_pixel() -> None:
     ys, xs = np.mgrid[0:48, 0:64]
     expected = model.displacement_px(xs + offset[0], ys + offset[1], 9)
     np.testing.assert_allclose(field, expected, atol=2e-5)
+
+
+def test_frame_zero_is_not_resampled_and_the_sums_are_those_of_resampling_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The local field is zero in frame 0 (its temporal basis starts at 0), so that frame
+    skips the bicubic resampling and its two transforms; the sums are what resampling it
+    at zero displacement gives, to float rounding."""
+    from causalscope.models.motion import corrected_sums
+
+    rng = np.random.default_rng(3)
+    model = LocalMotionModel(rng.normal(size=(2, 5, 3)), (96, 96), 6)
+    assert not model.moves(0) and all(model.moves(f) for f in range(1, 6))
+    frames = torch.as_tensor(rng.poisson(4.0, size=(6, 96, 96)), dtype=torch.float32)
+    shifts = np.cumsum(rng.normal(scale=0.7, size=(6, 2)), axis=0)
+    shifts -= shifts[0]
+    options = {"pixel_size_angstrom": 1.0, "dose_per_frame_e_per_a2": 2.0, "voltage_kv": 300.0}
+    skipped = corrected_sums(frames, shifts, local_model=model, **options)
+    monkeypatch.setattr(LocalMotionModel, "moves", lambda self, frame: True)
+    resampled = corrected_sums(frames, shifts, local_model=model, **options)
+    for name in ("aligned_sum", "dose_weighted_sum", "even_sum", "odd_sum", "ctf_sum"):
+        a, b = getattr(skipped, name), getattr(resampled, name)
+        assert float((a - b).abs().max()) < 1e-4 * float(b.std()), name
