@@ -198,11 +198,9 @@ class RayWorkerPool:
             default_workers = max(1, cpus // self._threads)
             self.device_kind = "cpu"
         if any(os.environ.get(name) != value for name, value in ONE_HEAP_ENV.items()):
-            # a cluster not started by start_ray: the actors get one C heap from their start
-            # by a runtime environment (about 0.5 s more per actor start than a worker Ray
-            # started beforehand). Ray's own threads allocate before an actor could ask for it
-            # (actors._memory.keep_freed_memory): 4096^2 x 40 motion on 2 threads in an actor
-            # took 55-66 s (25-45 s in the kernel) without one heap, 45-47 s (2-5 s) with it
+            # a cluster start_ray did not start: one C heap from a runtime environment (0.5 s
+            # more per actor start); 4096^2 x 40 motion on 2 threads in an actor took 55-66 s
+            # without one heap, 45-47 s with it (see actors._memory.keep_freed_memory)
             self._options["runtime_env"] = {"env_vars": dict(ONE_HEAP_ENV)}
         self._options.update(actor_options or {})
         self.n_workers = n_workers or default_workers
