@@ -54,8 +54,7 @@ def start_ray(
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_terminal)
             return f"joined Ray cluster at {address}"
         cpus = num_cpus or os.cpu_count() or 1
-        # the cluster's processes (its workers among them) inherit one C heap each from this
-        # environment (see RayWorkerPool); the daemon's own process keeps what it started with
+        # the cluster's processes, its workers among them, inherit one C heap (RayWorkerPool)
         os.environ.update(ONE_HEAP_ENV)
         # "local": a new cluster of our own, even where `ray start` (or another session's test
         # cluster) left one running on this machine, which `ray.init()` would otherwise join
