@@ -230,10 +230,15 @@ class RestoreStage:
         self._picker: PickerNet | None = None  # None: the shipped learned picker
         self.prior: EnvelopePrior | None = None
 
-    @property
-    def learned_picker(self) -> PickerNet | None:
-        """The session's fine-tuned learned picker; None while it uses the shipped one."""
-        return self._picker
+    def pickers_for(
+        self, pixel_size_angstrom: float
+    ) -> tuple[torch.Tensor | None, PickerNet | None]:
+        """What this stage picks with, for picking elsewhere as it does (Delta-Repro's
+        halves): the templates (None when picking is off or by blobs or the learned picker)
+        and the session's fine-tuned learned picker (None: the shipped one)."""
+        if not self.picking.enabled:
+            return None, self._picker
+        return self.templates_for(pixel_size_angstrom), self._picker
 
     @property
     def uses_templates(self) -> bool:

@@ -383,9 +383,7 @@ class ExposureWorker:
         c = motion.correction
         try:
             with run.timer.stage(stage.name):
-                templates = None
-                if self.restore.picking.enabled:
-                    templates = self.restore.templates_for(optics.pixel_size_angstrom)
+                templates, picker = self.restore.pickers_for(optics.pixel_size_angstrom)
                 return stage(
                     (c.even_sum, c.odd_sum),
                     ctf=ctf.record,
@@ -393,7 +391,7 @@ class ExposureWorker:
                     templates=templates,
                     half_shifts_px=c.half_shifts_px,
                     whole=(c.ctf_sum, c.ctf_sum_noise_variance),
-                    picker=self.restore.learned_picker,
+                    picker=picker,
                 )
         except (ValueError, RuntimeError) as error:
             message = f"{run.movie_path}: Delta-Repro's refits failed: {error}"

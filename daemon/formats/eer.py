@@ -154,14 +154,9 @@ def read_eer_movie(
                     out[k] += page.asarray()
 
             # whole fractions per thread: the pages' decoding releases the interpreter's lock
-            threads = min(decode_threads(), len(idx))
-            if threads <= 1:
-                for k in range(len(idx)):
-                    render(k)
-            else:
-                with ThreadPoolExecutor(threads, thread_name_prefix="eer") as pool:
-                    for _ in pool.map(render, range(len(idx))):
-                        pass
+            threads = max(1, min(decode_threads(), len(idx)))
+            with ThreadPoolExecutor(threads, thread_name_prefix="eer") as pool:
+                list(pool.map(render, range(len(idx))))
     except DECODE_ERRORS as exc:
         raise FormatError("Corrupt EER movie", f"{info.path}: {exc}", path=info.path) from exc
     return out
