@@ -96,9 +96,10 @@ class LocalMotionModel:
         return np.einsum("...s,...t,ast->...a", spatial, temporal, self.coefficients_px)
 
     def separable_field(
-        self, frame: int, *, offset_px: tuple[float, float] = (0.0, 0.0)
+        self, frame: int | tuple[int, ...], *, offset_px: tuple[float, float] = (0.0, 0.0)
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The field of frame ``frame`` at pixel ``(x, y) + offset_px`` as
+        """The field of frame ``frame`` (or the mean field of a tuple of frames) at pixel
+        ``(x, y) + offset_px`` as
         ``d_a = along_x[a][x] + along_y[a][y] + cross[a] * xn[x] * yn[y]``: returns
         ``(along_x (2, w), along_y (2, h), cross (2,), xn (w,), yn (h,))`` float64, ``xn`` and
         ``yn`` the normalised coordinates. Building an image-sized field from these costs three
@@ -106,24 +107,54 @@ class LocalMotionModel:
         h, w = self.image_shape
         xn = (np.arange(w, dtype=np.float64) + offset_px[0]) / w - 0.5
         yn = (np.arange(h, dtype=np.float64) + offset_px[1]) / h - 0.5
-        c = self.coefficients_px @ _temporal_basis(np.asarray(frame), self.n_frames)  # (2, 5)
+        c = self._spatial_coefficients(frame)  # (2, 5)
         along_x = c[:, 0:1] * xn[None, :] + c[:, 2:3] * (xn[None, :] ** 2 - 1.0 / 12.0)
         along_y = c[:, 1:2] * yn[None, :] + c[:, 3:4] * (yn[None, :] ** 2 - 1.0 / 12.0)
         return along_x, along_y, c[:, 4].copy(), xn, yn
 
-    def moves(self, frame: int) -> bool:
-        """Whether frame ``frame``'s field is anywhere non-zero (frame 0's never is)."""
-        c = self.coefficients_px @ _temporal_basis(np.asarray(frame), self.n_frames)
-        return bool(np.any(c != 0))
+    def _spatial_coefficients(self, frame: int | tuple[int, ...]) -> np.ndarray:
+        """``(2, 5)``: the spatial terms' weights in frame ``frame`` (or their mean)."""
+        temporal = _temporal_basis(np.atleast_1d(np.asarray(frame)), self.n_frames).mean(0)
+        return self.coefficients_px @ temporal
+
+    def moves(self, frame: int | tuple[int, ...]) -> bool:
+        """Whether frame ``frame``'s field (or the frames' mean field) is anywhere non-zero
+        (frame 0's never is)."""
+        return bool(np.any(self._spatial_coefficients(frame) != 0))
+
+    def field_groups(self, frames: list[int], tolerance_px: float) -> list[tuple[int, ...]]:
+        """``frames`` cut into runs, in order, whose every field lies within ``tolerance_px``
+        of the run's mean field at every pixel (a bound: each spatial term's largest value
+        over the image times its weight's difference, summed, the two axes combined). A frame
+        resampled with its run's mean field is then displaced by at most ``tolerance_px``."""
+        # largest |term| over the unit square: x, y, x^2 - 1/12, y^2 - 1/12, x y
+        reach = np.array([0.5, 0.5, 1.0 / 6.0, 1.0 / 6.0, 0.25])
+
+        def fits(run: tuple[int, ...]) -> bool:
+            mean = self._spatial_coefficients(run)
+            for f in run:
+                per_axis = np.abs(self._spatial_coefficients(f) - mean) @ reach
+                if float(np.hypot(*per_axis)) > tolerance_px:
+                    return False
+            return True
+
+        groups: list[tuple[int, ...]] = []
+        for f in frames:
+            if groups and fits((*groups[-1], f)):
+                groups[-1] = (*groups[-1], f)
+            else:
+                groups.append((f,))
+        return groups
 
     def displacement_field(
         self,
-        frame: int,
+        frame: int | tuple[int, ...],
         *,
         device: torch.device | str | None = None,
         offset_px: tuple[float, float] = (0.0, 0.0),
     ) -> torch.Tensor:
-        """``(h, w, 2)`` float32 field of frame ``frame`` at every pixel ``r + offset_px``."""
+        """``(h, w, 2)`` float32 field of frame ``frame`` (or the frames' mean field) at every
+        pixel ``r + offset_px``."""
         dev = torch.device("cpu") if device is None else torch.device(device)
         along_x, along_y, cross, xn, yn = self.separable_field(frame, offset_px=offset_px)
         out = []

@@ -10,7 +10,17 @@ global-only CTF sum keeps) and transformed again. Resampling the raw frame once 
 offset: on a simulated 1024^2 x 20 movie the odd sum kept only 64 % of the power in the band
 next to Nyquist (the first frames' ``d`` is near zero, so they are hardly interpolated here).
 The spectrum is added to the aligned sum and, weighted by ``sqrt(F) w_f(k)``
-(:mod:`models.motion.dose_weighting`), to the even or odd dose-weighted sum. The
+(:mod:`models.motion.dose_weighting`), to the even or odd dose-weighted sum.
+
+Frames of one parity whose local fields lie within :data:`RUN_TOLERANCE_PX` of their mean
+(late frames, where the specimen has settled) are resampled as one: their shifted spectra are
+summed, the sum is resampled with the run's mean field (at its mean shift) and weighted by the
+run's mean dose weight. Each frame is then displaced by at most the tolerance from where its
+own field puts it, and the dose weights of neighbouring frames of one parity differ little.
+On the motion bench's 4096^2 x 40 movie (seed 0) the 20 even frames made 11 runs and the sums
+took 13.7 s instead of 22.3 s; the dose-weighted sum's FRC with the clean specimen fell by
+0.3 % or less in every band (0.0617 -> 0.0615 at 0.25-0.5 Nyquist), the even/odd FRC by 0.5 %
+at most. The
 dose-weighted sum is defined as the even sum plus the odd sum (in real space), so
 ``even + odd == dose_weighted`` exactly.
 """
@@ -31,7 +41,12 @@ from causalscope.models.motion.dose_weighting import dose_weighted_scale, frame_
 from causalscope.models.motion.local import LocalMotionModel
 from causalscope.models.parallel import map_pieces, python_threads
 
-__all__ = ["CorrectedSums", "corrected_sums"]
+__all__ = ["RUN_TOLERANCE_PX", "CorrectedSums", "corrected_sums"]
+
+#: frames of one parity whose local fields lie within this of their mean are resampled as one
+#: sum (one resampling and two transforms instead of one each): a frame is then displaced by
+#: at most this, which keeps cos(pi * 0.05) = 0.988 of its signal at Nyquist
+RUN_TOLERANCE_PX = 0.05
 
 
 @dataclass(frozen=True)
@@ -46,12 +61,15 @@ class CorrectedSums:
 
 
 def _resample(
-    image: torch.Tensor, model: LocalMotionModel, index: int, shift_px: tuple[float, float]
+    image: torch.Tensor,
+    model: LocalMotionModel,
+    frames: tuple[int, ...],
+    shift_px: tuple[float, float],
 ) -> torch.Tensor:
-    """``image`` ``(h, w)`` (the frame already moved back by ``shift_px``) sampled at
-    ``r + d(r + shift_px, index)`` (bicubic)."""
+    """``image`` ``(h, w)`` (the frames already moved back, by ``shift_px`` on average)
+    sampled at ``r + d(r + shift_px)``, ``d`` the frames' mean field (bicubic)."""
     h, w = image.shape
-    along_x, along_y, cross, xn, yn = model.separable_field(index, offset_px=shift_px)
+    along_x, along_y, cross, xn, yn = model.separable_field(frames, offset_px=shift_px)
     device = image.device
     # grid_sample's coordinates: -1 and 1 are the outer edges of the first and last pixel
     parts = []
@@ -130,22 +148,51 @@ def corrected_sums(
         if rate is not None and norm is not None:
             weight = torch.exp(rate * float(doses[start])) * norm
             stride_step = torch.exp(rate * float(stride * (doses[1] - doses[0]))) if n > 1 else None
-        for f in range(start, n, stride):
+        mine = list(range(start, n, stride))
+        # runs of one parity whose local fields agree within the tolerance: resampled together
+        runs: list[tuple[int, ...]] = []
+        for parity in (0, 1):
+            same = [f for f in mine if f % 2 == parity]
+            if local_model is None:
+                runs += [(f,) for f in same]
+            else:
+                runs += local_model.field_groups(same, RUN_TOLERANCE_PX)
+        last_of = {run[-1]: run for run in runs}
+        # per parity, the run's spectra and dose weights summed so far
+        run_spectra: dict[int, torch.Tensor] = {}
+        run_weights: dict[int, torch.Tensor] = {}
+        for f in mine:
             spectrum = torch.fft.rfft2(frames[f].to(torch.float32))
             spectrum *= phase_ramp(-shifts_t[f : f + 1], ky_1d, kx_1d)[0]
             ctf += spectrum
-            if local_model is not None and local_model.moves(f):
-                # d is a function of the frame's own pixel: evaluate it at r + shift_f
-                shift = (float(shifts_t[f, 0]), float(shifts_t[f, 1]))
-                shifted = torch.fft.irfft2(spectrum, s=(h, w))
-                spectrum = torch.fft.rfft2(_resample(shifted, local_model, f, shift))
-            if local_model is not None:
-                aligned += spectrum
+            parity = f % 2
+            if parity in run_spectra:
+                run_spectra[parity].add_(spectrum)
+            else:
+                run_spectra[parity] = spectrum
             if weight is not None:
-                spectrum *= weight
-                if stride_step is not None and f + stride < n:
-                    weight *= stride_step
-            halves[f % 2].add_(spectrum)
+                if parity in run_weights:
+                    run_weights[parity].add_(weight)
+                else:
+                    run_weights[parity] = weight.clone()
+            if weight is not None and stride_step is not None and f + stride < n:
+                weight *= stride_step
+            run = last_of.get(f)
+            if run is None:
+                continue
+            summed = run_spectra.pop(parity)
+            if local_model is not None and local_model.moves(run):
+                # d is a function of the frame's own pixel: evaluate it at r + shift_f
+                shift = shifts_t[list(run)].mean(0)
+                shifted = torch.fft.irfft2(summed, s=(h, w))
+                summed = torch.fft.rfft2(
+                    _resample(shifted, local_model, run, (float(shift[0]), float(shift[1])))
+                )
+            if local_model is not None:
+                aligned += summed
+            if parity in run_weights:
+                summed *= run_weights.pop(parity) / len(run)
+            halves[parity].add_(summed)
         return ctf, aligned, halves[0], halves[1]
 
     # frames shared between Python threads, each with its own partial sums (models.parallel)

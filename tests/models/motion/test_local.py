@@ -177,3 +177,78 @@ def test_frame_zero_is_not_resampled_and_the_sums_are_those_of_resampling_it(
     for name in ("aligned_sum", "dose_weighted_sum", "even_sum", "odd_sum", "ctf_sum"):
         a, b = getattr(skipped, name), getattr(resampled, name)
         assert float((a - b).abs().max()) < 1e-4 * float(b.std()), name
+
+
+def _slow_model() -> LocalMotionModel:
+    """A warp of about 1.5 px over 40 frames, most of it early (as beam-induced motion)."""
+    coefficients = np.zeros((2, 5, 3))
+    coefficients[0, 0] = [3.0, -2.0, 0.5]  # dx grows with x, fast at first
+    coefficients[1, 4] = [2.0, -1.0, 0.0]  # dy grows with x y
+    coefficients[1, 2] = [1.0, 0.0, 0.0]
+    return LocalMotionModel(coefficients, (64, 80), 40)
+
+
+def test_field_groups_keep_every_frame_within_the_tolerance_of_its_run() -> None:
+    """Reference: the fields at every pixel. Each frame's field lies within the tolerance of
+    its run's mean field; the runs cover the frames in order; a tolerance of 0 runs nothing
+    together, and the slow late frames do run together."""
+    model = _slow_model()
+    frames = list(range(0, 40, 2))
+    for tolerance in (0.02, 0.05, 0.2):
+        runs = model.field_groups(frames, tolerance)
+        assert [f for run in runs for f in run] == frames
+        assert len(runs) < len(frames)
+        for run in runs:
+            mean = model.displacement_field(run)
+            for f in run:
+                gap = (model.displacement_field(f) - mean).norm(dim=-1).max()
+                assert float(gap) <= tolerance + 1e-6
+    assert model.field_groups(frames, 0.0) == [(f,) for f in frames]
+
+
+def test_sums_of_runs_resampled_together_stay_within_the_tolerance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reference: every frame resampled on its own. A frame run with others is displaced by
+    ``delta_f`` (at most the tolerance) from where its own field puts it, so a signal
+    band-limited to ``k`` cycles/px changes by at most ``2 pi k delta_f`` of itself
+    (|exp(2 pi i k d) - 1| <= 2 pi k d): the sum by at most the mean of those. The same runs
+    summed without their fields break that bound, so the check can fail."""
+    from causalscope.models.motion import corrected_sums
+    from causalscope.models.motion import sums as sums_module
+
+    tolerance = sums_module.RUN_TOLERANCE_PX
+    model = _slow_model()
+    rng = np.random.default_rng(11)
+    k_max = 0.15
+    spectrum = torch.fft.rfft2(torch.as_tensor(rng.normal(size=(64, 80)), dtype=torch.float32))
+    ky = torch.fft.fftfreq(64)[:, None]
+    kx = torch.fft.rfftfreq(80)[None, :]
+    spectrum[(kx**2 + ky**2).sqrt() > k_max] = 0
+    image = torch.fft.irfft2(spectrum, s=(64, 80))
+    frames = image.expand(40, 64, 80).contiguous()
+    shifts = np.zeros((40, 2))
+
+    def odd_sum(run_tolerance: float) -> torch.Tensor:
+        monkeypatch.setattr(sums_module, "RUN_TOLERANCE_PX", run_tolerance)
+        return corrected_sums(frames, shifts, pixel_size_angstrom=1.0, local_model=model).odd_sum
+
+    odd = list(range(1, 40, 2))
+    runs = model.field_groups(odd, tolerance)
+    assert len(runs) < len(odd)  # some frames do run together
+    gaps = [
+        float((model.displacement_field(f) - model.displacement_field(run)).norm(dim=-1).max())
+        for run in runs
+        for f in run
+    ]
+    assert max(gaps) <= tolerance + 1e-6
+    bound = 2 * np.pi * k_max * float(np.mean(gaps))
+    alone = odd_sum(0.0)
+    together = odd_sum(tolerance)
+    assert not torch.equal(together, alone)
+    assert float((together - alone).norm() / alone.norm()) <= bound
+    monkeypatch.setattr(
+        LocalMotionModel, "moves", lambda self, frame: len(np.atleast_1d(frame)) == 1
+    )
+    unmoved = odd_sum(tolerance)
+    assert float((unmoved - alone).norm() / alone.norm()) > bound
