@@ -13,14 +13,12 @@ The spectrum is added to the aligned sum and, weighted by ``sqrt(F) w_f(k)``
 (:mod:`models.motion.dose_weighting`), to the even or odd dose-weighted sum.
 
 Frames of one parity whose local fields lie within :data:`RUN_TOLERANCE_PX` of their mean
-(late frames, where the specimen has settled) are resampled as one: their shifted spectra are
-summed, the sum is resampled with the run's mean field (at its mean shift) and weighted by the
-run's mean dose weight. Each frame is then displaced by at most the tolerance from where its
-own field puts it, and the dose weights of neighbouring frames of one parity differ little.
-On the motion bench's 4096^2 x 40 movie (seed 0) the 20 even frames made 11 runs and the sums
-took 13.7 s instead of 22.3 s; the dose-weighted sum's FRC with the clean specimen fell by
-0.3 % or less in every band (0.0617 -> 0.0615 at 0.25-0.5 Nyquist), the even/odd FRC by 0.5 %
-at most. The
+(late frames, where the specimen has settled), three or more in a row, are resampled as one:
+their shifted spectra are summed, plain and each weighted by its own dose weight, and the two
+sums are resampled with the run's mean field (at its mean shift), two resamplings instead of
+one per frame. Each frame is then displaced by at most the tolerance from where its own field
+puts it; the weights stay each frame's own (a weight, a filter, commutes with a smooth
+resampling to far below that). A run of two would cost as much and is not made. The
 dose-weighted sum is defined as the even sum plus the odd sum (in real space), so
 ``even + odd == dose_weighted`` exactly.
 """
@@ -43,9 +41,9 @@ from causalscope.models.parallel import map_pieces, python_threads
 
 __all__ = ["RUN_TOLERANCE_PX", "CorrectedSums", "corrected_sums"]
 
-#: frames of one parity whose local fields lie within this of their mean are resampled as one
-#: sum (one resampling and two transforms instead of one each): a frame is then displaced by
-#: at most this, which keeps cos(pi * 0.05) = 0.988 of its signal at Nyquist
+#: frames of one parity whose local fields lie within this of their mean are resampled as
+#: one run (module docstring): a frame is then displaced by at most this, which keeps
+#: cos(pi * 0.05) = 0.988 of its signal at Nyquist
 RUN_TOLERANCE_PX = 0.05
 
 
@@ -96,6 +94,18 @@ def _resample(
     )[0, 0]
 
 
+def _runs(model: LocalMotionModel, frames: list[int]) -> list[tuple[int, ...]]:
+    """``frames`` in runs of one parity whose fields lie within :data:`RUN_TOLERANCE_PX` of
+    their mean (:meth:`LocalMotionModel.field_groups`). A run resamples two sums (plain and
+    dose-weighted), so runs of two gain nothing and are split into single frames."""
+    runs: list[tuple[int, ...]] = []
+    for parity in (0, 1):
+        same = [f for f in frames if f % 2 == parity]
+        for run in model.field_groups(same, RUN_TOLERANCE_PX):
+            runs += [run] if len(run) > 2 else [(f,) for f in run]
+    return runs
+
+
 def corrected_sums(
     frames: torch.Tensor,
     shifts_px: np.ndarray,
@@ -139,6 +149,16 @@ def corrected_sums(
     spec_shape = (h, w // 2 + 1)
     shifts_t = torch.as_tensor(shifts_px, dtype=torch.float64, device=device)
 
+    def resampled(
+        spectrum: torch.Tensor, model: LocalMotionModel, run: tuple[int, ...]
+    ) -> torch.Tensor:
+        """The shifted spectrum of frames ``run`` resampled with their (mean) local field; d is
+        a function of the frame's own pixel: evaluated at r + the (mean) shift."""
+        shift = shifts_t[list(run)].mean(0)
+        shifted = torch.fft.irfft2(spectrum, s=(h, w))
+        offset = (float(shift[0]), float(shift[1]))
+        return torch.fft.rfft2(_resample(shifted, model, run, offset))
+
     def accumulate(start: int, stride: int) -> tuple[torch.Tensor, ...]:
         """``(ctf, aligned, even, odd)`` spectra summed over frames ``start::stride``."""
         ctf = torch.zeros(spec_shape, dtype=torch.complex64, device=device)
@@ -149,50 +169,50 @@ def corrected_sums(
             weight = torch.exp(rate * float(doses[start])) * norm
             stride_step = torch.exp(rate * float(stride * (doses[1] - doses[0]))) if n > 1 else None
         mine = list(range(start, n, stride))
-        # runs of one parity whose local fields agree within the tolerance: resampled together
-        runs: list[tuple[int, ...]] = []
-        for parity in (0, 1):
-            same = [f for f in mine if f % 2 == parity]
-            if local_model is None:
-                runs += [(f,) for f in same]
-            else:
-                runs += local_model.field_groups(same, RUN_TOLERANCE_PX)
+        runs = [(f,) for f in mine] if local_model is None else _runs(local_model, mine)
         last_of = {run[-1]: run for run in runs}
-        # per parity, the run's spectra and dose weights summed so far
-        run_spectra: dict[int, torch.Tensor] = {}
-        run_weights: dict[int, torch.Tensor] = {}
+        # per parity, the open run's shifted spectra summed so far: plain and dose-weighted
+        plain: dict[int, torch.Tensor] = {}
+        weighted: dict[int, torch.Tensor] = {}
         for f in mine:
             spectrum = torch.fft.rfft2(frames[f].to(torch.float32))
             spectrum *= phase_ramp(-shifts_t[f : f + 1], ky_1d, kx_1d)[0]
             ctf += spectrum
             parity = f % 2
-            if parity in run_spectra:
-                run_spectra[parity].add_(spectrum)
+            run = last_of.get(f)
+            if local_model is None or run == (f,):  # alone: resampled, then weighted
+                if local_model is not None and local_model.moves(f):
+                    spectrum = resampled(spectrum, local_model, (f,))
+                if local_model is not None:
+                    aligned += spectrum
+                if weight is not None:
+                    spectrum *= weight
+                halves[parity].add_(spectrum)
             else:
-                run_spectra[parity] = spectrum
-            if weight is not None:
-                if parity in run_weights:
-                    run_weights[parity].add_(weight)
+                # in a run of three or more: the plain and the dose-weighted sums, each
+                # resampled once at the run's last frame
+                if weight is not None:
+                    if parity in weighted:
+                        weighted[parity].addcmul_(spectrum, weight)
+                    else:
+                        weighted[parity] = spectrum * weight
+                if parity in plain:
+                    plain[parity].add_(spectrum)
                 else:
-                    run_weights[parity] = weight.clone()
+                    plain[parity] = spectrum
+                if run is not None:
+                    summed = plain.pop(parity)
+                    moves = local_model.moves(run)
+                    if moves:
+                        summed = resampled(summed, local_model, run)
+                    aligned += summed
+                    if weight is not None:
+                        summed = weighted.pop(parity)
+                        if moves:
+                            summed = resampled(summed, local_model, run)
+                    halves[parity].add_(summed)
             if weight is not None and stride_step is not None and f + stride < n:
                 weight *= stride_step
-            run = last_of.get(f)
-            if run is None:
-                continue
-            summed = run_spectra.pop(parity)
-            if local_model is not None and local_model.moves(run):
-                # d is a function of the frame's own pixel: evaluate it at r + shift_f
-                shift = shifts_t[list(run)].mean(0)
-                shifted = torch.fft.irfft2(summed, s=(h, w))
-                summed = torch.fft.rfft2(
-                    _resample(shifted, local_model, run, (float(shift[0]), float(shift[1])))
-                )
-            if local_model is not None:
-                aligned += summed
-            if parity in run_weights:
-                summed *= run_weights.pop(parity) / len(run)
-            halves[parity].add_(summed)
         return ctf, aligned, halves[0], halves[1]
 
     # frames shared between Python threads, each with its own partial sums (models.parallel)

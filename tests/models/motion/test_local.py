@@ -212,8 +212,10 @@ def test_sums_of_runs_resampled_together_stay_within_the_tolerance(
     """Reference: every frame resampled on its own. A frame run with others is displaced by
     ``delta_f`` (at most the tolerance) from where its own field puts it, so a signal
     band-limited to ``k`` cycles/px changes by at most ``2 pi k delta_f`` of itself
-    (|exp(2 pi i k d) - 1| <= 2 pi k d): the sum by at most the mean of those. The same runs
-    summed without their fields break that bound, so the check can fail."""
+    (|exp(2 pi i k d) - 1| <= 2 pi k d): each sum by at most the mean of those, the
+    dose-weighted ones too (their weights are applied to each frame before the run is
+    resampled). The same runs summed without their fields break that bound, so the check can
+    fail; without a local field nothing is resampled and the sums are exact."""
     from causalscope.models.motion import corrected_sums
     from causalscope.models.motion import sums as sums_module
 
@@ -228,14 +230,15 @@ def test_sums_of_runs_resampled_together_stay_within_the_tolerance(
     image = torch.fft.irfft2(spectrum, s=(64, 80))
     frames = image.expand(40, 64, 80).contiguous()
     shifts = np.zeros((40, 2))
+    dose = {"dose_per_frame_e_per_a2": 1.0, "voltage_kv": 300.0}
 
-    def odd_sum(run_tolerance: float) -> torch.Tensor:
+    def sums(run_tolerance: float, field: LocalMotionModel = model) -> list[torch.Tensor]:
         monkeypatch.setattr(sums_module, "RUN_TOLERANCE_PX", run_tolerance)
-        return corrected_sums(frames, shifts, pixel_size_angstrom=1.0, local_model=model).odd_sum
+        out = corrected_sums(frames, shifts, pixel_size_angstrom=1.0, local_model=field, **dose)
+        return [out.aligned_sum, out.even_sum, out.odd_sum]
 
-    odd = list(range(1, 40, 2))
-    runs = model.field_groups(odd, tolerance)
-    assert len(runs) < len(odd)  # some frames do run together
+    runs = sums_module._runs(model, list(range(40)))
+    assert max(len(run) for run in runs) >= 3  # some frames do run together
     gaps = [
         float((model.displacement_field(f) - model.displacement_field(run)).norm(dim=-1).max())
         for run in runs
@@ -243,12 +246,16 @@ def test_sums_of_runs_resampled_together_stay_within_the_tolerance(
     ]
     assert max(gaps) <= tolerance + 1e-6
     bound = 2 * np.pi * k_max * float(np.mean(gaps))
-    alone = odd_sum(0.0)
-    together = odd_sum(tolerance)
-    assert not torch.equal(together, alone)
-    assert float((together - alone).norm() / alone.norm()) <= bound
+    alone = sums(0.0)
+    together = sums(tolerance)
+    for a, b in zip(together, alone, strict=True):
+        assert not torch.equal(a, b)
+        assert float((a - b).norm() / b.norm()) <= bound
+    still = LocalMotionModel(np.zeros((2, 5, 3)), (64, 80), 40)
+    for a, b in zip(sums(tolerance, still), sums(0.0, still), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
     monkeypatch.setattr(
         LocalMotionModel, "moves", lambda self, frame: len(np.atleast_1d(frame)) == 1
     )
-    unmoved = odd_sum(tolerance)
-    assert float((unmoved - alone).norm() / alone.norm()) > bound
+    unmoved = sums(tolerance)[2]
+    assert float((unmoved - alone[2]).norm() / alone[2].norm()) > bound
