@@ -17,7 +17,9 @@ Frames of one parity whose local fields lie within :data:`RUN_TOLERANCE_PX` of t
 their shifted spectra are summed, plain and each weighted by its own dose weight, and the two
 sums are resampled with the run's mean field (at its mean shift), two resamplings instead of
 one per frame. Each frame is then displaced by at most the tolerance from where its own field
-puts it; the weights stay each frame's own (a weight, a filter, commutes with a smooth
+puts it (and by the field's change across the run's spread of global shifts, a few pixels
+over a field that changes by a few pixels across the whole image: thousandths of a pixel);
+the weights stay each frame's own (a weight, a filter, commutes with a smooth
 resampling to far below that). A run of two would cost as much and is not made. The
 dose-weighted sum is defined as the even sum plus the odd sum (in real space), so
 ``even + odd == dose_weighted`` exactly.
