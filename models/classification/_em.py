@@ -24,7 +24,14 @@ import torch
 from causalscope.models.classification._grids import Grid, rotate_images, shift_spectra
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 
-__all__ = ["ClassSums", "EStep", "accumulate", "expectation", "rotated_references"]
+__all__ = [
+    "ClassSums",
+    "EStep",
+    "accumulate",
+    "aligned_spectra",
+    "expectation",
+    "rotated_references",
+]
 
 
 @dataclass
@@ -76,6 +83,30 @@ class EStep:
     noise_rings: torch.Tensor  # (m, n_rings) residual power per ring at the best pose
     power_rings: torch.Tensor  # (m, n_rings) the particle's power per ring
     psi_rad: torch.Tensor  # (J,) the rotations the indices refer to
+
+    def low_power(self, r_low: int) -> torch.Tensor:
+        """``(m,)`` each particle's power in rings 1 to ``r_low`` (weighted by their size), in
+        units of its background noise (extraction normalised it so)."""
+        return (self.power_rings * _ring_sizes(self.power_rings, r_low)).sum(-1).clamp(min=1e-30)
+
+    def low_misfit(self, r_low: int) -> torch.Tensor:
+        """``(m,)`` the share of each particle's power in rings 1 to ``r_low`` that its best
+        pose leaves unexplained: unlike a chi^2 it ignores the per-image scale of the
+        normalisation."""
+        size = _ring_sizes(self.power_rings, r_low)
+        return (self.noise_rings * size).sum(-1) / self.low_power(r_low)
+
+    def with_rows(self, rows: np.ndarray, other: EStep) -> EStep:
+        """This E-step with particles ``rows`` taken from ``other`` (of those particles only,
+        at the same rotations)."""
+        index = torch.as_tensor(rows)
+        fields = {}
+        for name in ("class_weight", "best_rotation", "best_shift", "chi2", "noise_rings",
+                     "power_rings"):  # fmt: skip
+            values = getattr(self, name).clone()
+            values[index] = getattr(other, name)
+            fields[name] = values
+        return EStep(**fields, psi_rad=self.psi_rad)
 
 
 def rotated_references(
@@ -157,12 +188,7 @@ def accumulate(
     w = w / _renormaliser(estep.class_weight, min_weight)[particle]
     psi = estep.psi_rad[estep.best_rotation[particle, klass]]
     shift = shifts_px[estep.best_shift[particle, klass]]
-    kx, ky = grid.kx, grid.ky
-    transfer = ctf.transfer(kx, ky, index=particle.numpy())
-    spectra = torch.fft.rfft2(images[particle]) * transfer
-    spectra = spectra * shift_spectra(grid.fx, grid.fy, shift).conj()  # undo the shift
-    aligned = torch.fft.rfft2(rotate_images(torch.fft.irfft2(spectra, s=images.shape[-2:]), -psi))
-    den = ctf.transfer(kx, ky, index=particle.numpy(), rotation_rad=-psi) ** 2
+    aligned, den = aligned_spectra(images, ctf, particle.numpy(), psi, shift, grid=grid)
     half = torch.as_tensor(np.asarray(ids)[particle.numpy()] % 2, dtype=torch.long)
     slot = klass * 2 + half
     flat = (n_classes * 2, *sums.num.shape[2:])
@@ -173,7 +199,34 @@ def accumulate(
     return sums
 
 
+def aligned_spectra(
+    images: torch.Tensor,
+    ctf: ParticleCtfs,
+    index: np.ndarray,
+    psi_rad: torch.Tensor,
+    shift_px: torch.Tensor,
+    *,
+    grid: Grid,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(CTF X, CTF^2)`` ``(n, b, b//2+1)`` of the particles ``index`` of ``images`` (working
+    grid), each brought back to its class's frame: its shift ``shift_px`` ``(n, 2)`` undone,
+    then turned by ``-psi_rad`` ``(n,)``."""
+    transfer = ctf.transfer(grid.kx, grid.ky, index=index)
+    spectra = torch.fft.rfft2(images[index]) * transfer
+    spectra = spectra * shift_spectra(grid.fx, grid.fy, shift_px).conj()  # undo the shift
+    turned = rotate_images(torch.fft.irfft2(spectra, s=images.shape[-2:]), -psi_rad)
+    den = ctf.transfer(grid.kx, grid.ky, index=index, rotation_rad=-psi_rad) ** 2
+    return torch.fft.rfft2(turned), den
+
+
 def _renormaliser(class_weight: torch.Tensor, min_weight: float) -> torch.Tensor:
     """``(m,)`` the posterior mass kept above ``min_weight`` (so each particle counts once)."""
     kept = torch.where(class_weight >= min_weight, class_weight, 0.0).sum(-1)
     return kept.to(torch.float64).clamp(min=1e-12)
+
+
+def _ring_sizes(like: torch.Tensor, r_low: int) -> torch.Tensor:
+    """``(n_rings,)`` the size (index) of rings 1 to ``r_low``, 0 beyond."""
+    size = torch.arange(like.shape[-1], dtype=like.dtype)
+    size[r_low + 1 :] = 0.0
+    return size

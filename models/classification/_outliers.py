@@ -5,8 +5,18 @@ and the worst-explained particles of the class that explains its members least e
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-__all__ = ["AGGREGATE_Z", "JOINT_Z", "global_z", "joint_outliers", "robust_z", "split_seeds"]
+__all__ = [
+    "AGGREGATE_Z",
+    "JOINT_Z",
+    "background_statistics",
+    "class_outliers",
+    "global_z",
+    "joint_outliers",
+    "robust_z",
+    "split_seeds",
+]
 
 #: a particle whose misfit and power z-scores add up to more than this is an outlier
 JOINT_Z = 4.0
@@ -75,6 +85,25 @@ def joint_outliers(
     return flagged | (raised & ((z_misfit + z_power + z_mass + z_halo) > AGGREGATE_Z))
 
 
+def class_outliers(
+    z_misfit: np.ndarray,
+    z_power: np.ndarray,
+    z_mass: np.ndarray,
+    z_halo: np.ndarray,
+    *,
+    limit: float,
+) -> np.ndarray:
+    """Particles flagged by their z-scores within their class (:func:`robust_z`): explained
+    worse or carrying more low-resolution power than ``limit`` allows, far lighter than the
+    class (one species' projected mass is the same from every view: a simulated ice blob
+    the size of a view, mass z -5.0 in its class of beta-galactosidase and -3.4 among all
+    particles, where the global rule did not reach; of four sessions' 10,089 good particles
+    kept, 3 at most below -3.5 in any one), or by the scores together
+    (:func:`joint_outliers`)."""
+    flagged = (z_misfit > limit) | (z_power > limit) | (z_mass < -limit)
+    return flagged | joint_outliers(z_misfit, z_power, z_mass, z_halo)
+
+
 def global_z(values: np.ndarray) -> np.ndarray:
     """Robust z-score (median, MAD) of each value among all of them (zeros when they are
     all equal, as without a diameter)."""
@@ -108,3 +137,38 @@ def split_seeds(
     sources.sort(key=lambda item: -item[0])
     chosen = [particles for _, particles in sources[:n_seeds]]
     return np.stack(chosen) if chosen else np.zeros((0, per_seed), dtype=int)
+
+
+def background_statistics(
+    images: torch.Tensor, *, pixel_size_angstrom: float, diameter_angstrom: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(halo, structure)`` ``(m,)`` of ``images`` ``(m, b, b)`` from the ring between the
+    particle's radius (plus 2 px) and 95 % of the half box: its mean (a halo: ice and carbon
+    reach past the particle, a protein does not) and the log of its variance after a 20 A
+    low-pass (structure: an aggregate's other particles, an edge, a neighbour; extraction's
+    normalisation leaves the ring's noise at unit variance, nearly all of it finer than
+    20 A). Zeros without a diameter, or when that ring is empty.
+
+    Simulated aggregates (3-5 copies of a particle 1.2 radii apart, rms) have a structure
+    z-score among all particles of 11 (median), carbon edges 30, ice blobs 1-2.4; of two
+    sessions' 5,081 good particles kept, none above 3 (5 above 2.5). The aggregates it
+    catches are those the other rules leave: light or dim ones (a neighbour in the ring
+    raises the normalisation's sigma, so the particle reads lighter than its class).
+    """
+    m, b = images.shape[0], images.shape[-1]
+    zeros = np.zeros(m)
+    if diameter_angstrom is None:
+        return zeros, zeros
+    axis = torch.arange(b, dtype=torch.float32) - b // 2
+    radius = torch.sqrt(axis[:, None] ** 2 + axis[None, :] ** 2)
+    inner = diameter_angstrom / 2 / pixel_size_angstrom + 2
+    ring = (radius >= inner) & (radius <= 0.95 * b / 2)
+    if int(ring.sum()) < 2:
+        return zeros, zeros
+    fy = torch.fft.fftfreq(b)[:, None]
+    fx = torch.fft.rfftfreq(b)[None, :]
+    k = torch.sqrt(fx**2 + fy**2) / pixel_size_angstrom
+    low = torch.fft.irfft2(torch.fft.rfft2(images) * torch.exp(-((k * 20.0) ** 2) / 2), s=(b, b))
+    variance = low[:, ring].double().var(dim=1).clamp(min=1e-30)
+    halo = images[:, ring].mean(dim=1).double().numpy()
+    return halo, np.log(variance.numpy())

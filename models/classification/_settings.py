@@ -66,14 +66,15 @@ class Assignment:
     outlier_z`` or a low-resolution power that many robust standard deviations above its
     class's (or the two z-scores adding up to more than :data:`._outliers.JOINT_Z`, or those
     and the mass's and the halo's within the class to more than
-    :data:`._outliers.AGGREGATE_Z`), or a mean (the
-    projected mass, the same from every view of one species) or a halo
+    :data:`._outliers.AGGREGATE_Z`), or a mean (the projected mass, the same from every
+    view of one species) that many below its class's, or a mean or a halo
     (``Class2DSettings.particle_diameter_angstrom``) that many from all particles', or a
-    low-resolution power that many above all particles': particles the class does not
-    explain (aggregates, carbon edges, ice and other junk that share a class with good
-    particles, or make up a class; RELION's particle sorting does the same). Those flagged
-    by their image alone (halo, mass, power among all particles) do not enter the averages
-    of classes where they are the minority.
+    low-resolution power or a structure around the particle (an aggregate's other
+    particles: :func:`._outliers.background_statistics`) that many above all particles':
+    particles the class does not explain (aggregates, carbon edges, ice and other junk
+    that share a class with good particles, or make up a class; RELION's particle sorting
+    does the same). Those flagged by their image alone (halo, mass, power, structure among
+    all particles) do not enter the averages of classes where they are the minority.
     """
 
     ids: np.ndarray
@@ -83,3 +84,10 @@ class Assignment:
     posterior_max: np.ndarray
     residual_z: np.ndarray
     outlier: np.ndarray
+
+    @classmethod
+    def unassigned(cls, ids: np.ndarray) -> Assignment:
+        """Particles ``ids`` before the classes exist (class -1)."""
+        n = len(ids)
+        zeros = np.zeros(n)
+        return cls(ids, np.full(n, -1), zeros, np.zeros((n, 2)), zeros, zeros, zeros > 0)

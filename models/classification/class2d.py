@@ -22,7 +22,10 @@ passes. After each full pass, classes with less than ``min_class_fraction`` of a
 are re-seeded, each from the worst-explained particles of one class that explains its members
 least evenly (a split: :meth:`Class2D._reseed_empty`), and classes are centred on their
 centre of mass. Particles that their image alone marks as junk (:class:`Assignment`) take
-no part in the sums of classes where they are the minority.
+no part in the sums of classes where they are the minority. Before the sums of a full pass,
+each class is split in two at its members' poses; where the parts are two populations, the
+smaller is scored again against the classes with the larger part's average in its class's
+place, and goes where that puts it (:mod:`._split`: ice blobs the size of a view leave it).
 """
 
 from __future__ import annotations
@@ -42,12 +45,14 @@ from causalscope.models.classification._em import (
 )
 from causalscope.models.classification._grids import Grid, shift_spectra
 from causalscope.models.classification._outliers import (
+    background_statistics,
+    class_outliers,
     global_z,
-    joint_outliers,
     robust_z,
     split_seeds,
 )
 from causalscope.models.classification._settings import Assignment, Class2DSettings
+from causalscope.models.classification._split import MixedClass, mixed_classes
 from causalscope.models.classification.averages import (
     frc_first_crossing_angstrom,
     half_set_frc,
@@ -98,6 +103,7 @@ class Class2D:
         self._chi2 = torch.zeros(0)
         self._log_power = torch.zeros(0)
         self._halo = np.zeros(0)
+        self._structure = np.zeros(0)  # of the background: :func:`._outliers.background_statistics`
         self._mass = np.zeros(0)  # each image's mean: its projected mass, whatever the view
         self._classes = np.zeros(0, dtype=int)
         #: flagged as junk by the image alone (halo, mass, power): left out of the sums
@@ -116,10 +122,13 @@ class Class2D:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Unpickled (a saved evaluator's state): one saved before the image-alone flags has
-        none set, and they are found again at the next assignment."""
+        none set, and they are found again at the next assignment; the background's
+        structure is measured again from the stored images."""
         self.__dict__.update(state)
         if "_junk_alone" not in state:
             self._junk_alone = np.zeros(len(self._classes), dtype=bool)
+        if "_structure" not in state:
+            self._structure = self._background_of(self._images[: self.n_stored])[1]
 
     # --- public -------------------------------------------------------------------------
 
@@ -139,7 +148,7 @@ class Class2D:
         start_after = s.start_after or 4 * s.n_classes
         if not self.started:
             if self.n_stored < max(start_after, s.n_classes):
-                return _unassigned(np.asarray(ids))
+                return Assignment.unassigned(np.asarray(ids))
             self._start()
             return self._assign(self._estep(batch), batch)
         estep = self._estep(batch)
@@ -159,6 +168,14 @@ class Class2D:
         everything = np.arange(self.n_stored)
         estep = self._estep(everything)
         assignment = self._assign(estep, everything)
+        mixed = self._mixed_classes(assignment)
+        if mixed:  # each minority scored against the classes without it
+            references = self.references.clone()
+            for found in mixed:
+                references[found.class_index] = found.majority_average
+            minority = np.concatenate([found.minority for found in mixed])
+            estep = estep.with_rows(minority, self._estep(minority, references))
+            assignment = self._assign(estep, everything)
         self.sums = self._accumulate(everything, estep)
         self._update_noise(estep, replace=True)
         self._update_model()
@@ -213,7 +230,9 @@ class Class2D:
         self._chi2 = torch.cat([self._chi2, torch.zeros(data.shape[0])])
         self._log_power = torch.cat([self._log_power, torch.zeros(data.shape[0])])
         added = self._images[start : start + len(ids)]
-        self._halo = np.concatenate([self._halo, self._halo_of(added)])
+        halo, structure = self._background_of(added)
+        self._halo = np.concatenate([self._halo, halo])
+        self._structure = np.concatenate([self._structure, structure])
         self._mass = np.concatenate([self._mass, added.mean(dim=(1, 2)).double().numpy()])
         self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
         self._junk_alone = np.concatenate([self._junk_alone, np.zeros(data.shape[0], bool)])
@@ -265,11 +284,11 @@ class Class2D:
         size = max(1, _SCORES_PER_CHUNK // per)
         return [index[i : i + size] for i in range(0, len(index), size)] or [index]
 
-    def _estep(self, index: np.ndarray) -> EStep:
+    def _estep(self, index: np.ndarray, references: torch.Tensor | None = None) -> EStep:
         images, ctf, _ = self.stored()
         psi = self._psi()
         band = self.grid.band(self.r_max)
-        ref = rotated_references(self.references, psi, band)
+        ref = rotated_references(self.references if references is None else references, psi, band)
         parts = []
         for chunk in self._chunks(index):
             spectra = torch.fft.rfft2(images[chunk])
@@ -382,6 +401,14 @@ class Class2D:
         if len(seeds):
             self._seed_classes(empty[: len(seeds)], seeds, rotational=True)
 
+    def _mixed_classes(self, assignment: Assignment) -> list[MixedClass]:
+        """The classes of two populations (:mod:`._split`)."""
+        images, ctf, _ = self.stored()
+        return mixed_classes(
+            images, ctf, assignment, self._mass, binning=self.binning, grid=self.grid,
+            sigma2=self.sigma2, prior_snr=self._low_pass_snr(),
+        )  # fmt: skip
+
     # --- small helpers ------------------------------------------------------------------
 
     def _ring_of(self, resolution_angstrom: float) -> int:
@@ -420,63 +447,37 @@ class Class2D:
         rows = torch.arange(len(k))
         psi = estep.psi_rad[estep.best_rotation[rows, k]]
         shift = self.shifts[estep.best_shift[rows, k]] * self.binning
-        self._chi2[index] = self._misfit(estep)
-        self._log_power[index] = self._low_power(estep).log()
+        r_low = self._ring_of(self.settings.initial_resolution_angstrom)
+        self._chi2[index] = estep.low_misfit(r_low)
+        self._log_power[index] = estep.low_power(r_low).log()
         self._classes[index] = k.numpy()
         z = robust_z(self._chi2.numpy(), self._classes, index, floor_share=_SIGMA_FLOOR)
         z_power = robust_z(self._log_power.numpy(), self._classes, index, floor_share=_SIGMA_FLOOR)
         limit = self.settings.outlier_z
-        # flags from the image alone (its halo, its mass, and far more low-resolution power
-        # than any particle's: a carbon edge or dense ice in a class whose own spread, or
-        # junk majority, hides it from the class's z), against all particles
+        # flags from the image alone (its halo, its mass, far more low-resolution power than
+        # any particle's: a carbon edge or dense ice in a class whose own spread, or junk
+        # majority, hides it from the class's z; structure around it: an aggregate), against
+        # all particles
         alone = np.abs(global_z(self._halo)[index]) > limit
         alone |= np.abs(global_z(self._mass)[index]) > limit
         alone |= global_z(self._log_power.numpy())[index] > limit
+        alone |= global_z(self._structure)[index] > limit
         self._junk_alone[index] = alone
-        outlier = alone | (z > limit) | (z_power > limit)
         z_mass = robust_z(self._mass, self._classes, index, floor_share=_SIGMA_FLOOR)
         z_halo = robust_z(self._halo, self._classes, index, floor_share=_SIGMA_FLOOR)
-        outlier |= joint_outliers(z, z_power, z_mass, z_halo)
+        outlier = alone | class_outliers(z, z_power, z_mass, z_halo, limit=limit)
         return Assignment(
             ids[index], k.numpy(), np.rad2deg(psi.numpy()) % 360.0, shift.numpy(),
             estep.class_weight[rows, k].numpy(), z, outlier,
         )  # fmt: skip
 
-    def _halo_of(self, images: torch.Tensor) -> np.ndarray:
-        """``(m,)`` each image's mean between its particle's radius (plus 2 px) and 95 % of
-        the half box (zeros without a diameter, or when that ring is empty)."""
-        diameter = self.settings.particle_diameter_angstrom
-        out = np.zeros(images.shape[0])
-        if diameter is None:
-            return out
-        b = self.grid.box
-        axis = torch.arange(b, dtype=torch.float32) - b // 2
-        radius = torch.sqrt(axis[:, None] ** 2 + axis[None, :] ** 2)
-        inner = diameter / 2 / self.grid.pixel_size_angstrom + 2
-        ring = (radius >= inner) & (radius <= 0.95 * b / 2)
-        if not bool(ring.any()):
-            return out
-        return images[:, ring].mean(dim=1).double().numpy()
-
-    def _low_rings(self, like: torch.Tensor) -> torch.Tensor:
-        """``(n_rings,)`` the size of rings 1 to the initial resolution, 0 beyond."""
-        r_low = self._ring_of(self.settings.initial_resolution_angstrom)
-        size = torch.arange(self.grid.n_rings, dtype=like.dtype)
-        size[r_low + 1 :] = 0.0
-        return size
-
-    def _low_power(self, estep: EStep) -> torch.Tensor:
-        """``(m,)`` each particle's power at low resolution (rings as :meth:`_misfit`), in
-        units of its background noise (extraction normalised it so)."""
-        size = self._low_rings(estep.power_rings)
-        return (estep.power_rings * size).sum(-1).clamp(min=1e-30)
-
-    def _misfit(self, estep: EStep) -> torch.Tensor:
-        """``(m,)`` the share of each particle's power that its best pose leaves unexplained,
-        at low resolution (rings 1 to the initial resolution, weighted by their size): unlike
-        a chi^2 it ignores the per-image scale of the normalisation."""
-        size = self._low_rings(estep.power_rings)
-        return (estep.noise_rings * size).sum(-1) / self._low_power(estep)
+    def _background_of(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(halo, structure)`` of the working-grid ``images``
+        (:func:`._outliers.background_statistics`)."""
+        return background_statistics(
+            images, pixel_size_angstrom=self.grid.pixel_size_angstrom,
+            diameter_angstrom=self.settings.particle_diameter_angstrom,
+        )  # fmt: skip
 
 
 def _appended(buffer: torch.Tensor, used: int, rows: torch.Tensor) -> torch.Tensor:
@@ -491,9 +492,3 @@ def _appended(buffer: torch.Tensor, used: int, rows: torch.Tensor) -> torch.Tens
         buffer = grown
     buffer[used:need] = rows
     return buffer
-
-
-def _unassigned(ids: np.ndarray) -> Assignment:
-    n = len(ids)
-    zeros = np.zeros(n)
-    return Assignment(ids, np.full(n, -1), zeros, np.zeros((n, 2)), zeros, zeros, zeros > 0)

@@ -315,7 +315,9 @@ def test_the_store_keeps_every_batch_in_order() -> None:
 
 def test_a_classifier_saved_before_the_image_flags_carries_on() -> None:
     """A saved evaluator's classifier from before the image-alone flags unpickles with none
-    set and takes the next batch (a restart must not lose the session's classes)."""
+    set, and the background's structure measured again from its stored images (as it was
+    measured on arrival), and takes the next batch (a restart must not lose the session's
+    classes)."""
     import pickle
 
     rng = np.random.default_rng(0)
@@ -324,14 +326,19 @@ def test_a_classifier_saved_before_the_image_flags_carries_on() -> None:
         np.full(n, 1.5e4), np.full(n, 1.5e4), np.zeros(n), 300.0, 2.7, 0.07, 4.0,
         phase_flipped=True,
     )  # fmt: skip
-    model = Class2D(box_px=32, pixel_size_angstrom=4.0, settings=Class2DSettings(n_classes=3))
+    settings = Class2DSettings(n_classes=3, particle_diameter_angstrom=64.0)
+    model = Class2D(box_px=32, pixel_size_angstrom=4.0, settings=settings)
     model.partial_fit(rng.normal(size=(n, 32, 32)).astype(np.float32), ctf, np.arange(n))
-    del model.__dict__["_junk_alone"]  # as saved then
+    structure = model._structure.copy()
+    del model.__dict__["_junk_alone"], model.__dict__["_structure"]  # as saved then
     restored = pickle.loads(pickle.dumps(model))
     assert restored._junk_alone.shape == (n,) and not restored._junk_alone.any()
+    np.testing.assert_allclose(restored._structure, structure, rtol=1e-6)
+    assert np.ptp(structure) > 0
     images = rng.normal(size=(n, 32, 32)).astype(np.float32)
     restored.partial_fit(images, ctf, np.arange(n, 2 * n))
     assert restored.n_stored == 2 * n and restored._junk_alone.shape == (2 * n,)
+    assert restored._structure.shape == (2 * n,)
 
 
 def test_a_class_with_a_long_upper_tail_is_not_read_as_outliers() -> None:
