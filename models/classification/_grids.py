@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Grid", "rotate_images", "shift_spectra"]
+__all__ = ["Grid", "gaussian_low_pass", "rotate_images", "shift_spectra"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,19 @@ class Grid:
         sums.index_add_(1, ring, flat)
         counts = torch.zeros(self.n_rings, dtype=values.dtype).index_add_(0, ring, w)
         return (sums / counts.clamp(min=1)).reshape(*values.shape[:-2], self.n_rings)
+
+
+def gaussian_low_pass(
+    images: torch.Tensor, *, pixel_size_angstrom: float, resolution_angstrom: float
+) -> torch.Tensor:
+    """``(..., b, b)`` images times ``exp(-(k r)^2 / 2)`` in Fourier space (``k`` in 1/A,
+    ``r`` the resolution): 0.61 of each amplitude kept at ``1 / r``."""
+    b = images.shape[-1]
+    fy = torch.fft.fftfreq(b, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(b, dtype=torch.float64)[None, :]
+    k = torch.sqrt(fx**2 + fy**2) / pixel_size_angstrom
+    gauss = torch.exp(-((k * resolution_angstrom) ** 2) / 2.0).to(images.dtype)
+    return torch.fft.irfft2(torch.fft.rfft2(images) * gauss, s=(b, b))
 
 
 def rotate_images(images: torch.Tensor, psi_rad: torch.Tensor) -> torch.Tensor:

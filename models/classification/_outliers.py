@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from causalscope.models.classification._grids import gaussian_low_pass
+
 __all__ = [
     "AGGREGATE_Z",
     "JOINT_Z",
@@ -165,10 +167,9 @@ def background_statistics(
     ring = (radius >= inner) & (radius <= 0.95 * b / 2)
     if int(ring.sum()) < 2:
         return zeros, zeros
-    fy = torch.fft.fftfreq(b)[:, None]
-    fx = torch.fft.rfftfreq(b)[None, :]
-    k = torch.sqrt(fx**2 + fy**2) / pixel_size_angstrom
-    low = torch.fft.irfft2(torch.fft.rfft2(images) * torch.exp(-((k * 20.0) ** 2) / 2), s=(b, b))
+    low = gaussian_low_pass(
+        images, pixel_size_angstrom=pixel_size_angstrom, resolution_angstrom=20.0
+    )
     variance = low[:, ring].double().var(dim=1).clamp(min=1e-30)
     halo = images[:, ring].mean(dim=1).double().numpy()
     return halo, np.log(variance.numpy())

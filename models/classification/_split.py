@@ -34,7 +34,7 @@ import torch
 from causalscope.models.classification._em import aligned_spectra
 from causalscope.models.classification._grids import Grid
 from causalscope.models.classification._settings import Assignment
-from causalscope.models.classification.averages import half_set_frc, snr_from_frc, wiener_average
+from causalscope.models.classification.averages import half_set_frc, snr_from_frc, wiener_from_snr
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 
 __all__ = ["MIN_MEMBERS", "TWO_POPULATIONS", "MixedClass", "mixed_classes"]
@@ -157,9 +157,7 @@ def _prior_average(
 ) -> torch.Tensor:
     """The Wiener average of the particles ``chosen`` with the SNR ``prior_snr`` per ring."""
     pick = torch.as_tensor(chosen)
-    num, den = x[pick].sum(0), d[pick].sum(0)
-    scale = grid.ring_mean(den).mean().clamp(min=1e-12)
-    return wiener_average(num, den, (prior_snr / scale)[grid.ring.clamp(max=grid.n_rings - 1)])
+    return wiener_from_snr(x[pick].sum(0), d[pick].sum(0), prior_snr, grid)
 
 
 def _corrected_correlation(
@@ -203,9 +201,6 @@ def _average(
         pick = chosen & (halves == half)
         num[half], den[half] = x[pick].sum(0), d[pick].sum(0)
     snr = snr_from_frc(half_set_frc(num, den, grid))
-    num_all, den_all = num.sum(0), den.sum(0)
-    scale = grid.ring_mean(den_all).mean().clamp(min=1e-12)
-    ssnr = (snr / scale)[grid.ring.clamp(max=grid.n_rings - 1)]
-    spectrum = wiener_average(num_all, den_all, ssnr)
+    spectrum = wiener_from_snr(num.sum(0), den.sum(0), snr, grid)
     spectrum[0, 0] = 0.0
     return torch.fft.irfft2(spectrum, s=(grid.box, grid.box)).float()

@@ -20,7 +20,13 @@ import torch
 
 from causalscope.models.classification._grids import Grid
 
-__all__ = ["frc_first_crossing_angstrom", "half_set_frc", "snr_from_frc", "wiener_average"]
+__all__ = [
+    "frc_first_crossing_angstrom",
+    "half_set_frc",
+    "snr_from_frc",
+    "wiener_average",
+    "wiener_from_snr",
+]
 
 _MIN_SNR = 1e-3
 
@@ -34,6 +40,17 @@ def wiener_average(num: torch.Tensor, den: torch.Tensor, ssnr: torch.Tensor) -> 
     if torch.any(ssnr <= 0):
         raise ValueError("ssnr must be positive")
     return num / (den + 1.0 / ssnr)
+
+
+def wiener_from_snr(
+    num: torch.Tensor, den: torch.Tensor, snr: torch.Tensor, grid: Grid
+) -> torch.Tensor:
+    """The average :func:`wiener_average` of sums ``num``, ``den`` ``(..., b, b//2+1)`` whose
+    full average has the SNR ``snr`` ``(..., n_rings)`` per ring: one particle's SSNR is
+    ``snr`` over the ring mean of ``den`` (module docstring)."""
+    den_ring = grid.ring_mean(den).mean(-1).clamp(min=1e-12)
+    ssnr = (snr / den_ring[..., None])[..., grid.ring.clamp(max=grid.n_rings - 1)]
+    return wiener_average(num, den, ssnr)
 
 
 def snr_from_frc(frc: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,7 @@ from causalscope.models.classification.averages import (
     frc_first_crossing_angstrom,
     half_set_frc,
     snr_from_frc,
-    wiener_average,
+    wiener_from_snr,
 )
 from causalscope.models.reconstruction.alignment import shift_grid
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
@@ -352,9 +352,7 @@ class Class2D:
         prior = self._low_pass_snr()
         snr = torch.where(small, prior[None], snr_from_frc(frc))
         num, den = sums.num.sum(1), sums.den.sum(1)
-        den_ring = grid.ring_mean(den).mean(-1).clamp(min=1e-12)  # (K,)
-        ssnr = (snr / den_ring[:, None])[:, grid.ring.clamp(max=grid.n_rings - 1)]
-        spectra = wiener_average(num, den, ssnr)
+        spectra = wiener_from_snr(num, den, snr, grid)
         spectra[..., 0, 0] = 0.0  # the normalisation makes the mean arbitrary
         self.references = torch.fft.irfft2(spectra, s=(grid.box, grid.box)).float()
         self.frc = frc.float()

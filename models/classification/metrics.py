@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from causalscope.models.classification._grids import gaussian_low_pass
 from causalscope.models.classification.averages import frc_first_crossing_angstrom
 from causalscope.models.classification.class2d import Assignment, Class2D
 
@@ -121,8 +122,11 @@ def junk_components(
     f = torch.fft.rfft2(averages.to(torch.float64))
     fy = torch.fft.fftfreq(b, dtype=torch.float64)[:, None]
     fx = torch.fft.rfftfreq(b, dtype=torch.float64)[None, :]
-    k_per_a = torch.sqrt(fx**2 + fy**2) / pixel_size_angstrom
-    smooth = torch.fft.irfft2(f * torch.exp(-((k_per_a * 20.0) ** 2) / 2.0), s=(b, b))
+    smooth = gaussian_low_pass(
+        averages.to(torch.float64),
+        pixel_size_angstrom=pixel_size_angstrom,
+        resolution_angstrom=20.0,
+    )
     c = torch.arange(b, dtype=torch.float64) - b // 2
     r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2) * pixel_size_angstrom
     energy = smooth**2
