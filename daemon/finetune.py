@@ -346,6 +346,11 @@ class PickerFinetuner(_Background):
         )
         self._adding.append((path, ref, f"{path}::{exposure}", version))
 
+    @property
+    def busy(self) -> bool:
+        """Whether labels are being read, or a round runs or waits to start."""
+        return self.running or self._pending or bool(self._adding)
+
     def poll(self, pool: Any) -> dict[str, Any] | None:
         """Read new labels; start a round when some were taken; the finished round's report
         (adopted weights sent to ``pool``), else None. Bad label files are reported once in
@@ -372,7 +377,9 @@ class PickerFinetuner(_Background):
                 if self._judged.get(key) != version:  # else an earlier run's round had it
                     self._taken[key] = version
                     self._pending = True
-        if self._pending and self._round is None:
+        # a round takes every label file handed to the trainer before it (the actor runs its
+        # calls in order), so it waits for those reads: what it was given is then known
+        if self._pending and self._round is None and not self._adding:
             self._pending = False
             self._in_round, self._taken = self._taken, {}
             self._round = [self._trainer().round.remote(self.steps, str(self.checkpoint))]

@@ -140,8 +140,9 @@ def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
     tuner = session.picker_finetuner
 
     def fourth_done() -> bool:
-        if tuner.adopted >= 1 and not (watch / movies[fourth].name).exists():
-            shutil.copy(movies[fourth], watch / movies[fourth].name)  # after the round
+        # after the round, once no other runs or waits (the restart then has none to do)
+        if tuner.adopted >= 1 and not tuner.busy and not (watch / movies[fourth].name).exists():
+            shutil.copy(movies[fourth], watch / movies[fourth].name)
         return any(e == fourth for e, _ in reporter.commits)
 
     _run_until(session, fourth_done, "an adopted fine-tuning round and the next exposure")
