@@ -107,8 +107,8 @@ def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
 def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
     """The live path (learned picker, then the exclusion mask) on a simulated 1024^2 micrograph
     at 2 A/px with ``detail`` contamination (None: clean) against the particles in clean ice
-    (transmission > 0.97, half a diameter from the border), and the share of picks on
-    contamination."""
+    (the counts changed by at most 3 % there: neither under dense matter nor in a crack;
+    half a diameter from the border), and the share of picks on contamination."""
     import torch
 
     from causalscope.config import PickingSettings
@@ -133,7 +133,7 @@ def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
 
     def clean(xy: np.ndarray) -> np.ndarray:
         ij = np.clip(np.round(xy[:, ::-1]).astype(int), 0, limit)
-        return transmission[ij[:, 0], ij[:, 1]] > 0.97
+        return np.abs(transmission[ij[:, 0], ij[:, 1]] - 1.0) <= 0.03
 
     truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
     inner = np.all((truth > diameter / 2) & (truth < limit[::-1] - diameter / 2), axis=1)

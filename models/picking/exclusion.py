@@ -12,9 +12,13 @@ statistic).
 The ice level is a high quantile of the local mean (by default the 75th percentile), not its
 median: dense matter only darkens, and carbon often covers half the field or more. A pixel is
 ``dense`` where its local mean is more than ``dense_fraction`` below that level and ``thin``
-where it is more than ``thin_fraction`` above; both regions are widened by the particle's
-radius (a particle centred there would overlap them). ``border`` is the band within one radius
-of the image's edge, where a particle's box leaves the image.
+where it is more than ``thin_fraction`` above. The local mean's scale already carries both
+regions past a sharp edge: by about one scale (50 A) where the counts fall by a half, less
+where they fall by little. They are not widened further by the particle's radius: that
+dropped 10-20 % of the particles centred in clean ice on simulated micrographs with ice balls,
+carbon edges and cracks (1024^2 at 2 A/px, particles 120 A across), and of the picks on
+aggregates it removed a sixth. ``border`` is the band within one radius of the image's edge,
+where a particle's box leaves the image.
 
 Needs an image of counts (a sum of movie frames, as the live pipeline has), not a normalised
 one: the thresholds are relative to the mean intensity.
@@ -90,9 +94,8 @@ def exclusion_mask(
     local = binned if sigma_px / factor < 0.5 else gaussian_blur(binned, sigma_px / factor)
     level = float(torch.quantile(_sample(local), level_quantile))
     relative = local / max(level, 1e-12) - 1.0
-    grow = max(0, round(radius_px / factor))
-    dense = _dilate(relative < -dense_fraction, grow)
-    thin = _dilate(relative > thin_fraction, grow) & ~dense
+    dense = relative < -dense_fraction
+    thin = (relative > thin_fraction) & ~dense
     dense = _upsample(dense, factor, (h, w))
     thin = _upsample(thin, factor, (h, w))
     border = ~interior((h, w), radius_px, work.device) & ~dense & ~thin
@@ -108,13 +111,6 @@ def exclusion_mask(
 def _sample(values: torch.Tensor) -> torch.Tensor:
     flat = values.reshape(-1)
     return flat[:: flat.numel() // 1_000_000 + 1] if flat.numel() > 1_000_000 else flat
-
-
-def _dilate(mask: torch.Tensor, radius_px: int) -> torch.Tensor:
-    if radius_px <= 0 or not bool(mask.any()):
-        return mask
-    grown = F.max_pool2d(mask[None, None].float(), 2 * radius_px + 1, stride=1, padding=radius_px)
-    return grown[0, 0] > 0
 
 
 def _upsample(mask: torch.Tensor, factor: int, shape: tuple[int, int]) -> torch.Tensor:
