@@ -15,7 +15,7 @@ median: dense matter only darkens, and carbon often covers half the field or mor
 where it is more than ``thin_fraction`` above. The local mean's scale already carries both
 regions past a sharp edge: by about one scale (50 A) where the counts fall by a half, less
 where they fall by little. They are not widened further by the particle's radius: that
-dropped 10-20 % of the particles centred in clean ice on simulated micrographs with ice balls,
+dropped 10-21 % of the particles centred in clean ice on simulated micrographs with ice balls,
 carbon edges and cracks (1024^2 at 2 A/px, particles 120 A across), for fewer picks on
 aggregates (7-20 % of the learned picker's picks on them instead of 12-26 %). ``border``
 is the band within one radius of the image's edge, where a particle's box leaves the image.
