@@ -38,5 +38,9 @@ def map_pieces(
     workers = min(python_threads(device), len(items))
     if workers <= 1:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
+    # each thread is one of torch's: its own operations run on it alone, so that no operation
+    # waits for a team of threads to wake (torch's waits yield their core)
+    with ThreadPoolExecutor(
+        workers, thread_name_prefix=name, initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
         return list(pool.map(function, items))

@@ -29,6 +29,7 @@ from causalscope.models.motion._fourier import (
     refine_peaks,
 )
 from causalscope.models.motion._smooth import smooth_trajectory
+from causalscope.models.parallel import map_pieces, python_threads
 
 __all__: list[str] = []
 
@@ -180,16 +181,46 @@ def _frame_chunk(stack: SpectraStack) -> int:
     return max(1, batch_elements(stack.spectra.device) // (p * hh * wr))
 
 
-def _aligned_sum(stack: SpectraStack, shifts: torch.Tensor) -> torch.Tensor:
-    """``(P, H, Wr)``: every patch's spectra moved back by ``shifts`` ``(P, F, 2)`` and summed."""
+def _frame_ranges(n: int, step: int, pieces: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` chunks of ``n`` frames, at most ``step`` long and at least ``pieces``
+    of them when there are that many frames (one per Python thread)."""
+    step = max(1, min(step, -(-n // max(1, pieces))))
+    return [(start, min(n, start + step)) for start in range(0, n, step)]
+
+
+def _aligned_sum(stack: SpectraStack, shifts: torch.Tensor, *, split: bool = False) -> torch.Tensor:
+    """``(P, H, Wr)``: every patch's spectra moved back by ``shifts`` ``(P, F, 2)`` and summed
+    (with ``split``, the frames shared between Python threads)."""
     p, n = stack.spectra.shape[:2]
-    total = torch.zeros_like(stack.spectra[:, 0])
-    step = _frame_chunk(stack)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
+    device = stack.spectra.device
+
+    def part(chunk: tuple[int, int]) -> torch.Tensor:
+        start, stop = chunk
         ramps = phase_ramp(-shifts[:, start:stop].reshape(-1, 2), stack.ky, stack.kx)
         ramps = ramps.reshape(p, stop - start, *ramps.shape[-2:])
-        total += (stack.spectra[:, start:stop] * ramps).sum(dim=1)
+        return (stack.spectra[:, start:stop] * ramps).sum(dim=1)
+
+    pieces = python_threads(device) if split else 1
+    halves = _frame_ranges(n, n, pieces)  # one part per thread, then their sum
+    if len(halves) == 1:
+        return _chunked_sum(part, halves[0], _frame_chunk(stack))
+    parts = map_pieces(
+        lambda half: _chunked_sum(part, half, _frame_chunk(stack)),
+        halves,
+        device=device,
+        name="frames",
+    )
+    return functools.reduce(torch.add, parts)
+
+
+def _chunked_sum(
+    part: Callable[[tuple[int, int]], torch.Tensor], frames: tuple[int, int], step: int
+) -> torch.Tensor:
+    first, last = frames
+    chunks = [(start, min(last, start + step)) for start in range(first, last, step)]
+    total = part(chunks[0])
+    for chunk in chunks[1:]:
+        total += part(chunk)
     return total
 
 
@@ -199,17 +230,20 @@ def _measure(
     frame_filters: torch.Tensor | None,
     *,
     variance: bool = True,
+    split: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One round of :func:`align_stack`: each image's shift ``(P, F, 2)`` against the sum of
     the others moved by ``shifts``, and (with ``variance``) the variance of that
-    measurement."""
+    measurement. With ``split`` the frames are shared between Python threads
+    (:mod:`models.parallel`)."""
     p, n = stack.spectra.shape[:2]
-    step = _frame_chunk(stack)
-    total = _aligned_sum(stack, shifts)  # (P, H, Wr)
+    device = stack.spectra.device
+    total = _aligned_sum(stack, shifts, split=split)  # (P, H, Wr)
     new = torch.empty_like(shifts)
     measured_variance = torch.empty_like(shifts) if variance else None
-    for start in range(0, n, step):
-        stop = min(n, start + step)
+
+    def measure(chunk: tuple[int, int]) -> None:
+        start, stop = chunk
         own = stack.spectra[:, start:stop]  # (P, c, H, Wr)
         ramps = phase_ramp(-shifts[:, start:stop].reshape(-1, 2), stack.ky, stack.kx)
         others = torch.addcmul(total[:, None], own, ramps.reshape(own.shape), value=-1)
@@ -236,7 +270,14 @@ def _measure(
                 full_width=stack.shape[1],
                 peak_px=peaks,
             )
-        del own, others, cross
+
+    pieces = python_threads(device) if split else 1
+    chunks = _frame_ranges(n, _frame_chunk(stack), pieces)
+    if pieces > 1:
+        map_pieces(measure, chunks, device=device, name="frames")
+    else:
+        for chunk in chunks:
+            measure(chunk)
     return new, measured_variance
 
 
@@ -249,6 +290,7 @@ def align_stack(
     initial_px: torch.Tensor | None = None,
     smooth: bool = True,
     damage: DamageModel | None = None,
+    split: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
     """Shifts ``(P, F, 2)`` float64 [x, y] of each image relative to image 0 of its patch, by
     iterating: reference = sum of all *other* images, each moved back by its current shift;
@@ -287,7 +329,7 @@ def align_stack(
         # without smoothing only the last round's variances are used: the other rounds skip
         # them (a patch's two rounds: 0.06 s of 0.9 s at 1024^2 on one thread)
         new, measured = _measure(
-            stack, shifts, frame_filters, variance=smooth or it == iterations - 1
+            stack, shifts, frame_filters, variance=smooth or it == iterations - 1, split=split
         )
         if smooth and measured is not None:
             # the smoother's weights are chosen afresh in the first two rounds only:
@@ -308,7 +350,7 @@ def align_stack(
             converged = True
             break
     if variance is None:  # every patch stopped before the last round
-        _, variance = _measure(stack, shifts, frame_filters)  # with its variances
+        _, variance = _measure(stack, shifts, frame_filters, split=split)  # with variances
     return shifts, cast(torch.Tensor, variance), used, converged
 
 

@@ -136,7 +136,12 @@ def align_global(
         voltage_kv=voltage_kv,
     )
     shifts, _, used, converged = align_stack(
-        stack, iterations=iterations, tolerance_px=tolerance_px, max_shift_px=limit, damage=damage
+        stack,
+        iterations=iterations,
+        tolerance_px=tolerance_px,
+        max_shift_px=limit,
+        damage=damage,
+        split=True,
     )
     half_shifts = None
     if halves and frames.shape[0] >= 6:  # two even frames inside the odd ones' span
@@ -181,6 +186,7 @@ def _align_subset(
         max_shift_px=limit,
         damage=subset_damage,
         initial_px=initial,
+        split=True,
     )
     return shifts[0].cpu().numpy()
 
