@@ -4,9 +4,12 @@ from the image alone (:mod:`models.triage`)."""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from causalscope.models.parallel import map_pieces
 from causalscope.models.records import CtfRecord, ReproRecord, TriageRecord
 from causalscope.models.scoring.repro import (
     HalfEstimate,
@@ -82,8 +85,8 @@ class ReproStage:
             options["defocus_min_um"] = max(0.05, whole_um - self._window_um)
             options["defocus_max_um"] = whole_um + self._window_um
         tile = options["box_px"] if isinstance(options["box_px"], int) else _DEFAULT_TILE_PX
-        estimates = []
-        for half in halves:
+
+        def estimate(half: torch.Tensor) -> HalfEstimate:
             image = half.detach().float()
             fit = CtfRecord.model_validate(
                 estimate_ctf(
@@ -93,20 +96,27 @@ class ReproStage:
             picks = None
             if self._picking.enabled:
                 picks = _count_picks(image, ctf, optics, self._picking, templates, picker)
-            estimates.append(
-                HalfEstimate(
-                    defocus_angstrom=0.5 * (fit.defocus_u_angstrom + fit.defocus_v_angstrom),
-                    defocus_sigma_angstrom=fit.defocus_sigma_angstrom,
-                    fit_resolution_angstrom=fit.fit_resolution_angstrom if fit.supported else None,
-                    n_particles=picks,
-                    astigmatism_angstrom=fit.defocus_u_angstrom - fit.defocus_v_angstrom,
-                    astigmatism_angle_deg=fit.defocus_angle_deg,
-                )
+            return HalfEstimate(
+                defocus_angstrom=0.5 * (fit.defocus_u_angstrom + fit.defocus_v_angstrom),
+                defocus_sigma_angstrom=fit.defocus_sigma_angstrom,
+                fit_resolution_angstrom=fit.fit_resolution_angstrom if fit.supported else None,
+                n_particles=picks,
+                astigmatism_angstrom=fit.defocus_u_angstrom - fit.defocus_v_angstrom,
+                astigmatism_angle_deg=fit.defocus_angle_deg,
             )
-        even, odd = estimates
-        noisy = None
+
+        # the three refits are independent: shared between Python threads, each on one
+        # torch thread (models.parallel), as their operations are small
+        jobs: list[Callable[[], Any]] = [
+            functools.partial(estimate, halves[0]),
+            functools.partial(estimate, halves[1]),
+        ]
         if whole is not None:
-            noisy = _noise_refit(*whole, optics=optics, options=options)
+            jobs.append(functools.partial(_noise_refit, *whole, optics=optics, options=options))
+        even, odd, *rest = map_pieces(
+            lambda job: job(), jobs, device=halves[0].device, name="repro"
+        )
+        noisy = rest[0] if rest else None
         drift = None
         if half_shifts_px is not None:
             drift = apix * trajectory_difference_px(*half_shifts_px)

@@ -9,12 +9,15 @@ variance (Poisson counting: the mean count per pixel) pins the noise floor direc
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from causalscope.models.parallel import map_pieces, python_threads
 
 __all__ = ["PowerSpectrum", "looks_like_power_spectrum", "power_spectrum", "tile_window"]
 
@@ -115,13 +118,24 @@ def power_spectrum(
     step = max(1, round(box_px * (1.0 - overlap)))
     ys, xs = _tile_offsets(h, box_px, step), _tile_offsets(w, box_px, step)
     batch = image.shape[:-2]
-    acc = torch.zeros((*batch, box_px, box_px // 2 + 1), dtype=work.dtype, device=image.device)
-    for y0 in ys:
-        # one row of tiles at a time keeps memory at a few boxes even for 8k images
-        row = torch.stack([work[..., y0 : y0 + box_px, x0 : x0 + box_px] for x0 in xs], dim=-3)
-        row = row - row.mean(dim=(-2, -1), keepdim=True)
-        spec = torch.fft.rfft2(row * window)
-        acc += (spec.real**2 + spec.imag**2).sum(dim=-3)
+
+    def rows(starts: list[int]) -> torch.Tensor:
+        acc = torch.zeros((*batch, box_px, box_px // 2 + 1), dtype=work.dtype, device=image.device)
+        for y0 in starts:
+            # one row of tiles at a time keeps memory at a few boxes even for 8k images
+            row = torch.stack([work[..., y0 : y0 + box_px, x0 : x0 + box_px] for x0 in xs], -3)
+            row = row - row.mean(dim=(-2, -1), keepdim=True)
+            spec = torch.fft.rfft2(row * window)
+            acc += (spec.real**2 + spec.imag**2).sum(dim=-3)
+        return acc
+
+    # the rows of tiles shared between Python threads (models.parallel): as a few small
+    # transforms each, two torch threads per transform were slower than one
+    pieces = min(len(ys), python_threads(image.device))
+    groups = [ys[i::pieces] for i in range(pieces)]
+    acc = functools.reduce(
+        torch.add, map_pieces(rows, groups, device=image.device, name="periodogram")
+    )
     n_tiles = len(ys) * len(xs)
     half = acc / (norm * n_tiles)
     values = _centred_full(half, box_px).to(out_dtype)

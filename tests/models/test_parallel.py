@@ -1,4 +1,5 @@
-"""Pieces shared between Python threads: results in order, errors raised, threads as torch has."""
+"""Pieces shared between Python threads: results in order, errors raised, threads as torch has,
+each piece on one torch thread."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ def test_pieces_come_back_in_order_from_as_many_threads_as_torch_has() -> None:
     torch.set_num_threads(2)
     try:
         names: set[str] = set()
+        inner: set[int] = set()
         barrier = threading.Barrier(2, timeout=10)  # both threads must run at once to pass it
 
         def square(x: int) -> int:
             names.add(threading.current_thread().name)
+            inner.add(torch.get_num_threads())
             if x < 2:
                 barrier.wait()
             return x * x
@@ -26,6 +29,8 @@ def test_pieces_come_back_in_order_from_as_many_threads_as_torch_has() -> None:
         assert python_threads("cpu") == 2
         assert map_pieces(square, range(6), device="cpu", name="pieces") == [0, 1, 4, 9, 16, 25]
         assert len(names) == 2 and all(n.startswith("pieces") for n in names)
+        # each piece runs its operations on its own thread alone; the caller keeps its two
+        assert inner == {1} and torch.get_num_threads() == 2
         torch.set_num_threads(1)
         names.clear()
         assert map_pieces(lambda x: x + 1, [1, 2], device="cpu", name="p") == [2, 3]
