@@ -134,7 +134,8 @@ def power_spectrum(
     pieces = min(len(ys), python_threads(image.device))
     groups = [ys[i::pieces] for i in range(pieces)]
     acc = functools.reduce(
-        torch.add, map_pieces(rows, groups, device=image.device, name="periodogram")
+        torch.add,
+        map_pieces(rows, groups, device=image.device, name="periodogram", one_thread=True),
     )
     n_tiles = len(ys) * len(xs)
     half = acc / (norm * n_tiles)

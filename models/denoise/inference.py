@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from causalscope.models.denoise.unet import UNet
-from causalscope.models.parallel import map_pieces
+from causalscope.models.parallel import map_pieces, small_images
 
 __all__ = ["denoise", "denoise_half_sums", "robust_normalisation"]
 
@@ -177,6 +177,10 @@ def denoise_half_sums(
     kwargs = {"tile_px": tile_px, "overlap_px": overlap_px, "batch": batch}
     device = next(model.parameters()).device
     first, second = map_pieces(
-        lambda half: denoise(half, model, **kwargs), (even, odd), device=device, name="halves"
+        lambda half: denoise(half, model, **kwargs),
+        (even, odd),
+        device=device,
+        name="halves",
+        one_thread=small_images(*even.shape[-2:]),
     )
     return first + second

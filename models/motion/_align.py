@@ -29,7 +29,7 @@ from causalscope.models.motion._fourier import (
     refine_peaks,
 )
 from causalscope.models.motion._smooth import smooth_trajectory
-from causalscope.models.parallel import map_pieces, python_threads
+from causalscope.models.parallel import map_pieces, python_threads, small_images
 
 __all__: list[str] = []
 
@@ -209,6 +209,7 @@ def _aligned_sum(stack: SpectraStack, shifts: torch.Tensor, *, split: bool = Fal
         halves,
         device=device,
         name="frames",
+        one_thread=True,
     )
     return functools.reduce(torch.add, parts)
 
@@ -274,7 +275,7 @@ def _measure(
     pieces = python_threads(device) if split else 1
     chunks = _frame_ranges(n, _frame_chunk(stack), pieces)
     if pieces > 1:
-        map_pieces(measure, chunks, device=device, name="frames")
+        map_pieces(measure, chunks, device=device, name="frames", one_thread=True)
     else:
         for chunk in chunks:
             measure(chunk)
@@ -298,6 +299,10 @@ def align_stack(
     (its shifts no longer change) once none of its shifts moves by more than ``tolerance_px``;
     the iteration ends when every patch has stopped or after ``iterations`` rounds.
 
+    With ``split`` (one patch of small images, :func:`models.parallel.small_images`: at 4096^2
+    a split cost time and memory), each round's frames are shared between Python threads, each
+    on one torch thread.
+
     With ``damage``, each image's cross-spectrum is further weighted by the amplitude that
     radiation damage leaves in it (Grant & Grigorieff at its mid-frame dose): a matched filter
     that stops late, damaged frames from being aligned on frequencies they no longer carry.
@@ -312,6 +317,7 @@ def align_stack(
     """
     p, n = stack.spectra.shape[:2]
     device = stack.spectra.device
+    split = split and p == 1 and small_images(*stack.shape)
     if (smooth or initial_px is None) and p != 1:
         raise ValueError(f"smoothing and a progressive start need one patch, got {p}")
     frame_filters = None if damage is None else damage.filters(stack)

@@ -39,7 +39,7 @@ import torch
 
 from causalscope.models.motion._align import DamageModel, align_stack, prepare_spectra
 from causalscope.models.motion._fourier import phase_ramp
-from causalscope.models.parallel import map_pieces
+from causalscope.models.parallel import map_pieces, small_images
 
 __all__ = ["LocalMotionModel", "PatchShifts", "align_patches", "fit_local_model"]
 
@@ -299,7 +299,13 @@ def align_patches(
         out[first:last] = residual.cpu().numpy()
         var[first:last] = variance.cpu().numpy()
 
-    map_pieces(align, range(0, n_patches, group), device=device, name="patches")
+    map_pieces(
+        align,
+        range(0, n_patches, group),
+        device=device,
+        name="patches",
+        one_thread=small_images(size, size),
+    )
     return PatchShifts(centres, out, var, size)
 
 

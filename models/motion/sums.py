@@ -39,7 +39,7 @@ from causalscope.models.dose import critical_exposure_e_per_a2
 from causalscope.models.motion._fourier import phase_ramp
 from causalscope.models.motion.dose_weighting import dose_weighted_scale, frame_end_doses_e_per_a2
 from causalscope.models.motion.local import LocalMotionModel
-from causalscope.models.parallel import map_pieces, python_threads
+from causalscope.models.parallel import map_pieces, python_threads, small_images
 
 __all__ = ["RUN_TOLERANCE_PX", "CorrectedSums", "corrected_sums"]
 
@@ -219,7 +219,13 @@ def corrected_sums(
 
     # frames shared between Python threads, each with its own partial sums (models.parallel)
     workers = min(n, python_threads(device))
-    parts = map_pieces(lambda t: accumulate(t, workers), range(workers), device=device, name="sums")
+    parts = map_pieces(
+        lambda t: accumulate(t, workers),
+        range(workers),
+        device=device,
+        name="sums",
+        one_thread=small_images(h, w),
+    )
     ctf, aligned, *halves = (
         functools.reduce(torch.add, terms) for terms in zip(*parts, strict=True)
     )

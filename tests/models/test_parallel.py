@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from causalscope.models.parallel import map_pieces, python_threads
+from causalscope.models.parallel import map_pieces, python_threads, small_images
 
 
 def test_pieces_come_back_in_order_from_as_many_threads_as_torch_has() -> None:
@@ -29,8 +29,13 @@ def test_pieces_come_back_in_order_from_as_many_threads_as_torch_has() -> None:
         assert python_threads("cpu") == 2
         assert map_pieces(square, range(6), device="cpu", name="pieces") == [0, 1, 4, 9, 16, 25]
         assert len(names) == 2 and all(n.startswith("pieces") for n in names)
-        # each piece runs its operations on its own thread alone; the caller keeps its two
+        assert inner == {2}  # the caller's torch threads, not the machine's cores
+        # pieces of small operations run each on one torch thread; the caller keeps its two
+        inner.clear()
+        squares = map_pieces(square, range(6), device="cpu", name="pieces", one_thread=True)
+        assert squares == [0, 1, 4, 9, 16, 25]
         assert inner == {1} and torch.get_num_threads() == 2
+        assert small_images(1024, 1024) and not small_images(1620, 1620)
         torch.set_num_threads(1)
         names.clear()
         assert map_pieces(lambda x: x + 1, [1, 2], device="cpu", name="p") == [2, 3]
