@@ -11,10 +11,10 @@ so Python threads run them side by side.
 Pieces of small images (:func:`small_images`) also run each on one torch thread: torch's
 threads yield their core while they wait (``OMP_WAIT_POLICY=PASSIVE``), so an operation split
 across two waits for the other thread to wake, and on two cores two Python threads each with
-two torch threads are four threads. A 1024^2 x 20 movie's 25 patches took 0.75 s that way
-against 0.92-1.01 s with two torch threads each (the exposure worker's motion stage, side by
-side). Large images keep torch's threads: at 4096^2 x 40 the patches (1620 px) and the sums
-took 21 and 16 s on one torch thread each against 18 and 14 s on two.
+two torch threads are four threads. A 1024^2 x 20 movie's 25 patches took 0.72-0.78 s that
+way against 0.86-1.01 s with two torch threads each (the exposure worker's motion stage, side
+by side). Large images keep torch's threads: at 4096^2 x 40 the patches (1620 px) and the sums
+took 21 and 15-16 s on one torch thread each against 18 and 13-14 s on two.
 """
 
 from __future__ import annotations
