@@ -11,21 +11,24 @@ so Python threads run them side by side.
 Pieces of small images (:func:`small_images`) also run each on one torch thread: torch's
 threads yield their core while they wait (``OMP_WAIT_POLICY=PASSIVE``), so an operation split
 across two waits for the other thread to wake, and on two cores two Python threads each with
-two torch threads are four threads. A 1024^2 x 20 movie's 25 patches took 0.72-0.78 s that
-way against 0.86-1.01 s with two torch threads each (the exposure worker's motion stage, side
-by side). Large images keep torch's threads: at 4096^2 x 40 the patches (1620 px) and the sums
-took 21 and 15-16 s on one torch thread each against 18 and 13-14 s on two.
+two torch threads are four threads. Beside a busy process a 1024^2 x 20 movie's 25 patches
+took 0.72-0.78 s that way against 0.86-1.01 s with two torch threads each (the exposure
+worker's motion stage, side by side); on an idle machine the two took the same time
+(0.57-0.61 s). Large images keep torch's threads: at 4096^2 x 40 (beside a busy process) the
+patches (1620 px) and the sums took 21 and 15-16 s on one torch thread each against 18 and
+13-14 s on two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
 
-__all__ = ["SMALL_IMAGE_PX", "map_pieces", "python_threads", "small_images"]
+__all__ = ["SMALL_IMAGE_PX", "map_pieces", "one_torch_thread", "python_threads", "small_images"]
 
 #: images of at most this many pixels are small (:func:`small_images`)
 SMALL_IMAGE_PX = 1024 * 1024
@@ -66,3 +69,18 @@ def map_pieces(
         workers, thread_name_prefix=name, initializer=torch.set_num_threads, initargs=(threads,)
     ) as pool:
         return list(pool.map(function, items))
+
+
+@contextmanager
+def one_torch_thread(active: bool = True) -> Iterator[None]:
+    """Run the block's torch operations on one thread of the calling thread (when
+    ``active``), for a sequence of small operations that cannot be shared out: each would
+    otherwise wait for a second thread to wake (see the module docstring)."""
+    before = torch.get_num_threads()
+    if active:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if active:
+            torch.set_num_threads(before)

@@ -29,7 +29,12 @@ from causalscope.models.motion._fourier import (
     refine_peaks,
 )
 from causalscope.models.motion._smooth import smooth_trajectory
-from causalscope.models.parallel import map_pieces, python_threads, small_images
+from causalscope.models.parallel import (
+    map_pieces,
+    one_torch_thread,
+    python_threads,
+    small_images,
+)
 
 __all__: list[str] = []
 
@@ -200,25 +205,10 @@ def _aligned_sum(stack: SpectraStack, shifts: torch.Tensor, *, split: bool = Fal
         ramps = ramps.reshape(p, stop - start, *ramps.shape[-2:])
         return (stack.spectra[:, start:stop] * ramps).sum(dim=1)
 
-    pieces = python_threads(device) if split else 1
-    halves = _frame_ranges(n, n, pieces)  # one part per thread, then their sum
-    if len(halves) == 1:
-        return _chunked_sum(part, halves[0], _frame_chunk(stack))
-    parts = map_pieces(
-        lambda half: _chunked_sum(part, half, _frame_chunk(stack)),
-        halves,
-        device=device,
-        name="frames",
-        one_thread=True,
-    )
-    return functools.reduce(torch.add, parts)
-
-
-def _chunked_sum(
-    part: Callable[[tuple[int, int]], torch.Tensor], frames: tuple[int, int], step: int
-) -> torch.Tensor:
-    first, last = frames
-    chunks = [(start, min(last, start + step)) for start in range(first, last, step)]
+    chunks = _frame_ranges(n, _frame_chunk(stack), python_threads(device) if split else 1)
+    if split:
+        parts = map_pieces(part, chunks, device=device, name="frames", one_thread=True)
+        return functools.reduce(torch.add, parts)
     total = part(chunks[0])
     for chunk in chunks[1:]:
         total += part(chunk)
@@ -232,11 +222,13 @@ def _measure(
     *,
     variance: bool = True,
     split: bool = False,
+    search: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One round of :func:`align_stack`: each image's shift ``(P, F, 2)`` against the sum of
     the others moved by ``shifts``, and (with ``variance``) the variance of that
-    measurement. With ``split`` the frames are shared between Python threads
-    (:mod:`models.parallel`)."""
+    measurement. With ``search`` each peak is first searched on a grid over +-1 px around its
+    shift, else refined from the shift itself. With ``split`` the frames are shared between
+    Python threads (:mod:`models.parallel`)."""
     p, n = stack.spectra.shape[:2]
     device = stack.spectra.device
     total = _aligned_sum(stack, shifts, split=split)  # (P, H, Wr)
@@ -257,7 +249,7 @@ def _measure(
         peaks = stack.peaks(
             cross.reshape(-1, *cross.shape[-2:]),
             start_px=shifts[:, start:stop].reshape(-1, 2),
-            half_width_px=1.0,
+            half_width_px=1.0 if search else 0.0,
         ).reshape(p, stop - start, 2)
         new[:, start:stop] = peaks
         if measured_variance is not None:
@@ -272,9 +264,8 @@ def _measure(
                 peak_px=peaks,
             )
 
-    pieces = python_threads(device) if split else 1
-    chunks = _frame_ranges(n, _frame_chunk(stack), pieces)
-    if pieces > 1:
+    chunks = _frame_ranges(n, _frame_chunk(stack), python_threads(device) if split else 1)
+    if split:
         map_pieces(measure, chunks, device=device, name="frames", one_thread=True)
     else:
         for chunk in chunks:
@@ -313,7 +304,8 @@ def align_stack(
 
     Returns ``(shifts, variances, iterations_used, converged)``; ``variances`` ``(P, F, 2)``
     px^2 are those of the raw per-image measurements of the last round (for a patch that
-    stopped earlier, measured at the shifts it kept).
+    stopped earlier, measured at the shifts it kept; with ``smooth``, of the second round,
+    which the later rounds' smoothing reuses).
     """
     p, n = stack.spectra.shape[:2]
     device = stack.spectra.device
@@ -323,7 +315,10 @@ def align_stack(
     frame_filters = None if damage is None else damage.filters(stack)
     coarse_step = max(stack.shape[0] / stack.crop[0], stack.shape[1] / stack.crop[1])
     if initial_px is None:
-        shifts = _progressive_start(stack, frame_filters, max_shift_px, coarse_step)[None]
+        # frame after frame, each step a few small operations: one torch thread (at 1024^2
+        # 67 ms against 105-134 ms on two)
+        with one_torch_thread(split):
+            shifts = _progressive_start(stack, frame_filters, max_shift_px, coarse_step)[None]
     else:
         shifts = initial_px.to(device=device, dtype=torch.float64).reshape(p, n, 2).clone()
     variance: torch.Tensor | None = None
@@ -334,9 +329,17 @@ def align_stack(
         used = it + 1
         # without smoothing only the last round's variances are used: the other rounds skip
         # them (a patch's two rounds: 0.06 s of 0.9 s at 1024^2 on one thread)
+        # the first round searches each peak on a grid around its start; later rounds start
+        # from the last round's maxima, which moved by a fraction of a pixel since (Newton
+        # steps from there; the grid was about two fifths of the peaks' cost)
+        # the smoother's variances are measured in the rounds that choose its weights and
+        # kept after that (they change by little once the reference has formed)
+        fresh = it < 2 if smooth else it == iterations - 1
         new, measured = _measure(
-            stack, shifts, frame_filters, variance=smooth or it == iterations - 1, split=split
+            stack, shifts, frame_filters, variance=fresh, split=split, search=it == 0
         )
+        if smooth and measured is None:
+            measured = variance
         if smooth and measured is not None:
             # the smoother's weights are chosen afresh in the first two rounds only:
             # re-choosing its model every round let a 1024^2 movie's last frames flip by

@@ -201,8 +201,9 @@ def refine_peaks(
 ) -> torch.Tensor:
     """Sub-pixel maxima ``(B, 2)`` [x, y] of correlations near ``start_px`` ``(B, 2)``.
 
-    Exact DFT evaluation on a grid over +-``half_width_px`` (every third of a pixel), then
-    Newton steps on the band-limited correlation from the grid's best point, with its exact
+    Exact DFT evaluation on a grid over +-``half_width_px`` (every third of a pixel; no grid
+    with ``half_width_px`` 0: the start is already within the peak), then Newton steps on the
+    band-limited correlation from the grid's best point, with its exact
     gradient and Hessian (each step one separable sum, like a 3 x 3 grid: rows and columns
     weighted by ``1, 2 pi i k, -(2 pi k)^2``). A step is taken only where the Hessian is
     negative definite and is kept within one grid spacing per axis. On 500 noisy synthetic
@@ -212,15 +213,17 @@ def refine_peaks(
     """
     column_weight = _column_weight(kx, full_width).to(torch.float32)
     centre = start_px.to(torch.float64)
-    n = 2 * math.ceil(half_width_px / _GRID_SPACING_PX) + 1
-    offsets = torch.linspace(-half_width_px, half_width_px, n, device=cross.device)
-    tx = centre[:, 0:1] + offsets.to(torch.float64)[None, :]
-    ty = centre[:, 1:2] + offsets.to(torch.float64)[None, :]
-    values = _evaluate(cross, ky, kx, column_weight, ty, tx)  # (B, n, n)
-    flat = values.flatten(1).argmax(dim=1)
-    iy, ix = flat // n, flat % n
-    point = torch.stack([tx.gather(1, ix[:, None])[:, 0], ty.gather(1, iy[:, None])[:, 0]], 1)
-    spacing = 2.0 * half_width_px / (n - 1)
+    point, spacing = centre, _GRID_SPACING_PX
+    if half_width_px > 0:
+        n = 2 * math.ceil(half_width_px / _GRID_SPACING_PX) + 1
+        offsets = torch.linspace(-half_width_px, half_width_px, n, device=cross.device)
+        tx = centre[:, 0:1] + offsets.to(torch.float64)[None, :]
+        ty = centre[:, 1:2] + offsets.to(torch.float64)[None, :]
+        values = _evaluate(cross, ky, kx, column_weight, ty, tx)  # (B, n, n)
+        flat = values.flatten(1).argmax(dim=1)
+        iy, ix = flat // n, flat % n
+        point = torch.stack([tx.gather(1, ix[:, None])[:, 0], ty.gather(1, iy[:, None])[:, 0]], 1)
+        spacing = 2.0 * half_width_px / (n - 1)
     ay = (2.0 * math.pi * ky).to(torch.float32)
     ax = (2.0 * math.pi * kx).to(torch.float32)
     # derivative weights: rows (3, H) and columns (Wr, 3) of 1, i a, -a^2

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from causalscope.models.grids import window_extreme
+
 __all__ = ["GainCorrection", "apply_gain_and_defects", "as_frame"]
 
 _RADIUS = 2  # 5 x 5 neighbourhoods
@@ -87,7 +89,7 @@ def _hot_pixels(total: torch.Tensor, scale: torch.Tensor, sigma: float) -> torch
     stage's time."""
     h, w = total.shape
     padded = F.pad(total[None, None], (_RADIUS,) * 4, mode="replicate")
-    minimum = -F.max_pool2d(-padded, 2 * _RADIUS + 1, stride=1)[0, 0]
+    minimum = window_extreme(total, _RADIUS, largest=False)
     candidate = total > _hot_threshold(minimum, scale, sigma)
     ys, xs = torch.nonzero(candidate, as_tuple=True)
     if len(ys) > h * w // 20:  # a strongly structured image: the full median is cheaper

@@ -31,14 +31,20 @@ freedom (large frames, high dose, motion that does not keep its shape) the crite
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from causalscope.models.motion._align import DamageModel, align_stack, prepare_spectra
-from causalscope.models.motion._fourier import phase_ramp
+from causalscope.models.motion._align import (
+    DamageModel,
+    align_stack,
+    batch_elements,
+    prepare_spectra,
+)
+from causalscope.models.motion._fourier import crop_shape, crop_spectrum, phase_ramp
 from causalscope.models.parallel import map_pieces, small_images
 
 __all__ = ["LocalMotionModel", "PatchShifts", "align_patches", "fit_local_model"]
@@ -209,6 +215,48 @@ def fft_friendly_below(n: int) -> int:
     return 2
 
 
+def fft_friendly_above(n: int) -> int:
+    """The smallest even ``m >= n`` whose only prime factors are 2, 3 and 5 (at least 2)."""
+    m = max(2, n + n % 2)
+    while fft_friendly_below(m) != m:
+        m += 2
+    return m
+
+
+def _band_limited_layout(
+    shape: tuple[int, int], size: int, crop: int
+) -> tuple[tuple[int, int], int] | None:
+    """A coarser grid ``(H, W)`` for band-limited frames, and the patch side on it, or None
+    where none saves anything: the grid keeps at least the ``crop`` of a ``size`` px patch
+    (``H >= h crop / size``), both it and the patch side have fast transforms, and the patch
+    spans ``size`` frame pixels to within 3 %."""
+    h, w = shape
+    grid_h = fft_friendly_above(math.ceil(h * crop / size))
+    while grid_h < h:
+        scale = grid_h / h
+        patch = fft_friendly_above(math.ceil(0.97 * size * scale))
+        grid_w = fft_friendly_above(math.ceil(w * scale))
+        if patch <= 1.03 * size * scale and patch < size and grid_w < w:
+            return (grid_h, grid_w), patch
+        grid_h = fft_friendly_above(grid_h + 2)
+    return None
+
+
+def band_limited(frames: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``(F, H, W)`` float32: ``frames`` ``(F, h, w)`` resampled onto an ``(H, W)`` grid by a
+    Fourier crop (exactly band-limited, nothing aliased), pixel ``(0, 0)`` kept in place, so
+    a position ``x`` becomes ``x * W / w``; values per original pixel."""
+    n, h, w = frames.shape
+    big = h * (w // 2 + 1)
+    out = torch.empty((n, *shape), dtype=torch.float32, device=frames.device)
+    step = max(1, batch_elements(frames.device) // big)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        spectrum = crop_spectrum(torch.fft.rfft2(frames[start:stop].to(torch.float32)), shape)
+        out[start:stop] = torch.fft.irfft2(spectrum, s=shape) * (shape[0] * shape[1] / (h * w))
+    return out
+
+
 def _patch_layout(
     shape: tuple[int, int], patches: tuple[int, int], margin: int
 ) -> tuple[int, np.ndarray]:
@@ -265,7 +313,28 @@ def align_patches(
     size, centres = _patch_layout((h, w), patches, margin)
     n_patches = len(centres)
     device = frames.device
-    cut, fraction = _patch_cutter(frames, shifts_px, centres, size)
+    # the patches' spectra are cropped to where the filter matters (about half of each axis at
+    # 1 A/px): cut from frames band-limited to that crop, on a grid with fewer pixels, they
+    # hold the same frequencies at a third to a quarter of the transforms' cost
+    crop = crop_shape(
+        (size, size), pixel_size_angstrom=pixel_size_angstrom, bfactor_angstrom2=bfactor_angstrom2
+    )
+    layout = _band_limited_layout((h, w), size, max(crop))
+    scale = np.ones(2)  # [x, y]: grid pixels per frame pixel
+    pixel, patch = pixel_size_angstrom, size
+    if layout is not None:
+        grid, patch = layout
+        frames = band_limited(frames, grid)
+        scale = np.array([grid[1] / w, grid[0] / h])
+        pixel = pixel_size_angstrom / float(scale.mean())
+        if damage is not None:
+            damage = DamageModel(damage.mid_frame_dose_e_per_a2, damage.voltage_kv, pixel)
+        # a patch a little larger than ``size`` frame pixels is kept inside the frame in
+        # every frame (clipped in some frames only, it would not follow the specimen there)
+        reach = np.ceil(np.abs(shifts_px * scale).max()) + 1 + patch / 2
+        upper = np.array([grid[1], grid[0]]) - reach
+        centres = np.clip(centres * scale, reach, np.maximum(upper, reach)) / scale
+    cut, fraction = _patch_cutter(frames, shifts_px * scale, centres * scale, patch)
 
     # a GPU aligns all patches at once (it is launch-bound); a CPU one patch at a time, whose
     # spectra stay in cache (batching them was 1.7x slower on 2 cores), on as many Python
@@ -279,11 +348,11 @@ def align_patches(
         stack = prepare_spectra(
             functools.partial(cut, base=first * n),
             batch_shape=(last - first, n),
-            image_shape=(size, size),
+            image_shape=(patch, patch),
             device=device,
-            pixel_size_angstrom=pixel_size_angstrom,
+            pixel_size_angstrom=pixel,
             bfactor_angstrom2=bfactor_angstrom2,
-            taper_px=max(4, size // 16),
+            taper_px=max(4, patch // 16),
         )
         # remove the sub-pixel part of the global shift exactly (Fourier phase ramp)
         stack.spectra *= phase_ramp(-fraction, stack.ky, stack.kx)
@@ -291,20 +360,20 @@ def align_patches(
             stack,
             iterations=iterations,
             tolerance_px=tolerance_px,
-            max_shift_px=max(4.0, size / 8),
+            max_shift_px=max(4.0, patch / 8),
             initial_px=torch.zeros((last - first, n, 2), dtype=torch.float64, device=device),
             smooth=False,
             damage=damage,
         )
-        out[first:last] = residual.cpu().numpy()
-        var[first:last] = variance.cpu().numpy()
+        out[first:last] = residual.cpu().numpy() / scale
+        var[first:last] = variance.cpu().numpy() / scale**2
 
     map_pieces(
         align,
         range(0, n_patches, group),
         device=device,
         name="patches",
-        one_thread=small_images(size, size),
+        one_thread=small_images(patch, patch),
     )
     return PatchShifts(centres, out, var, size)
 

@@ -71,8 +71,10 @@ def _resample(
     h, w = image.shape
     along_x, along_y, cross, xn, yn = model.separable_field(frames, offset_px=shift_px)
     device = image.device
-    # grid_sample's coordinates: -1 and 1 are the outer edges of the first and last pixel
-    parts = []
+    # grid_sample's coordinates: -1 and 1 are the outer edges of the first and last pixel;
+    # the grid is built as (1, 2, h, w) and handed over as its (1, h, w, 2) view, which
+    # grid_sample reads as it is (stacking the two into a (h, w, 2) tensor cost 4 ms at 1024^2)
+    grid = torch.empty((1, 2, h, w), dtype=torch.float32, device=device)
     for axis, size in ((0, w), (1, h)):
         scale = 2.0 / size
         col, row = scale * along_x[axis], scale * along_y[axis]
@@ -80,16 +82,16 @@ def _resample(
             col = col + scale * np.arange(w) + 1.0 / size - 1.0
         else:
             row = row + scale * np.arange(h) + 1.0 / size - 1.0
-        grid = torch.outer(
+        part = torch.outer(
             torch.as_tensor(scale * cross[axis] * yn, dtype=torch.float32, device=device),
             torch.as_tensor(xn, dtype=torch.float32, device=device),
+            out=grid[0, axis],
         )
-        grid.add_(torch.as_tensor(col, dtype=torch.float32, device=device)[None, :])
-        grid.add_(torch.as_tensor(row, dtype=torch.float32, device=device)[:, None])
-        parts.append(grid)
+        part.add_(torch.as_tensor(col, dtype=torch.float32, device=device)[None, :])
+        part.add_(torch.as_tensor(row, dtype=torch.float32, device=device)[:, None])
     return F.grid_sample(
         image[None, None],
-        torch.stack(parts, dim=-1)[None],
+        grid.permute(0, 2, 3, 1),
         mode="bicubic",
         padding_mode="border",
         align_corners=False,

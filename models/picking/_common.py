@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from causalscope.models.grids import window_extreme
 from causalscope.models.picking._threshold import auto_threshold, otsu_threshold
 
 #: the pickers work on a grid where the particle radius spans about this many pixels
@@ -90,7 +90,7 @@ def find_peaks(
     """
     if min_distance_px <= 0:
         raise ValueError(f"min_distance_px must be positive, got {min_distance_px}")
-    pooled = F.max_pool2d(z[None, None], 3, stride=1, padding=1)[0, 0]
+    pooled = window_extreme(z, 1)
     floor = AUTO_FLOOR if isinstance(threshold, str) else threshold
     candidate = (z >= pooled) & (z > floor) & valid
     yx = torch.nonzero(candidate)

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from causalscope.models.parallel import map_pieces, python_threads, small_images
+from causalscope.models.parallel import map_pieces, one_torch_thread, python_threads, small_images
 
 
 def test_pieces_come_back_in_order_from_as_many_threads_as_torch_has() -> None:
@@ -52,3 +52,19 @@ def test_an_error_in_a_piece_is_raised() -> None:
 
     with pytest.raises(ValueError, match="piece 3 is broken"):
         map_pieces(fail, range(5), device="cpu", name="p")
+
+
+def test_one_torch_thread_runs_the_block_on_one_and_restores_the_count() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with one_torch_thread(False):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match="inside"), one_torch_thread():
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -21,8 +21,10 @@ from causalscope.models.motion import (
     fit_local_model,
 )
 from causalscope.models.motion.local import (
+    _band_limited_layout,
     _spatial_basis,
     _temporal_basis,
+    band_limited,
     fft_friendly_below,
 )
 
@@ -259,3 +261,45 @@ def test_sums_of_runs_resampled_together_stay_within_the_tolerance(
     )
     unmoved = sums(tolerance)[2]
     assert float((unmoved - alone[2]).norm() / alone[2].norm()) > bound
+
+
+def test_band_limited_frames_are_the_same_waves_sampled_on_the_coarser_grid() -> None:
+    """A wave below the coarser grid's Nyquist frequency, periodic on the frame, is resampled
+    exactly: grid pixel ``(j, i)`` holds the wave at frame position ``(j h / H, i w / W)``."""
+    h, w, grid = 96, 120, (60, 72)
+    y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+
+    def wave(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return (
+            3.0
+            + np.cos(2 * np.pi * (7 * xx / w + 11 * yy / h) + 0.4)
+            + 0.5 * np.sin(2 * np.pi * (-13 * xx / w + 4 * yy / h))
+        )
+
+    frames = torch.as_tensor(np.stack([wave(y, x), 2 * wave(y, x)]), dtype=torch.float32)
+    out = band_limited(frames, grid).numpy()
+    gy, gx = np.meshgrid(
+        np.arange(grid[0]) * h / grid[0], np.arange(grid[1]) * w / grid[1], indexing="ij"
+    )
+    assert np.abs(out[0] - wave(gy, gx)).max() < 1e-4
+    assert np.abs(out[1] - 2 * wave(gy, gx)).max() < 2e-4
+
+
+def test_band_limited_layout_keeps_the_crop_on_fast_sizes() -> None:
+    """The coarser grid holds every frequency of the patch's crop, its sides and the patch's
+    have only the factors 2, 3 and 5, and the patch spans its frame pixels to within 3 %;
+    where the crop is the whole patch nothing is coarser."""
+    for shape, size, crop in [
+        ((1024, 1024), 400, 224),
+        ((4092, 5760), 1620, 720),
+        ((4096, 4096), 1620, 864),
+    ]:
+        layout = _band_limited_layout(shape, size, crop)
+        assert layout is not None
+        (grid_h, grid_w), patch = layout
+        scale = grid_h / shape[0]
+        assert grid_h >= shape[0] * crop / size and grid_w >= shape[1] * scale
+        for n in (grid_h, grid_w, patch):
+            assert fft_friendly_below(n) == n
+        assert abs(patch / scale - size) <= 0.03 * size and patch < size
+    assert _band_limited_layout((1024, 1024), 400, 400) is None
