@@ -305,6 +305,10 @@ def align_patches(
     Patch size and filter are about noise: a patch has few pixels (the README's measurements
     say how the overlap and ``PATCH_BFACTOR_ANGSTROM2`` were chosen). The side is then
     rounded down to a size whose Fourier transform is fast (:func:`fft_friendly_below`).
+    Where the filter's crop is well inside the patch's band, the patches are cut from frames
+    band-limited to it on a coarser grid (:func:`band_limited`, :func:`_band_limited_layout`):
+    the same frequencies at a third of the transforms' cost, the patch then spanning its
+    ``size`` frame pixels to within 3 %.
     """
     n, h, w = frames.shape
     if patches[0] < 1 or patches[1] < 1:
