@@ -2,8 +2,11 @@
 
 Metadata come from --metadata, else from EPU XML or a SerialEM .mdoc beside the movie, else
 from the configured microscope. Gain reference and defects come from the detector settings
-(e.g. CAUSALSCOPE_DETECTOR__GAIN_REFERENCE=gain.mrc). Micrographs (aligned, dose-weighted,
-even/odd halves) go to OUT/micrographs, the trajectory to OUT/motion as a STAR file.
+(e.g. CAUSALSCOPE_DETECTOR__GAIN_REFERENCE=gain.mrc); without a configured gain, a gain
+reference beside the movie or in one of the three folders above it (watcher.gain_patterns, as
+EPU and SerialEM write them) is used when its shape fits, and the choice is printed. Micrographs
+(aligned, dose-weighted, even/odd halves) go to OUT/micrographs, the trajectory to OUT/motion
+as a STAR file.
 
 Exit status: 0 when the exposure passes (or passes with warnings), 1 when the sanity gate
 fails it (the reasons are printed), 2 for unusable input (missing or corrupt file).
@@ -15,11 +18,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from causalscope.actors.exposure import DetectorCalibration
+    from causalscope.config import Settings
     from causalscope.models.records import ExposureRecord
 
 
@@ -57,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     movie = load_movie(args.movie, settings, metadata_path=args.metadata)
     read_s = time.perf_counter() - started
-    calibration = load_calibration(settings, movie.frames.shape[-2:], upsampling=movie.upsampling)
+    shape = (int(movie.frames.shape[-2]), int(movie.frames.shape[-1]))
+    if settings.detector.gain_reference is None:
+        calibration = _calibration_beside(args.movie, settings, shape, movie.upsampling)
+    else:
+        calibration = load_calibration(settings, shape, upsampling=movie.upsampling)
     worker = ExposureWorker(
         microscope=settings.microscope,
         detector=settings.detector,
@@ -78,6 +89,56 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(describe(record))
     return 1 if record.status == "fail" else 0
+
+
+def gain_beside(movie: Path, patterns: tuple[str, ...], *, levels: int = 4) -> Path | None:
+    """The nearest file named like a gain reference (``patterns``, any case) in the movie's
+    folder or the ``levels - 1`` folders above it (EPU writes movies three folders below the
+    session folder, where the gain is), or None; the first by name where a folder has several."""
+    folder = movie.resolve().parent
+    for _ in range(levels):
+        found = sorted(
+            path
+            for path in folder.iterdir()
+            if path.is_file() and any(fnmatchcase(path.name.lower(), p) for p in patterns)
+        )
+        if found:
+            return found[0]
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return None
+
+
+def _calibration_beside(
+    movie: Path, settings: Settings, shape: tuple[int, int], upsampling: int
+) -> DetectorCalibration:
+    """The calibration with the gain reference found beside ``movie`` (said on stderr), or
+    without a gain when there is none or it does not fit the frames (said too)."""
+    from causalscope.daemon.exposures import load_calibration
+    from causalscope.models.errors import FormatError
+
+    found = gain_beside(movie, settings.watcher.gain_patterns)
+    if found is None:
+        print(
+            f"gain: none configured (detector.gain_reference) or found beside {movie.name}; "
+            "the counts are not gain-corrected",
+            file=sys.stderr,
+        )
+        return load_calibration(settings, shape, upsampling=upsampling)
+    detector = settings.detector.model_copy(update={"gain_reference": found})
+    try:
+        calibration = load_calibration(
+            settings.model_copy(update={"detector": detector}), shape, upsampling=upsampling
+        )
+    except FormatError as error:
+        print(f"gain: {found} found beside the movie is not used: {error}", file=sys.stderr)
+        return load_calibration(settings, shape, upsampling=upsampling)
+    print(
+        f"gain: {found}, found beside the movie (set detector.gain_reference to choose one)",
+        file=sys.stderr,
+    )
+    return calibration
 
 
 def describe(record: ExposureRecord) -> str:
