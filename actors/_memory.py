@@ -10,6 +10,12 @@ therefore keeps freed memory in its heap while it processes an exposure
 (:func:`release_freed_memory`), so that its resident size between exposures, which the daemon
 reads to recycle a worker that grew too big, is what it really holds. Outside glibc (musl,
 macOS) both do nothing.
+
+A worker whose resident size after an exposure is at most :data:`KEPT_HEAP_BYTES` keeps its
+heap for the next one (:func:`release_if_large`): the next exposure would otherwise fault its
+pages in again. At 1024^2 x 20 (the exposure worker, 1.0 GiB resident with the heap kept
+against 0.46 GiB given back) that was 0.15-0.25 s per exposure: motion and CTF 1.35-1.45 s
+against 1.53-1.78 s, the whole exposure 2.35-2.46 s against 2.54-2.88 s.
 """
 
 from __future__ import annotations
@@ -18,11 +24,22 @@ import ctypes
 import os
 from pathlib import Path
 
-__all__ = ["ONE_HEAP_ENV", "keep_freed_memory", "release_freed_memory", "resident_bytes"]
+__all__ = [
+    "KEPT_HEAP_BYTES",
+    "ONE_HEAP_ENV",
+    "keep_freed_memory",
+    "release_freed_memory",
+    "release_if_large",
+    "resident_bytes",
+]
 
 #: the environment that gives a process one heap from its start (glibc reads it before any
 #: thread exists; see :func:`keep_freed_memory`)
 ONE_HEAP_ENV = {"MALLOC_ARENA_MAX": "1"}
+
+#: a worker at most this large after an exposure keeps its heap for the next (a 1024^2
+#: exposure's worker: about 1 GiB; a 4096^2 one's is several and gives it back)
+KEPT_HEAP_BYTES = 3 * 2**29
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -79,3 +96,12 @@ def release_freed_memory() -> bool:
     """Give the heap's free memory back to the system (``malloc_trim``); True if any was."""
     libc = _glibc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+def release_if_large(limit_bytes: int = KEPT_HEAP_BYTES) -> bool:
+    """:func:`release_freed_memory` when this process's resident size is above
+    ``limit_bytes`` (or unknown); True if memory was given back."""
+    resident = resident_bytes()
+    if resident is not None and resident <= limit_bytes:
+        return False
+    return release_freed_memory()

@@ -26,7 +26,7 @@ import numpy as np
 from causalscope.actors._causal import exposure_inputs, restoration_record
 from causalscope.actors._memory import (
     keep_freed_memory,
-    release_freed_memory,
+    release_if_large,
     resident_bytes,
 )
 from causalscope.actors._records import used_dose
@@ -261,7 +261,8 @@ class ExposureWorker:
         ``pixel_size_angstrom`` is the frames' own (EER upsampling included) when the caller
         knows it; otherwise the metadata's, otherwise the configured microscope's. Broken input
         never raises: the record's status is ``fail`` and its flags say why. The memory its
-        temporaries took goes back to the system at the end (see ``actors._memory``).
+        temporaries took goes back to the system at the end, unless the worker is small
+        enough to keep it for the next exposure (see ``actors._memory``).
         """
         try:
             return self._process(
@@ -272,7 +273,7 @@ class ExposureWorker:
                 pixel_size_angstrom=pixel_size_angstrom,
             )
         finally:
-            release_freed_memory()
+            release_if_large()
 
     def _process(
         self,

@@ -16,7 +16,7 @@ _CHILD = textwrap.dedent(
     import json
     import numpy as np
     from causalscope.actors._memory import (
-        keep_freed_memory, release_freed_memory, resident_bytes,
+        keep_freed_memory, release_freed_memory, release_if_large, resident_bytes,
     )
 
     MIB = 2**20
@@ -29,6 +29,12 @@ _CHILD = textwrap.dedent(
     out = {"start": resident_bytes() / MIB, "default": churn()}
     out["kept"] = keep_freed_memory()
     out["after_keep"] = churn()
+    # a small worker keeps its heap, one above the limit gives it back
+    out["small_released"] = release_if_large(resident_bytes() + 64 * MIB)
+    out["after_small"] = resident_bytes() / MIB
+    out["large_released"] = release_if_large(resident_bytes() - 64 * MIB)
+    out["after_large"] = resident_bytes() / MIB
+    churn()
     out["released"] = release_freed_memory()
     out["after_release"] = resident_bytes() / MIB
     print(json.dumps(out))
@@ -48,6 +54,9 @@ def test_freed_memory_is_kept_while_working_and_given_back_after() -> None:
     assert out["default"] - out["start"] < 64, out
     # kept: the freed block stays resident, ready for the next exposure's temporaries
     assert out["after_keep"] - out["start"] > 200, out
+    # a worker below the limit keeps it for the next exposure; above it, gives it back
+    assert not out["small_released"] and out["after_small"] - out["start"] > 200, out
+    assert out["large_released"] and out["after_large"] - out["start"] < 64, out
     # released: back to about where it started
     assert out["released"] and out["after_release"] - out["start"] < 64, out
 
