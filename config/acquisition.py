@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from causalscope.config._common import OptionalPath, Section, ZmqAddress
 
-__all__ = ["StreamSettings", "WatcherSettings"]
+__all__ = ["FileKind", "StreamSettings", "WatcherSettings"]
+
+#: what a watched file is, by its name
+FileKind = Literal["gain", "movie", "metadata"]
 
 
 class WatcherSettings(Section):
@@ -73,6 +79,20 @@ class WatcherSettings(Section):
         if any(not pattern.strip() for pattern in value):
             raise ValueError(f"empty pattern in {list(value)}")
         return value
+
+    def file_kind(self, name: str) -> FileKind | None:
+        """What a file named ``name`` is by the patterns (any case): a gain reference (checked
+        first), a movie, a metadata file, or None."""
+        lowered = name.lower()
+        kinds: tuple[tuple[FileKind, tuple[str, ...]], ...] = (
+            ("gain", self.gain_patterns),
+            ("movie", self.movie_patterns),
+            ("metadata", self.metadata_patterns),
+        )
+        for kind, patterns in kinds:
+            if any(fnmatchcase(lowered, pattern.lower()) for pattern in patterns):
+                return kind
+        return None
 
 
 class StreamSettings(Section):

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from causalscope.actors.exposure import DetectorCalibration
     from causalscope.config import Settings
+    from causalscope.config.acquisition import WatcherSettings
     from causalscope.models.records import ExposureRecord
 
 
@@ -91,16 +91,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if record.status == "fail" else 0
 
 
-def gain_beside(movie: Path, patterns: tuple[str, ...], *, levels: int = 4) -> Path | None:
-    """The nearest file named like a gain reference (``patterns``, any case) in the movie's
-    folder or the ``levels - 1`` folders above it (EPU writes movies three folders below the
-    session folder, where the gain is), or None; the first by name where a folder has several."""
+def gain_beside(movie: Path, watcher: WatcherSettings, *, levels: int = 4) -> Path | None:
+    """The nearest file named like a gain reference (``watcher.gain_patterns``, as the watcher
+    reads them) in the movie's folder or the ``levels - 1`` folders above it (EPU writes movies
+    three folders below the session folder, where the gain is), or None; the first by name
+    where a folder has several."""
     folder = movie.resolve().parent
     for _ in range(levels):
         found = sorted(
             path
             for path in folder.iterdir()
-            if path.is_file() and any(fnmatchcase(path.name.lower(), p) for p in patterns)
+            if path.is_file() and watcher.file_kind(path.name) == "gain"
         )
         if found:
             return found[0]
@@ -118,7 +119,7 @@ def _calibration_beside(
     from causalscope.daemon.exposures import load_calibration
     from causalscope.models.errors import FormatError
 
-    found = gain_beside(movie, settings.watcher.gain_patterns)
+    found = gain_beside(movie, settings.watcher)
     if found is None:
         print(
             f"gain: none configured (detector.gain_reference) or found beside {movie.name}; "

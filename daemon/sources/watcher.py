@@ -24,16 +24,14 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Literal
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from causalscope.config.acquisition import WatcherSettings
+from causalscope.config.acquisition import FileKind, WatcherSettings
 from causalscope.daemon import exposures
 from causalscope.daemon.sources.events import GainFound, MovieReady, Rejected, SourceEvent
 from causalscope.models.errors import InputError
@@ -49,7 +47,6 @@ __all__ = ["DirectoryWatcher"]
 
 log = logging.getLogger(__name__)
 
-_Kind = Literal["movie", "metadata", "gain"]
 # inotify's "opened" and "closed without writing" fire on every read (ours included): ignored
 _STAMPED_EVENTS = frozenset({"created", "modified", "moved", "closed"})
 _MAX_TICK_S = 0.2
@@ -60,7 +57,7 @@ class _Tracked:
     """A candidate file the loop is waiting on: its last (size, mtime), when to look again and
     when it was first seen."""
 
-    kind: _Kind
+    kind: FileKind
     due: float
     snapshot: tuple[int, int] | None = None
     since: float = 0.0
@@ -124,9 +121,6 @@ class DirectoryWatcher:
         self._clock = clock
         folders = [Path(p).absolute() for p in ignore]
         self._ignore = tuple(dict.fromkeys([*folders, *(p.resolve() for p in folders)]))
-        self._movie_patterns = tuple(p.lower() for p in settings.movie_patterns)
-        self._metadata_patterns = tuple(p.lower() for p in settings.metadata_patterns)
-        self._gain_patterns = tuple(p.lower() for p in settings.gain_patterns)
         # a gain file still changing after this long does not hold the calibration any more
         self._gain_hold_s = settings.settle_s + settings.metadata_wait_s
         self._tick_s = min(_MAX_TICK_S, settings.poll_interval_s)
@@ -314,17 +308,10 @@ class DirectoryWatcher:
     def _ignored(self, path: Path) -> bool:
         return any(path.is_relative_to(folder) for folder in self._ignore)
 
-    def _kind(self, path: Path) -> _Kind | None:
+    def _kind(self, path: Path) -> FileKind | None:
         if self._excluded(path):
             return None
-        name = path.name.lower()
-        if any(fnmatchcase(name, pattern) for pattern in self._gain_patterns):
-            return "gain"
-        if any(fnmatchcase(name, pattern) for pattern in self._movie_patterns):
-            return "movie"
-        if any(fnmatchcase(name, pattern) for pattern in self._metadata_patterns):
-            return "metadata"
-        return None
+        return self._settings.file_kind(path.name)
 
     def _note(self, path: Path, stamped: float, now: float) -> None:
         """Start following a file, or push back its settle time after an event."""
@@ -390,7 +377,7 @@ class DirectoryWatcher:
 
     def _metadata(self, movie: Path) -> Path | None:
         """The movie's metadata file when it exists, matches the patterns and has settled."""
-        if not self._metadata_patterns:
+        if not self._settings.metadata_patterns:
             return None
         found = exposures.find_metadata(movie)
         # only a file this loop has seen settle: it may exist but still be half written

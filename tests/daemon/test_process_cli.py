@@ -218,12 +218,12 @@ def test_a_gain_beside_the_movie_that_does_not_fit_is_named_and_not_used(
     data.mkdir(parents=True)
     movie = data / "FoilHole_1_Data_2_fractions.tiff"
     settings = load_settings(None, None, {})
-    assert gain_beside(movie, settings.watcher.gain_patterns) is None
+    assert gain_beside(movie, settings.watcher) is None
     with mrcfile.new(tmp_path / "Gain_Ref.MRC") as mrc:
         mrc.set_data(np.ones((64, 48), dtype=np.float32))
-    found = gain_beside(movie, settings.watcher.gain_patterns)
+    found = gain_beside(movie, settings.watcher)
     assert found == (tmp_path / "Gain_Ref.MRC").resolve()
-    assert gain_beside(movie, settings.watcher.gain_patterns, levels=3) is None
+    assert gain_beside(movie, settings.watcher, levels=3) is None
     calibration = _calibration_beside(movie, settings, (128, 128), 1)
     assert calibration.gain is None
     said = capsys.readouterr().err

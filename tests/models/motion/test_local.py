@@ -20,13 +20,8 @@ from causalscope.models.motion import (
     correct_motion,
     fit_local_model,
 )
-from causalscope.models.motion.local import (
-    _band_limited_layout,
-    _spatial_basis,
-    _temporal_basis,
-    band_limited,
-    fft_friendly_below,
-)
+from causalscope.models.motion._coarse import band_limited, band_limited_layout, fft_friendly_below
+from causalscope.models.motion.local import _spatial_basis, _temporal_basis
 
 SIZE = 1024
 N_FRAMES = 20
@@ -294,7 +289,7 @@ def test_band_limited_layout_keeps_the_crop_on_fast_sizes() -> None:
         ((4092, 5760), 1620, 720),
         ((4096, 4096), 1620, 864),
     ]:
-        layout = _band_limited_layout(shape, size, crop)
+        layout = band_limited_layout(shape, size, crop)
         assert layout is not None
         (grid_h, grid_w), patch = layout
         scale = grid_h / shape[0]
@@ -302,4 +297,4 @@ def test_band_limited_layout_keeps_the_crop_on_fast_sizes() -> None:
         for n in (grid_h, grid_w, patch):
             assert fft_friendly_below(n) == n
         assert abs(patch / scale - size) <= 0.03 * size and patch < size
-    assert _band_limited_layout((1024, 1024), 400, 400) is None
+    assert band_limited_layout((1024, 1024), 400, 400) is None
