@@ -162,7 +162,10 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
         from causalscope.daemon.bench.reconstruction_refine import run_refinement_bench
 
         return run_refinement_bench(
-            seeds=args.seeds or [0], n=args.n or 1000, structure=args.structure
+            seeds=args.seeds or [0],
+            n=args.n or 1000,
+            structure=args.structure,
+            symmetry=args.symmetry,
         )
     from causalscope.daemon.bench.reconstruction import run_reconstruction_bench
 

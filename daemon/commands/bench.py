@@ -23,7 +23,9 @@
           the simulated envelope and its forecast, and the cost per particle as the set grows
           (--n particles, default 8000, box 48, known poses); with --refine, refinement of
           simulated particles (--n, default 1000, box 64 at 2 A/px) from a 30 A reference:
-          pose and offset errors, gold-standard FSC against the truth's, time per particle;
+          pose errors (folded by --symmetry, the specimen's point group; the refinement
+          itself imposes none) and offset errors, gold-standard FSC against the truth's, time
+          per particle;
           with --timing, the running 2D classification and 3D refinement of --n (10,000)
           simulated particles at box 128 (2 A/px) in batches of 1,000 on --threads (2): each
           batch's update, a full 2D pass, the 3D update, peak memory, the load average;
@@ -211,13 +213,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reconstruction --ab-initio: the final resolution limit (12)",
     )
     parser.add_argument(
-        "--symmetry", default="C1", help="reconstruction --ab-initio: point group (C1)"
+        "--symmetry",
+        default="C1",
+        help="reconstruction --ab-initio: point group (C1); --refine: the specimen's, by "
+        "which the pose errors are folded (e.g. O for apoferritin)",
     )
     parser.add_argument(
         "--structure",
         default=None,
         help="reconstruction --refine: a PDB/mmCIF/MRC to simulate (default an asymmetric "
-        "phantom, the only case with pose errors); --ab-initio: default "
+        "phantom; a structure's pose errors need its --symmetry); --ab-initio: default "
         "SHARED_DATA/models/5a1a.pdb",
     )
     parser.add_argument("--classes", type=int, default=50, help="classes: 2D classes (50)")

@@ -12,6 +12,12 @@ products, one over every (particle, shift) by every (class, rotation), one over 
 by every (class, rotation). The M-step adds, for each particle and each class whose posterior
 is above ``min_weight``, at the best pose of that class, ``w R_j^-1 S_t^-1 (CTF X)`` to the
 class's ``num`` and ``w R_j^-1 CTF^2`` to its ``den``, in the half set of the particle's id.
+
+The in-plane contrast of a particle at its best class and shift: its best rotation's
+log-likelihood less the mean over all rotations, against the same gap of the class average
+itself under the particle's CTF (:meth:`EStep.in_plane_ratio`). A view of the class gains
+from its turn what the average does; a round object (an ice blob the size of a view) gains
+nothing from any turn but what the noise gives, however well its mass and misfit pass.
 """
 
 from __future__ import annotations
@@ -82,7 +88,17 @@ class EStep:
     chi2: torch.Tensor  # (m,) residual per coefficient at the best pose (noise units)
     noise_rings: torch.Tensor  # (m, n_rings) residual power per ring at the best pose
     power_rings: torch.Tensor  # (m, n_rings) the particle's power per ring
+    in_plane_gap: torch.Tensor  # (m,) best rotation's log-likelihood over the rotations' mean
+    in_plane_expected: torch.Tensor  # (m,) the same gap for the class average itself
     psi_rad: torch.Tensor  # (J,) the rotations the indices refer to
+
+    def in_plane_ratio(self) -> torch.Tensor:
+        """``(m,)`` how much of the in-plane contrast its class average would give each
+        particle it gives: about 1 for a view of the class (a little less, as the average
+        is Wiener-filtered), near 0 for a round object in a class of an anisotropic view
+        (turning a round blob changes nothing). Meaningful where ``in_plane_expected`` is
+        well above its noise: the ratio's own is about ``sqrt(2 / in_plane_expected)``."""
+        return self.in_plane_gap / self.in_plane_expected.clamp(min=1e-12)
 
     def low_power(self, r_low: int) -> torch.Tensor:
         """``(m,)`` each particle's power in rings 1 to ``r_low`` (weighted by their size), in
@@ -102,7 +118,7 @@ class EStep:
         index = torch.as_tensor(rows)
         fields = {}
         for name in ("class_weight", "best_rotation", "best_shift", "chi2", "noise_rings",
-                     "power_rings"):  # fmt: skip
+                     "power_rings", "in_plane_gap", "in_plane_expected"):  # fmt: skip
             values = getattr(self, name).clone()
             values[index] = getattr(other, name)
             fields[name] = values
@@ -163,9 +179,36 @@ def expectation(
     power = torch.zeros_like(noise).index_add_(1, ring, x.abs() ** 2 * mult)
     counts = torch.zeros(grid.n_rings, dtype=residual.dtype).index_add_(0, ring, mult)
     counts = counts.clamp(min=1)
+    at_best = ll.reshape(m, n_classes, -1, n_rot)[rows, k_best, t_best]  # (m, J)
+    gap = at_best.max(-1).values - at_best.mean(-1)
+    expected = _in_plane_expected(ref, k_best, j_best, c * c * inv_sigma2 * mult, norm, n_rot)
     return EStep(
-        class_weight, best_rotation, best_shift, chi2, noise / counts, power / counts, psi_rad
-    )
+        class_weight, best_rotation, best_shift, chi2, noise / counts, power / counts, gap,
+        expected, psi_rad,
+    )  # fmt: skip
+
+
+def _in_plane_expected(
+    ref: torch.Tensor,
+    k_best: torch.Tensor,
+    j_best: torch.Tensor,
+    weight: torch.Tensor,
+    norm: torch.Tensor,
+    n_rot: int,
+) -> torch.Tensor:
+    """``(m,)`` the in-plane gap (best rotation's log-likelihood minus the mean over the
+    rotations) that each particle's class average ``k_best`` at rotation ``j_best`` would
+    have as the particle, without noise, under the particle's ``weight`` ``(m, F)`` (``CTF^2
+    / sigma2`` times multiplicity); ``norm`` ``(m, K J)`` as in :func:`expectation`."""
+    out = torch.zeros(k_best.numel(), dtype=norm.dtype)
+    own = ref[k_best * n_rot + j_best] * weight  # (m, F)
+    for k in torch.unique(k_best).tolist():
+        rows = torch.nonzero(k_best == k).flatten()
+        turns = ref[k * n_rot : (k + 1) * n_rot]  # (J, F)
+        fit = own[rows].real @ turns.real.T + own[rows].imag @ turns.imag.T
+        fit = fit - 0.5 * norm[rows, k * n_rot : (k + 1) * n_rot]
+        out[rows] = fit.max(-1).values - fit.mean(-1)
+    return out
 
 
 def accumulate(

@@ -67,7 +67,9 @@ class Assignment:
     class's (or the two z-scores adding up to more than :data:`._outliers.JOINT_Z`, or those
     and the mass's and the halo's within the class to more than
     :data:`._outliers.AGGREGATE_Z`), or a mean (the projected mass, the same from every
-    view of one species) that many below its class's, or a mean or a halo
+    view of one species) that many below its class's, or an in-plane contrast that many
+    below its class's (a round blob in a class of a view; judged in classes whose average's
+    turns can be told apart, :meth:`._em.EStep.in_plane_ratio`), or a mean or a halo
     (``Class2DSettings.particle_diameter_angstrom``) that many from all particles', or a
     low-resolution power or a structure around the particle (an aggregate's other
     particles: :func:`._outliers.background_statistics`) that many above all particles':

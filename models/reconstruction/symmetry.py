@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["self_correlations", "symmetry_matrices"]
+__all__ = ["self_correlations", "symmetric_angle_deg", "symmetry_matrices"]
 
 
 def _about(axis: np.ndarray, angle_rad: float) -> np.ndarray:
@@ -41,6 +41,20 @@ def _closure(generators: list[np.ndarray]) -> np.ndarray:
         if len(group) > 60:
             raise ValueError("the generators do not close into a point group of <= 60 elements")
     return np.stack(group)
+
+
+def symmetric_angle_deg(a: np.ndarray, b: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """``(...)`` angular error in degrees of assigned poses ``a`` against the true ``b``
+    (``(..., 3, 3)`` each) of a map with the symmetry ``group`` (``(|G|, 3, 3)``,
+    :func:`symmetry_matrices`): the smallest angle from ``a`` to any ``b S``, the poses that
+    give the same projection. With ``C1`` it is the plain angle."""
+    a, b, group = np.asarray(a), np.asarray(b), np.asarray(group)
+    if group.ndim != 3 or group.shape[1:] != (3, 3):
+        raise ValueError(f"group must be (|G|, 3, 3) rotations, got shape {group.shape}")
+    mates = np.einsum("...ij,gjk->...gik", b, group)
+    trace = np.einsum("...ij,...gij->...g", a, mates)
+    cosine = np.clip((trace.max(axis=-1) - 1.0) / 2.0, -1.0, 1.0)
+    return np.rad2deg(np.arccos(cosine))
 
 
 def symmetry_matrices(name: str) -> np.ndarray:

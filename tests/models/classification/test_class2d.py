@@ -21,7 +21,9 @@ from causalscope.models.classification import (
 )
 from causalscope.models.classification._em import accumulate, expectation, rotated_references
 from causalscope.models.classification._outliers import joint_outliers, robust_z
+from causalscope.models.classification.class2d import _FLAT_Z
 from causalscope.models.classification.metrics import junk_components
+from causalscope.models.reconstruction.alignment import shift_grid
 from causalscope.models.reconstruction.resample import fourier_crop
 from causalscope.models.restoration.frc import fourier_ring_correlation
 from causalscope.models.simulate import (
@@ -331,14 +333,16 @@ def test_a_classifier_saved_before_the_image_flags_carries_on() -> None:
     model.partial_fit(rng.normal(size=(n, 32, 32)).astype(np.float32), ctf, np.arange(n))
     structure = model._structure.copy()
     del model.__dict__["_junk_alone"], model.__dict__["_structure"]  # as saved then
+    del model.__dict__["_in_plane"], model.__dict__["_in_plane_expected"]
     restored = pickle.loads(pickle.dumps(model))
+    assert restored._in_plane_expected.shape == (n,) and not restored._in_plane_expected.any()
     assert restored._junk_alone.shape == (n,) and not restored._junk_alone.any()
     np.testing.assert_allclose(restored._structure, structure, rtol=1e-6)
     assert np.ptp(structure) > 0
     images = rng.normal(size=(n, 32, 32)).astype(np.float32)
     restored.partial_fit(images, ctf, np.arange(n, 2 * n))
     assert restored.n_stored == 2 * n and restored._junk_alone.shape == (2 * n,)
-    assert restored._structure.shape == (2 * n,)
+    assert restored._structure.shape == (2 * n,) and restored._in_plane.shape == (2 * n,)
 
 
 def test_a_class_with_a_long_upper_tail_is_not_read_as_outliers() -> None:
@@ -393,3 +397,76 @@ def test_a_re_seeded_class_is_not_made_by_its_particles(run: Run) -> None:
     others = populated.copy()
     others[k] = False
     assert not flags[others].any()
+
+
+def _rod_and_ball() -> tuple[np.ndarray, np.ndarray]:
+    """A rod (a Gaussian of 5 px by 2.5 px) and a round ball (4 px) of the same mass,
+    centred in ``BLOB_BOX`` px."""
+    axis = np.arange(BLOB_BOX) - BLOB_BOX // 2
+    y, x = np.meshgrid(axis, axis, indexing="ij")
+    rod = np.exp(-((x / 5.0) ** 2 + (y / 2.5) ** 2) / 2)
+    ball = np.exp(-(x**2 + y**2) / (2 * 4.0**2))
+    return rod, ball * rod.sum() / ball.sum()
+
+
+def test_in_plane_contrast_is_the_class_averages_own_for_its_view_and_none_for_a_ball() -> None:
+    """Without noise, a view of the class average at one of the searched rotations gains
+    exactly what the average itself gains from its best turn (ratio 1); a round ball of the
+    same mass gains nothing from any turn (only the rotations' interpolation, ratio < 0.05)."""
+    from causalscope.models.classification._grids import Grid, rotate_images
+
+    rod, ball = _rod_and_ball()
+    grid = Grid.of(BLOB_BOX, BLOB_APIX)
+    band = grid.band(10)
+    psi = torch.arange(36, dtype=torch.float32) * (2 * math.pi / 36)
+    reference = torch.as_tensor(rod, dtype=torch.float32)[None]
+    view = rotate_images(reference, psi[7:8])[0]
+    images = torch.stack([view, torch.as_tensor(ball, dtype=torch.float32)])
+    spectra = torch.fft.rfft2(images)
+    estep = expectation(
+        spectra, torch.ones(spectra.shape), rotated_references(reference, psi, band),
+        grid=grid, sigma2=torch.full((grid.n_rings,), 0.05), band=band,
+        shifts_px=torch.zeros(1, 2), psi_rad=psi,
+    )  # fmt: skip
+    assert int(estep.best_rotation[0, 0]) % 18 == 7  # the rod is the same turned by 180
+    assert float(estep.in_plane_expected[0]) > 100.0
+    ratio = estep.in_plane_ratio()
+    assert float(ratio[0]) == pytest.approx(1.0, abs=1e-4)
+    assert float(ratio[1]) < 0.05
+
+
+def test_a_round_ball_among_noisy_views_is_flagged_by_its_in_plane_contrast() -> None:
+    """Six round balls of a view's mass among 120 noisy views of the rod at random in-plane
+    angles, scored against the rod (white noise; the class average's own gap about 150, as
+    a simulated beta-galactosidase class's): the views keep about the average's contrast,
+    the balls keep what the noise gives (``sqrt(2 / gap)`` of it, and the best of many
+    turns), and their z-score within the class flags all six (z about 13) and none of the
+    views (at most 3.6; at most 2 % beyond the usual 3.5). The balls' mass is the views'
+    own: no mass rule sees them."""
+    from causalscope.models.classification._grids import Grid, rotate_images
+
+    rng = np.random.default_rng(4)
+    rod, ball = _rod_and_ball()
+    grid = Grid.of(BLOB_BOX, BLOB_APIX)
+    band = grid.band(10)
+    psi = torch.arange(36, dtype=torch.float32) * (2 * math.pi / 36)
+    reference = torch.as_tensor(rod, dtype=torch.float32)[None]
+    angles = torch.as_tensor(rng.uniform(0, 2 * math.pi, 120), dtype=torch.float32)
+    views = rotate_images(reference.expand(120, -1, -1), angles)
+    balls = torch.as_tensor(ball, dtype=torch.float32).expand(6, -1, -1)
+    clean = torch.cat([views, balls])
+    images = 6.0 * clean + torch.as_tensor(rng.normal(0.0, 1.0, clean.shape), dtype=torch.float32)
+    spectra = torch.fft.rfft2(images)
+    estep = expectation(
+        spectra, torch.ones(spectra.shape), rotated_references(6.0 * reference, psi, band),
+        grid=grid, sigma2=torch.full((grid.n_rings,), float(BLOB_BOX**2)), band=band,
+        shifts_px=shift_grid(2.0, 1.0), psi_rad=psi,
+    )  # fmt: skip
+    assert 100.0 < float(estep.in_plane_expected.median()) < 250.0
+    ratio = estep.in_plane_ratio().numpy()
+    assert 0.85 < float(np.median(ratio[:120])) < 1.15
+    assert ratio[120:].max() < 0.5
+    z_flat = robust_z(-ratio, np.zeros(126, dtype=int), np.arange(126), floor_share=0.75)
+    flagged = z_flat > max(Class2DSettings().outlier_z, _FLAT_Z)  # Class2D's rule
+    assert flagged[120:].all() and not flagged[:120].any()
+    assert (z_flat[:120] > 3.5).mean() <= 0.02  # even at the usual limit
