@@ -48,6 +48,13 @@ def settings_for(microscope: Path, **processing: Any) -> Settings:
                 "gain_reference": str(microscope / "gain_reference.mrc"),
                 "defects_file": str(microscope / "defects.txt"),
             },
+            # any free ports: a session or another test run on this machine may hold the
+            # defaults (5556-5558)
+            "store": {
+                "publish_address": "tcp://127.0.0.1:0",
+                "query_address": "tcp://127.0.0.1:0",
+                "control_address": "tcp://127.0.0.1:0",
+            },
         }
     )
 

@@ -67,7 +67,12 @@ def _settings(microscope: Path, **extra: Any) -> Settings:
             "gain_reference": str(microscope / "gain_reference.mrc"),
             "defects_file": str(microscope / "defects.txt"),
         },
-        "store": {"publish_address": "tcp://127.0.0.1:0", "query_address": "tcp://127.0.0.1:0"},
+        # any free ports: a session or another test run on this machine may hold the defaults
+        "store": {
+            "publish_address": "tcp://127.0.0.1:0",
+            "query_address": "tcp://127.0.0.1:0",
+            "control_address": "tcp://127.0.0.1:0",
+        },
     }
     overrides.update(extra)
     return load_settings(overrides=overrides)
