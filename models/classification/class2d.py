@@ -187,8 +187,8 @@ class Class2D:
         estep = self._estep(everything)
         assignment = self._assign(estep, everything)
         # the split sees the classes as the other flags leave them (a flat particle is what
-        # it would draw out; with those gone first, seeds 0-15 took other courses, and seed 1
-        # ended with a class of 45 beta-galactosidase and 5 ice blobs)
+        # it would draw out; with those taken out first, the classes took other courses, and
+        # bench classes seed 1 ended with a class of 45 beta-galactosidase and 5 ice blobs)
         mixed = self._mixed_classes(
             dataclasses.replace(assignment, outlier=assignment.outlier & ~self._flat_only)
         )
