@@ -205,6 +205,20 @@ class _Simulation:
             self.finished.set()
 
 
+def ice_within_tolerance(error_nm: float | None, sigma_nm: float | None) -> bool | None:
+    """Whether an ice estimate ``error_nm`` from the truth is within the demo's tolerance
+    (True); None where there is no estimate, or where it is outside the tolerance but within
+    twice the estimate's own ``sigma_nm`` (the estimator said it could not tell: not a miss);
+    False otherwise."""
+    if error_nm is None:
+        return None
+    if abs(error_nm) <= ICE_TOLERANCE_NM:
+        return True
+    if sigma_nm is not None and abs(error_nm) <= 2.0 * sigma_nm:
+        return None
+    return False
+
+
 def _compare_with_truth(database: Path, truth_path: Path) -> int:
     """Print each exposure's CTF against the truth; 0 when every one is within tolerance."""
     from causalscope.daemon.store import SessionReader
@@ -216,7 +230,7 @@ def _compare_with_truth(database: Path, truth_path: Path) -> int:
     with SessionReader(database) as reader:
         rows = reader.select(
             "SELECT exposure_id, defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, "
-            "ice_thickness_nm FROM ctf ORDER BY exposure_id"
+            "ice_thickness_nm, ice_thickness_sigma_nm FROM ctf ORDER BY exposure_id"
         ).rows
         states = dict(reader.select("SELECT exposure_id, state FROM exposures").rows)
     found = {row[0]: row for row in rows}
@@ -226,14 +240,14 @@ def _compare_with_truth(database: Path, truth_path: Path) -> int:
         f"  {'exposure':<{width}} {'defocus':>8} {'d.err':>7} {'astig':>6} {'a.err':>6} "
         f"{'angle.err':>9} {'ice':>5} {'i.err':>6}"
     )
-    misses = 0
+    misses = uncertain = 0
     defocus_errors = []
     for exposure_id, t in truth.items():
         if exposure_id not in found:
             state = states.get(exposure_id, "never seen")
             print(f"  {exposure_id:<{width}} not processed ({state})")
             continue
-        _, du, dv, angle, ice = found[exposure_id]
+        _, du, dv, angle, ice, ice_sigma = found[exposure_id]
         true_mean = (t["defocus_u_angstrom"] + t["defocus_v_angstrom"]) / 2
         true_astig = abs(t["defocus_u_angstrom"] - t["defocus_v_angstrom"])
         d_err = (du + dv) / 2 - true_mean
@@ -246,14 +260,18 @@ def _compare_with_truth(database: Path, truth_path: Path) -> int:
         ok = not astigmatic or (
             abs(a_err) <= ASTIGMATISM_TOLERANCE_A and (angle_err or 0.0) <= ANGLE_TOLERANCE_DEG
         )
-        ok = ok and (i_err is None or abs(i_err) <= ICE_TOLERANCE_NM)
+        ice_verdict = ice_within_tolerance(i_err, ice_sigma)
+        ok = ok and ice_verdict is not False
         misses += not ok
+        uncertain += ice_verdict is None and i_err is not None
         angle_text = "" if angle_err is None else f"{angle_err:8.1f}d"
         ice_text = "" if i_err is None else f"{i_err:+6.1f}"
+        note = "" if ok else "  <- outside tolerance"
+        if ok and ice_verdict is None and i_err is not None:
+            note = f"  (ice: within its own 2 sigma, {2 * ice_sigma:.0f} nm)"
         print(
             f"  {exposure_id:<{width}} {true_mean / 1e4:6.2f}um {d_err:+7.1f} {true_astig:6.0f} "
-            f"{a_err:+6.1f} {angle_text:>9} {t['ice_thickness_nm']:5.0f} {ice_text:>6}"
-            f"{'' if ok else '  <- outside tolerance'}"
+            f"{a_err:+6.1f} {angle_text:>9} {t['ice_thickness_nm']:5.0f} {ice_text:>6}{note}"
         )
     median = statistics.median(defocus_errors) if defocus_errors else None
     verdict = (
@@ -261,9 +279,15 @@ def _compare_with_truth(database: Path, truth_path: Path) -> int:
         if median is None
         else (f"; median |defocus error| {median:.1f} A (target <= {DEFOCUS_TOLERANCE_A:g} A)")
     )
+    not_judged = (
+        f"; {uncertain} more outside the ice tolerance but within the estimate's own 2 sigma"
+        if uncertain
+        else ""
+    )
     print(
         f"\n{len(found)} of {len(truth)} exposures processed; {misses} outside the astigmatism, "
-        f"angle or ice tolerance (20 A, 5 deg where astigmatism >= 200 A, 10 nm){verdict}"
+        f"angle or ice tolerance (20 A, 5 deg where astigmatism >= 200 A, 10 nm){not_judged}"
+        f"{verdict}"
     )
     _compare_picks(database, truth)
     return 0 if len(found) == len(truth) else 1

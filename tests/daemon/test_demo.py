@@ -145,3 +145,17 @@ def _selected_classes_read_back(database: Path, relion: Path, picked: int) -> No
     assert [group_of[name] for name in selected_particles["rlnImageName"]] == list(
         selected_particles["rlnOpticsGroup"]
     )
+
+
+def test_ice_outside_the_tolerance_is_a_miss_only_outside_its_own_two_sigma() -> None:
+    """The demo holds ice to 10 nm; an estimate further off is a miss unless it said it could
+    not tell (the truth within twice its own sigma): 14.4 nm off with a sigma of 6 nm is a
+    miss, with 40 nm it is not; 9 nm off is within whatever the sigma."""
+    from causalscope.daemon.commands.demo import ICE_TOLERANCE_NM, ice_within_tolerance
+
+    assert ICE_TOLERANCE_NM == 10.0
+    assert ice_within_tolerance(-14.4, 6.0) is False
+    assert ice_within_tolerance(-14.4, 40.0) is None
+    assert ice_within_tolerance(-14.4, None) is False
+    assert ice_within_tolerance(9.0, 0.5) is True
+    assert ice_within_tolerance(None, 5.0) is None
