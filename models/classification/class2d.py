@@ -47,6 +47,7 @@ from causalscope.models.classification._grids import Grid, shift_spectra
 from causalscope.models.classification._outliers import (
     background_statistics,
     class_outliers,
+    flat_outliers,
     global_z,
     robust_z,
     split_seeds,
@@ -70,17 +71,6 @@ _PER_SEED = 8  #: particles in a re-seeded class (:meth:`Class2D._reseed_empty`)
 _SUPPORT = 2.0  #: particles' weight per half set that an average needs (:meth:`unsupported`)
 #: within-class robust sigma (:func:`._outliers.robust_z`) >= this share of the pooled one
 _SIGMA_FLOOR = 0.75
-#: a class whose members' median in-plane gap of its average (log-likelihood,
-#: :meth:`EStep.in_plane_ratio`) is below this has no in-plane contrast to judge them by:
-#: the noise alone is about ``sqrt(2 / gap)`` of the ratio, and the bicubic turns alone give
-#: a round average 27-34 (a Gaussian blob's, in the tests); simulated classes of views:
-#: apoferritin 58-114, beta-galactosidase 98-190 (seed 9)
-_MIN_IN_PLANE = 40.0
-#: the in-plane z-score (within the class, from its upper quantiles) beyond which a particle
-#: is flat: the best of many turns gives good particles a longer tail than a Gaussian's (up
-#: to 4.8 among one simulated session's 2,500 good particles; at the usual 3.5, 11-15 good
-#: particles per session flagged); the ice blobs left in a class of views read 5.8-8.3
-_FLAT_Z = 5.0
 
 
 class Class2D:
@@ -186,9 +176,7 @@ class Class2D:
         everything = np.arange(self.n_stored)
         estep = self._estep(everything)
         assignment = self._assign(estep, everything)
-        # the split sees the classes as the other flags leave them (a flat particle is what
-        # it would draw out; with those taken out first, the classes took other courses, and
-        # bench classes seed 1 ended with a class of 45 beta-galactosidase and 5 ice blobs)
+        # the split sees the classes as the other flags leave them (:func:`flat_outliers`)
         mixed = self._mixed_classes(
             dataclasses.replace(assignment, outlier=assignment.outlier & ~self._flat_only)
         )
@@ -491,13 +479,11 @@ class Class2D:
         z_mass = robust_z(self._mass, self._classes, index, floor_share=_SIGMA_FLOOR)
         z_halo = robust_z(self._halo, self._classes, index, floor_share=_SIGMA_FLOOR)
         outlier = alone | class_outliers(z, z_power, z_mass, z_halo, limit=limit)
-        # less in-plane contrast than the class's views: a round blob in a class of a view
-        z_flat = robust_z(-self._in_plane.numpy(), self._classes, index, floor_share=_SIGMA_FLOOR)
-        expected = self._in_plane_expected.numpy()
-        for c in np.unique(self._classes[index]):  # only where the turn can be told
-            if np.median(expected[self._classes == c]) < _MIN_IN_PLANE:
-                z_flat[self._classes[index] == c] = 0.0
-        self._flat_only = (z_flat > max(limit, _FLAT_Z)) & ~outlier
+        flat = flat_outliers(
+            self._in_plane.numpy(), self._in_plane_expected.numpy(), self._classes, index,
+            limit=limit, floor_share=_SIGMA_FLOOR,
+        )  # fmt: skip
+        self._flat_only = flat & ~outlier
         outlier = outlier | self._flat_only
         return Assignment(
             ids[index], k.numpy(), np.rad2deg(psi.numpy()) % 360.0, shift.numpy(),

@@ -20,8 +20,13 @@ from causalscope.models.classification import (
     wiener_average,
 )
 from causalscope.models.classification._em import accumulate, expectation, rotated_references
-from causalscope.models.classification._outliers import joint_outliers, robust_z
-from causalscope.models.classification.class2d import _FLAT_Z
+from causalscope.models.classification._outliers import (
+    FLAT_Z,
+    MIN_IN_PLANE_GAP,
+    flat_outliers,
+    joint_outliers,
+    robust_z,
+)
 from causalscope.models.classification.metrics import junk_components
 from causalscope.models.reconstruction.alignment import shift_grid
 from causalscope.models.reconstruction.resample import fourier_crop
@@ -466,7 +471,13 @@ def test_a_round_ball_among_noisy_views_is_flagged_by_its_in_plane_contrast() ->
     ratio = estep.in_plane_ratio().numpy()
     assert 0.85 < float(np.median(ratio[:120])) < 1.15
     assert ratio[120:].max() < 0.5
-    z_flat = robust_z(-ratio, np.zeros(126, dtype=int), np.arange(126), floor_share=0.75)
-    flagged = z_flat > max(Class2DSettings().outlier_z, _FLAT_Z)  # Class2D's rule
+    one_class, everyone = np.zeros(126, dtype=int), np.arange(126)
+    expected = estep.in_plane_expected.numpy()
+    kwargs = {"limit": Class2DSettings().outlier_z, "floor_share": 0.75}
+    flagged = flat_outliers(ratio, expected, one_class, everyone, **kwargs)
     assert flagged[120:].all() and not flagged[:120].any()
-    assert (z_flat[:120] > 3.5).mean() <= 0.02  # even at the usual limit
+    z_flat = robust_z(-ratio, one_class, everyone, floor_share=0.75)
+    assert z_flat[120:].min() > 2 * FLAT_Z and (z_flat[:120] > 3.5).mean() <= 0.02
+    # a class average whose turns cannot be told apart (its gap below the floor): not judged
+    low = expected * 0.9 * MIN_IN_PLANE_GAP / float(np.median(expected))
+    assert not flat_outliers(ratio, low, one_class, everyone, **kwargs).any()
