@@ -68,9 +68,12 @@ def _one_seed(
     import torch
     from torch_fourier_shell_correlation import fourier_shell_correlation
 
-    from causalscope.models.reconstruction import fsc_resolution_angstrom
+    from causalscope.models.reconstruction import (
+        fsc_resolution_angstrom,
+        symmetric_angle_deg,
+        symmetry_matrices,
+    )
     from causalscope.models.reconstruction.refine import RefinementSettings, RunningRefinement
-    from causalscope.models.reconstruction.symmetry import symmetric_angle_deg, symmetry_matrices
     from causalscope.models.simulate.density import specimen_map
     from causalscope.models.simulate.particle_stack import simulate_particle_stack
 

@@ -6,7 +6,8 @@
   (:mod:`.fsc`): gold-standard FSC, masked with phase-randomisation correction.
 - :func:`fit_rosenthal_henderson`, :func:`doubling_subsets` (:mod:`.forecast`).
 - :func:`orientation_coverage` (:mod:`.coverage`).
-- :class:`ParticleCtfs` (:mod:`.particle_ctf`); :func:`symmetry_matrices` (:mod:`.symmetry`).
+- :class:`ParticleCtfs` (:mod:`.particle_ctf`); :func:`symmetry_matrices`,
+  :func:`symmetric_angle_deg` (:mod:`.symmetry`).
 - :class:`RunningRefinement` (:mod:`.refine`), on :mod:`.alignment`: gold-standard
   refinement batch by batch.
 - :func:`ab_initio` (:mod:`.ab_initio`): a map without a reference (SGD over pose posteriors,
@@ -47,7 +48,7 @@ from causalscope.models.reconstruction.map_align import (
 )
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
 from causalscope.models.reconstruction.projection import Projector, shift_phase
-from causalscope.models.reconstruction.symmetry import symmetry_matrices
+from causalscope.models.reconstruction.symmetry import symmetric_angle_deg, symmetry_matrices
 
 __all__ = [
     "AbInitioResult",
@@ -74,6 +75,7 @@ __all__ = [
     "shell_index",
     "shift_phase",
     "soft_spherical_mask",
+    "symmetric_angle_deg",
     "symmetry_matrices",
     "with_hand",
 ]

@@ -94,7 +94,7 @@ def test_pose_error_is_folded_by_the_symmetry() -> None:
     """A pose that differs from the truth by a symmetry operator and then a 7 degree turn is
     7 degrees off for a map with that symmetry (O: its mates are 90 degrees or more apart),
     and far more without it; with C1 the folded error is the plain one."""
-    from causalscope.models.reconstruction.symmetry import symmetric_angle_deg
+    from causalscope.models.reconstruction import symmetric_angle_deg
     from causalscope.models.rotations import rotation_angle_deg
 
     rng = np.random.default_rng(2)
