@@ -36,7 +36,10 @@ from tests.daemon._faults import (
 pytestmark = pytest.mark.slow
 
 _GB = 1024**3
-_MARGIN = 3 * _GB  # Ray's threshold above the memory used when the cluster starts
+# Ray's threshold above the memory used before the cluster starts: room for Ray's own
+# processes, the exposure actor and the tests that run beside this one (up to 2-3 GB by
+# themselves; with 3 GB in all, a CI run's actor was killed before the test took any)
+_MARGIN = 6 * _GB
 _OURS = ("ray_", "memory_", "processing_")  # the alerts of staying up (not of the data)
 
 
@@ -69,7 +72,7 @@ def _memory_monitor(margin: int) -> Iterator[float]:
 
 @pytest.fixture
 def monitored() -> Iterator[float]:
-    """Ray kills a worker once 3 GB more than now are used."""
+    """Ray kills a worker once 6 GB more than now are used."""
     with _memory_monitor(_MARGIN) as threshold:
         yield threshold
 
@@ -88,7 +91,12 @@ def test_a_worker_killed_by_rays_memory_monitor_slows_processing_and_is_retried(
     hog: list[np.ndarray] = []
 
     def take_memory(pool: Any, task: Any, submit: Any) -> None:
-        pool.actor_process_ids()  # the actor is up (its start is not what gets killed)
+        from ray.exceptions import OutOfMemoryError
+
+        try:
+            pool.actor_process_ids()  # the actor is up (its start is not what gets killed)
+        except OutOfMemoryError:
+            pytest.skip("the machine's memory use rose past Ray's threshold by itself")
         used, total = ray_memory()
         if used > monitored * total:
             pytest.skip("the machine's memory use rose past the test's threshold by itself")
