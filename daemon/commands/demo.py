@@ -263,11 +263,12 @@ def _compare_with_truth(database: Path, truth_path: Path) -> int:
         ice_verdict = ice_within_tolerance(i_err, ice_sigma)
         ok = ok and ice_verdict is not False
         misses += not ok
-        uncertain += ice_verdict is None and i_err is not None
+        within_sigma = ice_verdict is None and i_err is not None
+        uncertain += within_sigma
         angle_text = "" if angle_err is None else f"{angle_err:8.1f}d"
         ice_text = "" if i_err is None else f"{i_err:+6.1f}"
         note = "" if ok else "  <- outside tolerance"
-        if ok and ice_verdict is None and i_err is not None:
+        if ok and within_sigma:
             note = f"  (ice: within its own 2 sigma, {2 * ice_sigma:.0f} nm)"
         print(
             f"  {exposure_id:<{width}} {true_mean / 1e4:6.2f}um {d_err:+7.1f} {true_astig:6.0f} "

@@ -4,6 +4,8 @@ and the worst-explained particles of the class that explains its members least e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -12,11 +14,13 @@ from causalscope.models.classification._grids import gaussian_low_pass
 __all__ = [
     "AGGREGATE_Z",
     "JOINT_Z",
+    "ParticleFlags",
     "background_statistics",
     "class_outliers",
     "flat_outliers",
     "global_z",
     "joint_outliers",
+    "particle_flags",
     "robust_z",
     "split_seeds",
 ]
@@ -144,6 +148,52 @@ def flat_outliers(
         if np.median(expected[classes == k]) < MIN_IN_PLANE_GAP:
             z[classes[index] == k] = 0.0
     return z > max(limit, FLAT_Z)
+
+
+@dataclass(frozen=True)
+class ParticleFlags:
+    """The flags of the particles ``index`` of :func:`particle_flags` (``(n,)`` each)."""
+
+    z_misfit: np.ndarray  # robust z of the low-resolution misfit within the class
+    alone: np.ndarray  # by the image alone, among all particles (halo, mass, power, structure)
+    flat: np.ndarray  # by the in-plane contrast alone (:func:`flat_outliers`), no other flag
+    outlier: np.ndarray  # any of them
+
+
+def particle_flags(
+    *,
+    misfit: np.ndarray,
+    log_power: np.ndarray,
+    mass: np.ndarray,
+    halo: np.ndarray,
+    structure: np.ndarray,
+    in_plane: np.ndarray,
+    in_plane_expected: np.ndarray,
+    classes: np.ndarray,
+    index: np.ndarray,
+    limit: float,
+    floor_share: float,
+) -> ParticleFlags:
+    """Every outlier flag of the particles ``index`` from the statistics of every stored
+    particle (``(N,)`` each; ``classes`` their classes, -1 for none): within the class
+    (:func:`class_outliers`, :func:`flat_outliers`) and, from the image alone, against all
+    particles: the halo, the mass, far more low-resolution power than any particle's (a
+    carbon edge or dense ice in a class whose own spread, or junk majority, hides it from
+    the class's z) and structure around it (an aggregate), beyond ``limit``."""
+    z = robust_z(misfit, classes, index, floor_share=floor_share)
+    z_power = robust_z(log_power, classes, index, floor_share=floor_share)
+    alone = np.abs(global_z(halo)[index]) > limit
+    alone |= np.abs(global_z(mass)[index]) > limit
+    alone |= global_z(log_power)[index] > limit
+    alone |= global_z(structure)[index] > limit
+    z_mass = robust_z(mass, classes, index, floor_share=floor_share)
+    z_halo = robust_z(halo, classes, index, floor_share=floor_share)
+    outlier = alone | class_outliers(z, z_power, z_mass, z_halo, limit=limit)
+    flat = flat_outliers(
+        in_plane, in_plane_expected, classes, index, limit=limit, floor_share=floor_share
+    )
+    flat &= ~outlier
+    return ParticleFlags(z, alone, flat, outlier | flat)
 
 
 def global_z(values: np.ndarray) -> np.ndarray:

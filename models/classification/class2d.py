@@ -46,10 +46,7 @@ from causalscope.models.classification._em import (
 from causalscope.models.classification._grids import Grid, shift_spectra
 from causalscope.models.classification._outliers import (
     background_statistics,
-    class_outliers,
-    flat_outliers,
-    global_z,
-    robust_z,
+    particle_flags,
     split_seeds,
 )
 from causalscope.models.classification._settings import Assignment, Class2DSettings
@@ -105,14 +102,14 @@ class Class2D:
         self._log_power = torch.zeros(0)
         self._in_plane = torch.zeros(0)  # :meth:`EStep.in_plane_ratio` at the last assignment
         self._in_plane_expected = torch.zeros(0)  # its class average's own gap
-        #: of the particles of the last assignment, those flagged by their in-plane contrast alone
-        self._flat_only = np.zeros(0, dtype=bool)
         self._halo = np.zeros(0)
         self._structure = np.zeros(0)  # of the background: :func:`._outliers.background_statistics`
         self._mass = np.zeros(0)  # each image's mean: its projected mass, whatever the view
         self._classes = np.zeros(0, dtype=int)
         #: flagged as junk by the image alone (halo, mass, power): left out of the sums
         self._junk_alone = np.zeros(0, dtype=bool)
+        #: flagged by their in-plane contrast alone (:func:`._outliers.flat_outliers`)
+        self._flat = np.zeros(0, dtype=bool)
         self.sums = ClassSums.zeros(s.n_classes, self.grid.box)
         self.references = torch.zeros(s.n_classes, self.grid.box, self.grid.box)
         self.frc = torch.zeros(s.n_classes, self.grid.n_rings)
@@ -137,6 +134,7 @@ class Class2D:
         if "_in_plane" not in state:  # not judged until the next assignment
             self._in_plane = torch.ones(len(self._classes))
             self._in_plane_expected = torch.zeros(len(self._classes))
+            self._flat = np.zeros(len(self._classes), dtype=bool)
 
     # --- public -------------------------------------------------------------------------
 
@@ -176,9 +174,9 @@ class Class2D:
         everything = np.arange(self.n_stored)
         estep = self._estep(everything)
         assignment = self._assign(estep, everything)
-        # the split sees the classes as the other flags leave them (:func:`flat_outliers`)
+        # the split sees the classes as the other flags leave them (_outliers.flat_outliers)
         mixed = self._mixed_classes(
-            dataclasses.replace(assignment, outlier=assignment.outlier & ~self._flat_only)
+            dataclasses.replace(assignment, outlier=assignment.outlier & ~self._flat)
         )
         if mixed:  # each minority scored against the classes without it
             references = self.references.clone()
@@ -249,6 +247,7 @@ class Class2D:
         self._mass = np.concatenate([self._mass, added.mean(dim=(1, 2)).double().numpy()])
         self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
         self._junk_alone = np.concatenate([self._junk_alone, np.zeros(data.shape[0], bool)])
+        self._flat = np.concatenate([self._flat, np.zeros(data.shape[0], bool)])
         return np.arange(start, self.n_stored)
 
     def _start(self) -> None:
@@ -464,30 +463,17 @@ class Class2D:
         self._in_plane[index] = estep.in_plane_ratio().to(self._in_plane.dtype)
         self._in_plane_expected[index] = estep.in_plane_expected.to(self._in_plane.dtype)
         self._classes[index] = k.numpy()
-        z = robust_z(self._chi2.numpy(), self._classes, index, floor_share=_SIGMA_FLOOR)
-        z_power = robust_z(self._log_power.numpy(), self._classes, index, floor_share=_SIGMA_FLOOR)
-        limit = self.settings.outlier_z
-        # flags from the image alone (its halo, its mass, far more low-resolution power than
-        # any particle's: a carbon edge or dense ice in a class whose own spread, or junk
-        # majority, hides it from the class's z; structure around it: an aggregate), against
-        # all particles
-        alone = np.abs(global_z(self._halo)[index]) > limit
-        alone |= np.abs(global_z(self._mass)[index]) > limit
-        alone |= global_z(self._log_power.numpy())[index] > limit
-        alone |= global_z(self._structure)[index] > limit
-        self._junk_alone[index] = alone
-        z_mass = robust_z(self._mass, self._classes, index, floor_share=_SIGMA_FLOOR)
-        z_halo = robust_z(self._halo, self._classes, index, floor_share=_SIGMA_FLOOR)
-        outlier = alone | class_outliers(z, z_power, z_mass, z_halo, limit=limit)
-        flat = flat_outliers(
-            self._in_plane.numpy(), self._in_plane_expected.numpy(), self._classes, index,
-            limit=limit, floor_share=_SIGMA_FLOOR,
+        flags = particle_flags(
+            misfit=self._chi2.numpy(), log_power=self._log_power.numpy(), mass=self._mass,
+            halo=self._halo, structure=self._structure, in_plane=self._in_plane.numpy(),
+            in_plane_expected=self._in_plane_expected.numpy(), classes=self._classes,
+            index=index, limit=self.settings.outlier_z, floor_share=_SIGMA_FLOOR,
         )  # fmt: skip
-        self._flat_only = flat & ~outlier
-        outlier = outlier | self._flat_only
+        self._junk_alone[index] = flags.alone
+        self._flat[index] = flags.flat
         return Assignment(
             ids[index], k.numpy(), np.rad2deg(psi.numpy()) % 360.0, shift.numpy(),
-            estep.class_weight[rows, k].numpy(), z, outlier,
+            estep.class_weight[rows, k].numpy(), flags.z_misfit, flags.outlier,
         )  # fmt: skip
 
     def _background_of(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from causalscope.models.rotations import rotation_angle_deg
+
 __all__ = ["self_correlations", "symmetric_angle_deg", "symmetry_matrices"]
 
 
@@ -52,9 +54,8 @@ def symmetric_angle_deg(a: np.ndarray, b: np.ndarray, group: np.ndarray) -> np.n
     if group.ndim != 3 or group.shape[1:] != (3, 3):
         raise ValueError(f"group must be (|G|, 3, 3) rotations, got shape {group.shape}")
     mates = np.einsum("...ij,gjk->...gik", b, group)
-    trace = np.einsum("...ij,...gij->...g", a, mates)
-    cosine = np.clip((trace.max(axis=-1) - 1.0) / 2.0, -1.0, 1.0)
-    return np.rad2deg(np.arccos(cosine))
+    angles: np.ndarray = rotation_angle_deg(a[..., None, :, :], mates).min(axis=-1)
+    return angles
 
 
 def symmetry_matrices(name: str) -> np.ndarray:

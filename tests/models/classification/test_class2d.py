@@ -338,7 +338,7 @@ def test_a_classifier_saved_before_the_image_flags_carries_on() -> None:
     model.partial_fit(rng.normal(size=(n, 32, 32)).astype(np.float32), ctf, np.arange(n))
     structure = model._structure.copy()
     del model.__dict__["_junk_alone"], model.__dict__["_structure"]  # as saved then
-    del model.__dict__["_in_plane"], model.__dict__["_in_plane_expected"]
+    del model.__dict__["_in_plane"], model.__dict__["_in_plane_expected"], model.__dict__["_flat"]
     restored = pickle.loads(pickle.dumps(model))
     assert restored._in_plane_expected.shape == (n,) and not restored._in_plane_expected.any()
     assert restored._junk_alone.shape == (n,) and not restored._junk_alone.any()
