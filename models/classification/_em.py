@@ -54,14 +54,18 @@ class ClassSums:
     weight2: torch.Tensor
 
     @classmethod
-    def zeros(cls, n_classes: int, box: int) -> ClassSums:
+    def zeros(cls, n_classes: int, box: int, *, device: torch.device | str = "cpu") -> ClassSums:
         shape = (n_classes, 2, box, box // 2 + 1)
         return cls(
-            torch.zeros(shape, dtype=torch.complex128),
-            torch.zeros(shape, dtype=torch.float64),
-            torch.zeros(n_classes, 2, dtype=torch.float64),
-            torch.zeros(n_classes, 2, dtype=torch.float64),
+            torch.zeros(shape, dtype=torch.complex128, device=device),
+            torch.zeros(shape, dtype=torch.float64, device=device),
+            torch.zeros(n_classes, 2, dtype=torch.float64, device=device),
+            torch.zeros(n_classes, 2, dtype=torch.float64, device=device),
         )
+
+    def to(self, device: torch.device | str) -> ClassSums:
+        """These sums on ``device``."""
+        return ClassSums(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
     def __add__(self, other: ClassSums) -> ClassSums:
         return ClassSums(
@@ -92,6 +96,10 @@ class EStep:
     in_plane_expected: torch.Tensor  # (m,) the same gap for the class average itself
     psi_rad: torch.Tensor  # (J,) the rotations the indices refer to
 
+    def to(self, device: torch.device | str) -> EStep:
+        """This E-step on ``device`` (the CPU: to read it as arrays)."""
+        return EStep(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
     def in_plane_ratio(self) -> torch.Tensor:
         """``(m,)`` how much of the in-plane contrast its class average would give each
         particle it gives: about 1 for a view of the class (a little less, as the average
@@ -115,7 +123,7 @@ class EStep:
     def with_rows(self, rows: np.ndarray, other: EStep) -> EStep:
         """This E-step with particles ``rows`` taken from ``other`` (of those particles only,
         at the same rotations)."""
-        index = torch.as_tensor(rows)
+        index = torch.as_tensor(rows, device=self.class_weight.device)
         fields = {}
         for name in ("class_weight", "best_rotation", "best_shift", "chi2", "noise_rings",
                      "power_rings", "in_plane_gap", "in_plane_expected"):  # fmt: skip
@@ -168,16 +176,16 @@ def expectation(
     best_shift, best_rotation = best // n_rot, best % n_rot
     # residual at the overall best pose, per ring (for the noise model and the worst-explained)
     k_best = class_weight.argmax(dim=-1)
-    rows = torch.arange(m)
+    rows = torch.arange(m, device=x.device)
     j_best = best_rotation[rows, k_best]
     t_best = best_shift[rows, k_best]
     model = ref[k_best * n_rot + j_best] * ramps[t_best] * c
     residual = (x - model).abs() ** 2
     chi2 = (residual * inv_sigma2 * mult).sum(-1) / mult.sum()
     ring = grid.ring.flatten()[band]
-    noise = torch.zeros(m, grid.n_rings, dtype=residual.dtype).index_add_(1, ring, residual * mult)
+    noise = residual.new_zeros(m, grid.n_rings).index_add_(1, ring, residual * mult)
     power = torch.zeros_like(noise).index_add_(1, ring, x.abs() ** 2 * mult)
-    counts = torch.zeros(grid.n_rings, dtype=residual.dtype).index_add_(0, ring, mult)
+    counts = residual.new_zeros(grid.n_rings).index_add_(0, ring, mult)
     counts = counts.clamp(min=1)
     at_best = ll.reshape(m, n_classes, -1, n_rot)[rows, k_best, t_best]  # (m, J)
     gap = at_best.max(-1).values - at_best.mean(-1)
@@ -200,9 +208,9 @@ def _in_plane_expected(
     rotations) that each particle's class average ``k_best`` at rotation ``j_best`` would
     have as the particle, without noise, under the particle's ``weight`` ``(m, F)`` (``CTF^2
     / sigma2`` times multiplicity); ``norm`` ``(m, K J)`` as in :func:`expectation`."""
-    out = torch.zeros(k_best.numel(), dtype=norm.dtype)
+    out = norm.new_zeros(k_best.numel())
     own = ref[k_best * n_rot + j_best] * weight  # (m, F)
-    for k in torch.unique(k_best).tolist():
+    for k in torch.unique(k_best).tolist():  # one sync: the classes present
         rows = torch.nonzero(k_best == k).flatten()
         turns = ref[k * n_rot : (k + 1) * n_rot]  # (J, F)
         fit = own[rows].real @ turns.real.T + own[rows].imag @ turns.imag.T
@@ -222,8 +230,9 @@ def accumulate(
     n_classes: int,
     min_weight: float = 0.01,
 ) -> ClassSums:
-    """The M-step's sums of ``images`` ``(m, b, b)`` (working grid) at their best poses."""
-    sums = ClassSums.zeros(n_classes, grid.box)
+    """The M-step's sums of ``images`` ``(m, b, b)`` (working grid) at their best poses, on
+    the images' device."""
+    sums = ClassSums.zeros(n_classes, grid.box, device=images.device)
     particle, klass = torch.nonzero(estep.class_weight >= min_weight, as_tuple=True)
     if particle.numel() == 0:
         return sums
@@ -231,8 +240,9 @@ def accumulate(
     w = w / _renormaliser(estep.class_weight, min_weight)[particle]
     psi = estep.psi_rad[estep.best_rotation[particle, klass]]
     shift = shifts_px[estep.best_shift[particle, klass]]
-    aligned, den = aligned_spectra(images, ctf, particle.numpy(), psi, shift, grid=grid)
-    half = torch.as_tensor(np.asarray(ids)[particle.numpy()] % 2, dtype=torch.long)
+    rows = particle.cpu().numpy()
+    aligned, den = aligned_spectra(images, ctf, rows, psi, shift, grid=grid)
+    half = torch.as_tensor(np.asarray(ids)[rows] % 2, dtype=torch.long, device=images.device)
     slot = klass * 2 + half
     flat = (n_classes * 2, *sums.num.shape[2:])
     sums.num.view(flat).index_add_(0, slot, aligned.to(torch.complex128) * w[:, None, None])
@@ -270,6 +280,6 @@ def _renormaliser(class_weight: torch.Tensor, min_weight: float) -> torch.Tensor
 
 def _ring_sizes(like: torch.Tensor, r_low: int) -> torch.Tensor:
     """``(n_rings,)`` the size (index) of rings 1 to ``r_low``, 0 beyond."""
-    size = torch.arange(like.shape[-1], dtype=like.dtype)
+    size = torch.arange(like.shape[-1], dtype=like.dtype, device=like.device)
     size[r_low + 1 :] = 0.0
     return size

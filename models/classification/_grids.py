@@ -29,12 +29,23 @@ class Grid:
     multiplicity: torch.Tensor  # 1 on the kx = 0 column, 2 elsewhere (the hidden half)
 
     @classmethod
-    def of(cls, box: int, pixel_size_angstrom: float) -> Grid:
-        fy = torch.fft.fftfreq(box, dtype=torch.float32)[:, None].expand(box, box // 2 + 1)
-        fx = torch.fft.rfftfreq(box, dtype=torch.float32)[None, :].expand(box, box // 2 + 1)
-        ring = torch.round(torch.sqrt(fx**2 + fy**2) * box).long()
-        multiplicity = torch.where(fx == 0, 1.0, 2.0)
-        return cls(box, pixel_size_angstrom, fx.contiguous(), fy.contiguous(), ring, multiplicity)
+    def of(
+        cls, box: int, pixel_size_angstrom: float, *, device: torch.device | str = "cpu"
+    ) -> Grid:
+        """The grid of a ``box`` px box, its tensors on ``device``."""
+        return cls(box, pixel_size_angstrom, *_frequencies(box)).to(device)
+
+    def to(self, device: torch.device | str) -> Grid:
+        """This grid with its tensors on ``device``."""
+        fx, fy, ring, multiplicity = (
+            t.to(device) for t in (self.fx, self.fy, self.ring, self.multiplicity)
+        )
+        return Grid(self.box, self.pixel_size_angstrom, fx, fy, ring, multiplicity)
+
+    @property
+    def device(self) -> torch.device:
+        """Where its tensors are."""
+        return self.fx.device
 
     @property
     def n_rings(self) -> int:
@@ -62,10 +73,20 @@ class Grid:
         ring = self.ring.flatten().clamp(max=self.n_rings - 1)
         w = self.multiplicity.flatten().to(values.dtype)
         flat = values.reshape(-1, ring.numel()) * w
-        sums = torch.zeros(flat.shape[0], self.n_rings, dtype=values.dtype)
+        sums = torch.zeros(flat.shape[0], self.n_rings, dtype=values.dtype, device=values.device)
         sums.index_add_(1, ring, flat)
-        counts = torch.zeros(self.n_rings, dtype=values.dtype).index_add_(0, ring, w)
+        counts = torch.zeros(self.n_rings, dtype=values.dtype, device=values.device)
+        counts = counts.index_add_(0, ring, w)
         return (sums / counts.clamp(min=1)).reshape(*values.shape[:-2], self.n_rings)
+
+
+def _frequencies(box: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(fx, fy, ring, multiplicity)`` of :class:`Grid` (on the CPU)."""
+    fy = torch.fft.fftfreq(box, dtype=torch.float32)[:, None].expand(box, box // 2 + 1)
+    fx = torch.fft.rfftfreq(box, dtype=torch.float32)[None, :].expand(box, box // 2 + 1)
+    ring = torch.round(torch.sqrt(fx**2 + fy**2) * box).long()
+    multiplicity = torch.where(fx == 0, 1.0, 2.0)
+    return fx.contiguous(), fy.contiguous(), ring, multiplicity
 
 
 def gaussian_low_pass(
@@ -74,8 +95,8 @@ def gaussian_low_pass(
     """``(..., b, b)`` images times ``exp(-(k r)^2 / 2)`` in Fourier space (``k`` in 1/A,
     ``r`` the resolution): 0.61 of each amplitude kept at ``1 / r``."""
     b = images.shape[-1]
-    fy = torch.fft.fftfreq(b, dtype=torch.float64)[:, None]
-    fx = torch.fft.rfftfreq(b, dtype=torch.float64)[None, :]
+    fy = torch.fft.fftfreq(b, dtype=torch.float64, device=images.device)[:, None]
+    fx = torch.fft.rfftfreq(b, dtype=torch.float64, device=images.device)[None, :]
     k = torch.sqrt(fx**2 + fy**2) / pixel_size_angstrom
     gauss = torch.exp(-((k * resolution_angstrom) ** 2) / 2.0).to(images.dtype)
     return torch.fft.irfft2(torch.fft.rfft2(images) * gauss, s=(b, b))
@@ -85,14 +106,15 @@ def rotate_images(images: torch.Tensor, psi_rad: torch.Tensor) -> torch.Tensor:
     """``(m, b, b)`` images rotated about ``b // 2`` by ``psi_rad`` ``(m,)`` (bicubic, zero
     outside)."""
     m, b = images.shape[0], images.shape[-1]
-    c, s = torch.cos(psi_rad).float(), torch.sin(psi_rad).float()
+    psi = psi_rad.to(images.device)
+    c, s = torch.cos(psi).float(), torch.sin(psi).float()
     # grid_sample wants, for each output pixel, where to read: R(-psi) r about the centre
     scale = 2.0 / b
     offset = (b // 2 + 0.5) * scale - 1.0  # the centre pixel in normalised coordinates
-    theta = torch.zeros(m, 2, 3)
+    theta = torch.zeros(m, 2, 3, device=images.device)
     theta[:, 0, 0], theta[:, 0, 1] = c, s
     theta[:, 1, 0], theta[:, 1, 1] = -s, c
-    centre = torch.full((m, 2), offset)
+    centre = torch.full((m, 2), offset, device=images.device)
     theta[:, :, 2] = centre - torch.einsum("mij,mj->mi", theta[:, :, :2], centre)
     grid = F.affine_grid(theta, [m, 1, b, b], align_corners=False)
     out = F.grid_sample(

@@ -251,7 +251,7 @@ def background_statistics(
     zeros = np.zeros(m)
     if diameter_angstrom is None:
         return zeros, zeros
-    axis = torch.arange(b, dtype=torch.float32) - b // 2
+    axis = torch.arange(b, dtype=torch.float32, device=images.device) - b // 2
     radius = torch.sqrt(axis[:, None] ** 2 + axis[None, :] ** 2)
     inner = diameter_angstrom / 2 / pixel_size_angstrom + 2
     ring = (radius >= inner) & (radius <= 0.95 * b / 2)
@@ -260,6 +260,6 @@ def background_statistics(
     low = gaussian_low_pass(
         images, pixel_size_angstrom=pixel_size_angstrom, resolution_angstrom=20.0
     )
-    variance = low[:, ring].double().var(dim=1).clamp(min=1e-30)
-    halo = images[:, ring].mean(dim=1).double().numpy()
+    variance = low[:, ring].double().var(dim=1).clamp(min=1e-30).cpu()
+    halo = images[:, ring].mean(dim=1).double().cpu().numpy()
     return halo, np.log(variance.numpy())

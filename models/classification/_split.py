@@ -82,8 +82,9 @@ def mixed_classes(
     ring = round(grid.box * grid.pixel_size_angstrom / SPLIT_RESOLUTION_ANGSTROM)
     band = grid.band(int(min(max(ring, 2), grid.box // 2 - 1)))
     weight = (grid.multiplicity.flatten()[band] / sigma2[grid.ring.flatten()[band]]).double()
-    psi = torch.as_tensor(np.deg2rad(assignment.psi_deg), dtype=torch.float32)
-    shift = torch.as_tensor(assignment.shift_px / binning, dtype=torch.float32)
+    device = images.device
+    psi = torch.as_tensor(np.deg2rad(assignment.psi_deg), dtype=torch.float32, device=device)
+    shift = torch.as_tensor(assignment.shift_px / binning, dtype=torch.float32, device=device)
     classes, ids, residual_z = assignment.class_index, assignment.ids, assignment.residual_z
     found = []
     for k in np.unique(classes[classes >= 0]):
@@ -107,7 +108,8 @@ def mixed_classes(
                 best = (correlation, part)
         if best is not None and best[0] < TWO_POPULATIONS:
             correlation, part = best
-            average = _average(x, d, torch.as_tensor(~part), torch.as_tensor(halves), grid=grid)
+            chosen = torch.as_tensor(~part, device=device)
+            average = _average(x, d, chosen, torch.as_tensor(halves, device=device), grid=grid)
             found.append(MixedClass(int(k), members[part], average, correlation))
     return found
 
@@ -145,7 +147,7 @@ def _two_parts(
         cross = (xb.conj()[:, None, :] * a[None]).real
         norm = db[:, None, :] * a.abs()[None] ** 2
         log_likelihood = ((cross - 0.5 * norm) * weight).sum(-1)
-        updated = (log_likelihood[:, 1] > log_likelihood[:, 0]).numpy()
+        updated = (log_likelihood[:, 1] > log_likelihood[:, 0]).cpu().numpy()
         if (updated == part).all() or updated.all() or not updated.any():
             return updated
         part = updated
@@ -156,7 +158,7 @@ def _prior_average(
     x: torch.Tensor, d: torch.Tensor, chosen: np.ndarray, grid: Grid, prior_snr: torch.Tensor
 ) -> torch.Tensor:
     """The Wiener average of the particles ``chosen`` with the SNR ``prior_snr`` per ring."""
-    pick = torch.as_tensor(chosen)
+    pick = torch.as_tensor(chosen, device=x.device)
     return wiener_from_snr(x[pick].sum(0), d[pick].sum(0), prior_snr, grid)
 
 
@@ -195,8 +197,8 @@ def _average(
     """``(b, b)`` the average of the particles ``chosen`` as a class average is made (Wiener,
     the SNR from the FRC of its half-sets), mean zero."""
     shape = (2, *x.shape[1:])
-    num = torch.zeros(shape, dtype=x.dtype)
-    den = torch.zeros(shape, dtype=d.dtype)
+    num = x.new_zeros(shape)
+    den = d.new_zeros(shape)
     for half in (0, 1):
         pick = chosen & (halves == half)
         num[half], den[half] = x[pick].sum(0), d[pick].sum(0)

@@ -23,6 +23,7 @@ from causalscope.models.classification._grids import Grid
 __all__ = [
     "frc_first_crossing_angstrom",
     "half_set_frc",
+    "mass_centre_px",
     "snr_from_frc",
     "wiener_average",
     "wiener_from_snr",
@@ -108,3 +109,15 @@ def frc_first_crossing_angstrom(
     hi, lo = float(values[i - 1]), float(values[i])
     ring = i - 1 + (hi - threshold) / (hi - lo)
     return box * pixel_size_angstrom / ring
+
+
+def mass_centre_px(images: torch.Tensor) -> torch.Tensor:
+    """``(K, 2)`` ``[x, y]`` centre of the positive mass of each of ``images`` ``(K, b, b)``
+    within ``0.45 b`` of the box centre ``b // 2``, relative to that centre."""
+    b = images.shape[-1]
+    coords = torch.arange(b, dtype=torch.float32, device=images.device) - b // 2
+    mass = images.clamp(min=0) * (coords[:, None] ** 2 + coords[None, :] ** 2 < (0.45 * b) ** 2)
+    total = mass.sum((-2, -1)).clamp(min=1e-12)
+    cx = (mass * coords[None, None, :]).sum((-2, -1)) / total
+    cy = (mass * coords[None, :, None]).sum((-2, -1)) / total
+    return torch.stack([cx, cy], -1)

@@ -51,9 +51,11 @@ from causalscope.models.classification._outliers import (
 )
 from causalscope.models.classification._settings import Assignment, Class2DSettings
 from causalscope.models.classification._split import MixedClass, mixed_classes
+from causalscope.models.classification._tensors import OnDevice, appended
 from causalscope.models.classification.averages import (
     frc_first_crossing_angstrom,
     half_set_frc,
+    mass_centre_px,
     snr_from_frc,
     wiener_from_snr,
 )
@@ -70,7 +72,7 @@ _SUPPORT = 2.0  #: particles' weight per half set that an average needs (:meth:`
 _SIGMA_FLOOR = 0.75
 
 
-class Class2D:
+class Class2D(OnDevice):
     """K class averages updated batch by batch (module docstring).
 
     Parameters
@@ -79,10 +81,18 @@ class Class2D:
         Box and pixel of the images that will be given.
     settings
         :class:`Class2DSettings`.
+    device
+        Where its tensors live and it computes (:class:`._tensors.OnDevice`); images arrive
+        on the CPU, batch by batch, and what it answers is on the CPU.
     """
 
     def __init__(
-        self, *, box_px: int, pixel_size_angstrom: float, settings: Class2DSettings | None = None
+        self,
+        *,
+        box_px: int,
+        pixel_size_angstrom: float,
+        settings: Class2DSettings | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         if box_px < 16 or box_px % 2:
             raise ValueError(f"box_px must be even and >= 16, got {box_px}")
@@ -98,8 +108,7 @@ class Class2D:
         self._images = torch.zeros(0, self.grid.box, self.grid.box)
         self._ctfs: list[ParticleCtfs] = []
         self._ids: list[np.ndarray] = []
-        self._chi2 = torch.zeros(0)
-        self._log_power = torch.zeros(0)
+        self._chi2, self._log_power = torch.zeros(0), torch.zeros(0)
         self._in_plane = torch.zeros(0)  # :meth:`EStep.in_plane_ratio` at the last assignment
         self._in_plane_expected = torch.zeros(0)  # its class average's own gap
         self._halo = np.zeros(0)
@@ -121,12 +130,13 @@ class Class2D:
         self.last_full_pass: Assignment | None = None
         self._batches_since_full = 0
         self._rng = np.random.default_rng(s.seed)
+        self.to(device)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Unpickled (a saved evaluator's state): one saved before the image-alone flags has
         none set, and they are found again at the next assignment; the background's
         structure is measured again from the stored images."""
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if "_junk_alone" not in state:
             self._junk_alone = np.zeros(len(self._classes), dtype=bool)
         if "_structure" not in state:
@@ -196,16 +206,16 @@ class Class2D:
     def unsupported(self) -> np.ndarray:
         """``(K,)`` bool: classes whose average is a seed (:meth:`_reseed_empty`: round,
         whatever it holds) or the low-pass prior, not their particles' own."""
-        return (self.sums.weight.min(dim=1).values < _SUPPORT).numpy()
+        return (self.sums.weight.min(dim=1).values < _SUPPORT).cpu().numpy()
 
     def averages(self) -> np.ndarray:
         """``(K, b, b)`` float32 class averages on the working grid (pixel
         ``self.grid.pixel_size_angstrom``), protein bright."""
-        return self.references.numpy().astype(np.float32)
+        return self.references.cpu().numpy().astype(np.float32)
 
     def stored(self) -> tuple[torch.Tensor, ParticleCtfs, np.ndarray]:
-        """Every stored particle: binned images (a view of the store: not to be written to),
-        CTFs and ids."""
+        """Every stored particle: binned images (a view of the store, on :attr:`device`: not
+        to be written to), CTFs and ids."""
         return (
             self._images[: self.n_stored],
             ParticleCtfs.concatenate(self._ctfs),
@@ -229,22 +239,23 @@ class Class2D:
             raise ValueError(
                 f"ctf pixel size {ctf.pixel_size_angstrom} != {self.pixel_size_angstrom}"
             )
-        start = self.n_stored
-        self._images = _appended(self._images, start, fourier_crop(data, self.grid.box))
+        start, m = self.n_stored, data.shape[0]
+        binned = fourier_crop(data.to(self.device), self.grid.box)
+        self._images = appended(self._images, start, binned)
         self._ctfs.append(ctf)
         self._ids.append(ids)
         if len(self._ids) > 1:  # one array each, so indexing stays cheap
             self._ctfs = [ParticleCtfs.concatenate(self._ctfs)]
             self._ids = [np.concatenate(self._ids)]
-        self._chi2 = torch.cat([self._chi2, torch.zeros(data.shape[0])])
-        self._log_power = torch.cat([self._log_power, torch.zeros(data.shape[0])])
-        self._in_plane = torch.cat([self._in_plane, torch.ones(data.shape[0])])
-        self._in_plane_expected = torch.cat([self._in_plane_expected, torch.zeros(data.shape[0])])
+        for name, fill in (("_chi2", 0.0), ("_log_power", 0.0), ("_in_plane", 1.0),
+                           ("_in_plane_expected", 0.0)):  # fmt: skip
+            more = torch.full((m,), fill, device=self.device)
+            setattr(self, name, torch.cat([getattr(self, name), more]))
         added = self._images[start : start + len(ids)]
         halo, structure = self._background_of(added)
         self._halo = np.concatenate([self._halo, halo])
         self._structure = np.concatenate([self._structure, structure])
-        self._mass = np.concatenate([self._mass, added.mean(dim=(1, 2)).double().numpy()])
+        self._mass = np.concatenate([self._mass, added.mean(dim=(1, 2)).double().cpu().numpy()])
         self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
         self._junk_alone = np.concatenate([self._junk_alone, np.zeros(data.shape[0], bool)])
         self._flat = np.concatenate([self._flat, np.zeros(data.shape[0], bool)])
@@ -277,18 +288,18 @@ class Class2D:
         spectra, den = spectra.reshape(shape).sum(1), den.reshape(shape).sum(1)
         if rotational:  # keep the zeroth angular harmonic (about b // 2): the ring means
             ring = self.grid.ring.clamp(max=self.grid.n_rings - 1)
-            centre = torch.full((2,), float(self.grid.box // 2))
+            centre = torch.full((2,), float(self.grid.box // 2), device=self.device)
             ramp = shift_spectra(self.grid.fx, self.grid.fy, centre).to(torch.complex128)
             about_origin = self.grid.ring_mean((spectra * ramp.conj()).real)
             spectra = about_origin[:, ring].to(torch.complex128) * ramp
             den = self.grid.ring_mean(den)[:, ring]
+        one_half = torch.tensor([1.0, 0.0], dtype=torch.float64, device=self.device)
         for i, k in enumerate(classes):  # in one half only: a seed has no resolution
             self.sums.num[k] = 0.0
             self.sums.den[k] = 0.0
             self.sums.num[k, 0] = spectra[i]
             self.sums.den[k, 0] = den[i]
-            self.sums.weight[k] = torch.tensor([1.0, 0.0], dtype=torch.float64)
-            self.sums.weight2[k] = torch.tensor([1.0, 0.0], dtype=torch.float64)
+            self.sums.weight[k] = self.sums.weight2[k] = one_half
         self._update_model()
 
     def _chunks(self, index: np.ndarray) -> list[np.ndarray]:
@@ -338,7 +349,7 @@ class Class2D:
                 excluded[classes == k] = False
         if bool(excluded.any()):
             weight = estep.class_weight.clone()
-            weight[torch.as_tensor(excluded)] = 0.0
+            weight[torch.as_tensor(excluded, device=weight.device)] = 0.0
             estep = dataclasses.replace(estep, class_weight=weight)
         return accumulate(
             images[index], ctf.take(index), ids[index], estep, grid=self.grid,
@@ -348,7 +359,7 @@ class Class2D:
     def _update_noise(self, estep: EStep, *, replace: bool) -> None:
         """Noise power per ring: the mean residual at the best pose inside the E-step's band,
         the particles' power spectrum beyond it."""
-        inside = torch.arange(self.grid.n_rings)
+        inside = torch.arange(self.grid.n_rings, device=self.device)
         inside = (inside >= 1) & (inside <= self.r_max)
         measured = estep.noise_rings.mean(0).to(self.sigma2.dtype)
         if not replace:  # a running blend: the batch weighs by its share of the stored set
@@ -374,20 +385,13 @@ class Class2D:
     def _low_pass_snr(self) -> torch.Tensor:
         """SNR of a Gaussian low-pass at the initial resolution (classes with few particles)."""
         r0 = self._ring_of(self.settings.initial_resolution_angstrom)
-        rings = torch.arange(self.grid.n_rings, dtype=torch.float64)
+        rings = torch.arange(self.grid.n_rings, dtype=torch.float64, device=self.device)
         return (10.0 * torch.exp(-((rings / r0) ** 2))).clamp(min=1e-3)
 
     def _centre_classes(self) -> None:
         """Shift each class (its sums) so that its positive mass is centred."""
         b = self.grid.box
-        coords = torch.arange(b, dtype=torch.float32) - b // 2
-        mass = self.references.clamp(min=0) * (
-            coords[:, None] ** 2 + coords[None, :] ** 2 < (0.45 * b) ** 2
-        )
-        total = mass.sum((-2, -1)).clamp(min=1e-12)
-        cx = (mass * coords[None, None, :]).sum((-2, -1)) / total
-        cy = (mass * coords[None, :, None]).sum((-2, -1)) / total
-        offset = torch.stack([cx, cy], -1)
+        offset = mass_centre_px(self.references)
         move = offset.norm(dim=-1) > 1.0
         if not bool(move.any()):
             return
@@ -403,11 +407,11 @@ class Class2D:
         s = self.settings
         weight = self.sums.weight.sum(1)
         threshold = max(s.min_class_fraction * self.n_stored / s.n_classes, 1.0)
-        empty = torch.nonzero(weight < threshold).flatten().numpy()
+        empty = torch.nonzero(weight < threshold).flatten().cpu().numpy()
         if empty.size == 0 or self._classes.size != self._chi2.numel():
             return
-        large = (weight >= threshold).numpy()
-        seeds = split_seeds(self._chi2.numpy(), self._classes, large, empty.size, _PER_SEED)
+        large = (weight >= threshold).cpu().numpy()
+        seeds = split_seeds(self._chi2.cpu().numpy(), self._classes, large, empty.size, _PER_SEED)
         if len(seeds):
             self._seed_classes(empty[: len(seeds)], seeds, rotational=True)
 
@@ -430,10 +434,10 @@ class Class2D:
         rings, between the initial and the maximum resolution."""
         weight = self.sums.weight.sum(1)
         big = (weight >= weight.median()) & (self.sums.weight.min(dim=1).values >= _SUPPORT)
-        best = math.inf
+        best, frc = math.inf, self.frc.cpu()
         for k in torch.nonzero(big).flatten().tolist():
             res = frc_first_crossing_angstrom(
-                self.frc[k], pixel_size_angstrom=self.grid.pixel_size_angstrom
+                frc[k], pixel_size_angstrom=self.grid.pixel_size_angstrom
             )
             best = min(best, res)
         r_lo = self._ring_of(self.settings.initial_resolution_angstrom)
@@ -449,12 +453,12 @@ class Class2D:
 
     def _psi(self) -> torch.Tensor:
         n = self._n_rotations()
-        return torch.arange(n, dtype=torch.float32) * (2 * math.pi / n)
+        return torch.arange(n, dtype=torch.float32, device=self.device) * (2 * math.pi / n)
 
     def _assign(self, estep: EStep, index: np.ndarray) -> Assignment:
         _, _, ids = self.stored()
         k = estep.class_weight.argmax(-1)
-        rows = torch.arange(len(k))
+        rows = torch.arange(len(k), device=k.device)
         psi = estep.psi_rad[estep.best_rotation[rows, k]]
         shift = self.shifts[estep.best_shift[rows, k]] * self.binning
         r_low = self._ring_of(self.settings.initial_resolution_angstrom)
@@ -462,18 +466,21 @@ class Class2D:
         self._log_power[index] = estep.low_power(r_low).log()
         self._in_plane[index] = estep.in_plane_ratio().to(self._in_plane.dtype)
         self._in_plane_expected[index] = estep.in_plane_expected.to(self._in_plane.dtype)
-        self._classes[index] = k.numpy()
+        self._classes[index] = k.cpu().numpy()
+        misfit, log_power, in_plane, expected = (t.cpu().numpy() for t in (
+            self._chi2, self._log_power, self._in_plane, self._in_plane_expected))  # fmt: skip
         flags = particle_flags(
-            misfit=self._chi2.numpy(), log_power=self._log_power.numpy(), mass=self._mass,
-            halo=self._halo, structure=self._structure, in_plane=self._in_plane.numpy(),
-            in_plane_expected=self._in_plane_expected.numpy(), classes=self._classes,
-            index=index, limit=self.settings.outlier_z, floor_share=_SIGMA_FLOOR,
+            misfit=misfit, log_power=log_power, mass=self._mass, halo=self._halo,
+            structure=self._structure, in_plane=in_plane, in_plane_expected=expected,
+            classes=self._classes, index=index, limit=self.settings.outlier_z,
+            floor_share=_SIGMA_FLOOR,
         )  # fmt: skip
         self._junk_alone[index] = flags.alone
         self._flat[index] = flags.flat
         return Assignment(
-            ids[index], k.numpy(), np.rad2deg(psi.numpy()) % 360.0, shift.numpy(),
-            estep.class_weight[rows, k].numpy(), flags.z_misfit, flags.outlier,
+            ids[index], self._classes[index].copy(), np.rad2deg(psi.cpu().numpy()) % 360.0,
+            shift.cpu().numpy(), estep.class_weight[rows, k].cpu().numpy(), flags.z_misfit,
+            flags.outlier,
         )  # fmt: skip
 
     def _background_of(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -483,17 +490,3 @@ class Class2D:
             images, pixel_size_angstrom=self.grid.pixel_size_angstrom,
             diameter_angstrom=self.settings.particle_diameter_angstrom,
         )  # fmt: skip
-
-
-def _appended(buffer: torch.Tensor, used: int, rows: torch.Tensor) -> torch.Tensor:
-    """``buffer`` (its first ``used`` rows in use) with ``rows`` after them. A full buffer is
-    replaced by one half as large again, so that adding a batch costs the batch's size, not
-    the set's (copying the whole set per batch would make each batch slower as the set
-    grows)."""
-    need = used + rows.shape[0]
-    if need > buffer.shape[0]:
-        grown = rows.new_empty((max(need, buffer.shape[0] * 3 // 2), *rows.shape[1:]))
-        grown[:used] = buffer[:used]
-        buffer = grown
-    buffer[used:need] = rows
-    return buffer

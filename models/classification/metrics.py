@@ -76,16 +76,22 @@ def class_metrics(
         )
     grid, sums = model.grid, model.sums
     apix = grid.pixel_size_angstrom
+    frc = model.frc.cpu()
     resolution = [
-        frc_first_crossing_angstrom(model.frc[k], pixel_size_angstrom=apix)
+        frc_first_crossing_angstrom(frc[k], pixel_size_angstrom=apix)
         for k in range(model.settings.n_classes)
     ]
-    weight = sums.weight.sum(1)
+    weight, weight2 = sums.weight.sum(1).cpu(), sums.weight2.cpu()
     populated = [r for r, w in zip(resolution, weight.tolist(), strict=True) if w >= 4]
     best = min(populated, default=math.inf)
-    components = junk_components(
-        model.references, pixel_size_angstrom=apix, radius_angstrom=particle_diameter_angstrom / 2
-    )
+    components = [
+        c.cpu()
+        for c in junk_components(
+            model.references,
+            pixel_size_angstrom=apix,
+            radius_angstrom=particle_diameter_angstrom / 2,
+        )
+    ]
     counts = np.bincount(assignment.class_index[assignment.class_index >= 0],
                          minlength=model.settings.n_classes)  # fmt: skip
     out = []
@@ -95,7 +101,7 @@ def class_metrics(
             s_res = float(np.clip(math.log(resolution[k] / (2.0 * best)) / math.log(2.0), 0, 1))
         s_out, s_size, s_edge = (float(c[k]) for c in components)
         junk = 1.0 - (1 - s_res) * (1 - s_out) * (1 - s_size) * (1 - s_edge)
-        w, w2 = float(weight[k]), float(sums.weight2[k].sum())
+        w, w2 = float(weight[k]), float(weight2[k].sum())
         out.append(
             ClassMetrics(
                 k,
@@ -118,16 +124,16 @@ def junk_components(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(s_outside, s_size, s_edge)`` ``(K,)`` of class averages ``(K, b, b)`` (module
     docstring)."""
-    k_classes, b = averages.shape[0], averages.shape[-1]
+    k_classes, b, device = averages.shape[0], averages.shape[-1], averages.device
     f = torch.fft.rfft2(averages.to(torch.float64))
-    fy = torch.fft.fftfreq(b, dtype=torch.float64)[:, None]
-    fx = torch.fft.rfftfreq(b, dtype=torch.float64)[None, :]
+    fy = torch.fft.fftfreq(b, dtype=torch.float64, device=device)[:, None]
+    fx = torch.fft.rfftfreq(b, dtype=torch.float64, device=device)[None, :]
     smooth = gaussian_low_pass(
         averages.to(torch.float64),
         pixel_size_angstrom=pixel_size_angstrom,
         resolution_angstrom=20.0,
     )
-    c = torch.arange(b, dtype=torch.float64) - b // 2
+    c = torch.arange(b, dtype=torch.float64, device=device) - b // 2
     r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2) * pixel_size_angstrom
     energy = smooth**2
     outside = (energy * (r > 1.1 * radius_angstrom)).sum((-2, -1))
@@ -146,7 +152,7 @@ def junk_components(
     angle = torch.remainder(torch.atan2(fy, fx).expand(b, b // 2 + 1), math.pi)
     sector = torch.clamp((angle / math.pi * _SECTORS).long(), max=_SECTORS - 1)
     power = (f.abs() ** 2 * band).reshape(k_classes, -1)
-    per_sector = torch.zeros(k_classes, _SECTORS, dtype=torch.float64)
+    per_sector = torch.zeros(k_classes, _SECTORS, dtype=torch.float64, device=device)
     per_sector.index_add_(1, sector.flatten(), power)
     concentration = per_sector.max(-1).values / per_sector.mean(-1).clamp(min=1e-30)
     s_edge = ((concentration - 6.0) / 6.0).clamp(0, 1)
@@ -162,7 +168,7 @@ def _roundness(images: torch.Tensor, radius_px: torch.Tensor) -> torch.Tensor:
     inside = radius_px < 0.45 * b
     counts = torch.bincount(ring.flatten(), minlength=b // 2 + 1).clamp(min=1)
     flat = images.reshape(images.shape[0], -1)
-    means = torch.zeros(images.shape[0], b // 2 + 1, dtype=images.dtype)
+    means = images.new_zeros(images.shape[0], b // 2 + 1)
     means.index_add_(1, ring.flatten(), flat)
     rotational = (means / counts)[:, ring]
     energy = (images**2 * inside).sum((-2, -1)).clamp(min=1e-30)
