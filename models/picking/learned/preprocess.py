@@ -2,10 +2,19 @@
 
 The image is resampled (antialiased) so that the particle diameter spans
 :data:`~.network.CANONICAL_DIAMETER_PX` pixels, its slow background (ice gradients, a carbon
-edge's step) is removed by subtracting a Gaussian blur of two canonical diameters, and it is
-normalised by its own median and 1.4826 MAD, then clipped to +-6. Every step is invariant to an
-affine change of grey levels, so an 8-bit PNG and the float MRC it came from give the same
-input.
+edge's step) is removed (:func:`background`), and it is normalised by its own median and 1.4826
+MAD, then clipped to +-6. Every step is invariant to an affine change of grey levels, so an
+8-bit PNG and the float MRC it came from give the same input.
+
+The background is a running median, not a mean: a mean (a Gaussian blur of two diameters was
+used before) carries the step of an ice ball, a carbon edge or a crack a few diameters into
+the clean ice beside it, where the particles then sit on an offset of several spreads that
+the network never saw in training. On simulated 1024^2 micrographs (2 A/px, 120 A particles,
+40 e/A^2, seeds 0-2; the live path: picks, then the exclusion mask), the shipped network found
+82 % of the particles in clean ice beside ice balls and 69 % beside a crack, missing those
+14-150 px from the contamination; a median steps with the edge, and the same weights find
+95 % and 90 % there (on the real EMPIAR-10028 and -10059 sets, F1 0.872 and 0.653 before,
+0.871 and 0.658 after).
 """
 
 from __future__ import annotations
@@ -17,9 +26,14 @@ import torch.nn.functional as F
 
 from causalscope.models.picking.learned.network import CANONICAL_DIAMETER_PX
 
-__all__ = ["CLIP", "canonical_micrograph", "canonical_scale", "gaussian_blur"]
+__all__ = ["CLIP", "background", "canonical_micrograph", "canonical_scale", "gaussian_blur"]
 
-_BACKGROUND_SIGMA_DIAMETERS = 2.0
+#: the running median's window, in particle diameters (side of the square)
+BACKGROUND_WINDOW_DIAMETERS = 4.0
+#: the median is taken over bins of this many particle diameters (side), then interpolated
+_BACKGROUND_BIN_DIAMETERS = 1.0 / 3.0
+#: rows of bins whose windows are gathered at once (bounds the memory of the gathering)
+_ROWS_AT_ONCE = 32
 #: the canonical image is clipped to this many spreads either side of its median
 CLIP = 6.0
 
@@ -44,6 +58,27 @@ def gaussian_blur(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return out[0, 0]
 
 
+def background(image: torch.Tensor, *, diameter_px: float) -> torch.Tensor:
+    """The slow background of an ``(h, w)`` image whose particles span ``diameter_px``: the
+    median over a square of :data:`BACKGROUND_WINDOW_DIAMETERS` diameters (reflected at the
+    borders), taken on means of bins a third of a diameter wide, smoothed over one bin and
+    interpolated back (bilinear), so that it follows a step within about a bin."""
+    h, w = image.shape
+    factor = max(1, round(_BACKGROUND_BIN_DIAMETERS * diameter_px))
+    binned = F.avg_pool2d(image[None, None], factor, ceil_mode=True)[0, 0]
+    k = round(BACKGROUND_WINDOW_DIAMETERS * diameter_px / factor) | 1
+    r = min(k // 2, min(binned.shape) - 1)
+    padded = F.pad(binned[None, None], (r, r, r, r), mode="reflect")[0, 0] if r else binned
+    out = torch.empty_like(binned)
+    for i in range(0, binned.shape[0], _ROWS_AT_ONCE):
+        rows = padded[i : i + min(_ROWS_AT_ONCE, binned.shape[0] - i) + 2 * r]
+        windows = rows.unfold(0, 2 * r + 1, 1).unfold(1, 2 * r + 1, 1)
+        out[i : i + windows.shape[0]] = windows.reshape(*windows.shape[:2], -1).median(-1).values
+    if min(out.shape) > 1:
+        out = gaussian_blur(out, 1.0)
+    return F.interpolate(out[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+
+
 def canonical_micrograph(image: torch.Tensor, *, diameter_px: float) -> tuple[torch.Tensor, float]:
     """``(h', w')`` float32 canonical image and the scale (canonical px per input px).
 
@@ -58,7 +93,7 @@ def canonical_micrograph(image: torch.Tensor, *, diameter_px: float) -> tuple[to
     size = (max(16, round(h * scale)), max(16, round(w * scale)))
     x = image.to(torch.float32)[None, None]
     x = F.interpolate(x, size=size, mode="bilinear", antialias=scale < 1, align_corners=False)[0, 0]
-    x = x - gaussian_blur(x, _BACKGROUND_SIGMA_DIAMETERS * CANONICAL_DIAMETER_PX)
+    x = x - background(x, diameter_px=CANONICAL_DIAMETER_PX)
     values = x.flatten()
     if values.numel() > 1_000_000:
         values = values[:: values.numel() // 1_000_000 + 1]
