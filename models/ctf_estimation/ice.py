@@ -80,7 +80,8 @@ def ice_modulation(
     from causalscope.models.units import electron_wavelength_angstrom
 
     lam = electron_wavelength_angstrom(voltage_kv)
-    t = torch.as_tensor(thickness_nm, dtype=frequency_per_angstrom.dtype) * ANGSTROM_PER_NM
+    like = frequency_per_angstrom
+    t = torch.as_tensor(thickness_nm, dtype=like.dtype, device=like.device) * ANGSTROM_PER_NM
     return torch.sinc(lam * frequency_per_angstrom**2 * t)
 
 
@@ -104,7 +105,8 @@ def _rings_fit(
     counts = ring_sums(torch.ones_like(signal), band.ring, n_rings)
     mean_p = ring_sums(band.values, band.ring, n_rings) / counts.clamp(min=1)
     weight = n_independent / mean_p.clamp(min=1e-30) ** 2  # 1 / variance per pixel, per ring
-    m = ice_modulation(band.k, thickness_nm=_T_GRID_NM[:, None], voltage_kv=optics.voltage_kv)
+    grid = _T_GRID_NM.to(band.k.device)  # the spectrum's device (a GPU's, in the worker)
+    m = ice_modulation(band.k, thickness_nm=grid[:, None], voltage_kv=optics.voltage_kv)
     g = 0.5 * (1.0 - attenuation * m * cos2)  # (T, m)
     sgg = ring_sums(g * g, band.ring, n_rings)
     ssg = ring_sums(signal * g, band.ring, n_rings)
@@ -118,7 +120,7 @@ def _rings_fit(
     scale = max(1.0, float(chi2[i]) / dof)
     # the profile interval: every thickness within delta chi^2 <= scale of the best; where the
     # profile is flat or has a second minimum, it is wider than the curvature says
-    inside = _T_GRID_NM[chi2 - chi2[i] <= scale]
+    inside = grid[chi2 - chi2[i] <= scale]
     lo, hi = float(inside.min()), float(inside.max())
     if i == len(_T_GRID_NM) - 1:
         # at the grid's top: not a measurement (the rings damped by something else)
@@ -135,7 +137,8 @@ def _rings_fit(
             sigma = max(math.sqrt(2.0 * scale / curv), 0.5 * (hi - lo))
         else:
             sigma = float("inf")
-    ring_k = torch.arange(n_rings, dtype=torch.float64) / (band.n * band.pixel_size_angstrom)
+    ring_k = torch.arange(n_rings, dtype=torch.float64, device=band.k.device)
+    ring_k = ring_k / (band.n * band.pixel_size_angstrom)
     filled = counts > 0
     return max(t, 0.0), sigma, ring_k[filled], amp[i][filled]
 
@@ -169,7 +172,7 @@ def _ice_ring_fit(
         return "ice-ring thickness not measured: the damage model is calibrated for 200-300 kV only"
     n_rings = full.n_rings
     counts = ring_sums(torch.ones_like(full.values), full.ring, n_rings)
-    k_rings = torch.arange(n_rings, dtype=torch.float64) / (full.n * apix)
+    k_rings = torch.arange(n_rings, dtype=torch.float64, device=full.k.device) / (full.n * apix)
     mean_p = ring_sums(full.values, full.ring, n_rings) / counts.clamp(min=1)
     data = mean_p - noise_floor
     # envelope beyond the dose damage: Gaussian in k, fitted to the ring amplitudes

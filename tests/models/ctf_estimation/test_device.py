@@ -20,6 +20,7 @@ from causalscope.models.ctf_estimation._model import (
     window_attenuation,
 )
 from causalscope.models.ctf_estimation.spectrum import tile_window
+from causalscope.models.parallel import one_torch_thread
 from tests.models.ctf_estimation._devices import EmulatedAccelerator, on_accelerator
 from tests.models.ctf_estimation.conftest import OPTICS, simulate
 
@@ -83,7 +84,9 @@ def _fit_both_ways(**options: object) -> tuple[CtfEstimate, CtfEstimate, list[st
     image = simulate(15_000.0, 400.0, 30.0, 40.0, 40.0, 512, seed=3)
     options = {**OPTICS, "box_px": 256, **options}
     plain = estimate_ctf(image.clone(), **options)  # type: ignore[arg-type]
-    with EmulatedAccelerator() as mode:
+    # the mode is thread-local: pieces shared between Python threads (models.parallel, one per
+    # torch thread on a CPU) would run unmarked and unchecked
+    with one_torch_thread(), EmulatedAccelerator() as mode:
         marked = estimate_ctf(mode.put(image.clone()), **options)  # type: ignore[arg-type]
     return plain, marked, mode.violations
 
@@ -100,6 +103,16 @@ def test_the_phase_shift_search_keeps_to_the_input_device() -> None:
     plain, marked, violations = _fit_both_ways(estimate_phase_shift=True)
     assert violations == []
     assert marked.to_dict() == plain.to_dict()
+
+
+def test_the_ice_estimate_keeps_to_the_input_device() -> None:
+    """With the noise floor known (the worker's integer counts), the ice fit runs too: its
+    thickness grid and ring frequencies were CPU tensors that met the spectrum's on a GPU."""
+    image = simulate(15_000.0, 400.0, 30.0, 40.0, 40.0, 512, seed=3)
+    plain, marked, violations = _fit_both_ways(noise_variance=float(image.mean()))
+    assert violations == []
+    assert marked.to_dict() == plain.to_dict()
+    assert plain.ice_thickness_rings_nm is not None  # the ring fit ran
 
 
 def test_no_tensor_is_made_without_a_device_in_the_model() -> None:
