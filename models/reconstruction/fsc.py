@@ -80,13 +80,14 @@ class HalfMapFsc:
 def _randomise_phases(
     volume: torch.Tensor, from_shell: int, generator: torch.Generator
 ) -> torch.Tensor:
-    b = volume.shape[-1]
+    b, device = volume.shape[-1], volume.device
     transform = torch.fft.rfftn(volume)
-    kz = torch.fft.fftfreq(b)[:, None, None] * b
-    ky = torch.fft.fftfreq(b)[None, :, None] * b
-    kx = torch.fft.rfftfreq(b)[None, None, :] * b
+    kz = torch.fft.fftfreq(b, device=device)[:, None, None] * b
+    ky = torch.fft.fftfreq(b, device=device)[None, :, None] * b
+    kx = torch.fft.rfftfreq(b, device=device)[None, None, :] * b
     shells = torch.sqrt(kz**2 + ky**2 + kx**2)
-    phases = torch.rand(transform.shape, generator=generator) * 2 * math.pi
+    # drawn on the CPU's generator and moved: the same phases whatever the maps' device
+    phases = (torch.rand(transform.shape, generator=generator) * 2 * math.pi).to(device)
     randomised = transform.abs() * torch.polar(torch.ones_like(phases), phases)
     transform = torch.where(shells >= from_shell, randomised, transform)
     return torch.fft.irfftn(transform, s=volume.shape)
@@ -113,6 +114,7 @@ def half_map_fsc(
         return HalfMapFsc(unmasked, unmasked, pixel_size_angstrom)
     if mask.shape != a.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} differs from the maps' {tuple(a.shape)}")
+    mask = mask.to(a.device)  # soft_spherical_mask makes it on the CPU
     masked = fourier_shell_correlation(a * mask, b * mask)
     below = torch.nonzero(unmasked[1:] < _RANDOMISE_BELOW).flatten()
     if below.numel():
@@ -122,5 +124,6 @@ def half_map_fsc(
         random_b = _randomise_phases(b, start, generator)
         noise = fourier_shell_correlation(random_a * mask, random_b * mask)
         corrected = (masked - noise) / (1 - noise).clamp(min=1e-6)
-        masked = torch.where(torch.arange(len(masked)) >= start, corrected, masked)
+        shells = torch.arange(len(masked), device=masked.device)
+        masked = torch.where(shells >= start, corrected, masked)
     return HalfMapFsc(unmasked, masked, pixel_size_angstrom)

@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
+from causalscope.models.parallel import one_torch_thread
 from causalscope.models.reconstruction import (
     fsc_resolution_angstrom,
     half_map_fsc,
     soft_spherical_mask,
 )
+from tests.models.ctf_estimation._devices import EmulatedAccelerator, on_accelerator
 
 
 def test_a_map_against_itself_reaches_nyquist() -> None:
@@ -68,3 +70,23 @@ def test_phase_randomisation_removes_the_correlation_a_sharp_mask_creates() -> N
     # corrected -0.18 to 0.01, mean -0.05
     assert float(uncorrected[beyond].mean()) > 0.3
     assert abs(float(result.masked[beyond].mean())) < 0.1
+
+
+def test_the_masked_fsc_keeps_to_the_maps_device() -> None:
+    """Half-maps marked as accelerator tensors (:mod:`tests.models.ctf_estimation._devices`)
+    with a mask made on the CPU, as callers make it: the phase randomisation (its frequencies,
+    phases and shell index were CPU tensors) follows the maps and gives the same curve."""
+    g = torch.Generator().manual_seed(3)
+    signal = torch.randn(24, 24, 24, generator=g)  # SNR 1 per half-map: an FSC of 0.5
+    a = signal + torch.randn(24, 24, 24, generator=g)
+    b = signal + torch.randn(24, 24, 24, generator=g)
+    mask = soft_spherical_mask(24, radius_px=8.0, edge_px=3.0)
+    plain = half_map_fsc(a, b, pixel_size_angstrom=1.0, mask=mask)
+    with one_torch_thread(), EmulatedAccelerator() as mode:
+        marked = half_map_fsc(
+            mode.put(a.clone()), mode.put(b.clone()), pixel_size_angstrom=1.0, mask=mask
+        )
+    assert mode.violations == []
+    assert on_accelerator(marked.masked)
+    assert bool((plain.unmasked[1:] < 0.8).any())  # the randomisation ran
+    torch.testing.assert_close(marked.masked, plain.masked, rtol=0, atol=0)
