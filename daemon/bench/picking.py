@@ -9,9 +9,10 @@ true centre within half a particle radius (Hungarian matching).
 
 Contaminated (``contaminated``): the live path (learned picker, then the exclusion mask) on
 simulated 1024^2 micrographs at 2 A/px, clean or with an ice ball, aggregates, a carbon edge
-or a crack, at 40 and 12 e/A^2: precision, recall and F1 against the particles in clean ice,
-and the share of picks on contamination; and the picks on micrographs without particles
-(``no_particles``: empty, ice alone).
+or a crack, and crowded (particles over 45 % of the field, many touching: clean, beside an ice
+ball, beside a carbon edge), at 40 and 12 e/A^2: precision, recall and F1 against the particles
+in clean ice, and the share of picks on contamination; and the picks on micrographs without
+particles (``no_particles``: empty, ice alone).
 
 Real (when ``../shared/data/picking`` exists): the five EMPIAR-10028 micrographs of CryoPPP,
 whose expert masks (discs of ~57 px) give the truth as the centroids of their connected
@@ -39,6 +40,13 @@ CASES: dict[str, dict[str, float]] = {
     "very_low_dose": {"dose_e_per_a2": 6.0, "ice_thickness_nm": 30.0},
 }
 _CRYOPPP_DIAMETER_PX = 57.0
+#: the share of the field a crowded micrograph's particles cover (many touch; at most ~54 %)
+CROWDED_COVERAGE = 0.45
+#: the contaminated bench's micrographs: (contamination or None, crowded)
+CONTAMINATED_ROWS: tuple[tuple[str | None, bool], ...] = (
+    *((detail, False) for detail in (None, "ice_blobs", "aggregates", "carbon_edge", "crack")),
+    *((detail, True) for detail in (None, "ice_blobs", "carbon_edge")),
+)
 
 
 def _simulate(size: int, case: dict[str, float], seed: int) -> tuple[np.ndarray, Any]:
@@ -104,11 +112,14 @@ def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
     return row
 
 
-def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
+def _contaminated(
+    detail: str | None, dose: float, seed: int, *, crowded: bool = False
+) -> dict[str, Any]:
     """The live path (learned picker, then the exclusion mask) on a simulated 1024^2 micrograph
     at 2 A/px with ``detail`` contamination (None: clean) against the particles in clean ice
     (the counts changed by at most 3 % there: neither under dense matter nor in a crack;
-    half a diameter from the border), and the share of picks on contamination."""
+    half a diameter from the border), and the share of picks on contamination; ``crowded``:
+    particles over :data:`CROWDED_COVERAGE` of the field."""
     import torch
 
     from causalscope.config import PickingSettings
@@ -124,6 +135,7 @@ def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
         dose_e_per_a2=dose,
         seed=seed,
         detail=detail,
+        coverage=CROWDED_COVERAGE if crowded else None,
     )
     image = torch.from_numpy(scene.image.astype(np.float32))
     diameter_a, apix = 120.0, scene.pixel_size_angstrom
@@ -150,7 +162,7 @@ def _contaminated(detail: str | None, dose: float, seed: int) -> dict[str, Any]:
     xy = picks.xy_px[mask.keeps(picks.xy_px)].numpy()
     match = match_picks(xy, truth, radius_px=0.25 * diameter)
     return {
-        "detail": detail or "clean",
+        "detail": ("crowded_" if crowded else "") + (detail or "clean"),
         "dose_e_per_a2": dose,
         "seed": seed,
         "n_truth": len(truth),
@@ -380,9 +392,9 @@ def run_picking_bench(
     rows = [_simulated(size, name, seed) for name in cases for seed in seeds]
     report: dict[str, Any] = {"bench": "picking", "device": device, "simulated": rows}
     report["contaminated"] = [
-        _contaminated(detail, dose, seed)
+        _contaminated(detail, dose, seed, crowded=crowded)
         for dose in (40.0, 12.0)
-        for detail in (None, "ice_blobs", "aggregates", "carbon_edge", "crack")
+        for detail, crowded in CONTAMINATED_ROWS
         for seed in seeds
     ]
     report["no_particles"] = {

@@ -74,14 +74,20 @@ def simulate_triage_micrograph(
     dose_e_per_a2: float = 40.0,
     seed: int = 0,
     detail: str | None = None,
+    coverage: float | None = None,
 ) -> TriageScene:
     """One micrograph of class ``kind`` (one of :data:`TRIAGE_KINDS`).
 
     ``detail`` picks the cause of a ``contaminated`` micrograph (one of
     :data:`CONTAMINATION_KINDS`; drawn from ``seed`` when None). Ice 20-60 nm, defocus
     1-2.5 um (300 kV, Cs 2.7 mm) are drawn from ``seed``. Crystalline ice needs
-    ``pixel_size_angstrom <= 1.7`` (its 3.44-3.90 A planes inside Nyquist).
+    ``pixel_size_angstrom <= 1.7`` (its 3.44-3.90 A planes inside Nyquist). ``coverage``:
+    the share of the field the particles' discs would cover (default drawn in 4-25 %; a
+    crowded field 40-50 %, where many touch: they are placed at least a diameter apart, which
+    fills at most about 54 % of a plane).
     """
+    if coverage is not None and not 0.0 <= coverage <= 0.54:
+        raise ValueError(f"coverage must lie in [0, 0.54], got {coverage}")
     if kind not in TRIAGE_KINDS:
         raise ValueError(f"kind must be one of {TRIAGE_KINDS}, got {kind!r}")
     if kind == "crystalline_ice" and pixel_size_angstrom > 1.7:
@@ -99,8 +105,9 @@ def simulate_triage_micrograph(
         return _finish(rng, expected, kind, "", apix, truth)
     particles = kind in ("usable", "contaminated")
     area_a2 = (size_px * apix) ** 2
-    coverage = rng.uniform(0.04, 0.25) if particles else 0.0
-    n_particles = int(coverage * area_a2 / (math.pi * _PARTICLE_RADIUS_ANGSTROM**2))
+    drawn = rng.uniform(0.04, 0.25) if particles else 0.0  # drawn either way: same scenes
+    share = drawn if coverage is None or not particles else coverage
+    n_particles = int(share * area_a2 / (math.pi * _PARTICLE_RADIUS_ANGSTROM**2))
     defocus = rng.uniform(10_000.0, 25_000.0)
     ice_nm = rng.uniform(20.0, 60.0)
     params = ExposureParameters(
