@@ -119,7 +119,9 @@ def write_refinement_maps(folder: str | Path, refinement: Any, *, stem: str = ""
     full = low_pass((half_a + half_b) / 2, resolution_angstrom=resolution, pixel_size_angstrom=apix)
     paths: dict[str, str] = {}
     for kind, data in (("half1", half_a), ("half2", half_b), ("map", full)):
-        path = write_mrc_map(folder / f"{stem}{kind}.mrc", data.numpy(), pixel_size_angstrom=apix)
+        path = write_mrc_map(
+            folder / f"{stem}{kind}.mrc", data.cpu().numpy(), pixel_size_angstrom=apix
+        )
         paths[kind] = str(path)
     paths["fsc_star"] = str(
         write_fsc_star(

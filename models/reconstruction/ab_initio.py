@@ -146,23 +146,30 @@ def _working_box(box_px: int, pixel_size_angstrom: float, final_angstrom: float)
 
 
 class _Map:
-    """The running sums and what makes a map of them."""
+    """The running sums and what makes a map of them, on ``device``."""
 
-    def __init__(self, box_px: int, settings: AbInitioSettings, symmetry: torch.Tensor | None):
+    def __init__(
+        self,
+        box_px: int,
+        settings: AbInitioSettings,
+        symmetry: torch.Tensor | None,
+        device: torch.device,
+    ):
         self.box_px = box_px
         self.settings = settings
         self.symmetry = symmetry
+        self.device = device
         self.mask = soft_spherical_mask(
             box_px, radius_px=settings.mask_radius * box_px, edge_px=max(2.0, box_px / 12)
-        )
+        ).to(device)
 
     def accumulator(self) -> Accumulator:
-        return Accumulator(self.box_px, symmetry=self.symmetry)
+        return Accumulator(self.box_px, symmetry=self.symmetry, device=self.device)
 
     def volume(
         self, accumulator: Accumulator, *, resolution_angstrom: float, pixel_size_angstrom: float
     ) -> torch.Tensor:
-        snr = torch.full((accumulator.padded_px // 2 + 1,), self.settings.snr)
+        snr = torch.full((accumulator.padded_px // 2 + 1,), self.settings.snr, device=self.device)
         volume = accumulator.reconstruct(spectral_snr=snr)
         volume = low_pass(
             volume,
@@ -205,10 +212,14 @@ def ab_initio(
     pixel_size_angstrom: float,
     settings: AbInitioSettings | None = None,
     progress: Callable[[AbInitioStep], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> AbInitioResult:
     """A map from ``(n, b, b)`` particles (protein white, as extraction writes them) and
-    their CTFs, without a reference (see the module's notes)."""
+    their CTFs, without a reference (see the module's notes). It is found on ``device`` (the
+    particles, binned there, stay there); the result is on the CPU, and the random start and
+    minibatches are the same on every device (drawn by numpy)."""
     settings = settings or AbInitioSettings()
+    device = torch.device(device)
     n, box = images.shape[0], images.shape[-1]
     if images.shape[1:] != (box, box) or box % 2 or len(ctfs) != n:
         raise ValueError(
@@ -218,20 +229,23 @@ def ab_initio(
     rng = np.random.default_rng(settings.seed)
     work_box = _working_box(box, pixel_size_angstrom, settings.final_resolution_angstrom)
     apix = pixel_size_angstrom * box / work_box
-    data = fourier_crop(images.to(torch.float32), work_box)
+    data = fourier_crop(images.to(device, torch.float32), work_box)
     data = data / data.std().clamp(min=1e-12)
-    ctf = ctfs.rfft_grid(work_box, pixel_size_angstrom=apix)
+    ctf = ctfs.rfft_grid(work_box, pixel_size_angstrom=apix, device=device)
     group = symmetry_matrices(settings.symmetry)
     symmetry = None if len(group) == 1 else torch.as_tensor(group, dtype=torch.float32)
-    maps = _Map(work_box, settings, symmetry)
+    maps = _Map(work_box, settings, symmetry, device)
     accumulator = maps.accumulator()
-    ctf_padded = ctfs.rfft_grid(accumulator.padded_px, pixel_size_angstrom=apix)
-    grid = so3_grid(settings.grid_step_deg)
+    ctf_padded = ctfs.rfft_grid(accumulator.padded_px, pixel_size_angstrom=apix, device=device)
+    grid = so3_grid(settings.grid_step_deg).to(device)
     shifts = shift_grid(settings.max_shift_angstrom / apix, settings.shift_step_angstrom / apix)
+    shifts = shifts.to(device)
 
     # the start: a few particles at random poses, blurred to the start resolution
     first = rng.choice(n, size=min(n, 3 * settings.batch_size), replace=False)
-    random_poses = torch.as_tensor(random_rotations(rng, len(first)), dtype=torch.float32)
+    random_poses = torch.as_tensor(
+        random_rotations(rng, len(first)), dtype=torch.float32, device=device
+    )
     start_frequency = min(0.5, apix / settings.start_resolution_angstrom)
     accumulator.add(
         data[first], random_poses, ctf_padded[first], max_frequency=max(start_frequency, 0.05)
@@ -250,7 +264,9 @@ def ab_initio(
         frequency = min(0.5, apix / resolution)
         scale = settings.initial_likelihood_scale ** (1 - t)
         batch = torch.as_tensor(
-            rng.choice(n, size=min(n, settings.batch_size), replace=False), dtype=torch.long
+            rng.choice(n, size=min(n, settings.batch_size), replace=False),
+            dtype=torch.long,
+            device=device,
         )
         posterior = posterior_search(
             data[batch],
@@ -306,7 +322,7 @@ def ab_initio(
             )
         halves = [maps.accumulator(), maps.accumulator()]
         for h, half in enumerate(halves):
-            rows = torch.arange(h, n, 2)
+            rows = torch.arange(h, n, 2, device=device)
             half.add(
                 data[rows],
                 alignment.rotations[rows],
@@ -328,6 +344,6 @@ def ab_initio(
         volume, from_pixel_angstrom=apix, to_pixel_angstrom=pixel_size_angstrom, box_px=box
     )
     if alignment is not None:
-        offsets = alignment.offsets_px * (apix / pixel_size_angstrom)
-        alignment = Alignment(alignment.rotations, offsets, alignment.scores)
-    return AbInitioResult(out, pixel_size_angstrom, alignment, resolution_reached, history)
+        offsets = alignment.offsets_px.cpu() * (apix / pixel_size_angstrom)
+        alignment = Alignment(alignment.rotations.cpu(), offsets, alignment.scores.cpu())
+    return AbInitioResult(out.cpu(), pixel_size_angstrom, alignment, resolution_reached, history)

@@ -69,10 +69,12 @@ def so3_grid(step_deg: float) -> torch.Tensor:
     return torch.as_tensor(euler_matrices(euler), dtype=torch.float32)
 
 
-def _half_plane_weights(box_px: int, max_frequency: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _half_plane_weights(
+    box_px: int, max_frequency: float, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The rfft2 samples within ``max_frequency`` (a mask) and their weight in a sum over the
     whole plane (2, or 1 on the ``kx = 0`` column, which holds both halves)."""
-    frequencies = image_frequencies(box_px)
+    frequencies = image_frequencies(box_px, device=device)
     mask = frequencies[..., :2].norm(dim=-1) <= max_frequency
     mask[0, 0] = False  # the mean carries no orientation
     weights = torch.where(frequencies[..., 0] == 0, 1.0, 2.0)
@@ -116,15 +118,15 @@ def _grid_scores(
     """The normalised cross-correlation ``(k, s, m)`` of each chunk of particles
     with every pose of ``grid`` ``(m, 3, 3)`` at every offset ``(s, 2)``: the one scorer of
     :func:`global_search` and :func:`posterior_search`."""
-    box = projector.box_px
+    box, device = projector.box_px, projector.transform.device
     _check(images, ctf, box)
-    mask, weights = _half_plane_weights(box, max_frequency)
+    mask, weights = _half_plane_weights(box, max_frequency, device)
     reference, power = _grid_projections(projector, grid, max_frequency, mask)
     ramps = shift_phase(box, shifts)[:, mask]  # (s, F): a particle moved by +o is centred
     for start in range(0, images.shape[0], chunk):
         rows = slice(start, start + chunk)
-        data = _transform(images[rows])[:, mask]
-        c = ctf[rows][:, mask].to(torch.float32)
+        data = _transform(images[rows].to(device))[:, mask]
+        c = ctf[rows].to(device)[:, mask].to(torch.float32)
         moved = (c * data * weights)[:, None] * ramps[None]  # (k, s, F)
         numerator = torch.cat([moved.real, moved.imag], dim=2) @ reference.T  # (k, s, m)
         denominator = ((c * c * weights) @ power.T).clamp(min=1e-20).sqrt()  # (k, m)
@@ -145,8 +147,10 @@ def global_search(
     """The best pose of ``grid`` ``(m, 3, 3)`` and offset of ``shifts_px`` ``(s, 2)``
     (default only zero; :func:`shift_grid`) for each particle ``(n, b, b)`` with its CTF
     ``(n, b, b//2 + 1)``. Each offset is a phase ramp on the particle, so the search costs
-    ``s`` times the matrix products, never more projections."""
+    ``s`` times the matrix products, never more projections. On the projector's device."""
+    device = projector.transform.device
     shifts = torch.zeros((1, 2)) if shifts_px is None else shifts_px.to(torch.float32)
+    shifts, grid = shifts.to(device), grid.to(device)
     m = len(grid)
     best_index, best_score = [], []
     for scores in _grid_scores(
@@ -206,7 +210,9 @@ def posterior_search(
         raise ValueError(
             f"need top_k >= 1 and likelihood_scale > 0, got {top_k}, {likelihood_scale}"
         )
+    device = projector.transform.device
     shifts = torch.zeros((1, 2)) if shifts_px is None else shifts_px.to(torch.float32)
+    shifts, grid = shifts.to(device), grid.to(device)
     m = len(grid)
     _, weights = _half_plane_weights(projector.box_px, max_frequency)
     samples = float(weights.sum())
@@ -267,9 +273,9 @@ def _peak(surface: torch.Tensor, max_shift_px: float) -> tuple[torch.Tensor, tor
     """Best value and sub-pixel ``[x, y]`` of ``(..., b, b)`` correlation maps (origin at
     ``[0, 0]``, wrapped) within ``max_shift_px``."""
     box = surface.shape[-1]
-    axis = torch.fft.fftfreq(box) * box
+    axis = torch.fft.fftfreq(box, device=surface.device) * box
     inside = axis[:, None] ** 2 + axis[None, :] ** 2 <= max_shift_px**2
-    masked = torch.where(inside, surface, torch.tensor(-torch.inf))
+    masked = torch.where(inside, surface, torch.tensor(-torch.inf, device=surface.device))
     flat = masked.flatten(-2)
     value, index = flat.max(dim=-1)
     row, col = index // box, index % box
@@ -300,31 +306,32 @@ def local_search(
     chunk: int = 64,
 ) -> Alignment:
     """Each particle's best of 27 turns of ``step_deg`` around its pose in ``start``, with
-    its best offset within ``max_shift_px`` of the box centre."""
-    box = projector.box_px
-    mask = image_frequencies(box)[..., :2].norm(dim=-1) <= max_frequency
+    its best offset within ``max_shift_px`` of the box centre. On the projector's device."""
+    box, device = projector.box_px, projector.transform.device
+    frequencies = image_frequencies(box, device=device)
+    mask = frequencies[..., :2].norm(dim=-1) <= max_frequency
     mask[0, 0] = False
-    turns = _turns(step_deg)
+    # the rfft2 half plane counts its inner columns twice in the norms below
+    twice = torch.where(frequencies[..., 0] == 0, 1.0, 2.0)
+    turns = _turns(step_deg).to(device)
     rotations, offsets, scores = [], [], []
     for first in range(0, images.shape[0], chunk):
         part = slice(first, first + chunk)
-        data = _transform(images[part]) * mask
-        c = ctf[part].to(torch.float32) * mask
-        candidates = (turns[None] @ start.rotations[part, None]).reshape(-1, 3, 3)
+        data = _transform(images[part].to(device)) * mask
+        c = ctf[part].to(device, torch.float32) * mask
+        candidates = (turns[None] @ start.rotations[part, None].to(device)).reshape(-1, 3, 3)
         projections = projector.project_rfft(
             candidates, max_frequency=max_frequency, oversampled=False
         )
         projections = projections.reshape(-1, 27, box, box // 2 + 1)
         cross = (data.conj() * c)[:, None] * projections
         surface = torch.fft.irfft2(cross, s=(box, box)) * box * box
-        # the rfft2 half plane counts its inner columns twice in the norms below
-        twice = torch.where(image_frequencies(box)[..., 0] == 0, 1.0, 2.0)
         model_norm = ((c * c)[:, None] * projections.abs() ** 2 * twice).sum((-2, -1)).sqrt()
         data_norm = ((data.abs() ** 2) * twice).sum((-2, -1)).sqrt()
         value, shift = _peak(surface, max_shift_px)
         value = value / model_norm.clamp(min=1e-20) / data_norm[:, None].clamp(min=1e-20)
         best_value, best = value.max(dim=1)
-        rows = torch.arange(len(best))
+        rows = torch.arange(len(best), device=device)
         rotations.append(candidates.reshape(-1, 27, 3, 3)[rows, best])
         offsets.append(shift[rows, best])
         scores.append(best_value)

@@ -162,7 +162,7 @@ class ParticleCtfs:
         self,
         box_px: int,
         *,
-        device: torch.device | None = None,
+        device: torch.device | str | None = None,
         pixel_size_angstrom: float | None = None,
     ) -> torch.Tensor:
         """``(n, b, b//2 + 1)`` transfer on the rfft2 grid (unshifted) of ``box_px`` images.

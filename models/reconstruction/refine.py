@@ -44,11 +44,11 @@ def low_pass(
 ) -> torch.Tensor:
     """``volume`` with frequencies beyond ``1 / resolution_angstrom`` removed (a raised-cosine
     edge one shell wide)."""
-    box = volume.shape[-1]
+    box, device = volume.shape[-1], volume.device
     k = torch.sqrt(
-        torch.fft.fftfreq(box)[:, None, None] ** 2
-        + torch.fft.fftfreq(box)[None, :, None] ** 2
-        + torch.fft.rfftfreq(box)[None, None, :] ** 2
+        torch.fft.fftfreq(box, device=device)[:, None, None] ** 2
+        + torch.fft.fftfreq(box, device=device)[None, :, None] ** 2
+        + torch.fft.rfftfreq(box, device=device)[None, None, :] ** 2
     )
     cutoff = pixel_size_angstrom / resolution_angstrom
     edge = 1.0 / box
@@ -85,31 +85,39 @@ class _Half:
 
 @dataclass
 class RunningRefinement:
-    """The running 3D refinement of one session (box ``box_px``, ``pixel_size_angstrom``)."""
+    """The running 3D refinement of one session (box ``box_px``, ``pixel_size_angstrom``).
+
+    ``device``: where the half-maps, their sums and the searches live; particles arrive on the
+    CPU and move there batch by batch; alignments, the FSC and :meth:`state_dict` are on the
+    CPU (a saved state loads where there is no GPU).
+    """
 
     reference: torch.Tensor
     pixel_size_angstrom: float
     settings: RefinementSettings = field(default_factory=RefinementSettings)
     resolution_angstrom: float = math.nan
     fsc: HalfMapFsc | None = None
+    device: torch.device | str = "cpu"
 
     def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
         box = self.reference.shape[-1]
         start = low_pass(
-            self.reference.float(),
+            self.reference.to(self.device, torch.float32),
             resolution_angstrom=self.settings.initial_resolution_angstrom,
             pixel_size_angstrom=self.pixel_size_angstrom,
         )
         group = symmetry_matrices(self.settings.symmetry)
         self._symmetry = None if len(group) == 1 else torch.as_tensor(group, dtype=torch.float32)
         self._halves = [_Half(self._accumulator(box), start, Projector(start)) for _ in range(2)]
-        self._grid = so3_grid(self.settings.grid_step_deg)
+        self._grid = so3_grid(self.settings.grid_step_deg).to(self.device)
         self.resolution_angstrom = self.settings.initial_resolution_angstrom
         radius = self.settings.mask_radius_px or 0.4 * box
-        self._mask = soft_spherical_mask(box, radius_px=radius, edge_px=max(3.0, box / 16))
+        mask = soft_spherical_mask(box, radius_px=radius, edge_px=max(3.0, box / 16))
+        self._mask = mask.to(self.device)
 
     def _accumulator(self, box_px: int) -> Accumulator:
-        return Accumulator(box_px, symmetry=self._symmetry)
+        return Accumulator(box_px, symmetry=self._symmetry, device=self.device)
 
     @property
     def box_px(self) -> int:
@@ -129,17 +137,18 @@ class RunningRefinement:
 
     def align(self, images: torch.Tensor, ctfs: ParticleCtfs, half_set: np.ndarray) -> Alignment:
         """Poses and offsets of ``(n, b, b)`` particles, each against its own half's map
-        (``half_set`` ``(n,)`` of 1 and 2)."""
+        (``half_set`` ``(n,)`` of 1 and 2); on the CPU."""
         half_set = np.asarray(half_set)
         if half_set.shape != (images.shape[0],) or not np.isin(half_set, (1, 2)).all():
             raise ValueError(f"half_set must be ({images.shape[0]},) of 1 and 2, got {half_set}")
-        ctf = ctfs.rfft_grid(self.box_px)
+        images = images.to(self.device)
+        ctf = ctfs.rfft_grid(self.box_px, device=self.device)
         frequency = self._search_frequency()
-        rotations = torch.zeros(images.shape[0], 3, 3)
-        offsets = torch.zeros(images.shape[0], 2)
-        scores = torch.zeros(images.shape[0])
+        rotations = torch.zeros(images.shape[0], 3, 3, device=self.device)
+        offsets = torch.zeros(images.shape[0], 2, device=self.device)
+        scores = torch.zeros(images.shape[0], device=self.device)
         for h, half in enumerate(self._halves, start=1):
-            rows = torch.as_tensor(np.flatnonzero(half_set == h))
+            rows = torch.as_tensor(np.flatnonzero(half_set == h), device=self.device)
             if not len(rows):
                 continue
             # offsets on a grid of 2 px (1 px below 4 px), at frequencies that an offset
@@ -152,7 +161,7 @@ class RunningRefinement:
                 half.reference,
                 grid=self._grid,
                 max_frequency=coarse,
-                shifts_px=shift_grid(self.settings.max_shift_px, shift_step),
+                shifts_px=shift_grid(self.settings.max_shift_px, shift_step).to(self.device),
             )
             for turn_deg in self.settings.local_steps_deg:
                 found = local_search(
@@ -169,7 +178,7 @@ class RunningRefinement:
                 found.offsets_px,
                 found.scores,
             )
-        return Alignment(rotations, offsets, scores)
+        return Alignment(rotations.cpu(), offsets.cpu(), scores.cpu())
 
     def add(
         self,
@@ -180,14 +189,16 @@ class RunningRefinement:
     ) -> Alignment:
         """Align a batch (unless ``alignment`` is given) and add it to its halves' sums."""
         alignment = self.align(images, ctfs, half_set) if alignment is None else alignment
-        grid = ctfs.rfft_grid(self._halves[0].accumulator.padded_px)
+        images = images.to(self.device)
+        grid = ctfs.rfft_grid(self._halves[0].accumulator.padded_px, device=self.device)
         for h, half in enumerate(self._halves, start=1):
-            rows = torch.as_tensor(np.flatnonzero(np.asarray(half_set) == h))
+            rows = np.flatnonzero(np.asarray(half_set) == h)
             if len(rows):
+                index = torch.as_tensor(rows, device=self.device)
                 half.accumulator.add(
-                    images[rows],
+                    images[index],
                     alignment.rotations[rows],
-                    grid[rows],
+                    grid[index],
                     shifts_px=alignment.offsets_px[rows],
                 )
         return alignment
@@ -196,7 +207,7 @@ class RunningRefinement:
         """The two half-maps, Wiener-filtered with the SNR of the last FSC (if any)."""
         snr = None
         if self.fsc is not None:
-            fsc = self.fsc.unmasked.clamp(1e-4, 0.999)
+            fsc = self.fsc.unmasked.cpu().clamp(1e-4, 0.999)
             snr_box = fsc / (1 - fsc)  # per half-map
             padded = self._halves[0].accumulator.padded_px
             shells = torch.arange(padded // 2 + 1, dtype=torch.float32) * self.box_px / padded
@@ -212,7 +223,8 @@ class RunningRefinement:
             raise ValueError("both half-sets need particles before an update")
         self.fsc = None
         a, b = self.half_maps()
-        self.fsc = half_map_fsc(a, b, pixel_size_angstrom=self.pixel_size_angstrom, mask=self._mask)
+        fsc = half_map_fsc(a, b, pixel_size_angstrom=self.pixel_size_angstrom, mask=self._mask)
+        self.fsc = HalfMapFsc(fsc.unmasked.cpu(), fsc.masked.cpu(), fsc.pixel_size_angstrom)
         resolution = self.fsc.resolution_angstrom(0.143)
         self.resolution_angstrom = (
             resolution if math.isfinite(resolution) else self.settings.initial_resolution_angstrom
@@ -228,24 +240,25 @@ class RunningRefinement:
         return self.fsc
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a restart needs (tensors and numbers), for :meth:`load_state_dict`."""
+        """Everything a restart needs (numbers and CPU tensors), for :meth:`load_state_dict`."""
         return {
             "pixel_size_angstrom": self.pixel_size_angstrom,
             "resolution_angstrom": self.resolution_angstrom,
             "fsc": None if self.fsc is None else (self.fsc.unmasked, self.fsc.masked),
             "halves": [
                 {
-                    "data": h.accumulator.data,
-                    "weight": h.accumulator.weight,
+                    "data": h.accumulator.data.cpu(),
+                    "weight": h.accumulator.weight.cpu(),
                     "count": h.accumulator.count,
-                    "volume": h.volume,
+                    "volume": h.volume.cpu(),
                 }
                 for h in self._halves
             ],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (same box, pixel size and settings)."""
+        """Restore what :meth:`state_dict` saved (same box, pixel size and settings), on this
+        refinement's device."""
         if abs(state["pixel_size_angstrom"] - self.pixel_size_angstrom) > 1e-6:
             raise ValueError(
                 f"saved pixel size {state['pixel_size_angstrom']} differs from "
@@ -254,13 +267,15 @@ class RunningRefinement:
         self.resolution_angstrom = float(state["resolution_angstrom"])
         if state["fsc"] is not None:
             unmasked, masked = state["fsc"]
-            self.fsc = HalfMapFsc(unmasked, masked, self.pixel_size_angstrom)
+            self.fsc = HalfMapFsc(unmasked.cpu(), masked.cpu(), self.pixel_size_angstrom)
         for half, saved in zip(self._halves, state["halves"], strict=True):
             if saved["data"].shape != half.accumulator.data.shape:
                 raise ValueError(f"saved sums {tuple(saved['data'].shape)} do not fit this box")
-            half.accumulator.data, half.accumulator.weight = saved["data"], saved["weight"]
-            half.accumulator.count = int(saved["count"])
-            half.volume, half.reference = saved["volume"], Projector(saved["volume"])
+            accumulator, volume = half.accumulator, saved["volume"].to(self.device)
+            accumulator.data = saved["data"].to(self.device)
+            accumulator.weight = saved["weight"].to(self.device)
+            accumulator.count = int(saved["count"])
+            half.volume, half.reference = volume, Projector(volume)
 
     def refine(
         self,
