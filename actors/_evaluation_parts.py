@@ -1,6 +1,6 @@
-"""The session evaluator's pieces that need none of its state: reading a particles STAR,
-the classifier's assignments as arrays, the class set's metrics, selection and files, and the
-forecast of an update (:mod:`actors.evaluation`)."""
+"""The session evaluator's pieces that need none of its state: its device, reading a
+particles STAR, the classifier's assignments as arrays, the class set's metrics, selection and
+files, the reference's symmetry and the forecast of an update (:mod:`actors.evaluation`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,51 @@ from causalscope.actors._evaluation_results import (
 from causalscope.models.classification import Assignment, Class2D
 from causalscope.models.novelty import ClassNovelty
 
-__all__ = ["class_set", "columns", "forecast", "overlay", "star_rows"]
+__all__ = [
+    "class_set",
+    "columns",
+    "forecast",
+    "overlay",
+    "reference_symmetry",
+    "resolved_device",
+    "star_rows",
+]
+
+
+def resolved_device(choice: str) -> str:
+    """``processing.device``'s rule (:func:`actors.exposure.resolve_device`: "auto" is CUDA
+    where a GPU is visible) for the evaluator; "cpu" without importing the exposure worker."""
+    if choice == "cpu":
+        return "cpu"
+    from causalscope.actors.exposure import resolve_device
+
+    return resolve_device(choice)
+
+
+def reference_symmetry(
+    reference: str | None, symmetry: str, *, pixel_size_angstrom: float, box_px: int
+) -> tuple[float, ...]:
+    """The ``reference`` map's self-correlations under ``symmetry``, at the refinement's
+    sampling and 30 A (what the refinement started from); none for C1 or without a
+    reference."""
+    import torch
+
+    from causalscope.daemon.formats.maps import read_mrc_map
+    from causalscope.models.reconstruction.refine import low_pass
+    from causalscope.models.reconstruction.resample import rescale_map
+    from causalscope.models.reconstruction.symmetry import self_correlations, symmetry_matrices
+
+    if reference is None or symmetry.upper() == "C1":
+        return ()
+    volume, reference_apix = read_mrc_map(reference)
+    resampled = rescale_map(
+        torch.as_tensor(volume),
+        from_pixel_angstrom=reference_apix,
+        to_pixel_angstrom=pixel_size_angstrom,
+        box_px=box_px,
+    )
+    smooth = low_pass(resampled, resolution_angstrom=30.0, pixel_size_angstrom=pixel_size_angstrom)
+    return self_correlations(smooth, symmetry_matrices(symmetry))
 
 
 def star_rows(path: Path) -> Any:

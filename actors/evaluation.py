@@ -18,6 +18,10 @@ the update history) is written together at each update, to a temporary file rena
 ``state.pt`` (:func:`os.replace` is atomic). A process killed at any point leaves the state
 of the last update; on restart the evaluator loads it, and the daemon hands it every
 exposure again: those it holds are skipped, the others added once.
+
+Where it computes: ``EvaluatorSettings.device`` (the rule of ``processing.device``); the
+classifier, the refinement and ab initio keep their tensors there, and what is saved or
+written is on the CPU, so that a state saved beside a GPU loads on a machine without one.
 """
 
 from __future__ import annotations
@@ -76,6 +80,9 @@ class EvaluatorSettings:
     #: structures added during the session count); None or absent: no Novelty
     novelty_index: str | None = None
     novelty_scale: float = 0.8
+    #: where the classes and maps are computed: "auto" (CUDA when visible), "cpu" or "cuda";
+    #: state and files are on the CPU whatever it is (:mod:`daemon.placement` sets it)
+    device: str = "cpu"
 
 
 @dataclass
@@ -97,6 +104,7 @@ class SessionEvaluator:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
+        self.device = parts.resolved_device(settings.device)
         self._consumed: dict[str, int] = {}
         self._queued: list[_Queued] = []
         self._rows: list[Any] = []  # STAR rows of the classified particles, in order
@@ -179,7 +187,7 @@ class SessionEvaluator:
         apix = ctfs.pixel_size_angstrom * box / target
         if self._refinement is None:
             self._refinement = self._start_map(apix)
-        binned = fourier_crop(images, target)
+        binned = fourier_crop(images.to(self.device), target)
         first = sum(len(r) for r in self._rotations)
         half_set = 1 + (first + np.arange(len(images))) % 2
         found = self._refinement.add(binned, replace(ctfs, pixel_size_angstrom=apix), half_set)
@@ -202,7 +210,10 @@ class SessionEvaluator:
             self.settings.refinement or RefinementSettings(), symmetry=self.settings.symmetry
         )
         return RunningRefinement(
-            reference, pixel_size_angstrom=pixel_size_angstrom, settings=settings
+            reference,
+            pixel_size_angstrom=pixel_size_angstrom,
+            settings=settings,
+            device=self.device,
         )
 
     # --- updates ------------------------------------------------------------------------
@@ -335,6 +346,7 @@ class SessionEvaluator:
                 symmetry=s.symmetry,
                 final_resolution_angstrom=max(s.ab_initio_resolution_angstrom, 2.5 * apix),
             ),
+            device=self.device,
         )
         path = self.state_dir / "maps" / f"v{self._version:04d}_ab_initio.mrc"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -352,7 +364,10 @@ class SessionEvaluator:
             n_classes=self.settings.classes,
             particle_diameter_angstrom=self.settings.particle_diameter_angstrom,
         )
-        return Class2D(box_px=box, pixel_size_angstrom=ctfs.pixel_size_angstrom, settings=settings)
+        return Class2D(
+            box_px=box, pixel_size_angstrom=ctfs.pixel_size_angstrom, settings=settings,
+            device=self.device,
+        )  # fmt: skip
 
     def _update_map(self) -> MapUpdate | None:
         from causalscope.daemon.formats.maps import write_refinement_maps
@@ -406,41 +421,21 @@ class SessionEvaluator:
             return None
         half_a, half_b = refinement.half_maps()
         return index.map_novelty(
-            ((half_a + half_b) / 2).numpy(),
+            ((half_a + half_b) / 2).cpu().numpy(),
             pixel_size_angstrom=refinement.pixel_size_angstrom,
             scale=self.settings.novelty_scale,
         )
 
     def _reference_symmetry(self, refinement: RunningRefinement) -> tuple[float, ...]:
-        """The reference's self-correlations under the set symmetry, at the map's sampling
-        and 30 A (what the refinement started from); computed once."""
-        from causalscope.daemon.formats.maps import read_mrc_map
-        from causalscope.models.reconstruction.refine import low_pass
-        from causalscope.models.reconstruction.resample import rescale_map
-        from causalscope.models.reconstruction.symmetry import (
-            self_correlations,
-            symmetry_matrices,
-        )
-
-        if self._symmetry_correlations is not None:
-            return self._symmetry_correlations
-        found: tuple[float, ...] = ()
-        if self.settings.reference is not None and self.settings.symmetry.upper() != "C1":
-            volume, reference_apix = read_mrc_map(self.settings.reference)
-            reference = rescale_map(
-                torch.as_tensor(volume),
-                from_pixel_angstrom=reference_apix,
-                to_pixel_angstrom=refinement.pixel_size_angstrom,
+        """The reference's self-correlations under the set symmetry (computed once)."""
+        if self._symmetry_correlations is None:
+            self._symmetry_correlations = parts.reference_symmetry(
+                self.settings.reference,
+                self.settings.symmetry,
+                pixel_size_angstrom=refinement.pixel_size_angstrom,
                 box_px=refinement.box_px,
             )
-            reference = low_pass(
-                reference,
-                resolution_angstrom=30.0,
-                pixel_size_angstrom=refinement.pixel_size_angstrom,
-            )
-            found = self_correlations(reference, symmetry_matrices(self.settings.symmetry))
-        self._symmetry_correlations = found
-        return found
+        return self._symmetry_correlations
 
     # --- state --------------------------------------------------------------------------
 
@@ -476,7 +471,7 @@ class SessionEvaluator:
     def _load(self) -> None:
         if not self.state_path.exists():
             return
-        state = torch.load(self.state_path, weights_only=False)
+        state = torch.load(self.state_path, weights_only=False, map_location="cpu")
         if state.get("state_version") != _STATE_VERSION:
             raise ValueError(
                 f"{self.state_path}: state version {state.get('state_version')}, expected "
@@ -485,7 +480,9 @@ class SessionEvaluator:
         self._consumed = dict(state["consumed"])
         self._version = int(state["version"])
         self._geometry = state["geometry"]
-        self._classifier = state["classifier"]
+        self._classifier = state["classifier"]  # saved on the CPU, moved to this device
+        if self._classifier is not None:
+            self._classifier.to(self.device)
         self._assigned = state["assigned"]
         self._rows = state["rows"]
         self._rotations = state["rotations"]

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -281,3 +282,53 @@ def test_classes_get_their_novelty_and_recommendation_from_the_index(tmp_path: P
         for c in plain.class_set.classes
         if c.particles
     )
+
+
+def test_a_state_saved_by_an_evaluator_on_a_gpu_loads_on_a_cpu(tmp_path: Path) -> None:
+    """An evaluator told ``device="cuda"`` (CUDA's device rules enforced on this CPU,
+    :mod:`tests._fake_cuda`: its classes, ab-initio map and refinement on the device) saves
+    a state that holds CPU tensors only (a device tensor pickled raises there); an evaluator
+    on a machine without a GPU loads it and carries on, and its updates are those of an
+    evaluator that ran on the CPU throughout (the emulation's arithmetic is the CPU's)."""
+    from causalscope.models.reconstruction.ab_initio import AbInitioSettings
+    from tests._fake_cuda import FakeCuda
+
+    exposures, _ = _session(tmp_path)
+    settings = EvaluatorSettings(
+        particle_diameter_angstrom=40.0,
+        classes=3,
+        box_px=BOX,
+        refinement=RefinementSettings(grid_step_deg=30.0, local_steps_deg=(15.0,)),
+        ab_initio_min_particles=100,
+        ab_initio_resolution_angstrom=10.0,
+        ab_initio=AbInitioSettings(iterations=8, batch_size=60, final_iterations=1),
+    )
+    updates = {}
+    for device in ("cuda", "cpu"):
+        state = tmp_path / device
+        with FakeCuda() as fake:
+            evaluator = SessionEvaluator(state, dataclasses.replace(settings, device=device))
+            for exposure in exposures[:5]:
+                evaluator.consume(*exposure)
+            first = evaluator.update()
+        assert first is not None and first.map is not None and first.map.ab_initio
+        assert evaluator.device == device and (fake.counts["to_cpu"] > 0) == (device == "cuda")
+        restarted = SessionEvaluator(state, settings)  # device "cpu": no GPU here
+        model, refinement = restarted._classifier, restarted._refinement
+        assert model is not None and refinement is not None and restarted.device == "cpu"
+        assert type(model.references) is torch.Tensor and model.device.type == "cpu"
+        assert type(refinement.half_maps()[0]) is torch.Tensor
+        for exposure in exposures:
+            restarted.consume(*exposure)
+        last = restarted.update()
+        assert last is not None and last.map is not None
+        assert last.map.particles == EXPOSURES * PER_EXPOSURE
+        updates[device] = [first, last]
+
+    def comparable(update: Any) -> str:
+        values = update.to_dict()
+        values.pop("seconds")
+        return repr(values).replace(str(tmp_path / "cuda"), str(tmp_path / "cpu"))
+
+    for on_gpu, on_cpu in zip(updates["cuda"], updates["cpu"], strict=True):
+        assert comparable(on_gpu) == comparable(on_cpu)
