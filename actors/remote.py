@@ -18,7 +18,8 @@ __all__ = [
     "PickerTrainerActor",
 ]
 
-#: One per GPU (``num_gpus=1``) or per CPU share; the scheduler sets the resources with
+#: One per GPU (asking for 0.75 of it: the session evaluator's share fits beside it,
+#: :mod:`daemon.placement`) or per CPU share; the scheduler sets the resources with
 #: ``.options`` and replaces an actor that dies itself (so ``max_restarts`` stays 0: a restarted
 #: actor would silently rerun the exposure that killed it). Its process needs one C heap from
 #: its start (:func:`daemon.workers.start_ray`, :class:`daemon.workers.RayWorkerPool`).

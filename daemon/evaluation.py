@@ -9,7 +9,9 @@ The schedule adapts: an update is asked for after ``update_every`` new particles
 as many as arrive in twice the time the last update took, whichever is more, so that updates
 take at most about half of the evaluator's time however fast the session collects. The
 evaluator holds no CPU of Ray's (the exposure actors hold them all) and computes with
-``threads`` torch threads.
+``threads`` torch threads, on a quarter of a GPU beside an exposure actor where the cluster
+has GPUs and ``processing.device`` allows CUDA, else on the CPU
+(:func:`daemon.placement.evaluator_placement` says why).
 
 On a restart every done exposure with particles is handed over again in commit order; the
 evaluator skips those its saved state holds, and an update it saved that the store missed (a
@@ -23,6 +25,7 @@ resolution at the session's end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -101,11 +104,14 @@ class EvaluationTracker:
 
         if ray.is_initialized():
             from causalscope.actors.remote import EvaluatorActor
-            from causalscope.daemon.placement import beside_the_daemon
+            from causalscope.daemon.placement import evaluator_placement
 
-            # beside the daemon, no CPU reserved (the exposure actors hold them)
-            self._worker = EvaluatorActor.options(**beside_the_daemon()).remote(
-                self.state_dir, self.settings, threads=self.threads
+            # beside the daemon, no CPU reserved (the exposure actors hold them), a GPU share
+            # where there is one to have; told the device that share allows
+            options, device = evaluator_placement(self.settings.device)
+            settings = dataclasses.replace(self.settings, device=device)
+            self._worker = EvaluatorActor.options(**options).remote(
+                self.state_dir, settings, threads=self.threads
             )
             self._remote = True
         else:
@@ -318,6 +324,7 @@ def session_tracker(settings: Settings, state_dir: Path) -> EvaluationTracker | 
         ab_initio_min_particles=wanted.ab_initio_min_particles,
         novelty_index=str(default_index_folder(wanted.novelty_index)),
         novelty_scale=wanted.novelty_scale,
+        device=settings.processing.device,
     )
     return EvaluationTracker(
         evaluator,

@@ -20,6 +20,7 @@ import numpy as np
 
 from causalscope.actors._memory import ONE_HEAP_ENV
 from causalscope.daemon.failures import Failure, PoolUnavailable, classify, ray_unreachable
+from causalscope.daemon.placement import EXPOSURE_GPU_SHARE
 from causalscope.models.optics import DetectorCalibration
 
 if TYPE_CHECKING:
@@ -145,8 +146,9 @@ class RayWorkerPool:
     calibration
         Gain and defects in the frames' orientation (put in the object store once).
     n_workers
-        Number of actors; default: one per GPU of the cluster when the processing device
-        allows CUDA, else one per ``threads_per_worker`` CPUs.
+        Number of actors; default: one per GPU of the cluster (each asks for
+        :data:`daemon.placement.EXPOSURE_GPU_SHARE` of one) when the processing device allows
+        CUDA, else one per ``threads_per_worker`` CPUs.
     threads_per_worker
         CPU threads (torch) and Ray CPU share of each CPU actor.
     actor_options
@@ -184,12 +186,9 @@ class RayWorkerPool:
         self._threads = max(1, threads_per_worker)
         # SPREAD: on a cluster, actors go to different nodes first (Ray's default packs a node
         # before it spreads), so a facility's nodes share the session from its first exposure
-        if use_gpu:
-            self._options: dict[str, Any] = {
-                "num_gpus": 1,
-                "num_cpus": 1,
-                "scheduling_strategy": "SPREAD",
-            }
+        if use_gpu:  # one per GPU, the evaluator's share beside it (daemon.placement)
+            self._options: dict[str, Any] = {"num_gpus": EXPOSURE_GPU_SHARE, "num_cpus": 1}
+            self._options["scheduling_strategy"] = "SPREAD"
             default_workers = gpus
             self.device_kind = "cuda"
         else:
