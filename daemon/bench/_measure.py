@@ -1,4 +1,5 @@
-"""Peak memory while a block runs: resident memory sampled on CPU, the allocator on CUDA."""
+"""Peak memory while a block runs: resident memory sampled on CPU, the allocator on CUDA; and
+waiting for a GPU's queued work before a timer is read."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["PeakMemory", "peak_memory"]
+__all__ = ["PeakMemory", "peak_memory", "synchronize"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -61,3 +62,12 @@ def peak_memory(device: str = "cpu", interval_s: float = 0.02) -> Iterator[PeakM
         result.rss_increase_gib = round((peak[0] - baseline) / 2**30, 3)
         if cuda:
             result.cuda_peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+
+
+def synchronize(device: object) -> None:
+    """Wait for the GPU's queued work when ``device`` is CUDA (a timer read before it measures
+    the queueing, not the work); nothing on the CPU."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()

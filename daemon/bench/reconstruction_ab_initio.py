@@ -13,7 +13,9 @@ masked FSC at 0.143 and its map's FSC against the truth at 0.5; the ratio of the
 resolution to the gold-standard one (the goal: at most 2), the hand found with the
 correlation in each hand, and the times. Then the same refinement from the ab-initio map (what
 ``causalscope reconstruct`` without a reference does): its gold-standard resolution and,
-superposed on the truth, its FSC against the truth at 0.5.
+superposed on the truth, its FSC against the truth at 0.5. On ``device="cuda"`` ab initio and
+both refinements compute on the GPU, each timer waits for the GPU's queued work, and the peak
+GPU allocation of each is reported.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ def _one_seed(
     apix: float,
     settings: Any,
     refine_iterations: int,
+    device: str,
 ) -> dict[str, Any]:
     import torch
     from torch_fourier_shell_correlation import fourier_shell_correlation
 
+    from causalscope.daemon.bench._measure import peak_memory, synchronize
     from causalscope.daemon.bench.reconstruction_refine import _stack_ctfs
     from causalscope.models.reconstruction import fsc_resolution_angstrom
     from causalscope.models.reconstruction.ab_initio import ab_initio
@@ -71,9 +75,14 @@ def _one_seed(
                 file=sys.stderr,
             )
 
-    t0 = time.perf_counter()
-    result = ab_initio(images, ctfs, pixel_size_angstrom=apix, settings=settings, progress=progress)
-    ab_initio_s = time.perf_counter() - t0
+    with peak_memory(device) as ab_initio_memory:
+        t0 = time.perf_counter()
+        result = ab_initio(
+            images, ctfs, pixel_size_angstrom=apix, settings=settings, progress=progress,
+            device=device,
+        )  # fmt: skip
+        synchronize(device)
+        ab_initio_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     found = align_map(
         result.volume,
@@ -85,25 +94,31 @@ def _one_seed(
     aligned = apply_alignment(result.volume, found)
     against_truth = fourier_shell_correlation(aligned, truth)
     ab_initio_05 = fsc_resolution_angstrom(against_truth, pixel_size_angstrom=apix, threshold=0.5)
-    t0 = time.perf_counter()
-    refinement = RunningRefinement(truth, pixel_size_angstrom=apix, settings=RefinementSettings())
-    refinement.refine(images, ctfs, 1 + np.arange(n) % 2, iterations=refine_iterations)
-    refine_s = time.perf_counter() - t0
+    with peak_memory(device) as refine_memory:
+        synchronize(device)
+        t0 = time.perf_counter()
+        refinement = RunningRefinement(
+            truth, pixel_size_angstrom=apix, settings=RefinementSettings(), device=device
+        )
+        refinement.refine(images, ctfs, 1 + np.arange(n) % 2, iterations=refine_iterations)
+        synchronize(device)
+        refine_s = time.perf_counter() - t0
     assert refinement.fsc is not None
     gold = refinement.fsc.resolution_angstrom(0.143)
-    reference_a, reference_b = refinement.half_maps()
+    reference_a, reference_b = (half.cpu() for half in refinement.half_maps())
     reference_05 = fsc_resolution_angstrom(
         fourier_shell_correlation((reference_a + reference_b) / 2, truth),
         pixel_size_angstrom=apix,
         threshold=0.5,
     )
+    synchronize(device)
     t0 = time.perf_counter()
     from_ab_initio = RunningRefinement(
-        result.volume, pixel_size_angstrom=apix, settings=RefinementSettings()
+        result.volume, pixel_size_angstrom=apix, settings=RefinementSettings(), device=device
     )
     from_ab_initio.refine(images, ctfs, 1 + np.arange(n) % 2, iterations=refine_iterations)
     assert from_ab_initio.fsc is not None
-    half_a, half_b = from_ab_initio.half_maps()
+    half_a, half_b = (half.cpu() for half in from_ab_initio.half_maps())
     refined = (half_a + half_b) / 2
     placed = apply_alignment(
         refined,
@@ -136,6 +151,8 @@ def _one_seed(
         "align_s": align_s,
         "reference_refine_s": refine_s,
         "refine_from_ab_initio_s": ab_initio_refine_s,
+        "ab_initio_peak_gpu_gib": ab_initio_memory.cuda_peak_gib,
+        "reference_refine_peak_gpu_gib": refine_memory.cuda_peak_gib,
     }
 
 
@@ -150,8 +167,10 @@ def run_ab_initio_bench(
     final_resolution_angstrom: float = 12.0,
     iterations: int = 40,
     refine_iterations: int = 2,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Run it on ``structure`` (PDB/mmCIF/MRC); ``summary`` lists each seed's numbers."""
+    """Run it on ``structure`` (PDB/mmCIF/MRC) on ``device``; ``summary`` lists each seed's
+    numbers."""
     from causalscope.daemon.simulator import load_specimen
     from causalscope.models.reconstruction.ab_initio import AbInitioSettings
 
@@ -173,6 +192,7 @@ def run_ab_initio_bench(
                 apix=pixel_size_angstrom,
                 settings=settings,
                 refine_iterations=refine_iterations,
+                device=device,
             )
         )
     summary: dict[str, Any] = {
@@ -182,6 +202,7 @@ def run_ab_initio_bench(
         "pixel_size_angstrom": pixel_size_angstrom,
         "symmetry": symmetry,
         "final_resolution_angstrom": final_resolution_angstrom,
+        "device": device,
     }
     summary |= {k: [r[k] for r in runs] for k in runs[0] if k != "seed"}
     return {"summary": summary, "runs": runs}

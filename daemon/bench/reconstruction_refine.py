@@ -9,7 +9,9 @@ percentile; for a structure, only with its point group ``symmetry``, by which th
 folded: the refinement itself imposes no symmetry, and a pose ``A S`` gives the projection
 of ``A``), the offset error, the gold-standard FSC
 resolution (masked and unmasked, 0.143 and 0.5), the full map's FSC against the truth at 0.5
-(unmasked on both sides), and the time per particle per full pass.
+(unmasked on both sides), and the time per particle per full pass. On ``device="cuda"`` the
+refinement computes on the GPU (particles simulated on the CPU move there batch by batch), its
+timer waits for the GPU's queued work, and the peak GPU allocation is reported.
 """
 
 from __future__ import annotations
@@ -64,10 +66,12 @@ def _one_seed(
     asymmetric: bool,
     initial_resolution: float,
     symmetry: str,
+    device: str,
 ) -> dict[str, Any]:
     import torch
     from torch_fourier_shell_correlation import fourier_shell_correlation
 
+    from causalscope.daemon.bench._measure import peak_memory, synchronize
     from causalscope.models.reconstruction import (
         fsc_resolution_angstrom,
         symmetric_angle_deg,
@@ -94,16 +98,23 @@ def _one_seed(
     ctfs = _stack_ctfs(stack)
     half_set = 1 + np.arange(n) % 2
     settings = RefinementSettings(initial_resolution_angstrom=initial_resolution)
-    refinement = RunningRefinement(truth, pixel_size_angstrom=apix, settings=settings)
+    refinement = RunningRefinement(
+        truth, pixel_size_angstrom=apix, settings=settings, device=device
+    )
     images = torch.as_tensor(stack.images)
 
     def progress(iteration: int, resolution: float) -> None:
         print(f"seed {seed}: pass {iteration}/{iterations}, {resolution:.2f} A", file=sys.stderr)
 
-    t0 = time.perf_counter()
-    alignment = refinement.refine(images, ctfs, half_set, iterations=iterations, progress=progress)
-    refine_s = time.perf_counter() - t0
-    half_a, half_b = refinement.half_maps()
+    with peak_memory(device) as memory:
+        synchronize(device)
+        t0 = time.perf_counter()
+        alignment = refinement.refine(
+            images, ctfs, half_set, iterations=iterations, progress=progress
+        )
+        synchronize(device)
+        refine_s = time.perf_counter() - t0
+    half_a, half_b = (half.cpu() for half in refinement.half_maps())
     against_truth = fourier_shell_correlation((half_a + half_b) / 2, truth)
     assert refinement.fsc is not None
     fsc = refinement.fsc
@@ -122,6 +133,7 @@ def _one_seed(
         ),
         "simulate_s": simulate_s,
         "ms_per_particle_per_pass": 1e3 * refine_s / (n * iterations),
+        "peak_gpu_gib": memory.cuda_peak_gib,
     }
     row["gold_vs_truth_error"] = row["gold_0143_unmasked_angstrom"] / row["truth_05_angstrom"] - 1
     if asymmetric or symmetry.strip().upper() != "C1":
@@ -145,9 +157,10 @@ def run_refinement_bench(
     structure: str | None = None,
     initial_resolution_angstrom: float = 30.0,
     symmetry: str = "C1",
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Run it; ``structure`` (a PDB/mmCIF/MRC path) replaces the asymmetric phantom, and
-    ``symmetry`` is its point group (pose errors folded by it)."""
+    """Run it on ``device``; ``structure`` (a PDB/mmCIF/MRC path) replaces the asymmetric
+    phantom, and ``symmetry`` is its point group (pose errors folded by it)."""
     specimen, asymmetric = _specimen(structure)
     runs = [
         _one_seed(
@@ -161,6 +174,7 @@ def run_refinement_bench(
             asymmetric=asymmetric,
             initial_resolution=initial_resolution_angstrom,
             symmetry=symmetry,
+            device=device,
         )
         for seed in seeds
     ]
@@ -169,6 +183,7 @@ def run_refinement_bench(
         "particles": n,
         "box_px": box_px,
         "pixel_size_angstrom": pixel_size_angstrom,
+        "device": device,
     }
     summary |= {k: [r.get(k) for r in runs] for k in keys}
     return {"summary": summary, "runs": runs}

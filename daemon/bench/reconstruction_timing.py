@@ -29,6 +29,11 @@ CPU time per particle stays put when other processes take the cores, the wall ti
 Memory: the peak resident memory of each stage above its start (sampled, :mod:`._measure`) and
 the process's lifetime peak. The load average at the start, between 2D and 3D, after each
 batch and at the end says whether anything else ran.
+
+With ``device="cuda"`` both models compute on the GPU (the particles are simulated on the CPU
+and move there batch by batch, as in the live evaluator), every timer waits for the GPU's
+queued work first (``torch.cuda.synchronize``), and each stage's peak GPU allocation is
+reported (``torch.cuda.max_memory_allocated``; None on the CPU).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
+from causalscope.daemon.bench._measure import synchronize
 
 __all__ = ["run_timing_bench"]
 
@@ -98,12 +105,16 @@ def _batch_ends(n: int, batch: int) -> list[int]:
 
 class _Clock:
     """Wall and CPU seconds (every thread of the process) since it was made: CPU time per
-    particle stays put when another process takes cores, the wall time does not."""
+    particle stays put when another process takes cores, the wall time does not. On CUDA,
+    the GPU's queued work is waited for before each reading."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: Any = "cpu") -> None:
+        self.device = device
+        synchronize(device)
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
     def seconds(self) -> tuple[float, float]:
+        synchronize(self.device)
         return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
@@ -115,7 +126,7 @@ def _class2d_type() -> type:
         passes: list[tuple[float, float]]
 
         def reassign_all(self) -> Any:
-            clock = _Clock()
+            clock = _Clock(self.device)
             assignment = super().reassign_all()
             self.passes.append(clock.seconds())
             return assignment
@@ -138,22 +149,22 @@ def _row_2d(size: int, m: int, spent: tuple[float, float], passes: list[Any]) ->
     }
 
 
-def _time_2d(images: Any, ctfs: Any, *, apix: float, batch: int) -> dict[str, Any]:
+def _time_2d(images: Any, ctfs: Any, *, apix: float, batch: int, device: str) -> dict[str, Any]:
     from causalscope.daemon.bench._measure import peak_memory
     from causalscope.models.classification import Class2DSettings
 
     settings = Class2DSettings()
     model = _class2d_type()(
-        box_px=int(images.shape[-1]), pixel_size_angstrom=apix, settings=settings
+        box_px=int(images.shape[-1]), pixel_size_angstrom=apix, settings=settings, device=device
     )
     model.passes = []
     rows: list[dict[str, Any]] = []
     start = 0
-    with peak_memory() as memory:
+    with peak_memory(device) as memory:
         for size in _batch_ends(len(images), batch):
             index = np.arange(start, size)
             before = len(model.passes)
-            clock = _Clock()
+            clock = _Clock(device)
             model.partial_fit(images[index], ctfs.take(index), index)
             rows.append(_row_2d(size, len(index), clock.seconds(), model.passes[before:]))
             _say(
@@ -163,7 +174,7 @@ def _time_2d(images: Any, ctfs: Any, *, apix: float, batch: int) -> dict[str, An
                 f"({rows[-1]['batch_cpu_ms_per_particle']:5.2f} CPU)"
             )
             start = size
-        clock = _Clock()
+        clock = _Clock(device)
         model.reassign_all()
         full_s, full_cpu_s = clock.seconds()
     n = len(images)
@@ -180,6 +191,7 @@ def _time_2d(images: Any, ctfs: Any, *, apix: float, batch: int) -> dict[str, An
         "full_pass_ms_per_particle": 1e3 * full_s / n,
         "full_pass_cpu_ms_per_particle": 1e3 * full_cpu_s / n,
         "peak_rss_increase_gib": memory.rss_increase_gib,
+        "peak_gpu_gib": memory.cuda_peak_gib,
     }
 
 
@@ -201,14 +213,14 @@ def _step_3d(refinement: Any, images: Any, ctfs: Any, half_set: np.ndarray) -> d
     """Align and add one batch, then update; the time of each, and the update's memory."""
     from causalscope.daemon.bench._measure import peak_memory
 
-    aligned_at, m = refinement.resolution_angstrom, len(images)
-    clock = _Clock()
+    aligned_at, m, device = refinement.resolution_angstrom, len(images), refinement.device
+    clock = _Clock(device)
     alignment = refinement.align(images, ctfs, half_set)
     align_s = clock.seconds()
     refinement.add(images, ctfs, half_set, alignment)
     align_add_s = clock.seconds()
-    clock = _Clock()
-    with peak_memory() as memory:
+    clock = _Clock(device)
+    with peak_memory(str(device)) as memory:
         refinement.update()
     update_s = clock.seconds()
     return {
@@ -221,12 +233,15 @@ def _step_3d(refinement: Any, images: Any, ctfs: Any, half_set: np.ndarray) -> d
         "update_s": update_s[0],
         "update_cpu_s": update_s[1],
         "update_peak_rss_increase_gib": memory.rss_increase_gib,
+        "update_peak_gpu_gib": memory.cuda_peak_gib,
         "resolution_angstrom": refinement.resolution_angstrom,
         "load_1min": _load()[0],
     }
 
 
-def _time_3d(images: Any, ctfs: Any, truth: Any, *, binned_px: int, batch: int) -> dict[str, Any]:
+def _time_3d(
+    images: Any, ctfs: Any, truth: Any, *, binned_px: int, batch: int, device: str
+) -> dict[str, Any]:
     from causalscope.daemon.bench._measure import peak_memory
     from causalscope.models.reconstruction.refine import RunningRefinement
     from causalscope.models.reconstruction.resample import rescale_map
@@ -238,11 +253,11 @@ def _time_3d(images: Any, ctfs: Any, truth: Any, *, binned_px: int, batch: int) 
         to_pixel_angstrom=apix,
         box_px=int(small.shape[-1]),
     )
-    refinement = RunningRefinement(reference, pixel_size_angstrom=apix)
+    refinement = RunningRefinement(reference, pixel_size_angstrom=apix, device=device)
     half_set = 1 + np.arange(len(small)) % 2
     rows: list[dict[str, Any]] = []
     start = 0
-    with peak_memory() as memory:
+    with peak_memory(device) as memory:
         for size in _batch_ends(len(small), batch):
             index = np.arange(start, size)
             row = _step_3d(refinement, small[index], small_ctfs.take(index), half_set[index])
@@ -261,10 +276,11 @@ def _time_3d(images: Any, ctfs: Any, truth: Any, *, binned_px: int, batch: int) 
         "update_s": rows[-1]["update_s"],
         "update_peak_rss_increase_gib": rows[-1]["update_peak_rss_increase_gib"],
         "peak_rss_increase_gib": memory.rss_increase_gib,
+        "peak_gpu_gib": memory.cuda_peak_gib,
     }
 
 
-def _time_unbinned_update(particles: dict[str, Any], *, n: int) -> dict[str, Any]:
+def _time_unbinned_update(particles: dict[str, Any], *, n: int, device: str) -> dict[str, Any]:
     """One :meth:`RunningRefinement.update` at the particles' own box, after ``n`` particles
     added at their true poses (the update's cost is the box's, not the count's)."""
     from causalscope.daemon.bench._measure import peak_memory
@@ -272,20 +288,23 @@ def _time_unbinned_update(particles: dict[str, Any], *, n: int) -> dict[str, Any
     from causalscope.models.reconstruction.refine import RunningRefinement
 
     images, ctfs, truth, poses = (particles[k] for k in ("images", "ctfs", "truth", "poses"))
-    refinement = RunningRefinement(truth, pixel_size_angstrom=ctfs.pixel_size_angstrom)
+    refinement = RunningRefinement(
+        truth, pixel_size_angstrom=ctfs.pixel_size_angstrom, device=device
+    )
     index = np.arange(min(n, len(images)))
     known = Alignment(poses.rotations[index], poses.offsets_px[index], poses.scores[index])
     refinement.add(images[index], ctfs.take(index), 1 + index % 2, known)
-    with peak_memory() as memory:
-        t0 = time.perf_counter()
+    with peak_memory(device) as memory:
+        clock = _Clock(device)
         refinement.update()
-        seconds = time.perf_counter() - t0
+        seconds = clock.seconds()[0]
     _say(f"3D update at box {truth.shape[-1]}: {seconds:.2f} s")
     return {
         "box_px": int(truth.shape[-1]),
         "particles": len(index),
         "update_s": seconds,
         "update_peak_rss_increase_gib": memory.rss_increase_gib,
+        "update_peak_gpu_gib": memory.cuda_peak_gib,
     }
 
 
@@ -299,8 +318,9 @@ def run_timing_bench(
     noise: float = 3.0,
     threads: int = 2,
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Run it (module docstring); ``summary`` holds the headline numbers."""
+    """Run it (module docstring) on ``device``; ``summary`` holds the headline numbers."""
     import torch
 
     from causalscope.models.classification import Class2DSettings
@@ -312,16 +332,16 @@ def run_timing_bench(
         )
     torch.set_num_threads(threads)
     load_start = _load()
-    _say(f"load average {load_start}, {torch.get_num_threads()} torch threads")
+    _say(f"load average {load_start}, {torch.get_num_threads()} torch threads, on {device}")
     started = time.perf_counter()
     particles = _simulate(n, box_px=box_px, apix=pixel_size_angstrom, noise=noise, seed=seed)
     images, ctfs, truth = particles["images"], particles["ctfs"], particles["truth"]
     simulate_s = time.perf_counter() - started
     _say(f"simulated {n} particles at box {box_px} in {simulate_s:.1f} s")
-    class2d = _time_2d(images, ctfs, apix=pixel_size_angstrom, batch=batch)
+    class2d = _time_2d(images, ctfs, apix=pixel_size_angstrom, batch=batch, device=device)
     load_middle = _load()
-    refinement = _time_3d(images, ctfs, truth, binned_px=binned_px, batch=batch)
-    unbinned = _time_unbinned_update(particles, n=200)
+    refinement = _time_3d(images, ctfs, truth, binned_px=binned_px, batch=batch, device=device)
+    unbinned = _time_unbinned_update(particles, n=200, device=device)
     load_end = _load()
     total_s = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
@@ -332,6 +352,7 @@ def run_timing_bench(
         "box_px": box_px,
         "pixel_size_angstrom": pixel_size_angstrom,
         "threads": torch.get_num_threads(),
+        "device": device,
         "load_average_start": load_start,
         "load_average_end": load_end,
         "class2d_working_box_px": class2d["working_box_px"],
@@ -356,6 +377,9 @@ def run_timing_bench(
         "refine_update_peak_rss_increase_gib": refinement["update_peak_rss_increase_gib"],
         "unbinned_update_s": unbinned["update_s"],
         "unbinned_update_peak_rss_increase_gib": unbinned["update_peak_rss_increase_gib"],
+        "class2d_peak_gpu_gib": class2d["peak_gpu_gib"],
+        "refine_peak_gpu_gib": refinement["peak_gpu_gib"],
+        "unbinned_update_peak_gpu_gib": unbinned["update_peak_gpu_gib"],
         "peak_rss_gib": round(peak_gib, 3),
         "total_s": total_s,
     }

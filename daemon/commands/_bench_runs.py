@@ -143,10 +143,12 @@ def _ctf(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
+    from causalscope.models.errors import InputError
+
     if args.timing:
         from causalscope.daemon.bench.reconstruction_timing import run_timing_bench
 
-        return run_timing_bench(n=args.n or 10_000, threads=args.threads)
+        return run_timing_bench(n=args.n or 10_000, threads=args.threads, device=args.device)
     if args.ab_initio:
         from causalscope.daemon.bench.reconstruction_ab_initio import run_ab_initio_bench
 
@@ -157,6 +159,7 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
             n=args.n or 1000,
             symmetry=args.symmetry,
             final_resolution_angstrom=args.ab_initio_resolution,
+            device=args.device,
         )
     if args.refine:
         from causalscope.daemon.bench.reconstruction_refine import run_refinement_bench
@@ -166,6 +169,13 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
             n=args.n or 1000,
             structure=args.structure,
             symmetry=args.symmetry,
+            device=args.device,
+        )
+    if args.device != "cpu":
+        raise InputError(
+            "No device for this benchmark",
+            f"reconstruction with --device {args.device}: only --timing, --refine and "
+            "--ab-initio run on a GPU",
         )
     from causalscope.daemon.bench.reconstruction import run_reconstruction_bench
 

@@ -34,7 +34,8 @@
           2.56 A/px) to --ab-initio-resolution (12 A) with --symmetry (C1): its FSC against the
           truth at 0.5 after superposing it in both hands, the gold-standard resolution of
           reference-based refinement of the same particles, their ratio, the hand found with
-          both correlations, the times
+          both correlations, the times; --timing, --refine and --ab-initio run on --device
+          (cpu or cuda; the device and each stage's peak GPU memory are reported)
 
   scores  the exposure scores on two simulated sessions (--n exposures each, default 24, at
           --scores-size 768 px, --frames 12), half of them bad of known cause: HyperScore's ROC AUC
