@@ -150,11 +150,13 @@ class EvaluationTracker:
         self._ensure_worker()
         self._consuming.append((exposure_id, self._call("consume", exposure_id, particles_star)))
         self._new_particles += n_particles
-        self._last_arrival = time.monotonic()
-        self._arrivals.append((self._last_arrival, n_particles))
         if self._started is None and n_particles > 0:
             self._started = time.time()
             self._write_start(self._started)
+        # quiet is counted from here: the first write (and the import it needs) can take a
+        # good part of a short idle time
+        self._last_arrival = time.monotonic()
+        self._arrivals.append((self._last_arrival, n_particles))
 
     def hours_left(self) -> float | None:
         """Hours left of the planned session (0 once past it; None without a plan or before
