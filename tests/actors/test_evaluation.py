@@ -178,23 +178,29 @@ def test_sigkill_mid_session_neither_loses_nor_doubles_particles(tmp_path: Path)
     assert state["classifier"].n_stored == len(pd.concat(state["rows"])) == n
 
 
-def test_without_a_reference_an_ab_initio_map_starts_the_refinement(tmp_path: Path) -> None:
-    """Once enough particles sit in selected classes, an update builds an ab-initio map; it
-    resembles the truth in one hand or the other, every particle held goes into the map, and
-    a restart keeps refining against it."""
+def _ab_initio_settings(*, iterations: int) -> EvaluatorSettings:
+    """A small session's evaluator without a reference: ab initio from 100 particles."""
     from causalscope.models.reconstruction.ab_initio import AbInitioSettings
-    from causalscope.models.reconstruction.map_align import match_hand
 
-    exposures, truth = _session(tmp_path)
-    settings = EvaluatorSettings(
+    return EvaluatorSettings(
         particle_diameter_angstrom=40.0,
         classes=3,
         box_px=BOX,
         refinement=RefinementSettings(grid_step_deg=30.0, local_steps_deg=(15.0,)),
         ab_initio_min_particles=100,
         ab_initio_resolution_angstrom=10.0,
-        ab_initio=AbInitioSettings(iterations=25, batch_size=60, final_iterations=1),
+        ab_initio=AbInitioSettings(iterations=iterations, batch_size=60, final_iterations=1),
     )
+
+
+def test_without_a_reference_an_ab_initio_map_starts_the_refinement(tmp_path: Path) -> None:
+    """Once enough particles sit in selected classes, an update builds an ab-initio map; it
+    resembles the truth in one hand or the other, every particle held goes into the map, and
+    a restart keeps refining against it."""
+    from causalscope.models.reconstruction.map_align import match_hand
+
+    exposures, truth = _session(tmp_path)
+    settings = _ab_initio_settings(iterations=25)
     evaluator = SessionEvaluator(tmp_path / "state", settings)
     for exposure_id, star in exposures[:5]:
         evaluator.consume(exposure_id, star)
@@ -290,19 +296,10 @@ def test_a_state_saved_by_an_evaluator_on_a_gpu_loads_on_a_cpu(tmp_path: Path) -
     a state that holds CPU tensors only (a device tensor pickled raises there); an evaluator
     on a machine without a GPU loads it and carries on, and its updates are those of an
     evaluator that ran on the CPU throughout (the emulation's arithmetic is the CPU's)."""
-    from causalscope.models.reconstruction.ab_initio import AbInitioSettings
     from tests._fake_cuda import FakeCuda
 
     exposures, _ = _session(tmp_path)
-    settings = EvaluatorSettings(
-        particle_diameter_angstrom=40.0,
-        classes=3,
-        box_px=BOX,
-        refinement=RefinementSettings(grid_step_deg=30.0, local_steps_deg=(15.0,)),
-        ab_initio_min_particles=100,
-        ab_initio_resolution_angstrom=10.0,
-        ab_initio=AbInitioSettings(iterations=8, batch_size=60, final_iterations=1),
-    )
+    settings = _ab_initio_settings(iterations=8)
     updates = {}
     for device in ("cuda", "cpu"):
         state = tmp_path / device
