@@ -305,6 +305,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one benchmark and print its report."""
+    from causalscope.daemon.bench._machine import machine_load
     from causalscope.daemon.commands._bench_runs import BENCHES
     from causalscope.models.errors import InputError
 
@@ -314,7 +315,10 @@ def run(args: argparse.Namespace) -> int:
 
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError("No GPU", f"--device {args.device} but no CUDA device is visible")
-    report = BENCHES[args.what](args)
+    with machine_load() as machine:
+        report = BENCHES[args.what](args)
+    # what the cores were shared with: a number read later says so
+    report["machine"] = report["summary"]["machine"] = machine
     if args.json:
         print(json.dumps(report))
     else:
