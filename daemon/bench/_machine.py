@@ -75,7 +75,7 @@ def busy_others(
                     "cores": round(used / wall_s, 2),
                 }
             )
-    rows.sort(key=lambda row: -row["cpu_s"])
+    rows.sort(key=lambda row: -float(row["cpu_s"]))
     return rows[:MOST]
 
 
