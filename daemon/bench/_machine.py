@@ -60,7 +60,7 @@ def busy_others(
     """The processes not in ``own`` that used at least :data:`MIN_SHARE` of ``wall_s`` of
     CPU between the two snapshots (a process that started meanwhile counts from zero), the
     busiest :data:`MOST` first: pid, name, CPU seconds and the share of one core."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pid, (name, seconds, _) in after.items():
         if pid in own:
             continue
@@ -75,7 +75,7 @@ def busy_others(
                     "cores": round(used / wall_s, 2),
                 }
             )
-    rows.sort(key=lambda row: -float(row["cpu_s"]))
+    rows.sort(key=lambda row: -row["cpu_s"])
     return rows[:MOST]
 
 
