@@ -12,9 +12,9 @@ loads where there is no GPU. The arithmetic is the CPU's, so the results are the
 to the last bit, and :attr:`FakeCuda.counts` says how often a device value was read on the host
 (``syncs``) or copied to the CPU (``to_cpu``).
 
-``tests/models/ctf_estimation/_devices.py`` marks given input tensors instead (code whose device
-comes from its inputs); this one serves code told its device by name. Neither sees what only a
-GPU shows: rounding of cuFFT and atomic adds, memory, speed (``tests/gpu``).
+It serves code told its device by name and code whose device comes from its inputs (move them
+to "cuda" inside the mode) alike. It does not see what only a GPU shows: rounding of cuFFT and
+atomic adds, memory, speed (``tests/gpu``).
 """
 
 from __future__ import annotations

@@ -272,6 +272,5 @@ def run_novelty_bench(
         "species_flagged_junk": [s["species_flagged_junk"] for s in sessions],
         "recommended": [s["recommended"] for s in sessions],
         "speed": speed,
-        "load_average": list(os.getloadavg()),
     }
     return {"summary": summary, "sessions": sessions}

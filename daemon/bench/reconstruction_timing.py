@@ -28,7 +28,8 @@ Every time is given as wall seconds and as CPU seconds of the process (all its t
 CPU time per particle stays put when other processes take the cores, the wall time does not.
 Memory: the peak resident memory of each stage above its start (sampled, :mod:`._measure`) and
 the process's lifetime peak. The load average at the start, between 2D and 3D, after each
-batch and at the end says whether anything else ran.
+batch and at the end (on stderr; the one between 2D and 3D in the report, beside the
+``machine`` block every bench report has) says whether anything else ran.
 
 With ``device="cuda"`` both models compute on the GPU (the particles are simulated on the CPU
 and move there batch by batch, as in the live evaluator), every timer waits for the GPU's
@@ -353,8 +354,6 @@ def run_timing_bench(
         "pixel_size_angstrom": pixel_size_angstrom,
         "threads": torch.get_num_threads(),
         "device": device,
-        "load_average_start": load_start,
-        "load_average_end": load_end,
         "class2d_working_box_px": class2d["working_box_px"],
         "class2d_batch_ms_per_particle": [r["batch_ms_per_particle"] for r in class2d["batches"]],
         "class2d_batch_cpu_ms_per_particle": [

@@ -70,7 +70,6 @@ def run_scaling_bench(
         "bench": "scaling",
         "nodes": nodes,
         "cpus_on_this_machine": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
         "cluster_start_s": round(cluster_s, 2),
         "movie": f"{size}x{size}x{frames}",
         "burst": n,

@@ -21,7 +21,6 @@ each exposure's commit (``done_at``) to its event.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -169,7 +168,6 @@ def run_live_serve_bench(
     from causalscope.daemon.bench.pipeline import simulate_sources
     from causalscope.daemon.exposures import load_movie
 
-    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="causalscope-serve-live-") as tmp:
         root = Path(tmp)
         sources = simulate_sources(root / "sim", size=size, frames=frames, n_distinct=4, seed=seed)
@@ -255,8 +253,6 @@ def run_live_serve_bench(
         "in_flight": in_flight,
         "clients": clients,
         "seconds": seconds,
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "session_without_clients": idle,
         "session_with_clients": loaded,
         "responses_ms": responses,

@@ -24,7 +24,6 @@ the run are what should stay flat (the second at most 1.5 times the first).
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
@@ -73,7 +72,6 @@ def run_soak_bench(
     from causalscope.daemon.bench.pipeline import simulate_sources
     from causalscope.daemon.exposures import load_movie
 
-    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="causalscope-soak-", dir=work_dir) as tmp:
         root = Path(tmp)
         sources = simulate_sources(root / "sim", size=size, frames=frames, n_distinct=4, seed=seed)
@@ -124,8 +122,6 @@ def run_soak_bench(
         "elapsed_s": round(elapsed, 1),
         "seconds_per_exposure": round(elapsed / max(1, samples[-1]["finished"]), 3),
         "exposures_per_minute": round(60 * samples[-1]["finished"] / max(elapsed, 1e-9), 1),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "checkpoints": samples,
         "windows": windows,
         "database_bytes": db_bytes,

@@ -1,5 +1,5 @@
-"""The CTF fit stays on its input's device: checked on a CPU by marking the input as an
-accelerator tensor (:mod:`tests.models.ctf_estimation._devices`), and by reading ``_model.py``
+"""The CTF fit stays on its input's device: checked on a CPU with CUDA's device rules
+enforced (:mod:`tests._fake_cuda`, the input moved to "cuda"), and by reading ``_model.py``
 for tensors made without ``device=``."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 import torch
 
 from causalscope.models.ctf_estimation import CtfEstimate, _model, estimate_ctf
@@ -21,7 +22,7 @@ from causalscope.models.ctf_estimation._model import (
 )
 from causalscope.models.ctf_estimation.spectrum import tile_window
 from causalscope.models.parallel import one_torch_thread
-from tests.models.ctf_estimation._devices import EmulatedAccelerator, on_accelerator
+from tests._fake_cuda import DeviceError, FakeCuda
 from tests.models.ctf_estimation.conftest import OPTICS, simulate
 
 #: torch functions that make a tensor from nothing: each call needs ``device=``
@@ -42,18 +43,18 @@ FACTORIES = {
 }
 
 
-def test_the_emulation_flags_what_cuda_refuses_and_passes_what_it_accepts() -> None:
-    with EmulatedAccelerator() as mode:
-        x = mode.put(torch.arange(4.0))
+def test_the_emulation_refuses_what_cuda_refuses_and_passes_what_it_accepts() -> None:
+    with FakeCuda():
+        x = torch.arange(4.0).to("cuda")
         _ = x * torch.tensor(2.0)  # a 0-dim CPU tensor is a scalar to CUDA
-        _ = x[torch.tensor([0, 2])]  # a CPU index into an accelerator tensor
+        _ = x[torch.tensor([0, 2])]  # a CPU index into a device tensor
         _ = x + torch.ones(4, device=x.device)  # made on the input's device
-        assert mode.violations == []
-        _ = x + torch.ones(4)
-        _ = torch.stack([x, torch.zeros(4)])
-        _ = x.numpy()
-    assert len(mode.violations) == 3, mode.violations
-    assert "CPU tensor(s) of shape [(4,)]" in mode.violations[0]
+        with pytest.raises(DeviceError, match=r"CPU tensors \[\(4,\)\]"):
+            _ = x + torch.ones(4)
+        with pytest.raises(DeviceError):
+            _ = torch.stack([x, torch.zeros(4)])
+        with pytest.raises(DeviceError):
+            _ = x.numpy()
 
 
 def test_model_functions_follow_the_input_device() -> None:
@@ -62,8 +63,8 @@ def test_model_functions_follow_the_input_device() -> None:
     # the searches start from parameters made on the CPU
     params = torch.tensor([12_000.0, 150.0, -80.0, 0.3], dtype=torch.float64)
 
-    def run(mode: EmulatedAccelerator | None) -> list[torch.Tensor]:
-        image = spectrum.clone() if mode is None else mode.put(spectrum.clone())
+    def run(device: str) -> list[torch.Tensor]:
+        image = spectrum.clone().to(device)
         band = make_band(image, pixel_size_angstrom=1.1, k_min=0.03, k_max=0.4)
         window = tile_window(96, taper_px=6)  # a window made on the CPU
         lag = ring_lag_px(band, params, optics)
@@ -72,46 +73,43 @@ def test_model_functions_follow_the_input_device() -> None:
         sums = ring_sums(model, band.ring, band.n_rings)
         return [model, attenuation, sums, moving_average(sums, 3)]
 
-    with EmulatedAccelerator() as mode:
-        on_device = run(mode)
-    assert mode.violations == []
-    assert all(on_accelerator(t) for t in on_device)
-    for a, b in zip(on_device, run(None), strict=True):
+    with FakeCuda():  # a CPU tensor meeting the device's would raise
+        outputs = run("cuda")
+        assert all(t.device.type == "cuda" for t in outputs)
+        on_device = [t.cpu() for t in outputs]
+    for a, b in zip(on_device, run("cpu"), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def _fit_both_ways(**options: object) -> tuple[CtfEstimate, CtfEstimate, list[str]]:
+def _fit_both_ways(**options: object) -> tuple[CtfEstimate, CtfEstimate]:
     image = simulate(15_000.0, 400.0, 30.0, 40.0, 40.0, 512, seed=3)
     options = {**OPTICS, "box_px": 256, **options}
     plain = estimate_ctf(image.clone(), **options)  # type: ignore[arg-type]
     # the mode is thread-local: pieces shared between Python threads (models.parallel, one per
-    # torch thread on a CPU) would run unmarked and unchecked
-    with one_torch_thread(), EmulatedAccelerator() as mode:
-        marked = estimate_ctf(mode.put(image.clone()), **options)  # type: ignore[arg-type]
-    return plain, marked, mode.violations
+    # torch thread on a CPU) would run outside it, unchecked; a device mix raises in it
+    with one_torch_thread(), FakeCuda():
+        on_device = estimate_ctf(image.clone().to("cuda"), **options)  # type: ignore[arg-type]
+    return plain, on_device
 
 
 def test_estimate_ctf_keeps_to_the_input_device_and_gives_the_same_fit() -> None:
-    plain, marked, violations = _fit_both_ways()
-    assert violations == []
-    assert marked.to_dict() == plain.to_dict()
+    plain, on_device = _fit_both_ways()
+    assert on_device.to_dict() == plain.to_dict()
     mean = 0.5 * (plain.defocus_u_angstrom + plain.defocus_v_angstrom)
     assert abs(mean - 15_000.0) < 300.0
 
 
 def test_the_phase_shift_search_keeps_to_the_input_device() -> None:
-    plain, marked, violations = _fit_both_ways(estimate_phase_shift=True)
-    assert violations == []
-    assert marked.to_dict() == plain.to_dict()
+    plain, on_device = _fit_both_ways(estimate_phase_shift=True)
+    assert on_device.to_dict() == plain.to_dict()
 
 
 def test_the_ice_estimate_keeps_to_the_input_device() -> None:
     """With the noise floor known (the worker's integer counts), the ice fit runs too: its
     thickness grid and ring frequencies were CPU tensors that met the spectrum's on a GPU."""
     image = simulate(15_000.0, 400.0, 30.0, 40.0, 40.0, 512, seed=3)
-    plain, marked, violations = _fit_both_ways(noise_variance=float(image.mean()))
-    assert violations == []
-    assert marked.to_dict() == plain.to_dict()
+    plain, on_device = _fit_both_ways(noise_variance=float(image.mean()))
+    assert on_device.to_dict() == plain.to_dict()
     assert plain.ice_thickness_rings_nm is not None  # the ring fit ran
 
 

@@ -14,7 +14,7 @@ from causalscope.models.reconstruction import (
     half_map_fsc,
     soft_spherical_mask,
 )
-from tests.models.ctf_estimation._devices import EmulatedAccelerator, on_accelerator
+from tests._fake_cuda import FakeCuda
 
 
 def test_a_map_against_itself_reaches_nyquist() -> None:
@@ -73,7 +73,7 @@ def test_phase_randomisation_removes_the_correlation_a_sharp_mask_creates() -> N
 
 
 def test_the_masked_fsc_keeps_to_the_maps_device() -> None:
-    """Half-maps marked as accelerator tensors (:mod:`tests.models.ctf_estimation._devices`)
+    """Half-maps on "cuda" (CUDA's device rules enforced on this CPU, :mod:`tests._fake_cuda`)
     with a mask made on the CPU, as callers make it: the phase randomisation (its frequencies,
     phases and shell index were CPU tensors) follows the maps and gives the same curve."""
     g = torch.Generator().manual_seed(3)
@@ -82,11 +82,9 @@ def test_the_masked_fsc_keeps_to_the_maps_device() -> None:
     b = signal + torch.randn(24, 24, 24, generator=g)
     mask = soft_spherical_mask(24, radius_px=8.0, edge_px=3.0)
     plain = half_map_fsc(a, b, pixel_size_angstrom=1.0, mask=mask)
-    with one_torch_thread(), EmulatedAccelerator() as mode:
-        marked = half_map_fsc(
-            mode.put(a.clone()), mode.put(b.clone()), pixel_size_angstrom=1.0, mask=mask
-        )
-    assert mode.violations == []
-    assert on_accelerator(marked.masked)
+    with one_torch_thread(), FakeCuda():  # a CPU tensor meeting the maps' would raise
+        result = half_map_fsc(a.to("cuda"), b.to("cuda"), pixel_size_angstrom=1.0, mask=mask)
+        assert result.masked.device.type == "cuda"
+        masked = result.masked.cpu()
     assert bool((plain.unmasked[1:] < 0.8).any())  # the randomisation ran
-    torch.testing.assert_close(marked.masked, plain.masked, rtol=0, atol=0)
+    torch.testing.assert_close(masked, plain.masked, rtol=0, atol=0)
