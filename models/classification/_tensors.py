@@ -1,6 +1,7 @@
 """Private: the tensors of :class:`~.class2d.Class2D` held on a device: a store that grows by
 half its size (:func:`appended`), and everything moved to another device (:class:`OnDevice`:
-what is pickled goes to the CPU, so that a saved classifier loads where there is no GPU)."""
+what is pickled goes to the CPU, so that a saved classifier loads where there is no GPU; what
+grows with the particles stays in host memory and is sent to the device a chunk at a time)."""
 
 from __future__ import annotations
 
@@ -39,15 +40,20 @@ def moved(value: T, device: torch.device | str) -> T:
 
 
 class OnDevice:
-    """Holds its tensors (attributes that :func:`moved` moves) on :attr:`device`; pickled with
-    every one of them on the CPU, and unpickled there: :meth:`to` moves it back."""
+    """Holds its tensors (attributes that :func:`moved` moves) on :attr:`device`, but those
+    named in :attr:`host_kept`, which stay in host memory; pickled with every one of them on
+    the CPU, and unpickled there: :meth:`to` moves it back."""
 
     device: torch.device
+    #: attributes kept in host memory whatever the device (they grow with the data)
+    host_kept: tuple[str, ...] = ()
 
     def to(self, device: torch.device | str) -> Self:
         """Every tensor it holds moved to ``device``, where it then computes; itself."""
-        self.__dict__.update({k: moved(v, device) for k, v in self.__dict__.items()})
         self.device = torch.device(device)
+        self.__dict__.update(
+            {k: moved(v, device) for k, v in self.__dict__.items() if k not in self.host_kept}
+        )
         return self
 
     def __getstate__(self) -> dict[str, object]:

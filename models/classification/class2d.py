@@ -41,6 +41,7 @@ from causalscope.models.classification._em import (
     EStep,
     accumulate,
     expectation,
+    on_device,
     rotated_references,
 )
 from causalscope.models.classification._grids import Grid, shift_spectra
@@ -83,8 +84,12 @@ class Class2D(OnDevice):
         :class:`Class2DSettings`.
     device
         Where its tensors live and it computes (:class:`._tensors.OnDevice`); images arrive
-        on the CPU, batch by batch, and what it answers is on the CPU.
+        on the CPU, batch by batch, and what it answers is on the CPU. The particle store
+        stays in host memory (16 KB per particle of a 64 px working grid) and goes to the
+        device a chunk at a time, so that the device's memory does not grow with the session.
     """
+
+    host_kept: tuple[str, ...] = ("_images",)
 
     def __init__(
         self,
@@ -140,7 +145,7 @@ class Class2D(OnDevice):
         if "_junk_alone" not in state:
             self._junk_alone = np.zeros(len(self._classes), dtype=bool)
         if "_structure" not in state:
-            self._structure = self._background_of(self._images[: self.n_stored])[1]
+            self._structure = self._background_of(self._images[: self.n_stored].to(self.device))[1]
         if "_in_plane" not in state:  # not judged until the next assignment
             self._in_plane = torch.ones(len(self._classes))
             self._in_plane_expected = torch.zeros(len(self._classes))
@@ -214,8 +219,8 @@ class Class2D(OnDevice):
         return self.references.cpu().numpy().astype(np.float32)
 
     def stored(self) -> tuple[torch.Tensor, ParticleCtfs, np.ndarray]:
-        """Every stored particle: binned images (a view of the store, on :attr:`device`: not
-        to be written to), CTFs and ids."""
+        """Every stored particle: binned images (a view of the store, in host memory: not to
+        be written to), CTFs and ids."""
         return (
             self._images[: self.n_stored],
             ParticleCtfs.concatenate(self._ctfs),
@@ -241,7 +246,7 @@ class Class2D(OnDevice):
             )
         start, m = self.n_stored, data.shape[0]
         binned = fourier_crop(data.to(self.device), self.grid.box)
-        self._images = appended(self._images, start, binned)
+        self._images = appended(self._images, start, binned.cpu())
         self._ctfs.append(ctf)
         self._ids.append(ids)
         if len(self._ids) > 1:  # one array each, so indexing stays cheap
@@ -251,11 +256,10 @@ class Class2D(OnDevice):
                            ("_in_plane_expected", 0.0)):  # fmt: skip
             more = torch.full((m,), fill, device=self.device)
             setattr(self, name, torch.cat([getattr(self, name), more]))
-        added = self._images[start : start + len(ids)]
-        halo, structure = self._background_of(added)
+        halo, structure = self._background_of(binned)
         self._halo = np.concatenate([self._halo, halo])
         self._structure = np.concatenate([self._structure, structure])
-        self._mass = np.concatenate([self._mass, added.mean(dim=(1, 2)).double().cpu().numpy()])
+        self._mass = np.concatenate([self._mass, binned.mean(dim=(1, 2)).double().cpu().numpy()])
         self._classes = np.concatenate([self._classes, np.full(data.shape[0], -1)])
         self._junk_alone = np.concatenate([self._junk_alone, np.zeros(data.shape[0], bool)])
         self._flat = np.concatenate([self._flat, np.zeros(data.shape[0], bool)])
@@ -264,7 +268,7 @@ class Class2D(OnDevice):
     def _start(self) -> None:
         """Classes from single random particles, then the initial full passes."""
         images, _ctf, _ = self.stored()
-        spectra = torch.fft.rfft2(images)
+        spectra = torch.fft.rfft2(images.to(self.device))
         power = self.grid.ring_mean(spectra.abs() ** 2).mean(0)
         self._noise_fallback = power.clamp(min=1e-12)
         self.sigma2 = self._noise_fallback.clone()
@@ -282,7 +286,8 @@ class Class2D(OnDevice):
         images, ctf, _ = self.stored()
         groups = particles.reshape(len(classes), -1)
         transfer = ctf.transfer(self.grid.kx, self.grid.ky, index=groups.flatten())
-        spectra = (torch.fft.rfft2(images[groups.flatten()]) * transfer).to(torch.complex128)
+        rows = on_device(images, groups.flatten(), self.device)
+        spectra = (torch.fft.rfft2(rows) * transfer).to(torch.complex128)
         den = transfer.to(torch.float64) ** 2
         shape = (len(classes), groups.shape[1], *spectra.shape[-2:])
         spectra, den = spectra.reshape(shape).sum(1), den.reshape(shape).sum(1)
@@ -314,7 +319,7 @@ class Class2D(OnDevice):
         ref = rotated_references(self.references if references is None else references, psi, band)
         parts = []
         for chunk in self._chunks(index):
-            spectra = torch.fft.rfft2(images[chunk])
+            spectra = torch.fft.rfft2(on_device(images, chunk, self.device))
             transfer = ctf.transfer(self.grid.kx, self.grid.ky, index=chunk)
             parts.append(
                 expectation(
@@ -352,8 +357,8 @@ class Class2D(OnDevice):
             weight[torch.as_tensor(excluded, device=weight.device)] = 0.0
             estep = dataclasses.replace(estep, class_weight=weight)
         return accumulate(
-            images[index], ctf.take(index), ids[index], estep, grid=self.grid,
-            shifts_px=self.shifts, n_classes=self.settings.n_classes,
+            images, ctf, ids, estep, grid=self.grid, shifts_px=self.shifts,
+            n_classes=self.settings.n_classes, index=index,
         )  # fmt: skip
 
     def _update_noise(self, estep: EStep, *, replace: bool) -> None:
