@@ -289,7 +289,32 @@ def aligned_spectra(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(CTF X, CTF^2)`` ``(n, b, b//2+1)`` of the particles ``index`` of ``images`` (working
     grid), each brought back to its class's frame: its shift ``shift_px`` ``(n, 2)`` undone,
-    then turned by ``-psi_rad`` ``(n,)``."""
+    then turned by ``-psi_rad`` ``(n,)``; :data:`PAIR_PIXELS` at a time, so that only the
+    answer grows with ``n`` (the steps' temporaries take about 8 times as much)."""
+    index = np.asarray(index)
+    size = max(1, PAIR_PIXELS // grid.box**2)
+    if len(index) <= size:
+        return _aligned(images, ctf, index, psi_rad, shift_px, grid=grid)
+    out: tuple[torch.Tensor, torch.Tensor] | None = None
+    for i in range(0, len(index), size):
+        part = slice(i, i + size)
+        x, d = _aligned(images, ctf, index[part], psi_rad[part], shift_px[part], grid=grid)
+        if out is None:
+            out = x.new_empty((len(index), *x.shape[1:])), d.new_empty((len(index), *d.shape[1:]))
+        out[0][part], out[1][part] = x, d
+    assert out is not None
+    return out
+
+
+def _aligned(
+    images: torch.Tensor,
+    ctf: ParticleCtfs,
+    index: np.ndarray,
+    psi_rad: torch.Tensor,
+    shift_px: torch.Tensor,
+    *,
+    grid: Grid,
+) -> tuple[torch.Tensor, torch.Tensor]:
     transfer = ctf.transfer(grid.kx, grid.ky, index=index)
     spectra = torch.fft.rfft2(on_device(images, index, transfer.device)) * transfer
     spectra = spectra * shift_spectra(grid.fx, grid.fy, shift_px).conj()  # undo the shift

@@ -228,7 +228,8 @@ def test_sums_taken_chunk_by_chunk_from_the_store_equal_those_taken_at_once(
 ) -> None:
     """The M-step's sums of particles 50-149, taken from the whole store by their index
     seven (particle, class) pairs at a time, equal those of the same images taken out first
-    and added in one go: the chunks bound the memory of a full pass, not its answer."""
+    and added in one go, and their aligned spectra seven at a time are those of all at once:
+    the chunks bound the memory of a full pass, not its answer."""
     model, grid = run.model, run.model.grid
     images, ctf, ids = model.stored()
     some = np.arange(50, 150)
@@ -242,7 +243,14 @@ def test_sums_taken_chunk_by_chunk_from_the_store_equal_those_taken_at_once(
     pairs = int((estep.class_weight >= 0.01).sum())
     assert pairs > len(some)  # some particles add to more than one class
     once = accumulate(images[some], ctf.take(some), ids[some], estep, **kwargs)  # type: ignore[arg-type]
+    turns = psi[estep.best_rotation[:, 0]]
+    moves = model.shifts[estep.best_shift[:, 0]]
+    whole = _em.aligned_spectra(images, ctf, some, turns, moves, grid=grid)
     monkeypatch.setattr(_em, "PAIR_PIXELS", 7 * grid.box**2)
+    for chunked_part, whole_part in zip(
+        _em.aligned_spectra(images, ctf, some, turns, moves, grid=grid), whole, strict=True
+    ):
+        torch.testing.assert_close(chunked_part, whole_part, rtol=0, atol=0)
     chunked = accumulate(images, ctf, ids, estep, index=some, **kwargs)  # type: ignore[arg-type]
     for name in ("num", "den", "weight", "weight2"):
         torch.testing.assert_close(getattr(chunked, name), getattr(once, name))
