@@ -21,6 +21,9 @@ matched within a quarter diameter; and the Magellon apoferritin micrograph (8x b
 A/px) against Topaz's picks (scaled by 1/8), matched within half a diameter. Topaz is a peer,
 not the truth; ``topaz_convention_check`` reports whether its picks land on this micrograph's
 particles under each axis convention (what it found: README, benchmark section).
+
+Topaz (``topaz``, a Python interpreter with ``topaz-em``): its general model on the learned
+picker's real sets, scored beside it (:mod:`daemon.bench.picking_topaz`).
 """
 
 from __future__ import annotations
@@ -207,22 +210,6 @@ def cryoppp_truth(mask: np.ndarray) -> np.ndarray:
     return np.asarray(centres)[:, ::-1]
 
 
-def _axis_conventions(xy: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """``xy`` ``(n, 2)`` under the eight flips and transposes of an ``(h, w)`` image."""
-    h, w = shape
-    x, y = xy[:, 0], xy[:, 1]
-    return {
-        "as_is": np.c_[x, y],
-        "flip_x": np.c_[w - 1 - x, y],
-        "flip_y": np.c_[x, h - 1 - y],
-        "rotate_180": np.c_[w - 1 - x, h - 1 - y],
-        "transpose": np.c_[y, x],
-        "transpose_flip_x": np.c_[w - 1 - y, x],
-        "transpose_flip_y": np.c_[y, h - 1 - x],
-        "transpose_rotate_180": np.c_[w - 1 - y, h - 1 - x],
-    }
-
-
 def topaz_convention_check(
     image: np.ndarray, topaz_xy: np.ndarray, ours_xy: np.ndarray, *, apix: float, diameter: float
 ) -> dict[str, Any]:
@@ -235,6 +222,7 @@ def topaz_convention_check(
     """
     import torch
 
+    from causalscope.daemon.bench._axes import axis_conventions
     from causalscope.models.picking import blob_response, match_picks
 
     response, _ = blob_response(
@@ -261,7 +249,7 @@ def topaz_convention_check(
         "mean_z_ours": round(mean_z(ours_xy), 3),
         "mean_z_random": round(float(random.mean()), 3),
     }
-    for name, xy in _axis_conventions(topaz_xy, (h, w)).items():
+    for name, xy in axis_conventions(topaz_xy, (h, w)).items():
         match = match_picks(ours_xy, xy, radius_px=0.5 * diameter / apix)
         value = mean_z(xy)
         out[name] = {
@@ -376,18 +364,33 @@ def run_picking_bench(
     shared_data: Path | None,
     cross_validate: bool = False,
     finetune: bool = False,
+    topaz: str | None = None,
 ) -> dict[str, Any]:
     """Run the picking benchmark; returns a JSON-able report.
 
     ``cross_validate`` adds the learned picker's EMPIAR-10059 leave-one-out cross-validation (five
     trainings; :mod:`daemon.bench.picking_learned`); ``finetune`` the session fine-tuning on
-    EMPIAR-10059 (:func:`~daemon.bench.picking_learned.finetune_real_bench`).
+    EMPIAR-10059 (:func:`~daemon.bench.picking_learned.finetune_real_bench`); ``topaz``, a Python
+    interpreter with ``topaz-em``, Topaz's general model on the same real micrographs beside the
+    learned picker (:mod:`daemon.bench.picking_topaz`; checked before anything runs).
     """
+    import torch
+
     from causalscope.daemon.bench.picking_learned import (
         finetune_real_bench,
         learned_real_bench,
         learned_timing,
     )
+    from causalscope.daemon.bench.picking_topaz import check_topaz, merge_topaz, topaz_real_bench
+    from causalscope.models.errors import InputError
+
+    if topaz is not None:
+        if shared_data is None or not (shared_data / "picking").is_dir():
+            raise InputError(
+                "No real micrographs",
+                f"--topaz compares on SHARED_DATA/picking, which is missing ({shared_data})",
+            )
+        check_topaz(topaz)  # a bad interpreter fails now, not after the simulated rows
 
     rows = [_simulated(size, name, seed) for name in cases for seed in seeds]
     report: dict[str, Any] = {"bench": "picking", "device": device, "simulated": rows}
@@ -403,6 +406,10 @@ def run_picking_bench(
     if shared_data is not None and (shared_data / "picking").is_dir():
         report["real"] = _real(shared_data)
         report["learned_real"] = learned_real_bench(shared_data, cross_validate=cross_validate)
+        if topaz is not None:
+            threads = torch.get_num_threads()
+            report["topaz_real"] = topaz_real_bench(topaz, shared_data, threads=threads)
+            merge_topaz(report["learned_real"], report["topaz_real"])
         if finetune:
             report["finetune_real"] = finetune_real_bench(shared_data)
     if timing_size:
@@ -435,6 +442,14 @@ def run_picking_bench(
         summary["magellon_topaz"] = real["magellon_topaz"]
     if "learned_real" in report:
         summary["learned_real"] = report["learned_real"]["summary"]
+    if "topaz_real" in report:
+        topaz_report = report["topaz_real"]
+        summary["topaz"] = {
+            "versions": topaz_report["versions"],
+            "threads": topaz_report["threads"],
+            "total_s": topaz_report["total_s"],
+            **{s: topaz_report[s]["coordinates"] for s in topaz_report["summary"]},
+        }
     if "finetune_real" in report:
         summary["finetune_real"] = report["finetune_real"]["summary"]
     if "timing" in report:

@@ -41,6 +41,7 @@ __all__ = [
     "finetune_real_bench",
     "learned_real_bench",
     "learned_timing",
+    "match_scores",
 ]
 
 #: the recipe of the shipped model and of the cross-validation models
@@ -73,16 +74,22 @@ def chance_f1(
     return float(np.mean(scores))
 
 
-def _scores(picks: Any, truth: np.ndarray, diameter: float) -> dict[str, float]:
+def match_scores(xy_px: Any, truth: np.ndarray, diameter_px: float) -> dict[str, float]:
+    """Picks, precision, recall and F1 of ``(n, 2)`` picks against the truth within half a
+    diameter (Hungarian)."""
     from causalscope.models.picking import match_picks
 
-    match = match_picks(picks.xy_px, truth, radius_px=0.5 * diameter)
+    match = match_picks(xy_px, truth, radius_px=0.5 * diameter_px)
     return {
         "n_picks": match.n_picks,
         "precision": round(match.precision, 3),
         "recall": round(match.recall, 3),
         "f1": round(match.f1, 3),
     }
+
+
+def _scores(picks: Any, truth: np.ndarray, diameter: float) -> dict[str, float]:
+    return match_scores(picks.xy_px, truth, diameter)
 
 
 def _evaluate(model: Any, micrographs: Sequence[Any], split: str) -> list[dict[str, Any]]:

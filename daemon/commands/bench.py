@@ -187,6 +187,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the other four (each of the five in turn; with and without self-training)",
     )
     parser.add_argument(
+        "--topaz",
+        default=None,
+        metavar="PYTHON",
+        help="picking: also Topaz's pretrained general model (resnet16) on the same real "
+        "micrographs, run through PYTHON, an interpreter of another environment with topaz-em "
+        "0.3.20 (../shared/PEERS.md; never a dependency of causalscope)",
+    )
+    parser.add_argument(
         "--refine",
         action="store_true",
         help="reconstruction: gold-standard refinement of simulated particles from a 30 A "
