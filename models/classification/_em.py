@@ -293,34 +293,25 @@ def aligned_spectra(
     answer grows with ``n`` (the steps' temporaries take about 8 times as much)."""
     index = np.asarray(index)
     size = max(1, PAIR_PIXELS // grid.box**2)
-    if len(index) <= size:
-        return _aligned(images, ctf, index, psi_rad, shift_px, grid=grid)
     out: tuple[torch.Tensor, torch.Tensor] | None = None
-    for i in range(0, len(index), size):
-        part = slice(i, i + size)
-        x, d = _aligned(images, ctf, index[part], psi_rad[part], shift_px[part], grid=grid)
+    for start in range(0, max(len(index), 1), size):
+        part, rows = slice(start, start + size), index[start : start + size]
+        transfer = ctf.transfer(grid.kx, grid.ky, index=rows)
+        spectra = torch.fft.rfft2(on_device(images, rows, transfer.device)) * transfer
+        spectra = spectra * shift_spectra(grid.fx, grid.fy, shift_px[part]).conj()  # unshift
+        turned = rotate_images(torch.fft.irfft2(spectra, s=images.shape[-2:]), -psi_rad[part])
+        den = ctf.transfer(grid.kx, grid.ky, index=rows, rotation_rad=-psi_rad[part]) ** 2
+        aligned = torch.fft.rfft2(turned)
+        if len(index) <= size:
+            return aligned, den
         if out is None:
-            out = x.new_empty((len(index), *x.shape[1:])), d.new_empty((len(index), *d.shape[1:]))
-        out[0][part], out[1][part] = x, d
+            out = (
+                aligned.new_empty((len(index), *aligned.shape[1:])),
+                den.new_empty((len(index), *den.shape[1:])),
+            )
+        out[0][part], out[1][part] = aligned, den
     assert out is not None
     return out
-
-
-def _aligned(
-    images: torch.Tensor,
-    ctf: ParticleCtfs,
-    index: np.ndarray,
-    psi_rad: torch.Tensor,
-    shift_px: torch.Tensor,
-    *,
-    grid: Grid,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    transfer = ctf.transfer(grid.kx, grid.ky, index=index)
-    spectra = torch.fft.rfft2(on_device(images, index, transfer.device)) * transfer
-    spectra = spectra * shift_spectra(grid.fx, grid.fy, shift_px).conj()  # undo the shift
-    turned = rotate_images(torch.fft.irfft2(spectra, s=images.shape[-2:]), -psi_rad)
-    den = ctf.transfer(grid.kx, grid.ky, index=index, rotation_rad=-psi_rad) ** 2
-    return torch.fft.rfft2(turned), den
 
 
 def _renormaliser(class_weight: torch.Tensor, min_weight: float) -> torch.Tensor:
