@@ -15,7 +15,6 @@ from causalscope.models.classification import (
     Class2D,
     Class2DSettings,
     ParticleCtfs,
-    _em,
     class_metrics,
     select_classes,
     wiener_average,
@@ -221,40 +220,6 @@ def test_sums_of_two_batches_equal_the_sums_of_both_at_once(run: Run) -> None:
         wiener_average(whole.num.sum(1), whole.den.sum(1), ssnr),
     )
     assert float(whole.weight.sum()) == pytest.approx(len(both))
-
-
-def test_sums_taken_chunk_by_chunk_from_the_store_equal_those_taken_at_once(
-    run: Run, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The M-step's sums of particles 50-149, taken from the whole store by their index
-    seven (particle, class) pairs at a time, equal those of the same images taken out first
-    and added in one go, and their aligned spectra seven at a time are those of all at once:
-    the chunks bound the memory of a full pass, not its answer."""
-    model, grid = run.model, run.model.grid
-    images, ctf, ids = model.stored()
-    some = np.arange(50, 150)
-    band, psi = grid.band(model.r_max), model._psi()
-    estep = expectation(
-        torch.fft.rfft2(images[some]), ctf.transfer(grid.kx, grid.ky, index=some),
-        rotated_references(model.references, psi, band), grid=grid, sigma2=model.sigma2,
-        band=band, shifts_px=model.shifts, psi_rad=psi,
-    )  # fmt: skip
-    kwargs = {"grid": grid, "shifts_px": model.shifts, "n_classes": 12}
-    pairs = int((estep.class_weight >= 0.01).sum())
-    assert pairs > len(some)  # some particles add to more than one class
-    once = accumulate(images[some], ctf.take(some), ids[some], estep, **kwargs)  # type: ignore[arg-type]
-    turns = psi[estep.best_rotation[:, 0]]
-    moves = model.shifts[estep.best_shift[:, 0]]
-    whole = _em.aligned_spectra(images, ctf, some, turns, moves, grid=grid)
-    monkeypatch.setattr(_em, "PAIR_PIXELS", 7 * grid.box**2)
-    for chunked_part, whole_part in zip(
-        _em.aligned_spectra(images, ctf, some, turns, moves, grid=grid), whole, strict=True
-    ):
-        torch.testing.assert_close(chunked_part, whole_part, rtol=0, atol=0)
-    chunked = accumulate(images, ctf, ids, estep, index=some, **kwargs)  # type: ignore[arg-type]
-    for name in ("num", "den", "weight", "weight2"):
-        torch.testing.assert_close(getattr(chunked, name), getattr(once, name))
-    assert float(chunked.weight[:, 1].sum()) == pytest.approx(float((ids[some] % 2 == 1).sum()))
 
 
 def test_bad_input_is_named() -> None:
