@@ -82,7 +82,7 @@ def mixed_classes(
     ring = round(grid.box * grid.pixel_size_angstrom / SPLIT_RESOLUTION_ANGSTROM)
     band = grid.band(int(min(max(ring, 2), grid.box // 2 - 1)))
     weight = (grid.multiplicity.flatten()[band] / sigma2[grid.ring.flatten()[band]]).double()
-    device = grid.kx.device  # where it computes (the images may be a host store)
+    device = grid.device  # where it computes (the images may be a host store)
     psi = torch.as_tensor(np.deg2rad(assignment.psi_deg), dtype=torch.float32, device=device)
     shift = torch.as_tensor(assignment.shift_px / binning, dtype=torch.float32, device=device)
     classes, ids, residual_z = assignment.class_index, assignment.ids, assignment.residual_z
