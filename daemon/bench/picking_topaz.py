@@ -107,28 +107,19 @@ def topaz_commands(
 
 
 def read_topaz_picks(path: Path) -> dict[str, TopazPicks]:
-    """Topaz's tab-separated picks (``image_name x_coord y_coord score``) per image name.
+    """Topaz's tab-separated picks (``image_name x_coord y_coord score``) per image name
+    (:func:`~daemon.formats.coordinates.coordinates_by_micrograph`).
 
     The coordinates are taken as written: ``extract -x S`` has already put them on the
     unbinned micrograph. A micrograph without picks is absent.
     """
-    import pandas as pd
+    from causalscope.daemon.formats.coordinates import coordinates_by_micrograph
 
-    try:
-        table = pd.read_csv(path, sep="\t")
-    except Exception as error:  # pandas raises several types for empty or garbled files
-        raise FormatError("Unreadable Topaz picks", f"{path}: {error}", path=path) from None
-    wanted = ["image_name", "x_coord", "y_coord", "score"]
-    if missing := [c for c in wanted if c not in table.columns]:
-        raise FormatError(
-            "Not Topaz picks",
-            f"{path} lacks column(s) {', '.join(missing)} (has {', '.join(map(str, table))})",
-            path=path,
-        )
     out = {}
-    for name, rows in table.groupby(table["image_name"].astype(str), sort=True):
-        xy = rows[["x_coord", "y_coord"]].to_numpy(dtype=np.float64)
-        out[str(name)] = TopazPicks(xy, rows["score"].to_numpy(dtype=np.float64))
+    for name, picks in coordinates_by_micrograph(path).items():
+        if picks.scores is None:
+            raise FormatError("Not Topaz picks", f"{path} has no score column", path=path)
+        out[name] = TopazPicks(picks.xy_px, picks.scores)
     return out
 
 

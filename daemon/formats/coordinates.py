@@ -17,6 +17,11 @@ processors write:
   of the micrograph's width and height, ``location/micrograph_shape`` its ``(ny, nx)``; with
   the micrograph's own shape given they fit it at any binning).
 
+:func:`read_scored_coordinates` adds each pick's score where the file has one (STAR's
+``rlnAutopickFigureOfMerit``, a CSV's or Topaz's ``score``), and
+:func:`coordinates_by_micrograph` splits a file that names several micrographs into each one's
+scored picks.
+
 A file that names several micrographs (``rlnMicrographName``, Topaz's ``image_name``,
 cryoSPARC's ``location/micrograph_path``) gives the rows of the one asked for: the names whose
 stem is the micrograph's, or holds it between underscores (cryoSPARC's uid prefix and
@@ -25,17 +30,25 @@ stem is the micrograph's, or holds it between underscores (cryoSPARC's uid prefi
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from causalscope.models.errors import FormatError, InputError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ScoredCoordinates",
+    "coordinates_by_micrograph",
     "named_micrographs",
     "read_coordinates",
     "read_micrograph",
+    "read_scored_coordinates",
     "write_coordinates_csv",
     "write_coordinates_star",
 ]
@@ -105,6 +118,23 @@ def read_micrograph(path: str | Path) -> tuple[np.ndarray, float | None]:
     return image, apix
 
 
+class ScoredCoordinates(NamedTuple):
+    """Picks of one micrograph: ``(n, 2)`` float64 [x, y] (pixels) and each one's score, or
+    None where the file gives no score."""
+
+    xy_px: np.ndarray
+    scores: np.ndarray | None
+
+
+class _Rows(NamedTuple):
+    """What a coordinate file holds: positions, and where it gives them, scores and each
+    row's micrograph name."""
+
+    xy: np.ndarray
+    scores: np.ndarray | None = None
+    names: np.ndarray | None = None
+
+
 def read_coordinates(
     path: str | Path,
     *,
@@ -117,25 +147,65 @@ def read_coordinates(
     micrograph's, for cryoSPARC's shares of it. Raises :class:`FormatError` naming the file
     for what it cannot read.
     """
+    return read_scored_coordinates(path, micrograph=micrograph, shape=shape).xy_px
+
+
+def read_scored_coordinates(
+    path: str | Path,
+    *,
+    micrograph: str | Path | None = None,
+    shape: tuple[int, int] | None = None,
+) -> ScoredCoordinates:
+    """:func:`read_coordinates`' positions with their scores: STAR's
+    ``rlnAutopickFigureOfMerit``, a CSV's or Topaz's ``score`` column (None for the others)."""
     path = Path(path)
+    rows = _checked(path, shape)
+    if rows.names is None:
+        return ScoredCoordinates(rows.xy, rows.scores)
+    keep = _rows_of(path, rows.names, micrograph)
+    return ScoredCoordinates(rows.xy[keep], None if rows.scores is None else rows.scores[keep])
+
+
+def coordinates_by_micrograph(
+    path: str | Path, *, shape: tuple[int, int] | None = None
+) -> dict[str, ScoredCoordinates]:
+    """Every micrograph's scored picks in a file that names them (Topaz's ``image_name``, a
+    STAR's ``rlnMicrographName``, ...), keyed by the name's stem; a micrograph without picks
+    is absent. Raises :class:`FormatError` for a file that names no micrograph."""
+    path = Path(path)
+    rows = _checked(path, shape)
+    if rows.names is None:
+        raise FormatError(
+            "No micrograph names", f"{path} does not say which micrograph each pick is on",
+            path=path,
+        )  # fmt: skip
+    stems = np.array([Path(n).stem for n in rows.names])
+    return {
+        stem: ScoredCoordinates(
+            rows.xy[stems == stem], None if rows.scores is None else rows.scores[stems == stem]
+        )
+        for stem in sorted(set(stems))
+    }
+
+
+def _checked(path: Path, shape: tuple[int, int] | None) -> _Rows:
+    """:func:`_read`'s rows, the positions checked."""
     if not path.is_file():
         raise InputError("File not found", f"{path} does not exist", path=path)
-    xy, names = _read(path, shape)
-    if xy.ndim != 2 or xy.shape[1] != 2 or not np.isfinite(xy).all():
+    rows = _read(path, shape)
+    if rows.xy.ndim != 2 or rows.xy.shape[1] != 2 or not np.isfinite(rows.xy).all():
         raise FormatError("Bad coordinates", f"{path}: need finite x, y columns", path=path)
-    if names is not None:
-        xy = xy[_rows_of(path, names, micrograph)]
-    return xy
+    return rows
 
 
-def _read(path: Path, shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positions and, where the file gives them, each row's micrograph name."""
+def _read(path: Path, shape: tuple[int, int] | None) -> _Rows:
+    """The file's rows (:class:`_Rows`), by its suffix."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".cs":
             return _cryosparc(path, shape)
         if suffix == ".box":
-            return _box(path), None
+            return _Rows(_box(path))
         if suffix == ".star":
             return _star(path)
         return _table(path, tabbed=suffix == ".txt")
@@ -145,7 +215,14 @@ def _read(path: Path, shape: tuple[int, int] | None) -> tuple[np.ndarray, np.nda
         raise FormatError("Unreadable coordinates", f"{path}: {error}", path=path) from None
 
 
-def _star(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _column(table: pd.DataFrame, name: Hashable | None) -> np.ndarray | None:
+    """``table[name]`` as float64, or None where the table has no such column."""
+    if name is None or name not in table.columns:
+        return None
+    return table[name].to_numpy(dtype=np.float64)
+
+
+def _star(path: Path) -> _Rows:
     import pandas as pd
     import starfile
 
@@ -158,10 +235,14 @@ def _star(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise FormatError("No coordinates", f"{path} has no rlnCoordinateX/Y loop", path=path)
     xy = table[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(dtype=np.float64)
     names = table.get("rlnMicrographName")
-    return xy, None if names is None else names.astype(str).to_numpy()
+    return _Rows(
+        xy,
+        _column(table, "rlnAutopickFigureOfMerit"),
+        None if names is None else names.astype(str).to_numpy(),
+    )
 
 
-def _table(path: Path, *, tabbed: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _table(path: Path, *, tabbed: bool) -> _Rows:
     import pandas as pd
 
     table = pd.read_csv(path, sep=r"\s+" if tabbed else ",")
@@ -174,7 +255,11 @@ def _table(path: Path, *, tabbed: bool) -> tuple[np.ndarray, np.ndarray | None]:
         columns = list(table.columns[:2])
     xy = table[columns].to_numpy(dtype=np.float64)
     image = names.get("image_name", names.get("micrograph"))
-    return xy, None if image is None else table[image].astype(str).to_numpy()
+    return _Rows(
+        xy,
+        _column(table, names.get("score")),
+        None if image is None else table[image].astype(str).to_numpy(),
+    )
 
 
 def _box(path: Path) -> np.ndarray:
@@ -195,7 +280,7 @@ def _box(path: Path) -> np.ndarray:
     return boxes[:, :2] + boxes[:, 2:] / 2.0
 
 
-def _cryosparc(path: Path, shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def _cryosparc(path: Path, shape: tuple[int, int] | None) -> _Rows:
     """cryoSPARC shares of the micrograph -> pixels of ``shape`` (else the file's own)."""
     with path.open("rb") as handle:
         data = np.load(handle, allow_pickle=False)
@@ -221,7 +306,7 @@ def _cryosparc(path: Path, shape: tuple[int, int] | None) -> tuple[np.ndarray, n
         [data["location/center_x_frac"] * nx, data["location/center_y_frac"] * ny], axis=1
     ).astype(np.float64)
     names = np.array([_text(v) for v in data["location/micrograph_path"]])
-    return xy, names
+    return _Rows(xy, names=names)
 
 
 def _few(names: list[str]) -> str:
@@ -253,7 +338,7 @@ def named_micrographs(path: str | Path) -> set[str]:
     path = Path(path)
     try:
         # only the names are wanted: any shape does for cryoSPARC's shares (it need not hold one)
-        names = _read(path, (1, 1))[1]
+        names = _read(path, (1, 1)).names
     except Exception:  # unreadable: read_coordinates says why when it is read for an exposure
         return set()
     if names is None:

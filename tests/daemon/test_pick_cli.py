@@ -14,6 +14,7 @@ from causalscope.daemon.cli import main
 from causalscope.daemon.formats.coordinates import (
     read_coordinates,
     read_micrograph,
+    read_scored_coordinates,
     write_coordinates_csv,
     write_coordinates_star,
 )
@@ -31,9 +32,13 @@ def test_coordinate_star_and_csv_round_trip(tmp_path: Path) -> None:
     table = starfile.read(star)
     np.testing.assert_allclose(table["rlnAutopickFigureOfMerit"], scores)
     np.testing.assert_allclose(read_coordinates(star), xy)
-    np.testing.assert_allclose(
-        read_coordinates(write_coordinates_csv(tmp_path / "m.csv", xy, scores)), xy
-    )
+    csv = write_coordinates_csv(tmp_path / "m.csv", xy, scores)
+    np.testing.assert_allclose(read_coordinates(csv), xy)
+    for path in (star, csv):  # the scores come back beside their positions
+        back = read_scored_coordinates(path)
+        np.testing.assert_allclose(back.xy_px, xy)
+        assert back.scores is not None
+        np.testing.assert_allclose(back.scores, scores)
 
 
 def _png(path: Path, array: np.ndarray) -> Path:

@@ -11,7 +11,12 @@ import pandas as pd
 import pytest
 import starfile
 
-from causalscope.daemon.formats.coordinates import named_micrographs, read_coordinates
+from causalscope.daemon.formats.coordinates import (
+    coordinates_by_micrograph,
+    named_micrographs,
+    read_coordinates,
+    read_scored_coordinates,
+)
 from causalscope.models.errors import FormatError
 
 #: where the particles are, in pixels of a 4092 x 5760 (rows x columns) micrograph
@@ -80,6 +85,15 @@ def test_a_file_of_several_micrographs_gives_the_exposures_rows(tmp_path: Path) 
         f"{mine}\t10\t20\t1.5\n{other}\t30\t40\t2.0\n{mine}\t5\t6\t-0.5\n"
     )
     np.testing.assert_allclose(read_coordinates(topaz, micrograph=sum_path), [[10, 20], [5, 6]])
+    scored = read_scored_coordinates(topaz, micrograph=sum_path)
+    assert scored.scores is not None
+    np.testing.assert_array_equal(scored.scores, [1.5, -0.5])
+    grouped = coordinates_by_micrograph(topaz)
+    assert sorted(grouped) == sorted([mine, other])
+    np.testing.assert_array_equal(grouped[other].xy_px, [[30, 40]])
+    np.testing.assert_array_equal(grouped[mine].scores, [1.5, -0.5])
+    assert read_scored_coordinates(star, micrograph=sum_path).scores is None  # none in the file
+    assert all(p.scores is None for p in coordinates_by_micrograph(cs).values())
     for path in (cs, star, topaz):  # what a session's labels folder matches exposures by
         assert {mine, other} <= named_micrographs(path)
         assert "FoilHole_7_Data_9" not in named_micrographs(path)
@@ -98,6 +112,9 @@ def test_box_files_give_the_centre_of_each_box(tmp_path: Path) -> None:
     box = tmp_path / "mic.box"
     box.write_text("100\t200\t128\t128\n\n10 20 64 96 0.87\n")
     np.testing.assert_allclose(read_coordinates(box), [[164.0, 264.0], [42.0, 68.0]])
+    with pytest.raises(FormatError, match="does not say which micrograph") as error:
+        coordinates_by_micrograph(box)
+    assert str(box) in str(error.value)
     box.write_text("100 200 128\n")
     with pytest.raises(FormatError, match="width and height") as error:
         read_coordinates(box)
