@@ -17,7 +17,8 @@ Exactly once across restarts: everything (the exposures held, the classifier, th
 the update history) is written together at each update, to a temporary file renamed over
 ``state.pt`` (:func:`os.replace` is atomic). A process killed at any point leaves the state
 of the last update; on restart the evaluator loads it, and the daemon hands it every
-exposure again: those it holds are skipped, the others added once.
+exposure again: those it holds are skipped, the others added once. Only the binned particle
+images live outside it, in a file flushed before the state that counts them (:mod:`.particle_rows`).
 
 Where it computes: ``EvaluatorSettings.device`` (the rule of ``processing.device``); the
 classifier, the refinement and ab initio keep their tensors there, and what is saved or
@@ -42,6 +43,7 @@ from causalscope.actors._evaluation_results import (
     MapUpdate,
     finite_or_none,
 )
+from causalscope.actors.particle_rows import particle_store
 from causalscope.models.classification import Class2D, Class2DSettings
 from causalscope.models.reconstruction.ab_initio import AbInitioSettings
 from causalscope.models.reconstruction.particle_ctf import ParticleCtfs
@@ -366,7 +368,7 @@ class SessionEvaluator:
         )
         return Class2D(
             box_px=box, pixel_size_angstrom=ctfs.pixel_size_angstrom, settings=settings,
-            device=self.device,
+            device=self.device, store=particle_store(self.state_dir),
         )  # fmt: skip
 
     def _update_map(self) -> MapUpdate | None:

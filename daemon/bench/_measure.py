@@ -15,21 +15,27 @@ __all__ = ["PeakMemory", "peak_memory", "synchronize"]
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _rss_bytes() -> int:
+def _rss_bytes() -> tuple[int, int]:
+    """Resident bytes, and of those the anonymous ones (the process's own memory, without the
+    pages of mapped files that the kernel can drop and read again)."""
     try:
         with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * _PAGE
+            resident, shared = (int(v) * _PAGE for v in handle.read().split()[1:3])
+            return resident, resident - shared
     except OSError:  # not Linux: fall back to the lifetime peak
         import resource
 
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        return peak, peak
 
 
 @dataclass
 class PeakMemory:
-    """Peak resident memory above the starting level, and peak CUDA allocation (GiB)."""
+    """Peak resident memory above the starting level, the same of its anonymous part (what
+    the process holds itself, not file pages it maps), and peak CUDA allocation (GiB)."""
 
     rss_increase_gib: float = 0.0
+    anonymous_increase_gib: float = 0.0
     cuda_peak_gib: float | None = None
 
 
@@ -40,12 +46,15 @@ def peak_memory(device: str = "cpu", interval_s: float = 0.02) -> Iterator[PeakM
 
     result = PeakMemory()
     baseline = _rss_bytes()
-    peak = [baseline]
+    peak = list(baseline)
     stop = threading.Event()
+
+    def take() -> None:
+        peak[:] = [max(p, now) for p, now in zip(peak, _rss_bytes(), strict=True)]
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
+            take()
             time.sleep(interval_s)
 
     cuda = device.startswith("cuda") and torch.cuda.is_available()
@@ -58,8 +67,9 @@ def peak_memory(device: str = "cpu", interval_s: float = 0.02) -> Iterator[PeakM
     finally:
         stop.set()
         thread.join()
-        peak[0] = max(peak[0], _rss_bytes())
-        result.rss_increase_gib = round((peak[0] - baseline) / 2**30, 3)
+        take()
+        result.rss_increase_gib = round((peak[0] - baseline[0]) / 2**30, 3)
+        result.anonymous_increase_gib = round((peak[1] - baseline[1]) / 2**30, 3)
         if cuda:
             result.cuda_peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 3)
 

@@ -14,7 +14,11 @@ per particle, no ice, no shot noise), and enough for the searches to do their re
   classifier's schedule: after every batch up to 2,000 particles, every 4th after; the first
   batch holds the start and its 4 passes) and the rest (the batch's own E- and M-step; its
   E-step twice when a full pass ran, as the batch is scored again against the new classes).
-  Then one more full pass over all ``n``.
+  Then one more full pass over all ``n``. The particle images are kept as the live evaluator
+  keeps them (``store="file"``: :func:`actors.particle_rows.particle_store`, a memory-mapped
+  file in a temporary folder) or in host memory (``"memory"``); after each batch the
+  classifier is saved as the evaluator saves its state (``torch.save`` and ``fsync``: seconds
+  and MiB).
 - 3D: :class:`models.reconstruction.refine.RunningRefinement` against the truth (which it
   low-passes to 30 A), particles Fourier-cropped to ``binned_px`` as the live evaluator does
   (:mod:`actors.reconstruction`, 64 by default: 4 A/px). Per batch: align, add, and one
@@ -26,8 +30,9 @@ per particle, no ice, no shot noise), and enough for the searches to do their re
 
 Every time is given as wall seconds and as CPU seconds of the process (all its threads): the
 CPU time per particle stays put when other processes take the cores, the wall time does not.
-Memory: the peak resident memory of each stage above its start (sampled, :mod:`._measure`) and
-the process's lifetime peak. The load average at the start, between 2D and 3D, after each
+Memory: the peak resident memory of each stage above its start (sampled, :mod:`._measure`;
+for 2D also its anonymous part, without the mapped file's pages, which the kernel can drop)
+and the process's lifetime peak. The load average at the start, between 2D and 3D, after each
 batch and at the end (on stderr; the one between 2D and 3D in the report, beside the
 ``machine`` block every bench report has) says whether anything else ran.
 
@@ -41,9 +46,12 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,34 +158,58 @@ def _row_2d(size: int, m: int, spent: tuple[float, float], passes: list[Any]) ->
     }
 
 
-def _time_2d(images: Any, ctfs: Any, *, apix: float, batch: int, device: str) -> dict[str, Any]:
+def _saved(model: Any, folder: Path) -> tuple[float, float]:
+    """Seconds and MiB of saving ``model`` as the evaluator saves its state at each update
+    (``torch.save``, then ``fsync``)."""
+    import torch
+
+    started, path = time.perf_counter(), folder / "state.pt"
+    torch.save({"classifier": model.__getstate__()}, path)  # what pickling it writes
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+    return time.perf_counter() - started, path.stat().st_size / 2**20
+
+
+def _time_2d(
+    images: Any, ctfs: Any, *, apix: float, batch: int, device: str, store: str
+) -> dict[str, Any]:
+    from causalscope.actors.particle_rows import particle_store
     from causalscope.daemon.bench._measure import peak_memory
     from causalscope.models.classification import Class2DSettings
 
+    if store not in ("file", "memory"):
+        raise ValueError(f'store must be "file" or "memory", got {store!r}')
     settings = Class2DSettings()
+    folder = Path(tempfile.mkdtemp(prefix="causalscope-class2d-"))
     model = _class2d_type()(
-        box_px=int(images.shape[-1]), pixel_size_angstrom=apix, settings=settings, device=device
-    )
+        box_px=int(images.shape[-1]), pixel_size_angstrom=apix, settings=settings, device=device,
+        store=particle_store(folder) if store == "file" else None,
+    )  # fmt: skip
     model.passes = []
     rows: list[dict[str, Any]] = []
     start = 0
-    with peak_memory(device) as memory:
-        for size in _batch_ends(len(images), batch):
-            index = np.arange(start, size)
-            before = len(model.passes)
+    try:
+        with peak_memory(device) as memory:
+            for size in _batch_ends(len(images), batch):
+                index = np.arange(start, size)
+                before = len(model.passes)
+                clock = _Clock(device)
+                model.partial_fit(images[index], ctfs.take(index), index)
+                rows.append(_row_2d(size, len(index), clock.seconds(), model.passes[before:]))
+                rows[-1]["save_s"], rows[-1]["saved_mib"] = _saved(model, folder)
+                _say(
+                    f"2D {size:>6} particles: {rows[-1]['seconds']:6.2f} s, of which "
+                    f"{rows[-1]['full_passes']} full passes {rows[-1]['full_pass_s']:6.2f} s; "
+                    f"the batch {rows[-1]['batch_ms_per_particle']:5.2f} ms/particle "
+                    f"({rows[-1]['batch_cpu_ms_per_particle']:5.2f} CPU); saved "
+                    f"{rows[-1]['saved_mib']:.1f} MiB in {rows[-1]['save_s']:.2f} s"
+                )
+                start = size
             clock = _Clock(device)
-            model.partial_fit(images[index], ctfs.take(index), index)
-            rows.append(_row_2d(size, len(index), clock.seconds(), model.passes[before:]))
-            _say(
-                f"2D {size:>6} particles: {rows[-1]['seconds']:6.2f} s, of which "
-                f"{rows[-1]['full_passes']} full passes {rows[-1]['full_pass_s']:6.2f} s; the "
-                f"batch {rows[-1]['batch_ms_per_particle']:5.2f} ms/particle "
-                f"({rows[-1]['batch_cpu_ms_per_particle']:5.2f} CPU)"
-            )
-            start = size
-        clock = _Clock(device)
-        model.reassign_all()
-        full_s, full_cpu_s = clock.seconds()
+            model.reassign_all()
+            full_s, full_cpu_s = clock.seconds()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     n = len(images)
     _say(f"2D full pass over {n}: {full_s:.1f} s ({1e3 * full_s / n:.2f} ms/particle)")
     return {
@@ -191,7 +223,9 @@ def _time_2d(images: Any, ctfs: Any, *, apix: float, batch: int, device: str) ->
         "full_pass_cpu_s": full_cpu_s,
         "full_pass_ms_per_particle": 1e3 * full_s / n,
         "full_pass_cpu_ms_per_particle": 1e3 * full_cpu_s / n,
+        "store": store,
         "peak_rss_increase_gib": memory.rss_increase_gib,
+        "peak_anonymous_increase_gib": memory.anonymous_increase_gib,
         "peak_gpu_gib": memory.cuda_peak_gib,
     }
 
@@ -320,8 +354,10 @@ def run_timing_bench(
     threads: int = 2,
     seed: int = 0,
     device: str = "cpu",
+    store: str = "file",
 ) -> dict[str, Any]:
-    """Run it (module docstring) on ``device``; ``summary`` holds the headline numbers."""
+    """Run it (module docstring) on ``device``, the 2D particle images kept in ``store``
+    (``file`` or ``memory``); ``summary`` holds the headline numbers."""
     import torch
 
     from causalscope.models.classification import Class2DSettings
@@ -339,7 +375,9 @@ def run_timing_bench(
     images, ctfs, truth = particles["images"], particles["ctfs"], particles["truth"]
     simulate_s = time.perf_counter() - started
     _say(f"simulated {n} particles at box {box_px} in {simulate_s:.1f} s")
-    class2d = _time_2d(images, ctfs, apix=pixel_size_angstrom, batch=batch, device=device)
+    class2d = _time_2d(
+        images, ctfs, apix=pixel_size_angstrom, batch=batch, device=device, store=store
+    )
     load_middle = _load()
     refinement = _time_3d(images, ctfs, truth, binned_px=binned_px, batch=batch, device=device)
     unbinned = _time_unbinned_update(particles, n=200, device=device)
@@ -363,6 +401,11 @@ def run_timing_bench(
         "class2d_batch_s": [r["seconds"] for r in class2d["batches"]],
         "class2d_full_pass_s": class2d["full_pass_s"],
         "class2d_full_pass_cpu_ms_per_particle": class2d["full_pass_cpu_ms_per_particle"],
+        "class2d_store": store,
+        "class2d_save_s": [r["save_s"] for r in class2d["batches"]],
+        "class2d_saved_mib": [r["saved_mib"] for r in class2d["batches"]],
+        "class2d_peak_rss_increase_gib": class2d["peak_rss_increase_gib"],
+        "class2d_peak_anonymous_increase_gib": class2d["peak_anonymous_increase_gib"],
         "refine_box_px": refinement["box_px"],
         "refine_align_add_ms_per_particle": [
             r["align_add_ms_per_particle"] for r in refinement["batches"]

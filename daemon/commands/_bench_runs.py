@@ -157,7 +157,9 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     if args.timing:
         from causalscope.daemon.bench.reconstruction_timing import run_timing_bench
 
-        return run_timing_bench(n=args.n or 10_000, threads=args.threads, device=args.device)
+        return run_timing_bench(
+            n=args.n or 10_000, threads=args.threads, device=args.device, store=args.store
+        )
     if args.ab_initio:
         from causalscope.daemon.bench.reconstruction_ab_initio import run_ab_initio_bench
 

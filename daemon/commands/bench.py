@@ -28,7 +28,9 @@
           per particle;
           with --timing, the running 2D classification and 3D refinement of --n (10,000)
           simulated particles at box 128 (2 A/px) in batches of 1,000 on --threads (2): each
-          batch's update, a full 2D pass, the 3D update, peak memory, the load average;
+          batch's update and the save of the 2D classifier after it (its particle images in
+          a file as the live evaluator keeps them, or --store memory), a full 2D pass, the 3D
+          update, peak memory (resident and anonymous), the load average;
           with --ab-initio, a map without a reference from --n (1000) simulated particles of
           --structure (default 5a1a beta-galactosidase from ../shared/data/models, box 80 at
           2.56 A/px) to --ab-initio-resolution (12 A) with --symmetry (C1): its FSC against the
@@ -207,6 +209,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads", type=int, default=2, help="reconstruction --timing: torch threads (2)"
+    )
+    parser.add_argument(
+        "--store",
+        choices=("file", "memory"),
+        default="file",
+        help="reconstruction --timing: where the 2D classifier keeps its particle images: a "
+        "memory-mapped file, as the live evaluator does (default), or host memory",
     )
     parser.add_argument(
         "--ab-initio",

@@ -14,9 +14,12 @@ Use::
 
 Particles that arrive before the classes exist (fewer than ``start_after`` stored) are
 returned with class -1; the first full pass assigns them. :meth:`Class2D.averages` gives the
-class averages on the binned working grid (``model.grid.pixel_size_angstrom``).
+class averages on the binned working grid (``model.grid.pixel_size_angstrom``). The binned
+particle images are kept in host memory unless ``Class2D(..., store=...)`` is given another
+:class:`RowStore` (the live evaluator keeps them in a file).
 """
 
+from causalscope.models.classification._tensors import MemoryRows, RowStore
 from causalscope.models.classification.averages import (
     frc_first_crossing_angstrom,
     half_set_frc,
@@ -38,7 +41,9 @@ __all__ = [
     "Class2D",
     "Class2DSettings",
     "ClassMetrics",
+    "MemoryRows",
     "ParticleCtfs",
+    "RowStore",
     "class_metrics",
     "fourier_crop",
     "frc_first_crossing_angstrom",

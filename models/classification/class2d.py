@@ -52,7 +52,7 @@ from causalscope.models.classification._outliers import (
 )
 from causalscope.models.classification._settings import Assignment, Class2DSettings
 from causalscope.models.classification._split import MixedClass, mixed_classes
-from causalscope.models.classification._tensors import OnDevice, appended
+from causalscope.models.classification._tensors import MemoryRows, OnDevice, RowStore
 from causalscope.models.classification.averages import (
     frc_first_crossing_angstrom,
     half_set_frc,
@@ -84,12 +84,13 @@ class Class2D(OnDevice):
         :class:`Class2DSettings`.
     device
         Where its tensors live and it computes (:class:`._tensors.OnDevice`); images arrive
-        on the CPU, batch by batch, and what it answers is on the CPU. The particle store
-        stays in host memory (16 KB per particle of a 64 px working grid) and goes to the
-        device a chunk at a time, so that the device's memory does not grow with the session.
+        on the CPU, batch by batch, and what it answers is on the CPU.
+    store
+        Where the binned images are kept (16 KB per particle of a 64 px working grid): an
+        empty :class:`~._tensors.RowStore`, host memory by default. It is never moved to the
+        device; chunks of it are sent there, so that the device's memory does not grow with
+        the session.
     """
-
-    host_kept: tuple[str, ...] = ("_images",)
 
     def __init__(
         self,
@@ -98,9 +99,12 @@ class Class2D(OnDevice):
         pixel_size_angstrom: float,
         settings: Class2DSettings | None = None,
         device: torch.device | str = "cpu",
+        store: RowStore | None = None,
     ) -> None:
         if box_px < 16 or box_px % 2:
             raise ValueError(f"box_px must be even and >= 16, got {box_px}")
+        if store is not None and len(store):
+            raise ValueError(f"the store must start empty, it holds {len(store)} rows")
         self.settings = settings or Class2DSettings()
         s = self.settings
         self.box_px, self.pixel_size_angstrom = box_px, pixel_size_angstrom
@@ -109,8 +113,7 @@ class Class2D(OnDevice):
         self.grid = Grid.of(max(work, 16), box_px * pixel_size_angstrom / max(work, 16))
         self.binning = box_px / self.grid.box
         self.shifts = shift_grid(s.max_shift_px / self.binning, s.shift_step_px / self.binning)
-        # the binned images, in a buffer with room to grow (its first n_stored rows in use)
-        self._images = torch.zeros(0, self.grid.box, self.grid.box)
+        self._binned: RowStore = MemoryRows() if store is None else store  # binned images
         self._ctfs: list[ParticleCtfs] = []
         self._ids: list[np.ndarray] = []
         self._chi2, self._log_power = torch.zeros(0), torch.zeros(0)
@@ -142,10 +145,14 @@ class Class2D(OnDevice):
         none set, and they are found again at the next assignment; the background's
         structure is measured again from the stored images."""
         super().__setstate__(state)
+        if "_images" in state:  # saved before the store: a buffer, its first n_stored rows
+            self._binned = MemoryRows(
+                torch.as_tensor(self.__dict__.pop("_images"))[: self.n_stored]
+            )
         if "_junk_alone" not in state:
             self._junk_alone = np.zeros(len(self._classes), dtype=bool)
         if "_structure" not in state:
-            self._structure = self._background_of(self._images[: self.n_stored].to(self.device))[1]
+            self._structure = self._background_of(self._binned.rows().to(self.device))[1]
         if "_in_plane" not in state:  # not judged until the next assignment
             self._in_plane = torch.ones(len(self._classes))
             self._in_plane_expected = torch.zeros(len(self._classes))
@@ -222,7 +229,7 @@ class Class2D(OnDevice):
         """Every stored particle: binned images (a view of the store, in host memory: not to
         be written to), CTFs and ids."""
         return (
-            self._images[: self.n_stored],
+            self._binned.rows(),
             ParticleCtfs.concatenate(self._ctfs),
             np.concatenate(self._ids),
         )
@@ -246,7 +253,7 @@ class Class2D(OnDevice):
             )
         start, m = self.n_stored, data.shape[0]
         binned = fourier_crop(data.to(self.device), self.grid.box)
-        self._images = appended(self._images, start, binned.cpu())
+        self._binned.append(binned)
         self._ctfs.append(ctf)
         self._ids.append(ids)
         if len(self._ids) > 1:  # one array each, so indexing stays cheap

@@ -176,6 +176,16 @@ def test_sigkill_mid_session_neither_loses_nor_doubles_particles(tmp_path: Path)
     state = torch.load(state_dir / "state.pt", weights_only=False)
     assert sum(h["count"] for h in state["refinement"]["halves"]) == n
     assert state["classifier"].n_stored == len(pd.concat(state["rows"])) == n
+    # the particle images in the store's file are those of a session never killed, in order
+    clean = _evaluator(tmp_path / "clean", reference)
+    for exposure in exposures:
+        clean.consume(*exposure)
+    clean.update()
+    unbroken = torch.load(tmp_path / "clean" / "state.pt", weights_only=False)["classifier"]
+    expected = unbroken.stored()[0]
+    torch.testing.assert_close(
+        state["classifier"].stored()[0], expected, rtol=0, atol=1e-5 * float(expected.abs().max())
+    )
 
 
 def _ab_initio_settings(*, iterations: int) -> EvaluatorSettings:
