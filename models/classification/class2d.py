@@ -86,10 +86,9 @@ class Class2D(OnDevice):
         Where its tensors live and it computes (:class:`._tensors.OnDevice`); images arrive
         on the CPU, batch by batch, and what it answers is on the CPU.
     store
-        Where the binned images are kept (16 KB per particle of a 64 px working grid): an
-        empty :class:`~._tensors.RowStore`, host memory by default. It is never moved to the
-        device; chunks of it are sent there, so that the device's memory does not grow with
-        the session.
+        An empty :class:`~._tensors.RowStore` for the binned images (16 KB per particle at 64
+        px; host memory by default). It stays on the host and goes to the device a chunk at a
+        time, so that the device's memory does not grow with the session.
     """
 
     def __init__(
@@ -144,11 +143,10 @@ class Class2D(OnDevice):
         """Unpickled (a saved evaluator's state): one saved before the image-alone flags has
         none set, and they are found again at the next assignment; the background's
         structure is measured again from the stored images."""
+        images = state.pop("_images", None)  # saved before the store: a buffer, n_stored used
         super().__setstate__(state)
-        if "_images" in state:  # saved before the store: a buffer, its first n_stored rows
-            self._binned = MemoryRows(
-                torch.as_tensor(self.__dict__.pop("_images"))[: self.n_stored]
-            )
+        if images is not None:
+            self._binned = MemoryRows(torch.as_tensor(images)[: self.n_stored])
         if "_junk_alone" not in state:
             self._junk_alone = np.zeros(len(self._classes), dtype=bool)
         if "_structure" not in state:

@@ -84,3 +84,22 @@ def test_a_classifier_on_a_file_store_classifies_as_in_memory(tmp_path: Path) ->
     torch.testing.assert_close(stored, found["memory"][2], rtol=0, atol=0)
     # the images stay in the file: the pickle is smaller by at least their size
     assert found["memory_pickle"] - found["file_pickle"] >= stored.numel() * 4
+
+
+def test_a_classifier_saved_before_the_store_loads_its_images() -> None:
+    """States saved before the store held the images as a buffer with spare rows (``_images``,
+    its first ``n_stored`` in use): they load into host memory, the spare rows left out."""
+    images, ctf = _rods_and_balls()
+    settings = Class2DSettings(n_classes=3, particle_diameter_angstrom=48.0, seed=1)
+    model = Class2D(box_px=BOX, pixel_size_angstrom=APIX, settings=settings)
+    model.partial_fit(images[:90], ctf.take(np.arange(90)), np.arange(90))
+    state = model.__getstate__()
+    stored = state.pop("_binned").rows()
+    state["_images"] = torch.cat([stored, torch.full((45, *stored.shape[1:]), float("nan"))])
+    old = Class2D.__new__(Class2D)
+    old.__setstate__(state)
+    torch.testing.assert_close(old.stored()[0], stored, rtol=0, atol=0)
+    assert "_images" not in vars(old)
+    rest = np.arange(90, N)
+    old.partial_fit(images[rest], ctf.take(rest), rest)  # and takes the next batch after them
+    assert old.stored()[0].shape[0] == N and torch.isfinite(old.stored()[0]).all()
