@@ -365,6 +365,7 @@ def run_picking_bench(
     cross_validate: bool = False,
     finetune: bool = False,
     topaz: str | None = None,
+    real_only: bool = False,
 ) -> dict[str, Any]:
     """Run the picking benchmark; returns a JSON-able report.
 
@@ -373,6 +374,7 @@ def run_picking_bench(
     EMPIAR-10059 (:func:`~daemon.bench.picking_learned.finetune_real_bench`); ``topaz``, a Python
     interpreter with ``topaz-em``, Topaz's general model on the same real micrographs beside the
     learned picker (:mod:`daemon.bench.picking_topaz`; checked before anything runs).
+    ``real_only`` leaves out the simulated micrographs and the timing: the real ones alone.
     """
     import torch
 
@@ -384,24 +386,29 @@ def run_picking_bench(
     from causalscope.daemon.bench.picking_topaz import check_topaz, merge_topaz, topaz_real_bench
     from causalscope.models.errors import InputError
 
-    if topaz is not None:
+    if topaz is not None or real_only:
         if shared_data is None or not (shared_data / "picking").is_dir():
             raise InputError(
                 "No real micrographs",
-                f"--topaz compares on SHARED_DATA/picking, which is missing ({shared_data})",
+                f"{'--topaz compares' if topaz else '--real-only picks'} on "
+                f"SHARED_DATA/picking, which is missing ({shared_data})",
             )
+    if topaz is not None:
         check_topaz(topaz)  # a bad interpreter fails now, not after the simulated rows
 
-    rows = [_simulated(size, name, seed) for name in cases for seed in seeds]
+    simulated = not real_only
+    rows = [_simulated(size, name, seed) for name in cases for seed in seeds if simulated]
     report: dict[str, Any] = {"bench": "picking", "device": device, "simulated": rows}
     report["contaminated"] = [
         _contaminated(detail, dose, seed, crowded=crowded)
         for dose in (40.0, 12.0)
         for detail, crowded in CONTAMINATED_ROWS
         for seed in seeds
+        if simulated
     ]
     report["no_particles"] = {
-        kind: [_false_picks(kind, seed) for seed in seeds] for kind in ("empty", "ice_only")
+        kind: [_false_picks(kind, seed) for seed in seeds if simulated]
+        for kind in ("empty", "ice_only")
     }
     if shared_data is not None and (shared_data / "picking").is_dir():
         report["real"] = _real(shared_data)
@@ -412,17 +419,17 @@ def run_picking_bench(
             merge_topaz(report["learned_real"], report["topaz_real"])
         if finetune:
             report["finetune_real"] = finetune_real_bench(shared_data)
-    if timing_size:
+    if timing_size and simulated:
         report["timing"] = _timing(timing_size, device)
         report["learned_timing"] = learned_timing(timing_size, device)
     summary: dict[str, Any] = {}
-    for name in cases:
+    for name in cases if simulated else ():
         mine = [r for r in rows if r["case"] == name]
         summary[name] = {
             key: float(np.median([r[key] for r in mine]))
             for key in ("blob_raw_f1", "blob_restored_f1", "template_restored_f1", "learned_raw_f1")
         }
-    for dose in (40.0, 12.0):
+    for dose in (40.0, 12.0) if simulated else ():
         mine = [r for r in report["contaminated"] if r["dose_e_per_a2"] == dose]
         summary[f"contaminated_{dose:g}_e"] = {
             detail: {

@@ -118,15 +118,17 @@ def _restoration_or_picking(args: argparse.Namespace) -> dict[str, Any]:
     seeds = args.seeds or [0]
     common = {"cases": cases, "size": args.size, "seeds": seeds, "timing_size": timing}
     if args.what == "restoration":
-        if args.topaz is not None:
-            raise InputError("--topaz is for bench picking", f"not for {args.what}")
+        if args.topaz is not None or args.real_only:
+            raise InputError(
+                "--topaz and --real-only are for bench picking", f"not for {args.what}"
+            )
         return restoration.run_restoration_bench(**common, device=args.device)
     shared = args.shared_data if args.shared_data.is_dir() else None
-    if args.topaz is not None and not (args.shared_data / "picking").is_dir():
+    if (args.topaz is not None or args.real_only) and not (args.shared_data / "picking").is_dir():
         raise InputError(
-            "No real micrographs for Topaz",
-            f"--topaz compares on {args.shared_data / 'picking'}, which does not exist "
-            "(give --shared-data)",
+            "No real micrographs",
+            f"--{'topaz' if args.topaz is not None else 'real-only'} needs "
+            f"{args.shared_data / 'picking'}, which does not exist (give --shared-data)",
         )
     return picking.run_picking_bench(
         **common,
@@ -135,6 +137,7 @@ def _restoration_or_picking(args: argparse.Namespace) -> dict[str, Any]:
         cross_validate=args.cross_validate,
         finetune=args.finetune,
         topaz=args.topaz,
+        real_only=args.real_only,
     )
 
 

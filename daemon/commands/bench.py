@@ -197,6 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0.3.20 (../shared/PEERS.md; never a dependency of causalscope)",
     )
     parser.add_argument(
+        "--real-only",
+        action="store_true",
+        help="picking: the real micrographs alone (with --topaz, --cross-validate and "
+        "--finetune when given): no simulated micrographs, no timing",
+    )
+    parser.add_argument(
         "--refine",
         action="store_true",
         help="reconstruction: gold-standard refinement of simulated particles from a 30 A "

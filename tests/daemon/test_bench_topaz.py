@@ -226,3 +226,20 @@ def test_the_bench_refuses_a_bad_interpreter_before_running(tmp_path: Path) -> N
     assert done.returncode != 0
     assert "Topaz interpreter not found" in done.stderr
     assert f"--topaz {missing} does not exist" in done.stderr
+
+
+def test_the_real_only_bench_names_missing_real_micrographs(tmp_path: Path) -> None:
+    from causalscope.daemon.bench.picking import run_picking_bench
+    from tests.daemon.cli_run import run_cli
+
+    done = run_cli(
+        "bench", "picking", "--real-only", "--shared-data", str(tmp_path / "data"),
+        cwd=tmp_path, env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"--real-only needs {tmp_path / 'data' / 'picking'}, which does not exist" in done.stderr
+    with pytest.raises(InputError, match="--real-only picks on SHARED_DATA/picking"):
+        run_picking_bench(
+            cases=["typical"], size=256, seeds=[0], timing_size=None, device="cpu",
+            shared_data=None, real_only=True,
+        )  # fmt: skip
