@@ -17,8 +17,8 @@ Exactly once across restarts: everything (the exposures held, the classifier, th
 the update history) is written together at each update, to a temporary file renamed over
 ``state.pt`` (:func:`os.replace` is atomic). A process killed at any point leaves the state
 of the last update; on restart the evaluator loads it, and the daemon hands it every
-exposure again: those it holds are skipped, the others added once. Only the binned particle
-images live outside it, in a file flushed before the state that counts them (:mod:`.particle_rows`).
+exposure again: those it holds are skipped, the others added once. The binned particle images
+alone live outside it, in a file flushed before the state that counts them (:mod:`.particle_rows`).
 
 Where it computes: ``EvaluatorSettings.device`` (the rule of ``processing.device``); the
 classifier, the refinement and ab initio keep their tensors there, and what is saved or

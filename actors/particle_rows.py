@@ -1,18 +1,22 @@
 """The live evaluator's 2D particle store in a file (:class:`FileRows`, made by
 :func:`particle_store`).
 
-The classifier keeps every particle's binned image (16 KB at the 64 px working grid), so in
-memory the store grows with the session (16 GB at 10^6 particles), and saving the state at
-each update wrote all of it again (1.5 GB, 8 s, at 10^5). Here the images are raw float32
-rows in one file beside ``state.pt``, memory-mapped: they sit in the page cache, which the
-kernel reads in as the E-step asks for them and can drop again, and the state saves only
-their count.
+The classifier keeps every particle's binned image (16 KB at the 64 px working grid). In the
+process's memory that grows with the session (1.6 GB at 10^5 particles, 16 GB at 10^6), and
+the state saved at each update held all of it again (1,581 MiB written in 5.5 s at 10^5). Here
+the images are raw float32 rows in one file beside ``state.pt``, memory-mapped: they sit in
+the page cache, which the kernel reads in as the E-step asks for them and can drop again,
+and the state holds only their count (19 MiB in 0.3 s at 10^5).
+
+The state names the file by its absolute path, as it names the exposures' particle files: a
+session resumes where it was written.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,11 +94,10 @@ class FileRows:
         self.flush()
         return {"path": str(self.path), "shape": self._shape, "n": self._n}
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.path = Path(str(state["path"]))
-        shape = state["shape"]
-        self._shape = tuple(int(v) for v in shape) if isinstance(shape, tuple | list) else ()
-        self._n = int(str(state["n"]))
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = Path(state["path"])
+        self._shape = tuple(int(v) for v in state["shape"])
+        self._n = int(state["n"])
         self._map = None
         if not self._n:
             return
