@@ -291,7 +291,7 @@ def test_the_evaluator_on_cuda_saves_a_state_a_cpu_loads(tmp_path: Path) -> None
             *(t for h in saved["refinement"]["halves"] for t in (h["data"], h["volume"])),
             saved["classifier"].references,
             saved["classifier"].sums.num,
-            saved["classifier"]._images,
+            saved["classifier"].stored()[0],
         ]
         assert all(t.device.type == "cpu" for t in tensors)
         restarted = SessionEvaluator(state, replace(settings, device="cpu"))
