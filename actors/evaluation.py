@@ -266,17 +266,20 @@ class SessionEvaluator:
         """One partial fit of the queued particles; every particle's latest class comes from
         the classifier's last full pass, overlaid with the batches scored since (a full pass
         of our own only while some particle has none)."""
-        queued, self._queued = self._queued, []
-        queued = [q for q in queued if len(q.images)]
+        taken, self._queued = self._queued, []
+        queued = [q for q in taken if len(q.images)]
         model = self._classifier
         if queued:
             images = torch.cat([q.images for q in queued])
             ctfs = ParticleCtfs.concatenate([q.ctfs for q in queued])
             if model is None:
                 model = self._classifier = self._new_classifier(images.shape[-1], ctfs)
-            before = model.last_full_pass
-            ids = model.n_stored + np.arange(len(images))
-            batch = model.partial_fit(images, ctfs, ids)
+            before, n_before = model.last_full_pass, model.n_stored
+            try:
+                batch = model.partial_fit(images, ctfs, n_before + np.arange(len(images)))
+            except Exception:  # not stored (a full disk): they wait for the next update
+                self._queued = taken if model.n_stored == n_before else []
+                raise
             self._rows.extend(q.rows for q in queued)
             if model.last_full_pass is not before:
                 self._assigned = parts.columns(model.last_full_pass)
@@ -466,9 +469,7 @@ class SessionEvaluator:
 
     def _queued_ids(self) -> set[str]:
         # consume() appends to _queued and _consumed together; update() empties _queued
-        if not self._queued:
-            return set()
-        return set(list(self._consumed)[-len(self._queued) :])
+        return set(list(self._consumed)[-len(self._queued) :]) if self._queued else set()
 
     def _load(self) -> None:
         if not self.state_path.exists():

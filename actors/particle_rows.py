@@ -15,6 +15,7 @@ session resumes where it was written.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,11 @@ class FileRows:
         mapped = self._map
         if mapped is None or need > len(mapped):
             capacity = 0 if mapped is None else len(mapped)
-            mapped = self._map = self._mapped(max(need, capacity * 3 // 2), grow=True)
+            try:
+                mapped = self._mapped(max(need, capacity * 3 // 2), grow=True)
+            except OSError:  # no room to spare: room for these rows alone, else the error
+                mapped = self._mapped(need, grow=True)
+            self._map = mapped
         mapped[self._n : need] = data
         self._n = need
 
@@ -82,11 +87,13 @@ class FileRows:
         return math.prod(self._shape) * np.dtype(_DTYPE).itemsize
 
     def _mapped(self, capacity: int, *, grow: bool) -> np.memmap:
-        """The file mapped as ``capacity`` rows (first made that long when ``grow``)."""
+        """The file mapped as ``capacity`` rows (first made that long when ``grow``: its
+        blocks allocated now, so that a full disk raises ``OSError`` here; a sparse file
+        would kill the process with SIGBUS when a write into the mapping finds no space)."""
         if grow:
             self.flush()
             with open(self.path, "r+b") as handle:
-                handle.truncate(capacity * self._row_bytes())
+                os.posix_fallocate(handle.fileno(), 0, capacity * self._row_bytes())
         shape = (capacity, *self._shape)
         return np.memmap(self.path, dtype=_DTYPE, mode="r+", shape=shape)
 

@@ -1,7 +1,8 @@
 """The evaluator's 2D particle store in a file: rows read back as written across its growth, a
 saved count that drops what was added after it (a killed update, done again on restart), a
-clear error for a file shorter than its state, and a classifier that gives the same classes
-from it as from memory while its pickle holds no images."""
+clear error for a file shorter than its state, a classifier that gives the same classes from
+it as from memory while its pickle holds no images, and a full disk that raises instead of
+killing the process, the evaluator keeping the batch for its next update."""
 
 from __future__ import annotations
 
@@ -103,3 +104,39 @@ def test_a_classifier_saved_before_the_store_loads_its_images() -> None:
     rest = np.arange(90, N)
     old.partial_fit(images[rest], ctf.take(rest), rest)  # and takes the next batch after them
     assert old.stored()[0].shape[0] == N and torch.isfinite(old.stored()[0]).all()
+
+
+def test_a_full_disk_is_an_error_and_loses_no_particle(tmp_path: Path) -> None:
+    """On a full disk the store's file cannot grow: ``append`` raises ``OSError`` (a sparse
+    file would have killed the process with SIGBUS at the first write into it), what it held
+    stays readable, and the evaluator keeps the batch for its next update, which takes every
+    particle once space returns."""
+    from causalscope.daemon.bench._live import fill
+    from tests.actors.test_evaluation import EXPOSURES, PER_EXPOSURE, _evaluator, _session
+    from tests.daemon.test_full_disk import small_filesystem
+
+    exposures, reference = _session(tmp_path)
+    with small_filesystem(tmp_path / "small", 32) as folder:  # two states of 6 MB
+        rows = FileRows(folder / "rows.f32")
+        first = _batches([20])[0]
+        rows.append(first)
+        filler = fill(folder)
+        with pytest.raises(OSError, match="No space left"):
+            rows.append(torch.zeros(500, 6, 6))
+        torch.testing.assert_close(rows.rows(), first, rtol=0, atol=0)
+        filler.unlink()
+        evaluator = _evaluator(folder / "state", reference)
+        for exposure in exposures[:2]:
+            evaluator.consume(*exposure)
+        assert evaluator.update() is not None
+        filler = fill(folder)
+        for exposure in exposures[2:]:
+            evaluator.consume(*exposure)
+        with pytest.raises(OSError, match="No space left"):
+            evaluator.update()
+        filler.unlink()
+        update = evaluator.update()
+        n = PER_EXPOSURE * EXPOSURES
+        assert update is not None and update.class_set is not None and update.map is not None
+        assert update.particles == update.class_set.particles == update.map.particles == n
+        assert sum(c.particles for c in update.class_set.classes) == n
