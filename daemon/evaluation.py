@@ -15,7 +15,10 @@ has GPUs and ``processing.device`` allows CUDA, else on the CPU
 
 On a restart every done exposure with particles is handed over again in commit order; the
 evaluator skips those its saved state holds, and an update it saved that the store missed (a
-crash between the two) is returned by the first poll.
+crash between the two) is returned by the first poll. An evaluator actor that dies while the
+session runs (killed for memory, its process crashed) is started again the same way, from its
+last saved update, with every exposure handed over so far, up to
+:data:`MAX_EVALUATOR_RESTARTS` times in a session (each one said in :attr:`errors`).
 
 With a planned session length (``session_hours``), the session's clock starts at its first
 committed particles (kept in ``session_start.json`` beside the evaluator's state, so that a
@@ -39,9 +42,12 @@ if TYPE_CHECKING:
     from causalscope.actors.evaluation import EvaluatorSettings
     from causalscope.config import Settings
 
-__all__ = ["EvaluationTracker", "session_tracker"]
+__all__ = ["MAX_EVALUATOR_RESTARTS", "EvaluationTracker", "session_tracker"]
 
 log = logging.getLogger(__name__)
+
+#: evaluator actors started again after one died, in a session, before the tracker stops
+MAX_EVALUATOR_RESTARTS = 3
 
 
 class EvaluationTracker:
@@ -91,6 +97,9 @@ class EvaluationTracker:
         self._last_arrival: float | None = None
         self._resume: tuple[list[tuple[str, str]], int | None] | None = None
         self._recovery: tuple[Any, int | None] | None = None
+        self._handed: list[tuple[str, str]] = []  # every exposure handed over, in order
+        self._died: BaseException | None = None  # why the actor died, until it is replaced
+        self.restarts = 0  # actors started again after one died
         self.latest: EvaluationUpdate | None = None
         self.session_hours = session_hours
         self._started: float | None = self._read_start()
@@ -98,7 +107,7 @@ class EvaluationTracker:
     # --- feeding ------------------------------------------------------------------------
 
     def _ensure_worker(self) -> None:
-        if self._worker is not None:
+        if self._worker is not None or self.restarts > MAX_EVALUATOR_RESTARTS:
             return
         import ray
 
@@ -123,6 +132,7 @@ class EvaluationTracker:
             self._resume = None
             # asked first: the actor answers in the order it is called
             self._recovery = (self._call("latest"), stored_version)
+            self._handed = list(rows)
             for exposure_id, star in rows:
                 self._consuming.append((exposure_id, self._call("consume", exposure_id, star)))
 
@@ -148,7 +158,11 @@ class EvaluationTracker:
     def committed(self, exposure_id: str, particles_star: str, n_particles: int) -> None:
         """Hand over one committed exposure's particles."""
         self._ensure_worker()
-        self._consuming.append((exposure_id, self._call("consume", exposure_id, particles_star)))
+        self._handed.append((exposure_id, particles_star))
+        if self._worker is not None:
+            self._consuming.append(
+                (exposure_id, self._call("consume", exposure_id, particles_star))
+            )
         self._new_particles += n_particles
         if self._started is None and n_particles > 0:
             self._started = time.time()
@@ -213,6 +227,9 @@ class EvaluationTracker:
             return False, None
         try:
             return True, ray.get(handle)
+        except ray.exceptions.RayActorError as error:  # the actor is gone: poll replaces it
+            self._died = error
+            return True, error
         except Exception as error:
             return True, error
 
@@ -221,6 +238,8 @@ class EvaluationTracker:
         (``final``: now, for whatever is new; ``wait_s``: how long to wait, in all, for what
         is under way)."""
         deadline = time.monotonic() + wait_s
+        if self._died is not None:
+            self._replace_dead_worker()
         if self._worker is None:
             return []
         out: list[EvaluationUpdate] = []
@@ -232,6 +251,8 @@ class EvaluationTracker:
             if not finished:
                 break
             self._consuming.popleft()
+            if self._died is not None:
+                return out  # what it had not taken goes to the next actor
             if isinstance(value, Exception):
                 self.errors.append(f"{exposure_id}: {value}")
                 log.warning("evaluator skipped %s: %s", exposure_id, value)
@@ -245,6 +266,25 @@ class EvaluationTracker:
             self._ask_for_update()
             out += self._collect_update(deadline)
         return out
+
+    def _replace_dead_worker(self) -> None:
+        """A new evaluator actor for the one that died: it loads the last saved update and is
+        handed every exposure again (those it holds are skipped), then asked for an update."""
+        error, self._died = self._died, None
+        self._worker, self._consuming, self._update = None, deque(), None
+        self.restarts += 1
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if self.restarts > MAX_EVALUATOR_RESTARTS:
+            message = f"evaluator died ({reason}); not started again after {self.restarts - 1}"
+            self.errors.append(message)
+            log.error("%s: no more running reconstructions in this session", message)
+            return
+        self.errors.append(f"evaluator died ({reason}); started again from its last update")
+        log.warning("evaluator died (%s): started again from its last saved update", reason)
+        stored = None if self.latest is None else self.latest.version
+        self._resume = (list(self._handed), stored)
+        self._new_particles = max(self._new_particles, self.threshold)  # an update is due
+        self._ensure_worker()
 
     def _recover(self, deadline: float) -> list[EvaluationUpdate]:
         """The evaluator's saved update when the store lacks it (after a restart)."""
@@ -278,6 +318,8 @@ class EvaluationTracker:
         if not finished:
             return []
         self._update = None
+        if self._died is not None:
+            return []  # the next poll starts another actor and asks it again
         if isinstance(value, Exception):
             self.errors.append(f"update: {value}")
             log.warning("evaluator update failed: %s", value)
