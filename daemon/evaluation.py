@@ -28,6 +28,7 @@ resolution at the session's end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -271,6 +272,11 @@ class EvaluationTracker:
         """A new evaluator actor for the one that died: it loads the last saved update and is
         handed every exposure again (those it holds are skipped), then asked for an update."""
         error, self._died = self._died, None
+        if self._remote and self._worker is not None:  # "unavailable" may still be running
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.kill(self._worker, no_restart=True)
         self._worker, self._consuming, self._update = None, deque(), None
         self.restarts += 1
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
