@@ -85,6 +85,10 @@ def test_a_classifier_on_a_file_store_classifies_as_in_memory(tmp_path: Path) ->
     torch.testing.assert_close(stored, found["memory"][2], rtol=0, atol=0)
     # the images stay in the file: the pickle is smaller by at least their size
     assert found["memory_pickle"] - found["file_pickle"] >= stored.numel() * 4
+    used = FileRows(tmp_path / "used.f32")
+    used.append(stored[:3])
+    with pytest.raises(ValueError, match="the store must start empty, it holds 3 rows"):
+        Class2D(box_px=BOX, pixel_size_angstrom=APIX, settings=settings, store=used)
 
 
 def test_a_classifier_saved_before_the_store_loads_its_images() -> None:
