@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from causalscope.models.classification import RowStore
 from causalscope.models.errors import FormatError
 
 __all__ = ["PARTICLE_ROWS", "FileRows", "particle_store"]
@@ -36,42 +37,20 @@ def particle_store(state_dir: Path) -> FileRows:
     return FileRows(Path(state_dir) / PARTICLE_ROWS)
 
 
-class FileRows:
+class FileRows(RowStore):
     """A :class:`~models.classification.RowStore` in the file ``path`` (emptied when made).
 
-    The file grows by half its size when full; the rows past the count hold nothing. Pickled
-    (with the evaluator's state), it is flushed to disk first and gives its path, row shape
-    and count; unpickled, it maps the file again, and the rows past that count (added after
-    the state was saved, by an update that a restart does again) are written over.
+    The file's rows past the count hold nothing. Pickled (with the evaluator's state), it is
+    flushed to disk first and gives its path, row shape and count; unpickled, it maps the file
+    again, and the rows past that count (added after the state was saved, by an update that a
+    restart does again) are written over.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_bytes(b"")
-        self._shape: tuple[int, ...] = ()
-        self._n = 0
         self._map: np.memmap | None = None
-
-    def __len__(self) -> int:
-        return self._n
-
-    def append(self, rows: torch.Tensor) -> None:
-        data = rows.detach().to("cpu", torch.float32).numpy()
-        if self._n and data.shape[1:] != self._shape:
-            raise ValueError(f"{self.path}: rows of {data.shape[1:]} after {self._shape}")
-        self._shape = tuple(data.shape[1:])
-        need = self._n + len(data)
-        mapped = self._map
-        if mapped is None or need > len(mapped):
-            capacity = 0 if mapped is None else len(mapped)
-            try:
-                mapped = self._mapped(max(need, capacity * 3 // 2), grow=True)
-            except OSError:  # no room to spare: room for these rows alone, else the error
-                mapped = self._mapped(need, grow=True)
-            self._map = mapped
-        mapped[self._n : need] = data
-        self._n = need
 
     def rows(self) -> torch.Tensor:
         if self._map is None:
@@ -82,6 +61,19 @@ class FileRows:
         """Write the rows to disk (msync)."""
         if self._map is not None:
             self._map.flush()
+
+    def _capacity(self) -> int:
+        return 0 if self._map is None else len(self._map)
+
+    def _grow(self, capacity: int, need: int) -> None:
+        try:
+            self._map = self._mapped(capacity, grow=True)
+        except OSError:  # no room to spare: room for the rows needed alone, else the error
+            self._map = self._mapped(need, grow=True)
+
+    def _write(self, start: int, data: torch.Tensor) -> None:
+        assert self._map is not None  # _grow made it
+        self._map[start : start + len(data)] = data.numpy()
 
     def _row_bytes(self) -> int:
         return math.prod(self._shape) * np.dtype(_DTYPE).itemsize

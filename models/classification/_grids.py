@@ -62,6 +62,11 @@ class Grid:
         """Frequencies in 1/A."""
         return self.fy / self.pixel_size_angstrom
 
+    def ring_of(self, resolution_angstrom: float) -> int:
+        """The ring of ``resolution_angstrom``, within ``[2, box / 2 - 1]``."""
+        ring = self.box * self.pixel_size_angstrom / resolution_angstrom
+        return int(min(max(2, round(ring)), self.box // 2 - 1))
+
     def band(self, r_max: int) -> torch.Tensor:
         """Flat indices of the coefficients with ``1 <= ring <= r_max``."""
         keep = (self.ring >= 1) & (self.ring <= r_max)

@@ -3,6 +3,7 @@ returns (defined here, exported from :mod:`.class2d`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,12 @@ class Class2DSettings:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"Class2DSettings.{name} out of range: {getattr(self, name)!r}")
+
+    def rotations(self, r_max: int) -> int:
+        """In-plane rotations searched at a band of ``r_max`` rings: arc steps of about 2 px
+        at its edge, as a multiple of 4, within ``[min_rotations, max_rotations]``."""
+        n = 4 * math.ceil(math.pi * r_max / 4)
+        return int(min(max(n, self.min_rotations), self.max_rotations))
 
 
 @dataclass(frozen=True)

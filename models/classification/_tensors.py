@@ -6,7 +6,7 @@ classifier loads where there is no GPU)."""
 
 from __future__ import annotations
 
-from typing import Protocol, Self, TypeVar
+from typing import Self, TypeVar
 
 import torch
 
@@ -18,55 +18,78 @@ __all__ = ["MemoryRows", "OnDevice", "RowStore", "moved"]
 T = TypeVar("T")
 
 
-class RowStore(Protocol):
+class RowStore:
     """Rows of equal shape (a classifier's binned particle images), added in order and read
-    as one host tensor; what grows with the session, so never moved to a device."""
+    as one host tensor; what grows with the session, so never moved to a device.
+
+    :meth:`append` checks the shape and keeps room that grows by half when full, so that
+    adding a batch costs the batch's size, not the set's (copying the whole set per batch
+    would make each batch slower as the set grows). A store says where the rows live:
+    :meth:`rows`, :meth:`_capacity`, :meth:`_grow` and :meth:`_write`.
+    """
+
+    _n: int = 0
+    _shape: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         """Rows held."""
-        ...
-
-    def append(self, rows: torch.Tensor) -> None:
-        """Add ``(m, ...)`` rows (on any device) after those held."""
-        ...
-
-    def rows(self) -> torch.Tensor:
-        """``(n, ...)`` float32 CPU tensor of every row held: a view, not to be written to."""
-        ...
-
-
-class MemoryRows:
-    """A :class:`RowStore` in host memory: a buffer replaced by one half as large again when
-    full, so that adding a batch costs the batch's size, not the set's (copying the whole set
-    per batch would make each batch slower as the set grows)."""
-
-    def __init__(self, rows: torch.Tensor | None = None) -> None:
-        self._buffer = torch.zeros(0) if rows is None else rows.detach().to("cpu", torch.float32)
-        self._n = 0 if rows is None else len(rows)
-
-    def __len__(self) -> int:
         return self._n
 
     def append(self, rows: torch.Tensor) -> None:
-        rows = rows.detach().to("cpu", torch.float32)
-        if self._n and rows.shape[1:] != self._buffer.shape[1:]:
-            raise ValueError(
-                f"rows of {tuple(rows.shape[1:])} after {tuple(self._buffer.shape[1:])}"
-            )
-        need = self._n + rows.shape[0]
-        if need > self._buffer.shape[0] or self._buffer.shape[1:] != rows.shape[1:]:
-            grown = rows.new_empty((max(need, self._buffer.shape[0] * 3 // 2), *rows.shape[1:]))
-            if self._n:
-                grown[: self._n] = self._buffer[: self._n]
-            self._buffer = grown
-        self._buffer[self._n : need] = rows
+        """Add ``(m, ...)`` rows (on any device) after those held."""
+        data = rows.detach().to("cpu", torch.float32)
+        if self._n and tuple(data.shape[1:]) != self._shape:
+            raise ValueError(f"rows of {tuple(data.shape[1:])} after {self._shape}")
+        self._shape = tuple(data.shape[1:])
+        need = self._n + len(data)
+        if need > self._capacity():
+            self._grow(max(need, self._capacity() * 3 // 2), need)
+        self._write(self._n, data)
         self._n = need
+
+    def rows(self) -> torch.Tensor:
+        """``(n, ...)`` float32 CPU tensor of every row held: a view, not to be written to."""
+        raise NotImplementedError
+
+    def _capacity(self) -> int:
+        """Rows there is room for."""
+        raise NotImplementedError
+
+    def _grow(self, capacity: int, need: int) -> None:
+        """Room for ``capacity`` rows (at least ``need``), the rows held kept."""
+        raise NotImplementedError
+
+    def _write(self, start: int, data: torch.Tensor) -> None:
+        """``data`` as rows ``start`` onwards (within the room)."""
+        raise NotImplementedError
+
+
+class MemoryRows(RowStore):
+    """A :class:`RowStore` in host memory (``rows``: those it starts with)."""
+
+    def __init__(self, rows: torch.Tensor | None = None) -> None:
+        self._buffer = torch.zeros(0)
+        if rows is not None:
+            self.append(rows)
 
     def rows(self) -> torch.Tensor:
         return self._buffer[: self._n]
 
+    def _capacity(self) -> int:
+        return len(self._buffer)
+
+    def _grow(self, capacity: int, need: int) -> None:
+        grown = torch.empty((capacity, *self._shape))
+        if self._n:
+            grown[: self._n] = self.rows()
+        self._buffer = grown
+
+    def _write(self, start: int, data: torch.Tensor) -> None:
+        self._buffer[start : start + len(data)] = data
+
     def __getstate__(self) -> dict[str, object]:
-        return {"_buffer": self.rows().clone(), "_n": self._n}  # not the buffer's spare room
+        # not the buffer's spare room
+        return {"_buffer": self.rows().clone(), "_n": self._n, "_shape": self._shape}
 
 
 def moved(value: T, device: torch.device | str) -> T:

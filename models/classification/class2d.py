@@ -131,7 +131,7 @@ class Class2D(OnDevice):
         self.frc = torch.zeros(s.n_classes, self.grid.n_rings)
         self.sigma2 = torch.ones(self.grid.n_rings)
         self._noise_fallback = torch.ones(self.grid.n_rings)
-        self.r_max = self._ring_of(s.initial_resolution_angstrom)
+        self.r_max = self.grid.ring_of(s.initial_resolution_angstrom)
         self.started = False
         #: the assignment of every stored particle by the last full pass (None before one)
         self.last_full_pass: Assignment | None = None
@@ -313,7 +313,7 @@ class Class2D(OnDevice):
         self._update_model()
 
     def _chunks(self, index: np.ndarray) -> list[np.ndarray]:
-        per = self.shifts.shape[0] * self.settings.n_classes * self._n_rotations()
+        per = self.shifts.shape[0] * self.settings.n_classes * self.settings.rotations(self.r_max)
         size = max(1, _SCORES_PER_CHUNK // per)
         return [index[i : i + size] for i in range(0, len(index), size)] or [index]
 
@@ -394,7 +394,7 @@ class Class2D(OnDevice):
 
     def _low_pass_snr(self) -> torch.Tensor:
         """SNR of a Gaussian low-pass at the initial resolution (classes with few particles)."""
-        r0 = self._ring_of(self.settings.initial_resolution_angstrom)
+        r0 = self.grid.ring_of(self.settings.initial_resolution_angstrom)
         rings = torch.arange(self.grid.n_rings, dtype=torch.float64, device=self.device)
         return (10.0 * torch.exp(-((rings / r0) ** 2))).clamp(min=1e-3)
 
@@ -435,10 +435,6 @@ class Class2D(OnDevice):
 
     # --- small helpers ------------------------------------------------------------------
 
-    def _ring_of(self, resolution_angstrom: float) -> int:
-        ring = self.grid.box * self.grid.pixel_size_angstrom / resolution_angstrom
-        return int(min(max(2, round(ring)), self.grid.box // 2 - 1))
-
     def _next_r_max(self) -> int:
         """The E-step's band: the best class resolution (FRC 0.143) plus a quarter and two
         rings, between the initial and the maximum resolution."""
@@ -450,19 +446,13 @@ class Class2D(OnDevice):
                 frc[k], pixel_size_angstrom=self.grid.pixel_size_angstrom
             )
             best = min(best, res)
-        r_lo = self._ring_of(self.settings.initial_resolution_angstrom)
-        r_hi = self._ring_of(self.settings.max_resolution_angstrom)
-        ring = self._ring_of(best) if math.isfinite(best) else r_lo
+        r_lo = self.grid.ring_of(self.settings.initial_resolution_angstrom)
+        r_hi = self.grid.ring_of(self.settings.max_resolution_angstrom)
+        ring = self.grid.ring_of(best) if math.isfinite(best) else r_lo
         return int(min(max(round(1.25 * ring) + 2, r_lo), r_hi))
 
-    def _n_rotations(self) -> int:
-        """Arc steps of about 2 px at the band's edge, as a multiple of 4."""
-        s = self.settings
-        n = 4 * math.ceil(math.pi * self.r_max / 4)
-        return int(min(max(n, s.min_rotations), s.max_rotations))
-
     def _psi(self) -> torch.Tensor:
-        n = self._n_rotations()
+        n = self.settings.rotations(self.r_max)
         return torch.arange(n, dtype=torch.float32, device=self.device) * (2 * math.pi / n)
 
     def _assign(self, estep: EStep, index: np.ndarray) -> Assignment:
@@ -471,7 +461,7 @@ class Class2D(OnDevice):
         rows = torch.arange(len(k), device=k.device)
         psi = estep.psi_rad[estep.best_rotation[rows, k]]
         shift = self.shifts[estep.best_shift[rows, k]] * self.binning
-        r_low = self._ring_of(self.settings.initial_resolution_angstrom)
+        r_low = self.grid.ring_of(self.settings.initial_resolution_angstrom)
         self._chi2[index] = estep.low_misfit(r_low)
         self._log_power[index] = estep.low_power(r_low).log()
         self._in_plane[index] = estep.in_plane_ratio().to(self._in_plane.dtype)
