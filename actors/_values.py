@@ -76,7 +76,7 @@ class MotionInput:
     """Raw ``(F, h, w)`` frames, their statistics, optics, and the metadata's total dose (None,
     0 or NaN: measured from the counts)."""
 
-    frames: np.ndarray = field(repr=False)
+    frames: np.ndarray | torch.Tensor = field(repr=False)
     optics: Optics
     statistics: FrameStatistics
     dose_e_per_a2: float | None = None

@@ -14,12 +14,9 @@ sanity gate -> micrographs (MRC), a RELION-style motion STAR file, thumbnails an
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +28,7 @@ from causalscope.actors._memory import (
 )
 from causalscope.actors._records import used_dose
 from causalscope.actors._repro import ReproStage, triage_record
+from causalscope.actors._run import Run
 from causalscope.actors._stages import (
     CtfInput,
     CtfOutput,
@@ -48,6 +46,7 @@ from causalscope.actors._stages import (
     RestoreStage,
 )
 from causalscope.models.gate import blank_frames, frame_statistics
+from causalscope.models.motion.gain import upload_frames
 from causalscope.models.optics import DetectorCalibration, Optics
 from causalscope.models.records import (
     AcquisitionMetadata,
@@ -59,12 +58,12 @@ from causalscope.models.records import (
 )
 
 if TYPE_CHECKING:
+    import torch
+
     from causalscope.config import DetectorSettings, MicroscopeSettings, ProcessingSettings
     from causalscope.models.causal.envelope import EnvelopePrior
 
 __all__ = ["DetectorCalibration", "ExposureWorker", "configured_optics", "resolve_device"]
-
-T = TypeVar("T")
 
 
 def resolve_device(choice: str) -> str:
@@ -87,63 +86,6 @@ def configured_optics(microscope: MicroscopeSettings) -> Optics:
         spherical_aberration_mm=microscope.spherical_aberration_mm,
         amplitude_contrast=microscope.amplitude_contrast,
     )
-
-
-class _Timer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
-
-
-@dataclass
-class _Run:
-    """One exposure on its way through the stages: what it is, and what was found so far."""
-
-    exposure_id: str
-    movie_path: str
-    metadata: AcquisitionMetadata | None
-    device: str
-    timer: _Timer = field(default_factory=_Timer)
-    flags: list[GateFlag] = field(default_factory=list)
-
-    @property
-    def dose_e_per_a2(self) -> float | None:
-        """The metadata's total dose."""
-        return self.metadata.dose_e_per_a2 if self.metadata is not None else None
-
-    def attempt(self, stage: str, timing: str, call: Callable[[], T]) -> T | None:
-        """``call()`` timed as ``timing``; its failure becomes the flag ``<stage>_error``."""
-        try:
-            with self.timer.stage(timing):
-                return call()
-        except (ValueError, RuntimeError) as error:
-            self.flags.append(_stage_error(stage, self.movie_path, error))
-        return None
-
-    def rejected(self, code: str, message: str, optics: Optics | None) -> ExposureRecord:
-        """The record of input no stage can take."""
-        flag = GateFlag(code=code, severity="fail", message=f"{self.movie_path}: {message}")
-        return ExposureRecord(status="fail", flags=[flag], **self.head(optics))
-
-    def head(self, optics: Optics | None) -> dict[str, object]:
-        """The record's fields that name the exposure and its optics."""
-        return {
-            "exposure_id": self.exposure_id,
-            "movie_path": self.movie_path,
-            "pixel_size_angstrom": None if optics is None else optics.pixel_size_angstrom,
-            "voltage_kv": None if optics is None else optics.voltage_kv,
-            "spherical_aberration_mm": None if optics is None else optics.spherical_aberration_mm,
-            "amplitude_contrast": None if optics is None else optics.amplitude_contrast,
-            "metadata": self.metadata,
-            "device": self.device,
-        }
 
 
 class ExposureWorker:
@@ -219,6 +161,7 @@ class ExposureWorker:
         )
         self.gate = GateStage(limits=processing.gate)
         self.outputs = OutputStage(output_dir=Path(output_dir))
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exposure-files")
 
     @property
     def device(self) -> str:
@@ -284,37 +227,48 @@ class ExposureWorker:
         metadata: AcquisitionMetadata | None,
         pixel_size_angstrom: float | None,
     ) -> ExposureRecord:
-        run = _Run(exposure_id, str(movie_path), metadata, self._device)
+        run = Run(exposure_id, str(movie_path), metadata, self._device)
         frames = frames[None] if frames.ndim == 2 else frames
         optics = self._admit(run, frames, pixel_size_angstrom)
         if isinstance(optics, ExposureRecord):
             return optics
+        raw: np.ndarray | torch.Tensor = frames
+        if self._device.startswith("cuda"):
+            with run.timer.stage("upload"):  # once, in the frames' own dtype
+                raw = upload_frames(frames, self._device)
         with run.timer.stage("statistics"):
-            stats = frame_statistics(frames)
+            stats = frame_statistics(raw)
         motion = ctf = restored = None
         if self._usable(stats):  # else the gate says why; no later stage could mean anything
-            motion = self._motion_of(run, frames, optics, stats)
+            motion = self._motion_of(run, raw, optics, stats)
         if motion is not None:
             ctf = run.attempt(self.ctf.name, "ctf", lambda: self.ctf(CtfInput.of(motion, optics)))
         if motion is not None and ctf is not None and ctf.record.supported:
             restored = self._restore_of(run, motion, ctf, optics)
-        repro = triage = None
-        if motion is not None and ctf is not None:
-            # also where the fit is not supported: such an exposure's estimates are the ones
-            # least reproducible, and Delta-Repro ranks every exposure with a fit
-            repro = self._repro_of(run, motion, ctf, optics)
+        # the files are written while the scores are computed; both only read the stages'
+        # outputs, and the record waits for both
+        writing: Future[dict[str, str]] | None = None
         if motion is not None:
-            triage = self._triage_of(run, motion, optics)
-        with run.timer.stage("gate"):
-            gate = self.gate(self._gate_input(run, stats, optics, motion, ctf))
-        files = {} if motion is None else self._write(run, optics, motion, ctf, restored)
+            writing = self._writer.submit(self._write, run, optics, motion, ctf, restored)
+        repro = triage = None
+        try:
+            if motion is not None and ctf is not None:
+                # also where the fit is not supported: such an exposure's estimates are the
+                # ones least reproducible, and Delta-Repro ranks every exposure with a fit
+                repro = self._repro_of(run, motion, ctf, optics)
+            if motion is not None:
+                triage = self._triage_of(run, motion, optics)
+            with run.timer.stage("gate"):
+                gate = self.gate(self._gate_input(run, stats, optics, motion, ctf))
+        finally:
+            files = {} if writing is None else writing.result()  # a full disk's OSError
         record = self._record(run, optics, stats, motion, ctf, restored, gate, files)
         return record.model_copy(update={"repro": repro, "triage": triage})
 
     # --- steps of process ---------------------------------------------------------------------
 
     def _admit(
-        self, run: _Run, frames: np.ndarray, pixel_size_angstrom: float | None
+        self, run: Run, frames: np.ndarray, pixel_size_angstrom: float | None
     ) -> Optics | ExposureRecord:
         """The exposure's optics, or the failed record of input no stage can take."""
         try:
@@ -335,7 +289,7 @@ class ExposureWorker:
         return len(blank_frames(stats, self._processing.gate)) < stats.n_frames
 
     def _motion_of(
-        self, run: _Run, frames: np.ndarray, optics: Optics, stats: FrameStatistics
+        self, run: Run, frames: np.ndarray | torch.Tensor, optics: Optics, stats: FrameStatistics
     ) -> MotionOutput | None:
         value = MotionInput(frames, optics, stats, run.dose_e_per_a2)
         mismatch = self.motion.calibration_mismatch(value)
@@ -351,7 +305,7 @@ class ExposureWorker:
         return motion
 
     def _restore_of(
-        self, run: _Run, motion: MotionOutput, ctf: CtfOutput, optics: Optics
+        self, run: Run, motion: MotionOutput, ctf: CtfOutput, optics: Optics
     ) -> RestoreOutput | None:
         """Restoration and picking, when picking is on; templates are timed on their own
         (projected on the first exposure only)."""
@@ -375,7 +329,7 @@ class ExposureWorker:
         return run.attempt(restore.name, "restore_and_pick", lambda: restore(value))
 
     def _repro_of(
-        self, run: _Run, motion: MotionOutput, ctf: CtfOutput, optics: Optics
+        self, run: Run, motion: MotionOutput, ctf: CtfOutput, optics: Optics
     ) -> ReproRecord | None:
         """Delta-Repro's refits on the half sums; a failure is a warning, never the exposure's."""
         stage = self.repro
@@ -399,7 +353,7 @@ class ExposureWorker:
             run.flags.append(GateFlag(code="repro_error", severity="warn", message=message))
         return None
 
-    def _triage_of(self, run: _Run, motion: MotionOutput, optics: Optics) -> TriageRecord | None:
+    def _triage_of(self, run: Run, motion: MotionOutput, optics: Optics) -> TriageRecord | None:
         """The micrograph's triage; a failure is a warning, never the exposure's."""
         scoring = self._processing.scoring
         if not (scoring.enabled and scoring.triage):
@@ -417,7 +371,7 @@ class ExposureWorker:
 
     def _gate_input(
         self,
-        run: _Run,
+        run: Run,
         stats: FrameStatistics,
         optics: Optics,
         motion: MotionOutput | None,
@@ -434,7 +388,7 @@ class ExposureWorker:
 
     def _write(
         self,
-        run: _Run,
+        run: Run,
         optics: Optics,
         motion: MotionOutput,
         ctf: CtfOutput | None,
@@ -452,7 +406,7 @@ class ExposureWorker:
 
     def _record(
         self,
-        run: _Run,
+        run: Run,
         optics: Optics,
         stats: FrameStatistics,
         motion: MotionOutput | None,
@@ -490,11 +444,3 @@ class ExposureWorker:
             timings_s=dict(run.timer.seconds),
             **run.head(optics),
         )
-
-
-def _stage_error(stage: str, movie_path: str, error: Exception) -> GateFlag:
-    return GateFlag(
-        code=f"{stage}_error",
-        severity="fail",
-        message=f"{movie_path}: {stage} failed: {error}",
-    )

@@ -8,6 +8,7 @@ import math
 import warnings
 
 import numpy as np
+import torch
 from scipy.stats import poisson
 
 from causalscope.models.records import FrameStatistics
@@ -19,7 +20,7 @@ _SATURATION_EXCESS = 20.0
 SATURATION_MIN_FRACTION = 1e-3
 
 
-def frame_statistics(frames: np.ndarray) -> FrameStatistics:
+def frame_statistics(frames: np.ndarray | torch.Tensor) -> FrameStatistics:
     """Mean, spread, non-finite pixels and clipping of each raw frame of ``(F, h, w)``.
 
     A frame is clipped (saturated) when more of its pixels sit exactly at its maximum value
@@ -27,9 +28,13 @@ def frame_statistics(frames: np.ndarray) -> FrameStatistics:
     0.1 % and 20 times the Poisson tail probability ``P(X >= max)``. Sparse counting frames
     (EER fractions at 0.05 e/px, where 5 % of pixels hold the maximum of 1) are therefore not
     called saturated, while a frame clipped at 255 or at a float ceiling is.
+
+    Frames already on a GPU (see :func:`models.motion.gain.upload_frames`) are measured there.
     """
     if frames.ndim != 3:
-        raise ValueError(f"frames must be (F, h, w), got shape {frames.shape}")
+        raise ValueError(f"frames must be (F, h, w), got shape {tuple(frames.shape)}")
+    if isinstance(frames, torch.Tensor):
+        return _tensor_statistics(frames)
     means, stds, nonfinite, saturated = [], [], [], []
     for frame in frames:
         data = np.asarray(frame)
@@ -61,6 +66,71 @@ def frame_statistics(frames: np.ndarray) -> FrameStatistics:
         height_px=int(frames.shape[1]),
         width_px=int(frames.shape[2]),
         dtype=str(frames.dtype),
+        frame_means=means,
+        frame_stds=stds,
+        nonfinite_counts=nonfinite,
+        saturated_fractions=saturated,
+    )
+
+
+def _tensor_statistics(frames: torch.Tensor) -> FrameStatistics:
+    """:func:`frame_statistics` of a tensor, on its device: 8-bit frames from one histogram
+    each (exact integer sums, as on the host), other dtypes in float64; one transfer back."""
+    n = frames[0].numel()
+    rows = []
+    for frame in frames:
+        flat = frame.reshape(-1)
+        if frame.dtype == torch.uint8:
+            counts = torch.bincount(flat, minlength=256).to(torch.float64)
+            values = torch.arange(256, dtype=torch.float64, device=frame.device)
+            top = torch.nonzero(counts).max().to(torch.float64)
+            rows.append(
+                torch.stack(
+                    [
+                        (counts * values).sum(),
+                        (counts * values * values).sum(),
+                        torch.zeros((), dtype=torch.float64, device=frame.device),
+                        top,
+                        counts[top.long()],
+                    ]
+                )
+            )
+            continue
+        data = flat.to(torch.float64)
+        finite = torch.isfinite(data)
+        data = torch.where(finite, data, torch.zeros_like(data))
+        good = finite.sum()
+        top = torch.where(finite, data, torch.full_like(data, -math.inf)).max()
+        rows.append(
+            torch.stack(
+                [
+                    data.sum(),
+                    (data * data).sum(),
+                    (n - good).to(torch.float64),
+                    top,
+                    ((data == top) & finite).sum().to(torch.float64),
+                ]
+            )
+        )
+    table = torch.stack(rows).cpu().numpy()
+    means, stds, nonfinite, saturated = [], [], [], []
+    for total, squares, bad, top, at_top in table:
+        valid = n - int(bad)
+        nonfinite.append(int(bad))
+        if valid == 0:
+            means.append(math.nan)
+            stds.append(math.nan)
+            saturated.append(0.0)
+            continue
+        mean = float(total) / valid
+        means.append(mean)
+        stds.append(math.sqrt(max(0.0, float(squares) / valid - mean * mean)))
+        saturated.append(_clipped_fraction(float(top), float(at_top) / valid, mean))
+    return FrameStatistics(
+        n_frames=int(frames.shape[0]),
+        height_px=int(frames.shape[1]),
+        width_px=int(frames.shape[2]),
+        dtype=str(frames.dtype).removeprefix("torch."),
         frame_means=means,
         frame_stds=stds,
         nonfinite_counts=nonfinite,

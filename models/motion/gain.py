@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from causalscope.models.grids import window_extreme
 
-__all__ = ["GainCorrection", "apply_gain_and_defects", "as_frame"]
+__all__ = ["GainCorrection", "apply_gain_and_defects", "as_frame", "upload_frames"]
 
 _RADIUS = 2  # 5 x 5 neighbourhoods
 _ROW_CHUNK = 256
@@ -73,14 +73,19 @@ def as_frame(frames: np.ndarray | torch.Tensor, index: int, device: torch.device
     return frame.to(device=device, dtype=torch.float32)
 
 
-def _upload(frames: np.ndarray, out: torch.Tensor) -> None:
-    """Copy ``frames`` into ``out`` on a CUDA device as float32. Chunks of frames travel in
-    their own dtype (8-bit counts: a quarter of float32's bytes) through two pinned host
-    buffers in turn, so that copying the next chunk into host memory overlaps the transfer
-    of this one; each is converted to float32 on the device."""
+def upload_frames(frames: np.ndarray, device: torch.device | str) -> np.ndarray | torch.Tensor:
+    """``frames`` ``(F, h, w)`` on a CUDA ``device`` in their own dtype (8-bit counts: a
+    quarter of float32's bytes), or unchanged where that dtype is not one the device takes
+    (those convert on the host, a frame at a time). Chunks of frames travel through two pinned
+    host buffers in turn, so that copying the next chunk into host memory overlaps the transfer
+    of this one."""
+    dev = torch.device(device)
+    dtype = _RAW_DTYPES.get(frames.dtype)
+    if dev.type != "cuda" or dtype is None or frames.ndim != 3:
+        return frames
     n, h, w = frames.shape
+    out = torch.empty((n, h, w), dtype=dtype, device=dev)
     size = min(_UPLOAD_FRAMES, n)
-    dtype = _RAW_DTYPES[frames.dtype]
     buffers = [torch.empty((size, h, w), dtype=dtype, pin_memory=True) for _ in range(2)]
     sent: list[torch.cuda.Event | None] = [None, None]
     for chunk, start in enumerate(range(0, n, size)):
@@ -91,12 +96,13 @@ def _upload(frames: np.ndarray, out: torch.Tensor) -> None:
             event.synchronize()  # its last transfer has left the buffer
         host = buffers[slot][: stop - start]
         host.numpy()[...] = frames[start:stop]
-        out[start:stop] = host.to(out.device, non_blocking=True)
+        out[start:stop].copy_(host, non_blocking=True)
         sent[slot] = event = torch.cuda.Event()
-        event.record(torch.cuda.current_stream(out.device))
+        event.record(torch.cuda.current_stream(dev))
     for event in sent:
         if event is not None:
             event.synchronize()  # the buffers are freed only after their last transfer
+    return out
 
 
 def _local_median(image: torch.Tensor) -> torch.Tensor:
@@ -207,8 +213,10 @@ def apply_gain_and_defects(
         bad |= mask_t
 
     out = torch.empty((n, h, w), dtype=torch.float32, device=dev)
-    if dev.type == "cuda" and isinstance(frames, np.ndarray) and frames.dtype in _RAW_DTYPES:
-        _upload(frames, out)
+    if isinstance(frames, np.ndarray):
+        frames = upload_frames(frames, dev)
+    if dev.type != "cpu" and isinstance(frames, torch.Tensor) and frames.device == dev:
+        out.copy_(frames)  # converted on the device at once
         if gain_t is not None:
             out *= gain_t
         total = out.sum(dim=0)

@@ -199,6 +199,28 @@ def test_gain_correction_and_sums_on_cuda_match_the_cpu_for_one_trajectory(
         assert aligned > 0.28 and aligned > 2 * floor, (device, aligned, floor)
 
 
+def test_frames_uploaded_in_their_dtype_and_measured_there_equal_the_hosts(
+    movie: Movie,
+) -> None:
+    """The worker's first step on a GPU: the 8-bit frames travel as they are (through pinned
+    buffers, chunk by chunk) and their statistics are taken there; both exactly the host's."""
+    from causalscope.models.motion.gain import upload_frames
+
+    sim, _ = movie
+    frames = sim.frames.copy()
+    frames[3, :64] = 255  # a clipped band, so the saturation test has something to find
+    uploaded = upload_frames(frames, CUDA)
+    assert isinstance(uploaded, torch.Tensor)
+    assert uploaded.device.type == CUDA and uploaded.dtype == torch.uint8
+    assert torch.equal(uploaded.cpu(), torch.from_numpy(frames))
+    host, device = frame_statistics(frames), frame_statistics(uploaded)
+    assert device.saturated_fractions[3] == pytest.approx(64 / SIZE) != 0.0
+    assert device.nonfinite_counts == host.nonfinite_counts
+    assert device.saturated_fractions == pytest.approx(host.saturated_fractions, abs=1e-12)
+    np.testing.assert_allclose(device.frame_means, host.frame_means, rtol=1e-12)
+    np.testing.assert_allclose(device.frame_stds, host.frame_stds, rtol=1e-9)
+
+
 def test_ctf_estimate_on_cuda_matches_the_cpu_and_the_truth(ctf: dict[str, CtfRecord]) -> None:
     cuda, cpu = ctf[CUDA], ctf["cpu"]
     assert cuda.supported and cpu.supported, (cuda.warnings, cpu.warnings)
