@@ -89,6 +89,12 @@ def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
             nodes=args.nodes, n=args.n or 8, size=args.size, frames=args.frames
         )
 
+    if args.stages:
+        from causalscope.daemon.bench.worker_stages import run_worker_stages_bench
+
+        return run_worker_stages_bench(
+            size=args.size, frames=args.frames, n=args.n or 3, device=args.device
+        )
     report = run_pipeline_bench(
         n=args.n or 20,
         size=args.size,

@@ -18,7 +18,9 @@
           movies), latency from a settled file to its committed record (movies at a pace the
           actors keep up with), and resident memory after --memory-n small exposures against
           after the first tenth; with --nodes N, scaling out instead: the burst on a local Ray
-          cluster of N single-CPU nodes with 1 actor and with N, and the ratio
+          cluster of N single-CPU nodes with 1 actor and with N, and the ratio; with --stages,
+          the exposure worker alone, stage by stage (what one GPU spends on a movie: --device
+          cuda --size 4096 --frames 40), with movies per hour and accuracy against the truth
   reconstruction  half-map FSC against the truth map, the Rosenthal-Henderson B-factor against
           the simulated envelope and its forecast, and the cost per particle as the set grows
           (--n particles, default 8000, box 48, known poses); with --refine, refinement of
@@ -207,6 +209,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reconstruction: gold-standard refinement of simulated particles from a 30 A "
         "reference (--n particles, default 1000) instead of known poses",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="pipeline: the exposure worker alone (no Ray), stage by stage, on one --size x "
+        "--frames movie run --n (3) times after a warm-up, on --device",
     )
     parser.add_argument(
         "--timing",

@@ -196,7 +196,7 @@ def write_mrc_movie(
     if data.dtype.kind not in "iuf":
         raise ValueError(f"frames must be numeric, got dtype {data.dtype}")
     dtype = _mrc_dtype(data, mode)
-    stored = data.astype(dtype)
+    stored = data.astype(dtype, copy=False)  # a float32 micrograph is written as it is
     if dtype.kind in "iu" and not np.array_equal(stored, data):
         raise ValueError(f"frames are not exactly representable as {dtype} (MRC mode {mode})")
     with output_path(path, atomic=atomic) as target:

@@ -1,0 +1,30 @@
+"""``bench pipeline --stages``: the exposure worker alone, stage by stage, on a small movie."""
+
+from __future__ import annotations
+
+import pytest
+
+from causalscope.daemon.bench.worker_stages import run_worker_stages_bench
+
+
+def test_the_stage_bench_times_each_stage_and_checks_the_result_against_the_truth() -> None:
+    report = run_worker_stages_bench(size=768, frames=10, n=1, device="cpu")
+    summary = report["summary"]
+    stages = summary["stages_s"]
+    for stage in ("statistics", "motion", "motion.global", "ctf", "write"):
+        assert stages[stage] > 0.0, stage
+    assert "upload" not in stages  # the host's frames are used where they are
+    assert summary["upload_motion_ctf_s"] == pytest.approx(stages["motion"] + stages["ctf"])
+    assert summary["movies_per_hour"] == round(3600 / summary["exposure_s"])
+    # the stages run one after another, but for the files (written beside Delta-Repro)
+    parts = sum(v for k, v in stages.items() if "." not in k and k != "write")
+    assert summary["exposure_s"] >= 0.95 * parts
+    # the movie's truth: 5-15 px of drift, 1.5 um defocus (the motion tests' tolerances)
+    assert summary["global_error_px"] < 0.5
+    assert abs(summary["defocus_error_angstrom"]) < 150
+    assert all(run["status"] in ("pass", "warn") for run in report["runs"])
+
+
+def test_the_stage_bench_needs_a_timed_run() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        run_worker_stages_bench(size=256, frames=4, n=0, device="cpu")
