@@ -34,6 +34,8 @@ def frame_statistics(frames: np.ndarray | torch.Tensor) -> FrameStatistics:
     if frames.ndim != 3:
         raise ValueError(f"frames must be (F, h, w), got shape {tuple(frames.shape)}")
     if isinstance(frames, torch.Tensor):
+        if frames.numel() == 0:
+            return frame_statistics(frames.cpu().numpy())
         return _tensor_statistics(frames)
     means, stds, nonfinite, saturated = [], [], [], []
     for frame in frames:

@@ -1,5 +1,5 @@
 """What several benchmarks share: a drift-free simulated micrograph (from
-:mod:`models.simulate.still`) and a CTF fit of one."""
+:mod:`models.simulate.still`), a CTF fit of one, and a simulated movie's metadata."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ __all__ = [
     "ctf_parameters",
     "estimate_still",
     "fit_ctf",
+    "movie_metadata",
     "spearman",
     "still_micrograph",
     "still_parameters",
@@ -70,3 +71,20 @@ def spearman(order: list[str], truth: list[str]) -> float:
     d = np.array([i - rank[name] for i, name in enumerate(order)], dtype=float)
     n = len(order)
     return float(1.0 - 6.0 * float(d @ d) / (n * (n * n - 1)))
+
+
+def movie_metadata(truth: dict[str, Any]) -> Any:
+    """EPU-like metadata of a simulated movie from its truth (``SimulatedExposure.truth``):
+    the pixel size, optics, dose and frames it was simulated with, 0.1 s per frame."""
+    from causalscope.models.records import AcquisitionMetadata
+
+    return AcquisitionMetadata(
+        source_path="sim.xml",
+        source_format="epu",
+        pixel_size_angstrom=truth["pixel_size_angstrom"],
+        voltage_kv=truth["voltage_kv"],
+        spherical_aberration_mm=truth["spherical_aberration_mm"],
+        dose_e_per_a2=truth["dose_e_per_a2"],
+        n_frames=truth["n_frames"],
+        exposure_time_s=0.1 * truth["n_frames"],
+    )

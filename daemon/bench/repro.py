@@ -156,20 +156,11 @@ def process_simulated(
 ) -> tuple[Any, Any]:
     """Simulate one movie of ``params`` and process it as the session would (EPU-like
     metadata, 0.1 s per frame); ``(record, simulation)``."""
-    from causalscope.models.records import AcquisitionMetadata
+    from causalscope.daemon.bench._common import movie_metadata
     from causalscope.models.simulate.exposure import simulate_exposure
 
     sim = simulate_exposure(params, specimen=specimen, detector=detector)
-    metadata = AcquisitionMetadata(
-        source_path="sim.xml",
-        source_format="epu",
-        pixel_size_angstrom=params.pixel_size_angstrom,
-        voltage_kv=params.voltage_kv,
-        spherical_aberration_mm=params.spherical_aberration_mm,
-        dose_e_per_a2=params.dose_e_per_a2,
-        n_frames=params.n_frames,
-        exposure_time_s=0.1 * params.n_frames,
-    )
+    metadata = movie_metadata(sim.truth)
     record = worker.process(
         sim.frames, exposure_id=exposure_id, movie_path=f"{exposure_id}.tiff", metadata=metadata
     )

@@ -23,8 +23,6 @@ import numpy as np
 
 __all__ = ["run_worker_stages_bench"]
 
-_DOSE = 40.0
-
 
 def run_worker_stages_bench(
     *, size: int, frames: int, n: int, device: str, seed: int = 0
@@ -32,6 +30,7 @@ def run_worker_stages_bench(
     """See the module docstring; ``device`` is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
     from causalscope.actors.exposure import ExposureWorker
     from causalscope.config import load_settings
+    from causalscope.daemon.bench._common import movie_metadata
     from causalscope.daemon.bench._machine import machine_load
     from causalscope.daemon.bench._measure import peak_memory, synchronize
     from causalscope.daemon.bench.motion import simulate_bench_movie
@@ -53,7 +52,7 @@ def run_worker_stages_bench(
             calibration=DetectorCalibration(gain=detector.gain_reference.astype(np.float32)),
             device=device,
         )
-        metadata = _metadata(frames)
+        metadata = movie_metadata(sim.truth)
         for index in range(n + 1):
             with peak_memory(device) as memory:
                 synchronize(device)
@@ -96,20 +95,6 @@ def run_worker_stages_bench(
         },
         "machine": machine,
     }
-
-
-def _metadata(frames: int) -> Any:
-    from causalscope.models.records import AcquisitionMetadata
-
-    return AcquisitionMetadata(
-        source_path="stages.xml",
-        source_format="epu",
-        pixel_size_angstrom=1.0,
-        voltage_kv=300.0,
-        spherical_aberration_mm=2.7,
-        dose_e_per_a2=_DOSE,
-        n_frames=frames,
-    )
 
 
 def _run(record: Any, wall: float, memory: Any, sim: Any) -> dict[str, Any]:
