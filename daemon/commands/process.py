@@ -1,4 +1,4 @@
-"""Process one movie: motion correction, CTF estimation and the sanity gate.
+"""Process movies: motion correction, CTF estimation and the sanity gate.
 
 Metadata come from --metadata, else from EPU XML or a SerialEM .mdoc beside the movie, else
 from the configured microscope. Gain reference and defects come from the detector settings
@@ -8,11 +8,15 @@ EPU and SerialEM write them) is used when its shape fits, and the choice is prin
 (aligned, dose-weighted, even/odd halves) go to OUT/micrographs, the trajectory to OUT/motion
 as a STAR file.
 
-Exit status: 0 when the exposure passes (or passes with warnings), 1 when the sanity gate
-fails it (the reasons are printed), 2 for unusable input (missing or corrupt file).
+Several movies are processed in turn by one worker (its models loaded once); a movie that
+cannot be read is reported on stderr and the others go on. With --json, one record per line.
+
+Exit status: 0 when every exposure passes (or passes with warnings), 1 when the sanity gate
+fails one (the reasons are printed), 2 for unusable input (a missing or corrupt file).
 
 Example:
   causalscope process FoilHole_123_Data_456_fractions.tiff --out processed --json
+  causalscope process GridSquare_*/Data/FoilHole_*_fractions.tiff --out processed
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from causalscope.actors.exposure import DetectorCalibration
+    from causalscope.actors.exposure import DetectorCalibration, ExposureWorker
     from causalscope.config import Settings
     from causalscope.config.acquisition import WatcherSettings
     from causalscope.models.records import ExposureRecord
@@ -32,9 +36,18 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the process options."""
-    parser.add_argument("movie", type=Path, help="movie (.mrc, .mrcs, .tif, .tiff, .eer)")
     parser.add_argument(
-        "--metadata", type=Path, metavar="FILE", help="EPU .xml or SerialEM .mdoc of the movie"
+        "movies",
+        nargs="+",
+        type=Path,
+        metavar="MOVIE",
+        help="movies (.mrc, .mrcs, .tif, .tiff, .eer), processed in turn",
+    )
+    parser.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="FILE",
+        help="EPU .xml or SerialEM .mdoc of the movie (with one movie only)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("processed"), metavar="DIR", help="output folder"
@@ -46,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Process the movie and print its record."""
+    """Process the movies and print their records."""
     from causalscope.actors._memory import keep_freed_memory
 
     # before any other thread allocates (some libraries start threads when imported, and the
@@ -55,40 +68,70 @@ def run(args: argparse.Namespace) -> int:
     # 44 s with one heap)
     keep_freed_memory()
 
-    from causalscope.actors.exposure import ExposureWorker
     from causalscope.config import load_settings
-    from causalscope.daemon.exposures import load_calibration, load_movie
+    from causalscope.models.errors import CausalscopeError, InputError
 
+    if args.metadata is not None and len(args.movies) > 1:
+        raise InputError(
+            "--metadata names one movie's metadata",
+            f"{len(args.movies)} movies were given with --metadata {args.metadata}; leave it "
+            "out to read each movie's own EPU XML or .mdoc",
+            path=args.metadata,
+        )
     overrides = {"processing": {"device": args.device}} if args.device else {}
     settings = load_settings(args.config, args.preset, overrides)
+    workers: dict[tuple[int, int, int], ExposureWorker] = {}
+    status = 0
+    for path in args.movies:
+        try:
+            record = _process(path, args, settings, workers)
+        except CausalscopeError as error:
+            if len(args.movies) == 1:
+                raise
+            print(f"causalscope: error: {error.title}\n  {error.message}", file=sys.stderr)
+            status = 2
+            continue
+        print(record.model_dump_json(exclude_none=True) if args.json else describe(record))
+        if record.status == "fail":
+            status = max(status, 1)
+    return status
+
+
+def _process(
+    path: Path,
+    args: argparse.Namespace,
+    settings: Settings,
+    workers: dict[tuple[int, int, int], ExposureWorker],
+) -> ExposureRecord:
+    """One movie's record, by the worker for its frame size (made on its first movie)."""
+    from causalscope.actors.exposure import ExposureWorker
+    from causalscope.daemon.exposures import load_calibration, load_movie
+
     started = time.perf_counter()
-    movie = load_movie(args.movie, settings, metadata_path=args.metadata)
+    movie = load_movie(path, settings, metadata_path=args.metadata)
     read_s = time.perf_counter() - started
     shape = (int(movie.frames.shape[-2]), int(movie.frames.shape[-1]))
-    if settings.detector.gain_reference is None:
-        calibration = _calibration_beside(args.movie, settings, shape, movie.upsampling)
-    else:
-        calibration = load_calibration(settings, shape, upsampling=movie.upsampling)
-    worker = ExposureWorker(
-        microscope=settings.microscope,
-        detector=settings.detector,
-        processing=settings.processing,
-        output_dir=args.out,
-        calibration=calibration,
-    )
-    record = worker.process(
+    key = (*shape, movie.upsampling)
+    if key not in workers:
+        if settings.detector.gain_reference is None:
+            calibration = _calibration_beside(path, settings, shape, movie.upsampling)
+        else:
+            calibration = load_calibration(settings, shape, upsampling=movie.upsampling)
+        workers[key] = ExposureWorker(
+            microscope=settings.microscope,
+            detector=settings.detector,
+            processing=settings.processing,
+            output_dir=args.out,
+            calibration=calibration,
+        )
+    record = workers[key].process(
         movie.frames,
-        exposure_id=args.movie.stem,
-        movie_path=str(args.movie),
+        exposure_id=path.stem,
+        movie_path=str(path),
         metadata=movie.metadata,
         pixel_size_angstrom=movie.pixel_size_angstrom,
     )
-    record = record.model_copy(update={"timings_s": {"read": round(read_s, 4), **record.timings_s}})
-    if args.json:
-        print(record.model_dump_json(exclude_none=True))
-    else:
-        print(describe(record))
-    return 1 if record.status == "fail" else 0
+    return record.model_copy(update={"timings_s": {"read": round(read_s, 4), **record.timings_s}})
 
 
 def gain_beside(movie: Path, watcher: WatcherSettings, *, levels: int = 4) -> Path | None:

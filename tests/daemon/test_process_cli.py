@@ -81,6 +81,52 @@ def test_truncated_movie_is_a_clear_error(session: Path, tmp_path: Path) -> None
     assert "broken.tiff" in result.stderr
 
 
+def test_several_movies_in_turn_a_broken_one_reported_and_the_rest_processed(
+    session: Path, tmp_path: Path
+) -> None:
+    """A glob of a session's movies: one record per line for each readable movie (one worker),
+    the truncated one named on stderr, exit status 2."""
+    truth = _truth(session)
+    movie = session / truth["file"]
+    xml = next(movie.parent.glob("*.xml"))
+    again = tmp_path / movie.name.replace("_fractions", "9_fractions")  # another exposure
+    again.write_bytes(movie.read_bytes())
+    (tmp_path / xml.name.replace(".xml", "9.xml")).write_bytes(xml.read_bytes())
+    broken = tmp_path / "broken_fractions.tiff"
+    broken.write_bytes(movie.read_bytes()[: movie.stat().st_size // 2])
+    result = _run(
+        "process",
+        str(movie),
+        str(broken),
+        str(again),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        cwd=tmp_path,
+        env={"CAUSALSCOPE_DETECTOR__GAIN_REFERENCE": str(session / "gain_reference.mrc")},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "broken_fractions.tiff" in result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["movie_path"] for r in records] == [str(movie), str(again)]
+    for record in records:
+        assert record["metadata"]["source_format"] == "epu"  # each found its own XML
+        shifts = np.asarray(record["motion"]["shifts_px"])
+        error = np.sqrt(np.mean(np.sum((shifts - np.asarray(truth["shifts_px"])) ** 2, 1)))
+        assert error < 0.6
+    # the same frames through the same worker: the same trajectory
+    np.testing.assert_allclose(
+        records[0]["motion"]["shifts_px"], records[1]["motion"]["shifts_px"], atol=1e-6
+    )
+
+
+def test_metadata_with_several_movies_is_refused(session: Path, tmp_path: Path) -> None:
+    movie = session / _truth(session)["file"]
+    xml = next(movie.parent.glob("*.xml"))
+    result = _run("process", str(movie), str(movie), "--metadata", str(xml), cwd=tmp_path)
+    assert result.returncode == 2 and "--metadata names one movie's metadata" in result.stderr
+
+
 def test_missing_movie_is_a_clear_error(tmp_path: Path) -> None:
     result = _run("process", "nowhere.mrc", cwd=tmp_path)
     assert result.returncode == 2 and "nowhere.mrc does not exist" in result.stderr
