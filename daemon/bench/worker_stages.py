@@ -5,10 +5,10 @@ One movie (:func:`~causalscope.daemon.bench.motion.simulate_bench_movie`, ``size
 process, with no Ray, watcher or store around it: once to warm up (first kernels, pinned
 buffers, the learned models), then ``n`` times. Reported per stage (the median over the timed
 runs) with the whole exposure's time, the movies per hour one worker sustains at that time, the
-peak memory, and the run's accuracy against the simulated truth (global trajectory, defocus,
-picks), so that a faster stage that got worse shows. Stages the worker runs side by side (the
-files are written while Delta-Repro runs) each show their own time; the exposure's time is the
-wall clock.
+peak memory, and the run's accuracy against the simulated truth (the global trajectory as
+``bench motion`` measures it, the defocus, the picks), so that a faster stage that got worse
+shows. Stages the worker runs side by side (the files are written while Delta-Repro runs) each
+show their own time; the exposure's time is the wall clock.
 """
 
 from __future__ import annotations
@@ -99,13 +99,14 @@ def run_worker_stages_bench(
 
 def _run(record: Any, wall: float, memory: Any, sim: Any) -> dict[str, Any]:
     """One run's times and its accuracy against the simulation's truth."""
+    from causalscope.daemon.bench.motion import motion_errors
     from causalscope.models.picking import match_picks
 
     truth = sim.truth
     error = defocus = f1 = None
-    if record.motion is not None:
-        shifts = np.asarray(record.motion.shifts_px) - np.asarray(sim.motion.shifts_px)
-        error = round(float(np.sqrt(np.mean(np.sum(shifts**2, axis=1)))), 4)
+    if record.motion is not None:  # as bench motion measures it (with the mean local warp)
+        shifts = np.asarray(record.motion.shifts_px)
+        error = round(motion_errors(shifts, None, sim)["global_rms_px"], 4)
     if record.ctf is not None:
         mean = 0.5 * (truth["defocus_u_angstrom"] + truth["defocus_v_angstrom"])
         defocus = round(record.ctf.defocus_angstrom - mean, 1)
