@@ -98,6 +98,12 @@ def _show_warning(
 _python_show_warning = warnings.showwarning
 
 
+def print_error(error: CausalscopeError) -> None:
+    """The user's error as the CLI reports it on stderr: its title, then what was wrong."""
+    print(f"causalscope: error: {error.title}", file=sys.stderr)
+    print(f"  {error.message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for a user error, never a traceback)."""
     warnings.showwarning = _show_warning
@@ -107,8 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args._module.run(args)
     except CausalscopeError as error:
-        print(f"causalscope: error: {error.title}", file=sys.stderr)
-        print(f"  {error.message}", file=sys.stderr)
+        print_error(error)
         return 2
     except KeyboardInterrupt:
         print("causalscope: interrupted", file=sys.stderr)

@@ -88,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         except CausalscopeError as error:
             if len(args.movies) == 1:
                 raise
-            print(f"causalscope: error: {error.title}\n  {error.message}", file=sys.stderr)
+            from causalscope.daemon.cli import print_error
+
+            print_error(error)
             status = 2
             continue
         print(record.model_dump_json(exclude_none=True) if args.json else describe(record))
