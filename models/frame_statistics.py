@@ -33,10 +33,29 @@ def frame_statistics(frames: np.ndarray | torch.Tensor) -> FrameStatistics:
     """
     if frames.ndim != 3:
         raise ValueError(f"frames must be (F, h, w), got shape {tuple(frames.shape)}")
+    if isinstance(frames, torch.Tensor) and frames.numel() == 0:
+        frames = frames.cpu().numpy()
     if isinstance(frames, torch.Tensor):
-        if frames.numel() == 0:
-            return frame_statistics(frames.cpu().numpy())
-        return _tensor_statistics(frames)
+        means, stds, nonfinite, saturated = _tensor_columns(frames)
+    else:
+        means, stds, nonfinite, saturated = _array_columns(frames)
+    return FrameStatistics(
+        n_frames=int(frames.shape[0]),
+        height_px=int(frames.shape[1]),
+        width_px=int(frames.shape[2]),
+        dtype=str(frames.dtype).removeprefix("torch."),
+        frame_means=means,
+        frame_stds=stds,
+        nonfinite_counts=nonfinite,
+        saturated_fractions=saturated,
+    )
+
+
+_Columns = tuple[list[float], list[float], list[int], list[float]]
+
+
+def _array_columns(frames: np.ndarray) -> _Columns:
+    """Each frame's mean, spread, non-finite count and clipped fraction, on the host."""
     means, stds, nonfinite, saturated = [], [], [], []
     for frame in frames:
         data = np.asarray(frame)
@@ -63,41 +82,16 @@ def frame_statistics(frames: np.ndarray | torch.Tensor) -> FrameStatistics:
         top = values.max()
         at_top = np.count_nonzero(values == top) / values.size
         saturated.append(_clipped_fraction(float(top), at_top, mean))
-    return FrameStatistics(
-        n_frames=int(frames.shape[0]),
-        height_px=int(frames.shape[1]),
-        width_px=int(frames.shape[2]),
-        dtype=str(frames.dtype),
-        frame_means=means,
-        frame_stds=stds,
-        nonfinite_counts=nonfinite,
-        saturated_fractions=saturated,
-    )
+    return means, stds, nonfinite, saturated
 
 
-def _tensor_statistics(frames: torch.Tensor) -> FrameStatistics:
-    """:func:`frame_statistics` of a tensor, on its device: 8-bit frames from one histogram
-    each (exact integer sums, as on the host), other dtypes in float64; one transfer back."""
+def _tensor_columns(frames: torch.Tensor) -> _Columns:
+    """:func:`_array_columns` of a tensor, on its device, summed in float64 (exact for counts:
+    a 4096^2 frame of 8-bit values sums its squares to under 2^53); one transfer back."""
     n = frames[0].numel()
     rows = []
     for frame in frames:
         flat = frame.reshape(-1)
-        if frame.dtype == torch.uint8:
-            counts = torch.bincount(flat, minlength=256).to(torch.float64)
-            values = torch.arange(256, dtype=torch.float64, device=frame.device)
-            top = torch.nonzero(counts).max().to(torch.float64)
-            rows.append(
-                torch.stack(
-                    [
-                        (counts * values).sum(),
-                        (counts * values * values).sum(),
-                        torch.zeros((), dtype=torch.float64, device=frame.device),
-                        top,
-                        counts[top.long()],
-                    ]
-                )
-            )
-            continue
         data = flat.to(torch.float64)
         finite = torch.isfinite(data)
         data = torch.where(finite, data, torch.zeros_like(data))
@@ -128,16 +122,7 @@ def _tensor_statistics(frames: torch.Tensor) -> FrameStatistics:
         means.append(mean)
         stds.append(math.sqrt(max(0.0, float(squares) / valid - mean * mean)))
         saturated.append(_clipped_fraction(float(top), float(at_top) / valid, mean))
-    return FrameStatistics(
-        n_frames=int(frames.shape[0]),
-        height_px=int(frames.shape[1]),
-        width_px=int(frames.shape[2]),
-        dtype=str(frames.dtype).removeprefix("torch."),
-        frame_means=means,
-        frame_stds=stds,
-        nonfinite_counts=nonfinite,
-        saturated_fractions=saturated,
-    )
+    return means, stds, nonfinite, saturated
 
 
 def _byte_frame_statistics(frame: np.ndarray) -> tuple[float, float, float]:
