@@ -197,6 +197,40 @@ def search_defocus_1d(
     return best
 
 
+def grid_correlations(
+    band: Band,
+    y: torch.Tensor,
+    weight: torch.Tensor,
+    optics: Optics,
+    *,
+    defoci_angstrom: list[float],
+    phase_shift_rad: float,
+    grid: torch.Tensor,
+) -> torch.Tensor:
+    """``(len(defoci), n, n)`` normalised correlations of ``y`` with ``weight * ring_model`` at
+    each mean defocus and every ``(a1, a2)`` of ``grid`` ``(n,)`` x ``grid`` (A), as
+    :func:`search_astigmatism` describes."""
+    per_a = 2.0 * math.pi * optics.wavelength_angstrom * band.k * band.k
+    ones = torch.ones(grid.numel(), band.k.numel(), dtype=torch.float64, device=y.device)
+    turn1 = torch.polar(ones, grid[:, None] * (per_a * band.cos2))
+    turn2 = torch.polar(ones, grid[:, None] * (per_a * band.sin2))
+    turn1_twice, turn2_twice = turn1 * turn1, turn2 * turn2
+    none = torch.zeros_like(band.k)
+    weight2 = weight * weight
+    scale = (y * y).sum()
+    out = []
+    for defocus in defoci_angstrom:
+        start = torch.tensor([defocus, 0.0, 0.0, phase_shift_rad], dtype=torch.float64)
+        twice = 2.0 * phase(band.k, none, none, start, optics)
+        rotation = torch.polar(torch.ones_like(twice), twice)
+        # the model is -cos 2 chi: its correlation with the data and its squared norm
+        product = -((turn1 * (weight * y * rotation)) @ turn2.T).real
+        quartic = (turn1_twice * (weight2 * rotation * rotation)) @ turn2_twice.T
+        norm2 = 0.5 * weight2.sum() + 0.5 * quartic.real
+        out.append(product / torch.sqrt(norm2 * scale).clamp(min=1e-30))
+    return torch.stack(out)
+
+
 def search_astigmatism(
     band: Band,
     y: torch.Tensor,
@@ -208,7 +242,14 @@ def search_astigmatism(
     max_half_astigmatism_angstrom: float,
     max_pixels: int = 6000,
 ) -> torch.Tensor:
-    """Grid search of ``(d offset, a1, a2)`` maximising the weighted CC; returns params ``(4,)``."""
+    """Grid search of ``(d offset, a1, a2)`` maximising the weighted CC; returns params ``(4,)``.
+
+    The model's phase ``2 chi`` is a sum of a term in ``d`` and one each linear in ``a1`` and
+    ``a2``, so ``cos 2 chi`` is the real part of a product of three complex exponentials. At
+    each ``d`` the correlations of the whole ``(a1, a2)`` grid are then one complex matrix
+    product over the pixels (the weighted data times ``e^{2i chi}``), and the models' norms
+    another (``cos^2 = (1 + cos 4 chi) / 2``): exact, without a cosine per grid point and pixel.
+    """
     stride = max(1, band.k.numel() // max_pixels)
     sub = band.subset(torch.arange(0, band.k.numel(), stride, device=y.device))
     ys, ws = y[::stride], weight[::stride]
@@ -219,21 +260,22 @@ def search_astigmatism(
     grid = torch.arange(-n_a, n_a + 1, dtype=torch.float64, device=y.device) * step
     a1, a2 = torch.meshgrid(grid, grid, indexing="ij")
     keep = a1 * a1 + a2 * a2 <= (max_half_astigmatism_angstrom + 1e-9) ** 2
-    a1, a2 = a1[keep], a2[keep]
-    offsets = torch.tensor([-0.5, 0.0, 0.5], dtype=torch.float64, device=y.device) * step
-    d = (defocus_angstrom + offsets[:, None]).expand(3, a1.numel()).flatten()
-    params = torch.stack([d, a1.repeat(3), a2.repeat(3), torch.full_like(d, phase_shift_rad)], -1)
-    wy = ws * ys
-    best_cc, best_i = -2.0, 0
-    for start in range(0, params.shape[0], 256):
-        chunk = params[start : start + 256]
-        c = ring_model(sub, chunk, optics) * ws
-        cc = (c * ys).sum(-1) / torch.sqrt((c * c).sum(-1) * (ys * ys).sum()).clamp(min=1e-30)
-        i = int(torch.argmax(cc))
-        if float(cc[i]) > best_cc:
-            best_cc, best_i = float(cc[i]), start + i
-    del wy
-    return params[best_i].clone()
+    defoci = [defocus_angstrom + offset * step for offset in (-0.5, 0.0, 0.5)]
+    cc = grid_correlations(
+        sub, ys, ws, optics, defoci_angstrom=defoci, phase_shift_rad=phase_shift_rad, grid=grid
+    )
+    best = int(torch.argmax(cc[:, keep]))  # the first of equals, offsets first
+    n_kept = int(keep.sum())
+    return torch.tensor(
+        [
+            defoci[best // n_kept],
+            float(a1[keep][best % n_kept]),
+            float(a2[keep][best % n_kept]),
+            phase_shift_rad,
+        ],
+        dtype=torch.float64,
+        device=y.device,
+    )
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ class Band:
         return int(self.ring.max().item()) + 1 if self.ring.numel() else 0
 
     def subset(self, keep: torch.Tensor) -> Band:
+        """The pixels ``keep`` selects (a boolean mask or indices)."""
+        if keep.dtype == torch.bool:
+            keep = keep.nonzero().squeeze(1)  # once, instead of once per field
         return Band(
             self.values[keep],
             self.k[keep],

@@ -106,10 +106,19 @@ def _rings_fit(
     mean_p = ring_sums(band.values, band.ring, n_rings) / counts.clamp(min=1)
     weight = n_independent / mean_p.clamp(min=1e-30) ** 2  # 1 / variance per pixel, per ring
     grid = _T_GRID_NM.to(band.k.device)  # the spectrum's device (a GPU's, in the worker)
-    m = ice_modulation(band.k, thickness_nm=grid[:, None], voltage_kv=optics.voltage_kv)
-    g = 0.5 * (1.0 - attenuation * m * cos2)  # (T, m)
-    sgg = ring_sums(g * g, band.ring, n_rings)
-    ssg = ring_sums(signal * g, band.ring, n_rings)
+    # per ring, with x = attenuation * cos 2chi and the modulation m(t, |k|):
+    # sum g^2 = (N - 2 sum m x + sum m^2 x^2) / 4 and sum s g = (sum s - sum m s x) / 2. m
+    # depends on |k| alone, which a ring's pixels share a few at a time (a sixth as many
+    # distinct |k| as pixels at 512 px), so each sum over x first adds the pixels of one |k|
+    k, which = torch.unique(band.k, return_inverse=True)
+    ring = torch.zeros_like(which[: k.numel()]).scatter_(0, which, band.ring)
+    x = attenuation * cos2
+    per_k = torch.zeros(3, k.numel(), dtype=x.dtype, device=x.device)
+    per_k.index_add_(1, which, torch.stack([x, x * x, signal * x]))
+    m = ice_modulation(k, thickness_nm=grid[:, None], voltage_kv=optics.voltage_kv)  # (T, k)
+    mx, mmxx = ring_sums(m * per_k[0], ring, n_rings), ring_sums(m * m * per_k[1], ring, n_rings)
+    sgg = 0.25 * (counts - 2.0 * mx + mmxx)
+    ssg = 0.5 * (ring_sums(signal, band.ring, n_rings) - ring_sums(m * per_k[2], ring, n_rings))
     amp = ssg / sgg.clamp(min=1e-30)  # (T, rings): A per ring
     rss = ring_sums(signal * signal, band.ring, n_rings) - amp * ssg
     chi2 = (rss * weight).sum(-1)

@@ -1,4 +1,5 @@
-"""The fit's parametrisation against models.ctf, and the ice modulation against slab sums."""
+"""The fit's parametrisation against models.ctf, the astigmatism grid's correlations against
+the model evaluated point by point, and the ice modulation against slab sums."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import torch
 
 from causalscope.models.ctf import ctf_at
+from causalscope.models.ctf_estimation._fit import grid_correlations, search_astigmatism
 from causalscope.models.ctf_estimation._model import (
     Optics,
     make_band,
@@ -48,6 +50,41 @@ def test_ring_model_is_twice_ctf_squared_minus_one() -> None:
     torch.testing.assert_close(
         ring_model(band, params, optics), (2 * ctf**2 - 1).reshape(-1), atol=1e-9, rtol=0
     )
+
+
+def test_astigmatism_grid_correlations_equal_the_model_point_by_point() -> None:
+    """Each grid point's correlation, from the matrix products, equals the weighted
+    correlation of ``ring_model`` evaluated at that point's parameters (to rounding), and the
+    search returns the truth when the data are the model itself."""
+    optics = Optics(300.0, 2.7, 0.07)
+    band = make_band(torch.zeros(256, 256), pixel_size_angstrom=1.0, k_min=0.03, k_max=0.25)
+    truth = torch.tensor([20_000.0, 250.0, -125.0, 0.3], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    y = ring_model(band, truth, optics) + 0.5 * torch.randn(
+        band.k.shape, generator=generator, dtype=torch.float64
+    )
+    weight = 1.0 / (1.0 + 20.0 * band.k)
+    grid = torch.arange(-4, 5, dtype=torch.float64) * 125.0
+    fast = grid_correlations(
+        band, y, weight, optics, defoci_angstrom=[20_050.0], phase_shift_rad=0.3, grid=grid
+    )
+    a1, a2 = torch.meshgrid(grid, grid, indexing="ij")
+    params = torch.stack(
+        [torch.full_like(a1, 20_050.0), a1, a2, torch.full_like(a1, 0.3)], -1
+    ).reshape(-1, 4)
+    model = ring_model(band, params, optics) * weight
+    direct = (model * y).sum(-1) / torch.sqrt((model * model).sum(-1) * (y * y).sum())
+    torch.testing.assert_close(fast.reshape(-1), direct, atol=1e-12, rtol=0)
+    found = search_astigmatism(
+        band,
+        ring_model(band, truth, optics),
+        torch.ones_like(band.k),
+        optics,
+        defocus_angstrom=20_000.0,
+        phase_shift_rad=0.3,
+        max_half_astigmatism_angstrom=500.0,
+    )
+    torch.testing.assert_close(found, truth, atol=1e-9, rtol=0)
 
 
 def test_ice_modulation_is_the_slab_average() -> None:
