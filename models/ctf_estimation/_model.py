@@ -12,6 +12,7 @@ slab of thickness t; see :mod:`models.ctf_estimation.ice`) and the tile window's
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -60,8 +61,10 @@ class Band:
     n: int
     pixel_size_angstrom: float
 
-    @property
+    @functools.cached_property
     def n_rings(self) -> int:
+        """Radial bins up to the outermost pixel's (read once per band: on a GPU each read
+        waits for the device)."""
         return int(self.ring.max().item()) + 1 if self.ring.numel() else 0
 
     def subset(self, keep: torch.Tensor) -> Band:
