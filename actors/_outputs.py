@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from causalscope.models.optics import Optics
 from causalscope.models.records import CtfRecord
 
@@ -24,9 +22,12 @@ def write_outputs(
     *,
     ctf: CtfRecord | None,
     optics: Optics,
+    float16: bool = False,
 ) -> dict[str, str]:
-    """Micrographs, trajectory and thumbnails; an OSError (a full disk) propagates."""
-    from causalscope.daemon.formats import write_motion_star, write_mrc_movie
+    """Micrographs (as float16 where ``float16`` allows,
+    :func:`daemon.formats.write_micrograph`), trajectory and thumbnails; an OSError (a full
+    disk) propagates."""
+    from causalscope.daemon.formats import write_micrograph, write_motion_star
 
     pixel_size_angstrom = optics.pixel_size_angstrom
     micrographs = output_dir / "micrographs"
@@ -39,8 +40,8 @@ def write_outputs(
     outputs: dict[str, str] = {}
     for kind, (suffix, tensor) in images.items():
         path = micrographs / f"{exposure_id}{suffix}.mrc"
-        image = tensor.detach().cpu().numpy().astype(np.float32, copy=False)
-        write_mrc_movie(path, image, pixel_size_angstrom=pixel_size_angstrom, mode=2)
+        image = tensor.detach().cpu().numpy()
+        write_micrograph(path, image, pixel_size_angstrom=pixel_size_angstrom, float16=float16)
         outputs[kind] = str(path)
     height, width = (int(n) for n in correction.aligned_sum.shape[-2:])
     local = correction.local_model is not None

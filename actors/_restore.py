@@ -321,13 +321,15 @@ def write_restoration(
     *,
     ctf: CtfRecord,
     optics: Optics,
+    float16: bool = False,
 ) -> dict[str, str]:
-    """``micrographs/<id>_wiener.mrc``, ``thumbnails/<id>_picks.png`` (the restored micrograph
-    with its picks circled and the areas not picked in tinted) and, with particles,
-    ``particles/<id>.mrcs`` + ``.star``."""
+    """``micrographs/<id>_wiener.mrc`` (and ``_denoised.mrc``; as float16 where ``float16``
+    allows, :func:`daemon.formats.write_micrograph`), ``thumbnails/<id>_picks.png`` (the
+    restored micrograph with its picks circled and the areas not picked in tinted) and, with
+    particles, ``particles/<id>.mrcs`` + ``.star``."""
     import pandas as pd
 
-    from causalscope.daemon.formats import write_mrc_movie
+    from causalscope.daemon.formats import write_micrograph
     from causalscope.daemon.formats.particles_star import write_particle_stack, write_particles_star
     from causalscope.daemon.formats.png import write_png
     from causalscope.models.thumbnails import picks_thumbnail
@@ -343,15 +345,14 @@ def write_restoration(
     )
     picks_png = write_png(output_dir / "thumbnails" / f"{exposure_id}_picks.png", picture)
     outputs["picks_thumbnail"] = str(picks_png)
-    wiener = output_dir / "micrographs" / f"{exposure_id}_wiener.mrc"
-    image = restoration.restored.detach().cpu().numpy().astype(np.float32, copy=False)
-    write_mrc_movie(wiener, image, pixel_size_angstrom=pixel_size_angstrom, mode=2)
-    outputs["restored"] = str(wiener)
+    images = {"restored": ("_wiener", restoration.restored)}
     if restoration.denoised is not None:
-        denoised = output_dir / "micrographs" / f"{exposure_id}_denoised.mrc"
-        array = restoration.denoised.detach().cpu().numpy().astype(np.float32, copy=False)
-        write_mrc_movie(denoised, array, pixel_size_angstrom=pixel_size_angstrom, mode=2)
-        outputs["denoised"] = str(denoised)
+        images["denoised"] = ("_denoised", restoration.denoised)
+    for kind, (suffix, tensor) in images.items():
+        path = output_dir / "micrographs" / f"{exposure_id}{suffix}.mrc"
+        image = tensor.detach().cpu().numpy()
+        write_micrograph(path, image, pixel_size_angstrom=pixel_size_angstrom, float16=float16)
+        outputs[kind] = str(path)
     particles = restoration.particles
     if particles is None or record.box_px is None:
         return outputs

@@ -301,13 +301,15 @@ class RestoreStage:
 
 
 class OutputStage:
-    """Micrographs (MRC), trajectory (STAR), thumbnails (PNG), restored images and particles,
-    under ``output_dir``; an OSError (a full disk) propagates."""
+    """Micrographs (MRC; float16 where ``float16`` allows), trajectory (STAR), thumbnails
+    (PNG), restored images and particles, under ``output_dir``; an OSError (a full disk)
+    propagates."""
 
     name = "outputs"
 
-    def __init__(self, *, output_dir: Path) -> None:
+    def __init__(self, *, output_dir: Path, float16: bool = False) -> None:
         self.output_dir = Path(output_dir)
+        self.float16 = float16
 
     def __call__(self, value: OutputInput, /) -> Outputs:
         files = write_outputs(
@@ -316,6 +318,7 @@ class OutputStage:
             value.motion.correction,
             ctf=value.ctf,
             optics=value.optics,
+            float16=self.float16,
         )
         if value.restoration is not None and value.ctf is not None:
             files.update(
@@ -325,6 +328,7 @@ class OutputStage:
                     value.restoration,
                     ctf=value.ctf,
                     optics=value.optics,
+                    float16=self.float16,
                 )
             )
         return Outputs(files)

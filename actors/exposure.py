@@ -160,7 +160,9 @@ class ExposureWorker:
             picking=processing.picking, causal=processing.causal, device=self._device
         )
         self.gate = GateStage(limits=processing.gate)
-        self.outputs = OutputStage(output_dir=Path(output_dir))
+        self.outputs = OutputStage(
+            output_dir=Path(output_dir), float16=processing.micrographs_float16
+        )
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exposure-files")
 
     @property

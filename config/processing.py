@@ -474,6 +474,14 @@ class ProcessingSettings(Section):
     dose_weighting: bool = Field(
         True, description="Weight frames by accumulated dose (Grant & Grigorieff 2015)."
     )
+    micrographs_float16: bool = Field(
+        False,
+        description=(
+            "Write the micrographs (sums, Wiener-filtered, denoised) as 16-bit floats (MRC mode"
+            " 12, read by RELION 4+ and cryoSPARC): half the disk; one whose rounding would add"
+            " over 1e-4 of its variance is written as float32."
+        ),
+    )
     motion: MotionSettings = Field(default_factory=MotionSettings, description="Motion.")
     ctf: CtfSettings = Field(default_factory=CtfSettings, description="CTF estimation.")
     gate: GateSettings = Field(default_factory=GateSettings, description="Sanity gate.")

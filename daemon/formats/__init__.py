@@ -12,7 +12,7 @@ from causalscope.daemon.formats.gain import GAIN_FLIPS, read_gain, transform_gai
 from causalscope.daemon.formats.mdoc import find_mdoc, read_mdoc, write_mdoc
 from causalscope.daemon.formats.motion_star import write_motion_star
 from causalscope.daemon.formats.movies import check_complete, movie_info, read_movie
-from causalscope.daemon.formats.mrc import MRC_MODES, write_mrc_movie
+from causalscope.daemon.formats.mrc import MRC_MODES, write_micrograph, write_mrc_movie
 from causalscope.daemon.formats.mtf import read_mtf_star
 from causalscope.daemon.formats.structure import AtomicStructure, read_map_as_atoms, read_structure
 from causalscope.daemon.formats.tiff import write_tiff_movie
@@ -42,6 +42,7 @@ __all__ = [
     "write_epu_xml",
     "write_gain",
     "write_mdoc",
+    "write_micrograph",
     "write_micrographs_ctf_star",
     "write_motion_star",
     "write_mrc_movie",

@@ -13,6 +13,7 @@ from causalscope.daemon.formats import (
     check_complete,
     movie_info,
     read_movie,
+    write_micrograph,
     write_mrc_movie,
     write_tiff_movie,
 )
@@ -62,6 +63,40 @@ def test_mrc_mode_is_chosen_from_the_values(tmp_path: Path) -> None:
 def test_mrc_integer_mode_refuses_inexact_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not exactly representable"):
         write_mrc_movie(tmp_path / "x.mrc", np.full((1, 4, 4), 200), pixel_size_angstrom=1, mode=0)
+
+
+def test_a_micrograph_is_stored_as_float16_only_where_its_rounding_is_negligible(
+    tmp_path: Path,
+) -> None:
+    """A sum of about 40 counts per pixel goes to mode 12 at half the bytes, each value within
+    half of float16's spacing (2^-11 of itself); a spread of 1e-3 around 1000 (rounding would add
+    far over 1e-4 of its variance), a value past 65504 and a NaN stay float32, exactly; without
+    ``float16`` nothing changes."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(40.0, size=(256, 256)).astype(np.float32) + rng.normal(
+        0, 0.3, size=(256, 256)
+    ).astype(np.float32)
+    half = write_micrograph(tmp_path / "half.mrc", counts, pixel_size_angstrom=1.2, float16=True)
+    whole = write_micrograph(tmp_path / "whole.mrc", counts, pixel_size_angstrom=1.2)
+    with mrcfile.open(half) as mrc:
+        assert int(mrc.header.mode) == 12
+        assert float(mrc.voxel_size.x) == pytest.approx(1.2)
+        stored = np.asarray(mrc.data, dtype=np.float32)
+    assert (np.abs(stored - counts) <= 2.0**-11 * np.abs(counts)).all()  # half a spacing
+    assert half.stat().st_size < 0.51 * whole.stat().st_size
+    with mrcfile.open(whole) as mrc:
+        assert int(mrc.header.mode) == 2 and np.array_equal(mrc.data, counts)
+    flat = (1000.0 + rng.normal(0, 1e-3, size=(64, 64))).astype(np.float32)
+    large = counts * 2000.0
+    broken = counts.copy()
+    broken[0, 0] = np.nan
+    for name, image in {"flat": flat, "large": large, "nan": broken}.items():
+        path = write_micrograph(
+            tmp_path / f"{name}.mrc", image, pixel_size_angstrom=1.0, float16=True
+        )
+        with mrcfile.open(path, permissive=True) as mrc:
+            assert int(mrc.header.mode) == 2, name
+            assert np.array_equal(mrc.data, image, equal_nan=True), name
 
 
 def test_single_image_becomes_one_frame(tmp_path: Path) -> None:
