@@ -25,9 +25,18 @@ __all__ = ["run_worker_stages_bench"]
 
 
 def run_worker_stages_bench(
-    *, size: int, frames: int, n: int, device: str, seed: int = 0
+    *,
+    size: int,
+    frames: int,
+    n: int,
+    device: str,
+    seed: int = 0,
+    config: str | Path | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
-    """See the module docstring; ``device`` is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    """See the module docstring; ``device`` is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; the
+    worker's settings are the defaults, or ``config`` (a settings file) and ``preset`` as the
+    CLI's ``--config`` and ``--preset`` give them."""
     from causalscope.actors.exposure import ExposureWorker
     from causalscope.config import load_settings
     from causalscope.daemon.bench._common import movie_metadata
@@ -41,7 +50,7 @@ def run_worker_stages_bench(
     started = time.perf_counter()
     sim, detector = simulate_bench_movie(size, frames, seed)
     simulate_s = time.perf_counter() - started
-    settings = load_settings(None, None, {"processing": {"device": device}})
+    settings = load_settings(config, preset, {"processing": {"device": device}})
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as out, machine_load() as machine:
         worker = ExposureWorker(
@@ -76,6 +85,7 @@ def run_worker_stages_bench(
         "bench": "pipeline-stages",
         "device": device,
         "movie": f"{size}x{size}x{frames}",
+        "settings": {"config": None if config is None else str(config), "preset": preset},
         "simulate_s": round(simulate_s, 1),
         "runs": runs,
         "summary": {
@@ -92,6 +102,7 @@ def run_worker_stages_bench(
             "global_error_px": timed[-1]["global_error_px"],
             "defocus_error_angstrom": timed[-1]["defocus_error_angstrom"],
             "picks_f1": timed[-1]["picks_f1"],
+            "micrographs_mib": timed[-1]["micrographs_mib"],
         },
         "machine": machine,
     }
@@ -115,9 +126,11 @@ def _run(record: Any, wall: float, memory: Any, sim: Any) -> dict[str, Any]:
         radius = 0.25 * record.picking.particle_diameter_angstrom / truth["pixel_size_angstrom"]
         expected = np.asarray(truth["particles"], dtype=np.float64).reshape(-1, 2)
         f1 = round(match_picks(picks, expected, radius_px=radius).f1, 3)
+    micrographs = [Path(p) for p in record.outputs.values() if str(p).endswith(".mrc")]
     return {
         "exposure_s": round(wall, 3),
         "status": record.status,
+        "micrographs_mib": round(sum(p.stat().st_size for p in micrographs) / 2**20, 1),
         "stages_s": {k: round(v, 3) for k, v in record.timings_s.items()},
         "peak_rss_increase_gib": memory.rss_increase_gib,
         "cuda_peak_gib": memory.cuda_peak_gib,

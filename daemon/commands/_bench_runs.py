@@ -93,7 +93,12 @@ def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
         from causalscope.daemon.bench.worker_stages import run_worker_stages_bench
 
         return run_worker_stages_bench(
-            size=args.size, frames=args.frames, n=args.n or 3, device=args.device
+            size=args.size,
+            frames=args.frames,
+            n=args.n or 3,
+            device=args.device,
+            config=args.config,
+            preset=args.preset,
         )
     report = run_pipeline_bench(
         n=args.n or 20,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from causalscope.daemon.bench.worker_stages import run_worker_stages_bench
@@ -25,6 +27,19 @@ def test_the_stage_bench_times_each_stage_and_checks_the_result_against_the_trut
     assert abs(summary["defocus_error_angstrom"]) < 100
     assert summary["picks_f1"] >= 0.8
     assert all(run["status"] in ("pass", "warn") for run in report["runs"])
+
+
+def test_the_stage_bench_runs_the_settings_of_a_file(tmp_path: Path) -> None:
+    """``--config``: the worker writes float16 micrographs when the file says so, half the
+    bytes of the default's."""
+    config = tmp_path / "settings.toml"
+    config.write_text("[processing]\nmicrographs_float16 = true\n", encoding="utf-8")
+    default = run_worker_stages_bench(size=512, frames=6, n=1, device="cpu")
+    halved = run_worker_stages_bench(size=512, frames=6, n=1, device="cpu", config=config)
+    assert halved["settings"]["config"] == str(config)
+    size = default["summary"]["micrographs_mib"]
+    assert size >= 4 * 1.0  # the four sums at least, 1 MiB each as float32
+    assert halved["summary"]["micrographs_mib"] == pytest.approx(size / 2, rel=0.01)
 
 
 def test_the_stage_bench_needs_a_timed_run() -> None:
