@@ -12,21 +12,20 @@ from causalscope.models.records import CtfRecord
 if TYPE_CHECKING:
     from causalscope.models.motion import MotionCorrection
 
-__all__ = ["write_outputs"]
+__all__ = ["write_sums", "write_thumbnails"]
 
 
-def write_outputs(
+def write_sums(
     output_dir: Path,
     exposure_id: str,
     correction: MotionCorrection,
     *,
-    ctf: CtfRecord | None,
     optics: Optics,
     float16: bool = False,
 ) -> dict[str, str]:
-    """Micrographs (as float16 where ``float16`` allows,
-    :func:`daemon.formats.write_micrograph`), trajectory and thumbnails; an OSError (a full
-    disk) propagates."""
+    """The motion's micrographs (the aligned, dose-weighted, even and odd sums; as float16
+    where ``float16`` allows, :func:`daemon.formats.write_micrograph`) and its trajectory; an
+    OSError (a full disk) propagates."""
     from causalscope.daemon.formats import write_micrograph, write_motion_star
 
     pixel_size_angstrom = optics.pixel_size_angstrom
@@ -55,17 +54,18 @@ def write_outputs(
         patch_shifts_px=correction.patch_shifts_px if local else None,
     )
     outputs["trajectory"] = str(star)
-    outputs.update(_write_thumbnails(output_dir, exposure_id, correction, ctf, optics))
     return outputs
 
 
-def _write_thumbnails(
+def write_thumbnails(
     output_dir: Path,
     exposure_id: str,
     correction: MotionCorrection,
+    *,
     ctf: CtfRecord | None,
     optics: Optics,
 ) -> dict[str, str]:
+    """The dose-weighted sum and the CTF sum's power spectrum (beside the fit) as PNG."""
     from causalscope.daemon.formats.png import write_png
     from causalscope.models.ctf_estimation import power_spectrum
     from causalscope.models.thumbnails import micrograph_thumbnail, power_spectrum_thumbnail

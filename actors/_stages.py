@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from causalscope.actors._causal import bfactor_bounds
-from causalscope.actors._outputs import write_outputs
+from causalscope.actors._outputs import write_sums, write_thumbnails
 from causalscope.actors._records import build_motion_record
 from causalscope.actors._restore import (
     load_reference,
@@ -303,7 +303,8 @@ class RestoreStage:
 class OutputStage:
     """Micrographs (MRC; float16 where ``float16`` allows), trajectory (STAR), thumbnails
     (PNG), restored images and particles, under ``output_dir``; an OSError (a full disk)
-    propagates."""
+    propagates. The worker writes the two parts apart (:meth:`write_sums` as soon as the
+    motion is done, :meth:`write_results` after the restoration); a call writes both."""
 
     name = "outputs"
 
@@ -312,13 +313,29 @@ class OutputStage:
         self.float16 = float16
 
     def __call__(self, value: OutputInput, /) -> Outputs:
-        files = write_outputs(
+        return Outputs({**self.write_sums(value).files, **self.write_results(value).files})
+
+    def write_sums(self, value: OutputInput) -> Outputs:
+        """The motion's micrographs and trajectory (``value``'s CTF and restoration unread)."""
+        correction = value.motion.correction
+        return Outputs(
+            write_sums(
+                self.output_dir,
+                value.exposure_id,
+                correction,
+                optics=value.optics,
+                float16=self.float16,
+            )
+        )
+
+    def write_results(self, value: OutputInput) -> Outputs:
+        """The thumbnails, and the restored images and particles when there are some."""
+        files = write_thumbnails(
             self.output_dir,
             value.exposure_id,
             value.motion.correction,
             ctf=value.ctf,
             optics=value.optics,
-            float16=self.float16,
         )
         if value.restoration is not None and value.ctf is not None:
             files.update(

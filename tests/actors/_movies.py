@@ -61,6 +61,7 @@ def make_worker(
     *,
     gain: np.ndarray | None = None,
     device: str | None = "cpu",
+    sums_early: bool | None = None,
 ) -> ExposureWorker:
     """An exposure worker with the sections of ``settings`` it reads, writing under ``out``."""
     return ExposureWorker(
@@ -70,4 +71,5 @@ def make_worker(
         output_dir=out,
         calibration=DetectorCalibration(gain=gain),
         device=device,
+        sums_early=sums_early,
     )

@@ -3,7 +3,9 @@ from a real movie with the reason reported."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -123,6 +125,39 @@ def test_micrographs_are_written_as_float16_when_asked(settings, small, tmp_path
             assert (error <= 2.0**-11 * np.abs(reference) + 1e-5).all(), kind
         ratio = Path(half.outputs[kind]).stat().st_size / Path(whole.outputs[kind]).stat().st_size
         assert ratio < 0.51, kind
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_the_sums_are_written_while_the_ctf_is_fitted(
+    settings, small, tmp_path, early: bool
+) -> None:
+    """``sums_early`` (a GPU's default): the motion's micrographs go to disk beside the later
+    stages, so the CTF stage finds the dose-weighted sum there (it waits up to 30 s for it)
+    before any thumbnail, which is written after the restoration. Without it (a CPU's) both
+    come after the restoration. The record names every file either way."""
+    sim, gain = small
+    worker = make_worker(settings, tmp_path, gain=gain, sums_early=early)
+    fit, seen = worker.ctf, {}
+
+    class Waiting:
+        name = fit.name
+
+        def __call__(self, value: Any) -> Any:
+            path = tmp_path / "micrographs" / "e_DW.mrc"
+            deadline = time.monotonic() + (30.0 if early else 1.0)
+            while not path.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen["sums"] = path.exists()
+            seen["thumbnail"] = (tmp_path / "thumbnails" / "e.png").exists()
+            return fit(value)
+
+    worker.ctf = Waiting()  # type: ignore[assignment]
+    record = worker.process(
+        sim.frames, exposure_id="e", movie_path="e.tiff", metadata=_metadata(n_frames=8)
+    )
+    assert seen == {"sums": early, "thumbnail": False}
+    assert all(Path(path).exists() for path in record.outputs.values())
+    assert {"dose_weighted_sum", "thumbnail", "trajectory"} <= set(record.outputs)
 
 
 def _codes(record: ExposureRecord) -> set[str]:
