@@ -31,14 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ReproStage", "triage_binned", "triage_record"]
 
-# the CTF tile when the settings choose it per image ("auto"), for the frequency step
-_DEFAULT_TILE_PX = 512
-
 
 class ReproStage:
     """Refit each half sum's CTF (as the CTF stage does, over the settings' whole defocus
     range by default: a half that finds another defocus than its twin did not reproduce it;
-    ``window_um`` searches only that close to the whole exposure's defocus) and count its
+    ``window_um`` searches only that close to the whole exposure's defocus; where the tile is
+    ``"auto"``, in one pass at the tile the whole exposure's fit called for,
+    :func:`models.ctf_estimation.auto_box_px`) and count its
     picks (blobs or templates, as the picking stage does, on the half's Wiener-filtered
     image); with the halves' own trajectories (``half_shifts_px``: the even and the odd
     frames aligned each on their own by the motion stage) also compare the drift. A half's
@@ -76,7 +75,8 @@ class ReproStage:
         """``whole``: the CTF sum the exposure's ``ctf`` was fitted on and its per-pixel
         noise variance, for the resampled-noise refit; ``picker``: the session's learned
         picker (None: the shipped one)."""
-        from causalscope.models.ctf_estimation import estimate_ctf
+        from causalscope.models.ctf_estimation import auto_box_px, estimate_ctf
+        from causalscope.models.ctf_estimation.estimate import AUTO_FIRST_BOX_PX
 
         apix = optics.pixel_size_angstrom
         options = self._ctf.fit_options(tuple(halves[0].shape[-2:]), apix)
@@ -84,7 +84,22 @@ class ReproStage:
             whole_um = 0.5e-4 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)
             options["defocus_min_um"] = max(0.05, whole_um - self._window_um)
             options["defocus_max_um"] = whole_um + self._window_um
-        tile = options["box_px"] if isinstance(options["box_px"], int) else _DEFAULT_TILE_PX
+        if options["box_px"] == "auto":
+            # one pass at the tile the whole exposure's fit called for (the same spectral
+            # sampling for the halves and the resampled noise as for the whole, and half the
+            # periodograms of "auto"'s two passes on large images)
+            options["box_px"] = (
+                auto_box_px(
+                    max(ctf.defocus_u_angstrom, ctf.defocus_v_angstrom),
+                    short_side_px=min(halves[0].shape[-2:]),
+                    pixel_size_angstrom=apix,
+                    voltage_kv=optics.voltage_kv,
+                    max_resolution_angstrom=options["max_resolution_angstrom"],
+                )
+                if ctf.supported
+                else AUTO_FIRST_BOX_PX
+            )
+        tile = int(options["box_px"])
 
         def estimate(half: torch.Tensor) -> HalfEstimate:
             image = half.detach().float()

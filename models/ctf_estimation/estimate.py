@@ -60,7 +60,7 @@ from causalscope.models.ctf_estimation.result import CtfEstimate
 from causalscope.models.ctf_estimation.spectrum import power_spectrum, tile_window
 from causalscope.models.units import ANGSTROM_PER_UM, electron_wavelength_angstrom
 
-__all__ = ["estimate_ctf"]
+__all__ = ["auto_box_px", "estimate_ctf"]
 
 #: ``box_px="auto"``: the first pass's tile, and the largest lag of the fit band (the Thon
 #: rings' real-space period at the high-resolution limit) as a fraction of the tile
@@ -191,12 +191,12 @@ class _Spectrum:
 
 def _two_passes(image: torch.Tensor, options: _Options) -> CtfEstimate:
     """``box_px="auto"``: a pass at :data:`AUTO_FIRST_BOX_PX`, then one with a larger tile if
-    the rings of that fit need it (:func:`_auto_box_px`)."""
+    the rings of that fit need it (:func:`auto_box_px`)."""
     first = _one_pass(image, AUTO_FIRST_BOX_PX, options)
     if options.is_power_spectrum or not first.supported:
         return first
-    box = _auto_box_px(
-        first,
+    box = auto_box_px(
+        max(first.defocus_u_angstrom, first.defocus_v_angstrom),
         short_side_px=min(image.shape[-2:]),
         pixel_size_angstrom=options.pixel_size_angstrom,
         voltage_kv=options.voltage_kv,
@@ -438,22 +438,25 @@ def _first_zero_k(defocus_angstrom: float, optics: Optics, k_min: float) -> floa
     return max(k_min, 1.0 / math.sqrt(optics.wavelength_angstrom * max(defocus_angstrom, 1.0)))
 
 
-def _auto_box_px(
-    first: CtfEstimate,
+def auto_box_px(
+    defocus_angstrom: float,
     *,
     short_side_px: int,
     pixel_size_angstrom: float,
     voltage_kv: float,
     max_resolution_angstrom: float,
 ) -> int:
-    """Tile for the second pass of ``box_px="auto"``: the fit band's largest ring lag
-    ``2 lambda dU k_max`` at most ``AUTO_MAX_LAG_FRACTION`` of the tile, in steps of 128 px,
-    and at most a quarter of the image's short side (enough tiles to average)."""
+    """The tile of ``box_px="auto"``'s second pass for a fit whose larger defocus (``dU``) is
+    ``defocus_angstrom``: the fit band's largest ring lag ``2 lambda dU k_max`` at most
+    ``AUTO_MAX_LAG_FRACTION`` of the tile, in steps of 128 px, at least
+    :data:`AUTO_FIRST_BOX_PX` and at most a quarter of the image's short side (enough tiles to
+    average). Another image of the same exposure (a half sum) can be fitted at this tile in
+    one pass."""
     k_max = min(1.0 / max_resolution_angstrom, 0.48 / pixel_size_angstrom)
     lag_px = (
         2.0
         * electron_wavelength_angstrom(voltage_kv)
-        * max(first.defocus_u_angstrom, first.defocus_v_angstrom)
+        * defocus_angstrom
         * k_max
         / pixel_size_angstrom
     )

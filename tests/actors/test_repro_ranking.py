@@ -118,3 +118,47 @@ def test_the_resampled_noise_refit_moves_more_at_low_dose() -> None:
         without = stage((halves[0], halves[1]), ctf=ctf, optics=OPTICS, templates=None)
         assert without is not None and without.z_noise is None
     assert moved[4.0] > 2 * moved[40.0], moved
+
+
+def test_auto_tiles_refit_each_half_once_at_the_wholes_tile(monkeypatch) -> None:
+    """With ``box_px = "auto"`` the halves and the resampled noise are fitted in one pass each
+    at the tile :func:`auto_box_px` gives for the whole exposure's fit (not "auto"'s two passes),
+    and at the first pass's tile when the whole's fit is not supported."""
+    import causalscope.models.ctf_estimation as ctf_estimation
+
+    settings = load_settings(None, None, {"processing": {"picking": {"enabled": False}}})
+    assert settings.processing.ctf.box_px == "auto"
+    stage = ReproStage(ctf=settings.processing.ctf, picking=settings.processing.picking)
+    truth = (15_300.0, 14_700.0, 20.0)
+    halves = [_half(truth, seed, phantom_specimen()) for seed in (31, 32)]
+    whole = halves[0] + halves[1]
+    variance = float(whole.mean())
+    fit = estimate_ctf(
+        whole, pixel_size_angstrom=1.0, noise_variance=variance, **OPTICS.ctf_keywords(),
+        **settings.processing.ctf.fit_options((SIZE, SIZE), 1.0),
+    )  # fmt: skip
+    boxes: list[object] = []
+    asked: list[float] = []
+
+    def spy(image: torch.Tensor, **options: object) -> object:
+        boxes.append(options["box_px"])
+        return estimate_ctf(image, **options)  # type: ignore[arg-type]
+
+    def tile(defocus_angstrom: float, **_: object) -> int:
+        asked.append(defocus_angstrom)
+        return 384
+
+    monkeypatch.setattr(ctf_estimation, "estimate_ctf", spy)
+    monkeypatch.setattr(ctf_estimation, "auto_box_px", tile)
+    record = CtfRecord.model_validate(fit.to_dict())
+    assert record.supported
+    result = stage(
+        (halves[0], halves[1]), ctf=record, optics=OPTICS, templates=None, whole=(whole, variance)
+    )
+    assert result is not None and result.defocus_even_angstrom is not None
+    assert boxes == [384, 384, 384]  # even, odd, the resampled noise: one pass each
+    assert asked == [max(record.defocus_u_angstrom, record.defocus_v_angstrom)]
+    boxes.clear()
+    unsupported = record.model_copy(update={"supported": False})
+    stage((halves[0], halves[1]), ctf=unsupported, optics=OPTICS, templates=None)
+    assert boxes == [512, 512]
