@@ -22,8 +22,8 @@ from causalscope.config.processing import (
     MotionSettings,
     PickingSettings,
     ProcessingSettings,
-    ReconstructionSettings,
 )
+from causalscope.config.reconstruction import ReconstructionSettings
 from causalscope.config.render import default_toml, render_toml
 from causalscope.config.scoring import ScoringSettings
 from causalscope.config.services import ServeSettings, StoreSettings, TuiSettings
