@@ -309,6 +309,10 @@ class OutputStage:
     name = "outputs"
 
     def __init__(self, *, output_dir: Path, float16: bool = False) -> None:
+        # the writers and what they load (starfile and pandas: 0.5 s) are imported with the
+        # worker, not by its first exposure's files
+        import causalscope.daemon.formats  # noqa: F401
+
         self.output_dir = Path(output_dir)
         self.float16 = float16
 

@@ -47,11 +47,12 @@ def to_uint8(
     finite = torch.isfinite(values)
     if not bool(finite.any()):
         return torch.zeros(values.shape, dtype=torch.uint8).numpy()
-    sample = values[finite]
-    if sample.numel() > 1_000_000:  # quantile has a size limit; a strided sample is enough
-        sample = sample[:: sample.numel() // 1_000_000 + 1]
-    q = torch.tensor([low_percentile / 100, high_percentile / 100], dtype=sample.dtype)
-    low, high = (float(v) for v in torch.quantile(sample, q.to(sample.device)))
+    sample = values[finite].cpu().numpy()
+    if sample.size > 1_000_000:  # a strided sample is enough
+        sample = sample[:: sample.size // 1_000_000 + 1]
+    # numpy selects the two order statistics around each percentile (linear interpolation,
+    # as torch.quantile, which sorts the whole sample: 4x slower on a 512^2 thumbnail)
+    low, high = (float(v) for v in np.percentile(sample, [low_percentile, high_percentile]))
     if high <= low:
         out = torch.full(values.shape, 128, dtype=torch.uint8)
     else:
@@ -181,18 +182,18 @@ def picks_thumbnail(
     xy = torch.as_tensor(np.asarray(picks_xy_px, dtype=np.float64)).reshape(-1, 2) / factor
     if len(xy):
         radius = max(2.0, 0.5 * diameter_px / factor)
-        yy, xx = torch.meshgrid(
-            torch.arange(th, dtype=torch.float64) + 0.5,
-            torch.arange(tw, dtype=torch.float64) + 0.5,
-            indexing="ij",
-        )
+        # every pick's box of pixels at once: (n, b, b) rows and columns from its corner
+        reach = int(radius) + 3
+        steps = torch.arange(2 * reach + 2)
+        rows = (xy[:, 1].floor().long() - reach)[:, None] + steps  # (n, b)
+        cols = (xy[:, 0].floor().long() - reach)[:, None] + steps
+        dy2 = (rows + 0.5 - xy[:, 1:2]) ** 2
+        dx2 = (cols + 0.5 - xy[:, 0:1]) ** 2
+        distance = torch.sqrt(dy2[:, :, None] + dx2[:, None, :])
+        inside = ((rows >= 0) & (rows < th))[:, :, None] & ((cols >= 0) & (cols < tw))[:, None, :]
+        on_ring = inside & ((distance - radius).abs() <= 0.75)
+        pick, i, j = torch.nonzero(on_ring, as_tuple=True)
         ring = torch.zeros((th, tw), dtype=torch.bool)
-        for x, y in xy.tolist():  # each pick's box only: a few hundred small ones
-            y0, y1 = max(0, int(y - radius - 2)), min(th, int(y + radius + 3))
-            x0, x1 = max(0, int(x - radius - 2)), min(tw, int(x + radius + 3))
-            if y0 >= y1 or x0 >= x1:
-                continue
-            distance = torch.sqrt((xx[y0:y1, x0:x1] - x) ** 2 + (yy[y0:y1, x0:x1] - y) ** 2)
-            ring[y0:y1, x0:x1] |= (distance - radius).abs() <= 0.75
+        ring[rows[pick, i], cols[pick, j]] = True
         rgb[ring] = torch.tensor(PICK_RGB, dtype=torch.float32)
     return rgb.round().clamp(0, 255).to(torch.uint8).numpy()

@@ -24,6 +24,19 @@ def test_stretch_maps_percentiles_to_the_ends() -> None:
     assert abs(int(picture.flat[500]) - 128) <= 1
 
 
+def test_stretch_ends_are_the_interpolated_percentiles() -> None:
+    """The ends are the percentiles interpolated linearly between order statistics (as
+    ``torch.quantile`` gives them): 0.5 % of the pixels at or below 0, 0.5 % at 255."""
+    rng = np.random.default_rng(3)
+    image = torch.as_tensor(rng.standard_t(3, size=(300, 257)), dtype=torch.float32)
+    low, high = torch.quantile(image.flatten(), torch.tensor([0.005, 0.995])).tolist()
+    expected = ((image - low) / (high - low) * 255.0).clamp(0, 255).round().to(torch.uint8)
+    picture = to_uint8(image)
+    assert np.abs(picture.astype(int) - expected.numpy().astype(int)).max() <= 1
+    assert 0.004 <= (picture == 0).mean() <= 0.006
+    assert 0.004 <= (picture == 255).mean() <= 0.006
+
+
 def test_stretch_survives_nan_and_constant_images() -> None:
     image = torch.ones(8, 8)
     assert (to_uint8(image) == 128).all()
