@@ -94,6 +94,12 @@ def run_worker_stages_bench(
             "upload_motion_ctf_s": round(
                 sum(median.get(s, 0.0) for s in ("upload", "motion", "ctf")), 3
             ),
+            # the same without Delta-Repro's own even/odd alignments: the peers' chain
+            "upload_motion_ctf_without_halves_s": round(
+                sum(median.get(s, 0.0) for s in ("upload", "motion", "ctf"))
+                - median.get("motion.halves", 0.0),
+                3,
+            ),
             "exposure_s": round(exposure_s, 3),
             "movies_per_hour": round(3600.0 / exposure_s),
             "warm_up_s": runs[0]["exposure_s"],

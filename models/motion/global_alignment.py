@@ -20,6 +20,7 @@ by the B filter (the residual bias of an uncorrected gain has not been measured 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,12 +65,15 @@ class GlobalAlignment:
         With ``halves``: the even frames' and the odd frames' shifts ``(F_even, 2)`` and
         ``(F_odd, 2)``, each half aligned on its own (relative to its own first frame, frame
         0 or 1), as two independent measurements of the trajectory; else None.
+    halves_s
+        Seconds spent aligning the halves (0 without them).
     """
 
     shifts_px: np.ndarray
     iterations_used: int
     converged: bool
     half_shifts_px: tuple[np.ndarray, np.ndarray] | None = None
+    halves_s: float = 0.0
 
 
 def align_global(
@@ -143,14 +147,16 @@ def align_global(
         damage=damage,
         split=True,
     )
-    half_shifts = None
+    half_shifts, halves_s = None, 0.0
     if halves and frames.shape[0] >= 6:  # two even frames inside the odd ones' span
+        started = time.perf_counter()
         loose = max(tolerance_px, HALVES_TOLERANCE_PX)
         half_shifts = (
             _align_subset(stack, damage, 0, iterations, loose, limit, shifts[0]),
             _align_subset(stack, damage, 1, iterations, loose, limit, shifts[0]),
         )
-    return GlobalAlignment(shifts[0].cpu().numpy(), used, converged, half_shifts)
+        halves_s = time.perf_counter() - started
+    return GlobalAlignment(shifts[0].cpu().numpy(), used, converged, half_shifts, halves_s)
 
 
 def _align_subset(

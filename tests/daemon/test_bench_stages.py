@@ -13,10 +13,16 @@ def test_the_stage_bench_times_each_stage_and_checks_the_result_against_the_trut
     report = run_worker_stages_bench(size=768, frames=10, n=1, device="cpu")
     summary = report["summary"]
     stages = summary["stages_s"]
-    for stage in ("statistics", "motion", "motion.global", "ctf", "write"):
+    for stage in ("statistics", "motion", "motion.global", "motion.halves", "ctf", "write"):
         assert stages[stage] > 0.0, stage
     assert "upload" not in stages  # the host's frames are used where they are
     assert summary["upload_motion_ctf_s"] == pytest.approx(stages["motion"] + stages["ctf"])
+    # the motion's parts are timed apart: Delta-Repro's half alignments are not "global"
+    motion_parts = ("gain", "global", "halves", "local", "sums")
+    assert sum(stages[f"motion.{k}"] for k in motion_parts) <= stages["motion"] + 0.01
+    assert summary["upload_motion_ctf_without_halves_s"] == pytest.approx(
+        summary["upload_motion_ctf_s"] - stages["motion.halves"], abs=2e-3
+    )
     assert summary["movies_per_hour"] == round(3600 / summary["exposure_s"])
     # the stages run one after another, but for the files (written beside Delta-Repro)
     parts = sum(v for k, v in stages.items() if "." not in k and k != "write")

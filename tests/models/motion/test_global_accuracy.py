@@ -71,8 +71,9 @@ def test_the_even_and_the_odd_frames_aligned_alone_trace_the_true_trajectory() -
         errors.append(float(np.sqrt(np.mean(np.sum(difference**2, axis=1)))))
     assert max(errors) < 0.2, errors
     assert trajectory_difference_px(*result.half_shifts_px) < 0.2
+    assert result.halves_s > 0.0
     short = align_global(frames[:5], pixel_size_angstrom=1.0, halves=True)
-    assert short.half_shifts_px is None
+    assert short.half_shifts_px is None and short.halves_s == 0.0
 
 
 def test_averaging_the_smoothers_fits_beats_taking_the_one_of_least_risk() -> None:
