@@ -279,8 +279,8 @@ def _summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
             "local_rms_px_max": max(c["local_rms_px"] for c in rows),
             "time_s_median": float(np.median([c["time_s"] for c in rows])),
             # the chain the peers run: no even/odd alignments of its own for Delta-Repro
-            "without_halves_s_median": float(
-                np.median([c["time_s"] - c["stages_s"].get("halves", 0.0) for c in rows])
+            "without_halves_s_median": round(
+                float(np.median([c["time_s"] - c["stages_s"].get("halves", 0.0) for c in rows])), 3
             ),
             "peak_rss_increase_gib_max": max(c["peak_rss_increase_gib"] for c in rows),
         }
