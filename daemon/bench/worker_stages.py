@@ -81,6 +81,8 @@ def run_worker_stages_bench(
         s: round(statistics.median(r["stages_s"].get(s, 0.0) for r in timed), 3) for s in stages
     }
     exposure_s = statistics.median(r["exposure_s"] for r in timed)
+    # what the movie costs before the rest of the worker: upload (GPU), motion, CTF
+    before_rest_s = sum(median.get(s, 0.0) for s in ("upload", "motion", "ctf"))
     return {
         "bench": "pipeline-stages",
         "device": device,
@@ -90,15 +92,10 @@ def run_worker_stages_bench(
         "runs": runs,
         "summary": {
             "stages_s": median,
-            # what the movie costs before the rest of the worker: upload (GPU), motion, CTF
-            "upload_motion_ctf_s": round(
-                sum(median.get(s, 0.0) for s in ("upload", "motion", "ctf")), 3
-            ),
+            "upload_motion_ctf_s": round(before_rest_s, 3),
             # the same without Delta-Repro's own even/odd alignments: the peers' chain
             "upload_motion_ctf_without_halves_s": round(
-                sum(median.get(s, 0.0) for s in ("upload", "motion", "ctf"))
-                - median.get("motion.halves", 0.0),
-                3,
+                before_rest_s - median.get("motion.halves", 0.0), 3
             ),
             "exposure_s": round(exposure_s, 3),
             "movies_per_hour": round(3600.0 / exposure_s),
