@@ -29,6 +29,7 @@ from causalscope.models.motion._fourier import (
     refine_peaks,
 )
 from causalscope.models.motion._smooth import smooth_trajectory
+from causalscope.models.motion._weights import signal_weights
 from causalscope.models.parallel import (
     map_pieces,
     one_torch_thread,
@@ -223,15 +224,18 @@ def _measure(
     variance: bool = True,
     split: bool = False,
     search: bool = True,
+    total: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One round of :func:`align_stack`: each image's shift ``(P, F, 2)`` against the sum of
     the others moved by ``shifts``, and (with ``variance``) the variance of that
     measurement. With ``search`` each peak is first searched on a grid over +-1 px around its
     shift, else refined from the shift itself. With ``split`` the frames are shared between
-    Python threads (:mod:`models.parallel`)."""
+    Python threads (:mod:`models.parallel`). ``total`` is the aligned sum at ``shifts`` when
+    the caller has it."""
     p, n = stack.spectra.shape[:2]
     device = stack.spectra.device
-    total = _aligned_sum(stack, shifts, split=split)  # (P, H, Wr)
+    if total is None:
+        total = _aligned_sum(stack, shifts, split=split)  # (P, H, Wr)
     new = torch.empty_like(shifts)
     measured_variance = torch.empty_like(shifts) if variance else None
 
@@ -283,6 +287,7 @@ def align_stack(
     smooth: bool = True,
     damage: DamageModel | None = None,
     split: bool = False,
+    measured_weights: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
     """Shifts ``(P, F, 2)`` float64 [x, y] of each image relative to image 0 of its patch, by
     iterating: reference = sum of all *other* images, each moved back by its current shift;
@@ -300,7 +305,10 @@ def align_stack(
     With ``smooth`` (one patch only: the whole frame), each round's measurements are smoothed
     in time with their variances (:mod:`models.motion._smooth`) before they define the next
     reference. Without ``initial_px`` (one patch only) the start is progressive (each image
-    against the running sum of those before it).
+    against the running sum of those before it). With ``measured_weights`` (one patch only),
+    each cross-spectrum is weighed by the specimen's power measured on the aligned sum
+    at the start (:mod:`models.motion._weights`) instead of the fixed B filter and the damage
+    (the progressive start itself keeps them).
 
     Returns ``(shifts, variances, iterations_used, converged)``; ``variances`` ``(P, F, 2)``
     px^2 are those of the raw per-image measurements of the last round (for a patch that
@@ -310,8 +318,10 @@ def align_stack(
     p, n = stack.spectra.shape[:2]
     device = stack.spectra.device
     split = split and p == 1 and small_images(*stack.shape)
-    if (smooth or initial_px is None) and p != 1:
-        raise ValueError(f"smoothing and a progressive start need one patch, got {p}")
+    if (smooth or initial_px is None or measured_weights) and p != 1:
+        raise ValueError(
+            f"smoothing, a progressive start and measured weights need one patch, got {p}"
+        )
     frame_filters = None if damage is None else damage.filters(stack)
     coarse_step = max(stack.shape[0] / stack.crop[0], stack.shape[1] / stack.crop[1])
     if initial_px is None:
@@ -321,6 +331,12 @@ def align_stack(
             shifts = _progressive_start(stack, frame_filters, max_shift_px, coarse_step)[None]
     else:
         shifts = initial_px.to(device=device, dtype=torch.float64).reshape(p, n, 2).clone()
+    start_sum = None
+    if measured_weights:
+        start_sum = _aligned_sum(stack, shifts, split=split)  # the first round's too
+        measured_filters = _signal_weights(stack, start_sum[0], damage)
+        if measured_filters is not None:
+            frame_filters = measured_filters
     variance: torch.Tensor | None = None
     active = torch.ones(p, dtype=torch.bool, device=device)
     weights: torch.Tensor | None = None
@@ -335,7 +351,13 @@ def align_stack(
         # about two fifths of the peaks' cost; the same maxima to 1e-4 px).
         fresh = it < 2 if smooth else it == iterations - 1
         new, measured = _measure(
-            stack, shifts, frame_filters, variance=fresh, split=split, search=it == 0
+            stack,
+            shifts,
+            frame_filters,
+            variance=fresh,
+            split=split,
+            search=it == 0,
+            total=start_sum if it == 0 else None,
         )
         if smooth and measured is None:
             measured = variance
@@ -360,6 +382,24 @@ def align_stack(
     if variance is None:  # every patch stopped before the last round
         _, variance = _measure(stack, shifts, frame_filters, split=split)  # with variances
     return shifts, cast(torch.Tensor, variance), used, converged
+
+
+def _signal_weights(
+    stack: SpectraStack, total: torch.Tensor, damage: DamageModel | None
+) -> torch.Tensor | None:
+    """The measured weights ``(F, H, Wr)`` of a one-patch stack whose aligned sum is
+    ``total`` ``(H, Wr)``, or None without measurable signal."""
+    return signal_weights(
+        stack.filt,
+        stack.ky,
+        stack.kx,
+        stack.shape,
+        total,
+        stack.noise_power[0],
+        mid_frame_dose_e_per_a2=None if damage is None else damage.mid_frame_dose_e_per_a2,
+        voltage_kv=0.0 if damage is None else damage.voltage_kv,
+        pixel_size_angstrom=1.0 if damage is None else damage.pixel_size_angstrom,
+    )
 
 
 def _progressive_start(

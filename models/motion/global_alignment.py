@@ -88,6 +88,7 @@ def align_global(
     pre_exposure_e_per_a2: float = 0.0,
     voltage_kv: float | None = None,
     halves: bool = False,
+    measured_weights: bool = True,
 ) -> GlobalAlignment:
     """Align the frames ``(F, h, w)`` of a movie (any real dtype; gain-corrected counts).
 
@@ -113,6 +114,9 @@ def align_global(
         movie's trajectory instead of a progressive start of its own and iterates to its own
         solution (at 1024^2 x 20: 0.38 -> 0.27 s for the two, within 0.003 px of a start of
         their own), to :data:`HALVES_TOLERANCE_PX` or ``tolerance_px`` if that is looser.
+    measured_weights
+        After the first round, weigh each frequency by the specimen's power measured on the
+        movie's aligned sum instead of the fixed filter (:mod:`models.motion._weights`).
     """
     if frames.dim() != 3 or frames.shape[0] < 2:
         raise ValueError(f"frames must be (F >= 2, h, w), got shape {tuple(frames.shape)}")
@@ -146,14 +150,15 @@ def align_global(
         max_shift_px=limit,
         damage=damage,
         split=True,
+        measured_weights=measured_weights,
     )
     half_shifts, halves_s = None, 0.0
     if halves and frames.shape[0] >= 6:  # two even frames inside the odd ones' span
         started = time.perf_counter()
         loose = max(tolerance_px, HALVES_TOLERANCE_PX)
         half_shifts = (
-            _align_subset(stack, damage, 0, iterations, loose, limit, shifts[0]),
-            _align_subset(stack, damage, 1, iterations, loose, limit, shifts[0]),
+            _align_subset(stack, damage, 0, iterations, loose, limit, shifts[0], measured_weights),
+            _align_subset(stack, damage, 1, iterations, loose, limit, shifts[0], measured_weights),
         )
         halves_s = time.perf_counter() - started
     return GlobalAlignment(shifts[0].cpu().numpy(), used, converged, half_shifts, halves_s)
@@ -167,6 +172,7 @@ def _align_subset(
     tolerance_px: float,
     limit: float,
     whole: torch.Tensor | None = None,
+    measured_weights: bool = False,
 ) -> np.ndarray:
     """Shifts of every second frame from ``start``, aligned among themselves only (from
     ``whole``'s shifts of those frames, when given)."""
@@ -193,6 +199,7 @@ def _align_subset(
         damage=subset_damage,
         initial_px=initial,
         split=True,
+        measured_weights=measured_weights,
     )
     return shifts[0].cpu().numpy()
 
