@@ -48,12 +48,13 @@ class MotionSettings(Section):
         description="Stop iterating once no frame's shift changes by more than this.",
     )
     patch_iterations: int = Field(
-        2,
+        1,
         ge=1,
         le=100,
         description=(
-            "Alignment rounds of each patch, which starts from the global shifts (more rounds "
-            "did not lower the local model's error on simulated movies)."
+            "Alignment rounds of each patch, which starts from the global shifts (with the "
+            "measured weights more rounds did not lower the local model's error on simulated "
+            "movies)."
         ),
     )
 

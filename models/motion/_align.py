@@ -248,8 +248,8 @@ def _measure(
         cross = own * others.conj()
         filt = stack.filt
         if frame_filters is not None:
-            cross = cross * frame_filters[start:stop]
-            filt = stack.filt * frame_filters[start:stop]
+            cross = cross * frame_filters[:, start:stop]
+            filt = stack.filt * frame_filters[:, start:stop]
         peaks = stack.peaks(
             cross.reshape(-1, *cross.shape[-2:]),
             start_px=shifts[:, start:stop].reshape(-1, 2),
@@ -305,10 +305,10 @@ def align_stack(
     With ``smooth`` (one patch only: the whole frame), each round's measurements are smoothed
     in time with their variances (:mod:`models.motion._smooth`) before they define the next
     reference. Without ``initial_px`` (one patch only) the start is progressive (each image
-    against the running sum of those before it). With ``measured_weights`` (one patch only),
-    each cross-spectrum is weighed by the specimen's power measured on the aligned sum
-    at the start (:mod:`models.motion._weights`) instead of the fixed B filter and the damage
-    (the progressive start itself keeps them).
+    against the running sum of those before it). With ``measured_weights``, each
+    cross-spectrum is weighed by the specimen's power measured on its patch's aligned sum at
+    the start (:mod:`models.motion._weights`) instead of the fixed B filter and the damage
+    (the progressive start itself keeps them, and so does a patch without measurable signal).
 
     Returns ``(shifts, variances, iterations_used, converged)``; ``variances`` ``(P, F, 2)``
     px^2 are those of the raw per-image measurements of the last round (for a patch that
@@ -318,11 +318,13 @@ def align_stack(
     p, n = stack.spectra.shape[:2]
     device = stack.spectra.device
     split = split and p == 1 and small_images(*stack.shape)
-    if (smooth or initial_px is None or measured_weights) and p != 1:
-        raise ValueError(
-            f"smoothing, a progressive start and measured weights need one patch, got {p}"
-        )
-    frame_filters = None if damage is None else damage.filters(stack)
+    if (smooth or initial_px is None) and p != 1:
+        raise ValueError(f"smoothing and a progressive start need one patch, got {p}")
+    # (1 or P, F, H, Wr): the damage's filters are the same for every patch; measured
+    # weights replace them after a progressive start, or from the first round on
+    frame_filters = None
+    if damage is not None and (initial_px is None or not measured_weights):
+        frame_filters = damage.filters(stack)[None]
     coarse_step = max(stack.shape[0] / stack.crop[0], stack.shape[1] / stack.crop[1])
     if initial_px is None:
         # frame after frame, each step a few small operations: one torch thread (at 1024^2
@@ -334,9 +336,10 @@ def align_stack(
     start_sum = None
     if measured_weights:
         start_sum = _aligned_sum(stack, shifts, split=split)  # the first round's too
-        measured_filters = _signal_weights(stack, start_sum[0], damage)
-        if measured_filters is not None:
-            frame_filters = measured_filters
+        signal_filters, has_signal = _signal_weights(stack, start_sum, damage)
+        if not bool(has_signal.all()):  # a blank patch keeps the fixed filter
+            signal_filters[~has_signal] = 1.0 if damage is None else damage.filters(stack)
+        frame_filters = signal_filters
     variance: torch.Tensor | None = None
     active = torch.ones(p, dtype=torch.bool, device=device)
     weights: torch.Tensor | None = None
@@ -386,16 +389,16 @@ def align_stack(
 
 def _signal_weights(
     stack: SpectraStack, total: torch.Tensor, damage: DamageModel | None
-) -> torch.Tensor | None:
-    """The measured weights ``(F, H, Wr)`` of a one-patch stack whose aligned sum is
-    ``total`` ``(H, Wr)``, or None without measurable signal."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The measured weights ``(P, F, H, Wr)`` of a stack whose aligned sums are ``total``
+    ``(P, H, Wr)``, and which patches hold measurable signal ``(P,)``."""
     return signal_weights(
         stack.filt,
         stack.ky,
         stack.kx,
         stack.shape,
         total,
-        stack.noise_power[0],
+        stack.noise_power,
         mid_frame_dose_e_per_a2=None if damage is None else damage.mid_frame_dose_e_per_a2,
         voltage_kv=0.0 if damage is None else damage.voltage_kv,
         pixel_size_angstrom=1.0 if damage is None else damage.pixel_size_angstrom,
@@ -428,7 +431,7 @@ def _progressive_start(
     for f in range(1, n):
         cross = (spectra[f] * reference.conj())[None]
         if frame_filters is not None:
-            cross = cross * frame_filters[f]
+            cross = cross * frame_filters[0, f]
         begin = coarse_peaks(
             crop_spectrum(cross, grid), grid, stack.shape, max_shift_px=max_shift_px
         )

@@ -21,8 +21,6 @@ damage filter had, frame by frame, 2.7-3.8 times the shift variance of the ideal
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from causalscope.models.dose import dose_filter
@@ -48,17 +46,20 @@ def signal_weights(
     mid_frame_dose_e_per_a2: torch.Tensor | None,
     voltage_kv: float,
     pixel_size_angstrom: float,
-) -> torch.Tensor | None:
-    """``(F, H, Wr)`` float32 weights of the cross-spectra of one movie's frames.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(P, F, H, Wr)`` float32 weights of the cross-spectra of ``P`` movies (the whole
+    frame, or patches) and which of them hold measurable signal ``(P,)`` bool.
 
-    ``total`` ``(H, Wr)`` is the aligned sum of the frames' spectra, each filtered by
-    ``spectra_filter`` ``(H, Wr)`` (the returned weights divide that filter out twice, as
+    ``total`` ``(P, H, Wr)`` is each movie's aligned sum of its frames' spectra, each filtered
+    by ``spectra_filter`` ``(H, Wr)`` (the returned weights divide that filter out twice, as
     every cross-spectrum carries it squared), on the cropped grid ``ky`` ``(H,)``, ``kx``
-    ``(Wr,)`` (cycles per pixel of an ``shape`` image); ``noise_power`` ``(F,)`` is each
+    ``(Wr,)`` (cycles per pixel of an ``shape`` image); ``noise_power`` ``(P, F)`` is each
     frame's white noise per coefficient before the filter. Without doses every ``D_f`` is 1.
-    Returns None where no ring holds measurable signal (a blank movie): keep the fixed filter.
+    A movie without measurable signal on any ring (a blank patch) gets zero weights and False:
+    the caller keeps its fixed filter there.
     """
     device = total.device
+    p = total.shape[0]
     n = max(shape)
     k = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)  # (H, Wr), cycles/px, float64
     ring = torch.round(k * (n / _RING_SAMPLES)).long()
@@ -66,22 +67,18 @@ def signal_weights(
     flat = ring.reshape(-1)
     filt2 = spectra_filter.to(torch.float64).square().clamp(min=1e-30)
     power = total.real.to(torch.float64).square() + total.imag.to(torch.float64).square()
-    power = (power / filt2).reshape(-1)
-    count = torch.zeros(rings, dtype=torch.float64, device=device)
-    count.index_add_(0, flat, torch.ones_like(power))
-    mean = torch.zeros(rings, dtype=torch.float64, device=device).index_add_(0, flat, power)
-    mean = mean / count.clamp(min=1)
-    noise = noise_power.to(device=device, dtype=torch.float64)
-    noise_total = float(noise.sum())
-    signal = mean - noise_total * (1.0 + _NOISE_MARGIN / torch.sqrt(count.clamp(min=1)))
+    power = (power / filt2).reshape(p, -1)
+    count = torch.bincount(flat, minlength=rings).to(torch.float64).clamp(min=1)
+    mean = torch.zeros((p, rings), dtype=torch.float64, device=device).index_add_(1, flat, power)
+    mean = mean / count
+    noise = noise_power.to(device=device, dtype=torch.float64)  # (P, F)
+    noise_total = noise.sum(dim=1, keepdim=True)  # (P, 1)
+    signal = mean - noise_total * (1.0 + _NOISE_MARGIN / torch.sqrt(count))
     signal = signal.clamp(min=0.0)
-    signal[0] = 0.0  # the mean was removed
-    if not bool((signal > 0).any()):
-        return None
-    frames = noise.shape[0]
+    signal[:, 0] = 0.0  # the mean was removed
     centre = torch.arange(rings, dtype=torch.float64, device=device) * (_RING_SAMPLES / n)
     if mid_frame_dose_e_per_a2 is None:
-        damage = torch.ones((frames, rings), dtype=torch.float64, device=device)
+        damage = torch.ones((noise.shape[1], rings), dtype=torch.float64, device=device)
     else:
         damage = dose_filter(
             centre / pixel_size_angstrom,
@@ -89,17 +86,18 @@ def signal_weights(
             voltage_kv=voltage_kv,
         )  # (F, rings)
     damage_sum = damage.sum(dim=0)
-    specimen = signal / damage_sum.square().clamp(min=1e-30)  # S(k)
-    others = damage_sum[None] - damage  # A_f (F, rings)
-    noise_others = noise_total - noise  # N_ref (F,)
+    specimen = (signal / damage_sum.square().clamp(min=1e-30))[:, None]  # S(k) (P, 1, rings)
+    others = damage_sum - damage  # A_f (F, rings)
+    noise_others = (noise_total - noise)[..., None]  # N_ref (P, F, 1)
     table = (
         damage
         * others
-        * specimen[None]
-        / (noise[:, None] * (others.square() * specimen[None] + noise_others[:, None]))
+        * specimen
+        / (noise[..., None] * (others.square() * specimen + noise_others))
     )
-    table = table / table.max()
-    if not math.isfinite(float(table.sum())):
-        return None
-    weights = table.to(torch.float32)[:, ring]  # (F, H, Wr)
-    return weights.div_(filt2.to(torch.float32))
+    table = torch.nan_to_num(table, nan=0.0, posinf=0.0, neginf=0.0)
+    largest = table.amax(dim=(1, 2))
+    measured = largest > 0
+    table = table / torch.where(measured, largest, 1.0)[:, None, None]
+    weights = table.to(torch.float32)[..., ring]  # (P, F, H, Wr)
+    return weights.div_(filt2.to(torch.float32)), measured

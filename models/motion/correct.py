@@ -158,7 +158,7 @@ def correct_motion(
     patch_bfactor_angstrom2: float = PATCH_BFACTOR_ANGSTROM2,
     iterations: int = 10,
     tolerance_px: float = 0.01,
-    patch_iterations: int = 2,
+    patch_iterations: int = 1,
     dose_weighting: bool = True,
     local: bool = True,
     device: torch.device | str | None = None,

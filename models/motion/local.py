@@ -216,9 +216,10 @@ def align_patches(
     patches: tuple[int, int],
     pixel_size_angstrom: float,
     bfactor_angstrom2: float = PATCH_BFACTOR_ANGSTROM2,
-    iterations: int = 2,
+    iterations: int = 1,
     tolerance_px: float = 0.01,
     damage: DamageModel | None = None,
+    measured_weights: bool = True,
 ) -> PatchShifts:
     """Align a grid of ``patches`` (rows, columns) of overlapping square patches.
 
@@ -229,10 +230,12 @@ def align_patches(
     borders.
 
     The global shifts are already removed, so every patch starts at zero residual and the
-    iteration refines from there. Two rounds are the default: on simulated 1024^2 x 20
-    movies (seeds 0-2) the local model's error was 0.199 / 0.206 / 0.216 px after 2 rounds
-    against 0.198 / 0.224 / 0.233 px when iterating to 0.01 px (5-9 rounds), at 40 % less
-    time: the patch's noise, not the reference, limits it.
+    iteration refines from there. One round is the default: with the fixed filter, on
+    simulated 1024^2 x 20 movies (seeds 0-2), the local model's error was 0.199 / 0.206 /
+    0.216 px after 2 rounds against 0.198 / 0.224 / 0.233 px when iterating to 0.01 px (5-9
+    rounds); with the measured weights, over seeds 0-7 and 16-23, 0.168 px after 1 round and
+    0.168 px after 2 (0.232 px with the fixed filter and 2 rounds): the patch's noise, not
+    the reference, limits it.
 
     (A progressive start, each frame against the running sum of those before it, suits the
     whole frame; at a patch's signal, frame 1 against frame 0 alone can lock several px off,
@@ -244,7 +247,9 @@ def align_patches(
     Where the filter's crop is well inside the patch's band, the patches are cut from frames
     band-limited to it on a coarser grid (:func:`band_limited`, :func:`band_limited_layout`):
     the same frequencies at a third of the transforms' cost, the patch then spanning its
-    ``size`` frame pixels to within 3 %.
+    ``size`` frame pixels to within 3 %. With ``measured_weights`` each patch's
+    cross-spectra are weighted by the specimen's power measured on that patch
+    (:mod:`models.motion._weights`), as the whole frame's are.
     """
     n, h, w = frames.shape
     if patches[0] < 1 or patches[1] < 1:
@@ -304,6 +309,7 @@ def align_patches(
             initial_px=torch.zeros((last - first, n, 2), dtype=torch.float64, device=device),
             smooth=False,
             damage=damage,
+            measured_weights=measured_weights,
         )
         out[first:last] = residual.cpu().numpy() / scale
         var[first:last] = variance.cpu().numpy() / scale**2
