@@ -1,4 +1,4 @@
-"""Frequency weights of the whole-frame alignment, measured on the movie itself.
+"""Frequency weights of the motion alignment (whole frames and patches), measured on the movie.
 
 Frame ``f``'s spectrum is ``D_f T + n_f``: the specimen ``T`` (the same in every frame once
 aligned), the amplitude ``D_f`` that radiation damage leaves at its dose, and white shot noise
@@ -11,8 +11,9 @@ noise, weighs the cross-spectrum ``F_f R_f*`` by
 
 which is zero where the specimen carries nothing (the CTF's zeros, beyond its envelope) and
 falls where the reference is already clean (low frequencies, where the frame's own noise
-limits). ``S`` is measured on rings of the aligned sum: the ring's mean of ``|sum_g F_g|^2``,
-less the noise ``sum_g N_g`` and its standard error on that ring, over ``(sum_g D_g)^2``.
+limits). ``S`` is measured on rings of the aligned sum (of the whole frame, or of each patch
+on its own): the ring's mean of ``|sum_g F_g|^2``, less the noise ``sum_g N_g`` and its
+standard error on that ring, over ``(sum_g D_g)^2``.
 
 On simulated 1024^2 x 20 movies at 2 e/A^2 per frame a fixed ``exp(-B k^2 / 2)`` with the
 damage filter had, frame by frame, 2.7-3.8 times the shift variance of the ideal ``W_f``

@@ -115,8 +115,8 @@ def align_global(
         solution (at 1024^2 x 20: 0.38 -> 0.27 s for the two, within 0.003 px of a start of
         their own), to :data:`HALVES_TOLERANCE_PX` or ``tolerance_px`` if that is looser.
     measured_weights
-        After the first round, weigh each frequency by the specimen's power measured on the
-        movie's aligned sum instead of the fixed filter (:mod:`models.motion._weights`).
+        After the progressive start, weigh each frequency by the specimen's power measured on
+        the movie's aligned sum instead of the fixed filter (:mod:`models.motion._weights`).
     """
     if frames.dim() != 3 or frames.shape[0] < 2:
         raise ValueError(f"frames must be (F >= 2, h, w), got shape {tuple(frames.shape)}")
