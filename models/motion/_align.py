@@ -62,18 +62,25 @@ class DamageModel:
         default_factory=dict, init=False, repr=False, compare=False
     )
 
+    def amplitudes(
+        self, frequency_px: torch.Tensor, dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """``(F, *frequency.shape)`` amplitudes each frame keeps at its mid-frame dose, at
+        spatial frequencies in cycles per pixel (computed in ``dtype``)."""
+        k = (frequency_px / self.pixel_size_angstrom).to(dtype)
+        return dose_filter(
+            k,
+            accumulated_dose_e_per_a2=self.mid_frame_dose_e_per_a2.to(k.device, dtype),
+            voltage_kv=self.voltage_kv,
+        )
+
     def filters(self, stack: SpectraStack) -> torch.Tensor:
         """``(F, H, Wr)`` float32 amplitudes on the stack's cropped grid (kept for the next
         stack on the same grid: every patch of a movie shares one)."""
         key = (stack.shape, stack.crop, str(stack.ky.device))
         if key not in self._filters:
             k = torch.sqrt(stack.ky[:, None] ** 2 + stack.kx[None, :] ** 2)
-            k = k / self.pixel_size_angstrom
-            self._filters[key] = dose_filter(
-                k.to(torch.float32),
-                accumulated_dose_e_per_a2=self.mid_frame_dose_e_per_a2.to(k.device, torch.float32),
-                voltage_kv=self.voltage_kv,
-            )
+            self._filters[key] = self.amplitudes(k, torch.float32)
         return self._filters[key]
 
 
@@ -399,9 +406,7 @@ def _signal_weights(
         stack.shape,
         total,
         stack.noise_power,
-        mid_frame_dose_e_per_a2=None if damage is None else damage.mid_frame_dose_e_per_a2,
-        voltage_kv=0.0 if damage is None else damage.voltage_kv,
-        pixel_size_angstrom=1.0 if damage is None else damage.pixel_size_angstrom,
+        damage=None if damage is None else damage.amplitudes,
     )
 
 

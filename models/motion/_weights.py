@@ -22,9 +22,9 @@ damage filter had, frame by frame, 2.7-3.8 times the shift variance of the ideal
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
 
-from causalscope.models.dose import dose_filter
+import torch
 
 __all__: list[str] = []
 
@@ -44,9 +44,7 @@ def signal_weights(
     total: torch.Tensor,
     noise_power: torch.Tensor,
     *,
-    mid_frame_dose_e_per_a2: torch.Tensor | None,
-    voltage_kv: float,
-    pixel_size_angstrom: float,
+    damage: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(P, F, H, Wr)`` float32 weights of the cross-spectra of ``P`` movies (the whole
     frame, or patches) and which of them hold measurable signal ``(P,)`` bool.
@@ -55,7 +53,9 @@ def signal_weights(
     by ``spectra_filter`` ``(H, Wr)`` (the returned weights divide that filter out twice, as
     every cross-spectrum carries it squared), on the cropped grid ``ky`` ``(H,)``, ``kx``
     ``(Wr,)`` (cycles per pixel of an ``shape`` image); ``noise_power`` ``(P, F)`` is each
-    frame's white noise per coefficient before the filter. Without doses every ``D_f`` is 1.
+    frame's white noise per coefficient before the filter. ``damage`` gives the ``(F, ...)``
+    amplitudes ``D_f`` at frequencies in cycles per pixel (:meth:`DamageModel.amplitudes`);
+    without it every ``D_f`` is 1.
     A movie without measurable signal on any ring (a blank patch) gets zero weights and False:
     the caller keeps its fixed filter there.
     """
@@ -78,23 +78,16 @@ def signal_weights(
     signal = signal.clamp(min=0.0)
     signal[:, 0] = 0.0  # the mean was removed
     centre = torch.arange(rings, dtype=torch.float64, device=device) * (_RING_SAMPLES / n)
-    if mid_frame_dose_e_per_a2 is None:
-        damage = torch.ones((noise.shape[1], rings), dtype=torch.float64, device=device)
+    if damage is None:
+        kept = torch.ones((noise.shape[1], rings), dtype=torch.float64, device=device)
     else:
-        damage = dose_filter(
-            centre / pixel_size_angstrom,
-            accumulated_dose_e_per_a2=mid_frame_dose_e_per_a2.to(device, torch.float64),
-            voltage_kv=voltage_kv,
-        )  # (F, rings)
-    damage_sum = damage.sum(dim=0)
-    specimen = (signal / damage_sum.square().clamp(min=1e-30))[:, None]  # S(k) (P, 1, rings)
-    others = damage_sum - damage  # A_f (F, rings)
+        kept = damage(centre)  # (F, rings)
+    kept_sum = kept.sum(dim=0)
+    specimen = (signal / kept_sum.square().clamp(min=1e-30))[:, None]  # S(k) (P, 1, rings)
+    others = kept_sum - kept  # A_f (F, rings)
     noise_others = (noise_total - noise)[..., None]  # N_ref (P, F, 1)
     table = (
-        damage
-        * others
-        * specimen
-        / (noise[..., None] * (others.square() * specimen + noise_others))
+        kept * others * specimen / (noise[..., None] * (others.square() * specimen + noise_others))
     )
     table = torch.nan_to_num(table, nan=0.0, posinf=0.0, neginf=0.0)
     largest = table.amax(dim=(1, 2))

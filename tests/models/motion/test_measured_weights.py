@@ -10,6 +10,7 @@ import torch
 from causalscope.daemon.bench.motion import motion_errors, simulate_bench_movie
 from causalscope.models.dose import dose_filter
 from causalscope.models.motion import align_global, apply_gain_and_defects
+from causalscope.models.motion._align import DamageModel
 from causalscope.models.motion._fourier import bfactor_filter, crop_frequencies
 from causalscope.models.motion._weights import signal_weights
 
@@ -57,9 +58,7 @@ def test_weights_follow_the_specimens_power_and_the_damage() -> None:
         shape,
         torch.stack([total * filt, torch.zeros_like(total)]).to(torch.complex64),
         torch.stack([noise, torch.zeros_like(noise)]).to(torch.float32),
-        mid_frame_dose_e_per_a2=dose,
-        voltage_kv=300.0,
-        pixel_size_angstrom=1.0,
+        damage=DamageModel(dose, 300.0, 1.0).amplitudes,
     )
     assert weights.shape == (2, frames, *k.shape)
     assert measured.tolist() == [True, False]
@@ -164,7 +163,7 @@ def test_patches_aligned_together_match_patches_aligned_one_at_a_time() -> None:
     0.1 px)."""
     import dataclasses
 
-    from causalscope.models.motion._align import DamageModel, align_stack, prepare_spectra
+    from causalscope.models.motion._align import align_stack, prepare_spectra
     from causalscope.models.motion._fourier import phase_ramp
 
     generator = torch.Generator().manual_seed(5)
