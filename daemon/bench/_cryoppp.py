@@ -9,6 +9,7 @@ kept with each micrograph.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def _dataset(folder: Path) -> str:
     return "10059" if "10059" in folder.name else "10028"
 
 
-def load_cryoppp(folder: Path) -> list[RealMicrograph]:
-    """Every micrograph of one CryoPPP set folder, sorted by name."""
+def load_cryoppp(folder: Path, names: Sequence[str] | None = None) -> list[RealMicrograph]:
+    """Every micrograph of one CryoPPP set folder (or those ``names``), sorted by name."""
     import imagecodecs
     from scipy import ndimage
 
@@ -46,6 +47,8 @@ def load_cryoppp(folder: Path) -> list[RealMicrograph]:
     diameter = CRYOPPP_DIAMETER_PX[_dataset(folder)]
     out = []
     for path in sorted((folder / "images").glob("*.png")):
+        if names is not None and path.name not in names:
+            continue
         image = np.asarray(imagecodecs.png_decode(path.read_bytes()), dtype=np.float32)
         mask = np.asarray(imagecodecs.png_decode((folder / "labels" / path.name).read_bytes()))
         mask = mask if mask.ndim == 2 else mask[..., 0]

@@ -264,7 +264,11 @@ def learned_timing(size: int, device: str) -> dict[str, Any]:
     times["network_s"] = time.perf_counter() - started
     started = time.perf_counter()
     picks_from_logits(
-        logits, scale=scale, diameter_px=diameter, calibrated_threshold=model.threshold()
+        logits,
+        canonical,
+        scale=scale,
+        diameter_px=diameter,
+        calibrated_threshold=model.threshold(),
     )
     times["peaks_and_cut_s"] = time.perf_counter() - started
     return {

@@ -41,6 +41,7 @@ def held_out_f1(
             logits = model(image.to(parameter.device, parameter.dtype)[None, None])[0, 0]
         picks = picks_from_logits(
             logits.float().cpu(),
+            image,
             scale=1.0,
             diameter_px=CANONICAL_DIAMETER_PX,
             calibrated_threshold=model.threshold(),

@@ -7,8 +7,8 @@ at least ``min_distance_diameters`` diameters apart (0.5 by default, so touching
 whose centres are about one diameter apart, give separate picks), at least half a diameter
 from every border, with probability ``>= threshold``. By default the threshold is automatic:
 the model's calibrated cut, lowered on a micrograph whose own peaks show many more particles
-than that cut keeps (:func:`~.calibration.micrograph_cut`). The cut applied is in
-:attr:`Picks.threshold`.
+than that cut keeps, to where the peaks darker than the ice outnumber the background
+(:func:`~.calibration.micrograph_cut`). The cut applied is in :attr:`Picks.threshold`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import torch
 
 from causalscope.models.picking._common import find_peaks, interior
-from causalscope.models.picking.learned.calibration import micrograph_cut
+from causalscope.models.picking.learned.calibration import contrast_map, micrograph_cut
 from causalscope.models.picking.learned.network import OUTPUT_STRIDE, PickerNet
 from causalscope.models.picking.learned.preprocess import canonical_micrograph
 from causalscope.models.picking.picks import Picks
@@ -50,11 +50,16 @@ def logit_map(
     Map pixel ``(i, j)`` is centred at input pixel ``((s * j + o + 0.5) / scale - 0.5, ...)``
     for ``x`` (``s`` the output stride, ``o = (s - 1) / 2``); :func:`pick_learned` does that.
     """
-    parameter = next(model.parameters())
     canonical, scale = canonical_micrograph(image, diameter_px=diameter_px)
+    return _logits(model, canonical), scale
+
+
+def _logits(model: PickerNet, canonical: torch.Tensor) -> torch.Tensor:
+    """Calibrated float32 logits of a canonical ``(h, w)`` image."""
+    parameter = next(model.parameters())
     with torch.inference_mode():
         logits = model(canonical.to(parameter.device, parameter.dtype)[None, None])[0, 0]
-    return logits.to(torch.float32), scale
+    return logits.to(torch.float32)
 
 
 def probability_map(
@@ -95,7 +100,8 @@ def pick_learned(
         raise ValueError(f"threshold must be a probability, got {threshold}")
     if not torch.isfinite(image).all():
         raise ValueError("image has non-finite values")
-    logits, scale = logit_map(model, image, diameter_px=diameter_px)
+    canonical, scale = canonical_micrograph(image, diameter_px=diameter_px)
+    logits = _logits(model, canonical)
     if threshold != "auto":
         return peaks_from_probability(
             torch.sigmoid(logits),
@@ -108,6 +114,7 @@ def pick_learned(
         )
     return picks_from_logits(
         logits,
+        canonical,
         scale=scale,
         diameter_px=diameter_px,
         calibrated_threshold=model.threshold(),
@@ -119,6 +126,7 @@ def pick_learned(
 
 def picks_from_logits(
     logits: torch.Tensor,
+    canonical: torch.Tensor,
     *,
     scale: float,
     diameter_px: float,
@@ -127,10 +135,10 @@ def picks_from_logits(
     border_diameters: float = 0.5,
     max_picks: int | None = None,
 ) -> Picks:
-    """:func:`pick_learned`'s automatic threshold on a :func:`logit_map`: every peak, then
-    the cut of :func:`~.calibration.micrograph_cut` from the model's ``calibrated_threshold``
-    (a probability)."""
-    xy, peak_logits = _peaks(
+    """:func:`pick_learned`'s automatic threshold on the logits of the ``canonical`` image they
+    were computed from: every peak, then the cut of :func:`~.calibration.micrograph_cut` from
+    the model's ``calibrated_threshold`` (a probability)."""
+    xy, peak_logits, yx = _peaks(
         logits,
         probability=torch.sigmoid(logits),
         scale=scale,
@@ -139,8 +147,12 @@ def picks_from_logits(
         min_distance_diameters=min_distance_diameters,
         border_diameters=border_diameters,
     )
+
+    def contrast() -> torch.Tensor:
+        return contrast_map(canonical.to(logits.device))[yx[:, 0], yx[:, 1]]
+
     calibrated = min(max(calibrated_threshold, 1e-12), 1.0 - 1e-12)
-    cut = micrograph_cut(peak_logits, math.log(calibrated / (1.0 - calibrated)))
+    cut = micrograph_cut(peak_logits, math.log(calibrated / (1.0 - calibrated)), contrast)
     keep = peak_logits >= cut
     xy, peak_logits = xy[keep][:max_picks], peak_logits[keep][:max_picks]
     return Picks(xy, torch.sigmoid(peak_logits), threshold=1.0 / (1.0 + math.exp(-cut)))
@@ -156,10 +168,11 @@ def _peaks(
     min_distance_diameters: float,
     border_diameters: float,
     max_picks: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(xy, scores)``: local maxima of a ``score`` map ``>= floor`` (best first, float64 on
-    the CPU), kept by greedy NMS and away from the border, placed at the centroid of the
-    ``probability`` map around them (:func:`refined`) and given in input pixels."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(xy, scores, yx)``: local maxima of a ``score`` map ``>= floor`` (best first, float64
+    on the CPU), kept by greedy NMS and away from the border, placed at the centroid of the
+    ``probability`` map around them (:func:`refined`) and given in input pixels; ``yx`` are
+    their integer map pixels, on the map's device."""
     step = OUTPUT_STRIDE / scale  # input px per map pixel
     edge = border_diameters * diameter_px / step
     yx, scores = find_peaks(
@@ -169,10 +182,10 @@ def _peaks(
         valid=interior(tuple(score.shape), edge, score.device),  # type: ignore[arg-type]
         max_picks=max_picks,
     )
-    yx = refined(probability, yx)
+    centres = refined(probability, yx)
     offset = (OUTPUT_STRIDE - 1) / 2.0
-    xy = (yx.flip(-1) * OUTPUT_STRIDE + offset + 0.5) / scale - 0.5
-    return xy, scores.to(torch.float64).cpu()
+    xy = (centres.flip(-1) * OUTPUT_STRIDE + offset + 0.5) / scale - 0.5
+    return xy, scores.to(torch.float64).cpu(), yx
 
 
 def refined(probability: torch.Tensor, yx: torch.Tensor) -> torch.Tensor:
@@ -207,7 +220,7 @@ def peaks_from_probability(
     """Picks in input pixels from a :func:`probability_map` ``(h'', w'')`` and its ``scale``
     (canonical px per input px): local maxima ``>= threshold``, greedy NMS at
     ``min_distance_diameters``, none within ``border_diameters`` of the border."""
-    xy, scores = _peaks(
+    xy, scores, _ = _peaks(
         probability,
         probability=probability,
         scale=scale,
