@@ -34,7 +34,7 @@ local mean (:func:`contrast_map`) is brighter than the ice, and the rest are par
 mixture places the cut where its Gaussian upper group ends, but an under-confident network's
 particles trail far into the background's logits: on EMPIAR-10059 never seen the mixture's
 cut kept 380-420 peaks per micrograph (F1 0.60-0.70, mean 0.66) where the best cut keeps
-640-720 (0.72-0.79, mean 0.76); the mirrored count keeps 600-740 (F1 0.71-0.79, mean 0.75).
+640-720 (0.72-0.79, mean 0.76); the mirrored count keeps 600-690 (F1 0.71-0.79, mean 0.76).
 """
 
 from __future__ import annotations
@@ -90,11 +90,11 @@ MAX_PARTICLE_SHARE = 0.5
 MAX_UPPER_BELOW_CUT = 3.0
 #: the local mean of :func:`contrast_map`: a Gaussian of a fifth of the diameter (canonical
 #: px), about the particle's core (on EMPIAR-10059 never seen, a sixth to a quarter gave the
-#: same F1 within 0.003)
+#: same F1 within 0.005)
 CONTRAST_SIGMA_PX = CANONICAL_DIAMETER_PX / 5.0
 #: the particles counted above the chosen cut must exceed this many standard deviations of
 #: the count without any particle (each peak brighter or darker by a coin toss: a spread of
-#: sqrt(peaks)); on 2,000 random sets of 100-1,300 such peaks 0.3-0.6 % passed at 3.5 (2-3 %
+#: sqrt(peaks)); on 2,000 random sets of 100-1,300 such peaks 0.2-0.6 % passed at 3.5 (1-3 %
 #: at 3, as a random walk's excursions reach)
 MIN_COUNT_Z = 3.5
 
