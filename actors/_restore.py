@@ -26,6 +26,8 @@ from causalscope.models.optics import Optics
 from causalscope.models.records import CtfRecord, PickingRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from causalscope.config import PickingSettings
@@ -190,14 +192,13 @@ def restore_and_pick(
     picked_on = denoised if denoised is not None else restored
     if templates is None and settings.picker == "learned":
         picked_on = work
-    picks = pick(picked_on, templates, settings, pixel_size_angstrom, model=picker)
     excluded: dict[str, float] | None = None
     excluded_area: torch.Tensor | None = None
     n_excluded = 0
+    mask = None
     # on the sum of counts (the restored images have lost the local mean it reads); a sum
     # without a positive mean (not counts) is left unmasked: its record says None
     if settings.exclude and float(work.mean()) > 0:
-        from causalscope.models.picking import Picks
         from causalscope.models.picking.exclusion import exclusion_mask
 
         mask = exclusion_mask(
@@ -207,6 +208,11 @@ def restore_and_pick(
             dense_fraction=settings.exclude_contrast,
             thin_fraction=settings.exclude_contrast,
         )
+    counted = None if mask is None else mask.keeps
+    picks = pick(picked_on, templates, settings, pixel_size_angstrom, model=picker, counted=counted)
+    if mask is not None:
+        from causalscope.models.picking import Picks
+
         keep = mask.keeps(picks.xy_px)
         n_excluded = int((~keep).sum())
         picks = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
@@ -246,9 +252,11 @@ def pick(
     pixel_size_angstrom: float,
     *,
     model: PickerNet | None = None,
+    counted: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Picks:
     """Template matching when templates are given, else the configured picker (learned on the
-    dose-weighted sum, by ``model`` or the shipped one, or blobs)."""
+    dose-weighted sum, by ``model`` or the shipped one, its automatic cut counting particles
+    on the peaks ``counted`` keeps; or blobs)."""
     from causalscope.models.picking import pick_blobs, pick_template
 
     if templates is None and settings.picker == "learned":
@@ -262,6 +270,7 @@ def pick(
                 float(min(image.shape)),
             ),
             threshold=settings.learned_threshold,
+            counted=counted,
         )
     if templates is not None:
         return pick_template(

@@ -161,7 +161,7 @@ def _contaminated(
         dense_fraction=contrast,
         thin_fraction=contrast,
     )
-    picks = pick_learned(image, default_picker(), diameter_px=diameter)
+    picks = pick_learned(image, default_picker(), diameter_px=diameter, counted=mask.keeps)
     xy = picks.xy_px[mask.keeps(picks.xy_px)].numpy()
     match = match_picks(xy, truth, radius_px=0.25 * diameter)
     return {

@@ -226,11 +226,12 @@ def mirrored_cut(peak_logits: torch.Tensor, peak_contrast: torch.Tensor) -> floa
 def micrograph_cut(
     peak_logits: torch.Tensor,
     calibrated_logit: float,
-    peak_contrast: Callable[[], torch.Tensor],
+    counted_peaks: Callable[[], tuple[torch.Tensor, torch.Tensor]],
 ) -> float:
     """The automatic cut, as a logit, for one micrograph's ``(n,)`` calibrated peak logits;
-    ``peak_contrast()`` gives their ``(n,)`` local means (:func:`contrast_map`), asked for only
-    where the cut may drop.
+    ``counted_peaks()`` gives the logits and local means (:func:`contrast_map`) of those the
+    count is made on (all, or those outside the areas not to pick), asked for only where the
+    cut may drop.
 
     ``calibrated_logit`` (the model's stored cut) unless the peak logits are clearly bimodal
     (:attr:`~models.picking._threshold.Bimodality.bimodal`), their upper group holds at most
@@ -251,5 +252,5 @@ def micrograph_cut(
     expected = float(fit.upper_posterior(x).sum())
     if int((x >= calibrated_logit).sum()) >= COUNT_AGREEMENT * expected:
         return calibrated_logit
-    cut = mirrored_cut(x, peak_contrast())
+    cut = mirrored_cut(*counted_peaks())
     return calibrated_logit if cut is None else min(calibrated_logit, cut)

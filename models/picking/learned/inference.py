@@ -14,6 +14,7 @@ than that cut keeps, to where the peaks darker than the ice outnumber the backgr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -79,12 +80,16 @@ def pick_learned(
     min_distance_diameters: float = 0.5,
     border_diameters: float = 0.5,
     max_picks: int | None = None,
+    counted: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Picks:
     """Particle centres in an ``(h, w)`` micrograph (any real dtype; PNG and MRC alike).
 
     Scores are the probabilities at the picks. ``threshold="auto"`` is the model's stored
     F1-maximising cut (:mod:`.calibration`; 0.5 for an uncalibrated model), lowered where the
-    micrograph's own peaks ask for it (:func:`~.calibration.micrograph_cut`). Raises
+    micrograph's own peaks ask for it (:func:`~.calibration.micrograph_cut`); where it drops
+    to, the particles are counted on the peaks at the ``(n, 2)`` input-pixel positions where
+    ``counted`` is true (default all; the live path leaves out the areas not to pick, whose
+    dense contamination darkens the peaks on and beside it as particles do). Raises
     ``ValueError`` for a non-2D image, a diameter below 4 px or larger than the image.
     """
     if image.ndim != 2:
@@ -121,6 +126,7 @@ def pick_learned(
         min_distance_diameters=min_distance_diameters,
         border_diameters=border_diameters,
         max_picks=max_picks,
+        counted=counted,
     )
 
 
@@ -134,10 +140,12 @@ def picks_from_logits(
     min_distance_diameters: float = 0.5,
     border_diameters: float = 0.5,
     max_picks: int | None = None,
+    counted: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Picks:
     """:func:`pick_learned`'s automatic threshold on the logits of the ``canonical`` image they
     were computed from: every peak, then the cut of :func:`~.calibration.micrograph_cut` from
-    the model's ``calibrated_threshold`` (a probability)."""
+    the model's ``calibrated_threshold`` (a probability), its particles counted on the peaks
+    ``counted`` keeps."""
     xy, peak_logits, yx = _peaks(
         logits,
         probability=torch.sigmoid(logits),
@@ -148,11 +156,15 @@ def picks_from_logits(
         border_diameters=border_diameters,
     )
 
-    def contrast() -> torch.Tensor:
-        return contrast_map(canonical.to(logits.device))[yx[:, 0], yx[:, 1]]
+    def counted_peaks() -> tuple[torch.Tensor, torch.Tensor]:
+        contrast = contrast_map(canonical.to(logits.device))[yx[:, 0], yx[:, 1]].cpu()
+        if counted is None:
+            return peak_logits, contrast
+        inside = counted(xy).cpu()
+        return peak_logits[inside], contrast[inside]
 
     calibrated = min(max(calibrated_threshold, 1e-12), 1.0 - 1e-12)
-    cut = micrograph_cut(peak_logits, math.log(calibrated / (1.0 - calibrated)), contrast)
+    cut = micrograph_cut(peak_logits, math.log(calibrated / (1.0 - calibrated)), counted_peaks)
     keep = peak_logits >= cut
     xy, peak_logits = xy[keep][:max_picks], peak_logits[keep][:max_picks]
     return Picks(xy, torch.sigmoid(peak_logits), threshold=1.0 / (1.0 + math.exp(-cut)))
