@@ -343,7 +343,15 @@ def align_stack(
     start_sum = None
     if measured_weights:
         start_sum = _aligned_sum(stack, shifts, split=split)  # the first round's too
-        signal_filters, has_signal = _signal_weights(stack, start_sum, damage)
+        signal_filters, has_signal = signal_weights(
+            stack.filt,
+            stack.ky,
+            stack.kx,
+            stack.shape,
+            start_sum,
+            stack.noise_power,
+            damage=None if damage is None else damage.amplitudes,
+        )
         if not bool(has_signal.all()):  # a blank patch keeps the fixed filter
             signal_filters[~has_signal] = 1.0 if damage is None else damage.filters(stack)
         frame_filters = signal_filters
@@ -392,22 +400,6 @@ def align_stack(
     if variance is None:  # every patch stopped before the last round
         _, variance = _measure(stack, shifts, frame_filters, split=split)  # with variances
     return shifts, cast(torch.Tensor, variance), used, converged
-
-
-def _signal_weights(
-    stack: SpectraStack, total: torch.Tensor, damage: DamageModel | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The measured weights ``(P, F, H, Wr)`` of a stack whose aligned sums are ``total``
-    ``(P, H, Wr)``, and which patches hold measurable signal ``(P,)``."""
-    return signal_weights(
-        stack.filt,
-        stack.ky,
-        stack.kx,
-        stack.shape,
-        total,
-        stack.noise_power,
-        damage=None if damage is None else damage.amplitudes,
-    )
 
 
 def _progressive_start(
