@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from causalscope.daemon.bench._machine import cpu_seconds
 from causalscope.daemon.failures import classify
 from tests.daemon._faults import (
     AlertRecorder,
@@ -42,12 +43,6 @@ from tests.daemon._faults import (
 pytestmark = pytest.mark.slow
 
 _OURS = ("ray_", "memory_", "processing_")  # the alerts of staying up (not of the data)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user and system) that process ``pid`` has used so far, from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Holder:
@@ -109,11 +104,16 @@ def test_killed_actor_lost_frames_and_dead_node_each_retried_once(
 
     def kill_actor(pool: Any, task: Any, submit: Any) -> None:
         pids = pool.actor_process_ids()  # asked while idle: the answer comes at once
-        before = sum(_cpu_seconds(pid) for pid in pids)
+
+        def used() -> float:  # CPU seconds of the actors so far
+            now = cpu_seconds()
+            return sum(now[pid][1] for pid in pids if pid in now)
+
+        before = used()
         submit()
         # killed once the actor is working on it (a fixed sleep let a fast machine finish first)
         deadline = time.monotonic() + 30.0
-        while sum(_cpu_seconds(pid) for pid in pids) - before < 0.2:
+        while used() - before < 0.2:
             assert time.monotonic() < deadline, "the actor never started the exposure"
             time.sleep(0.01)
         for pid in pids:
