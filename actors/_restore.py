@@ -209,7 +209,15 @@ def restore_and_pick(
             thin_fraction=settings.exclude_contrast,
         )
     counted = None if mask is None else mask.keeps
-    picks = pick(picked_on, templates, settings, pixel_size_angstrom, model=picker, counted=counted)
+    picks = pick(
+        picked_on,
+        templates,
+        settings,
+        pixel_size_angstrom,
+        model=picker,
+        counted=counted,
+        ice_free=None if mask is None else mask.thin,
+    )
     if mask is not None:
         from causalscope.models.picking import Picks
 
@@ -253,10 +261,12 @@ def pick(
     *,
     model: PickerNet | None = None,
     counted: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ice_free: torch.Tensor | None = None,
 ) -> Picks:
     """Template matching when templates are given, else the configured picker (learned on the
     dose-weighted sum, by ``model`` or the shipped one, its automatic cut counting particles
-    on the peaks ``counted`` keeps; or blobs)."""
+    on the peaks ``counted`` keeps, the background of the ice measured apart from the areas
+    ``ice_free``; or blobs)."""
     from causalscope.models.picking import pick_blobs, pick_template
 
     if templates is None and settings.picker == "learned":
@@ -271,6 +281,7 @@ def pick(
             ),
             threshold=settings.learned_threshold,
             counted=counted,
+            ice_free=ice_free,
         )
     if templates is not None:
         return pick_template(

@@ -161,7 +161,9 @@ def _contaminated(
         dense_fraction=contrast,
         thin_fraction=contrast,
     )
-    picks = pick_learned(image, default_picker(), diameter_px=diameter, counted=mask.keeps)
+    picks = pick_learned(
+        image, default_picker(), diameter_px=diameter, counted=mask.keeps, ice_free=mask.thin
+    )
     xy = picks.xy_px[mask.keeps(picks.xy_px)].numpy()
     match = match_picks(xy, truth, radius_px=0.25 * diameter)
     return {

@@ -81,6 +81,7 @@ def pick_learned(
     border_diameters: float = 0.5,
     max_picks: int | None = None,
     counted: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ice_free: torch.Tensor | None = None,
 ) -> Picks:
     """Particle centres in an ``(h, w)`` micrograph (any real dtype; PNG and MRC alike).
 
@@ -89,8 +90,11 @@ def pick_learned(
     micrograph's own peaks ask for it (:func:`~.calibration.micrograph_cut`); where it drops
     to, the particles are counted on the peaks at the ``(n, 2)`` input-pixel positions where
     ``counted`` is true (default all; the live path leaves out the areas not to pick, whose
-    dense contamination darkens the peaks on and beside it as particles do). Raises
-    ``ValueError`` for a non-2D image, a diameter below 4 px or larger than the image.
+    dense contamination darkens the peaks on and beside it as particles do). ``ice_free``
+    ``(h, w)`` bool marks the areas without ice (the exclusion mask's ``thin``), whose
+    background is measured apart from the ice's (:func:`~.preprocess.background`). Raises
+    ``ValueError`` for a non-2D image, a diameter below 4 px or larger than the image, or an
+    ``ice_free`` of another shape.
     """
     if image.ndim != 2:
         raise ValueError(f"image must be (h, w), got shape {tuple(image.shape)}")
@@ -105,7 +109,7 @@ def pick_learned(
         raise ValueError(f"threshold must be a probability, got {threshold}")
     if not torch.isfinite(image).all():
         raise ValueError("image has non-finite values")
-    canonical, scale = canonical_micrograph(image, diameter_px=diameter_px)
+    canonical, scale = canonical_micrograph(image, diameter_px=diameter_px, ice_free=ice_free)
     logits = _logits(model, canonical)
     if threshold != "auto":
         return peaks_from_probability(

@@ -114,13 +114,34 @@ def test_the_canonical_background_steps_with_an_edge() -> None:
     assert float(gaussian[:, 120 - 24 : 120 - 12].mean()) < -2.0  # the old background's offset
 
 
+def _clean_truth(scene) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The particles centred in clean ice (within 3 % of its counts), half a diameter (2 A/px)
+    from the edge."""
+    assert scene.transmission is not None
+    diameter = DIAMETER / 2.0
+    truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
+    ij = np.clip(np.round(truth[:, ::-1]).astype(int), 0, np.array(scene.image.shape) - 1)
+    clean = np.abs(scene.transmission[ij[:, 0], ij[:, 1]] - 1.0) <= 0.03
+    inner = np.all(
+        (truth > diameter / 2) & (truth < np.array(scene.image.shape)[::-1] - 1 - diameter / 2),
+        axis=1,
+    )
+    return truth[clean & inner]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("detail", "least_recall"), [("ice_blobs", 0.9), ("crack", 0.8)])
-def test_particles_beside_contamination_are_found(detail: str, least_recall: float) -> None:
-    # the live path (the shipped picker, then the exclusion mask) on the particles in clean ice
-    # (within 3 % of its counts) of a contaminated micrograph (2 A/px, 40 e/A^2, seed 0): with
-    # a mean background it found 70 % of them beside the ice balls and 64 % beside the crack,
-    # 100 % and 86 % now
+@pytest.mark.parametrize(
+    ("detail", "least_recall", "least_precision"),
+    [("ice_blobs", 0.95, 0.95), ("crack", 0.95, 0.93)],
+)
+def test_particles_beside_contamination_are_found(
+    detail: str, least_recall: float, least_precision: float
+) -> None:
+    # the live path (the exclusion mask, the shipped picker counting outside it with the
+    # background of the ice taken apart from the crack) on the particles in clean ice of a
+    # contaminated micrograph (2 A/px, 40 e/A^2, seed 0): with a mean background it found 70 %
+    # of them beside the ice balls and 64 % beside the crack; with the median 100 % and 86 %
+    # (precision 0.92 beside the crack); with the crack apart 100 % and 98 % (precision 0.96)
     scene = simulate_triage_micrograph(
         "contaminated",
         size_px=1024,
@@ -129,21 +150,62 @@ def test_particles_beside_contamination_are_found(detail: str, least_recall: flo
         seed=0,
         detail=detail,
     )
-    assert scene.transmission is not None
-    diameter = DIAMETER / 2.0
-    truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
-    ij = np.clip(np.round(truth[:, ::-1]).astype(int), 0, np.array(scene.image.shape) - 1)
-    clean = np.abs(scene.transmission[ij[:, 0], ij[:, 1]] - 1.0) <= 0.03
-    inner = np.all((truth > diameter / 2) & (truth < 1024 - 1 - diameter / 2), axis=1)
-    truth = truth[clean & inner]
+    truth = _clean_truth(scene)
     assert len(truth) >= 30
     image = torch.from_numpy(scene.image.astype(np.float32))
-    picks = pick_learned(image, default_picker(), diameter_px=diameter)
     mask = exclusion_mask(image, pixel_size_angstrom=2.0, particle_diameter_angstrom=DIAMETER)
+    diameter = DIAMETER / 2.0
+    picks = pick_learned(
+        image, default_picker(), diameter_px=diameter, counted=mask.keeps, ice_free=mask.thin
+    )
     xy = picks.xy_px[mask.keeps(picks.xy_px)].numpy()
     match = match_picks(xy, truth, radius_px=0.25 * diameter)
     assert match.recall >= least_recall
-    assert match.precision >= 0.85
+    assert match.precision >= least_precision
+
+
+@pytest.mark.parametrize("width_px", [96, 144, 192])
+def test_the_ice_beside_a_known_crack_keeps_its_level(width_px: int) -> None:
+    # a band 2-4 diameters wide, 20 noise spreads brighter (a crack's missing ice): the running
+    # median, whose window holds up to half of it, leans toward it and leaves the ice beside it
+    # 3.2-3.5 spreads dark; given the band, the ice's level comes from the ice alone
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.0, 1.0, (576, 576)).astype(np.float32)
+    image[:, 216 : 216 + width_px] += 20.0
+    crack = torch.zeros(576, 576, dtype=torch.bool)
+    crack[:, 216 : 216 + width_px] = True
+    # canonical: 288 x 288 px, a diameter 24 px, the band from column 108 to 108 + width / 2
+    end = 108 + width_px // 2
+    leaning, _ = canonical_micrograph(torch.from_numpy(image), diameter_px=48.0)
+    assert float(leaning[:, 84:106].mean()) < -2.0
+    canonical, _ = canonical_micrograph(torch.from_numpy(image), diameter_px=48.0, ice_free=crack)
+    for beside in (canonical[:, 84:106], canonical[:, end + 2 : end + 24]):
+        assert abs(float(beside.mean())) < 0.1  # measured at most 0.054
+    assert abs(float(canonical[:, 112 : end - 4].mean())) < 0.1  # the band on its own level
+    with pytest.raises(ValueError, match="ice_free must have the image's shape"):
+        canonical_micrograph(torch.from_numpy(image), diameter_px=48.0, ice_free=crack[:100])
+
+
+@pytest.mark.slow
+def test_a_wide_crack_leaves_the_ice_level_on_the_ice() -> None:
+    # a crack over 22 % of the field (2 A/px, 40 e/A^2, seed 10) lifted the 75th percentile of
+    # the local mean off the ice: 8 % of the field was called dense, 82 % of the particles in
+    # clean ice lay under the mask and the live path found 11 % of them; taken again without
+    # the crack, the level masks 6 % of them (touching the crack) and 84 % are found
+    scene = simulate_triage_micrograph(
+        "contaminated",
+        size_px=1024,
+        pixel_size_angstrom=2.0,
+        dose_e_per_a2=40.0,
+        seed=10,
+        detail="crack",
+    )
+    truth = _clean_truth(scene)
+    image = torch.from_numpy(scene.image.astype(np.float32))
+    mask = exclusion_mask(image, pixel_size_angstrom=2.0, particle_diameter_angstrom=DIAMETER)
+    assert mask.fractions["thin"] > 0.2 and mask.fractions["dense"] < 0.01
+    assert float((~mask.keeps(torch.from_numpy(truth))).float().mean()) < 0.1
+    assert bool(mask.thin.any()) and not bool((mask.thin & ~mask.mask).any())
 
 
 @pytest.mark.slow
