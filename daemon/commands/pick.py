@@ -9,9 +9,17 @@ maximised F1 on labelled micrographs held out from its training, lowered on a mi
 own peaks show many more particles than it keeps; the cut used is printed). A micrograph
 without picks gets a warning naming its diameter in pixels and where the pixel size came from.
 
+--exclude drops the picks where not to pick, as the live path does
+(:mod:`models.picking.exclusion`): carbon film, ice balls and aggregates (the local mean of
+counts more than 3 % under the ice's), cracks and empty holes (more than 3 % over it, their
+background measured apart from the ice's) and the border. It reads relative changes of the
+counts, so it needs a sum of counts (MRC or TIFF, not normalised: a mean above the spread) and
+the pixel size; the area fraction per reason and the picks dropped are printed.
+
 Example:
   causalscope pick mics/*.mrc --diameter-angstrom 150 --out picks/
   causalscope pick mic.png --diameter-px 56 --out picks/ --weights my_picker.pt
+  causalscope pick sums/*.mrc --diameter-angstrom 150 --exclude --out picks/
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from causalscope.daemon.commands._picker_args import (
     add_diameter_arguments,
@@ -44,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="probability cut, or auto: the model's F1-maximising cut, checked against each "
         "micrograph's own peaks (auto)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="store_true",
+        help="drop picks on carbon, ice contamination, cracks and the border (needs sums of "
+        "counts, MRC or TIFF, and the pixel size)",
     )
     parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads")
 
@@ -74,6 +89,48 @@ def load_model(weights: Path | None) -> object:
         ) from None
 
 
+def exclusion(
+    args: argparse.Namespace, path: Path, image: Any, header_apix: float | None, diameter: float
+) -> Any:
+    """The micrograph's exclusion mask (:func:`~models.picking.exclusion.exclusion_mask`), or
+    an :class:`InputError` naming the file when it cannot be judged: no pixel size, an 8-bit
+    picture, or values that are not counts (a mean not above the spread, as a normalised image
+    has; Poisson counts of ``m`` per pixel have a spread of ``sqrt(m)``)."""
+    from causalscope.config import PickingSettings
+    from causalscope.models.picking.exclusion import exclusion_mask
+
+    apix = args.pixel_size_angstrom or header_apix
+    if not apix or apix <= 0:
+        raise InputError(
+            "No pixel size for --exclude",
+            f"{path} has no pixel size in its header; give --pixel-size-angstrom",
+            path=path,
+        )
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        raise InputError(
+            "--exclude needs counts",
+            f"{path} is an 8-bit picture, whose grey levels are not counts; give the MRC or "
+            "TIFF sum",
+            path=path,
+        )
+    mean, spread = float(image.mean()), float(image.std())
+    if not mean > spread:
+        raise InputError(
+            "--exclude needs counts",
+            f"{path} has mean {mean:.4g} and spread {spread:.4g}; a sum of a few counts per "
+            "pixel or more has a mean above its spread (a normalised image cannot be judged)",
+            path=path,
+        )
+    contrast = PickingSettings().exclude_contrast
+    return exclusion_mask(
+        image,
+        pixel_size_angstrom=float(apix),
+        particle_diameter_angstrom=diameter * float(apix),
+        dense_fraction=contrast,
+        thin_fraction=contrast,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Pick every micrograph and write its STAR and CSV files."""
     import torch
@@ -83,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         write_coordinates_csv,
         write_coordinates_star,
     )
+    from causalscope.models.picking import Picks
     from causalscope.models.picking.learned import pick_learned
 
     threshold = _threshold(args.threshold)
@@ -93,14 +151,23 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         image, apix = read_micrograph(path)
         diameter = diameter_px(args, path, apix, image.shape, index=index)
+        tensor = torch.from_numpy(image)
+        mask = exclusion(args, path, tensor, apix, diameter) if args.exclude else None
         if model is None:
             model = load_model(args.weights)
         picks = pick_learned(
-            torch.from_numpy(image),
+            tensor,
             model,  # type: ignore[arg-type]
             diameter_px=diameter,
             threshold=threshold,
+            counted=None if mask is None else mask.keeps,
+            ice_free=None if mask is None else mask.thin,
         )
+        excluded = 0
+        if mask is not None:
+            keep = mask.keeps(picks.xy_px)
+            excluded = int((~keep).sum())
+            picks = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
         if not len(picks):
             print(
                 f"warning: {path}: no particle picked at a diameter of {diameter:.1f} px; check "
@@ -116,6 +183,14 @@ def run(args: argparse.Namespace) -> int:
             "picks": len(picks),
             "threshold": None if picks.threshold is None else round(picks.threshold, 4),
             "diameter_px": round(diameter, 2),
+            **(
+                {}
+                if mask is None
+                else {
+                    "excluded_fractions": {k: round(v, 4) for k, v in mask.fractions.items()},
+                    "picks_excluded": excluded,
+                }
+            ),
             "star": str(star),
             "seconds": round(time.perf_counter() - started, 3),
         }
