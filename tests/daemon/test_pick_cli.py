@@ -164,14 +164,8 @@ def test_pick_with_exclude_leaves_carbon_and_cracks_alone(
     from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
 
     for detail, reason in (("carbon_edge", "dense"), ("crack", "thin")):
-        scene = simulate_triage_micrograph(
-            "contaminated",
-            size_px=1024,
-            pixel_size_angstrom=2.0,
-            dose_e_per_a2=40.0,
-            seed=0,
-            detail=detail,
-        )
+        at_2a = {"size_px": 1024, "pixel_size_angstrom": 2.0, "dose_e_per_a2": 40.0}
+        scene = simulate_triage_micrograph("contaminated", seed=0, detail=detail, **at_2a)
         assert scene.transmission is not None
         affected = np.abs(scene.transmission - 1.0) > 0.03
         mic = tmp_path / f"{detail}.mrc"

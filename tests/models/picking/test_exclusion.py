@@ -114,6 +114,18 @@ def test_the_canonical_background_steps_with_an_edge() -> None:
     assert float(gaussian[:, 120 - 24 : 120 - 12].mean()) < -2.0  # the old background's offset
 
 
+def _at_2a(detail: str, *, seed: int):  # type: ignore[no-untyped-def]
+    """A contaminated 1024^2 micrograph at 2 A/px and 40 e/A^2."""
+    return simulate_triage_micrograph(
+        "contaminated",
+        size_px=1024,
+        pixel_size_angstrom=2.0,
+        dose_e_per_a2=40.0,
+        seed=seed,
+        detail=detail,
+    )
+
+
 def _clean_truth(scene) -> np.ndarray:  # type: ignore[no-untyped-def]
     """The particles centred in clean ice (within 3 % of its counts), half a diameter (2 A/px)
     from the edge."""
@@ -142,14 +154,7 @@ def test_particles_beside_contamination_are_found(
     # contaminated micrograph (2 A/px, 40 e/A^2, seed 0): with a mean background it found 70 %
     # of them beside the ice balls and 64 % beside the crack; with the median 100 % and 86 %
     # (precision 0.92 beside the crack); with the crack apart 100 % and 98 % (precision 0.96)
-    scene = simulate_triage_micrograph(
-        "contaminated",
-        size_px=1024,
-        pixel_size_angstrom=2.0,
-        dose_e_per_a2=40.0,
-        seed=0,
-        detail=detail,
-    )
+    scene = _at_2a(detail, seed=0)
     truth = _clean_truth(scene)
     assert len(truth) >= 30
     image = torch.from_numpy(scene.image.astype(np.float32))
@@ -192,14 +197,7 @@ def test_a_wide_crack_leaves_the_ice_level_on_the_ice() -> None:
     # the local mean off the ice: 8 % of the field was called dense, 82 % of the particles in
     # clean ice lay under the mask and the live path found 11 % of them; taken again without
     # the crack, the level masks 6 % of them (touching the crack) and 84 % are found
-    scene = simulate_triage_micrograph(
-        "contaminated",
-        size_px=1024,
-        pixel_size_angstrom=2.0,
-        dose_e_per_a2=40.0,
-        seed=10,
-        detail="crack",
-    )
+    scene = _at_2a("crack", seed=10)
     truth = _clean_truth(scene)
     image = torch.from_numpy(scene.image.astype(np.float32))
     mask = exclusion_mask(image, pixel_size_angstrom=2.0, particle_diameter_angstrom=DIAMETER)
