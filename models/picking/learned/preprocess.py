@@ -19,7 +19,7 @@ the network never saw in training. On simulated 1024^2 micrographs (2 A/px, 120 
 The median still leans toward a crack or an empty hole when either covers part of its window
 (up to half of it), and the smoothing that follows carries the step a bin or two into the ice:
 beside a crack the ice came out 0.25-0.8 spreads darker than elsewhere within 60 px (at 2 A/px),
-where the network's logits fall by several units per tenth of a spread, so the particles there
+where the network's logits fall by 5-10 per 0.3 spread, so the particles there
 were missed. Where the areas without ice are known (``ice_free``: the exclusion mask's ``thin``
 areas, :mod:`models.picking.exclusion`), the ice's level is the median of the ice's bins alone
 and the crack's the median of its own, each smoothed on its own side, and a pixel takes its
