@@ -120,14 +120,15 @@ def _window_medians(
     out = torch.empty_like(binned)
     for i in range(0, binned.shape[0], _ROWS_AT_ONCE):
         rows = slice(i, i + min(_ROWS_AT_ONCE, binned.shape[0] - i) + 2 * r)
-        windows = _windows(padded[rows], r)
-        every = windows.median(-1).values
         if chosen is None:
-            out[i : i + every.shape[0]] = every
-            continue
-        picked = _windows(chosen[rows], r)
-        mine = picked.nanmedian(-1).values
-        out[i : i + every.shape[0]] = torch.where(torch.isnan(picked).all(-1), every, mine)
+            median = _windows(padded[rows], r).median(-1).values
+        else:
+            picked = _windows(chosen[rows], r)
+            median = picked.nanmedian(-1).values
+            none = torch.isnan(picked).all(-1)
+            if bool(none.any()):
+                median = torch.where(none, _windows(padded[rows], r).median(-1).values, median)
+        out[i : i + median.shape[0]] = median
     return out
 
 
