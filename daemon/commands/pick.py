@@ -4,8 +4,8 @@ Reads MRC, TIFF, PNG and JPEG micrographs (grey; a movie's frames are summed), b
 the picker's canonical scale from the particle diameter, and writes ``DIR/<name>.star`` (a
 RELION coordinate file: rlnCoordinateX/Y and rlnAutopickFigureOfMerit, the pick's
 probability) and ``DIR/<name>.csv``. Picks are at least half a diameter apart and from the
-border, with probability >= --threshold (auto: the cut stored with the model, the one that
-maximised F1 on labelled micrographs held out from its training, lowered on a micrograph whose
+border, with probability >= --threshold (auto: the cut stored with the model, half the best F1
+on labelled micrographs held out from its training, lowered on a micrograph whose
 own peaks show many more particles than it keeps; the cut used is printed). A micrograph
 without picks gets a warning naming its diameter in pixels and where the pixel size came from.
 
@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         default="auto",
         metavar="P",
-        help="probability cut, or auto: the model's F1-maximising cut, checked against each "
+        help="probability cut, or auto: the model's stored cut (half its best held-out F1), "
+        "checked against each "
         "micrograph's own peaks (auto)",
     )
     parser.add_argument(

@@ -3,8 +3,8 @@ positive-unlabelled learning from sparse picks, picking by NMS on a probability 
 """
 
 from causalscope.models.picking.learned.calibration import (
+    best_f1,
     calibrate_picker,
-    f1_threshold,
     fit_platt,
 )
 from causalscope.models.picking.learned.holdout import held_out_f1
@@ -43,12 +43,12 @@ __all__ = [
     "LabelledMicrograph",
     "PickerNet",
     "PickerTrainingReport",
+    "best_f1",
     "binned_copies",
     "calibrate_picker",
     "canonical_micrograph",
     "class_prior",
     "default_picker",
-    "f1_threshold",
     "fit_platt",
     "held_out_f1",
     "load_picker",

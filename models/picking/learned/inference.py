@@ -86,11 +86,12 @@ def pick_learned(
     """Particle centres in an ``(h, w)`` micrograph (any real dtype; PNG and MRC alike).
 
     Scores are the probabilities at the picks. ``threshold="auto"`` is the model's stored
-    F1-maximising cut (:mod:`.calibration`; 0.5 for an uncalibrated model), lowered where the
-    micrograph's own peaks ask for it (:func:`~.calibration.micrograph_cut`); where it drops
-    to, the particles are counted on the peaks at the ``(n, 2)`` input-pixel positions where
-    ``counted`` is true (default all; the live path leaves out the areas not to pick, whose
-    dense contamination darkens the peaks on and beside it as particles do). ``ice_free``
+    cut, half its best held-out F1 (:mod:`.calibration`; 0.5 for an uncalibrated model),
+    lowered where the micrograph's own peaks ask for it (:func:`~.calibration.micrograph_cut`);
+    where it drops to, the particles are counted on the peaks at the ``(n, 2)`` input-pixel
+    positions where ``counted`` is true (default all; the live path leaves out the areas not
+    to pick, whose dense contamination darkens the peaks on and beside it as particles do).
+    ``ice_free``
     ``(h, w)`` bool marks the areas without ice (the exclusion mask's ``thin``), whose
     background is measured apart from the ice's (:func:`~.preprocess.background`). Raises
     ``ValueError`` for a non-2D image, a diameter below 4 px or larger than the image, or an

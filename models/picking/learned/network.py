@@ -52,7 +52,7 @@ class PickerNet(nn.Module):
         )
         # pick-level calibration (models.picking.learned.calibration); identity until fitted
         self.register_buffer("calibration", torch.tensor([1.0, 0.0]))
-        # the probability cut that maximised F1 where calibrated; 0.5 until fitted
+        # the automatic probability cut, half the best F1 where calibrated; 0.5 until fitted
         self.register_buffer("auto_threshold", torch.tensor(0.5))
 
     def raw_logits(self, image: torch.Tensor) -> torch.Tensor:
