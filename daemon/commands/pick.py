@@ -52,8 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         metavar="P",
         help="probability cut, or auto: the model's stored cut (half its best held-out F1), "
-        "checked against each "
-        "micrograph's own peaks (auto)",
+        "checked against each micrograph's own peaks (auto)",
     )
     parser.add_argument(
         "--exclude",

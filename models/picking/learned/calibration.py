@@ -13,9 +13,10 @@ lower cut: for calibrated scores the F1-optimal cut is half the best F1 (Lipton 
 so the automatic threshold is half the best F1 on the same held-out peaks (:func:`best_f1`),
 stored beside the calibration. The best F1 is a maximum of a flat curve and moves little
 between trainings; where along that curve it is reached moves a lot. Taken as that place, the
-cut of five trainings of the shipped recipe (seeds and augmentations) lay between p 0.33 and
-0.56, and a cut of 0.56 kept too few particles on one EMPIAR-10028 micrograph for the count
-below to agree (F1 0.57 there). As half the best F1 it lay between 0.41 and 0.43.
+cut of four trainings of the shipped recipe (seeds, with and without smoothed crops) lay
+between p 0.33 and 0.56, and a cut of 0.56 kept too few particles on one EMPIAR-10028
+micrograph for the count below to agree (F1 0.57 there). Half the best F1 of ten such
+trainings lay between 0.41 and 0.43.
 
 On a data set unlike the training sets the network is under-confident: its particles peak at
 lower logits and the calibrated cut keeps few of them (the shipped model, which never saw

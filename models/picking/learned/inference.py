@@ -91,9 +91,8 @@ def pick_learned(
     where it drops to, the particles are counted on the peaks at the ``(n, 2)`` input-pixel
     positions where ``counted`` is true (default all; the live path leaves out the areas not
     to pick, whose dense contamination darkens the peaks on and beside it as particles do).
-    ``ice_free``
-    ``(h, w)`` bool marks the areas without ice (the exclusion mask's ``thin``), whose
-    background is measured apart from the ice's (:func:`~.preprocess.background`). Raises
+    ``ice_free`` ``(h, w)`` bool marks the areas without ice (the exclusion mask's ``thin``),
+    whose background is measured apart from the ice's (:func:`~.preprocess.background`). Raises
     ``ValueError`` for a non-2D image, a diameter below 4 px or larger than the image, or an
     ``ice_free`` of another shape.
     """
