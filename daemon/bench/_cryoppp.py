@@ -2,9 +2,9 @@
 
 Each set is a folder with ``images/*.png`` (1024 px, 8-bit) and ``labels/*.png`` (expert disc
 masks, 1024 px for EMPIAR-10028 and 256 px for EMPIAR-10059). The mask is brought to the
-image's size (bilinear, then ``> 127``) and its discs, of the set's known diameter, are fitted
-by :func:`~models.picking.discs.disc_centres`; the IoU of the redrawn discs with the mask is
-kept with each micrograph.
+image's pixels (:func:`~models.picking.discs.mask_at`, then ``> 127``) and its discs, of the
+set's known diameter, are fitted by :func:`~models.picking.discs.disc_centres`; the IoU of the
+redrawn discs with the mask is kept with each micrograph.
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ def _dataset(folder: Path) -> str:
 def load_cryoppp(folder: Path, names: Sequence[str] | None = None) -> list[RealMicrograph]:
     """Every micrograph of one CryoPPP set folder (or those ``names``), sorted by name."""
     import imagecodecs
-    from scipy import ndimage
 
-    from causalscope.models.picking.discs import disc_centres, disc_iou
+    from causalscope.models.picking.discs import disc_centres, disc_iou, mask_at
 
     diameter = CRYOPPP_DIAMETER_PX[_dataset(folder)]
     out = []
@@ -52,10 +51,7 @@ def load_cryoppp(folder: Path, names: Sequence[str] | None = None) -> list[RealM
         image = np.asarray(imagecodecs.png_decode(path.read_bytes()), dtype=np.float32)
         mask = np.asarray(imagecodecs.png_decode((folder / "labels" / path.name).read_bytes()))
         mask = mask if mask.ndim == 2 else mask[..., 0]
-        zoom = (image.shape[0] / mask.shape[0], image.shape[1] / mask.shape[1])
-        if zoom != (1.0, 1.0):
-            mask = ndimage.zoom(mask.astype(np.float32), zoom, order=1)
-        inside = mask > 127
+        inside = mask_at(mask, image.shape) > 127
         centres = disc_centres(inside, radius_px=diameter / 2)
         iou = disc_iou(inside, centres, radius_px=diameter / 2)
         out.append(RealMicrograph(path.name, image, centres, diameter, round(iou, 3)))

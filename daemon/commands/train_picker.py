@@ -52,10 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _mask_centres(path: Path, shape: tuple[int, ...], diameter: float) -> Any:
     import numpy as np
-    from scipy import ndimage
 
     from causalscope.daemon.formats.coordinates import read_micrograph
-    from causalscope.models.picking.discs import disc_centres
+    from causalscope.models.picking.discs import disc_centres, mask_at
 
     mask, _ = read_micrograph(path)
     zoom = (shape[0] / mask.shape[0], shape[1] / mask.shape[1])
@@ -65,9 +64,7 @@ def _mask_centres(path: Path, shape: tuple[int, ...], diameter: float) -> Any:
             f"{path}: mask {mask.shape} is not proportional to the micrograph {shape}",
             path=path,
         )
-    if zoom != (1.0, 1.0):
-        mask = ndimage.zoom(mask, zoom, order=1)
-    return np.asarray(disc_centres(mask > 127, radius_px=diameter / 2))
+    return np.asarray(disc_centres(mask_at(mask, shape[:2]) > 127, radius_px=diameter / 2))
 
 
 def training_items(args: argparse.Namespace) -> list[Any]:

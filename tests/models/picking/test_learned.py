@@ -447,3 +447,26 @@ def test_shipped_picker_on_a_binned_micrograph_of_another_data_set() -> None:
     # measured: picks -0.43 robust z, random points 0.01
     assert shell_z(picks.xy_px) < -0.3
     assert abs(shell_z(random_xy)) < 0.1
+
+
+def test_a_smaller_mask_is_brought_to_the_micrographs_pixels_without_a_stretch() -> None:
+    """A 1024 px disc mask averaged down to 256 px (each mask pixel covers 4 x 4 micrograph
+    pixels) gives back its (whole-pixel) centres exactly, near the edges too; matching the
+    corner pixels' centres instead moves them by a pixel."""
+    from scipy import ndimage
+
+    from causalscope.models.picking.discs import mask_at
+
+    truth = np.array([[30.0, 30.0], [512.0, 301.0], [994.0, 40.0], [993.0, 992.0], [40.0, 990.0]])
+    full = draw_discs((1024, 1024), truth, radius_px=18.0).astype(np.float64)
+    small = 255.0 * full.reshape(256, 4, 256, 4).mean(axis=(1, 3))
+    found = disc_centres(mask_at(small, (1024, 1024)) > 127, radius_px=18.0)
+    match = match_picks(found, truth, radius_px=5.0)
+    assert match.n_true_positive == len(truth) == len(found)
+    error = np.abs(found[match.pairs[:, 0]] - truth[match.pairs[:, 1]])
+    assert error.max() < 0.3, error
+    stretched = ndimage.zoom(small.astype(np.float32), 4, order=1)  # corner pixels matched
+    old = disc_centres(stretched > 127, radius_px=18.0)
+    old_match = match_picks(old, truth, radius_px=5.0)
+    old_error = np.abs(old[old_match.pairs[:, 0]] - truth[old_match.pairs[:, 1]])
+    assert old_error.max() >= 1.0, old_error
