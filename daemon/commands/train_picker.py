@@ -64,7 +64,8 @@ def _mask_centres(path: Path, shape: tuple[int, ...], diameter: float) -> Any:
             f"{path}: mask {mask.shape} is not proportional to the micrograph {shape}",
             path=path,
         )
-    return np.asarray(disc_centres(mask_at(mask, shape[:2]) > 127, radius_px=diameter / 2))
+    inside = mask_at(mask, (shape[0], shape[1])) > 127
+    return np.asarray(disc_centres(inside, radius_px=diameter / 2))
 
 
 def training_items(args: argparse.Namespace) -> list[Any]:
