@@ -258,6 +258,7 @@ def read_recorded(path: Path) -> tuple[str, Snapshot]:
         The file is missing, not a session, or held by a running daemon.
     """
     from causalscope.daemon.client.local import open_session_file, run_select
+    from causalscope.daemon.client.paths import relocation
 
     path = Path(path)
     con = open_session_file(
@@ -272,7 +273,12 @@ def read_recorded(path: Path) -> tuple[str, Snapshot]:
 
         counts = select(RECORDED_STATUS_SQL, None).rows[0]
         name = str(counts[0] or path.stem)
-        return name, read_snapshot(select, recorded_status(name, counts[1:]))
+        snapshot = read_snapshot(select, recorded_status(name, counts[1:]))
+        moved = relocation(con)  # a session folder copied or moved since it ran
+        for row in snapshot.rows:
+            if isinstance(row.get("outputs"), dict):
+                row["outputs"] = moved.outputs(row["outputs"])
+        return name, snapshot
     finally:
         con.close()
 

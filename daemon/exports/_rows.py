@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from causalscope.daemon.client.paths import relocate_particles, relocation
 from causalscope.daemon.client.views import HAS_CLASSES_SQL, LATEST_LABELS_SQL
 
 __all__ = [
@@ -89,9 +90,12 @@ def accepted_particles(connection: duckdb.DuckDBPyConnection) -> set[str] | None
     rows = connection.execute(_ACCEPTED_CLASSES_SQL).fetchall()
     if not rows:
         return set()
-    source = rows[0][1]
+    moved = relocation(connection)
+    source = moved.path(rows[0][1])
     try:
-        particles = starfile.read(source, always_dict=True).get("particles")
+        particles = relocate_particles(
+            starfile.read(source, always_dict=True).get("particles"), moved
+        )
     except (OSError, ValueError) as error:
         raise InputError(
             "Unreadable selected particles", f"{source}: {error}", path=source
@@ -110,11 +114,12 @@ def exported(
 ) -> list[Exported]:
     """The done, not failed exposures (those in ``only`` when given), in commit order."""
     keep = None if only is None else set(only)
+    moved = relocation(connection)
     out = []
     for exposure_id, outputs_json, acquisition_json in connection.execute(EXPORTED_SQL).fetchall():
         if keep is not None and exposure_id not in keep:
             continue
-        outputs = json.loads(outputs_json) if outputs_json else {}
+        outputs = moved.outputs(json.loads(outputs_json) if outputs_json else {})
         out.append(Exported(str(exposure_id), outputs, _shift(acquisition_json)))
     return out
 

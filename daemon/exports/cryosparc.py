@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from causalscope.daemon.client.paths import Relocation, relocate_particles, relocation
 from causalscope.daemon.exports._rows import Exported
 from causalscope.models.errors import InputError
 
@@ -126,7 +127,8 @@ def write_cryosparc(
         for name, value in values.items():
             micrographs[name][i] = value
     micrographs.save(out / "exposures.cs")
-    written = _particles(rows, optics, shapes, micrographs["uid"], by_id, particles)
+    moved = relocation(connection)
+    written = _particles(rows, optics, shapes, micrographs["uid"], by_id, particles, moved)
     written.save(out / "particles.cs")
     return {"exposures": len(micrographs), "particles": len(written)}
 
@@ -170,6 +172,7 @@ def _particles(
     uids: np.ndarray,
     by_id: Mapping[str, Exported],
     only: set[str] | None,
+    moved: Relocation,
 ) -> Any:
     import starfile
     from cryosparc.dataset import Dataset
@@ -183,7 +186,8 @@ def _particles(
             blocks = starfile.read(star, always_dict=True)
         except (OSError, ValueError) as error:
             raise InputError("Unreadable particles", f"{star}: {error}", path=star) from error
-        table, table_optics = blocks.get("particles"), blocks.get("optics")
+        table = relocate_particles(blocks.get("particles"), moved)
+        table_optics = blocks.get("optics")
         if table is not None and only is not None:
             table = table[table["rlnImageName"].astype(str).isin(only)]
         if table is None or table_optics is None or table.empty:

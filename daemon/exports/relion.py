@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from causalscope.daemon.client.paths import Relocation, relocate_particles, relocation
 from causalscope.daemon.client.views import HAS_CLASSES_SQL
 from causalscope.daemon.exports._rows import ACCEPTED_CLASS, Exported
 from causalscope.models.errors import InputError
@@ -92,9 +93,14 @@ def write_relion(
         for e in exposures
         if e.outputs.get("particles_star")
     ]
-    counts["particles"] = merge_particles(stars, out / "particles.star", only=particles)
+    moved = relocation(connection)
+    counts["particles"] = merge_particles(
+        stars, out / "particles.star", only=particles, relocation=moved
+    )
     counts.update(
-        _write_classes(connection, out, out / "particles.star", accepted=particles is not None)
+        _write_classes(
+            connection, out, out / "particles.star", accepted=particles is not None, moved=moved
+        )
     )
     return counts
 
@@ -108,7 +114,12 @@ def _write_coordinate_list(path: Path, listed: list[tuple[str, str]]) -> None:
 
 
 def _write_classes(
-    connection: duckdb.DuckDBPyConnection, out: Path, particles_star: Path, *, accepted: bool
+    connection: duckdb.DuckDBPyConnection,
+    out: Path,
+    particles_star: Path,
+    *,
+    accepted: bool,
+    moved: Relocation,
 ) -> dict[str, int]:
     """The latest selected (or ``accepted``) 2D classes (``class_averages.star``, RELION's
     ``model_classes`` block) and their particles (``particles_selected_classes.star``), in the
@@ -126,7 +137,7 @@ def _write_classes(
     total = max(sum(r[1] for r in rows), 1)
     table = pd.DataFrame(
         {
-            "rlnReferenceImage": [r[3] for r in rows],
+            "rlnReferenceImage": [moved.image_name(r[3]) for r in rows],
             "rlnClassNumber": [int(r[0]) + 1 for r in rows],
             "rlnClassDistribution": [r[1] / total for r in rows],
             "rlnEstimatedResolution": [
@@ -135,14 +146,14 @@ def _write_classes(
         }
     )
     starfile.write({"model_classes": table}, out / "class_averages.star", overwrite=True)
-    source = Path(rows[0][4])
+    source = Path(moved.path(rows[0][4]))
     try:
         blocks = starfile.read(source, always_dict=True)
     except (OSError, ValueError) as error:
         raise InputError(
             "Unreadable selected particles", f"{source}: {error}", path=source
         ) from error
-    particles = blocks.get("particles")
+    particles = relocate_particles(blocks.get("particles"), moved)
     if particles is None or not len(particles):
         return {"selected_classes": len(rows), "selected_class_particles": 0}
     exported = starfile.read(particles_star, always_dict=True) if particles_star.exists() else {}
@@ -168,11 +179,16 @@ def _write_classes(
 
 
 def merge_particles(
-    stars: list[tuple[Path, int]], path: Path, *, only: set[str] | None = None
+    stars: list[tuple[Path, int]],
+    path: Path,
+    *,
+    only: set[str] | None = None,
+    relocation: Relocation | None = None,
 ) -> int:
     """One particles STAR from the exposures' own: ``(STAR, shift group)`` each; one optics group
     per distinct optics and shift group, numbered in order of first appearance; with ``only``,
-    the particles whose image names it holds."""
+    the particles whose image names (as moved by ``relocation``, a session folder's new place)
+    it holds."""
     import pandas as pd
     import starfile
 
@@ -187,6 +203,7 @@ def merge_particles(
         optics, particles = blocks.get("optics"), blocks.get("particles")
         if optics is None or particles is None:
             raise InputError("Not a particles STAR", f"{star} lacks optics or particles", path=star)
+        particles = relocate_particles(particles, relocation or Relocation())
         if only is not None:
             particles = particles[particles["rlnImageName"].astype(str).isin(only)]
         renumber = {}

@@ -168,14 +168,15 @@ def _worst(connection: Source, summary: SessionSummary, base: Path) -> list[Wors
 
 
 def png_data_uri(path: str | None, base: Path, *, max_px: int | None = THUMBNAIL_PX) -> str | None:
-    """The grey PNG at ``path`` (relative to ``base`` unless absolute) as a data URI, binned
-    down to at most ``max_px`` on its longer side; None when there is no such readable file (a
-    report of a moved session still renders, without the picture)."""
+    """The grey PNG at ``path`` (relative to ``base``, the session's folder, unless absolute;
+    under ``base`` when the folder has moved since) as a data URI, binned down to at most
+    ``max_px`` on its longer side; None when there is no such readable file (the report still
+    renders, without the picture)."""
+    from causalscope.daemon.client.paths import session_file
+
     if not path:
         return None
-    file = Path(path)
-    if not file.is_absolute():
-        file = base / file
+    file = session_file(path, base)  # also where a moved session folder holds it now
     try:
         data = file.read_bytes()
     except OSError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -251,10 +250,9 @@ def _file(session: SessionRef, path: str | None, what: str, media_type: str) -> 
     """The session's file at ``path``: only files inside the session's folder are served."""
     if not path:
         raise NotFoundError("File not found", f"the session has no {what} (yet)")
-    resolved = Path(path)
-    if not resolved.is_absolute():
-        resolved = session.root / resolved
-    resolved = resolved.resolve()
+    from causalscope.daemon.client.paths import session_file
+
+    resolved = session_file(path, session.root).resolve()  # also after the folder moved
     if not resolved.is_relative_to(session.root.resolve()) or not resolved.is_file():
         raise NotFoundError("File not found", f"the {what} is not in the session's folder")
     return FileResponse(resolved, media_type=media_type, filename=resolved.name)

@@ -48,6 +48,9 @@ def micrograph_rows(
     size, voltage, Cs, amplitude contrast), numbered in order of first appearance, and split
     further by ``shift_groups`` (exposure id -> its beam/image-shift group) when given.
     """
+    from causalscope.daemon.client.paths import relocation
+
+    moved = relocation(connection)  # a session folder copied or moved since
     groups: dict[tuple[float, float, float, float, int], int] = {}
     rows: list[dict[str, Any]] = []
     for exposure_id, outputs_json, pixel, voltage, cs, amplitude, *ctf in connection.execute(
@@ -55,7 +58,7 @@ def micrograph_rows(
     ).fetchall():
         if only is not None and exposure_id not in only:
             continue
-        outputs = json.loads(outputs_json) if outputs_json else {}
+        outputs = moved.outputs(json.loads(outputs_json) if outputs_json else {})
         name = next((outputs[k] for k in MICROGRAPH_KINDS if k in outputs), None)
         if name is None:
             continue

@@ -65,7 +65,12 @@ def test_demo_processes_every_simulated_exposure_live(tmp_path: Path) -> None:
     assert f"{picked} particles from 3 exposures" in summary.stdout
     refused = run_cli("query", str(database), "DELETE FROM exposures", cwd=tmp_path)
     assert refused.returncode == 2 and "SELECT" in refused.stderr
-    _report_and_exports(database, tmp_path, picked)
+    # the session folder copied elsewhere (to storage, a laptop) and the original gone: the
+    # report and the exports read its files where they are now
+    moved = tmp_path / "elsewhere" / "demo"
+    moved.parent.mkdir()
+    (out / "sessions" / "demo").rename(moved)
+    _report_and_exports(moved / "demo.duckdb", tmp_path, picked)
 
 
 def _report_and_exports(database: Path, tmp_path: Path, picked: int) -> None:
@@ -101,6 +106,17 @@ def _report_and_exports(database: Path, tmp_path: Path, picked: int) -> None:
     assert 0 < len(particles) <= picked
     assert len(Dataset.load(cryosparc / "exposures.cs")) == 3
     assert len(Dataset.load(cryosparc / "particles.cs")) == len(particles)
+    # every file the exports name is where they say
+    named = [
+        *micrographs["rlnMicrographName"],
+        *micrographs["rlnMicrographMetadata"],
+        *(name.split("@", 1)[1] for name in particles["rlnImageName"]),
+        *particles["rlnMicrographName"],
+        *Dataset.load(cryosparc / "particles.cs")["blob/path"],
+        *Dataset.load(cryosparc / "exposures.cs")["micrograph_blob/path"],
+    ]
+    missing = sorted({str(name) for name in named if not Path(str(name)).is_file()})
+    assert not missing, missing[:3]
     _selected_classes_read_back(database, relion, picked)
 
 
