@@ -150,11 +150,16 @@ def class_set(
     table = pd.concat(rows, ignore_index=True)
     table["rlnClassNumber"] = everything.class_index + 1
     table["rlnAnglePsi"] = everything.psi_deg
-    chosen = keep[everything.class_index] & ~everything.outlier & (everything.class_index >= 0)
+    has_class = everything.class_index >= 0
+    chosen = keep[everything.class_index] & ~everything.outlier & has_class
+    # as cryoSPARC's Select 2D: the particles kept, and those excluded (in excluded classes,
+    # or outliers of their class), which the picker's fine-tuning takes as known negatives
+    for name, rows_in in (("selected", chosen), ("excluded", has_class & ~chosen)):
+        path = folder / f"{name}_particles.star"
+        partial = path.with_name(f".{path.name}.part")
+        starfile.write({"particles": table[rows_in]}, partial, overwrite=True)
+        partial.replace(path)
     selected = folder / "selected_particles.star"
-    partial = selected.with_name(f".{selected.name}.part")
-    starfile.write({"particles": table[chosen]}, partial, overwrite=True)
-    partial.replace(selected)
     classes = tuple(
         _class_row(m, bool(automatic[m.class_index]), bool(keep[m.class_index]), labels, novelty)
         for m in metrics

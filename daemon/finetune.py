@@ -10,9 +10,11 @@ lies beside the session, and a restart starts from it.
   trains ``finetune_steps`` steps and writes ``denoiser.pt``.
 - :class:`PickerFinetuner`, the learned picker (:class:`~actors.picker_trainer.PickerTrainer`):
   the operator's coordinate files in ``processing.picking.tuning.labels`` (read as they
-  appear), and with self-training each exposure's confident picks; each new or changed label
-  file starts a round, and a candidate that beats the shipped picker on the labels' held-back
-  rows is written to ``picker.pt`` and used.
+  appear), the picks sorted by the session's 2D classes (``reconstruction/classes``:
+  selected and excluded particles) and, with self-training, each exposure's confident picks;
+  each new or changed label file, and classes grown by a quarter, start a round, and a
+  candidate that beats the shipped picker on the labels' held-back rows is written to
+  ``picker.pt`` and used.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from causalscope.daemon._judged import read_judged, write_judged
 from causalscope.models.records import ExposureRecord
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ LABEL_SUFFIXES = ("_manualpick", "_autopick", "_picks", "_DW")
 _LABEL_FILES = (".star", ".csv", ".txt", ".box", ".cs")
 #: seconds between looks into the labels folder
 _SCAN_S = 2.0
+#: the key of the 2D classes' selection among the label files given to rounds
+_CLASSES = "2D classes"
 _FIX_LABELS = (
     "Write every particle of the exposure as pixels of its dose-weighted sum (RELION STAR, "
     "CSV, Topaz .txt, EMAN2/crYOLO .box) or as cryoSPARC's shares of it (.cs); the file is "
@@ -173,9 +178,9 @@ def labelled_exposure(path: Path) -> str | None:
 
 
 class PickerFinetuner(_Background):
-    """Feeds the learned picker's trainer actor from the labels folder (and, with
-    self-training, the session's confident picks) and hands adopted weights to the exposure
-    actors.
+    """Feeds the learned picker's trainer actor from the labels folder (and, once labels are
+    read, from the session's 2D classes; with self-training, from its confident picks) and
+    hands adopted weights to the exposure actors.
 
     Parameters
     ----------
@@ -183,7 +188,7 @@ class PickerFinetuner(_Background):
         The operator's coordinate files (None: no fine-tuning at all).
     output_dir
         The session folder (``micrographs/<id>_DW.mrc``: the micrograph a label file is for).
-    diameter_angstrom, steps, self_training, confident
+    diameter_angstrom, steps, self_training, confident, from_classes
         The particle diameter and ``processing.picking.tuning``'s settings.
     checkpoint
         Where adopted weights are kept (``<session>/picker.pt``).
@@ -201,12 +206,15 @@ class PickerFinetuner(_Background):
         self_training: bool,
         confident: float,
         checkpoint: Path,
+        from_classes: bool = False,
     ) -> None:
         super().__init__(steps=steps, checkpoint=checkpoint)
         self.labels = labels
         self.output_dir = Path(output_dir)
         self.diameter_angstrom = diameter_angstrom
         self.self_training, self.confident = self_training, confident
+        self.from_classes = from_classes
+        self._classes_version: tuple[float, int] | None = None  # of the selection last offered
         self._seen: dict[tuple[Path, str], tuple[float, int]] = {}  # (file, exposure) read
         self._names: dict[Path, tuple[tuple[float, int], set[str]]] = {}
         self._adding: list[tuple[Path, Any, str, tuple[float, int]]] = []
@@ -215,7 +223,7 @@ class PickerFinetuner(_Background):
         #: label files (``path::exposure``) at the version a finished round was given, kept
         #: beside the checkpoint so that a restarted session reads them again without a round
         self._judged_path = self.checkpoint.with_name("picker_labels.json")
-        self._judged = _read_judged(self._judged_path)
+        self._judged = read_judged(self._judged_path)
         self._taken: dict[str, tuple[float, int]] = {}  # since the last round started
         self._in_round: dict[str, tuple[float, int]] = {}  # given to the round in flight
         self.adopted = 0  # rounds whose candidate is in use
@@ -240,6 +248,7 @@ class PickerFinetuner(_Background):
             self_training=tuning.self_training,
             confident=tuning.confident,
             checkpoint=root / "picker.pt",
+            from_classes=tuning.from_classes,
         )
         if tuning.labels is not None and not learned:
             picker = "template" if picking.reference is not None else picking.picker
@@ -322,6 +331,29 @@ class PickerFinetuner(_Background):
             for named in ready:
                 self._offer(path, named, version)
         self.waiting = waiting
+        self._scan_classes()
+
+    def _scan_classes(self) -> None:
+        """Hand a changed 2D class selection to the trainer, once it holds labels to judge by
+        (it takes the classes when they have grown enough)."""
+        selected = self.output_dir / "reconstruction" / "classes" / "selected_particles.star"
+        if not self.from_classes or not self.labels_read:
+            return
+        try:
+            stat = selected.stat()
+        except OSError:
+            return
+        version = (stat.st_mtime, stat.st_size)
+        if version == self._classes_version:
+            return
+        self._classes_version = version
+        ref = self._trainer().add_classes_files.remote(
+            str(selected),
+            str(selected.with_name("excluded_particles.star")),
+            str(self.output_dir / "micrographs"),
+            self.diameter_angstrom,
+        )
+        self._adding.append((selected, ref, _CLASSES, version))
 
     def _micrograph(self, exposure: str) -> Path:
         return self.output_dir / "micrographs" / f"{exposure}_DW.mrc"
@@ -372,6 +404,10 @@ class PickerFinetuner(_Background):
                 taken = {"error": f"{path}: {str(error).splitlines()[0]}"}
             if "error" in taken:
                 self.problems.append((str(taken["error"]), _FIX_LABELS))
+            elif key == _CLASSES:
+                if taken["classified"] and self._judged.get(key) != version:
+                    self._taken[key] = version
+                    self._pending = True
             else:
                 self.labels_read += 1
                 if self._judged.get(key) != version:  # else an earlier run's round had it
@@ -391,7 +427,7 @@ class PickerFinetuner(_Background):
         if values is None:
             return None
         self._judged.update(self._in_round)
-        _write_judged(self._judged_path, self._judged)
+        write_judged(self._judged_path, self._judged)
         report, weights = values[0]
         self.last = dict(report)
         if weights is not None:
@@ -410,10 +446,11 @@ class PickerFinetuner(_Background):
             if report["adopted"]
             else "not adopted: the picker in use stays"
         )
-        n = int(report["labelled"])
+        n, sorted_by = int(report["labelled"]), int(report.get("classified", 0))
+        classes = f", {sorted_by} sorted by 2D classes" if sorted_by else ""
         return (
             f"picker fine-tuned (round {self.rounds}, {n} labelled "
-            f"micrograph{'' if n == 1 else 's'}): F1 on their held-back rows "
+            f"micrograph{'' if n == 1 else 's'}{classes}): F1 on their held-back rows "
             f"{report['held_out_f1_shipped']:.3f} shipped, {report['held_out_f1_tuned']:.3f} "
             f"fine-tuned; {verdict}"
         )
@@ -445,9 +482,10 @@ class PickerFinetuner(_Background):
         last = self.last
         if last is None:
             return "fine-tuned (an earlier run's)" if self._resumed else "shipped (no labels yet)"
+        classes = int(last.get("classified", 0))
         held_out = (
-            f"{int(last['labelled'])} labelled, F1 {last['held_out_f1_shipped']:.2f} shipped "
-            f"-> {last['held_out_f1_tuned']:.2f}"
+            f"{int(last['labelled'])} labelled{f' + {classes} by 2D classes' if classes else ''}, "
+            f"F1 {last['held_out_f1_shipped']:.2f} shipped -> {last['held_out_f1_tuned']:.2f}"
         )
         if last["adopted"]:
             return f"fine-tuned, round {self.rounds} ({held_out})"
@@ -455,23 +493,3 @@ class PickerFinetuner(_Background):
         if last["held_out_particles"] < last["min_held_out_particles"]:
             return f"{state}; round {self.rounds} needs more labels ({held_out})"
         return f"{state}; round {self.rounds} not better ({held_out})"
-
-
-def _read_judged(path: Path) -> dict[str, tuple[float, int]]:
-    """The label versions an earlier run's rounds were given (empty if none or unreadable)."""
-    import json
-
-    try:
-        stored = json.loads(path.read_text())
-        return {str(k): (float(v[0]), int(v[1])) for k, v in stored.items()}
-    except (OSError, ValueError, TypeError, IndexError, AttributeError):
-        return {}
-
-
-def _write_judged(path: Path, judged: dict[str, tuple[float, int]]) -> None:
-    import json
-
-    from causalscope.actors._checkpoint import write_atomically
-
-    text = json.dumps({k: list(v) for k, v in sorted(judged.items())}, indent=1)
-    write_atomically(path, text.encode())

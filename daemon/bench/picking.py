@@ -116,13 +116,14 @@ def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
 
 
 def _contaminated(
-    detail: str | None, dose: float, seed: int, *, crowded: bool = False
+    detail: str | None, dose: float, seed: int, *, crowded: bool = False, model: Any = None
 ) -> dict[str, Any]:
     """The live path (learned picker, then the exclusion mask) on a simulated 1024^2 micrograph
     at 2 A/px with ``detail`` contamination (None: clean) against the particles in clean ice
     (the counts changed by at most 3 % there: neither under dense matter nor in a crack;
     half a diameter from the border), and the share of picks on contamination; ``crowded``:
-    particles over :data:`CROWDED_COVERAGE` of the field."""
+    particles over :data:`CROWDED_COVERAGE` of the field; ``model``: another learned picker
+    than the shipped one."""
     import torch
 
     from causalscope.config import PickingSettings
@@ -162,7 +163,11 @@ def _contaminated(
         thin_fraction=contrast,
     )
     picks = pick_learned(
-        image, default_picker(), diameter_px=diameter, counted=mask.keeps, ice_free=mask.thin
+        image,
+        default_picker() if model is None else model,
+        diameter_px=diameter,
+        counted=mask.keeps,
+        ice_free=mask.thin,
     )
     xy = picks.xy_px[mask.keeps(picks.xy_px)].numpy()
     match = match_picks(xy, truth, radius_px=0.25 * diameter)

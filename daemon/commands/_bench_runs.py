@@ -141,7 +141,7 @@ def _restoration_or_picking(args: argparse.Namespace) -> dict[str, Any]:
             f"--{'topaz' if args.topaz is not None else 'real-only'} needs "
             f"{args.shared_data / 'picking'}, which does not exist (give --shared-data)",
         )
-    return picking.run_picking_bench(
+    report = picking.run_picking_bench(
         **common,
         device=args.device,
         shared_data=shared,
@@ -150,6 +150,15 @@ def _restoration_or_picking(args: argparse.Namespace) -> dict[str, Any]:
         topaz=args.topaz,
         real_only=args.real_only,
     )
+    if args.from_classes and not args.real_only:
+        from causalscope.daemon.bench._class_finetune import classes_finetune_bench
+
+        tuned = report["finetune_classes"] = classes_finetune_bench()
+        report["summary"]["finetune_classes"] = {
+            key: tuned[key]
+            for key in ("clean_picks_selected", "contamination_picks_selected", "adopted", "mean")
+        }
+    return report
 
 
 def _ctf(args: argparse.Namespace) -> dict[str, Any]:

@@ -191,6 +191,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the other four (each of the five in turn; with and without self-training)",
     )
     parser.add_argument(
+        "--from-classes",
+        action="store_true",
+        help="picking: session fine-tuning from its own 2D classes on simulated exposures with "
+        "aggregates, beside the labels alone and self-training (about 4 minutes)",
+    )
+    parser.add_argument(
         "--topaz",
         default=None,
         metavar="PYTHON",

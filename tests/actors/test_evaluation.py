@@ -108,6 +108,10 @@ def test_an_exposure_is_taken_once(tmp_path: Path) -> None:
     selected = starfile.read(classes.selected_star_path)
     assert len(selected) == classes.selected_particles
     assert Path(selected["rlnImageName"].iloc[0].split("@")[1]).is_file()
+    # the rest, as cryoSPARC's Select 2D excludes them: every particle in one file or the other
+    excluded = starfile.read(Path(classes.selected_star_path).with_name("excluded_particles.star"))
+    assert len(selected) + len(excluded) == n
+    assert not set(selected["rlnImageName"]) & set(excluded["rlnImageName"])
     assert evaluator.update() is None  # nothing new
     # with a planned session: the end's particles at the rate, and what they are expected to give
     ended = evaluator.update(labels={0: "select"}, particles_per_hour=600.0, hours_left=2.0)

@@ -121,7 +121,8 @@ def test_operator_labels_fine_tune_the_picker_live_and_survive_a_restart(
                     # the diameter guessed wrong (the particles span 120 A): the shipped picker
                     # suffers, the labels teach the session's picker what a particle is here
                     "particle_diameter_angstrom": 190.0,
-                    "tuning": {"labels": str(labels), "steps": 150},
+                    # rounds from the labels alone (the 2D classes' own: test_picker_classes)
+                    "tuning": {"labels": str(labels), "steps": 150, "from_classes": False},
                 },
             },
             "watcher": {"settle_s": 0.3, "metadata_wait_s": 1.0, "poll_interval_s": 0.2},

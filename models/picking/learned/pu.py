@@ -10,6 +10,10 @@ with a class prior ``pi`` (the share of positive pixels), positives ``P`` and un
 When the bracket falls below ``-beta`` the network has started to fit noise; the step then
 descends on ``-(bracket)`` (their gradient ascent with ``gamma = 1``) instead. The prior comes
 from the expected number of particles per micrograph (Topaz asks the same of its user).
+
+Pixels known to be negative (picks that the session's 2D classification put in excluded
+classes) add the positive-negative risk's own negative term, ``(1 - pi) E_N[l(f, -1)]``, as in
+the PNU risk of Sakai et al. (ICML 2017), which mixes the PN and PU risks.
 """
 
 from __future__ import annotations
@@ -60,23 +64,36 @@ def class_prior(n_expected: float, n_labelled: int, n_positive_pixels: int, n_pi
 
 
 def nnpu_loss(
-    logits: torch.Tensor, positive: torch.Tensor, prior: float | torch.Tensor, beta: float = 0.0
+    logits: torch.Tensor,
+    positive: torch.Tensor,
+    prior: float | torch.Tensor,
+    beta: float = 0.0,
+    *,
+    negative: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(objective, risk)`` of the non-negative PU estimator.
 
     ``logits`` and ``positive`` (bool) have the same shape; ``prior`` is a float or a tensor
-    broadcastable to ``logits`` (one prior per image). Minimise ``objective``; ``risk`` is the
-    estimate of the PN risk (for reports).
+    broadcastable to ``logits`` (one prior per image). ``negative`` (bool, the same shape;
+    never true where ``positive`` is) marks pixels known to be negative, whose term
+    ``(1 - pi) E_N[l(f, -1)]`` is added (module docstring). Minimise ``objective``; ``risk``
+    is the estimate of the PN risk (for reports).
     """
     if logits.shape != positive.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(positive.shape)}")
+    if negative is not None and negative.shape != logits.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and negatives {tuple(negative.shape)}")
     p = positive.to(logits.dtype)
     n_p = p.sum().clamp(min=1.0)
     prior_t = torch.as_tensor(prior, dtype=logits.dtype, device=logits.device).expand_as(logits)
     # the prior weighs each positive by its own image's prior, so images combine in one mean
     positive_risk = (prior_t * p * F.softplus(-logits)).sum() / n_p
     negative_risk = F.softplus(logits).mean() - (prior_t * p * F.softplus(logits)).sum() / n_p
-    risk = positive_risk + negative_risk.clamp(min=0.0)
+    known = torch.zeros((), dtype=logits.dtype, device=logits.device)
+    if negative is not None and bool(negative.any()):
+        q = negative.to(logits.dtype)
+        known = (prior_t * q * F.softplus(logits)).sum() / n_p
+    risk = positive_risk + negative_risk.clamp(min=0.0) + known
     if float(negative_risk.detach()) < -beta:
-        return -negative_risk, risk.detach()
-    return positive_risk + negative_risk, risk.detach()
+        return -negative_risk + known, risk.detach()
+    return positive_risk + negative_risk + known, risk.detach()

@@ -78,6 +78,8 @@ class LabelledMicrograph:
     prior: float
     n_labelled: int
     xy_canonical: torch.Tensor
+    #: output pixels known to be negative (around picks of excluded 2D classes), or None
+    negative: torch.Tensor | None = None
 
 
 @dataclass
@@ -137,9 +139,12 @@ def prepare_micrograph(
     *,
     diameter_px: float,
     n_expected: float | None = None,
+    negative_xy_px: torch.Tensor | None = None,
 ) -> LabelledMicrograph:
     """Canonical image, positive map and prior of one ``(h, w)`` micrograph and its ``(n, 2)``
-    picks ``[x, y]`` in input pixels; ``n_expected`` particles (default: all are labelled)."""
+    picks ``[x, y]`` in input pixels; ``n_expected`` particles (default: all are labelled);
+    ``negative_xy_px`` ``(m, 2)``: places known to hold no particle (their pixels within
+    :data:`POSITIVE_RADIUS_PX`, less any positive one, are :attr:`LabelledMicrograph.negative`)."""
     canonical, scale = canonical_micrograph(image, diameter_px=diameter_px)
     xy = torch.as_tensor(xy_px, dtype=torch.float64).reshape(-1, 2)
     xy_canonical = (xy + 0.5) * scale - 0.5
@@ -151,7 +156,14 @@ def prepare_micrograph(
     prior = class_prior(
         n if n_expected is None else n_expected, n, int(positive.sum()), positive.numel()
     )
-    return LabelledMicrograph(canonical, positive, prior, n, xy_canonical)
+    negative = None
+    if negative_xy_px is not None and len(negative_xy_px):
+        away = (torch.as_tensor(negative_xy_px, dtype=torch.float64).reshape(-1, 2) + 0.5) * scale
+        negative = (
+            positive_map(away - 0.5, shape, stride=OUTPUT_STRIDE, radius_px=POSITIVE_RADIUS_PX)
+            & ~positive
+        )
+    return LabelledMicrograph(canonical, positive, prior, n, xy_canonical, negative)
 
 
 def binned_copies(
@@ -192,10 +204,10 @@ def _crops(
     crop_px: int,
     generator: torch.Generator,
     holdout_fraction: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n`` crops: images ``(n, 1, c, c)``, labels ``(n, 1, c/2, c/2)`` and priors ``(n,)``;
-    :data:`NOISE_SHARE` of them noisier (:func:`noisier`)."""
-    images, labels, priors = [], [], []
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` crops: images ``(n, 1, c, c)``, labels and known negatives ``(n, 1, c/2, c/2)``
+    and priors ``(n,)``; :data:`NOISE_SHARE` of them noisier (:func:`noisier`)."""
+    images, labels, negatives, priors = [], [], [], []
     half = crop_px // OUTPUT_STRIDE
     for _ in range(n):
         item = data[int(torch.randint(len(data), (1,), generator=generator))]
@@ -207,19 +219,26 @@ def _crops(
             OUTPUT_STRIDE * j : OUTPUT_STRIDE * (j + half),
         ]
         label = item.positive[i : i + half, j : j + half]
+        known = (
+            torch.zeros_like(label)
+            if item.negative is None
+            else item.negative[i : i + half, j : j + half]
+        )
         k, flip = (int(v) for v in torch.randint(4, (2,), generator=generator))
-        image, label = torch.rot90(image, k), torch.rot90(label, k)
+        image, label, known = (torch.rot90(t, k) for t in (image, label, known))
         if flip % 2:
-            image, label = image.flip(-1), label.flip(-1)
+            image, label, known = image.flip(-1), label.flip(-1), known.flip(-1)
         if float(torch.rand((), generator=generator)) < NOISE_SHARE:
             sigma = NOISE_MAX_SIGMA * float(torch.rand((), generator=generator))
             image = noisier(image, sigma, generator)
         images.append(image)
         labels.append(label)
+        negatives.append(known)
         priors.append(item.prior)
     return (
         torch.stack(images)[:, None],
         torch.stack(labels)[:, None],
+        torch.stack(negatives)[:, None],
         torch.tensor(priors, dtype=torch.float32),
     )
 
@@ -275,12 +294,13 @@ def train_picker(
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * step / steps)))
-        images, labels, priors = _crops(data, batch, crop_px, generator, holdout_fraction)
+        images, labels, known, priors = _crops(data, batch, crop_px, generator, holdout_fraction)
         images = images.to(parameter.device)
         labels = labels.to(parameter.device)
+        known = known.to(parameter.device)
         priors = priors.to(parameter.device)[:, None, None, None]
         optimizer.zero_grad(set_to_none=True)
-        objective, risk = nnpu_loss(model.raw_logits(images), labels, priors)
+        objective, risk = nnpu_loss(model.raw_logits(images), labels, priors, negative=known)
         objective.backward()
         optimizer.step()
         report.risks.append(float(risk))
