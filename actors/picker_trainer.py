@@ -217,13 +217,16 @@ class PickerTrainer:
         if selected < max(MIN_CLASS_PARTICLES, CLASS_GROWTH * self.class_particles):
             return {"classified": 0, "selected": selected}
         self.class_particles = selected
-        names = [n for n in chosen if n.removesuffix("_DW") not in self.labelled]
+        # the session's micrographs of the selection, by when they were written
+        written: dict[str, float] = {}
+        for stem in chosen:
+            path = Path(micrographs) / f"{stem.removesuffix('_DW')}_DW.mrc"
+            if stem.removesuffix("_DW") not in self.labelled and path.is_file():
+                written[stem] = path.stat().st_mtime
         taken = 0
-        for stem in names[-self.capacity :]:
+        for stem in sorted(written, key=written.__getitem__)[-self.capacity :]:
             name = stem.removesuffix("_DW")
             path = Path(micrographs) / f"{name}_DW.mrc"
-            if not path.is_file():
-                continue
             rejected = away[stem].xy_px if stem in away else np.zeros((0, 2))
             try:
                 image, pixel_size = _micrograph(str(path))
