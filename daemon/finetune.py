@@ -43,6 +43,7 @@ _LABEL_FILES = (".star", ".csv", ".txt", ".box", ".cs")
 _SCAN_S = 2.0
 #: the key of the 2D classes' selection among the label files given to rounds
 _CLASSES = "2D classes"
+_FIX_CLASSES = "The 2D classes' files are written again at the evaluator's next update."
 _FIX_LABELS = (
     "Write every particle of the exposure as pixels of its dose-weighted sum (RELION STAR, "
     "CSV, Topaz .txt, EMAN2/crYOLO .box) or as cryoSPARC's shares of it (.cs); the file is "
@@ -403,7 +404,8 @@ class PickerFinetuner(_Background):
             except Exception as error:  # the trainer failed: say so, go on without the file
                 taken = {"error": f"{path}: {str(error).splitlines()[0]}"}
             if "error" in taken:
-                self.problems.append((str(taken["error"]), _FIX_LABELS))
+                fix = _FIX_CLASSES if key == _CLASSES else _FIX_LABELS
+                self.problems.append((str(taken["error"]), fix))
             elif key == _CLASSES:
                 if taken["classified"] and self._judged.get(key) != version:
                     self._taken[key] = version
