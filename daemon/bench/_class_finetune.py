@@ -48,9 +48,8 @@ def _exposure(seed: int, dose: float, model: Any) -> dict[str, Any]:
 
     from causalscope.actors._restore import picking_box_px
     from causalscope.config import PickingSettings
+    from causalscope.daemon.bench.picking import live_path_picks
     from causalscope.models.picking import extract_particles
-    from causalscope.models.picking.exclusion import exclusion_mask
-    from causalscope.models.picking.learned import pick_learned
     from causalscope.models.restoration.parameters import CtfParameters
     from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
 
@@ -60,17 +59,7 @@ def _exposure(seed: int, dose: float, model: Any) -> dict[str, Any]:
     )  # fmt: skip
     image = torch.from_numpy(scene.image.astype(np.float32))
     settings = PickingSettings(particle_diameter_angstrom=_DIAMETER_A)
-    mask = exclusion_mask(
-        image,
-        pixel_size_angstrom=_APIX,
-        particle_diameter_angstrom=_DIAMETER_A,
-        dense_fraction=settings.exclude_contrast,
-        thin_fraction=settings.exclude_contrast,
-    )
-    diameter = _DIAMETER_A / _APIX
-    picks = pick_learned(image, model, diameter_px=diameter, counted=mask.keeps, ice_free=mask.thin)
-    inside = mask.keeps(picks.xy_px)
-    xy, scores = picks.xy_px[inside], picks.scores[inside]
+    xy, scores = live_path_picks(image, _APIX, _DIAMETER_A, model)
     assert scene.transmission is not None  # a contaminated scene
     limit = np.array(scene.transmission.shape) - 1
     ij = np.clip(np.round(xy.numpy()[:, ::-1]).astype(int), 0, limit)

@@ -115,6 +115,27 @@ def _simulated(size: int, name: str, seed: int) -> dict[str, Any]:
     return row
 
 
+def live_path_picks(image: Any, apix: float, diameter_angstrom: float, model: Any) -> Any:
+    """``(xy, scores)`` tensors of the live path's picks on a micrograph of counts: the learned
+    picker, then the exclusion mask at the live default contrast."""
+    from causalscope.config import PickingSettings
+    from causalscope.models.picking.exclusion import exclusion_mask
+    from causalscope.models.picking.learned import pick_learned
+
+    contrast = PickingSettings().exclude_contrast
+    mask = exclusion_mask(
+        image,
+        pixel_size_angstrom=apix,
+        particle_diameter_angstrom=diameter_angstrom,
+        dense_fraction=contrast,
+        thin_fraction=contrast,
+    )
+    diameter = diameter_angstrom / apix
+    picks = pick_learned(image, model, diameter_px=diameter, counted=mask.keeps, ice_free=mask.thin)
+    inside = mask.keeps(picks.xy_px)
+    return picks.xy_px[inside], picks.scores[inside]
+
+
 def _contaminated(
     detail: str | None, dose: float, seed: int, *, crowded: bool = False, model: Any = None
 ) -> dict[str, Any]:
@@ -126,10 +147,8 @@ def _contaminated(
     than the shipped one."""
     import torch
 
-    from causalscope.config import PickingSettings
     from causalscope.models.picking import match_picks
-    from causalscope.models.picking.exclusion import exclusion_mask
-    from causalscope.models.picking.learned import default_picker, pick_learned
+    from causalscope.models.picking.learned import default_picker
     from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
 
     scene = simulate_triage_micrograph(
@@ -154,22 +173,9 @@ def _contaminated(
     truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
     inner = np.all((truth > diameter / 2) & (truth < limit[::-1] - diameter / 2), axis=1)
     truth = truth[inner & clean(truth)]
-    contrast = PickingSettings().exclude_contrast  # the live default
-    mask = exclusion_mask(
-        image,
-        pixel_size_angstrom=apix,
-        particle_diameter_angstrom=diameter_a,
-        dense_fraction=contrast,
-        thin_fraction=contrast,
-    )
-    picks = pick_learned(
-        image,
-        default_picker() if model is None else model,
-        diameter_px=diameter,
-        counted=mask.keeps,
-        ice_free=mask.thin,
-    )
-    xy = picks.xy_px[mask.keeps(picks.xy_px)].numpy()
+    xy = live_path_picks(image, apix, diameter_a, default_picker() if model is None else model)[
+        0
+    ].numpy()
     match = match_picks(xy, truth, radius_px=0.25 * diameter)
     return {
         "detail": ("crowded_" if crowded else "") + (detail or "clean"),
