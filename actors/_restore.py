@@ -221,7 +221,7 @@ def restore_and_pick(
     if mask is not None:
         from causalscope.models.picking import Picks
 
-        keep = mask.keeps(picks.xy_px)
+        keep = mask.keeps_picks(work, picks.xy_px, diameter_px=diameter / pixel_size_angstrom)
         n_excluded = int((~keep).sum())
         picks = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
         excluded = {k: round(v, 4) for k, v in mask.fractions.items()}

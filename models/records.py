@@ -180,7 +180,9 @@ class PickingRecord(BaseModel):
         description="Area fraction not picked in, per reason (dense, thin, border); None when "
         "no area was excluded by design (exclusion off).",
     )
-    picks_excluded: int = Field(0, description="Picks dropped for lying in an excluded area.")
+    picks_excluded: int = Field(
+        0, description="Picks dropped for lying in an excluded area or on dense matter."
+    )
     fine_tuned: bool = Field(
         False, description="Picked by the session's fine-tuned learned picker (not the shipped)."
     )

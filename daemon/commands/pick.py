@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         )
         excluded = 0
         if mask is not None:
-            keep = mask.keeps(picks.xy_px)
+            keep = mask.keeps_picks(tensor, picks.xy_px, diameter_px=diameter)
             excluded = int((~keep).sum())
             picks = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
         if not len(picks):

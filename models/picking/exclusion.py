@@ -25,6 +25,20 @@ carbon edges and cracks (1024^2 at 2 A/px, particles 120 A across), for fewer pi
 aggregates (7-20 % of the learned picker's picks on them instead of 12-26 %). ``border``
 is the band within one radius of the image's edge, where a particle's box leaves the image.
 
+The area mask misses matter spread thinly: an aggregate's haze of protein lowers the counts by
+a few percent over much of the field and lowers the ice level it is judged by with them. So
+each pick is also judged on its own (:meth:`ExclusionMask.keeps_picks`): the mean counts over
+its core (a disc of a quarter diameter) against the median of the picks' cores, which are
+mostly in clean ice and carry the particle's own darkening, so that it cancels. A pick whose
+core is darker by more than two thirds of ``dense_fraction`` is dropped. Over a linear
+gradient of ice thickness, the rule and the area mask start to act at the same drop in counts
+across the field (4 % at 3 %, about 12 nm of ice), and the rule takes no pick beyond the
+mask's edge until the drop is about 8 % (without noise; with Poisson noise of 0.4 % in a
+core's mean, 8 of 484 picks at the thick edge of a 3.5 % drop). On simulated micrographs with
+aggregates (the picking bench's, seeds 0-2, 1024^2 at 2 A/px) the picks on them fell from 19 /
+26 % to 3 / 6 % at 40 / 12 e/A^2 and F1 rose from 0.795 / 0.783 to 0.869 / 0.893; the clean,
+crowded, ice-ball, carbon-edge and crack micrographs moved by at most 0.001.
+
 Needs an image of counts (a sum of movie frames, as the live pipeline has), not a normalised
 one: the thresholds are relative to the mean intensity.
 """
@@ -39,11 +53,13 @@ import torch.nn.functional as F
 from causalscope.models.picking._common import check_image, interior
 from causalscope.models.picking.learned.preprocess import gaussian_blur
 
-__all__ = ["EXCLUSION_REASONS", "ExclusionMask", "exclusion_mask"]
+__all__ = ["EXCLUSION_REASONS", "ExclusionMask", "core_means", "exclusion_mask"]
 
 #: the reasons, in the order an area counts for them (a pixel both dense and at the border
 #: counts as dense)
 EXCLUSION_REASONS = ("dense", "thin", "border")
+#: picks (outside the area mask) needed before each is judged against their median core
+MIN_PICKS_FOR_CORES = 8
 #: the local mean's Gaussian scale, A (at least; half the particle diameter if larger)
 SMOOTHING_ANGSTROM = 50.0
 
@@ -60,6 +76,7 @@ class ExclusionMask:
     fractions: dict[str, float]
     level: float
     thin: torch.Tensor
+    dense_fraction: float = 0.03
 
     def keeps(self, xy_px: torch.Tensor) -> torch.Tensor:
         """``(n,)`` bool: which ``[x, y]`` positions ``(n, 2)`` lie outside the mask."""
@@ -67,6 +84,44 @@ class ExclusionMask:
         x = xy_px[:, 0].round().long().clamp(0, w - 1)
         y = xy_px[:, 1].round().long().clamp(0, h - 1)
         return ~self.mask[y.to(self.mask.device), x.to(self.mask.device)].to(xy_px.device)
+
+    def keeps_picks(
+        self, image: torch.Tensor, xy_px: torch.Tensor, *, diameter_px: float
+    ) -> torch.Tensor:
+        """``(n,)`` bool: which picks ``(n, 2)`` lie outside the mask and have a core no darker
+        than the median kept pick's by more than two thirds of ``dense_fraction`` (module
+        docstring; ``image`` the counts the mask was made from)."""
+        keep = self.keeps(xy_px)
+        inside = torch.nonzero(keep).reshape(-1)
+        if len(inside) >= MIN_PICKS_FOR_CORES:
+            cores = core_means(image, xy_px[inside], radius_px=0.25 * diameter_px)
+            median = torch.quantile(cores, 0.5)  # the mean of the middle two, as numpy does
+            dark = cores < median * (1.0 - 2.0 / 3.0 * self.dense_fraction)
+            keep[inside[dark.to(keep.device)]] = False
+        return keep
+
+
+def core_means(image: torch.Tensor, xy_px: torch.Tensor, *, radius_px: float) -> torch.Tensor:
+    """``(n,)`` mean of ``image`` ``(h, w)`` over the disc of ``radius_px`` around each
+    ``[x, y]`` of ``xy_px`` ``(n, 2)`` (pixel centres within it; clipped at the edge). Discs
+    wider than 16 px are taken on the image binned to about 8 px per radius, each centred on
+    the bin that holds its pick (1,500 picks of a 150 px particle on a 4092 x 5760 sum: 0.09 s,
+    0.3 s unbinned)."""
+    factor = max(1, int(radius_px // 8))
+    if factor > 1:
+        image = F.avg_pool2d(image[None, None].float(), factor, ceil_mode=True)[0, 0]
+        xy_px = (xy_px + 0.5) / factor - 0.5
+        radius_px /= factor
+    h, w = image.shape
+    r = max(1, int(radius_px))
+    span = torch.arange(-r, r + 1, device=image.device)
+    dy, dx = torch.meshgrid(span, span, indexing="ij")
+    inside = dy**2 + dx**2 <= radius_px**2
+    dy, dx = dy[inside], dx[inside]
+    xy = xy_px.to(image.device).round().long()
+    y = (xy[:, 1:2] + dy[None]).clamp(0, h - 1)
+    x = (xy[:, 0:1] + dx[None]).clamp(0, w - 1)
+    return image[y, x].to(torch.float64).mean(dim=1)
 
 
 def exclusion_mask(
@@ -119,7 +174,7 @@ def exclusion_mask(
         "thin": float(thin.sum()) / area,
         "border": float(border.sum()) / area,
     }
-    return ExclusionMask(dense | thin | border, fractions, level, thin)
+    return ExclusionMask(dense | thin | border, fractions, level, thin, dense_fraction)
 
 
 def _sample(values: torch.Tensor) -> torch.Tensor:
