@@ -13,6 +13,8 @@ from causalscope.models.picking.exclusion import core_means, exclusion_mask
 from causalscope.models.picking.learned import default_picker, pick_learned
 from causalscope.models.simulate.triage_scenes import simulate_triage_micrograph
 
+AT_2A = {"size_px": 1024, "pixel_size_angstrom": 2.0}
+
 
 def test_core_means_are_the_means_over_the_disc() -> None:
     image = torch.full((64, 64), 10.0)
@@ -85,14 +87,10 @@ def test_a_few_picks_are_not_judged_against_their_median() -> None:
 
 
 def _live_picks(detail: str | None, seed: int, dose: float):  # type: ignore[no-untyped-def]
-    scene = simulate_triage_micrograph(
-        "usable" if detail is None else "contaminated",
-        size_px=1024,
-        pixel_size_angstrom=2.0,
-        dose_e_per_a2=dose,
-        seed=seed,
-        detail=detail,
-    )
+    """A 1024^2 micrograph at 2 A/px (``detail`` contamination, or clean) and the live path's
+    picks on it: with the area mask alone, and with each pick's core judged too."""
+    kind = "usable" if detail is None else "contaminated"
+    scene = simulate_triage_micrograph(kind, dose_e_per_a2=dose, seed=seed, detail=detail, **AT_2A)
     image = torch.from_numpy(scene.image.astype(np.float32))
     mask = exclusion_mask(image, pixel_size_angstrom=2.0, particle_diameter_angstrom=120.0)
     picks = pick_learned(
