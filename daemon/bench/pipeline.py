@@ -24,7 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bench_settings", "run_phase", "run_pipeline_bench", "simulate_sources"]
+__all__ = [
+    "bench_settings",
+    "memory_growth",
+    "run_phase",
+    "run_pipeline_bench",
+    "simulate_sources",
+]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -264,17 +270,26 @@ def _memory_phase(
         n_workers=n_workers,
         sample_at=max(1, memory_n // 10),
     )
-    first = memory["memory_samples"].get(str(max(1, memory_n // 10)))
-    last = memory["memory_samples"].get(str(memory["exposures"]))
-    growth: dict[str, Any] = {}
-    if first and last:
-        growth["daemon_percent"] = _percent(first["daemon_mib"], last["daemon_mib"])
-        growth["actors_percent"] = [
-            _percent(a, b) for a, b in zip(first["actors_mib"], last["actors_mib"], strict=False)
-        ]
-    memory["growth"] = growth
+    memory["growth"] = memory_growth(memory["memory_samples"])
     memory["movie"] = f"{memory_size}x{memory_size}x{memory_frames}"
     return memory
+
+
+def memory_growth(samples: dict[str, Any]) -> dict[str, Any]:
+    """Resident memory growth (%) of the daemon and of each actor from the first sample to the
+    last (``{exposures done: {"daemon_mib", "actors_mib"}}``, in the order taken; keyed by the
+    exposures done then, which can pass the planned count when a scheduler step finishes several
+    at once); empty with fewer than two samples."""
+    if len(samples) < 2:
+        return {}
+    (after, first), (_, last) = next(iter(samples.items())), list(samples.items())[-1]
+    return {
+        "from_exposure": int(after),
+        "daemon_percent": _percent(first["daemon_mib"], last["daemon_mib"]),
+        "actors_percent": [
+            _percent(a, b) for a, b in zip(first["actors_mib"], last["actors_mib"], strict=False)
+        ],
+    }
 
 
 def _percent(before: float | None, after: float | None) -> float | None:
