@@ -30,6 +30,7 @@ from causalscope.models.picking.learned import (
     training_rows,
 )
 from causalscope.models.picking.learned.calibration import (
+    MAX_COUNT_RATIO,
     MIN_PEAKS_TO_FIT,
     micrograph_cut,
     mirrored_cut,
@@ -183,9 +184,12 @@ def test_micrograph_cut_keeps_the_calibrated_cut_where_it_agrees_or_cannot_judge
     ice = np.concatenate([rng.normal(-14.0, 3.0, 340), rng.normal(-5.0, 1.5, 130)])
     assert cut(ice, -0.1) == -0.1
     # near a lower cut the mixture counts, and the peaks' contrast decides: as many brighter
-    # than the ice as darker, so no particle; darker, so particles
+    # than the ice as darker, so no particle; the upper group darker, so particles
     assert cut(ice, -3.0, rng.normal(0.0, 0.15, len(ice))) == -3.0
-    assert cut(ice, -3.0) < -3.0
+    assert cut(ice, -3.0, _contrasts(rng, 130, 340)[::-1].copy()) < -3.0
+    # every peak darker: 470 counted where the mixture expects 130, more than MAX_COUNT_RATIO
+    # times (background peaks on darker ice), so neither count is trusted
+    assert cut(ice, -3.0) == -3.0 and 470 > MAX_COUNT_RATIO * 130
     # too few peaks to fit
     few = np.r_[rng.normal(-3.0, 0.5, 6), rng.normal(-15.0, 1.0, MIN_PEAKS_TO_FIT - 7)]
     assert cut(few, 0.0) == 0.0
