@@ -286,8 +286,8 @@ class PickingSettings(Section):
         description=(
             "How far the local mean of counts (50 A scale) must fall below or rise above the "
             "ice's for an area to be excluded, as a fraction of the ice's counts; a pick whose "
-            "core (a quarter diameter) is darker than the median pick's by two thirds of it is "
-            "dropped too (thin haze of aggregates)."
+            "core (within a quarter diameter) is darker than the median pick's by two thirds of it "
+            "is dropped too (thin haze of aggregates)."
         ),
     )
     extract: bool = Field(

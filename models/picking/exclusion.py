@@ -28,13 +28,13 @@ is the band within one radius of the image's edge, where a particle's box leaves
 The area mask misses matter spread thinly: an aggregate's haze of protein lowers the counts by
 a few percent over much of the field and lowers the ice level it is judged by with them. So
 each pick is also judged on its own (:meth:`ExclusionMask.keeps_picks`): the mean counts over
-its core (a disc of a quarter diameter) against the median of the picks' cores, which are
-mostly in clean ice and carry the particle's own darkening, so that it cancels. A pick whose
-core is darker by more than two thirds of ``dense_fraction`` is dropped. Over a linear
-gradient of ice thickness, the rule and the area mask start to act at the same drop in counts
-across the field (4 % at 3 %, about 12 nm of ice), and the rule takes no pick beyond the
-mask's edge until the drop is about 8 % (without noise; with Poisson noise of 0.4 % in a
-core's mean, 8 of 484 picks at the thick edge of a 3.5 % drop). On simulated micrographs with
+its core (the disc within a quarter diameter of it) against the median of the picks' cores,
+which are mostly in clean ice and carry the particle's own darkening, so that it cancels. A
+pick whose core is darker by more than two thirds of ``dense_fraction`` is dropped. Over a
+linear gradient of ice thickness, the rule and the area mask start to act at the same drop in
+counts across the field (4 % at 3 %, about 12 nm of ice), and the rule takes no pick beyond the
+mask's edge until the drop is about 8 % (without noise; with Poisson noise of 0.4 % in a core's
+mean, 8 of 484 picks at the thick edge of a 3.5 % drop). On simulated micrographs with
 aggregates (the picking bench's, seeds 0-2, 1024^2 at 2 A/px) the picks on them fell from 19 /
 26 % to 3 / 6 % at 40 / 12 e/A^2 and F1 rose from 0.795 / 0.783 to 0.869 / 0.893; the clean,
 crowded, ice-ball, carbon-edge and crack micrographs moved by at most 0.001.
