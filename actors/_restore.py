@@ -219,11 +219,7 @@ def restore_and_pick(
         ice_free=None if mask is None else mask.thin,
     )
     if mask is not None:
-        from causalscope.models.picking import Picks
-
-        keep = mask.keeps_picks(work, picks.xy_px, diameter_px=diameter / pixel_size_angstrom)
-        n_excluded = int((~keep).sum())
-        picks = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
+        picks, n_excluded = mask.drop(work, picks, diameter_px=diameter / pixel_size_angstrom)
         excluded = {k: round(v, 4) for k, v in mask.fractions.items()}
         excluded_area = mask.mask
     xy = picks.xy_px.detach().cpu()

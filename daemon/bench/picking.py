@@ -132,8 +132,8 @@ def live_path_picks(image: Any, apix: float, diameter_angstrom: float, model: An
     )
     diameter = diameter_angstrom / apix
     picks = pick_learned(image, model, diameter_px=diameter, counted=mask.keeps, ice_free=mask.thin)
-    inside = mask.keeps_picks(image, picks.xy_px, diameter_px=diameter)
-    return picks.xy_px[inside], picks.scores[inside]
+    kept, _ = mask.drop(image, picks, diameter_px=diameter)
+    return kept.xy_px, kept.scores
 
 
 def _contaminated(

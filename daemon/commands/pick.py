@@ -140,7 +140,6 @@ def run(args: argparse.Namespace) -> int:
         write_coordinates_csv,
         write_coordinates_star,
     )
-    from causalscope.models.picking import Picks
     from causalscope.models.picking.learned import pick_learned
 
     threshold = _threshold(args.threshold)
@@ -165,9 +164,7 @@ def run(args: argparse.Namespace) -> int:
         )
         excluded = 0
         if mask is not None:
-            keep = mask.keeps_picks(tensor, picks.xy_px, diameter_px=diameter)
-            excluded = int((~keep).sum())
-            picks = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
+            picks, excluded = mask.drop(tensor, picks, diameter_px=diameter)
         if not len(picks):
             print(
                 f"warning: {path}: no particle picked at a diameter of {diameter:.1f} px; check "

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 from causalscope.models.picking._common import check_image, interior
 from causalscope.models.picking.learned.preprocess import gaussian_blur
+from causalscope.models.picking.picks import Picks
 
 __all__ = ["EXCLUSION_REASONS", "ExclusionMask", "core_means", "exclusion_mask"]
 
@@ -99,6 +100,12 @@ class ExclusionMask:
             dark = cores < median * (1.0 - 2.0 / 3.0 * self.dense_fraction)
             keep[inside[dark.to(keep.device)]] = False
         return keep
+
+    def drop(self, image: torch.Tensor, picks: Picks, *, diameter_px: float) -> tuple[Picks, int]:
+        """``picks`` less those :meth:`keeps_picks` does not keep, and how many were dropped."""
+        keep = self.keeps_picks(image, picks.xy_px, diameter_px=diameter_px)
+        kept = Picks(picks.xy_px[keep], picks.scores[keep], picks.threshold)
+        return kept, int((~keep).sum())
 
 
 def core_means(image: torch.Tensor, xy_px: torch.Tensor, *, radius_px: float) -> torch.Tensor:

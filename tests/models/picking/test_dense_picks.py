@@ -97,8 +97,12 @@ def _live_picks(detail: str | None, seed: int, dose: float):  # type: ignore[no-
         image, default_picker(), diameter_px=60.0, counted=mask.keeps, ice_free=mask.thin
     )
     area = picks.xy_px[mask.keeps(picks.xy_px)].numpy()
-    cores = picks.xy_px[mask.keeps_picks(image, picks.xy_px, diameter_px=60.0)].numpy()
-    return scene, area, cores
+    kept, dropped = mask.drop(image, picks, diameter_px=60.0)
+    assert dropped == len(picks) - len(kept)
+    assert bool(
+        (kept.scores == picks.scores[mask.keeps_picks(image, picks.xy_px, diameter_px=60.0)]).all()
+    )
+    return scene, area, kept.xy_px.numpy()
 
 
 @pytest.mark.slow
