@@ -23,13 +23,14 @@ them: those in selected classes as sparse positives, those excluded as known neg
 (:func:`~models.picking.learned.nnpu_loss`'s ``negative``). Measured on simulated exposures
 with aggregates (``bench picking --from-classes``, :mod:`daemon.bench._class_finetune`: two labelled
 exposures, eight sorted by 20 classes, three choices of the labelled pair; F1 of the picker
-the session then uses, 40 / 12 e/A^2): with the labels alone, aggregates 0.869 / 0.893 ->
-0.879 / 0.867 but clean ice 0.955 / 0.980 -> 0.938 / 0.931 (one pair's candidate, a particle
-better on the held-back rows, lost 0.09-0.16 elsewhere); with the classes, aggregates 0.887 /
-0.886 (picks on them 3 / 6 % -> 0 / 2 %) and clean ice 0.968 / 0.977, carbon edges 0.967 /
-0.950 -> 0.950 / 0.938. The classes selected 80 % of the picks in clean ice and 19 % of those
-on aggregates; given the truth instead (measured when the shipped picker left 19 / 26 % of its
-picks on aggregates), the rounds scored within 0.02 of them.
+the session then uses, 40 / 12 e/A^2): with the labels alone, aggregates 0.869 / 0.919 ->
+0.879 / 0.875 but clean ice 0.955 / 0.980 -> 0.938 / 0.931 (one pair's candidate, a particle
+better on the held-back rows, lost 0.09-0.16 elsewhere); with the classes, aggregates 0.874 /
+0.890 (picks on them 3 / 4 % -> 1 / 3 %), clean ice 0.957 / 0.974, carbon edges 0.967 / 0.950
+-> 0.947 / 0.940; one pair's class round lost 0.09 on aggregates at 12 e/A^2. The classes
+selected 91 % of the picks in clean ice and 19 % of those on aggregates; given the truth
+instead (measured when the shipped picker left 19 / 26 % of its picks on aggregates), the
+rounds scored within 0.02 of them.
 
 Measured on the five EMPIAR-10059 micrographs (a data set the shipped model never saw), one
 labelled micrograph and 300 steps (6.5 s on 2 threads): F1 on the other four at the automatic

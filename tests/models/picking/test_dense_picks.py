@@ -105,25 +105,40 @@ def _live_picks(detail: str | None, seed: int, dose: float):  # type: ignore[no-
     return scene, area, kept.xy_px.numpy()
 
 
+def _on_contamination(scene, xy: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Bool per pick: the counts changed by more than 3 % there (the picking bench's line)."""
+    ij = np.clip(np.round(xy[:, ::-1]).astype(int), 0, np.array(scene.transmission.shape) - 1)
+    return np.abs(scene.transmission[ij[:, 0], ij[:, 1]] - 1.0) > 0.03
+
+
+def _clean_truth(scene) -> np.ndarray:  # type: ignore[no-untyped-def]
+    truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
+    return truth[~_on_contamination(scene, truth)]
+
+
 @pytest.mark.slow
 def test_picks_on_an_aggregates_haze_are_dropped_and_the_particles_beside_it_kept() -> None:
-    # 1024^2 at 2 A/px, 12 e/A^2, seed 1: aggregates over 38 % of the field (counts 3 % or more
-    # below the ice); measured: 18 of 58 picks on them with the area mask alone, 2 of 42 with
-    # the picks' own cores judged, and 33 of the 36 particles in clean ice found either way
-    scene, area, cores = _live_picks("aggregates", 1, 12.0)
-    transmission = scene.transmission
-    truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
-
-    def on(xy: np.ndarray) -> np.ndarray:
-        ij = np.clip(np.round(xy[:, ::-1]).astype(int), 0, 1023)
-        return np.abs(transmission[ij[:, 0], ij[:, 1]] - 1.0) > 0.03
-
-    clean = truth[~on(truth)]
-    assert on(area).mean() > 0.25
-    assert on(cores).mean() <= 0.08
+    # 1024^2 at 2 A/px, 12 e/A^2, seed 2: aggregates over 45 % of the field (counts 3 % or more
+    # below the ice); measured: 5 of 18 picks on them with the area mask alone, none of 13
+    # with the picks' own cores judged, and 13 of the 14 particles in clean ice found either way
+    scene, area, cores = _live_picks("aggregates", 2, 12.0)
+    clean = _clean_truth(scene)
+    assert _on_contamination(scene, area).mean() > 0.2
+    assert _on_contamination(scene, cores).mean() <= 0.08
     found_area = match_picks(area, clean, radius_px=15.0).n_true_positive
     found_cores = match_picks(cores, clean, radius_px=15.0).n_true_positive
     assert found_cores >= found_area - 1 and found_cores >= 0.85 * len(clean)
+
+
+@pytest.mark.slow
+def test_the_cut_stays_where_the_aggregates_leave_most_peaks_brighter_than_the_zero() -> None:
+    # seed 12 at 12 e/A^2: aggregates over 52 % of the field; 185 of the 240 peaks outside
+    # them lie brighter than the image's zero, which the particle count's premise forbids.
+    # Counted anyway, the cut dropped to p 5e-5: 46 picks for 16 particles in clean ice, 21 of
+    # them on aggregates (F1 0.45); the calibrated cut: F1 0.90, none on aggregates
+    scene, _, cores = _live_picks("aggregates", 12, 12.0)
+    assert match_picks(cores, _clean_truth(scene), radius_px=15.0).f1 >= 0.85
+    assert _on_contamination(scene, cores).mean() <= 0.05
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from causalscope.models.picking.learned import (
 )
 from causalscope.models.picking.learned.calibration import (
     MAX_COUNT_RATIO,
+    MIN_COUNT_Z,
     MIN_PEAKS_TO_FIT,
     micrograph_cut,
     mirrored_cut,
@@ -132,6 +133,16 @@ def test_mirrored_cut_counts_the_particles_by_the_brighter_background_peaks() ->
     assert mirrored_cut(background, torch.from_numpy(rng.normal(0.0, 0.15, 400)).abs()) is None
     for _ in range(5):
         assert mirrored_cut(background, torch.from_numpy(rng.normal(0.0, 0.15, 400))) is None
+    # as beside aggregates: 16 particles on top, 60 peaks on a darker haze below them, then 180
+    # background peaks on the clean ice, which lies above the image's zero; above the haze's
+    # last peak 76 would count as particles, but 180 of 256 peaks are brighter, more than the
+    # premise allows (at most half), so nothing is counted
+    logits = np.r_[rng.normal(6.0, 1.0, 16), np.linspace(-2.0, -10.0, 60), rng.normal(-14, 1, 180)]
+    haze = np.r_[rng.normal(-0.3, 0.1, 16), rng.normal(-0.1, 0.02, 60), rng.normal(0.3, 0.05, 180)]
+    above = logits >= -10.0
+    assert above.sum() - 2 * (haze[above] > 0).sum() == 76
+    assert (haze > 0).sum() == 180 > 128 + MIN_COUNT_Z * np.sqrt(256) / 2
+    assert mirrored_cut(torch.from_numpy(logits), torch.from_numpy(haze)) is None
     with pytest.raises(ValueError, match="3 peak logits but 2"):
         mirrored_cut(torch.zeros(3), torch.zeros(2))
 
