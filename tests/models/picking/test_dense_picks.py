@@ -134,8 +134,8 @@ def test_picks_on_an_aggregates_haze_are_dropped_and_the_particles_beside_it_kep
 def test_the_cut_stays_where_the_aggregates_leave_most_peaks_brighter_than_the_zero() -> None:
     # seed 12 at 12 e/A^2: aggregates over 52 % of the field; 185 of the 240 peaks outside
     # them lie brighter than the image's zero, which the particle count's premise forbids.
-    # Counted anyway, the cut dropped to p 5e-5: 46 picks for 16 particles in clean ice, 21 of
-    # them on aggregates (F1 0.45); the calibrated cut: F1 0.90, none on aggregates
+    # Counted anyway, the cut dropped to p 5e-5: 46 picks (21 of them on aggregates) for 16
+    # particles in clean ice, F1 0.45; at the calibrated cut F1 0.90, no pick on aggregates
     scene, _, cores = _live_picks("aggregates", 12, 12.0)
     assert match_picks(cores, _clean_truth(scene), radius_px=15.0).f1 >= 0.85
     assert _on_contamination(scene, cores).mean() <= 0.05
