@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CASES", "run_picking_bench"]
+__all__ = ["CASES", "on_contamination", "run_picking_bench"]
 
 CASES: dict[str, dict[str, float]] = {
     "typical": {"dose_e_per_a2": 40.0, "ice_thickness_nm": 30.0},
@@ -136,6 +136,13 @@ def live_path_picks(image: Any, apix: float, diameter_angstrom: float, model: An
     return kept.xy_px, kept.scores
 
 
+def on_contamination(transmission: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: the counts at each ``[x, y]`` of ``xy`` ``(n, 2)`` are changed by more than
+    3 % by contamination (the simulator's ``transmission`` there differs from 1 by more)."""
+    ij = np.clip(np.round(xy[:, ::-1]).astype(int), 0, np.array(transmission.shape) - 1)
+    return np.abs(transmission[ij[:, 0], ij[:, 1]] - 1.0) > 0.03
+
+
 def _contaminated(
     detail: str | None, dose: float, seed: int, *, crowded: bool = False, model: Any = None
 ) -> dict[str, Any]:
@@ -167,8 +174,7 @@ def _contaminated(
     limit = np.array(transmission.shape) - 1
 
     def clean(xy: np.ndarray) -> np.ndarray:
-        ij = np.clip(np.round(xy[:, ::-1]).astype(int), 0, limit)
-        return np.abs(transmission[ij[:, 0], ij[:, 1]] - 1.0) <= 0.03
+        return ~on_contamination(transmission, xy)
 
     truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
     inner = np.all((truth > diameter / 2) & (truth < limit[::-1] - diameter / 2), axis=1)

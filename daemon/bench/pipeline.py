@@ -282,7 +282,8 @@ def memory_growth(samples: dict[str, Any]) -> dict[str, Any]:
     at once); empty with fewer than two samples."""
     if len(samples) < 2:
         return {}
-    (after, first), (_, last) = next(iter(samples.items())), list(samples.items())[-1]
+    taken = list(samples.items())
+    (after, first), (_, last) = taken[0], taken[-1]
     return {
         "from_exposure": int(after),
         "daemon_percent": _percent(first["daemon_mib"], last["daemon_mib"]),

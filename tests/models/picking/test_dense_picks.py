@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from causalscope.daemon.bench.picking import on_contamination
 from causalscope.models.picking import match_picks
 from causalscope.models.picking.exclusion import core_means, exclusion_mask
 from causalscope.models.picking.learned import default_picker, pick_learned
@@ -105,15 +106,9 @@ def _live_picks(detail: str | None, seed: int, dose: float):  # type: ignore[no-
     return scene, area, kept.xy_px.numpy()
 
 
-def _on_contamination(scene, xy: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Bool per pick: the counts changed by more than 3 % there (the picking bench's line)."""
-    ij = np.clip(np.round(xy[:, ::-1]).astype(int), 0, np.array(scene.transmission.shape) - 1)
-    return np.abs(scene.transmission[ij[:, 0], ij[:, 1]] - 1.0) > 0.03
-
-
 def _clean_truth(scene) -> np.ndarray:  # type: ignore[no-untyped-def]
     truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
-    return truth[~_on_contamination(scene, truth)]
+    return truth[~on_contamination(scene.transmission, truth)]
 
 
 @pytest.mark.slow
@@ -123,8 +118,8 @@ def test_picks_on_an_aggregates_haze_are_dropped_and_the_particles_beside_it_kep
     # with the picks' own cores judged, and 13 of the 14 particles in clean ice found either way
     scene, area, cores = _live_picks("aggregates", 2, 12.0)
     clean = _clean_truth(scene)
-    assert _on_contamination(scene, area).mean() > 0.2
-    assert _on_contamination(scene, cores).mean() <= 0.08
+    assert on_contamination(scene.transmission, area).mean() > 0.2
+    assert on_contamination(scene.transmission, cores).mean() <= 0.08
     found_area = match_picks(area, clean, radius_px=15.0).n_true_positive
     found_cores = match_picks(cores, clean, radius_px=15.0).n_true_positive
     assert found_cores >= found_area - 1 and found_cores >= 0.85 * len(clean)
@@ -138,7 +133,7 @@ def test_the_cut_stays_where_the_aggregates_leave_most_peaks_brighter_than_the_z
     # particles in clean ice, F1 0.45; at the calibrated cut F1 0.90, no pick on aggregates
     scene, _, cores = _live_picks("aggregates", 12, 12.0)
     assert match_picks(cores, _clean_truth(scene), radius_px=15.0).f1 >= 0.85
-    assert _on_contamination(scene, cores).mean() <= 0.05
+    assert on_contamination(scene.transmission, cores).mean() <= 0.05
 
 
 @pytest.mark.slow
