@@ -172,13 +172,9 @@ def _contaminated(
     diameter = diameter_a / apix
     transmission = np.ones_like(scene.image) if scene.transmission is None else scene.transmission
     limit = np.array(transmission.shape) - 1
-
-    def clean(xy: np.ndarray) -> np.ndarray:
-        return ~on_contamination(transmission, xy)
-
     truth = np.asarray(scene.truth["particles"], dtype=np.float64).reshape(-1, 2)
     inner = np.all((truth > diameter / 2) & (truth < limit[::-1] - diameter / 2), axis=1)
-    truth = truth[inner & clean(truth)]
+    truth = truth[inner & ~on_contamination(transmission, truth)]
     xy = live_path_picks(image, apix, diameter_a, default_picker() if model is None else model)[
         0
     ].numpy()
@@ -191,7 +187,9 @@ def _contaminated(
         "precision": round(match.precision, 3),
         "recall": round(match.recall, 3),
         "f1": round(match.f1, 3),
-        "picks_on_contamination": round(float((~clean(xy)).mean()) if len(xy) else 0.0, 3),
+        "picks_on_contamination": (
+            round(float(on_contamination(transmission, xy).mean()), 3) if len(xy) else 0.0
+        ),
     }
 
 
